@@ -1,0 +1,59 @@
+// Command momgate-qmgr is the qmgr-style administration CLI of momgate.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/momgate/momgate/qmgr"
+)
+
+func main() {
+	if err := app().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func app() *cli.App {
+	return &cli.App{
+		Name:      "momgate-qmgr",
+		Usage:     "administer a momgate server with qmgr directives",
+		UsageText: "momgate-qmgr --state-dir DIR [--json] [-c DIRECTIVE]...\n   momgate-qmgr --state-dir DIR < directives.txt\n   momgate-qmgr --state-dir DIR            (interactive Qmgr: prompt)",
+		Description: "Directives (unambiguous abbreviations accepted, as in PBS qmgr):\n" +
+			"  create node NAME Mom=ADDR[,Port=N]   register a node; prints its one-time enrollment token\n" +
+			"  delete node NAME                     remove a node; every MOM denies it at once\n" +
+			"  list node [NAME]                     show nodes and their state\n" +
+			"  print server                         print directives that recreate the configuration\n" +
+			"  list server                          show the server's attributes\n" +
+			"  set server ATTR=VALUE[,ATTR=VALUE]   mode, key_distribution, token_ttl, freshness, heartbeat, key_grace\n" +
+			"  list key                             cluster keys and each node's key state\n" +
+			"With -c, each directive runs in order and the first failure exits non-zero; directives on\n" +
+			"standard input stop at the first failure too. --json prints machine-readable results\n" +
+			"(create node's JSON carries the enrollment token in the field \"token\").",
+		EnableBashCompletion: true,
+		HideHelpCommand:      true,
+		// Directives contain commas (Mom=ADDR,Port=N): never split -c values.
+		DisableSliceFlagSeparator: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "state-dir", Usage: "the server's state directory (its admin socket is STATE_DIR/admin.sock)", EnvVars: []string{"MOMGATE_STATE_DIR"}},
+			&cli.StringFlag{Name: "socket", Usage: "path of the server's admin socket (overrides --state-dir)"},
+			&cli.StringSliceFlag{Name: "c", Usage: "run this directive (repeatable)"},
+			&cli.BoolFlag{Name: "json", Usage: "machine-readable JSON output"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 0 {
+				return fmt.Errorf("qmgr: unexpected arguments %q (quote a directive: -c \"list node\")", c.Args().Slice())
+			}
+			// No signal context: Ctrl-C ends qmgr at once, as it does PBS qmgr
+			// (a read from a terminal cannot be interrupted).
+			return qmgr.Run(context.Background(), qmgr.Config{
+				StateDir: c.String("state-dir"), Socket: c.String("socket"), Commands: c.StringSlice("c"),
+				JSON: c.Bool("json"), In: os.Stdin, Out: c.App.Writer, Err: c.App.ErrWriter,
+			})
+		},
+	}
+}

@@ -1,0 +1,64 @@
+package admin
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+)
+
+// FuzzDecodeRequest checks that the request decoder never panics, that
+// what it accepts is well formed, and that re-encoding an accepted request
+// decodes to the same request.
+func FuzzDecodeRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"op":"list_node"}`,
+		`{"op":"create_node","args":{"name":"n1","mom":"127.0.0.2","port":15003}}`,
+		`{"op":"set_server","args":{"name":"","attrs":[{"name":"mode","value":"compat"}]}}`,
+		`{"op":"x","args":null}`,
+		`{"op":"","args":{}}`,
+		`{"op":"x"} {}`,
+		`{"OP":"list_key","Args":[1,2,3]}`,
+		`{"op":"x","extra":true}`,
+		`[]`, `null`, `"op"`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		req, err := decodeRequest(line)
+		if err != nil {
+			if req.Op != "" || req.Args != nil {
+				t.Fatalf("error %v with non-zero request %+v", err, req)
+			}
+			return
+		}
+		if !opRE.MatchString(req.Op) {
+			t.Fatalf("accepted op %q", req.Op)
+		}
+		if req.Args != nil && !json.Valid(req.Args) {
+			t.Fatalf("accepted invalid args %q", req.Args)
+		}
+		enc, err := json.Marshal(req)
+		if err != nil {
+			t.Fatalf("re-encode %+v: %v", req, err)
+		}
+		again, err := decodeRequest(enc)
+		if err != nil {
+			t.Fatalf("re-decode %s: %v", enc, err)
+		}
+		if again.Op != req.Op || !jsonEqual(again.Args, req.Args) {
+			t.Fatalf("round trip: %+v != %+v", again, req)
+		}
+	})
+}
+
+// jsonEqual compares two JSON texts ignoring insignificant whitespace.
+func jsonEqual(a, b []byte) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	var x, y bytes.Buffer
+	if json.Compact(&x, a) != nil || json.Compact(&y, b) != nil {
+		return false
+	}
+	return bytes.Equal(x.Bytes(), y.Bytes())
+}

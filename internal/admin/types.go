@@ -1,0 +1,126 @@
+package admin
+
+import "time"
+
+// Operations of the server's admin socket. Each names its argument type
+// and its result type (the Data of the response, and the --json output of
+// momgate-qmgr).
+const (
+	OpCreateNode  = "create_node"  // CreateNodeArgs -> CreateNodeResult
+	OpDeleteNode  = "delete_node"  // NodeArgs -> NodeInfo (the deleted node)
+	OpListNode    = "list_node"    // ListNodeArgs -> []NodeInfo (sorted by name; one entry when Name is set)
+	OpSetNode     = "set_node"     // SetArgs -> NodeInfo (the node after the change)
+	OpPrintServer = "print_server" // no args -> ServerReport
+	OpSetServer   = "set_server"   // SetArgs with Name "" -> ServerInfo (after the change)
+	OpListKey     = "list_key"     // no args -> KeyList
+	OpRotateKey   = "rotate_key"   // no args -> KeyInfo (the new key)
+	OpExportKey   = "export_key"   // KeyArgs{ID, File} -> KeyInfo (the exported key)
+	OpActivateKey = "activate_key" // KeyArgs{ID} -> KeyInfo (the activated key)
+)
+
+// Node states reported in NodeInfo.State.
+const (
+	NodeEnrolling = "enrolling" // created, token not yet used
+	NodeUp        = "up"        // enrolled and connected
+	NodeDown      = "down"      // enrolled, not connected
+)
+
+// NodeInfo describes one node.
+type NodeInfo struct {
+	Name        string     `json:"name"`        // node name, case-sensitive
+	ID          string     `json:"id"`          // node id (UUID)
+	Mom         string     `json:"mom"`         // MOM IP address
+	Port        int        `json:"port"`        // MOM IM port
+	State       string     `json:"state"`       // NodeEnrolling, NodeUp or NodeDown
+	Protocol    string     `json:"protocol"`    // "v1", "v2" or "" (never seen)
+	Upgraded    bool       `json:"upgraded"`    // no-downgrade mark: legacy admission refused
+	KeyID       string     `json:"key_id"`      // cluster key id the node holds, "" if unknown
+	KeyState    string     `json:"key_state"`   // "current", "needs sync" or ""
+	Fingerprint string     `json:"fingerprint"` // short fingerprint of the node identity key, "" before enrollment
+	Created     time.Time  `json:"created"`     // when create node ran
+	LastSeen    *time.Time `json:"last_seen"`   // last contact, null if never
+}
+
+// CreateNodeResult is the result of OpCreateNode: the new node and its
+// one-time enrollment token.
+type CreateNodeResult struct {
+	Node         NodeInfo  `json:"node"`
+	Token        string    `json:"token"`         // single-use enrollment token for momgate-mom --enroll
+	TokenExpires time.Time `json:"token_expires"` // the token is refused after this instant
+}
+
+// ServerInfo describes the server.
+type ServerInfo struct {
+	ID              string            `json:"id"`               // server id (UUID)
+	Fingerprint     string            `json:"fingerprint"`      // server identity key fingerprint (pinned by tokens)
+	Listen          string            `json:"listen"`           // control listener address
+	Mode            string            `json:"mode"`             // legacy, compat or ping
+	KeyDistribution string            `json:"key_distribution"` // auto or manual
+	ActiveKey       string            `json:"active_key"`       // id of the active cluster key, "" if none
+	Nodes           int               `json:"nodes"`            // number of nodes
+	Attrs           map[string]string `json:"attrs"`            // every settable attribute and its current value
+}
+
+// ServerReport is the result of OpPrintServer: the server and its nodes.
+type ServerReport struct {
+	Server ServerInfo `json:"server"`
+	Nodes  []NodeInfo `json:"nodes"`
+}
+
+// KeyInfo describes one cluster key.
+type KeyInfo struct {
+	ID      string    `json:"id"`      // key id, 8 hex digits
+	State   string    `json:"state"`   // next, active, previous or retired
+	Created time.Time `json:"created"` // when the key was generated
+}
+
+// NodeKeyInfo says which cluster key a node holds.
+type NodeKeyInfo struct {
+	Name     string `json:"name"`
+	KeyID    string `json:"key_id"`    // "" if unknown
+	KeyState string `json:"key_state"` // "current", "needs sync" or ""
+}
+
+// KeyList is the result of OpListKey.
+type KeyList struct {
+	Keys  []KeyInfo     `json:"keys"`
+	Nodes []NodeKeyInfo `json:"nodes"`
+}
+
+// CreateNodeArgs are the arguments of OpCreateNode. Port 0 means the
+// server's default IM port.
+type CreateNodeArgs struct {
+	Name string `json:"name"`
+	Mom  string `json:"mom"`
+	Port int    `json:"port"`
+}
+
+// NodeArgs name one node.
+type NodeArgs struct {
+	Name string `json:"name"`
+}
+
+// ListNodeArgs are the arguments of OpListNode; Name "" lists every node.
+type ListNodeArgs struct {
+	Name string `json:"name"`
+}
+
+// Attr is one attribute assignment NAME=VALUE.
+type Attr struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// SetArgs are the arguments of OpSetNode (Name is the node) and
+// OpSetServer (Name is ""). Attributes are applied all or nothing.
+type SetArgs struct {
+	Name  string `json:"name"`
+	Attrs []Attr `json:"attrs"`
+}
+
+// KeyArgs are the arguments of OpExportKey and OpActivateKey. File is an
+// absolute path, written by the server with owner-only permissions.
+type KeyArgs struct {
+	ID   string `json:"id"`
+	File string `json:"file,omitempty"`
+}

@@ -1,0 +1,342 @@
+package mom
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/crypto/nacl/box"
+
+	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/swap"
+	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/ping"
+	"github.com/momgate/momgate/proto"
+)
+
+// ErrEnrollRefused wraps a refusal that retrying cannot fix: a bad, used or
+// expired token, or a server whose key does not match the token's pin.
+var ErrEnrollRefused = errors.New("enrollment refused")
+
+// controlLoop keeps a control connection to the server up, reconnecting
+// with exponential backoff and jitter, until ctx ends.
+func (m *Mom) controlLoop(ctx context.Context) error {
+	backoff := m.cfg.BackoffMin
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := m.controlSession(ctx)
+		m.setConnected(false, err)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, ErrEnrollRefused) {
+			return err
+		}
+		m.log.WithError(err).Warn("control connection to server lost")
+		if time.Since(start) > m.cfg.BackoffMax {
+			backoff = m.cfg.BackoffMin
+		}
+		// Full jitter: spread reconnects of thousands of MOMs after a server restart.
+		wait := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, m.cfg.BackoffMax)
+	}
+	return nil
+}
+
+func (m *Mom) setConnected(up bool, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.connected = up
+	if err != nil {
+		m.serverErr = err.Error()
+	} else if up {
+		m.serverErr = ""
+	}
+}
+
+// dial connects from this node's address, so the peer sees the address
+// PINGs name.
+func (m *Mom) dial(ctx context.Context, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: m.cfg.HandshakeTimeout, LocalAddr: &net.TCPAddr{IP: m.addr.Addr().AsSlice()}}
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+// controlSession runs one control connection: handshake, swap, then
+// heartbeats until the connection fails or ctx ends.
+func (m *Mom) controlSession(ctx context.Context) error {
+	c, err := m.dial(ctx, m.cfg.Server)
+	if err != nil {
+		return fmt.Errorf("connect to server %s: %w", m.cfg.Server, err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	serverID, err := m.handshake(c)
+	if err != nil {
+		return err
+	}
+	m.setConnected(true, nil)
+	m.log.WithField("server", m.cfg.Server).Info("connected to server")
+	return m.heartbeat(ctx, c, serverID)
+}
+
+// handshake authenticates to the server (enrolling on first start), installs
+// the keys it sends, and runs the PING swap.
+func (m *Mom) handshake(c net.Conn) (proto.NodeID, error) {
+	deadline := time.Now().Add(m.cfg.HandshakeTimeout)
+	if err := c.SetDeadline(deadline); err != nil {
+		return proto.NodeID{}, err
+	}
+	frame, err := proto.ReadFrameLimit(c, nil, swap.PreAuthMaxFrame)
+	if err != nil {
+		return proto.NodeID{}, fmt.Errorf("read server hello: %w", err)
+	}
+	msg, err := proto.Unmarshal(frame)
+	if err != nil {
+		return proto.NodeID{}, fmt.Errorf("decode server hello: %w", err)
+	}
+	sh, ok := msg.(*proto.ServerHello)
+	if !ok {
+		return proto.NodeID{}, fmt.Errorf("expected ServerHello, got %s", msg.Type())
+	}
+	m.mu.Lock()
+	enr := m.enrolled
+	m.mu.Unlock()
+	port := m.addr.Port()
+	versions := proto.VersionBitV2
+	var out proto.Message
+	if enr == nil {
+		tok, err := keys.ParseToken(m.cfg.Enroll)
+		if err != nil {
+			return proto.NodeID{}, fmt.Errorf("%w: %v", ErrEnrollRefused, err)
+		}
+		if err := tok.CheckServer(sh.ServerKey); err != nil {
+			return proto.NodeID{}, fmt.Errorf("%w: server at %s presents key %s, not the one pinned in the token: %v",
+				ErrEnrollRefused, m.cfg.Server, keys.ShortFingerprint(sh.ServerKey), err)
+		}
+		proof := proto.EnrollProof{Secret: tok.Secret, Challenge: sh.Challenge, IMPort: port, Versions: versions}
+		e := &proto.Enroll{TokenID: tok.ID, NodeKey: m.ident.Public}
+		if _, err := io.ReadFull(m.cfg.Rand, e.Nonce[:]); err != nil {
+			return proto.NodeID{}, err
+		}
+		e.Sealed = box.Seal(nil, proof.Marshal(), &e.Nonce, &sh.ServerKey, &m.ident.Private)
+		out = e
+	} else {
+		pinned, _ := enr.serverKey()
+		if pinned != sh.ServerKey {
+			return proto.NodeID{}, fmt.Errorf("server at %s presents key %s, but this MOM enrolled with %s: refusing",
+				m.cfg.Server, keys.ShortFingerprint(sh.ServerKey), keys.ShortFingerprint(pinned))
+		}
+		id, _ := enr.nodeID()
+		proof := proto.HelloProof{Challenge: sh.Challenge, IMPort: port, Versions: versions}
+		for _, k := range m.ring.Load().Keys() {
+			proof.KeyIDs = append(proof.KeyIDs, uint32(k.ID))
+		}
+		h := &proto.Hello{NodeID: id}
+		if _, err := io.ReadFull(m.cfg.Rand, h.Nonce[:]); err != nil {
+			return proto.NodeID{}, err
+		}
+		h.Sealed = box.Seal(nil, proof.Marshal(), &h.Nonce, &sh.ServerKey, &m.ident.Private)
+		out = h
+	}
+	if err := proto.WriteFrame(c, out); err != nil {
+		return proto.NodeID{}, fmt.Errorf("send hello: %w", err)
+	}
+	frame, err = proto.ReadFrameLimit(c, nil, swap.PreAuthMaxFrame)
+	if err != nil {
+		return proto.NodeID{}, fmt.Errorf("read welcome: %w", err)
+	}
+	msg, err = proto.Unmarshal(frame)
+	if err != nil {
+		return proto.NodeID{}, fmt.Errorf("decode welcome: %w", err)
+	}
+	switch w := msg.(type) {
+	case *proto.Reject:
+		err := &swap.RejectError{Code: w.Code, Reason: w.Reason}
+		if enr == nil && (w.Code == swap.CodeTokenUnknown || w.Code == swap.CodeTokenUsed || w.Code == swap.CodeTokenExpired ||
+			w.Code == swap.CodeAuth || w.Code == swap.CodeAddrMismatch || w.Code == swap.CodeNotAllowed || w.Code == swap.CodeUnknownNode) {
+			return proto.NodeID{}, fmt.Errorf("%w: %v", ErrEnrollRefused, err)
+		}
+		return proto.NodeID{}, err
+	case *proto.Welcome:
+		if err := m.install(w, sh, enr); err != nil {
+			return proto.NodeID{}, err
+		}
+	default:
+		return proto.NodeID{}, fmt.Errorf("expected Welcome, got %s", msg.Type())
+	}
+	var res ping.Result
+	if err := swap.Initiate(c, m.currentSealer(), m.verifier, deadline, &res); err != nil {
+		m.audit.Record(m.stamp(audit.Entry{Channel: "control", Outcome: "rejected", Reason: ping.Reason(err),
+			Peer: swap.RemoteAddrPort(c), Detail: "server ping swap: " + err.Error()}))
+		return proto.NodeID{}, fmt.Errorf("ping swap with server: %w", err)
+	}
+	if res.Node != sh.ServerID {
+		return proto.NodeID{}, fmt.Errorf("server's ping names node %x, server hello said %x", res.Node, sh.ServerID)
+	}
+	return sh.ServerID, c.SetDeadline(time.Time{})
+}
+
+// install takes the keys of a Welcome and, on first start, the enrollment.
+func (m *Mom) install(w *proto.Welcome, sh *proto.ServerHello, enr *enrollment) error {
+	now := m.cfg.Now()
+	ring := keys.NewKeyring()
+	for _, pw := range w.Keys {
+		k, err := keys.Unwrap(fromProtoWrapped(pw), &sh.ServerKey, &m.ident.Private, now)
+		if err != nil {
+			return fmt.Errorf("unwrap key %08x: %w", pw.KeyID, err)
+		}
+		if ring, err = ring.WithKey(k); err != nil {
+			return fmt.Errorf("install key %s: %w", k.ID, err)
+		}
+	}
+	if ring.Active() == nil {
+		return fmt.Errorf("server sent no active cluster key")
+	}
+	if err := keys.SaveKeyring(filepath.Join(m.cfg.StateDir, keyringFile), ring); err != nil {
+		return err
+	}
+	m.ring.Store(ring)
+	if enr == nil {
+		enr = &enrollment{Format: 1, NodeID: uuid.UUID(w.NodeID).String(), Name: w.Name,
+			ServerID: uuid.UUID(sh.ServerID).String(), ServerKey: encodeB64(sh.ServerKey[:])}
+		if err := saveEnrollment(m.cfg.StateDir, enr); err != nil {
+			return err
+		}
+		m.log.WithFields(logrus.Fields{"node": w.Name, "node_id": enr.NodeID}).Info("enrolled")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.enrolled = enr
+	if m.sealer == nil {
+		m.sealer = &ping.Sealer{Keys: m.ring, Stamper: m.stamper, Rand: m.cfg.Rand, Node: w.NodeID}
+	}
+	return nil
+}
+
+func fromProtoWrapped(w proto.WrappedKey) keys.WrappedKey {
+	return keys.WrappedKey{ID: keys.KeyID(w.KeyID), State: keys.State(w.State), Nonce: w.Nonce, Sealed: w.Sealed}
+}
+
+// heartbeat sends a Ping every interval and handles what the server sends,
+// until the connection fails. A missing reply ends it after three intervals.
+func (m *Mom) heartbeat(ctx context.Context, c net.Conn, serverID proto.NodeID) error {
+	remote, local, err := swap.Endpoints(c)
+	if err != nil {
+		return err
+	}
+	var (
+		wmu     sync.Mutex
+		pmu     sync.Mutex
+		pending [][ping.RandomSize]byte // echoes of heartbeats not yet answered
+	)
+	send := func(msg []byte) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		if err := c.SetWriteDeadline(time.Now().Add(m.cfg.HandshakeTimeout)); err != nil {
+			return err
+		}
+		_, err := c.Write(msg)
+		return err
+	}
+	errc := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // reader, owned by this session
+		defer wg.Done()
+		errc <- m.readControl(c, remote, local, serverID, &pmu, &pending)
+	}()
+	defer wg.Wait()
+	defer c.Close()
+	t := time.NewTicker(m.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-errc:
+			return err
+		case <-t.C:
+		}
+		sealer := m.currentSealer()
+		frame, rnd, err := sealer.Ping(nil, local, remote)
+		if err != nil {
+			return fmt.Errorf("seal heartbeat: %w", err)
+		}
+		pmu.Lock()
+		if len(pending) >= 3 {
+			pmu.Unlock()
+			return fmt.Errorf("server missed %d heartbeat replies", len(pending))
+		}
+		pending = append(pending, rnd)
+		pmu.Unlock()
+		if err := send(frame); err != nil {
+			return fmt.Errorf("send heartbeat: %w", err)
+		}
+	}
+}
+
+// readControl handles frames from the server until the connection fails.
+func (m *Mom) readControl(c net.Conn, remote, local proto.Addr, serverID proto.NodeID, pmu *sync.Mutex, pending *[][ping.RandomSize]byte) error {
+	buf := make([]byte, 0, 4096)
+	var res ping.Result
+	for {
+		if err := c.SetReadDeadline(time.Now().Add(3*m.cfg.Heartbeat + m.cfg.HandshakeTimeout)); err != nil {
+			return err
+		}
+		frame, err := proto.ReadFrameLimit(c, buf[:cap(buf)], 1<<20)
+		if err != nil {
+			return fmt.Errorf("read from server: %w", err)
+		}
+		if proto.Type(frame[3]) == proto.TypePingReply {
+			pmu.Lock()
+			if len(*pending) == 0 {
+				pmu.Unlock()
+				return fmt.Errorf("unsolicited ping reply from server")
+			}
+			echo := (*pending)[0]
+			*pending = (*pending)[1:]
+			pmu.Unlock()
+			if err := m.verifier.VerifyReply(frame, remote, local, &echo, &res); err != nil {
+				return fmt.Errorf("heartbeat reply: %w", err)
+			}
+			if res.Node != serverID {
+				return fmt.Errorf("heartbeat reply from node %x, not the server", res.Node)
+			}
+			continue
+		}
+		msg, err := proto.Unmarshal(frame)
+		if err != nil {
+			return fmt.Errorf("decode frame from server: %w", err)
+		}
+		if err := m.handleServerMessage(msg); err != nil {
+			return err
+		}
+	}
+}
+
+// handleServerMessage applies a pushed message.
+func (m *Mom) handleServerMessage(msg proto.Message) error {
+	switch v := msg.(type) {
+	case *proto.Deny:
+		return m.applyDeny(v.Entries)
+	case *proto.Reject:
+		return &swap.RejectError{Code: v.Code, Reason: v.Reason}
+	default:
+		m.log.WithField("type", msg.Type().String()).Debug("ignored server message")
+	}
+	return nil
+}

@@ -1,0 +1,249 @@
+package mom
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/sirupsen/logrus"
+
+	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/store"
+	"github.com/momgate/momgate/internal/swap"
+	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/ping"
+	"github.com/momgate/momgate/proto"
+)
+
+func encodeB64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// maxIMFrame caps frames on an admitted IM connection.
+const maxIMFrame = 64 << 10
+
+// serveIM accepts IM connections until ctx ends, then waits for them.
+func (m *Mom) serveIM(ctx context.Context, ln net.Listener) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	open := map[net.Conn]struct{}{}
+	stop := context.AfterFunc(ctx, func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for c := range open {
+			c.Close()
+		}
+	})
+	defer stop()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				break
+			}
+			m.log.WithError(err).Warn("IM accept")
+			continue
+		}
+		mu.Lock()
+		open[c] = struct{}{}
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.serveIMConn(c)
+			mu.Lock()
+			delete(open, c)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+}
+
+// serveIMConn admits a sister by PING swap, then serves IM requests.
+func (m *Mom) serveIMConn(c net.Conn) {
+	defer c.Close()
+	entry := audit.Entry{Channel: "im", Peer: swap.RemoteAddrPort(c)}
+	err := c.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
+	var frame []byte
+	if err == nil {
+		frame, err = proto.ReadFrameLimit(c, make([]byte, ping.FrameSize), swap.PreAuthMaxFrame)
+	}
+	if err != nil {
+		entry.Outcome, entry.Reason, entry.Detail = "rejected", "handshake", err.Error()
+		if errors.Is(err, proto.ErrOversize) || errors.Is(err, proto.ErrBadMagic) || errors.Is(err, proto.ErrUnsupportedVersion) || errors.Is(err, proto.ErrUnknownType) {
+			entry.Reason = "malformed"
+			_ = proto.WriteFrame(c, &proto.Reject{Code: swap.CodeMalformed, Reason: err.Error()})
+		}
+		m.audit.Record(m.stamp(entry))
+		return
+	}
+	if id, ok := ping.KeyIDOf(frame); ok {
+		entry.KeyID = keys.KeyID(id).String()
+	}
+	sealer := m.currentSealer()
+	if sealer == nil {
+		entry.Outcome, entry.Reason, entry.Detail = "rejected", "not_enrolled", "this MOM has no cluster key yet"
+		_ = proto.WriteFrame(c, &proto.Reject{Code: swap.CodeInternal, Reason: entry.Detail})
+		m.audit.Record(m.stamp(entry))
+		return
+	}
+	var res ping.Result
+	if err := swap.Respond(c, frame, sealer, m.verifier, &res); err != nil {
+		entry.Outcome, entry.Reason, entry.Detail = "rejected", ping.Reason(err), err.Error()
+		if res.Node != (proto.NodeID{}) {
+			entry.Node = uuid.UUID(res.Node).String()
+		}
+		m.audit.Record(m.stamp(entry))
+		return
+	}
+	entry.Outcome, entry.Node, entry.KeyID = "accepted", uuid.UUID(res.Node).String(), keys.KeyID(res.KeyID).String()
+	m.audit.Record(m.stamp(entry))
+	m.admitted.Add(1)
+	m.peers.admit(res.Sender, res.Node, entry.KeyID, "in", m.cfg.Now())
+	_ = c.SetDeadline(time.Time{})
+	m.serveIMRequests(c, res.Node)
+}
+
+// serveIMRequests answers IM frames on an admitted connection until it
+// closes or the sister is revoked.
+func (m *Mom) serveIMRequests(c net.Conn, node proto.NodeID) {
+	buf := make([]byte, 0, 512)
+	for {
+		if err := c.SetReadDeadline(time.Now().Add(5 * time.Minute)); err != nil {
+			return
+		}
+		frame, err := proto.ReadFrameLimit(c, buf[:cap(buf)], maxIMFrame)
+		if err != nil {
+			return
+		}
+		msg, err := proto.Unmarshal(frame)
+		if err != nil {
+			_ = proto.WriteFrame(c, &proto.Reject{Code: swap.CodeMalformed, Reason: err.Error()})
+			return
+		}
+		if m.deny.Revoked(node, proto.Addr{}) {
+			_ = proto.WriteFrame(c, &proto.Reject{Code: swap.CodeRevoked, Reason: "sender revoked"})
+			return
+		}
+		var reply proto.Message
+		switch v := msg.(type) {
+		case *proto.IMJoin:
+			reply = &proto.IMReply{Ver: v.Ver, Job: v.Job, Status: 0}
+		case *proto.IMPoll:
+			reply = &proto.IMReply{Ver: v.Ver, Job: v.Job, Seq: v.Seq, Status: 0}
+		default:
+			_ = proto.WriteFrame(c, &proto.Reject{Code: swap.CodeMalformed, Reason: "unexpected " + msg.Type().String()})
+			return
+		}
+		if err := c.SetWriteDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			return
+		}
+		if err := proto.WriteFrame(c, reply); err != nil {
+			return
+		}
+	}
+}
+
+// PingResult is the outcome of an outbound swap with a sister.
+type PingResult struct {
+	Addr     string  `json:"addr"`
+	Admitted bool    `json:"admitted"`
+	Reason   string  `json:"reason,omitempty"`
+	Error    string  `json:"error,omitempty"`
+	NodeID   string  `json:"node_id,omitempty"`
+	KeyID    string  `json:"key_id,omitempty"`
+	RTTMilli float64 `json:"rtt_ms"`
+}
+
+// PingSister opens an IM connection to addr and runs the swap; on success
+// the connection is returned open for IM traffic (the caller closes it).
+func (m *Mom) PingSister(ctx context.Context, addr string) (*PingResult, net.Conn) {
+	out := &PingResult{Addr: addr}
+	sealer := m.currentSealer()
+	if sealer == nil {
+		out.Reason, out.Error = "not_enrolled", "this MOM has not enrolled yet"
+		return out, nil
+	}
+	start := time.Now()
+	c, err := m.dial(ctx, addr)
+	if err != nil {
+		out.Reason, out.Error = "connect", err.Error()
+		return out, nil
+	}
+	var res ping.Result
+	err = swap.Initiate(c, sealer, m.verifier, time.Now().Add(m.cfg.HandshakeTimeout), &res)
+	out.RTTMilli = float64(time.Since(start).Microseconds()) / 1000
+	entry := audit.Entry{Channel: "im", Peer: swap.RemoteAddrPort(c)}
+	if res.KeyID != 0 {
+		out.KeyID = keys.KeyID(res.KeyID).String()
+	}
+	if err != nil {
+		c.Close()
+		out.Error = err.Error()
+		var rj *swap.RejectError
+		if errors.As(err, &rj) {
+			out.Reason = "refused_by_peer"
+		} else {
+			out.Reason = ping.Reason(err)
+		}
+		entry.Outcome, entry.Reason, entry.Detail = "rejected", out.Reason, "outbound: "+err.Error()
+		m.audit.Record(m.stamp(entry))
+		return out, nil
+	}
+	out.Admitted = true
+	out.NodeID = uuid.UUID(res.Node).String()
+	entry.Outcome, entry.Node, entry.KeyID = "accepted", out.NodeID, out.KeyID
+	m.audit.Record(m.stamp(entry))
+	m.peers.admit(res.Sender, res.Node, out.KeyID, "out", m.cfg.Now())
+	return out, c
+}
+
+// applyDeny revokes nodes at once and persists the list.
+func (m *Mom) applyDeny(entries []proto.NodeAddr) error {
+	for _, e := range entries {
+		m.deny.Deny(e.Node, e.Addr)
+		m.verifier.Guard.Forget(e.Node)
+		m.peers.forget(e.Node, e.Addr)
+		m.log.WithFields(logrus.Fields{"node_id": uuid.UUID(e.Node).String(), "addr": e.Addr.String()}).Warn("node denied by server")
+	}
+	return m.saveDeny()
+}
+
+func (m *Mom) saveDeny() error {
+	d := denied{Format: 1, Entries: []denyEntry{}}
+	for _, n := range m.deny.Nodes() {
+		d.Entries = append(d.Entries, denyEntry{Node: uuid.UUID(n).String()})
+	}
+	for _, a := range m.deny.Addrs() {
+		d.Entries = append(d.Entries, denyEntry{Addr: a.String()})
+	}
+	if err := store.SaveJSON(filepath.Join(m.cfg.StateDir, denyFile), d, 0o600); err != nil {
+		return fmt.Errorf("persist deny list: %w", err)
+	}
+	return nil
+}
+
+func parseDenyEntry(e denyEntry) (proto.NodeID, proto.Addr, error) {
+	var n proto.NodeID
+	var a proto.Addr
+	if e.Node != "" {
+		u, err := uuid.Parse(e.Node)
+		if err != nil {
+			return n, a, fmt.Errorf("deny entry node %q: %w", e.Node, err)
+		}
+		n = proto.NodeID(u)
+	}
+	if e.Addr != "" {
+		p, err := proto.ParseAddr(e.Addr)
+		if err != nil {
+			return n, a, fmt.Errorf("deny entry addr %q: %w", e.Addr, err)
+		}
+		a = p
+	}
+	return n, a, nil
+}

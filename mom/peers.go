@@ -1,0 +1,85 @@
+package mom
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/momgate/momgate/proto"
+)
+
+// Peer is one row of the admitted-peers table.
+type Peer struct {
+	Addr      string    `json:"addr"`
+	NodeID    string    `json:"node_id"`
+	KeyID     string    `json:"key_id"`
+	Direction string    `json:"direction"` // "in" (they connected) or "out"
+	First     time.Time `json:"first"`
+	Last      time.Time `json:"last"`
+	Count     uint64    `json:"admissions"`
+}
+
+// peerTable records every sister admitted by PING, keyed by address.
+type peerTable struct {
+	mu    sync.Mutex
+	peers map[proto.Addr]*Peer
+	max   int
+}
+
+func newPeerTable(max int) *peerTable {
+	return &peerTable{peers: map[proto.Addr]*Peer{}, max: max}
+}
+
+func (t *peerTable) admit(addr proto.Addr, node proto.NodeID, keyID string, dir string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.peers[addr]
+	if p == nil {
+		if len(t.peers) >= t.max {
+			t.evictOldest()
+		}
+		p = &Peer{Addr: addr.String(), First: now}
+		t.peers[addr] = p
+	}
+	p.NodeID = uuid.UUID(node).String()
+	p.KeyID, p.Direction, p.Last = keyID, dir, now
+	p.Count++
+}
+
+func (t *peerTable) evictOldest() {
+	var victim proto.Addr
+	var oldest time.Time
+	first := true
+	for a, p := range t.peers {
+		if first || p.Last.Before(oldest) {
+			victim, oldest, first = a, p.Last, false
+		}
+	}
+	delete(t.peers, victim)
+}
+
+// forget drops a revoked node's rows.
+func (t *peerTable) forget(node proto.NodeID, addr proto.Addr) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.peers, addr)
+	id := uuid.UUID(node).String()
+	for a, p := range t.peers {
+		if p.NodeID == id {
+			delete(t.peers, a)
+		}
+	}
+}
+
+func (t *peerTable) list() []Peer {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]Peer, 0, len(t.peers))
+	for _, p := range t.peers {
+		out = append(out, *p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })
+	return out
+}

@@ -1,0 +1,102 @@
+package mom
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/momgate/momgate/internal/admin"
+)
+
+// call runs one admin operation on the MOM whose state dir is dir.
+func call(ctx context.Context, dir, op string, args, out any) error {
+	c, err := admin.Dial(ctx, filepath.Join(dir, adminSocket), admin.WithDaemon("momgate-mom"))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Call(ctx, op, args, out)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// PrintPeers prints the admitted-peers table of the MOM at dir.
+func PrintPeers(ctx context.Context, dir string, w io.Writer, asJSON bool) error {
+	var peers []Peer
+	if err := call(ctx, dir, OpPeers, nil, &peers); err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(w, peers)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ADDRESS\tNODE ID\tKEY\tDIR\tADMISSIONS\tFIRST\tLAST")
+	for _, p := range peers {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", p.Addr, p.NodeID, p.KeyID, p.Direction, p.Count,
+			p.First.Format(time.RFC3339), p.Last.Format(time.RFC3339))
+	}
+	return tw.Flush()
+}
+
+// PrintStatus prints the status of the MOM at dir.
+func PrintStatus(ctx context.Context, dir string, w io.Writer, asJSON bool) error {
+	var st Status
+	if err := call(ctx, dir, OpStatus, nil, &st); err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(w, st)
+	}
+	conn := "connected"
+	if !st.Connected {
+		conn = "not connected"
+		if st.ServerError != "" {
+			conn += " (" + st.ServerError + ")"
+		}
+	}
+	fmt.Fprintf(w, "Mom %s\n    node_id = %s\n    listen = %s\n    server = %s: %s\n", st.Node, st.NodeID, st.Listen, st.Server, conn)
+	for _, k := range st.Keys {
+		fmt.Fprintf(w, "    key %s = %s\n", k.ID, k.State)
+	}
+	fmt.Fprintf(w, "    peers = %d\n    admitted = %d\n    audit accepted = %d\n", st.Peers, st.Admitted, st.Audit.Accepted)
+	reasons := make([]string, 0, len(st.Audit.Rejected))
+	for r := range st.Audit.Rejected {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	for _, r := range reasons {
+		fmt.Fprintf(w, "    rejected %s = %d\n", r, st.Audit.Rejected[r])
+	}
+	return nil
+}
+
+// PrintPing asks the MOM at dir to run a PING swap with the sister at addr
+// and prints the outcome. A refused swap is an error (non-zero exit).
+func PrintPing(ctx context.Context, dir, addr string, w io.Writer, asJSON bool) error {
+	var res PingResult
+	if err := call(ctx, dir, OpPing, PingArgs{Addr: addr}, &res); err != nil {
+		return err
+	}
+	if asJSON {
+		if err := writeJSON(w, res); err != nil {
+			return err
+		}
+	} else if res.Admitted {
+		fmt.Fprintf(w, "%s admitted: node %s, key %s, round trip %.3f ms\n", res.Addr, res.NodeID, res.KeyID, res.RTTMilli)
+	} else {
+		fmt.Fprintf(w, "%s NOT admitted: %s: %s\n", res.Addr, res.Reason, res.Error)
+	}
+	if !res.Admitted {
+		return fmt.Errorf("ping %s: %s", addr, res.Reason)
+	}
+	return nil
+}

@@ -1,0 +1,87 @@
+package mom
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/google/uuid"
+
+	"github.com/momgate/momgate/internal/store"
+	"github.com/momgate/momgate/proto"
+)
+
+// Files in a MOM's state directory.
+const (
+	identityFile = "identity.json"
+	keyringFile  = "keyring.json"
+	momFile      = "mom.json"
+	denyFile     = "deny.json"
+	ceilingFile  = "ceiling"
+	adminSocket  = "admin.sock"
+)
+
+// ErrNotEnrolled means the MOM has no enrollment yet and no token was given.
+var ErrNotEnrolled = errors.New("MOM is not enrolled: start it once with --enroll TOKEN (from `momgate-qmgr -c \"create node ...\"`)")
+
+// enrollment is what a MOM learns by enrolling, persisted in mom.json.
+type enrollment struct {
+	Format    int    `json:"format"`
+	NodeID    string `json:"node_id"`
+	Name      string `json:"name"`
+	ServerID  string `json:"server_id"`
+	ServerKey string `json:"server_key"` // pinned server public key, base64
+}
+
+func (e *enrollment) nodeID() (proto.NodeID, error) {
+	u, err := uuid.Parse(e.NodeID)
+	return proto.NodeID(u), err
+}
+
+func (e *enrollment) serverKey() ([32]byte, error) {
+	var k [32]byte
+	b, err := base64.StdEncoding.DecodeString(e.ServerKey)
+	if err != nil || len(b) != 32 {
+		return k, fmt.Errorf("server_key: not 32 bytes of base64")
+	}
+	copy(k[:], b)
+	return k, nil
+}
+
+func loadEnrollment(dir string) (*enrollment, error) {
+	path := filepath.Join(dir, momFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	var e enrollment
+	if err := store.LoadJSON(path, &e); err != nil {
+		return nil, err
+	}
+	if e.Format != 1 {
+		return nil, fmt.Errorf("%s: unsupported format %d", path, e.Format)
+	}
+	if _, err := e.nodeID(); err != nil {
+		return nil, fmt.Errorf("%s: node_id: %w", path, err)
+	}
+	if _, err := e.serverKey(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &e, nil
+}
+
+func saveEnrollment(dir string, e *enrollment) error {
+	return store.SaveJSON(filepath.Join(dir, momFile), e, 0o600)
+}
+
+// denied is the persisted deny list: nodes the server has revoked.
+type denied struct {
+	Format  int         `json:"format"`
+	Entries []denyEntry `json:"entries"`
+}
+
+type denyEntry struct {
+	Node string `json:"node"`
+	Addr string `json:"addr"`
+}

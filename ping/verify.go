@@ -1,0 +1,63 @@
+package ping
+
+import (
+	"crypto/subtle"
+	"time"
+
+	"github.com/momgate/momgate/proto"
+)
+
+// Revoker tells whether a sender has been denied (deleted from the cluster).
+type Revoker interface {
+	Revoked(node proto.NodeID, addr proto.Addr) bool
+}
+
+// Result is what a verified PING says.
+type Result struct {
+	Payload
+	KeyID uint32 // key the PING was sealed with
+	Reply bool   // PingReply rather than Ping
+}
+
+// Verifier runs every check of docs/PROTOCOL.md section 3.2 on received
+// PINGs. Its fields are set once before use; it is safe for concurrent use.
+type Verifier struct {
+	Keys    KeySource
+	Guard   *Guard
+	Revoker Revoker          // nil: nobody is revoked
+	Now     func() time.Time // receiver's wall clock, for first contact
+}
+
+// VerifyPing checks a Ping that arrived on a connection from source to
+// local and, if it passes, advances the sender's mark. frame is decrypted in
+// place (see Open). It does not allocate.
+func (v *Verifier) VerifyPing(frame []byte, source, local proto.Addr, res *Result) error {
+	return v.verify(frame, source, local, nil, res)
+}
+
+// VerifyReply checks a PingReply to a Ping whose random bytes were echo.
+func (v *Verifier) VerifyReply(frame []byte, source, local proto.Addr, echo *[RandomSize]byte, res *Result) error {
+	return v.verify(frame, source, local, echo, res)
+}
+
+func (v *Verifier) verify(frame []byte, source, local proto.Addr, echo *[RandomSize]byte, res *Result) error {
+	keyID, reply, err := Open(frame, v.Keys, &res.Payload)
+	res.KeyID, res.Reply = keyID, reply
+	if err != nil {
+		return err
+	}
+	if reply != (echo != nil) {
+		return ErrMalformed
+	}
+	if res.Sender != source {
+		return ErrAddrMismatch
+	}
+	if res.Dest != local {
+		return ErrWrongDest
+	}
+	if echo != nil && subtle.ConstantTimeCompare(res.Echo[:], echo[:]) != 1 {
+		return ErrEcho
+	}
+	revoked := v.Revoker != nil && v.Revoker.Revoked(res.Node, res.Sender)
+	return v.Guard.Advance(res.Node, res.Timestamp, v.Now, revoked)
+}

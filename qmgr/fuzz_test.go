@@ -1,0 +1,45 @@
+package qmgr
+
+import (
+	"reflect"
+	"testing"
+)
+
+// FuzzParse checks that Parse never panics and that the canonical form of
+// every directive it accepts parses back to the same directive.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		"create node n1 Mom=127.0.0.2,Port=15003",
+		"c n n1 Mom = ::1 , Port = 1",
+		"set server mode=compat, token_ttl = \"1h\"",
+		"export key 0a1b2c3d \"/a b/\\\"c\\\"\"",
+		"delete node n1,n2,n3",
+		"list node # comment",
+		"set node n1 Mom+=1.2.3.4",
+		"e k",
+		"",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		d, err := Parse(line)
+		if err != nil {
+			var pe *ParseError
+			if !errorsAs(err, &pe) || pe.Col < 1 {
+				t.Fatalf("Parse(%q): error without a column: %v", line, err)
+			}
+			return
+		}
+		canon := d.String()
+		again, err := Parse(canon)
+		if err != nil {
+			t.Fatalf("Parse(%q) = %#v; its String %q does not parse: %v", line, d, canon, err)
+		}
+		if !reflect.DeepEqual(again, d) {
+			t.Fatalf("Parse(%q) = %#v\nString %q parses to %#v", line, d, canon, again)
+		}
+		if again.String() != canon {
+			t.Fatalf("String not stable: %q then %q", canon, again.String())
+		}
+	})
+}

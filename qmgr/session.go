@@ -1,0 +1,481 @@
+package qmgr
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/momgate/momgate/internal/admin"
+)
+
+// Executor runs one admin operation; *admin.Client satisfies it. out
+// receives the result (Session passes a *json.RawMessage).
+type Executor interface {
+	Call(ctx context.Context, op string, args any, out any) error
+}
+
+// Session executes directives against a server and prints the results.
+//
+// Text output is PBS-like: list node prints "Node NAME" blocks of
+// "    attr = value" lines; print server and print node print directives
+// that recreate the configuration; create node prints the node, then
+// "token: TOKEN" and "token expires: RFC3339"; list key prints two
+// tables; set and delete print nothing on success, as PBS qmgr does.
+//
+// With JSON, the output is the operation's result as indented JSON, with
+// the admin package's field names:
+//
+//	create node            admin.CreateNodeResult (the token is "token")
+//	list node, print node  []admin.NodeInfo
+//	delete node, set node  []admin.NodeInfo, one per name, after the change
+//	list/print server      admin.ServerReport
+//	set server             admin.ServerInfo after the change
+//	list key               admin.KeyList
+//	rotate/export/activate key  admin.KeyInfo
+type Session struct {
+	Exec Executor  // required
+	Out  io.Writer // results; nil discards them
+	Err  io.Writer // diagnostics of RunInteractive
+	JSON bool      // print results as JSON
+}
+
+// runner executes one kind of directive, writing its output to out.
+type runner func(ctx context.Context, s *Session, d Directive, out *bytes.Buffer) error
+
+// runners maps "command object" to its runner; see table.go.
+var runners = map[string]runner{
+	"create node":  runCreateNode,
+	"delete node":  runDeleteNode,
+	"set node":     runSetNode,
+	"list node":    runListNode,
+	"print node":   runPrintNode,
+	"list server":  runListServer,
+	"print server": runPrintServer,
+	"set server":   runSetServer,
+	"list key":     runListKey,
+	"rotate key":   runRotateKey,
+	"export key":   runExportKey,
+	"activate key": runActivateKey,
+}
+
+// Run executes d and prints its result. d is validated again (a
+// hand-built Directive gets the same checks as a parsed one). Errors
+// begin with "qmgr:" and name the directive. The zero Directive, quit
+// and exit do nothing.
+func (s *Session) Run(ctx context.Context, d Directive) error {
+	if d.Command == "" {
+		return nil
+	}
+	cd, err := Parse(d.String())
+	if err != nil {
+		return fmt.Errorf("%w (directive: %s)", err, d.String())
+	}
+	var out bytes.Buffer
+	switch cd.Command {
+	case "quit", "exit":
+		return nil
+	case "help":
+		out.WriteString(helpText())
+	default:
+		run := runners[cd.Command+" "+cd.Object]
+		if run == nil {
+			return fmt.Errorf("qmgr: %s: not implemented", cd.head())
+		}
+		if err := run(ctx, s, cd, &out); err != nil {
+			return fmt.Errorf("qmgr: %s: %w", cd.head(), err)
+		}
+	}
+	if s.Out == nil {
+		return nil
+	}
+	if _, err := s.Out.Write(out.Bytes()); err != nil {
+		return fmt.Errorf("qmgr: write output: %w", err)
+	}
+	return nil
+}
+
+// call runs op and returns its raw result ("null" if none).
+func (s *Session) call(ctx context.Context, op string, args any) (json.RawMessage, error) {
+	var raw json.RawMessage
+	if err := s.Exec.Call(ctx, op, args, &raw); err != nil {
+		return nil, err
+	}
+	if len(raw) == 0 {
+		raw = json.RawMessage("null")
+	}
+	return raw, nil
+}
+
+// writeJSON writes raw indented, with a final newline.
+func writeJSON(out *bytes.Buffer, raw json.RawMessage) error {
+	if err := json.Indent(out, raw, "", "  "); err != nil {
+		return fmt.Errorf("malformed result from server: %w", err)
+	}
+	out.WriteByte('\n')
+	return nil
+}
+
+// joinJSON makes a JSON array of raw values.
+func joinJSON(raws []json.RawMessage) json.RawMessage {
+	if raws == nil {
+		raws = []json.RawMessage{}
+	}
+	b, _ := json.Marshal(raws) // RawMessages were validated by the decoder
+	return b
+}
+
+func decode(op string, raw json.RawMessage, v any) error {
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("malformed %s result from server: %w", op, err)
+	}
+	return nil
+}
+
+func adminAttrs(as []Attr) []admin.Attr {
+	out := make([]admin.Attr, len(as))
+	for i, a := range as {
+		out[i] = admin.Attr{Name: a.Name, Value: a.Value}
+	}
+	return out
+}
+
+func runCreateNode(ctx context.Context, s *Session, d Directive, out *bytes.Buffer) error {
+	args := admin.CreateNodeArgs{Name: d.Names[0]}
+	for _, a := range d.Attrs {
+		switch a.Name {
+		case "Mom":
+			args.Mom = a.Value
+		case "Port":
+			args.Port, _ = strconv.Atoi(a.Value) // validated by Parse
+		}
+	}
+	raw, err := s.call(ctx, admin.OpCreateNode, args)
+	if err != nil {
+		return err
+	}
+	if s.JSON {
+		return writeJSON(out, raw)
+	}
+	var res admin.CreateNodeResult
+	if err := decode(admin.OpCreateNode, raw, &res); err != nil {
+		return err
+	}
+	formatNode(out, res.Node)
+	fmt.Fprintf(out, "token: %s\n", res.Token)
+	fmt.Fprintf(out, "token expires: %s\n", res.TokenExpires.Format(time.RFC3339))
+	return nil
+}
+
+// requireNodes checks that every named node exists before a multi-node
+// change, so that an unknown name changes nothing.
+func (s *Session) requireNodes(ctx context.Context, names []string) error {
+	if len(names) < 2 {
+		return nil // the operation itself checks
+	}
+	for _, n := range names {
+		if _, err := s.call(ctx, admin.OpListNode, admin.ListNodeArgs{Name: n}); err != nil {
+			return fmt.Errorf("%w (nothing changed)", err)
+		}
+	}
+	return nil
+}
+
+// perNode runs op for each node in turn; it stops at the first failure,
+// saying which nodes were already changed.
+func (s *Session) perNode(ctx context.Context, names []string, op string, args func(string) any, out *bytes.Buffer) error {
+	if err := s.requireNodes(ctx, names); err != nil {
+		return err
+	}
+	var raws []json.RawMessage
+	for i, n := range names {
+		raw, err := s.call(ctx, op, args(n))
+		if err != nil {
+			if i > 0 {
+				return fmt.Errorf("%s: %w (already done: %s)", n, err, strings.Join(names[:i], ","))
+			}
+			return err
+		}
+		raws = append(raws, raw)
+	}
+	if s.JSON {
+		return writeJSON(out, joinJSON(raws))
+	}
+	return nil // like PBS qmgr, silent on success
+}
+
+func runDeleteNode(ctx context.Context, s *Session, d Directive, out *bytes.Buffer) error {
+	return s.perNode(ctx, d.Names, admin.OpDeleteNode, func(n string) any { return admin.NodeArgs{Name: n} }, out)
+}
+
+func runSetNode(ctx context.Context, s *Session, d Directive, out *bytes.Buffer) error {
+	attrs := adminAttrs(d.Attrs)
+	return s.perNode(ctx, d.Names, admin.OpSetNode, func(n string) any { return admin.SetArgs{Name: n, Attrs: attrs} }, out)
+}
+
+// listNodes fetches the named nodes (all when names is empty) as a raw
+// JSON array and decoded.
+func (s *Session) listNodes(ctx context.Context, names []string) (json.RawMessage, []admin.NodeInfo, error) {
+	if len(names) == 0 {
+		names = []string{""}
+	}
+	var raws []json.RawMessage
+	for _, n := range names {
+		raw, err := s.call(ctx, admin.OpListNode, admin.ListNodeArgs{Name: n})
+		if err != nil {
+			return nil, nil, err
+		}
+		var part []json.RawMessage
+		if err := decode(admin.OpListNode, raw, &part); err != nil {
+			return nil, nil, err
+		}
+		raws = append(raws, part...)
+	}
+	all := joinJSON(raws)
+	var nodes []admin.NodeInfo
+	if err := decode(admin.OpListNode, all, &nodes); err != nil {
+		return nil, nil, err
+	}
+	return all, nodes, nil
+}
+
+func runListNode(ctx context.Context, s *Session, d Directive, out *bytes.Buffer) error {
+	raw, nodes, err := s.listNodes(ctx, d.Names)
+	if err != nil {
+		return err
+	}
+	if s.JSON {
+		return writeJSON(out, raw)
+	}
+	for _, n := range nodes {
+		formatNode(out, n)
+		out.WriteByte('\n')
+	}
+	return nil
+}
+
+func runPrintNode(ctx context.Context, s *Session, d Directive, out *bytes.Buffer) error {
+	raw, nodes, err := s.listNodes(ctx, d.Names)
+	if err != nil {
+		return err
+	}
+	if s.JSON {
+		return writeJSON(out, raw)
+	}
+	for _, n := range nodes {
+		out.WriteString(createNodeLine(n) + "\n")
+	}
+	return nil
+}
+
+// createNodeLine is the directive that creates n.
+func createNodeLine(n admin.NodeInfo) string {
+	d := Directive{Command: "create", Object: "node", Names: []string{n.Name}, Attrs: []Attr{{Name: "Mom", Op: "=", Value: n.Mom}}}
+	if n.Port != 0 {
+		d.Attrs = append(d.Attrs, Attr{Name: "Port", Op: "=", Value: strconv.Itoa(n.Port)})
+	}
+	return d.String()
+}
+
+func boolText(b bool) string {
+	if b {
+		return "True"
+	}
+	return "False"
+}
+
+// formatNode writes a PBS-style node block.
+func formatNode(out *bytes.Buffer, n admin.NodeInfo) {
+	fmt.Fprintf(out, "Node %s\n", n.Name)
+	attr := func(name, v string) {
+		if v != "" {
+			fmt.Fprintf(out, "    %s = %s\n", name, v)
+		}
+	}
+	attr("Mom", n.Mom)
+	if n.Port != 0 {
+		attr("Port", strconv.Itoa(n.Port))
+	}
+	attr("state", n.State)
+	attr("protocol", n.Protocol)
+	attr("upgraded", boolText(n.Upgraded))
+	attr("key_id", n.KeyID)
+	attr("key_state", n.KeyState)
+	attr("fingerprint", n.Fingerprint)
+	attr("id", n.ID)
+	if !n.Created.IsZero() {
+		attr("created", n.Created.Format(time.RFC3339))
+	}
+	if n.LastSeen != nil {
+		attr("last_seen", n.LastSeen.Format(time.RFC3339))
+	}
+}
+
+func (s *Session) serverReport(ctx context.Context) (json.RawMessage, admin.ServerReport, error) {
+	var rep admin.ServerReport
+	raw, err := s.call(ctx, admin.OpPrintServer, nil)
+	if err != nil {
+		return nil, rep, err
+	}
+	return raw, rep, decode(admin.OpPrintServer, raw, &rep)
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func runListServer(ctx context.Context, s *Session, _ Directive, out *bytes.Buffer) error {
+	raw, rep, err := s.serverReport(ctx)
+	if err != nil {
+		return err
+	}
+	if s.JSON {
+		return writeJSON(out, raw)
+	}
+	si := rep.Server
+	fmt.Fprintf(out, "Server %s\n", si.ID)
+	attr := func(name, v string) {
+		if v != "" {
+			fmt.Fprintf(out, "    %s = %s\n", name, v)
+		}
+	}
+	attr("fingerprint", si.Fingerprint)
+	attr("listen", si.Listen)
+	attr("active_key", si.ActiveKey)
+	attr("nodes", strconv.Itoa(si.Nodes))
+	if _, ok := si.Attrs["mode"]; !ok {
+		attr("mode", si.Mode)
+	}
+	if _, ok := si.Attrs["key_distribution"]; !ok {
+		attr("key_distribution", si.KeyDistribution)
+	}
+	for _, k := range sortedKeys(si.Attrs) {
+		attr(k, si.Attrs[k])
+	}
+	return nil
+}
+
+func runPrintServer(ctx context.Context, s *Session, _ Directive, out *bytes.Buffer) error {
+	raw, rep, err := s.serverReport(ctx)
+	if err != nil {
+		return err
+	}
+	if s.JSON {
+		return writeJSON(out, raw)
+	}
+	out.WriteString("#\n# Set server attributes.\n#\n")
+	for _, k := range sortedKeys(rep.Server.Attrs) {
+		fmt.Fprintf(out, "set server %s = %s\n", k, Quote(rep.Server.Attrs[k]))
+	}
+	if len(rep.Nodes) > 0 {
+		out.WriteString("#\n# Create nodes.\n#\n")
+		for _, n := range rep.Nodes {
+			out.WriteString(createNodeLine(n) + "\n")
+		}
+	}
+	return nil
+}
+
+func runSetServer(ctx context.Context, s *Session, d Directive, out *bytes.Buffer) error {
+	raw, err := s.call(ctx, admin.OpSetServer, admin.SetArgs{Attrs: adminAttrs(d.Attrs)})
+	if err != nil {
+		return err
+	}
+	if s.JSON {
+		return writeJSON(out, raw)
+	}
+	return nil
+}
+
+func runListKey(ctx context.Context, s *Session, _ Directive, out *bytes.Buffer) error {
+	raw, err := s.call(ctx, admin.OpListKey, nil)
+	if err != nil {
+		return err
+	}
+	if s.JSON {
+		return writeJSON(out, raw)
+	}
+	var kl admin.KeyList
+	if err := decode(admin.OpListKey, raw, &kl); err != nil {
+		return err
+	}
+	dash := func(v string) string {
+		if v == "" {
+			return "-"
+		}
+		return v
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY ID\tSTATE\tCREATED")
+	for _, k := range kl.Keys {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", k.ID, k.State, k.Created.Format(time.RFC3339))
+	}
+	tw.Flush()
+	if len(kl.Nodes) > 0 {
+		out.WriteByte('\n')
+		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tKEY ID\tKEY STATE")
+		for _, n := range kl.Nodes {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", n.Name, dash(n.KeyID), dash(n.KeyState))
+		}
+		tw.Flush()
+	}
+	return nil
+}
+
+// keyResult prints a key operation's KeyInfo result with a one-line
+// summary, or the raw JSON if the server answered something else.
+func (s *Session) keyResult(raw json.RawMessage, out *bytes.Buffer, summary func(admin.KeyInfo) string) error {
+	var k admin.KeyInfo
+	if s.JSON || json.Unmarshal(raw, &k) != nil || k.ID == "" {
+		return writeJSON(out, raw)
+	}
+	out.WriteString(summary(k) + "\n")
+	return nil
+}
+
+func runRotateKey(ctx context.Context, s *Session, _ Directive, out *bytes.Buffer) error {
+	raw, err := s.call(ctx, admin.OpRotateKey, nil)
+	if err != nil {
+		return err
+	}
+	return s.keyResult(raw, out, func(k admin.KeyInfo) string {
+		return fmt.Sprintf("key rotation started: new key %s (%s)", k.ID, k.State)
+	})
+}
+
+func runExportKey(ctx context.Context, s *Session, d Directive, out *bytes.Buffer) error {
+	file, err := filepath.Abs(d.Names[1])
+	if err != nil {
+		return fmt.Errorf("file %s: %w", d.Names[1], err)
+	}
+	raw, err := s.call(ctx, admin.OpExportKey, admin.KeyArgs{ID: d.Names[0], File: file})
+	if err != nil {
+		return err
+	}
+	return s.keyResult(raw, out, func(k admin.KeyInfo) string {
+		return fmt.Sprintf("exported key %s (%s) to %s", k.ID, k.State, file)
+	})
+}
+
+func runActivateKey(ctx context.Context, s *Session, d Directive, out *bytes.Buffer) error {
+	raw, err := s.call(ctx, admin.OpActivateKey, admin.KeyArgs{ID: d.Names[0]})
+	if err != nil {
+		return err
+	}
+	return s.keyResult(raw, out, func(k admin.KeyInfo) string {
+		return fmt.Sprintf("key %s is now %s", k.ID, k.State)
+	})
+}

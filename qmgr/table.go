@@ -1,0 +1,293 @@
+package qmgr
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The directive table. A new directive is one entry here plus one runner
+// in session.go (TestEveryEntryHasARunner checks the pairing).
+
+// command describes a command word.
+type command struct {
+	noObject bool   // help, quit, exit
+	refuse   string // recognised (for abbreviations) but not supported
+}
+
+var commands = map[string]command{
+	"activate": {},
+	"create":   {},
+	"delete":   {},
+	"export":   {},
+	"list":     {},
+	"print":    {},
+	"rotate":   {},
+	"set":      {},
+	"unset":    {refuse: "unset is not supported: give the attribute a value with set"},
+	"help":     {noObject: true},
+	"quit":     {noObject: true},
+	"exit":     {noObject: true},
+}
+
+// objectNames are the objects, sorted.
+var objectNames = []string{"key", "node", "server"}
+
+func commandNames() []string {
+	out := make([]string, 0, len(commands))
+	for n := range commands {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// operand is a positional argument after the object.
+type operand struct {
+	label    string // for messages: "node name", "key id", "file"
+	list     bool   // NAME[,NAME...]; only as the last operand
+	optional bool   // only as the last operand
+	check    func(string) (string, error)
+}
+
+// attrSpec is an attribute a directive accepts.
+type attrSpec struct {
+	name     string // canonical spelling
+	syntax   string // value syntax for messages and help
+	doc      string
+	required bool
+	check    func(string) (string, error) // validates, returns the canonical value
+}
+
+// entry is one directive: a command applied to an object.
+type entry struct {
+	command, object string
+	operands        []operand
+	attrs           []attrSpec
+	needAttrs       bool // at least one attribute
+	usage           string
+	doc             string
+}
+
+func (e *entry) attr(name string) *attrSpec {
+	for i := range e.attrs {
+		if strings.EqualFold(e.attrs[i].name, name) {
+			return &e.attrs[i]
+		}
+	}
+	return nil
+}
+
+func (e *entry) attrList() string {
+	names := make([]string, len(e.attrs))
+	for i, a := range e.attrs {
+		names[i] = a.name
+	}
+	return strings.Join(names, ", ")
+}
+
+var (
+	nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	keyIDRE    = regexp.MustCompile(`^[0-9A-Fa-f]{8}$`)
+)
+
+func checkNodeName(s string) (string, error) {
+	if !nodeNameRE.MatchString(s) {
+		return "", errors.New("want a letter or digit, then letters, digits, '.', '_' or '-', at most 64 in all")
+	}
+	return s, nil
+}
+
+func checkKeyID(s string) (string, error) {
+	if !keyIDRE.MatchString(s) {
+		return "", errors.New("want 8 hex digits, as list key shows")
+	}
+	return strings.ToLower(s), nil
+}
+
+func checkFile(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("empty file name")
+	}
+	return s, nil
+}
+
+func checkAddr(s string) (string, error) {
+	a, err := netip.ParseAddr(s)
+	switch {
+	case err != nil:
+		return "", errors.New("not an IPv4 or IPv6 address")
+	case a.Zone() != "":
+		return "", errors.New("an address with a zone cannot be a node address")
+	case a.IsUnspecified() || a.IsMulticast():
+		return "", errors.New("an unspecified or multicast address cannot be a node address")
+	}
+	return a.String(), nil
+}
+
+func checkPort(s string) (string, error) {
+	digits := strings.TrimLeft(s, "0")
+	if s == "" || len(digits) > 5 || strings.Trim(s, "0123456789") != "" {
+		return "", errors.New("want a port number 1..65535")
+	}
+	n, _ := strconv.Atoi(digits)
+	if n < 1 || n > 65535 {
+		return "", errors.New("want a port number 1..65535")
+	}
+	return strconv.Itoa(n), nil
+}
+
+func checkEnum(values ...string) func(string) (string, error) {
+	return func(s string) (string, error) {
+		v := strings.ToLower(s)
+		for _, ok := range values {
+			if v == ok {
+				return v, nil
+			}
+		}
+		return "", fmt.Errorf("want one of %s", strings.Join(values, ", "))
+	}
+}
+
+func checkDuration(s string) (string, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return "", errors.New("want a duration such as 90s, 15m or 1h")
+	}
+	return s, nil
+}
+
+var (
+	nodeNames    = operand{label: "node name", list: true, check: checkNodeName}
+	optNodeNames = operand{label: "node name", list: true, optional: true, check: checkNodeName}
+	oneNodeName  = operand{label: "node name", check: checkNodeName}
+	keyID        = operand{label: "key id", check: checkKeyID}
+	keyFile      = operand{label: "file", check: checkFile}
+
+	momAttr = attrSpec{name: "Mom", syntax: "ADDR", doc: "MOM IP address (IPv4 or IPv6 literal)", check: checkAddr}
+)
+
+// serverAttrs mirror the settable attributes of momgate-server
+// (server/attrs.go); the server checks ranges.
+var serverAttrs = []attrSpec{
+	{name: "mode", syntax: "legacy|compat|ping", doc: "protocol mode: address-list push, both, or PING only", check: checkEnum("legacy", "compat", "ping")},
+	{name: "key_distribution", syntax: "auto|manual", doc: "keys pushed wrapped to each node, or exported key files", check: checkEnum("auto", "manual")},
+	{name: "token_ttl", syntax: "DURATION", doc: "lifetime of enrollment tokens issued by create node", check: checkDuration},
+	{name: "freshness", syntax: "DURATION", doc: "first-contact freshness window for PINGs (0 disables)", check: checkDuration},
+	{name: "heartbeat", syntax: "DURATION", doc: "interval of MOM heartbeat PINGs", check: checkDuration},
+	{name: "key_grace", syntax: "DURATION", doc: "how long the previous cluster key stays accepted after a rotation", check: checkDuration},
+}
+
+var entries = []entry{
+	{
+		command: "create", object: "node", operands: []operand{oneNodeName},
+		attrs: []attrSpec{
+			{name: "Mom", syntax: "ADDR", doc: momAttr.doc, required: true, check: checkAddr},
+			{name: "Port", syntax: "N", doc: "MOM IM port 1..65535 (default: the server's, 15003)", check: checkPort},
+		},
+		usage: "create node NAME Mom=ADDR[,Port=N]", doc: "create a node and print its one-time enrollment token",
+	},
+	{
+		command: "delete", object: "node", operands: []operand{nodeNames},
+		usage: "delete node NAME[,NAME...]", doc: "delete nodes: denied at once everywhere, then the cluster key is rotated",
+	},
+	{
+		command: "set", object: "node", operands: []operand{nodeNames}, needAttrs: true,
+		attrs: []attrSpec{
+			momAttr,
+			{name: "protocol", syntax: "legacy", doc: "roll the node back to legacy admission (clears its no-downgrade mark)", check: checkEnum("legacy")},
+		},
+		usage: "set node NAME[,NAME...] ATTR=VALUE[,...]", doc: "change node attributes",
+	},
+	{
+		command: "list", object: "node", operands: []operand{optNodeNames},
+		usage: "list node [NAME[,NAME...]]", doc: "show nodes (all when no name is given)",
+	},
+	{
+		command: "print", object: "node", operands: []operand{optNodeNames},
+		usage: "print node [NAME[,NAME...]]", doc: "print create node directives for nodes",
+	},
+	{
+		command: "list", object: "server",
+		usage: "list server", doc: "show the server and its attributes",
+	},
+	{
+		command: "print", object: "server",
+		usage: "print server", doc: "print directives that recreate the server configuration and nodes",
+	},
+	{
+		command: "set", object: "server", attrs: serverAttrs, needAttrs: true,
+		usage: "set server ATTR=VALUE[,...]", doc: "set server attributes (all or nothing)",
+	},
+	{
+		command: "list", object: "key",
+		usage: "list key", doc: "show cluster keys and the key each node holds",
+	},
+	{
+		command: "rotate", object: "key",
+		usage: "rotate key", doc: "start a cluster key rotation",
+	},
+	{
+		command: "export", object: "key", operands: []operand{keyID, keyFile},
+		usage: "export key ID FILE", doc: "write cluster key ID to FILE for manual distribution",
+	},
+	{
+		command: "activate", object: "key", operands: []operand{keyID},
+		usage: "activate key ID", doc: "make key ID the active cluster key (manual distribution)",
+	},
+}
+
+func lookup(cmd, obj string) *entry {
+	for i := range entries {
+		if entries[i].command == cmd && entries[i].object == obj {
+			return &entries[i]
+		}
+	}
+	return nil
+}
+
+// objectsOf lists the objects cmd works on.
+func objectsOf(cmd string) []string {
+	var out []string
+	for _, o := range objectNames {
+		if lookup(cmd, o) != nil {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// helpText is the directive summary printed by help.
+func helpText() string {
+	var b strings.Builder
+	b.WriteString("Directives (commands and objects may be abbreviated to an unambiguous prefix:\n" +
+		"c=create d=delete s=set l=list p=print r=rotate; n=node s=server k=key):\n")
+	width := 0
+	for _, e := range entries {
+		width = max(width, len(e.usage))
+	}
+	for _, e := range entries {
+		fmt.Fprintf(&b, "  %-*s  %s\n", width, e.usage, e.doc)
+	}
+	fmt.Fprintf(&b, "  %-*s  %s\n", width, "help", "this summary")
+	fmt.Fprintf(&b, "  %-*s  %s\n", width, "quit, exit", "leave qmgr")
+	b.WriteString("Attributes:\n")
+	seen := map[string]bool{}
+	for _, e := range entries {
+		for _, a := range e.attrs {
+			key := e.object + " " + a.name
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			fmt.Fprintf(&b, "  %-6s %-35s %s\n", e.object, a.name+"="+a.syntax, a.doc)
+		}
+	}
+	b.WriteString("Values with spaces, ',' or '=' go in double quotes. '#' starts a comment.\n")
+	return b.String()
+}

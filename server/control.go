@@ -1,0 +1,358 @@
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/crypto/nacl/box"
+
+	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/swap"
+	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/ping"
+	"github.com/momgate/momgate/proto"
+)
+
+// maxControlFrame caps frames from an authenticated MOM.
+const maxControlFrame = 64 << 10
+
+// momConn is an authenticated control connection.
+type momConn struct {
+	conn net.Conn
+	node *node
+	wmu  sync.Mutex
+}
+
+func (c *momConn) send(m proto.Message) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		return err
+	}
+	return proto.WriteFrame(c.conn, m)
+}
+
+// rejection is a refusal with its Reject code and audit reason.
+type rejection struct {
+	code   uint16
+	reason string
+	err    error
+}
+
+func (r *rejection) Error() string { return r.err.Error() }
+func (r *rejection) Unwrap() error { return r.err }
+
+func reject(code uint16, reason string, format string, args ...any) *rejection {
+	return &rejection{code: code, reason: reason, err: fmt.Errorf(format, args...)}
+}
+
+func (s *Server) serveConn(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	remote, _, err := swap.Endpoints(c)
+	if err != nil {
+		s.log.WithError(err).Warn("control connection without IP endpoints")
+		return
+	}
+	peer := c.RemoteAddr().String()
+	entry := audit.Entry{Channel: "control", Peer: swap.RemoteAddrPort(c)}
+	mc, err := s.handshake(c, remote)
+	if err != nil {
+		var rj *rejection
+		code, reason := swap.CodeMalformed, ping.Reason(err)
+		if errors.As(err, &rj) {
+			code, reason = rj.code, rj.reason
+		} else if reason == "other" {
+			reason = "handshake"
+		}
+		if !errors.Is(err, io.EOF) {
+			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = proto.WriteFrame(c, &proto.Reject{Code: code, Reason: err.Error()})
+		}
+		entry.Outcome, entry.Reason, entry.Detail = "rejected", reason, err.Error()
+		if mc != nil {
+			entry.Node = mc.node.rec.Name
+		}
+		s.audit.Record(s.stamp(entry))
+		return
+	}
+	entry.Outcome, entry.Node = "accepted", mc.node.rec.Name
+	entry.KeyID = mc.node.keyID.String()
+	s.audit.Record(s.stamp(entry))
+	log := s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "peer": peer})
+	log.Info("MOM connected")
+	s.register(mc)
+	defer s.unregister(mc)
+	err = s.controlLoop(ctx, mc)
+	if ctx.Err() == nil && err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		log.WithError(err).Warn("MOM connection closed")
+	} else {
+		log.Info("MOM disconnected")
+	}
+}
+
+func (s *Server) stamp(e audit.Entry) audit.Entry {
+	e.Time = s.cfg.Now()
+	return e
+}
+
+// handshake runs ServerHello, Enroll or Hello, Welcome and the PING swap.
+func (s *Server) handshake(c net.Conn, remote proto.Addr) (*momConn, error) {
+	if err := c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout)); err != nil {
+		return nil, err
+	}
+	var challenge [32]byte
+	if _, err := io.ReadFull(s.cfg.Rand, challenge[:]); err != nil {
+		return nil, fmt.Errorf("challenge: %w", err)
+	}
+	s.mu.Lock()
+	mode, _ := proto.ParseMode(s.reg.attrs.Mode)
+	s.mu.Unlock()
+	hello := &proto.ServerHello{ServerID: s.reg.id, ServerKey: s.ident.Public, Challenge: challenge,
+		Mode: mode, Versions: proto.VersionBitV2}
+	if err := proto.WriteFrame(c, hello); err != nil {
+		return nil, fmt.Errorf("send server hello: %w", err)
+	}
+	frame, err := proto.ReadFrameLimit(c, nil, swap.PreAuthMaxFrame)
+	if err != nil {
+		return nil, reject(swap.CodeMalformed, "malformed", "read hello: %w", err)
+	}
+	msg, err := proto.Unmarshal(frame)
+	if err != nil {
+		return nil, reject(swap.CodeMalformed, "malformed", "decode hello: %w", err)
+	}
+	src := remote.Netip()
+	var n *node
+	switch m := msg.(type) {
+	case *proto.Enroll:
+		n, err = s.enroll(m, src, &challenge)
+	case *proto.Hello:
+		n, err = s.authenticate(m, src, &challenge)
+	default:
+		err = reject(swap.CodeMalformed, "malformed", "expected Enroll or Hello, got %s", msg.Type())
+	}
+	if err != nil {
+		return nil, err
+	}
+	mc := &momConn{conn: c, node: n}
+	welcome, err := s.welcome(n)
+	if err != nil {
+		return mc, reject(swap.CodeInternal, "internal", "wrap keys: %w", err)
+	}
+	if err := proto.WriteFrame(c, welcome); err != nil {
+		return mc, fmt.Errorf("send welcome: %w", err)
+	}
+	// The swap: the MOM proves it holds a current cluster key.
+	frame, err = proto.ReadFrameLimit(c, nil, swap.PreAuthMaxFrame)
+	if err != nil {
+		return mc, reject(swap.CodeMalformed, "malformed", "read ping: %w", err)
+	}
+	var res ping.Result
+	if err := swap.Respond(c, frame, s.sealer, s.verifier, &res); err != nil {
+		return mc, err
+	}
+	if res.Node != n.id {
+		return mc, reject(swap.CodeAuth, "node_mismatch", "ping names node %x, connection is %s", res.Node, n.rec.Name)
+	}
+	s.mu.Lock()
+	n.keyID = keys.KeyID(res.KeyID)
+	n.protocol = "v2"
+	s.mu.Unlock()
+	return mc, c.SetDeadline(time.Time{})
+}
+
+// enroll redeems a token for a new MOM identity.
+func (s *Server) enroll(m *proto.Enroll, src netip.Addr, challenge *[32]byte) (*node, error) {
+	plain, ok := box.Open(nil, m.Sealed, &m.Nonce, &m.NodeKey, &s.ident.Private)
+	if !ok {
+		return nil, reject(swap.CodeAuth, "auth", "enroll proof does not open under the server key")
+	}
+	proof, err := proto.DecodeEnrollProof(plain)
+	if err != nil {
+		return nil, reject(swap.CodeMalformed, "malformed", "enroll proof: %w", err)
+	}
+	if subtle.ConstantTimeCompare(proof.Challenge[:], challenge[:]) != 1 {
+		return nil, reject(swap.CodeAuth, "auth", "enroll proof answers another challenge")
+	}
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, err := s.reg.tokens.Lookup(m.TokenID)
+	if err != nil {
+		return nil, tokenRejection(err)
+	}
+	n := s.reg.byName[rec.Node]
+	if n == nil {
+		return nil, reject(swap.CodeUnknownNode, "unknown_node", "token is for node %s, which no longer exists", rec.Node)
+	}
+	if n.addr != src {
+		return nil, reject(swap.CodeAddrMismatch, "addr_mismatch", "token for node %s (%s) used from %s", n.rec.Name, n.addr, src)
+	}
+	if rec.Used {
+		// A retry after a lost Welcome: same token, same identity.
+		if n.enrolled() && n.pub == m.NodeKey {
+			if err := s.reg.tokens.Check(m.TokenID, proof.Secret); err != nil {
+				return nil, tokenRejection(err)
+			}
+			return n, nil
+		}
+		return nil, tokenRejection(keys.ErrTokenUsed)
+	}
+	if n.enrolled() {
+		return nil, reject(swap.CodeNotAllowed, "already_enrolled", "node %s is already enrolled with another identity", n.rec.Name)
+	}
+	if _, err := s.reg.tokens.Redeem(m.TokenID, proof.Secret, now); err != nil {
+		return nil, tokenRejection(err)
+	}
+	oldRec := n.rec
+	n.pub = m.NodeKey
+	n.rec.Pub = encodeKey(m.NodeKey)
+	t := now.UTC()
+	n.rec.Enrolled = &t
+	if err := s.persistLocked(); err != nil {
+		n.rec, n.pub = oldRec, [32]byte{}
+		s.reg.tokens.Unredeem(m.TokenID)
+		return nil, reject(swap.CodeInternal, "internal", "persist enrollment: %w", err)
+	}
+	s.log.WithFields(logrus.Fields{"node": n.rec.Name, "fingerprint": keys.ShortFingerprint(n.pub)}).Info("node enrolled")
+	return n, nil
+}
+
+func tokenRejection(err error) *rejection {
+	switch {
+	case errors.Is(err, keys.ErrTokenUsed):
+		return reject(swap.CodeTokenUsed, "token_used", "enrollment token already used")
+	case errors.Is(err, keys.ErrTokenExpired):
+		return reject(swap.CodeTokenExpired, "token_expired", "enrollment token expired")
+	case errors.Is(err, keys.ErrTokenSecret):
+		return reject(swap.CodeAuth, "token_secret", "enrollment token secret does not match")
+	default:
+		return reject(swap.CodeTokenUnknown, "token_unknown", "unknown enrollment token")
+	}
+}
+
+// authenticate checks a returning MOM's proof of identity.
+func (s *Server) authenticate(m *proto.Hello, src netip.Addr, challenge *[32]byte) (*node, error) {
+	s.mu.Lock()
+	n := s.reg.byID[m.NodeID]
+	var pub [32]byte
+	var addr netip.Addr
+	enrolled := false
+	if n != nil {
+		pub, addr, enrolled = n.pub, n.addr, n.enrolled()
+	}
+	s.mu.Unlock()
+	if n == nil || !enrolled {
+		return nil, reject(swap.CodeUnknownNode, "unknown_node", "no enrolled node with id %x", m.NodeID)
+	}
+	if addr != src {
+		return n, reject(swap.CodeAddrMismatch, "addr_mismatch", "node %s is at %s, connection from %s", n.rec.Name, addr, src)
+	}
+	if s.deny.Revoked(m.NodeID, proto.AddrFrom(src)) {
+		return n, reject(swap.CodeRevoked, "revoked", "node %s is revoked", n.rec.Name)
+	}
+	plain, ok := box.Open(nil, m.Sealed, &m.Nonce, &pub, &s.ident.Private)
+	if !ok {
+		return n, reject(swap.CodeAuth, "auth", "hello proof of node %s does not open with its identity key", n.rec.Name)
+	}
+	proof, err := proto.DecodeHelloProof(plain)
+	if err != nil {
+		return n, reject(swap.CodeMalformed, "malformed", "hello proof: %w", err)
+	}
+	if subtle.ConstantTimeCompare(proof.Challenge[:], challenge[:]) != 1 {
+		return n, reject(swap.CodeAuth, "auth", "hello proof answers another challenge (replayed hello)")
+	}
+	return n, nil
+}
+
+// welcome wraps every accepted cluster key for n.
+func (s *Server) welcome(n *node) (*proto.Welcome, error) {
+	s.mu.Lock()
+	mode, _ := proto.ParseMode(s.reg.attrs.Mode)
+	name, id, pub := n.rec.Name, n.id, n.pub
+	s.mu.Unlock()
+	w := &proto.Welcome{NodeID: id, Name: name, Mode: mode}
+	for _, k := range s.ring.Load().Keys() {
+		if k.State == keys.StateRetired {
+			continue
+		}
+		wk, err := keys.Wrap(s.cfg.Rand, k, k.State, &pub, &s.ident.Private)
+		if err != nil {
+			return nil, err
+		}
+		w.Keys = append(w.Keys, toProtoWrapped(wk))
+	}
+	return w, nil
+}
+
+func toProtoWrapped(w keys.WrappedKey) proto.WrappedKey {
+	return proto.WrappedKey{KeyID: uint32(w.ID), State: uint8(w.State), Nonce: w.Nonce, Sealed: w.Sealed}
+}
+
+func (s *Server) register(mc *momConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.conns[mc.node.id]; old != nil {
+		old.conn.Close() // the MOM reconnected; the old connection is dead
+	}
+	s.conns[mc.node.id] = mc
+	mc.node.up = true
+	mc.node.lastSeen = s.cfg.Now()
+}
+
+func (s *Server) unregister(mc *momConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conns[mc.node.id] == mc {
+		delete(s.conns, mc.node.id)
+		mc.node.up = false
+	}
+}
+
+// controlLoop serves heartbeats and acknowledgements until the connection
+// ends. Three missed heartbeats close it.
+func (s *Server) controlLoop(ctx context.Context, mc *momConn) error {
+	var res ping.Result
+	buf := make([]byte, 0, 4096)
+	for ctx.Err() == nil {
+		s.mu.Lock()
+		idle := 3*time.Duration(s.reg.attrs.Heartbeat) + 5*time.Second
+		s.mu.Unlock()
+		if err := mc.conn.SetReadDeadline(time.Now().Add(idle)); err != nil {
+			return err
+		}
+		frame, err := proto.ReadFrameLimit(mc.conn, buf[:cap(buf)], maxControlFrame)
+		if err != nil {
+			return err
+		}
+		switch proto.Type(frame[3]) {
+		case proto.TypePing:
+			mc.wmu.Lock()
+			err := swap.Respond(mc.conn, frame, s.sealer, s.verifier, &res)
+			mc.wmu.Unlock()
+			if err != nil {
+				s.audit.Record(s.stamp(audit.Entry{Channel: "control", Outcome: "rejected", Reason: ping.Reason(err),
+					Peer: swap.RemoteAddrPort(mc.conn), Node: mc.node.rec.Name, Detail: "heartbeat: " + err.Error()}))
+				return err
+			}
+			s.mu.Lock()
+			mc.node.lastSeen = s.cfg.Now()
+			mc.node.keyID = keys.KeyID(res.KeyID)
+			s.mu.Unlock()
+		default:
+			msg, err := proto.Unmarshal(frame)
+			if err != nil {
+				return fmt.Errorf("decode frame from %s: %w", mc.node.rec.Name, err)
+			}
+			s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "type": msg.Type().String()}).Debug("ignored control message")
+		}
+	}
+	return ctx.Err()
+}

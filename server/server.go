@@ -1,0 +1,289 @@
+// Package server is the momgate server daemon: node registry, enrollment,
+// cluster key authority, PING responder for MOM control connections, admin
+// socket and audit log. It is a thin I/O shell over proto, keys and ping.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/sirupsen/logrus"
+
+	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/store"
+	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/ping"
+	"github.com/momgate/momgate/proto"
+)
+
+// Config configures a Server. Zero values get defaults.
+type Config struct {
+	StateDir string
+	Listen   string // TCP address for MOM control connections
+	Log      logrus.FieldLogger
+	Audit    *audit.Log
+	Now      func() time.Time
+	Rand     io.Reader
+	// HandshakeTimeout bounds a connection's time to authenticate.
+	HandshakeTimeout time.Duration
+}
+
+// Server is a running momgate server.
+type Server struct {
+	cfg   Config
+	log   logrus.FieldLogger
+	audit *audit.Log
+	ident *keys.Identity
+	ring  *keys.Holder
+
+	marks    *store.MarkLog
+	sealer   *ping.Sealer
+	verifier *ping.Verifier
+	deny     *ping.DenyList
+
+	mu    sync.Mutex // guards reg and conns
+	reg   *registry
+	conns map[proto.NodeID]*momConn
+
+	listener net.Listener
+	ready    chan struct{}
+}
+
+// Init creates a new server state directory: identity, first cluster key,
+// server id and default attributes. It refuses an initialized directory.
+// It returns the server's public key fingerprint.
+func Init(dir string, rnd io.Reader, now time.Time) (string, error) {
+	if rnd == nil {
+		rnd = rand.Reader
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create state dir %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return "", fmt.Errorf("chmod state dir %s: %w", dir, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, stateFile)); err == nil {
+		return "", fmt.Errorf("%s: %w", dir, ErrInitialized)
+	}
+	id, err := keys.GenerateIdentity(rnd)
+	if err != nil {
+		return "", err
+	}
+	k, err := keys.NewKey(rnd, now, func(keys.KeyID) bool { return false })
+	if err != nil {
+		return "", err
+	}
+	k.State = keys.StateActive
+	ring, err := keys.NewKeyring().WithKey(k)
+	if err != nil {
+		return "", err
+	}
+	sid, err := uuid.NewRandomFromReader(rnd)
+	if err != nil {
+		return "", fmt.Errorf("server id: %w", err)
+	}
+	if err := keys.SaveIdentity(filepath.Join(dir, identityFile), id); err != nil {
+		return "", err
+	}
+	if err := keys.SaveKeyring(filepath.Join(dir, keyringFile), ring); err != nil {
+		return "", err
+	}
+	// state.json last: its presence marks the directory initialized.
+	p := persisted{Format: 1, ID: sid.String(), Attrs: DefaultAttrs(), Nodes: []nodeRecord{}, Tokens: []keys.TokenRecord{}}
+	if err := saveState(dir, p); err != nil {
+		return "", err
+	}
+	return keys.ShortFingerprint(id.Public), nil
+}
+
+// New loads the state directory. It does not listen yet.
+func New(cfg Config) (*Server, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.Log == nil {
+		cfg.Log = logrus.StandardLogger()
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	if cfg.Audit == nil {
+		cfg.Audit = audit.New(audit.Config{Out: io.Discard})
+	}
+	dir := cfg.StateDir
+	p, err := loadState(dir)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := newRegistry(p)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", filepath.Join(dir, stateFile), err)
+	}
+	ident, err := keys.LoadIdentity(filepath.Join(dir, identityFile))
+	if err != nil {
+		return nil, err
+	}
+	ring, err := keys.LoadKeyring(filepath.Join(dir, keyringFile))
+	if err != nil {
+		return nil, err
+	}
+	if ring.Active() == nil {
+		return nil, fmt.Errorf("keyring %s: %w", filepath.Join(dir, keyringFile), keys.ErrNoActive)
+	}
+	marks, initial, err := store.OpenMarkLog(dir)
+	if err != nil {
+		return nil, err
+	}
+	stamper, err := ping.NewStamper(cfg.Now, store.NewCeilingFile(filepath.Join(dir, ceilingFile)), 0)
+	if err != nil {
+		marks.Close()
+		return nil, err
+	}
+	s := &Server{
+		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring),
+		marks: marks, deny: &ping.DenyList{}, reg: reg, conns: map[proto.NodeID]*momConn{},
+		ready: make(chan struct{}),
+	}
+	s.sealer = &ping.Sealer{Keys: s.ring, Stamper: stamper, Rand: cfg.Rand, Node: reg.id}
+	s.verifier = &ping.Verifier{
+		Keys:    s.ring,
+		Guard:   ping.NewGuard(ping.GuardConfig{Freshness: time.Duration(reg.attrs.Freshness), Store: marks}, initial),
+		Revoker: s.deny,
+		Now:     cfg.Now,
+	}
+	return s, nil
+}
+
+// Fingerprint is the short fingerprint of the server's identity key.
+func (s *Server) Fingerprint() string { return keys.ShortFingerprint(s.ident.Public) }
+
+// Addr returns the control listener's address once Run is listening.
+func (s *Server) Addr() net.Addr {
+	<-s.ready
+	return s.listener.Addr()
+}
+
+// Run listens and serves until ctx is cancelled, then closes every
+// connection and returns.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.marks.Close()
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
+	}
+	s.listener = ln
+	close(s.ready)
+	s.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "fingerprint": s.Fingerprint()}).Info("server listening")
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sock := filepath.Join(s.cfg.StateDir, adminSocket)
+		if err := admin.Serve(ctx, sock, s.handleAdmin, s.log); err != nil && ctx.Err() == nil {
+			errc <- fmt.Errorf("admin socket: %w", err)
+			cancel()
+		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.housekeeping(ctx)
+	}()
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	var conns sync.WaitGroup
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			s.log.WithError(err).Warn("accept")
+			continue
+		}
+		conns.Add(1)
+		go func() {
+			defer conns.Done()
+			s.serveConn(ctx, c)
+		}()
+	}
+	s.closeAll()
+	conns.Wait()
+	wg.Wait()
+	s.audit.Flush()
+	if err := s.compactMarks(); err != nil {
+		s.log.WithError(err).Warn("compact marks at shutdown")
+	}
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// housekeeping flushes the audit aggregates, syncs and compacts the mark
+// log, and prunes expired tokens, until ctx ends.
+func (s *Server) housekeeping(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.marks.Sync(); err != nil {
+			s.log.WithError(err).Warn("sync mark log")
+		}
+		if s.marks.LogSize() > 1<<20 {
+			if err := s.compactMarks(); err != nil {
+				s.log.WithError(err).Warn("compact mark log")
+			}
+		}
+		if i%10 == 0 {
+			s.audit.Flush()
+		}
+	}
+}
+
+func (s *Server) compactMarks() error {
+	return s.marks.Compact(s.verifier.Guard.Snapshot())
+}
+
+// persistLocked writes the registry; the caller holds s.mu and must undo its
+// in-memory change if this fails.
+func (s *Server) persistLocked() error {
+	return saveState(s.cfg.StateDir, s.reg.snapshot())
+}
+
+func (s *Server) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		c.conn.Close()
+	}
+}

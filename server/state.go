@@ -1,0 +1,223 @@
+package server
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/internal/store"
+	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/proto"
+)
+
+// Files in the server's state directory.
+const (
+	identityFile = "identity.json"
+	keyringFile  = "keyring.json"
+	stateFile    = "state.json"
+	ceilingFile  = "ceiling"
+	adminSocket  = "admin.sock"
+	auditFile    = "audit.log"
+)
+
+// Sentinel errors of the registry.
+var (
+	ErrNotInitialized = errors.New("state directory not initialized (run momgate-server init)")
+	ErrInitialized    = errors.New("state directory already initialized")
+)
+
+var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// nodeRecord is one node as persisted.
+type nodeRecord struct {
+	Name     string     `json:"name"`
+	ID       string     `json:"id"`
+	Mom      string     `json:"mom"`
+	Port     int        `json:"port"`
+	Pub      string     `json:"pub,omitempty"` // identity public key, base64; empty until enrolled
+	Created  time.Time  `json:"created"`
+	Enrolled *time.Time `json:"enrolled,omitempty"`
+	Upgraded bool       `json:"upgraded,omitempty"`
+}
+
+// persisted is the whole of state.json: written atomically on every change,
+// so a node, a token and the server's attributes change together or not at all.
+type persisted struct {
+	Format int                `json:"format"`
+	ID     string             `json:"id"`
+	Attrs  Attrs              `json:"attrs"`
+	Nodes  []nodeRecord       `json:"nodes"`
+	Tokens []keys.TokenRecord `json:"tokens"`
+}
+
+// node is a node in memory.
+type node struct {
+	rec  nodeRecord
+	id   proto.NodeID
+	addr netip.Addr
+	pub  [32]byte
+	// volatile
+	up       bool
+	lastSeen time.Time
+	protocol string
+	keyID    keys.KeyID
+}
+
+func (n *node) enrolled() bool { return n.rec.Pub != "" }
+
+// info describes n; active is the server's active key id.
+func (n *node) info(active keys.KeyID) admin.NodeInfo {
+	st := "enrolling"
+	if n.enrolled() {
+		st = "down"
+		if n.up {
+			st = "up"
+		}
+	}
+	ni := admin.NodeInfo{
+		Name: n.rec.Name, ID: n.rec.ID, Mom: n.rec.Mom, Port: n.rec.Port, State: st,
+		Protocol: n.protocol, Upgraded: n.rec.Upgraded, Created: n.rec.Created,
+	}
+	if n.keyID != 0 {
+		ni.KeyID = n.keyID.String()
+		ni.KeyState = "needs sync"
+		if n.keyID == active {
+			ni.KeyState = "current"
+		}
+	}
+	if n.enrolled() {
+		ni.Fingerprint = keys.ShortFingerprint(n.pub)
+	}
+	if !n.lastSeen.IsZero() {
+		t := n.lastSeen
+		ni.LastSeen = &t
+	}
+	return ni
+}
+
+// registry is the server's node table and token book.
+type registry struct {
+	id     proto.NodeID
+	idStr  string
+	attrs  Attrs
+	byName map[string]*node
+	byID   map[proto.NodeID]*node
+	tokens *keys.TokenBook
+}
+
+func newRegistry(p persisted) (*registry, error) {
+	uid, err := uuid.Parse(p.ID)
+	if err != nil {
+		return nil, fmt.Errorf("server id %q: %w", p.ID, err)
+	}
+	if err := p.Attrs.validate(); err != nil {
+		return nil, err
+	}
+	r := &registry{id: proto.NodeID(uid), idStr: p.ID, attrs: p.Attrs,
+		byName: map[string]*node{}, byID: map[proto.NodeID]*node{}, tokens: keys.NewTokenBook()}
+	for _, rec := range p.Nodes {
+		n, err := nodeFromRecord(rec)
+		if err != nil {
+			return nil, err
+		}
+		if r.byName[rec.Name] != nil || r.byID[n.id] != nil {
+			return nil, fmt.Errorf("node %s: duplicate name or id", rec.Name)
+		}
+		r.byName[rec.Name] = n
+		r.byID[n.id] = n
+	}
+	for _, t := range p.Tokens {
+		if err := r.tokens.Add(t); err != nil {
+			return nil, fmt.Errorf("token for %s: %w", t.Node, err)
+		}
+	}
+	return r, nil
+}
+
+func nodeFromRecord(rec nodeRecord) (*node, error) {
+	if !nodeNameRE.MatchString(rec.Name) {
+		return nil, fmt.Errorf("node name %q invalid", rec.Name)
+	}
+	uid, err := uuid.Parse(rec.ID)
+	if err != nil {
+		return nil, fmt.Errorf("node %s id: %w", rec.Name, err)
+	}
+	a, err := netip.ParseAddr(rec.Mom)
+	if err != nil {
+		return nil, fmt.Errorf("node %s address: %w", rec.Name, err)
+	}
+	n := &node{rec: rec, id: proto.NodeID(uid), addr: a.Unmap()}
+	if rec.Pub != "" {
+		b, err := base64.StdEncoding.DecodeString(rec.Pub)
+		if err != nil || len(b) != 32 {
+			return nil, fmt.Errorf("node %s public key: not 32 bytes of base64", rec.Name)
+		}
+		copy(n.pub[:], b)
+	}
+	return n, nil
+}
+
+func (r *registry) snapshot() persisted {
+	p := persisted{Format: 1, ID: r.idStr, Attrs: r.attrs, Nodes: []nodeRecord{}, Tokens: r.tokens.Records()}
+	for _, n := range r.sortedNodes() {
+		p.Nodes = append(p.Nodes, n.rec)
+	}
+	return p
+}
+
+func (r *registry) sortedNodes() []*node {
+	out := make([]*node, 0, len(r.byName))
+	for _, n := range r.byName {
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].rec.Name < out[j].rec.Name })
+	return out
+}
+
+func (r *registry) byAddr(a netip.Addr) *node {
+	for _, n := range r.byName {
+		if n.addr == a {
+			return n
+		}
+	}
+	return nil
+}
+
+// loadState reads state.json from dir.
+func loadState(dir string) (persisted, error) {
+	var p persisted
+	path := filepath.Join(dir, stateFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return p, fmt.Errorf("%s: %w", dir, ErrNotInitialized)
+	}
+	if err := store.LoadJSON(path, &p); err != nil {
+		return p, err
+	}
+	if p.Format != 1 {
+		return p, fmt.Errorf("%s: unsupported format %d", path, p.Format)
+	}
+	return p, nil
+}
+
+func saveState(dir string, p persisted) error {
+	return store.SaveJSON(filepath.Join(dir, stateFile), p, 0o600)
+}
+
+func (r *registry) add(n *node) {
+	r.byName[n.rec.Name] = n
+	r.byID[n.id] = n
+}
+
+func (r *registry) remove(n *node) {
+	delete(r.byName, n.rec.Name)
+	delete(r.byID, n.id)
+}
