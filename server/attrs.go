@@ -95,7 +95,7 @@ var attrDefs = map[string]attrDef{
 		"protocol mode: legacy (address-list push), compat (both), ping"),
 	"key_distribution": enumAttr(func(a *Attrs) *string { return &a.KeyDistribution }, []string{"auto", "manual"},
 		"auto: keys wrapped for each node and pushed; manual: exported key files"),
-	"token_ttl": durationAttr(func(a *Attrs) *Duration { return &a.TokenTTL }, time.Minute, 30*24*time.Hour, false,
+	"token_ttl": durationAttr(func(a *Attrs) *Duration { return &a.TokenTTL }, time.Second, 30*24*time.Hour, false,
 		"lifetime of enrollment tokens issued by create node"),
 	"freshness": durationAttr(func(a *Attrs) *Duration { return &a.Freshness }, time.Second, 24*time.Hour, true,
 		"first-contact freshness window for PINGs (0 disables)"),
