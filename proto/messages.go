@@ -198,7 +198,7 @@ func (m *Welcome) decode(r *reader) {
 
 // Reject refuses something, with a code and a reason.
 type Reject struct {
-	Ver Version // V1 or V2; zero means V2
+	Ver    Version // V1 or V2; zero means V2
 	Code   uint16
 	Reason string
 }
@@ -412,7 +412,7 @@ func (m *NodeUpgraded) decode(r *reader) { m.Entries = decodeEntries(r) }
 
 // ModeMsg carries the server's protocol mode (message type Mode).
 type ModeMsg struct {
-	Ver Version // V1 or V2; zero means V2
+	Ver  Version // V1 or V2; zero means V2
 	Mode Mode
 }
 
@@ -453,7 +453,7 @@ func (m *LegacyHello) decode(r *reader) {
 
 // IMJoin joins a sister to a job.
 type IMJoin struct {
-	Ver Version // V1 or V2; zero means V2
+	Ver    Version // V1 or V2; zero means V2
 	Job    string
 	Mother string
 }
@@ -508,7 +508,7 @@ const (
 
 // IMReply answers IMJoin or IMPoll.
 type IMReply struct {
-	Ver Version // V1 or V2; zero means V2
+	Ver    Version // V1 or V2; zero means V2
 	Job    string
 	Seq    uint64
 	Status uint8
