@@ -34,11 +34,11 @@ type sim struct {
 
 	acks        []func() // acknowledgements in flight to the server
 	pendingExec []Action // actions of the message being delivered
-	executed int      // actions executed so far, across restarts
-	crashAt  map[int]bool
-	crashes  int
-	momCrash map[int]proto.NodeID // crash this MOM after that many actions
-	trace    []string
+	executed    int      // actions executed so far, across restarts
+	crashAt     map[int]bool
+	crashes     int
+	momCrash    map[int]proto.NodeID // crash this MOM after that many actions
+	trace       []string
 }
 
 type simMom struct {
