@@ -553,10 +553,13 @@ func (m *Machine) setWait(node proto.NodeID, st waitState) {
 }
 
 // Connected reports that a node completed its handshake holding the keys
-// held (after the Welcome). A node that holds every key the server holds
-// is in sync; in the distributing phase, one that holds the new key has
+// held, active being the one it seals with: what the Welcome gave it (a
+// manual-distribution Welcome gives only keys the node already held). If
+// the keyring moved on while the Welcome was on its way, the machine sends
+// the node what it missed. A node that holds every key the server holds is
+// in sync; in the distributing phase, one that holds the new key has
 // acknowledged it.
-func (m *Machine) Connected(node proto.NodeID, held []keys.KeyID, now time.Time) ([]Action, error) {
+func (m *Machine) Connected(node proto.NodeID, held []keys.KeyID, active keys.KeyID, now time.Time) ([]Action, error) {
 	m.nodes[node] = struct{}{}
 	m.connected[node] = struct{}{}
 	has := func(id keys.KeyID) bool {
@@ -567,25 +570,52 @@ func (m *Machine) Connected(node proto.NodeID, held []keys.KeyID, now time.Time)
 		}
 		return false
 	}
+	to := []proto.NodeID{node}
+	var acts []Action
 	synced := true
-	for _, k := range m.ring.Keys() {
-		if !has(k.ID) {
+	for _, h := range held {
+		if m.ring.Lookup(h) == nil {
+			// Retired since the Welcome was built.
+			acts = append(acts, SendRetire{Seq: m.rec.Seq, Key: h, To: to})
+		}
+	}
+	if cur := m.ring.Active().ID; active != cur {
+		if has(cur) {
+			acts = append(acts, SendActivate{Seq: m.rec.Seq, Key: cur, To: to})
+		} else {
 			synced = false
 		}
 	}
-	if m.rec.Phase == Distributing && has(m.rec.New) {
-		delete(m.behind, node)
-		m.setWait(node, wAcked)
-		return m.maybeActivate(now)
+	if m.rec.Phase == Distributing {
+		switch {
+		case has(m.rec.New):
+			m.setWait(node, wAcked)
+		case !m.rec.Manual:
+			// The Welcome predates the new key: send it.
+			if m.wait[node] != wPending {
+				m.wait[node] = wPending
+				m.pending++
+			}
+			k := *m.ring.Next()
+			acts = append(acts, SendUpdate{Seq: m.rec.Seq, Key: &k, To: to})
+		default:
+			synced = false
+		}
+	}
+	for _, k := range m.ring.Keys() {
+		if k.State != keys.StateNext && !has(k.ID) {
+			synced = false
+		}
 	}
 	if _, behind := m.behind[node]; synced && behind {
 		// It caught up: record that (rare: only nodes that missed a step).
 		delete(m.behind, node)
 		if m.rec.Phase != Distributing {
-			return []Action{m.save(StepBehind)}, nil
+			acts = append(acts, m.save(StepBehind))
 		}
 	}
-	return nil, nil
+	more, err := m.maybeActivate(now)
+	return append(acts, more...), err
 }
 
 // Disconnected reports that a node's control connection ended. In the

@@ -241,7 +241,7 @@ func TestStartWithNobodyConnectedActivatesAtOnce(t *testing.T) {
 		t.Fatalf("ring after rotation: %s", ringString(m.Ring()))
 	}
 	// It reconnects with the new key: in sync.
-	m.Connected(nid(1), []keys.KeyID{m.Ring().Active().ID}, epoch)
+	m.Connected(nid(1), []keys.KeyID{m.Ring().Active().ID}, m.Ring().Active().ID, epoch)
 	if st := m.NodeState(nid(1)); st != NodeCurrent {
 		t.Fatalf("state after catch-up %q, want current", st)
 	}
@@ -249,8 +249,8 @@ func TestStartWithNobodyConnectedActivatesAtOnce(t *testing.T) {
 
 func TestDistributionWaitsForConnectedNodes(t *testing.T) {
 	m := machine(t, activeRing(t), nid(1), nid(2), nid(3))
-	m.Connected(nid(1), []keys.KeyID{m.Ring().Active().ID}, epoch)
-	m.Connected(nid(2), []keys.KeyID{m.Ring().Active().ID}, epoch)
+	m.Connected(nid(1), []keys.KeyID{m.Ring().Active().ID}, m.Ring().Active().ID, epoch)
+	m.Connected(nid(2), []keys.KeyID{m.Ring().Active().ID}, m.Ring().Active().ID, epoch)
 	acts, err := m.Start("rotate key", epoch)
 	if err != nil {
 		t.Fatal(err)
@@ -305,8 +305,8 @@ func must(a []Action, err error) []Action {
 
 func TestDeadlineActivatesWithoutStragglers(t *testing.T) {
 	m := machine(t, activeRing(t), nid(1), nid(2))
-	m.Connected(nid(1), []keys.KeyID{m.Ring().Active().ID}, epoch)
-	m.Connected(nid(2), []keys.KeyID{m.Ring().Active().ID}, epoch)
+	m.Connected(nid(1), []keys.KeyID{m.Ring().Active().ID}, m.Ring().Active().ID, epoch)
+	m.Connected(nid(2), []keys.KeyID{m.Ring().Active().ID}, m.Ring().Active().ID, epoch)
 	must(m.Start("rotate key", epoch))
 	must(m.Ack(nid(1), 0, m.Info().New, true, epoch))
 	if acts := must(m.Tick(epoch.Add(9 * time.Second))); len(acts) != 0 {
@@ -333,7 +333,7 @@ func TestDeadlineActivatesWithoutStragglers(t *testing.T) {
 
 func TestStartDuringDistributionReplacesTheKey(t *testing.T) {
 	m := machine(t, activeRing(t), nid(1))
-	m.Connected(nid(1), []keys.KeyID{m.Ring().Active().ID}, epoch)
+	m.Connected(nid(1), []keys.KeyID{m.Ring().Active().ID}, m.Ring().Active().ID, epoch)
 	must(m.Start("rotate key", epoch))
 	first, seq := m.Info().New, m.Info().Seq
 	acts := must(m.Start("delete node n2", epoch))
@@ -378,7 +378,7 @@ func TestRequestsQueueBehindGrace(t *testing.T) {
 func TestManualWaitsForActivate(t *testing.T) {
 	m := machine(t, activeRing(t), nid(1))
 	m.SetParams(Params{Manual: true})
-	m.Connected(nid(1), []keys.KeyID{m.Ring().Active().ID}, epoch)
+	m.Connected(nid(1), []keys.KeyID{m.Ring().Active().ID}, m.Ring().Active().ID, epoch)
 	acts := must(m.Start("rotate key", epoch))
 	if got, want := steps(acts), "distributing,next-saved"; got != want {
 		t.Fatalf("manual: steps %s, want %s (no update pushed)", got, want)
@@ -529,5 +529,44 @@ func TestMomApply(t *testing.T) {
 	}
 	if again, changed, _ := ApplyRetire(r4, ring.Active().ID); changed || again != r4 {
 		t.Fatal("repeated retire changed the ring")
+	}
+}
+
+// TestStaleWelcomeIsCorrected: a node whose Welcome was built before the
+// keyring moved on gets what it missed as soon as it is registered.
+func TestStaleWelcomeIsCorrected(t *testing.T) {
+	m := machine(t, activeRing(t), nid(1), nid(2))
+	old := m.Ring().Active().ID
+	m.Connected(nid(1), []keys.KeyID{old}, old, epoch)
+	must(m.Start("rotate key", epoch))
+	newKey := m.Info().New
+	// Welcome built before the start: holds only the old key.
+	acts := must(m.Connected(nid(2), []keys.KeyID{old}, old, epoch))
+	if got := steps(acts); got != "update" || acts[0].(SendUpdate).To[0] != nid(2) || acts[0].(SendUpdate).Key.ID != newKey {
+		t.Fatalf("distributing, stale welcome: steps %s", got)
+	}
+	if m.NodeState(nid(2)) != NodePending {
+		t.Fatalf("state %s, want pending", m.NodeState(nid(2)))
+	}
+	must(m.Ack(nid(1), 0, newKey, true, epoch))
+	acts = must(m.Ack(nid(2), 0, newKey, true, epoch))
+	if !strings.HasPrefix(steps(acts), "activating") {
+		t.Fatalf("steps %s", steps(acts))
+	}
+	must(m.Disconnected(nid(2), epoch))
+	// Welcome built before the activation: new key held as next.
+	acts = must(m.Connected(nid(2), []keys.KeyID{old, newKey}, old, epoch))
+	if got := steps(acts); got != "activate" || acts[0].(SendActivate).Key != newKey {
+		t.Fatalf("grace, stale welcome: steps %s", got)
+	}
+	must(m.Tick(epoch.Add(time.Minute)))
+	must(m.Disconnected(nid(2), epoch))
+	// Welcome built before the retirement: still holds the old key.
+	acts = must(m.Connected(nid(2), []keys.KeyID{newKey, old}, newKey, epoch))
+	if got := steps(acts); got != "retire" || acts[0].(SendRetire).Key != old {
+		t.Fatalf("idle, stale welcome: steps %s", got)
+	}
+	if m.NodeState(nid(2)) != NodeCurrent {
+		t.Fatalf("state %s, want current", m.NodeState(nid(2)))
 	}
 }

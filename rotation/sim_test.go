@@ -209,7 +209,7 @@ func (s *sim) connect(mm *simMom) bool {
 		held = append(held, k.ID)
 	}
 	s.logf("mom %d connected holding %v", mm.id[15], held)
-	acts, err := s.m.Connected(mm.id, held, s.now)
+	acts, err := s.m.Connected(mm.id, held, r.Active().ID, s.now)
 	if err != nil {
 		s.fatalf("connected: %v", err)
 	}
