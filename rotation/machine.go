@@ -328,6 +328,18 @@ func (m *Machine) Request(reason string) []Action {
 	return []Action{m.save(StepQueued)}
 }
 
+// Cancel withdraws a Request whose change failed; it does nothing if the
+// request was already served.
+func (m *Machine) Cancel(reason string) []Action {
+	for i, q := range m.rec.Queued {
+		if q == reason {
+			m.rec.Queued = append(m.rec.Queued[:i:i], m.rec.Queued[i+1:]...)
+			return []Action{m.save(StepQueued)}
+		}
+	}
+	return nil
+}
+
 func (m *Machine) queue(reason string) {
 	if reason == "" {
 		return

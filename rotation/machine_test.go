@@ -570,3 +570,17 @@ func TestStaleWelcomeIsCorrected(t *testing.T) {
 		t.Fatalf("state %s, want current", m.NodeState(nid(2)))
 	}
 }
+
+func TestCancelWithdrawsARequest(t *testing.T) {
+	m := machine(t, activeRing(t))
+	m.Request("delete node x")
+	if acts := m.Cancel("delete node x"); steps(acts) != "queued" || len(m.Record().Queued) != 0 {
+		t.Fatalf("cancel: %s %v", steps(acts), m.Record().Queued)
+	}
+	if acts := m.Cancel("delete node x"); len(acts) != 0 {
+		t.Fatalf("second cancel acted: %s", steps(acts))
+	}
+	if acts := must(m.Start("", epoch)); len(acts) != 0 {
+		t.Fatalf("start with nothing queued acted: %s", steps(acts))
+	}
+}

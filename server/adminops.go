@@ -51,7 +51,17 @@ func (s *Server) handleAdmin(ctx context.Context, op string, raw json.RawMessage
 		if err := decodeArgs(raw, &a); err != nil {
 			return nil, err
 		}
-		return s.listNodes(a.Name)
+		nodes, err := s.listNodes(a.Name)
+		if err == nil {
+			s.annotateKeyStates(nodes)
+		}
+		return nodes, err
+	case admin.OpSetNode:
+		var a admin.SetArgs
+		if err := decodeArgs(raw, &a); err != nil {
+			return nil, err
+		}
+		return s.setNode(a)
 	case admin.OpPrintServer:
 		return s.printServer(), nil
 	case admin.OpSetServer:
@@ -62,6 +72,17 @@ func (s *Server) handleAdmin(ctx context.Context, op string, raw json.RawMessage
 		return s.setServer(a.Attrs)
 	case admin.OpListKey:
 		return s.listKeys(), nil
+	case admin.OpRotateKey:
+		return s.rotateKey()
+	case admin.OpExportKey, admin.OpActivateKey:
+		var a admin.KeyArgs
+		if err := decodeArgs(raw, &a); err != nil {
+			return nil, err
+		}
+		if op == admin.OpExportKey {
+			return s.exportKey(a)
+		}
+		return s.activateKey(a)
 	}
 	return nil, admin.Errorf(admin.CodeUnknownOp, "unknown operation %q", op)
 }
@@ -118,38 +139,6 @@ func (s *Server) createNode(a admin.CreateNodeArgs) (*admin.CreateNodeResult, er
 	}
 	s.log.WithFields(logrus.Fields{"node": a.Name, "mom": addr.String()}).Info("node created")
 	return &admin.CreateNodeResult{Node: n.info(s.activeKeyID()), Token: token, TokenExpires: trec.Expires}, nil
-}
-
-func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := s.reg.byName[name]
-	if n == nil {
-		return nil, admin.Errorf(admin.CodeUnknownNode, "unknown node %s", name)
-	}
-	s.reg.remove(n)
-	removedTokens := s.reg.tokens.Revoke(name)
-	if err := s.persistLocked(); err != nil {
-		s.reg.add(n)
-		for _, t := range removedTokens {
-			_ = s.reg.tokens.Add(t)
-		}
-		return nil, fmt.Errorf("persist: %w", err)
-	}
-	info := n.info(s.activeKeyID())
-	// Deny at once: the node is refused by the server and by every MOM.
-	s.deny.Deny(n.id, proto.AddrFrom(n.addr))
-	deny := &proto.Deny{Entries: []proto.NodeAddr{{Node: n.id, Addr: proto.AddrFrom(n.addr)}}}
-	for id, c := range s.conns {
-		if id == n.id {
-			c.conn.Close()
-			continue
-		}
-		go func(c *momConn) { _ = c.send(deny) }(c)
-	}
-	s.verifier.Guard.Forget(n.id)
-	s.log.WithFields(logrus.Fields{"node": name}).Info("node deleted and denied")
-	return &info, nil
 }
 
 func (s *Server) listNodes(name string) ([]admin.NodeInfo, error) {
@@ -212,20 +201,6 @@ func (s *Server) setServer(set []admin.Attr) (*admin.ServerInfo, error) {
 	s.mu.Unlock()
 	s.log.WithField("attrs", set).Info("server attributes set")
 	return &s.printServer().Server, nil
-}
-
-func (s *Server) listKeys() *admin.KeyList {
-	out := &admin.KeyList{Keys: []admin.KeyInfo{}, Nodes: []admin.NodeKeyInfo{}}
-	for _, k := range s.ring.Load().Keys() {
-		out.Keys = append(out.Keys, admin.KeyInfo{ID: k.ID.String(), State: k.State.String(), Created: k.Created})
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, n := range s.reg.sortedNodes() {
-		ni := n.info(s.activeKeyID())
-		out.Nodes = append(out.Nodes, admin.NodeKeyInfo{Name: ni.Name, KeyID: ni.KeyID, KeyState: ni.KeyState})
-	}
-	return out
 }
 
 // activeKeyID is the id of the server's active cluster key.

@@ -29,6 +29,9 @@ type momConn struct {
 	conn net.Conn
 	node *node
 	wmu  sync.Mutex
+	// What the Welcome gave the MOM (for the key rotation).
+	held   []keys.KeyID
+	active keys.KeyID
 }
 
 func (c *momConn) send(m proto.Message) error {
@@ -89,6 +92,8 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	log := s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "peer": peer})
 	log.Info("MOM connected")
 	s.register(mc)
+	s.rot.connected(mc)
+	defer s.rot.disconnected(mc)
 	defer s.unregister(mc)
 	err = s.controlLoop(ctx, mc)
 	if ctx.Err() == nil && err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -130,11 +135,14 @@ func (s *Server) handshake(c net.Conn, remote proto.Addr) (*momConn, error) {
 	}
 	src := remote.Netip()
 	var n *node
+	var claims []uint32 // keys a returning MOM says it holds
+	enrolling := false
 	switch m := msg.(type) {
 	case *proto.Enroll:
 		n, err = s.enroll(m, src, &challenge)
+		enrolling = true
 	case *proto.Hello:
-		n, err = s.authenticate(m, src, &challenge)
+		n, claims, err = s.authenticate(m, src, &challenge)
 	default:
 		err = reject(swap.CodeMalformed, "malformed", "expected Enroll or Hello, got %s", msg.Type())
 	}
@@ -142,9 +150,9 @@ func (s *Server) handshake(c net.Conn, remote proto.Addr) (*momConn, error) {
 		return nil, err
 	}
 	mc := &momConn{conn: c, node: n}
-	welcome, err := s.welcome(n)
+	welcome, err := s.welcome(mc, claims, enrolling)
 	if err != nil {
-		return mc, reject(swap.CodeInternal, "internal", "wrap keys: %w", err)
+		return mc, err
 	}
 	if err := proto.WriteFrame(c, welcome); err != nil {
 		return mc, fmt.Errorf("send welcome: %w", err)
@@ -238,8 +246,9 @@ func tokenRejection(err error) *rejection {
 	}
 }
 
-// authenticate checks a returning MOM's proof of identity.
-func (s *Server) authenticate(m *proto.Hello, src netip.Addr, challenge *[32]byte) (*node, error) {
+// authenticate checks a returning MOM's proof of identity; it returns the
+// key ids the MOM says it holds.
+func (s *Server) authenticate(m *proto.Hello, src netip.Addr, challenge *[32]byte) (*node, []uint32, error) {
 	s.mu.Lock()
 	n := s.reg.byID[m.NodeID]
 	var pub [32]byte
@@ -249,45 +258,72 @@ func (s *Server) authenticate(m *proto.Hello, src netip.Addr, challenge *[32]byt
 		pub, addr, enrolled = n.pub, n.addr, n.enrolled()
 	}
 	s.mu.Unlock()
+	if n == nil && s.deny.Revoked(m.NodeID, proto.Addr{}) {
+		return nil, nil, reject(swap.CodeRevoked, "revoked", "node %x was deleted and is revoked", m.NodeID)
+	}
 	if n == nil || !enrolled {
-		return nil, reject(swap.CodeUnknownNode, "unknown_node", "no enrolled node with id %x", m.NodeID)
+		return nil, nil, reject(swap.CodeUnknownNode, "unknown_node", "no enrolled node with id %x", m.NodeID)
 	}
 	if addr != src {
-		return n, reject(swap.CodeAddrMismatch, "addr_mismatch", "node %s is at %s, connection from %s", n.rec.Name, addr, src)
+		return n, nil, reject(swap.CodeAddrMismatch, "addr_mismatch", "node %s is at %s, connection from %s", n.rec.Name, addr, src)
 	}
 	if s.deny.Revoked(m.NodeID, proto.AddrFrom(src)) {
-		return n, reject(swap.CodeRevoked, "revoked", "node %s is revoked", n.rec.Name)
+		return n, nil, reject(swap.CodeRevoked, "revoked", "node %s is revoked", n.rec.Name)
 	}
 	plain, ok := box.Open(nil, m.Sealed, &m.Nonce, &pub, &s.ident.Private)
 	if !ok {
-		return n, reject(swap.CodeAuth, "auth", "hello proof of node %s does not open with its identity key", n.rec.Name)
+		return n, nil, reject(swap.CodeAuth, "auth", "hello proof of node %s does not open with its identity key", n.rec.Name)
 	}
 	proof, err := proto.DecodeHelloProof(plain)
 	if err != nil {
-		return n, reject(swap.CodeMalformed, "malformed", "hello proof: %w", err)
+		return n, nil, reject(swap.CodeMalformed, "malformed", "hello proof: %w", err)
 	}
 	if subtle.ConstantTimeCompare(proof.Challenge[:], challenge[:]) != 1 {
-		return n, reject(swap.CodeAuth, "auth", "hello proof answers another challenge (replayed hello)")
+		return n, nil, reject(swap.CodeAuth, "auth", "hello proof answers another challenge (replayed hello)")
 	}
-	return n, nil
+	return n, proof.KeyIDs, nil
 }
 
-// welcome wraps every accepted cluster key for n.
-func (s *Server) welcome(n *node) (*proto.Welcome, error) {
+// welcome wraps for the MOM every cluster key it should hold and records
+// them in mc. With key_distribution=manual a returning MOM gets only the
+// keys it says it holds (their current states, no new secret); if that
+// leaves it without the active key it is refused with instructions.
+func (s *Server) welcome(mc *momConn, claims []uint32, enrolling bool) (*proto.Welcome, error) {
+	n := mc.node
 	s.mu.Lock()
 	mode, _ := proto.ParseMode(s.reg.attrs.Mode)
+	manual := s.reg.attrs.KeyDistribution == "manual"
 	name, id, pub := n.rec.Name, n.id, n.pub
 	s.mu.Unlock()
+	claimed := func(k keys.KeyID) bool {
+		for _, c := range claims {
+			if keys.KeyID(c) == k {
+				return true
+			}
+		}
+		return false
+	}
 	w := &proto.Welcome{NodeID: id, Name: name, Mode: mode}
-	for _, k := range s.ring.Load().Keys() {
-		if k.State == keys.StateRetired {
+	ring := s.ring.Load()
+	wr := s.rot.wrapper(id, &pub)
+	for _, k := range ring.Keys() {
+		if manual && !enrolling && !claimed(k.ID) {
 			continue
 		}
-		wk, err := keys.Wrap(s.cfg.Rand, k, k.State, &pub, &s.ident.Private)
+		wk, err := wr.Wrap(s.cfg.Rand, k, k.State)
 		if err != nil {
-			return nil, err
+			return nil, reject(swap.CodeInternal, "internal", "wrap keys: %w", err)
 		}
 		w.Keys = append(w.Keys, toProtoWrapped(wk))
+		mc.held = append(mc.held, k.ID)
+		if k.State == keys.StateActive {
+			mc.active = k.ID
+		}
+	}
+	if mc.active == 0 {
+		return nil, reject(swap.CodeUnknownKey, "key_mismatch",
+			"key_distribution is manual and node %s does not hold the active cluster key %s: install it with `momgate-mom key import`, then restart the MOM",
+			name, ring.Active().ID)
 	}
 	return w, nil
 }
@@ -350,6 +386,10 @@ func (s *Server) controlLoop(ctx context.Context, mc *momConn) error {
 			msg, err := proto.Unmarshal(frame)
 			if err != nil {
 				return fmt.Errorf("decode frame from %s: %w", mc.node.rec.Name, err)
+			}
+			if ack, ok := msg.(*proto.KeyAck); ok {
+				s.rot.ack(mc, ack, len(frame))
+				continue
 			}
 			s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "type": msg.Type().String()}).Debug("ignored control message")
 		}

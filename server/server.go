@@ -36,6 +36,9 @@ type Config struct {
 	Rand     io.Reader
 	// HandshakeTimeout bounds a connection's time to authenticate.
 	HandshakeTimeout time.Duration
+	// KeyTimeout bounds how long automatic key distribution waits for
+	// acknowledgements (default DefaultKeyTimeout).
+	KeyTimeout time.Duration
 }
 
 // Server is a running momgate server.
@@ -50,6 +53,7 @@ type Server struct {
 	sealer   *ping.Sealer
 	verifier *ping.Verifier
 	deny     *ping.DenyList
+	rot      *rotor
 
 	mu    sync.Mutex // guards reg and conns
 	reg   *registry
@@ -164,6 +168,10 @@ func New(cfg Config) (*Server, error) {
 		Revoker: s.deny,
 		Now:     cfg.Now,
 	}
+	if s.rot, err = newRotor(s); err != nil {
+		marks.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -205,6 +213,11 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		s.housekeeping(ctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.rot.run(ctx)
 	}()
 	go func() {
 		<-ctx.Done()

@@ -13,7 +13,7 @@ const (
 	OpPrintServer = "print_server" // no args -> ServerReport
 	OpSetServer   = "set_server"   // SetArgs with Name "" -> ServerInfo (after the change)
 	OpListKey     = "list_key"     // no args -> KeyList
-	OpRotateKey   = "rotate_key"   // no args -> KeyInfo (the new key)
+	OpRotateKey   = "rotate_key"   // no args -> RotationInfo (after the request)
 	OpExportKey   = "export_key"   // KeyArgs{ID, File} -> KeyInfo (the exported key)
 	OpActivateKey = "activate_key" // KeyArgs{ID} -> KeyInfo (the activated key)
 )
@@ -35,7 +35,7 @@ type NodeInfo struct {
 	Protocol    string     `json:"protocol"`    // "v1", "v2" or "" (never seen)
 	Upgraded    bool       `json:"upgraded"`    // no-downgrade mark: legacy admission refused
 	KeyID       string     `json:"key_id"`      // cluster key id the node holds, "" if unknown
-	KeyState    string     `json:"key_state"`   // "current", "needs sync" or ""
+	KeyState    string     `json:"key_state"`   // "current", "acked", "pending", "needs sync" or ""
 	Fingerprint string     `json:"fingerprint"` // short fingerprint of the node identity key, "" before enrollment
 	Created     time.Time  `json:"created"`     // when create node ran
 	LastSeen    *time.Time `json:"last_seen"`   // last contact, null if never
@@ -74,17 +74,48 @@ type KeyInfo struct {
 	Created time.Time `json:"created"` // when the key was generated
 }
 
+// Node key states (NodeInfo.KeyState, NodeKeyInfo.KeyState).
+const (
+	KeyCurrent   = "current"    // holds the keys it should
+	KeyAcked     = "acked"      // rotation distributing: stored the new key
+	KeyPending   = "pending"    // rotation distributing: new key sent, no answer yet
+	KeyNeedsSync = "needs sync" // missed a rotation step; catches up when it reconnects
+)
+
 // NodeKeyInfo says which cluster key a node holds.
 type NodeKeyInfo struct {
 	Name     string `json:"name"`
-	KeyID    string `json:"key_id"`    // "" if unknown
-	KeyState string `json:"key_state"` // "current", "needs sync" or ""
+	KeyID    string `json:"key_id"`              // key its last PING was sealed with, "" if unknown
+	KeyState string `json:"key_state"`           // KeyCurrent, KeyAcked, KeyPending, KeyNeedsSync, or "" before enrollment
+	AckedKey string `json:"acked_key,omitempty"` // distributing: the new key it acknowledged
+	Up       bool   `json:"up"`                  // control connection established
+}
+
+// RotationInfo describes the server's key rotation (the last one, when
+// Phase is "idle").
+type RotationInfo struct {
+	Phase        string     `json:"phase"`                 // idle, distributing, activating, grace or retiring
+	Seq          uint64     `json:"seq"`                   // rotation number, 0 before the first
+	Reason       string     `json:"reason,omitempty"`      // why it was started
+	Distribution string     `json:"distribution"`          // "auto" or "manual" (of the current rotation)
+	OldKey       string     `json:"old_key,omitempty"`     // key being replaced
+	NewKey       string     `json:"new_key,omitempty"`     // key being rolled in
+	Started      *time.Time `json:"started,omitempty"`     // when the current or last rotation started
+	Deadline     *time.Time `json:"deadline,omitempty"`    // distributing (auto): activation at the latest
+	GraceUntil   *time.Time `json:"grace_until,omitempty"` // grace: when the old key is retired
+	Waiting      int        `json:"waiting"`               // distributing: nodes waited for
+	Acked        int        `json:"acked"`                 // distributing: nodes holding the new key
+	Pending      int        `json:"pending"`               // distributing: nodes not yet answered
+	Behind       int        `json:"behind"`                // nodes that missed a step
+	Queued       int        `json:"queued"`                // requests waiting for this rotation to end
+	Next         string     `json:"next_step,omitempty"`   // what happens next, in words
 }
 
 // KeyList is the result of OpListKey.
 type KeyList struct {
-	Keys  []KeyInfo     `json:"keys"`
-	Nodes []NodeKeyInfo `json:"nodes"`
+	Keys     []KeyInfo     `json:"keys"`
+	Nodes    []NodeKeyInfo `json:"nodes"`
+	Rotation RotationInfo  `json:"rotation"`
 }
 
 // CreateNodeArgs are the arguments of OpCreateNode. Port 0 means the

@@ -1,0 +1,275 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/proto"
+)
+
+// Admin operations of the key rotation: rotate key, export key, activate
+// key, list key, delete node and set node Mom= (docs/KEYS.md).
+
+func keyInfo(k *keys.Key) admin.KeyInfo {
+	return admin.KeyInfo{ID: k.ID.String(), State: k.State.String(), Created: k.Created}
+}
+
+func parseKeyArg(s string) (keys.KeyID, error) {
+	id, err := keys.ParseKeyID(strings.ToLower(s))
+	if err != nil {
+		return 0, admin.Errorf(admin.CodeBadValue, "%v", err)
+	}
+	return id, nil
+}
+
+// rotateKey starts a rotation (or queues one behind the current one).
+func (s *Server) rotateKey() (*admin.RotationInfo, error) {
+	return s.rot.rotate("rotate key")
+}
+
+// exportKey writes a cluster key to a new file, mode 0400, for manual
+// distribution.
+func (s *Server) exportKey(a admin.KeyArgs) (*admin.KeyInfo, error) {
+	id, err := parseKeyArg(a.ID)
+	if err != nil {
+		return nil, err
+	}
+	if a.File == "" || !filepath.IsAbs(a.File) {
+		return nil, admin.Errorf(admin.CodeBadValue, "export key %s: file %q must be an absolute path", id, a.File)
+	}
+	k := s.ring.Load().Lookup(id)
+	if k == nil {
+		return nil, admin.Errorf(admin.CodeUnknownKey, "no cluster key %s (list key shows the keys)", id)
+	}
+	if err := keys.ExportKeyFile(a.File, k); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, admin.Errorf(admin.CodeBadValue, "export key %s: %s already exists; key files are never overwritten", id, a.File)
+		}
+		return nil, admin.Errorf(admin.CodeBadValue, "%v", err)
+	}
+	s.log.WithFields(logrus.Fields{"key": id.String(), "file": a.File}).Warn("cluster key exported to a file (mode 0400): move it to the nodes over a secure channel, then delete it")
+	info := keyInfo(k)
+	return &info, nil
+}
+
+// activateKey makes the key being distributed active now (manual
+// distribution, or to stop waiting for slow nodes).
+func (s *Server) activateKey(a admin.KeyArgs) (*admin.KeyInfo, error) {
+	id, err := parseKeyArg(a.ID)
+	if err != nil {
+		return nil, err
+	}
+	if s.ring.Load().Lookup(id) == nil {
+		return nil, admin.Errorf(admin.CodeUnknownKey, "no cluster key %s (list key shows the keys)", id)
+	}
+	if err := s.rot.activate(id); err != nil {
+		return nil, err
+	}
+	k := s.ring.Load().Lookup(id)
+	if k == nil {
+		return nil, admin.Errorf(admin.CodeConflict, "key %s was retired meanwhile", id)
+	}
+	info := keyInfo(k)
+	return &info, nil
+}
+
+// listKeys reports the server's keys, the rotation and every node's key
+// state.
+func (s *Server) listKeys() *admin.KeyList {
+	out := &admin.KeyList{Keys: []admin.KeyInfo{}, Nodes: []admin.NodeKeyInfo{}, Rotation: s.rot.info()}
+	for _, k := range s.ring.Load().Keys() {
+		out.Keys = append(out.Keys, keyInfo(k))
+	}
+	next, distributing := s.rot.distributing()
+	s.mu.Lock()
+	nodes := s.reg.sortedNodes()
+	ids := make([]proto.NodeID, len(nodes))
+	for i, n := range nodes {
+		ids[i] = n.id
+	}
+	s.mu.Unlock()
+	states := s.rot.nodeStates(ids)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, n := range nodes {
+		ni := admin.NodeKeyInfo{Name: n.rec.Name, Up: n.up}
+		if n.keyID != 0 {
+			ni.KeyID = n.keyID.String()
+		}
+		if n.enrolled() {
+			ni.KeyState = states[i]
+			if distributing && states[i] == admin.KeyAcked {
+				ni.AckedKey = next.String()
+			}
+		}
+		out.Nodes = append(out.Nodes, ni)
+	}
+	return out
+}
+
+// annotateKeyStates replaces the key states of list node with the
+// rotation's view (the same as list key).
+func (s *Server) annotateKeyStates(infos []admin.NodeInfo) {
+	s.mu.Lock()
+	var ids []proto.NodeID
+	var idx []int
+	for i, ni := range infos {
+		if n := s.reg.byName[ni.Name]; n != nil && n.enrolled() {
+			ids = append(ids, n.id)
+			idx = append(idx, i)
+		}
+	}
+	s.mu.Unlock()
+	for j, st := range s.rot.nodeStates(ids) {
+		infos[idx[j]].KeyState = st
+	}
+}
+
+// deleteNode removes a node: it is denied at once by the server and every
+// connected MOM, then a key rotation moves the cluster to a key it never
+// sees.
+func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
+	s.mu.Lock()
+	exists := s.reg.byName[name] != nil
+	s.mu.Unlock()
+	if !exists {
+		return nil, admin.Errorf(admin.CodeUnknownNode, "unknown node %s", name)
+	}
+	var info admin.NodeInfo
+	err := s.rot.changeAndRotate("delete node "+name, func() ([]proto.NodeID, bool, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		n := s.reg.byName[name]
+		if n == nil {
+			return nil, false, admin.Errorf(admin.CodeUnknownNode, "unknown node %s", name)
+		}
+		s.reg.remove(n)
+		removedTokens := s.reg.tokens.Revoke(name)
+		if err := s.persistLocked(); err != nil {
+			s.reg.add(n)
+			for _, t := range removedTokens {
+				_ = s.reg.tokens.Add(t)
+			}
+			return nil, false, fmt.Errorf("persist: %w", err)
+		}
+		info = n.info(s.activeKeyID())
+		// Deny at once: the node is refused by the server and by every MOM.
+		s.deny.Deny(n.id, proto.AddrFrom(n.addr))
+		s.pushDenyLocked([]proto.NodeAddr{{Node: n.id, Addr: proto.AddrFrom(n.addr)}}, n.id)
+		s.verifier.Guard.Forget(n.id)
+		if !n.enrolled() {
+			// It never held a cluster key: nothing to rotate.
+			s.log.WithFields(logrus.Fields{"node": name}).Info("node deleted before it enrolled")
+			return nil, false, nil
+		}
+		s.log.WithFields(logrus.Fields{"node": name}).Info("node deleted and denied; rotating the cluster key")
+		return []proto.NodeID{n.id}, true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &info, nil
+}
+
+// pushDenyLocked sends a Deny to every connected MOM and closes the
+// connection of the node it names (closeNode). The caller holds s.mu.
+func (s *Server) pushDenyLocked(entries []proto.NodeAddr, closeNode proto.NodeID) {
+	deny := &proto.Deny{Entries: entries}
+	for id, c := range s.conns {
+		if id == closeNode {
+			c.conn.Close()
+			continue
+		}
+		go func(c *momConn) { _ = c.send(deny) }(c)
+	}
+}
+
+// setNode changes node attributes: Mom=ADDR moves a node to a new address.
+func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
+	if len(a.Attrs) == 0 {
+		return nil, admin.Errorf(admin.CodeBadRequest, "set node %s needs ATTR=VALUE", a.Name)
+	}
+	var mom string
+	for _, kv := range a.Attrs {
+		switch strings.ToLower(kv.Name) {
+		case "mom":
+			mom = kv.Value
+		default:
+			return nil, admin.Errorf(admin.CodeBadValue, "set node: attribute %q is not settable here (settable: Mom)", kv.Name)
+		}
+	}
+	return s.moveNode(a.Name, mom)
+}
+
+// moveNode is set node NAME Mom=ADDR: the node's address changes, PINGs
+// naming the old address are refused from then on (server and MOMs), and
+// the cluster key is rotated, as HACMP and Sun Cluster prescribe after an
+// address change.
+func (s *Server) moveNode(name, mom string) (*admin.NodeInfo, error) {
+	addr, err := netip.ParseAddr(mom)
+	if err != nil || addr.Zone() != "" {
+		return nil, admin.Errorf(admin.CodeBadValue, "Mom=%q is not an IP address", mom)
+	}
+	addr = addr.Unmap()
+	if addr.IsUnspecified() || addr.IsMulticast() {
+		return nil, admin.Errorf(admin.CodeBadValue, "Mom=%s cannot be a node address", addr)
+	}
+	check := func() (*node, error) {
+		n := s.reg.byName[name]
+		if n == nil {
+			return nil, admin.Errorf(admin.CodeUnknownNode, "unknown node %s", name)
+		}
+		if other := s.reg.byAddr(addr); other != nil && other != n {
+			return nil, admin.Errorf(admin.CodeDuplicateNode, "address %s already belongs to node %s", addr, other.rec.Name)
+		}
+		return n, nil
+	}
+	s.mu.Lock()
+	n, err := check()
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	if n.addr == addr {
+		info := n.info(s.activeKeyID())
+		s.mu.Unlock()
+		return &info, nil
+	}
+	old := n.addr
+	s.mu.Unlock()
+	var info admin.NodeInfo
+	reason := fmt.Sprintf("set node %s Mom=%s (was %s)", name, addr, old)
+	err = s.rot.changeAndRotate(reason, func() ([]proto.NodeID, bool, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		n, err := check()
+		if err != nil {
+			return nil, false, err
+		}
+		oldRec, oldAddr := n.rec, n.addr
+		n.rec.Mom, n.addr = addr.String(), addr
+		if err := s.persistLocked(); err != nil {
+			n.rec, n.addr = oldRec, oldAddr
+			return nil, false, fmt.Errorf("persist: %w", err)
+		}
+		// The old address is refused from now on, here and on every MOM;
+		// the node's own connection, from the old address, is closed.
+		s.deny.Deny(proto.NodeID{}, proto.AddrFrom(oldAddr))
+		s.pushDenyLocked([]proto.NodeAddr{{Addr: proto.AddrFrom(oldAddr)}}, n.id)
+		info = n.info(s.activeKeyID())
+		s.log.WithFields(logrus.Fields{"node": name, "mom": addr.String(), "old": oldAddr.String()}).Info("node address changed; old address denied; rotating the cluster key")
+		return nil, n.enrolled(), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &info, nil
+}

@@ -1,0 +1,574 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/sirupsen/logrus"
+
+	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/internal/crashhook"
+	"github.com/momgate/momgate/internal/statefile"
+	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/rotation"
+)
+
+// rotationFile holds the rotation record (rotation.Record) in the server's
+// state directory; keyring.json holds the keys.
+const rotationFile = "rotation.json"
+
+// DefaultKeyTimeout is how long automatic distribution waits for every
+// connected MOM to acknowledge a new key before activating it anyway.
+const DefaultKeyTimeout = 30 * time.Second
+
+// rotationTick is how often the rotor checks the distribution deadline and
+// the end of the grace period.
+const rotationTick = 100 * time.Millisecond
+
+// sendWorkers bounds the connections a broadcast writes to at once.
+const sendWorkers = 32
+
+// rotor is the server's shell around rotation.Machine: it feeds the
+// machine events one at a time, executes its actions in order (persisting
+// synchronously, sending through the dispatcher), and keeps the per-node
+// wrappers. Lock order: rotor.mu before Server.mu.
+type rotor struct {
+	s   *Server
+	log logrus.FieldLogger
+
+	mu sync.Mutex // serialises events and guards m
+	m  *rotation.Machine
+
+	wmu      sync.Mutex
+	wrappers map[proto.NodeID]*keys.Wrapper
+
+	qmu  sync.Mutex
+	jobs []sendJob
+	wake chan struct{}
+
+	stats rotStats
+}
+
+// rotStats counts rotation traffic (the benchmark reports them).
+type rotStats struct {
+	framesOut, bytesOut atomic.Int64 // KeyUpdate, KeyActivate, KeyRetire written
+	framesIn, bytesIn   atomic.Int64 // KeyAck read
+	dropped             atomic.Int64 // sends to a node no longer connected
+}
+
+// sendJob is one broadcast; jobs run one after another, so every MOM sees
+// a rotation's messages in order.
+type sendJob struct {
+	typ proto.Type
+	seq uint64
+	key *keys.Key  // KeyUpdate: private copy, zeroed after the job
+	id  keys.KeyID // KeyActivate, KeyRetire
+	to  []proto.NodeID
+}
+
+func (s *Server) rotationPath() string { return filepath.Join(s.cfg.StateDir, rotationFile) }
+
+// loadRotation reads rotation.json; a missing file is an idle machine that
+// never rotated.
+func loadRotation(path string) (rotation.Record, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return rotation.Record{}, nil
+	}
+	if err != nil {
+		return rotation.Record{}, fmt.Errorf("load rotation state: %w", err)
+	}
+	rec, err := rotation.DecodeRecord(data)
+	if err != nil {
+		return rotation.Record{}, fmt.Errorf("load rotation state %s: %w", path, err)
+	}
+	return rec, nil
+}
+
+// newRotor restores the rotation from the state directory and finishes an
+// interrupted step. It runs before the server listens.
+func newRotor(s *Server) (*rotor, error) {
+	r := &rotor{s: s, log: s.log.WithField("component", "rotation"), wrappers: map[proto.NodeID]*keys.Wrapper{},
+		wake: make(chan struct{}, 1)}
+	if err := r.restore(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *rotor) restore() error {
+	rec, err := loadRotation(r.s.rotationPath())
+	if err != nil {
+		return err
+	}
+	r.s.mu.Lock()
+	var nodes []proto.NodeID
+	for id, n := range r.s.reg.byID {
+		if n.enrolled() {
+			nodes = append(nodes, id)
+		}
+	}
+	r.s.mu.Unlock()
+	m, acts, err := rotation.Restore(r.s.cfg.Rand, r.params(), rec, r.s.ring.Load(), nodes, r.s.cfg.Now())
+	if err != nil {
+		return fmt.Errorf("%s: %w", r.s.rotationPath(), err)
+	}
+	r.m = m
+	if rec.Phase != rotation.Idle || len(acts) > 0 {
+		r.log.WithFields(logrus.Fields{"phase": rec.Phase, "rotation": rec.Seq, "new_key": rec.New.String()}).Info("resuming key rotation")
+	}
+	return r.exec(acts)
+}
+
+// params reads the live attributes. The caller holds r.mu (not s.mu).
+func (r *rotor) params() rotation.Params {
+	r.s.mu.Lock()
+	defer r.s.mu.Unlock()
+	timeout := r.s.cfg.KeyTimeout
+	if timeout <= 0 {
+		timeout = DefaultKeyTimeout
+	}
+	return rotation.Params{Grace: time.Duration(r.s.reg.attrs.KeyGrace), Timeout: timeout,
+		Manual: r.s.reg.attrs.KeyDistribution == "manual"}
+}
+
+// event runs one machine event under r.mu and executes its actions.
+func (r *rotor) event(f func(m *rotation.Machine, now time.Time) ([]rotation.Action, error)) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.eventLocked(f)
+}
+
+func (r *rotor) eventLocked(f func(m *rotation.Machine, now time.Time) ([]rotation.Action, error)) error {
+	r.m.SetParams(r.params())
+	acts, err := f(r.m, r.s.cfg.Now())
+	if xerr := r.exec(acts); xerr != nil {
+		return xerr
+	}
+	return err
+}
+
+// exec executes actions in order. Saves are synchronous and atomic; sends
+// are queued for the dispatcher. If a save fails, the remaining actions
+// are dropped, the machine is rebuilt from what is on disk, and every MOM
+// connection is closed so that each one resynchronises by its Welcome.
+func (r *rotor) exec(acts []rotation.Action) error {
+	for _, a := range acts {
+		var err error
+		switch a := a.(type) {
+		case rotation.SaveRecord:
+			var data []byte
+			if data, err = rotation.EncodeRecord(a.Record); err == nil {
+				err = statefile.WriteAtomic(r.s.rotationPath(), data, 0o600)
+			}
+			if err == nil && a.Step() != rotation.StepBehind && a.Step() != rotation.StepQueued {
+				r.logRecord(a)
+			}
+		case rotation.SaveRing:
+			if err = keys.SaveKeyring(filepath.Join(r.s.cfg.StateDir, keyringFile), a.Ring); err == nil {
+				r.s.ring.Store(a.Ring)
+			}
+		case rotation.SendUpdate:
+			r.enqueue(sendJob{typ: proto.TypeKeyUpdate, seq: a.Seq, key: a.Key, to: a.To})
+		case rotation.SendActivate:
+			r.enqueue(sendJob{typ: proto.TypeKeyActivate, seq: a.Seq, id: a.Key, to: a.To})
+		case rotation.SendRetire:
+			r.enqueue(sendJob{typ: proto.TypeKeyRetire, seq: a.Seq, id: a.Key, to: a.To})
+		default:
+			err = fmt.Errorf("unknown rotation action %T", a)
+		}
+		if err != nil {
+			err = fmt.Errorf("key rotation step %s: %w", a.Step(), err)
+			r.log.WithError(err).Error("persisting a rotation step failed; reloading the rotation from disk")
+			r.recover()
+			return err
+		}
+		crashhook.At(a.Step())
+	}
+	return nil
+}
+
+func (r *rotor) logRecord(a rotation.SaveRecord) {
+	rec := a.Record
+	f := logrus.Fields{"rotation": rec.Seq, "phase": rec.Phase, "new_key": rec.New.String(), "old_key": rec.Old.String()}
+	switch a.Step() {
+	case rotation.StepDistributing:
+		f["reason"] = rec.Reason
+		f["waiting"] = len(rec.Waiting)
+		if rec.Manual {
+			r.log.WithFields(f).Warn("key rotation: new key generated; manual distribution: export it, import it on every node, then activate it")
+			return
+		}
+		r.log.WithFields(f).Info("key rotation: distributing new key")
+	case rotation.StepGrace:
+		f["grace_until"] = rec.GraceUntil
+		f["behind"] = len(rec.Behind)
+		r.log.WithFields(f).Info("key rotation: new key active, old key accepted until the grace period ends")
+	case rotation.StepIdle:
+		r.log.WithFields(f).Info("key rotation: old key retired and zeroed; rotation complete")
+	default:
+		r.log.WithFields(f).Debug("key rotation step")
+	}
+}
+
+// recover rebuilds the machine from disk after a failed save.
+func (r *rotor) recover() {
+	r.s.mu.Lock()
+	for _, c := range r.s.conns {
+		c.conn.Close()
+	}
+	r.s.mu.Unlock()
+	ring, err := keys.LoadKeyring(filepath.Join(r.s.cfg.StateDir, keyringFile))
+	if err != nil {
+		r.log.WithError(err).Error("reload keyring")
+		return
+	}
+	r.s.ring.Store(ring)
+	old := r.m
+	if err := r.restore(); err != nil {
+		r.log.WithError(err).Error("reload rotation state")
+		if r.m == nil {
+			r.m = old
+		}
+	}
+}
+
+func (r *rotor) enqueue(j sendJob) {
+	if len(j.to) == 0 {
+		if j.key != nil {
+			j.key.Zero()
+		}
+		return
+	}
+	r.qmu.Lock()
+	r.jobs = append(r.jobs, j)
+	r.qmu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the dispatcher and the clock, until ctx ends.
+func (r *rotor) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(rotationTick)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if err := r.event(func(m *rotation.Machine, now time.Time) ([]rotation.Action, error) { return m.Tick(now) }); err != nil {
+				r.log.WithError(err).Error("key rotation")
+			}
+		}
+	}()
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+		}
+		for {
+			r.qmu.Lock()
+			jobs := r.jobs
+			r.jobs = nil
+			r.qmu.Unlock()
+			if len(jobs) == 0 {
+				break
+			}
+			for _, j := range jobs {
+				r.send(j)
+			}
+		}
+	}
+}
+
+// wrapper returns the cached box precomputation for a node: wrapping a
+// key for it then costs no X25519 operation.
+func (r *rotor) wrapper(id proto.NodeID, pub *[32]byte) *keys.Wrapper {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	w := r.wrappers[id]
+	if w == nil {
+		w = keys.NewWrapper(pub, &r.s.ident.Private)
+		r.wrappers[id] = w
+	}
+	return w
+}
+
+func (r *rotor) forgetWrapper(id proto.NodeID) {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	delete(r.wrappers, id)
+}
+
+// send writes one job to its nodes, several connections at a time. A
+// connection whose write fails is closed: the MOM reconnects and catches
+// up by its Welcome.
+func (r *rotor) send(j sendJob) {
+	defer func() {
+		if j.key != nil {
+			j.key.Zero()
+		}
+	}()
+	conns := make([]*momConn, len(j.to))
+	r.s.mu.Lock()
+	for i, id := range j.to {
+		conns[i] = r.s.conns[id]
+	}
+	r.s.mu.Unlock()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(sendWorkers, len(conns)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(conns) {
+					return
+				}
+				c := conns[i]
+				if c == nil {
+					r.stats.dropped.Add(1)
+					continue
+				}
+				msg, err := r.message(j, c)
+				if err == nil {
+					err = c.send(msg)
+				}
+				if err != nil {
+					r.log.WithError(err).WithField("node", c.node.rec.Name).Warn("key rotation: send failed; closing the connection so the MOM resynchronises")
+					c.conn.Close()
+					continue
+				}
+				r.stats.framesOut.Add(1)
+				r.stats.bytesOut.Add(int64(frameSize(msg)))
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func frameSize(m proto.Message) int {
+	switch m.(type) {
+	case *proto.KeyUpdate:
+		return proto.HeaderSize + 8 + proto.WrappedKeySize
+	case *proto.KeyActivate, *proto.KeyRetire:
+		return proto.HeaderSize + 12
+	}
+	return proto.HeaderSize + len(m.AppendBody(nil))
+}
+
+func (r *rotor) message(j sendJob, c *momConn) (proto.Message, error) {
+	switch j.typ {
+	case proto.TypeKeyUpdate:
+		wk, err := r.wrapper(c.node.id, &c.node.pub).Wrap(r.s.cfg.Rand, j.key, keys.StateNext)
+		if err != nil {
+			return nil, err
+		}
+		return &proto.KeyUpdate{Rotation: j.seq, Key: toProtoWrapped(wk)}, nil
+	case proto.TypeKeyActivate:
+		return &proto.KeyActivate{Rotation: j.seq, KeyID: uint32(j.id)}, nil
+	case proto.TypeKeyRetire:
+		return &proto.KeyRetire{Rotation: j.seq, KeyID: uint32(j.id)}, nil
+	}
+	return nil, fmt.Errorf("unknown job type %s", j.typ)
+}
+
+// connected reports an authenticated MOM, registered in s.conns, holding
+// what its Welcome gave it.
+func (r *rotor) connected(mc *momConn) {
+	err := r.event(func(m *rotation.Machine, now time.Time) ([]rotation.Action, error) {
+		r.s.mu.Lock()
+		current := r.s.conns[mc.node.id] == mc
+		r.s.mu.Unlock()
+		if !current {
+			return nil, nil // already replaced or gone
+		}
+		return m.Connected(mc.node.id, mc.held, mc.active, now)
+	})
+	if err != nil {
+		r.log.WithError(err).Error("key rotation")
+	}
+}
+
+// disconnected reports that a MOM's connection ended.
+func (r *rotor) disconnected(mc *momConn) {
+	err := r.event(func(m *rotation.Machine, now time.Time) ([]rotation.Action, error) {
+		r.s.mu.Lock()
+		current := r.s.conns[mc.node.id]
+		r.s.mu.Unlock()
+		if current != nil {
+			return nil, nil // it reconnected meanwhile
+		}
+		return m.Disconnected(mc.node.id, now)
+	})
+	if err != nil {
+		r.log.WithError(err).Error("key rotation")
+	}
+}
+
+// ack handles a MOM's KeyAck.
+func (r *rotor) ack(mc *momConn, a *proto.KeyAck, size int) {
+	r.stats.framesIn.Add(1)
+	r.stats.bytesIn.Add(int64(size))
+	if a.Status != 0 {
+		r.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "key": keys.KeyID(a.KeyID).String()}).Warn("MOM could not store the new key")
+	}
+	err := r.event(func(m *rotation.Machine, now time.Time) ([]rotation.Action, error) {
+		return m.Ack(mc.node.id, a.Rotation, keys.KeyID(a.KeyID), a.Status == 0, now)
+	})
+	if err != nil {
+		r.log.WithError(err).Error("key rotation")
+	}
+}
+
+// nodeAdded tells the machine about a node created by create node.
+func (r *rotor) nodeAdded(id proto.NodeID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m.NodeAdded(id)
+}
+
+// changeAndRotate runs a registry change that needs a rotation (delete
+// node, set node Mom=): the request is persisted first, then change runs,
+// then the rotation starts, all under r.mu, so a crash between any two
+// steps still rotates. change returns the nodes it removed and whether a
+// rotation is needed after all.
+func (r *rotor) changeAndRotate(reason string, change func() ([]proto.NodeID, bool, error)) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m.SetParams(r.params())
+	if err := r.exec(r.m.Request(reason)); err != nil {
+		return fmt.Errorf("persist rotation request: %w", err)
+	}
+	removed, rotate, err := change()
+	if err != nil || !rotate {
+		if xerr := r.exec(r.m.Cancel(reason)); xerr != nil {
+			r.log.WithError(xerr).Error("withdraw rotation request")
+		}
+		return err
+	}
+	for _, id := range removed {
+		r.forgetWrapper(id)
+		if xerr := r.eventLocked(func(m *rotation.Machine, now time.Time) ([]rotation.Action, error) {
+			return m.NodeRemoved(id, now)
+		}); xerr != nil {
+			return fmt.Errorf("%s done, but the key rotation failed: %w", reason, xerr)
+		}
+	}
+	// The reason again: if a restart served the request before the change,
+	// this queues a rotation that follows it.
+	if xerr := r.eventLocked(func(m *rotation.Machine, now time.Time) ([]rotation.Action, error) {
+		return m.Start(reason, now)
+	}); xerr != nil {
+		return fmt.Errorf("%s done, but the key rotation failed: %w", reason, xerr)
+	}
+	return nil
+}
+
+// rotate is `rotate key`.
+func (r *rotor) rotate(reason string) (*admin.RotationInfo, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err := r.eventLocked(func(m *rotation.Machine, now time.Time) ([]rotation.Action, error) {
+		return m.Start(reason, now)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start key rotation: %w", err)
+	}
+	info := r.infoLocked()
+	return &info, nil
+}
+
+// activate is `activate key ID`.
+func (r *rotor) activate(id keys.KeyID) error {
+	err := r.event(func(m *rotation.Machine, now time.Time) ([]rotation.Action, error) {
+		return m.Activate(id, now)
+	})
+	if errors.Is(err, rotation.ErrNotNext) {
+		return admin.Errorf(admin.CodeConflict, "activate key %s: %v", id, err)
+	}
+	return err
+}
+
+func (r *rotor) info() admin.RotationInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.infoLocked()
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+func (r *rotor) infoLocked() admin.RotationInfo {
+	in := r.m.Info()
+	out := admin.RotationInfo{
+		Phase: string(in.Phase), Seq: in.Seq, Reason: in.Reason, Distribution: "auto",
+		Started: optTime(in.Started), Deadline: optTime(in.Deadline), GraceUntil: optTime(in.GraceUntil),
+		Waiting: in.Waiting, Acked: in.Acked, Pending: in.Pending, Behind: in.Behind, Queued: in.Queued,
+	}
+	if in.Manual {
+		out.Distribution = "manual"
+	}
+	if in.Seq > 0 {
+		out.OldKey, out.NewKey = in.Old.String(), in.New.String()
+	}
+	switch in.Phase {
+	case rotation.Distributing:
+		if in.Manual {
+			out.Next = fmt.Sprintf("export key %s, import it on every node (momgate-mom key import), then activate key %s", in.New, in.New)
+		} else {
+			out.Next = fmt.Sprintf("key %s becomes active when %d more node(s) acknowledge it, or at the deadline", in.New, in.Pending)
+		}
+	case rotation.Grace:
+		out.Next = fmt.Sprintf("key %s is retired everywhere when the grace period ends", in.Old)
+	}
+	if in.Queued > 0 {
+		out.Next += fmt.Sprintf("; then %d queued request(s) start a new rotation", in.Queued)
+	}
+	return out
+}
+
+// nodeStates returns each node's key state (rotation.Node*), for list key
+// and list node.
+func (r *rotor) nodeStates(ids []proto.NodeID) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = r.m.NodeState(id)
+	}
+	return out
+}
+
+// ackedKey is the key being distributed, if any.
+func (r *rotor) distributing() (keys.KeyID, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	in := r.m.Info()
+	return in.New, in.Phase == rotation.Distributing
+}
+
+func nodeIDString(id proto.NodeID) string { return uuid.UUID(id).String() }
