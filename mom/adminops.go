@@ -54,6 +54,8 @@ func (m *Mom) handleAdmin(ctx context.Context, op string, raw json.RawMessage) (
 			c.Close()
 		}
 		return res, nil
+	case OpKeyImport, OpKeyActivate:
+		return m.handleKeyAdmin(op, raw)
 	}
 	return nil, admin.Errorf(admin.CodeUnknownOp, "unknown operation %q", op)
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -206,10 +205,9 @@ func (m *Mom) install(w *proto.Welcome, sh *proto.ServerHello, enr *enrollment) 
 	if ring.Active() == nil {
 		return fmt.Errorf("server sent no active cluster key")
 	}
-	if err := keys.SaveKeyring(filepath.Join(m.cfg.StateDir, keyringFile), ring); err != nil {
+	if err := m.updateRing(func(*keys.Keyring) (*keys.Keyring, bool, error) { return ring, true, nil }); err != nil {
 		return err
 	}
-	m.ring.Store(ring)
 	if enr == nil {
 		enr = &enrollment{Format: 1, NodeID: uuid.UUID(w.NodeID).String(), Name: w.Name,
 			ServerID: uuid.UUID(sh.ServerID).String(), ServerKey: encodeB64(sh.ServerKey[:])}
@@ -252,6 +250,8 @@ func (m *Mom) heartbeat(ctx context.Context, c net.Conn, serverID proto.NodeID) 
 		_, err := c.Write(msg)
 		return err
 	}
+	m.setControlSend(send)
+	defer m.setControlSend(nil)
 	errc := make(chan error, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -333,6 +333,12 @@ func (m *Mom) handleServerMessage(msg proto.Message) error {
 	switch v := msg.(type) {
 	case *proto.Deny:
 		return m.applyDeny(v.Entries)
+	case *proto.KeyUpdate:
+		return m.handleKeyUpdate(v)
+	case *proto.KeyActivate:
+		return m.handleKeyActivate(v)
+	case *proto.KeyRetire:
+		return m.handleKeyRetire(v)
 	case *proto.Reject:
 		return &swap.RejectError{Code: v.Code, Reason: v.Reason}
 	default:

@@ -69,6 +69,10 @@ type Mom struct {
 	connected bool
 	serverErr string
 
+	srvWrap *keys.Wrapper      // box precomputation for keys the server wraps for us
+	ctlSend func([]byte) error // writes to the current control connection, or nil
+	keyMu   sync.Mutex         // serialises keyring changes (updateRing)
+
 	admitted atomic.Uint64
 	listener net.Listener
 	ready    chan struct{}

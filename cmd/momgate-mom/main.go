@@ -103,6 +103,39 @@ func app() *cli.App {
 				},
 			},
 			{
+				Name:  "key",
+				Usage: "manual key distribution: import a key file, activate a key",
+				Description: "With `set server key_distribution=manual` the server pushes no key: export the new key with\n" +
+					"momgate-qmgr -c \"export key ID file=PATH\", copy the file (mode 0400) to each node over a secure\n" +
+					"channel, import it there, then run momgate-qmgr -c \"activate key ID\". See docs/KEYS.md.",
+				Subcommands: []*cli.Command{
+					{
+						Name:      "import",
+						Usage:     "store a key file as this MOM's next cluster key (refuses a file readable by group or others)",
+						ArgsUsage: "FILE",
+						Flags:     []cli.Flag{stateDirFlag, jsonFlag},
+						Action: func(c *cli.Context) error {
+							if c.NArg() != 1 {
+								return fmt.Errorf("key import needs exactly one key FILE")
+							}
+							return mom.ImportKey(c.Context, c.String("state-dir"), c.Args().First(), c.App.Writer, c.Bool("json"))
+						},
+					},
+					{
+						Name:      "activate",
+						Usage:     "seal with key ID from now on on this node (for a node the server cannot reach; normally use momgate-qmgr -c \"activate key ID\")",
+						ArgsUsage: "ID",
+						Flags:     []cli.Flag{stateDirFlag, jsonFlag},
+						Action: func(c *cli.Context) error {
+							if c.NArg() != 1 {
+								return fmt.Errorf("key activate needs exactly one key ID (8 hex digits)")
+							}
+							return mom.ActivateKey(c.Context, c.String("state-dir"), c.Args().First(), c.App.Writer, c.Bool("json"))
+						},
+					},
+				},
+			},
+			{
 				Name:      "ping",
 				Usage:     "ask the running MOM to open an IM connection to a sister and run the PING swap",
 				ArgsUsage: "ADDR (sister IM address IP:PORT)",
