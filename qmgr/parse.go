@@ -370,6 +370,11 @@ func (p *parser) parse() (Directive, error) {
 	if e.needAttrs && len(d.Attrs) == 0 {
 		return Directive{}, syntaxErr(end, "%s %s needs ATTR=VALUE (allowed: %s)", cmd, obj, e.attrList())
 	}
+	if e.validate != nil {
+		if err := e.validate(&d, end); err != nil {
+			return Directive{}, err
+		}
+	}
 	return d, nil
 }
 

@@ -27,8 +27,10 @@ type Executor interface {
 // Text output is PBS-like: list node prints "Node NAME" blocks of
 // "    attr = value" lines; print server and print node print directives
 // that recreate the configuration; create node prints the node, then
-// "token: TOKEN" and "token expires: RFC3339"; list key prints two
-// tables; set and delete print nothing on success, as PBS qmgr does.
+// "token: TOKEN" and "token expires: RFC3339"; list key prints a
+// "Rotation N" block (once a rotation has happened), then a table of keys
+// and a table of nodes; set and delete print nothing on success, as PBS
+// qmgr does.
 //
 // With JSON, the output is the operation's result as indented JSON, with
 // the admin package's field names:
@@ -39,7 +41,8 @@ type Executor interface {
 //	list/print server      admin.ServerReport
 //	set server             admin.ServerInfo after the change
 //	list key               admin.KeyList
-//	rotate/export/activate key  admin.KeyInfo
+//	rotate key             admin.RotationInfo
+//	export/activate key    admin.KeyInfo
 type Session struct {
 	Exec Executor  // required
 	Out  io.Writer // results; nil discards them
@@ -417,6 +420,10 @@ func runListKey(ctx context.Context, s *Session, _ Directive, out *bytes.Buffer)
 		}
 		return v
 	}
+	if rot := kl.Rotation; rot.Seq > 0 || rot.Queued > 0 {
+		formatRotation(out, rot)
+		out.WriteByte('\n')
+	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KEY ID\tSTATE\tCREATED")
 	for _, k := range kl.Keys {
@@ -426,13 +433,51 @@ func runListKey(ctx context.Context, s *Session, _ Directive, out *bytes.Buffer)
 	if len(kl.Nodes) > 0 {
 		out.WriteByte('\n')
 		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NODE\tKEY ID\tKEY STATE")
+		fmt.Fprintln(tw, "NODE\tUP\tKEY ID\tKEY STATE")
 		for _, n := range kl.Nodes {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", n.Name, dash(n.KeyID), dash(n.KeyState))
+			state := dash(n.KeyState)
+			if n.AckedKey != "" {
+				state += " " + n.AckedKey
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Name, boolText(n.Up), dash(n.KeyID), state)
 		}
 		tw.Flush()
 	}
 	return nil
+}
+
+// formatRotation writes a PBS-style block describing a key rotation.
+func formatRotation(out *bytes.Buffer, r admin.RotationInfo) {
+	fmt.Fprintf(out, "Rotation %d\n", r.Seq)
+	attr := func(name, v string) {
+		if v != "" {
+			fmt.Fprintf(out, "    %s = %s\n", name, v)
+		}
+	}
+	tm := func(t *time.Time) string {
+		if t == nil {
+			return ""
+		}
+		return t.Format(time.RFC3339)
+	}
+	attr("phase", r.Phase)
+	attr("distribution", r.Distribution)
+	attr("reason", r.Reason)
+	attr("old_key", r.OldKey)
+	attr("new_key", r.NewKey)
+	attr("started", tm(r.Started))
+	if r.Phase == "distributing" {
+		attr("acked", fmt.Sprintf("%d of %d", r.Acked, r.Waiting))
+	}
+	attr("deadline", tm(r.Deadline))
+	attr("grace_until", tm(r.GraceUntil))
+	if r.Behind > 0 {
+		attr("needs_sync", strconv.Itoa(r.Behind))
+	}
+	if r.Queued > 0 {
+		attr("queued", strconv.Itoa(r.Queued))
+	}
+	attr("next_step", r.Next)
 }
 
 // keyResult prints a key operation's KeyInfo result with a one-line
@@ -451,15 +496,41 @@ func runRotateKey(ctx context.Context, s *Session, _ Directive, out *bytes.Buffe
 	if err != nil {
 		return err
 	}
-	return s.keyResult(raw, out, func(k admin.KeyInfo) string {
-		return fmt.Sprintf("key rotation started: new key %s (%s)", k.ID, k.State)
-	})
+	var r admin.RotationInfo
+	if s.JSON || json.Unmarshal(raw, &r) != nil || r.Phase == "" {
+		return writeJSON(out, raw)
+	}
+	switch {
+	case r.Phase != "distributing" && r.Phase != "grace" || r.Queued > 0:
+		fmt.Fprintf(out, "key rotation queued: rotation %d is in phase %s; a new rotation starts when it ends\n", r.Seq, r.Phase)
+	case r.Phase == "grace":
+		fmt.Fprintf(out, "key rotation %d: new key %s is active (no MOM connected to wait for); old key %s is retired at %s\n",
+			r.Seq, r.NewKey, r.OldKey, r.GraceUntil.Format(time.RFC3339))
+	case r.Distribution == "manual":
+		fmt.Fprintf(out, "key rotation %d started: new key %s (next), manual distribution: nothing is pushed\n"+
+			"next: export key %s file=PATH, run momgate-mom key import on every node, then activate key %s\n", r.Seq, r.NewKey, r.NewKey, r.NewKey)
+	default:
+		fmt.Fprintf(out, "key rotation %d started: new key %s (next), pushed to %d connected MOM(s); list key shows the progress\n", r.Seq, r.NewKey, r.Waiting)
+	}
+	return nil
 }
 
 func runExportKey(ctx context.Context, s *Session, d Directive, out *bytes.Buffer) error {
-	file, err := filepath.Abs(d.Names[1])
+	name := ""
+	if len(d.Names) > 1 {
+		name = d.Names[1]
+	}
+	for _, a := range d.Attrs {
+		if a.Name == "file" {
+			name = a.Value
+		}
+	}
+	if name == "" {
+		return fmt.Errorf("export key needs file=PATH")
+	}
+	file, err := filepath.Abs(name)
 	if err != nil {
-		return fmt.Errorf("file %s: %w", d.Names[1], err)
+		return fmt.Errorf("file %s: %w", name, err)
 	}
 	raw, err := s.call(ctx, admin.OpExportKey, admin.KeyArgs{ID: d.Names[0], File: file})
 	if err != nil {

@@ -159,7 +159,7 @@ func (f *fakeServer) handle(_ context.Context, op string, raw json.RawMessage) (
 	case admin.OpRotateKey:
 		k := admin.KeyInfo{ID: "0a1b2c3e", State: "next", Created: t0}
 		f.keys = append(f.keys, k)
-		return k, nil
+		return admin.RotationInfo{Phase: "distributing", Seq: 1, Distribution: "auto", OldKey: "0a1b2c3d", NewKey: k.ID, Waiting: 1}, nil
 	case admin.OpExportKey, admin.OpActivateKey:
 		var a admin.KeyArgs
 		if err := dec(&a); err != nil {
@@ -307,11 +307,13 @@ create node n2 Mom=::1,Port=15004
 		{"list key", []call{{admin.OpListKey, ``}}, `KEY ID    STATE   CREATED
 0a1b2c3d  active  2026-01-02T03:04:05Z
 
-NODE  KEY ID    KEY STATE
-n1    0a1b2c3d  current
-n2    -         -
+NODE  UP     KEY ID    KEY STATE
+n1    False  0a1b2c3d  current
+n2    False  -         -
 `},
-		{"rotate key", []call{{admin.OpRotateKey, ``}}, "key rotation started: new key 0a1b2c3e (next)\n"},
+		{"rotate key", []call{{admin.OpRotateKey, ``}}, "key rotation 1 started: new key 0a1b2c3e (next), pushed to 1 connected MOM(s); list key shows the progress\n"},
+		{"export key 0a1b2c3d file=/abs/k2", []call{{admin.OpExportKey, `{"id":"0a1b2c3d","file":"/abs/k2"}`}},
+			"exported key 0a1b2c3d (active) to /abs/k2\n"},
 		{"export key 0A1B2C3D keyfile", []call{{admin.OpExportKey, fmt.Sprintf(`{"id":"0a1b2c3d","file":%q}`, filepath.Join(cwd, "keyfile"))}},
 			fmt.Sprintf("exported key 0a1b2c3d (active) to %s\n", filepath.Join(cwd, "keyfile"))},
 		{"export key 0a1b2c3d /abs/key", []call{{admin.OpExportKey, `{"id":"0a1b2c3d","file":"/abs/key"}`}},
@@ -394,7 +396,7 @@ func TestRunJSON(t *testing.T) {
 			}
 		}},
 		{"rotate key", func(t *testing.T, v any) {
-			if m := v.(map[string]any); m["id"] != "0a1b2c3e" || m["state"] != "next" {
+			if m := v.(map[string]any); m["new_key"] != "0a1b2c3e" || m["phase"] != "distributing" {
 				t.Errorf("rotate key JSON = %v", m)
 			}
 		}},

@@ -72,6 +72,9 @@ type entry struct {
 	needAttrs       bool // at least one attribute
 	usage           string
 	doc             string
+	// validate checks the whole directive after parsing; end is the
+	// column of the end of the line.
+	validate func(d *Directive, end int) error
 }
 
 func (e *entry) attr(name string) *attrSpec {
@@ -167,7 +170,7 @@ var (
 	optNodeNames = operand{label: "node name", list: true, optional: true, check: checkNodeName}
 	oneNodeName  = operand{label: "node name", check: checkNodeName}
 	keyID        = operand{label: "key id", check: checkKeyID}
-	keyFile      = operand{label: "file", check: checkFile}
+	optKeyFile   = operand{label: "file", optional: true, check: checkFile}
 
 	momAttr = attrSpec{name: "Mom", syntax: "ADDR", doc: "MOM IP address (IPv4 or IPv6 literal)", check: checkAddr}
 )
@@ -233,8 +236,18 @@ var entries = []entry{
 		usage: "rotate key", doc: "start a cluster key rotation",
 	},
 	{
-		command: "export", object: "key", operands: []operand{keyID, keyFile},
-		usage: "export key ID FILE", doc: "write cluster key ID to FILE for manual distribution",
+		command: "export", object: "key", operands: []operand{keyID, optKeyFile},
+		attrs: []attrSpec{{name: "file", syntax: "PATH", doc: "new key file, written with mode 0400 (never overwritten)", check: checkFile}},
+		usage: "export key ID file=PATH", doc: "write cluster key ID to a new file, mode 0400, for manual distribution",
+		validate: func(d *Directive, end int) error {
+			switch {
+			case len(d.Names) == 1 && len(d.Attrs) == 0:
+				return syntaxErr(end, "export key needs file=PATH (usage: export key ID file=PATH)")
+			case len(d.Names) == 2 && len(d.Attrs) == 1:
+				return syntaxErr(end, "export key takes one file: give file=PATH or FILE, not both")
+			}
+			return nil
+		},
 	},
 	{
 		command: "activate", object: "key", operands: []operand{keyID},

@@ -25,12 +25,16 @@ func app() *cli.App {
 		UsageText: "momgate-qmgr --state-dir DIR [--json] [-c DIRECTIVE]...\n   momgate-qmgr --state-dir DIR < directives.txt\n   momgate-qmgr --state-dir DIR            (interactive Qmgr: prompt)",
 		Description: "Directives (unambiguous abbreviations accepted, as in PBS qmgr):\n" +
 			"  create node NAME Mom=ADDR[,Port=N]   register a node; prints its one-time enrollment token\n" +
-			"  delete node NAME                     remove a node; every MOM denies it at once\n" +
+			"  delete node NAME                     remove a node; every MOM denies it at once, then the key rotates\n" +
+			"  set node NAME Mom=ADDR               move a node: its old address is denied, then the key rotates\n" +
 			"  list node [NAME]                     show nodes and their state\n" +
 			"  print server                         print directives that recreate the configuration\n" +
 			"  list server                          show the server's attributes\n" +
 			"  set server ATTR=VALUE[,ATTR=VALUE]   mode, key_distribution, token_ttl, freshness, heartbeat, key_grace\n" +
-			"  list key                             cluster keys and each node's key state\n" +
+			"  list key                             cluster keys, the rotation, and each node's key state\n" +
+			"  rotate key                           generate a new cluster key and roll it out\n" +
+			"  export key ID file=PATH              write key ID to a new file, mode 0400 (manual distribution)\n" +
+			"  activate key ID                      make the distributed key active (manual distribution)\n" +
 			"With -c, each directive runs in order and the first failure exits non-zero; directives on\n" +
 			"standard input stop at the first failure too. --json prints machine-readable results\n" +
 			"(create node's JSON carries the enrollment token in the field \"token\").",
