@@ -32,6 +32,9 @@ func (m *Mom) controlLoop(ctx context.Context) error {
 	for ctx.Err() == nil {
 		start := time.Now()
 		err := m.controlSession(ctx)
+		m.mu.Lock()
+		established := m.connected
+		m.mu.Unlock()
 		m.setConnected(false, err)
 		if ctx.Err() != nil {
 			return nil
@@ -40,7 +43,10 @@ func (m *Mom) controlLoop(ctx context.Context) error {
 			return err
 		}
 		m.log.WithError(err).Warn("control connection to server lost")
-		if time.Since(start) > m.cfg.BackoffMax {
+		if established || time.Since(start) > m.cfg.BackoffMax {
+			// The server was healthy: come back quickly (the jitter still
+			// spreads the reconnects), so a MOM catches up with a key
+			// rotation soon after a server restart.
 			backoff = m.cfg.BackoffMin
 		}
 		// Full jitter: spread reconnects of thousands of MOMs after a server restart.

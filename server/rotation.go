@@ -122,7 +122,7 @@ func (r *rotor) restore() error {
 		return fmt.Errorf("%s: %w", r.s.rotationPath(), err)
 	}
 	r.m = m
-	if rec.Phase != rotation.Idle || len(acts) > 0 {
+	if (rec.Phase != rotation.Idle && rec.Phase != "") || len(acts) > 0 {
 		r.log.WithFields(logrus.Fields{"phase": rec.Phase, "rotation": rec.Seq, "new_key": rec.New.String()}).Info("resuming key rotation")
 	}
 	return r.exec(acts)
