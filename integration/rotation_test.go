@@ -680,3 +680,35 @@ func TestSetNodeMomDeniesOldAddress(t *testing.T) {
 		t.Fatalf("duplicate address: exit %d %q", r.code, r.stderr)
 	}
 }
+
+// TestDenyReachesOfflineMomAndAddressReuse: a MOM that was offline when a
+// node was deleted learns the deny when it reconnects (DenySet), and the
+// deleted node's address, given to a new node, is admitted again.
+func TestDenyReachesOfflineMomAndAddressReuse(t *testing.T) {
+	c := newCluster(t, "127.0.0.2", "127.0.0.3", "127.0.0.4")
+	c.mustQmgr("set server key_grace=1s")
+	a := c.addMom("a", "127.0.0.2")
+	b := c.addMom("b", "127.0.0.3")
+	x := c.addMom("x", "127.0.0.4")
+	// Manual distribution keeps the old key active: only the deny stands
+	// between the removed node and its sisters.
+	c.mustQmgr("set server key_distribution=manual")
+	b.stop()
+	x.stop()
+	c.mustQmgr("delete node x")
+	b = c.startMom("b", "127.0.0.3", "")
+	c.waitUp("b")
+	x = c.startMom("x", "127.0.0.4", "")
+	c.refusedBy(x, b, "revoked")
+	c.refusedBy(x, a, "revoked")
+
+	// The address is given to a new node: admitted by every MOM.
+	x.stop()
+	y := c.addMom("y", "127.0.0.4")
+	c.mutuallyAdmitted(a, b, y)
+	// Also by a MOM that was offline when the address was reused.
+	b.stop()
+	b = c.startMom("b", "127.0.0.3", "")
+	c.waitUp("b")
+	c.mutuallyAdmitted(a, b, y)
+}

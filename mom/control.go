@@ -339,6 +339,8 @@ func (m *Mom) handleServerMessage(msg proto.Message) error {
 	switch v := msg.(type) {
 	case *proto.Deny:
 		return m.applyDeny(v.Entries)
+	case *proto.DenySet:
+		return m.applyDenySet(v.Entries)
 	case *proto.KeyUpdate:
 		return m.handleKeyUpdate(v)
 	case *proto.KeyActivate:

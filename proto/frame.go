@@ -35,6 +35,8 @@ func newMessage(t Type) Message {
 		return &ModeMsg{}
 	case TypeNodeUpgraded:
 		return &NodeUpgraded{}
+	case TypeDenySet:
+		return &DenySet{}
 	case TypeLegacyHello:
 		return &LegacyHello{}
 	case TypeClusterAddrs:

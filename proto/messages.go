@@ -396,6 +396,21 @@ func (m *Deny) AppendBody(b []byte) []byte { return appendEntries(b, m.Entries) 
 
 func (m *Deny) decode(r *reader) { m.Entries = decodeEntries(r) }
 
+// DenySet is the server's whole deny list: the MOM replaces its own with
+// it (sent on every control connection, and when an address is reused).
+type DenySet struct {
+	v2
+	Entries []NodeAddr
+}
+
+// Type returns TypeDenySet.
+func (*DenySet) Type() Type { return TypeDenySet }
+
+// AppendBody encodes the body.
+func (m *DenySet) AppendBody(b []byte) []byte { return appendEntries(b, m.Entries) }
+
+func (m *DenySet) decode(r *reader) { m.Entries = decodeEntries(r) }
+
 // NodeUpgraded tells MOMs these nodes speak PING: refuse legacy admission.
 type NodeUpgraded struct {
 	v2

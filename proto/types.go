@@ -25,6 +25,7 @@ const (
 	TypeDeny         Type = 0x24
 	TypeMode         Type = 0x25
 	TypeNodeUpgraded Type = 0x26
+	TypeDenySet      Type = 0x27
 	TypeLegacyHello  Type = 0x30
 	TypeClusterAddrs Type = 0x31
 	TypeIMJoin       Type = 0x40
@@ -52,6 +53,7 @@ var typeTable = [256]typeInfo{
 	TypeDeny:         {"Deny", VersionBitV2},
 	TypeMode:         {"Mode", VersionBitV1 | VersionBitV2},
 	TypeNodeUpgraded: {"NodeUpgraded", VersionBitV2},
+	TypeDenySet:      {"DenySet", VersionBitV2},
 	TypeLegacyHello:  {"LegacyHello", VersionBitV1},
 	TypeClusterAddrs: {"ClusterAddrs", VersionBitV1},
 	TypeIMJoin:       {"IMJoin", VersionBitV1 | VersionBitV2},

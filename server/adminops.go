@@ -137,6 +137,7 @@ func (s *Server) createNode(a admin.CreateNodeArgs) (*admin.CreateNodeResult, er
 		s.reg.tokens.Revoke(a.Name)
 		return nil, fmt.Errorf("persist: %w", err)
 	}
+	s.liftDenyLocked(addr)
 	s.log.WithFields(logrus.Fields{"node": a.Name, "mom": addr.String()}).Info("node created")
 	return &admin.CreateNodeResult{Node: n.info(s.activeKeyID()), Token: token, TokenExpires: trec.Expires}, nil
 }

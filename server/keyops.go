@@ -163,6 +163,7 @@ func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
 		info = n.info(s.activeKeyID())
 		// Deny at once: the node is refused by the server and by every MOM.
 		s.deny.Deny(n.id, proto.AddrFrom(n.addr))
+		s.saveDenyList()
 		s.pushDenyLocked([]proto.NodeAddr{{Node: n.id, Addr: proto.AddrFrom(n.addr)}}, n.id)
 		s.verifier.Guard.Forget(n.id)
 		if !n.enrolled() {
@@ -263,6 +264,8 @@ func (s *Server) moveNode(name, mom string) (*admin.NodeInfo, error) {
 		// The old address is refused from now on, here and on every MOM;
 		// the node's own connection, from the old address, is closed.
 		s.deny.Deny(proto.NodeID{}, proto.AddrFrom(oldAddr))
+		s.saveDenyList()
+		s.liftDenyLocked(addr)
 		s.pushDenyLocked([]proto.NodeAddr{{Addr: proto.AddrFrom(oldAddr)}}, n.id)
 		info = n.info(s.activeKeyID())
 		s.log.WithFields(logrus.Fields{"node": name, "mom": addr.String(), "old": oldAddr.String()}).Info("node address changed; old address denied; rotating the cluster key")

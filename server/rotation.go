@@ -392,8 +392,12 @@ func (r *rotor) message(j sendJob, c *momConn) (proto.Message, error) {
 }
 
 // connected reports an authenticated MOM, registered in s.conns, holding
-// what its Welcome gave it.
+// what its Welcome gave it. The MOM first gets the whole deny list, then
+// whatever it missed of a rotation.
 func (r *rotor) connected(mc *momConn) {
+	if err := mc.send(r.s.denySet()); err != nil {
+		r.log.WithError(err).WithField("node", mc.node.rec.Name).Debug("send deny list")
+	}
 	err := r.event(func(m *rotation.Machine, now time.Time) ([]rotation.Action, error) {
 		r.s.mu.Lock()
 		current := r.s.conns[mc.node.id] == mc

@@ -168,6 +168,10 @@ func New(cfg Config) (*Server, error) {
 		Revoker: s.deny,
 		Now:     cfg.Now,
 	}
+	if err := s.loadDenyList(); err != nil {
+		marks.Close()
+		return nil, err
+	}
 	if s.rot, err = newRotor(s); err != nil {
 		marks.Close()
 		return nil, err

@@ -1,0 +1,65 @@
+package mom
+
+import (
+	"github.com/google/uuid"
+	"github.com/sirupsen/logrus"
+
+	"github.com/momgate/momgate/proto"
+)
+
+// applyDenySet replaces the deny list with the server's whole list (sent
+// after every Welcome): denies this MOM missed while offline take effect,
+// and an address the server has given to a node again is admitted again.
+func (m *Mom) applyDenySet(entries []proto.NodeAddr) error {
+	wantNode := map[proto.NodeID]bool{}
+	wantAddr := map[proto.Addr]bool{}
+	var added []proto.NodeAddr
+	for _, e := range entries {
+		if e.Node != (proto.NodeID{}) {
+			wantNode[e.Node] = true
+			if !m.deny.Revoked(e.Node, proto.Addr{}) {
+				added = append(added, proto.NodeAddr{Node: e.Node})
+			}
+		}
+		if e.Addr != (proto.Addr{}) {
+			wantAddr[e.Addr] = true
+			if !m.deny.Revoked(proto.NodeID{}, e.Addr) {
+				added = append(added, proto.NodeAddr{Addr: e.Addr})
+			}
+		}
+	}
+	changed := len(added) > 0
+	for _, n := range m.deny.Nodes() {
+		if !wantNode[n] {
+			m.deny.Allow(n, proto.Addr{})
+			changed = true
+			m.log.WithField("node_id", uuid.UUID(n).String()).Info("deny lifted by server")
+		}
+	}
+	for _, a := range m.deny.Addrs() {
+		if !wantAddr[a] {
+			m.deny.Allow(proto.NodeID{}, a)
+			changed = true
+			m.log.WithField("addr", a.String()).Info("deny lifted by server (address given to a node again)")
+		}
+	}
+	if !changed {
+		return nil
+	}
+	for _, e := range added {
+		m.deny.Deny(e.Node, e.Addr)
+		if e.Node != (proto.NodeID{}) {
+			m.verifier.Guard.Forget(e.Node)
+		}
+		m.peers.forget(e.Node, e.Addr)
+		f := logrus.Fields{}
+		if e.Node != (proto.NodeID{}) {
+			f["node_id"] = uuid.UUID(e.Node).String()
+		}
+		if e.Addr != (proto.Addr{}) {
+			f["addr"] = e.Addr.String()
+		}
+		m.log.WithFields(f).Warn("denied by server (missed while disconnected)")
+	}
+	return m.saveDeny()
+}

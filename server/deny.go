@@ -1,0 +1,127 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/google/uuid"
+
+	"github.com/momgate/momgate/internal/store"
+	"github.com/momgate/momgate/proto"
+)
+
+// The server's deny list (delete node denies the node's id and address,
+// set node Mom= the old address) is persisted in denyFile and sent whole
+// to every MOM after its Welcome (DenySet), so a MOM that was offline
+// learns every deny it missed. An address given to a node again (create
+// node, set node Mom=) is lifted from the list and the new list pushed.
+
+const denyFile = "deny.json"
+
+// maxDenyEntries is what one DenySet frame carries.
+const maxDenyEntries = proto.MaxNodeEntries
+
+type denyJSON struct {
+	Format  int             `json:"format"`
+	Entries []denyEntryJSON `json:"entries"`
+}
+
+type denyEntryJSON struct {
+	Node string `json:"node,omitempty"`
+	Addr string `json:"addr,omitempty"`
+}
+
+// loadDenyList restores the deny list; a missing file is an empty list.
+func (s *Server) loadDenyList() error {
+	path := filepath.Join(s.cfg.StateDir, denyFile)
+	var d denyJSON
+	if err := store.LoadJSON(path, &d); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	if d.Format != 1 {
+		return fmt.Errorf("%s: unsupported format %d", path, d.Format)
+	}
+	for i, e := range d.Entries {
+		var n proto.NodeID
+		var a proto.Addr
+		if e.Node != "" {
+			u, err := uuid.Parse(e.Node)
+			if err != nil {
+				return fmt.Errorf("%s: entries[%d].node %q: %w", path, i, e.Node, err)
+			}
+			n = proto.NodeID(u)
+		}
+		if e.Addr != "" {
+			ip, err := netip.ParseAddr(e.Addr)
+			if err != nil {
+				return fmt.Errorf("%s: entries[%d].addr %q: %w", path, i, e.Addr, err)
+			}
+			a = proto.AddrFrom(ip)
+		}
+		s.deny.Deny(n, a)
+	}
+	return nil
+}
+
+// denyEntries is the deny list as DenySet entries.
+func (s *Server) denyEntries() []proto.NodeAddr {
+	var out []proto.NodeAddr
+	for _, n := range s.deny.Nodes() {
+		out = append(out, proto.NodeAddr{Node: n})
+	}
+	for _, a := range s.deny.Addrs() {
+		out = append(out, proto.NodeAddr{Addr: a})
+	}
+	return out
+}
+
+// saveDenyList persists the deny list; a failure is logged (the deny is
+// in force in memory and on the MOMs that got it).
+func (s *Server) saveDenyList() {
+	d := denyJSON{Format: 1, Entries: []denyEntryJSON{}}
+	for _, e := range s.denyEntries() {
+		var j denyEntryJSON
+		if e.Node != (proto.NodeID{}) {
+			j.Node = uuid.UUID(e.Node).String()
+		}
+		if e.Addr != (proto.Addr{}) {
+			j.Addr = e.Addr.String()
+		}
+		d.Entries = append(d.Entries, j)
+	}
+	if err := store.SaveJSON(filepath.Join(s.cfg.StateDir, denyFile), d, 0o600); err != nil {
+		s.log.WithError(err).Error("persist the deny list")
+	}
+}
+
+// denySet is the DenySet message of the current list.
+func (s *Server) denySet() *proto.DenySet {
+	es := s.denyEntries()
+	if len(es) > maxDenyEntries {
+		s.log.WithField("entries", len(es)).Warn("deny list longer than one DenySet frame; sending the first part")
+		es = es[:maxDenyEntries]
+	}
+	return &proto.DenySet{Entries: es}
+}
+
+// liftDenyLocked lifts a deny of addr, now given to a node again, and
+// pushes the new list to every connected MOM. The caller holds s.mu.
+func (s *Server) liftDenyLocked(addr netip.Addr) {
+	a := proto.AddrFrom(addr)
+	if !s.deny.Revoked(proto.NodeID{}, a) {
+		return
+	}
+	s.deny.Allow(proto.NodeID{}, a)
+	s.saveDenyList()
+	msg := s.denySet()
+	for _, c := range s.conns {
+		go func(c *momConn) { _ = c.send(msg) }(c)
+	}
+	s.log.WithField("addr", addr.String()).Info("address given to a node again: its deny is lifted")
+}
