@@ -61,10 +61,14 @@ func app() *cli.App {
 					&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
 					&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn, error"},
 					&cli.StringFlag{Name: "audit-log", Usage: "audit log file (\"-\" for stderr; default STATE_DIR/audit.log)"},
+					&cli.DurationFlag{Name: "key-timeout", Value: server.DefaultKeyTimeout, Usage: "how long a key rotation waits for connected MOMs to acknowledge the new key before activating it anyway"},
 				},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 0 {
 						return fmt.Errorf("run takes no arguments, got %q", c.Args().Slice())
+					}
+					if c.Duration("key-timeout") <= 0 {
+						return fmt.Errorf("--key-timeout %s: want a positive duration", c.Duration("key-timeout"))
 					}
 					log, err := daemon.NewLogger(os.Stderr, c.String("log-format"), c.String("log-level"))
 					if err != nil {
@@ -79,7 +83,8 @@ func app() *cli.App {
 						return err
 					}
 					defer closer.Close()
-					srv, err := server.New(server.Config{StateDir: c.String("state-dir"), Listen: c.String("listen"), Log: log, Audit: auditLog})
+					srv, err := server.New(server.Config{StateDir: c.String("state-dir"), Listen: c.String("listen"), Log: log, Audit: auditLog,
+						KeyTimeout: c.Duration("key-timeout")})
 					if err != nil {
 						return err
 					}
