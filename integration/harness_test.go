@@ -101,11 +101,21 @@ func start(t *testing.T, name string, args ...string) *proc {
 	}()
 	t.Cleanup(func() {
 		p.stop()
+		checkRace(t, name, p.out.String())
 		if t.Failed() {
 			t.Logf("--- output of %s:\n%s", name, p.out.String())
 		}
 	})
 	return p
+}
+
+// checkRace fails the test if a -race daemon reported a data race (it
+// keeps running, so nothing else would notice).
+func checkRace(t *testing.T, name, out string) {
+	t.Helper()
+	if strings.Contains(out, "WARNING: DATA RACE") {
+		t.Errorf("%s reported a data race", name)
+	}
 }
 
 func (p *proc) exited() bool {

@@ -36,6 +36,7 @@ func startEnv(t *testing.T, name string, env []string, args ...string) *proc {
 	}()
 	t.Cleanup(func() {
 		p.stop()
+		checkRace(t, name, p.out.String())
 		if t.Failed() {
 			t.Logf("--- output of %s:\n%s", name, p.out.String())
 		}

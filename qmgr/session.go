@@ -420,7 +420,7 @@ func runListKey(ctx context.Context, s *Session, _ Directive, out *bytes.Buffer)
 		}
 		return v
 	}
-	if rot := kl.Rotation; rot.Seq > 0 || rot.Queued > 0 {
+	if rot := kl.Rotation; rot.Seq > 0 || rot.Queued > 0 || rot.Error != "" {
 		formatRotation(out, rot)
 		out.WriteByte('\n')
 	}
@@ -478,6 +478,7 @@ func formatRotation(out *bytes.Buffer, r admin.RotationInfo) {
 		attr("queued", strconv.Itoa(r.Queued))
 	}
 	attr("next_step", r.Next)
+	attr("error", r.Error)
 }
 
 // keyResult prints a key operation's KeyInfo result with a one-line

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
 	"github.com/momgate/momgate/internal/admin"
@@ -44,8 +43,12 @@ type rotor struct {
 	s   *Server
 	log logrus.FieldLogger
 
-	mu sync.Mutex // serialises events and guards m
+	mu sync.Mutex // serialises events and guards m, broken and lastTry
 	m  *rotation.Machine
+	// broken is set when a save failed: the machine may be ahead of the
+	// disk, so it is not used again until resync has rebuilt it from disk.
+	broken  error
+	lastTry time.Time
 
 	wmu      sync.Mutex
 	wrappers map[proto.NodeID]*keys.Wrapper
@@ -109,6 +112,11 @@ func (r *rotor) restore() error {
 	if err != nil {
 		return err
 	}
+	ring, err := keys.LoadKeyring(filepath.Join(r.s.cfg.StateDir, keyringFile))
+	if err != nil {
+		return err
+	}
+	r.s.ring.Store(ring)
 	r.s.mu.Lock()
 	var nodes []proto.NodeID
 	for id, n := range r.s.reg.byID {
@@ -117,7 +125,7 @@ func (r *rotor) restore() error {
 		}
 	}
 	r.s.mu.Unlock()
-	m, acts, err := rotation.Restore(r.s.cfg.Rand, r.params(), rec, r.s.ring.Load(), nodes, r.s.cfg.Now())
+	m, acts, err := rotation.Restore(r.s.cfg.Rand, r.params(), rec, ring, nodes, r.s.cfg.Now())
 	if err != nil {
 		return fmt.Errorf("%s: %w", r.s.rotationPath(), err)
 	}
@@ -148,6 +156,9 @@ func (r *rotor) event(f func(m *rotation.Machine, now time.Time) ([]rotation.Act
 }
 
 func (r *rotor) eventLocked(f func(m *rotation.Machine, now time.Time) ([]rotation.Action, error)) error {
+	if err := r.usable(false); err != nil {
+		return err
+	}
 	r.m.SetParams(r.params())
 	acts, err := f(r.m, r.s.cfg.Now())
 	if xerr := r.exec(acts); xerr != nil {
@@ -158,8 +169,7 @@ func (r *rotor) eventLocked(f func(m *rotation.Machine, now time.Time) ([]rotati
 
 // exec executes actions in order. Saves are synchronous and atomic; sends
 // are queued for the dispatcher. If a save fails, the remaining actions
-// are dropped, the machine is rebuilt from what is on disk, and every MOM
-// connection is closed so that each one resynchronises by its Welcome.
+// are dropped and the rotor is marked broken (see usable).
 func (r *rotor) exec(acts []rotation.Action) error {
 	for _, a := range acts {
 		var err error
@@ -187,8 +197,8 @@ func (r *rotor) exec(acts []rotation.Action) error {
 		}
 		if err != nil {
 			err = fmt.Errorf("key rotation step %s: %w", a.Step(), err)
-			r.log.WithError(err).Error("persisting a rotation step failed; reloading the rotation from disk")
-			r.recover()
+			r.log.WithError(err).Error("persisting a key rotation step failed: key rotation halted until its state can be reloaded from disk")
+			r.broken = err
 			return err
 		}
 		crashhook.At(a.Step())
@@ -219,26 +229,35 @@ func (r *rotor) logRecord(a rotation.SaveRecord) {
 	}
 }
 
-// recover rebuilds the machine from disk after a failed save.
-func (r *rotor) recover() {
+// usable is checked before every event. After a failed save the machine
+// may be ahead of the disk: it is rebuilt from disk, and every MOM
+// connection is closed so that each MOM resynchronises by its Welcome.
+// Until that succeeds events are refused. Administrator requests (force)
+// retry at once; other events at most once per second.
+func (r *rotor) usable(force bool) error {
+	if r.broken == nil {
+		return nil
+	}
+	now := time.Now()
+	if !force && now.Sub(r.lastTry) < time.Second {
+		return fmt.Errorf("key rotation halted: %w", r.broken)
+	}
+	r.lastTry = now
+	failed := r.broken
+	r.broken = nil
+	if err := r.restore(); err != nil {
+		if r.broken == nil {
+			r.broken = err
+		}
+		return fmt.Errorf("key rotation halted (%v); reloading it from disk: %w", failed, err)
+	}
 	r.s.mu.Lock()
 	for _, c := range r.s.conns {
 		c.conn.Close()
 	}
 	r.s.mu.Unlock()
-	ring, err := keys.LoadKeyring(filepath.Join(r.s.cfg.StateDir, keyringFile))
-	if err != nil {
-		r.log.WithError(err).Error("reload keyring")
-		return
-	}
-	r.s.ring.Store(ring)
-	old := r.m
-	if err := r.restore(); err != nil {
-		r.log.WithError(err).Error("reload rotation state")
-		if r.m == nil {
-			r.m = old
-		}
-	}
+	r.log.Warn("key rotation reloaded from disk after a failed save; MOMs reconnect to resynchronise")
+	return nil
 }
 
 func (r *rotor) enqueue(j sendJob) {
@@ -458,6 +477,9 @@ func (r *rotor) nodeAdded(id proto.NodeID) {
 func (r *rotor) changeAndRotate(reason string, change func() ([]proto.NodeID, bool, error)) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.usable(true); err != nil {
+		return err
+	}
 	r.m.SetParams(r.params())
 	if err := r.exec(r.m.Request(reason)); err != nil {
 		return fmt.Errorf("persist rotation request: %w", err)
@@ -491,6 +513,9 @@ func (r *rotor) changeAndRotate(reason string, change func() ([]proto.NodeID, bo
 func (r *rotor) rotate(reason string) (*admin.RotationInfo, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.usable(true); err != nil {
+		return nil, err
+	}
 	err := r.eventLocked(func(m *rotation.Machine, now time.Time) ([]rotation.Action, error) {
 		return m.Start(reason, now)
 	})
@@ -503,7 +528,12 @@ func (r *rotor) rotate(reason string) (*admin.RotationInfo, error) {
 
 // activate is `activate key ID`.
 func (r *rotor) activate(id keys.KeyID) error {
-	err := r.event(func(m *rotation.Machine, now time.Time) ([]rotation.Action, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.usable(true); err != nil {
+		return err
+	}
+	err := r.eventLocked(func(m *rotation.Machine, now time.Time) ([]rotation.Action, error) {
 		return m.Activate(id, now)
 	})
 	if errors.Is(err, rotation.ErrNotNext) {
@@ -515,6 +545,7 @@ func (r *rotor) activate(id keys.KeyID) error {
 func (r *rotor) info() admin.RotationInfo {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	_ = r.usable(false)
 	return r.infoLocked()
 }
 
@@ -552,6 +583,9 @@ func (r *rotor) infoLocked() admin.RotationInfo {
 	if in.Queued > 0 {
 		out.Next += fmt.Sprintf("; then %d queued request(s) start a new rotation", in.Queued)
 	}
+	if r.broken != nil {
+		out.Error = fmt.Sprintf("key rotation halted, persisting a step failed: %v; the server retries reading its state from disk", r.broken)
+	}
 	return out
 }
 
@@ -567,12 +601,11 @@ func (r *rotor) nodeStates(ids []proto.NodeID) []string {
 	return out
 }
 
-// ackedKey is the key being distributed, if any.
+// distributing returns the key being distributed, if a rotation is in
+// that phase.
 func (r *rotor) distributing() (keys.KeyID, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	in := r.m.Info()
 	return in.New, in.Phase == rotation.Distributing
 }
-
-func nodeIDString(id proto.NodeID) string { return uuid.UUID(id).String() }

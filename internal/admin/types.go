@@ -109,6 +109,7 @@ type RotationInfo struct {
 	Behind       int        `json:"behind"`                // nodes that missed a step
 	Queued       int        `json:"queued"`                // requests waiting for this rotation to end
 	Next         string     `json:"next_step,omitempty"`   // what happens next, in words
+	Error        string     `json:"error,omitempty"`       // set when a step could not be persisted: rotation halted
 }
 
 // KeyList is the result of OpListKey.
