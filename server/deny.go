@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -37,36 +39,63 @@ type denyEntryJSON struct {
 // loadDenyList restores the deny list; a missing file is an empty list.
 func (s *Server) loadDenyList() error {
 	path := filepath.Join(s.cfg.StateDir, denyFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load deny list: %w", err)
+	}
+	entries, err := decodeDenyList(data)
+	if err != nil {
+		return fmt.Errorf("load %s: %w", path, err)
+	}
+	for _, e := range entries {
+		s.deny.Deny(e.Node, e.Addr)
+	}
+	return nil
+}
+
+// errBadDenyList means deny.json does not decode.
+var errBadDenyList = errors.New("invalid deny list")
+
+// decodeDenyList strictly decodes deny.json.
+func decodeDenyList(data []byte) ([]proto.NodeAddr, error) {
 	var d denyJSON
-	if err := store.LoadJSON(path, &d); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		return err
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadDenyList, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: data after the JSON object", errBadDenyList)
 	}
 	if d.Format != 1 {
-		return fmt.Errorf("%s: unsupported format %d", path, d.Format)
+		return nil, fmt.Errorf("%w: format %d, want 1", errBadDenyList, d.Format)
 	}
+	out := make([]proto.NodeAddr, 0, len(d.Entries))
 	for i, e := range d.Entries {
-		var n proto.NodeID
-		var a proto.Addr
+		var na proto.NodeAddr
 		if e.Node != "" {
 			u, err := uuid.Parse(e.Node)
 			if err != nil {
-				return fmt.Errorf("%s: entries[%d].node %q: %w", path, i, e.Node, err)
+				return nil, fmt.Errorf("%w: entries[%d].node %q: %v", errBadDenyList, i, e.Node, err)
 			}
-			n = proto.NodeID(u)
+			na.Node = proto.NodeID(u)
 		}
 		if e.Addr != "" {
 			ip, err := netip.ParseAddr(e.Addr)
-			if err != nil {
-				return fmt.Errorf("%s: entries[%d].addr %q: %w", path, i, e.Addr, err)
+			if err != nil || ip.Zone() != "" {
+				return nil, fmt.Errorf("%w: entries[%d].addr %q: not an IP address", errBadDenyList, i, e.Addr)
 			}
-			a = proto.AddrFrom(ip)
+			na.Addr = proto.AddrFrom(ip.Unmap())
 		}
-		s.deny.Deny(n, a)
+		if na == (proto.NodeAddr{}) {
+			return nil, fmt.Errorf("%w: entries[%d] names neither a node nor an address", errBadDenyList, i)
+		}
+		out = append(out, na)
 	}
-	return nil
+	return out, nil
 }
 
 // denyEntries is the deny list as DenySet entries.
