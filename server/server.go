@@ -47,6 +47,7 @@ type Server struct {
 	ring  *keys.Holder
 
 	marks    *store.MarkLog
+	states   *stateStore
 	sealer   *ping.Sealer
 	verifier *ping.Verifier
 	deny     *ping.DenyList
@@ -124,10 +125,16 @@ func New(cfg Config) (*Server, error) {
 		cfg.Audit = audit.New(audit.Config{Out: io.Discard})
 	}
 	dir := cfg.StateDir
-	p, err := loadState(dir)
+	p, states, err := openStateStore(dir)
 	if err != nil {
 		return nil, err
 	}
+	ok := false
+	defer func() {
+		if !ok {
+			states.close()
+		}
+	}()
 	reg, err := newRegistry(p)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", filepath.Join(dir, stateFile), err)
@@ -154,7 +161,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring),
-		marks: marks, deny: &ping.DenyList{}, reg: reg, conns: map[proto.NodeID]*momConn{},
+		marks: marks, states: states, deny: &ping.DenyList{}, reg: reg, conns: map[proto.NodeID]*momConn{},
 		ready: make(chan struct{}),
 	}
 	s.sealer = &ping.Sealer{Keys: s.ring, Stamper: stamper, Rand: cfg.Rand, Node: reg.id}
@@ -164,6 +171,7 @@ func New(cfg Config) (*Server, error) {
 		Revoker: s.deny,
 		Now:     cfg.Now,
 	}
+	ok = true
 	return s, nil
 }
 
@@ -180,6 +188,7 @@ func (s *Server) Addr() net.Addr {
 // connection and returns.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.marks.Close()
+	defer s.states.close()
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
@@ -277,7 +286,7 @@ func (s *Server) compactMarks() error {
 // persistLocked writes the registry; the caller holds s.mu and must undo its
 // in-memory change if this fails.
 func (s *Server) persistLocked() error {
-	return saveState(s.cfg.StateDir, s.reg.snapshot())
+	return s.states.save(s.reg.snapshot())
 }
 
 func (s *Server) closeAll() {

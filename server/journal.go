@@ -1,0 +1,256 @@
+package server
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/momgate/momgate/internal/store"
+	"github.com/momgate/momgate/keys"
+)
+
+// journalFile is the server's state journal, beside state.json.
+const journalFile = "state.journal"
+
+// Record kinds of the state journal.
+const (
+	kindMeta  = "meta"  // everything in persisted but nodes and tokens; key "server"
+	kindNode  = "node"  // one nodeRecord; key: node id
+	kindToken = "token" // one keys.TokenRecord; key: token id, hex
+)
+
+// compactMinBytes is the journal size below which it is never compacted.
+const compactMinBytes = 1 << 20
+
+// stateStore persists the registry as state.json plus state.journal. A
+// change appends only the records that changed (found by comparing with
+// what was last written), so creating or enrolling one node of 10,000 costs
+// a few hundred bytes and one fsync instead of rewriting megabytes. When
+// the journal outgrows the snapshot it is folded into a new state.json.
+type stateStore struct {
+	dir     string
+	journal *store.Journal
+	meta    []byte
+	nodes   map[string]nodeRecord
+	tokens  map[string]keys.TokenRecord
+}
+
+// openStateStore loads state.json, replays state.journal over it and
+// returns the resulting state and the store.
+func openStateStore(dir string) (persisted, *stateStore, error) {
+	p, err := loadState(dir)
+	if err != nil {
+		return p, nil, err
+	}
+	j, recs, err := store.OpenJournal(filepath.Join(dir, journalFile))
+	if err != nil {
+		return p, nil, err
+	}
+	if p, err = replayJournal(p, recs); err != nil {
+		j.Close()
+		return p, nil, fmt.Errorf("replay %s: %w", filepath.Join(dir, journalFile), err)
+	}
+	ss := &stateStore{dir: dir, journal: j}
+	if err := ss.remember(p); err != nil {
+		j.Close()
+		return p, nil, err
+	}
+	return p, ss, nil
+}
+
+// replayJournal applies recs over the snapshot p, keeping the order of
+// first appearance.
+func replayJournal(p persisted, recs []store.JournalRecord) (persisted, error) {
+	if len(recs) == 0 {
+		return p, nil
+	}
+	nodes := newOrdered[nodeRecord]()
+	for _, n := range p.Nodes {
+		nodes.put(n.ID, n)
+	}
+	tokens := newOrdered[keys.TokenRecord]()
+	for _, t := range p.Tokens {
+		tokens.put(hex.EncodeToString(t.ID[:]), t)
+	}
+	for _, r := range recs {
+		switch r.Kind {
+		case kindMeta:
+			var m persisted
+			if err := strictJSON(r.Value, &m); err != nil {
+				return p, fmt.Errorf("meta record: %w", err)
+			}
+			p = m
+		case kindNode:
+			if r.Deleted {
+				nodes.del(r.Key)
+				continue
+			}
+			var n nodeRecord
+			if err := strictJSON(r.Value, &n); err != nil || n.ID != r.Key {
+				return p, fmt.Errorf("node record %s: bad value (%v)", r.Key, err)
+			}
+			nodes.put(r.Key, n)
+		case kindToken:
+			if r.Deleted {
+				tokens.del(r.Key)
+				continue
+			}
+			var t keys.TokenRecord
+			if err := strictJSON(r.Value, &t); err != nil || hex.EncodeToString(t.ID[:]) != r.Key {
+				return p, fmt.Errorf("token record %s: bad value (%v)", r.Key, err)
+			}
+			tokens.put(r.Key, t)
+		default:
+			return p, fmt.Errorf("unknown record kind %q", r.Kind)
+		}
+	}
+	p.Nodes, p.Tokens = nodes.values(), tokens.values()
+	return p, nil
+}
+
+// ordered is a map that remembers insertion order.
+type ordered[V any] struct {
+	order []string
+	m     map[string]V
+}
+
+func newOrdered[V any]() *ordered[V] { return &ordered[V]{m: map[string]V{}} }
+
+func (o *ordered[V]) put(k string, v V) {
+	if _, ok := o.m[k]; !ok {
+		o.order = append(o.order, k)
+	}
+	o.m[k] = v
+}
+
+func (o *ordered[V]) del(k string) { delete(o.m, k) }
+
+func (o *ordered[V]) values() []V {
+	out := make([]V, 0, len(o.m))
+	for _, k := range o.order {
+		if v, ok := o.m[k]; ok {
+			out = append(out, v)
+			delete(o.m, k) // a key deleted and re-added appears once
+		}
+	}
+	return out
+}
+
+func strictJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("trailing data")
+	}
+	return nil
+}
+
+func metaOf(p persisted) ([]byte, error) {
+	p.Nodes, p.Tokens = nil, nil
+	return json.Marshal(p)
+}
+
+// remember records p as what is on disk.
+func (ss *stateStore) remember(p persisted) error {
+	meta, err := metaOf(p)
+	if err != nil {
+		return err
+	}
+	ss.meta = meta
+	ss.nodes = make(map[string]nodeRecord, len(p.Nodes))
+	for _, n := range p.Nodes {
+		ss.nodes[n.ID] = n
+	}
+	ss.tokens = make(map[string]keys.TokenRecord, len(p.Tokens))
+	for _, t := range p.Tokens {
+		ss.tokens[hex.EncodeToString(t.ID[:])] = t
+	}
+	return nil
+}
+
+// save makes p durable: it appends what differs from the last save and,
+// when the journal has grown past the snapshot, writes a new snapshot.
+func (ss *stateStore) save(p persisted) error {
+	var recs []store.JournalRecord
+	meta, err := metaOf(p)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(meta, ss.meta) {
+		recs = append(recs, store.JournalRecord{Kind: kindMeta, Key: "server", Value: meta})
+	}
+	seenNodes := make(map[string]struct{}, len(p.Nodes))
+	for _, n := range p.Nodes {
+		seenNodes[n.ID] = struct{}{}
+		if old, ok := ss.nodes[n.ID]; ok && sameNode(old, n) {
+			continue
+		}
+		v, err := json.Marshal(n)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, store.JournalRecord{Kind: kindNode, Key: n.ID, Value: v})
+	}
+	for id := range ss.nodes {
+		if _, ok := seenNodes[id]; !ok {
+			recs = append(recs, store.JournalRecord{Kind: kindNode, Key: id, Deleted: true})
+		}
+	}
+	seenTokens := make(map[string]struct{}, len(p.Tokens))
+	for _, t := range p.Tokens {
+		key := hex.EncodeToString(t.ID[:])
+		seenTokens[key] = struct{}{}
+		if old, ok := ss.tokens[key]; ok && old == t {
+			continue
+		}
+		v, err := json.Marshal(t)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, store.JournalRecord{Kind: kindToken, Key: key, Value: v})
+	}
+	for key := range ss.tokens {
+		if _, ok := seenTokens[key]; !ok {
+			recs = append(recs, store.JournalRecord{Kind: kindToken, Key: key, Deleted: true})
+		}
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	if err := ss.journal.Append(recs); err != nil {
+		return err
+	}
+	if err := ss.remember(p); err != nil {
+		return err
+	}
+	if size := ss.journal.Size(); size > compactMinBytes && size > int64(len(ss.nodes))*512 {
+		return ss.compact(p)
+	}
+	return nil
+}
+
+// compact writes p as the new snapshot and empties the journal.
+func (ss *stateStore) compact(p persisted) error {
+	if err := saveState(ss.dir, p); err != nil {
+		return err
+	}
+	return ss.journal.Reset()
+}
+
+// sameNode reports whether two records are equal as persisted.
+func sameNode(a, b nodeRecord) bool {
+	ae, be, ac, bc := a.Enrolled, b.Enrolled, a.Created, b.Created
+	a.Enrolled, b.Enrolled, a.Created, b.Created = nil, nil, time.Time{}, time.Time{}
+	if a != b || !ac.Equal(bc) || (ae == nil) != (be == nil) {
+		return false
+	}
+	return ae == nil || ae.Equal(*be)
+}
+
+func (ss *stateStore) close() error { return ss.journal.Close() }
