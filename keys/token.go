@@ -194,6 +194,19 @@ func (b *TokenBook) Revoke(node string) []TokenRecord {
 	return out
 }
 
+// Len is the number of records.
+func (b *TokenBook) Len() int { return len(b.recs) }
+
+// Range calls fn for every record, in no particular order, until fn
+// returns false.
+func (b *TokenBook) Range(fn func(TokenRecord) bool) {
+	for _, r := range b.recs {
+		if !fn(r) {
+			return
+		}
+	}
+}
+
 // Records returns every record, sorted by node then id.
 func (b *TokenBook) Records() []TokenRecord {
 	out := make([]TokenRecord, 0, len(b.recs))

@@ -62,6 +62,8 @@ func (s *Server) handleAdmin(ctx context.Context, op string, raw json.RawMessage
 		return s.setServer(a.Attrs)
 	case admin.OpListKey:
 		return s.listKeys(), nil
+	case admin.OpMemStats:
+		return s.memStats(), nil
 	}
 	return nil, admin.Errorf(admin.CodeUnknownOp, "unknown operation %q", op)
 }

@@ -320,7 +320,7 @@ func (s *Server) unregister(mc *momConn) {
 // ends. Three missed heartbeats close it.
 func (s *Server) controlLoop(ctx context.Context, mc *momConn) error {
 	var res ping.Result
-	buf := make([]byte, 0, 4096)
+	buf := make([]byte, 0, ping.ReplyFrameSize) // ReadFrameLimit grows it for larger frames
 	for ctx.Err() == nil {
 		s.mu.Lock()
 		idle := 3*time.Duration(s.reg.attrs.Heartbeat) + 5*time.Second

@@ -174,50 +174,83 @@ func (ss *stateStore) remember(p persisted) error {
 	return nil
 }
 
-// save makes p durable: it appends what differs from the last save and,
-// when the journal has grown past the snapshot, writes a new snapshot.
-func (ss *stateStore) save(p persisted) error {
+// stateView is what save reads: the registry, without copying or sorting
+// it, so a change costs O(N) comparisons but no O(N) encoding or I/O.
+type stateView interface {
+	meta() persisted
+	eachNode(func(nodeRecord))
+	snapshot() persisted
+	tokenBook() *keys.TokenBook
+}
+
+// save makes v durable: it appends the records that differ from the last
+// save and, when the journal has grown past the snapshot, writes a new
+// snapshot.
+func (ss *stateStore) save(v stateView) error {
 	var recs []store.JournalRecord
-	meta, err := metaOf(p)
+	meta, err := metaOf(v.meta())
 	if err != nil {
 		return err
 	}
 	if !bytes.Equal(meta, ss.meta) {
 		recs = append(recs, store.JournalRecord{Kind: kindMeta, Key: "server", Value: meta})
 	}
-	seenNodes := make(map[string]struct{}, len(p.Nodes))
-	for _, n := range p.Nodes {
-		seenNodes[n.ID] = struct{}{}
+	changedNodes := map[string]nodeRecord{}
+	seen := 0
+	var encErr error
+	v.eachNode(func(n nodeRecord) {
+		seen++
 		if old, ok := ss.nodes[n.ID]; ok && sameNode(old, n) {
-			continue
+			return
 		}
-		v, err := json.Marshal(n)
+		b, err := json.Marshal(n)
 		if err != nil {
-			return err
+			encErr = err
+			return
 		}
-		recs = append(recs, store.JournalRecord{Kind: kindNode, Key: n.ID, Value: v})
+		changedNodes[n.ID] = n
+		recs = append(recs, store.JournalRecord{Kind: kindNode, Key: n.ID, Value: b})
+	})
+	if encErr != nil {
+		return encErr
 	}
-	for id := range ss.nodes {
-		if _, ok := seenNodes[id]; !ok {
-			recs = append(recs, store.JournalRecord{Kind: kindNode, Key: id, Deleted: true})
+	var goneNodes []string
+	if seen-len(changedNodes) < len(ss.nodes) { // some node was deleted
+		present := make(map[string]struct{}, seen)
+		v.eachNode(func(n nodeRecord) { present[n.ID] = struct{}{} })
+		for id := range ss.nodes {
+			if _, ok := present[id]; !ok {
+				goneNodes = append(goneNodes, id)
+				recs = append(recs, store.JournalRecord{Kind: kindNode, Key: id, Deleted: true})
+			}
 		}
 	}
-	seenTokens := make(map[string]struct{}, len(p.Tokens))
-	for _, t := range p.Tokens {
+	changedTokens := map[string]keys.TokenRecord{}
+	book := v.tokenBook()
+	book.Range(func(t keys.TokenRecord) bool {
 		key := hex.EncodeToString(t.ID[:])
-		seenTokens[key] = struct{}{}
 		if old, ok := ss.tokens[key]; ok && old == t {
-			continue
+			return true
 		}
-		v, err := json.Marshal(t)
+		b, err := json.Marshal(t)
 		if err != nil {
-			return err
+			encErr = err
+			return false
 		}
-		recs = append(recs, store.JournalRecord{Kind: kindToken, Key: key, Value: v})
+		changedTokens[key] = t
+		recs = append(recs, store.JournalRecord{Kind: kindToken, Key: key, Value: b})
+		return true
+	})
+	if encErr != nil {
+		return encErr
 	}
-	for key := range ss.tokens {
-		if _, ok := seenTokens[key]; !ok {
-			recs = append(recs, store.JournalRecord{Kind: kindToken, Key: key, Deleted: true})
+	var goneTokens []string
+	if book.Len()-len(changedTokens) < len(ss.tokens) {
+		for key, t := range ss.tokens {
+			if _, err := book.Lookup(t.ID); err != nil {
+				goneTokens = append(goneTokens, key)
+				recs = append(recs, store.JournalRecord{Kind: kindToken, Key: key, Deleted: true})
+			}
 		}
 	}
 	if len(recs) == 0 {
@@ -226,11 +259,22 @@ func (ss *stateStore) save(p persisted) error {
 	if err := ss.journal.Append(recs); err != nil {
 		return err
 	}
-	if err := ss.remember(p); err != nil {
-		return err
+	// Now on disk: update what we remember.
+	ss.meta = meta
+	for id, n := range changedNodes {
+		ss.nodes[id] = n
 	}
-	if size := ss.journal.Size(); size > compactMinBytes && size > int64(len(ss.nodes))*512 {
-		return ss.compact(p)
+	for _, id := range goneNodes {
+		delete(ss.nodes, id)
+	}
+	for key, t := range changedTokens {
+		ss.tokens[key] = t
+	}
+	for _, key := range goneTokens {
+		delete(ss.tokens, key)
+	}
+	if size := ss.journal.Size(); size > compactMinBytes && size > int64(len(ss.nodes))*1024 {
+		return ss.compact(v.snapshot())
 	}
 	return nil
 }

@@ -286,7 +286,7 @@ func (s *Server) compactMarks() error {
 // persistLocked writes the registry; the caller holds s.mu and must undo its
 // in-memory change if this fails.
 func (s *Server) persistLocked() error {
-	return s.states.save(s.reg.snapshot())
+	return s.states.save(s.reg)
 }
 
 func (s *Server) closeAll() {
