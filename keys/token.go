@@ -169,8 +169,9 @@ func (b *TokenBook) Unredeem(id [16]byte) {
 	}
 }
 
-// Prune drops records that expired before now and were never used, and
-// used records of nodes for which keep returns false.
+// Prune drops records that expired at or before now and were never used;
+// used records stay, as the record of an enrollment. It returns how many
+// it dropped.
 func (b *TokenBook) Prune(now time.Time) int {
 	n := 0
 	for id, r := range b.recs {

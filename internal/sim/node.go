@@ -157,4 +157,3 @@ func (n *Node) Close() {
 		n.conn = nil
 	}
 }
-

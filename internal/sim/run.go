@@ -23,13 +23,13 @@ import (
 // Config sets up a scale run: one real server process, one real MOM daemon
 // and Nodes simulated MOMs in this process, each on its own 127.1.x.y.
 type Config struct {
-	ServerBin  string    // momgate-server binary
-	MomBin     string    // momgate-mom binary
-	Dir        string    // scratch directory (state dirs, logs)
-	Nodes      int       // simulated MOMs
-	Workers    int       // concurrent connections while enrolling and swapping
-	Heartbeats int       // heartbeat PINGs per node
-	Churn      int       // nodes deleted then created and enrolled again
+	ServerBin  string // momgate-server binary
+	MomBin     string // momgate-mom binary
+	Dir        string // scratch directory (state dirs, logs)
+	Nodes      int    // simulated MOMs
+	Workers    int    // concurrent connections while enrolling and swapping
+	Heartbeats int    // heartbeat PINGs per node
+	Churn      int    // nodes deleted then created and enrolled again
 	Timeout    time.Duration
 	Progress   io.Writer // progress lines; nil for none
 }
