@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -210,5 +211,30 @@ func TestWriteFrame(t *testing.T) {
 	boom := errors.New("broken pipe")
 	if err := WriteFrame(&countingWriter{err: boom}, &ModeMsg{Mode: ModePing}); !errors.Is(err, boom) {
 		t.Fatalf("write error: %v", err)
+	}
+}
+
+// WriteFrame refuses what the fixed-width length fields would truncate.
+func TestWriteFrameRefusesUnencodable(t *testing.T) {
+	cases := map[string]Message{
+		"name too long":     &Welcome{Name: strings.Repeat("n", 300)},
+		"job name too long": &IMJoin{Job: strings.Repeat("j", 65), Mother: "m"},
+		"too many keys":     &Welcome{Name: "n1", Keys: make([]WrappedKey, 256)},
+		"runs over a frame": &ClusterAddrs{Runs: make([]AddrRun, MaxFrameSize/8+1)},
+	}
+	for name, m := range cases {
+		t.Run(name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := WriteFrame(&buf, m); !errors.Is(err, ErrEncode) {
+				t.Fatalf("WriteFrame: %v, want ErrEncode", err)
+			}
+			if buf.Len() != 0 {
+				t.Fatalf("wrote %d bytes of an invalid frame", buf.Len())
+			}
+		})
+	}
+	var buf bytes.Buffer
+	if err := WriteFrame(&buf, &Reject{Code: 1, Reason: "ok"}); err != nil {
+		t.Fatal(err)
 	}
 }
