@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"path/filepath"
 	"time"
 
@@ -34,8 +35,11 @@ type stateStore struct {
 	dir     string
 	journal *store.Journal
 	meta    []byte
-	nodes   map[string]nodeRecord
-	tokens  map[string]keys.TokenRecord
+	// What is on disk, as a hash per record: enough to tell what changed
+	// at a few bytes per node (the records themselves are in the registry).
+	nodes  map[string]uint64
+	tokens map[[16]byte]uint64
+	seed   maphash.Seed
 }
 
 // openStateStore loads state.json, replays state.journal over it and
@@ -163,13 +167,14 @@ func (ss *stateStore) remember(p persisted) error {
 		return err
 	}
 	ss.meta = meta
-	ss.nodes = make(map[string]nodeRecord, len(p.Nodes))
+	ss.seed = maphash.MakeSeed()
+	ss.nodes = make(map[string]uint64, len(p.Nodes))
 	for _, n := range p.Nodes {
-		ss.nodes[n.ID] = n
+		ss.nodes[n.ID] = ss.nodeHash(n)
 	}
-	ss.tokens = make(map[string]keys.TokenRecord, len(p.Tokens))
+	ss.tokens = make(map[[16]byte]uint64, len(p.Tokens))
 	for _, t := range p.Tokens {
-		ss.tokens[hex.EncodeToString(t.ID[:])] = t
+		ss.tokens[t.ID] = maphash.Comparable(ss.seed, t)
 	}
 	return nil
 }
@@ -195,12 +200,13 @@ func (ss *stateStore) save(v stateView) error {
 	if !bytes.Equal(meta, ss.meta) {
 		recs = append(recs, store.JournalRecord{Kind: kindMeta, Key: "server", Value: meta})
 	}
-	changedNodes := map[string]nodeRecord{}
+	changedNodes := map[string]uint64{}
 	seen := 0
 	var encErr error
 	v.eachNode(func(n nodeRecord) {
 		seen++
-		if old, ok := ss.nodes[n.ID]; ok && sameNode(old, n) {
+		h := ss.nodeHash(n)
+		if old, ok := ss.nodes[n.ID]; ok && old == h {
 			return
 		}
 		b, err := json.Marshal(n)
@@ -208,7 +214,7 @@ func (ss *stateStore) save(v stateView) error {
 			encErr = err
 			return
 		}
-		changedNodes[n.ID] = n
+		changedNodes[n.ID] = h
 		recs = append(recs, store.JournalRecord{Kind: kindNode, Key: n.ID, Value: b})
 	})
 	if encErr != nil {
@@ -225,11 +231,11 @@ func (ss *stateStore) save(v stateView) error {
 			}
 		}
 	}
-	changedTokens := map[string]keys.TokenRecord{}
+	changedTokens := map[[16]byte]uint64{}
 	book := v.tokenBook()
 	book.Range(func(t keys.TokenRecord) bool {
-		key := hex.EncodeToString(t.ID[:])
-		if old, ok := ss.tokens[key]; ok && old == t {
+		h := maphash.Comparable(ss.seed, t)
+		if old, ok := ss.tokens[t.ID]; ok && old == h {
 			return true
 		}
 		b, err := json.Marshal(t)
@@ -237,19 +243,19 @@ func (ss *stateStore) save(v stateView) error {
 			encErr = err
 			return false
 		}
-		changedTokens[key] = t
-		recs = append(recs, store.JournalRecord{Kind: kindToken, Key: key, Value: b})
+		changedTokens[t.ID] = h
+		recs = append(recs, store.JournalRecord{Kind: kindToken, Key: hex.EncodeToString(t.ID[:]), Value: b})
 		return true
 	})
 	if encErr != nil {
 		return encErr
 	}
-	var goneTokens []string
+	var goneTokens [][16]byte
 	if book.Len()-len(changedTokens) < len(ss.tokens) {
-		for key, t := range ss.tokens {
-			if _, err := book.Lookup(t.ID); err != nil {
-				goneTokens = append(goneTokens, key)
-				recs = append(recs, store.JournalRecord{Kind: kindToken, Key: key, Deleted: true})
+		for id := range ss.tokens {
+			if _, err := book.Lookup(id); err != nil {
+				goneTokens = append(goneTokens, id)
+				recs = append(recs, store.JournalRecord{Kind: kindToken, Key: hex.EncodeToString(id[:]), Deleted: true})
 			}
 		}
 	}
@@ -267,11 +273,11 @@ func (ss *stateStore) save(v stateView) error {
 	for _, id := range goneNodes {
 		delete(ss.nodes, id)
 	}
-	for key, t := range changedTokens {
-		ss.tokens[key] = t
+	for id, h := range changedTokens {
+		ss.tokens[id] = h
 	}
-	for _, key := range goneTokens {
-		delete(ss.tokens, key)
+	for _, id := range goneTokens {
+		delete(ss.tokens, id)
 	}
 	if size := ss.journal.Size(); size > compactMinBytes && size > int64(len(ss.nodes))*1024 {
 		return ss.compact(v.snapshot())
@@ -287,14 +293,20 @@ func (ss *stateStore) compact(p persisted) error {
 	return ss.journal.Reset()
 }
 
-// sameNode reports whether two records are equal as persisted.
-func sameNode(a, b nodeRecord) bool {
-	ae, be, ac, bc := a.Enrolled, b.Enrolled, a.Created, b.Created
-	a.Enrolled, b.Enrolled, a.Created, b.Created = nil, nil, time.Time{}, time.Time{}
-	if a != b || !ac.Equal(bc) || (ae == nil) != (be == nil) {
-		return false
+// nodeHash hashes a record as persisted. nodeRecord must stay comparable
+// (the compiler checks) and its only pointer, Enrolled, is hashed by value.
+func (ss *stateStore) nodeHash(n nodeRecord) uint64 {
+	type flat struct {
+		rec      nodeRecord
+		enrolled int64
 	}
-	return ae == nil || ae.Equal(*be)
+	f := flat{rec: n}
+	f.rec.Enrolled = nil
+	f.rec.Created = time.Unix(0, n.Created.UnixNano())
+	if n.Enrolled != nil {
+		f.enrolled = n.Enrolled.UnixNano()
+	}
+	return maphash.Comparable(ss.seed, f)
 }
 
 func (ss *stateStore) close() error { return ss.journal.Close() }

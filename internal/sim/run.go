@@ -52,6 +52,29 @@ type Report struct {
 	PerNodeUpBytes    float64
 	PerNodeStateBytes float64 // server RSS per enrolled node, not connected
 	PerPeerMomBytes   float64
+	HeapIdle          admin.MemStats // server after a GC, no nodes
+	HeapUp            admin.MemStats // every node enrolled and connected
+	HeapRestart       admin.MemStats // after a restart, none connected
+}
+
+// HeapPerNode is the server's live heap per enrolled node, not connected.
+func (r *Report) HeapPerNode() float64 {
+	return float64(int64(r.HeapRestart.HeapAlloc)-int64(r.HeapIdle.HeapAlloc)) / float64(r.Nodes)
+}
+
+// HeapPerConn is the server's live heap and stack per connected node.
+func (r *Report) HeapPerConn() float64 {
+	up := int64(r.HeapUp.HeapAlloc + r.HeapUp.StackInuse)
+	down := int64(r.HeapRestart.HeapAlloc + r.HeapRestart.StackInuse)
+	return float64(up-down) / float64(r.Nodes)
+}
+
+func (r *runner) memStats(ctx context.Context) admin.MemStats {
+	var ms admin.MemStats
+	if err := r.adm.Call(ctx, admin.OpMemStats, nil, &ms); err != nil {
+		r.progress("mem_stats: %v", err)
+	}
+	return ms
 }
 
 // Phase is the count and duration of one step.
@@ -122,6 +145,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	rep.ServerRSSIdle = rss(r.srv.Process.Pid)
+	rep.HeapIdle = r.memStats(ctx)
 
 	// Create every node through the admin socket.
 	tokens := make([]string, cfg.Nodes)
@@ -149,6 +173,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return rep, fmt.Errorf("%d enrollments failed", rep.Enroll.Errors)
 	}
 	rep.ServerRSSUp = rss(r.srv.Process.Pid)
+	rep.HeapUp = r.memStats(ctx)
 
 	t0 = time.Now()
 	hb := r.each(ctx, r.nodes, func(n *Node) error {
@@ -182,6 +207,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return rep, err
 	}
 	rep.ServerRSSRestart = rss(r.srv.Process.Pid)
+	rep.HeapRestart = r.memStats(ctx)
 	for _, f := range []string{"state.json", "state.journal"} {
 		if fi, err := os.Stat(filepath.Join(r.srvDir, f)); err == nil {
 			rep.ServerStateBytes += fi.Size()
@@ -404,8 +430,11 @@ func PrintReport(w io.Writer, rep *Report) {
 	row("churn (delete + create + enroll)", rep.Churn.String())
 	row("server CPU time, whole run", fmt.Sprintf("%.2fs", rep.ServerCPU.Seconds()))
 	row("server RSS: idle / all connected / restarted, none connected", mib(rep.ServerRSSIdle)+" / "+mib(rep.ServerRSSUp)+" / "+mib(rep.ServerRSSRestart))
-	row("server memory per enrolled node (restarted, none connected)", fmt.Sprintf("%.0f bytes", rep.PerNodeStateBytes))
-	row("server memory per connected node", fmt.Sprintf("%.0f bytes", rep.PerNodeUpBytes))
+	row("server RSS per enrolled node (restarted, none connected)", fmt.Sprintf("%.0f bytes", rep.PerNodeStateBytes))
+	row("server RSS per connected node", fmt.Sprintf("%.0f bytes", rep.PerNodeUpBytes))
+	row("server live heap per enrolled node (after GC)", fmt.Sprintf("%.0f bytes (heap %s idle, %s with N nodes)", rep.HeapPerNode(),
+		mib(int64(rep.HeapIdle.HeapAlloc)), mib(int64(rep.HeapRestart.HeapAlloc))))
+	row("server live heap + stacks per connection (after GC)", fmt.Sprintf("%.0f bytes", rep.HeapPerConn()))
 	row("server state on disk", fmt.Sprintf("%s (%.0f bytes per node)", mib(rep.ServerStateBytes), float64(rep.ServerStateBytes)/float64(rep.Nodes)))
 	row("MOM memory per admitted peer", fmt.Sprintf("%.0f bytes (RSS %s -> %s)", rep.PerPeerMomBytes, mib(rep.MomRSSBefore), mib(rep.MomRSSAfter)))
 }
