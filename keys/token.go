@@ -169,13 +169,16 @@ func (b *TokenBook) Unredeem(id [16]byte) {
 	}
 }
 
-// Prune drops records that expired at or before now and were never used;
-// used records stay, as the record of an enrollment. It returns how many
-// it dropped.
+// Prune drops records that expired at or before now, used or not, and
+// returns how many it dropped. A used token is kept until then so that a
+// reuse is reported as such (and a retry after a lost Welcome succeeds);
+// the enrollment itself is recorded in the node. Past expiry a reused
+// token is refused as unknown, and the server holds no per-node token
+// state at all.
 func (b *TokenBook) Prune(now time.Time) int {
 	n := 0
 	for id, r := range b.recs {
-		if !r.Used && !now.Before(r.Expires) {
+		if !now.Before(r.Expires) {
 			delete(b.recs, id)
 			n++
 		}

@@ -276,6 +276,22 @@ func (s *Server) housekeeping(ctx context.Context) {
 		if i%10 == 0 {
 			s.audit.Flush()
 		}
+		if i%60 == 0 {
+			s.pruneTokens()
+		}
+	}
+}
+
+// pruneTokens drops expired enrollment tokens, used or not.
+func (s *Server) pruneTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reg.tokens.Prune(s.cfg.Now()) == 0 {
+		return
+	}
+	if err := s.persistLocked(); err != nil {
+		// Kept on disk; they are pruned again at the next load or tick.
+		s.log.WithError(err).Warn("persist pruned tokens")
 	}
 }
 
