@@ -171,6 +171,7 @@ func New(cfg Config) (*Server, error) {
 		Revoker: s.deny,
 		Now:     cfg.Now,
 	}
+	reg.tokens.Prune(cfg.Now()) // dropped from disk at the next save
 	ok = true
 	return s, nil
 }

@@ -31,7 +31,8 @@ type Config struct {
 	Heartbeats int    // heartbeat PINGs per node
 	Churn      int    // nodes deleted then created and enrolled again
 	Timeout    time.Duration
-	Progress   io.Writer // progress lines; nil for none
+	TokenTTL   time.Duration // token_ttl for the run; 0 leaves the default
+	Progress   io.Writer     // progress lines; nil for none
 }
 
 // Report is what a run measured.
@@ -146,9 +147,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.ServerRSSIdle = rss(r.srv.Process.Pid)
 	rep.HeapIdle = r.memStats(ctx)
+	if cfg.TokenTTL > 0 {
+		set := admin.SetArgs{Attrs: []admin.Attr{{Name: "token_ttl", Value: cfg.TokenTTL.String()}}}
+		if err := r.adm.Call(ctx, admin.OpSetServer, set, nil); err != nil {
+			return nil, fmt.Errorf("set token_ttl: %w", err)
+		}
+	}
 
 	// Create every node through the admin socket.
 	tokens := make([]string, cfg.Nodes)
+	var lastExpiry time.Time
 	t0 := time.Now()
 	for i := range cfg.Nodes {
 		var res admin.CreateNodeResult
@@ -156,7 +164,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err := r.adm.Call(ctx, admin.OpCreateNode, args, &res); err != nil {
 			return nil, fmt.Errorf("create node %s: %w", args.Name, err)
 		}
-		tokens[i] = res.Token
+		tokens[i], lastExpiry = res.Token, res.TokenExpires
 	}
 	rep.Create = Phase{Count: cfg.Nodes, Duration: time.Since(t0)}
 	r.progress("create node: %s", rep.Create)
@@ -203,6 +211,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		n.Close()
 	}
 	r.stopServer()
+	if cfg.TokenTTL > 0 {
+		// Steady state: the used tokens have expired and are pruned at load.
+		r.progress("waiting until the enrollment tokens expire at %s", lastExpiry.Format(time.TimeOnly))
+		select {
+		case <-ctx.Done():
+			return rep, ctx.Err()
+		case <-time.After(time.Until(lastExpiry) + time.Second):
+		}
+	}
 	if err := r.startServer(ctx); err != nil {
 		return rep, err
 	}
