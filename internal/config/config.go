@@ -190,8 +190,8 @@ func (e *Problems) Error() string {
 	if len(e.List) != 1 {
 		b.WriteString("s")
 	}
-	for _, p := range e.List {
-		fmt.Fprintf(&b, "\n  %s:%s", e.File, p)
+	for _, l := range e.Lines() {
+		b.WriteString("\n  " + l)
 	}
 	return b.String()
 }
@@ -203,7 +203,11 @@ func (e *Problems) Unwrap() error { return ErrInvalid }
 func (e *Problems) Lines() []string {
 	out := make([]string, len(e.List))
 	for i, p := range e.List {
-		out[i] = e.File + ":" + p.String()
+		if p.Key == "" {
+			out[i] = fmt.Sprintf("%s:%d: %s", e.File, p.Line, p.Msg)
+		} else {
+			out[i] = fmt.Sprintf("%s:%d: %s: %s", e.File, p.Line, p.Key, p.Msg)
+		}
 	}
 	return out
 }
