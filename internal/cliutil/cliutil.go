@@ -50,8 +50,9 @@ func LoadConfig(c *cli.Context, schema *config.Schema) error {
 // fails, or prints "ok".
 func ConfigCommand(binary string, schema func() (*config.Schema, error)) *cli.Command {
 	return &cli.Command{
-		Name:  "config",
-		Usage: "work with configuration files",
+		Name:            "config",
+		Usage:           "work with configuration files",
+		HideHelpCommand: true,
 		Subcommands: []*cli.Command{{
 			Name:      "check",
 			Usage:     "validate a configuration file: print every problem with its line, or ok",
