@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/momgate/momgate/keys"
 )
 
 // scrapeMetrics GETs a Prometheus text exposition and returns series ->
@@ -214,6 +217,24 @@ func TestMetricsMoveDuringClusterRun(t *testing.T) {
 	if after[`momgate_rejections_total{reason="malformed"}`] < 1 {
 		t.Errorf("garbage on the IM port not counted as malformed: %v", after)
 	}
+
+	// A well-formed PING sealed under another cluster's key: key_mismatch.
+	k, err := keys.NewKey(rand.Reader, time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.State = keys.StateActive
+	foreign, err := keys.NewKeyring().WithKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mismatch := after[`momgate_rejections_total{reason="key_mismatch"}`]
+	if err := rawSwap(t, m1.ip, m2.imAddr(c.imPort), forger(t, m1, foreign), m1.ip); err == nil {
+		t.Fatal("PING under a foreign key admitted")
+	}
+	waitFor(t, "m2 key_mismatch counter to move", 20*time.Second, func() bool {
+		return scrapeMetrics(t, momURL["m2"])[`momgate_rejections_total{reason="key_mismatch"}`] == mismatch+1
+	})
 
 	// And at the server.
 	srvRej := sumPrefix(scrapeMetrics(t, srvURL), "momgate_rejections_total{")
