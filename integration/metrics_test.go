@@ -106,9 +106,9 @@ func TestMetricsMoveDuringClusterRun(t *testing.T) {
 	}
 	srvPort, metricsPort := twoPorts(t, "127.0.0.1")
 	c.srvAddr = fmt.Sprintf("127.0.0.1:%d", srvPort)
-	c.imPort = freePort(t, all...)
-	if c.imPort == metricsPort {
-		t.Skip("IM and metrics ports collided; rerun")
+	// Ports are found free one at a time; draw again on a collision.
+	for c.imPort = freePort(t, all...); c.imPort == metricsPort || c.imPort == srvPort; {
+		c.imPort = freePort(t, all...)
 	}
 	momMetricsPort := freePort(t, ips...)
 	for momMetricsPort == c.imPort {

@@ -65,7 +65,7 @@ func CheckListen(addr string, allowRemote bool) error {
 		if host == "" || (err == nil && ip.IsUnspecified()) {
 			what = "every interface"
 		}
-		return fmt.Errorf("metrics address %q listens on %s: %w (use 127.0.0.1 or ::1, or add --metrics-allow-remote)",
+		return fmt.Errorf("metrics address %q listens on %s: %w (use 127.0.0.1 or ::1, or allow it: --metrics-allow-remote, metrics-allow-remote = true)",
 			addr, what, ErrNotLoopback)
 	}
 	return nil
