@@ -22,6 +22,7 @@ import (
 
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/metrics"
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
@@ -46,6 +47,10 @@ type Config struct {
 	HandshakeTimeout time.Duration
 	// BackoffMin and BackoffMax bound reconnect delays to the server.
 	BackoffMin, BackoffMax time.Duration
+	// MetricsListen is the Prometheus metrics address IP:PORT; "" disables.
+	MetricsListen string
+	// MetricsAllowRemote permits a MetricsListen that is not loopback.
+	MetricsAllowRemote bool
 }
 
 // Mom is a running MOM daemon.
@@ -72,6 +77,10 @@ type Mom struct {
 	admitted atomic.Uint64
 	listener net.Listener
 	ready    chan struct{}
+
+	hooks       metricHooks  // metric sources of later subsystems (metrics.go)
+	gauge       connGauge    // open connections
+	metricsAddr atomic.Value // net.Addr of the metrics listener
 }
 
 // New loads (or, with a token, starts) the MOM's state. It does not
@@ -113,6 +122,11 @@ func New(cfg Config) (*Mom, error) {
 	}
 	if _, _, err := net.SplitHostPort(cfg.Server); err != nil {
 		return nil, fmt.Errorf("--server %q: want HOST:PORT: %w", cfg.Server, err)
+	}
+	if cfg.MetricsListen != "" {
+		if err := metrics.CheckListen(cfg.MetricsListen, cfg.MetricsAllowRemote); err != nil {
+			return nil, err
+		}
 	}
 	dir := cfg.StateDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -204,6 +218,11 @@ func (m *Mom) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", m.addr, err)
 	}
+	serveMetrics, err := m.bindMetrics()
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	m.listener = ln
 	close(m.ready)
 	m.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "server": m.cfg.Server}).Info("MOM listening")
@@ -211,7 +230,7 @@ func (m *Mom) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -227,6 +246,9 @@ func (m *Mom) Run(ctx context.Context) error {
 	})
 	run("control", m.controlLoop)
 	run("housekeeping", m.housekeeping)
+	if serveMetrics != nil {
+		run("metrics", serveMetrics)
+	}
 	m.serveIM(ctx, ln)
 	cancel()
 	wg.Wait()

@@ -56,6 +56,8 @@ func reject(code uint16, reason string, format string, args ...any) *rejection {
 
 func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	defer c.Close()
+	s.gauge.control.Add(1)
+	defer s.gauge.control.Add(-1)
 	remote, _, err := swap.Endpoints(c)
 	if err != nil {
 		s.log.WithError(err).Warn("control connection without IP endpoints")
