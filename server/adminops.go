@@ -113,7 +113,7 @@ func (s *Server) createNode(a admin.CreateNodeArgs) (*admin.CreateNodeResult, er
 		s.reg.remove(n)
 		return nil, fmt.Errorf("add token: %w", err)
 	}
-	if err := s.persistLocked(); err != nil {
+	if err := s.persistNodesLocked(n, trec.ID); err != nil {
 		s.reg.remove(n)
 		s.reg.tokens.Revoke(a.Name)
 		return nil, fmt.Errorf("persist: %w", err)

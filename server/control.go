@@ -218,7 +218,7 @@ func (s *Server) enroll(m *proto.Enroll, src netip.Addr, challenge *[32]byte) (*
 	n.rec.Pub = encodeKey(m.NodeKey)
 	t := now.UTC()
 	n.rec.Enrolled = &t
-	if err := s.persistLocked(); err != nil {
+	if err := s.persistNodesLocked(n, m.TokenID); err != nil {
 		n.rec, n.pub = oldRec, [32]byte{}
 		s.reg.tokens.Unredeem(m.TokenID)
 		return nil, reject(swap.CodeInternal, "internal", "persist enrollment: %w", err)

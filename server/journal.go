@@ -285,6 +285,78 @@ func (ss *stateStore) save(v stateView) error {
 	return nil
 }
 
+// saveNodes is save for a change confined to the given nodes and tokens
+// (and the small meta record): O(changed) instead of O(N), for the paths
+// that run once per node at scale (create node, enroll). Anything else
+// that changed is still written by the next full save, since the store
+// remembers what is on disk, not what it was told.
+func (ss *stateStore) saveNodes(v stateView, nodes []nodeRecord, tokens [][16]byte) error {
+	var recs []store.JournalRecord
+	meta, err := metaOf(v.meta())
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(meta, ss.meta) {
+		recs = append(recs, store.JournalRecord{Kind: kindMeta, Key: "server", Value: meta})
+	}
+	hashes := make([]uint64, len(nodes))
+	for i, n := range nodes {
+		hashes[i] = ss.nodeHash(n)
+		if old, ok := ss.nodes[n.ID]; ok && old == hashes[i] {
+			continue
+		}
+		b, err := json.Marshal(n)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, store.JournalRecord{Kind: kindNode, Key: n.ID, Value: b})
+	}
+	book := v.tokenBook()
+	tokHashes := make([]uint64, len(tokens))
+	gone := make([]bool, len(tokens))
+	for i, id := range tokens {
+		key := hex.EncodeToString(id[:])
+		t, err := book.Lookup(id)
+		if err != nil {
+			gone[i] = true
+			if _, ok := ss.tokens[id]; ok {
+				recs = append(recs, store.JournalRecord{Kind: kindToken, Key: key, Deleted: true})
+			}
+			continue
+		}
+		tokHashes[i] = maphash.Comparable(ss.seed, t)
+		if old, ok := ss.tokens[id]; ok && old == tokHashes[i] {
+			continue
+		}
+		b, err := json.Marshal(t)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, store.JournalRecord{Kind: kindToken, Key: key, Value: b})
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	if err := ss.journal.Append(recs); err != nil {
+		return err
+	}
+	ss.meta = meta
+	for i, n := range nodes {
+		ss.nodes[n.ID] = hashes[i]
+	}
+	for i, id := range tokens {
+		if gone[i] {
+			delete(ss.tokens, id)
+		} else {
+			ss.tokens[id] = tokHashes[i]
+		}
+	}
+	if size := ss.journal.Size(); size > compactMinBytes && size > int64(len(ss.nodes))*1024 {
+		return ss.compact(v.snapshot())
+	}
+	return nil
+}
+
 // compact writes p as the new snapshot and empties the journal.
 func (ss *stateStore) compact(p persisted) error {
 	if err := saveState(ss.dir, p); err != nil {

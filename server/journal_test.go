@@ -145,3 +145,31 @@ func TestStateStoreCorruptJournal(t *testing.T) {
 		t.Fatal("a corrupt journal was accepted")
 	}
 }
+
+// saveNodes writes only what it is told about; a later full save still
+// writes anything else that changed, because the store compares with what
+// is on disk.
+func TestStateStoreSaveNodes(t *testing.T) {
+	dir := t.TempDir()
+	if err := saveState(dir, testPersisted(0)); err != nil {
+		t.Fatal(err)
+	}
+	_, ss := openTestStore(t, dir)
+	p := testPersisted(3)
+	if err := ss.saveNodes(view(p), []nodeRecord{p.Nodes[0]}, [][16]byte{p.Tokens[0].ID}); err != nil {
+		t.Fatal(err)
+	}
+	ss.close()
+	got, ss := openTestStore(t, dir)
+	if len(got.Nodes) != 1 || got.Nodes[0] != p.Nodes[0] || len(got.Tokens) != 1 {
+		t.Fatalf("after saveNodes: %+v", got)
+	}
+	if err := ss.save(view(p)); err != nil {
+		t.Fatal(err)
+	}
+	ss.close()
+	got, _ = openTestStore(t, dir)
+	if len(got.Nodes) != 3 || len(got.Tokens) != 3 {
+		t.Fatalf("full save after saveNodes: %d nodes, %d tokens", len(got.Nodes), len(got.Tokens))
+	}
+}

@@ -336,6 +336,13 @@ func (s *Server) persistLocked() error {
 	return s.states.save(s.reg)
 }
 
+// persistNodesLocked is persistLocked for a change confined to node n and
+// the given tokens: it costs O(1) instead of O(nodes). The caller holds
+// s.mu and undoes its change if this fails.
+func (s *Server) persistNodesLocked(n *node, tokens ...[16]byte) error {
+	return s.states.saveNodes(s.reg, []nodeRecord{n.rec}, tokens)
+}
+
 func (s *Server) closeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
