@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
@@ -57,7 +58,7 @@ func (m *Mom) serveIM(ctx context.Context, ln net.Listener) {
 		go func() {
 			defer wg.Done()
 			defer m.gauge.im.Add(-1)
-			m.serveIMConn(c)
+			m.serveIMLimited(c)
 			mu.Lock()
 			delete(open, c)
 			mu.Unlock()
@@ -66,9 +67,16 @@ func (m *Mom) serveIM(ctx context.Context, ln net.Listener) {
 	wg.Wait()
 }
 
-// serveIMConn admits a sister by PING swap, then serves IM requests.
-func (m *Mom) serveIMConn(c net.Conn) {
+// serveIMConn admits a sister by PING swap, calling release when the swap
+// ends, then serves IM requests.
+func (m *Mom) serveIMConn(c net.Conn, release connlimit.Release) {
 	defer c.Close()
+	admitted := false
+	defer func() {
+		if !admitted {
+			release()
+		}
+	}()
 	entry := audit.Entry{Channel: "im", Peer: swap.RemoteAddrPort(c)}
 	err := c.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
 	var frame []byte
@@ -76,9 +84,8 @@ func (m *Mom) serveIMConn(c net.Conn) {
 		frame, err = proto.ReadFrameLimit(c, make([]byte, ping.FrameSize), swap.PreAuthMaxFrame)
 	}
 	if err != nil {
-		entry.Outcome, entry.Reason, entry.Detail = "rejected", "handshake", err.Error()
-		if errors.Is(err, proto.ErrOversize) || errors.Is(err, proto.ErrBadMagic) || errors.Is(err, proto.ErrUnsupportedVersion) || errors.Is(err, proto.ErrUnknownType) {
-			entry.Reason = "malformed"
+		entry.Outcome, entry.Reason, entry.Detail = "rejected", swap.ReadFailureReason(err), err.Error()
+		if entry.Reason == swap.ReasonMalformed {
 			_ = proto.WriteFrame(c, &proto.Reject{Code: swap.CodeMalformed, Reason: err.Error()})
 		}
 		m.audit.Record(m.stamp(entry))
@@ -103,6 +110,8 @@ func (m *Mom) serveIMConn(c net.Conn) {
 		m.audit.Record(m.stamp(entry))
 		return
 	}
+	admitted = true
+	release()
 	entry.Outcome, entry.Node, entry.KeyID = "accepted", uuid.UUID(res.Node).String(), keys.KeyID(res.KeyID).String()
 	m.audit.Record(m.stamp(entry))
 	m.admitted.Add(1)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/metrics"
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
@@ -51,6 +52,8 @@ type Config struct {
 	MetricsListen string
 	// MetricsAllowRemote permits a MetricsListen that is not loopback.
 	MetricsAllowRemote bool
+	// SourceLimits bounds unauthenticated IM connections per source address.
+	SourceLimits connlimit.Config
 }
 
 // Mom is a running MOM daemon.
@@ -81,6 +84,7 @@ type Mom struct {
 	hooks       metricHooks  // metric sources of later subsystems (metrics.go)
 	gauge       connGauge    // open connections
 	metricsAddr atomic.Value // net.Addr of the metrics listener
+	limiter     *connlimit.Limiter
 }
 
 // New loads (or, with a token, starts) the MOM's state. It does not
@@ -169,7 +173,7 @@ func New(cfg Config) (*Mom, error) {
 	m := &Mom{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring), addr: listen,
 		marks: marks, stamper: stamper, deny: &ping.DenyList{}, peers: newPeerTable(1 << 16),
-		enrolled: enr, ready: make(chan struct{}),
+		enrolled: enr, ready: make(chan struct{}), limiter: connlimit.New(cfg.SourceLimits),
 	}
 	if err := m.loadDeny(); err != nil {
 		marks.Close()

@@ -364,7 +364,22 @@ func runListServer(ctx context.Context, s *Session, _ Directive, out *bytes.Buff
 	for _, k := range sortedKeys(si.Attrs) {
 		attr(k, si.Attrs[k])
 	}
+	if a := si.Audit; a != nil {
+		attr("admissions_accepted", strconv.FormatUint(a.Accepted, 10))
+		for _, r := range sortedCounts(a.Rejected) {
+			attr("admissions_rejected."+r, strconv.FormatUint(a.Rejected[r], 10))
+		}
+	}
 	return nil
+}
+
+func sortedCounts(m map[string]uint64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func runPrintServer(ctx context.Context, s *Session, _ Directive, out *bytes.Buffer) error {

@@ -191,6 +191,8 @@ func (s *Server) printServer() *admin.ServerReport {
 	if k := s.ring.Load().Active(); k != nil {
 		info.ActiveKey = k.ID.String()
 	}
+	counters := s.audit.Counters()
+	info.Audit = &counters
 	return &admin.ServerReport{Server: info, Nodes: nodes}
 }
 

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/nacl/box"
 
 	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
@@ -54,7 +55,9 @@ func reject(code uint16, reason string, format string, args ...any) *rejection {
 	return &rejection{code: code, reason: reason, err: fmt.Errorf(format, args...)}
 }
 
-func (s *Server) serveConn(ctx context.Context, c net.Conn) {
+// serveConn runs the handshake, calling release when it ends, then the
+// control loop.
+func (s *Server) serveConn(ctx context.Context, c net.Conn, release connlimit.Release) {
 	defer c.Close()
 	s.gauge.control.Add(1)
 	defer s.gauge.control.Add(-1)
@@ -66,6 +69,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	peer := c.RemoteAddr().String()
 	entry := audit.Entry{Channel: "control", Peer: swap.RemoteAddrPort(c)}
 	mc, err := s.handshake(c, remote)
+	release()
 	if err != nil {
 		var rj *rejection
 		code, reason := swap.CodeMalformed, ping.Reason(err)
@@ -124,7 +128,7 @@ func (s *Server) handshake(c net.Conn, remote proto.Addr) (*momConn, error) {
 	}
 	frame, err := proto.ReadFrameLimit(c, nil, swap.PreAuthMaxFrame)
 	if err != nil {
-		return nil, reject(swap.CodeMalformed, "malformed", "read hello: %w", err)
+		return nil, readRejection("read hello", err)
 	}
 	msg, err := proto.Unmarshal(frame)
 	if err != nil {
@@ -154,7 +158,7 @@ func (s *Server) handshake(c net.Conn, remote proto.Addr) (*momConn, error) {
 	// The swap: the MOM proves it holds a current cluster key.
 	frame, err = proto.ReadFrameLimit(c, nil, swap.PreAuthMaxFrame)
 	if err != nil {
-		return mc, reject(swap.CodeMalformed, "malformed", "read ping: %w", err)
+		return mc, readRejection("read ping", err)
 	}
 	var res ping.Result
 	if err := swap.Respond(c, frame, s.sealer, s.verifier, &res); err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/metrics"
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
@@ -42,6 +43,8 @@ type Config struct {
 	MetricsListen string
 	// MetricsAllowRemote permits a MetricsListen that is not loopback.
 	MetricsAllowRemote bool
+	// SourceLimits bounds unauthenticated connections per source address.
+	SourceLimits connlimit.Config
 }
 
 // Server is a running momgate server.
@@ -68,6 +71,7 @@ type Server struct {
 	hooks       metricHooks  // metric sources of later subsystems (metrics.go)
 	gauge       connGauge    // open connections
 	metricsAddr atomic.Value // net.Addr of the metrics listener
+	limiter     *connlimit.Limiter
 }
 
 // Init creates a new server state directory: identity, first cluster key,
@@ -177,7 +181,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring),
 		marks: marks, states: states, deny: &ping.DenyList{}, reg: reg, conns: map[proto.NodeID]*momConn{},
-		ready: make(chan struct{}),
+		ready: make(chan struct{}), limiter: connlimit.New(cfg.SourceLimits),
 	}
 	s.sealer = &ping.Sealer{Keys: s.ring, Stamper: stamper, Rand: cfg.Rand, Node: reg.id}
 	s.verifier = &ping.Verifier{
@@ -267,7 +271,7 @@ func (s *Server) Run(ctx context.Context) error {
 		conns.Add(1)
 		go func() {
 			defer conns.Done()
-			s.serveConn(ctx, c)
+			s.serveLimited(ctx, c)
 		}()
 	}
 	s.closeAll()

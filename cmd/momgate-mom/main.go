@@ -54,7 +54,7 @@ func runFlags() []cli.Flag {
 	env := func(name string, old ...string) []string {
 		return append([]string{cliutil.EnvVar(envPrefix, name)}, old...)
 	}
-	return []cli.Flag{
+	flags := []cli.Flag{
 		cliutil.ConfigFlag(envPrefix),
 		stateDirFlag(),
 		&cli.StringFlag{Name: "server", Value: "127.0.0.1:15001", Usage: "server control `ADDR`ESS HOST:PORT (the server's --listen)", EnvVars: env("server", "MOMGATE_SERVER")},
@@ -68,6 +68,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics at http://`IP:PORT`/metrics (loopback only unless --metrics-allow-remote; default off)", EnvVars: env("metrics-listen")},
 		&cli.BoolFlag{Name: "metrics-allow-remote", Usage: "allow a --metrics-listen address that is not loopback", EnvVars: env("metrics-allow-remote")},
 	}
+	return append(flags, limitFlags()...)
 }
 
 // listenFlag is the required run flag --listen, for config.Require.
@@ -76,7 +77,7 @@ func listenFlag() cli.Flag { return runFlags()[3] }
 // schema returns the config file schema; allowRemote is the effective
 // --metrics-allow-remote from flags or environment.
 func schema(allowRemote bool) (*config.Schema, error) {
-	return config.FromFlags(runFlags(), []string{"config"}, map[string]config.Check{
+	checks := map[string]config.Check{
 		"state-dir": config.AbsPath,
 		"server":    config.DialAddr,
 		"listen":    config.NodeAddr,
@@ -94,7 +95,11 @@ func schema(allowRemote bool) (*config.Schema, error) {
 		"metrics-listen": func(v string, f config.Values) error {
 			return metrics.CheckListen(v, allowRemote || f.Bool("metrics-allow-remote"))
 		},
-	})
+	}
+	for k, v := range limitChecks() {
+		checks[k] = v
+	}
+	return config.FromFlags(runFlags(), []string{"config"}, checks)
 }
 
 const description = `A MOM runs on every compute node. It enrolls once with a one-time token from
@@ -142,7 +147,7 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 					"--enroll TOKEN; later starts use the enrollment stored in the state directory. Every flag is\n" +
 					"also a key of the --config file.\n\n" +
 					"Example:\n\n    momgate-mom run --config /etc/momgate/mom.toml --log-format json",
-				Flags:  runFlags(),
+				Flags:  append(runFlags(), testFlags()...),
 				Action: runAction(start),
 			},
 			{
@@ -213,6 +218,10 @@ func runAction(start func(context.Context, mom.Config) error) cli.ActionFunc {
 		if err := config.Require(c, stateDirFlag(), listenFlag()); err != nil {
 			return err
 		}
+		lim, err := readLimits(c)
+		if err != nil {
+			return err
+		}
 		log, err := daemon.NewLogger(os.Stderr, c.String("log-format"), c.String("log-level"))
 		if err != nil {
 			return err
@@ -236,6 +245,7 @@ func runAction(start func(context.Context, mom.Config) error) cli.ActionFunc {
 			Enroll: c.String("enroll"), Heartbeat: c.Duration("heartbeat"), Freshness: c.Duration("freshness"),
 			Log: log, Audit: auditLog,
 			MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
+			SourceLimits: lim.limits, HandshakeTimeout: lim.handshake, Now: lim.now,
 		})
 		if err != nil {
 			log.WithError(err).Error("MOM exited with an error")

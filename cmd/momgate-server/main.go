@@ -50,7 +50,7 @@ func runFlags() []cli.Flag {
 	env := func(name string, old ...string) []string {
 		return append([]string{cliutil.EnvVar(envPrefix, name)}, old...)
 	}
-	return []cli.Flag{
+	flags := []cli.Flag{
 		cliutil.ConfigFlag(envPrefix),
 		stateDirFlag(),
 		&cli.StringFlag{Name: "listen", Value: "127.0.0.1:15001", Usage: "TCP `ADDR`ESS (HOST:PORT) for MOM control connections; MOMs dial it with --server", EnvVars: env("listen", "MOMGATE_LISTEN")},
@@ -60,12 +60,13 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics at http://`IP:PORT`/metrics (loopback only unless --metrics-allow-remote; default off)", EnvVars: env("metrics-listen")},
 		&cli.BoolFlag{Name: "metrics-allow-remote", Usage: "allow a --metrics-listen address that is not loopback", EnvVars: env("metrics-allow-remote")},
 	}
+	return append(flags, limitFlags()...)
 }
 
 // schema returns the config file schema; allowRemote is the effective
 // --metrics-allow-remote from flags or environment.
 func schema(allowRemote bool) (*config.Schema, error) {
-	return config.FromFlags(runFlags(), []string{"config"}, map[string]config.Check{
+	checks := map[string]config.Check{
 		"state-dir":  config.AbsPath,
 		"listen":     config.ListenAddr,
 		"log-format": config.LogFormat,
@@ -74,7 +75,11 @@ func schema(allowRemote bool) (*config.Schema, error) {
 		"metrics-listen": func(v string, f config.Values) error {
 			return metrics.CheckListen(v, allowRemote || f.Bool("metrics-allow-remote"))
 		},
-	})
+	}
+	for k, v := range limitChecks() {
+		checks[k] = v
+	}
+	return config.FromFlags(runFlags(), []string{"config"}, checks)
 }
 
 const description = `The server is the registry and key authority of a momgate cluster. It admits MOMs that enroll with a
@@ -143,7 +148,7 @@ func app(start func(context.Context, server.Config) error) *cli.App {
 					"directory and, with --metrics-listen, Prometheus metrics. Logs go to standard error (text or\n" +
 					"JSON); the audit log is its own stream. Every flag is also a key of the --config file.\n\n" +
 					"Example:\n\n    momgate-server run --config /etc/momgate/server.toml --log-level debug",
-				Flags:  runFlags(),
+				Flags:  append(runFlags(), testFlags()...),
 				Action: runAction(start),
 			},
 			cliutil.ConfigCommand(binary, func() (*config.Schema, error) { return schema(false) }),
@@ -168,6 +173,10 @@ func runAction(start func(context.Context, server.Config) error) cli.ActionFunc 
 		if err := config.Require(c, stateDirFlag()); err != nil {
 			return err
 		}
+		lim, err := readLimits(c)
+		if err != nil {
+			return err
+		}
 		log, err := daemon.NewLogger(os.Stderr, c.String("log-format"), c.String("log-level"))
 		if err != nil {
 			return err
@@ -186,6 +195,7 @@ func runAction(start func(context.Context, server.Config) error) cli.ActionFunc 
 		err = start(ctx, server.Config{
 			StateDir: c.String("state-dir"), Listen: c.String("listen"), Log: log, Audit: auditLog,
 			MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
+			SourceLimits: lim.limits, HandshakeTimeout: lim.handshake, Now: lim.now,
 		})
 		if err != nil {
 			log.WithError(err).Error("server exited with an error")

@@ -1,6 +1,10 @@
 package admin
 
-import "time"
+import (
+	"time"
+
+	"github.com/momgate/momgate/internal/audit"
+)
 
 // Operations of the server's admin socket. Each names its argument type
 // and its result type (the Data of the response, and the --json output of
@@ -59,6 +63,7 @@ type ServerInfo struct {
 	ActiveKey       string            `json:"active_key"`       // id of the active cluster key, "" if none
 	Nodes           int               `json:"nodes"`            // number of nodes
 	Attrs           map[string]string `json:"attrs"`            // every settable attribute and its current value
+	Audit           *audit.Snapshot   `json:"audit,omitempty"`  // admission counters: accepted, rejected by reason
 }
 
 // ServerReport is the result of OpPrintServer: the server and its nodes.

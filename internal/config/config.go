@@ -32,6 +32,7 @@ const (
 	KindBool
 	KindDuration
 	KindInt
+	KindFloat
 )
 
 func (k Kind) String() string {
@@ -44,6 +45,8 @@ func (k Kind) String() string {
 		return `a duration string such as "10s" or "1m30s"`
 	case KindInt:
 		return "an integer"
+	case KindFloat:
+		return "a number"
 	}
 	return "kind " + strconv.Itoa(int(k))
 }
@@ -104,6 +107,8 @@ func FromFlags(flags []cli.Flag, skip []string, checks map[string]Check) (*Schem
 			kind = KindDuration
 		case *cli.IntFlag, *cli.Int64Flag, *cli.UintFlag, *cli.Uint64Flag:
 			kind = KindInt
+		case *cli.Float64Flag:
+			kind = KindFloat
 		default:
 			return nil, fmt.Errorf("config: flag --%s: type %T has no config key kind", name, f)
 		}
@@ -339,6 +344,14 @@ func flagText(kind Kind, v any) (string, error) {
 			return bad()
 		}
 		return strconv.FormatInt(n, 10), nil
+	case KindFloat:
+		switch n := v.(type) {
+		case float64:
+			return strconv.FormatFloat(n, 'g', -1, 64), nil
+		case int64:
+			return strconv.FormatInt(n, 10), nil
+		}
+		return bad()
 	case KindDuration:
 		s, ok := v.(string)
 		if !ok {

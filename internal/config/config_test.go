@@ -360,3 +360,22 @@ func TestChecks(t *testing.T) {
 		}
 	}
 }
+
+func TestFloatKey(t *testing.T) {
+	s, err := FromFlags([]cli.Flag{&cli.Float64Flag{Name: "rate"}}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := s.Lookup("rate"); k.Kind != KindFloat {
+		t.Fatalf("Float64Flag gives kind %v", k.Kind)
+	}
+	for body, want := range map[string]string{"rate = 0.001\n": "0.001", "rate = 200\n": "200", "rate = -1\n": "-1"} {
+		vals, err := Parse("f", []byte(body), s)
+		if err != nil || vals["rate"].Text != want {
+			t.Errorf("%q: %v %v, want %s", body, vals, err, want)
+		}
+	}
+	if _, err := Parse("f", []byte("rate = \"fast\"\n"), s); err == nil {
+		t.Error("a string for a number key: want an error")
+	}
+}
