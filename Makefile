@@ -7,7 +7,7 @@ BINARIES  := momgate-server momgate-mom momgate-qmgr
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build run test vet race bench fuzz lint clean man install uninstall
+.PHONY: all build run test vet race bench bench-munge fuzz lint clean man install uninstall
 
 # Install layout; `make install PREFIX=/usr DESTDIR=/tmp/pkg` for packaging.
 # Units and configs name BINDIR and SYSCONFDIR; DESTDIR only stages files.
@@ -47,6 +47,12 @@ test: vet
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+# MUNGE's encode+decode round trips vs momgate PING swaps through a real MOM
+# vs raw loopback connections, in one run (installs munge if it can).
+bench-munge: build
+	$(GO) build -trimpath -o $(BIN)/momgate-bench ./cmd/momgate-bench
+	@./scripts/bench-munge.sh $(BIN)
 
 # Runs every fuzz target for FUZZTIME each.
 fuzz:
