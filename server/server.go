@@ -317,11 +317,17 @@ func (s *Server) housekeeping(ctx context.Context) {
 	}
 }
 
-// pruneTokens drops expired enrollment tokens, used or not.
+// tokenPruneGrace is how long a running server keeps an expired token, so
+// that its use is reported as expired rather than unknown. A restart
+// drops every expired token.
+const tokenPruneGrace = time.Hour
+
+// pruneTokens drops enrollment tokens, used or not, that expired more than
+// tokenPruneGrace ago.
 func (s *Server) pruneTokens() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.reg.tokens.Prune(s.cfg.Now()) == 0 {
+	if s.reg.tokens.Prune(s.cfg.Now().Add(-tokenPruneGrace)) == 0 {
 		return
 	}
 	if err := s.persistLocked(); err != nil {
