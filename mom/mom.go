@@ -46,6 +46,9 @@ type Config struct {
 	HandshakeTimeout time.Duration
 	// BackoffMin and BackoffMax bound reconnect delays to the server.
 	BackoffMin, BackoffMax time.Duration
+	// Protocol is what the MOM speaks: legacy, compat, ping, or follow
+	// (or "": the server's mode).
+	Protocol string
 }
 
 // Mom is a running MOM daemon.
@@ -72,6 +75,9 @@ type Mom struct {
 	admitted atomic.Uint64
 	listener net.Listener
 	ready    chan struct{}
+
+	lg   momLegacy // legacy protocol and migration (legacy.go)
+	jobs *jobTable // jobs this MOM is mother superior or sister of (jobs.go)
 }
 
 // New loads (or, with a token, starts) the MOM's state. It does not
@@ -125,8 +131,11 @@ func New(cfg Config) (*Mom, error) {
 	if err != nil {
 		return nil, err
 	}
-	if enr == nil && cfg.Enroll == "" {
-		return nil, ErrNotEnrolled
+	if _, err := ParseProtocol(cfg.Protocol); err != nil {
+		return nil, err
+	}
+	if enr == nil && cfg.Enroll == "" && cfg.Protocol != ProtocolLegacy {
+		return nil, ErrNotEnrolled // only a legacy-only MOM runs without enrolling
 	}
 	if enr == nil {
 		if _, err := keys.ParseToken(cfg.Enroll); err != nil {
@@ -158,6 +167,10 @@ func New(cfg Config) (*Mom, error) {
 		enrolled: enr, ready: make(chan struct{}),
 	}
 	if err := m.loadDeny(); err != nil {
+		marks.Close()
+		return nil, err
+	}
+	if err := errors.Join(m.initLegacy(), m.loadJobs()); err != nil {
 		marks.Close()
 		return nil, err
 	}
@@ -211,7 +224,7 @@ func (m *Mom) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -227,6 +240,7 @@ func (m *Mom) Run(ctx context.Context) error {
 	})
 	run("control", m.controlLoop)
 	run("housekeeping", m.housekeeping)
+	run("jobs", m.runJobs)
 	m.serveIM(ctx, ln)
 	cancel()
 	wg.Wait()

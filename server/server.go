@@ -55,6 +55,7 @@ type Server struct {
 	mu    sync.Mutex // guards reg and conns
 	reg   *registry
 	conns map[proto.NodeID]*momConn
+	lg    legacyServer // legacy protocol and migration (legacy.go)
 
 	listener net.Listener
 	ready    chan struct{}

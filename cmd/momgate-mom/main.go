@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -50,6 +51,8 @@ func app() *cli.App {
 					&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
 					&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn, error"},
 					&cli.StringFlag{Name: "audit-log", Usage: "audit log file (\"-\" for stderr; default STATE_DIR/audit.log)"},
+					&cli.StringFlag{Name: "protocol", Value: mom.ProtocolFollow, EnvVars: []string{"MOMGATE_MOM_PROTOCOL"},
+						Usage: "what the MOM speaks: legacy (address list, v1), compat (both), ping (v2 only), or follow (the server's mode)"},
 				},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 0 {
@@ -74,7 +77,7 @@ func app() *cli.App {
 					m, err := mom.New(mom.Config{
 						StateDir: c.String("state-dir"), Server: c.String("server"), Listen: c.String("listen"),
 						Enroll: c.String("enroll"), Heartbeat: c.Duration("heartbeat"), Freshness: c.Duration("freshness"),
-						Log: log, Audit: auditLog,
+						Protocol: c.String("protocol"), Log: log, Audit: auditLog,
 					})
 					if err != nil {
 						return err
@@ -112,6 +115,76 @@ func app() *cli.App {
 						return fmt.Errorf("ping needs exactly one sister address IP:PORT")
 					}
 					return mom.PrintPing(c.Context, c.String("state-dir"), c.Args().First(), c.App.Writer, c.Bool("json"))
+				},
+			},
+			jobCommand(),
+		},
+	}
+}
+
+var jobNameFlag = &cli.StringFlag{Name: "name", Usage: "job name", Required: true}
+
+func noArgs(c *cli.Context) error {
+	if c.NArg() != 0 {
+		return fmt.Errorf("%s takes no arguments, got %q", c.Command.FullName(), c.Args().Slice())
+	}
+	return nil
+}
+
+// jobCommand is the job workload: a mother superior joins sisters and polls
+// them over admitted IM connections, so a migration is measured against
+// real inter-MOM traffic.
+func jobCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "job",
+		Usage: "run, list and stop test jobs on the running MOM (it is their mother superior)",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "start",
+				Usage:     "join the sisters (IM join) and poll each of them every interval",
+				ArgsUsage: " ",
+				Flags: []cli.Flag{stateDirFlag, jobNameFlag, jsonFlag,
+					&cli.StringFlag{Name: "sisters", Usage: "sister node names, comma-separated (e.g. n2,n3)", Required: true},
+					&cli.DurationFlag{Name: "interval", Value: mom.DefaultJobInterval, Usage: "poll interval per sister"},
+					&cli.DurationFlag{Name: "budget", Value: mom.DefaultJobBudget, Usage: "retry budget: a sister unreachable longer than this is a disruption"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					var sisters []string
+					for _, s := range strings.Split(c.String("sisters"), ",") {
+						if s = strings.TrimSpace(s); s != "" {
+							sisters = append(sisters, s)
+						}
+					}
+					a := mom.JobStartArgs{Name: c.String("name"), Sisters: sisters,
+						Interval: c.Duration("interval").String(), Budget: c.Duration("budget").String()}
+					return mom.PrintJobStart(c.Context, c.String("state-dir"), a, c.App.Writer, c.Bool("json"))
+				},
+			},
+			{
+				Name:      "list",
+				Usage:     "show each job's sisters: polls ok and failed, re-admissions, disruptions",
+				ArgsUsage: " ",
+				Flags:     []cli.Flag{stateDirFlag, jsonFlag},
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					return mom.PrintJobs(c.Context, c.String("state-dir"), c.App.Writer, c.Bool("json"))
+				},
+			},
+			{
+				Name:      "stop",
+				Usage:     "stop a job and print its final counters",
+				ArgsUsage: " ",
+				Flags:     []cli.Flag{stateDirFlag, jobNameFlag, jsonFlag},
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					return mom.PrintJobStop(c.Context, c.String("state-dir"), c.String("name"), c.App.Writer, c.Bool("json"))
 				},
 			},
 		},
