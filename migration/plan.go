@@ -133,6 +133,10 @@ type State struct {
 	VerifyPeers int               `json:"verify_peers"`
 	Attempts    int               `json:"attempts"` // failed attempts of the current step
 	LastError   string            `json:"last_error,omitempty"`
+	// Started is set when the driver begins carrying out the current step
+	// (Begin), so a rollback knows whether a restart step may have
+	// restarted some of its MOMs already.
+	Started bool `json:"started,omitempty"`
 }
 
 var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -208,7 +212,7 @@ func (s *State) planRollback(v ClusterView, extra []string) {
 		s.Rollback = append(s.Rollback, n)
 	}
 	sort.Strings(s.Rollback)
-	s.Steps, s.Pos, s.Attempts, s.LastError = nil, 0, 0, ""
+	s.Steps, s.Pos, s.Attempts, s.LastError, s.Started = nil, 0, 0, "", false
 	if v.Mode == proto.ModeLegacy && len(s.Rollback) == 0 {
 		return // already legacy with nothing upgraded: finished
 	}
@@ -227,7 +231,7 @@ func (s *State) StartRollback(v ClusterView) {
 	var started []string
 	if s.Goal == GoalMigrate {
 		for i, st := range s.Steps {
-			if st.Phase == PhaseRestart && i <= s.Pos {
+			if st.Phase == PhaseRestart && (i < s.Pos || (i == s.Pos && s.Started)) {
 				started = append(started, s.Batches[st.Batch]...)
 			}
 		}
@@ -248,6 +252,15 @@ func (s *State) Current() (Step, bool) {
 	return s.Steps[s.Pos], true
 }
 
+// Begin notes that the driver starts carrying out the current action.
+func (s *State) Begin() error {
+	if s.Finished() {
+		return ErrFinished
+	}
+	s.Started = true
+	return nil
+}
+
 // Record feeds the outcome of the current action: success moves to the
 // next step; failure stays (the same action is retried on the next run)
 // and keeps detail for status output.
@@ -257,7 +270,7 @@ func (s *State) Record(ok bool, detail string) error {
 	}
 	if ok {
 		s.Pos++
-		s.Attempts, s.LastError = 0, ""
+		s.Attempts, s.LastError, s.Started = 0, "", false
 		return nil
 	}
 	s.Attempts++

@@ -157,6 +157,15 @@ func TestRollbackFromTheMiddle(t *testing.T) {
 	for s.Next().Kind != ActRestart {
 		_ = s.Record(true, "")
 	}
+	// Not begun (paused before the batch): nothing of it to roll back.
+	c, _ := DecodeState(EncodeState(s))
+	c.StartRollback(view(proto.ModeCompat, 4, nil))
+	if got := kinds(c.Simulate()); got != "preflight set-mode=compat set-mode=legacy wait:legacy done" {
+		t.Fatalf("rollback before the first restart: %s", got)
+	}
+	if err := s.Begin(); err != nil {
+		t.Fatal(err)
+	}
 	// The first batch is being restarted; n02 did not come back, so the
 	// server shows only n01 upgraded. Both are rolled back.
 	v := view(proto.ModeCompat, 4, func(n *NodeView) {

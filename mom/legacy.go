@@ -208,6 +208,12 @@ func (m *Mom) setControlWriter(w func(proto.Message) error, ver proto.Version) {
 	m.lg.ctl, m.lg.ctlVer = w, ver
 	if w == nil {
 		m.lg.session, m.lg.sessionVer = 0, 0
+		// Lookups sent on the connection that ended get no answer: fail
+		// them now so their callers retry on the next connection.
+		for id, ch := range m.lg.lookups {
+			close(ch)
+			delete(m.lg.lookups, id)
+		}
 	}
 }
 
@@ -352,6 +358,12 @@ func (m *Mom) lookup(ctx context.Context, name string) (netip.AddrPort, error) {
 	defer t.Stop()
 	select {
 	case r := <-ch:
+		if r == nil { // the control connection ended
+			if have {
+				return cached, nil
+			}
+			return netip.AddrPort{}, fmt.Errorf("look up %s: the control connection to the server changed", name)
+		}
 		if r.Status != proto.LookupFound {
 			return netip.AddrPort{}, fmt.Errorf("look up %s: %w", name, ErrUnknownSister)
 		}
