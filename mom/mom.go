@@ -137,7 +137,7 @@ func New(cfg Config) (*Mom, error) {
 	if enr == nil && cfg.Enroll == "" && cfg.Protocol != ProtocolLegacy {
 		return nil, ErrNotEnrolled // only a legacy-only MOM runs without enrolling
 	}
-	if enr == nil {
+	if enr == nil && cfg.Enroll != "" {
 		if _, err := keys.ParseToken(cfg.Enroll); err != nil {
 			return nil, fmt.Errorf("--enroll: %w", err)
 		}
