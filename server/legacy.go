@@ -150,7 +150,7 @@ func (s *Server) startLegacy(mc *momConn) (stop func()) {
 	}
 	if migration.NeedsList(mode, lg.versions) {
 		s.enqueueLocked(mc, pushItem{pushList, s.listFrameLocked()})
-		s.enqueueLocked(mc, pushItem{pushUpgraded, s.upgradedFrameLocked()})
+		s.enqueueUpgradedSetLocked(mc)
 	}
 	if !lg.v1 && migration.Upgrades(lg.versions) && !mc.node.rec.Upgraded {
 		s.markUpgradedLocked(mc.node)
@@ -234,16 +234,29 @@ func (s *Server) listFrameLocked() []byte {
 	return s.lg.list
 }
 
-// upgradedFrameLocked is a NodeUpgraded replacing the MOM's set with every
-// upgraded node.
-func (s *Server) upgradedFrameLocked() []byte {
-	m := &proto.NodeUpgraded{Op: proto.UpgradedReplace}
+// upgradedChunk is the most NodeUpgraded entries per frame: a frame must
+// stay under proto.MaxFrameSize.
+const upgradedChunk = (proto.MaxFrameSize - proto.HeaderSize - 3) / 32
+
+// enqueueUpgradedSetLocked queues NodeUpgraded frames that replace the
+// MOM's set with every upgraded node: a Replace, then Adds if the set does
+// not fit one frame.
+func (s *Server) enqueueUpgradedSetLocked(mc *momConn) {
+	var all []proto.NodeAddr
 	for _, n := range s.reg.sortedNodes() {
-		if n.rec.Upgraded && len(m.Entries) < proto.MaxNodeEntries {
-			m.Entries = append(m.Entries, proto.NodeAddr{Node: n.id, Addr: proto.AddrFrom(n.addr)})
+		if n.rec.Upgraded {
+			all = append(all, proto.NodeAddr{Node: n.id, Addr: proto.AddrFrom(n.addr)})
 		}
 	}
-	return proto.Marshal(m)
+	op := proto.UpgradedReplace
+	for {
+		k := min(len(all), upgradedChunk)
+		s.enqueueLocked(mc, pushItem{pushUpgraded, proto.Marshal(&proto.NodeUpgraded{Op: op, Entries: all[:k]})})
+		all, op = all[k:], proto.UpgradedAdd
+		if len(all) == 0 {
+			return
+		}
+	}
 }
 
 // membershipChangedLocked pushes the new address list to every MOM that
@@ -320,7 +333,7 @@ func (s *Server) modeChanged(old, next string) {
 		s.tellModeLocked(c, mode)
 		if sessionAllowed(mode, c.lg.v1) && migration.NeedsList(mode, c.lg.versions) && !migration.NeedsList(oldMode, c.lg.versions) {
 			s.enqueueLocked(c, pushItem{pushList, s.listFrameLocked()})
-			s.enqueueLocked(c, pushItem{pushUpgraded, s.upgradedFrameLocked()})
+			s.enqueueUpgradedSetLocked(c)
 		}
 	}
 	s.log.WithFields(logrus.Fields{"from": old, "to": next, "sessions": len(s.conns)}).Info("protocol mode changed")

@@ -304,3 +304,16 @@ func TestNoDowngradeAndRollback(t *testing.T) {
 		t.Fatalf("unknown node: %v", err)
 	}
 }
+
+func TestUpgradedChunkFitsAFrame(t *testing.T) {
+	f := proto.Marshal(&proto.NodeUpgraded{Op: proto.UpgradedAdd, Entries: make([]proto.NodeAddr, upgradedChunk)})
+	if len(f) > proto.MaxFrameSize {
+		t.Fatalf("a full chunk is %d bytes, over the %d frame limit", len(f), proto.MaxFrameSize)
+	}
+	if _, err := proto.Unmarshal(f); err != nil {
+		t.Fatal(err)
+	}
+	if upgradedChunk < 30000 {
+		t.Fatalf("chunk of %d entries is needlessly small", upgradedChunk)
+	}
+}
