@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -315,5 +316,44 @@ func TestUpgradedChunkFitsAFrame(t *testing.T) {
 	}
 	if upgradedChunk < 30000 {
 		t.Fatalf("chunk of %d entries is needlessly small", upgradedChunk)
+	}
+}
+
+// TestCostModelMatchesServer: the messages and bytes the real server pushes
+// for a node add, on a fragmented address plan, are what the cost model of
+// docs/perf/legacy.md computes.
+func TestCostModelMatchesServer(t *testing.T) {
+	s := startServer(t)
+	setMode(t, s, "legacy")
+	const n = 5
+	var clients []*legacyClient
+	for i := 0; i < n; i++ { // 127.0.0.2, .4, .6, ...: every address its own run
+		ip := fmt.Sprintf("127.0.0.%d", 2+2*i)
+		mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: fmt.Sprintf("n%d", i), Mom: ip})
+	}
+	for i := 0; i < n; i++ {
+		c := legacyHello(t, s, fmt.Sprintf("127.0.0.%d", 2+2*i), "")
+		c.read() // list
+		c.read() // upgraded set
+		clients = append(clients, c)
+	}
+	base := s.statsNow()
+	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "new", Mom: fmt.Sprintf("127.0.0.%d", 2+2*n)})
+	for _, c := range clients {
+		c.read()
+	}
+	nc := legacyHello(t, s, fmt.Sprintf("127.0.0.%d", 2+2*n), "new")
+	nc.read()
+	want := migration.LegacyAdd(migration.PlanFragmented, n)
+	waitCond(t, "the add's pushes counted", func() bool { return s.statsNow().PushMessages-base.PushMessages == want.Messages })
+	if got := s.statsNow().PushBytes - base.PushBytes; got != want.Bytes {
+		t.Fatalf("server pushed %d bytes for an add to %d nodes, the model says %d", got, n, want.Bytes)
+	}
+	// In ping mode an add pushes nothing to the MOMs there are.
+	setMode(t, s, "ping")
+	before := s.statsNow().PushMessages
+	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "late", Mom: "127.0.0.99"})
+	if got := s.statsNow().PushMessages; got != before {
+		t.Fatalf("ping mode: an add pushed %d lists", got-before)
 	}
 }
