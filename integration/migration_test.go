@@ -441,6 +441,33 @@ func TestMigrationScriptFailsCleanly(t *testing.T) {
 	if n, ok := c.node("a"); !ok || n.State != "up" {
 		t.Fatalf("a after the failed run: %+v", n)
 	}
+	// The cluster stays in compat with a compat MOM (a) and a legacy-only
+	// one (b): they still talk. a tries PING, b refuses it as legacy-only,
+	// a falls back to v1 and b admits it by the list; b's v1 is admitted by
+	// a's list.
+	for _, j := range []struct{ ms, sister string }{{"a", "b"}, {"b", "a"}} {
+		if r := run(t, "", "momgate-mom", "job", "start", "--state-dir", filepath.Join(c.dir, j.ms), "--name", "j-"+j.ms, "--sisters", j.sister); r.code != 0 {
+			t.Fatalf("job start on %s: %s", j.ms, r.stderr)
+		}
+	}
+	waitFor(t, "both jobs polling over v1", 30*time.Second, func() bool {
+		for _, ms := range []string{"a", "b"} {
+			r := run(t, "", "momgate-mom", "job", "list", "--json", "--state-dir", filepath.Join(c.dir, ms))
+			var js []mom.JobInfo
+			if r.code != 0 || json.Unmarshal([]byte(r.stdout), &js) != nil || len(js) != 1 {
+				return false
+			}
+			if s := js[0].Sisters[0]; s.PollsOK < 3 || s.Protocol != "v1" {
+				return false
+			}
+		}
+		return true
+	})
+	pr, _ := c.ping(c.moms["a"], fmt.Sprintf("127.0.0.52:%d", c.imPort))
+	if pr.Admitted || pr.Reason != "refused_by_peer" || !strings.Contains(pr.Error, "legacy protocol only") {
+		t.Fatalf("PING to the legacy-only MOM: %+v", pr)
+	}
+
 	// The state remembers the failed step; a re-run retries it.
 	out, code = script("--state-dir", c.srvDir, "--state", state, "--restart-cmd", "true", "--timeout", "1")
 	if code != 1 || !strings.Contains(out, "resuming the migrate") || !strings.Contains(out, "retry") {
