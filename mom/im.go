@@ -52,9 +52,11 @@ func (m *Mom) serveIM(ctx context.Context, ln net.Listener) {
 		mu.Lock()
 		open[c] = struct{}{}
 		mu.Unlock()
+		m.gauge.im.Add(1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer m.gauge.im.Add(-1)
 			m.serveIMConn(c)
 			mu.Lock()
 			delete(open, c)

@@ -75,6 +75,7 @@ type momLegacy struct {
 	names      map[string]netip.AddrPort // sister IM addresses last looked up
 
 	lists      atomic.Uint64 // ClusterAddrs received
+	listBytes  atomic.Uint64 // their bytes, headers included
 	v1Admitted atomic.Uint64 // IM connections admitted by the list
 }
 
@@ -90,6 +91,8 @@ func (m *Mom) initLegacy() error {
 	lg.list = &proto.ClusterAddrs{}
 	lg.lookups = map[uint32]chan *proto.NodeAddress{}
 	lg.names = map[string]netip.AddrPort{}
+	m.hooks.legacy = func() (uint64, uint64) { return lg.lists.Load(), lg.listBytes.Load() }
+	m.hooks.peersByProtocol = m.peers.byProtocol
 	path := filepath.Join(m.cfg.StateDir, legacyFile)
 	fi, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -277,6 +280,7 @@ func (m *Mom) handleLegacyMessage(msg proto.Message) error {
 		m.lg.list = v
 		m.lg.mu.Unlock()
 		m.lg.lists.Add(1)
+		m.lg.listBytes.Add(uint64(proto.HeaderSize + 4 + 8*len(v.Runs)))
 		m.log.WithFields(logrus.Fields{"runs": len(v.Runs)}).Debug("address list received")
 	case *proto.NodeUpgraded:
 		m.lg.mu.Lock()
@@ -458,22 +462,23 @@ func (m *Mom) admitFirstFrame(c net.Conn, frame []byte, entry *audit.Entry) (don
 
 // LegacyStatus is the migration part of the MOM's status.
 type LegacyStatus struct {
-	Setting    string `json:"protocol_setting"` // --protocol: legacy, compat, ping or follow
-	Protocol   string `json:"protocol"`         // what the MOM speaks now
-	ServerMode string `json:"server_mode"`      // the server's mode as last heard
-	Control    string `json:"control"`          // version of the control connection: v1, v2 or ""
-	ListAddrs  int    `json:"list_addrs"`       // addresses on the cluster list
-	ListRuns   int    `json:"list_runs"`        // runs of consecutive addresses
-	Lists      uint64 `json:"lists_received"`   // ClusterAddrs pushes received
-	Upgraded   int    `json:"upgraded_nodes"`   // nodes whose legacy admission is refused
-	V1Admitted uint64 `json:"v1_admitted"`      // IM connections admitted by the list
+	Setting    string `json:"protocol_setting"`    // --protocol: legacy, compat, ping or follow
+	Protocol   string `json:"protocol"`            // what the MOM speaks now
+	ServerMode string `json:"server_mode"`         // the server's mode as last heard
+	Control    string `json:"control"`             // version of the control connection: v1, v2 or ""
+	ListAddrs  int    `json:"list_addrs"`          // addresses on the cluster list
+	ListRuns   int    `json:"list_runs"`           // runs of consecutive addresses
+	Lists      uint64 `json:"lists_received"`      // ClusterAddrs pushes received
+	ListBytes  uint64 `json:"list_bytes_received"` // their bytes, headers included
+	Upgraded   int    `json:"upgraded_nodes"`      // nodes whose legacy admission is refused
+	V1Admitted uint64 `json:"v1_admitted"`         // IM connections admitted by the list
 }
 
 func (m *Mom) legacyStatus() *LegacyStatus {
 	m.lg.mu.Lock()
 	defer m.lg.mu.Unlock()
 	st := &LegacyStatus{Setting: ProtocolFollow, Protocol: m.effectiveLocked().String(),
-		ListRuns: len(m.lg.list.Runs), Lists: m.lg.lists.Load(), Upgraded: m.lg.upgraded.Len(), V1Admitted: m.lg.v1Admitted.Load()}
+		ListRuns: len(m.lg.list.Runs), Lists: m.lg.lists.Load(), ListBytes: m.lg.listBytes.Load(), Upgraded: m.lg.upgraded.Len(), V1Admitted: m.lg.v1Admitted.Load()}
 	if m.lg.setting != 0 {
 		st.Setting = m.lg.setting.String()
 	}

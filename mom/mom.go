@@ -22,6 +22,7 @@ import (
 
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/metrics"
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
@@ -49,6 +50,10 @@ type Config struct {
 	// Protocol is what the MOM speaks: legacy, compat, ping, or follow
 	// (or "": the server's mode).
 	Protocol string
+	// MetricsListen is the Prometheus metrics address IP:PORT; "" disables.
+	MetricsListen string
+	// MetricsAllowRemote permits a MetricsListen that is not loopback.
+	MetricsAllowRemote bool
 }
 
 // Mom is a running MOM daemon.
@@ -75,6 +80,10 @@ type Mom struct {
 	admitted atomic.Uint64
 	listener net.Listener
 	ready    chan struct{}
+
+	hooks       metricHooks  // metric sources of later subsystems (metrics.go)
+	gauge       connGauge    // open connections
+	metricsAddr atomic.Value // net.Addr of the metrics listener
 
 	lg   momLegacy // legacy protocol and migration (legacy.go)
 	jobs *jobTable // jobs this MOM is mother superior or sister of (jobs.go)
@@ -119,6 +128,11 @@ func New(cfg Config) (*Mom, error) {
 	}
 	if _, _, err := net.SplitHostPort(cfg.Server); err != nil {
 		return nil, fmt.Errorf("--server %q: want HOST:PORT: %w", cfg.Server, err)
+	}
+	if cfg.MetricsListen != "" {
+		if err := metrics.CheckListen(cfg.MetricsListen, cfg.MetricsAllowRemote); err != nil {
+			return nil, err
+		}
 	}
 	dir := cfg.StateDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -217,6 +231,11 @@ func (m *Mom) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", m.addr, err)
 	}
+	serveMetrics, err := m.bindMetrics()
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	m.listener = ln
 	close(m.ready)
 	m.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "server": m.cfg.Server}).Info("MOM listening")
@@ -241,6 +260,9 @@ func (m *Mom) Run(ctx context.Context) error {
 	run("control", m.controlLoop)
 	run("housekeeping", m.housekeeping)
 	run("jobs", m.runJobs)
+	if serveMetrics != nil {
+		run("metrics", serveMetrics)
+	}
 	m.serveIM(ctx, ln)
 	cancel()
 	wg.Wait()

@@ -91,6 +91,18 @@ func (t *peerTable) forget(node proto.NodeID, addr proto.Addr) {
 	}
 }
 
+// byProtocol counts the admitted sisters by the protocol they were
+// admitted with, for the peers_by_protocol metric.
+func (t *peerTable) byProtocol() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[string]int{"v1": 0, "v2": 0}
+	for _, p := range t.peers {
+		out[p.Protocol]++
+	}
+	return out
+}
+
 func (t *peerTable) list() []Peer {
 	t.mu.Lock()
 	defer t.mu.Unlock()

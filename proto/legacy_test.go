@@ -76,35 +76,6 @@ func TestLegacyMessagesRejectBadValues(t *testing.T) {
 	}
 }
 
-func TestRunsFromAddrs(t *testing.T) {
-	var addrs []netip.Addr
-	for _, s := range []string{"10.0.0.3", "10.0.0.1", "10.0.0.2", "10.0.0.2", "10.0.1.9", "::1", "10.0.0.5"} {
-		addrs = append(addrs, netip.MustParseAddr(s))
-	}
-	runs := RunsFromAddrs(addrs)
-	want := []AddrRun{{[4]byte{10, 0, 0, 1}, 3}, {[4]byte{10, 0, 0, 5}, 1}, {[4]byte{10, 0, 1, 9}, 1}}
-	if len(runs) != len(want) {
-		t.Fatalf("runs %v, want %v", runs, want)
-	}
-	for i := range want {
-		if runs[i] != want[i] {
-			t.Fatalf("run %d: %v, want %v", i, runs[i], want[i])
-		}
-	}
-	ca := &ClusterAddrs{Runs: runs}
-	for s, in := range map[string]bool{"10.0.0.1": true, "10.0.0.3": true, "10.0.0.4": false, "10.0.1.9": true, "10.0.1.10": false, "::1": false, "9.255.255.255": false} {
-		if got := ca.Contains(netip.MustParseAddr(s)); got != in {
-			t.Errorf("Contains(%s) = %v, want %v", s, got, in)
-		}
-	}
-	if got := ca.Expand(100); len(got) != 5 {
-		t.Fatalf("Expand: %v", got)
-	}
-	if got := ca.Expand(2); len(got) != 2 {
-		t.Fatalf("Expand(2): %v", got)
-	}
-}
-
 // FuzzLegacyFrames decodes arbitrary bytes as a frame; the seeds are the
 // legacy (v1) and lookup messages. Whatever decodes must re-encode to the
 // same bytes.

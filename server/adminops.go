@@ -62,6 +62,8 @@ func (s *Server) handleAdmin(ctx context.Context, op string, raw json.RawMessage
 		return s.setServer(a.Attrs)
 	case admin.OpListKey:
 		return s.listKeys(), nil
+	case admin.OpMemStats:
+		return s.memStats(), nil
 	}
 	if res, handled, err := s.legacyAdmin(op, raw); handled {
 		return res, err
@@ -114,7 +116,7 @@ func (s *Server) createNode(a admin.CreateNodeArgs) (*admin.CreateNodeResult, er
 		s.reg.remove(n)
 		return nil, fmt.Errorf("add token: %w", err)
 	}
-	if err := s.persistLocked(); err != nil {
+	if err := s.persistNodesLocked(n, trec.ID); err != nil {
 		s.reg.remove(n)
 		s.reg.tokens.Revoke(a.Name)
 		return nil, fmt.Errorf("persist: %w", err)

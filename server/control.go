@@ -58,6 +58,8 @@ func reject(code uint16, reason string, format string, args ...any) *rejection {
 
 func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	defer c.Close()
+	s.gauge.control.Add(1)
+	defer s.gauge.control.Add(-1)
 	remote, _, err := swap.Endpoints(c)
 	if err != nil {
 		s.log.WithError(err).Warn("control connection without IP endpoints")
@@ -226,7 +228,7 @@ func (s *Server) enroll(m *proto.Enroll, src netip.Addr, challenge *[32]byte) (*
 	n.rec.Pub = encodeKey(m.NodeKey)
 	t := now.UTC()
 	n.rec.Enrolled = &t
-	if err := s.persistLocked(); err != nil {
+	if err := s.persistNodesLocked(n, m.TokenID); err != nil {
 		n.rec, n.pub = oldRec, [32]byte{}
 		s.reg.tokens.Unredeem(m.TokenID)
 		return nil, reject(swap.CodeInternal, "internal", "persist enrollment: %w", err)
@@ -332,7 +334,7 @@ func (s *Server) unregister(mc *momConn) {
 // ends. Three missed heartbeats close it.
 func (s *Server) controlLoop(ctx context.Context, mc *momConn) error {
 	var res ping.Result
-	buf := make([]byte, 0, 4096)
+	buf := make([]byte, 0, ping.ReplyFrameSize) // ReadFrameLimit grows it for larger frames
 	for ctx.Err() == nil {
 		s.mu.Lock()
 		idle := 3*time.Duration(s.reg.attrs.Heartbeat) + 5*time.Second

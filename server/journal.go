@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"path/filepath"
 	"time"
 
@@ -34,8 +35,11 @@ type stateStore struct {
 	dir     string
 	journal *store.Journal
 	meta    []byte
-	nodes   map[string]nodeRecord
-	tokens  map[string]keys.TokenRecord
+	// What is on disk, as a hash per record: enough to tell what changed
+	// at a few bytes per node (the records themselves are in the registry).
+	nodes  map[string]uint64
+	tokens map[[16]byte]uint64
+	seed   maphash.Seed
 }
 
 // openStateStore loads state.json, replays state.journal over it and
@@ -163,61 +167,96 @@ func (ss *stateStore) remember(p persisted) error {
 		return err
 	}
 	ss.meta = meta
-	ss.nodes = make(map[string]nodeRecord, len(p.Nodes))
+	ss.seed = maphash.MakeSeed()
+	ss.nodes = make(map[string]uint64, len(p.Nodes))
 	for _, n := range p.Nodes {
-		ss.nodes[n.ID] = n
+		ss.nodes[n.ID] = ss.nodeHash(n)
 	}
-	ss.tokens = make(map[string]keys.TokenRecord, len(p.Tokens))
+	ss.tokens = make(map[[16]byte]uint64, len(p.Tokens))
 	for _, t := range p.Tokens {
-		ss.tokens[hex.EncodeToString(t.ID[:])] = t
+		ss.tokens[t.ID] = maphash.Comparable(ss.seed, t)
 	}
 	return nil
 }
 
-// save makes p durable: it appends what differs from the last save and,
-// when the journal has grown past the snapshot, writes a new snapshot.
-func (ss *stateStore) save(p persisted) error {
+// stateView is what save reads: the registry, without copying or sorting
+// it, so a change costs O(N) comparisons but no O(N) encoding or I/O.
+type stateView interface {
+	meta() persisted
+	eachNode(func(nodeRecord))
+	snapshot() persisted
+	tokenBook() *keys.TokenBook
+}
+
+// save makes v durable: it appends the records that differ from the last
+// save and, when the journal has grown past the snapshot, writes a new
+// snapshot.
+func (ss *stateStore) save(v stateView) error {
 	var recs []store.JournalRecord
-	meta, err := metaOf(p)
+	meta, err := metaOf(v.meta())
 	if err != nil {
 		return err
 	}
 	if !bytes.Equal(meta, ss.meta) {
 		recs = append(recs, store.JournalRecord{Kind: kindMeta, Key: "server", Value: meta})
 	}
-	seenNodes := make(map[string]struct{}, len(p.Nodes))
-	for _, n := range p.Nodes {
-		seenNodes[n.ID] = struct{}{}
-		if old, ok := ss.nodes[n.ID]; ok && sameNode(old, n) {
-			continue
+	changedNodes := map[string]uint64{}
+	seen := 0
+	var encErr error
+	v.eachNode(func(n nodeRecord) {
+		seen++
+		h := ss.nodeHash(n)
+		if old, ok := ss.nodes[n.ID]; ok && old == h {
+			return
 		}
-		v, err := json.Marshal(n)
+		b, err := json.Marshal(n)
 		if err != nil {
-			return err
+			encErr = err
+			return
 		}
-		recs = append(recs, store.JournalRecord{Kind: kindNode, Key: n.ID, Value: v})
+		changedNodes[n.ID] = h
+		recs = append(recs, store.JournalRecord{Kind: kindNode, Key: n.ID, Value: b})
+	})
+	if encErr != nil {
+		return encErr
 	}
-	for id := range ss.nodes {
-		if _, ok := seenNodes[id]; !ok {
-			recs = append(recs, store.JournalRecord{Kind: kindNode, Key: id, Deleted: true})
+	var goneNodes []string
+	if seen-len(changedNodes) < len(ss.nodes) { // some node was deleted
+		present := make(map[string]struct{}, seen)
+		v.eachNode(func(n nodeRecord) { present[n.ID] = struct{}{} })
+		for id := range ss.nodes {
+			if _, ok := present[id]; !ok {
+				goneNodes = append(goneNodes, id)
+				recs = append(recs, store.JournalRecord{Kind: kindNode, Key: id, Deleted: true})
+			}
 		}
 	}
-	seenTokens := make(map[string]struct{}, len(p.Tokens))
-	for _, t := range p.Tokens {
-		key := hex.EncodeToString(t.ID[:])
-		seenTokens[key] = struct{}{}
-		if old, ok := ss.tokens[key]; ok && old == t {
-			continue
+	changedTokens := map[[16]byte]uint64{}
+	book := v.tokenBook()
+	book.Range(func(t keys.TokenRecord) bool {
+		h := maphash.Comparable(ss.seed, t)
+		if old, ok := ss.tokens[t.ID]; ok && old == h {
+			return true
 		}
-		v, err := json.Marshal(t)
+		b, err := json.Marshal(t)
 		if err != nil {
-			return err
+			encErr = err
+			return false
 		}
-		recs = append(recs, store.JournalRecord{Kind: kindToken, Key: key, Value: v})
+		changedTokens[t.ID] = h
+		recs = append(recs, store.JournalRecord{Kind: kindToken, Key: hex.EncodeToString(t.ID[:]), Value: b})
+		return true
+	})
+	if encErr != nil {
+		return encErr
 	}
-	for key := range ss.tokens {
-		if _, ok := seenTokens[key]; !ok {
-			recs = append(recs, store.JournalRecord{Kind: kindToken, Key: key, Deleted: true})
+	var goneTokens [][16]byte
+	if book.Len()-len(changedTokens) < len(ss.tokens) {
+		for id := range ss.tokens {
+			if _, err := book.Lookup(id); err != nil {
+				goneTokens = append(goneTokens, id)
+				recs = append(recs, store.JournalRecord{Kind: kindToken, Key: hex.EncodeToString(id[:]), Deleted: true})
+			}
 		}
 	}
 	if len(recs) == 0 {
@@ -226,11 +265,94 @@ func (ss *stateStore) save(p persisted) error {
 	if err := ss.journal.Append(recs); err != nil {
 		return err
 	}
-	if err := ss.remember(p); err != nil {
+	// Now on disk: update what we remember.
+	ss.meta = meta
+	for id, n := range changedNodes {
+		ss.nodes[id] = n
+	}
+	for _, id := range goneNodes {
+		delete(ss.nodes, id)
+	}
+	for id, h := range changedTokens {
+		ss.tokens[id] = h
+	}
+	for _, id := range goneTokens {
+		delete(ss.tokens, id)
+	}
+	if size := ss.journal.Size(); size > compactMinBytes && size > int64(len(ss.nodes))*1024 {
+		return ss.compact(v.snapshot())
+	}
+	return nil
+}
+
+// saveNodes is save for a change confined to the given nodes and tokens
+// (and the small meta record): O(changed) instead of O(N), for the paths
+// that run once per node at scale (create node, enroll). Anything else
+// that changed is still written by the next full save, since the store
+// remembers what is on disk, not what it was told.
+func (ss *stateStore) saveNodes(v stateView, nodes []nodeRecord, tokens [][16]byte) error {
+	var recs []store.JournalRecord
+	meta, err := metaOf(v.meta())
+	if err != nil {
 		return err
 	}
-	if size := ss.journal.Size(); size > compactMinBytes && size > int64(len(ss.nodes))*512 {
-		return ss.compact(p)
+	if !bytes.Equal(meta, ss.meta) {
+		recs = append(recs, store.JournalRecord{Kind: kindMeta, Key: "server", Value: meta})
+	}
+	hashes := make([]uint64, len(nodes))
+	for i, n := range nodes {
+		hashes[i] = ss.nodeHash(n)
+		if old, ok := ss.nodes[n.ID]; ok && old == hashes[i] {
+			continue
+		}
+		b, err := json.Marshal(n)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, store.JournalRecord{Kind: kindNode, Key: n.ID, Value: b})
+	}
+	book := v.tokenBook()
+	tokHashes := make([]uint64, len(tokens))
+	gone := make([]bool, len(tokens))
+	for i, id := range tokens {
+		key := hex.EncodeToString(id[:])
+		t, err := book.Lookup(id)
+		if err != nil {
+			gone[i] = true
+			if _, ok := ss.tokens[id]; ok {
+				recs = append(recs, store.JournalRecord{Kind: kindToken, Key: key, Deleted: true})
+			}
+			continue
+		}
+		tokHashes[i] = maphash.Comparable(ss.seed, t)
+		if old, ok := ss.tokens[id]; ok && old == tokHashes[i] {
+			continue
+		}
+		b, err := json.Marshal(t)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, store.JournalRecord{Kind: kindToken, Key: key, Value: b})
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	if err := ss.journal.Append(recs); err != nil {
+		return err
+	}
+	ss.meta = meta
+	for i, n := range nodes {
+		ss.nodes[n.ID] = hashes[i]
+	}
+	for i, id := range tokens {
+		if gone[i] {
+			delete(ss.tokens, id)
+		} else {
+			ss.tokens[id] = tokHashes[i]
+		}
+	}
+	if size := ss.journal.Size(); size > compactMinBytes && size > int64(len(ss.nodes))*1024 {
+		return ss.compact(v.snapshot())
 	}
 	return nil
 }
@@ -243,14 +365,20 @@ func (ss *stateStore) compact(p persisted) error {
 	return ss.journal.Reset()
 }
 
-// sameNode reports whether two records are equal as persisted.
-func sameNode(a, b nodeRecord) bool {
-	ae, be, ac, bc := a.Enrolled, b.Enrolled, a.Created, b.Created
-	a.Enrolled, b.Enrolled, a.Created, b.Created = nil, nil, time.Time{}, time.Time{}
-	if a != b || !ac.Equal(bc) || (ae == nil) != (be == nil) {
-		return false
+// nodeHash hashes a record as persisted. nodeRecord must stay comparable
+// (the compiler checks) and its only pointer, Enrolled, is hashed by value.
+func (ss *stateStore) nodeHash(n nodeRecord) uint64 {
+	type flat struct {
+		rec      nodeRecord
+		enrolled int64
 	}
-	return ae == nil || ae.Equal(*be)
+	f := flat{rec: n}
+	f.rec.Enrolled = nil
+	f.rec.Created = time.Unix(0, n.Created.UnixNano())
+	if n.Enrolled != nil {
+		f.enrolled = n.Enrolled.UnixNano()
+	}
+	return maphash.Comparable(ss.seed, f)
 }
 
 func (ss *stateStore) close() error { return ss.journal.Close() }

@@ -24,6 +24,30 @@ func testPersisted(n int) persisted {
 	return p
 }
 
+// view adapts a persisted value to the stateView that save reads.
+type view persisted
+
+func (v view) meta() persisted {
+	p := persisted(v)
+	p.Nodes, p.Tokens = nil, nil
+	return p
+}
+func (v view) eachNode(fn func(nodeRecord)) {
+	for _, n := range v.Nodes {
+		fn(n)
+	}
+}
+func (v view) snapshot() persisted { return persisted(v) }
+func (v view) tokenBook() *keys.TokenBook {
+	b := keys.NewTokenBook()
+	for _, t := range v.Tokens {
+		if err := b.Add(t); err != nil {
+			panic(err)
+		}
+	}
+	return b
+}
+
 func openTestStore(t *testing.T, dir string) (persisted, *stateStore) {
 	t.Helper()
 	p, ss, err := openStateStore(dir)
@@ -44,7 +68,7 @@ func TestStateStoreJournal(t *testing.T) {
 	snap, _ := os.ReadFile(filepath.Join(dir, stateFile))
 
 	p = testPersisted(3)
-	if err := ss.save(p); err != nil {
+	if err := ss.save(view(p)); err != nil {
 		t.Fatal(err)
 	}
 	enrolled := time.Date(2026, 11, 28, 1, 0, 0, 0, time.UTC)
@@ -53,11 +77,11 @@ func TestStateStoreJournal(t *testing.T) {
 	p.Nodes = append(p.Nodes[:0:0], p.Nodes[0], p.Nodes[1]) // delete node c
 	p.Tokens = p.Tokens[:2]
 	p.Attrs.Mode = "compat"
-	if err := ss.save(p); err != nil {
+	if err := ss.save(view(p)); err != nil {
 		t.Fatal(err)
 	}
 	before := ss.journal.Size()
-	if err := ss.save(p); err != nil || ss.journal.Size() != before {
+	if err := ss.save(view(p)); err != nil || ss.journal.Size() != before {
 		t.Fatalf("an unchanged save wrote %d bytes (%v)", ss.journal.Size()-before, err)
 	}
 	if now, _ := os.ReadFile(filepath.Join(dir, stateFile)); string(now) != string(snap) {
@@ -79,16 +103,16 @@ func TestStateStoreCompactCrash(t *testing.T) {
 	}
 	_, ss := openTestStore(t, dir)
 	p := testPersisted(4)
-	if err := ss.save(p); err != nil {
+	if err := ss.save(view(p)); err != nil {
 		t.Fatal(err)
 	}
 	p.Nodes = p.Nodes[1:]
 	p.Tokens[0].Used = true
-	if err := ss.save(p); err != nil {
+	if err := ss.save(view(p)); err != nil {
 		t.Fatal(err)
 	}
 	journal, _ := os.ReadFile(filepath.Join(dir, journalFile))
-	if err := ss.compact(p); err != nil {
+	if err := ss.compact(view(p).snapshot()); err != nil {
 		t.Fatal(err)
 	}
 	if ss.journal.Size() != 0 {
@@ -119,5 +143,33 @@ func TestStateStoreCorruptJournal(t *testing.T) {
 	}
 	if _, _, err := openStateStore(dir); err == nil {
 		t.Fatal("a corrupt journal was accepted")
+	}
+}
+
+// saveNodes writes only what it is told about; a later full save still
+// writes anything else that changed, because the store compares with what
+// is on disk.
+func TestStateStoreSaveNodes(t *testing.T) {
+	dir := t.TempDir()
+	if err := saveState(dir, testPersisted(0)); err != nil {
+		t.Fatal(err)
+	}
+	_, ss := openTestStore(t, dir)
+	p := testPersisted(3)
+	if err := ss.saveNodes(view(p), []nodeRecord{p.Nodes[0]}, [][16]byte{p.Tokens[0].ID}); err != nil {
+		t.Fatal(err)
+	}
+	ss.close()
+	got, ss := openTestStore(t, dir)
+	if len(got.Nodes) != 1 || got.Nodes[0] != p.Nodes[0] || len(got.Tokens) != 1 {
+		t.Fatalf("after saveNodes: %+v", got)
+	}
+	if err := ss.save(view(p)); err != nil {
+		t.Fatal(err)
+	}
+	ss.close()
+	got, _ = openTestStore(t, dir)
+	if len(got.Nodes) != 3 || len(got.Tokens) != 3 {
+		t.Fatalf("full save after saveNodes: %d nodes, %d tokens", len(got.Nodes), len(got.Tokens))
 	}
 }

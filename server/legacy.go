@@ -513,3 +513,24 @@ func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
 	info := n.info(s.activeKeyID())
 	return &info, nil
 }
+
+// legacyMetricHooks feeds the metrics of legacy mode: list pushes and
+// their bytes, and nodes by the protocol they speak (legacy nodes need not
+// enroll, so they count once they have spoken v1).
+func (s *Server) legacyMetricHooks() {
+	s.hooks.legacy = func() (uint64, uint64) { return s.lg.pushMsgs.Load(), s.lg.pushBytes.Load() }
+	s.hooks.nodesByProtocol = func() map[string]int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		out := map[string]int{"v1": 0, "v2": 0}
+		for _, n := range s.reg.byName {
+			switch {
+			case n.protocol != "":
+				out[n.protocol]++
+			case n.enrolled():
+				out["v2"]++
+			}
+		}
+		return out
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/metrics"
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
@@ -36,6 +38,10 @@ type Config struct {
 	Rand     io.Reader
 	// HandshakeTimeout bounds a connection's time to authenticate.
 	HandshakeTimeout time.Duration
+	// MetricsListen is the Prometheus metrics address IP:PORT; "" disables.
+	MetricsListen string
+	// MetricsAllowRemote permits a MetricsListen that is not loopback.
+	MetricsAllowRemote bool
 }
 
 // Server is a running momgate server.
@@ -59,6 +65,10 @@ type Server struct {
 
 	listener net.Listener
 	ready    chan struct{}
+
+	hooks       metricHooks  // metric sources of later subsystems (metrics.go)
+	gauge       connGauge    // open connections
+	metricsAddr atomic.Value // net.Addr of the metrics listener
 }
 
 // Init creates a new server state directory: identity, first cluster key,
@@ -125,6 +135,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Audit == nil {
 		cfg.Audit = audit.New(audit.Config{Out: io.Discard})
 	}
+	if cfg.MetricsListen != "" {
+		if err := metrics.CheckListen(cfg.MetricsListen, cfg.MetricsAllowRemote); err != nil {
+			return nil, err
+		}
+	}
 	dir := cfg.StateDir
 	p, states, err := openStateStore(dir)
 	if err != nil {
@@ -172,6 +187,8 @@ func New(cfg Config) (*Server, error) {
 		Revoker: s.deny,
 		Now:     cfg.Now,
 	}
+	reg.tokens.Prune(cfg.Now()) // dropped from disk at the next save
+	s.legacyMetricHooks()
 	ok = true
 	return s, nil
 }
@@ -194,6 +211,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
 	}
+	serveMetrics, err := s.bindMetrics()
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	s.listener = ln
 	close(s.ready)
 	s.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "fingerprint": s.Fingerprint()}).Info("server listening")
@@ -201,7 +223,17 @@ func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	if serveMetrics != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := serveMetrics(ctx); err != nil && ctx.Err() == nil {
+				errc <- err
+				cancel()
+			}
+		}()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -277,6 +309,22 @@ func (s *Server) housekeeping(ctx context.Context) {
 		if i%10 == 0 {
 			s.audit.Flush()
 		}
+		if i%60 == 0 {
+			s.pruneTokens()
+		}
+	}
+}
+
+// pruneTokens drops expired enrollment tokens, used or not.
+func (s *Server) pruneTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reg.tokens.Prune(s.cfg.Now()) == 0 {
+		return
+	}
+	if err := s.persistLocked(); err != nil {
+		// Kept on disk; they are pruned again at the next load or tick.
+		s.log.WithError(err).Warn("persist pruned tokens")
 	}
 }
 
@@ -287,7 +335,14 @@ func (s *Server) compactMarks() error {
 // persistLocked writes the registry; the caller holds s.mu and must undo its
 // in-memory change if this fails.
 func (s *Server) persistLocked() error {
-	return s.states.save(s.reg.snapshot())
+	return s.states.save(s.reg)
+}
+
+// persistNodesLocked is persistLocked for a change confined to node n and
+// the given tokens: it costs O(1) instead of O(nodes). The caller holds
+// s.mu and undoes its change if this fails.
+func (s *Server) persistNodesLocked(n *node, tokens ...[16]byte) error {
+	return s.states.saveNodes(s.reg, []nodeRecord{n.rec}, tokens)
 }
 
 func (s *Server) closeAll() {

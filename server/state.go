@@ -167,12 +167,28 @@ func nodeFromRecord(rec nodeRecord) (*node, error) {
 	return n, nil
 }
 
+// snapshot is the whole persisted state, sorted.
 func (r *registry) snapshot() persisted {
-	p := persisted{Format: 1, ID: r.idStr, Attrs: r.attrs, Nodes: []nodeRecord{}, Tokens: r.tokens.Records()}
+	p := r.meta()
+	p.Nodes, p.Tokens = []nodeRecord{}, r.tokens.Records()
 	for _, n := range r.sortedNodes() {
 		p.Nodes = append(p.Nodes, n.rec)
 	}
 	return p
+}
+
+// meta is the persisted state without its nodes and tokens.
+func (r *registry) meta() persisted {
+	return persisted{Format: 1, ID: r.idStr, Attrs: r.attrs}
+}
+
+func (r *registry) tokenBook() *keys.TokenBook { return r.tokens }
+
+// eachNode calls fn for every node record, in no particular order.
+func (r *registry) eachNode(fn func(nodeRecord)) {
+	for _, n := range r.byName {
+		fn(n.rec)
+	}
 }
 
 func (r *registry) sortedNodes() []*node {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/momgate/momgate/internal/cliutil"
 	"github.com/momgate/momgate/internal/migrate"
 	"github.com/momgate/momgate/migration"
 )
@@ -182,6 +183,8 @@ func app() *cli.App {
 					return nil
 				},
 			},
+			cliutil.CompletionCommand(),
+			cliutil.ManCommand(),
 		},
 	}
 }
