@@ -171,8 +171,14 @@ func (m *Mom) PingSister(ctx context.Context, addr string) (*PingResult, net.Con
 
 // applyDeny revokes nodes at once and persists the list.
 func (m *Mom) applyDeny(entries []proto.NodeAddr) error {
+	// An address is denied under the keys held now: the only ones the
+	// deleted node can have. See ping.DenyList.
+	var held []uint32
+	for _, k := range m.ring.Load().Keys() {
+		held = append(held, uint32(k.ID))
+	}
 	for _, e := range entries {
-		m.deny.Deny(e.Node, e.Addr)
+		m.deny.DenyUnder(e.Node, e.Addr, held)
 		m.verifier.Guard.Forget(e.Node)
 		m.peers.forget(e.Node, e.Addr)
 		m.log.WithFields(logrus.Fields{"node_id": uuid.UUID(e.Node).String(), "addr": e.Addr.String()}).Warn("node denied by server")
@@ -186,7 +192,12 @@ func (m *Mom) saveDeny() error {
 		d.Entries = append(d.Entries, denyEntry{Node: uuid.UUID(n).String()})
 	}
 	for _, a := range m.deny.Addrs() {
-		d.Entries = append(d.Entries, denyEntry{Addr: a.String()})
+		e := denyEntry{Addr: a.String()}
+		ids, _ := m.deny.AddrKeys(a)
+		for _, id := range ids {
+			e.Keys = append(e.Keys, keys.KeyID(id).String())
+		}
+		d.Entries = append(d.Entries, e)
 	}
 	if err := store.SaveJSON(filepath.Join(m.cfg.StateDir, denyFile), d, 0o600); err != nil {
 		return fmt.Errorf("persist deny list: %w", err)
@@ -194,22 +205,30 @@ func (m *Mom) saveDeny() error {
 	return nil
 }
 
-func parseDenyEntry(e denyEntry) (proto.NodeID, proto.Addr, error) {
+func parseDenyEntry(e denyEntry) (proto.NodeID, proto.Addr, []uint32, error) {
 	var n proto.NodeID
 	var a proto.Addr
+	var ids []uint32
+	for _, k := range e.Keys {
+		id, err := keys.ParseKeyID(k)
+		if err != nil {
+			return n, a, nil, fmt.Errorf("deny entry key %q: %w", k, err)
+		}
+		ids = append(ids, uint32(id))
+	}
 	if e.Node != "" {
 		u, err := uuid.Parse(e.Node)
 		if err != nil {
-			return n, a, fmt.Errorf("deny entry node %q: %w", e.Node, err)
+			return n, a, nil, fmt.Errorf("deny entry node %q: %w", e.Node, err)
 		}
 		n = proto.NodeID(u)
 	}
 	if e.Addr != "" {
 		p, err := proto.ParseAddr(e.Addr)
 		if err != nil {
-			return n, a, fmt.Errorf("deny entry addr %q: %w", e.Addr, err)
+			return n, a, nil, fmt.Errorf("deny entry addr %q: %w", e.Addr, err)
 		}
 		a = p
 	}
-	return n, a, nil
+	return n, a, ids, nil
 }

@@ -324,11 +324,11 @@ func (m *Mom) loadDeny() error {
 		return err
 	}
 	for _, e := range d.Entries {
-		n, a, err := parseDenyEntry(e)
+		n, a, ids, err := parseDenyEntry(e)
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
-		m.deny.Deny(n, a)
+		m.deny.DenyUnder(n, a, ids)
 	}
 	return nil
 }
