@@ -559,7 +559,11 @@ func (m *Mom) serveAdmitted(c net.Conn, ver proto.Version, node proto.NodeID, sr
 				return
 			}
 		}
-		if m.deny.Revoked(node, src) {
+		revoked := m.deny.Revoked(node, proto.Addr{}) // v2: the PING named the node; its key was checked
+		if ver == proto.V1 {
+			revoked = m.v1Revoked(src)
+		}
+		if revoked {
 			_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: swap.CodeRevoked, Reason: "sender revoked"})
 			return
 		}

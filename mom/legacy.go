@@ -386,6 +386,21 @@ func (m *Mom) lookup(ctx context.Context, name string) (netip.AddrPort, error) {
 	return netip.AddrPort{}, fmt.Errorf("look up %s: the server did not answer", name)
 }
 
+// v1Revoked reports whether a v1 (keyless) connection from addr is
+// refused as revoked. An address is denied only under the keys held when
+// the deny arrived (ping.DenyList): a v1 peer carries no key, so it is
+// judged under this MOM's active key. Once a rotation has replaced that key,
+// the address belongs to whatever node the server lists there now: the
+// pushed list, which drops a deleted node's address at once, decides. A MOM
+// without a key relies on the list alone.
+func (m *Mom) v1Revoked(addr proto.Addr) bool {
+	k := m.ring.Load().Active()
+	if k == nil {
+		return false
+	}
+	return m.deny.RevokedUnder(proto.NodeID{}, addr, uint32(k.ID))
+}
+
 // legacyRejectCode maps a refusal of the admission decision to its code.
 func legacyRejectCode(refusal string) uint16 {
 	switch refusal {
@@ -413,7 +428,7 @@ func (m *Mom) admitFirstFrame(c net.Conn, frame []byte, entry *audit.Entry) (don
 	in := migration.Inbound{Protocol: m.effectiveLocked(), Version: ver, OnList: m.lg.list.Contains(remote.Netip()),
 		Upgraded: m.lg.upgraded.Contains(remote)}
 	m.lg.mu.Unlock()
-	in.Revoked = m.deny.Revoked(proto.NodeID{}, remote)
+	in.Revoked = m.v1Revoked(remote)
 	refuse := func(refusal, reason string) bool {
 		entry.Outcome, entry.Reason, entry.Detail = audit.Rejected, refusal, reason
 		m.audit.Record(m.stamp(*entry))
