@@ -3,7 +3,7 @@
 
 GO        ?= go
 BIN       := bin
-BINARIES  := momgate-server momgate-mom momgate-qmgr
+BINARIES  := momgate-server momgate-mom momgate-qmgr momgate-migrate
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	for _, b := range []string{"momgate-server", "momgate-mom", "momgate-qmgr"} {
+	for _, b := range []string{"momgate-server", "momgate-mom", "momgate-qmgr", "momgate-migrate"} {
 		cmd := exec.Command("go", "build", "-race", "-o", filepath.Join(dir, b), "../cmd/"+b)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Run(); err != nil {

@@ -33,6 +33,7 @@ type Status struct {
 	Peers       int             `json:"peers"`
 	Admitted    uint64          `json:"admitted"`
 	Audit       audit.Snapshot  `json:"audit"`
+	Legacy      *LegacyStatus   `json:"legacy"`
 }
 
 func (m *Mom) handleAdmin(ctx context.Context, op string, raw json.RawMessage) (any, error) {
@@ -55,6 +56,9 @@ func (m *Mom) handleAdmin(ctx context.Context, op string, raw json.RawMessage) (
 		}
 		return res, nil
 	}
+	if res, handled, err := m.jobAdmin(op, raw); handled {
+		return res, err
+	}
 	return nil, admin.Errorf(admin.CodeUnknownOp, "unknown operation %q", op)
 }
 
@@ -73,5 +77,6 @@ func (m *Mom) Status() *Status {
 	st.Peers = len(m.peers.list())
 	st.Admitted = m.admitted.Load()
 	st.Audit = m.audit.Counters()
+	st.Legacy = m.legacyStatus()
 	return st
 }

@@ -91,6 +91,9 @@ func (m *Mom) serveIMConn(c net.Conn, release connlimit.Release) {
 		m.audit.Record(m.stamp(entry))
 		return
 	}
+	if m.admitFirstFrame(c, frame, &entry) {
+		return // refused, or a v1 connection admitted by the list and served
+	}
 	if id, ok := ping.KeyIDOf(frame); ok {
 		entry.KeyID = keys.KeyID(id).String()
 	}
@@ -117,47 +120,7 @@ func (m *Mom) serveIMConn(c net.Conn, release connlimit.Release) {
 	m.admitted.Add(1)
 	m.peers.admit(res.Sender, res.Node, entry.KeyID, "in", m.cfg.Now())
 	_ = c.SetDeadline(time.Time{})
-	m.serveIMRequests(c, res.Node)
-}
-
-// serveIMRequests answers IM frames on an admitted connection until it
-// closes or the sister is revoked.
-func (m *Mom) serveIMRequests(c net.Conn, node proto.NodeID) {
-	buf := make([]byte, 0, 512)
-	for {
-		if err := c.SetReadDeadline(time.Now().Add(5 * time.Minute)); err != nil {
-			return
-		}
-		frame, err := proto.ReadFrameLimit(c, buf[:cap(buf)], maxIMFrame)
-		if err != nil {
-			return
-		}
-		msg, err := proto.Unmarshal(frame)
-		if err != nil {
-			_ = proto.WriteFrame(c, &proto.Reject{Code: swap.CodeMalformed, Reason: err.Error()})
-			return
-		}
-		if m.deny.Revoked(node, proto.Addr{}) {
-			_ = proto.WriteFrame(c, &proto.Reject{Code: swap.CodeRevoked, Reason: "sender revoked"})
-			return
-		}
-		var reply proto.Message
-		switch v := msg.(type) {
-		case *proto.IMJoin:
-			reply = &proto.IMReply{Ver: v.Ver, Job: v.Job, Status: 0}
-		case *proto.IMPoll:
-			reply = &proto.IMReply{Ver: v.Ver, Job: v.Job, Seq: v.Seq, Status: 0}
-		default:
-			_ = proto.WriteFrame(c, &proto.Reject{Code: swap.CodeMalformed, Reason: "unexpected " + msg.Type().String()})
-			return
-		}
-		if err := c.SetWriteDeadline(time.Now().Add(10 * time.Second)); err != nil {
-			return
-		}
-		if err := proto.WriteFrame(c, reply); err != nil {
-			return
-		}
-	}
+	m.serveAdmitted(c, proto.V2, res.Node, res.Sender, nil)
 }
 
 // PingResult is the outcome of an outbound swap with a sister.
@@ -166,6 +129,7 @@ type PingResult struct {
 	Admitted bool    `json:"admitted"`
 	Reason   string  `json:"reason,omitempty"`
 	Error    string  `json:"error,omitempty"`
+	Code     uint16  `json:"code,omitempty"` // the peer's Reject code, if it refused
 	NodeID   string  `json:"node_id,omitempty"`
 	KeyID    string  `json:"key_id,omitempty"`
 	RTTMilli float64 `json:"rtt_ms"`
@@ -198,7 +162,7 @@ func (m *Mom) PingSister(ctx context.Context, addr string) (*PingResult, net.Con
 		out.Error = err.Error()
 		var rj *swap.RejectError
 		if errors.As(err, &rj) {
-			out.Reason = "refused_by_peer"
+			out.Reason, out.Code = "refused_by_peer", rj.Code
 		} else {
 			out.Reason = ping.Reason(err)
 		}

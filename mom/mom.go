@@ -48,6 +48,9 @@ type Config struct {
 	HandshakeTimeout time.Duration
 	// BackoffMin and BackoffMax bound reconnect delays to the server.
 	BackoffMin, BackoffMax time.Duration
+	// Protocol is what the MOM speaks: legacy, compat, ping, or follow
+	// (or "": the server's mode).
+	Protocol string
 	// MetricsListen is the Prometheus metrics address IP:PORT; "" disables.
 	MetricsListen string
 	// MetricsAllowRemote permits a MetricsListen that is not loopback.
@@ -85,6 +88,9 @@ type Mom struct {
 	gauge       connGauge    // open connections
 	metricsAddr atomic.Value // net.Addr of the metrics listener
 	limiter     *connlimit.Limiter
+
+	lg   momLegacy // legacy protocol and migration (legacy.go)
+	jobs *jobTable // jobs this MOM is mother superior or sister of (jobs.go)
 }
 
 // New loads (or, with a token, starts) the MOM's state. It does not
@@ -143,10 +149,13 @@ func New(cfg Config) (*Mom, error) {
 	if err != nil {
 		return nil, err
 	}
-	if enr == nil && cfg.Enroll == "" {
-		return nil, ErrNotEnrolled
+	if _, err := ParseProtocol(cfg.Protocol); err != nil {
+		return nil, err
 	}
-	if enr == nil {
+	if enr == nil && cfg.Enroll == "" && cfg.Protocol != ProtocolLegacy {
+		return nil, ErrNotEnrolled // only a legacy-only MOM runs without enrolling
+	}
+	if enr == nil && cfg.Enroll != "" {
 		if _, err := keys.ParseToken(cfg.Enroll); err != nil {
 			return nil, fmt.Errorf("--enroll: %w", err)
 		}
@@ -176,6 +185,10 @@ func New(cfg Config) (*Mom, error) {
 		enrolled: enr, ready: make(chan struct{}), limiter: connlimit.New(cfg.SourceLimits),
 	}
 	if err := m.loadDeny(); err != nil {
+		marks.Close()
+		return nil, err
+	}
+	if err := errors.Join(m.initLegacy(), m.loadJobs()); err != nil {
 		marks.Close()
 		return nil, err
 	}
@@ -250,6 +263,7 @@ func (m *Mom) Run(ctx context.Context) error {
 	})
 	run("control", m.controlLoop)
 	run("housekeeping", m.housekeeping)
+	run("jobs", m.runJobs)
 	if serveMetrics != nil {
 		run("metrics", serveMetrics)
 	}

@@ -45,6 +45,10 @@ func newMessage(t Type) Message {
 		return &IMPoll{}
 	case TypeIMReply:
 		return &IMReply{}
+	case TypeNodeLookup:
+		return &NodeLookup{}
+	case TypeNodeAddress:
+		return &NodeAddress{}
 	}
 	return nil
 }
@@ -86,6 +90,10 @@ func Unmarshal(frame []byte) (Message, error) {
 	case *IMPoll:
 		v.Ver = h.Version
 	case *IMReply:
+		v.Ver = h.Version
+	case *NodeLookup:
+		v.Ver = h.Version
+	case *NodeAddress:
 		v.Ver = h.Version
 	}
 	r := &reader{b: body, typ: h.Type}

@@ -93,8 +93,11 @@ func sampleMessages() []namedMessage {
 		{"deny_empty", &Deny{}, 2},
 		{"mode_v2", &ModeMsg{Mode: ModePing}, 1},
 		{"mode_v1", &ModeMsg{Ver: V1, Mode: ModeLegacy}, 1},
-		{"node_upgraded", &NodeUpgraded{Entries: entries[:1]}, 2 + 32},
-		{"legacy_hello", &LegacyHello{Name: "legacy-mom", IMPort: 15003}, 2 + 10 + 2},
+		{"node_upgraded", &NodeUpgraded{Op: UpgradedAdd, Entries: entries[:1]}, 1 + 2 + 32},
+		{"node_upgraded_replace_empty", &NodeUpgraded{Op: UpgradedReplace}, 1 + 2},
+		{"legacy_hello", &LegacyHello{Name: "legacy-mom", IMPort: 15003, Versions: VersionBitV1 | VersionBitV2}, 2 + 10 + 2 + 1},
+		{"node_lookup_v1", &NodeLookup{Ver: V1, ID: 7, Name: "node-02"}, 4 + 2 + 7},
+		{"node_address_v2", &NodeAddress{ID: 7, Name: "node-02", Status: LookupFound, Addr: mustAddr("10.0.0.2"), Port: 15003}, 4 + 2 + 7 + 1 + 16 + 2},
 		{"cluster_addrs", &ClusterAddrs{Runs: RunsFromAddrs(addrs("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.1.9"))}, 4 + 2*8},
 		{"cluster_addrs_empty", &ClusterAddrs{}, 4},
 		{"im_join_v1", &IMJoin{Ver: V1, Job: "42.server", Mother: "node-01"}, 2 + 9 + 2 + 7},
@@ -192,6 +195,14 @@ func normalise(m Message) Message {
 		c.Ver = c.Version()
 		return &c
 	case *IMReply:
+		c := *v
+		c.Ver = c.Version()
+		return &c
+	case *NodeLookup:
+		c := *v
+		c.Ver = c.Version()
+		return &c
+	case *NodeAddress:
 		c := *v
 		c.Ver = c.Version()
 		return &c

@@ -65,6 +65,9 @@ func (s *Server) handleAdmin(ctx context.Context, op string, raw json.RawMessage
 	case admin.OpMemStats:
 		return s.memStats(), nil
 	}
+	if res, handled, err := s.legacyAdmin(op, raw); handled {
+		return res, err
+	}
 	return nil, admin.Errorf(admin.CodeUnknownOp, "unknown operation %q", op)
 }
 
@@ -119,6 +122,7 @@ func (s *Server) createNode(a admin.CreateNodeArgs) (*admin.CreateNodeResult, er
 		return nil, fmt.Errorf("persist: %w", err)
 	}
 	s.log.WithFields(logrus.Fields{"node": a.Name, "mom": addr.String()}).Info("node created")
+	s.membershipChangedLocked()
 	return &admin.CreateNodeResult{Node: n.info(s.activeKeyID()), Token: token, TokenExpires: trec.Expires}, nil
 }
 
@@ -139,6 +143,7 @@ func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
 		return nil, fmt.Errorf("persist: %w", err)
 	}
 	info := n.info(s.activeKeyID())
+	s.membershipChangedLocked()
 	// Deny at once: the node is refused by the server and by every MOM.
 	s.deny.Deny(n.id, proto.AddrFrom(n.addr))
 	deny := &proto.Deny{Entries: []proto.NodeAddr{{Node: n.id, Addr: proto.AddrFrom(n.addr)}}}
@@ -184,6 +189,7 @@ func (s *Server) printServer() *admin.ServerReport {
 	info := admin.ServerInfo{
 		ID: s.reg.idStr, Fingerprint: s.Fingerprint(), Mode: s.reg.attrs.Mode,
 		KeyDistribution: s.reg.attrs.KeyDistribution, Nodes: len(s.reg.byName), Attrs: s.reg.attrs.Map(),
+		Legacy: s.legacyStatsLocked(),
 	}
 	if s.listener != nil {
 		info.Listen = s.listener.Addr().String()
@@ -215,6 +221,7 @@ func (s *Server) setServer(set []admin.Attr) (*admin.ServerInfo, error) {
 	}
 	s.mu.Unlock()
 	s.log.WithField("attrs", set).Info("server attributes set")
+	s.modeChanged(old.Mode, next.Mode)
 	return &s.printServer().Server, nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/migration"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
 )
@@ -30,6 +31,7 @@ type momConn struct {
 	conn net.Conn
 	node *node
 	wmu  sync.Mutex
+	lg   *connLegacy // push queue and protocol of the session (legacy.go)
 }
 
 func (c *momConn) send(m proto.Message) error {
@@ -96,7 +98,8 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, release connlimit.Re
 	log.Info("MOM connected")
 	s.register(mc)
 	defer s.unregister(mc)
-	err = s.controlLoop(ctx, mc)
+	defer s.startLegacy(mc)()
+	err = s.sessionLoop(ctx, mc)
 	if ctx.Err() == nil && err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		log.WithError(err).Warn("MOM connection closed")
 	} else {
@@ -122,7 +125,7 @@ func (s *Server) handshake(c net.Conn, remote proto.Addr) (*momConn, error) {
 	mode, _ := proto.ParseMode(s.reg.attrs.Mode)
 	s.mu.Unlock()
 	hello := &proto.ServerHello{ServerID: s.reg.id, ServerKey: s.ident.Public, Challenge: challenge,
-		Mode: mode, Versions: proto.VersionBitV2}
+		Mode: mode, Versions: migration.ServerVersions(mode)}
 	if err := proto.WriteFrame(c, hello); err != nil {
 		return nil, fmt.Errorf("send server hello: %w", err)
 	}
@@ -135,6 +138,12 @@ func (s *Server) handshake(c net.Conn, remote proto.Addr) (*momConn, error) {
 		return nil, reject(swap.CodeMalformed, "malformed", "decode hello: %w", err)
 	}
 	src := remote.Netip()
+	if lh, ok := msg.(*proto.LegacyHello); ok {
+		return s.legacyHello(c, lh, src, mode)
+	}
+	if mode == proto.ModeLegacy {
+		return nil, s.refuseV2InLegacy(src)
+	}
 	var n *node
 	switch m := msg.(type) {
 	case *proto.Enroll:
@@ -147,7 +156,7 @@ func (s *Server) handshake(c net.Conn, remote proto.Addr) (*momConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	mc := &momConn{conn: c, node: n}
+	mc := &momConn{conn: c, node: n, lg: &connLegacy{mode: mode}}
 	welcome, err := s.welcome(n)
 	if err != nil {
 		return mc, reject(swap.CodeInternal, "internal", "wrap keys: %w", err)
@@ -207,6 +216,7 @@ func (s *Server) enroll(m *proto.Enroll, src netip.Addr, challenge *[32]byte) (*
 			if err := s.reg.tokens.Check(m.TokenID, proof.Secret); err != nil {
 				return nil, tokenRejection(err)
 			}
+			n.versions = proof.Versions
 			return n, nil
 		}
 		return nil, tokenRejection(keys.ErrTokenUsed)
@@ -228,6 +238,7 @@ func (s *Server) enroll(m *proto.Enroll, src netip.Addr, challenge *[32]byte) (*
 		return nil, reject(swap.CodeInternal, "internal", "persist enrollment: %w", err)
 	}
 	s.log.WithFields(logrus.Fields{"node": n.rec.Name, "fingerprint": keys.ShortFingerprint(n.pub)}).Info("node enrolled")
+	n.versions = proof.Versions
 	return n, nil
 }
 
@@ -275,6 +286,7 @@ func (s *Server) authenticate(m *proto.Hello, src netip.Addr, challenge *[32]byt
 	if subtle.ConstantTimeCompare(proof.Challenge[:], challenge[:]) != 1 {
 		return n, reject(swap.CodeAuth, "auth", "hello proof answers another challenge (replayed hello)")
 	}
+	s.setVersions(n, proof.Versions)
 	return n, nil
 }
 
@@ -356,6 +368,9 @@ func (s *Server) controlLoop(ctx context.Context, mc *momConn) error {
 			msg, err := proto.Unmarshal(frame)
 			if err != nil {
 				return fmt.Errorf("decode frame from %s: %w", mc.node.rec.Name, err)
+			}
+			if s.handleMomMessage(mc, msg) {
+				continue
 			}
 			s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "type": msg.Type().String()}).Debug("ignored control message")
 		}

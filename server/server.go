@@ -64,6 +64,7 @@ type Server struct {
 	mu    sync.Mutex // guards reg and conns
 	reg   *registry
 	conns map[proto.NodeID]*momConn
+	lg    legacyServer // legacy protocol and migration (legacy.go)
 
 	listener net.Listener
 	ready    chan struct{}
@@ -191,6 +192,7 @@ func New(cfg Config) (*Server, error) {
 		Now:     cfg.Now,
 	}
 	reg.tokens.Prune(cfg.Now()) // dropped from disk at the next save
+	s.legacyMetricHooks()
 	ok = true
 	return s, nil
 }

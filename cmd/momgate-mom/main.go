@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -67,6 +68,8 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "audit-log", Usage: "audit log `FILE`, one line per admission attempt (\"-\" for stderr; default STATE_DIR/audit.log); reopened on SIGHUP", EnvVars: env("audit-log"), TakesFile: true},
 		&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics at http://`IP:PORT`/metrics (loopback only unless --metrics-allow-remote; default off)", EnvVars: env("metrics-listen")},
 		&cli.BoolFlag{Name: "metrics-allow-remote", Usage: "allow a --metrics-listen address that is not loopback", EnvVars: env("metrics-allow-remote")},
+		&cli.StringFlag{Name: "protocol", Value: mom.ProtocolFollow, EnvVars: env("protocol"),
+			Usage: "what the MOM speaks: legacy (address list, v1), compat (both), ping (PING only, v2), or follow (the server's mode)"},
 	}
 	return append(flags, limitFlags()...)
 }
@@ -94,6 +97,10 @@ func schema(allowRemote bool) (*config.Schema, error) {
 		"audit-log":  config.AuditPath,
 		"metrics-listen": func(v string, f config.Values) error {
 			return metrics.CheckListen(v, allowRemote || f.Bool("metrics-allow-remote"))
+		},
+		"protocol": func(v string, _ config.Values) error {
+			_, err := mom.ParseProtocol(v)
+			return err
 		},
 	}
 	for k, v := range limitChecks() {
@@ -133,6 +140,7 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 		UsageText: "momgate-mom run [--config FILE] [--state-dir DIR] [--server HOST:PORT] [--listen IP:PORT] [--enroll TOKEN] [options]\n" +
 			"momgate-mom peers|status [--json] --state-dir DIR\n" +
 			"momgate-mom ping [--json] --state-dir DIR IP:PORT\n" +
+			"momgate-mom job start|list|stop --state-dir DIR ...\n" +
 			"momgate-mom config check FILE\n" +
 			"momgate-mom completion bash|zsh",
 		Description:          description,
@@ -196,6 +204,7 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 					return mom.PrintPing(c.Context, c.String("state-dir"), c.Args().First(), c.App.Writer, c.Bool("json"))
 				},
 			},
+			jobCommand(),
 			cliutil.ConfigCommand(binary, func() (*config.Schema, error) { return schema(false) }),
 			cliutil.CompletionCommand(),
 			cliutil.ManCommand(),
@@ -243,7 +252,7 @@ func runAction(start func(context.Context, mom.Config) error) cli.ActionFunc {
 		err = start(ctx, mom.Config{
 			StateDir: c.String("state-dir"), Server: c.String("server"), Listen: c.String("listen"),
 			Enroll: c.String("enroll"), Heartbeat: c.Duration("heartbeat"), Freshness: c.Duration("freshness"),
-			Log: log, Audit: auditLog,
+			Log: log, Audit: auditLog, Protocol: c.String("protocol"),
 			MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
 			SourceLimits: lim.limits, HandshakeTimeout: lim.handshake, Now: lim.now,
 		})
@@ -253,5 +262,80 @@ func runAction(start func(context.Context, mom.Config) error) cli.ActionFunc {
 		}
 		log.Info("MOM stopped")
 		return nil
+	}
+}
+
+func jobNameFlag() *cli.StringFlag {
+	return &cli.StringFlag{Name: "name", Usage: "job `NAME`", Required: true}
+}
+
+// jobCommand is the job workload: a mother superior joins sisters and polls
+// them over admitted IM connections, so a migration is measured against
+// real inter-MOM traffic.
+func jobCommand() *cli.Command {
+	noArgs := func(c *cli.Context) error {
+		if c.NArg() != 0 {
+			return fmt.Errorf("%s takes no arguments, got %q", c.Command.FullName(), c.Args().Slice())
+		}
+		return config.Require(c, stateDirFlag())
+	}
+	return &cli.Command{
+		Name:  "job",
+		Usage: "run, list and stop test jobs on the running MOM (it is their mother superior)",
+		Description: "A job joins its sisters (IM join) and polls each every interval over an admitted IM connection\n" +
+			"(PING or, in legacy and compat modes, the address list), reconnecting and re-admitting a sister\n" +
+			"whose MOM restarted. A sister unreachable for longer than the retry budget is a disruption.\n" +
+			"Jobs persist in STATE_DIR/jobs.json and resume when the MOM restarts.\n\n" +
+			"Example:\n\n    momgate-mom job start --state-dir /var/lib/momgate/mom --name j1 --sisters n2,n3 --interval 100ms",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "start",
+				Usage:     "join the sisters (IM join) and poll each of them every interval",
+				ArgsUsage: " ",
+				Flags: []cli.Flag{stateDirFlag(), jobNameFlag(), jsonFlag(),
+					&cli.StringFlag{Name: "sisters", Usage: "sister node `NAMES`, comma-separated (e.g. n2,n3)", Required: true},
+					&cli.DurationFlag{Name: "interval", Value: mom.DefaultJobInterval, Usage: "poll interval per sister"},
+					&cli.DurationFlag{Name: "budget", Value: mom.DefaultJobBudget, Usage: "retry budget: a sister unreachable longer than this is a disruption"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					var sisters []string
+					for _, s := range strings.Split(c.String("sisters"), ",") {
+						if s = strings.TrimSpace(s); s != "" {
+							sisters = append(sisters, s)
+						}
+					}
+					a := mom.JobStartArgs{Name: c.String("name"), Sisters: sisters,
+						Interval: c.Duration("interval").String(), Budget: c.Duration("budget").String()}
+					return mom.PrintJobStart(c.Context, c.String("state-dir"), a, c.App.Writer, c.Bool("json"))
+				},
+			},
+			{
+				Name:      "list",
+				Usage:     "show each job's sisters: polls ok and failed, re-admissions, disruptions",
+				ArgsUsage: " ",
+				Flags:     []cli.Flag{stateDirFlag(), jsonFlag()},
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					return mom.PrintJobs(c.Context, c.String("state-dir"), c.App.Writer, c.Bool("json"))
+				},
+			},
+			{
+				Name:      "stop",
+				Usage:     "stop a job and print its final counters",
+				ArgsUsage: " ",
+				Flags:     []cli.Flag{stateDirFlag(), jobNameFlag(), jsonFlag()},
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					return mom.PrintJobStop(c.Context, c.String("state-dir"), c.String("name"), c.App.Writer, c.Bool("json"))
+				},
+			},
+		},
 	}
 }
