@@ -27,6 +27,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
+	// Race-built binaries sleep a second at exit by default; every CLI call
+	// of every test would pay it. Children inherit this.
+	os.Setenv("GORACE", "atexit_sleep_ms=0")
 	for _, b := range []string{"momgate-server", "momgate-mom", "momgate-qmgr", "momgate-migrate"} {
 		cmd := exec.Command("go", "build", "-race", "-o", filepath.Join(dir, b), "../cmd/"+b)
 		cmd.Stderr = os.Stderr
