@@ -3,11 +3,28 @@
 
 GO        ?= go
 BIN       := bin
-BINARIES  := momgate-server momgate-mom momgate-qmgr
+BINARIES  := momgate-server momgate-mom momgate-qmgr momgate-migrate
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build run test vet race bench fuzz lint clean
+.PHONY: all build run test vet race bench bench-munge fuzz lint clean man install uninstall
+
+# Install layout; `make install PREFIX=/usr DESTDIR=/tmp/pkg` for packaging.
+# Units and configs name BINDIR and SYSCONFDIR; DESTDIR only stages files.
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BINDIR     ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/momgate
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+INSTALL    ?= install
+# Rewrites the default paths in dist/ for this layout.
+DISTSED    := sed -e 's|/usr/local/bin|$(BINDIR)|g' -e 's|/etc/momgate|$(SYSCONFDIR)/momgate|g' \
+              -e 's|/usr/local/share/doc/momgate|$(DOCDIR)|g'
 
 all: build
 
@@ -31,6 +48,12 @@ test: vet
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 
+# MUNGE's encode+decode round trips vs momgate PING swaps through a real MOM
+# vs raw loopback connections, in one run (installs munge if it can).
+bench-munge: build
+	$(GO) build -trimpath -o $(BIN)/momgate-bench ./cmd/momgate-bench
+	@./scripts/bench-munge.sh $(BIN)
+
 # Runs every fuzz target for FUZZTIME each.
 fuzz:
 	@./scripts/fuzz.sh $(FUZZTIME)
@@ -38,6 +61,47 @@ fuzz:
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Man pages (section 8), generated from each binary's --help by urfave/cli.
+man: build
+	@mkdir -p $(BIN)/man
+	@for b in $(BINARIES); do \
+		$(BIN)/$$b man > $(BIN)/man/$$b.8 || exit 1; \
+	done
+
+# Binaries, systemd units, sysusers entry, example configs (never
+# overwriting an existing one), man pages, shell completions, docs.
+install: build man
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/momgate $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) \
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	@for b in $(BINARIES); do \
+		$(INSTALL) -m 0755 $(BIN)/$$b $(DESTDIR)$(BINDIR)/$$b || exit 1; \
+		$(INSTALL) -m 0644 $(BIN)/man/$$b.8 $(DESTDIR)$(MANDIR)/man8/$$b.8 || exit 1; \
+		$(BIN)/$$b completion bash > $(DESTDIR)$(BASHCOMPDIR)/$$b || exit 1; \
+		$(BIN)/$$b completion zsh > $(DESTDIR)$(ZSHCOMPDIR)/_$$b || exit 1; \
+	done
+	@for u in momgate-server.service momgate-mom.service; do \
+		$(DISTSED) dist/$$u > $(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+	$(INSTALL) -m 0644 dist/momgate.sysusers $(DESTDIR)$(SYSUSERSDIR)/momgate.conf
+	@for c in server.toml mom.toml; do \
+		dst=$(DESTDIR)$(SYSCONFDIR)/momgate/$$c; \
+		if [ -e "$$dst" ]; then echo "kept existing $$dst"; \
+		else $(DISTSED) dist/$$c > "$$dst" && chmod 0644 "$$dst" || exit 1; fi; \
+	done
+	$(INSTALL) -m 0644 docs/DEPLOYMENT.md docs/PROTOCOL.md $(DESTDIR)$(DOCDIR)/
+	@echo "installed under $(DESTDIR)$(PREFIX); next: systemd-sysusers, then docs/DEPLOYMENT.md"
+
+# Removes what install put in place except configs and state.
+uninstall:
+	@for b in $(BINARIES); do \
+		rm -f $(DESTDIR)$(BINDIR)/$$b $(DESTDIR)$(MANDIR)/man8/$$b.8 \
+			$(DESTDIR)$(BASHCOMPDIR)/$$b $(DESTDIR)$(ZSHCOMPDIR)/_$$b; \
+	done
+	rm -f $(DESTDIR)$(UNITDIR)/momgate-server.service $(DESTDIR)$(UNITDIR)/momgate-mom.service \
+		$(DESTDIR)$(SYSUSERSDIR)/momgate.conf
+	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:
 	rm -rf $(BIN)

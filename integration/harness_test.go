@@ -27,13 +27,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	// A -race binary sleeps 1 s at exit by default (GORACE atexit_sleep_ms),
-	// which made every CLI call of a test cost a second. Set GORACE to
-	// override.
-	if os.Getenv("GORACE") == "" {
-		os.Setenv("GORACE", "atexit_sleep_ms=0")
-	}
-	for _, b := range []string{"momgate-server", "momgate-mom", "momgate-qmgr"} {
+	// Race-built binaries sleep a second at exit by default; every CLI call
+	// of every test would pay it. Children inherit this.
+	os.Setenv("GORACE", "atexit_sleep_ms=0")
+	for _, b := range []string{"momgate-server", "momgate-mom", "momgate-qmgr", "momgate-migrate"} {
 		cmd := exec.Command("go", "build", "-race", "-o", filepath.Join(dir, b), "../cmd/"+b)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Run(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -30,7 +31,9 @@ func decodeStrict(data []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
+	// Token, not More: More reports false at a stray '}' or ']', which
+	// would let `{...}}` through.
+	if _, err := dec.Token(); err != io.EOF {
 		return fmt.Errorf("data after the JSON object")
 	}
 	return nil

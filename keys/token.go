@@ -169,12 +169,16 @@ func (b *TokenBook) Unredeem(id [16]byte) {
 	}
 }
 
-// Prune drops records that expired before now and were never used, and
-// used records of nodes for which keep returns false.
+// Prune drops records that expired at or before now, used or not, and
+// returns how many it dropped. A used token is kept until then so that a
+// reuse is reported as such (and a retry after a lost Welcome succeeds);
+// the enrollment itself is recorded in the node. Past expiry a reused
+// token is refused as unknown, and the server holds no per-node token
+// state at all.
 func (b *TokenBook) Prune(now time.Time) int {
 	n := 0
 	for id, r := range b.recs {
-		if !r.Used && !now.Before(r.Expires) {
+		if !now.Before(r.Expires) {
 			delete(b.recs, id)
 			n++
 		}
@@ -192,6 +196,19 @@ func (b *TokenBook) Revoke(node string) []TokenRecord {
 		}
 	}
 	return out
+}
+
+// Len is the number of records.
+func (b *TokenBook) Len() int { return len(b.recs) }
+
+// Range calls fn for every record, in no particular order, until fn
+// returns false.
+func (b *TokenBook) Range(fn func(TokenRecord) bool) {
+	for _, r := range b.recs {
+		if !fn(r) {
+			return
+		}
+	}
 }
 
 // Records returns every record, sorted by node then id.

@@ -33,6 +33,7 @@ type Status struct {
 	Peers       int             `json:"peers"`
 	Admitted    uint64          `json:"admitted"`
 	Audit       audit.Snapshot  `json:"audit"`
+	Legacy      *LegacyStatus   `json:"legacy"`
 }
 
 func (m *Mom) handleAdmin(ctx context.Context, op string, raw json.RawMessage) (any, error) {
@@ -57,6 +58,9 @@ func (m *Mom) handleAdmin(ctx context.Context, op string, raw json.RawMessage) (
 	case OpKeyImport, OpKeyActivate:
 		return m.handleKeyAdmin(op, raw)
 	}
+	if res, handled, err := m.jobAdmin(op, raw); handled {
+		return res, err
+	}
 	return nil, admin.Errorf(admin.CodeUnknownOp, "unknown operation %q", op)
 }
 
@@ -75,5 +79,6 @@ func (m *Mom) Status() *Status {
 	st.Peers = len(m.peers.list())
 	st.Admitted = m.admitted.Load()
 	st.Audit = m.audit.Counters()
+	st.Legacy = m.legacyStatus()
 	return st
 }

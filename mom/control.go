@@ -42,6 +42,11 @@ func (m *Mom) controlLoop(ctx context.Context) error {
 		if errors.Is(err, ErrEnrollRefused) {
 			return err
 		}
+		if errors.Is(err, errProtocolChanged) {
+			m.log.WithField("protocol", m.Protocol().String()).Info("reconnecting to the server for the new protocol mode")
+			backoff = m.cfg.BackoffMin
+			continue
+		}
 		m.log.WithError(err).Warn("control connection to server lost")
 		if established || time.Since(start) > m.cfg.BackoffMax {
 			// The server was healthy: come back quickly (the jitter still
@@ -90,6 +95,9 @@ func (m *Mom) controlSession(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	serverID, err := m.handshake(c)
+	if errors.Is(err, errUseLegacy) {
+		return m.legacySession(ctx, c)
+	}
 	if err != nil {
 		return err
 	}
@@ -117,11 +125,14 @@ func (m *Mom) handshake(c net.Conn) (proto.NodeID, error) {
 	if !ok {
 		return proto.NodeID{}, fmt.Errorf("expected ServerHello, got %s", msg.Type())
 	}
+	if err := m.chooseControl(sh); err != nil {
+		return sh.ServerID, err // errUseLegacy: continue as a v1 session
+	}
 	m.mu.Lock()
 	enr := m.enrolled
 	m.mu.Unlock()
 	port := m.addr.Port()
-	versions := proto.VersionBitV2
+	versions := m.advertised()
 	var out proto.Message
 	if enr == nil {
 		tok, err := keys.ParseToken(m.cfg.Enroll)
@@ -256,8 +267,8 @@ func (m *Mom) heartbeat(ctx context.Context, c net.Conn, serverID proto.NodeID) 
 		_, err := c.Write(msg)
 		return err
 	}
-	m.setControlSend(send)
-	defer m.setControlSend(nil)
+	m.setControlWriter(func(msg proto.Message) error { return send(proto.Marshal(msg)) }, proto.V2)
+	defer m.setControlWriter(nil, 0)
 	errc := make(chan error, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -349,8 +360,6 @@ func (m *Mom) handleServerMessage(msg proto.Message) error {
 		return m.handleKeyRetire(v)
 	case *proto.Reject:
 		return &swap.RejectError{Code: v.Code, Reason: v.Reason}
-	default:
-		m.log.WithField("type", msg.Type().String()).Debug("ignored server message")
 	}
-	return nil
+	return m.handleLegacyMessage(msg)
 }

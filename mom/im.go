@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
@@ -52,10 +53,12 @@ func (m *Mom) serveIM(ctx context.Context, ln net.Listener) {
 		mu.Lock()
 		open[c] = struct{}{}
 		mu.Unlock()
+		m.gauge.im.Add(1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			m.serveIMConn(c)
+			defer m.gauge.im.Add(-1)
+			m.serveIMLimited(c)
 			mu.Lock()
 			delete(open, c)
 			mu.Unlock()
@@ -64,9 +67,16 @@ func (m *Mom) serveIM(ctx context.Context, ln net.Listener) {
 	wg.Wait()
 }
 
-// serveIMConn admits a sister by PING swap, then serves IM requests.
-func (m *Mom) serveIMConn(c net.Conn) {
+// serveIMConn admits a sister by PING swap, calling release when the swap
+// ends, then serves IM requests.
+func (m *Mom) serveIMConn(c net.Conn, release connlimit.Release) {
 	defer c.Close()
+	admitted := false
+	defer func() {
+		if !admitted {
+			release()
+		}
+	}()
 	entry := audit.Entry{Channel: "im", Peer: swap.RemoteAddrPort(c)}
 	err := c.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
 	var frame []byte
@@ -74,13 +84,15 @@ func (m *Mom) serveIMConn(c net.Conn) {
 		frame, err = proto.ReadFrameLimit(c, make([]byte, ping.FrameSize), swap.PreAuthMaxFrame)
 	}
 	if err != nil {
-		entry.Outcome, entry.Reason, entry.Detail = "rejected", "handshake", err.Error()
-		if errors.Is(err, proto.ErrOversize) || errors.Is(err, proto.ErrBadMagic) || errors.Is(err, proto.ErrUnsupportedVersion) || errors.Is(err, proto.ErrUnknownType) {
-			entry.Reason = "malformed"
+		entry.Outcome, entry.Reason, entry.Detail = "rejected", swap.ReadFailureReason(err), err.Error()
+		if entry.Reason == swap.ReasonMalformed {
 			_ = proto.WriteFrame(c, &proto.Reject{Code: swap.CodeMalformed, Reason: err.Error()})
 		}
 		m.audit.Record(m.stamp(entry))
 		return
+	}
+	if m.admitFirstFrame(c, frame, &entry) {
+		return // refused, or a v1 connection admitted by the list and served
 	}
 	if id, ok := ping.KeyIDOf(frame); ok {
 		entry.KeyID = keys.KeyID(id).String()
@@ -101,52 +113,14 @@ func (m *Mom) serveIMConn(c net.Conn) {
 		m.audit.Record(m.stamp(entry))
 		return
 	}
+	admitted = true
+	release()
 	entry.Outcome, entry.Node, entry.KeyID = "accepted", uuid.UUID(res.Node).String(), keys.KeyID(res.KeyID).String()
 	m.audit.Record(m.stamp(entry))
 	m.admitted.Add(1)
 	m.peers.admit(res.Sender, res.Node, entry.KeyID, "in", m.cfg.Now())
 	_ = c.SetDeadline(time.Time{})
-	m.serveIMRequests(c, res.Node)
-}
-
-// serveIMRequests answers IM frames on an admitted connection until it
-// closes or the sister is revoked.
-func (m *Mom) serveIMRequests(c net.Conn, node proto.NodeID) {
-	buf := make([]byte, 0, 512)
-	for {
-		if err := c.SetReadDeadline(time.Now().Add(5 * time.Minute)); err != nil {
-			return
-		}
-		frame, err := proto.ReadFrameLimit(c, buf[:cap(buf)], maxIMFrame)
-		if err != nil {
-			return
-		}
-		msg, err := proto.Unmarshal(frame)
-		if err != nil {
-			_ = proto.WriteFrame(c, &proto.Reject{Code: swap.CodeMalformed, Reason: err.Error()})
-			return
-		}
-		if m.deny.Revoked(node, proto.Addr{}) {
-			_ = proto.WriteFrame(c, &proto.Reject{Code: swap.CodeRevoked, Reason: "sender revoked"})
-			return
-		}
-		var reply proto.Message
-		switch v := msg.(type) {
-		case *proto.IMJoin:
-			reply = &proto.IMReply{Ver: v.Ver, Job: v.Job, Status: 0}
-		case *proto.IMPoll:
-			reply = &proto.IMReply{Ver: v.Ver, Job: v.Job, Seq: v.Seq, Status: 0}
-		default:
-			_ = proto.WriteFrame(c, &proto.Reject{Code: swap.CodeMalformed, Reason: "unexpected " + msg.Type().String()})
-			return
-		}
-		if err := c.SetWriteDeadline(time.Now().Add(10 * time.Second)); err != nil {
-			return
-		}
-		if err := proto.WriteFrame(c, reply); err != nil {
-			return
-		}
-	}
+	m.serveAdmitted(c, proto.V2, res.Node, res.Sender, nil)
 }
 
 // PingResult is the outcome of an outbound swap with a sister.
@@ -155,6 +129,7 @@ type PingResult struct {
 	Admitted bool    `json:"admitted"`
 	Reason   string  `json:"reason,omitempty"`
 	Error    string  `json:"error,omitempty"`
+	Code     uint16  `json:"code,omitempty"` // the peer's Reject code, if it refused
 	NodeID   string  `json:"node_id,omitempty"`
 	KeyID    string  `json:"key_id,omitempty"`
 	RTTMilli float64 `json:"rtt_ms"`
@@ -187,7 +162,7 @@ func (m *Mom) PingSister(ctx context.Context, addr string) (*PingResult, net.Con
 		out.Error = err.Error()
 		var rj *swap.RejectError
 		if errors.As(err, &rj) {
-			out.Reason = "refused_by_peer"
+			out.Reason, out.Code = "refused_by_peer", rj.Code
 		} else {
 			out.Reason = ping.Reason(err)
 		}
@@ -205,8 +180,21 @@ func (m *Mom) PingSister(ctx context.Context, addr string) (*PingResult, net.Con
 
 // applyDeny revokes nodes at once and persists the list.
 func (m *Mom) applyDeny(entries []proto.NodeAddr) error {
+	// An address is denied under the keys held now: the only ones the
+	// deleted node can have. See ping.DenyList.
+	var held []uint32
+	for _, k := range m.ring.Load().Keys() {
+		held = append(held, uint32(k.ID))
+	}
 	for _, e := range entries {
-		m.deny.Deny(e.Node, e.Addr)
+		if e.Node == (proto.NodeID{}) {
+			// An address alone: the old address of a readdressed node
+			// (set node Mom=), refused under every key until the server
+			// gives it to a node again (DenySet lifts it then).
+			m.deny.Deny(e.Node, e.Addr)
+		} else {
+			m.deny.DenyUnder(e.Node, e.Addr, held)
+		}
 		m.verifier.Guard.Forget(e.Node)
 		m.peers.forget(e.Node, e.Addr)
 		m.log.WithFields(logrus.Fields{"node_id": uuid.UUID(e.Node).String(), "addr": e.Addr.String()}).Warn("node denied by server")
@@ -220,7 +208,12 @@ func (m *Mom) saveDeny() error {
 		d.Entries = append(d.Entries, denyEntry{Node: uuid.UUID(n).String()})
 	}
 	for _, a := range m.deny.Addrs() {
-		d.Entries = append(d.Entries, denyEntry{Addr: a.String()})
+		e := denyEntry{Addr: a.String()}
+		ids, _ := m.deny.AddrKeys(a)
+		for _, id := range ids {
+			e.Keys = append(e.Keys, keys.KeyID(id).String())
+		}
+		d.Entries = append(d.Entries, e)
 	}
 	if err := store.SaveJSON(filepath.Join(m.cfg.StateDir, denyFile), d, 0o600); err != nil {
 		return fmt.Errorf("persist deny list: %w", err)
@@ -228,22 +221,30 @@ func (m *Mom) saveDeny() error {
 	return nil
 }
 
-func parseDenyEntry(e denyEntry) (proto.NodeID, proto.Addr, error) {
+func parseDenyEntry(e denyEntry) (proto.NodeID, proto.Addr, []uint32, error) {
 	var n proto.NodeID
 	var a proto.Addr
+	var ids []uint32
+	for _, k := range e.Keys {
+		id, err := keys.ParseKeyID(k)
+		if err != nil {
+			return n, a, nil, fmt.Errorf("deny entry key %q: %w", k, err)
+		}
+		ids = append(ids, uint32(id))
+	}
 	if e.Node != "" {
 		u, err := uuid.Parse(e.Node)
 		if err != nil {
-			return n, a, fmt.Errorf("deny entry node %q: %w", e.Node, err)
+			return n, a, nil, fmt.Errorf("deny entry node %q: %w", e.Node, err)
 		}
 		n = proto.NodeID(u)
 	}
 	if e.Addr != "" {
 		p, err := proto.ParseAddr(e.Addr)
 		if err != nil {
-			return n, a, fmt.Errorf("deny entry addr %q: %w", e.Addr, err)
+			return n, a, nil, fmt.Errorf("deny entry addr %q: %w", e.Addr, err)
 		}
 		a = p
 	}
-	return n, a, nil
+	return n, a, ids, nil
 }

@@ -84,23 +84,16 @@ func (m *Mom) serverWrapper() (*keys.Wrapper, error) {
 	return m.srvWrap, nil
 }
 
-// setControlSend records how to write to the current control connection
-// (nil when there is none).
-func (m *Mom) setControlSend(f func([]byte) error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.ctlSend = f
-}
-
-// sendControl writes a message to the server, if connected.
+// sendControl writes a message to the server on the current v2 control
+// connection (the writer heartbeat installs with setControlWriter).
 func (m *Mom) sendControl(msg proto.Message) error {
-	m.mu.Lock()
-	f := m.ctlSend
-	m.mu.Unlock()
-	if f == nil {
+	m.lg.mu.Lock()
+	w, ver := m.lg.ctl, m.lg.ctlVer
+	m.lg.mu.Unlock()
+	if w == nil || ver != proto.V2 {
 		return errors.New("not connected to the server")
 	}
-	return f(proto.Marshal(msg))
+	return w(msg)
 }
 
 // handleKeyUpdate stores a new key as next and acknowledges it. The key

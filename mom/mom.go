@@ -22,6 +22,8 @@ import (
 
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/connlimit"
+	"github.com/momgate/momgate/internal/metrics"
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
@@ -46,6 +48,15 @@ type Config struct {
 	HandshakeTimeout time.Duration
 	// BackoffMin and BackoffMax bound reconnect delays to the server.
 	BackoffMin, BackoffMax time.Duration
+	// Protocol is what the MOM speaks: legacy, compat, ping, or follow
+	// (or "": the server's mode).
+	Protocol string
+	// MetricsListen is the Prometheus metrics address IP:PORT; "" disables.
+	MetricsListen string
+	// MetricsAllowRemote permits a MetricsListen that is not loopback.
+	MetricsAllowRemote bool
+	// SourceLimits bounds unauthenticated IM connections per source address.
+	SourceLimits connlimit.Config
 }
 
 // Mom is a running MOM daemon.
@@ -69,13 +80,20 @@ type Mom struct {
 	connected bool
 	serverErr string
 
-	srvWrap *keys.Wrapper      // box precomputation for keys the server wraps for us
-	ctlSend func([]byte) error // writes to the current control connection, or nil
-	keyMu   sync.Mutex         // serialises keyring changes (updateRing)
+	srvWrap *keys.Wrapper // box precomputation for keys the server wraps for us
+	keyMu   sync.Mutex    // serialises keyring changes (updateRing)
 
 	admitted atomic.Uint64
 	listener net.Listener
 	ready    chan struct{}
+
+	hooks       metricHooks  // metric sources of later subsystems (metrics.go)
+	gauge       connGauge    // open connections
+	metricsAddr atomic.Value // net.Addr of the metrics listener
+	limiter     *connlimit.Limiter
+
+	lg   momLegacy // legacy protocol and migration (legacy.go)
+	jobs *jobTable // jobs this MOM is mother superior or sister of (jobs.go)
 }
 
 // New loads (or, with a token, starts) the MOM's state. It does not
@@ -118,6 +136,11 @@ func New(cfg Config) (*Mom, error) {
 	if _, _, err := net.SplitHostPort(cfg.Server); err != nil {
 		return nil, fmt.Errorf("--server %q: want HOST:PORT: %w", cfg.Server, err)
 	}
+	if cfg.MetricsListen != "" {
+		if err := metrics.CheckListen(cfg.MetricsListen, cfg.MetricsAllowRemote); err != nil {
+			return nil, err
+		}
+	}
 	dir := cfg.StateDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir %s: %w", dir, err)
@@ -129,10 +152,13 @@ func New(cfg Config) (*Mom, error) {
 	if err != nil {
 		return nil, err
 	}
-	if enr == nil && cfg.Enroll == "" {
-		return nil, ErrNotEnrolled
+	if _, err := ParseProtocol(cfg.Protocol); err != nil {
+		return nil, err
 	}
-	if enr == nil {
+	if enr == nil && cfg.Enroll == "" && cfg.Protocol != ProtocolLegacy {
+		return nil, ErrNotEnrolled // only a legacy-only MOM runs without enrolling
+	}
+	if enr == nil && cfg.Enroll != "" {
 		if _, err := keys.ParseToken(cfg.Enroll); err != nil {
 			return nil, fmt.Errorf("--enroll: %w", err)
 		}
@@ -159,9 +185,13 @@ func New(cfg Config) (*Mom, error) {
 	m := &Mom{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring), addr: listen,
 		marks: marks, stamper: stamper, deny: &ping.DenyList{}, peers: newPeerTable(1 << 16),
-		enrolled: enr, ready: make(chan struct{}),
+		enrolled: enr, ready: make(chan struct{}), limiter: connlimit.New(cfg.SourceLimits),
 	}
 	if err := m.loadDeny(); err != nil {
+		marks.Close()
+		return nil, err
+	}
+	if err := errors.Join(m.initLegacy(), m.loadJobs()); err != nil {
 		marks.Close()
 		return nil, err
 	}
@@ -208,6 +238,11 @@ func (m *Mom) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", m.addr, err)
 	}
+	serveMetrics, err := m.bindMetrics()
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	m.listener = ln
 	close(m.ready)
 	m.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "server": m.cfg.Server}).Info("MOM listening")
@@ -215,7 +250,7 @@ func (m *Mom) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -231,6 +266,10 @@ func (m *Mom) Run(ctx context.Context) error {
 	})
 	run("control", m.controlLoop)
 	run("housekeeping", m.housekeeping)
+	run("jobs", m.runJobs)
+	if serveMetrics != nil {
+		run("metrics", serveMetrics)
+	}
 	m.serveIM(ctx, ln)
 	cancel()
 	wg.Wait()
@@ -292,11 +331,11 @@ func (m *Mom) loadDeny() error {
 		return err
 	}
 	for _, e := range d.Entries {
-		n, a, err := parseDenyEntry(e)
+		n, a, ids, err := parseDenyEntry(e)
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
-		m.deny.Deny(n, a)
+		m.deny.DenyUnder(n, a, ids)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ type Peer struct {
 	NodeID    string    `json:"node_id"`
 	KeyID     string    `json:"key_id"`
 	Direction string    `json:"direction"` // "in" (they connected) or "out"
+	Protocol  string    `json:"protocol"`  // "v2" (admitted by PING) or "v1" (by the address list)
 	First     time.Time `json:"first"`
 	Last      time.Time `json:"last"`
 	Count     uint64    `json:"admissions"`
@@ -44,7 +45,24 @@ func (t *peerTable) admit(addr proto.Addr, node proto.NodeID, keyID string, dir 
 		t.peers[addr] = p
 	}
 	p.NodeID = uuid.UUID(node).String()
-	p.KeyID, p.Direction, p.Last = keyID, dir, now
+	p.KeyID, p.Direction, p.Last, p.Protocol = keyID, dir, now, "v2"
+	p.Count++
+}
+
+// admitLegacy records a sister admitted by the address list (v1): no node
+// id, no key.
+func (t *peerTable) admitLegacy(addr proto.Addr, dir string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.peers[addr]
+	if p == nil {
+		if len(t.peers) >= t.max {
+			t.evictOldest()
+		}
+		p = &Peer{Addr: addr.String(), First: now}
+		t.peers[addr] = p
+	}
+	p.NodeID, p.KeyID, p.Direction, p.Last, p.Protocol = "", "", dir, now, "v1"
 	p.Count++
 }
 
@@ -71,6 +89,18 @@ func (t *peerTable) forget(node proto.NodeID, addr proto.Addr) {
 			delete(t.peers, a)
 		}
 	}
+}
+
+// byProtocol counts the admitted sisters by the protocol they were
+// admitted with, for the peers_by_protocol metric.
+func (t *peerTable) byProtocol() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[string]int{"v1": 0, "v2": 0}
+	for _, p := range t.peers {
+		out[p.Protocol]++
+	}
+	return out
 }
 
 func (t *peerTable) list() []Peer {

@@ -68,6 +68,11 @@ func PrintStatus(ctx context.Context, dir string, w io.Writer, asJSON bool) erro
 		fmt.Fprintf(w, "    key %s = %s\n", k.ID, k.State)
 	}
 	fmt.Fprintf(w, "    peers = %d\n    admitted = %d\n    audit accepted = %d\n", st.Peers, st.Admitted, st.Audit.Accepted)
+	if lg := st.Legacy; lg != nil {
+		fmt.Fprintf(w, "    protocol = %s (setting %s, server mode %s, control %s)\n", lg.Protocol, lg.Setting, dash(lg.ServerMode), dash(lg.Control))
+		fmt.Fprintf(w, "    address list = %d addresses in %d runs (%d pushes received)\n", lg.ListAddrs, lg.ListRuns, lg.Lists)
+		fmt.Fprintf(w, "    upgraded nodes = %d\n    admitted by list = %d\n", lg.Upgraded, lg.V1Admitted)
+	}
 	reasons := make([]string, 0, len(st.Audit.Rejected))
 	for r := range st.Audit.Rejected {
 		reasons = append(reasons, r)

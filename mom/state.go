@@ -84,4 +84,7 @@ type denied struct {
 type denyEntry struct {
 	Node string `json:"node"`
 	Addr string `json:"addr"`
+	// Keys are the cluster key ids (hex) the address is denied under;
+	// empty: every key.
+	Keys []string `json:"keys,omitempty"`
 }

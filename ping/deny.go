@@ -1,6 +1,7 @@
 package ping
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -9,6 +10,13 @@ import (
 
 // DenyList is a Revoker: the node ids and addresses the server has denied.
 // Reads are lock-free (copy on write); writes are rare.
+//
+// A node id is denied for good (ids are never reused). An address may be
+// denied only under the cluster keys that existed when it was denied
+// (DenyUnder): those are the keys a deleted node can hold. Once a rotation
+// has replaced them, the address is free for a node created on it later,
+// whose PINGs carry the new key id, while the deleted node's PINGs fail on
+// their key.
 type DenyList struct {
 	mu  sync.Mutex // serialises writers
 	set atomic.Pointer[denySet]
@@ -16,10 +24,10 @@ type DenyList struct {
 
 type denySet struct {
 	nodes map[proto.NodeID]struct{}
-	addrs map[proto.Addr]struct{}
+	addrs map[proto.Addr][]uint32 // nil: under every key
 }
 
-// Revoked reports whether node or addr has been denied.
+// Revoked reports whether node, or addr under any key, has been denied.
 func (d *DenyList) Revoked(node proto.NodeID, addr proto.Addr) bool {
 	s := d.set.Load()
 	if s == nil {
@@ -32,16 +40,74 @@ func (d *DenyList) Revoked(node proto.NodeID, addr proto.Addr) bool {
 	return ok
 }
 
-// Deny adds a node and an address; a zero node id or Addr is skipped.
+// RevokedUnder reports whether a PING from node at addr sealed under key
+// keyID is refused: the node is denied, or the address is denied under
+// that key (or under every key).
+func (d *DenyList) RevokedUnder(node proto.NodeID, addr proto.Addr, keyID uint32) bool {
+	s := d.set.Load()
+	if s == nil {
+		return false
+	}
+	if _, ok := s.nodes[node]; ok {
+		return true
+	}
+	ids, ok := s.addrs[addr]
+	if !ok {
+		return false
+	}
+	if ids == nil {
+		return true
+	}
+	for _, id := range ids {
+		if id == keyID {
+			return true
+		}
+	}
+	return false
+}
+
+// Deny adds a node and an address, the address under every key; a zero
+// node id or Addr is skipped.
 func (d *DenyList) Deny(node proto.NodeID, addr proto.Addr) {
+	d.DenyUnder(node, addr, nil)
+}
+
+// DenyUnder adds a node for good and an address under the given key ids
+// only (nil: every key). A zero node id or Addr is skipped. Denying an
+// address again adds to its keys.
+func (d *DenyList) DenyUnder(node proto.NodeID, addr proto.Addr, keyIDs []uint32) {
 	d.update(func(s *denySet) {
 		if node != (proto.NodeID{}) {
 			s.nodes[node] = struct{}{}
 		}
-		if addr != (proto.Addr{}) {
-			s.addrs[addr] = struct{}{}
+		if addr == (proto.Addr{}) {
+			return
+		}
+		old, had := s.addrs[addr]
+		switch {
+		case keyIDs == nil || (had && old == nil):
+			s.addrs[addr] = nil
+		default:
+			merged := append([]uint32{}, old...)
+			for _, id := range keyIDs {
+				if !slices.Contains(merged, id) {
+					merged = append(merged, id)
+				}
+			}
+			s.addrs[addr] = merged
 		}
 	})
+}
+
+// AddrKeys returns the key ids an address is denied under: nil and true
+// for every key, false if it is not denied.
+func (d *DenyList) AddrKeys(addr proto.Addr) ([]uint32, bool) {
+	s := d.set.Load()
+	if s == nil {
+		return nil, false
+	}
+	ids, ok := s.addrs[addr]
+	return slices.Clone(ids), ok
 }
 
 // Allow removes a node and an address from the list (a node re-created on
@@ -82,13 +148,13 @@ func (d *DenyList) Addrs() []proto.Addr {
 func (d *DenyList) update(f func(*denySet)) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	next := &denySet{nodes: map[proto.NodeID]struct{}{}, addrs: map[proto.Addr]struct{}{}}
+	next := &denySet{nodes: map[proto.NodeID]struct{}{}, addrs: map[proto.Addr][]uint32{}}
 	if old := d.set.Load(); old != nil {
 		for n := range old.nodes {
 			next.nodes[n] = struct{}{}
 		}
-		for a := range old.addrs {
-			next.addrs[a] = struct{}{}
+		for a, ids := range old.addrs {
+			next.addrs[a] = ids // never mutated in place
 		}
 	}
 	f(next)

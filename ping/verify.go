@@ -9,7 +9,9 @@ import (
 
 // Revoker tells whether a sender has been denied (deleted from the cluster).
 type Revoker interface {
-	Revoked(node proto.NodeID, addr proto.Addr) bool
+	// RevokedUnder reports whether a PING from node at addr sealed under
+	// key keyID must be refused.
+	RevokedUnder(node proto.NodeID, addr proto.Addr, keyID uint32) bool
 }
 
 // Result is what a verified PING says.
@@ -58,6 +60,6 @@ func (v *Verifier) verify(frame []byte, source, local proto.Addr, echo *[RandomS
 	if echo != nil && subtle.ConstantTimeCompare(res.Echo[:], echo[:]) != 1 {
 		return ErrEcho
 	}
-	revoked := v.Revoker != nil && v.Revoker.Revoked(res.Node, res.Sender)
+	revoked := v.Revoker != nil && v.Revoker.RevokedUnder(res.Node, res.Sender, res.KeyID)
 	return v.Guard.Advance(res.Node, res.Timestamp, v.Now, revoked)
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"slices"
-	"sort"
 )
 
 // AddrRun is a run of Count consecutive IPv4 addresses starting at First.
@@ -82,20 +81,22 @@ func RunsFromAddrs(addrs []netip.Addr) []AddrRun {
 	return runs
 }
 
-// Contains reports whether a is in one of the runs, which must be sorted
-// (as RunsFromAddrs makes them).
+// Contains reports whether a is in one of the runs. The runs may be in any
+// order and may overlap: a decoded list is taken as the peer sent it, and
+// PROTOCOL.md does not require the peer to sort it.
 func (m *ClusterAddrs) Contains(a netip.Addr) bool {
 	a = a.Unmap()
 	if !a.Is4() {
 		return false
 	}
 	b := a.As4()
-	x := binary.BigEndian.Uint32(b[:])
-	i := sort.Search(len(m.Runs), func(i int) bool { return m.Runs[i].first() > x })
-	if i == 0 {
-		return false
+	x := uint64(binary.BigEndian.Uint32(b[:]))
+	for _, r := range m.Runs {
+		if first := uint64(r.first()); x >= first && x < first+uint64(r.Count) {
+			return true
+		}
 	}
-	return uint64(x) < uint64(m.Runs[i-1].first())+uint64(m.Runs[i-1].Count)
+	return false
 }
 
 // Expand lists the addresses of the runs, at most max of them.

@@ -47,6 +47,10 @@ func newMessage(t Type) Message {
 		return &IMPoll{}
 	case TypeIMReply:
 		return &IMReply{}
+	case TypeNodeLookup:
+		return &NodeLookup{}
+	case TypeNodeAddress:
+		return &NodeAddress{}
 	}
 	return nil
 }
@@ -88,6 +92,10 @@ func Unmarshal(frame []byte) (Message, error) {
 	case *IMPoll:
 		v.Ver = h.Version
 	case *IMReply:
+		v.Ver = h.Version
+	case *NodeLookup:
+		v.Ver = h.Version
+	case *NodeAddress:
 		v.Ver = h.Version
 	}
 	r := &reader{b: body, typ: h.Type}
@@ -138,7 +146,28 @@ func ReadFrameLimit(r io.Reader, buf []byte, max int) ([]byte, error) {
 }
 
 // WriteFrame writes m as one frame with a single Write.
+//
+// It refuses (ErrEncode) a message that its own peer would refuse: one over
+// MaxFrameSize, or with a field or count past its limit, which the
+// fixed-width length fields would otherwise silently truncate.
 func WriteFrame(w io.Writer, m Message) error {
-	_, err := w.Write(Marshal(m))
+	frame, err := MarshalChecked(m)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(frame)
 	return err
+}
+
+// MarshalChecked is Marshal that also checks the frame decodes as the
+// receiver will decode it.
+func MarshalChecked(m Message) ([]byte, error) {
+	frame := Marshal(m)
+	if len(frame) > MaxFrameSize {
+		return nil, fmt.Errorf("%w: %s is %d bytes: %w", ErrEncode, m.Type(), len(frame), ErrOversize)
+	}
+	if _, err := Unmarshal(frame); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrEncode, m.Type(), err)
+	}
+	return frame, nil
 }

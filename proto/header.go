@@ -43,6 +43,8 @@ var (
 	ErrCountLimit         = errors.New("count over limit")
 	ErrFieldTooLong       = errors.New("field too long")
 	ErrBadValue           = errors.New("bad value")
+	// ErrEncode means a message cannot be sent: the peer would refuse it.
+	ErrEncode = errors.New("message cannot be encoded")
 )
 
 // Header is the 8-byte frame header.

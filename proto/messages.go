@@ -411,9 +411,17 @@ func (m *DenySet) AppendBody(b []byte) []byte { return appendEntries(b, m.Entrie
 
 func (m *DenySet) decode(r *reader) { m.Entries = decodeEntries(r) }
 
+// Operations of a NodeUpgraded message.
+const (
+	UpgradedAdd     uint8 = 1 // these nodes are upgraded from now on
+	UpgradedRemove  uint8 = 2 // an administrator rolled these nodes back
+	UpgradedReplace uint8 = 3 // the complete set: replaces what the MOM holds
+)
+
 // NodeUpgraded tells MOMs these nodes speak PING: refuse legacy admission.
 type NodeUpgraded struct {
 	v2
+	Op      uint8 // UpgradedAdd, UpgradedRemove or UpgradedReplace
 	Entries []NodeAddr
 }
 
@@ -421,9 +429,15 @@ type NodeUpgraded struct {
 func (*NodeUpgraded) Type() Type { return TypeNodeUpgraded }
 
 // AppendBody encodes the body.
-func (m *NodeUpgraded) AppendBody(b []byte) []byte { return appendEntries(b, m.Entries) }
+func (m *NodeUpgraded) AppendBody(b []byte) []byte {
+	return appendEntries(append(b, m.Op), m.Entries)
+}
 
-func (m *NodeUpgraded) decode(r *reader) { m.Entries = decodeEntries(r) }
+func (m *NodeUpgraded) decode(r *reader) {
+	m.Op = r.u8("op")
+	r.check("op", r.err != nil || (m.Op >= UpgradedAdd && m.Op <= UpgradedReplace), "op %d", m.Op)
+	m.Entries = decodeEntries(r)
+}
 
 // ModeMsg carries the server's protocol mode (message type Mode).
 type ModeMsg struct {
@@ -445,11 +459,13 @@ func (m *ModeMsg) decode(r *reader) {
 	r.check("mode", r.err != nil || m.Mode.Valid(), "mode %d", m.Mode)
 }
 
-// LegacyHello registers a legacy MOM with the server.
+// LegacyHello registers a legacy MOM with the server. Name may be empty:
+// the server then knows the MOM by its source address, as OpenPBS does.
 type LegacyHello struct {
 	v1
-	Name   string
-	IMPort uint16
+	Name     string
+	IMPort   uint16
+	Versions uint8 // versions the MOM speaks (VersionBit mask); V1 at least
 }
 
 // Type returns TypeLegacyHello.
@@ -458,12 +474,15 @@ func (*LegacyHello) Type() Type { return TypeLegacyHello }
 // AppendBody encodes the body.
 func (m *LegacyHello) AppendBody(b []byte) []byte {
 	b = appendStr(b, m.Name)
-	return binary.BigEndian.AppendUint16(b, m.IMPort)
+	b = binary.BigEndian.AppendUint16(b, m.IMPort)
+	return append(b, m.Versions)
 }
 
 func (m *LegacyHello) decode(r *reader) {
 	m.Name = r.str(MaxNameLen, "node name")
 	m.IMPort = r.u16("im port")
+	m.Versions = r.u8("versions")
+	r.check("versions", r.err != nil || m.Versions&VersionBitV1 != 0, "versions %#02x without v1", m.Versions)
 }
 
 // IMJoin joins a sister to a job.
@@ -547,4 +566,68 @@ func (m *IMReply) decode(r *reader) {
 	m.Seq = r.u64("sequence")
 	m.Status = r.u8("status")
 	r.check("status", r.err != nil || m.Status <= IMRefused, "status %d", m.Status)
+}
+
+// NodeLookup asks the server for a node's IM address, by name.
+type NodeLookup struct {
+	Ver  Version // V1 or V2; zero means V2
+	ID   uint32  // chosen by the MOM, echoed in the NodeAddress
+	Name string
+}
+
+// Version returns the frame version.
+func (m *NodeLookup) Version() Version { return orV2(m.Ver) }
+
+// Type returns TypeNodeLookup.
+func (*NodeLookup) Type() Type { return TypeNodeLookup }
+
+// AppendBody encodes the body.
+func (m *NodeLookup) AppendBody(b []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, m.ID)
+	return appendStr(b, m.Name)
+}
+
+func (m *NodeLookup) decode(r *reader) {
+	m.ID = r.u32("lookup id")
+	m.Name = r.str(MaxNameLen, "node name")
+}
+
+// NodeAddress statuses.
+const (
+	LookupFound   uint8 = 0
+	LookupUnknown uint8 = 1
+)
+
+// NodeAddress answers a NodeLookup.
+type NodeAddress struct {
+	Ver    Version // V1 or V2; zero means V2
+	ID     uint32  // the NodeLookup's id
+	Name   string
+	Status uint8 // LookupFound or LookupUnknown
+	Addr   Addr
+	Port   uint16
+}
+
+// Version returns the frame version.
+func (m *NodeAddress) Version() Version { return orV2(m.Ver) }
+
+// Type returns TypeNodeAddress.
+func (*NodeAddress) Type() Type { return TypeNodeAddress }
+
+// AppendBody encodes the body.
+func (m *NodeAddress) AppendBody(b []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, m.ID)
+	b = appendStr(b, m.Name)
+	b = append(b, m.Status)
+	b = append(b, m.Addr[:]...)
+	return binary.BigEndian.AppendUint16(b, m.Port)
+}
+
+func (m *NodeAddress) decode(r *reader) {
+	m.ID = r.u32("lookup id")
+	m.Name = r.str(MaxNameLen, "node name")
+	m.Status = r.u8("status")
+	r.check("status", r.err != nil || m.Status <= LookupUnknown, "status %d", m.Status)
+	r.fixed(m.Addr[:], "addr")
+	m.Port = r.u16("port")
 }

@@ -31,6 +31,8 @@ const (
 	TypeIMJoin       Type = 0x40
 	TypeIMPoll       Type = 0x41
 	TypeIMReply      Type = 0x42
+	TypeNodeLookup   Type = 0x50
+	TypeNodeAddress  Type = 0x51
 )
 
 type typeInfo struct {
@@ -59,6 +61,8 @@ var typeTable = [256]typeInfo{
 	TypeIMJoin:       {"IMJoin", VersionBitV1 | VersionBitV2},
 	TypeIMPoll:       {"IMPoll", VersionBitV1 | VersionBitV2},
 	TypeIMReply:      {"IMReply", VersionBitV1 | VersionBitV2},
+	TypeNodeLookup:   {"NodeLookup", VersionBitV1 | VersionBitV2},
+	TypeNodeAddress:  {"NodeAddress", VersionBitV1 | VersionBitV2},
 }
 
 func (t Type) validIn(v Version) bool {

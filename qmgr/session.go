@@ -308,6 +308,7 @@ func formatNode(out *bytes.Buffer, n admin.NodeInfo) {
 	}
 	attr("state", n.State)
 	attr("protocol", n.Protocol)
+	attr("versions", n.Versions)
 	attr("upgraded", boolText(n.Upgraded))
 	attr("key_id", n.KeyID)
 	attr("key_state", n.KeyState)
@@ -367,7 +368,32 @@ func runListServer(ctx context.Context, s *Session, _ Directive, out *bytes.Buff
 	for _, k := range sortedKeys(si.Attrs) {
 		attr(k, si.Attrs[k])
 	}
+	if a := si.Audit; a != nil {
+		attr("admissions_accepted", strconv.FormatUint(a.Accepted, 10))
+		for _, r := range sortedCounts(a.Rejected) {
+			attr("admissions_rejected."+r, strconv.FormatUint(a.Rejected[r], 10))
+		}
+	}
+	if lg := si.Legacy; lg != nil {
+		n := func(v uint64) string { return strconv.FormatUint(v, 10) }
+		attr("legacy_push_messages", n(lg.PushMessages))
+		attr("legacy_push_bytes", n(lg.PushBytes))
+		attr("legacy_upgrade_messages", n(lg.UpgradeMessages))
+		attr("legacy_list", fmt.Sprintf("%d runs, %d bytes, pushed to %d MOMs", lg.ListRuns, lg.ListBytes, lg.ListSessions))
+		attr("legacy_sessions", strconv.Itoa(lg.V1Sessions))
+		attr("upgraded_nodes", strconv.Itoa(lg.Upgraded))
+		attr("legacy_refused", fmt.Sprintf("v1 %d, v2 %d, downgrade %d", lg.V1Refused, lg.V2Refused, lg.Downgrades))
+	}
 	return nil
+}
+
+func sortedCounts(m map[string]uint64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func runPrintServer(ctx context.Context, s *Session, _ Directive, out *bytes.Buffer) error {

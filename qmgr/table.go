@@ -204,6 +204,7 @@ var entries = []entry{
 		attrs: []attrSpec{
 			momAttr,
 			{name: "protocol", syntax: "legacy", doc: "roll the node back to legacy admission (clears its no-downgrade mark)", check: checkEnum("legacy")},
+			{name: "upgraded", syntax: "false", doc: "the same: clear the node's no-downgrade mark (rollback)", check: checkEnum("false")},
 		},
 		usage: "set node NAME[,NAME...] ATTR=VALUE[,...]", doc: "change node attributes",
 	},

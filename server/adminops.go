@@ -56,12 +56,6 @@ func (s *Server) handleAdmin(ctx context.Context, op string, raw json.RawMessage
 			s.annotateKeyStates(nodes)
 		}
 		return nodes, err
-	case admin.OpSetNode:
-		var a admin.SetArgs
-		if err := decodeArgs(raw, &a); err != nil {
-			return nil, err
-		}
-		return s.setNode(a)
 	case admin.OpPrintServer:
 		return s.printServer(), nil
 	case admin.OpSetServer:
@@ -83,6 +77,11 @@ func (s *Server) handleAdmin(ctx context.Context, op string, raw json.RawMessage
 			return s.exportKey(a)
 		}
 		return s.activateKey(a)
+	case admin.OpMemStats:
+		return s.memStats(), nil
+	}
+	if res, handled, err := s.legacyAdmin(op, raw); handled {
+		return res, err
 	}
 	return nil, admin.Errorf(admin.CodeUnknownOp, "unknown operation %q", op)
 }
@@ -132,13 +131,14 @@ func (s *Server) createNode(a admin.CreateNodeArgs) (*admin.CreateNodeResult, er
 		s.reg.remove(n)
 		return nil, fmt.Errorf("add token: %w", err)
 	}
-	if err := s.persistLocked(); err != nil {
+	if err := s.persistNodesLocked(n, trec.ID); err != nil {
 		s.reg.remove(n)
 		s.reg.tokens.Revoke(a.Name)
 		return nil, fmt.Errorf("persist: %w", err)
 	}
 	s.liftDenyLocked(addr)
 	s.log.WithFields(logrus.Fields{"node": a.Name, "mom": addr.String()}).Info("node created")
+	s.membershipChangedLocked()
 	return &admin.CreateNodeResult{Node: n.info(s.activeKeyID()), Token: token, TokenExpires: trec.Expires}, nil
 }
 
@@ -172,6 +172,7 @@ func (s *Server) printServer() *admin.ServerReport {
 	info := admin.ServerInfo{
 		ID: s.reg.idStr, Fingerprint: s.Fingerprint(), Mode: s.reg.attrs.Mode,
 		KeyDistribution: s.reg.attrs.KeyDistribution, Nodes: len(s.reg.byName), Attrs: s.reg.attrs.Map(),
+		Legacy: s.legacyStatsLocked(),
 	}
 	if s.listener != nil {
 		info.Listen = s.listener.Addr().String()
@@ -179,6 +180,8 @@ func (s *Server) printServer() *admin.ServerReport {
 	if k := s.ring.Load().Active(); k != nil {
 		info.ActiveKey = k.ID.String()
 	}
+	counters := s.audit.Counters()
+	info.Audit = &counters
 	return &admin.ServerReport{Server: info, Nodes: nodes}
 }
 
@@ -201,6 +204,7 @@ func (s *Server) setServer(set []admin.Attr) (*admin.ServerInfo, error) {
 	}
 	s.mu.Unlock()
 	s.log.WithField("attrs", set).Info("server attributes set")
+	s.modeChanged(old.Mode, next.Mode)
 	return &s.printServer().Server, nil
 }
 

@@ -15,8 +15,10 @@ import (
 	"golang.org/x/crypto/nacl/box"
 
 	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/migration"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
 )
@@ -29,6 +31,7 @@ type momConn struct {
 	conn net.Conn
 	node *node
 	wmu  sync.Mutex
+	lg   *connLegacy // push queue and protocol of the session (legacy.go)
 	// What the Welcome gave the MOM (for the key rotation).
 	held   []keys.KeyID
 	active keys.KeyID
@@ -57,8 +60,12 @@ func reject(code uint16, reason string, format string, args ...any) *rejection {
 	return &rejection{code: code, reason: reason, err: fmt.Errorf(format, args...)}
 }
 
-func (s *Server) serveConn(ctx context.Context, c net.Conn) {
+// serveConn runs the handshake, calling release when it ends, then the
+// control loop.
+func (s *Server) serveConn(ctx context.Context, c net.Conn, release connlimit.Release) {
 	defer c.Close()
+	s.gauge.control.Add(1)
+	defer s.gauge.control.Add(-1)
 	remote, _, err := swap.Endpoints(c)
 	if err != nil {
 		s.log.WithError(err).Warn("control connection without IP endpoints")
@@ -67,6 +74,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	peer := c.RemoteAddr().String()
 	entry := audit.Entry{Channel: "control", Peer: swap.RemoteAddrPort(c)}
 	mc, err := s.handshake(c, remote)
+	release()
 	if err != nil {
 		var rj *rejection
 		code, reason := swap.CodeMalformed, ping.Reason(err)
@@ -95,7 +103,8 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	s.rot.connected(mc)
 	defer s.rot.disconnected(mc)
 	defer s.unregister(mc)
-	err = s.controlLoop(ctx, mc)
+	defer s.startLegacy(mc)()
+	err = s.sessionLoop(ctx, mc)
 	if ctx.Err() == nil && err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		log.WithError(err).Warn("MOM connection closed")
 	} else {
@@ -121,19 +130,25 @@ func (s *Server) handshake(c net.Conn, remote proto.Addr) (*momConn, error) {
 	mode, _ := proto.ParseMode(s.reg.attrs.Mode)
 	s.mu.Unlock()
 	hello := &proto.ServerHello{ServerID: s.reg.id, ServerKey: s.ident.Public, Challenge: challenge,
-		Mode: mode, Versions: proto.VersionBitV2}
+		Mode: mode, Versions: migration.ServerVersions(mode)}
 	if err := proto.WriteFrame(c, hello); err != nil {
 		return nil, fmt.Errorf("send server hello: %w", err)
 	}
 	frame, err := proto.ReadFrameLimit(c, nil, swap.PreAuthMaxFrame)
 	if err != nil {
-		return nil, reject(swap.CodeMalformed, "malformed", "read hello: %w", err)
+		return nil, readRejection("read hello", err)
 	}
 	msg, err := proto.Unmarshal(frame)
 	if err != nil {
 		return nil, reject(swap.CodeMalformed, "malformed", "decode hello: %w", err)
 	}
 	src := remote.Netip()
+	if lh, ok := msg.(*proto.LegacyHello); ok {
+		return s.legacyHello(c, lh, src, mode)
+	}
+	if mode == proto.ModeLegacy {
+		return nil, s.refuseV2InLegacy(src)
+	}
 	var n *node
 	var claims []uint32 // keys a returning MOM says it holds
 	enrolling := false
@@ -149,7 +164,7 @@ func (s *Server) handshake(c net.Conn, remote proto.Addr) (*momConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	mc := &momConn{conn: c, node: n}
+	mc := &momConn{conn: c, node: n, lg: &connLegacy{mode: mode}}
 	welcome, err := s.welcome(mc, claims, enrolling)
 	if err != nil {
 		return mc, err
@@ -160,7 +175,7 @@ func (s *Server) handshake(c net.Conn, remote proto.Addr) (*momConn, error) {
 	// The swap: the MOM proves it holds a current cluster key.
 	frame, err = proto.ReadFrameLimit(c, nil, swap.PreAuthMaxFrame)
 	if err != nil {
-		return mc, reject(swap.CodeMalformed, "malformed", "read ping: %w", err)
+		return mc, readRejection("read ping", err)
 	}
 	var res ping.Result
 	if err := swap.Respond(c, frame, s.sealer, s.verifier, &res); err != nil {
@@ -209,6 +224,7 @@ func (s *Server) enroll(m *proto.Enroll, src netip.Addr, challenge *[32]byte) (*
 			if err := s.reg.tokens.Check(m.TokenID, proof.Secret); err != nil {
 				return nil, tokenRejection(err)
 			}
+			n.versions = proof.Versions
 			return n, nil
 		}
 		return nil, tokenRejection(keys.ErrTokenUsed)
@@ -224,12 +240,13 @@ func (s *Server) enroll(m *proto.Enroll, src netip.Addr, challenge *[32]byte) (*
 	n.rec.Pub = encodeKey(m.NodeKey)
 	t := now.UTC()
 	n.rec.Enrolled = &t
-	if err := s.persistLocked(); err != nil {
+	if err := s.persistNodesLocked(n, m.TokenID); err != nil {
 		n.rec, n.pub = oldRec, [32]byte{}
 		s.reg.tokens.Unredeem(m.TokenID)
 		return nil, reject(swap.CodeInternal, "internal", "persist enrollment: %w", err)
 	}
 	s.log.WithFields(logrus.Fields{"node": n.rec.Name, "fingerprint": keys.ShortFingerprint(n.pub)}).Info("node enrolled")
+	n.versions = proof.Versions
 	return n, nil
 }
 
@@ -281,6 +298,7 @@ func (s *Server) authenticate(m *proto.Hello, src netip.Addr, challenge *[32]byt
 	if subtle.ConstantTimeCompare(proof.Challenge[:], challenge[:]) != 1 {
 		return n, nil, reject(swap.CodeAuth, "auth", "hello proof answers another challenge (replayed hello)")
 	}
+	s.setVersions(n, proof.Versions)
 	return n, proof.KeyIDs, nil
 }
 
@@ -356,7 +374,7 @@ func (s *Server) unregister(mc *momConn) {
 // ends. Three missed heartbeats close it.
 func (s *Server) controlLoop(ctx context.Context, mc *momConn) error {
 	var res ping.Result
-	buf := make([]byte, 0, 4096)
+	buf := make([]byte, 0, ping.ReplyFrameSize) // ReadFrameLimit grows it for larger frames
 	for ctx.Err() == nil {
 		s.mu.Lock()
 		idle := 3*time.Duration(s.reg.attrs.Heartbeat) + 5*time.Second
@@ -389,6 +407,9 @@ func (s *Server) controlLoop(ctx context.Context, mc *momConn) error {
 			}
 			if ack, ok := msg.(*proto.KeyAck); ok {
 				s.rot.ack(mc, ack, len(frame))
+				continue
+			}
+			if s.handleMomMessage(mc, msg) {
 				continue
 			}
 			s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "type": msg.Type().String()}).Debug("ignored control message")

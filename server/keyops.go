@@ -161,6 +161,7 @@ func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
 			return nil, false, fmt.Errorf("persist: %w", err)
 		}
 		info = n.info(s.activeKeyID())
+		s.membershipChangedLocked()
 		// Deny at once: the node is refused by the server and by every MOM.
 		s.deny.Deny(n.id, proto.AddrFrom(n.addr))
 		s.saveDenyList()
@@ -193,86 +194,12 @@ func (s *Server) pushDenyLocked(entries []proto.NodeAddr, closeNode proto.NodeID
 	}
 }
 
-// setNode changes node attributes: Mom=ADDR moves a node to a new address.
-func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
-	if len(a.Attrs) == 0 {
-		return nil, admin.Errorf(admin.CodeBadRequest, "set node %s needs ATTR=VALUE", a.Name)
-	}
-	var mom string
-	for _, kv := range a.Attrs {
-		switch strings.ToLower(kv.Name) {
-		case "mom":
-			mom = kv.Value
-		default:
-			return nil, admin.Errorf(admin.CodeBadValue, "set node: attribute %q is not settable here (settable: Mom)", kv.Name)
-		}
-	}
-	return s.moveNode(a.Name, mom)
-}
-
-// moveNode is set node NAME Mom=ADDR: the node's address changes, PINGs
-// naming the old address are refused from then on (server and MOMs), and
-// the cluster key is rotated, as HACMP and Sun Cluster prescribe after an
-// address change.
-func (s *Server) moveNode(name, mom string) (*admin.NodeInfo, error) {
-	addr, err := netip.ParseAddr(mom)
-	if err != nil || addr.Zone() != "" {
-		return nil, admin.Errorf(admin.CodeBadValue, "Mom=%q is not an IP address", mom)
-	}
-	addr = addr.Unmap()
-	if addr.IsUnspecified() || addr.IsMulticast() {
-		return nil, admin.Errorf(admin.CodeBadValue, "Mom=%s cannot be a node address", addr)
-	}
-	check := func() (*node, error) {
-		n := s.reg.byName[name]
-		if n == nil {
-			return nil, admin.Errorf(admin.CodeUnknownNode, "unknown node %s", name)
-		}
-		if other := s.reg.byAddr(addr); other != nil && other != n {
-			return nil, admin.Errorf(admin.CodeDuplicateNode, "address %s already belongs to node %s", addr, other.rec.Name)
-		}
-		return n, nil
-	}
-	s.mu.Lock()
-	n, err := check()
-	if err != nil {
-		s.mu.Unlock()
-		return nil, err
-	}
-	if n.addr == addr {
-		info := n.info(s.activeKeyID())
-		s.mu.Unlock()
-		return &info, nil
-	}
-	old := n.addr
-	s.mu.Unlock()
-	var info admin.NodeInfo
-	reason := fmt.Sprintf("set node %s Mom=%s (was %s)", name, addr, old)
-	err = s.rot.changeAndRotate(reason, func() ([]proto.NodeID, bool, error) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		n, err := check()
-		if err != nil {
-			return nil, false, err
-		}
-		oldRec, oldAddr := n.rec, n.addr
-		n.rec.Mom, n.addr = addr.String(), addr
-		if err := s.persistLocked(); err != nil {
-			n.rec, n.addr = oldRec, oldAddr
-			return nil, false, fmt.Errorf("persist: %w", err)
-		}
-		// The old address is refused from now on, here and on every MOM;
-		// the node's own connection, from the old address, is closed.
-		s.deny.Deny(proto.NodeID{}, proto.AddrFrom(oldAddr))
-		s.saveDenyList()
-		s.liftDenyLocked(addr)
-		s.pushDenyLocked([]proto.NodeAddr{{Addr: proto.AddrFrom(oldAddr)}}, n.id)
-		info = n.info(s.activeKeyID())
-		s.log.WithFields(logrus.Fields{"node": name, "mom": addr.String(), "old": oldAddr.String()}).Info("node address changed; old address denied; rotating the cluster key")
-		return nil, n.enrolled(), nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &info, nil
+// readdressedLocked denies a node's old address everywhere after set node
+// Mom=, lifts a deny of its new one, and closes its connection (from the
+// old address). The caller holds s.mu.
+func (s *Server) readdressedLocked(n *node, oldAddr netip.Addr) {
+	s.deny.Deny(proto.NodeID{}, proto.AddrFrom(oldAddr))
+	s.saveDenyList()
+	s.liftDenyLocked(n.addr)
+	s.pushDenyLocked([]proto.NodeAddr{{Addr: proto.AddrFrom(oldAddr)}}, n.id)
 }

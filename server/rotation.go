@@ -363,7 +363,7 @@ func (r *rotor) send(j sendJob) {
 					return
 				}
 				c := conns[i]
-				if c == nil {
+				if !keyed(c) {
 					r.stats.dropped.Add(1)
 					continue
 				}
@@ -414,6 +414,9 @@ func (r *rotor) message(j sendJob, c *momConn) (proto.Message, error) {
 // what its Welcome gave it. The MOM first gets the whole deny list, then
 // whatever it missed of a rotation.
 func (r *rotor) connected(mc *momConn) {
+	if !keyed(mc) {
+		return // a legacy (v1) session holds no cluster key
+	}
 	if err := mc.send(r.s.denySet()); err != nil {
 		r.log.WithError(err).WithField("node", mc.node.rec.Name).Debug("send deny list")
 	}
@@ -437,7 +440,7 @@ func (r *rotor) disconnected(mc *momConn) {
 		r.s.mu.Lock()
 		current := r.s.conns[mc.node.id]
 		r.s.mu.Unlock()
-		if current != nil {
+		if keyed(current) {
 			return nil, nil // it reconnected meanwhile
 		}
 		return m.Disconnected(mc.node.id, now)
@@ -446,6 +449,10 @@ func (r *rotor) disconnected(mc *momConn) {
 		r.log.WithError(err).Error("key rotation")
 	}
 }
+
+// keyed reports whether c is a v2 control session, which carries keys (a
+// legacy v1 session does not).
+func keyed(c *momConn) bool { return c != nil && (c.lg == nil || !c.lg.v1) }
 
 // ack handles a MOM's KeyAck.
 func (r *rotor) ack(mc *momConn, a *proto.KeyAck, size int) {

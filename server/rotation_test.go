@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/rotation"
@@ -32,13 +30,6 @@ func (c *fakeClock) add(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
-}
-
-func quietLog() logrus.FieldLogger {
-	l := logrus.New()
-	l.SetOutput(os.Stderr)
-	l.SetLevel(logrus.PanicLevel)
-	return l
 }
 
 func newTestServer(t *testing.T, dir string, clock *fakeClock) *Server {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -20,6 +21,8 @@ import (
 
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/connlimit"
+	"github.com/momgate/momgate/internal/metrics"
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
@@ -39,6 +42,12 @@ type Config struct {
 	// KeyTimeout bounds how long automatic key distribution waits for
 	// acknowledgements (default DefaultKeyTimeout).
 	KeyTimeout time.Duration
+	// MetricsListen is the Prometheus metrics address IP:PORT; "" disables.
+	MetricsListen string
+	// MetricsAllowRemote permits a MetricsListen that is not loopback.
+	MetricsAllowRemote bool
+	// SourceLimits bounds unauthenticated connections per source address.
+	SourceLimits connlimit.Config
 }
 
 // Server is a running momgate server.
@@ -50,6 +59,7 @@ type Server struct {
 	ring  *keys.Holder
 
 	marks    *store.MarkLog
+	states   *stateStore
 	sealer   *ping.Sealer
 	verifier *ping.Verifier
 	deny     *ping.DenyList
@@ -58,9 +68,15 @@ type Server struct {
 	mu    sync.Mutex // guards reg and conns
 	reg   *registry
 	conns map[proto.NodeID]*momConn
+	lg    legacyServer // legacy protocol and migration (legacy.go)
 
 	listener net.Listener
 	ready    chan struct{}
+
+	hooks       metricHooks  // metric sources of later subsystems (metrics.go)
+	gauge       connGauge    // open connections
+	metricsAddr atomic.Value // net.Addr of the metrics listener
+	limiter     *connlimit.Limiter
 }
 
 // Init creates a new server state directory: identity, first cluster key,
@@ -127,11 +143,22 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Audit == nil {
 		cfg.Audit = audit.New(audit.Config{Out: io.Discard})
 	}
+	if cfg.MetricsListen != "" {
+		if err := metrics.CheckListen(cfg.MetricsListen, cfg.MetricsAllowRemote); err != nil {
+			return nil, err
+		}
+	}
 	dir := cfg.StateDir
-	p, err := loadState(dir)
+	p, states, err := openStateStore(dir)
 	if err != nil {
 		return nil, err
 	}
+	ok := false
+	defer func() {
+		if !ok {
+			states.close()
+		}
+	}()
 	reg, err := newRegistry(p)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", filepath.Join(dir, stateFile), err)
@@ -158,8 +185,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring),
-		marks: marks, deny: &ping.DenyList{}, reg: reg, conns: map[proto.NodeID]*momConn{},
-		ready: make(chan struct{}),
+		marks: marks, states: states, deny: &ping.DenyList{}, reg: reg, conns: map[proto.NodeID]*momConn{},
+		ready: make(chan struct{}), limiter: connlimit.New(cfg.SourceLimits),
 	}
 	s.sealer = &ping.Sealer{Keys: s.ring, Stamper: stamper, Rand: cfg.Rand, Node: reg.id}
 	s.verifier = &ping.Verifier{
@@ -168,6 +195,8 @@ func New(cfg Config) (*Server, error) {
 		Revoker: s.deny,
 		Now:     cfg.Now,
 	}
+	reg.tokens.Prune(cfg.Now()) // dropped from disk at the next save
+	s.legacyMetricHooks()
 	if err := s.loadDenyList(); err != nil {
 		marks.Close()
 		return nil, err
@@ -176,6 +205,7 @@ func New(cfg Config) (*Server, error) {
 		marks.Close()
 		return nil, err
 	}
+	ok = true
 	return s, nil
 }
 
@@ -192,9 +222,15 @@ func (s *Server) Addr() net.Addr {
 // connection and returns.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.marks.Close()
+	defer s.states.close()
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
+	}
+	serveMetrics, err := s.bindMetrics()
+	if err != nil {
+		ln.Close()
+		return err
 	}
 	s.listener = ln
 	close(s.ready)
@@ -203,7 +239,17 @@ func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	if serveMetrics != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := serveMetrics(ctx); err != nil && ctx.Err() == nil {
+				errc <- err
+				cancel()
+			}
+		}()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -244,7 +290,7 @@ func (s *Server) Run(ctx context.Context) error {
 		conns.Add(1)
 		go func() {
 			defer conns.Done()
-			s.serveConn(ctx, c)
+			s.serveLimited(ctx, c)
 		}()
 	}
 	s.closeAll()
@@ -284,6 +330,28 @@ func (s *Server) housekeeping(ctx context.Context) {
 		if i%10 == 0 {
 			s.audit.Flush()
 		}
+		if i%60 == 0 {
+			s.pruneTokens()
+		}
+	}
+}
+
+// tokenPruneGrace is how long a running server keeps an expired token, so
+// that its use is reported as expired rather than unknown. A restart
+// drops every expired token.
+const tokenPruneGrace = time.Hour
+
+// pruneTokens drops enrollment tokens, used or not, that expired more than
+// tokenPruneGrace ago.
+func (s *Server) pruneTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reg.tokens.Prune(s.cfg.Now().Add(-tokenPruneGrace)) == 0 {
+		return
+	}
+	if err := s.persistLocked(); err != nil {
+		// Kept on disk; they are pruned again at the next load or tick.
+		s.log.WithError(err).Warn("persist pruned tokens")
 	}
 }
 
@@ -294,7 +362,14 @@ func (s *Server) compactMarks() error {
 // persistLocked writes the registry; the caller holds s.mu and must undo its
 // in-memory change if this fails.
 func (s *Server) persistLocked() error {
-	return saveState(s.cfg.StateDir, s.reg.snapshot())
+	return s.states.save(s.reg)
+}
+
+// persistNodesLocked is persistLocked for a change confined to node n and
+// the given tokens: it costs O(1) instead of O(nodes). The caller holds
+// s.mu and undoes its change if this fails.
+func (s *Server) persistNodesLocked(n *node, tokens ...[16]byte) error {
+	return s.states.saveNodes(s.reg, []nodeRecord{n.rec}, tokens)
 }
 
 func (s *Server) closeAll() {

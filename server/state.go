@@ -16,6 +16,7 @@ import (
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/migration"
 	"github.com/momgate/momgate/proto"
 )
 
@@ -70,6 +71,7 @@ type node struct {
 	lastSeen time.Time
 	protocol string
 	keyID    keys.KeyID
+	versions uint8 // versions the MOM advertised at its last hello
 }
 
 func (n *node) enrolled() bool { return n.rec.Pub != "" }
@@ -77,15 +79,14 @@ func (n *node) enrolled() bool { return n.rec.Pub != "" }
 // info describes n; active is the server's active key id.
 func (n *node) info(active keys.KeyID) admin.NodeInfo {
 	st := "enrolling"
-	if n.enrolled() {
+	if n.up { // a legacy MOM is up without enrolling
+		st = "up"
+	} else if n.enrolled() {
 		st = "down"
-		if n.up {
-			st = "up"
-		}
 	}
 	ni := admin.NodeInfo{
 		Name: n.rec.Name, ID: n.rec.ID, Mom: n.rec.Mom, Port: n.rec.Port, State: st,
-		Protocol: n.protocol, Upgraded: n.rec.Upgraded, Created: n.rec.Created,
+		Protocol: n.protocol, Versions: migration.VersionsString(n.versions), Upgraded: n.rec.Upgraded, Created: n.rec.Created,
 	}
 	if n.keyID != 0 {
 		ni.KeyID = n.keyID.String()
@@ -166,12 +167,28 @@ func nodeFromRecord(rec nodeRecord) (*node, error) {
 	return n, nil
 }
 
+// snapshot is the whole persisted state, sorted.
 func (r *registry) snapshot() persisted {
-	p := persisted{Format: 1, ID: r.idStr, Attrs: r.attrs, Nodes: []nodeRecord{}, Tokens: r.tokens.Records()}
+	p := r.meta()
+	p.Nodes, p.Tokens = []nodeRecord{}, r.tokens.Records()
 	for _, n := range r.sortedNodes() {
 		p.Nodes = append(p.Nodes, n.rec)
 	}
 	return p
+}
+
+// meta is the persisted state without its nodes and tokens.
+func (r *registry) meta() persisted {
+	return persisted{Format: 1, ID: r.idStr, Attrs: r.attrs}
+}
+
+func (r *registry) tokenBook() *keys.TokenBook { return r.tokens }
+
+// eachNode calls fn for every node record, in no particular order.
+func (r *registry) eachNode(fn func(nodeRecord)) {
+	for _, n := range r.byName {
+		fn(n.rec)
+	}
 }
 
 func (r *registry) sortedNodes() []*node {

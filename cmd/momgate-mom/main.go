@@ -2,103 +2,187 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/momgate/momgate/internal/cliutil"
+	"github.com/momgate/momgate/internal/config"
 	"github.com/momgate/momgate/internal/daemon"
+	"github.com/momgate/momgate/internal/metrics"
+	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/mom"
 )
 
+const (
+	binary    = "momgate-mom"
+	envPrefix = "MOMGATE_MOM_"
+)
+
 func main() {
-	if err := app().Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "momgate-mom:", err)
-		os.Exit(1)
+	err := app(startMom).Run(os.Args)
+	os.Exit(cliutil.Exit(binary, err, func(s string) { fmt.Fprintln(os.Stderr, s) }))
+}
+
+// startMom is the real daemon; tests substitute a recorder.
+func startMom(ctx context.Context, cfg mom.Config) error {
+	m, err := mom.New(cfg)
+	if err != nil {
+		return err
+	}
+	return m.Run(ctx)
+}
+
+func stateDirFlag() *cli.StringFlag {
+	return &cli.StringFlag{
+		Name: "state-dir", Usage: "MOM state `DIR` (identity, keyring, marks, audit log, admin socket)",
+		EnvVars: []string{cliutil.EnvVar(envPrefix, "state-dir")}, TakesFile: true,
 	}
 }
 
-var (
-	stateDirFlag = &cli.StringFlag{
-		Name: "state-dir", Usage: "MOM state directory (identity, keyring, marks, admin socket)",
-		EnvVars: []string{"MOMGATE_MOM_STATE_DIR"}, Required: true,
-	}
-	jsonFlag = &cli.BoolFlag{Name: "json", Usage: "machine-readable JSON output"}
-)
+func jsonFlag() *cli.BoolFlag {
+	return &cli.BoolFlag{Name: "json", Usage: "machine-readable JSON output"}
+}
 
-func app() *cli.App {
+// runFlags returns fresh flags of the run command (urfave/cli keeps "set
+// from the environment" inside a flag). Every flag but --config is also a
+// key of the configuration file.
+func runFlags() []cli.Flag {
+	env := func(name string, old ...string) []string {
+		return append([]string{cliutil.EnvVar(envPrefix, name)}, old...)
+	}
+	flags := []cli.Flag{
+		cliutil.ConfigFlag(envPrefix),
+		stateDirFlag(),
+		&cli.StringFlag{Name: "server", Value: "127.0.0.1:15001", Usage: "server control `ADDR`ESS HOST:PORT (the server's --listen)", EnvVars: env("server", "MOMGATE_SERVER")},
+		&cli.StringFlag{Name: "listen", Usage: "IM listen `IP:PORT`; the IP is this node's own address, the Mom= of create node (required)", EnvVars: env("listen")},
+		&cli.StringFlag{Name: "enroll", Usage: "one-time enrollment `TOKEN` from create node (first start only; ignored once enrolled)", EnvVars: env("enroll", "MOMGATE_ENROLL_TOKEN")},
+		&cli.DurationFlag{Name: "heartbeat", Value: mom.DefaultHeartbeat, Usage: "interval of heartbeat PINGs to the server", EnvVars: env("heartbeat")},
+		&cli.DurationFlag{Name: "freshness", Value: mom.DefaultFreshness, Usage: "first-contact freshness window for sister PINGs (0 disables)", EnvVars: env("freshness")},
+		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log and audit `FORMAT`: text or json", EnvVars: env("log-format")},
+		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `LEVEL`: debug, info, warn, error", EnvVars: env("log-level")},
+		&cli.StringFlag{Name: "audit-log", Usage: "audit log `FILE`, one line per admission attempt (\"-\" for stderr; default STATE_DIR/audit.log); reopened on SIGHUP", EnvVars: env("audit-log"), TakesFile: true},
+		&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics at http://`IP:PORT`/metrics (loopback only unless --metrics-allow-remote; default off)", EnvVars: env("metrics-listen")},
+		&cli.BoolFlag{Name: "metrics-allow-remote", Usage: "allow a --metrics-listen address that is not loopback", EnvVars: env("metrics-allow-remote")},
+		&cli.StringFlag{Name: "protocol", Value: mom.ProtocolFollow, EnvVars: env("protocol"),
+			Usage: "what the MOM speaks: legacy (address list, v1), compat (both), ping (PING only, v2), or follow (the server's mode)"},
+	}
+	return append(flags, limitFlags()...)
+}
+
+// listenFlag is the required run flag --listen, for config.Require.
+func listenFlag() cli.Flag { return runFlags()[3] }
+
+// schema returns the config file schema; allowRemote is the effective
+// --metrics-allow-remote from flags or environment.
+func schema(allowRemote bool) (*config.Schema, error) {
+	checks := map[string]config.Check{
+		"state-dir": config.AbsPath,
+		"server":    config.DialAddr,
+		"listen":    config.NodeAddr,
+		"enroll": func(v string, _ config.Values) error {
+			if _, err := keys.ParseToken(v); err != nil {
+				return fmt.Errorf("bad enrollment token: %w", err)
+			}
+			return nil
+		},
+		"heartbeat":  config.PositiveDuration,
+		"freshness":  config.NonNegativeDuration,
+		"log-format": config.LogFormat,
+		"log-level":  config.LogLevel,
+		"audit-log":  config.AuditPath,
+		"metrics-listen": func(v string, f config.Values) error {
+			return metrics.CheckListen(v, allowRemote || f.Bool("metrics-allow-remote"))
+		},
+		"protocol": func(v string, _ config.Values) error {
+			_, err := mom.ParseProtocol(v)
+			return err
+		},
+	}
+	for k, v := range limitChecks() {
+		checks[k] = v
+	}
+	return config.FromFlags(runFlags(), []string{"config"}, checks)
+}
+
+const description = `A MOM runs on every compute node. It enrolls once with a one-time token from
+momgate-qmgr -c "create node NAME Mom=ADDR", keeps a control connection to the server (heartbeat PINGs,
+key updates, deny lists), and admits an inter-MOM (IM) connection from a sister only after a PING swap
+under the cluster key that names the connection's source address. Every admission attempt, accepted or
+rejected, goes to the audit log.
+
+peers, status and ping talk to a running MOM through its admin socket STATE_DIR/admin.sock.
+
+Settings of run come from, first found wins: the command-line flag, its environment variable
+(MOMGATE_MOM_<FLAG>, e.g. MOMGATE_MOM_LISTEN), the --config file, the default. The file is TOML with one
+key per run flag, named as the long flag; check one with "momgate-mom config check FILE".
+
+Examples:
+
+    momgate-mom run --config /etc/momgate/mom.toml --enroll "$TOKEN"    # first start
+    momgate-mom run --state-dir /var/lib/momgate/mom --server 10.0.0.1:15001 --listen 10.0.1.7:15003
+    momgate-mom status --state-dir /var/lib/momgate/mom
+    momgate-mom ping --state-dir /var/lib/momgate/mom 10.0.1.8:15003
+    momgate-mom config check /etc/momgate/mom.toml
+
+Files: STATE_DIR/identity.json (secret), keyring.json (secret), mom.json (enrollment, pinned server
+key), deny.json, marks.* and ceiling (replay state), audit.log, admin.sock. Signals: SIGTERM and SIGINT
+stop the MOM cleanly; SIGHUP reopens the audit log file. See docs/DEPLOYMENT.md.`
+
+func app(start func(context.Context, mom.Config) error) *cli.App {
 	return &cli.App{
-		Name:  "momgate-mom",
+		Name:  binary,
 		Usage: "momgate MOM: admits sister MOMs by PING",
-		Description: "A MOM enrolls once with a token from `momgate-qmgr -c \"create node NAME Mom=ADDR\"`,\n" +
-			"keeps a control connection to the server, and admits an inter-MOM connection only after a\n" +
-			"PING swap under the cluster key. peers, status and ping talk to a running MOM's admin socket.",
+		UsageText: "momgate-mom run [--config FILE] [--state-dir DIR] [--server HOST:PORT] [--listen IP:PORT] [--enroll TOKEN] [options]\n" +
+			"momgate-mom peers|status [--json] --state-dir DIR\n" +
+			"momgate-mom ping [--json] --state-dir DIR IP:PORT\n" +
+			"momgate-mom job start|list|stop --state-dir DIR ...\n" +
+			"momgate-mom config check FILE\n" +
+			"momgate-mom completion bash|zsh",
+		Description:          description,
 		EnableBashCompletion: true,
 		Commands: []*cli.Command{
 			{
 				Name:      "run",
 				Usage:     "run the MOM daemon until SIGINT or SIGTERM",
 				ArgsUsage: " ",
-				Flags: []cli.Flag{
-					stateDirFlag,
-					&cli.StringFlag{Name: "server", Value: "127.0.0.1:15001", Usage: "server control address HOST:PORT", EnvVars: []string{"MOMGATE_SERVER"}},
-					&cli.StringFlag{Name: "listen", Usage: "IM listen address IP:PORT; the IP is this node's address (the Mom= of create node)", Required: true, EnvVars: []string{"MOMGATE_MOM_LISTEN"}},
-					&cli.StringFlag{Name: "enroll", Usage: "one-time enrollment token (first start only)", EnvVars: []string{"MOMGATE_ENROLL_TOKEN"}},
-					&cli.DurationFlag{Name: "heartbeat", Value: mom.DefaultHeartbeat, Usage: "interval of heartbeat PINGs to the server"},
-					&cli.DurationFlag{Name: "freshness", Value: mom.DefaultFreshness, Usage: "first-contact freshness window for sister PINGs (0 disables)"},
-					&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
-					&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn, error"},
-					&cli.StringFlag{Name: "audit-log", Usage: "audit log file (\"-\" for stderr; default STATE_DIR/audit.log)"},
-				},
-				Action: func(c *cli.Context) error {
-					if c.NArg() != 0 {
-						return fmt.Errorf("run takes no arguments, got %q", c.Args().Slice())
-					}
-					log, err := daemon.NewLogger(os.Stderr, c.String("log-format"), c.String("log-level"))
-					if err != nil {
-						return err
-					}
-					if err := os.MkdirAll(c.String("state-dir"), 0o700); err != nil {
-						return err
-					}
-					auditPath := c.String("audit-log")
-					if auditPath == "" {
-						auditPath = filepath.Join(c.String("state-dir"), "audit.log")
-					}
-					auditLog, closer, err := daemon.OpenAudit(auditPath, c.String("log-format"))
-					if err != nil {
-						return err
-					}
-					defer closer.Close()
-					m, err := mom.New(mom.Config{
-						StateDir: c.String("state-dir"), Server: c.String("server"), Listen: c.String("listen"),
-						Enroll: c.String("enroll"), Heartbeat: c.Duration("heartbeat"), Freshness: c.Duration("freshness"),
-						Log: log, Audit: auditLog,
-					})
-					if err != nil {
-						return err
-					}
-					ctx, stop := daemon.SignalContext()
-					defer stop()
-					return m.Run(ctx)
-				},
+				Description: "Listens for sister IM connections on --listen, keeps the control connection to --server and\n" +
+					"serves the admin socket and, with --metrics-listen, Prometheus metrics. The first start needs\n" +
+					"--enroll TOKEN; later starts use the enrollment stored in the state directory. Every flag is\n" +
+					"also a key of the --config file.\n\n" +
+					"Example:\n\n    momgate-mom run --config /etc/momgate/mom.toml --log-format json",
+				Flags:  append(runFlags(), testFlags()...),
+				Action: runAction(start),
 			},
 			{
 				Name:      "peers",
 				Usage:     "show the admitted-peers table of the running MOM",
 				ArgsUsage: " ",
-				Flags:     []cli.Flag{stateDirFlag, jsonFlag},
+				Description: "One row per sister address admitted by PING: node id, key id, direction (in: the sister\n" +
+					"connected; out: this MOM did), admissions, first and last time.\n\n" +
+					"Example:\n\n    momgate-mom peers --json --state-dir /var/lib/momgate/mom",
+				Flags: []cli.Flag{stateDirFlag(), jsonFlag()},
 				Action: func(c *cli.Context) error {
+					if err := config.Require(c, stateDirFlag()); err != nil {
+						return err
+					}
 					return mom.PrintPeers(c.Context, c.String("state-dir"), c.App.Writer, c.Bool("json"))
 				},
 			},
 			{
-				Name:      "status",
-				Usage:     "show the running MOM's identity, server connection, keys and rejection counters",
-				ArgsUsage: " ",
-				Flags:     []cli.Flag{stateDirFlag, jsonFlag},
+				Name:        "status",
+				Usage:       "show the running MOM's identity, server connection, keys and rejection counters",
+				ArgsUsage:   " ",
+				Description: "Example:\n\n    momgate-mom status --state-dir /var/lib/momgate/mom",
+				Flags:       []cli.Flag{stateDirFlag(), jsonFlag()},
 				Action: func(c *cli.Context) error {
+					if err := config.Require(c, stateDirFlag()); err != nil {
+						return err
+					}
 					return mom.PrintStatus(c.Context, c.String("state-dir"), c.App.Writer, c.Bool("json"))
 				},
 			},
@@ -113,22 +197,33 @@ func app() *cli.App {
 						Name:      "import",
 						Usage:     "store a key file as this MOM's next cluster key (refuses a file readable by group or others)",
 						ArgsUsage: "FILE",
-						Flags:     []cli.Flag{stateDirFlag, jsonFlag},
+						Description: "FILE is a key written by momgate-qmgr -c \"export key ID file=PATH\"; it must be readable by\n" +
+							"its owner only. The key becomes this MOM's next key: through the running MOM, which tells the\n" +
+							"server, or in STATE_DIR/keyring.json if the MOM is not running.\n\n" +
+							"Example:\n\n    momgate-mom key import --state-dir /var/lib/momgate/mom /root/momgate-7d3e11a0.key",
+						Flags: []cli.Flag{stateDirFlag(), jsonFlag()},
 						Action: func(c *cli.Context) error {
 							if c.NArg() != 1 {
 								return fmt.Errorf("key import needs exactly one key FILE")
+							}
+							if err := config.Require(c, stateDirFlag()); err != nil {
+								return err
 							}
 							return mom.ImportKey(c.Context, c.String("state-dir"), c.Args().First(), c.App.Writer, c.Bool("json"))
 						},
 					},
 					{
-						Name:      "activate",
-						Usage:     "seal with key ID from now on on this node (for a node the server cannot reach; normally use momgate-qmgr -c \"activate key ID\")",
-						ArgsUsage: "ID",
-						Flags:     []cli.Flag{stateDirFlag, jsonFlag},
+						Name:        "activate",
+						Usage:       "seal with key ID from now on on this node (for a node the server cannot reach; normally use momgate-qmgr -c \"activate key ID\")",
+						ArgsUsage:   "ID",
+						Description: "Example:\n\n    momgate-mom key activate --state-dir /var/lib/momgate/mom 7d3e11a0",
+						Flags:       []cli.Flag{stateDirFlag(), jsonFlag()},
 						Action: func(c *cli.Context) error {
 							if c.NArg() != 1 {
 								return fmt.Errorf("key activate needs exactly one key ID (8 hex digits)")
+							}
+							if err := config.Require(c, stateDirFlag()); err != nil {
+								return err
 							}
 							return mom.ActivateKey(c.Context, c.String("state-dir"), c.Args().First(), c.App.Writer, c.Bool("json"))
 						},
@@ -138,13 +233,151 @@ func app() *cli.App {
 			{
 				Name:      "ping",
 				Usage:     "ask the running MOM to open an IM connection to a sister and run the PING swap",
-				ArgsUsage: "ADDR (sister IM address IP:PORT)",
-				Flags:     []cli.Flag{stateDirFlag, jsonFlag},
+				ArgsUsage: "IP:PORT",
+				Description: "Reports whether the sister admitted this MOM and this MOM the sister, and the round trip.\n" +
+					"Exit status 1 when the swap fails.\n\n" +
+					"Example:\n\n    momgate-mom ping --state-dir /var/lib/momgate/mom 10.0.1.8:15003",
+				Flags: []cli.Flag{stateDirFlag(), jsonFlag()},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
 						return fmt.Errorf("ping needs exactly one sister address IP:PORT")
 					}
+					if err := config.Require(c, stateDirFlag()); err != nil {
+						return err
+					}
 					return mom.PrintPing(c.Context, c.String("state-dir"), c.Args().First(), c.App.Writer, c.Bool("json"))
+				},
+			},
+			jobCommand(),
+			cliutil.ConfigCommand(binary, func() (*config.Schema, error) { return schema(false) }),
+			cliutil.CompletionCommand(),
+			cliutil.ManCommand(),
+		},
+	}
+}
+
+func runAction(start func(context.Context, mom.Config) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if c.NArg() != 0 {
+			return fmt.Errorf("run takes no arguments, got %q", c.Args().Slice())
+		}
+		s, err := schema(c.Bool("metrics-allow-remote"))
+		if err != nil {
+			return err
+		}
+		if err := cliutil.LoadConfig(c, s); err != nil {
+			return err
+		}
+		if err := config.Require(c, stateDirFlag(), listenFlag()); err != nil {
+			return err
+		}
+		lim, err := readLimits(c)
+		if err != nil {
+			return err
+		}
+		log, err := daemon.NewLogger(os.Stderr, c.String("log-format"), c.String("log-level"))
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(c.String("state-dir"), 0o700); err != nil {
+			return fmt.Errorf("create state dir: %w", err)
+		}
+		auditPath := c.String("audit-log")
+		if auditPath == "" {
+			auditPath = filepath.Join(c.String("state-dir"), "audit.log")
+		}
+		ctx, stop := daemon.SignalContext()
+		defer stop()
+		auditLog, closer, err := daemon.OpenAuditFile(ctx, auditPath, c.String("log-format"), log)
+		if err != nil {
+			return err
+		}
+		defer closer.Close()
+		err = start(ctx, mom.Config{
+			StateDir: c.String("state-dir"), Server: c.String("server"), Listen: c.String("listen"),
+			Enroll: c.String("enroll"), Heartbeat: c.Duration("heartbeat"), Freshness: c.Duration("freshness"),
+			Log: log, Audit: auditLog, Protocol: c.String("protocol"),
+			MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
+			SourceLimits: lim.limits, HandshakeTimeout: lim.handshake, Now: lim.now,
+		})
+		if err != nil {
+			log.WithError(err).Error("MOM exited with an error")
+			return cliutil.Logged(err)
+		}
+		log.Info("MOM stopped")
+		return nil
+	}
+}
+
+func jobNameFlag() *cli.StringFlag {
+	return &cli.StringFlag{Name: "name", Usage: "job `NAME`", Required: true}
+}
+
+// jobCommand is the job workload: a mother superior joins sisters and polls
+// them over admitted IM connections, so a migration is measured against
+// real inter-MOM traffic.
+func jobCommand() *cli.Command {
+	noArgs := func(c *cli.Context) error {
+		if c.NArg() != 0 {
+			return fmt.Errorf("%s takes no arguments, got %q", c.Command.FullName(), c.Args().Slice())
+		}
+		return config.Require(c, stateDirFlag())
+	}
+	return &cli.Command{
+		Name:  "job",
+		Usage: "run, list and stop test jobs on the running MOM (it is their mother superior)",
+		Description: "A job joins its sisters (IM join) and polls each every interval over an admitted IM connection\n" +
+			"(PING or, in legacy and compat modes, the address list), reconnecting and re-admitting a sister\n" +
+			"whose MOM restarted. A sister unreachable for longer than the retry budget is a disruption.\n" +
+			"Jobs persist in STATE_DIR/jobs.json and resume when the MOM restarts.\n\n" +
+			"Example:\n\n    momgate-mom job start --state-dir /var/lib/momgate/mom --name j1 --sisters n2,n3 --interval 100ms",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "start",
+				Usage:     "join the sisters (IM join) and poll each of them every interval",
+				ArgsUsage: " ",
+				Flags: []cli.Flag{stateDirFlag(), jobNameFlag(), jsonFlag(),
+					&cli.StringFlag{Name: "sisters", Usage: "sister node `NAMES`, comma-separated (e.g. n2,n3)", Required: true},
+					&cli.DurationFlag{Name: "interval", Value: mom.DefaultJobInterval, Usage: "poll interval per sister"},
+					&cli.DurationFlag{Name: "budget", Value: mom.DefaultJobBudget, Usage: "retry budget: a sister unreachable longer than this is a disruption"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					var sisters []string
+					for _, s := range strings.Split(c.String("sisters"), ",") {
+						if s = strings.TrimSpace(s); s != "" {
+							sisters = append(sisters, s)
+						}
+					}
+					a := mom.JobStartArgs{Name: c.String("name"), Sisters: sisters,
+						Interval: c.Duration("interval").String(), Budget: c.Duration("budget").String()}
+					return mom.PrintJobStart(c.Context, c.String("state-dir"), a, c.App.Writer, c.Bool("json"))
+				},
+			},
+			{
+				Name:      "list",
+				Usage:     "show each job's sisters: polls ok and failed, re-admissions, disruptions",
+				ArgsUsage: " ",
+				Flags:     []cli.Flag{stateDirFlag(), jsonFlag()},
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					return mom.PrintJobs(c.Context, c.String("state-dir"), c.App.Writer, c.Bool("json"))
+				},
+			},
+			{
+				Name:      "stop",
+				Usage:     "stop a job and print its final counters",
+				ArgsUsage: " ",
+				Flags:     []cli.Flag{stateDirFlag(), jobNameFlag(), jsonFlag()},
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					return mom.PrintJobStop(c.Context, c.String("state-dir"), c.String("name"), c.App.Writer, c.Bool("json"))
 				},
 			},
 		},

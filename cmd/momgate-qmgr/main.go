@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/momgate/momgate/internal/cliutil"
 	"github.com/momgate/momgate/qmgr"
 )
 
@@ -20,9 +21,12 @@ func main() {
 
 func app() *cli.App {
 	return &cli.App{
-		Name:      "momgate-qmgr",
-		Usage:     "administer a momgate server with qmgr directives",
-		UsageText: "momgate-qmgr --state-dir DIR [--json] [-c DIRECTIVE]...\n   momgate-qmgr --state-dir DIR < directives.txt\n   momgate-qmgr --state-dir DIR            (interactive Qmgr: prompt)",
+		Name:  "momgate-qmgr",
+		Usage: "administer a momgate server with qmgr directives",
+		UsageText: "momgate-qmgr --state-dir DIR [--json] [-c DIRECTIVE]...\n" +
+			"momgate-qmgr --state-dir DIR < directives.txt\n" +
+			"momgate-qmgr --state-dir DIR            (interactive Qmgr: prompt)\n" +
+			"momgate-qmgr completion bash|zsh",
 		Description: "Directives (unambiguous abbreviations accepted, as in PBS qmgr):\n" +
 			"  create node NAME Mom=ADDR[,Port=N]   register a node; prints its one-time enrollment token\n" +
 			"  delete node NAME                     remove a node; every MOM denies it at once, then the key rotates\n" +
@@ -37,17 +41,27 @@ func app() *cli.App {
 			"  activate key ID                      make the distributed key active (manual distribution)\n" +
 			"With -c, each directive runs in order and the first failure exits non-zero; directives on\n" +
 			"standard input stop at the first failure too. --json prints machine-readable results\n" +
-			"(create node's JSON carries the enrollment token in the field \"token\").",
+			"(create node's JSON carries the enrollment token in the field \"token\").\n\n" +
+			"qmgr talks to the server's admin socket (STATE_DIR/admin.sock, owner-only), so run it as the\n" +
+			"server's user on the server host. MOMGATE_STATE_DIR (or MOMGATE_SERVER_STATE_DIR) saves typing\n" +
+			"--state-dir.\n\n" +
+			"Examples:\n\n" +
+			"    momgate-qmgr --state-dir /var/lib/momgate/server -c \"create node n1 Mom=10.0.1.7\"\n" +
+			"    momgate-qmgr --state-dir /var/lib/momgate/server --json -c \"list node\"\n" +
+			"    momgate-qmgr --state-dir /var/lib/momgate/server -c \"set server mode=compat,token_ttl=2h\"\n" +
+			"    momgate-qmgr --state-dir /var/lib/momgate/server -c \"print server\" > server.qmgr   # save\n" +
+			"    momgate-qmgr --state-dir /var/lib/momgate/server < server.qmgr                    # replay",
 		EnableBashCompletion: true,
 		HideHelpCommand:      true,
 		// Directives contain commas (Mom=ADDR,Port=N): never split -c values.
 		DisableSliceFlagSeparator: true,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "state-dir", Usage: "the server's state directory (its admin socket is STATE_DIR/admin.sock)", EnvVars: []string{"MOMGATE_STATE_DIR"}},
-			&cli.StringFlag{Name: "socket", Usage: "path of the server's admin socket (overrides --state-dir)"},
-			&cli.StringSliceFlag{Name: "c", Usage: "run this directive (repeatable)"},
+			&cli.StringFlag{Name: "state-dir", Usage: "the server's state `DIR` (its admin socket is STATE_DIR/admin.sock)", EnvVars: []string{"MOMGATE_STATE_DIR", "MOMGATE_SERVER_STATE_DIR"}, TakesFile: true},
+			&cli.StringFlag{Name: "socket", Usage: "`PATH` of the server's admin socket (overrides --state-dir)", TakesFile: true},
+			&cli.StringSliceFlag{Name: "c", Usage: "run this `DIRECTIVE` (repeatable)"},
 			&cli.BoolFlag{Name: "json", Usage: "machine-readable JSON output"},
 		},
+		Commands: []*cli.Command{cliutil.CompletionCommand(), cliutil.ManCommand()},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
 				return fmt.Errorf("qmgr: unexpected arguments %q (quote a directive: -c \"list node\")", c.Args().Slice())

@@ -2,6 +2,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,39 +10,131 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/momgate/momgate/internal/cliutil"
+	"github.com/momgate/momgate/internal/config"
 	"github.com/momgate/momgate/internal/daemon"
+	"github.com/momgate/momgate/internal/metrics"
 	"github.com/momgate/momgate/server"
 )
 
+const (
+	binary    = "momgate-server"
+	envPrefix = "MOMGATE_SERVER_"
+)
+
 func main() {
-	if err := app().Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "momgate-server:", err)
-		os.Exit(1)
+	err := app(startServer).Run(os.Args)
+	os.Exit(cliutil.Exit(binary, err, func(s string) { fmt.Fprintln(os.Stderr, s) }))
+}
+
+// startServer is the real daemon; tests substitute a recorder.
+func startServer(ctx context.Context, cfg server.Config) error {
+	srv, err := server.New(cfg)
+	if err != nil {
+		return err
+	}
+	return srv.Run(ctx)
+}
+
+func stateDirFlag() *cli.StringFlag {
+	return &cli.StringFlag{
+		Name: "state-dir", Usage: "server state `DIR` (identity, keys, nodes, audit log, admin socket)",
+		EnvVars: []string{cliutil.EnvVar(envPrefix, "state-dir"), "MOMGATE_STATE_DIR"}, TakesFile: true,
 	}
 }
 
-var stateDirFlag = &cli.StringFlag{
-	Name: "state-dir", Usage: "server state directory (identity, keys, nodes, admin socket)",
-	EnvVars: []string{"MOMGATE_STATE_DIR"}, Required: true,
+// runFlags returns fresh flags of the run command: urfave/cli keeps
+// "set from the environment" inside a flag, so each App gets its own. Every
+// flag but --config is also a key of the configuration file.
+func runFlags() []cli.Flag {
+	env := func(name string, old ...string) []string {
+		return append([]string{cliutil.EnvVar(envPrefix, name)}, old...)
+	}
+	flags := []cli.Flag{
+		cliutil.ConfigFlag(envPrefix),
+		stateDirFlag(),
+		&cli.StringFlag{Name: "listen", Value: "127.0.0.1:15001", Usage: "TCP `ADDR`ESS (HOST:PORT) for MOM control connections; MOMs dial it with --server", EnvVars: env("listen", "MOMGATE_LISTEN")},
+		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log and audit `FORMAT`: text or json", EnvVars: env("log-format")},
+		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `LEVEL`: debug, info, warn, error", EnvVars: env("log-level")},
+		&cli.StringFlag{Name: "audit-log", Usage: "audit log `FILE`, one line per admission attempt (\"-\" for stderr; default STATE_DIR/audit.log); reopened on SIGHUP", EnvVars: env("audit-log"), TakesFile: true},
+		&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics at http://`IP:PORT`/metrics (loopback only unless --metrics-allow-remote; default off)", EnvVars: env("metrics-listen")},
+		&cli.BoolFlag{Name: "metrics-allow-remote", Usage: "allow a --metrics-listen address that is not loopback", EnvVars: env("metrics-allow-remote")},
+		&cli.DurationFlag{Name: "key-timeout", Value: server.DefaultKeyTimeout, EnvVars: env("key-timeout"),
+			Usage: "how long a key rotation waits for connected MOMs to acknowledge the new key before activating it anyway (docs/KEYS.md)"},
+	}
+	return append(flags, limitFlags()...)
 }
 
-func app() *cli.App {
+// schema returns the config file schema; allowRemote is the effective
+// --metrics-allow-remote from flags or environment.
+func schema(allowRemote bool) (*config.Schema, error) {
+	checks := map[string]config.Check{
+		"state-dir":   config.AbsPath,
+		"listen":      config.ListenAddr,
+		"log-format":  config.LogFormat,
+		"log-level":   config.LogLevel,
+		"audit-log":   config.AuditPath,
+		"key-timeout": config.PositiveDuration,
+		"metrics-listen": func(v string, f config.Values) error {
+			return metrics.CheckListen(v, allowRemote || f.Bool("metrics-allow-remote"))
+		},
+	}
+	for k, v := range limitChecks() {
+		checks[k] = v
+	}
+	return config.FromFlags(runFlags(), []string{"config"}, checks)
+}
+
+const description = `The server is the registry and key authority of a momgate cluster. It admits MOMs that enroll with a
+one-time token (momgate-qmgr -c "create node NAME Mom=ADDR"), hands each one the cluster key wrapped for
+its own identity key, answers their heartbeat PINGs, and records every admission attempt in the audit
+log. Administer a running server with momgate-qmgr on the same host (its admin socket is
+STATE_DIR/admin.sock, owner-only).
+
+Settings come from, first found wins: the command-line flag, its environment variable
+(MOMGATE_SERVER_<FLAG>, e.g. MOMGATE_SERVER_LOG_LEVEL), the --config file, the default. The file is TOML
+with one key per run flag, named as the long flag (listen = "10.0.0.1:15001"); check one with
+"momgate-server config check FILE".
+
+Examples:
+
+    momgate-server init --state-dir /var/lib/momgate/server
+    momgate-server run --config /etc/momgate/server.toml
+    momgate-server run --state-dir /var/lib/momgate/server --listen 10.0.0.1:15001 \
+        --log-format json --metrics-listen 127.0.0.1:9464
+    momgate-server config check /etc/momgate/server.toml
+
+Files: STATE_DIR/identity.json, keyring.json (secret, mode 0600), state.json (nodes, tokens),
+rotation.json (key rotation, docs/KEYS.md), deny.json (denied nodes and addresses),
+marks.* and ceiling (replay state), audit.log, admin.sock. Back up the whole directory while the server is
+stopped. Signals: SIGTERM and SIGINT stop the server cleanly; SIGHUP reopens the audit log file.
+See docs/DEPLOYMENT.md.`
+
+func app(start func(context.Context, server.Config) error) *cli.App {
 	return &cli.App{
-		Name:  "momgate-server",
+		Name:  binary,
 		Usage: "momgate server: node registry, enrollment, cluster keys, PING responder",
-		Description: "The server admits MOMs that enroll with a one-time token (momgate-qmgr -c \"create node ...\"),\n" +
-			"hands each one the cluster key wrapped for its own identity key, and answers their heartbeat PINGs.\n" +
-			"Administer it with momgate-qmgr --state-dir DIR.",
+		UsageText: "momgate-server init --state-dir DIR\n" +
+			"momgate-server run [--config FILE] [--state-dir DIR] [--listen HOST:PORT] [options]\n" +
+			"momgate-server config check FILE\n" +
+			"momgate-server completion bash|zsh",
+		Description:          description,
 		EnableBashCompletion: true,
 		Commands: []*cli.Command{
 			{
 				Name:      "init",
 				Usage:     "create a new state directory: server identity and first cluster key",
 				ArgsUsage: " ",
-				Flags:     []cli.Flag{stateDirFlag},
+				Description: "Creates DIR (mode 0700) with a new X25519 server identity, a first active cluster key and an\n" +
+					"empty node registry, then prints the server's key fingerprint. It refuses a directory that is\n" +
+					"already initialized.\n\nExample:\n\n    momgate-server init --state-dir /var/lib/momgate/server",
+				Flags: []cli.Flag{stateDirFlag()},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 0 {
 						return fmt.Errorf("init takes no arguments, got %q", c.Args().Slice())
+					}
+					if err := config.Require(c, stateDirFlag()); err != nil {
+						return err
 					}
 					fp, err := server.Init(c.String("state-dir"), nil, time.Now())
 					if err != nil {
@@ -55,44 +148,68 @@ func app() *cli.App {
 				Name:      "run",
 				Usage:     "run the server daemon until SIGINT or SIGTERM",
 				ArgsUsage: " ",
-				Flags: []cli.Flag{
-					stateDirFlag,
-					&cli.StringFlag{Name: "listen", Value: "127.0.0.1:15001", Usage: "TCP address for MOM control connections", EnvVars: []string{"MOMGATE_LISTEN"}},
-					&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
-					&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn, error"},
-					&cli.StringFlag{Name: "audit-log", Usage: "audit log file (\"-\" for stderr; default STATE_DIR/audit.log)"},
-					&cli.DurationFlag{Name: "key-timeout", Value: server.DefaultKeyTimeout, Usage: "how long a key rotation waits for connected MOMs to acknowledge the new key before activating it anyway"},
-				},
-				Action: func(c *cli.Context) error {
-					if c.NArg() != 0 {
-						return fmt.Errorf("run takes no arguments, got %q", c.Args().Slice())
-					}
-					if c.Duration("key-timeout") <= 0 {
-						return fmt.Errorf("--key-timeout %s: want a positive duration", c.Duration("key-timeout"))
-					}
-					log, err := daemon.NewLogger(os.Stderr, c.String("log-format"), c.String("log-level"))
-					if err != nil {
-						return err
-					}
-					auditPath := c.String("audit-log")
-					if auditPath == "" {
-						auditPath = filepath.Join(c.String("state-dir"), "audit.log")
-					}
-					auditLog, closer, err := daemon.OpenAudit(auditPath, c.String("log-format"))
-					if err != nil {
-						return err
-					}
-					defer closer.Close()
-					srv, err := server.New(server.Config{StateDir: c.String("state-dir"), Listen: c.String("listen"), Log: log, Audit: auditLog,
-						KeyTimeout: c.Duration("key-timeout")})
-					if err != nil {
-						return err
-					}
-					ctx, stop := daemon.SignalContext()
-					defer stop()
-					return srv.Run(ctx)
-				},
+				Description: "Listens for MOM control connections on --listen, serves the admin socket in the state\n" +
+					"directory and, with --metrics-listen, Prometheus metrics. Logs go to standard error (text or\n" +
+					"JSON); the audit log is its own stream. Every flag is also a key of the --config file.\n\n" +
+					"Example:\n\n    momgate-server run --config /etc/momgate/server.toml --log-level debug",
+				Flags:  append(runFlags(), testFlags()...),
+				Action: runAction(start),
 			},
+			cliutil.ConfigCommand(binary, func() (*config.Schema, error) { return schema(false) }),
+			cliutil.CompletionCommand(),
+			cliutil.ManCommand(),
 		},
+	}
+}
+
+func runAction(start func(context.Context, server.Config) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if c.NArg() != 0 {
+			return fmt.Errorf("run takes no arguments, got %q", c.Args().Slice())
+		}
+		s, err := schema(c.Bool("metrics-allow-remote"))
+		if err != nil {
+			return err
+		}
+		if err := cliutil.LoadConfig(c, s); err != nil {
+			return err
+		}
+		if err := config.Require(c, stateDirFlag()); err != nil {
+			return err
+		}
+		lim, err := readLimits(c)
+		if err != nil {
+			return err
+		}
+		if c.Duration("key-timeout") <= 0 {
+			return fmt.Errorf("--key-timeout %s: want a positive duration", c.Duration("key-timeout"))
+		}
+		log, err := daemon.NewLogger(os.Stderr, c.String("log-format"), c.String("log-level"))
+		if err != nil {
+			return err
+		}
+		auditPath := c.String("audit-log")
+		if auditPath == "" {
+			auditPath = filepath.Join(c.String("state-dir"), "audit.log")
+		}
+		ctx, stop := daemon.SignalContext()
+		defer stop()
+		auditLog, closer, err := daemon.OpenAuditFile(ctx, auditPath, c.String("log-format"), log)
+		if err != nil {
+			return err
+		}
+		defer closer.Close()
+		err = start(ctx, server.Config{
+			StateDir: c.String("state-dir"), Listen: c.String("listen"), Log: log, Audit: auditLog,
+			MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
+			SourceLimits: lim.limits, HandshakeTimeout: lim.handshake, Now: lim.now,
+			KeyTimeout: c.Duration("key-timeout"),
+		})
+		if err != nil {
+			log.WithError(err).Error("server exited with an error")
+			return cliutil.Logged(err)
+		}
+		log.Info("server stopped")
+		return nil
 	}
 }

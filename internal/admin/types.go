@@ -1,6 +1,10 @@
 package admin
 
-import "time"
+import (
+	"time"
+
+	"github.com/momgate/momgate/internal/audit"
+)
 
 // Operations of the server's admin socket. Each names its argument type
 // and its result type (the Data of the response, and the --json output of
@@ -33,6 +37,7 @@ type NodeInfo struct {
 	Port        int        `json:"port"`        // MOM IM port
 	State       string     `json:"state"`       // NodeEnrolling, NodeUp or NodeDown
 	Protocol    string     `json:"protocol"`    // "v1", "v2" or "" (never seen)
+	Versions    string     `json:"versions"`    // versions the MOM advertised: "v1", "v2", "v1,v2" or ""
 	Upgraded    bool       `json:"upgraded"`    // no-downgrade mark: legacy admission refused
 	KeyID       string     `json:"key_id"`      // cluster key id the node holds, "" if unknown
 	KeyState    string     `json:"key_state"`   // "current", "acked", "pending", "needs sync" or ""
@@ -59,6 +64,30 @@ type ServerInfo struct {
 	ActiveKey       string            `json:"active_key"`       // id of the active cluster key, "" if none
 	Nodes           int               `json:"nodes"`            // number of nodes
 	Attrs           map[string]string `json:"attrs"`            // every settable attribute and its current value
+	Audit           *audit.Snapshot   `json:"audit,omitempty"`  // admission counters: accepted, rejected by reason
+	Legacy          *LegacyStats      `json:"legacy,omitempty"` // legacy protocol pushes and refusals
+}
+
+// LegacyStats counts what the server pushed for the legacy protocol (v1)
+// and what it refused during the migration. Counters start at zero when
+// the server starts.
+type LegacyStats struct {
+	PushMessages    uint64 `json:"push_messages"`    // ClusterAddrs (address list) frames sent
+	PushBytes       uint64 `json:"push_bytes"`       // their bytes, headers included
+	UpgradeMessages uint64 `json:"upgrade_messages"` // NodeUpgraded frames sent
+	UpgradeBytes    uint64 `json:"upgrade_bytes"`    // their bytes
+	ModeMessages    uint64 `json:"mode_messages"`    // Mode frames sent
+	ListRuns        int    `json:"list_runs"`        // runs of consecutive addresses in the current list
+	ListBytes       int    `json:"list_bytes"`       // bytes of one list push
+	ListSessions    int    `json:"list_sessions"`    // connected MOMs that get lists in the current mode
+	V1Sessions      int    `json:"v1_sessions"`      // connected MOMs speaking v1
+	Upgraded        int    `json:"upgraded"`         // nodes marked upgraded
+	V1Accepted      uint64 `json:"v1_accepted"`      // legacy hellos accepted
+	V1Refused       uint64 `json:"v1_refused"`       // legacy hellos refused in ping mode
+	V2Refused       uint64 `json:"v2_refused"`       // PING hellos refused in legacy mode
+	Downgrades      uint64 `json:"downgrades"`       // legacy hellos of upgraded nodes refused
+	Overflows       uint64 `json:"push_overflows"`   // MOMs disconnected because their push queue was full
+	Lookups         uint64 `json:"lookups"`          // node address lookups answered
 }
 
 // ServerReport is the result of OpPrintServer: the server and its nodes.

@@ -123,15 +123,15 @@ func CheckFormat(format string) error {
 // Snapshot is a copy of a Log's counters.
 type Snapshot struct {
 	// Accepted counts accepted admissions.
-	Accepted uint64
+	Accepted uint64 `json:"accepted"`
 	// Rejected counts rejected admissions by reason label.
-	Rejected map[string]uint64
+	Rejected map[string]uint64 `json:"rejected"`
 	// Suppressed counts entries not written because of rate limiting.
-	Suppressed uint64
+	Suppressed uint64 `json:"suppressed"`
 	// Lines counts lines written, aggregates included.
-	Lines uint64
+	Lines uint64 `json:"lines"`
 	// WriteErrors counts lines the output failed to take.
-	WriteErrors uint64
+	WriteErrors uint64 `json:"write_errors"`
 }
 
 // Log is the audit log. It is safe for concurrent use.

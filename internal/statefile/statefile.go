@@ -88,9 +88,11 @@ func CheckPrivate(path string, fi os.FileInfo) error {
 
 // ReadPrivate reads a file that must pass CheckPrivate, checked on the open
 // file (no race with a rename), at most MaxPrivateSize bytes. It does not
-// follow a symlink at path.
+// follow a symlink at path, and it opens without blocking, so a FIFO at
+// path is refused rather than waited on (O_NONBLOCK does not change reads
+// of a regular file).
 func ReadPrivate(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
 			return nil, fmt.Errorf("%s is a symlink: %w", path, ErrNotRegular)

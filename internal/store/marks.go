@@ -40,7 +40,7 @@ const (
 	maxMarkLogSize = 1 << 30
 )
 
-// ErrClosed means the MarkLog was closed.
+// ErrClosed means the MarkLog or Journal was closed.
 var ErrClosed = errors.New("mark log closed")
 
 // MarkLog persists the replay guard's high-water marks: a snapshot

@@ -98,6 +98,10 @@ func Respond(conn net.Conn, frame []byte, s *ping.Sealer, v *ping.Verifier, res 
 		return rejectOf(frame)
 	}
 	if err := v.VerifyPing(frame, remote, local, res); err != nil {
+		if errors.Is(err, ping.ErrMalformed) && len(frame) >= proto.HeaderSize {
+			// Say what came instead: "IMJoin frame of 40 bytes".
+			err = fmt.Errorf("%s frame of %d bytes where a Ping was due: %w", proto.Type(frame[3]), len(frame), err)
+		}
 		_ = proto.WriteFrame(conn, &proto.Reject{Code: RejectCode(err), Reason: err.Error()})
 		return err
 	}

@@ -1,0 +1,108 @@
+// Command momgate-bench runs the loopback benchmarks of `make bench-munge`:
+// momgate PING swaps through a real MOM daemon and the raw loopback
+// connection rate, beside MUNGE's rate measured by scripts/bench-munge.sh.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/momgate/momgate/internal/daemon"
+	"github.com/momgate/momgate/internal/loopbench"
+)
+
+func main() {
+	if err := app().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "momgate-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func app() *cli.App {
+	return &cli.App{
+		Name:  "momgate-bench",
+		Usage: "loopback benchmarks: PING swaps through a real MOM vs raw connections (see make bench-munge)",
+		Commands: []*cli.Command{
+			{
+				Name:      "run",
+				Usage:     "start a server and a MOM from --bin, measure raw and PING swap rates, print them with the ratios",
+				ArgsUsage: " ",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "bin", Usage: "directory of momgate-server, momgate-mom, momgate-qmgr (default: this binary's)"},
+					&cli.IntFlag{Name: "workers", Value: runtime.NumCPU(), Usage: "parallel client workers"},
+					&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "measured time per phase"},
+					&cli.DurationFlag{Name: "warmup", Value: time.Second, Usage: "unmeasured time before each phase"},
+					&cli.Float64Flag{Name: "munge-rate", Usage: "MUNGE credentials per second measured by remunge (0: not measured)"},
+					&cli.StringFlag{Name: "munge-note", Usage: "how the MUNGE rate was measured, or why it was skipped"},
+					&cli.BoolFlag{Name: "json", Usage: "machine-readable JSON output"},
+				},
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 0 {
+						return fmt.Errorf("run takes no arguments, got %q", c.Args().Slice())
+					}
+					if c.Int("workers") < 1 || c.Int("workers") > 1024 {
+						return fmt.Errorf("--workers %d: want 1..1024", c.Int("workers"))
+					}
+					if c.Duration("duration") <= 0 || c.Duration("warmup") < 0 {
+						return fmt.Errorf("--duration must be > 0 and --warmup >= 0")
+					}
+					if c.Float64("munge-rate") < 0 {
+						return fmt.Errorf("--munge-rate %g: want >= 0", c.Float64("munge-rate"))
+					}
+					self, err := os.Executable()
+					if err != nil {
+						return err
+					}
+					bin := c.String("bin")
+					if bin == "" {
+						bin = filepath.Dir(self)
+					}
+					dir, err := os.MkdirTemp("", "momgate-bench-")
+					if err != nil {
+						return err
+					}
+					defer os.RemoveAll(dir)
+					ctx, stop := daemon.SignalContext()
+					defer stop()
+					rep, err := loopbench.Run(ctx, loopbench.Config{
+						BinDir: bin, Dir: dir, Workers: c.Int("workers"), Warmup: c.Duration("warmup"),
+						Duration: c.Duration("duration"), MungeRate: c.Float64("munge-rate"), MungeNote: c.String("munge-note"),
+						EchoCommand: []string{self, "echo", "--listen"},
+					})
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						enc := json.NewEncoder(c.App.Writer)
+						enc.SetIndent("", "  ")
+						return enc.Encode(rep)
+					}
+					rep.WriteText(c.App.Writer)
+					return nil
+				},
+			},
+			{
+				Name:      "echo",
+				Usage:     "serve the raw exchange (read one frame, write one frame, wait for close) until SIGTERM",
+				ArgsUsage: " ",
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "listen", Required: true, Usage: "IP:PORT"}},
+				Action: func(c *cli.Context) error {
+					ln, err := net.Listen("tcp", c.String("listen"))
+					if err != nil {
+						return err
+					}
+					ctx, stop := daemon.SignalContext()
+					defer stop()
+					return loopbench.Echo(ctx, ln)
+				},
+			},
+		},
+	}
+}

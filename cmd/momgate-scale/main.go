@@ -1,0 +1,58 @@
+// Command momgate-scale measures a server and a MOM daemon against many
+// simulated MOMs on loopback (see docs/PERFORMANCE.md).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/momgate/momgate/internal/sim"
+)
+
+func main() {
+	app := &cli.App{
+		Name:  "momgate-scale",
+		Usage: "run one server and one MOM against N simulated MOMs on 127.1.x.y and report rates and memory",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "nodes", Value: 1000, Usage: "simulated MOMs (each on its own 127.1.x.y)"},
+			&cli.IntFlag{Name: "workers", Value: 64, Usage: "concurrent connections while enrolling and swapping"},
+			&cli.IntFlag{Name: "heartbeats", Value: 5, Usage: "heartbeat PINGs per node"},
+			&cli.IntFlag{Name: "churn", Value: 100, Usage: "nodes deleted, re-created and re-enrolled"},
+			&cli.StringFlag{Name: "bin", Value: "bin", Usage: "directory holding momgate-server and momgate-mom"},
+			&cli.DurationFlag{Name: "token-ttl", Value: time.Minute, Usage: "token_ttl for the run; the registry is measured after the tokens expire (0: server default, measured at once)"},
+			&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "per-operation timeout"},
+		},
+		Action: func(c *cli.Context) error {
+			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			dir, err := os.MkdirTemp("", "momgate-scale-")
+			if err != nil {
+				return err
+			}
+			if os.Getenv("MOMGATE_SCALE_KEEP") == "" {
+				defer os.RemoveAll(dir)
+			} else {
+				fmt.Fprintln(os.Stderr, "keeping", dir)
+			}
+			rep, err := sim.Run(ctx, sim.Config{
+				ServerBin: c.String("bin") + "/momgate-server", MomBin: c.String("bin") + "/momgate-mom", Dir: dir,
+				Nodes: c.Int("nodes"), Workers: c.Int("workers"), Heartbeats: c.Int("heartbeats"), Churn: c.Int("churn"),
+				Timeout: c.Duration("timeout"), TokenTTL: c.Duration("token-ttl"), Progress: os.Stderr,
+			})
+			if rep != nil {
+				sim.PrintReport(os.Stdout, rep)
+			}
+			return err
+		},
+	}
+	if err := app.RunContext(context.Background(), os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "momgate-scale:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,457 @@
+package sim
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/momgate/momgate/internal/admin"
+)
+
+// Config sets up a scale run: one real server process, one real MOM daemon
+// and Nodes simulated MOMs in this process, each on its own 127.1.x.y.
+type Config struct {
+	ServerBin  string // momgate-server binary
+	MomBin     string // momgate-mom binary
+	Dir        string // scratch directory (state dirs, logs)
+	Nodes      int    // simulated MOMs
+	Workers    int    // concurrent connections while enrolling and swapping
+	Heartbeats int    // heartbeat PINGs per node
+	Churn      int    // nodes deleted then created and enrolled again
+	Timeout    time.Duration
+	TokenTTL   time.Duration // token_ttl for the run; 0 leaves the default
+	Progress   io.Writer     // progress lines; nil for none
+}
+
+// Report is what a run measured.
+type Report struct {
+	Nodes             int
+	Create            Phase // create node through the admin socket, one request each
+	Enroll            Phase // enrollment + key unwrap + PING swap, Workers at a time
+	Heartbeat         Phase // heartbeat PINGs over the open control connections
+	SisterSwap        Phase // IM PING swaps with the real MOM daemon, new connection each
+	Churn             Phase // delete + create + enroll
+	ServerRSSIdle     int64 // server RSS with no nodes
+	ServerRSSUp       int64 // with every node enrolled and connected
+	ServerRSSRestart  int64 // after a restart with every node enrolled, none connected
+	MomRSSBefore      int64 // real MOM RSS before the sister swaps
+	MomRSSAfter       int64 // and after: one admitted peer per simulated node
+	ServerCPU         time.Duration
+	ServerStateBytes  int64 // state.json + state.journal
+	PerNodeUpBytes    float64
+	PerNodeStateBytes float64 // server RSS per enrolled node, not connected
+	PerPeerMomBytes   float64
+	HeapIdle          admin.MemStats // server after a GC, no nodes
+	HeapUp            admin.MemStats // every node enrolled and connected
+	HeapRestart       admin.MemStats // after a restart, none connected
+}
+
+// HeapPerNode is the server's live heap per enrolled node, not connected.
+func (r *Report) HeapPerNode() float64 {
+	return float64(int64(r.HeapRestart.HeapAlloc)-int64(r.HeapIdle.HeapAlloc)) / float64(r.Nodes)
+}
+
+// HeapPerConn is the server's live heap and stack per connected node.
+func (r *Report) HeapPerConn() float64 {
+	up := int64(r.HeapUp.HeapAlloc + r.HeapUp.StackInuse)
+	down := int64(r.HeapRestart.HeapAlloc + r.HeapRestart.StackInuse)
+	return float64(up-down) / float64(r.Nodes)
+}
+
+func (r *runner) memStats(ctx context.Context) admin.MemStats {
+	var ms admin.MemStats
+	if err := r.adm.Call(ctx, admin.OpMemStats, nil, &ms); err != nil {
+		r.progress("mem_stats: %v", err)
+	}
+	return ms
+}
+
+// Phase is the count and duration of one step.
+type Phase struct {
+	Count    int
+	Errors   int
+	Duration time.Duration
+}
+
+// Rate is operations per second.
+func (p Phase) Rate() float64 {
+	if p.Duration <= 0 {
+		return 0
+	}
+	return float64(p.Count) / p.Duration.Seconds()
+}
+
+func (p Phase) String() string {
+	return fmt.Sprintf("%d in %.2fs (%.0f/s, %d errors)", p.Count, p.Duration.Seconds(), p.Rate(), p.Errors)
+}
+
+// NodeAddr is the loopback address of simulated node i (0-based).
+func NodeAddr(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{127, 1, byte(i / 250), byte(i%250 + 1)})
+}
+
+type runner struct {
+	cfg      Config
+	srvDir   string
+	srvAddr  string
+	srv      *exec.Cmd
+	adm      *admin.Client
+	nodes    []*Node
+	progress func(format string, args ...any)
+}
+
+// Run performs a scale run and returns its report.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Nodes <= 0 || cfg.Nodes > 60000 {
+		return nil, fmt.Errorf("nodes %d: want 1..60000", cfg.Nodes)
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 64
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	r := &runner{cfg: cfg, srvDir: filepath.Join(cfg.Dir, "server"), progress: func(string, ...any) {}}
+	if cfg.Progress != nil {
+		r.progress = func(f string, a ...any) { fmt.Fprintf(cfg.Progress, "scale: "+f+"\n", a...) }
+	}
+	defer r.stopServer()
+	defer func() {
+		for _, n := range r.nodes {
+			n.Close()
+		}
+	}()
+	rep := &Report{Nodes: cfg.Nodes}
+	if out, err := exec.CommandContext(ctx, cfg.ServerBin, "init", "--state-dir", r.srvDir).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("server init: %v: %s", err, out)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	r.srvAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	if err := r.startServer(ctx); err != nil {
+		return nil, err
+	}
+	rep.ServerRSSIdle = rss(r.srv.Process.Pid)
+	rep.HeapIdle = r.memStats(ctx)
+	if cfg.TokenTTL > 0 {
+		set := admin.SetArgs{Attrs: []admin.Attr{{Name: "token_ttl", Value: cfg.TokenTTL.String()}}}
+		if err := r.adm.Call(ctx, admin.OpSetServer, set, nil); err != nil {
+			return nil, fmt.Errorf("set token_ttl: %w", err)
+		}
+	}
+
+	// Create every node through the admin socket.
+	tokens := make([]string, cfg.Nodes)
+	var lastExpiry time.Time
+	t0 := time.Now()
+	for i := range cfg.Nodes {
+		var res admin.CreateNodeResult
+		args := admin.CreateNodeArgs{Name: fmt.Sprintf("sim%05d", i), Mom: NodeAddr(i).String()}
+		if err := r.adm.Call(ctx, admin.OpCreateNode, args, &res); err != nil {
+			return nil, fmt.Errorf("create node %s: %w", args.Name, err)
+		}
+		tokens[i], lastExpiry = res.Token, res.TokenExpires
+	}
+	rep.Create = Phase{Count: cfg.Nodes, Duration: time.Since(t0)}
+	r.progress("create node: %s", rep.Create)
+
+	r.nodes = make([]*Node, cfg.Nodes)
+	for i := range r.nodes {
+		if r.nodes[i], err = NewNode(fmt.Sprintf("sim%05d", i), NodeAddr(i), tokens[i]); err != nil {
+			return nil, err
+		}
+	}
+	rep.Enroll = r.each(ctx, r.nodes, func(n *Node) error { return n.Connect(ctx, r.srvAddr, cfg.Timeout) })
+	r.progress("enroll: %s", rep.Enroll)
+	if rep.Enroll.Errors > 0 {
+		return rep, fmt.Errorf("%d enrollments failed", rep.Enroll.Errors)
+	}
+	rep.ServerRSSUp = rss(r.srv.Process.Pid)
+	rep.HeapUp = r.memStats(ctx)
+
+	t0 = time.Now()
+	hb := r.each(ctx, r.nodes, func(n *Node) error {
+		for range cfg.Heartbeats {
+			if err := n.Heartbeat(cfg.Timeout); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	rep.Heartbeat = Phase{Count: cfg.Nodes * cfg.Heartbeats, Errors: hb.Errors, Duration: time.Since(t0)}
+	r.progress("heartbeats: %s", rep.Heartbeat)
+
+	if err := r.sisters(ctx, rep); err != nil {
+		return rep, err
+	}
+	if cfg.Churn > 0 {
+		if err := r.churn(ctx, rep); err != nil {
+			return rep, err
+		}
+	}
+	rep.ServerCPU = cpuTime(r.srv.Process.Pid)
+
+	// Memory of the registry alone: restart with every node enrolled and
+	// none connected.
+	for _, n := range r.nodes {
+		n.Close()
+	}
+	r.stopServer()
+	if cfg.TokenTTL > 0 {
+		// Steady state: the used tokens have expired and are pruned at load.
+		r.progress("waiting until the enrollment tokens expire at %s", lastExpiry.Format(time.TimeOnly))
+		select {
+		case <-ctx.Done():
+			return rep, ctx.Err()
+		case <-time.After(time.Until(lastExpiry) + time.Second):
+		}
+	}
+	if err := r.startServer(ctx); err != nil {
+		return rep, err
+	}
+	rep.ServerRSSRestart = rss(r.srv.Process.Pid)
+	rep.HeapRestart = r.memStats(ctx)
+	for _, f := range []string{"state.json", "state.journal"} {
+		if fi, err := os.Stat(filepath.Join(r.srvDir, f)); err == nil {
+			rep.ServerStateBytes += fi.Size()
+		}
+	}
+	n := float64(cfg.Nodes)
+	rep.PerNodeUpBytes = float64(rep.ServerRSSUp-rep.ServerRSSIdle) / n
+	rep.PerNodeStateBytes = float64(rep.ServerRSSRestart-rep.ServerRSSIdle) / n
+	rep.PerPeerMomBytes = float64(rep.MomRSSAfter-rep.MomRSSBefore) / n
+	return rep, nil
+}
+
+// each runs fn for every node, Workers at a time, and times it.
+func (r *runner) each(ctx context.Context, nodes []*Node, fn func(*Node) error) Phase {
+	var next, errs atomic.Int64
+	var first sync.Once
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for range min(r.cfg.Workers, len(nodes)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= len(nodes) {
+					return
+				}
+				if err := fn(nodes[i]); err != nil {
+					errs.Add(1)
+					first.Do(func() { r.progress("first error: %v", err) })
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return Phase{Count: len(nodes), Errors: int(errs.Load()), Duration: time.Since(t0)}
+}
+
+// sisters starts a real MOM daemon on 127.0.0.2 and has every simulated
+// node run one IM swap with it.
+func (r *runner) sisters(ctx context.Context, rep *Report) error {
+	var res admin.CreateNodeResult
+	if err := r.adm.Call(ctx, admin.OpCreateNode, admin.CreateNodeArgs{Name: "realmom", Mom: "127.0.0.2"}, &res); err != nil {
+		return fmt.Errorf("create realmom: %w", err)
+	}
+	port, err := freePortOn("127.0.0.2")
+	if err != nil {
+		return err
+	}
+	imAddr := fmt.Sprintf("127.0.0.2:%d", port)
+	momDir := filepath.Join(r.cfg.Dir, "realmom")
+	mctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	mom := exec.CommandContext(mctx, r.cfg.MomBin, "run", "--state-dir", momDir, "--server", r.srvAddr,
+		"--listen", imAddr, "--enroll", res.Token, "--log-level", "warn", "--audit-log", filepath.Join(r.cfg.Dir, "realmom-audit.log"))
+	mom.Stdout, mom.Stderr = io.Discard, io.Discard
+	if err := mom.Start(); err != nil {
+		return fmt.Errorf("start mom: %w", err)
+	}
+	defer func() { _ = mom.Process.Signal(os.Interrupt); _ = mom.Wait() }()
+	if err := r.waitNodeUp(ctx, "realmom"); err != nil {
+		return err
+	}
+	rep.MomRSSBefore = rss(mom.Process.Pid)
+	rep.SisterSwap = r.each(ctx, r.nodes, func(n *Node) error { return n.Swap(ctx, imAddr, r.cfg.Timeout) })
+	rep.MomRSSAfter = rss(mom.Process.Pid)
+	r.progress("sister swaps at one MOM: %s", rep.SisterSwap)
+	return nil
+}
+
+// churn deletes the first Churn nodes, then creates and enrolls them again
+// under new names.
+func (r *runner) churn(ctx context.Context, rep *Report) error {
+	k := min(r.cfg.Churn, len(r.nodes))
+	t0 := time.Now()
+	errs := 0
+	for i := range k {
+		r.nodes[i].Close()
+		if err := r.adm.Call(ctx, admin.OpDeleteNode, admin.NodeArgs{Name: r.nodes[i].Name}, nil); err != nil {
+			return fmt.Errorf("delete %s: %w", r.nodes[i].Name, err)
+		}
+		var res admin.CreateNodeResult
+		name := fmt.Sprintf("churn%05d", i)
+		if err := r.adm.Call(ctx, admin.OpCreateNode, admin.CreateNodeArgs{Name: name, Mom: NodeAddr(i).String()}, &res); err != nil {
+			return fmt.Errorf("create %s: %w", name, err)
+		}
+		n, err := NewNode(name, NodeAddr(i), res.Token)
+		if err != nil {
+			return err
+		}
+		if err := n.Connect(ctx, r.srvAddr, r.cfg.Timeout); err != nil {
+			errs++
+			r.progress("churn: %v", err)
+		}
+		r.nodes[i] = n
+	}
+	rep.Churn = Phase{Count: k, Errors: errs, Duration: time.Since(t0)}
+	r.progress("churn (delete + create + enroll): %s", rep.Churn)
+	return nil
+}
+
+func (r *runner) waitNodeUp(ctx context.Context, name string) error {
+	deadline := time.Now().Add(r.cfg.Timeout)
+	for time.Now().Before(deadline) {
+		var infos []admin.NodeInfo
+		if err := r.adm.Call(ctx, admin.OpListNode, admin.ListNodeArgs{Name: name}, &infos); err == nil &&
+			len(infos) == 1 && infos[0].State == admin.NodeUp {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond): // polling interval, not synchronisation
+		}
+	}
+	return fmt.Errorf("node %s not up within %s", name, r.cfg.Timeout)
+}
+
+func (r *runner) startServer(ctx context.Context) error {
+	r.srv = exec.Command(r.cfg.ServerBin, "run", "--state-dir", r.srvDir, "--listen", r.srvAddr,
+		"--log-level", "warn", "--audit-log", filepath.Join(r.cfg.Dir, "server-audit.log"))
+	r.srv.Stdout, r.srv.Stderr = io.Discard, io.Discard
+	if err := r.srv.Start(); err != nil {
+		return fmt.Errorf("start server: %w", err)
+	}
+	sock := filepath.Join(r.srvDir, "admin.sock")
+	deadline := time.Now().Add(r.cfg.Timeout)
+	for {
+		c, err := admin.Dial(ctx, sock)
+		if err == nil {
+			if err = c.Call(ctx, admin.OpPrintServer, nil, nil); err == nil {
+				r.adm = c
+				return nil
+			}
+			c.Close()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("server admin socket %s not ready: %w", sock, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond): // polling interval, not synchronisation
+		}
+	}
+}
+
+func (r *runner) stopServer() {
+	if r.adm != nil {
+		r.adm.Close()
+		r.adm = nil
+	}
+	if r.srv != nil && r.srv.Process != nil {
+		_ = r.srv.Process.Signal(os.Interrupt)
+		_ = r.srv.Wait()
+		r.srv = nil
+	}
+}
+
+func freePort() (int, error) { return freePortOn("127.0.0.1") }
+
+func freePortOn(ip string) (int, error) {
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// rss is the resident set size of pid in bytes, from /proc (0 if unknown).
+func rss(pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// cpuTime is the user+system CPU time of pid, from /proc (0 if unknown).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if errors.Join(err1, err2) != nil {
+		return 0
+	}
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// PrintReport writes rep as a Markdown table.
+func PrintReport(w io.Writer, rep *Report) {
+	mib := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+	fmt.Fprintf(w, "| measurement (N = %d) | value |\n| --- | --- |\n", rep.Nodes)
+	row := func(k, v string) { fmt.Fprintf(w, "| %s | %s |\n", k, v) }
+	row("create node (admin socket, sequential)", rep.Create.String())
+	row("enrollment (token, key unwrap, PING swap)", rep.Enroll.String())
+	row("heartbeat PINGs at the server", rep.Heartbeat.String())
+	row("sister admissions at one MOM (new connection + swap)", rep.SisterSwap.String())
+	row("churn (delete + create + enroll)", rep.Churn.String())
+	row("server CPU time, whole run", fmt.Sprintf("%.2fs", rep.ServerCPU.Seconds()))
+	row("server RSS: idle / all connected / restarted, none connected", mib(rep.ServerRSSIdle)+" / "+mib(rep.ServerRSSUp)+" / "+mib(rep.ServerRSSRestart))
+	row("server RSS per enrolled node (restarted, none connected)", fmt.Sprintf("%.0f bytes", rep.PerNodeStateBytes))
+	row("server RSS per connected node", fmt.Sprintf("%.0f bytes", rep.PerNodeUpBytes))
+	row("server live heap per enrolled node (after GC)", fmt.Sprintf("%.0f bytes (heap %s idle, %s with N nodes)", rep.HeapPerNode(),
+		mib(int64(rep.HeapIdle.HeapAlloc)), mib(int64(rep.HeapRestart.HeapAlloc))))
+	row("server live heap + stacks per connection (after GC)", fmt.Sprintf("%.0f bytes", rep.HeapPerConn()))
+	row("server state on disk", fmt.Sprintf("%s (%.0f bytes per node)", mib(rep.ServerStateBytes), float64(rep.ServerStateBytes)/float64(rep.Nodes)))
+	row("MOM memory per admitted peer", fmt.Sprintf("%.0f bytes (RSS %s -> %s)", rep.PerPeerMomBytes, mib(rep.MomRSSBefore), mib(rep.MomRSSAfter)))
+}

@@ -1,0 +1,138 @@
+package mom
+
+import (
+	"context"
+	"net"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/momgate/momgate/internal/metrics"
+)
+
+// RotationIdle is the rotation phase reported when no rotation runs.
+const RotationIdle = "idle"
+
+// metricHooks are the metric sources owned by subsystems that come later
+// than the collector: key rotation and legacy mode set them (in New, before
+// Run) and the collector reads them at scrape time. A nil hook reports the
+// default.
+type metricHooks struct {
+	// rotationPhase returns this MOM's rotation phase; default RotationIdle.
+	rotationPhase func() string
+	// rotationPhases lists every phase, so that each is exported (0 or 1);
+	// default {RotationIdle}.
+	rotationPhases []string
+	// peersByProtocol counts admitted sisters by protocol version ("v1"
+	// admitted by the pushed list, "v2" by PING); default: every admitted
+	// peer counts as "v2".
+	peersByProtocol func() map[string]int
+	// legacy returns the CLUSTERADDR list pushes received and their bytes;
+	// default 0, 0.
+	legacy func() (pushes, bytes uint64)
+}
+
+// connGauge counts IM connections open at this MOM's listener, from
+// accept to close, admitted or not.
+type connGauge struct{ im atomic.Int64 }
+
+func (t *peerTable) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.peers)
+}
+
+// collectors returns the MOM's metric collectors.
+func (m *Mom) collectors() []prometheus.Collector {
+	cs := []prometheus.Collector{metrics.AuditCollector{Snapshot: m.audit.Counters}}
+	cs = append(cs, metrics.KeyringCollectors(m.ring.Load)...)
+	connected := func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.connected
+	}
+	return append(cs,
+		metrics.NewGaugeFunc("rotation_phase", "Key rotation phase: 1 for the current phase, 0 for the others.", "phase",
+			func() map[string]float64 {
+				phase, all := RotationIdle, m.hooks.rotationPhases
+				if m.hooks.rotationPhase != nil {
+					phase = m.hooks.rotationPhase()
+				}
+				if len(all) == 0 {
+					all = []string{RotationIdle}
+				}
+				return metrics.Enum(phase, all)
+			}),
+		metrics.NewGaugeFunc("enrolled", "1 once this MOM has enrolled with the server.", "",
+			func() map[string]float64 { return metrics.One(metrics.Bool(m.currentSealer() != nil)) }),
+		metrics.NewGaugeFunc("server_connected", "1 while the control connection to the server is authenticated.", "",
+			func() map[string]float64 { return metrics.One(metrics.Bool(connected())) }),
+		metrics.NewGaugeFunc("open_connections", "Connections open now, by channel (im: inbound sister connections from accept to close; control: to the server).", "channel",
+			func() map[string]float64 {
+				return map[string]float64{"im": float64(m.gauge.im.Load()), "control": metrics.Bool(connected())}
+			}),
+		metrics.NewGaugeFunc("peers", "Sisters in the admitted-peers table.", "",
+			func() map[string]float64 { return metrics.One(float64(m.peers.len())) }),
+		metrics.NewGaugeFunc("peers_by_protocol", "Admitted sisters by the protocol version they were admitted with (v1 pushed list, v2 PING).", "protocol",
+			func() map[string]float64 {
+				out := map[string]float64{"v2": 0}
+				if m.hooks.peersByProtocol != nil {
+					for p, n := range m.hooks.peersByProtocol() {
+						out[p] = float64(n)
+					}
+					return out
+				}
+				out["v2"] = float64(m.peers.len())
+				return out
+			}),
+		metrics.NewGaugeFunc("denied", "Entries (node ids and addresses) on the deny list the server pushed.", "",
+			func() map[string]float64 {
+				return metrics.One(float64(len(m.deny.Nodes()) + len(m.deny.Addrs())))
+			}),
+		metrics.NewCounterFunc("legacy_pushes_received_total", "Legacy CLUSTERADDR address-list pushes received from the server.", "",
+			func() map[string]float64 { p, _ := m.legacyCounts(); return metrics.One(float64(p)) }),
+		metrics.NewCounterFunc("legacy_push_bytes_received_total", "Bytes of legacy CLUSTERADDR address-list pushes received from the server.", "",
+			func() map[string]float64 { _, b := m.legacyCounts(); return metrics.One(float64(b)) }),
+	)
+}
+
+func (m *Mom) legacyCounts() (pushes, bytes uint64) {
+	if m.hooks.legacy == nil {
+		return 0, 0
+	}
+	return m.hooks.legacy()
+}
+
+// bindMetrics binds the metrics address if one is configured and returns
+// the function that serves it until its context ends; nil when metrics
+// are off.
+func (m *Mom) bindMetrics() (func(context.Context) error, error) {
+	if m.cfg.MetricsListen == "" {
+		return nil, nil
+	}
+	reg, err := metrics.NewRegistry(m.collectors()...)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := metrics.Listen(m.cfg.MetricsListen, m.cfg.MetricsAllowRemote)
+	if err != nil {
+		return nil, err
+	}
+	m.metricsAddr.Store(ln.Addr())
+	return func(ctx context.Context) error {
+		err := metrics.Serve(ctx, ln, reg, m.log)
+		if err != nil && ctx.Err() != nil {
+			m.log.WithError(err).Warn("metrics shutdown")
+			return nil
+		}
+		return err
+	}, nil
+}
+
+// MetricsAddr returns the metrics listener's address once Run is
+// listening, or nil when metrics are off.
+func (m *Mom) MetricsAddr() net.Addr {
+	<-m.ready
+	a, _ := m.metricsAddr.Load().(net.Addr)
+	return a
+}

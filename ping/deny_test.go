@@ -1,0 +1,46 @@
+package ping
+
+import (
+	"testing"
+
+	"github.com/momgate/momgate/proto"
+)
+
+// An address denied under the keys of the day stays usable under keys
+// created later; a node id is denied under every key.
+func TestDenyUnderKeys(t *testing.T) {
+	d := &DenyList{}
+	old, fresh := addr("127.0.0.5"), addr("127.0.0.6")
+	d.DenyUnder(nodeID(1), old, []uint32{10, 11})
+	cases := []struct {
+		name string
+		node proto.NodeID
+		addr proto.Addr
+		key  uint32
+		want bool
+	}{
+		{"deleted node, old key", nodeID(1), old, 10, true},
+		{"deleted node id from elsewhere, new key", nodeID(1), fresh, 99, true},
+		{"anyone at the address, old key", nodeID(2), old, 11, true},
+		{"new node at the address, new key", nodeID(2), old, 99, false},
+		{"other address", nodeID(3), fresh, 10, false},
+	}
+	for _, tc := range cases {
+		if got := d.RevokedUnder(tc.node, tc.addr, tc.key); got != tc.want {
+			t.Errorf("%s: RevokedUnder = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if !d.Revoked(nodeID(2), old) {
+		t.Error("Revoked (any key) ignores a key-scoped address deny")
+	}
+	// Denying again adds keys; an every-key deny absorbs scoped ones.
+	d.DenyUnder(proto.NodeID{}, old, []uint32{12})
+	if ids, ok := d.AddrKeys(old); !ok || len(ids) != 3 {
+		t.Fatalf("AddrKeys after a second deny = %v %v", ids, ok)
+	}
+	d.Deny(proto.NodeID{}, old)
+	d.DenyUnder(proto.NodeID{}, old, []uint32{13})
+	if ids, ok := d.AddrKeys(old); !ok || ids != nil || !d.RevokedUnder(nodeID(2), old, 99) {
+		t.Fatalf("every-key deny narrowed to %v", ids)
+	}
+}
