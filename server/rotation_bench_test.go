@@ -95,8 +95,10 @@ func newBenchEnv(tb testing.TB, n int) *benchEnv {
 		}
 		id := uuid.New()
 		addr := benchAddr(i)
+		// Upgraded: a cluster that has finished migrating (otherwise each
+		// MOM's first PING-only login marks it, a registry save each).
 		p.Nodes = append(p.Nodes, nodeRecord{Name: fmt.Sprintf("sim%05d", i), ID: id.String(), Mom: addr, Port: DefaultMomPort,
-			Pub: base64.StdEncoding.EncodeToString(pub[:]), Created: now, Enrolled: &now})
+			Pub: base64.StdEncoding.EncodeToString(pub[:]), Created: now, Enrolled: &now, Upgraded: true})
 		spec.Nodes = append(spec.Nodes, simNode{ID: id, Addr: addr, Priv: priv[:]})
 	}
 	if err := saveState(dir, p); err != nil {
