@@ -76,6 +76,8 @@ func TestRotateKeyMessages(t *testing.T) {
 			"key rotation 3 started: new key 0a1b2c3e (next), manual distribution: nothing is pushed\n" +
 				"next: export key 0a1b2c3e file=PATH, run momgate-mom key import on every node, then activate key 0a1b2c3e\n"},
 		{admin.RotationInfo{Phase: "grace", Seq: 3, Queued: 1}, "key rotation queued: rotation 3 is in phase grace; a new rotation starts when it ends\n"},
+		{admin.RotationInfo{Phase: "distributing", Seq: 3, Queued: 1, NewKey: "0a1b2c3e"},
+			"key rotation 3 restarts: key 0a1b2c3e, being distributed, is replaced by a fresh key in a moment\n"},
 		{admin.RotationInfo{Phase: "grace", Seq: 4, NewKey: "0a1b2c3e", OldKey: "0a1b2c3d", GraceUntil: &grace},
 			"key rotation 4: new key 0a1b2c3e is active (no MOM connected to wait for); old key 0a1b2c3d is retired at 2026-01-02T03:05:05Z\n"},
 	} {

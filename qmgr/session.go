@@ -528,6 +528,8 @@ func runRotateKey(ctx context.Context, s *Session, _ Directive, out *bytes.Buffe
 		return writeJSON(out, raw)
 	}
 	switch {
+	case r.Phase == "distributing" && r.Queued > 0:
+		fmt.Fprintf(out, "key rotation %d restarts: key %s, being distributed, is replaced by a fresh key in a moment\n", r.Seq, r.NewKey)
 	case r.Phase != "distributing" && r.Phase != "grace" || r.Queued > 0:
 		fmt.Fprintf(out, "key rotation queued: rotation %d is in phase %s; a new rotation starts when it ends\n", r.Seq, r.Phase)
 	case r.Phase == "grace":

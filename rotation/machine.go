@@ -19,8 +19,9 @@ var (
 
 // Defaults of Params.
 const (
-	DefaultGrace   = 30 * time.Second
-	DefaultTimeout = 30 * time.Second
+	DefaultGrace    = 30 * time.Second
+	DefaultTimeout  = 30 * time.Second
+	DefaultDebounce = 500 * time.Millisecond
 )
 
 // Params are the machine's timers; the server may change them between
@@ -29,6 +30,10 @@ type Params struct {
 	Grace   time.Duration // how long the old key stays accepted after activation
 	Timeout time.Duration // how long automatic distribution waits for acknowledgements
 	Manual  bool          // key_distribution=manual: rotations started from now on push no key
+	// Debounce is how long a distribution with a newer request waits for
+	// more before it starts over with a fresh key, so that a burst of
+	// deletes costs one restart, not one each (the deny is immediate).
+	Debounce time.Duration
 }
 
 func (p Params) withDefaults() Params {
@@ -37,6 +42,9 @@ func (p Params) withDefaults() Params {
 	}
 	if p.Timeout <= 0 {
 		p.Timeout = DefaultTimeout
+	}
+	if p.Debounce <= 0 {
+		p.Debounce = DefaultDebounce
 	}
 	return p
 }
@@ -145,6 +153,7 @@ type Machine struct {
 	ring   *keys.Keyring
 
 	deadline  time.Time // distributing (automatic): activate at the latest then
+	restartAt time.Time // distributing with queued requests: start over then
 	nodes     map[proto.NodeID]struct{}
 	connected map[proto.NodeID]struct{}
 	wait      map[proto.NodeID]waitState
@@ -358,28 +367,38 @@ func (m *Machine) queue(reason string) {
 
 // Start requests a rotation (reason may be "" to serve earlier Requests).
 // Idle: a new key is generated and distributed. Distributing: the key
-// being distributed is abandoned and a fresh one distributed instead (a
-// node deleted now may already hold it). Later phases: the request is
+// being distributed will not be activated (a node deleted now may already
+// hold it); after Params.Debounce without a newer request the
+// distribution starts over with a fresh key. Later phases: the request is
 // queued and starts when the current rotation ends. With Params.Manual
 // no KeyUpdate is sent: an administrator exports, installs and activates
 // the key.
 func (m *Machine) Start(reason string, now time.Time) ([]Action, error) {
 	m.queue(reason)
+	if len(m.rec.Queued) == 0 {
+		return nil, nil
+	}
 	switch m.rec.Phase {
-	case Idle, Distributing:
-		if len(m.rec.Queued) == 0 {
-			return nil, nil
-		}
-		reasons := strings.Join(m.rec.Queued, "; ")
-		if m.rec.Phase == Distributing {
-			reasons = joinReason(m.rec.Reason, reasons)
-		}
-		return m.distribute(reasons, m.params.Manual, now, true, nil)
+	case Idle:
+		return m.distribute(strings.Join(m.rec.Queued, "; "), m.params.Manual, now, true, nil)
+	case Distributing:
+		m.restartAt = now.Add(m.params.Debounce)
 	}
 	if reason == "" {
 		return nil, nil
 	}
 	return []Action{m.save(StepQueued)}, nil
+}
+
+// restart starts the distribution over with a fresh key for the queued
+// requests, waiting for the nodes the abandoned one waited for.
+func (m *Machine) restart(now time.Time) ([]Action, error) {
+	m.restartAt = time.Time{}
+	expect := make([]proto.NodeID, 0, len(m.wait))
+	for n := range m.wait {
+		expect = append(expect, n)
+	}
+	return m.distribute(joinReason(m.rec.Reason, strings.Join(m.rec.Queued, "; ")), m.params.Manual, now, true, expect)
 }
 
 // distribute generates a key and begins distributing it; it serves every
@@ -411,6 +430,7 @@ func (m *Machine) distribute(reason string, manual bool, now time.Time, newSeq b
 	m.rec = Record{Phase: Distributing, Seq: seq, Reason: clip(reason), Manual: manual, Old: active.ID, New: k.ID,
 		Started: now.UTC()}
 	m.deadline = now.Add(m.params.Timeout)
+	m.restartAt = time.Time{}
 	m.wait = make(map[proto.NodeID]waitState, len(m.connected))
 	m.pending = 0
 	expected := make(map[proto.NodeID]struct{}, len(expect))
@@ -444,7 +464,7 @@ func (m *Machine) distribute(reason string, manual bool, now time.Time, newSeq b
 // maybeActivate activates when automatic distribution has heard from
 // every node it waits for.
 func (m *Machine) maybeActivate(now time.Time) ([]Action, error) {
-	if m.rec.Phase != Distributing || m.rec.Manual || m.pending > 0 {
+	if m.rec.Phase != Distributing || m.rec.Manual || m.pending > 0 || len(m.rec.Queued) > 0 {
 		return nil, nil
 	}
 	return m.activate(now)
@@ -512,6 +532,12 @@ func (m *Machine) retire(now time.Time) ([]Action, error) {
 func (m *Machine) Tick(now time.Time) ([]Action, error) {
 	switch m.rec.Phase {
 	case Distributing:
+		if len(m.rec.Queued) > 0 {
+			if !now.Before(m.restartAt) {
+				return m.restart(now)
+			}
+			return nil, nil
+		}
 		if !m.rec.Manual && !now.Before(m.deadline) {
 			return m.activate(now)
 		}
@@ -528,6 +554,10 @@ func (m *Machine) Tick(now time.Time) ([]Action, error) {
 // waiting for acknowledgements. Activating the key that is already active
 // succeeds and does nothing.
 func (m *Machine) Activate(id keys.KeyID, now time.Time) ([]Action, error) {
+	if m.rec.Phase == Distributing && id == m.rec.New && len(m.rec.Queued) > 0 {
+		return nil, fmt.Errorf("key %s: %w: a newer request (%s) replaces it with a fresh key; activate that one",
+			id, ErrNotNext, strings.Join(m.rec.Queued, "; "))
+	}
 	if m.rec.Phase == Distributing && id == m.rec.New {
 		return m.activate(now)
 	}

@@ -337,6 +337,23 @@ func TestStartDuringDistributionReplacesTheKey(t *testing.T) {
 	must(m.Start("rotate key", epoch))
 	first, seq := m.Info().New, m.Info().Seq
 	acts := must(m.Start("delete node n2", epoch))
+	if got := steps(acts); got != "queued" {
+		t.Fatalf("steps %s, want queued", got)
+	}
+	// The key being distributed is not activated any more: not by acks,
+	// not by the administrator, not at the deadline.
+	if acts := must(m.Ack(nid(1), seq, first, true, epoch)); len(acts) != 0 {
+		t.Fatalf("ack activated a key a newer request replaces: %s", steps(acts))
+	}
+	if _, err := m.Activate(first, epoch); !errors.Is(err, ErrNotNext) {
+		t.Fatalf("activate a key being replaced: %v", err)
+	}
+	// More requests within the debounce join the same restart.
+	must(m.Start("delete node n3", epoch.Add(400*time.Millisecond)))
+	if acts := must(m.Tick(epoch.Add(800 * time.Millisecond))); len(acts) != 0 {
+		t.Fatalf("restarted before the debounce: %s", steps(acts))
+	}
+	acts = must(m.Tick(epoch.Add(900 * time.Millisecond)))
 	if got, want := steps(acts), "distributing,next-saved,retire,update"; got != want {
 		t.Fatalf("steps %s, want %s", got, want)
 	}
@@ -347,8 +364,11 @@ func TestStartDuringDistributionReplacesTheKey(t *testing.T) {
 	if r := acts[2].(SendRetire); r.Key != first {
 		t.Fatalf("retire %s, want the abandoned %s", r.Key, first)
 	}
-	if !strings.Contains(in.Reason, "rotate key") || !strings.Contains(in.Reason, "delete node n2") {
+	if !strings.Contains(in.Reason, "rotate key") || !strings.Contains(in.Reason, "delete node n2") || !strings.Contains(in.Reason, "delete node n3") {
 		t.Fatalf("reason %q", in.Reason)
+	}
+	if in.Queued != 0 || m.NodeState(nid(1)) != NodePending {
+		t.Fatalf("after the restart: %+v, node 1 %s", in, m.NodeState(nid(1)))
 	}
 }
 

@@ -579,16 +579,19 @@ func (r *rotor) infoLocked() admin.RotationInfo {
 	}
 	switch in.Phase {
 	case rotation.Distributing:
-		if in.Manual {
+		switch {
+		case in.Queued > 0:
+			out.Next = fmt.Sprintf("key %s will not be activated: a newer request replaces it with a fresh key within %s", in.New, rotation.DefaultDebounce)
+		case in.Manual:
 			out.Next = fmt.Sprintf("export key %s, import it on every node (momgate-mom key import), then activate key %s", in.New, in.New)
-		} else {
+		default:
 			out.Next = fmt.Sprintf("key %s becomes active when %d more node(s) acknowledge it, or at the deadline", in.New, in.Pending)
 		}
 	case rotation.Grace:
 		out.Next = fmt.Sprintf("key %s is retired everywhere when the grace period ends", in.Old)
-	}
-	if in.Queued > 0 {
-		out.Next += fmt.Sprintf("; then %d queued request(s) start a new rotation", in.Queued)
+		if in.Queued > 0 {
+			out.Next += fmt.Sprintf("; then %d queued request(s) start a new rotation", in.Queued)
+		}
 	}
 	if r.broken != nil {
 		out.Error = fmt.Sprintf("key rotation halted, persisting a step failed: %v; the server retries reading its state from disk", r.broken)
