@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/nacl/box"
 
 	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/crashhook"
 	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
@@ -188,6 +189,7 @@ func (m *Mom) handshake(c net.Conn) (proto.NodeID, error) {
 		}
 		return proto.NodeID{}, err
 	case *proto.Welcome:
+		crashhook.At("mom-welcome-received") // test-only: nothing of the Welcome saved yet
 		if err := m.install(w, sh, enr); err != nil {
 			return proto.NodeID{}, err
 		}
@@ -226,6 +228,7 @@ func (m *Mom) install(w *proto.Welcome, sh *proto.ServerHello, enr *enrollment) 
 		return err
 	}
 	if enr == nil {
+		crashhook.At("mom-enroll-keyring-saved") // test-only: keyring on disk, enrollment not
 		enr = &enrollment{Format: 1, NodeID: uuid.UUID(w.NodeID).String(), Name: w.Name,
 			ServerID: uuid.UUID(sh.ServerID).String(), ServerKey: encodeB64(sh.ServerKey[:])}
 		if err := saveEnrollment(m.cfg.StateDir, enr); err != nil {
