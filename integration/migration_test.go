@@ -129,10 +129,7 @@ func (f *fleet) migrate(args ...string) (string, int) {
 	f.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	full := append([]string{"--state-dir", f.srvDir, "--state", filepath.Join(f.dir, "migration.json"), "--bin-dir", binDir,
-		"--restart-cmd", filepath.Join(f.hookDir, "restart.sh") + " {node} {protocol}",
-		"--mom-state-dir", filepath.Join(f.dir, "{node}"), "--timeout", "60", "--verify-peers", "1"}, args...)
-	cmd := exec.CommandContext(ctx, "bash", append([]string{"../migration/rolling-migrate.sh"}, full...)...)
+	cmd := f.scriptCmd(ctx, args...)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -158,6 +155,14 @@ func (f *fleet) migrate(args ...string) (string, int) {
 			f.serveRestarts()
 		}
 	}
+}
+
+// scriptCmd is the rolling-migrate.sh command for this fleet, with args.
+func (f *fleet) scriptCmd(ctx context.Context, args ...string) *exec.Cmd {
+	full := append([]string{"--state-dir", f.srvDir, "--state", filepath.Join(f.dir, "migration.json"), "--bin-dir", binDir,
+		"--restart-cmd", filepath.Join(f.hookDir, "restart.sh") + " {node} {protocol}",
+		"--mom-state-dir", filepath.Join(f.dir, "{node}"), "--timeout", "60", "--verify-peers", "1"}, args...)
+	return exec.CommandContext(ctx, "bash", append([]string{"../migration/rolling-migrate.sh"}, full...)...)
 }
 
 func (f *fleet) report() admin.ServerReport {
