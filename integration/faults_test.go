@@ -152,6 +152,22 @@ func (c *cluster) requireNodes(names ...string) {
 	}
 }
 
+// enrolledLines counts the "node enrolled" log lines of node name in p's
+// output: the server logs one per new enrollment, none for a retry.
+func enrolledLines(p *proc, name string) int {
+	n := 0
+	for _, l := range strings.Split(p.out.String(), "\n") {
+		f := map[string]string{}
+		for _, m := range logfmtField.FindAllStringSubmatch(l, -1) {
+			f[m[1]] = strings.Trim(m[2], `"`)
+		}
+		if f["msg"] == "node enrolled" && f["node"] == name {
+			n++
+		}
+	}
+	return n
+}
+
 // requireEnrolledAs fails unless the server has node name enrolled with
 // the identity key in m's state directory.
 func (c *cluster) requireEnrolledAs(name string, m *momProc) {
@@ -187,15 +203,15 @@ func TestFaultKilledDuringEnrollment(t *testing.T) {
 		tok := c.createNode("c", "127.0.0.4")
 		m := c.startMom("c", "127.0.0.4", tok)
 		crashedAt(t, c.server, "enroll-saved")
-		if out := c.server.out.String(); !strings.Contains(out, `"node enrolled"`) || !strings.Contains(out, "node=c") {
-			t.Fatalf("the server crashed before enrolling c:\n%s", c.server.out.String())
+		if n := enrolledLines(c.server, "c"); n != 1 {
+			t.Fatalf("the crashed server logged %d enrollments of c, want 1", n)
 		}
 		c.startServer()
 		c.waitUp("c")
 		// The MOM's retry with the same token and identity was accepted as
 		// the enrollment the crashed server had saved, not a new one.
-		if out := c.server.out.String(); strings.Contains(out, "node enrolled") {
-			t.Fatalf("the restarted server enrolled c again (the first enrollment was lost):\n%s", out)
+		if n := enrolledLines(c.server, "c"); n != 0 {
+			t.Fatalf("the restarted server enrolled c again (the first enrollment was lost)")
 		}
 		c.requireEnrolledAs("c", m)
 		probe.check()
@@ -225,6 +241,9 @@ func TestFaultKilledDuringEnrollment(t *testing.T) {
 			c.waitUp(tc.name)
 			c.waitUp("b")
 			c.requireEnrolledAs(tc.name, m)
+			if n := enrolledLines(c.server, tc.name); n != 1 {
+				t.Fatalf("the server logged %d enrollments of %s, want 1 (the restart is a retry)", n, tc.name)
+			}
 			probe.check()
 			all = append(all, tc.name)
 			c.requireNodes(all...)
