@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/crashhook"
 	"github.com/momgate/momgate/internal/enroll"
 	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
@@ -145,6 +146,7 @@ func (m *Mom) handshake(c net.Conn) (proto.NodeID, error) {
 	case err != nil:
 		return proto.NodeID{}, fmt.Errorf("server at %s: %w", m.cfg.Server, err)
 	}
+	crashhook.At("mom-welcome-received") // test-only: nothing of the Welcome saved yet
 	if err := m.install(w, sh, enr); err != nil {
 		return proto.NodeID{}, err
 	}
@@ -170,6 +172,7 @@ func (m *Mom) install(w *proto.Welcome, sh *proto.ServerHello, enr *enrollment) 
 		return err
 	}
 	if enr == nil {
+		crashhook.At("mom-enroll-keyring-saved") // test-only: keyring on disk, enrollment not
 		enr = &enrollment{Format: 1, NodeID: uuid.UUID(w.NodeID).String(), Name: w.Name,
 			ServerID: uuid.UUID(sh.ServerID).String(), ServerKey: encodeB64(sh.ServerKey[:])}
 		if err := saveEnrollment(m.cfg.StateDir, enr); err != nil {
