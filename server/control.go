@@ -236,12 +236,11 @@ func (s *Server) enroll(m *proto.Enroll, src netip.Addr, challenge *[32]byte) (*
 		return nil, tokenRejection(err)
 	}
 	oldRec := n.rec
-	n.pub = m.NodeKey
-	n.rec.Pub = encodeKey(m.NodeKey)
+	n.setPub(m.NodeKey)
 	t := now.UTC()
 	n.rec.Enrolled = &t
 	if err := s.persistNodesLocked(n, m.TokenID); err != nil {
-		n.rec, n.pub = oldRec, [32]byte{}
+		n.rec, n.pub, n.hasPub = oldRec, [32]byte{}, false
 		s.reg.tokens.Unredeem(m.TokenID)
 		return nil, reject(swap.CodeInternal, "internal", "persist enrollment: %w", err)
 	}
