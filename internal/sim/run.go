@@ -508,7 +508,12 @@ func (r *runner) waitNodeUp(ctx context.Context, name string) error {
 func (r *runner) startServer(ctx context.Context) error {
 	r.srv = exec.Command(r.cfg.ServerBin, "run", "--state-dir", r.srvDir, "--listen", r.srvAddr,
 		"--log-level", "warn", "--audit-log", filepath.Join(r.cfg.Dir, "server-audit.log"))
-	r.srv.Stdout, r.srv.Stderr = io.Discard, io.Discard
+	logf, err := os.OpenFile(filepath.Join(r.cfg.Dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("server log: %w", err)
+	}
+	defer logf.Close() // the child has its own descriptor
+	r.srv.Stdout, r.srv.Stderr = logf, logf
 	if err := r.srv.Start(); err != nil {
 		return fmt.Errorf("start server: %w", err)
 	}
