@@ -388,7 +388,13 @@ func (s *Server) controlLoop(ctx context.Context, mc *momConn) error {
 		switch proto.Type(frame[3]) {
 		case proto.TypePing:
 			mc.wmu.Lock()
-			err := swap.Respond(mc.conn, frame, s.sealer, s.verifier, &res)
+			// Our own write deadline: send and the legacy pusher leave theirs
+			// (10 s) on the connection, and a reply after it expired failed
+			// with i/o timeout and closed the connection.
+			err := mc.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if err == nil {
+				err = swap.Respond(mc.conn, frame, s.sealer, s.verifier, &res)
+			}
 			mc.wmu.Unlock()
 			if err != nil {
 				s.audit.Record(s.stamp(audit.Entry{Channel: "control", Outcome: "rejected", Reason: ping.Reason(err),
