@@ -183,6 +183,14 @@ func (b *TokenBook) Prune(now time.Time) int {
 			n++
 		}
 	}
+	if n > len(b.recs) {
+		// A Go map keeps its size after deletions (maps.Clone too): copy it.
+		m := make(map[[16]byte]TokenRecord, len(b.recs))
+		for id, r := range b.recs {
+			m[id] = r
+		}
+		b.recs = m
+	}
 	return n
 }
 

@@ -122,7 +122,7 @@ func (s *Server) createNode(a admin.CreateNodeArgs) (*admin.CreateNodeResult, er
 		return nil, fmt.Errorf("issue token: %w", err)
 	}
 	n := &node{
-		rec:  nodeRecord{Name: a.Name, ID: id.String(), Mom: addr.String(), Port: a.Port, Created: now.UTC()},
+		rec:  nodeRecord{Name: a.Name, Port: a.Port, Created: now.UTC()}, // ID and Mom from id and addr
 		id:   proto.NodeID(id),
 		addr: addr,
 	}

@@ -237,12 +237,11 @@ func (s *Server) enroll(m *proto.Enroll, src netip.Addr, challenge *[32]byte) (*
 		return nil, tokenRejection(err)
 	}
 	oldRec := n.rec
-	n.pub = m.NodeKey
-	n.rec.Pub = encodeKey(m.NodeKey)
+	n.setPub(m.NodeKey)
 	t := now.UTC()
 	n.rec.Enrolled = &t
 	if err := s.persistNodesLocked(n, m.TokenID); err != nil {
-		n.rec, n.pub = oldRec, [32]byte{}
+		n.rec, n.pub, n.hasPub = oldRec, [32]byte{}, false
 		s.reg.tokens.Unredeem(m.TokenID)
 		return nil, reject(swap.CodeInternal, "internal", "persist enrollment: %w", err)
 	}
@@ -391,7 +390,13 @@ func (s *Server) controlLoop(ctx context.Context, mc *momConn) error {
 		switch proto.Type(frame[3]) {
 		case proto.TypePing:
 			mc.wmu.Lock()
-			err := swap.Respond(mc.conn, frame, s.sealer, s.verifier, &res)
+			// Our own write deadline: send and the legacy pusher leave theirs
+			// (10 s) on the connection, and a reply after it expired failed
+			// with i/o timeout and closed the connection.
+			err := mc.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if err == nil {
+				err = swap.Respond(mc.conn, frame, s.sealer, s.verifier, &res)
+			}
 			mc.wmu.Unlock()
 			if err != nil {
 				s.audit.Record(s.stamp(audit.Entry{Channel: "control", Outcome: "rejected", Reason: ping.Reason(err),

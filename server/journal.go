@@ -279,6 +279,14 @@ func (ss *stateStore) save(v stateView) error {
 	for _, id := range goneTokens {
 		delete(ss.tokens, id)
 	}
+	// A Go map keeps its size after deletions (maps.Clone too): copy it
+	// after a mass removal (expired tokens, many deleted nodes).
+	if len(goneTokens) > len(ss.tokens) {
+		ss.tokens = shrunk(ss.tokens)
+	}
+	if len(goneNodes) > len(ss.nodes) {
+		ss.nodes = shrunk(ss.nodes)
+	}
 	if size := ss.journal.Size(); size > compactMinBytes && size > int64(len(ss.nodes))*1024 {
 		return ss.compact(v.snapshot())
 	}
@@ -382,3 +390,12 @@ func (ss *stateStore) nodeHash(n nodeRecord) uint64 {
 }
 
 func (ss *stateStore) close() error { return ss.journal.Close() }
+
+// shrunk copies m into a map sized for its entries.
+func shrunk[K comparable, V any](m map[K]V) map[K]V {
+	out := make(map[K]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

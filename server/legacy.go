@@ -292,7 +292,9 @@ func (s *Server) pushUpgradedLocked(op uint8, n *node) {
 // MOMs that admit by list.
 func (s *Server) markUpgradedLocked(n *node) {
 	n.rec.Upgraded = true
-	if err := s.persistLocked(); err != nil {
+	// Only this node's record changed: O(1), not a whole-registry save
+	// per newly upgraded MOM (O(N^2) when 10,000 MOMs first connect).
+	if err := s.persistNodesLocked(n); err != nil {
 		n.rec.Upgraded = false
 		s.log.WithError(err).WithField("node", n.rec.Name).Error("persist upgrade mark; will retry on the next PING-only hello")
 		return
@@ -489,7 +491,7 @@ func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
 			if other := s.reg.byAddr(newAddr); other != nil {
 				return false, admin.Errorf(admin.CodeDuplicateNode, "address %s already belongs to node %s", newAddr, other.rec.Name)
 			}
-			n.addr, n.rec.Mom = newAddr, newAddr.String()
+			n.setAddr(newAddr)
 		}
 		cleared := rollback && n.rec.Upgraded
 		if rollback {

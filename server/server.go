@@ -195,7 +195,13 @@ func New(cfg Config) (*Server, error) {
 		Revoker: s.deny,
 		Now:     cfg.Now,
 	}
-	reg.tokens.Prune(cfg.Now()) // dropped from disk at the next save
+	if reg.tokens.Prune(cfg.Now()) > 0 {
+		// Dropped from disk now rather than at the next change, so the
+		// store forgets them too (memory per node in steady state).
+		if err := states.save(reg); err != nil {
+			cfg.Log.WithError(err).Warn("drop expired enrollment tokens from the state journal")
+		}
+	}
 	s.legacyMetricHooks()
 	if err := s.loadDenyList(); err != nil {
 		marks.Close()
@@ -369,7 +375,7 @@ func (s *Server) persistLocked() error {
 // the given tokens: it costs O(1) instead of O(nodes). The caller holds
 // s.mu and undoes its change if this fails.
 func (s *Server) persistNodesLocked(n *node, tokens ...[16]byte) error {
-	return s.states.saveNodes(s.reg, []nodeRecord{n.rec}, tokens)
+	return s.states.saveNodes(s.reg, []nodeRecord{n.record()}, tokens)
 }
 
 func (s *Server) closeAll() {

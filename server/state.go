@@ -60,21 +60,51 @@ type persisted struct {
 	Tokens []keys.TokenRecord `json:"tokens"`
 }
 
-// node is a node in memory.
+// node is a node in memory. rec is its persisted record without the
+// strings that id, addr and pub reproduce exactly (rec.ID, rec.Mom and
+// rec.Pub are "" then, which is nearly always): record() gives the record
+// as persisted. This keeps each string once, parsed, and cuts the
+// server's memory per node (docs/PERFORMANCE.md, scale).
 type node struct {
-	rec  nodeRecord
-	id   proto.NodeID
-	addr netip.Addr
-	pub  [32]byte
+	rec    nodeRecord
+	id     proto.NodeID
+	addr   netip.Addr
+	pub    [32]byte
+	hasPub bool // enrolled: pub is the identity key
 	// volatile
 	up       bool
+	versions uint8 // versions the MOM advertised at its last hello
+	keyID    keys.KeyID
 	lastSeen time.Time
 	protocol string
-	keyID    keys.KeyID
-	versions uint8 // versions the MOM advertised at its last hello
 }
 
-func (n *node) enrolled() bool { return n.rec.Pub != "" }
+func (n *node) enrolled() bool { return n.hasPub }
+
+// setPub records the node's identity key (enrollment).
+func (n *node) setPub(pub [32]byte) {
+	n.pub, n.hasPub, n.rec.Pub = pub, true, ""
+}
+
+// setAddr moves the node to a (set node Mom=).
+func (n *node) setAddr(a netip.Addr) {
+	n.addr, n.rec.Mom = a, ""
+}
+
+// record is the node's record as persisted.
+func (n *node) record() nodeRecord {
+	r := n.rec
+	if r.ID == "" {
+		r.ID = uuid.UUID(n.id).String()
+	}
+	if r.Mom == "" {
+		r.Mom = n.addr.String()
+	}
+	if r.Pub == "" && n.hasPub {
+		r.Pub = encodeKey(n.pub)
+	}
+	return r
+}
 
 // info describes n; active is the server's active key id.
 func (n *node) info(active keys.KeyID) admin.NodeInfo {
@@ -84,8 +114,9 @@ func (n *node) info(active keys.KeyID) admin.NodeInfo {
 	} else if n.enrolled() {
 		st = "down"
 	}
+	rec := n.record()
 	ni := admin.NodeInfo{
-		Name: n.rec.Name, ID: n.rec.ID, Mom: n.rec.Mom, Port: n.rec.Port, State: st,
+		Name: n.rec.Name, ID: rec.ID, Mom: rec.Mom, Port: n.rec.Port, State: st,
 		Protocol: n.protocol, Versions: migration.VersionsString(n.versions), Upgraded: n.rec.Upgraded, Created: n.rec.Created,
 	}
 	if n.keyID != 0 {
@@ -163,6 +194,17 @@ func nodeFromRecord(rec nodeRecord) (*node, error) {
 			return nil, fmt.Errorf("node %s public key: not 32 bytes of base64", rec.Name)
 		}
 		copy(n.pub[:], b)
+		n.hasPub = true
+	}
+	// Keep only the strings the parsed forms do not reproduce exactly.
+	if rec.ID == uuid.UUID(n.id).String() {
+		n.rec.ID = ""
+	}
+	if rec.Mom == n.addr.String() {
+		n.rec.Mom = ""
+	}
+	if n.hasPub && rec.Pub == encodeKey(n.pub) {
+		n.rec.Pub = ""
 	}
 	return n, nil
 }
@@ -172,7 +214,7 @@ func (r *registry) snapshot() persisted {
 	p := r.meta()
 	p.Nodes, p.Tokens = []nodeRecord{}, r.tokens.Records()
 	for _, n := range r.sortedNodes() {
-		p.Nodes = append(p.Nodes, n.rec)
+		p.Nodes = append(p.Nodes, n.record())
 	}
 	return p
 }
@@ -187,7 +229,7 @@ func (r *registry) tokenBook() *keys.TokenBook { return r.tokens }
 // eachNode calls fn for every node record, in no particular order.
 func (r *registry) eachNode(fn func(nodeRecord)) {
 	for _, n := range r.byName {
-		fn(n.rec)
+		fn(n.record())
 	}
 }
 

@@ -26,6 +26,7 @@ func main() {
 			&cli.IntFlag{Name: "churn", Value: 100, Usage: "nodes deleted, re-created and re-enrolled"},
 			&cli.StringFlag{Name: "bin", Value: "bin", Usage: "directory holding momgate-server and momgate-mom"},
 			&cli.DurationFlag{Name: "token-ttl", Value: time.Minute, Usage: "token_ttl for the run; the registry is measured after the tokens expire (0: server default, measured at once)"},
+			&cli.DurationFlag{Name: "key-grace", Value: time.Second, Usage: "key_grace for the run (the rotation phase waits it out; 0: server default 30s)"},
 			&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "per-operation timeout"},
 		},
 		Action: func(c *cli.Context) error {
@@ -43,7 +44,7 @@ func main() {
 			rep, err := sim.Run(ctx, sim.Config{
 				ServerBin: c.String("bin") + "/momgate-server", MomBin: c.String("bin") + "/momgate-mom", Dir: dir,
 				Nodes: c.Int("nodes"), Workers: c.Int("workers"), Heartbeats: c.Int("heartbeats"), Churn: c.Int("churn"),
-				Timeout: c.Duration("timeout"), TokenTTL: c.Duration("token-ttl"), Progress: os.Stderr,
+				Timeout: c.Duration("timeout"), TokenTTL: c.Duration("token-ttl"), KeyGrace: c.Duration("key-grace"), Progress: os.Stderr,
 			})
 			if rep != nil {
 				sim.PrintReport(os.Stdout, rep)

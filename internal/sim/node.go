@@ -7,9 +7,11 @@ package sim
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/momgate/momgate/internal/enroll"
@@ -17,9 +19,16 @@ import (
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/rotation"
 )
 
-// Node is one simulated MOM. It is used by one goroutine at a time.
+// Node is one simulated MOM. Its methods are called by one goroutine at a
+// time; while it is connected, a reader goroutine of its own (started by
+// Connect, ended by Close or the context given to Connect) serves the
+// server's messages on the control connection: key rotation (KeyUpdate,
+// KeyActivate, KeyRetire, as momgate-mom does, without writing a
+// keyring file), deny lists (counted) and heartbeat replies (handed to
+// Heartbeat).
 type Node struct {
 	Name string
 	Addr netip.Addr
@@ -29,10 +38,104 @@ type Node struct {
 	id       proto.NodeID
 	server   [32]byte
 	ring     *keys.Holder
+	wrapper  *keys.Wrapper // unwraps keys the server wraps for this node
 	sealer   *ping.Sealer
 	verifier *ping.Verifier
+	stats    *Stats
 	conn     net.Conn
 	buf      []byte
+
+	wmu     sync.Mutex    // serialises writes on conn: heartbeats and KeyAcks
+	replies chan []byte   // heartbeat replies from the reader
+	done    chan struct{} // closed when the reader ends
+	stop    func() bool   // unhooks the context's close of conn
+	readErr error         // why the reader ended; read after done
+}
+
+// Stats counts what the simulated nodes of a run received and sent on
+// their control connections. Safe for concurrent use.
+type Stats struct {
+	mu         sync.Mutex
+	frames     map[proto.Type]int64 // received, by type
+	bytes      map[proto.Type]int64 // received, by type, headers included
+	acks       int64                // KeyAck frames sent
+	ackBytes   int64
+	errors     int64 // key messages that could not be applied
+	activated  map[keys.KeyID]int
+	retired    map[keys.KeyID]int
+	lastActive map[keys.KeyID]time.Time // when the last node activated the key
+	lastRetire map[keys.KeyID]time.Time // when the last node retired the key
+}
+
+// NewStats returns empty counters.
+func NewStats() *Stats {
+	return &Stats{frames: map[proto.Type]int64{}, bytes: map[proto.Type]int64{}, activated: map[keys.KeyID]int{},
+		retired: map[keys.KeyID]int{}, lastActive: map[keys.KeyID]time.Time{}, lastRetire: map[keys.KeyID]time.Time{}}
+}
+
+func (s *Stats) frame(t proto.Type, size int) {
+	s.mu.Lock()
+	s.frames[t]++
+	s.bytes[t] += int64(size)
+	s.mu.Unlock()
+}
+
+func (s *Stats) keyEvent(count map[keys.KeyID]int, last map[keys.KeyID]time.Time, id keys.KeyID) {
+	s.mu.Lock()
+	count[id]++
+	last[id] = time.Now()
+	s.mu.Unlock()
+}
+
+// Retired returns how many nodes dropped key id, and when the last did.
+func (s *Stats) Retired(id keys.KeyID) (int, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.retired[id], s.lastRetire[id]
+}
+
+// Activated returns how many nodes seal with key id, and when the last
+// switched.
+func (s *Stats) Activated(id keys.KeyID) (int, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.activated[id], s.lastActive[id]
+}
+
+// Traffic is a snapshot of the rotation and deny traffic counted so far.
+type Traffic struct {
+	Frames   map[proto.Type]int64 // received by the nodes, by type
+	Bytes    map[proto.Type]int64
+	Acks     int64 // KeyAck frames sent by the nodes
+	AckBytes int64
+	Errors   int64
+}
+
+// Snapshot copies the counters.
+func (s *Stats) Snapshot() Traffic {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := Traffic{Frames: map[proto.Type]int64{}, Bytes: map[proto.Type]int64{}, Acks: s.acks, AckBytes: s.ackBytes, Errors: s.errors}
+	for k, v := range s.frames {
+		t.Frames[k] = v
+	}
+	for k, v := range s.bytes {
+		t.Bytes[k] = v
+	}
+	return t
+}
+
+// Sub is t minus an earlier snapshot u.
+func (t Traffic) Sub(u Traffic) Traffic {
+	out := Traffic{Frames: map[proto.Type]int64{}, Bytes: map[proto.Type]int64{}, Acks: t.Acks - u.Acks,
+		AckBytes: t.AckBytes - u.AckBytes, Errors: t.Errors - u.Errors}
+	for k, v := range t.Frames {
+		out.Frames[k] = v - u.Frames[k]
+	}
+	for k, v := range t.Bytes {
+		out.Bytes[k] = v - u.Bytes[k]
+	}
+	return out
 }
 
 // NewNode makes a node that will enroll with token from addr.
@@ -48,6 +151,9 @@ func NewNode(name string, addr netip.Addr, token string) (*Node, error) {
 	return &Node{Name: name, Addr: addr, ident: ident, token: &tok, ring: keys.NewHolder(keys.NewKeyring())}, nil
 }
 
+// SetStats makes the node count its control traffic in st (before Connect).
+func (n *Node) SetStats(st *Stats) { n.stats = st }
+
 // dial connects to addr from the node's own address.
 func (n *Node) dial(ctx context.Context, addr string) (net.Conn, error) {
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: n.Addr.AsSlice()}}
@@ -55,7 +161,8 @@ func (n *Node) dial(ctx context.Context, addr string) (net.Conn, error) {
 }
 
 // Connect opens the control connection: enrollment on first use, Hello by
-// identity afterwards, then the PING swap with the server.
+// identity afterwards, then the PING swap with the server; then it starts
+// the node's reader, which runs until Close or until ctx ends.
 func (n *Node) Connect(ctx context.Context, server string, timeout time.Duration) error {
 	c, err := n.dial(ctx, server)
 	if err != nil {
@@ -91,6 +198,7 @@ func (n *Node) Connect(ctx context.Context, server string, timeout time.Duration
 		n.verifier = &ping.Verifier{Keys: n.ring, Guard: ping.NewGuard(ping.GuardConfig{Capacity: 4}, nil), Now: time.Now}
 	}
 	n.token, n.id, n.server = nil, w.NodeID, sh.ServerKey
+	n.wrapper = keys.NewWrapper(&n.server, &n.ident.Private)
 	var res ping.Result
 	if err := swap.Initiate(c, n.sealer, n.verifier, deadline, &res); err != nil {
 		c.Close()
@@ -98,11 +206,102 @@ func (n *Node) Connect(ctx context.Context, server string, timeout time.Duration
 	}
 	_ = c.SetDeadline(time.Time{})
 	n.conn = c
+	if n.stats == nil {
+		n.stats = NewStats()
+	}
+	n.replies, n.done, n.readErr = make(chan []byte, 1), make(chan struct{}), nil
+	n.stop = context.AfterFunc(ctx, func() { c.Close() })
+	go n.read(c)
 	return nil
 }
 
+// read serves the server's messages on c until it fails or is closed.
+func (n *Node) read(c net.Conn) {
+	defer close(n.done)
+	buf := make([]byte, 0, 256)
+	for {
+		frame, err := proto.ReadFrameLimit(c, buf[:cap(buf)], 1<<20)
+		if err != nil {
+			n.readErr = err
+			return
+		}
+		buf = frame
+		t := proto.Type(frame[3])
+		if t == proto.TypePingReply {
+			select {
+			case n.replies <- append([]byte(nil), frame...):
+			default: // nobody waits: a stale reply
+			}
+			continue
+		}
+		n.stats.frame(t, len(frame))
+		if err := n.handle(c, frame); err != nil {
+			n.stats.mu.Lock()
+			n.stats.errors++
+			n.stats.mu.Unlock()
+			n.readErr = fmt.Errorf("node %s: %w", n.Name, err)
+			c.Close()
+			return
+		}
+	}
+}
+
+// handle applies one server message, as momgate-mom does (mom/keys.go),
+// keeping the keyring in memory only.
+func (n *Node) handle(c net.Conn, frame []byte) error {
+	msg, err := proto.Unmarshal(frame)
+	if err != nil {
+		return fmt.Errorf("decode %s: %w", proto.Type(frame[3]), err)
+	}
+	ring := n.ring.Load()
+	switch m := msg.(type) {
+	case *proto.KeyUpdate:
+		ack := &proto.KeyAck{Rotation: m.Rotation, KeyID: m.Key.KeyID}
+		k, err := n.wrapper.Unwrap(enroll.FromProto(m.Key), time.Now())
+		if err == nil {
+			ring, _, err = rotation.ApplyUpdate(ring, k)
+			k.Zero()
+		}
+		if err != nil {
+			ack.Status = 1
+		} else {
+			n.ring.Store(ring)
+		}
+		n.wmu.Lock()
+		_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		err = proto.WriteFrame(c, ack)
+		n.wmu.Unlock()
+		if err != nil {
+			return fmt.Errorf("send KeyAck: %w", err)
+		}
+		n.stats.mu.Lock()
+		n.stats.acks++
+		n.stats.ackBytes += int64(frameSize(ack))
+		n.stats.mu.Unlock()
+	case *proto.KeyActivate:
+		id := keys.KeyID(m.KeyID)
+		if ring, _, err = rotation.ApplyActivate(ring, id); err != nil {
+			return fmt.Errorf("server activated key %s: %w", id, err)
+		}
+		n.ring.Store(ring)
+		n.stats.keyEvent(n.stats.activated, n.stats.lastActive, id)
+	case *proto.KeyRetire:
+		id := keys.KeyID(m.KeyID)
+		if ring, _, err = rotation.ApplyRetire(ring, id); err != nil {
+			return fmt.Errorf("server retired key %s: %w", id, err)
+		}
+		n.ring.Store(ring)
+		n.stats.keyEvent(n.stats.retired, n.stats.lastRetire, id)
+	}
+	// Deny and DenySet are counted by read; a simulated node admits no
+	// one but the real MOM, so it keeps no deny list.
+	return nil
+}
+
+func frameSize(m proto.Message) int { return len(proto.Marshal(m)) }
+
 // Heartbeat sends one heartbeat Ping on the control connection and waits
-// for its verified reply, skipping other server messages.
+// for its verified reply, which the node's reader hands over.
 func (n *Node) Heartbeat(timeout time.Duration) error {
 	if n.conn == nil {
 		return fmt.Errorf("node %s: not connected", n.Name)
@@ -111,28 +310,62 @@ func (n *Node) Heartbeat(timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	_ = n.conn.SetDeadline(time.Now().Add(timeout))
+	select {
+	case <-n.replies: // a stale reply to an earlier, timed-out heartbeat
+	default:
+	}
 	frame, rnd, err := n.sealer.Ping(n.buf[:0], local, remote)
 	if err != nil {
 		return err
 	}
 	n.buf = frame
-	if _, err := n.conn.Write(frame); err != nil {
+	n.wmu.Lock()
+	_ = n.conn.SetWriteDeadline(time.Now().Add(timeout))
+	_, err = n.conn.Write(frame)
+	n.wmu.Unlock()
+	if err != nil {
 		return fmt.Errorf("node %s: send heartbeat: %w", n.Name, err)
 	}
-	for range 16 {
-		in, err := proto.ReadFrame(n.conn, n.buf[:0])
-		if err != nil {
-			return fmt.Errorf("node %s: read heartbeat reply: %w", n.Name, err)
-		}
-		n.buf = in
-		if proto.Type(in[3]) != proto.TypePingReply {
-			continue
-		}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case in := <-n.replies:
 		var res ping.Result
 		return n.verifier.VerifyReply(in, remote, local, &rnd, &res)
+	case <-n.done:
+		return fmt.Errorf("node %s: control connection ended: %w", n.Name, n.readErr)
+	case <-t.C:
+		return fmt.Errorf("node %s: no heartbeat reply within %s", n.Name, timeout)
 	}
-	return fmt.Errorf("node %s: no heartbeat reply among 16 frames", n.Name)
+}
+
+// Up reports whether the control connection is open and served.
+func (n *Node) Up() bool {
+	if n.conn == nil {
+		return false
+	}
+	select {
+	case <-n.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Err is why the node's reader ended (nil while it runs or after Close).
+func (n *Node) Err() error {
+	if n.done == nil {
+		return nil
+	}
+	select {
+	case <-n.done:
+		if errors.Is(n.readErr, net.ErrClosed) {
+			return nil
+		}
+		return n.readErr
+	default:
+		return nil
+	}
 }
 
 // Swap runs an IM PING swap with the MOM at addr on a new connection and
@@ -150,10 +383,12 @@ func (n *Node) Swap(ctx context.Context, addr string, timeout time.Duration) err
 	return nil
 }
 
-// Close closes the control connection.
+// Close closes the control connection and waits for the reader to end.
 func (n *Node) Close() {
 	if n.conn != nil {
+		n.stop()
 		n.conn.Close()
+		<-n.done
 		n.conn = nil
 	}
 }

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/proto"
 )
 
 // Config sets up a scale run: one real server process, one real MOM daemon
@@ -32,22 +34,27 @@ type Config struct {
 	Churn      int    // nodes deleted then created and enrolled again
 	Timeout    time.Duration
 	TokenTTL   time.Duration // token_ttl for the run; 0 leaves the default
+	KeyGrace   time.Duration // key_grace for the run; 0 leaves the default (30s)
 	Progress   io.Writer     // progress lines; nil for none
 }
 
 // Report is what a run measured.
 type Report struct {
 	Nodes             int
-	Create            Phase // create node through the admin socket, one request each
-	Enroll            Phase // enrollment + key unwrap + PING swap, Workers at a time
-	Heartbeat         Phase // heartbeat PINGs over the open control connections
-	SisterSwap        Phase // IM PING swaps with the real MOM daemon, new connection each
-	Churn             Phase // delete + create + enroll
-	ServerRSSIdle     int64 // server RSS with no nodes
-	ServerRSSUp       int64 // with every node enrolled and connected
-	ServerRSSRestart  int64 // after a restart with every node enrolled, none connected
-	MomRSSBefore      int64 // real MOM RSS before the sister swaps
-	MomRSSAfter       int64 // and after: one admitted peer per simulated node
+	Create            Phase         // create node through the admin socket, one request each
+	Enroll            Phase         // enrollment + key unwrap + PING swap, Workers at a time
+	Heartbeat         Phase         // heartbeat PINGs over the open control connections
+	SisterSwap        Phase         // IM PING swaps with the real MOM daemon, new connection each
+	Rotation          Rotation      // rotate key with every node connected
+	Churn             Phase         // delete + create + enroll
+	ChurnSettle       time.Duration // from the last churn step until no rotation runs and every up node is current
+	ChurnRotations    uint64        // rotations the churn caused (rotation numbers used)
+	ChurnTraffic      Traffic       // control traffic the nodes received during the churn and its settling
+	ServerRSSIdle     int64         // server RSS with no nodes
+	ServerRSSUp       int64         // with every node enrolled and connected
+	ServerRSSRestart  int64         // after a restart with every node enrolled, none connected
+	MomRSSBefore      int64         // real MOM RSS before the sister swaps
+	MomRSSAfter       int64         // and after: one admitted peer per simulated node
 	ServerCPU         time.Duration
 	ServerStateBytes  int64 // state.json + state.journal
 	PerNodeUpBytes    float64
@@ -76,6 +83,18 @@ func (r *runner) memStats(ctx context.Context) admin.MemStats {
 		r.progress("mem_stats: %v", err)
 	}
 	return ms
+}
+
+// Rotation is what a `rotate key` with every simulated node connected
+// took, as seen by the nodes.
+type Rotation struct {
+	Nodes      int           // nodes connected during it
+	ToActivate time.Duration // request until the last node sealed with the new key
+	ToRetire   time.Duration // request until the last node dropped the old key
+	Settled    time.Duration // request until list key showed it idle with every up node current
+	Grace      time.Duration // key_grace in force (part of ToRetire)
+	Traffic    Traffic       // control traffic the nodes received and sent
+	Down       int           // nodes not connected (key state needs sync), e.g. the stopped real MOM
 }
 
 // Phase is the count and duration of one step.
@@ -109,6 +128,7 @@ type runner struct {
 	srv      *exec.Cmd
 	adm      *admin.Client
 	nodes    []*Node
+	stats    *Stats
 	progress func(format string, args ...any)
 }
 
@@ -123,7 +143,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
-	r := &runner{cfg: cfg, srvDir: filepath.Join(cfg.Dir, "server"), progress: func(string, ...any) {}}
+	r := &runner{cfg: cfg, srvDir: filepath.Join(cfg.Dir, "server"), stats: NewStats(), progress: func(string, ...any) {}}
 	if cfg.Progress != nil {
 		r.progress = func(f string, a ...any) { fmt.Fprintf(cfg.Progress, "scale: "+f+"\n", a...) }
 	}
@@ -147,11 +167,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.ServerRSSIdle = rss(r.srv.Process.Pid)
 	rep.HeapIdle = r.memStats(ctx)
+	// The simulated nodes send heartbeats only in the heartbeat phase; an
+	// hour's interval keeps the server from closing their idle control
+	// connections (after 3 missed heartbeats) during the later phases.
+	set := admin.SetArgs{Attrs: []admin.Attr{{Name: "heartbeat", Value: "1h"}}}
 	if cfg.TokenTTL > 0 {
-		set := admin.SetArgs{Attrs: []admin.Attr{{Name: "token_ttl", Value: cfg.TokenTTL.String()}}}
-		if err := r.adm.Call(ctx, admin.OpSetServer, set, nil); err != nil {
-			return nil, fmt.Errorf("set token_ttl: %w", err)
-		}
+		set.Attrs = append(set.Attrs, admin.Attr{Name: "token_ttl", Value: cfg.TokenTTL.String()})
+	}
+	if cfg.KeyGrace > 0 {
+		set.Attrs = append(set.Attrs, admin.Attr{Name: "key_grace", Value: cfg.KeyGrace.String()})
+	}
+	if err := r.adm.Call(ctx, admin.OpSetServer, set, nil); err != nil {
+		return nil, fmt.Errorf("set server attributes: %w", err)
 	}
 
 	// Create every node through the admin socket.
@@ -174,6 +201,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if r.nodes[i], err = NewNode(fmt.Sprintf("sim%05d", i), NodeAddr(i), tokens[i]); err != nil {
 			return nil, err
 		}
+		r.nodes[i].SetStats(r.stats)
 	}
 	rep.Enroll = r.each(ctx, r.nodes, func(n *Node) error { return n.Connect(ctx, r.srvAddr, cfg.Timeout) })
 	r.progress("enroll: %s", rep.Enroll)
@@ -196,6 +224,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.progress("heartbeats: %s", rep.Heartbeat)
 
 	if err := r.sisters(ctx, rep); err != nil {
+		return rep, err
+	}
+	if err := r.rotate(ctx, rep); err != nil {
 		return rep, err
 	}
 	if cfg.Churn > 0 {
@@ -299,6 +330,12 @@ func (r *runner) sisters(ctx context.Context, rep *Report) error {
 // under new names.
 func (r *runner) churn(ctx context.Context, rep *Report) error {
 	k := min(r.cfg.Churn, len(r.nodes))
+	var kl0 admin.KeyList
+	if err := r.adm.Call(ctx, admin.OpListKey, nil, &kl0); err != nil {
+		return fmt.Errorf("list key: %w", err)
+	}
+	seq0 := kl0.Rotation.Seq
+	before := r.stats.Snapshot()
 	t0 := time.Now()
 	errs := 0
 	for i := range k {
@@ -315,6 +352,7 @@ func (r *runner) churn(ctx context.Context, rep *Report) error {
 		if err != nil {
 			return err
 		}
+		n.SetStats(r.stats)
 		if err := n.Connect(ctx, r.srvAddr, r.cfg.Timeout); err != nil {
 			errs++
 			r.progress("churn: %v", err)
@@ -323,7 +361,131 @@ func (r *runner) churn(ctx context.Context, rep *Report) error {
 	}
 	rep.Churn = Phase{Count: k, Errors: errs, Duration: time.Since(t0)}
 	r.progress("churn (delete + create + enroll): %s", rep.Churn)
+	t1 := time.Now()
+	kl, err := r.waitKeysSettled(ctx)
+	if err != nil {
+		return err
+	}
+	rep.ChurnSettle = time.Since(t1)
+	rep.ChurnRotations = kl.Rotation.Seq - seq0
+	rep.ChurnTraffic = r.stats.Snapshot().Sub(before)
+	r.progress("churn settled %.2fs after its last step: %d rotations, %d key messages received", rep.ChurnSettle.Seconds(),
+		rep.ChurnRotations, rep.ChurnTraffic.keyFrames())
 	return nil
+}
+
+func (t Traffic) keyFrames() int64 {
+	return t.Frames[proto.TypeKeyUpdate] + t.Frames[proto.TypeKeyActivate] + t.Frames[proto.TypeKeyRetire]
+}
+
+func (t Traffic) keyBytes() int64 {
+	return t.Bytes[proto.TypeKeyUpdate] + t.Bytes[proto.TypeKeyActivate] + t.Bytes[proto.TypeKeyRetire]
+}
+
+func (t Traffic) denyFrames() int64 { return t.Frames[proto.TypeDeny] + t.Frames[proto.TypeDenySet] }
+func (t Traffic) denyBytes() int64  { return t.Bytes[proto.TypeDeny] + t.Bytes[proto.TypeDenySet] }
+
+// rotate runs `rotate key` with every simulated node connected and waits
+// until every node has retired the old key and list key shows the
+// rotation finished.
+func (r *runner) rotate(ctx context.Context, rep *Report) error {
+	up := 0
+	for _, n := range r.nodes {
+		if n.Up() {
+			up++
+		} else if err := n.Err(); err != nil {
+			r.progress("node %s is down before the rotation: %v", n.Name, err)
+		}
+	}
+	var srv admin.ServerReport
+	if err := r.adm.Call(ctx, admin.OpPrintServer, nil, &srv); err != nil {
+		return fmt.Errorf("print server: %w", err)
+	}
+	grace, err := time.ParseDuration(srv.Server.Attrs["key_grace"])
+	if err != nil {
+		return fmt.Errorf("server key_grace %q: %w", srv.Server.Attrs["key_grace"], err)
+	}
+	before := r.stats.Snapshot()
+	t0 := time.Now()
+	var info admin.RotationInfo
+	if err := r.adm.Call(ctx, admin.OpRotateKey, nil, &info); err != nil {
+		return fmt.Errorf("rotate key: %w", err)
+	}
+	oldID, err1 := keys.ParseKeyID(info.OldKey)
+	newID, err2 := keys.ParseKeyID(info.NewKey)
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("rotate key: phase %s, keys %q -> %q: %w", info.Phase, info.OldKey, info.NewKey, err)
+	}
+	deadline := time.Now().Add(r.cfg.Timeout + grace)
+	for {
+		n, last := r.stats.Retired(oldID)
+		if n >= up {
+			_, act := r.stats.Activated(newID)
+			rep.Rotation = Rotation{Nodes: up, ToActivate: act.Sub(t0), ToRetire: last.Sub(t0), Grace: grace}
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("rotation %d: %d of %d nodes retired key %s within %s", info.Seq, n, up, oldID, r.cfg.Timeout)
+		}
+		if err := pause(ctx, 5*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	kl, err := r.waitKeysSettled(ctx)
+	if err != nil {
+		return err
+	}
+	rep.Rotation.Settled = time.Since(t0)
+	rep.Rotation.Traffic = r.stats.Snapshot().Sub(before)
+	for _, n := range kl.Nodes {
+		if !n.Up {
+			rep.Rotation.Down++
+		}
+	}
+	r.progress("rotate key: %d nodes activated in %.2fs, retired in %.2fs (key_grace %s), list key idle after %.2fs",
+		up, rep.Rotation.ToActivate.Seconds(), rep.Rotation.ToRetire.Seconds(), rep.Rotation.Grace, rep.Rotation.Settled.Seconds())
+	return nil
+}
+
+// waitKeysSettled polls list key until no rotation runs or is queued and
+// every connected node holds the current keys.
+func (r *runner) waitKeysSettled(ctx context.Context) (*admin.KeyList, error) {
+	deadline := time.Now().Add(10 * r.cfg.Timeout)
+	for {
+		var kl admin.KeyList
+		if err := r.adm.Call(ctx, admin.OpListKey, nil, &kl); err != nil {
+			return nil, fmt.Errorf("list key: %w", err)
+		}
+		settled := kl.Rotation.Phase == "idle" && kl.Rotation.Queued == 0
+		notCurrent := 0
+		for _, n := range kl.Nodes {
+			if n.Up && n.KeyState != admin.KeyCurrent {
+				notCurrent++
+			}
+		}
+		if settled && notCurrent == 0 {
+			return &kl, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("rotation %d still %s (queued %d, %d up nodes not current) after %s",
+				kl.Rotation.Seq, kl.Rotation.Phase, kl.Rotation.Queued, notCurrent, 10*r.cfg.Timeout)
+		}
+		if err := pause(ctx, 50*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// pause waits d (a polling interval) or until ctx ends.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 func (r *runner) waitNodeUp(ctx context.Context, name string) error {
@@ -346,7 +508,12 @@ func (r *runner) waitNodeUp(ctx context.Context, name string) error {
 func (r *runner) startServer(ctx context.Context) error {
 	r.srv = exec.Command(r.cfg.ServerBin, "run", "--state-dir", r.srvDir, "--listen", r.srvAddr,
 		"--log-level", "warn", "--audit-log", filepath.Join(r.cfg.Dir, "server-audit.log"))
-	r.srv.Stdout, r.srv.Stderr = io.Discard, io.Discard
+	logf, err := os.OpenFile(filepath.Join(r.cfg.Dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("server log: %w", err)
+	}
+	defer logf.Close() // the child has its own descriptor
+	r.srv.Stdout, r.srv.Stderr = logf, logf
 	if err := r.srv.Start(); err != nil {
 		return fmt.Errorf("start server: %w", err)
 	}
@@ -444,7 +611,15 @@ func PrintReport(w io.Writer, rep *Report) {
 	row("enrollment (token, key unwrap, PING swap)", rep.Enroll.String())
 	row("heartbeat PINGs at the server", rep.Heartbeat.String())
 	row("sister admissions at one MOM (new connection + swap)", rep.SisterSwap.String())
-	row("churn (delete + create + enroll)", rep.Churn.String())
+	rt := rep.Rotation
+	row("rotate key, every node connected: request to all activated / all retired", fmt.Sprintf("%.2fs / %.2fs (%d nodes, key_grace %s; list key idle at %.2fs)",
+		rt.ToActivate.Seconds(), rt.ToRetire.Seconds(), rt.Nodes, rt.Grace, rt.Settled.Seconds()))
+	row("rotation traffic at the nodes (KeyUpdate+KeyActivate+KeyRetire in / KeyAck out)", fmt.Sprintf("%d frames, %d bytes / %d frames, %d bytes",
+		rt.Traffic.keyFrames(), rt.Traffic.keyBytes(), rt.Traffic.Acks, rt.Traffic.AckBytes))
+	row("churn (delete + create + enroll), rotations running", rep.Churn.String())
+	row("churn: settled after its last step / rotations / key frames / deny frames", fmt.Sprintf("%.2fs / %d / %d (%d bytes) / %d (%d bytes)",
+		rep.ChurnSettle.Seconds(), rep.ChurnRotations, rep.ChurnTraffic.keyFrames(), rep.ChurnTraffic.keyBytes(),
+		rep.ChurnTraffic.denyFrames(), rep.ChurnTraffic.denyBytes()))
 	row("server CPU time, whole run", fmt.Sprintf("%.2fs", rep.ServerCPU.Seconds()))
 	row("server RSS: idle / all connected / restarted, none connected", mib(rep.ServerRSSIdle)+" / "+mib(rep.ServerRSSUp)+" / "+mib(rep.ServerRSSRestart))
 	row("server RSS per enrolled node (restarted, none connected)", fmt.Sprintf("%.0f bytes", rep.PerNodeStateBytes))
