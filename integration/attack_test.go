@@ -712,3 +712,54 @@ func TestAttackRemovedMember(t *testing.T) {
 		})
 	})
 }
+
+// TestAttackRemovedMemberAfterRotation: once the rotation that `delete
+// node a` starts has completed, a's key material opens nothing: the
+// removed daemon's own PINGs, and PINGs under its old key with a fresh
+// node id from an address nobody denied, are refused by key
+// (key_mismatch, the audit line naming the retired key), not only by the
+// deny that TestAttackRemovedMember covers.
+func TestAttackRemovedMemberAfterRotation(t *testing.T) {
+	c := newCluster(t, "127.0.0.2", "127.0.0.3", "127.0.0.9")
+	c.mustQmgr("set server key_grace=1s")
+	a := c.addMom("a", "127.0.0.2")
+	b := c.addMom("b", "127.0.0.3")
+	bAddr := b.imAddr(c.imPort)
+	thief := stealKeys(t, a) // a's key material, as a itself keeps it
+	oldKey := thief.ring.Active().ID.String()
+	a.stop()
+	c.mustQmgr("delete node a")
+	if kl := c.waitRotated(1); kl.active() == oldKey || kl.Rotation.Reason != "delete node a" {
+		t.Fatalf("rotation %+v keys %s", kl.Rotation, kl.ring())
+	}
+	c.waitConverged(b) // b holds the new key only: the old one is retired and gone
+	refused := func(t *testing.T, ip string, attempt func()) {
+		t.Helper()
+		peers, base, mark := c.peerRows(b), c.momCounters(b), auditMark(t, b.auditPath())
+		attempt()
+		waitRejected(t, "b", func() counters { return c.momCounters(b) }, base, "key_mismatch", 1)
+		l := waitAudit(t, b.auditPath(), mark, "key_mismatch", ip, "key mismatch")
+		if l["key_id"] != oldKey {
+			t.Fatalf("audit line names key %q, want a's retired key %s: %v", l["key_id"], oldKey, l)
+		}
+		c.requirePeersUnchanged(t, b, peers)
+	}
+	t.Run("removed_daemon_pings", func(t *testing.T) {
+		a = c.startMom("a", "127.0.0.2", "") // from its own state directory
+		waitFor(t, "the removed MOM's daemon to answer", 20*time.Second, func() bool {
+			_, ok := c.momStatus(a)
+			return ok
+		})
+		refused(t, "127.0.0.2", func() {
+			if pr, _ := c.ping(a, bAddr); pr.Admitted || pr.Reason != "refused_by_peer" {
+				t.Fatalf("removed a -> b: %+v, want refused_by_peer", pr)
+			}
+		})
+	})
+	t.Run("old_key_fresh_node_id_undenied_address", func(t *testing.T) {
+		forged := thief.asFreshSender()
+		refused(t, "127.0.0.9", func() {
+			wantReject(t, "old key from 127.0.0.9", forged.deliver("127.0.0.9", bAddr, forged.seal("127.0.0.9", "127.0.0.3")), swap.CodeUnknownKey)
+		})
+	})
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -129,10 +130,7 @@ func (f *fleet) migrate(args ...string) (string, int) {
 	f.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	full := append([]string{"--state-dir", f.srvDir, "--state", filepath.Join(f.dir, "migration.json"), "--bin-dir", binDir,
-		"--restart-cmd", filepath.Join(f.hookDir, "restart.sh") + " {node} {protocol}",
-		"--mom-state-dir", filepath.Join(f.dir, "{node}"), "--timeout", "60", "--verify-peers", "1"}, args...)
-	cmd := exec.CommandContext(ctx, "bash", append([]string{"../migration/rolling-migrate.sh"}, full...)...)
+	cmd := f.scriptCmd(ctx, args...)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -158,6 +156,14 @@ func (f *fleet) migrate(args ...string) (string, int) {
 			f.serveRestarts()
 		}
 	}
+}
+
+// scriptCmd is the rolling-migrate.sh command for this fleet, with args.
+func (f *fleet) scriptCmd(ctx context.Context, args ...string) *exec.Cmd {
+	full := append([]string{"--state-dir", f.srvDir, "--state", filepath.Join(f.dir, "migration.json"), "--bin-dir", binDir,
+		"--restart-cmd", filepath.Join(f.hookDir, "restart.sh") + " {node} {protocol}",
+		"--mom-state-dir", filepath.Join(f.dir, "{node}"), "--timeout", "60", "--verify-peers", "1"}, args...)
+	return exec.CommandContext(ctx, "bash", append([]string{"../migration/rolling-migrate.sh"}, full...)...)
 }
 
 func (f *fleet) report() admin.ServerReport {
@@ -316,9 +322,24 @@ func TestLiveMigrationWithJobs(t *testing.T) {
 	// would admit a listed address) is refused; from n06 (not upgraded) the
 	// same v1 poll is admitted by the list.
 	target := fmt.Sprintf("%s:%d", f.ips["n05"], f.imPort)
+	n05 := f.procs["n05"]
+	fromN01 := func() []peerRow { // n05's rows for n01 (no job of n01 polls n05)
+		var rows []peerRow
+		for _, p := range f.peerRows(n05) {
+			if strings.HasPrefix(p.Addr, f.ips["n01"]+":") {
+				rows = append(rows, p)
+			}
+		}
+		return rows
+	}
+	rowsBefore, mark := fromN01(), auditMark(t, n05.auditPath())
 	rj, ok := rawV1Poll(t, f.ips["n01"], target).(*proto.Reject)
 	if !ok || rj.Code != swap.CodeLegacyRefused || !strings.Contains(rj.Reason, "downgrade") {
 		t.Fatalf("v1 from upgraded n01: %+v, want a downgrade refusal", rj)
+	}
+	waitAudit(t, n05.auditPath(), mark, "downgrade", f.ips["n01"], "downgrade")
+	if rows := fromN01(); !reflect.DeepEqual(rows, rowsBefore) {
+		t.Fatalf("n05 admitted the downgrade: rows for n01 before %+v, after %+v", rowsBefore, rows)
 	}
 	if rp, ok := rawV1Poll(t, f.ips["n06"], target).(*proto.IMReply); !ok || rp.Ver != proto.V1 || rp.Status != proto.IMUnknownJob {
 		t.Fatalf("v1 from listed n06: %+v, want an IMReply (admitted by the list)", rp)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -12,9 +11,10 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
-	"golang.org/x/crypto/nacl/box"
 
 	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/crashhook"
+	"github.com/momgate/momgate/internal/enroll"
 	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
@@ -113,17 +113,9 @@ func (m *Mom) handshake(c net.Conn) (proto.NodeID, error) {
 	if err := c.SetDeadline(deadline); err != nil {
 		return proto.NodeID{}, err
 	}
-	frame, err := proto.ReadFrameLimit(c, nil, swap.PreAuthMaxFrame)
+	sh, err := enroll.ReadServerHello(c)
 	if err != nil {
-		return proto.NodeID{}, fmt.Errorf("read server hello: %w", err)
-	}
-	msg, err := proto.Unmarshal(frame)
-	if err != nil {
-		return proto.NodeID{}, fmt.Errorf("decode server hello: %w", err)
-	}
-	sh, ok := msg.(*proto.ServerHello)
-	if !ok {
-		return proto.NodeID{}, fmt.Errorf("expected ServerHello, got %s", msg.Type())
+		return proto.NodeID{}, err
 	}
 	if err := m.chooseControl(sh); err != nil {
 		return sh.ServerID, err // errUseLegacy: continue as a v1 session
@@ -131,68 +123,32 @@ func (m *Mom) handshake(c net.Conn) (proto.NodeID, error) {
 	m.mu.Lock()
 	enr := m.enrolled
 	m.mu.Unlock()
-	port := m.addr.Port()
-	versions := m.advertised()
-	var out proto.Message
+	p := &enroll.Params{Ident: m.ident, Rand: m.cfg.Rand, IMPort: m.addr.Port(), Versions: m.advertised()}
 	if enr == nil {
 		tok, err := keys.ParseToken(m.cfg.Enroll)
 		if err != nil {
 			return proto.NodeID{}, fmt.Errorf("%w: %v", ErrEnrollRefused, err)
 		}
-		if err := tok.CheckServer(sh.ServerKey); err != nil {
-			return proto.NodeID{}, fmt.Errorf("%w: server at %s presents key %s, not the one pinned in the token: %v",
-				ErrEnrollRefused, m.cfg.Server, keys.ShortFingerprint(sh.ServerKey), err)
-		}
-		proof := proto.EnrollProof{Secret: tok.Secret, Challenge: sh.Challenge, IMPort: port, Versions: versions}
-		e := &proto.Enroll{TokenID: tok.ID, NodeKey: m.ident.Public}
-		if _, err := io.ReadFull(m.cfg.Rand, e.Nonce[:]); err != nil {
-			return proto.NodeID{}, err
-		}
-		e.Sealed = box.Seal(nil, proof.Marshal(), &e.Nonce, &sh.ServerKey, &m.ident.Private)
-		out = e
+		p.Token = &tok
 	} else {
-		pinned, _ := enr.serverKey()
-		if pinned != sh.ServerKey {
-			return proto.NodeID{}, fmt.Errorf("server at %s presents key %s, but this MOM enrolled with %s: refusing",
-				m.cfg.Server, keys.ShortFingerprint(sh.ServerKey), keys.ShortFingerprint(pinned))
-		}
-		id, _ := enr.nodeID()
-		proof := proto.HelloProof{Challenge: sh.Challenge, IMPort: port, Versions: versions}
+		p.ServerKey, _ = enr.serverKey()
+		p.NodeID, _ = enr.nodeID()
 		for _, k := range m.ring.Load().Keys() {
-			proof.KeyIDs = append(proof.KeyIDs, uint32(k.ID))
+			p.KeyIDs = append(p.KeyIDs, uint32(k.ID))
 		}
-		h := &proto.Hello{NodeID: id}
-		if _, err := io.ReadFull(m.cfg.Rand, h.Nonce[:]); err != nil {
-			return proto.NodeID{}, err
-		}
-		h.Sealed = box.Seal(nil, proof.Marshal(), &h.Nonce, &sh.ServerKey, &m.ident.Private)
-		out = h
 	}
-	if err := proto.WriteFrame(c, out); err != nil {
-		return proto.NodeID{}, fmt.Errorf("send hello: %w", err)
+	w, err := enroll.Prove(c, sh, p)
+	switch {
+	case errors.Is(err, enroll.ErrServerKey) && enr == nil:
+		return proto.NodeID{}, fmt.Errorf("%w: server at %s: %w", ErrEnrollRefused, m.cfg.Server, err)
+	case errors.Is(err, enroll.ErrFinal):
+		return proto.NodeID{}, fmt.Errorf("%w: %w", ErrEnrollRefused, err)
+	case err != nil:
+		return proto.NodeID{}, fmt.Errorf("server at %s: %w", m.cfg.Server, err)
 	}
-	frame, err = proto.ReadFrameLimit(c, nil, swap.PreAuthMaxFrame)
-	if err != nil {
-		return proto.NodeID{}, fmt.Errorf("read welcome: %w", err)
-	}
-	msg, err = proto.Unmarshal(frame)
-	if err != nil {
-		return proto.NodeID{}, fmt.Errorf("decode welcome: %w", err)
-	}
-	switch w := msg.(type) {
-	case *proto.Reject:
-		err := &swap.RejectError{Code: w.Code, Reason: w.Reason}
-		if enr == nil && (w.Code == swap.CodeTokenUnknown || w.Code == swap.CodeTokenUsed || w.Code == swap.CodeTokenExpired ||
-			w.Code == swap.CodeAuth || w.Code == swap.CodeAddrMismatch || w.Code == swap.CodeNotAllowed || w.Code == swap.CodeUnknownNode) {
-			return proto.NodeID{}, fmt.Errorf("%w: %v", ErrEnrollRefused, err)
-		}
+	crashhook.At("mom-welcome-received") // test-only: nothing of the Welcome saved yet
+	if err := m.install(w, sh, enr); err != nil {
 		return proto.NodeID{}, err
-	case *proto.Welcome:
-		if err := m.install(w, sh, enr); err != nil {
-			return proto.NodeID{}, err
-		}
-	default:
-		return proto.NodeID{}, fmt.Errorf("expected Welcome, got %s", msg.Type())
 	}
 	var res ping.Result
 	if err := swap.Initiate(c, m.currentSealer(), m.verifier, deadline, &res); err != nil {
@@ -208,24 +164,15 @@ func (m *Mom) handshake(c net.Conn) (proto.NodeID, error) {
 
 // install takes the keys of a Welcome and, on first start, the enrollment.
 func (m *Mom) install(w *proto.Welcome, sh *proto.ServerHello, enr *enrollment) error {
-	now := m.cfg.Now()
-	ring := keys.NewKeyring()
-	for _, pw := range w.Keys {
-		k, err := keys.Unwrap(fromProtoWrapped(pw), &sh.ServerKey, &m.ident.Private, now)
-		if err != nil {
-			return fmt.Errorf("unwrap key %08x: %w", pw.KeyID, err)
-		}
-		if ring, err = ring.WithKey(k); err != nil {
-			return fmt.Errorf("install key %s: %w", k.ID, err)
-		}
-	}
-	if ring.Active() == nil {
-		return fmt.Errorf("server sent no active cluster key")
+	ring, err := enroll.Keyring(w, &sh.ServerKey, m.ident, m.cfg.Now())
+	if err != nil {
+		return err
 	}
 	if err := m.updateRing(func(*keys.Keyring) (*keys.Keyring, bool, error) { return ring, true, nil }); err != nil {
 		return err
 	}
 	if enr == nil {
+		crashhook.At("mom-enroll-keyring-saved") // test-only: keyring on disk, enrollment not
 		enr = &enrollment{Format: 1, NodeID: uuid.UUID(w.NodeID).String(), Name: w.Name,
 			ServerID: uuid.UUID(sh.ServerID).String(), ServerKey: encodeB64(sh.ServerKey[:])}
 		if err := saveEnrollment(m.cfg.StateDir, enr); err != nil {
@@ -240,10 +187,6 @@ func (m *Mom) install(w *proto.Welcome, sh *proto.ServerHello, enr *enrollment) 
 		m.sealer = &ping.Sealer{Keys: m.ring, Stamper: m.stamper, Rand: m.cfg.Rand, Node: w.NodeID}
 	}
 	return nil
-}
-
-func fromProtoWrapped(w proto.WrappedKey) keys.WrappedKey {
-	return keys.WrappedKey{ID: keys.KeyID(w.KeyID), State: keys.State(w.State), Nonce: w.Nonce, Sealed: w.Sealed}
 }
 
 // heartbeat sends a Ping every interval and handles what the server sends,

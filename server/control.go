@@ -16,6 +16,7 @@ import (
 
 	"github.com/momgate/momgate/internal/audit"
 	"github.com/momgate/momgate/internal/connlimit"
+	"github.com/momgate/momgate/internal/crashhook"
 	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/migration"
@@ -246,6 +247,7 @@ func (s *Server) enroll(m *proto.Enroll, src netip.Addr, challenge *[32]byte) (*
 		return nil, reject(swap.CodeInternal, "internal", "persist enrollment: %w", err)
 	}
 	s.log.WithFields(logrus.Fields{"node": n.rec.Name, "fingerprint": keys.ShortFingerprint(n.pub)}).Info("node enrolled")
+	crashhook.At("enroll-saved") // test-only: enrollment on disk, Welcome not sent
 	n.versions = proof.Versions
 	return n, nil
 }

@@ -3,10 +3,10 @@ package server
 import (
 	"bytes"
 	"os"
-	"slices"
-	"strings"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 

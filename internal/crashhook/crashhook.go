@@ -2,8 +2,8 @@
 // variable MOMGATE_TEST_CRASH_AT names a step (for example "activating" or
 // "mom-update-saved"), the daemon kills itself with SIGKILL right after
 // that step, as kill -9 would. The integration tests use it to crash the
-// server and MOMs at exact rotation steps; the step names are listed in
-// docs/KEYS.md. Unset (always, in production) it does nothing.
+// server and MOMs at exact rotation and enrollment steps; the step names
+// are listed in docs/KEYS.md. Unset (always, in production) it does nothing.
 package crashhook
 
 import (

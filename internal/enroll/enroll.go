@@ -46,64 +46,80 @@ type Params struct {
 // Handshake runs the exchange on c until Welcome and returns both server
 // messages. The caller sets c's deadline.
 func Handshake(c net.Conn, p *Params) (*proto.ServerHello, *proto.Welcome, error) {
+	sh, err := ReadServerHello(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := Prove(c, sh, p)
+	return sh, w, err
+}
+
+// ReadServerHello reads the server's first frame.
+func ReadServerHello(c net.Conn) (*proto.ServerHello, error) {
 	frame, err := proto.ReadFrameLimit(c, nil, swap.PreAuthMaxFrame)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read server hello: %w", err)
+		return nil, fmt.Errorf("read server hello: %w", err)
 	}
 	msg, err := proto.Unmarshal(frame)
 	if err != nil {
-		return nil, nil, fmt.Errorf("decode server hello: %w", err)
+		return nil, fmt.Errorf("decode server hello: %w", err)
 	}
 	sh, ok := msg.(*proto.ServerHello)
 	if !ok {
-		return nil, nil, fmt.Errorf("expected ServerHello, got %s", msg.Type())
+		return nil, fmt.Errorf("expected ServerHello, got %s", msg.Type())
 	}
+	return sh, nil
+}
+
+// Prove answers sh with Enroll (p.Token set) or Hello and reads Welcome.
+func Prove(c net.Conn, sh *proto.ServerHello, p *Params) (*proto.Welcome, error) {
 	var out proto.Message
 	if p.Token != nil {
 		if err := p.Token.CheckServer(sh.ServerKey); err != nil {
-			return nil, nil, fmt.Errorf("%w: server presents %s: %v", ErrServerKey, keys.ShortFingerprint(sh.ServerKey), err)
+			return nil, fmt.Errorf("%w: server presents %s: %v", ErrServerKey, keys.ShortFingerprint(sh.ServerKey), err)
 		}
 		proof := proto.EnrollProof{Secret: p.Token.Secret, Challenge: sh.Challenge, IMPort: p.IMPort, Versions: p.Versions}
 		e := &proto.Enroll{TokenID: p.Token.ID, NodeKey: p.Ident.Public}
 		if _, err := io.ReadFull(p.Rand, e.Nonce[:]); err != nil {
-			return nil, nil, fmt.Errorf("enroll nonce: %w", err)
+			return nil, fmt.Errorf("enroll nonce: %w", err)
 		}
 		e.Sealed = box.Seal(nil, proof.Marshal(), &e.Nonce, &sh.ServerKey, &p.Ident.Private)
 		out = e
 	} else {
 		if p.ServerKey != sh.ServerKey {
-			return nil, nil, fmt.Errorf("%w: server presents %s, enrolled with %s", ErrServerKey,
+			return nil, fmt.Errorf("%w: server presents %s, enrolled with %s", ErrServerKey,
 				keys.ShortFingerprint(sh.ServerKey), keys.ShortFingerprint(p.ServerKey))
 		}
 		proof := proto.HelloProof{Challenge: sh.Challenge, IMPort: p.IMPort, Versions: p.Versions, KeyIDs: p.KeyIDs}
 		h := &proto.Hello{NodeID: p.NodeID}
 		if _, err := io.ReadFull(p.Rand, h.Nonce[:]); err != nil {
-			return nil, nil, fmt.Errorf("hello nonce: %w", err)
+			return nil, fmt.Errorf("hello nonce: %w", err)
 		}
 		h.Sealed = box.Seal(nil, proof.Marshal(), &h.Nonce, &sh.ServerKey, &p.Ident.Private)
 		out = h
 	}
 	if err := proto.WriteFrame(c, out); err != nil {
-		return nil, nil, fmt.Errorf("send %s: %w", out.Type(), err)
+		return nil, fmt.Errorf("send %s: %w", out.Type(), err)
 	}
-	frame, err = proto.ReadFrameLimit(c, nil, swap.PreAuthMaxFrame)
+	frame, err := proto.ReadFrameLimit(c, nil, swap.PreAuthMaxFrame)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read welcome: %w", err)
+		return nil, fmt.Errorf("read welcome: %w", err)
 	}
-	if msg, err = proto.Unmarshal(frame); err != nil {
-		return nil, nil, fmt.Errorf("decode welcome: %w", err)
+	msg, err := proto.Unmarshal(frame)
+	if err != nil {
+		return nil, fmt.Errorf("decode welcome: %w", err)
 	}
 	switch w := msg.(type) {
 	case *proto.Reject:
 		rerr := &swap.RejectError{Code: w.Code, Reason: w.Reason}
 		if final(w.Code, p.Token != nil) {
-			return nil, nil, fmt.Errorf("%w: %w", ErrFinal, rerr)
+			return nil, fmt.Errorf("%w: %w", ErrFinal, rerr)
 		}
-		return nil, nil, rerr
+		return nil, rerr
 	case *proto.Welcome:
-		return sh, w, nil
+		return w, nil
 	default:
-		return nil, nil, fmt.Errorf("expected Welcome, got %s", msg.Type())
+		return nil, fmt.Errorf("expected Welcome, got %s", msg.Type())
 	}
 }
 
