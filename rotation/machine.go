@@ -149,7 +149,7 @@ const (
 type Machine struct {
 	rnd    io.Reader
 	params Params
-	rec    Record // Waiting and Behind live in the maps below
+	rec    Record // Behind lives in the map below
 	ring   *keys.Keyring
 
 	deadline  time.Time // distributing (automatic): activate at the latest then
@@ -188,8 +188,8 @@ func Restore(rnd io.Reader, params Params, rec Record, ring *keys.Keyring, nodes
 			m.behind[n] = struct{}{}
 		}
 	}
-	m.rec.Waiting, m.rec.Behind = nil, nil
-	acts, err := m.resume(rec.Waiting, now)
+	m.rec.Behind = nil
+	acts, err := m.resume(now)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -199,19 +199,18 @@ func Restore(rnd io.Reader, params Params, rec Record, ring *keys.Keyring, nodes
 // resume reconciles the record with the keyring after a restart. The
 // server writes the record before the keyring at every step, so the
 // keyring is at most one step behind the record.
-func (m *Machine) resume(waiting []proto.NodeID, now time.Time) ([]Action, error) {
+func (m *Machine) resume(now time.Time) ([]Action, error) {
 	var acts []Action
-	// A distribution restarted now waits for the nodes that were connected
-	// before the restart (or, without that record, for every node not
-	// known to be behind) to reconnect, until the deadline: nobody is
-	// connected yet, and activating at once would leave sisters that have
-	// not reconnected unable to read the new key for a while.
-	expect := waiting
-	if len(expect) == 0 {
-		for n := range m.nodes {
-			if _, behind := m.behind[n]; !behind {
-				expect = append(expect, n)
-			}
+	// A distribution resumed now waits for every node not known to be
+	// behind (those the distribution was sent to, and those that caught
+	// up since) to reconnect, until the deadline: nobody is connected yet,
+	// and activating at once would leave sisters that have not reconnected
+	// unable to read the new key for a while. (The record does not name
+	// them: at 10,000 nodes that list would be most of every save.)
+	var expect []proto.NodeID
+	for n := range m.nodes {
+		if _, behind := m.behind[n]; !behind {
+			expect = append(expect, n)
 		}
 	}
 	next := m.ring.Next()
@@ -249,11 +248,9 @@ func (m *Machine) resume(waiting []proto.NodeID, now time.Time) ([]Action, error
 			return m.distribute(joinReason(m.rec.Reason, strings.Join(m.rec.Queued, "; ")), m.params.Manual, now, true, expect)
 		case next != nil && next.ID == m.rec.New:
 			m.deadline = now.Add(m.params.Timeout)
-			for _, n := range waiting {
-				if _, ok := m.nodes[n]; ok {
-					m.wait[n] = wPending
-					m.pending++
-				}
+			for _, n := range expect {
+				m.wait[n] = wPending
+				m.pending++
 			}
 			return m.maybeActivate(now)
 		default:
@@ -293,15 +290,9 @@ func (m *Machine) Ring() *keys.Keyring { return m.ring }
 func (m *Machine) Record() Record {
 	r := m.rec
 	r.Queued = append([]string(nil), m.rec.Queued...)
-	if m.rec.Phase == Distributing {
-		r.Waiting = sortedIDs(m.wait)
-	}
 	r.Behind = sortedIDs(m.behind)
 	if len(r.Behind) == 0 {
 		r.Behind = nil
-	}
-	if len(r.Waiting) == 0 {
-		r.Waiting = nil
 	}
 	return r
 }

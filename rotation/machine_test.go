@@ -263,8 +263,8 @@ func TestDistributionWaitsForConnectedNodes(t *testing.T) {
 		t.Fatalf("update %+v", up)
 	}
 	rec := acts[0].(SaveRecord).Record
-	if len(rec.Waiting) != 2 || len(rec.Behind) != 1 || rec.Behind[0] != nid(3) {
-		t.Fatalf("persisted waiting %v behind %v", rec.Waiting, rec.Behind)
+	if len(rec.Behind) != 1 || rec.Behind[0] != nid(3) {
+		t.Fatalf("persisted behind %v", rec.Behind)
 	}
 	newKey := m.Info().New
 	// Wrong key, wrong rotation, unknown node: ignored.
@@ -446,9 +446,9 @@ func TestRestoreRepairs(t *testing.T) {
 		{"idle with a queued request", Record{Queued: []string{"delete node x"}}, base, "distributing,next-saved", Distributing},
 		{"idle with a queued request, nobody to wait for", Record{Queued: []string{"delete node x"}, Behind: []proto.NodeID{nid(1)}}, base, "distributing,next-saved,activating,activated,grace", Grace},
 		{"distributing, key not saved", Record{Phase: Distributing, Seq: 1, Old: old, New: k.ID + 1}, base, "distributing,next-saved", Distributing},
-		{"distributing, key saved, nobody to wait for", Record{Phase: Distributing, Seq: 1, Old: old, New: k.ID}, withNext, "activating,activated,grace", Grace},
-		{"distributing, waiting for a node", Record{Phase: Distributing, Seq: 1, Old: old, New: k.ID, Waiting: []proto.NodeID{nid(1)}}, withNext, "", Distributing},
-		{"distributing, request arrived", Record{Phase: Distributing, Seq: 1, Old: old, New: k.ID, Waiting: []proto.NodeID{nid(1)}, Queued: []string{"delete node x"}}, withNext, "distributing,next-saved", Distributing},
+		{"distributing, key saved, nobody to wait for", Record{Phase: Distributing, Seq: 1, Old: old, New: k.ID, Behind: []proto.NodeID{nid(1)}}, withNext, "activating,activated,grace", Grace},
+		{"distributing, waiting for a node", Record{Phase: Distributing, Seq: 1, Old: old, New: k.ID}, withNext, "", Distributing},
+		{"distributing, request arrived", Record{Phase: Distributing, Seq: 1, Old: old, New: k.ID, Queued: []string{"delete node x"}}, withNext, "distributing,next-saved", Distributing},
 		{"activating, ring not yet activated", Record{Phase: Activating, Seq: 1, Old: old, New: k.ID}, withNext, "activating,activated,grace", Grace},
 		{"activating, ring activated", Record{Phase: Activating, Seq: 1, Old: old, New: k.ID}, activated, "activating,activated,grace", Grace},
 		{"grace", Record{Phase: Grace, Seq: 1, Old: old, New: k.ID, GraceUntil: epoch.Add(time.Second)}, activated, "", Grace},
@@ -484,7 +484,7 @@ func TestRestoreRepairs(t *testing.T) {
 
 func TestRecordRoundTrip(t *testing.T) {
 	r := Record{Phase: Grace, Seq: 3, Reason: "delete node n4", Manual: true, Old: 0x0a0b0c0d, New: 0x01020304,
-		Started: epoch, GraceUntil: epoch.Add(time.Minute), Waiting: []proto.NodeID{nid(1)}, Behind: []proto.NodeID{nid(2), nid(3)},
+		Started: epoch, GraceUntil: epoch.Add(time.Minute), Behind: []proto.NodeID{nid(2), nid(3)},
 		Queued: []string{"rotate key"}}
 	data, err := EncodeRecord(r)
 	if err != nil {
@@ -504,7 +504,8 @@ func TestRecordRoundTrip(t *testing.T) {
 		`{"format":1,"phase":"grace","seq":1,"old_key":"0a0b0c0d","new_key":"0a0b0c0d"}`,
 		`{"format":1,"phase":"idle","seq":0,"extra":1}`,
 		`{"format":1,"phase":"idle","seq":0}{}`,
-		`{"format":1,"phase":"idle","seq":0,"waiting":["nope"]}`,
+		`{"format":1,"phase":"idle","seq":0,"behind":["nope"]}`,
+		`{"format":1,"phase":"idle","seq":0,"waiting":[]}`,
 		`{"format":1,"phase":"idle","seq":0,"behind":["a0000000-0000-0000-0000-000000000001","a0000000-0000-0000-0000-000000000001"]}`,
 		`{"format":1,"phase":"idle","seq":0,"old_key":"00000000"}`,
 	} {

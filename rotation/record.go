@@ -76,8 +76,7 @@ type Record struct {
 	Old, New   keys.KeyID // active key at the start; key being rolled in
 	Started    time.Time
 	GraceUntil time.Time      // grace phase: when the old key is retired
-	Waiting    []proto.NodeID // distributing: nodes connected at the start
-	Behind     []proto.NodeID // nodes known to have missed a step
+	Behind     []proto.NodeID // nodes known to have missed a step (a distribution waits for all others)
 	Queued     []string       // reasons of requests waiting for this rotation to end
 }
 
@@ -91,7 +90,6 @@ type recordJSON struct {
 	NewKey     string     `json:"new_key,omitempty"`
 	Started    *time.Time `json:"started,omitempty"`
 	GraceUntil *time.Time `json:"grace_until,omitempty"`
-	Waiting    []string   `json:"waiting,omitempty"`
 	Behind     []string   `json:"behind,omitempty"`
 	Queued     []string   `json:"queued,omitempty"`
 }
@@ -130,7 +128,7 @@ func EncodeRecord(r Record) ([]byte, error) {
 	j := recordJSON{
 		Format: 1, Phase: string(phase), Seq: r.Seq, Reason: r.Reason, Manual: r.Manual,
 		OldKey: keyString(r.Old), NewKey: keyString(r.New), Started: timePtr(r.Started), GraceUntil: timePtr(r.GraceUntil),
-		Waiting: nodeStrings(r.Waiting), Behind: nodeStrings(r.Behind), Queued: r.Queued,
+		Behind: nodeStrings(r.Behind), Queued: r.Queued,
 	}
 	b, err := json.MarshalIndent(j, "", "  ")
 	if err != nil {
@@ -220,9 +218,6 @@ func DecodeRecord(data []byte) (Record, error) {
 	}
 	if j.GraceUntil != nil {
 		r.GraceUntil = *j.GraceUntil
-	}
-	if r.Waiting, err = parseNodes("waiting", j.Waiting); err != nil {
-		return bad(err)
 	}
 	if r.Behind, err = parseNodes("behind", j.Behind); err != nil {
 		return bad(err)

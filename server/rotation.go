@@ -212,7 +212,7 @@ func (r *rotor) logRecord(a rotation.SaveRecord) {
 	switch a.Step() {
 	case rotation.StepDistributing:
 		f["reason"] = rec.Reason
-		f["waiting"] = len(rec.Waiting)
+		f["needs_sync"] = len(rec.Behind)
 		if rec.Manual {
 			r.log.WithFields(f).Warn("key rotation: new key generated; manual distribution: export it, import it on every node, then activate it")
 			return
