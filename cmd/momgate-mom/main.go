@@ -71,7 +71,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "protocol", Value: mom.ProtocolFollow, EnvVars: env("protocol"),
 			Usage: "what the MOM speaks: legacy (address list, v1), compat (both), ping (PING only, v2), or follow (the server's mode)"},
 	}
-	return append(flags, limitFlags()...)
+	return append(flags, cliutil.LimitFlags(envPrefix)...)
 }
 
 // listenFlag is the required run flag --listen, for config.Require.
@@ -103,7 +103,7 @@ func schema(allowRemote bool) (*config.Schema, error) {
 			return err
 		},
 	}
-	for k, v := range limitChecks() {
+	for k, v := range cliutil.LimitChecks() {
 		checks[k] = v
 	}
 	return config.FromFlags(runFlags(), []string{"config"}, checks)
@@ -155,7 +155,7 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 					"--enroll TOKEN; later starts use the enrollment stored in the state directory. Every flag is\n" +
 					"also a key of the --config file.\n\n" +
 					"Example:\n\n    momgate-mom run --config /etc/momgate/mom.toml --log-format json",
-				Flags:  append(runFlags(), testFlags()...),
+				Flags:  append(runFlags(), cliutil.TestFlags()...),
 				Action: runAction(start),
 			},
 			{
@@ -271,7 +271,7 @@ func runAction(start func(context.Context, mom.Config) error) cli.ActionFunc {
 		if err := config.Require(c, stateDirFlag(), listenFlag()); err != nil {
 			return err
 		}
-		lim, err := readLimits(c)
+		lim, err := cliutil.ReadLimits(c)
 		if err != nil {
 			return err
 		}
@@ -298,7 +298,7 @@ func runAction(start func(context.Context, mom.Config) error) cli.ActionFunc {
 			Enroll: c.String("enroll"), Heartbeat: c.Duration("heartbeat"), Freshness: c.Duration("freshness"),
 			Log: log, Audit: auditLog, Protocol: c.String("protocol"),
 			MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
-			SourceLimits: lim.limits, HandshakeTimeout: lim.handshake, Now: lim.now,
+			SourceLimits: lim.Limits, HandshakeTimeout: lim.Handshake, Now: lim.Now,
 		})
 		if err != nil {
 			log.WithError(err).Error("MOM exited with an error")

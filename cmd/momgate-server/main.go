@@ -62,7 +62,7 @@ func runFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "key-timeout", Value: server.DefaultKeyTimeout, EnvVars: env("key-timeout"),
 			Usage: "how long a key rotation waits for connected MOMs to acknowledge the new key before activating it anyway (docs/KEYS.md)"},
 	}
-	return append(flags, limitFlags()...)
+	return append(flags, cliutil.LimitFlags(envPrefix)...)
 }
 
 // schema returns the config file schema; allowRemote is the effective
@@ -79,7 +79,7 @@ func schema(allowRemote bool) (*config.Schema, error) {
 			return metrics.CheckListen(v, allowRemote || f.Bool("metrics-allow-remote"))
 		},
 	}
-	for k, v := range limitChecks() {
+	for k, v := range cliutil.LimitChecks() {
 		checks[k] = v
 	}
 	return config.FromFlags(runFlags(), []string{"config"}, checks)
@@ -152,7 +152,7 @@ func app(start func(context.Context, server.Config) error) *cli.App {
 					"directory and, with --metrics-listen, Prometheus metrics. Logs go to standard error (text or\n" +
 					"JSON); the audit log is its own stream. Every flag is also a key of the --config file.\n\n" +
 					"Example:\n\n    momgate-server run --config /etc/momgate/server.toml --log-level debug",
-				Flags:  append(runFlags(), testFlags()...),
+				Flags:  append(runFlags(), cliutil.TestFlags()...),
 				Action: runAction(start),
 			},
 			cliutil.ConfigCommand(binary, func() (*config.Schema, error) { return schema(false) }),
@@ -177,7 +177,7 @@ func runAction(start func(context.Context, server.Config) error) cli.ActionFunc 
 		if err := config.Require(c, stateDirFlag()); err != nil {
 			return err
 		}
-		lim, err := readLimits(c)
+		lim, err := cliutil.ReadLimits(c)
 		if err != nil {
 			return err
 		}
@@ -202,7 +202,7 @@ func runAction(start func(context.Context, server.Config) error) cli.ActionFunc 
 		err = start(ctx, server.Config{
 			StateDir: c.String("state-dir"), Listen: c.String("listen"), Log: log, Audit: auditLog,
 			MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
-			SourceLimits: lim.limits, HandshakeTimeout: lim.handshake, Now: lim.now,
+			SourceLimits: lim.Limits, HandshakeTimeout: lim.Handshake, Now: lim.Now,
 			KeyTimeout: c.Duration("key-timeout"),
 		})
 		if err != nil {

@@ -1,4 +1,4 @@
-package main
+package cliutil
 
 import (
 	"strconv"
@@ -6,16 +6,15 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/momgate/momgate/internal/cliutil"
 	"github.com/momgate/momgate/internal/config"
 	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/daemon"
 )
 
-// limitFlags are the per-source limits on unauthenticated connections
+// LimitFlags are the per-source limits on unauthenticated connections
 // (docs/SECURITY.md): run flags, environment variables and config keys.
-func limitFlags() []cli.Flag {
-	env := func(name string) []string { return []string{cliutil.EnvVar(envPrefix, name)} }
+func LimitFlags(envPrefix string) []cli.Flag {
+	env := func(name string) []string { return []string{EnvVar(envPrefix, name)} }
 	return []cli.Flag{
 		&cli.IntFlag{Name: "max-preauth-per-source", Value: connlimit.DefaultMaxPending, EnvVars: env("max-preauth-per-source"),
 			Usage: "connections one source IP may have in the handshake at once; more are refused as rate_limited (-1: no limit)"},
@@ -26,8 +25,8 @@ func limitFlags() []cli.Flag {
 	}
 }
 
-// limitChecks validate the limit keys of a config file.
-func limitChecks() map[string]config.Check {
+// LimitChecks validate the limit keys of a config file.
+func LimitChecks() map[string]config.Check {
 	return map[string]config.Check{
 		"max-preauth-per-source": func(v string, _ config.Values) error {
 			n, err := strconv.Atoi(v)
@@ -53,9 +52,9 @@ func limitChecks() map[string]config.Check {
 	}
 }
 
-// testFlags are hidden run flags for tests only (docs/SECURITY.md, "Test-only
+// TestFlags are hidden run flags for tests only (docs/SECURITY.md, "Test-only
 // hooks"): no environment variables, not config keys.
-func testFlags() []cli.Flag {
+func TestFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.DurationFlag{Name: "handshake-timeout", Value: 10 * time.Second, Hidden: true,
 			Usage: "deadline for an unauthenticated connection to complete its handshake"},
@@ -64,22 +63,23 @@ func testFlags() []cli.Flag {
 	}
 }
 
-// limitSettings are what limitFlags and testFlags say.
-type limitSettings struct {
-	limits    connlimit.Config
-	handshake time.Duration
-	now       func() time.Time
+// LimitSettings are what LimitFlags and TestFlags say.
+type LimitSettings struct {
+	Limits    connlimit.Config
+	Handshake time.Duration
+	Now       func() time.Time // nil: time.Now
 }
 
-func readLimits(c *cli.Context) (limitSettings, error) {
-	var s limitSettings
+// ReadLimits reads LimitFlags and TestFlags.
+func ReadLimits(c *cli.Context) (LimitSettings, error) {
+	var s LimitSettings
 	var err error
-	if s.limits, err = daemon.SourceLimits(c.Int("max-preauth-per-source"), c.Float64("accept-rate-per-source"), c.Int("accept-burst-per-source")); err != nil {
+	if s.Limits, err = daemon.SourceLimits(c.Int("max-preauth-per-source"), c.Float64("accept-rate-per-source"), c.Int("accept-burst-per-source")); err != nil {
 		return s, err
 	}
-	if s.handshake, err = daemon.HandshakeTimeout(c.Duration("handshake-timeout")); err != nil {
+	if s.Handshake, err = daemon.HandshakeTimeout(c.Duration("handshake-timeout")); err != nil {
 		return s, err
 	}
-	s.now, err = daemon.TestClock(c.Duration("test-clock-offset"))
+	s.Now, err = daemon.TestClock(c.Duration("test-clock-offset"))
 	return s, err
 }
