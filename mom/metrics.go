@@ -110,23 +110,12 @@ func (m *Mom) bindMetrics() (func(context.Context) error, error) {
 	if m.cfg.MetricsListen == "" {
 		return nil, nil
 	}
-	reg, err := metrics.NewRegistry(m.collectors()...)
+	addr, serve, err := metrics.Bind(m.cfg.MetricsListen, m.cfg.MetricsAllowRemote, m.log, m.collectors()...)
 	if err != nil {
 		return nil, err
 	}
-	ln, err := metrics.Listen(m.cfg.MetricsListen, m.cfg.MetricsAllowRemote)
-	if err != nil {
-		return nil, err
-	}
-	m.metricsAddr.Store(ln.Addr())
-	return func(ctx context.Context) error {
-		err := metrics.Serve(ctx, ln, reg, m.log)
-		if err != nil && ctx.Err() != nil {
-			m.log.WithError(err).Warn("metrics shutdown")
-			return nil
-		}
-		return err
-	}, nil
+	m.metricsAddr.Store(addr)
+	return serve, nil
 }
 
 // MetricsAddr returns the metrics listener's address once Run is

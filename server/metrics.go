@@ -148,23 +148,12 @@ func (s *Server) bindMetrics() (func(context.Context) error, error) {
 	if s.cfg.MetricsListen == "" {
 		return nil, nil
 	}
-	reg, err := metrics.NewRegistry(s.collectors()...)
+	addr, serve, err := metrics.Bind(s.cfg.MetricsListen, s.cfg.MetricsAllowRemote, s.log, s.collectors()...)
 	if err != nil {
 		return nil, err
 	}
-	ln, err := metrics.Listen(s.cfg.MetricsListen, s.cfg.MetricsAllowRemote)
-	if err != nil {
-		return nil, err
-	}
-	s.metricsAddr.Store(ln.Addr())
-	return func(ctx context.Context) error {
-		err := metrics.Serve(ctx, ln, reg, s.log)
-		if err != nil && ctx.Err() != nil {
-			s.log.WithError(err).Warn("metrics shutdown")
-			return nil
-		}
-		return err
-	}, nil
+	s.metricsAddr.Store(addr)
+	return serve, nil
 }
 
 // MetricsAddr returns the metrics listener's address once Run is

@@ -257,3 +257,26 @@ func Enum(current string, all []string) map[string]float64 {
 	m[current] = 1
 	return m
 }
+
+// Bind registers collectors and binds addr (refusing a non-loopback one
+// unless allowRemote). It returns the listener's address and the function
+// that serves until its context ends, which the daemon runs; a shutdown
+// error after the context ended is logged, not returned.
+func Bind(addr string, allowRemote bool, log logrus.FieldLogger, collectors ...prometheus.Collector) (net.Addr, func(context.Context) error, error) {
+	reg, err := NewRegistry(collectors...)
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := Listen(addr, allowRemote)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ln.Addr(), func(ctx context.Context) error {
+		err := Serve(ctx, ln, reg, log)
+		if err != nil && ctx.Err() != nil {
+			log.WithError(err).Warn("metrics shutdown")
+			return nil
+		}
+		return err
+	}, nil
+}
