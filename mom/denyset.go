@@ -80,7 +80,7 @@ func (m *Mom) applyDenyLift(entries []proto.NodeAddr) error {
 			if _, denied := m.deny.AddrKeys(e.Addr); denied {
 				m.deny.Allow(proto.NodeID{}, e.Addr)
 				changed = true
-				m.log.WithField("addr", e.Addr.String()).Info("deny lifted by server (address given to a node again)")
+				m.log.WithField("addr", e.Addr.String()).Info("deny lifted by server (DenyLift): address given to a node again")
 			}
 		}
 	}
