@@ -684,7 +684,9 @@ func TestSetNodeMomDeniesOldAddress(t *testing.T) {
 
 // TestDenyReachesOfflineMomAndAddressReuse: a MOM that was offline when a
 // node was deleted learns the deny when it reconnects (DenySet), and the
-// deleted node's address, given to a new node, is admitted again.
+// deleted node's address, given to a new node, is admitted again: by the
+// connected MOMs at once (DenyLift, no reconnect), and by one that was
+// offline at its next Welcome (DenySet).
 func TestDenyReachesOfflineMomAndAddressReuse(t *testing.T) {
 	c := newCluster(t, "127.0.0.2", "127.0.0.3", "127.0.0.4")
 	c.mustQmgr("set server key_grace=1s")
@@ -703,10 +705,27 @@ func TestDenyReachesOfflineMomAndAddressReuse(t *testing.T) {
 	c.refusedBy(x, b, "revoked")
 	c.refusedBy(x, a, "revoked")
 
-	// The address is given to a new node: admitted by every MOM.
+	// The address is given to a new node: admitted by every MOM. The
+	// connected ones are told by a DenyLift and do not reconnect for it.
 	x.stop()
+	connects := func(m *momProc) int { return strings.Count(m.out.String(), "connected to server") }
+	aConnects, bConnects := connects(a), connects(b)
 	y := c.addMom("y", "127.0.0.4")
+	for _, m := range []*momProc{a, b} {
+		waitFor(t, m.name+" to apply the DenyLift of 127.0.0.4", 20*time.Second, func() bool {
+			for _, line := range strings.Split(m.out.String(), "\n") {
+				if strings.Contains(line, "deny lifted by server (DenyLift)") && strings.Contains(line, "addr=127.0.0.4") {
+					return true
+				}
+			}
+			return false
+		})
+	}
 	c.mutuallyAdmitted(a, b, y)
+	if connects(a) != aConnects || connects(b) != bConnects {
+		t.Fatalf("a connected %d more times, b %d: the lift must not need a reconnect",
+			connects(a)-aConnects, connects(b)-bConnects)
+	}
 	// Also by a MOM that was offline when the address was reused.
 	b.stop()
 	b = c.startMom("b", "127.0.0.3", "")

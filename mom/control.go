@@ -295,6 +295,8 @@ func (m *Mom) handleServerMessage(msg proto.Message) error {
 		return m.applyDeny(v.Entries)
 	case *proto.DenySet:
 		return m.applyDenySet(v.Entries)
+	case *proto.DenyLift:
+		return m.applyDenyLift(v.Entries)
 	case *proto.KeyUpdate:
 		return m.handleKeyUpdate(v)
 	case *proto.KeyActivate:

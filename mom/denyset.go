@@ -63,3 +63,29 @@ func (m *Mom) applyDenySet(entries []proto.NodeAddr) error {
 	}
 	return m.saveDeny()
 }
+
+// applyDenyLift lifts the denies the server names: it has given these
+// addresses to a node again. An entry's node id and address are each
+// lifted; an entry not on the list changes nothing. The list is persisted
+// only if it changed.
+func (m *Mom) applyDenyLift(entries []proto.NodeAddr) error {
+	changed := false
+	for _, e := range entries {
+		if e.Node != (proto.NodeID{}) && m.deny.Revoked(e.Node, proto.Addr{}) {
+			m.deny.Allow(e.Node, proto.Addr{})
+			changed = true
+			m.log.WithField("node_id", uuid.UUID(e.Node).String()).Info("deny lifted by server")
+		}
+		if e.Addr != (proto.Addr{}) {
+			if _, denied := m.deny.AddrKeys(e.Addr); denied {
+				m.deny.Allow(proto.NodeID{}, e.Addr)
+				changed = true
+				m.log.WithField("addr", e.Addr.String()).Info("deny lifted by server (DenyLift): address given to a node again")
+			}
+		}
+	}
+	if !changed {
+		return nil
+	}
+	return m.saveDeny()
+}

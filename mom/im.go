@@ -190,7 +190,8 @@ func (m *Mom) applyDeny(entries []proto.NodeAddr) error {
 		if e.Node == (proto.NodeID{}) {
 			// An address alone: the old address of a readdressed node
 			// (set node Mom=), refused under every key until the server
-			// gives it to a node again (DenySet lifts it then).
+			// gives it to a node again (DenyLift, or the
+			// DenySet after a reconnect, lifts it then).
 			m.deny.Deny(e.Node, e.Addr)
 		} else {
 			m.deny.DenyUnder(e.Node, e.Addr, held)

@@ -37,6 +37,8 @@ func newMessage(t Type) Message {
 		return &NodeUpgraded{}
 	case TypeDenySet:
 		return &DenySet{}
+	case TypeDenyLift:
+		return &DenyLift{}
 	case TypeLegacyHello:
 		return &LegacyHello{}
 	case TypeClusterAddrs:

@@ -397,7 +397,7 @@ func (m *Deny) AppendBody(b []byte) []byte { return appendEntries(b, m.Entries) 
 func (m *Deny) decode(r *reader) { m.Entries = decodeEntries(r) }
 
 // DenySet is the server's whole deny list: the MOM replaces its own with
-// it (sent on every control connection, and when an address is reused).
+// it (sent after every Welcome on a control connection).
 type DenySet struct {
 	v2
 	Entries []NodeAddr
@@ -410,6 +410,22 @@ func (*DenySet) Type() Type { return TypeDenySet }
 func (m *DenySet) AppendBody(b []byte) []byte { return appendEntries(b, m.Entries) }
 
 func (m *DenySet) decode(r *reader) { m.Entries = decodeEntries(r) }
+
+// DenyLift tells MOMs to lift these denies: the server has given the
+// addresses (or nodes) to a node again. It carries only the change, where
+// a DenySet would carry the whole list.
+type DenyLift struct {
+	v2
+	Entries []NodeAddr
+}
+
+// Type returns TypeDenyLift.
+func (*DenyLift) Type() Type { return TypeDenyLift }
+
+// AppendBody encodes the body.
+func (m *DenyLift) AppendBody(b []byte) []byte { return appendEntries(b, m.Entries) }
+
+func (m *DenyLift) decode(r *reader) { m.Entries = decodeEntries(r) }
 
 // Operations of a NodeUpgraded message.
 const (

@@ -26,6 +26,7 @@ const (
 	TypeMode         Type = 0x25
 	TypeNodeUpgraded Type = 0x26
 	TypeDenySet      Type = 0x27
+	TypeDenyLift     Type = 0x28
 	TypeLegacyHello  Type = 0x30
 	TypeClusterAddrs Type = 0x31
 	TypeIMJoin       Type = 0x40
@@ -56,6 +57,7 @@ var typeTable = [256]typeInfo{
 	TypeMode:         {"Mode", VersionBitV1 | VersionBitV2},
 	TypeNodeUpgraded: {"NodeUpgraded", VersionBitV2},
 	TypeDenySet:      {"DenySet", VersionBitV2},
+	TypeDenyLift:     {"DenyLift", VersionBitV2},
 	TypeLegacyHello:  {"LegacyHello", VersionBitV1},
 	TypeClusterAddrs: {"ClusterAddrs", VersionBitV1},
 	TypeIMJoin:       {"IMJoin", VersionBitV1 | VersionBitV2},
@@ -131,7 +133,8 @@ func (a Addr) Netip() netip.Addr { return netip.AddrFrom16(a).Unmap() }
 
 func (a Addr) String() string { return a.Netip().String() }
 
-// NodeAddr names a node and its address, in Deny and NodeUpgraded.
+// NodeAddr names a node and its address, in Deny, DenySet, DenyLift and
+// NodeUpgraded.
 type NodeAddr struct {
 	Node NodeID
 	Addr Addr

@@ -19,7 +19,9 @@ import (
 // set node Mom= the old address) is persisted in denyFile and sent whole
 // to every MOM after its Welcome (DenySet), so a MOM that was offline
 // learns every deny it missed. An address given to a node again (create
-// node, set node Mom=) is lifted from the list and the new list pushed.
+// node, set node Mom=) is lifted from the list and only that change is
+// pushed (DenyLift): pushing the whole list to every MOM cost N times the
+// list's size per reused address.
 
 const denyFile = "deny.json"
 
@@ -140,7 +142,8 @@ func (s *Server) denySet() *proto.DenySet {
 }
 
 // liftDenyLocked lifts a deny of addr, now given to a node again, and
-// pushes the new list to every connected MOM. The caller holds s.mu.
+// tells every connected MOM to lift it too (DenyLift). A MOM offline now
+// drops it with the DenySet after its next Welcome. The caller holds s.mu.
 func (s *Server) liftDenyLocked(addr netip.Addr) {
 	a := proto.AddrFrom(addr)
 	if !s.deny.Revoked(proto.NodeID{}, a) {
@@ -148,7 +151,7 @@ func (s *Server) liftDenyLocked(addr netip.Addr) {
 	}
 	s.deny.Allow(proto.NodeID{}, a)
 	s.saveDenyList()
-	msg := s.denySet()
+	msg := &proto.DenyLift{Entries: []proto.NodeAddr{{Addr: a}}}
 	for _, c := range s.conns {
 		go func(c *momConn) { _ = c.send(msg) }(c)
 	}

@@ -2,7 +2,14 @@ package server
 
 import (
 	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
+
+	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/proto"
 )
 
 // FuzzDecodeDenyList: the deny.json decoder never panics, and every error
@@ -38,4 +45,93 @@ func TestDecodeDenyList(t *testing.T) {
 			t.Errorf("decodeDenyList(%q) = %v", bad, err)
 		}
 	}
+}
+
+// readUntil reads frames until one of type want, at most 16 (the pushes of
+// a membership change interleave with it); a DenySet on the way fails.
+func (lc *legacyClient) readUntil(want proto.Type) proto.Message {
+	lc.t.Helper()
+	for range 16 {
+		m := lc.read()
+		if m.Type() == proto.TypeDenySet {
+			lc.t.Fatalf("got a whole DenySet waiting for %s", want)
+		}
+		if m.Type() == want {
+			return m
+		}
+	}
+	lc.t.Fatalf("no %s in 16 frames", want)
+	return nil
+}
+
+// TestReusedAddressSendsDenyLift: giving a denied address to a node again
+// (create node, set node Mom=) lifts it on the server, persisted, and
+// tells each connected MOM with a DenyLift naming that address alone, not
+// with the whole list.
+func TestReusedAddressSendsDenyLift(t *testing.T) {
+	s := startServer(t)
+	setMode(t, s, "legacy")
+	for i, ip := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"} {
+		mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: fmt.Sprintf("n%d", i+2), Mom: ip})
+	}
+	a := legacyHello(t, s, "127.0.0.2", "n2")
+	a.readUntil(proto.TypeNodeUpgraded)
+
+	// Three denies make the list longer than the one lift.
+	for _, name := range []string{"n3", "n4", "n5"} {
+		mustAdmin(t, s, admin.OpDeleteNode, admin.NodeArgs{Name: name})
+		a.readUntil(proto.TypeDeny)
+	}
+	addr := func(ip string) proto.Addr { return proto.AddrFrom(netip.MustParseAddr(ip)) }
+	wantLift := func(ip string) {
+		t.Helper()
+		dl := a.readUntil(proto.TypeDenyLift).(*proto.DenyLift)
+		if len(dl.Entries) != 1 || dl.Entries[0] != (proto.NodeAddr{Addr: addr(ip)}) {
+			t.Fatalf("DenyLift %+v, want the address %s alone", dl.Entries, ip)
+		}
+		if s.deny.Revoked(proto.NodeID{}, addr(ip)) {
+			t.Fatalf("%s still denied on the server", ip)
+		}
+	}
+
+	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n3b", Mom: "127.0.0.3"})
+	wantLift("127.0.0.3")
+
+	// set node Mom= onto a denied address lifts it too, also for a node
+	// that has not enrolled yet (which leaves its old address undenied:
+	// it never held a key there).
+	mustAdmin(t, s, admin.OpSetNode, admin.SetArgs{Name: "n3b", Attrs: []admin.Attr{{Name: "Mom", Value: "127.0.0.4"}}})
+	wantLift("127.0.0.4")
+
+	// Persisted: deny.json no longer has the lifted addresses, still has
+	// the other one.
+	data, err := os.ReadFile(filepath.Join(s.cfg.StateDir, denyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := decodeDenyList(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[proto.Addr]bool{}
+	for _, e := range es {
+		got[e.Addr] = true
+	}
+	if got[addr("127.0.0.3")] || got[addr("127.0.0.4")] || !got[addr("127.0.0.5")] {
+		t.Fatalf("deny.json entries %+v", es)
+	}
+	// A create on an address that is not denied sends no DenyLift: the
+	// next deny-related frame a MOM sees is the Deny of the next delete.
+	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n9", Mom: "127.0.0.9"})
+	mustAdmin(t, s, admin.OpDeleteNode, admin.NodeArgs{Name: "n9"})
+	for range 16 {
+		m := a.read()
+		if m.Type() == proto.TypeDenyLift || m.Type() == proto.TypeDenySet {
+			t.Fatalf("unexpected %s", m.Type())
+		}
+		if m.Type() == proto.TypeDeny {
+			return
+		}
+	}
+	t.Fatal("no Deny after delete node n9")
 }

@@ -521,6 +521,11 @@ func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
 				// old address, is closed (docs/KEYS.md). A node that
 				// never enrolled holds no key: the pushed list is enough.
 				s.readdressedLocked(n, oldAddr)
+			} else {
+				// Its new address is given to a node again all the
+				// same: a deny of it is lifted, or the node could
+				// never enrol there.
+				s.liftDenyLocked(n.addr)
 			}
 		}
 		info = n.info(s.activeKeyID())

@@ -293,7 +293,7 @@ func (n *Node) handle(c net.Conn, frame []byte) error {
 		n.ring.Store(ring)
 		n.stats.keyEvent(n.stats.retired, n.stats.lastRetire, id)
 	}
-	// Deny and DenySet are counted by read; a simulated node admits no
+	// Deny, DenySet and DenyLift are counted by read; a simulated node admits no
 	// one but the real MOM, so it keeps no deny list.
 	return nil
 }

@@ -382,8 +382,13 @@ func (t Traffic) keyBytes() int64 {
 	return t.Bytes[proto.TypeKeyUpdate] + t.Bytes[proto.TypeKeyActivate] + t.Bytes[proto.TypeKeyRetire]
 }
 
-func (t Traffic) denyFrames() int64 { return t.Frames[proto.TypeDeny] + t.Frames[proto.TypeDenySet] }
-func (t Traffic) denyBytes() int64  { return t.Bytes[proto.TypeDeny] + t.Bytes[proto.TypeDenySet] }
+func (t Traffic) denyFrames() int64 {
+	return t.Frames[proto.TypeDeny] + t.Frames[proto.TypeDenySet] + t.Frames[proto.TypeDenyLift]
+}
+
+func (t Traffic) denyBytes() int64 {
+	return t.Bytes[proto.TypeDeny] + t.Bytes[proto.TypeDenySet] + t.Bytes[proto.TypeDenyLift]
+}
 
 // rotate runs `rotate key` with every simulated node connected and waits
 // until every node has retired the old key and list key shows the
