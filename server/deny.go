@@ -151,9 +151,9 @@ func (s *Server) liftDenyLocked(addr netip.Addr) {
 	}
 	s.deny.Allow(proto.NodeID{}, a)
 	s.saveDenyList()
-	msg := &proto.DenyLift{Entries: []proto.NodeAddr{{Addr: a}}}
+	frame := proto.Marshal(&proto.DenyLift{Entries: []proto.NodeAddr{{Addr: a}}})
 	for _, c := range s.conns {
-		go func(c *momConn) { _ = c.send(msg) }(c)
+		s.enqueueLocked(c, pushItem{pushDeny, frame})
 	}
 	s.log.WithField("addr", addr.String()).Info("address given to a node again: its deny is lifted")
 }

@@ -181,16 +181,16 @@ func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
 	return &info, nil
 }
 
-// pushDenyLocked sends a Deny to every connected MOM and closes the
-// connection of the node it names (closeNode). The caller holds s.mu.
+// pushDenyLocked queues a Deny on every connected MOM's ordered push queue and
+// closes the connection of the node it names (closeNode). The caller holds s.mu.
 func (s *Server) pushDenyLocked(entries []proto.NodeAddr, closeNode proto.NodeID) {
-	deny := &proto.Deny{Entries: entries}
+	frame := proto.Marshal(&proto.Deny{Entries: entries})
 	for id, c := range s.conns {
 		if id == closeNode {
 			c.conn.Close()
 			continue
 		}
-		go func(c *momConn) { _ = c.send(deny) }(c)
+		s.enqueueLocked(c, pushItem{pushDeny, frame})
 	}
 }
 

@@ -45,6 +45,7 @@ const (
 	pushList pushKind = iota + 1
 	pushUpgraded
 	pushMode
+	pushDeny  // Deny, DenyLift or DenySet: in order with each other
 	pushClose // close the connection once the frames before it are written
 )
 
@@ -144,6 +145,12 @@ func (s *Server) startLegacy(mc *momConn) (stop func()) {
 	}
 	lg.q = make(chan pushItem, pushQueueLen)
 	lg.done = make(chan struct{})
+	if keyed(mc) {
+		// The deny list as of now, first in the queue: every later Deny
+		// or DenyLift follows it in order, whatever the rotor's DenySet
+		// (sent before the queue started) missed.
+		s.enqueueLocked(mc, pushItem{pushDeny, proto.Marshal(s.denySet())})
+	}
 	mode := s.modeLocked()
 	if lg.mode != mode {
 		s.tellModeLocked(mc, mode)
