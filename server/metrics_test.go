@@ -82,15 +82,17 @@ func TestServerMetricsDefaultsAndHooks(t *testing.T) {
 	}
 	m := scrapeServer(t, addr)
 	want := map[string]float64{
-		`momgate_rotation_phase{phase="idle"}`:        1,
-		`momgate_nodes_by_protocol{protocol="v2"}`:    0,
-		`momgate_enrolled_nodes`:                      0,
-		`momgate_legacy_pushes_total`:                 0,
-		`momgate_legacy_push_bytes_total`:             0,
-		`momgate_open_connections{channel="control"}`: 0,
-		`momgate_mode{mode="ping"}`:                   1,
-		`momgate_keys{state="active"}`:                1,
-		`momgate_admissions_total`:                    0,
+		`momgate_rotation_phase{phase="idle"}`:         1,
+		`momgate_rotation_phase{phase="distributing"}`: 0, // the rotor's real phases
+		`momgate_rotation_phase{phase="halted"}`:       0,
+		`momgate_nodes_by_protocol{protocol="v2"}`:     0,
+		`momgate_enrolled_nodes`:                       0,
+		`momgate_legacy_pushes_total`:                  0,
+		`momgate_legacy_push_bytes_total`:              0,
+		`momgate_open_connections{channel="control"}`:  0,
+		`momgate_mode{mode="ping"}`:                    1,
+		`momgate_keys{state="active"}`:                 1,
+		`momgate_admissions_total`:                     0,
 	}
 	for k, v := range want {
 		got, ok := m[k]

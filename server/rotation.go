@@ -619,3 +619,24 @@ func (r *rotor) distributing() (keys.KeyID, bool) {
 	in := r.m.Info()
 	return in.New, in.Phase == rotation.Distributing
 }
+
+// rotationPhases are the values of the rotation_phase metric: the
+// machine's phases, and "halted" after a save failed (see usable).
+var rotationPhases = []string{string(rotation.Idle), string(rotation.Distributing), string(rotation.Activating),
+	string(rotation.Grace), string(rotation.Retiring), "halted"}
+
+// phase is the current rotation phase, for the metrics.
+func (r *rotor) phase() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.broken != nil {
+		return "halted"
+	}
+	if r.m == nil {
+		return string(rotation.Idle)
+	}
+	if p := r.m.Record().Phase; p != "" {
+		return string(p)
+	}
+	return string(rotation.Idle)
+}

@@ -211,6 +211,7 @@ func New(cfg Config) (*Server, error) {
 		marks.Close()
 		return nil, err
 	}
+	s.hooks.rotationPhase, s.hooks.rotationPhases = s.rot.phase, rotationPhases
 	ok = true
 	return s, nil
 }
