@@ -12,7 +12,7 @@ const (
 	MaxWrappedKeys   = 8
 	MaxHeldKeys      = 8
 	MaxNodeEntries   = 65535
-	MaxClusterRuns   = 131072
+	MaxClusterRuns   = (MaxFrameSize - HeaderSize - 4) / 8 // 131,070: as many runs as one frame holds
 	WrappedKeySize   = 82
 	WrappedSealedLen = 53
 	PingSealedLen    = 88
