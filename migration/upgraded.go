@@ -18,7 +18,7 @@ import (
 var ErrBadState = errors.New("bad migration state")
 
 // MaxUpgraded bounds the upgraded set a MOM keeps (and decodes).
-const MaxUpgraded = proto.MaxNodeEntries
+const MaxUpgraded = 1 << 20 // nodes; the set arrives over several frames
 
 // UpgradedSet is the set of nodes marked upgraded, as a MOM learns it from
 // NodeUpgraded messages: legacy admission of their addresses is refused.

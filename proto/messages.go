@@ -11,8 +11,8 @@ const (
 	MaxSealedLen     = 512
 	MaxWrappedKeys   = 8
 	MaxHeldKeys      = 8
-	MaxNodeEntries   = 65535
-	MaxClusterRuns   = (MaxFrameSize - HeaderSize - 4) / 8 // 131,070: as many runs as one frame holds
+	MaxNodeEntries   = (MaxFrameSize - HeaderSize - 3) / 32 // 32,767: as many 32-byte entries as one frame holds
+	MaxClusterRuns   = (MaxFrameSize - HeaderSize - 4) / 8  // 131,070: as many runs as one frame holds
 	WrappedKeySize   = 82
 	WrappedSealedLen = 53
 	PingSealedLen    = 88
