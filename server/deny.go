@@ -8,10 +8,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/google/uuid"
 
 	"github.com/momgate/momgate/internal/store"
+	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
 )
 
@@ -36,6 +38,17 @@ type denyJSON struct {
 type denyEntryJSON struct {
 	Node string `json:"node,omitempty"`
 	Addr string `json:"addr,omitempty"`
+	// Keys are the cluster key ids (hex) the server held when the entry
+	// was made: the only ones the denied node can have. Once none of them
+	// is in the server's keyring the entry is dropped (pruneDenyLocked).
+	// Absent (older files): kept for good.
+	Keys []string `json:"keys,omitempty"`
+}
+
+// denyRecord is one deny.json entry.
+type denyRecord struct {
+	proto.NodeAddr
+	Keys []keys.KeyID
 }
 
 // loadDenyList restores the deny list; a missing file is an empty list.
@@ -54,6 +67,9 @@ func (s *Server) loadDenyList() error {
 	}
 	for _, e := range entries {
 		s.deny.Deny(e.Node, e.Addr)
+		if e.Keys != nil {
+			s.denyKeys[e.NodeAddr] = e.Keys
+		}
 	}
 	return nil
 }
@@ -62,7 +78,7 @@ func (s *Server) loadDenyList() error {
 var errBadDenyList = errors.New("invalid deny list")
 
 // decodeDenyList strictly decodes deny.json.
-func decodeDenyList(data []byte) ([]proto.NodeAddr, error) {
+func decodeDenyList(data []byte) ([]denyRecord, error) {
 	var d denyJSON
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -75,9 +91,17 @@ func decodeDenyList(data []byte) ([]proto.NodeAddr, error) {
 	if d.Format != 1 {
 		return nil, fmt.Errorf("%w: format %d, want 1", errBadDenyList, d.Format)
 	}
-	out := make([]proto.NodeAddr, 0, len(d.Entries))
+	out := make([]denyRecord, 0, len(d.Entries))
 	for i, e := range d.Entries {
 		var na proto.NodeAddr
+		var ids []keys.KeyID
+		for _, k := range e.Keys {
+			id, err := keys.ParseKeyID(k)
+			if err != nil {
+				return nil, fmt.Errorf("%w: entries[%d].keys: %v", errBadDenyList, i, err)
+			}
+			ids = append(ids, id)
+		}
 		if e.Node != "" {
 			u, err := uuid.Parse(e.Node)
 			if err != nil {
@@ -95,7 +119,7 @@ func decodeDenyList(data []byte) ([]proto.NodeAddr, error) {
 		if na == (proto.NodeAddr{}) {
 			return nil, fmt.Errorf("%w: entries[%d] names neither a node nor an address", errBadDenyList, i)
 		}
-		out = append(out, na)
+		out = append(out, denyRecord{NodeAddr: na, Keys: ids})
 	}
 	return out, nil
 }
@@ -124,6 +148,9 @@ func (s *Server) saveDenyList() {
 		if e.Addr != (proto.Addr{}) {
 			j.Addr = e.Addr.String()
 		}
+		for _, id := range s.denyKeys[e] {
+			j.Keys = append(j.Keys, id.String())
+		}
 		d.Entries = append(d.Entries, j)
 	}
 	if err := store.SaveJSON(filepath.Join(s.cfg.StateDir, denyFile), d, 0o600); err != nil {
@@ -150,10 +177,63 @@ func (s *Server) liftDenyLocked(addr netip.Addr) {
 		return
 	}
 	s.deny.Allow(proto.NodeID{}, a)
+	delete(s.denyKeys, proto.NodeAddr{Addr: a})
 	s.saveDenyList()
 	frame := proto.Marshal(&proto.DenyLift{Entries: []proto.NodeAddr{{Addr: a}}})
 	for _, c := range s.conns {
 		s.enqueueLocked(c, pushItem{pushDeny, frame})
 	}
 	s.log.WithField("addr", addr.String()).Info("address given to a node again: its deny is lifted")
+}
+
+// denyLocked denies a node id and an address (either may be zero) and
+// records the keys the server holds now with each entry, then persists
+// the list. The caller holds s.mu.
+func (s *Server) denyLocked(node proto.NodeID, addr proto.Addr) {
+	s.deny.Deny(node, addr)
+	var held []keys.KeyID
+	for _, k := range s.ring.Load().Keys() {
+		held = append(held, k.ID)
+	}
+	for _, e := range []proto.NodeAddr{{Node: node}, {Addr: addr}} {
+		if e == (proto.NodeAddr{}) {
+			continue
+		}
+		s.denyKeys[e] = append(slices.Clone(s.denyKeys[e]), held...)
+	}
+	s.saveDenyList()
+}
+
+// pruneDenyLocked drops the deny entries that no longer protect anything:
+// none of the keys held when they were made is still in the keyring, so
+// the denied node holds only retired keys and its PINGs fail on their key
+// id. Without this the list, and the DenySet every MOM gets after its
+// Welcome, would grow with every node ever deleted. Connected MOMs get a
+// DenyLift of what was dropped. The caller holds s.mu.
+func (s *Server) pruneDenyLocked() int {
+	ring := s.ring.Load()
+	var lifted []proto.NodeAddr
+	for e, ids := range s.denyKeys {
+		if slices.ContainsFunc(ids, func(id keys.KeyID) bool { return ring.Lookup(id) != nil }) {
+			continue
+		}
+		s.deny.Allow(e.Node, e.Addr)
+		delete(s.denyKeys, e)
+		lifted = append(lifted, e)
+	}
+	n := len(lifted)
+	if n == 0 {
+		return 0
+	}
+	s.saveDenyList()
+	s.log.WithField("entries", n).Info("deny entries dropped: the keys they guarded against are retired")
+	for len(lifted) > 0 {
+		k := min(len(lifted), maxDenyEntries)
+		frame := proto.Marshal(&proto.DenyLift{Entries: lifted[:k]})
+		for _, c := range s.conns {
+			s.enqueueLocked(c, pushItem{pushDeny, frame})
+		}
+		lifted = lifted[k:]
+	}
+	return n
 }

@@ -1,14 +1,17 @@
 package server
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
 )
 
@@ -134,4 +137,73 @@ func TestReusedAddressSendsDenyLift(t *testing.T) {
 		}
 	}
 	t.Fatal("no Deny after delete node n9")
+}
+
+// A deny entry records the keys held when it was made and is dropped once
+// none of them is in the keyring: the denied node then holds only retired
+// keys. Entries from files without keys are kept for good.
+func TestDenyPrunedAfterItsKeysRetire(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "s")
+	if _, err := Init(dir, nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.marks.Close()
+	addr := func(ip string) proto.Addr { return proto.AddrFrom(netip.MustParseAddr(ip)) }
+	gone, moved, legacy := proto.NodeID{1}, addr("127.0.0.7"), addr("127.0.0.8")
+	s.mu.Lock()
+	s.denyLocked(gone, addr("127.0.0.6"))
+	s.denyLocked(proto.NodeID{}, moved)
+	s.deny.Deny(proto.NodeID{}, legacy) // as loaded from an old deny.json: no keys
+	if n := s.pruneDenyLocked(); n != 0 {
+		t.Fatalf("pruned %d entries while their key is active", n)
+	}
+	s.mu.Unlock()
+
+	// The keys reload with the list.
+	data, err := os.ReadFile(filepath.Join(dir, denyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := decodeDenyList(data)
+	if err != nil || len(es) != 3 {
+		t.Fatalf("deny.json: %+v %v", es, err)
+	}
+	active := s.ring.Load().Active().ID
+	for _, e := range es {
+		if e.Addr == moved && (len(e.Keys) != 1 || e.Keys[0] != active) {
+			t.Fatalf("entry %+v: keys %v, want [%s]", e.NodeAddr, e.Keys, active)
+		}
+	}
+
+	// Rotate: the keyring now holds only a new key.
+	k, err := keys.NewKey(rand.Reader, time.Now(), func(id keys.KeyID) bool { return id == active })
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.State = keys.StateActive
+	ring, err := keys.NewKeyring().WithKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ring.Store(ring)
+	s.mu.Lock()
+	n := s.pruneDenyLocked()
+	s.mu.Unlock()
+	if n != 3 { // node id, its address, the readdressed address
+		t.Fatalf("pruned %d entries, want 3", n)
+	}
+	if s.deny.Revoked(gone, proto.Addr{}) || s.deny.Revoked(proto.NodeID{}, moved) {
+		t.Fatal("a pruned entry is still denied")
+	}
+	if !s.deny.Revoked(proto.NodeID{}, legacy) {
+		t.Fatal("an entry without keys was pruned")
+	}
+	data, _ = os.ReadFile(filepath.Join(dir, denyFile))
+	if es, err = decodeDenyList(data); err != nil || len(es) != 1 || es[0].Addr != legacy {
+		t.Fatalf("deny.json after pruning: %+v %v", es, err)
+	}
 }

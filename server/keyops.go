@@ -163,8 +163,7 @@ func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
 		info = n.info(s.activeKeyID())
 		s.membershipChangedLocked()
 		// Deny at once: the node is refused by the server and by every MOM.
-		s.deny.Deny(n.id, proto.AddrFrom(n.addr))
-		s.saveDenyList()
+		s.denyLocked(n.id, proto.AddrFrom(n.addr))
 		s.pushDenyLocked([]proto.NodeAddr{{Node: n.id, Addr: proto.AddrFrom(n.addr)}}, n.id)
 		s.verifier.Guard.Forget(n.id)
 		if !n.enrolled() {
@@ -198,8 +197,7 @@ func (s *Server) pushDenyLocked(entries []proto.NodeAddr, closeNode proto.NodeID
 // Mom=, lifts a deny of its new one, and closes its connection (from the
 // old address). The caller holds s.mu.
 func (s *Server) readdressedLocked(n *node, oldAddr netip.Addr) {
-	s.deny.Deny(proto.NodeID{}, proto.AddrFrom(oldAddr))
-	s.saveDenyList()
+	s.denyLocked(proto.NodeID{}, proto.AddrFrom(oldAddr))
 	s.liftDenyLocked(n.addr)
 	s.pushDenyLocked([]proto.NodeAddr{{Addr: proto.AddrFrom(oldAddr)}}, n.id)
 }

@@ -63,6 +63,7 @@ type Server struct {
 	sealer   *ping.Sealer
 	verifier *ping.Verifier
 	deny     *ping.DenyList
+	denyKeys map[proto.NodeAddr][]keys.KeyID // keys held when each deny entry was made (deny.go); guarded by mu
 	rot      *rotor
 
 	mu    sync.Mutex // guards reg and conns
@@ -185,7 +186,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring),
-		marks: marks, states: states, deny: &ping.DenyList{}, reg: reg, conns: map[proto.NodeID]*momConn{},
+		marks: marks, states: states, deny: &ping.DenyList{}, denyKeys: map[proto.NodeAddr][]keys.KeyID{}, reg: reg, conns: map[proto.NodeID]*momConn{},
 		ready: make(chan struct{}), limiter: connlimit.New(cfg.SourceLimits),
 	}
 	s.sealer = &ping.Sealer{Keys: s.ring, Stamper: stamper, Rand: cfg.Rand, Node: reg.id}
@@ -339,6 +340,11 @@ func (s *Server) housekeeping(ctx context.Context) {
 		}
 		if i%60 == 0 {
 			s.pruneTokens()
+		}
+		if i%5 == 0 {
+			s.mu.Lock()
+			s.pruneDenyLocked()
+			s.mu.Unlock()
 		}
 	}
 }
