@@ -44,28 +44,28 @@ func TestAttackReplay(t *testing.T) {
 	momCounters := func(m *momProc) func() counters { return func() counters { return c.momCounters(m) } }
 
 	t.Run("same_address", func(t *testing.T) {
-		peers, base, mark := c.peerRows(b), c.momCounters(b), auditMark(t, b.auditPath())
+		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
 		wantReject(t, "replay from the sender's address", thief.deliver("127.0.0.2", target, cp), swap.CodeReplay)
 		waitRejected(t, "b", momCounters(b), base, "replay", 1)
 		waitAudit(t, b.auditPath(), mark, "replay", "127.0.0.2", "replay")
 		c.requirePeersUnchanged(t, b, peers)
 	})
 	t.Run("older_capture", func(t *testing.T) {
-		peers, base, mark := c.peerRows(b), c.momCounters(b), auditMark(t, b.auditPath())
+		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
 		wantReject(t, "never-delivered older capture", thief.deliver("127.0.0.2", target, older), swap.CodeReplay)
 		waitRejected(t, "b", momCounters(b), base, "replay", 1)
 		waitAudit(t, b.auditPath(), mark, "replay", "127.0.0.2", "high-water mark")
 		c.requirePeersUnchanged(t, b, peers)
 	})
 	t.Run("wrong_dest", func(t *testing.T) {
-		peers, base, mark := c.peerRows(other), c.momCounters(other), auditMark(t, other.auditPath())
+		peers, base, mark := c.peers(other), c.momCounters(other), auditMark(t, other.auditPath())
 		wantReject(t, "capture for b sent to c", thief.deliver("127.0.0.2", other.imAddr(c.imPort), cp), swap.CodeWrongDest)
 		waitRejected(t, "c", momCounters(other), base, "wrong_dest", 1)
 		waitAudit(t, other.auditPath(), mark, "wrong_dest", "127.0.0.2", "another receiver")
 		c.requirePeersUnchanged(t, other, peers)
 	})
 	t.Run("other_source", func(t *testing.T) {
-		peers, base, mark := c.peerRows(b), c.momCounters(b), auditMark(t, b.auditPath())
+		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
 		wantReject(t, "capture sent from 127.0.0.9", thief.deliver("127.0.0.9", target, cp), swap.CodeAddrMismatch)
 		waitRejected(t, "b", momCounters(b), base, "addr_mismatch", 1)
 		waitAudit(t, b.auditPath(), mark, "addr_mismatch", "127.0.0.9", "source")
@@ -75,7 +75,7 @@ func TestAttackReplay(t *testing.T) {
 		b.kill() // kill -9: the marks must already be on disk
 		b = c.startMom("b", "127.0.0.3", "")
 		c.waitUp("b")
-		peers, base, mark := c.peerRows(b), c.momCounters(b), auditMark(t, b.auditPath())
+		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
 		wantReject(t, "capture after b restarted", thief.deliver("127.0.0.2", target, cp), swap.CodeReplay)
 		wantReject(t, "older capture after b restarted", thief.deliver("127.0.0.2", target, older), swap.CodeReplay)
 		waitRejected(t, "restarted b", momCounters(b), base, "replay", 2)
@@ -153,7 +153,7 @@ func TestAttackAddressTakeover(t *testing.T) {
 	defer stopImpostor()
 
 	outbound := func(t *testing.T, name, reason string, reply func([ping.RandomSize]byte) []byte) {
-		peers, base, mark := c.peerRows(b), c.momCounters(b), auditMark(t, b.auditPath())
+		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
 		answer <- reply
 		pr, _ := c.ping(b, aAddr)
 		if pr.Admitted || pr.Reason != reason {
@@ -181,7 +181,7 @@ func TestAttackAddressTakeover(t *testing.T) {
 		})
 	})
 	t.Run("pings_without_key", func(t *testing.T) {
-		peers, base, mark := c.peerRows(b), c.momCounters(b), auditMark(t, b.auditPath())
+		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
 		forged := thief.withRing(foreignRing(t))
 		wantReject(t, "impostor's ping", forged.deliver("127.0.0.2", bAddr, forged.seal("127.0.0.2", "127.0.0.3")), swap.CodeUnknownKey)
 		waitRejected(t, "b", func() counters { return c.momCounters(b) }, base, "key_mismatch", 1)
@@ -189,7 +189,7 @@ func TestAttackAddressTakeover(t *testing.T) {
 		c.requirePeersUnchanged(t, b, peers)
 	})
 	t.Run("pings_with_guessed_secret", func(t *testing.T) {
-		peers, base, mark := c.peerRows(b), c.momCounters(b), auditMark(t, b.auditPath())
+		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
 		forged := thief.withRing(guessedSecretRing(t, thief.ring))
 		wantReject(t, "impostor's ping", forged.deliver("127.0.0.2", bAddr, forged.seal("127.0.0.2", "127.0.0.3")), swap.CodeAuth)
 		waitRejected(t, "b", func() counters { return c.momCounters(b) }, base, "auth", 1)
@@ -233,7 +233,7 @@ func TestAttackForgedPing(t *testing.T) {
 	thief := stealKeys(t, a)
 	attempt := func(t *testing.T, cp capture, code uint16, reason, detail string) auditLine {
 		t.Helper()
-		peers, base, mark := c.peerRows(b), c.momCounters(b), auditMark(t, b.auditPath())
+		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
 		wantReject(t, reason, thief.deliver("127.0.0.2", target, cp), code)
 		waitRejected(t, "b", func() counters { return c.momCounters(b) }, base, reason, 1)
 		l := waitAudit(t, b.auditPath(), mark, reason, "127.0.0.2", detail)
@@ -394,7 +394,7 @@ func TestAttackMalformedFrames(t *testing.T) {
 		{"server_control", c.srvAddr, c.serverAudit(), c.serverCounters},
 		{"mom_im", b.imAddr(c.imPort), b.auditPath(), func() counters { return c.momCounters(b) }},
 	}
-	peers := c.peerRows(b)
+	peers := c.peers(b)
 	for _, p := range ports {
 		for _, f := range frames {
 			t.Run(p.name+"/"+f.name, func(t *testing.T) {
@@ -610,7 +610,7 @@ func TestAttackClockStep(t *testing.T) {
 		if pr, r := c.ping(a, bAddr); !pr.Admitted {
 			t.Fatalf("a -> b after a's clock stepped back: %+v %s", pr, r.stderr)
 		}
-		peers, base := c.peerRows(b), c.momCounters(b)
+		peers, base := c.peers(b), c.momCounters(b)
 		wantReject(t, "old capture after a's step", thief.deliver("127.0.0.2", bAddr, cp), swap.CodeReplay)
 		waitRejected(t, "b", func() counters { return c.momCounters(b) }, base, "replay", 1)
 		c.requirePeersUnchanged(t, b, peers)
@@ -619,7 +619,7 @@ func TestAttackClockStep(t *testing.T) {
 		b.stop()
 		b = c.startMomWith("b", "127.0.0.3", "", "--test-clock-offset", "-1h")
 		c.waitUp("b")
-		peers, base, mark := c.peerRows(b), c.momCounters(b), auditMark(t, b.auditPath())
+		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
 		wantReject(t, "old capture after b's step", thief.deliver("127.0.0.2", bAddr, cp), swap.CodeReplay)
 		waitRejected(t, "b", func() counters { return c.momCounters(b) }, base, "replay", 1)
 		waitAudit(t, b.auditPath(), mark, "replay", "127.0.0.2", "replay")
@@ -635,7 +635,7 @@ func TestAttackClockStep(t *testing.T) {
 		s := *thief.sealer
 		s.Node = proto.NodeID(uuid.New())
 		stranger.sealer = &s
-		peers, base, mark := c.peerRows(b), c.momCounters(b), auditMark(t, b.auditPath())
+		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
 		wantReject(t, "first contact an hour ahead", stranger.deliver("127.0.0.5", bAddr, stranger.seal("127.0.0.5", "127.0.0.3")), swap.CodeStale)
 		waitRejected(t, "b", func() counters { return c.momCounters(b) }, base, "stale", 1)
 		waitAudit(t, b.auditPath(), mark, "stale", "127.0.0.5", "freshness")
@@ -666,7 +666,7 @@ func TestAttackRemovedMember(t *testing.T) {
 		t.Fatalf("delete node a: %s", r.stderr)
 	}
 	waitFor(t, "b to drop a from its peers (deny applied)", 30*time.Second, func() bool {
-		for _, p := range c.peerRows(b) {
+		for _, p := range c.peers(b) {
 			if strings.HasPrefix(p.Addr, "127.0.0.2:") {
 				return false
 			}
@@ -675,7 +675,7 @@ func TestAttackRemovedMember(t *testing.T) {
 	})
 	refused := func(t *testing.T, attempt func()) {
 		t.Helper()
-		peers, base, mark := c.peerRows(b), c.momCounters(b), auditMark(t, b.auditPath())
+		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
 		attempt()
 		waitRejected(t, "b", func() counters { return c.momCounters(b) }, base, "revoked", 1)
 		waitAudit(t, b.auditPath(), mark, "revoked", "127.0.0.2", "revoked")
@@ -735,7 +735,7 @@ func TestAttackRemovedMemberAfterRotation(t *testing.T) {
 	c.waitConverged(b) // b holds the new key only: the old one is retired and gone
 	refused := func(t *testing.T, ip string, attempt func()) {
 		t.Helper()
-		peers, base, mark := c.peerRows(b), c.momCounters(b), auditMark(t, b.auditPath())
+		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
 		attempt()
 		waitRejected(t, "b", func() counters { return c.momCounters(b) }, base, "key_mismatch", 1)
 		l := waitAudit(t, b.auditPath(), mark, "key_mismatch", ip, "key mismatch")

@@ -72,35 +72,11 @@ func (c *cluster) addMomWith(name, ip string, extra ...string) *momProc {
 	return m
 }
 
-// peerRow is a full row of `momgate-mom peers --json`.
-type peerRow struct {
-	Addr      string    `json:"addr"`
-	NodeID    string    `json:"node_id"`
-	KeyID     string    `json:"key_id"`
-	Direction string    `json:"direction"`
-	First     time.Time `json:"first"`
-	Last      time.Time `json:"last"`
-	Count     uint64    `json:"admissions"`
-}
-
-func (c *cluster) peerRows(m *momProc) []peerRow {
-	c.t.Helper()
-	r := run(c.t, "", "momgate-mom", "peers", "--json", "--state-dir", m.dir)
-	if r.code != 0 {
-		c.t.Fatalf("peers: %s", r.stderr)
-	}
-	var ps []peerRow
-	if err := json.Unmarshal([]byte(r.stdout), &ps); err != nil {
-		c.t.Fatalf("peers --json: %v in %q", err, r.stdout)
-	}
-	return ps
-}
-
 // requirePeersUnchanged fails if m's admitted-peers table differs from
 // before: nothing was admitted, not even a repeat admission.
-func (c *cluster) requirePeersUnchanged(t *testing.T, m *momProc, before []peerRow) {
+func (c *cluster) requirePeersUnchanged(t *testing.T, m *momProc, before []peer) {
 	t.Helper()
-	if after := c.peerRows(m); !reflect.DeepEqual(after, before) {
+	if after := c.peers(m); !reflect.DeepEqual(after, before) {
 		t.Fatalf("%s admitted something: peers before %+v, after %+v", m.name, before, after)
 	}
 }

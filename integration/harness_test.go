@@ -86,8 +86,17 @@ func (s *syncBuffer) String() string {
 
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, name, nil, args...)
+}
+
+// startEnv is start with extra environment variables.
+func startEnv(t *testing.T, name string, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin(args[0]), args[1:]...)
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -371,10 +380,15 @@ func (c *cluster) ping(from *momProc, toAddr string) (pingResult, result) {
 	return pr, r
 }
 
+// peer is a row of `momgate-mom peers --json`.
 type peer struct {
-	Addr   string `json:"addr"`
-	NodeID string `json:"node_id"`
-	KeyID  string `json:"key_id"`
+	Addr      string    `json:"addr"`
+	NodeID    string    `json:"node_id"`
+	KeyID     string    `json:"key_id"`
+	Direction string    `json:"direction"`
+	First     time.Time `json:"first"`
+	Last      time.Time `json:"last"`
+	Count     uint64    `json:"admissions"`
 }
 
 func (c *cluster) peers(m *momProc) []peer {

@@ -323,9 +323,9 @@ func TestLiveMigrationWithJobs(t *testing.T) {
 	// same v1 poll is admitted by the list.
 	target := fmt.Sprintf("%s:%d", f.ips["n05"], f.imPort)
 	n05 := f.procs["n05"]
-	fromN01 := func() []peerRow { // n05's rows for n01 (no job of n01 polls n05)
-		var rows []peerRow
-		for _, p := range f.peerRows(n05) {
+	fromN01 := func() []peer { // n05's rows for n01 (no job of n01 polls n05)
+		var rows []peer
+		for _, p := range f.peers(n05) {
 			if strings.HasPrefix(p.Addr, f.ips["n01"]+":") {
 				rows = append(rows, p)
 			}

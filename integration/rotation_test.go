@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -19,30 +18,6 @@ import (
 // Key rotation end to end: delete node revokes at once and by key, a MOM
 // offline during a rotation catches up, kill -9 of the server or a MOM at
 // each rotation step converges, manual distribution, and set node Mom=.
-
-// startEnv is start with extra environment variables.
-func startEnv(t *testing.T, name string, env []string, args ...string) *proc {
-	t.Helper()
-	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin(args[0]), args[1:]...)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.stop()
-		checkRace(t, name, p.out.String())
-		if t.Failed() {
-			t.Logf("--- output of %s:\n%s", name, p.out.String())
-		}
-	})
-	return p
-}
 
 func crashEnv(step string) []string { return []string{"MOMGATE_TEST_CRASH_AT=" + step} }
 

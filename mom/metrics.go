@@ -10,19 +10,16 @@ import (
 	"github.com/momgate/momgate/internal/metrics"
 )
 
-// RotationIdle is the rotation phase reported when no rotation runs.
+// RotationIdle is the rotation phase a MOM reports: the rotation runs at
+// the server (its rotation_phase metric); a MOM's part shows in its keys
+// by state (momgate_keys).
 const RotationIdle = "idle"
 
 // metricHooks are the metric sources owned by subsystems that come later
-// than the collector: key rotation and legacy mode set them (in New, before
+// than the collector: legacy mode sets them (in New, before
 // Run) and the collector reads them at scrape time. A nil hook reports the
 // default.
 type metricHooks struct {
-	// rotationPhase returns this MOM's rotation phase; default RotationIdle.
-	rotationPhase func() string
-	// rotationPhases lists every phase, so that each is exported (0 or 1);
-	// default {RotationIdle}.
-	rotationPhases []string
 	// peersByProtocol counts admitted sisters by protocol version ("v1"
 	// admitted by the pushed list, "v2" by PING); default: every admitted
 	// peer counts as "v2".
@@ -53,16 +50,7 @@ func (m *Mom) collectors() []prometheus.Collector {
 	}
 	return append(cs,
 		metrics.NewGaugeFunc("rotation_phase", "Key rotation phase: 1 for the current phase, 0 for the others.", "phase",
-			func() map[string]float64 {
-				phase, all := RotationIdle, m.hooks.rotationPhases
-				if m.hooks.rotationPhase != nil {
-					phase = m.hooks.rotationPhase()
-				}
-				if len(all) == 0 {
-					all = []string{RotationIdle}
-				}
-				return metrics.Enum(phase, all)
-			}),
+			func() map[string]float64 { return metrics.Enum(RotationIdle, []string{RotationIdle}) }),
 		metrics.NewGaugeFunc("enrolled", "1 once this MOM has enrolled with the server.", "",
 			func() map[string]float64 { return metrics.One(metrics.Bool(m.currentSealer() != nil)) }),
 		metrics.NewGaugeFunc("server_connected", "1 while the control connection to the server is authenticated.", "",
