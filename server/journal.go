@@ -192,105 +192,37 @@ type stateView interface {
 // save and, when the journal has grown past the snapshot, writes a new
 // snapshot.
 func (ss *stateStore) save(v stateView) error {
-	var recs []store.JournalRecord
-	meta, err := metaOf(v.meta())
+	b, err := ss.newBatch(v)
 	if err != nil {
 		return err
 	}
-	if !bytes.Equal(meta, ss.meta) {
-		recs = append(recs, store.JournalRecord{Kind: kindMeta, Key: "server", Value: meta})
-	}
-	changedNodes := map[string]uint64{}
 	seen := 0
-	var encErr error
 	v.eachNode(func(n nodeRecord) {
 		seen++
-		h := ss.nodeHash(n)
-		if old, ok := ss.nodes[n.ID]; ok && old == h {
-			return
-		}
-		b, err := json.Marshal(n)
-		if err != nil {
-			encErr = err
-			return
-		}
-		changedNodes[n.ID] = h
-		recs = append(recs, store.JournalRecord{Kind: kindNode, Key: n.ID, Value: b})
+		b.node(n)
 	})
-	if encErr != nil {
-		return encErr
-	}
-	var goneNodes []string
-	if seen-len(changedNodes) < len(ss.nodes) { // some node was deleted
+	if seen-len(b.nodes) < len(ss.nodes) { // some node was deleted
 		present := make(map[string]struct{}, seen)
 		v.eachNode(func(n nodeRecord) { present[n.ID] = struct{}{} })
 		for id := range ss.nodes {
 			if _, ok := present[id]; !ok {
-				goneNodes = append(goneNodes, id)
-				recs = append(recs, store.JournalRecord{Kind: kindNode, Key: id, Deleted: true})
+				b.nodeGone(id)
 			}
 		}
 	}
-	changedTokens := map[[16]byte]uint64{}
 	book := v.tokenBook()
 	book.Range(func(t keys.TokenRecord) bool {
-		h := maphash.Comparable(ss.seed, t)
-		if old, ok := ss.tokens[t.ID]; ok && old == h {
-			return true
-		}
-		b, err := json.Marshal(t)
-		if err != nil {
-			encErr = err
-			return false
-		}
-		changedTokens[t.ID] = h
-		recs = append(recs, store.JournalRecord{Kind: kindToken, Key: hex.EncodeToString(t.ID[:]), Value: b})
-		return true
+		b.token(t)
+		return b.err == nil
 	})
-	if encErr != nil {
-		return encErr
-	}
-	var goneTokens [][16]byte
-	if book.Len()-len(changedTokens) < len(ss.tokens) {
+	if book.Len()-len(b.tokens) < len(ss.tokens) { // some token was dropped
 		for id := range ss.tokens {
 			if _, err := book.Lookup(id); err != nil {
-				goneTokens = append(goneTokens, id)
-				recs = append(recs, store.JournalRecord{Kind: kindToken, Key: hex.EncodeToString(id[:]), Deleted: true})
+				b.tokenGone(id)
 			}
 		}
 	}
-	if len(recs) == 0 {
-		return nil
-	}
-	if err := ss.journal.Append(recs); err != nil {
-		return err
-	}
-	// Now on disk: update what we remember.
-	ss.meta = meta
-	for id, n := range changedNodes {
-		ss.nodes[id] = n
-	}
-	for _, id := range goneNodes {
-		delete(ss.nodes, id)
-	}
-	for id, h := range changedTokens {
-		ss.tokens[id] = h
-	}
-	for _, id := range goneTokens {
-		delete(ss.tokens, id)
-	}
-	// A Go map keeps its size after deletions (maps.Clone too): copy it
-	// after a mass removal (expired tokens, many deleted nodes).
-	if len(goneTokens) > len(ss.tokens) {
-		ss.tokens = shrunk(ss.tokens)
-	}
-	if len(goneNodes) > len(ss.nodes) {
-		ss.nodes = shrunk(ss.nodes)
-	}
-	if size := ss.journal.Size(); size > compactMinBytes && size > int64(len(ss.nodes))*1024 {
-		return ss.compact(v.snapshot())
-	}
-	return nil
+	return b.commit(v)
 }
 
 // saveNodes is save for a change confined to the given nodes and tokens
@@ -299,65 +231,122 @@ func (ss *stateStore) save(v stateView) error {
 // that changed is still written by the next full save, since the store
 // remembers what is on disk, not what it was told.
 func (ss *stateStore) saveNodes(v stateView, nodes []nodeRecord, tokens [][16]byte) error {
-	var recs []store.JournalRecord
-	meta, err := metaOf(v.meta())
+	b, err := ss.newBatch(v)
 	if err != nil {
 		return err
 	}
-	if !bytes.Equal(meta, ss.meta) {
-		recs = append(recs, store.JournalRecord{Kind: kindMeta, Key: "server", Value: meta})
-	}
-	hashes := make([]uint64, len(nodes))
-	for i, n := range nodes {
-		hashes[i] = ss.nodeHash(n)
-		if old, ok := ss.nodes[n.ID]; ok && old == hashes[i] {
-			continue
-		}
-		b, err := json.Marshal(n)
-		if err != nil {
-			return err
-		}
-		recs = append(recs, store.JournalRecord{Kind: kindNode, Key: n.ID, Value: b})
+	for _, n := range nodes {
+		b.node(n)
 	}
 	book := v.tokenBook()
-	tokHashes := make([]uint64, len(tokens))
-	gone := make([]bool, len(tokens))
-	for i, id := range tokens {
-		key := hex.EncodeToString(id[:])
-		t, err := book.Lookup(id)
-		if err != nil {
-			gone[i] = true
-			if _, ok := ss.tokens[id]; ok {
-				recs = append(recs, store.JournalRecord{Kind: kindToken, Key: key, Deleted: true})
-			}
-			continue
+	for _, id := range tokens {
+		if t, err := book.Lookup(id); err == nil {
+			b.token(t)
+		} else if _, ok := ss.tokens[id]; ok {
+			b.tokenGone(id)
 		}
-		tokHashes[i] = maphash.Comparable(ss.seed, t)
-		if old, ok := ss.tokens[id]; ok && old == tokHashes[i] {
-			continue
-		}
-		b, err := json.Marshal(t)
-		if err != nil {
-			return err
-		}
-		recs = append(recs, store.JournalRecord{Kind: kindToken, Key: key, Value: b})
 	}
-	if len(recs) == 0 {
+	return b.commit(v)
+}
+
+// saveBatch collects the journal records of one save and what the store
+// will remember once they are on disk.
+type saveBatch struct {
+	ss         *stateStore
+	recs       []store.JournalRecord
+	meta       []byte
+	nodes      map[string]uint64
+	goneNodes  []string
+	tokens     map[[16]byte]uint64
+	goneTokens [][16]byte
+	err        error // the first encoding error
+}
+
+func (ss *stateStore) newBatch(v stateView) (*saveBatch, error) {
+	meta, err := metaOf(v.meta())
+	if err != nil {
+		return nil, err
+	}
+	b := &saveBatch{ss: ss, meta: meta, nodes: map[string]uint64{}, tokens: map[[16]byte]uint64{}}
+	if !bytes.Equal(meta, ss.meta) {
+		b.recs = append(b.recs, store.JournalRecord{Kind: kindMeta, Key: "server", Value: meta})
+	}
+	return b, nil
+}
+
+// node adds n if it differs from what is on disk.
+func (b *saveBatch) node(n nodeRecord) {
+	h := b.ss.nodeHash(n)
+	if old, ok := b.ss.nodes[n.ID]; (ok && old == h) || b.err != nil {
+		return
+	}
+	v, err := json.Marshal(n)
+	if err != nil {
+		b.err = err
+		return
+	}
+	b.nodes[n.ID] = h
+	b.recs = append(b.recs, store.JournalRecord{Kind: kindNode, Key: n.ID, Value: v})
+}
+
+func (b *saveBatch) nodeGone(id string) {
+	b.goneNodes = append(b.goneNodes, id)
+	b.recs = append(b.recs, store.JournalRecord{Kind: kindNode, Key: id, Deleted: true})
+}
+
+// token adds t if it differs from what is on disk.
+func (b *saveBatch) token(t keys.TokenRecord) {
+	h := maphash.Comparable(b.ss.seed, t)
+	if old, ok := b.ss.tokens[t.ID]; (ok && old == h) || b.err != nil {
+		return
+	}
+	v, err := json.Marshal(t)
+	if err != nil {
+		b.err = err
+		return
+	}
+	b.tokens[t.ID] = h
+	b.recs = append(b.recs, store.JournalRecord{Kind: kindToken, Key: hex.EncodeToString(t.ID[:]), Value: v})
+}
+
+func (b *saveBatch) tokenGone(id [16]byte) {
+	b.goneTokens = append(b.goneTokens, id)
+	b.recs = append(b.recs, store.JournalRecord{Kind: kindToken, Key: hex.EncodeToString(id[:]), Deleted: true})
+}
+
+// commit appends the records, then remembers them as on disk, and
+// compacts when the journal has outgrown the snapshot.
+func (b *saveBatch) commit(v stateView) error {
+	ss := b.ss
+	if b.err != nil {
+		return b.err
+	}
+	if len(b.recs) == 0 {
 		return nil
 	}
-	if err := ss.journal.Append(recs); err != nil {
+	if err := ss.journal.Append(b.recs); err != nil {
 		return err
 	}
-	ss.meta = meta
-	for i, n := range nodes {
-		ss.nodes[n.ID] = hashes[i]
+	ss.meta = b.meta
+	for id, h := range b.nodes {
+		ss.nodes[id] = h
 	}
-	for i, id := range tokens {
-		if gone[i] {
-			delete(ss.tokens, id)
-		} else {
-			ss.tokens[id] = tokHashes[i]
-		}
+	for _, id := range b.goneNodes {
+		delete(ss.nodes, id)
+	}
+	for id, h := range b.tokens {
+		ss.tokens[id] = h
+	}
+	for _, id := range b.goneTokens {
+		delete(ss.tokens, id)
+	}
+	// A Go map keeps its size after deletions (maps.Clone too): copy it
+	// after a mass removal (expired tokens, many deleted nodes).
+	if len(b.goneTokens) > len(ss.tokens) {
+		ss.tokens = shrunk(ss.tokens)
+	}
+	if len(b.goneNodes) > len(ss.nodes) {
+		ss.nodes = shrunk(ss.nodes)
 	}
 	if size := ss.journal.Size(); size > compactMinBytes && size > int64(len(ss.nodes))*1024 {
 		return ss.compact(v.snapshot())
