@@ -326,7 +326,7 @@ func (in *insider) deliver(local, target string, cp capture) error {
 }
 
 // wantReject fails unless err is a Reject with code.
-func wantReject(t *testing.T, what string, err error, code uint16) {
+func wantReject(t *testing.T, what string, err error, code proto.RejectCode) {
 	t.Helper()
 	var rj *swap.RejectError
 	if !errors.As(err, &rj) {

@@ -132,9 +132,9 @@ func (p *markProbe) check() {
 	t := p.c.t
 	t.Helper()
 	wantReject(t, fmt.Sprintf("replay of %s's pre-crash PING to %s", p.from.name, p.to.name),
-		p.mom.deliver(p.from.ip, p.to.imAddr(p.c.imPort), p.momCp), swap.CodeReplay)
+		p.mom.deliver(p.from.ip, p.to.imAddr(p.c.imPort), p.momCp), proto.RejectReplay)
 	wantReject(t, fmt.Sprintf("replay of %s's pre-crash PING to the server", p.idle.name),
-		p.srv.loginAndSwap(p.idle.ip, p.srvAddr, p.srvIdent, p.srvCp), swap.CodeReplay)
+		p.srv.loginAndSwap(p.idle.ip, p.srvAddr, p.srvIdent, p.srvCp), proto.RejectReplay)
 }
 
 // requireNodes fails unless the server lists exactly names.
@@ -353,7 +353,7 @@ func TestFaultKilledDuringMigration(t *testing.T) {
 	for _, n := range []string{"n01", "n02", "n03", "n04"} {
 		f.waitUp(n)
 	}
-	wantReject(t, "replay of n02's pre-crash PING to the restarted n01", thief.deliver(n02.ip, n01.imAddr(f.imPort), cp), swap.CodeReplay)
+	wantReject(t, "replay of n02's pre-crash PING to the restarted n01", thief.deliver(n02.ip, n01.imAddr(f.imPort), cp), proto.RejectReplay)
 
 	out, code := f.migrate("--batch", "2")
 	if code != 0 || !strings.Contains(out, "resuming the migrate") || !strings.Contains(out, "migration complete") {
@@ -370,7 +370,7 @@ func TestFaultKilledDuringMigration(t *testing.T) {
 	}
 	f.requireNodes("n01", "n02", "n03", "n04")
 	f.waitConverged(moms...)
-	wantReject(t, "replay of n02's pre-crash PING after the migration", thief.deliver(n02.ip, f.procs["n01"].imAddr(f.imPort), cp), swap.CodeReplay)
+	wantReject(t, "replay of n02's pre-crash PING after the migration", thief.deliver(n02.ip, f.procs["n01"].imAddr(f.imPort), cp), proto.RejectReplay)
 	f.mutuallyAdmitted(moms...)
 	// A re-run changes nothing.
 	if out, code := f.migrate("--batch", "2"); code != 0 || !strings.Contains(out, "migration complete") || strings.Contains(out, "restart n") {

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/internal/admin"
-	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/mom"
 	"github.com/momgate/momgate/proto"
 )
@@ -334,7 +333,7 @@ func TestLiveMigrationWithJobs(t *testing.T) {
 	}
 	rowsBefore, mark := fromN01(), auditMark(t, n05.auditPath())
 	rj, ok := rawV1Poll(t, f.ips["n01"], target).(*proto.Reject)
-	if !ok || rj.Code != swap.CodeLegacyRefused || !strings.Contains(rj.Reason, "downgrade") {
+	if !ok || rj.Code != proto.RejectLegacyRefused || !strings.Contains(rj.Reason, "downgrade") {
 		t.Fatalf("v1 from upgraded n01: %+v, want a downgrade refusal", rj)
 	}
 	waitAudit(t, n05.auditPath(), mark, "downgrade", f.ips["n01"], "downgrade")

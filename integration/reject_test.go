@@ -77,7 +77,7 @@ func mustAddr(s string) proto.Addr {
 	return a
 }
 
-func rejectCode(t *testing.T, err error) uint16 {
+func rejectCode(t *testing.T, err error) proto.RejectCode {
 	t.Helper()
 	var rj *swap.RejectError
 	if !errors.As(err, &rj) {
@@ -101,8 +101,8 @@ func TestAddressMismatchRefused(t *testing.T) {
 	}
 	// From 127.0.0.9, claiming to be a at 127.0.0.2.
 	err := rawSwap(t, "127.0.0.9", target, forger(t, a, nil), "127.0.0.2")
-	if code := rejectCode(t, err); code != swap.CodeAddrMismatch {
-		t.Fatalf("spoofed source: reject code %d, want %d (%v)", code, swap.CodeAddrMismatch, err)
+	if code := rejectCode(t, err); code != proto.RejectAddrMismatch {
+		t.Fatalf("spoofed source: reject code %d, want %d (%v)", code, proto.RejectAddrMismatch, err)
 	}
 	// Sealed under a key of another cluster.
 	k, err := keys.NewKey(rand.Reader, time.Now(), nil)
@@ -115,8 +115,8 @@ func TestAddressMismatchRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = rawSwap(t, "127.0.0.2", target, forger(t, a, foreign), "127.0.0.2")
-	if code := rejectCode(t, err); code != swap.CodeUnknownKey {
-		t.Fatalf("foreign key: reject code %d, want %d (%v)", code, swap.CodeUnknownKey, err)
+	if code := rejectCode(t, err); code != proto.RejectUnknownKey {
+		t.Fatalf("foreign key: reject code %d, want %d (%v)", code, proto.RejectUnknownKey, err)
 	}
 
 	st := c.status(b)

@@ -20,6 +20,7 @@ import (
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/reasons"
 )
 
 func encodeB64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
@@ -85,8 +86,8 @@ func (m *Mom) serveIMConn(c net.Conn, release connlimit.Release) {
 	}
 	if err != nil {
 		entry.Outcome, entry.Reason, entry.Detail = "rejected", swap.ReadFailureReason(err), err.Error()
-		if entry.Reason == swap.ReasonMalformed {
-			_ = proto.WriteFrame(c, &proto.Reject{Code: swap.CodeMalformed, Reason: err.Error()})
+		if entry.Reason == reasons.Malformed {
+			_ = proto.WriteFrame(c, &proto.Reject{Code: reasons.Malformed.Code(), Reason: err.Error()})
 		}
 		m.audit.Record(m.stamp(entry))
 		return
@@ -99,8 +100,8 @@ func (m *Mom) serveIMConn(c net.Conn, release connlimit.Release) {
 	}
 	sealer := m.currentSealer()
 	if sealer == nil {
-		entry.Outcome, entry.Reason, entry.Detail = "rejected", "not_enrolled", "this MOM has no cluster key yet"
-		_ = proto.WriteFrame(c, &proto.Reject{Code: swap.CodeInternal, Reason: entry.Detail})
+		entry.Outcome, entry.Reason, entry.Detail = "rejected", reasons.NotEnrolled, "this MOM has no cluster key yet"
+		_ = proto.WriteFrame(c, &proto.Reject{Code: reasons.NotEnrolled.Code(), Reason: entry.Detail})
 		m.audit.Record(m.stamp(entry))
 		return
 	}
@@ -125,14 +126,14 @@ func (m *Mom) serveIMConn(c net.Conn, release connlimit.Release) {
 
 // PingResult is the outcome of an outbound swap with a sister.
 type PingResult struct {
-	Addr     string  `json:"addr"`
-	Admitted bool    `json:"admitted"`
-	Reason   string  `json:"reason,omitempty"`
-	Error    string  `json:"error,omitempty"`
-	Code     uint16  `json:"code,omitempty"` // the peer's Reject code, if it refused
-	NodeID   string  `json:"node_id,omitempty"`
-	KeyID    string  `json:"key_id,omitempty"`
-	RTTMilli float64 `json:"rtt_ms"`
+	Addr     string           `json:"addr"`
+	Admitted bool             `json:"admitted"`
+	Reason   reasons.Reason   `json:"reason,omitempty"`
+	Error    string           `json:"error,omitempty"`
+	Code     proto.RejectCode `json:"code,omitempty"` // the peer's Reject code, if it refused
+	NodeID   string           `json:"node_id,omitempty"`
+	KeyID    string           `json:"key_id,omitempty"`
+	RTTMilli float64          `json:"rtt_ms"`
 }
 
 // PingSister opens an IM connection to addr and runs the swap; on success
@@ -141,13 +142,13 @@ func (m *Mom) PingSister(ctx context.Context, addr string) (*PingResult, net.Con
 	out := &PingResult{Addr: addr}
 	sealer := m.currentSealer()
 	if sealer == nil {
-		out.Reason, out.Error = "not_enrolled", "this MOM has not enrolled yet"
+		out.Reason, out.Error = reasons.NotEnrolled, "this MOM has not enrolled yet"
 		return out, nil
 	}
 	start := time.Now()
 	c, err := m.dial(ctx, addr)
 	if err != nil {
-		out.Reason, out.Error = "connect", err.Error()
+		out.Reason, out.Error = reasons.Connect, err.Error()
 		return out, nil
 	}
 	var res ping.Result
@@ -162,7 +163,7 @@ func (m *Mom) PingSister(ctx context.Context, addr string) (*PingResult, net.Con
 		out.Error = err.Error()
 		var rj *swap.RejectError
 		if errors.As(err, &rj) {
-			out.Reason, out.Code = "refused_by_peer", rj.Code
+			out.Reason, out.Code = reasons.RefusedByPeer, rj.Code
 		} else {
 			out.Reason = ping.Reason(err)
 		}

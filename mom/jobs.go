@@ -481,7 +481,7 @@ func (m *Mom) openIM(ctx context.Context, addr netip.AddrPort) (net.Conn, proto.
 			return c, proto.V2, nil
 		}
 		last = fmt.Errorf("PING swap with %s: %s: %s", addr, res.Reason, res.Error)
-		if !migration.MayFallback(p, peerUpgraded, res.Code == swap.CodeVersion) {
+		if !migration.MayFallback(p, peerUpgraded, res.Code == proto.RejectVersion) {
 			return nil, 0, last
 		}
 	}
@@ -551,11 +551,11 @@ func (m *Mom) serveAdmitted(c net.Conn, ver proto.Version, node proto.NodeID, sr
 				return
 			}
 			if proto.Version(frame[2]) != ver {
-				_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: swap.CodeVersion, Reason: fmt.Sprintf("v%d frame on a v%d connection", frame[2], ver)})
+				_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: proto.RejectVersion, Reason: fmt.Sprintf("v%d frame on a v%d connection", frame[2], ver)})
 				return
 			}
 			if msg, err = proto.Unmarshal(frame); err != nil {
-				_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: swap.CodeMalformed, Reason: err.Error()})
+				_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: proto.RejectMalformed, Reason: err.Error()})
 				return
 			}
 		}
@@ -564,7 +564,7 @@ func (m *Mom) serveAdmitted(c net.Conn, ver proto.Version, node proto.NodeID, sr
 			revoked = m.v1Revoked(src)
 		}
 		if revoked {
-			_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: swap.CodeRevoked, Reason: "sender revoked"})
+			_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: proto.RejectRevoked, Reason: "sender revoked"})
 			return
 		}
 		var reply proto.Message
@@ -579,7 +579,7 @@ func (m *Mom) serveAdmitted(c net.Conn, ver proto.Version, node proto.NodeID, sr
 			}
 			reply = &proto.IMReply{Ver: ver, Job: v.Job, Seq: v.Seq, Status: st}
 		default:
-			_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: swap.CodeMalformed, Reason: "unexpected " + msg.Type().String()})
+			_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: proto.RejectMalformed, Reason: "unexpected " + msg.Type().String()})
 			return
 		}
 		msg = nil

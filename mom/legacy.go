@@ -20,6 +20,7 @@ import (
 	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/migration"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/reasons"
 )
 
 // legacyFile persists the server's last known mode and the upgraded set.
@@ -401,19 +402,6 @@ func (m *Mom) v1Revoked(addr proto.Addr) bool {
 	return m.deny.RevokedUnder(proto.NodeID{}, addr, uint32(k.ID))
 }
 
-// legacyRejectCode maps a refusal of the admission decision to its code.
-func legacyRejectCode(refusal string) uint16 {
-	switch refusal {
-	case migration.RefuseV2:
-		return swap.CodeVersion
-	case migration.RefuseDowngrade:
-		return swap.CodeLegacyRefused
-	case migration.RefuseRevoked:
-		return swap.CodeRevoked
-	}
-	return swap.CodeNotAllowed
-}
-
 // admitFirstFrame applies the admission decision to an IM connection's
 // first frame. It returns done when it has dealt with the connection (a
 // refusal, or a v1 connection admitted by the list and served); otherwise
@@ -429,20 +417,20 @@ func (m *Mom) admitFirstFrame(c net.Conn, frame []byte, entry *audit.Entry) (don
 		Upgraded: m.lg.upgraded.Contains(remote)}
 	m.lg.mu.Unlock()
 	in.Revoked = m.v1Revoked(remote)
-	refuse := func(refusal, reason string) bool {
+	refuse := func(refusal reasons.Reason, reason string) bool {
 		entry.Outcome, entry.Reason, entry.Detail = audit.Rejected, refusal, reason
 		m.audit.Record(m.stamp(*entry))
 		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-		_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: legacyRejectCode(refusal), Reason: reason})
+		_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: refusal.IMCode(), Reason: reason})
 		return true
 	}
 	var msg proto.Message
 	if ver == proto.V1 {
 		if msg, err = proto.Unmarshal(frame); err != nil {
-			return refuse("malformed", err.Error())
+			return refuse(reasons.Malformed, err.Error())
 		}
 		if t := msg.Type(); t != proto.TypeIMJoin && t != proto.TypeIMPoll {
-			return refuse("malformed", fmt.Sprintf("v1 connection must start with IMJoin or IMPoll, not %s", t))
+			return refuse(reasons.Malformed, fmt.Sprintf("v1 connection must start with IMJoin or IMPoll, not %s", t))
 		}
 	}
 	v := migration.AdmitInbound(in)

@@ -22,6 +22,7 @@ import (
 	"github.com/momgate/momgate/migration"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/reasons"
 )
 
 // maxControlFrame caps frames from an authenticated MOM.
@@ -47,18 +48,17 @@ func (c *momConn) send(m proto.Message) error {
 	return proto.WriteFrame(c.conn, m)
 }
 
-// rejection is a refusal with its Reject code and audit reason.
+// rejection is a refusal with its audit reason (which gives its Reject code).
 type rejection struct {
-	code   uint16
-	reason string
+	reason reasons.Reason
 	err    error
 }
 
 func (r *rejection) Error() string { return r.err.Error() }
 func (r *rejection) Unwrap() error { return r.err }
 
-func reject(code uint16, reason string, format string, args ...any) *rejection {
-	return &rejection{code: code, reason: reason, err: fmt.Errorf(format, args...)}
+func reject(reason reasons.Reason, format string, args ...any) *rejection {
+	return &rejection{reason: reason, err: fmt.Errorf(format, args...)}
 }
 
 // serveConn runs the handshake, calling release when it ends, then the
@@ -78,11 +78,11 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, release connlimit.Re
 	release()
 	if err != nil {
 		var rj *rejection
-		code, reason := swap.CodeMalformed, ping.Reason(err)
+		code, reason := proto.RejectMalformed, ping.Reason(err)
 		if errors.As(err, &rj) {
-			code, reason = rj.code, rj.reason
-		} else if reason == "other" {
-			reason = "handshake"
+			code, reason = rj.reason.Code(), rj.reason
+		} else if reason == reasons.Other {
+			reason = reasons.Handshake
 		}
 		if !errors.Is(err, io.EOF) {
 			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
@@ -141,7 +141,7 @@ func (s *Server) handshake(c net.Conn, remote proto.Addr) (*momConn, error) {
 	}
 	msg, err := proto.Unmarshal(frame)
 	if err != nil {
-		return nil, reject(swap.CodeMalformed, "malformed", "decode hello: %w", err)
+		return nil, reject(reasons.Malformed, "decode hello: %w", err)
 	}
 	src := remote.Netip()
 	if lh, ok := msg.(*proto.LegacyHello); ok {
@@ -160,7 +160,7 @@ func (s *Server) handshake(c net.Conn, remote proto.Addr) (*momConn, error) {
 	case *proto.Hello:
 		n, claims, err = s.authenticate(m, src, &challenge)
 	default:
-		err = reject(swap.CodeMalformed, "malformed", "expected Enroll or Hello, got %s", msg.Type())
+		err = reject(reasons.Malformed, "expected Enroll or Hello, got %s", msg.Type())
 	}
 	if err != nil {
 		return nil, err
@@ -183,7 +183,7 @@ func (s *Server) handshake(c net.Conn, remote proto.Addr) (*momConn, error) {
 		return mc, err
 	}
 	if res.Node != n.id {
-		return mc, reject(swap.CodeAuth, "node_mismatch", "ping names node %x, connection is %s", res.Node, n.rec.Name)
+		return mc, reject(reasons.NodeMismatch, "ping names node %x, connection is %s", res.Node, n.rec.Name)
 	}
 	s.mu.Lock()
 	n.keyID = keys.KeyID(res.KeyID)
@@ -196,14 +196,14 @@ func (s *Server) handshake(c net.Conn, remote proto.Addr) (*momConn, error) {
 func (s *Server) enroll(m *proto.Enroll, src netip.Addr, challenge *[32]byte) (*node, error) {
 	plain, ok := box.Open(nil, m.Sealed, &m.Nonce, &m.NodeKey, &s.ident.Private)
 	if !ok {
-		return nil, reject(swap.CodeAuth, "auth", "enroll proof does not open under the server key")
+		return nil, reject(reasons.Auth, "enroll proof does not open under the server key")
 	}
 	proof, err := proto.DecodeEnrollProof(plain)
 	if err != nil {
-		return nil, reject(swap.CodeMalformed, "malformed", "enroll proof: %w", err)
+		return nil, reject(reasons.Malformed, "enroll proof: %w", err)
 	}
 	if subtle.ConstantTimeCompare(proof.Challenge[:], challenge[:]) != 1 {
-		return nil, reject(swap.CodeAuth, "auth", "enroll proof answers another challenge")
+		return nil, reject(reasons.Auth, "enroll proof answers another challenge")
 	}
 	now := s.cfg.Now()
 	s.mu.Lock()
@@ -214,10 +214,10 @@ func (s *Server) enroll(m *proto.Enroll, src netip.Addr, challenge *[32]byte) (*
 	}
 	n := s.reg.byName[rec.Node]
 	if n == nil {
-		return nil, reject(swap.CodeUnknownNode, "unknown_node", "token is for node %s, which no longer exists", rec.Node)
+		return nil, reject(reasons.UnknownNode, "token is for node %s, which no longer exists", rec.Node)
 	}
 	if n.addr != src {
-		return nil, reject(swap.CodeAddrMismatch, "addr_mismatch", "token for node %s (%s) used from %s", n.rec.Name, n.addr, src)
+		return nil, reject(reasons.AddrMismatch, "token for node %s (%s) used from %s", n.rec.Name, n.addr, src)
 	}
 	if rec.Used {
 		// A retry after a lost Welcome: same token, same identity.
@@ -231,7 +231,7 @@ func (s *Server) enroll(m *proto.Enroll, src netip.Addr, challenge *[32]byte) (*
 		return nil, tokenRejection(keys.ErrTokenUsed)
 	}
 	if n.enrolled() {
-		return nil, reject(swap.CodeNotAllowed, "already_enrolled", "node %s is already enrolled with another identity", n.rec.Name)
+		return nil, reject(reasons.AlreadyEnrolled, "node %s is already enrolled with another identity", n.rec.Name)
 	}
 	if _, err := s.reg.tokens.Redeem(m.TokenID, proof.Secret, now); err != nil {
 		return nil, tokenRejection(err)
@@ -243,7 +243,7 @@ func (s *Server) enroll(m *proto.Enroll, src netip.Addr, challenge *[32]byte) (*
 	if err := s.persistNodesLocked(n, m.TokenID); err != nil {
 		n.rec, n.pub, n.hasPub = oldRec, [32]byte{}, false
 		s.reg.tokens.Unredeem(m.TokenID)
-		return nil, reject(swap.CodeInternal, "internal", "persist enrollment: %w", err)
+		return nil, reject(reasons.Internal, "persist enrollment: %w", err)
 	}
 	s.log.WithFields(logrus.Fields{"node": n.rec.Name, "fingerprint": keys.ShortFingerprint(n.pub)}).Info("node enrolled")
 	crashhook.At("enroll-saved") // test-only: enrollment on disk, Welcome not sent
@@ -254,13 +254,13 @@ func (s *Server) enroll(m *proto.Enroll, src netip.Addr, challenge *[32]byte) (*
 func tokenRejection(err error) *rejection {
 	switch {
 	case errors.Is(err, keys.ErrTokenUsed):
-		return reject(swap.CodeTokenUsed, "token_used", "enrollment token already used")
+		return reject(reasons.TokenUsed, "enrollment token already used")
 	case errors.Is(err, keys.ErrTokenExpired):
-		return reject(swap.CodeTokenExpired, "token_expired", "enrollment token expired")
+		return reject(reasons.TokenExpired, "enrollment token expired")
 	case errors.Is(err, keys.ErrTokenSecret):
-		return reject(swap.CodeAuth, "token_secret", "enrollment token secret does not match")
+		return reject(reasons.TokenSecret, "enrollment token secret does not match")
 	default:
-		return reject(swap.CodeTokenUnknown, "token_unknown", "unknown enrollment token")
+		return reject(reasons.TokenUnknown, "unknown enrollment token")
 	}
 }
 
@@ -277,27 +277,27 @@ func (s *Server) authenticate(m *proto.Hello, src netip.Addr, challenge *[32]byt
 	}
 	s.mu.Unlock()
 	if n == nil && s.deny.Revoked(m.NodeID, proto.Addr{}) {
-		return nil, nil, reject(swap.CodeRevoked, "revoked", "node %x was deleted and is revoked", m.NodeID)
+		return nil, nil, reject(reasons.Revoked, "node %x was deleted and is revoked", m.NodeID)
 	}
 	if n == nil || !enrolled {
-		return nil, nil, reject(swap.CodeUnknownNode, "unknown_node", "no enrolled node with id %x", m.NodeID)
+		return nil, nil, reject(reasons.UnknownNode, "no enrolled node with id %x", m.NodeID)
 	}
 	if addr != src {
-		return n, nil, reject(swap.CodeAddrMismatch, "addr_mismatch", "node %s is at %s, connection from %s", n.rec.Name, addr, src)
+		return n, nil, reject(reasons.AddrMismatch, "node %s is at %s, connection from %s", n.rec.Name, addr, src)
 	}
 	if s.deny.Revoked(m.NodeID, proto.AddrFrom(src)) {
-		return n, nil, reject(swap.CodeRevoked, "revoked", "node %s is revoked", n.rec.Name)
+		return n, nil, reject(reasons.Revoked, "node %s is revoked", n.rec.Name)
 	}
 	plain, ok := box.Open(nil, m.Sealed, &m.Nonce, &pub, &s.ident.Private)
 	if !ok {
-		return n, nil, reject(swap.CodeAuth, "auth", "hello proof of node %s does not open with its identity key", n.rec.Name)
+		return n, nil, reject(reasons.Auth, "hello proof of node %s does not open with its identity key", n.rec.Name)
 	}
 	proof, err := proto.DecodeHelloProof(plain)
 	if err != nil {
-		return n, nil, reject(swap.CodeMalformed, "malformed", "hello proof: %w", err)
+		return n, nil, reject(reasons.Malformed, "hello proof: %w", err)
 	}
 	if subtle.ConstantTimeCompare(proof.Challenge[:], challenge[:]) != 1 {
-		return n, nil, reject(swap.CodeAuth, "auth", "hello proof answers another challenge (replayed hello)")
+		return n, nil, reject(reasons.Auth, "hello proof answers another challenge (replayed hello)")
 	}
 	s.setVersions(n, proof.Versions)
 	return n, proof.KeyIDs, nil
@@ -331,7 +331,7 @@ func (s *Server) welcome(mc *momConn, claims []uint32, enrolling bool) (*proto.W
 		}
 		wk, err := wr.Wrap(s.cfg.Rand, k, k.State)
 		if err != nil {
-			return nil, reject(swap.CodeInternal, "internal", "wrap keys: %w", err)
+			return nil, reject(reasons.Internal, "wrap keys: %w", err)
 		}
 		w.Keys = append(w.Keys, toProtoWrapped(wk))
 		mc.held = append(mc.held, k.ID)
@@ -340,7 +340,7 @@ func (s *Server) welcome(mc *momConn, claims []uint32, enrolling bool) (*proto.W
 		}
 	}
 	if mc.active == 0 {
-		return nil, reject(swap.CodeUnknownKey, "key_mismatch",
+		return nil, reject(reasons.KeyMismatch,
 			"key_distribution is manual and node %s does not hold the active cluster key %s: install it with `momgate-mom key import`, then restart the MOM",
 			name, ring.Active().ID)
 	}

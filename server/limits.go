@@ -6,23 +6,23 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/internal/audit"
-	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/reasons"
 )
 
 // serveLimited applies the per-source limits to a new control connection:
 // the excess is refused with Reject "rate limited", logged and counted under
-// connlimit.Reason; the rest is served.
+// reasons.RateLimited; the rest is served.
 func (s *Server) serveLimited(ctx context.Context, c net.Conn) {
 	peer := swap.RemoteAddrPort(c)
 	release, err := s.limiter.Admit(peer.Addr())
 	if err != nil {
 		defer c.Close()
 		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		_ = proto.WriteFrame(c, &proto.Reject{Code: swap.CodeRateLimited, Reason: err.Error()})
+		_ = proto.WriteFrame(c, &proto.Reject{Code: reasons.RateLimited.Code(), Reason: err.Error()})
 		s.audit.Record(s.stamp(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected,
-			Reason: connlimit.Reason, Peer: peer, Detail: err.Error()}))
+			Reason: reasons.RateLimited, Peer: peer, Detail: err.Error()}))
 		return
 	}
 	s.serveConn(ctx, c, release)
@@ -31,5 +31,5 @@ func (s *Server) serveLimited(ctx context.Context, c net.Conn) {
 // readRejection is the rejection for a failure to read a frame before the
 // MOM authenticated: timeout, malformed frame, or closed.
 func readRejection(what string, err error) *rejection {
-	return reject(swap.CodeMalformed, swap.ReadFailureReason(err), "%s: %w", what, err)
+	return reject(swap.ReadFailureReason(err), "%s: %w", what, err)
 }

@@ -124,13 +124,13 @@ func Prove(c net.Conn, sh *proto.ServerHello, p *Params) (*proto.Welcome, error)
 }
 
 // final reports whether a Reject code ends an enrollment for good.
-func final(code uint16, enrolling bool) bool {
+func final(code proto.RejectCode, enrolling bool) bool {
 	if !enrolling {
 		return false
 	}
 	switch code {
-	case swap.CodeTokenUnknown, swap.CodeTokenUsed, swap.CodeTokenExpired, swap.CodeAuth,
-		swap.CodeAddrMismatch, swap.CodeNotAllowed, swap.CodeUnknownNode:
+	case proto.RejectTokenUnknown, proto.RejectTokenUsed, proto.RejectTokenExpired, proto.RejectAuth,
+		proto.RejectAddrMismatch, proto.RejectNotAllowed, proto.RejectUnknownNode:
 		return true
 	}
 	return false

@@ -102,7 +102,7 @@ func TestEnrollAndUnwrap(t *testing.T) {
 	client, server := net.Pipe()
 	done := srv.serve(t, server, func(m proto.Message, ok bool) proto.Message {
 		if !ok {
-			return &proto.Reject{Code: swap.CodeAuth, Reason: "bad proof"}
+			return &proto.Reject{Code: proto.RejectAuth, Reason: "bad proof"}
 		}
 		return srv.welcome(t, p.Ident.Public)
 	})
@@ -149,16 +149,16 @@ func TestServerKeyPinned(t *testing.T) {
 func TestRejectFinality(t *testing.T) {
 	srv := newFakeServer(t)
 	for _, tc := range []struct {
-		code      uint16
+		code      proto.RejectCode
 		enrolling bool
 		final     bool
 	}{
-		{swap.CodeTokenUsed, true, true},
-		{swap.CodeTokenExpired, true, true},
-		{swap.CodeAddrMismatch, true, true},
-		{swap.CodeInternal, true, false},
-		{swap.CodeRateLimited, true, false},
-		{swap.CodeAddrMismatch, false, false}, // a running MOM keeps retrying
+		{proto.RejectTokenUsed, true, true},
+		{proto.RejectTokenExpired, true, true},
+		{proto.RejectAddrMismatch, true, true},
+		{proto.RejectInternal, true, false},
+		{proto.RejectRateLimited, true, false},
+		{proto.RejectAddrMismatch, false, false}, // a running MOM keeps retrying
 	} {
 		p := params(t, srv.ident.Public)
 		if !tc.enrolling {

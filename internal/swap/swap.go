@@ -21,7 +21,7 @@ var ErrRejected = errors.New("rejected by peer")
 
 // RejectError carries the peer's Reject.
 type RejectError struct {
-	Code   uint16
+	Code   proto.RejectCode
 	Reason string
 }
 
@@ -107,7 +107,7 @@ func Respond(conn net.Conn, frame []byte, s *ping.Sealer, v *ping.Verifier, res 
 	}
 	out, err := s.Reply(make([]byte, 0, ping.ReplyFrameSize), local, remote, res.Random)
 	if err != nil {
-		_ = proto.WriteFrame(conn, &proto.Reject{Code: CodeInternal, Reason: "cannot seal reply"})
+		_ = proto.WriteFrame(conn, &proto.Reject{Code: proto.RejectInternal, Reason: "cannot seal reply"})
 		return fmt.Errorf("seal reply: %w", err)
 	}
 	if _, err := conn.Write(out); err != nil {
@@ -128,50 +128,9 @@ func rejectOf(frame []byte) error {
 	return &RejectError{Code: rj.Code, Reason: rj.Reason}
 }
 
-// Reject codes of docs/PROTOCOL.md section 2.1.
-const (
-	CodeMalformed     uint16 = 1
-	CodeVersion       uint16 = 2
-	CodeUnknownKey    uint16 = 3
-	CodeAuth          uint16 = 4
-	CodeAddrMismatch  uint16 = 5
-	CodeWrongDest     uint16 = 6
-	CodeReplay        uint16 = 7
-	CodeStale         uint16 = 8
-	CodeRevoked       uint16 = 9
-	CodeTokenUnknown  uint16 = 10
-	CodeTokenUsed     uint16 = 11
-	CodeTokenExpired  uint16 = 12
-	CodeUnknownNode   uint16 = 13
-	CodeNotAllowed    uint16 = 14
-	CodeInternal      uint16 = 15
-	CodeRateLimited   uint16 = 16
-	CodeLegacyRefused uint16 = 17
-)
-
-// RejectCode maps a ping rejection to its Reject code.
-func RejectCode(err error) uint16 {
-	switch {
-	case errors.Is(err, ping.ErrMalformed), errors.Is(err, ping.ErrEcho):
-		return CodeMalformed
-	case errors.Is(err, ping.ErrVersion):
-		return CodeVersion
-	case errors.Is(err, ping.ErrUnknownKey):
-		return CodeUnknownKey
-	case errors.Is(err, ping.ErrAuth):
-		return CodeAuth
-	case errors.Is(err, ping.ErrAddrMismatch):
-		return CodeAddrMismatch
-	case errors.Is(err, ping.ErrWrongDest):
-		return CodeWrongDest
-	case errors.Is(err, ping.ErrReplay):
-		return CodeReplay
-	case errors.Is(err, ping.ErrStale):
-		return CodeStale
-	case errors.Is(err, ping.ErrRevoked):
-		return CodeRevoked
-	}
-	return CodeInternal
+// RejectCode maps a ping rejection to its Reject code (package reasons).
+func RejectCode(err error) proto.RejectCode {
+	return ping.Reason(err).Code()
 }
 
 // RemoteAddrPort returns the peer address of conn (zero if not IP).
