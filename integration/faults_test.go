@@ -26,8 +26,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
-	"github.com/momgate/momgate/internal/swap"
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -47,7 +48,7 @@ func crashedAt(t *testing.T, p *proc, step string) {
 // loginAndSwap logs in to the server as the node whose identity and
 // cluster keys the insider stole (its own MOM stopped), from local, and
 // offers cp as the handshake's PING: nil if the server admitted it, a
-// *swap.RejectError if it refused it.
+// *handshake.RejectError if it refused it.
 func (in *insider) loginAndSwap(local, server string, ident *keys.Identity, cp capture) error {
 	t := in.t
 	t.Helper()
@@ -68,12 +69,12 @@ func (in *insider) loginAndSwap(local, server string, ident *keys.Identity, cp c
 		t.Fatalf("send ping: %v", err)
 	}
 	v := &ping.Verifier{Keys: keys.NewHolder(in.ring), Guard: ping.NewGuard(ping.GuardConfig{Freshness: 0}, nil), Now: time.Now}
-	remote, localAddr, err := swap.Endpoints(c)
+	remote, localAddr, err := daemon.Endpoints(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var res ping.Result
-	return swap.ReadReply(c, v, remote, localAddr, &cp.rnd, &res)
+	return handshake.ReadReply(c, v, remote, localAddr, &cp.rnd, &res)
 }
 
 // asFreshSender is the insider sealing under a node id of its own that

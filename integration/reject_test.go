@@ -13,7 +13,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/momgate/momgate/internal/swap"
+	"github.com/momgate/momgate/handshake"
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -65,8 +66,8 @@ func rawSwap(t *testing.T, local, target string, s *ping.Sealer, sender string) 
 	v := &ping.Verifier{Keys: s.Keys, Guard: ping.NewGuard(ping.GuardConfig{Freshness: 0}, nil), Now: time.Now}
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	var res ping.Result
-	remote, localAddr, _ := swap.Endpoints(c)
-	return swap.ReadReply(c, v, remote, localAddr, &rnd, &res)
+	remote, localAddr, _ := daemon.Endpoints(c)
+	return handshake.ReadReply(c, v, remote, localAddr, &rnd, &res)
 }
 
 func mustAddr(s string) proto.Addr {
@@ -79,7 +80,7 @@ func mustAddr(s string) proto.Addr {
 
 func rejectCode(t *testing.T, err error) proto.RejectCode {
 	t.Helper()
-	var rj *swap.RejectError
+	var rj *handshake.RejectError
 	if !errors.As(err, &rj) {
 		t.Fatalf("want a Reject from the MOM, got %v", err)
 	}

@@ -13,10 +13,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
+	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/audit"
 	"github.com/momgate/momgate/internal/connlimit"
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/store"
-	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -68,60 +69,15 @@ func (m *Mom) serveIM(ctx context.Context, ln net.Listener) {
 	wg.Wait()
 }
 
-// serveIMConn admits a sister by PING swap, calling release when the swap
-// ends, then serves IM requests.
+// serveIMConn admits a sister's IM connection, calling release once the
+// decision is made, then serves its requests.
 func (m *Mom) serveIMConn(c net.Conn, release connlimit.Release) {
 	defer c.Close()
-	admitted := false
-	defer func() {
-		if !admitted {
-			release()
-		}
-	}()
-	entry := audit.Entry{Channel: "im", Peer: swap.RemoteAddrPort(c)}
-	err := c.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
-	var frame []byte
-	if err == nil {
-		frame, err = proto.ReadFrameLimit(c, make([]byte, ping.FrameSize), swap.PreAuthMaxFrame)
-	}
-	if err != nil {
-		entry.Outcome, entry.Reason, entry.Detail = "rejected", swap.ReadFailureReason(err), err.Error()
-		if entry.Reason == reasons.Malformed {
-			_ = proto.WriteFrame(c, &proto.Reject{Code: reasons.Malformed.Code(), Reason: err.Error()})
-		}
-		m.audit.Record(m.stamp(entry))
+	adm, ok := m.admit(c, release)
+	if !ok {
 		return
 	}
-	if m.admitFirstFrame(c, frame, &entry) {
-		return // refused, or a v1 connection admitted by the list and served
-	}
-	if id, ok := ping.KeyIDOf(frame); ok {
-		entry.KeyID = keys.KeyID(id).String()
-	}
-	sealer := m.currentSealer()
-	if sealer == nil {
-		entry.Outcome, entry.Reason, entry.Detail = "rejected", reasons.NotEnrolled, "this MOM has no cluster key yet"
-		_ = proto.WriteFrame(c, &proto.Reject{Code: reasons.NotEnrolled.Code(), Reason: entry.Detail})
-		m.audit.Record(m.stamp(entry))
-		return
-	}
-	var res ping.Result
-	if err := swap.Respond(c, frame, sealer, m.verifier, &res); err != nil {
-		entry.Outcome, entry.Reason, entry.Detail = "rejected", ping.Reason(err), err.Error()
-		if res.Node != (proto.NodeID{}) {
-			entry.Node = uuid.UUID(res.Node).String()
-		}
-		m.audit.Record(m.stamp(entry))
-		return
-	}
-	admitted = true
-	release()
-	entry.Outcome, entry.Node, entry.KeyID = "accepted", uuid.UUID(res.Node).String(), keys.KeyID(res.KeyID).String()
-	m.audit.Record(m.stamp(entry))
-	m.admitted.Add(1)
-	m.peers.admit(res.Sender, res.Node, entry.KeyID, "in", m.cfg.Now())
-	_ = c.SetDeadline(time.Time{})
-	m.serveAdmitted(c, proto.V2, res.Node, res.Sender, nil)
+	m.serveAdmitted(c, adm.Version, adm.Node, adm.Sender, adm.First)
 }
 
 // PingResult is the outcome of an outbound swap with a sister.
@@ -152,28 +108,28 @@ func (m *Mom) PingSister(ctx context.Context, addr string) (*PingResult, net.Con
 		return out, nil
 	}
 	var res ping.Result
-	err = swap.Initiate(c, sealer, m.verifier, time.Now().Add(m.cfg.HandshakeTimeout), &res)
+	err = daemon.InitiateSwap(c, sealer, m.verifier, time.Now().Add(m.cfg.HandshakeTimeout), &res)
 	out.RTTMilli = float64(time.Since(start).Microseconds()) / 1000
-	entry := audit.Entry{Channel: "im", Peer: swap.RemoteAddrPort(c)}
+	entry := audit.Entry{Channel: audit.ChannelIM, Peer: daemon.PeerAddrPort(c)}
 	if res.KeyID != 0 {
 		out.KeyID = keys.KeyID(res.KeyID).String()
 	}
 	if err != nil {
 		c.Close()
 		out.Error = err.Error()
-		var rj *swap.RejectError
+		var rj *handshake.RejectError
 		if errors.As(err, &rj) {
 			out.Reason, out.Code = reasons.RefusedByPeer, rj.Code
 		} else {
 			out.Reason = ping.Reason(err)
 		}
-		entry.Outcome, entry.Reason, entry.Detail = "rejected", out.Reason, "outbound: "+err.Error()
+		entry.Outcome, entry.Reason, entry.Detail = audit.Rejected, out.Reason, "outbound: "+err.Error()
 		m.audit.Record(m.stamp(entry))
 		return out, nil
 	}
 	out.Admitted = true
 	out.NodeID = uuid.UUID(res.Node).String()
-	entry.Outcome, entry.Node, entry.KeyID = "accepted", out.NodeID, out.KeyID
+	entry.Outcome, entry.Node, entry.KeyID = audit.Accepted, out.NodeID, out.KeyID
 	m.audit.Record(m.stamp(entry))
 	m.peers.admit(res.Sender, res.Node, out.KeyID, "out", m.cfg.Now())
 	return out, c

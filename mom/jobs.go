@@ -20,9 +20,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/statefile"
-	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/migration"
 	"github.com/momgate/momgate/proto"
 )
@@ -496,7 +496,7 @@ func writeIM(c net.Conn, msg proto.Message, timeout time.Duration) error {
 }
 
 // readIMReply reads the IMReply for job and seq; a Reject becomes a
-// *swap.RejectError.
+// *handshake.RejectError.
 func readIMReply(c net.Conn, ver proto.Version, jobName string, seq uint64, timeout time.Duration) (*proto.IMReply, error) {
 	if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 		return nil, err
@@ -511,7 +511,7 @@ func readIMReply(c net.Conn, ver proto.Version, jobName string, seq uint64, time
 	}
 	switch r := msg.(type) {
 	case *proto.Reject:
-		return nil, &swap.RejectError{Code: r.Code, Reason: r.Reason}
+		return nil, handshake.PeerRejected(r)
 	case *proto.IMReply:
 		switch {
 		case r.Ver != ver:

@@ -11,9 +11,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/crashhook"
-	"github.com/momgate/momgate/internal/enroll"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/rotation"
@@ -107,7 +107,7 @@ func (m *Mom) handleKeyUpdate(u *proto.KeyUpdate) error {
 	w, err := m.serverWrapper()
 	var k *keys.Key
 	if err == nil {
-		k, err = w.Unwrap(enroll.FromProto(u.Key), m.cfg.Now())
+		k, err = w.Unwrap(handshake.FromWire(u.Key), m.cfg.Now())
 	}
 	if err == nil {
 		defer k.Zero()

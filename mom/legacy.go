@@ -15,12 +15,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/momgate/momgate/internal/audit"
 	"github.com/momgate/momgate/internal/statefile"
-	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/migration"
 	"github.com/momgate/momgate/proto"
-	"github.com/momgate/momgate/reasons"
 )
 
 // legacyFile persists the server's last known mode and the upgraded set.
@@ -402,65 +399,15 @@ func (m *Mom) v1Revoked(addr proto.Addr) bool {
 	return m.deny.RevokedUnder(proto.NodeID{}, addr, uint32(k.ID))
 }
 
-// admitFirstFrame applies the admission decision to an IM connection's
-// first frame. It returns done when it has dealt with the connection (a
-// refusal, or a v1 connection admitted by the list and served); otherwise
-// the frame is a Ping and the swap decides.
-func (m *Mom) admitFirstFrame(c net.Conn, frame []byte, entry *audit.Entry) (done bool) {
-	ver := proto.Version(frame[2])
-	remote, _, err := swap.Endpoints(c)
-	if err != nil {
-		return true
-	}
+// inbound is what the admission decision needs to know of an IM
+// connection from remote (migration.Inbound; AdmitIM fills in the version).
+func (m *Mom) inbound(remote proto.Addr) migration.Inbound {
 	m.lg.mu.Lock()
-	in := migration.Inbound{Protocol: m.effectiveLocked(), Version: ver, OnList: m.lg.list.Contains(remote.Netip()),
+	in := migration.Inbound{Protocol: m.effectiveLocked(), OnList: m.lg.list.Contains(remote.Netip()),
 		Upgraded: m.lg.upgraded.Contains(remote)}
 	m.lg.mu.Unlock()
 	in.Revoked = m.v1Revoked(remote)
-	refuse := func(refusal reasons.Reason, reason string) bool {
-		entry.Outcome, entry.Reason, entry.Detail = audit.Rejected, refusal, reason
-		m.audit.Record(m.stamp(*entry))
-		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-		_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: refusal.IMCode(), Reason: reason})
-		return true
-	}
-	var msg proto.Message
-	if ver == proto.V1 {
-		if msg, err = proto.Unmarshal(frame); err != nil {
-			return refuse(reasons.Malformed, err.Error())
-		}
-		if t := msg.Type(); t != proto.TypeIMJoin && t != proto.TypeIMPoll {
-			return refuse(reasons.Malformed, fmt.Sprintf("v1 connection must start with IMJoin or IMPoll, not %s", t))
-		}
-	}
-	v := migration.AdmitInbound(in)
-	if !v.Admit {
-		var reason string
-		switch v.Refusal {
-		case migration.RefuseV2:
-			reason = "this MOM speaks the legacy protocol only (v1): no PING"
-		case migration.RefuseV1:
-			reason = fmt.Sprintf("this MOM speaks PING only (%s): legacy (v1) refused", in.Protocol)
-		case migration.RefuseDowngrade:
-			reason = fmt.Sprintf("%s is an upgraded node: legacy (v1) admission refused (downgrade)", remote)
-		case migration.RefuseNotListed:
-			reason = fmt.Sprintf("%s is not on the cluster address list", remote)
-		default:
-			reason = fmt.Sprintf("%s is revoked", remote)
-		}
-		return refuse(v.Refusal, reason)
-	}
-	if ver != proto.V1 {
-		return false
-	}
-	entry.Outcome, entry.Detail = audit.Accepted, "v1: address on the cluster list"
-	m.audit.Record(m.stamp(*entry))
-	m.lg.v1Admitted.Add(1)
-	m.admitted.Add(1)
-	m.peers.admitLegacy(remote, "in", m.cfg.Now())
-	_ = c.SetDeadline(time.Time{})
-	m.serveAdmitted(c, proto.V1, proto.NodeID{}, remote, msg)
-	return true
+	return in
 }
 
 // LegacyStatus is the migration part of the MOM's status.

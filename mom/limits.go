@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/internal/audit"
-	"github.com/momgate/momgate/internal/swap"
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/reasons"
 )
@@ -14,7 +14,7 @@ import (
 // excess is refused with Reject "rate limited", logged and counted under
 // reasons.RateLimited; the rest goes on to the PING swap.
 func (m *Mom) serveIMLimited(c net.Conn) {
-	peer := swap.RemoteAddrPort(c)
+	peer := daemon.PeerAddrPort(c)
 	release, err := m.limiter.Admit(peer.Addr())
 	if err != nil {
 		defer c.Close()

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -12,12 +11,12 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"golang.org/x/crypto/nacl/box"
 
+	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/audit"
 	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/crashhook"
-	"github.com/momgate/momgate/internal/swap"
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/migration"
 	"github.com/momgate/momgate/ping"
@@ -30,10 +29,11 @@ const maxControlFrame = 64 << 10
 
 // momConn is an authenticated control connection.
 type momConn struct {
-	conn net.Conn
-	node *node
-	wmu  sync.Mutex
-	lg   *connLegacy // push queue and protocol of the session (legacy.go)
+	conn          net.Conn
+	remote, local proto.Addr // the connection's two addresses, which PINGs name
+	node          *node
+	wmu           sync.Mutex
+	lg            *connLegacy // push queue and protocol of the session (legacy.go)
 	// What the Welcome gave the MOM (for the key rotation).
 	held   []keys.KeyID
 	active keys.KeyID
@@ -48,54 +48,36 @@ func (c *momConn) send(m proto.Message) error {
 	return proto.WriteFrame(c.conn, m)
 }
 
-// rejection is a refusal with its audit reason (which gives its Reject code).
-type rejection struct {
-	reason reasons.Reason
-	err    error
-}
-
-func (r *rejection) Error() string { return r.err.Error() }
-func (r *rejection) Unwrap() error { return r.err }
-
-func reject(reason reasons.Reason, format string, args ...any) *rejection {
-	return &rejection{reason: reason, err: fmt.Errorf(format, args...)}
-}
-
 // serveConn runs the handshake, calling release when it ends, then the
-// control loop.
+// session.
 func (s *Server) serveConn(ctx context.Context, c net.Conn, release connlimit.Release) {
 	defer c.Close()
 	s.gauge.control.Add(1)
 	defer s.gauge.control.Add(-1)
-	remote, _, err := swap.Endpoints(c)
+	remote, local, err := daemon.Endpoints(c)
 	if err != nil {
 		s.log.WithError(err).Warn("control connection without IP endpoints")
 		return
 	}
 	peer := c.RemoteAddr().String()
-	entry := audit.Entry{Channel: "control", Peer: swap.RemoteAddrPort(c)}
-	mc, err := s.handshake(c, remote)
+	entry := audit.Entry{Channel: audit.ChannelControl, Peer: daemon.PeerAddrPort(c)}
+	mc, err := s.admitControl(c, remote, local)
 	release()
 	if err != nil {
-		var rj *rejection
-		code, reason := proto.RejectMalformed, ping.Reason(err)
-		if errors.As(err, &rj) {
-			code, reason = rj.reason.Code(), rj.reason
-		} else if reason == reasons.Other {
-			reason = reasons.Handshake
-		}
-		if !errors.Is(err, io.EOF) {
+		rj := handshake.RejectionOf(err)
+		s.countRefusal(rj.Reason)
+		if rj.Answer != nil {
 			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-			_ = proto.WriteFrame(c, &proto.Reject{Code: code, Reason: err.Error()})
+			_ = proto.WriteFrame(c, rj.Answer)
 		}
-		entry.Outcome, entry.Reason, entry.Detail = "rejected", reason, err.Error()
+		entry.Outcome, entry.Reason, entry.Detail = audit.Rejected, rj.Reason, err.Error()
 		if mc != nil {
 			entry.Node = mc.node.rec.Name
 		}
 		s.audit.Record(s.stamp(entry))
 		return
 	}
-	entry.Outcome, entry.Node = "accepted", mc.node.rec.Name
+	entry.Outcome, entry.Node = audit.Accepted, mc.node.rec.Name
 	entry.KeyID = mc.node.keyID.String()
 	s.audit.Record(s.stamp(entry))
 	log := s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "peer": peer})
@@ -118,93 +100,92 @@ func (s *Server) stamp(e audit.Entry) audit.Entry {
 	return e
 }
 
-// handshake runs ServerHello, Enroll or Hello, Welcome and the PING swap.
-func (s *Server) handshake(c net.Conn, remote proto.Addr) (*momConn, error) {
+// admitControl runs the server half of the handshake (handshake.Serve)
+// within the handshake deadline. The session is returned, with the error,
+// once its node is known, so that the audit line names it.
+func (s *Server) admitControl(c net.Conn, remote, local proto.Addr) (*momConn, error) {
 	if err := c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout)); err != nil {
 		return nil, err
 	}
-	var challenge [32]byte
-	if _, err := io.ReadFull(s.cfg.Rand, challenge[:]); err != nil {
-		return nil, fmt.Errorf("challenge: %w", err)
-	}
-	s.mu.Lock()
-	mode, _ := proto.ParseMode(s.reg.attrs.Mode)
-	s.mu.Unlock()
-	hello := &proto.ServerHello{ServerID: s.reg.id, ServerKey: s.ident.Public, Challenge: challenge,
-		Mode: mode, Versions: migration.ServerVersions(mode)}
-	if err := proto.WriteFrame(c, hello); err != nil {
-		return nil, fmt.Errorf("send server hello: %w", err)
-	}
-	frame, err := proto.ReadFrameLimit(c, nil, swap.PreAuthMaxFrame)
+	adm := &admission{s: s, conn: c}
+	a, err := handshake.Serve(c, remote, local, s.hs, adm)
 	if err != nil {
-		return nil, readRejection("read hello", err)
+		return adm.mc, err
 	}
-	msg, err := proto.Unmarshal(frame)
-	if err != nil {
-		return nil, reject(reasons.Malformed, "decode hello: %w", err)
+	adm.mc.remote, adm.mc.local = remote, local
+	if a.Version == proto.V2 {
+		s.mu.Lock()
+		adm.mc.node.keyID = keys.KeyID(a.KeyID)
+		adm.mc.node.protocol = "v2"
+		s.mu.Unlock()
 	}
-	src := remote.Netip()
-	if lh, ok := msg.(*proto.LegacyHello); ok {
-		return s.legacyHello(c, lh, src, mode)
-	}
-	if mode == proto.ModeLegacy {
-		return nil, s.refuseV2InLegacy(src)
-	}
-	var n *node
-	var claims []uint32 // keys a returning MOM says it holds
-	enrolling := false
-	switch m := msg.(type) {
-	case *proto.Enroll:
-		n, err = s.enroll(m, src, &challenge)
-		enrolling = true
-	case *proto.Hello:
-		n, claims, err = s.authenticate(m, src, &challenge)
-	default:
-		err = reject(reasons.Malformed, "expected Enroll or Hello, got %s", msg.Type())
-	}
-	if err != nil {
-		return nil, err
-	}
-	mc := &momConn{conn: c, node: n, lg: &connLegacy{mode: mode}}
-	welcome, err := s.welcome(mc, claims, enrolling)
-	if err != nil {
-		return mc, err
-	}
-	if err := proto.WriteFrame(c, welcome); err != nil {
-		return mc, fmt.Errorf("send welcome: %w", err)
-	}
-	// The swap: the MOM proves it holds a current cluster key.
-	frame, err = proto.ReadFrameLimit(c, nil, swap.PreAuthMaxFrame)
-	if err != nil {
-		return mc, readRejection("read ping", err)
-	}
-	var res ping.Result
-	if err := swap.Respond(c, frame, s.sealer, s.verifier, &res); err != nil {
-		return mc, err
-	}
-	if res.Node != n.id {
-		return mc, reject(reasons.NodeMismatch, "ping names node %x, connection is %s", res.Node, n.rec.Name)
-	}
-	s.mu.Lock()
-	n.keyID = keys.KeyID(res.KeyID)
-	n.protocol = "v2"
-	s.mu.Unlock()
-	return mc, c.SetDeadline(time.Time{})
+	return adm.mc, c.SetDeadline(time.Time{})
 }
 
-// enroll redeems a token for a new MOM identity.
-func (s *Server) enroll(m *proto.Enroll, src netip.Addr, challenge *[32]byte) (*node, error) {
-	plain, ok := box.Open(nil, m.Sealed, &m.Nonce, &m.NodeKey, &s.ident.Private)
-	if !ok {
-		return nil, reject(reasons.Auth, "enroll proof does not open under the server key")
+// countRefusal counts the refusals of the migration's modes.
+func (s *Server) countRefusal(r reasons.Reason) {
+	switch r {
+	case migration.RefuseV1:
+		s.lg.v1Refused.Add(1)
+	case migration.RefuseV2:
+		s.lg.v2Refused.Add(1)
 	}
-	proof, err := proto.DecodeEnrollProof(plain)
+}
+
+// admission is one control connection's view of the registry during its
+// handshake (handshake.Registry).
+type admission struct {
+	s    *Server
+	conn net.Conn
+	mode proto.Mode // given in ServerHello
+	node *node      // the node the hello named
+	mc   *momConn   // the session, once it exists
+}
+
+// Mode is the server's mode now.
+func (a *admission) Mode() proto.Mode {
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	a.mode = a.s.modeLocked()
+	return a.mode
+}
+
+// LegacyHello admits or refuses a v1 session.
+func (a *admission) LegacyHello(h *proto.LegacyHello, src netip.Addr, mode proto.Mode) error {
+	mc, err := a.s.legacyHello(a.conn, h, src, mode)
+	a.mc = mc
+	return err
+}
+
+// Enroll redeems the Enroll's token.
+func (a *admission) Enroll(e *proto.Enroll, proof *proto.EnrollProof, src netip.Addr) error {
+	n, err := a.s.enroll(e, proof, src)
+	a.node = n
+	return err
+}
+
+// NodeKey finds the node a Hello names.
+func (a *admission) NodeKey(id proto.NodeID, src netip.Addr) ([32]byte, string, error) {
+	n, pub, err := a.s.helloNode(id, src)
 	if err != nil {
-		return nil, reject(reasons.Malformed, "enroll proof: %w", err)
+		return pub, "", err
 	}
-	if subtle.ConstantTimeCompare(proof.Challenge[:], challenge[:]) != 1 {
-		return nil, reject(reasons.Auth, "enroll proof answers another challenge")
-	}
+	a.node = n
+	return pub, n.rec.Name, nil
+}
+
+// Hello records the versions a returning MOM advertised.
+func (a *admission) Hello(proof *proto.HelloProof) { a.s.setVersions(a.node, proof.Versions) }
+
+// Welcome wraps the node's keys into its Welcome.
+func (a *admission) Welcome(enrolling bool, claims []uint32) (*proto.Welcome, error) {
+	a.mc = &momConn{conn: a.conn, node: a.node, lg: &connLegacy{mode: a.mode}}
+	return a.s.welcome(a.mc, claims, enrolling)
+}
+
+// enroll redeems a token for a new MOM identity; the handshake has checked
+// the proof.
+func (s *Server) enroll(m *proto.Enroll, proof *proto.EnrollProof, src netip.Addr) (*node, error) {
 	now := s.cfg.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -214,10 +195,10 @@ func (s *Server) enroll(m *proto.Enroll, src netip.Addr, challenge *[32]byte) (*
 	}
 	n := s.reg.byName[rec.Node]
 	if n == nil {
-		return nil, reject(reasons.UnknownNode, "token is for node %s, which no longer exists", rec.Node)
+		return nil, handshake.Refuse(reasons.UnknownNode, "token is for node %s, which no longer exists", rec.Node)
 	}
 	if n.addr != src {
-		return nil, reject(reasons.AddrMismatch, "token for node %s (%s) used from %s", n.rec.Name, n.addr, src)
+		return nil, handshake.Refuse(reasons.AddrMismatch, "token for node %s (%s) used from %s", n.rec.Name, n.addr, src)
 	}
 	if rec.Used {
 		// A retry after a lost Welcome: same token, same identity.
@@ -231,7 +212,7 @@ func (s *Server) enroll(m *proto.Enroll, src netip.Addr, challenge *[32]byte) (*
 		return nil, tokenRejection(keys.ErrTokenUsed)
 	}
 	if n.enrolled() {
-		return nil, reject(reasons.AlreadyEnrolled, "node %s is already enrolled with another identity", n.rec.Name)
+		return nil, handshake.Refuse(reasons.AlreadyEnrolled, "node %s is already enrolled with another identity", n.rec.Name)
 	}
 	if _, err := s.reg.tokens.Redeem(m.TokenID, proof.Secret, now); err != nil {
 		return nil, tokenRejection(err)
@@ -243,7 +224,7 @@ func (s *Server) enroll(m *proto.Enroll, src netip.Addr, challenge *[32]byte) (*
 	if err := s.persistNodesLocked(n, m.TokenID); err != nil {
 		n.rec, n.pub, n.hasPub = oldRec, [32]byte{}, false
 		s.reg.tokens.Unredeem(m.TokenID)
-		return nil, reject(reasons.Internal, "persist enrollment: %w", err)
+		return nil, handshake.Refuse(reasons.Internal, "persist enrollment: %w", err)
 	}
 	s.log.WithFields(logrus.Fields{"node": n.rec.Name, "fingerprint": keys.ShortFingerprint(n.pub)}).Info("node enrolled")
 	crashhook.At("enroll-saved") // test-only: enrollment on disk, Welcome not sent
@@ -251,24 +232,25 @@ func (s *Server) enroll(m *proto.Enroll, src netip.Addr, challenge *[32]byte) (*
 	return n, nil
 }
 
-func tokenRejection(err error) *rejection {
+func tokenRejection(err error) *handshake.Rejection {
 	switch {
 	case errors.Is(err, keys.ErrTokenUsed):
-		return reject(reasons.TokenUsed, "enrollment token already used")
+		return handshake.Refuse(reasons.TokenUsed, "enrollment token already used")
 	case errors.Is(err, keys.ErrTokenExpired):
-		return reject(reasons.TokenExpired, "enrollment token expired")
+		return handshake.Refuse(reasons.TokenExpired, "enrollment token expired")
 	case errors.Is(err, keys.ErrTokenSecret):
-		return reject(reasons.TokenSecret, "enrollment token secret does not match")
+		return handshake.Refuse(reasons.TokenSecret, "enrollment token secret does not match")
 	default:
-		return reject(reasons.TokenUnknown, "unknown enrollment token")
+		return handshake.Refuse(reasons.TokenUnknown, "unknown enrollment token")
 	}
 }
 
-// authenticate checks a returning MOM's proof of identity; it returns the
-// key ids the MOM says it holds.
-func (s *Server) authenticate(m *proto.Hello, src netip.Addr, challenge *[32]byte) (*node, []uint32, error) {
+// helloNode finds the enrolled node a Hello from src names and its
+// identity key, refusing an unknown, readdressed or revoked node; the
+// handshake checks the proof with the key.
+func (s *Server) helloNode(id proto.NodeID, src netip.Addr) (*node, [32]byte, error) {
 	s.mu.Lock()
-	n := s.reg.byID[m.NodeID]
+	n := s.reg.byID[id]
 	var pub [32]byte
 	var addr netip.Addr
 	enrolled := false
@@ -276,31 +258,19 @@ func (s *Server) authenticate(m *proto.Hello, src netip.Addr, challenge *[32]byt
 		pub, addr, enrolled = n.pub, n.addr, n.enrolled()
 	}
 	s.mu.Unlock()
-	if n == nil && s.deny.Revoked(m.NodeID, proto.Addr{}) {
-		return nil, nil, reject(reasons.Revoked, "node %x was deleted and is revoked", m.NodeID)
+	if n == nil && s.deny.Revoked(id, proto.Addr{}) {
+		return nil, pub, handshake.Refuse(reasons.Revoked, "node %x was deleted and is revoked", id)
 	}
 	if n == nil || !enrolled {
-		return nil, nil, reject(reasons.UnknownNode, "no enrolled node with id %x", m.NodeID)
+		return nil, pub, handshake.Refuse(reasons.UnknownNode, "no enrolled node with id %x", id)
 	}
 	if addr != src {
-		return n, nil, reject(reasons.AddrMismatch, "node %s is at %s, connection from %s", n.rec.Name, addr, src)
+		return nil, pub, handshake.Refuse(reasons.AddrMismatch, "node %s is at %s, connection from %s", n.rec.Name, addr, src)
 	}
-	if s.deny.Revoked(m.NodeID, proto.AddrFrom(src)) {
-		return n, nil, reject(reasons.Revoked, "node %s is revoked", n.rec.Name)
+	if s.deny.Revoked(id, proto.AddrFrom(src)) {
+		return nil, pub, handshake.Refuse(reasons.Revoked, "node %s is revoked", n.rec.Name)
 	}
-	plain, ok := box.Open(nil, m.Sealed, &m.Nonce, &pub, &s.ident.Private)
-	if !ok {
-		return n, nil, reject(reasons.Auth, "hello proof of node %s does not open with its identity key", n.rec.Name)
-	}
-	proof, err := proto.DecodeHelloProof(plain)
-	if err != nil {
-		return n, nil, reject(reasons.Malformed, "hello proof: %w", err)
-	}
-	if subtle.ConstantTimeCompare(proof.Challenge[:], challenge[:]) != 1 {
-		return n, nil, reject(reasons.Auth, "hello proof answers another challenge (replayed hello)")
-	}
-	s.setVersions(n, proof.Versions)
-	return n, proof.KeyIDs, nil
+	return n, pub, nil
 }
 
 // welcome wraps for the MOM every cluster key it should hold and records
@@ -331,24 +301,20 @@ func (s *Server) welcome(mc *momConn, claims []uint32, enrolling bool) (*proto.W
 		}
 		wk, err := wr.Wrap(s.cfg.Rand, k, k.State)
 		if err != nil {
-			return nil, reject(reasons.Internal, "wrap keys: %w", err)
+			return nil, handshake.Refuse(reasons.Internal, "wrap keys: %w", err)
 		}
-		w.Keys = append(w.Keys, toProtoWrapped(wk))
+		w.Keys = append(w.Keys, handshake.ToWire(wk))
 		mc.held = append(mc.held, k.ID)
 		if k.State == keys.StateActive {
 			mc.active = k.ID
 		}
 	}
 	if mc.active == 0 {
-		return nil, reject(reasons.KeyMismatch,
+		return nil, handshake.Refuse(reasons.KeyMismatch,
 			"key_distribution is manual and node %s does not hold the active cluster key %s: install it with `momgate-mom key import`, then restart the MOM",
 			name, ring.Active().ID)
 	}
 	return w, nil
-}
-
-func toProtoWrapped(w keys.WrappedKey) proto.WrappedKey {
-	return proto.WrappedKey{KeyID: uint32(w.ID), State: uint8(w.State), Nonce: w.Nonce, Sealed: w.Sealed}
 }
 
 func (s *Server) register(mc *momConn) {
@@ -395,12 +361,12 @@ func (s *Server) controlLoop(ctx context.Context, mc *momConn) error {
 			// with i/o timeout and closed the connection.
 			err := mc.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 			if err == nil {
-				err = swap.Respond(mc.conn, frame, s.sealer, s.verifier, &res)
+				err = handshake.Respond(mc.conn, frame, mc.remote, mc.local, s.sealer, s.verifier, &res)
 			}
 			mc.wmu.Unlock()
 			if err != nil {
-				s.audit.Record(s.stamp(audit.Entry{Channel: "control", Outcome: "rejected", Reason: ping.Reason(err),
-					Peer: swap.RemoteAddrPort(mc.conn), Node: mc.node.rec.Name, Detail: "heartbeat: " + err.Error()}))
+				s.audit.Record(s.stamp(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: ping.Reason(err),
+					Peer: daemon.PeerAddrPort(mc.conn), Node: mc.node.rec.Name, Detail: "heartbeat: " + err.Error()}))
 				return err
 			}
 			s.mu.Lock()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/migration"
 	"github.com/momgate/momgate/proto"
@@ -80,41 +81,26 @@ func sessionAllowed(m proto.Mode, v1 bool) bool {
 	return migration.ServerVersions(m)&bit != 0
 }
 
-// refuseV2InLegacy refuses a PING hello while the server is in legacy mode.
-func (s *Server) refuseV2InLegacy(src netip.Addr) error {
-	s.lg.v2Refused.Add(1)
-	return reject(migration.RefuseV2,
-		"server is in legacy mode: PING hellos refused (connection from %s); switch with set server mode=compat", src)
-}
-
 // legacyHello registers a MOM that speaks v1: it is known by its source
 // address, as OpenPBS knows its MOMs. No PING, no key.
 func (s *Server) legacyHello(c net.Conn, m *proto.LegacyHello, src netip.Addr, mode proto.Mode) (*momConn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if mode == proto.ModePing {
-		s.lg.v1Refused.Add(1)
-		return nil, reject(migration.RefuseV1,
-			"server is in ping mode: legacy (v1) hello from %s refused; restart the MOM speaking PING", src)
-	}
 	n := s.reg.byAddr(src)
 	if n == nil {
-		return nil, reject(reasons.UnknownNode, "no node has address %s", src)
+		return nil, handshake.Refuse(reasons.UnknownNode, "no node has address %s", src)
 	}
 	mc := &momConn{conn: c, node: n}
 	if m.Name != "" && m.Name != n.rec.Name {
-		return mc, reject(reasons.UnknownNode, "legacy hello names node %q, but %s is node %s", m.Name, src, n.rec.Name)
+		return mc, handshake.Refuse(reasons.UnknownNode, "legacy hello names node %q, but %s is node %s", m.Name, src, n.rec.Name)
 	}
 	if s.deny.Revoked(n.id, proto.AddrFrom(src)) {
-		return mc, reject(reasons.Revoked, "node %s is revoked", n.rec.Name)
+		return mc, handshake.Refuse(reasons.Revoked, "node %s is revoked", n.rec.Name)
 	}
 	if n.rec.Upgraded {
 		s.lg.downgrades.Add(1)
-		return mc, reject(migration.RefuseDowngrade,
+		return mc, handshake.Refuse(migration.RefuseDowngrade,
 			"node %s is upgraded (it has spoken PING only): legacy hello refused; roll it back with set node %s upgraded=false", n.rec.Name, n.rec.Name)
-	}
-	if err := c.SetDeadline(time.Time{}); err != nil {
-		return mc, err
 	}
 	n.versions = m.Versions
 	n.protocol = "v1"

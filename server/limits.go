@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/internal/audit"
-	"github.com/momgate/momgate/internal/swap"
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/reasons"
 )
@@ -15,7 +15,7 @@ import (
 // the excess is refused with Reject "rate limited", logged and counted under
 // reasons.RateLimited; the rest is served.
 func (s *Server) serveLimited(ctx context.Context, c net.Conn) {
-	peer := swap.RemoteAddrPort(c)
+	peer := daemon.PeerAddrPort(c)
 	release, err := s.limiter.Admit(peer.Addr())
 	if err != nil {
 		defer c.Close()
@@ -26,10 +26,4 @@ func (s *Server) serveLimited(ctx context.Context, c net.Conn) {
 		return
 	}
 	s.serveConn(ctx, c, release)
-}
-
-// readRejection is the rejection for a failure to read a frame before the
-// MOM authenticated: timeout, malformed frame, or closed.
-func readRejection(what string, err error) *rejection {
-	return reject(swap.ReadFailureReason(err), "%s: %w", what, err)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/crashhook"
 	"github.com/momgate/momgate/internal/statefile"
@@ -401,7 +402,7 @@ func (r *rotor) message(j sendJob, c *momConn) (proto.Message, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &proto.KeyUpdate{Rotation: j.seq, Key: toProtoWrapped(wk)}, nil
+		return &proto.KeyUpdate{Rotation: j.seq, Key: handshake.ToWire(wk)}, nil
 	case proto.TypeKeyActivate:
 		return &proto.KeyActivate{Rotation: j.seq, KeyID: uint32(j.id)}, nil
 	case proto.TypeKeyRetire:

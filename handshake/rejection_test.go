@@ -1,4 +1,4 @@
-package swap
+package handshake
 
 import (
 	"bytes"

@@ -1,0 +1,88 @@
+package mom
+
+import (
+	"net"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/momgate/momgate/handshake"
+	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/connlimit"
+	"github.com/momgate/momgate/internal/daemon"
+	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/ping"
+	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/reasons"
+)
+
+// admit is the one place an inbound IM connection is admitted or refused.
+// It reads the first frame within the handshake deadline and lets
+// handshake.AdmitIM decide (the migration's version decision, then for a
+// Ping the swap); release is called as soon as the decision is made. It
+// writes the audit line, answers a refusal, and records an admitted
+// sister. It reports whether c is admitted, v1 and v2 alike.
+func (m *Mom) admit(c net.Conn, release connlimit.Release) (handshake.IMAdmission, bool) {
+	entry := audit.Entry{Channel: audit.ChannelIM, Peer: daemon.PeerAddrPort(c)}
+	remote, local, err := daemon.Endpoints(c)
+	if err != nil {
+		release()
+		return handshake.IMAdmission{}, false
+	}
+	var adm handshake.IMAdmission
+	err = c.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
+	var frame []byte
+	if err == nil {
+		frame, err = proto.ReadFrameLimit(c, make([]byte, ping.FrameSize), handshake.PreAuthMaxFrame)
+	}
+	if err != nil {
+		err = firstFrameRejection(err)
+	} else {
+		r := handshake.IMResponder{Sealer: m.currentSealer(), Verifier: m.verifier}
+		adm, err = handshake.AdmitIM(c, frame, remote, local, m.inbound(remote), &r)
+	}
+	release()
+	if adm.Keyed {
+		entry.KeyID = keys.KeyID(adm.KeyID).String()
+	}
+	if err != nil {
+		rj := handshake.RejectionOf(err)
+		entry.Outcome, entry.Reason, entry.Detail = audit.Rejected, rj.Reason, err.Error()
+		if adm.Node != (proto.NodeID{}) {
+			entry.Node = uuid.UUID(adm.Node).String()
+		}
+		m.audit.Record(m.stamp(entry))
+		if rj.Answer != nil {
+			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = proto.WriteFrame(c, rj.Answer)
+		}
+		return adm, false
+	}
+	entry.Outcome = audit.Accepted
+	if adm.Version == proto.V1 {
+		entry.Detail = "v1: address on the cluster list"
+	} else {
+		entry.Node = uuid.UUID(adm.Node).String()
+	}
+	m.audit.Record(m.stamp(entry))
+	m.admitted.Add(1)
+	if adm.Version == proto.V1 {
+		m.lg.v1Admitted.Add(1)
+		m.peers.admitLegacy(remote, "in", m.cfg.Now())
+	} else {
+		m.peers.admit(adm.Sender, adm.Node, entry.KeyID, "in", m.cfg.Now())
+	}
+	_ = c.SetDeadline(time.Time{})
+	return adm, true
+}
+
+// firstFrameRejection is the refusal of a connection whose first frame
+// could not be read: only a malformed one is answered (a silent or closed
+// peer gets nothing).
+func firstFrameRejection(err error) *handshake.Rejection {
+	rj := &handshake.Rejection{Reason: handshake.ReadFailureReason(err), Err: err}
+	if rj.Reason == reasons.Malformed {
+		rj.Answer = &proto.Reject{Code: reasons.Malformed.Code(), Reason: err.Error()}
+	}
+	return rj
+}
