@@ -255,7 +255,7 @@ func TestNoDowngradeAndRollback(t *testing.T) {
 	a.wantList("127.0.0.2", "127.0.0.3")
 	a.read()
 
-	// n3 speaks PING only: the server marks it (as startLegacy does after a
+	// n3 speaks PING only: the server marks it (as startSession does after a
 	// v2-only hello) and tells the list-admitting MOM.
 	s.mu.Lock()
 	s.markUpgradedLocked(s.reg.byName["n3"])

@@ -70,7 +70,7 @@ type Server struct {
 
 	mu    sync.Mutex // guards reg and conns
 	reg   *registry
-	conns map[proto.NodeID]*momConn
+	conns map[proto.NodeID]*session
 	lg    legacyServer // legacy protocol and migration (legacy.go)
 
 	listener net.Listener
@@ -188,7 +188,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring),
-		marks: marks, states: states, deny: &ping.DenyList{}, denyKeys: map[proto.NodeAddr][]keys.KeyID{}, reg: reg, conns: map[proto.NodeID]*momConn{},
+		marks: marks, states: states, deny: &ping.DenyList{}, denyKeys: map[proto.NodeAddr][]keys.KeyID{}, reg: reg, conns: map[proto.NodeID]*session{},
 		ready: make(chan struct{}), limiter: connlimit.New(cfg.SourceLimits),
 	}
 	s.sealer = &ping.Sealer{Keys: s.ring, Stamper: stamper, Rand: cfg.Rand, Node: reg.id}

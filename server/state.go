@@ -280,3 +280,5 @@ func (r *registry) remove(n *node) {
 	delete(r.byName, n.rec.Name)
 	delete(r.byID, n.id)
 }
+
+func encodeKey(k [32]byte) string { return base64.StdEncoding.EncodeToString(k[:]) }

@@ -3,11 +3,9 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -18,35 +16,14 @@ import (
 	"github.com/momgate/momgate/internal/crashhook"
 	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/keys"
-	"github.com/momgate/momgate/migration"
-	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/reasons"
 )
 
-// maxControlFrame caps frames from an authenticated MOM.
-const maxControlFrame = 64 << 10
-
-// momConn is an authenticated control connection.
-type momConn struct {
-	conn          net.Conn
-	remote, local proto.Addr // the connection's two addresses, which PINGs name
-	node          *node
-	wmu           sync.Mutex
-	lg            *connLegacy // push queue and protocol of the session (legacy.go)
-	// What the Welcome gave the MOM (for the key rotation).
-	held   []keys.KeyID
-	active keys.KeyID
-}
-
-func (c *momConn) send(m proto.Message) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		return err
-	}
-	return proto.WriteFrame(c.conn, m)
-}
+// A control connection from accept to the admission decision: the
+// handshake's server half (package handshake) runs over the connection
+// and asks the registry through admission, in protocol order; serveConn
+// audits the outcome and serves the session it admitted (session.go).
 
 // serveConn runs the handshake, calling release when it ends, then the
 // session.
@@ -86,7 +63,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, release connlimit.Re
 	s.rot.connected(mc)
 	defer s.rot.disconnected(mc)
 	defer s.unregister(mc)
-	defer s.startLegacy(mc)()
+	defer s.startSession(mc)()
 	err = s.sessionLoop(ctx, mc)
 	if ctx.Err() == nil && err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		log.WithError(err).Warn("MOM connection closed")
@@ -103,7 +80,7 @@ func (s *Server) stamp(e audit.Entry) audit.Entry {
 // admitControl runs the server half of the handshake (handshake.Serve)
 // within the handshake deadline. The session is returned, with the error,
 // once its node is known, so that the audit line names it.
-func (s *Server) admitControl(c net.Conn, remote, local proto.Addr) (*momConn, error) {
+func (s *Server) admitControl(c net.Conn, remote, local proto.Addr) (*session, error) {
 	if err := c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout)); err != nil {
 		return nil, err
 	}
@@ -122,16 +99,6 @@ func (s *Server) admitControl(c net.Conn, remote, local proto.Addr) (*momConn, e
 	return adm.mc, c.SetDeadline(time.Time{})
 }
 
-// countRefusal counts the refusals of the migration's modes.
-func (s *Server) countRefusal(r reasons.Reason) {
-	switch r {
-	case migration.RefuseV1:
-		s.lg.v1Refused.Add(1)
-	case migration.RefuseV2:
-		s.lg.v2Refused.Add(1)
-	}
-}
-
 // admission is one control connection's view of the registry during its
 // handshake (handshake.Registry).
 type admission struct {
@@ -139,7 +106,7 @@ type admission struct {
 	conn net.Conn
 	mode proto.Mode // given in ServerHello
 	node *node      // the node the hello named
-	mc   *momConn   // the session, once it exists
+	mc   *session   // the session, once it exists
 }
 
 // Mode is the server's mode now.
@@ -179,7 +146,7 @@ func (a *admission) Hello(proof *proto.HelloProof) { a.s.setVersions(a.node, pro
 
 // Welcome wraps the node's keys into its Welcome.
 func (a *admission) Welcome(enrolling bool, claims []uint32) (*proto.Welcome, error) {
-	a.mc = &momConn{conn: a.conn, node: a.node, lg: &connLegacy{mode: a.mode}}
+	a.mc = &session{conn: a.conn, node: a.node, mode: a.mode}
 	return a.s.welcome(a.mc, claims, enrolling)
 }
 
@@ -273,11 +240,18 @@ func (s *Server) helloNode(id proto.NodeID, src netip.Addr) (*node, [32]byte, er
 	return n, pub, nil
 }
 
+// setVersions records the versions a MOM advertised in its hello proof.
+func (s *Server) setVersions(n *node, versions uint8) {
+	s.mu.Lock()
+	n.versions = versions
+	s.mu.Unlock()
+}
+
 // welcome wraps for the MOM every cluster key it should hold and records
 // them in mc. With key_distribution=manual a returning MOM gets only the
 // keys it says it holds (their current states, no new secret); if that
 // leaves it without the active key it is refused with instructions.
-func (s *Server) welcome(mc *momConn, claims []uint32, enrolling bool) (*proto.Welcome, error) {
+func (s *Server) welcome(mc *session, claims []uint32, enrolling bool) (*proto.Welcome, error) {
 	n := mc.node
 	s.mu.Lock()
 	mode, _ := proto.ParseMode(s.reg.attrs.Mode)
@@ -315,78 +289,4 @@ func (s *Server) welcome(mc *momConn, claims []uint32, enrolling bool) (*proto.W
 			name, ring.Active().ID)
 	}
 	return w, nil
-}
-
-func (s *Server) register(mc *momConn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if old := s.conns[mc.node.id]; old != nil {
-		old.conn.Close() // the MOM reconnected; the old connection is dead
-	}
-	s.conns[mc.node.id] = mc
-	mc.node.up = true
-	mc.node.lastSeen = s.cfg.Now()
-}
-
-func (s *Server) unregister(mc *momConn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.conns[mc.node.id] == mc {
-		delete(s.conns, mc.node.id)
-		mc.node.up = false
-	}
-}
-
-// controlLoop serves heartbeats and acknowledgements until the connection
-// ends. Three missed heartbeats close it.
-func (s *Server) controlLoop(ctx context.Context, mc *momConn) error {
-	var res ping.Result
-	buf := make([]byte, 0, ping.ReplyFrameSize) // ReadFrameLimit grows it for larger frames
-	for ctx.Err() == nil {
-		s.mu.Lock()
-		idle := 3*time.Duration(s.reg.attrs.Heartbeat) + 5*time.Second
-		s.mu.Unlock()
-		if err := mc.conn.SetReadDeadline(time.Now().Add(idle)); err != nil {
-			return err
-		}
-		frame, err := proto.ReadFrameLimit(mc.conn, buf[:cap(buf)], maxControlFrame)
-		if err != nil {
-			return err
-		}
-		switch proto.Type(frame[3]) {
-		case proto.TypePing:
-			mc.wmu.Lock()
-			// Our own write deadline: send and the legacy pusher leave theirs
-			// (10 s) on the connection, and a reply after it expired failed
-			// with i/o timeout and closed the connection.
-			err := mc.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if err == nil {
-				err = handshake.Respond(mc.conn, frame, mc.remote, mc.local, s.sealer, s.verifier, &res)
-			}
-			mc.wmu.Unlock()
-			if err != nil {
-				s.audit.Record(s.stamp(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: ping.Reason(err),
-					Peer: daemon.PeerAddrPort(mc.conn), Node: mc.node.rec.Name, Detail: "heartbeat: " + err.Error()}))
-				return err
-			}
-			s.mu.Lock()
-			mc.node.lastSeen = s.cfg.Now()
-			mc.node.keyID = keys.KeyID(res.KeyID)
-			s.mu.Unlock()
-		default:
-			msg, err := proto.Unmarshal(frame)
-			if err != nil {
-				return fmt.Errorf("decode frame from %s: %w", mc.node.rec.Name, err)
-			}
-			if ack, ok := msg.(*proto.KeyAck); ok {
-				s.rot.ack(mc, ack, len(frame))
-				continue
-			}
-			if s.handleMomMessage(mc, msg) {
-				continue
-			}
-			s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "type": msg.Type().String()}).Debug("ignored control message")
-		}
-	}
-	return ctx.Err()
 }
