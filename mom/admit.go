@@ -11,6 +11,7 @@ import (
 	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/migration"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/reasons"
@@ -85,4 +86,15 @@ func firstFrameRejection(err error) *handshake.Rejection {
 		rj.Answer = &proto.Reject{Code: reasons.Malformed.Code(), Reason: err.Error()}
 	}
 	return rj
+}
+
+// inbound is what the admission decision needs to know of an IM
+// connection from remote (migration.Inbound; AdmitIM fills in the version).
+func (m *Mom) inbound(remote proto.Addr) migration.Inbound {
+	m.lg.mu.Lock()
+	in := migration.Inbound{Protocol: m.effectiveLocked(), OnList: m.lg.list.Contains(remote.Netip()),
+		Upgraded: m.lg.upgraded.Contains(remote)}
+	m.lg.mu.Unlock()
+	in.Revoked = m.v1Revoked(remote)
+	return in
 }

@@ -77,13 +77,6 @@ func (m *Mom) setConnected(up bool, err error) {
 	}
 }
 
-// dial connects from this node's address, so the peer sees the address
-// PINGs name.
-func (m *Mom) dial(ctx context.Context, addr string) (net.Conn, error) {
-	d := net.Dialer{Timeout: m.cfg.HandshakeTimeout, LocalAddr: &net.TCPAddr{IP: m.addr.Addr().AsSlice()}}
-	return d.DialContext(ctx, "tcp", addr)
-}
-
 // controlSession runs one control connection: handshake, swap, then
 // heartbeats until the connection fails or ctx ends.
 func (m *Mom) controlSession(ctx context.Context) error {
@@ -309,6 +302,9 @@ func (m *Mom) handleServerMessage(msg proto.Message) error {
 		return m.handleKeyRetire(v)
 	case *proto.Reject:
 		return handshake.PeerRejected(v)
+	case *proto.NodeAddress:
+		m.ctl.answer(v)
+		return nil
 	}
 	return m.handleLegacyMessage(msg)
 }

@@ -92,7 +92,8 @@ type Mom struct {
 	metricsAddr atomic.Value // net.Addr of the metrics listener
 	limiter     *connlimit.Limiter
 
-	lg   momLegacy // legacy protocol and migration (legacy.go)
+	lg   momLegacy // legacy protocol and migration (legacy.go, protocol.go)
+	ctl  *link     // the control connection's writer and lookups (link.go)
 	jobs *jobTable // jobs this MOM is mother superior or sister of (jobs.go)
 }
 
@@ -185,7 +186,7 @@ func New(cfg Config) (*Mom, error) {
 	m := &Mom{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring), addr: listen,
 		marks: marks, stamper: stamper, deny: &ping.DenyList{}, peers: newPeerTable(1 << 16),
-		enrolled: enr, ready: make(chan struct{}), limiter: connlimit.New(cfg.SourceLimits),
+		enrolled: enr, ready: make(chan struct{}), limiter: connlimit.New(cfg.SourceLimits), ctl: newLink(),
 	}
 	if err := m.loadDeny(); err != nil {
 		marks.Close()
@@ -320,28 +321,15 @@ func (m *Mom) stamp(e audit.Entry) audit.Entry {
 	return e
 }
 
-// loadDeny restores the persisted deny list.
-func (m *Mom) loadDeny() error {
-	path := filepath.Join(m.cfg.StateDir, denyFile)
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	var d denied
-	if err := store.LoadJSON(path, &d); err != nil {
-		return err
-	}
-	for _, e := range d.Entries {
-		n, a, ids, err := parseDenyEntry(e)
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		m.deny.DenyUnder(n, a, ids)
-	}
-	return nil
-}
-
 // Defaults for the MOM's flags.
 const (
 	DefaultHeartbeat = 10 * time.Second
 	DefaultFreshness = ping.DefaultFreshness
 )
+
+// dial connects from this node's address, so the peer sees the address
+// PINGs name.
+func (m *Mom) dial(ctx context.Context, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: m.cfg.HandshakeTimeout, LocalAddr: &net.TCPAddr{IP: m.addr.Addr().AsSlice()}}
+	return d.DialContext(ctx, "tcp", addr)
+}

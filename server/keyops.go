@@ -17,10 +17,6 @@ import (
 // key and list key (docs/KEYS.md). delete node and set node Mom=, which
 // rotate too, are in nodeops.go.
 
-func keyInfo(k *keys.Key) admin.KeyInfo {
-	return admin.KeyInfo{ID: k.ID.String(), State: k.State.String(), Created: k.Created}
-}
-
 func parseKeyArg(s string) (keys.KeyID, error) {
 	id, err := keys.ParseKeyID(strings.ToLower(s))
 	if err != nil {
@@ -55,7 +51,7 @@ func (s *Server) exportKey(a admin.KeyArgs) (*admin.KeyInfo, error) {
 		return nil, admin.Errorf(admin.CodeBadValue, "%v", err)
 	}
 	s.log.WithFields(logrus.Fields{"key": id.String(), "file": a.File}).Warn("cluster key exported to a file (mode 0400): move it to the nodes over a secure channel, then delete it")
-	info := keyInfo(k)
+	info := admin.KeyInfoOf(k)
 	return &info, nil
 }
 
@@ -76,17 +72,14 @@ func (s *Server) activateKey(a admin.KeyArgs) (*admin.KeyInfo, error) {
 	if k == nil {
 		return nil, admin.Errorf(admin.CodeConflict, "key %s was retired meanwhile", id)
 	}
-	info := keyInfo(k)
+	info := admin.KeyInfoOf(k)
 	return &info, nil
 }
 
 // listKeys reports the server's keys, the rotation and every node's key
 // state.
 func (s *Server) listKeys() *admin.KeyList {
-	out := &admin.KeyList{Keys: []admin.KeyInfo{}, Nodes: []admin.NodeKeyInfo{}, Rotation: s.rot.info()}
-	for _, k := range s.ring.Load().Keys() {
-		out.Keys = append(out.Keys, keyInfo(k))
-	}
+	out := &admin.KeyList{Keys: admin.KeyInfos(s.ring.Load()), Nodes: []admin.NodeKeyInfo{}, Rotation: s.rot.info()}
 	next, distributing := s.rot.distributing()
 	s.mu.Lock()
 	nodes := s.reg.sortedNodes()

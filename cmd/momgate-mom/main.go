@@ -10,10 +10,12 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/cliutil"
 	"github.com/momgate/momgate/internal/config"
 	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/metrics"
+	"github.com/momgate/momgate/internal/momcli"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/mom"
 )
@@ -170,7 +172,7 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 					if err := config.Require(c, stateDirFlag()); err != nil {
 						return err
 					}
-					return mom.PrintPeers(c.Context, c.String("state-dir"), c.App.Writer, c.Bool("json"))
+					return momcli.PrintPeers(c.Context, c.String("state-dir"), c.App.Writer, c.Bool("json"))
 				},
 			},
 			{
@@ -183,7 +185,7 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 					if err := config.Require(c, stateDirFlag()); err != nil {
 						return err
 					}
-					return mom.PrintStatus(c.Context, c.String("state-dir"), c.App.Writer, c.Bool("json"))
+					return momcli.PrintStatus(c.Context, c.String("state-dir"), c.App.Writer, c.Bool("json"))
 				},
 			},
 			{
@@ -209,7 +211,7 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 							if err := config.Require(c, stateDirFlag()); err != nil {
 								return err
 							}
-							return mom.ImportKey(c.Context, c.String("state-dir"), c.Args().First(), c.App.Writer, c.Bool("json"))
+							return momcli.ImportKey(c.Context, c.String("state-dir"), c.Args().First(), c.App.Writer, c.Bool("json"))
 						},
 					},
 					{
@@ -225,7 +227,7 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 							if err := config.Require(c, stateDirFlag()); err != nil {
 								return err
 							}
-							return mom.ActivateKey(c.Context, c.String("state-dir"), c.Args().First(), c.App.Writer, c.Bool("json"))
+							return momcli.ActivateKey(c.Context, c.String("state-dir"), c.Args().First(), c.App.Writer, c.Bool("json"))
 						},
 					},
 				},
@@ -245,7 +247,7 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 					if err := config.Require(c, stateDirFlag()); err != nil {
 						return err
 					}
-					return mom.PrintPing(c.Context, c.String("state-dir"), c.Args().First(), c.App.Writer, c.Bool("json"))
+					return momcli.PrintPing(c.Context, c.String("state-dir"), c.Args().First(), c.App.Writer, c.Bool("json"))
 				},
 			},
 			jobCommand(),
@@ -351,9 +353,9 @@ func jobCommand() *cli.Command {
 							sisters = append(sisters, s)
 						}
 					}
-					a := mom.JobStartArgs{Name: c.String("name"), Sisters: sisters,
+					a := admin.JobStartArgs{Name: c.String("name"), Sisters: sisters,
 						Interval: c.Duration("interval").String(), Budget: c.Duration("budget").String()}
-					return mom.PrintJobStart(c.Context, c.String("state-dir"), a, c.App.Writer, c.Bool("json"))
+					return momcli.PrintJobStart(c.Context, c.String("state-dir"), a, c.App.Writer, c.Bool("json"))
 				},
 			},
 			{
@@ -365,7 +367,7 @@ func jobCommand() *cli.Command {
 					if err := noArgs(c); err != nil {
 						return err
 					}
-					return mom.PrintJobs(c.Context, c.String("state-dir"), c.App.Writer, c.Bool("json"))
+					return momcli.PrintJobs(c.Context, c.String("state-dir"), c.App.Writer, c.Bool("json"))
 				},
 			},
 			{
@@ -377,7 +379,7 @@ func jobCommand() *cli.Command {
 					if err := noArgs(c); err != nil {
 						return err
 					}
-					return mom.PrintJobStop(c.Context, c.String("state-dir"), c.String("name"), c.App.Writer, c.Bool("json"))
+					return momcli.PrintJobStop(c.Context, c.String("state-dir"), c.String("name"), c.App.Writer, c.Bool("json"))
 				},
 			},
 		},
