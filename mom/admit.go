@@ -39,7 +39,7 @@ func (m *Mom) admit(c net.Conn, release connlimit.Release) (handshake.IMAdmissio
 	if err != nil {
 		err = firstFrameRejection(err)
 	} else {
-		r := handshake.IMResponder{Sealer: m.currentSealer(), Verifier: m.verifier}
+		r := handshake.IMResponder{Sealer: m.currentSealer(), Verifier: m.base.Verifier}
 		adm, err = handshake.AdmitIM(c, frame, remote, local, m.inbound(remote), &r)
 	}
 	release()
@@ -52,7 +52,7 @@ func (m *Mom) admit(c net.Conn, release connlimit.Release) (handshake.IMAdmissio
 		if adm.Node != (proto.NodeID{}) {
 			entry.Node = uuid.UUID(adm.Node).String()
 		}
-		m.audit.Record(m.stamp(entry))
+		m.base.Record(entry)
 		if rj.Answer != nil {
 			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 			_ = proto.WriteFrame(c, rj.Answer)
@@ -65,7 +65,7 @@ func (m *Mom) admit(c net.Conn, release connlimit.Release) (handshake.IMAdmissio
 	} else {
 		entry.Node = uuid.UUID(adm.Node).String()
 	}
-	m.audit.Record(m.stamp(entry))
+	m.base.Record(entry)
 	m.admitted.Add(1)
 	if adm.Version == proto.V1 {
 		m.lg.v1Admitted.Add(1)

@@ -148,9 +148,9 @@ func (m *Mom) handshake(c net.Conn) (proto.NodeID, error) {
 		return proto.NodeID{}, err
 	}
 	var res ping.Result
-	if err := handshake.Initiate(c, remote, local, m.currentSealer(), m.verifier, &res); err != nil {
-		m.audit.Record(m.stamp(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: ping.Reason(err),
-			Peer: daemon.PeerAddrPort(c), Detail: "server ping swap: " + err.Error()}))
+	if err := handshake.Initiate(c, remote, local, m.currentSealer(), m.base.Verifier, &res); err != nil {
+		m.base.Record(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: ping.Reason(err),
+			Peer: daemon.PeerAddrPort(c), Detail: "server ping swap: " + err.Error()})
 		return proto.NodeID{}, fmt.Errorf("ping swap with server: %w", err)
 	}
 	if res.Node != sh.ServerID {
@@ -181,7 +181,7 @@ func (m *Mom) install(w *proto.Welcome, sh *proto.ServerHello, enr *enrollment) 
 	defer m.mu.Unlock()
 	m.enrolled = enr
 	if m.sealer == nil {
-		m.sealer = &ping.Sealer{Keys: m.ring, Stamper: m.stamper, Rand: m.cfg.Rand, Node: w.NodeID}
+		m.sealer = &ping.Sealer{Keys: m.ring, Stamper: m.base.Stamper, Rand: m.cfg.Rand, Node: w.NodeID}
 	}
 	return nil
 }
@@ -267,7 +267,7 @@ func (m *Mom) readControl(c net.Conn, remote, local proto.Addr, serverID proto.N
 			echo := (*pending)[0]
 			*pending = (*pending)[1:]
 			pmu.Unlock()
-			if err := m.verifier.VerifyReply(frame, remote, local, &echo, &res); err != nil {
+			if err := m.base.Verifier.VerifyReply(frame, remote, local, &echo, &res); err != nil {
 				return fmt.Errorf("heartbeat reply: %w", err)
 			}
 			if res.Node != serverID {

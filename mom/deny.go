@@ -59,7 +59,7 @@ func (m *Mom) applyDenySet(entries []proto.NodeAddr) error {
 	for _, e := range added {
 		m.deny.Deny(e.Node, e.Addr)
 		if e.Node != (proto.NodeID{}) {
-			m.verifier.Guard.Forget(e.Node)
+			m.base.Verifier.Guard.Forget(e.Node)
 		}
 		m.peers.forget(e.Node, e.Addr)
 		f := logrus.Fields{}
@@ -138,7 +138,7 @@ func (m *Mom) applyDeny(entries []proto.NodeAddr) error {
 		} else {
 			m.deny.DenyUnder(e.Node, e.Addr, held)
 		}
-		m.verifier.Guard.Forget(e.Node)
+		m.base.Verifier.Guard.Forget(e.Node)
 		m.peers.forget(e.Node, e.Addr)
 		m.log.WithFields(logrus.Fields{"node_id": uuid.UUID(e.Node).String(), "addr": e.Addr.String()}).Warn("node denied by server")
 	}

@@ -1,61 +1,27 @@
 package mom
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"time"
 
+	"github.com/momgate/momgate/internal/audit"
 	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/proto"
 )
 
-// Inbound IM connections: accepted here, admitted or refused in admit.go,
-// then their requests served (serveAdmitted) until they close.
+// Inbound IM connections: accepted by the daemon skeleton
+// (daemon.Base.Accept) within the per-source limits, admitted or refused
+// in admit.go, then their requests served (serveAdmitted) until they close.
 
 // maxIMFrame caps frames on an admitted IM connection.
 const maxIMFrame = 64 << 10
 
-// serveIM accepts IM connections until ctx ends, then waits for them.
-func (m *Mom) serveIM(ctx context.Context, ln net.Listener) {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	open := map[net.Conn]struct{}{}
-	stop := context.AfterFunc(ctx, func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for c := range open {
-			c.Close()
-		}
-	})
-	defer stop()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				break
-			}
-			m.log.WithError(err).Warn("IM accept")
-			continue
-		}
-		mu.Lock()
-		open[c] = struct{}{}
-		mu.Unlock()
-		m.gauge.im.Add(1)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer m.gauge.im.Add(-1)
-			m.serveIMLimited(c)
-			mu.Lock()
-			delete(open, c)
-			mu.Unlock()
-		}()
+// acceptIM serves a new IM connection within the per-source limits.
+func (m *Mom) acceptIM(c net.Conn) {
+	if release, ok := m.base.AdmitSource(c, audit.ChannelIM); ok {
+		m.serveIMConn(c, release)
 	}
-	wg.Wait()
 }
 
 // serveIMConn admits a sister's IM connection, calling release once the

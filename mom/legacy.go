@@ -50,8 +50,6 @@ func (m *Mom) initLegacy() error {
 	lg.setting = p
 	lg.upgraded = migration.NewUpgradedSet()
 	lg.list = &proto.ClusterAddrs{}
-	m.hooks.legacy = func() (uint64, uint64) { return lg.lists.Load(), lg.listBytes.Load() }
-	m.hooks.peersByProtocol = m.peers.byProtocol
 	path := filepath.Join(m.cfg.StateDir, legacyFile)
 	fi, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {

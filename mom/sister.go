@@ -42,7 +42,7 @@ func (m *Mom) PingSister(ctx context.Context, addr string) (*admin.PingResult, n
 		return out, nil
 	}
 	var res ping.Result
-	err = daemon.InitiateSwap(c, sealer, m.verifier, time.Now().Add(m.cfg.HandshakeTimeout), &res)
+	err = daemon.InitiateSwap(c, sealer, m.base.Verifier, time.Now().Add(m.cfg.HandshakeTimeout), &res)
 	out.RTTMilli = float64(time.Since(start).Microseconds()) / 1000
 	entry := audit.Entry{Channel: audit.ChannelIM, Peer: daemon.PeerAddrPort(c)}
 	if res.KeyID != 0 {
@@ -58,13 +58,13 @@ func (m *Mom) PingSister(ctx context.Context, addr string) (*admin.PingResult, n
 			out.Reason = ping.Reason(err)
 		}
 		entry.Outcome, entry.Reason, entry.Detail = audit.Rejected, out.Reason, "outbound: "+err.Error()
-		m.audit.Record(m.stamp(entry))
+		m.base.Record(entry)
 		return out, nil
 	}
 	out.Admitted = true
 	out.NodeID = uuid.UUID(res.Node).String()
 	entry.Outcome, entry.Node, entry.KeyID = audit.Accepted, out.NodeID, out.KeyID
-	m.audit.Record(m.stamp(entry))
+	m.base.Record(entry)
 	m.peers.admit(res.Sender, res.Node, out.KeyID, "out", m.cfg.Now())
 	return out, c
 }

@@ -19,8 +19,6 @@ const (
 	keyringFile  = "keyring.json"
 	momFile      = "mom.json"
 	denyFile     = "deny.json"
-	ceilingFile  = "ceiling"
-	adminSocket  = "admin.sock"
 )
 
 // ErrNotEnrolled means the MOM has no enrollment yet and no token was given.

@@ -29,8 +29,6 @@ import (
 // session.
 func (s *Server) serveConn(ctx context.Context, c net.Conn, release connlimit.Release) {
 	defer c.Close()
-	s.gauge.control.Add(1)
-	defer s.gauge.control.Add(-1)
 	remote, local, err := daemon.Endpoints(c)
 	if err != nil {
 		s.log.WithError(err).Warn("control connection without IP endpoints")
@@ -51,12 +49,12 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, release connlimit.Re
 		if mc != nil {
 			entry.Node = mc.node.rec.Name
 		}
-		s.audit.Record(s.stamp(entry))
+		s.base.Record(entry)
 		return
 	}
 	entry.Outcome, entry.Node = audit.Accepted, mc.node.rec.Name
 	entry.KeyID = mc.node.keyID.String()
-	s.audit.Record(s.stamp(entry))
+	s.base.Record(entry)
 	log := s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "peer": peer})
 	log.Info("MOM connected")
 	s.register(mc)
@@ -70,11 +68,6 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, release connlimit.Re
 	} else {
 		log.Info("MOM disconnected")
 	}
-}
-
-func (s *Server) stamp(e audit.Entry) audit.Entry {
-	e.Time = s.cfg.Now()
-	return e
 }
 
 // admitControl runs the server half of the handshake (handshake.Serve)

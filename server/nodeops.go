@@ -125,7 +125,7 @@ func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
 		// Deny at once: the node is refused by the server and by every MOM.
 		s.denyLocked(n.id, proto.AddrFrom(n.addr))
 		s.pushDenyLocked([]proto.NodeAddr{{Node: n.id, Addr: proto.AddrFrom(n.addr)}}, n.id)
-		s.verifier.Guard.Forget(n.id)
+		s.base.Verifier.Guard.Forget(n.id)
 		if !n.enrolled() {
 			// It never held a cluster key: nothing to rotate.
 			s.log.WithFields(logrus.Fields{"node": name}).Info("node deleted before it enrolled")

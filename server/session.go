@@ -226,12 +226,12 @@ func (s *Server) controlLoop(ctx context.Context, mc *session) error {
 			// with i/o timeout and closed the connection.
 			err := mc.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 			if err == nil {
-				err = handshake.Respond(mc.conn, frame, mc.remote, mc.local, s.sealer, s.verifier, &res)
+				err = handshake.Respond(mc.conn, frame, mc.remote, mc.local, s.sealer, s.base.Verifier, &res)
 			}
 			mc.wmu.Unlock()
 			if err != nil {
-				s.audit.Record(s.stamp(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: ping.Reason(err),
-					Peer: daemon.PeerAddrPort(mc.conn), Node: mc.node.rec.Name, Detail: "heartbeat: " + err.Error()}))
+				s.base.Record(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: ping.Reason(err),
+					Peer: daemon.PeerAddrPort(mc.conn), Node: mc.node.rec.Name, Detail: "heartbeat: " + err.Error()})
 				return err
 			}
 			s.mu.Lock()

@@ -25,8 +25,6 @@ const (
 	identityFile = "identity.json"
 	keyringFile  = "keyring.json"
 	stateFile    = "state.json"
-	ceilingFile  = "ceiling"
-	adminSocket  = "admin.sock"
 	auditFile    = "audit.log"
 )
 
