@@ -9,7 +9,7 @@ package integration
 // Kill -9 during key rotation is in rotation_test.go
 // (TestServerKilledAtEachRotationStep, TestMomKilledAtEachRotationStep):
 // it is not repeated here. The crash points are the test-only hook
-// MOMGATE_TEST_CRASH_AT (internal/crashhook, docs/KEYS.md).
+// MOMGATE_TEST_CRASH_AT (internal/daemon/crash.go, docs/KEYS.md).
 
 import (
 	"context"

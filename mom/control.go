@@ -14,7 +14,6 @@ import (
 
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/audit"
-	"github.com/momgate/momgate/internal/crashhook"
 	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
@@ -139,7 +138,7 @@ func (m *Mom) handshake(c net.Conn) (proto.NodeID, error) {
 	case err != nil:
 		return proto.NodeID{}, fmt.Errorf("server at %s: %w", m.cfg.Server, err)
 	}
-	crashhook.At("mom-welcome-received") // test-only: nothing of the Welcome saved yet
+	m.cfg.CrashAt("mom-welcome-received") // test-only: nothing of the Welcome saved yet
 	if err := m.install(w, sh, enr); err != nil {
 		return proto.NodeID{}, err
 	}
@@ -169,7 +168,7 @@ func (m *Mom) install(w *proto.Welcome, sh *proto.ServerHello, enr *enrollment) 
 		return err
 	}
 	if enr == nil {
-		crashhook.At("mom-enroll-keyring-saved") // test-only: keyring on disk, enrollment not
+		m.cfg.CrashAt("mom-enroll-keyring-saved") // test-only: keyring on disk, enrollment not
 		enr = &enrollment{Format: 1, NodeID: uuid.UUID(w.NodeID).String(), Name: w.Name,
 			ServerID: uuid.UUID(sh.ServerID).String(), ServerKey: encodeB64(sh.ServerKey[:])}
 		if err := saveEnrollment(m.cfg.StateDir, enr); err != nil {

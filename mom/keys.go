@@ -9,7 +9,6 @@ import (
 
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
-	"github.com/momgate/momgate/internal/crashhook"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/rotation"
@@ -61,7 +60,7 @@ func (m *Mom) serverWrapper() (*keys.Wrapper, error) {
 // opens only with this node's identity key and the pinned server key, so
 // it comes from the server.
 func (m *Mom) handleKeyUpdate(u *proto.KeyUpdate) error {
-	crashhook.At("mom-update-received")
+	m.cfg.CrashAt("mom-update-received")
 	log := m.log.WithFields(logrus.Fields{"rotation": u.Rotation, "key": keys.KeyID(u.Key.KeyID).String()})
 	ack := &proto.KeyAck{Rotation: u.Rotation, KeyID: u.Key.KeyID}
 	w, err := m.serverWrapper()
@@ -78,7 +77,7 @@ func (m *Mom) handleKeyUpdate(u *proto.KeyUpdate) error {
 		ack.Status = 1
 	} else {
 		log.Info("new cluster key stored as next")
-		crashhook.At("mom-update-saved")
+		m.cfg.CrashAt("mom-update-saved")
 	}
 	if err := m.sendControl(ack); err != nil {
 		return fmt.Errorf("acknowledge key %s: %w", keys.KeyID(u.Key.KeyID), err)
@@ -91,27 +90,27 @@ func (m *Mom) handleKeyUpdate(u *proto.KeyUpdate) error {
 // update: the error ends the connection, and the reconnect's Welcome
 // brings the keys.
 func (m *Mom) handleKeyActivate(a *proto.KeyActivate) error {
-	crashhook.At("mom-activate-received")
+	m.cfg.CrashAt("mom-activate-received")
 	id := keys.KeyID(a.KeyID)
 	err := m.updateRing(func(r *keys.Keyring) (*keys.Keyring, bool, error) { return rotation.ApplyActivate(r, id) })
 	if err != nil {
 		return fmt.Errorf("server activated key %s: %w; reconnecting to resynchronise", id, err)
 	}
 	m.log.WithFields(logrus.Fields{"rotation": a.Rotation, "key": id.String()}).Info("cluster key activated")
-	crashhook.At("mom-activated")
+	m.cfg.CrashAt("mom-activated")
 	return nil
 }
 
 // handleKeyRetire drops a key and zeroes it.
 func (m *Mom) handleKeyRetire(a *proto.KeyRetire) error {
-	crashhook.At("mom-retire-received")
+	m.cfg.CrashAt("mom-retire-received")
 	id := keys.KeyID(a.KeyID)
 	err := m.updateRing(func(r *keys.Keyring) (*keys.Keyring, bool, error) { return rotation.ApplyRetire(r, id) })
 	if err != nil {
 		return fmt.Errorf("server retired key %s: %w; reconnecting to resynchronise", id, err)
 	}
 	m.log.WithFields(logrus.Fields{"rotation": a.Rotation, "key": id.String()}).Info("cluster key retired and zeroed")
-	crashhook.At("mom-retired")
+	m.cfg.CrashAt("mom-retired")
 	return nil
 }
 

@@ -55,6 +55,11 @@ type Config struct {
 	MetricsAllowRemote bool
 	// SourceLimits bounds unauthenticated IM connections per source address.
 	SourceLimits connlimit.Config
+	// CrashAt, when set, is called right after each crash point: the
+	// steps of a Welcome and of a key rotation on the MOM (docs/KEYS.md).
+	// The tests' hook kills the process there (daemon.CrashHookFromEnv);
+	// nil in production.
+	CrashAt func(step string)
 }
 
 // Mom is a running MOM daemon.
@@ -97,6 +102,9 @@ func New(cfg Config) (*Mom, error) {
 	cfg.Log, cfg.Audit, cfg.Now, cfg.Rand, cfg.HandshakeTimeout = d.Log, d.Audit, d.Now, d.Rand, d.HandshakeTimeout
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.CrashAt == nil {
+		cfg.CrashAt = func(string) {}
 	}
 	if cfg.BackoffMin <= 0 {
 		cfg.BackoffMin = 100 * time.Millisecond

@@ -13,7 +13,6 @@ import (
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/audit"
 	"github.com/momgate/momgate/internal/connlimit"
-	"github.com/momgate/momgate/internal/crashhook"
 	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
@@ -187,7 +186,7 @@ func (s *Server) enroll(m *proto.Enroll, proof *proto.EnrollProof, src netip.Add
 		return nil, handshake.Refuse(reasons.Internal, "persist enrollment: %w", err)
 	}
 	s.log.WithFields(logrus.Fields{"node": n.rec.Name, "fingerprint": keys.ShortFingerprint(n.pub)}).Info("node enrolled")
-	crashhook.At("enroll-saved") // test-only: enrollment on disk, Welcome not sent
+	s.cfg.CrashAt("enroll-saved") // test-only: enrollment on disk, Welcome not sent
 	n.versions = proof.Versions
 	return n, nil
 }

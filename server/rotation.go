@@ -14,7 +14,6 @@ import (
 
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
-	"github.com/momgate/momgate/internal/crashhook"
 	"github.com/momgate/momgate/internal/statefile"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
@@ -202,7 +201,7 @@ func (r *rotor) exec(acts []rotation.Action) error {
 			r.broken = err
 			return err
 		}
-		crashhook.At(a.Step())
+		r.s.cfg.CrashAt(a.Step())
 	}
 	return nil
 }

@@ -46,6 +46,11 @@ type Config struct {
 	MetricsAllowRemote bool
 	// SourceLimits bounds unauthenticated connections per source address.
 	SourceLimits connlimit.Config
+	// CrashAt, when set, is called right after each crash point: every
+	// persisted rotation step and the saved enrollment (docs/KEYS.md). The
+	// tests' hook kills the process there (daemon.CrashHookFromEnv); nil
+	// in production.
+	CrashAt func(step string)
 }
 
 // Server is a running momgate server.
@@ -127,6 +132,9 @@ func Init(dir string, rnd io.Reader, now time.Time) (string, error) {
 func New(cfg Config) (*Server, error) {
 	d := daemon.Settings{Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now, Rand: cfg.Rand, HandshakeTimeout: cfg.HandshakeTimeout}.WithDefaults()
 	cfg.Log, cfg.Audit, cfg.Now, cfg.Rand, cfg.HandshakeTimeout = d.Log, d.Audit, d.Now, d.Rand, d.HandshakeTimeout
+	if cfg.CrashAt == nil {
+		cfg.CrashAt = func(string) {}
+	}
 	if err := daemon.CheckMetricsListen(cfg.MetricsListen, cfg.MetricsAllowRemote); err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -13,7 +12,6 @@ import (
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/cliutil"
 	"github.com/momgate/momgate/internal/config"
-	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/metrics"
 	"github.com/momgate/momgate/internal/momcli"
 	"github.com/momgate/momgate/keys"
@@ -260,54 +258,27 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 
 func runAction(start func(context.Context, mom.Config) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		if c.NArg() != 0 {
-			return fmt.Errorf("run takes no arguments, got %q", c.Args().Slice())
+		spec := cliutil.RunSpec{
+			Name:     "MOM",
+			Schema:   func() (*config.Schema, error) { return schema(c.Bool("metrics-allow-remote")) },
+			Required: []cli.Flag{stateDirFlag(), listenFlag()},
+			Check: func(c *cli.Context) error {
+				if err := os.MkdirAll(c.String("state-dir"), 0o700); err != nil {
+					return fmt.Errorf("create state dir: %w", err)
+				}
+				return nil
+			},
 		}
-		s, err := schema(c.Bool("metrics-allow-remote"))
-		if err != nil {
-			return err
-		}
-		if err := cliutil.LoadConfig(c, s); err != nil {
-			return err
-		}
-		if err := config.Require(c, stateDirFlag(), listenFlag()); err != nil {
-			return err
-		}
-		lim, err := cliutil.ReadLimits(c)
-		if err != nil {
-			return err
-		}
-		log, err := daemon.NewLogger(os.Stderr, c.String("log-format"), c.String("log-level"))
-		if err != nil {
-			return err
-		}
-		if err := os.MkdirAll(c.String("state-dir"), 0o700); err != nil {
-			return fmt.Errorf("create state dir: %w", err)
-		}
-		auditPath := c.String("audit-log")
-		if auditPath == "" {
-			auditPath = filepath.Join(c.String("state-dir"), "audit.log")
-		}
-		ctx, stop := daemon.SignalContext()
-		defer stop()
-		auditLog, closer, err := daemon.OpenAuditFile(ctx, auditPath, c.String("log-format"), log)
-		if err != nil {
-			return err
-		}
-		defer closer.Close()
-		err = start(ctx, mom.Config{
-			StateDir: c.String("state-dir"), Server: c.String("server"), Listen: c.String("listen"),
-			Enroll: c.String("enroll"), Heartbeat: c.Duration("heartbeat"), Freshness: c.Duration("freshness"),
-			Log: log, Audit: auditLog, Protocol: c.String("protocol"),
-			MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
-			SourceLimits: lim.Limits, HandshakeTimeout: lim.Handshake, Now: lim.Now,
+		return cliutil.RunDaemon(c, spec, func(ctx context.Context, d cliutil.Daemon) error {
+			return start(ctx, mom.Config{
+				StateDir: c.String("state-dir"), Server: c.String("server"), Listen: c.String("listen"),
+				Enroll: c.String("enroll"), Heartbeat: c.Duration("heartbeat"), Freshness: c.Duration("freshness"),
+				Log: d.Log, Audit: d.Audit, Protocol: c.String("protocol"),
+				MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
+				SourceLimits: d.Limits.Limits, HandshakeTimeout: d.Limits.Handshake, Now: d.Limits.Now,
+				CrashAt: d.CrashAt,
+			})
 		})
-		if err != nil {
-			log.WithError(err).Error("MOM exited with an error")
-			return cliutil.Logged(err)
-		}
-		log.Info("MOM stopped")
-		return nil
 	}
 }
 
