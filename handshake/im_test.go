@@ -27,12 +27,14 @@ func admitIM(t *testing.T, c *cluster, in migration.Inbound, r *IMResponder, ini
 	done := make(chan out, 1)
 	go func() {
 		defer b.Close()
-		frame, err := proto.ReadFrameLimit(b, nil, PreAuthMaxFrame)
-		if err != nil {
-			done <- out{err: err}
-			return
+		rr := *r
+		rr.Inbound = func(remote proto.Addr) migration.Inbound {
+			if remote != momAddr {
+				t.Errorf("Inbound asked of %s, want %s", remote, momAddr)
+			}
+			return in
 		}
-		adm, err := AdmitIM(b, frame, momAddr, otherAddr, in, r)
+		adm, err := AdmitIM(b, momAddr, otherAddr, &rr)
 		var rj *Rejection
 		if errors.As(err, &rj) && rj.Answer != nil {
 			_ = proto.WriteFrame(b, rj.Answer)
@@ -47,7 +49,7 @@ func admitIM(t *testing.T, c *cluster, in migration.Inbound, r *IMResponder, ini
 func TestAdmitIM(t *testing.T) {
 	c := newCluster(t)
 	sister := newPeer(t, c.ring, proto.NodeID{4})
-	r := &IMResponder{Sealer: c.server.sealer, Verifier: c.server.verifier}
+	r := &IMResponder{Sealer: func() *ping.Sealer { return c.server.sealer }, Verifier: c.server.verifier}
 	pingFrom := func(conn net.Conn) error {
 		var res ping.Result
 		return Initiate(conn, otherAddr, momAddr, sister.sealer, sister.verifier, &res)
@@ -92,7 +94,7 @@ func TestAdmitIM(t *testing.T) {
 		{"v1 not listed", migration.Inbound{Protocol: proto.ModeCompat}, r, v1Poll, reasons.NotListed, proto.RejectNotAllowed},
 		{"v1 downgrade", migration.Inbound{Protocol: proto.ModeCompat, OnList: true, Upgraded: true}, r, v1Poll, reasons.Downgrade, proto.RejectLegacyRefused},
 		{"v1 revoked", migration.Inbound{Protocol: proto.ModeCompat, OnList: true, Revoked: true}, r, v1Poll, reasons.Revoked, proto.RejectRevoked},
-		{"not enrolled", migration.Inbound{Protocol: proto.ModePing}, &IMResponder{Verifier: c.server.verifier}, pingFrom, reasons.NotEnrolled, proto.RejectInternal},
+		{"not enrolled", migration.Inbound{Protocol: proto.ModePing}, &IMResponder{Sealer: func() *ping.Sealer { return nil }, Verifier: c.server.verifier}, pingFrom, reasons.NotEnrolled, proto.RejectInternal},
 		{"v1 not a request", migration.Inbound{Protocol: proto.ModeCompat, OnList: true}, r, func(conn net.Conn) error {
 			if err := proto.WriteFrame(conn, &proto.Reject{Ver: proto.V1, Code: 1}); err != nil {
 				return err
@@ -117,6 +119,32 @@ func TestAdmitIM(t *testing.T) {
 			}
 		})
 	}
+	// A first frame that is no frame is answered malformed; a peer that
+	// closes gets nothing.
+	_, err, ierr = admitIM(t, c, migration.Inbound{Protocol: proto.ModePing}, r, func(conn net.Conn) error {
+		if _, err := conn.Write([]byte("GET / HTTP/1.1")[:proto.HeaderSize]); err != nil {
+			return err
+		}
+		frame, err := proto.ReadFrame(conn, nil)
+		if err != nil {
+			return err
+		}
+		m, _ := proto.Unmarshal(frame)
+		if rj, ok := m.(*proto.Reject); ok {
+			return PeerRejected(rj)
+		}
+		return nil
+	})
+	var peerRj *RejectError
+	if !errors.As(err, new(*Rejection)) || !errors.As(ierr, &peerRj) || peerRj.Code != proto.RejectMalformed {
+		t.Fatalf("garbage first frame: %v, initiator %v", err, ierr)
+	}
+	_, err, _ = admitIM(t, c, migration.Inbound{Protocol: proto.ModePing}, r, func(conn net.Conn) error { return conn.Close() })
+	var closed *Rejection
+	if !errors.As(err, &closed) || closed.Reason != reasons.Closed || closed.Answer != nil {
+		t.Fatalf("peer that closed: %v", err)
+	}
+
 	// A replayed Ping: the swap refuses it and has answered it itself.
 	st, err := ping.NewStamper(func() time.Time { return time.Unix(0, 0) }, &ping.MemCeiling{}, 0)
 	if err != nil {

@@ -8,22 +8,24 @@ import (
 
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/audit"
-	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/migration"
-	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
-	"github.com/momgate/momgate/reasons"
 )
 
 // admit is the one place an inbound IM connection is admitted or refused.
-// It reads the first frame within the handshake deadline and lets
-// handshake.AdmitIM decide (the migration's version decision, then for a
-// Ping the swap); release is called as soon as the decision is made. It
-// writes the audit line, answers a refusal, and records an admitted
-// sister. It reports whether c is admitted, v1 and v2 alike.
-func (m *Mom) admit(c net.Conn, release connlimit.Release) (handshake.IMAdmission, bool) {
+// It applies the per-source limits, reads the first frame within the
+// handshake deadline and lets handshake.AdmitIM decide (the migration's
+// version decision, then for a Ping the swap); the limiter's slot is
+// released as soon as the decision is made. It writes the audit line,
+// answers a refusal, and records an admitted sister. It reports whether c
+// is admitted, v1 and v2 alike.
+func (m *Mom) admit(c net.Conn) (handshake.IMAdmission, bool) {
+	release, ok := m.base.AdmitSource(c, audit.ChannelIM)
+	if !ok {
+		return handshake.IMAdmission{}, false
+	}
 	entry := audit.Entry{Channel: audit.ChannelIM, Peer: daemon.PeerAddrPort(c)}
 	remote, local, err := daemon.Endpoints(c)
 	if err != nil {
@@ -31,16 +33,10 @@ func (m *Mom) admit(c net.Conn, release connlimit.Release) (handshake.IMAdmissio
 		return handshake.IMAdmission{}, false
 	}
 	var adm handshake.IMAdmission
-	err = c.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
-	var frame []byte
-	if err == nil {
-		frame, err = proto.ReadFrameLimit(c, make([]byte, ping.FrameSize), handshake.PreAuthMaxFrame)
-	}
-	if err != nil {
-		err = firstFrameRejection(err)
+	if err = c.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout)); err != nil {
+		err = &handshake.Rejection{Reason: handshake.ReadFailureReason(err), Err: err}
 	} else {
-		r := handshake.IMResponder{Sealer: m.currentSealer(), Verifier: m.base.Verifier}
-		adm, err = handshake.AdmitIM(c, frame, remote, local, m.inbound(remote), &r)
+		adm, err = handshake.AdmitIM(c, remote, local, m.responder)
 	}
 	release()
 	if adm.Keyed {
@@ -77,19 +73,9 @@ func (m *Mom) admit(c net.Conn, release connlimit.Release) (handshake.IMAdmissio
 	return adm, true
 }
 
-// firstFrameRejection is the refusal of a connection whose first frame
-// could not be read: only a malformed one is answered (a silent or closed
-// peer gets nothing).
-func firstFrameRejection(err error) *handshake.Rejection {
-	rj := &handshake.Rejection{Reason: handshake.ReadFailureReason(err), Err: err}
-	if rj.Reason == reasons.Malformed {
-		rj.Answer = &proto.Reject{Code: reasons.Malformed.Code(), Reason: err.Error()}
-	}
-	return rj
-}
-
 // inbound is what the admission decision needs to know of an IM
-// connection from remote (migration.Inbound; AdmitIM fills in the version).
+// connection from remote (migration.Inbound; AdmitIM asks it once the first
+// frame has come and fills in the frame's version).
 func (m *Mom) inbound(remote proto.Addr) migration.Inbound {
 	m.lg.mu.Lock()
 	in := migration.Inbound{Protocol: m.effectiveLocked(), OnList: m.lg.list.Contains(remote.Netip()),

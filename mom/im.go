@@ -1,34 +1,40 @@
 package mom
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"time"
 
-	"github.com/momgate/momgate/internal/audit"
-	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/proto"
 )
 
-// Inbound IM connections: accepted by the daemon skeleton
-// (daemon.Base.Accept) within the per-source limits, admitted or refused
-// in admit.go, then their requests served (serveAdmitted) until they close.
+// Inbound IM connections: accepted here (serveIM), admitted or refused in
+// admit.go, then their requests served (serveAdmitted) until they close.
 
 // maxIMFrame caps frames on an admitted IM connection.
 const maxIMFrame = 64 << 10
 
-// acceptIM serves a new IM connection within the per-source limits.
-func (m *Mom) acceptIM(c net.Conn) {
-	if release, ok := m.base.AdmitSource(c, audit.ChannelIM); ok {
-		m.serveIMConn(c, release)
+// serveIM accepts IM connections on ln until ctx ends, then closes them
+// and waits for them.
+func (m *Mom) serveIM(ctx context.Context, ln net.Listener) {
+	conns := m.base.TrackConns(ctx, ln, &m.gauge.im)
+	for {
+		c, ok := conns.Accept()
+		if !ok {
+			break
+		}
+		go func() {
+			defer conns.Done(c)
+			m.serveIMConn(c)
+		}()
 	}
+	conns.Wait()
 }
 
-// serveIMConn admits a sister's IM connection, calling release once the
-// decision is made, then serves its requests.
-func (m *Mom) serveIMConn(c net.Conn, release connlimit.Release) {
-	defer c.Close()
-	adm, ok := m.admit(c, release)
+// serveIMConn admits a sister's IM connection, then serves its requests.
+func (m *Mom) serveIMConn(c net.Conn) {
+	adm, ok := m.admit(c)
 	if !ok {
 		return
 	}

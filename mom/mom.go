@@ -19,6 +19,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/audit"
 	"github.com/momgate/momgate/internal/connlimit"
@@ -71,9 +72,10 @@ type Mom struct {
 	ring  *keys.Holder
 	addr  netip.AddrPort // IM listen address
 
-	base  *daemon.Base // replay state, audit, limits, metrics endpoint (internal/daemon)
-	deny  *ping.DenyList
-	peers *peerTable
+	base      *daemon.Base           // replay state, audit, limits, metrics endpoint (internal/daemon)
+	responder *handshake.IMResponder // what admit answers IM connections with (admit.go)
+	deny      *ping.DenyList
+	peers     *peerTable
 
 	mu        sync.Mutex // guards enrolled, sealer and the fields below
 	enrolled  *enrollment
@@ -169,6 +171,7 @@ func New(cfg Config) (*Mom, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.responder = &handshake.IMResponder{Inbound: m.inbound, Sealer: m.currentSealer, Verifier: m.base.Verifier}
 	if err := m.loadDeny(); err != nil {
 		m.base.Close()
 		return nil, err
@@ -231,7 +234,7 @@ func (m *Mom) Run(ctx context.Context) error {
 	if serveMetrics != nil {
 		g.Go("metrics", serveMetrics)
 	}
-	m.base.Accept(g.Context(), ln, &m.gauge.im, m.acceptIM)
+	m.serveIM(g.Context(), ln)
 	g.Stop()
 	err = g.Wait()
 	m.base.Shutdown()

@@ -12,28 +12,72 @@ import (
 
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/audit"
-	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/reasons"
 )
 
-// A control connection from accept to the admission decision: the
-// handshake's server half (package handshake) runs over the connection
-// and asks the registry through admission, in protocol order; serveConn
-// audits the outcome and serves the session it admitted (session.go).
+// A control connection from accept to the admission decision: serveControl
+// accepts it, admit applies the per-source limits and runs the handshake's
+// server half (handshake.Serve), which asks the registry through admission
+// in protocol order; admit audits the outcome, and serveConn serves the
+// session it admitted (session.go).
 
-// serveConn runs the handshake, calling release when it ends, then the
-// session.
-func (s *Server) serveConn(ctx context.Context, c net.Conn, release connlimit.Release) {
-	defer c.Close()
-	remote, local, err := daemon.Endpoints(c)
-	if err != nil {
-		s.log.WithError(err).Warn("control connection without IP endpoints")
+// serveControl accepts MOM control connections on ln until ctx ends, then
+// closes them and waits for them.
+func (s *Server) serveControl(ctx context.Context, ln net.Listener) {
+	conns := s.base.TrackConns(ctx, ln, &s.gauge.control)
+	for {
+		c, ok := conns.Accept()
+		if !ok {
+			break
+		}
+		go func() {
+			defer conns.Done(c)
+			s.serveConn(ctx, c)
+		}()
+	}
+	conns.Wait()
+}
+
+// serveConn admits a control connection, then serves its session until it
+// ends.
+func (s *Server) serveConn(ctx context.Context, c net.Conn) {
+	mc, ok := s.admit(c)
+	if !ok {
 		return
 	}
-	peer := c.RemoteAddr().String()
+	log := s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "peer": c.RemoteAddr().String()})
+	log.Info("MOM connected")
+	s.register(mc)
+	s.rot.connected(mc)
+	defer s.rot.disconnected(mc)
+	defer s.unregister(mc)
+	defer s.startSession(mc)()
+	err := s.sessionLoop(ctx, mc)
+	if ctx.Err() == nil && err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		log.WithError(err).Warn("MOM connection closed")
+	} else {
+		log.Info("MOM disconnected")
+	}
+}
+
+// admit is the one place a control connection is admitted or refused:
+// the per-source limits, then the handshake within its deadline
+// (admitControl). It writes the audit line and answers a refusal; the
+// limiter's slot is released once the handshake has ended.
+func (s *Server) admit(c net.Conn) (*session, bool) {
+	release, ok := s.base.AdmitSource(c, audit.ChannelControl)
+	if !ok {
+		return nil, false
+	}
+	remote, local, err := daemon.Endpoints(c)
+	if err != nil {
+		release()
+		s.log.WithError(err).Warn("control connection without IP endpoints")
+		return nil, false
+	}
 	entry := audit.Entry{Channel: audit.ChannelControl, Peer: daemon.PeerAddrPort(c)}
 	mc, err := s.admitControl(c, remote, local)
 	release()
@@ -49,24 +93,12 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, release connlimit.Re
 			entry.Node = mc.node.rec.Name
 		}
 		s.base.Record(entry)
-		return
+		return nil, false
 	}
 	entry.Outcome, entry.Node = audit.Accepted, mc.node.rec.Name
 	entry.KeyID = mc.node.keyID.String()
 	s.base.Record(entry)
-	log := s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "peer": peer})
-	log.Info("MOM connected")
-	s.register(mc)
-	s.rot.connected(mc)
-	defer s.rot.disconnected(mc)
-	defer s.unregister(mc)
-	defer s.startSession(mc)()
-	err = s.sessionLoop(ctx, mc)
-	if ctx.Err() == nil && err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-		log.WithError(err).Warn("MOM connection closed")
-	} else {
-		log.Info("MOM disconnected")
-	}
+	return mc, true
 }
 
 // admitControl runs the server half of the handshake (handshake.Serve)

@@ -234,11 +234,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.rot.run(ctx)
 		return nil
 	})
-	s.base.Accept(g.Context(), ln, &s.gauge.control, func(c net.Conn) {
-		if release, ok := s.base.AdmitSource(c, audit.ChannelControl); ok {
-			s.serveConn(g.Context(), c, release)
-		}
-	})
+	s.serveControl(g.Context(), ln)
 	g.Stop()
 	err = g.Wait()
 	s.base.Shutdown()

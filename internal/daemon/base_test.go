@@ -58,10 +58,10 @@ func TestGroupStopsAtFirstFailure(t *testing.T) {
 	}
 }
 
-// TestAcceptClosesOpenConnectionsAtEnd: when the context ends, Accept
-// closes the listener and every connection still being served, and
-// returns once every serve has returned.
-func TestAcceptClosesOpenConnectionsAtEnd(t *testing.T) {
+// TestConnsClosedAtEnd: when the context ends, the tracker closes the
+// listener and every connection still being served; Wait returns once
+// every one is Done.
+func TestConnsClosedAtEnd(t *testing.T) {
 	b := openBase(t, connlimit.Config{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -73,10 +73,19 @@ func TestAcceptClosesOpenConnectionsAtEnd(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		b.Accept(ctx, ln, &open, func(c net.Conn) {
-			served <- struct{}{}
-			_, _ = io.Copy(io.Discard, c) // until Accept closes c
-		})
+		conns := b.TrackConns(ctx, ln, &open)
+		for {
+			c, ok := conns.Accept()
+			if !ok {
+				break
+			}
+			go func() {
+				defer conns.Done(c)
+				served <- struct{}{}
+				_, _ = io.Copy(io.Discard, c) // until the tracker closes c
+			}()
+		}
+		conns.Wait()
 	}()
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -90,11 +99,11 @@ func TestAcceptClosesOpenConnectionsAtEnd(t *testing.T) {
 	cancel()
 	<-done
 	if n := open.Load(); n != 0 {
-		t.Fatalf("open = %d after Accept returned, want 0", n)
+		t.Fatalf("open = %d after Wait, want 0", n)
 	}
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
-		t.Fatalf("client read %v, want EOF (closed by Accept)", err)
+		t.Fatalf("client read %v, want EOF (closed by the tracker)", err)
 	}
 }
 
