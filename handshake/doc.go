@@ -8,7 +8,7 @@
 //   - mom.go: the MOM half of a control connection (ReadServerHello, Prove,
 //     Keyring; then Initiate);
 //   - im.go: the responder's admission of an IM connection from its first
-//     frame (AdmitIM): the version decision, then the swap;
+//     frame (ReadFirstFrame, AdmitIM): the version decision, then the swap;
 //   - rejection.go: refusals (Rejection) with their reasons and Reject frames.
 //
 // Randomness and the clock are parameters, and deadlines are the caller's:

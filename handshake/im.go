@@ -10,15 +10,10 @@ import (
 	"github.com/momgate/momgate/reasons"
 )
 
-// IMResponder is what a MOM answers IM connections with. AdmitIM asks
-// Inbound and Sealer once the first frame has arrived, so that it decides
-// on the MOM's state at that moment.
+// IMResponder is what a MOM answers IM connections with: its sealer (nil
+// before it enrolled) and its verifier.
 type IMResponder struct {
-	// Inbound is what the MOM knows of a connection from remote: its own
-	// protocol, and whether remote is listed, upgraded or denied.
-	Inbound func(remote proto.Addr) migration.Inbound
-	// Sealer is the MOM's sealer, nil before it enrolled.
-	Sealer   func() *ping.Sealer
+	Sealer   *ping.Sealer
 	Verifier *ping.Verifier
 }
 
@@ -34,20 +29,24 @@ type IMAdmission struct {
 	First proto.Message
 }
 
-// AdmitIM reads an IM connection's first frame from rw and decides on the
-// connection, as docs/PROTOCOL.md section 4.5 says: what the frame's
-// version may do here (migration.AdmitInbound, on r.Inbound), then, for a
-// Ping, the swap. A refusal is a *Rejection; one whose first frame could
-// not be read is answered only when the frame was malformed (a silent or
+// ReadFirstFrame reads an IM connection's first frame. A failure is a
+// *Rejection, answered only when the frame was malformed (a silent or
 // closed peer gets nothing).
-func AdmitIM(rw io.ReadWriter, remote, local proto.Addr, r *IMResponder) (IMAdmission, error) {
-	frame, err := proto.ReadFrameLimit(rw, make([]byte, ping.FrameSize), PreAuthMaxFrame)
+func ReadFirstFrame(r io.Reader) ([]byte, error) {
+	frame, err := proto.ReadFrameLimit(r, make([]byte, ping.FrameSize), PreAuthMaxFrame)
 	if err != nil {
-		return IMAdmission{}, firstFrameRejection(err)
+		return nil, firstFrameRejection(err)
 	}
+	return frame, nil
+}
+
+// AdmitIM decides on an IM connection from its first frame, as
+// docs/PROTOCOL.md section 4.5 says: what the frame's version may do here
+// (migration.AdmitInbound, with in as the MOM knows it once the frame has
+// come), then, for a Ping, the swap. A refusal is a *Rejection.
+func AdmitIM(rw io.ReadWriter, frame []byte, remote, local proto.Addr, in migration.Inbound, r IMResponder) (IMAdmission, error) {
 	ver := proto.Version(frame[2])
 	adm := IMAdmission{Version: ver}
-	in := r.Inbound(remote)
 	in.Version = ver
 	if ver == proto.V1 {
 		msg, err := proto.Unmarshal(frame)
@@ -67,12 +66,11 @@ func AdmitIM(rw io.ReadWriter, remote, local proto.Addr, r *IMResponder) (IMAdmi
 		return adm, nil
 	}
 	adm.KeyID, adm.Keyed = ping.KeyIDOf(frame)
-	sealer := r.Sealer()
-	if sealer == nil {
+	if r.Sealer == nil {
 		return adm, Refuse(reasons.NotEnrolled, "this MOM has no cluster key yet")
 	}
 	var res ping.Result
-	if err := Respond(rw, frame, remote, local, sealer, r.Verifier, &res); err != nil {
+	if err := Respond(rw, frame, remote, local, r.Sealer, r.Verifier, &res); err != nil {
 		adm.Node = res.Node
 		return adm, &Rejection{Reason: ping.Reason(err), Err: err}
 	}

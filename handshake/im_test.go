@@ -27,14 +27,16 @@ func admitIM(t *testing.T, c *cluster, in migration.Inbound, r *IMResponder, ini
 	done := make(chan out, 1)
 	go func() {
 		defer b.Close()
-		rr := *r
-		rr.Inbound = func(remote proto.Addr) migration.Inbound {
-			if remote != momAddr {
-				t.Errorf("Inbound asked of %s, want %s", remote, momAddr)
+		frame, err := ReadFirstFrame(b)
+		if err != nil {
+			var rj *Rejection
+			if errors.As(err, &rj) && rj.Answer != nil {
+				_ = proto.WriteFrame(b, rj.Answer)
 			}
-			return in
+			done <- out{err: err}
+			return
 		}
-		adm, err := AdmitIM(b, momAddr, otherAddr, &rr)
+		adm, err := AdmitIM(b, frame, momAddr, otherAddr, in, *r)
 		var rj *Rejection
 		if errors.As(err, &rj) && rj.Answer != nil {
 			_ = proto.WriteFrame(b, rj.Answer)
@@ -49,7 +51,7 @@ func admitIM(t *testing.T, c *cluster, in migration.Inbound, r *IMResponder, ini
 func TestAdmitIM(t *testing.T) {
 	c := newCluster(t)
 	sister := newPeer(t, c.ring, proto.NodeID{4})
-	r := &IMResponder{Sealer: func() *ping.Sealer { return c.server.sealer }, Verifier: c.server.verifier}
+	r := &IMResponder{Sealer: c.server.sealer, Verifier: c.server.verifier}
 	pingFrom := func(conn net.Conn) error {
 		var res ping.Result
 		return Initiate(conn, otherAddr, momAddr, sister.sealer, sister.verifier, &res)
@@ -94,7 +96,7 @@ func TestAdmitIM(t *testing.T) {
 		{"v1 not listed", migration.Inbound{Protocol: proto.ModeCompat}, r, v1Poll, reasons.NotListed, proto.RejectNotAllowed},
 		{"v1 downgrade", migration.Inbound{Protocol: proto.ModeCompat, OnList: true, Upgraded: true}, r, v1Poll, reasons.Downgrade, proto.RejectLegacyRefused},
 		{"v1 revoked", migration.Inbound{Protocol: proto.ModeCompat, OnList: true, Revoked: true}, r, v1Poll, reasons.Revoked, proto.RejectRevoked},
-		{"not enrolled", migration.Inbound{Protocol: proto.ModePing}, &IMResponder{Sealer: func() *ping.Sealer { return nil }, Verifier: c.server.verifier}, pingFrom, reasons.NotEnrolled, proto.RejectInternal},
+		{"not enrolled", migration.Inbound{Protocol: proto.ModePing}, &IMResponder{Verifier: c.server.verifier}, pingFrom, reasons.NotEnrolled, proto.RejectInternal},
 		{"v1 not a request", migration.Inbound{Protocol: proto.ModeCompat, OnList: true}, r, func(conn net.Conn) error {
 			if err := proto.WriteFrame(conn, &proto.Reject{Ver: proto.V1, Code: 1}); err != nil {
 				return err

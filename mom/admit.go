@@ -16,8 +16,9 @@ import (
 
 // admit is the one place an inbound IM connection is admitted or refused.
 // It applies the per-source limits, reads the first frame within the
-// handshake deadline and lets handshake.AdmitIM decide (the migration's
-// version decision, then for a Ping the swap); the limiter's slot is
+// handshake deadline (handshake.ReadFirstFrame) and lets handshake.AdmitIM
+// decide (the migration's version decision, then for a Ping the swap),
+// each a call down that returns; the limiter's slot is
 // released as soon as the decision is made. It writes the audit line,
 // answers a refusal, and records an admitted sister. It reports whether c
 // is admitted, v1 and v2 alike.
@@ -33,10 +34,13 @@ func (m *Mom) admit(c net.Conn) (handshake.IMAdmission, bool) {
 		return handshake.IMAdmission{}, false
 	}
 	var adm handshake.IMAdmission
+	var frame []byte
 	if err = c.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout)); err != nil {
 		err = &handshake.Rejection{Reason: handshake.ReadFailureReason(err), Err: err}
-	} else {
-		adm, err = handshake.AdmitIM(c, remote, local, m.responder)
+	} else if frame, err = handshake.ReadFirstFrame(c); err == nil {
+		// What the MOM knows now that the frame has come decides.
+		r := handshake.IMResponder{Sealer: m.currentSealer(), Verifier: m.base.Verifier}
+		adm, err = handshake.AdmitIM(c, frame, remote, local, m.inbound(remote), r)
 	}
 	release()
 	if adm.Keyed {
@@ -74,8 +78,8 @@ func (m *Mom) admit(c net.Conn) (handshake.IMAdmission, bool) {
 }
 
 // inbound is what the admission decision needs to know of an IM
-// connection from remote (migration.Inbound; AdmitIM asks it once the first
-// frame has come and fills in the frame's version).
+// connection from remote (migration.Inbound; AdmitIM fills in the
+// version of the first frame).
 func (m *Mom) inbound(remote proto.Addr) migration.Inbound {
 	m.lg.mu.Lock()
 	in := migration.Inbound{Protocol: m.effectiveLocked(), OnList: m.lg.list.Contains(remote.Netip()),

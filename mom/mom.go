@@ -171,7 +171,6 @@ func New(cfg Config) (*Mom, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.responder = &handshake.IMResponder{Inbound: m.inbound, Sealer: m.currentSealer, Verifier: m.base.Verifier}
 	if err := m.loadDeny(); err != nil {
 		m.base.Close()
 		return nil, err
