@@ -1,7 +1,9 @@
 // Package mom is the momgate MOM daemon: identity, keyring, control
 // connection to the server, the IM listener that admits sister MOMs by PING,
-// the admitted-peers table and the MOM's admin socket. It is a thin I/O
-// shell over proto, keys and ping.
+// the admitted-peers table, the job workload and the MOM's admin socket. It
+// is a thin I/O shell over the core (handshake, ping, migration, rotation,
+// keys) on the shared skeleton of internal/daemon; README.md, section
+// Architecture, says which file holds what.
 package mom
 
 import (

@@ -1,6 +1,9 @@
 // Package server is the momgate server daemon: node registry, enrollment,
 // cluster key authority, PING responder for MOM control connections, admin
-// socket and audit log. It is a thin I/O shell over proto, keys and ping.
+// socket and audit log. It is a thin I/O shell over the core (handshake,
+// ping, migration, rotation, keys) on the shared skeleton of
+// internal/daemon; README.md, section Architecture, says which file holds
+// what.
 package server
 
 import (
