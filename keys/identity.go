@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/nacl/box"
 
 	"github.com/momgate/momgate/internal/statefile"
+	"github.com/momgate/momgate/strictjson"
 )
 
 // Identity is an X25519 key pair: the server's, or one node's.
@@ -56,7 +57,7 @@ func EncodeIdentity(id *Identity) ([]byte, error) {
 // public key belongs to the private key.
 func DecodeIdentity(data []byte) (*Identity, error) {
 	var in identityJSON
-	if err := decodeStrict(data, &in); err != nil {
+	if err := strictjson.Decode(data, &in); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidKeyFile, err)
 	}
 	if in.Format != 1 {

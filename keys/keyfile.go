@@ -1,15 +1,14 @@
 package keys
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
 	"github.com/momgate/momgate/internal/statefile"
+	"github.com/momgate/momgate/strictjson"
 )
 
 // keyJSON is one key in a keyring or key file.
@@ -23,20 +22,6 @@ type keyJSON struct {
 type keyringJSON struct {
 	Format int       `json:"format"`
 	Keys   []keyJSON `json:"keys"`
-}
-
-func decodeStrict(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	// Token, not More: More reports false at a stray '}' or ']', which
-	// would let `{...}}` through.
-	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("data after the JSON object")
-	}
-	return nil
 }
 
 func (k *Key) toJSON() keyJSON {
@@ -73,7 +58,7 @@ func EncodeKeyring(r *Keyring) ([]byte, error) {
 // DecodeKeyring strictly decodes a keyring file.
 func DecodeKeyring(data []byte) (*Keyring, error) {
 	var in keyringJSON
-	if err := decodeStrict(data, &in); err != nil {
+	if err := strictjson.Decode(data, &in); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidKeyFile, err)
 	}
 	if in.Format != 1 {
@@ -137,7 +122,7 @@ func EncodeKeyFile(k *Key) ([]byte, error) {
 // DecodeKeyFile strictly decodes a single-key file.
 func DecodeKeyFile(data []byte) (*Key, error) {
 	var in keyFileJSON
-	if err := decodeStrict(data, &in); err != nil {
+	if err := strictjson.Decode(data, &in); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidKeyFile, err)
 	}
 	if in.Format != 1 {
