@@ -22,28 +22,13 @@ const (
 
 // SaveKeyring writes r to path atomically with mode 0600.
 func SaveKeyring(path string, r *keys.Keyring) error {
-	data, err := keys.EncodeKeyring(r)
-	if err != nil {
-		return fmt.Errorf("save keyring %s: %w", path, err)
-	}
-	if err := statefile.WriteAtomic(path, data, SecretMode); err != nil {
-		return fmt.Errorf("save keyring: %w", err)
-	}
-	return nil
+	return writeSecret(path, "save keyring", func() ([]byte, error) { return keys.EncodeKeyring(r) })
 }
 
 // LoadKeyring reads a keyring file, refusing one that group or others can
 // read or that another user owns.
 func LoadKeyring(path string) (*keys.Keyring, error) {
-	data, err := statefile.ReadPrivate(path)
-	if err != nil {
-		return nil, fmt.Errorf("load keyring: %w", err)
-	}
-	r, err := keys.DecodeKeyring(data)
-	if err != nil {
-		return nil, fmt.Errorf("load keyring %s: %w", path, err)
-	}
-	return r, nil
+	return readPrivate(path, "load keyring", keys.DecodeKeyring)
 }
 
 // ExportKeyFile writes k to a new file with mode 0400; it refuses to
@@ -78,39 +63,44 @@ func ExportKeyFile(path string, k *keys.Key) error {
 // ImportKeyFile reads a key file, refusing one that group or others can
 // read or that another user owns.
 func ImportKeyFile(path string) (*keys.Key, error) {
-	data, err := statefile.ReadPrivate(path)
-	if err != nil {
-		return nil, fmt.Errorf("import key: %w", err)
-	}
-	k, err := keys.DecodeKeyFile(data)
-	if err != nil {
-		return nil, fmt.Errorf("import key %s: %w", path, err)
-	}
-	return k, nil
+	return readPrivate(path, "import key", keys.DecodeKeyFile)
 }
 
 // SaveIdentity writes id to path atomically with mode 0600.
 func SaveIdentity(path string, id *keys.Identity) error {
-	data, err := keys.EncodeIdentity(id)
-	if err != nil {
-		return err
-	}
-	if err := statefile.WriteAtomic(path, data, SecretMode); err != nil {
-		return fmt.Errorf("save identity: %w", err)
-	}
-	return nil
+	return writeSecret(path, "save identity", func() ([]byte, error) { return keys.EncodeIdentity(id) })
 }
 
 // LoadIdentity reads an identity file with the permission checks of
 // statefile.ReadPrivate.
 func LoadIdentity(path string) (*keys.Identity, error) {
+	return readPrivate(path, "load identity", keys.DecodeIdentity)
+}
+
+// writeSecret writes what encode returns to path atomically with mode
+// 0600; op starts the error message.
+func writeSecret(path, op string, encode func() ([]byte, error)) error {
+	data, err := encode()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", op, path, err)
+	}
+	if err := statefile.WriteAtomic(path, data, SecretMode); err != nil {
+		return fmt.Errorf("%s: %w", op, err) // the statefile error names path
+	}
+	return nil
+}
+
+// readPrivate decodes the private file at path; op starts the error
+// message, which names path.
+func readPrivate[T any](path, op string, decode func([]byte) (T, error)) (T, error) {
+	var zero T
 	data, err := statefile.ReadPrivate(path)
 	if err != nil {
-		return nil, fmt.Errorf("load identity: %w", err)
+		return zero, fmt.Errorf("%s: %w", op, err) // the statefile error names path
 	}
-	id, err := keys.DecodeIdentity(data)
+	v, err := decode(data)
 	if err != nil {
-		return nil, fmt.Errorf("load identity %s: %w", path, err)
+		return zero, fmt.Errorf("%s %s: %w", op, path, err)
 	}
-	return id, nil
+	return v, nil
 }

@@ -42,17 +42,14 @@ func sampleRing(t *testing.T) *keys.Keyring {
 	return r
 }
 
-// sameRing compares rings by id, state, secret and creation time.
+// sameRing compares rings by their encoding: id, state, secret and
+// creation time of every key.
 func sameRing(t *testing.T, got, want *keys.Keyring) {
 	t.Helper()
-	g, w := got.Keys(), want.Keys()
-	if len(g) != len(w) {
-		t.Fatalf("%d keys, want %d", len(g), len(w))
-	}
-	for i := range g {
-		if g[i].ID != w[i].ID || g[i].State != w[i].State || g[i].Secret != w[i].Secret || !g[i].Created.Equal(w[i].Created) {
-			t.Fatalf("key %d: %s %s %v, want %s %s %v", i, g[i].ID, g[i].State, g[i].Created, w[i].ID, w[i].State, w[i].Created)
-		}
+	g, err1 := keys.EncodeKeyring(got)
+	w, err2 := keys.EncodeKeyring(want)
+	if err1 != nil || err2 != nil || !bytes.Equal(g, w) {
+		t.Fatalf("keyring\n%s\nwant\n%s (%v %v)", g, w, err1, err2)
 	}
 }
 
