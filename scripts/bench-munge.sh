@@ -17,6 +17,8 @@
 #        munge-conn-client there: `make bench-munge` builds them)
 # Environment: BENCH_DURATION (default 5s per measurement), BENCH_WARMUP
 #        (default 1s before each), BENCH_WORKERS (default: number of CPUs),
+#        BENCH_ROUNDS (default 1: the four measurements, repeated that many
+#        times in the same order; on a loaded machine compare within a round),
 #        BENCH_MUNGE_CHECK_ONLY=1 (only the self-checks of the MUNGE tools).
 #
 # tools/munge/install-deps.sh (run by make) installs munge and libmunge-dev.
@@ -32,6 +34,7 @@ bin=${1:-bin}
 duration=${BENCH_DURATION:-5s}
 warmup=${BENCH_WARMUP:-1s}
 workers=${BENCH_WORKERS:-$(nproc)}
+rounds=${BENCH_ROUNDS:-1}
 check_only=${BENCH_MUNGE_CHECK_ONLY:-}
 secs=${duration%s}
 wsecs=${warmup%s}
@@ -45,6 +48,10 @@ if ! [[ $wsecs =~ ^[0-9]+$ ]]; then
 fi
 if ! [[ $workers =~ ^[0-9]+$ ]] || [ "$workers" -lt 1 ] || [ "$workers" -gt 255 ]; then
   echo "bench-munge: BENCH_WORKERS=$workers: want 1..255" >&2
+  exit 2
+fi
+if ! [[ $rounds =~ ^[0-9]+$ ]] || [ "$rounds" -lt 1 ] || [ "$rounds" -gt 20 ]; then
+  echo "bench-munge: BENCH_ROUNDS=$rounds: want 1..20" >&2
   exit 2
 fi
 if [ -z "$check_only" ]; then
@@ -263,31 +270,44 @@ measure_conn() {
 if [ ! -x "$bin/munge-conn-server" ] || [ ! -x "$bin/munge-conn-client" ]; then
   conn_note="skipped: $bin/munge-conn-server or munge-conn-client not built (needs libmunge-dev and gcc: make munge-tools)"
 fi
+munge_up=""
 if find_munge && start_munged; then
+  munge_up=1
   echo "bench-munge: munged $(munge_version) on $munged_sock, $munged_threads threads" >&2
   if [ -z "$conn_note" ]; then self_check || true; fi
-  if [ -n "$check_only" ]; then
-    if [ -n "$check_failed" ]; then
-      echo "bench-munge: self-check FAILED: $check_failed" >&2
-      exit 1
-    fi
-    echo "bench-munge: self-check passed" >&2
-    exit 0
-  fi
-  measure_remunge || true
-  if [ -z "$conn_note" ]; then measure_conn || true; fi
-  stop_pid "$munged_pid"
 elif [ -n "$check_only" ]; then
   echo "bench-munge: self-check not run: $conn_note" >&2
   exit 1
 fi
-if [ "$remunge_rate" = 0 ]; then echo "bench-munge: remunge $remunge_note" >&2; fi
-if [ "$conn_rate" = 0 ]; then echo "bench-munge: MUNGE connection $conn_note" >&2; fi
+if [ -n "$check_only" ]; then
+  if [ -n "$check_failed" ]; then
+    echo "bench-munge: self-check FAILED: $check_failed" >&2
+    exit 1
+  fi
+  echo "bench-munge: self-check passed" >&2
+  exit 0
+fi
+conn_usable=""
+[ -n "$munge_up" ] && [ -z "$conn_note" ] && conn_usable=1
 
-echo "bench-munge: machine: $(nproc) CPUs, $(sed -nE 's/^model name\s*:\s*//p' /proc/cpuinfo | head -n 1), $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-"$bin/momgate-bench" run --bin "$bin" --workers "$workers" --duration "$duration" --warmup "$warmup" \
-  --munge-rate "$remunge_rate" --munge-note "$remunge_note" \
-  --munge-conn-rate "$conn_rate" --munge-conn-note "$conn_note"
+for round in $(seq 1 "$rounds"); do
+  [ "$rounds" -gt 1 ] && echo "bench-munge: round $round of $rounds"
+  if [ -n "$munge_up" ]; then
+    remunge_rate=0
+    measure_remunge || true
+    if [ -n "$conn_usable" ]; then
+      conn_rate=0 conn_note=""
+      measure_conn || true
+    fi
+  fi
+  if [ "$remunge_rate" = 0 ]; then echo "bench-munge: remunge $remunge_note" >&2; fi
+  if [ "$conn_rate" = 0 ]; then echo "bench-munge: MUNGE connection $conn_note" >&2; fi
+  # munged stays up (idle: it does no work between requests).
+  echo "bench-munge: machine: $(nproc) CPUs, $(sed -nE 's/^model name\s*:\s*//p' /proc/cpuinfo | head -n 1), $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  "$bin/momgate-bench" run --bin "$bin" --workers "$workers" --duration "$duration" --warmup "$warmup" \
+    --munge-rate "$remunge_rate" --munge-note "$remunge_note" \
+    --munge-conn-rate "$conn_rate" --munge-conn-note "$conn_note"
+done
 if [ -n "$check_failed" ]; then
   echo "bench-munge: MUNGE tools self-check FAILED: $check_failed" >&2
   exit 1
