@@ -10,7 +10,9 @@
 #   3. the raw loopback rate of connect + one frame each way + close, and
 #   4. momgate PING swaps through a real MOM daemon on new loopback
 #      connections (3 and 4: momgate-bench run),
-# and prints the rates and the ratios.
+# and prints the rates and the ratios; and, as a reference without a goal,
+#   5. the raw rate of the C client and server of 2 with MUNGE left out
+#      (what the same exchange costs in C threads without the Go runtime).
 #
 # Usage: scripts/bench-munge.sh [BINDIR]   (default bin; needs momgate-bench,
 #        momgate-server, momgate-mom, momgate-qmgr, munge-conn-server and
@@ -106,6 +108,8 @@ remunge_rate=0
 remunge_note=""
 conn_rate=0
 conn_note=""
+craw_rate=0
+craw_note="not measured: needs the MUNGE connection tools"
 check_failed=""
 
 find_munge() {
@@ -233,13 +237,20 @@ munge_version() {
   dpkg-query -W -f='munge ${Version}' munge 2>/dev/null || echo munge
 }
 
+# measure_conn [--raw]: the MUNGE-authenticated connection rate, or with
+# --raw the same C client and server exchanging a credential-sized frame
+# without MUNGE (the reference for what TCP alone costs them); sets
+# got_rate (0 if not measured) and got_note.
 measure_conn() {
+  local raw=("$@") what=credentials
+  [ $# -gt 0 ] && what=frames
+  got_rate=0 got_note=""
   # One server thread per client: no connection waits for a free server
   # thread, as none waits for a goroutine at the MOM.
-  start_conn_server "$munge_ip" conn-server --threads "$workers" || { conn_note="skipped: server did not start"; return 1; }
-  echo "bench-munge: munge-conn-client --connect $conn_addr --threads $workers --warmup $wsecs --duration $secs" >&2
-  if ! client --connect "$conn_addr" --threads "$workers" --warmup "$wsecs" --duration "$secs" >"$tmp/conn.out" 2>&1; then
-    conn_note="skipped: munge-conn-client failed: $(tail -n 2 "$tmp/conn.out" | tr '\n' ' ')"
+  start_conn_server "$munge_ip" conn-server --threads "$workers" "${raw[@]}" || { got_note="skipped: server did not start"; return 1; }
+  echo "bench-munge: munge-conn-client --connect $conn_addr --threads $workers --warmup $wsecs --duration $secs ${raw[*]}" >&2
+  if ! client --connect "$conn_addr" --threads "$workers" --warmup "$wsecs" --duration "$secs" "${raw[@]}" >"$tmp/conn.out" 2>&1; then
+    got_note="skipped: munge-conn-client failed: $(tail -n 2 "$tmp/conn.out" | tr '\n' ' ')"
     stop_pid "$conn_pid"
     return 1
   fi
@@ -251,20 +262,22 @@ measure_conn() {
   elapsed=$(sed -nE 's/.* seconds=([0-9.]+) .*/\1/p' <<<"$line")
   echo "bench-munge: munge-conn-server: $(tail -n 1 "$conn_out")" >&2
   if [ -z "$ops" ] || [ -z "$errs" ] || [ -z "$elapsed" ]; then
-    conn_note="skipped: could not parse munge-conn-client output: $line"
+    got_note="skipped: could not parse munge-conn-client output: $line"
     return 1
   fi
   # Same rule as remunge: a run with failures measures nothing.
   if [ "$errs" != 0 ]; then
-    conn_note="skipped: $errs failed connections, first: $(sed -nE 's/.*first_error="(.*)"$/\1/p' <<<"$line")"
+    got_note="skipped: $errs failed connections, first: $(sed -nE 's/.*first_error="(.*)"$/\1/p' <<<"$line")"
     return 1
   fi
   if ! grep -qE ' decode_failed=0 replayed=0 wrong_uid=0 wrong_gid=0 wrong_payload=0$' "$conn_out"; then
-    conn_note="skipped: the server refused credentials: $(tail -n 1 "$conn_out")"
+    got_note="skipped: the server refused $what: $(tail -n 1 "$conn_out")"
     return 1
   fi
-  conn_rate=$(sed -nE 's/.* per_second=([0-9.]+) .*/\1/p' <<<"$line")
-  conn_note="$ops connections in $elapsed s, 0 errors; $workers client threads, $workers server threads; $(munge_version)"
+  got_rate=$(sed -nE 's/.* per_second=([0-9.]+) .*/\1/p' <<<"$line")
+  got_note="$ops connections in $elapsed s, 0 errors; $workers client threads, $workers server threads"
+  [ $# -eq 0 ] && got_note="$got_note; $(munge_version)"
+  return 0
 }
 
 if [ ! -x "$bin/munge-conn-server" ] || [ ! -x "$bin/munge-conn-client" ]; then
@@ -296,8 +309,10 @@ for round in $(seq 1 "$rounds"); do
     remunge_rate=0
     measure_remunge || true
     if [ -n "$conn_usable" ]; then
-      conn_rate=0 conn_note=""
       measure_conn || true
+      conn_rate=$got_rate conn_note=$got_note
+      measure_conn --raw || true
+      craw_rate=$got_rate craw_note=$got_note
     fi
   fi
   if [ "$remunge_rate" = 0 ]; then echo "bench-munge: remunge $remunge_note" >&2; fi
@@ -306,7 +321,8 @@ for round in $(seq 1 "$rounds"); do
   echo "bench-munge: machine: $(nproc) CPUs, $(sed -nE 's/^model name\s*:\s*//p' /proc/cpuinfo | head -n 1), $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
   "$bin/momgate-bench" run --bin "$bin" --workers "$workers" --duration "$duration" --warmup "$warmup" \
     --munge-rate "$remunge_rate" --munge-note "$remunge_note" \
-    --munge-conn-rate "$conn_rate" --munge-conn-note "$conn_note"
+    --munge-conn-rate "$conn_rate" --munge-conn-note "$conn_note" \
+    --raw-c-rate "$craw_rate" --raw-c-note "$craw_note"
 done
 if [ -n "$check_failed" ]; then
   echo "bench-munge: MUNGE tools self-check FAILED: $check_failed" >&2

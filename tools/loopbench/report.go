@@ -31,6 +31,10 @@ type Config struct {
 	// connections (tools/munge), 0 if not measured; MungeConnNote says how.
 	MungeConnRate float64
 	MungeConnNote string
+	// RawCRate is the same C client and server with MUNGE left out, a
+	// reference without a goal; 0 if not measured.
+	RawCRate float64
+	RawCNote string
 	// EchoCommand starts the echo server as its own process; the listen
 	// address is appended.
 	EchoCommand []string
@@ -56,6 +60,9 @@ type Report struct {
 	MungeConnRate    float64 `json:"munge_conn_per_second,omitempty"`
 	MungeConnNote    string  `json:"munge_conn_note,omitempty"`
 	SwapPerMungeConn float64 `json:"swap_per_munge_conn,omitempty"`
+	// RawCRate is the C reference (Config.RawCRate), 0 if not measured.
+	RawCRate float64 `json:"raw_c_per_second,omitempty"`
+	RawCNote string  `json:"raw_c_note,omitempty"`
 	// Warmup and Duration are those of every measured phase.
 	Warmup   time.Duration `json:"warmup_ns"`
 	Duration time.Duration `json:"duration_ns"`
@@ -98,7 +105,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer stopEcho()
 
 	rep := &Report{Workers: cfg.Workers, CPUs: runtime.NumCPU(), MungeRate: cfg.MungeRate, MungeNote: cfg.MungeNote,
-		MungeConnRate: cfg.MungeConnRate, MungeConnNote: cfg.MungeConnNote, Warmup: cfg.Warmup, Duration: cfg.Duration}
+		MungeConnRate: cfg.MungeConnRate, MungeConnNote: cfg.MungeConnNote, RawCRate: cfg.RawCRate, RawCNote: cfg.RawCNote,
+		Warmup: cfg.Warmup, Duration: cfg.Duration}
 	rep.Raw = Measure(ctx, "raw loopback: connect + 124 B frame + 140 B frame + close", cfg.Workers, cfg.Warmup, cfg.Duration,
 		RawOp(echoAddr, Sources(rawBase, cfg.Workers, sourcesPerWorker)))
 	op, err := SwapOp(d.MomIM, Sources(swapBase, cfg.Workers, sourcesPerWorker), keys.NewHolder(ring))
@@ -208,6 +216,7 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	rate("MUNGE-authenticated connection", r.MungeConnRate, r.MungeConnNote)
 	rate("MUNGE remunge encode+decode (no network)", r.MungeRate, r.MungeNote)
+	rate("reference: raw loopback, C, no MUNGE", r.RawCRate, r.RawCNote)
 	verdict := func(ok bool) string {
 		if ok {
 			return "met"
@@ -220,6 +229,10 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  swaps / raw loopback                    = %.2fx   (goal >= %gx: %s)\n",
 		r.SwapPerRaw, goalSwapPerRaw, verdict(r.SwapPerRaw >= goalSwapPerRaw))
+	if r.RawCRate > 0 {
+		fmt.Fprintf(w, "  swaps / raw loopback in C               = %.2fx   (no goal: the same TCP exchange without the Go runtime)\n",
+			r.Swap.PerSecond/r.RawCRate)
+	}
 	if r.MungeRate > 0 {
 		fmt.Fprintf(w, "  swaps / remunge round trips             = %.2fx   (no goal: remunge opens no TCP connection)\n", r.SwapPerMunge)
 		fmt.Fprintf(w, "  raw + remunge, derived 1/(1/raw + 1/remunge) = %.0f /s (the old estimate of a MUNGE connection)\n", r.RawPlusMunge)

@@ -17,6 +17,8 @@ func TestWriteTextNamesEveryFigure(t *testing.T) {
 		MungeNote:     "remunge note",
 		MungeConnRate: 4000,
 		MungeConnNote: "conn note",
+		RawCRate:      32000,
+		RawCNote:      "c note",
 		SwapPerRaw:    0.8, SwapPerMunge: 8000.0 / 9000, SwapPerMungeConn: 2, RawPlusMunge: 4737,
 	}
 	var b strings.Builder
@@ -31,6 +33,8 @@ func TestWriteTextNamesEveryFigure(t *testing.T) {
 		"MUNGE remunge encode+decode (no network)         9000 /s   remunge note",
 		"swaps / MUNGE-authenticated connections = 2.00x   (goal >= 2x: met)",
 		"swaps / raw loopback                    = 0.80x   (goal >= 0.95x: NOT met)",
+		"reference: raw loopback, C, no MUNGE            32000 /s   c note",
+		"swaps / raw loopback in C               = 0.25x",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)

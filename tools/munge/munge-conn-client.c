@@ -53,6 +53,8 @@ static struct {
 	const char *socket_path;
 	struct sockaddr_in target;
 	long source_base, sources_per_thread;
+	int raw; /* --raw: send raw_frame, no credential (reference only) */
+	char raw_frame[164]; /* 163 bytes: the size of a credential of user:group */
 	char payload[512];
 	size_t payload_len;
 	atomic_int measuring, stop;
@@ -67,7 +69,8 @@ static void usage(void)
 		"usage: munge-conn-client --socket MUNGED_SOCKET --connect 127.x.y.z:PORT\n"
 		"         [--threads N] [--warmup SECS] [--duration SECS]\n"
 		"         [--source-base B] [--sources-per-thread K] [--check accept|refuse|replay|garbage]\n"
-		"  thread t connects from 127.B.t.1 .. 127.B.t.K in turn (default B 83, K 4)\n");
+		"  thread t connects from 127.B.t.1 .. 127.B.t.K in turn (default B 83, K 4)\n"
+		"  --raw  no MUNGE: send a credential-sized frame (reference, with munge-conn-server --raw)\n");
 }
 
 /*
@@ -102,6 +105,8 @@ static int exchange(struct thread *t, const char *cred, char *why, size_t whylen
 		snprintf(why, whylen, "connect: %s", strerror(errno));
 		goto out;
 	}
+	if (cred == NULL && cl.raw)
+		cred = cl.raw_frame;
 	if (cred == NULL) {
 		e = munge_encode(&fresh, t->ctx, cl.payload, (int)cl.payload_len);
 		if (e != EMUNGE_SUCCESS) {
@@ -226,6 +231,10 @@ int main(int argc, char **argv)
 			usage();
 			return 0;
 		}
+		if (strcmp(a, "--raw") == 0) {
+			cl.raw = 1;
+			continue;
+		}
 		if (val == NULL) {
 			fprintf(stderr, "munge-conn-client: %s: missing value or unknown flag\n", a);
 			usage();
@@ -264,6 +273,7 @@ int main(int argc, char **argv)
 	}
 	if (own_payload() != 0)
 		return 2;
+	memset(cl.raw_frame, 'x', sizeof(cl.raw_frame) - 1);
 	signal(SIGPIPE, SIG_IGN);
 	for (long t = 0; t < nthreads; t++) {
 		threads[t].index = (int)t;

@@ -49,6 +49,7 @@ static struct {
 	char payload[512];
 	size_t payload_len;
 	int listen_fd;
+	int raw; /* --raw: answer without decoding (reference only) */
 	atomic_int stopping;
 	struct counters n;
 } srv;
@@ -60,7 +61,8 @@ static void usage(void)
 		"         [--threads N] [--uid UID] [--gid GID] [--payload USER:GROUP]\n"
 		"  --threads  accept threads, each serving one connection at a time (default 2)\n"
 		"  --uid/--gid  the uid and gid a credential must carry (default: ours)\n"
-		"  --payload  the payload it must carry (default: user:group of --uid, as PBS encodes)\n");
+		"  --payload  the payload it must carry (default: user:group of --uid, as PBS encodes)\n"
+		"  --raw      no MUNGE: accept any frame (reference: the same TCP exchange in C)\n");
 }
 
 /* Sends the reply frame: status byte, reason, zero padding. */
@@ -124,8 +126,13 @@ static void serve(int fd, munge_ctx_t ctx)
 		reply(fd, CONN_REFUSED, "credential contains NUL");
 		return;
 	}
-	e = munge_decode((const char *)buf, ctx, &payload, &len, &uid, &gid);
-	why = check(e, uid, gid, payload, len);
+	if (srv.raw) {
+		atomic_fetch_add(&srv.n.accepted, 1);
+		why = NULL;
+	} else {
+		e = munge_decode((const char *)buf, ctx, &payload, &len, &uid, &gid);
+		why = check(e, uid, gid, payload, len);
+	}
 	free(payload); /* munge_decode may allocate it even on error */
 	reply(fd, why == NULL ? CONN_ACCEPTED : CONN_REFUSED, why == NULL ? "ok" : why);
 	/* Until the client closes (or the timeout), as a MOM does. */
@@ -189,6 +196,10 @@ int main(int argc, char **argv)
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			usage();
 			return 0;
+		}
+		if (strcmp(a, "--raw") == 0) {
+			srv.raw = 1;
+			continue;
 		}
 		if (val == NULL) {
 			fprintf(stderr, "munge-conn-server: %s: missing value or unknown flag\n", a);
