@@ -19,6 +19,7 @@
 #        munge-conn-client there: `make bench-munge` builds them)
 # Environment: BENCH_DURATION (default 5s per measurement), BENCH_WARMUP
 #        (default 1s before each), BENCH_WORKERS (default: number of CPUs),
+#        BENCH_MUNGED_THREADS (default 2, munged's own default),
 #        BENCH_ROUNDS (default 1: the four measurements, repeated that many
 #        times in the same order; on a loaded machine compare within a round),
 #        BENCH_MUNGE_CHECK_ONLY=1 (only the self-checks of the MUNGE tools).
@@ -37,6 +38,7 @@ duration=${BENCH_DURATION:-5s}
 warmup=${BENCH_WARMUP:-1s}
 workers=${BENCH_WORKERS:-$(nproc)}
 rounds=${BENCH_ROUNDS:-1}
+munged_threads_want=${BENCH_MUNGED_THREADS:-2}
 check_only=${BENCH_MUNGE_CHECK_ONLY:-}
 secs=${duration%s}
 wsecs=${warmup%s}
@@ -50,6 +52,10 @@ if ! [[ $wsecs =~ ^[0-9]+$ ]]; then
 fi
 if ! [[ $workers =~ ^[0-9]+$ ]] || [ "$workers" -lt 1 ] || [ "$workers" -gt 255 ]; then
   echo "bench-munge: BENCH_WORKERS=$workers: want 1..255" >&2
+  exit 2
+fi
+if ! [[ $munged_threads_want =~ ^[0-9]+$ ]] || [ "$munged_threads_want" -lt 1 ] || [ "$munged_threads_want" -gt 256 ]; then
+  echo "bench-munge: BENCH_MUNGED_THREADS=$munged_threads_want: want 1..256" >&2
   exit 2
 fi
 if ! [[ $rounds =~ ^[0-9]+$ ]] || [ "$rounds" -lt 1 ] || [ "$rounds" -gt 20 ]; then
@@ -135,11 +141,10 @@ start_munged() {
   # munged refuses some setups as root (and a socket dir it does not own)
   # unless forced; --force only relaxes those checks.
   [ "$(id -u)" = 0 ] && force=(--force)
-  # Enough munged threads that no request waits for one: the connection
-  # benchmark has up to 2 requests in flight per client (its encode and the
-  # server's decode).
-  local threads=$((2 * workers))
-  [ "$threads" -lt 2 ] && threads=2
+  # munged's own default of 2 threads unless BENCH_MUNGED_THREADS says
+  # otherwise: on the 2-CPU machine it gave the MUNGE connection its best
+  # rate (4 or 8 threads were 15-20% slower: more contention, no more CPU).
+  local threads=$munged_threads_want
   "$munged_bin" --foreground "${force[@]}" --socket="$munged_sock" --key-file="$key" \
     --num-threads="$threads" --pid-file="$tmp/munged.pid" --log-file="$tmp/munged.log" \
     --seed-file="$tmp/munged.seed" >"$tmp/munged.out" 2>&1 &
@@ -230,7 +235,7 @@ measure_remunge() {
     remunge_note="skipped: could not parse remunge output: $(tail -n 1 "$tmp/remunge.out")"
     return 1
   fi
-  remunge_note="$(awk '{print $1}' <<<"$parsed") credentials in $(awk '{print $2}' <<<"$parsed") s; remunge --decode, $workers threads; $(munge_version)"
+  remunge_note="$(awk '{print $1}' <<<"$parsed") credentials in $(awk '{print $2}' <<<"$parsed") s; remunge --decode, $workers threads; munged $munged_threads threads; $(munge_version)"
 }
 
 munge_version() {
@@ -276,7 +281,7 @@ measure_conn() {
   fi
   got_rate=$(sed -nE 's/.* per_second=([0-9.]+) .*/\1/p' <<<"$line")
   got_note="$ops connections in $elapsed s, 0 errors; $workers client threads, $workers server threads"
-  [ $# -eq 0 ] && got_note="$got_note; $(munge_version)"
+  [ $# -eq 0 ] && got_note="$got_note; munged $munged_threads threads; $(munge_version)"
   return 0
 }
 
