@@ -20,11 +20,11 @@
 # Environment: BENCH_DURATION (default 5s per measurement), BENCH_WARMUP
 #        (default 1s before each), BENCH_WORKERS (default: number of CPUs),
 #        BENCH_MUNGED_THREADS (default 2, munged's own default),
-#        BENCH_ROUNDS (default 1: the four measurements, repeated that many
+#        BENCH_ROUNDS (default 1: all the measurements, repeated that many
 #        times in the same order; on a loaded machine compare within a round),
 #        BENCH_MUNGE_CHECK_ONLY=1 (only the self-checks of the MUNGE tools).
 #
-# tools/munge/install-deps.sh (run by make) installs munge and libmunge-dev.
+# tools/munge/install-deps.sh (run by make) installs munge, libmunge-dev, gcc.
 # If they or the tools are missing, the MUNGE figures are reported as
 # skipped, with why, and the momgate figures are still measured. munged runs
 # as the current user on a socket, key, pid, log and seed file in a private
