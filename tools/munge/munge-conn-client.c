@@ -27,6 +27,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <getopt.h>
 #include <grp.h>
 #include <munge.h>
 #include <pthread.h>
@@ -221,47 +222,46 @@ int main(int argc, char **argv)
 {
 	static struct thread threads[MAX_THREADS];
 	const char *connect_arg = NULL, *mode = NULL;
-	long nthreads = 2, warmup = 1, duration = 5, v;
+	long nthreads = 2, warmup = 1, duration = 5;
 	double began, elapsed;
 	char err[256];
 
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-			usage();
-			return 0;
+	static const struct option opts[] = {
+		{"socket", required_argument, NULL, 'S'},
+		{"connect", required_argument, NULL, 'c'},
+		{"check", required_argument, NULL, 'k'},
+		{"threads", required_argument, NULL, 't'},
+		{"warmup", required_argument, NULL, 'w'},
+		{"duration", required_argument, NULL, 'd'},
+		{"source-base", required_argument, NULL, 'b'},
+		{"sources-per-thread", required_argument, NULL, 'n'},
+		{"raw", no_argument, NULL, 'r'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	for (int c, li = 0; (c = getopt_long(argc, argv, "h", opts, &li)) != -1;) {
+		int ok = 1;
+		switch (c) {
+		case 'S': cl.socket_path = optarg; break;
+		case 'c': connect_arg = optarg; break;
+		case 'k': mode = optarg; break;
+		case 'r': cl.raw = 1; break;
+		case 't': ok = conn_parse_long(optarg, 1, MAX_THREADS, &nthreads) == 0; break;
+		case 'w': ok = conn_parse_long(optarg, 0, 3600, &warmup) == 0; break;
+		case 'd': ok = conn_parse_long(optarg, 1, 3600, &duration) == 0; break;
+		case 'b': ok = conn_parse_long(optarg, 1, 255, &cl.source_base) == 0; break;
+		case 'n': ok = conn_parse_long(optarg, 1, 254, &cl.sources_per_thread) == 0; break;
+		case 'h': usage(); return 0;
+		default: usage(); return 2; /* getopt_long said what was wrong */
 		}
-		if (strcmp(a, "--raw") == 0) {
-			cl.raw = 1;
-			continue;
-		}
-		if (val == NULL) {
-			fprintf(stderr, "munge-conn-client: %s: missing value or unknown flag\n", a);
-			usage();
+		if (!ok) {
+			fprintf(stderr, "munge-conn-client: --%s %s: bad value\n", opts[li].name, optarg);
 			return 2;
 		}
-		i++;
-		if (strcmp(a, "--socket") == 0) {
-			cl.socket_path = val;
-		} else if (strcmp(a, "--connect") == 0) {
-			connect_arg = val;
-		} else if (strcmp(a, "--check") == 0) {
-			mode = val;
-		} else if (strcmp(a, "--threads") == 0 && conn_parse_long(val, 1, MAX_THREADS, &v) == 0) {
-			nthreads = v;
-		} else if (strcmp(a, "--warmup") == 0 && conn_parse_long(val, 0, 3600, &v) == 0) {
-			warmup = v;
-		} else if (strcmp(a, "--duration") == 0 && conn_parse_long(val, 1, 3600, &v) == 0) {
-			duration = v;
-		} else if (strcmp(a, "--source-base") == 0 && conn_parse_long(val, 1, 255, &v) == 0) {
-			cl.source_base = v;
-		} else if (strcmp(a, "--sources-per-thread") == 0 && conn_parse_long(val, 1, 254, &v) == 0) {
-			cl.sources_per_thread = v;
-		} else {
-			fprintf(stderr, "munge-conn-client: %s %s: unknown flag or bad value\n", a, val);
-			usage();
-			return 2;
-		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "munge-conn-client: unexpected argument %s\n", argv[optind]);
+		return 2;
 	}
 	if (cl.socket_path == NULL || connect_arg == NULL) {
 		usage();

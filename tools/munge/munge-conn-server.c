@@ -22,6 +22,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <getopt.h>
 #include <grp.h>
 #include <munge.h>
 #include <pthread.h>
@@ -184,46 +185,51 @@ int main(int argc, char **argv)
 	socklen_t alen = sizeof(addr);
 	pthread_t tids[MAX_THREADS];
 	munge_ctx_t ctxs[MAX_THREADS];
-	long threads = 2, v;
+	long threads = 2, v = 0;
 	char err[256], ip[INET_ADDRSTRLEN];
 	sigset_t sigs;
 	int sig, one = 1;
 
 	srv.uid = getuid();
 	srv.gid = getgid();
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-			usage();
-			return 0;
+	static const struct option opts[] = {
+		{"socket", required_argument, NULL, 'S'},
+		{"listen", required_argument, NULL, 'l'},
+		{"threads", required_argument, NULL, 't'},
+		{"uid", required_argument, NULL, 'u'},
+		{"gid", required_argument, NULL, 'g'},
+		{"payload", required_argument, NULL, 'p'},
+		{"raw", no_argument, NULL, 'r'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	for (int c, li = 0; (c = getopt_long(argc, argv, "h", opts, &li)) != -1;) {
+		int ok = 1;
+		switch (c) {
+		case 'S': srv.socket_path = optarg; break;
+		case 'l': listen_arg = optarg; break;
+		case 'p': payload_arg = optarg; break;
+		case 'r': srv.raw = 1; break;
+		case 't': ok = conn_parse_long(optarg, 1, MAX_THREADS, &threads) == 0; break;
+		case 'u':
+			if ((ok = conn_parse_long(optarg, 0, 0x7fffffff, &v) == 0))
+				srv.uid = (uid_t)v;
+			break;
+		case 'g':
+			if ((ok = conn_parse_long(optarg, 0, 0x7fffffff, &v) == 0))
+				srv.gid = (gid_t)v;
+			break;
+		case 'h': usage(); return 0;
+		default: usage(); return 2; /* getopt_long said what was wrong */
 		}
-		if (strcmp(a, "--raw") == 0) {
-			srv.raw = 1;
-			continue;
-		}
-		if (val == NULL) {
-			fprintf(stderr, "munge-conn-server: %s: missing value or unknown flag\n", a);
-			usage();
+		if (!ok) {
+			fprintf(stderr, "munge-conn-server: --%s %s: bad value\n", opts[li].name, optarg);
 			return 2;
 		}
-		i++;
-		if (strcmp(a, "--socket") == 0) {
-			srv.socket_path = val;
-		} else if (strcmp(a, "--listen") == 0) {
-			listen_arg = val;
-		} else if (strcmp(a, "--payload") == 0) {
-			payload_arg = val;
-		} else if (strcmp(a, "--threads") == 0 && conn_parse_long(val, 1, MAX_THREADS, &v) == 0) {
-			threads = v;
-		} else if (strcmp(a, "--uid") == 0 && conn_parse_long(val, 0, 0x7fffffff, &v) == 0) {
-			srv.uid = (uid_t)v;
-		} else if (strcmp(a, "--gid") == 0 && conn_parse_long(val, 0, 0x7fffffff, &v) == 0) {
-			srv.gid = (gid_t)v;
-		} else {
-			fprintf(stderr, "munge-conn-server: %s %s: unknown flag or bad value\n", a, val);
-			usage();
-			return 2;
-		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "munge-conn-server: unexpected argument %s\n", argv[optind]);
+		return 2;
 	}
 	if (srv.socket_path == NULL || listen_arg == NULL) {
 		usage();
