@@ -7,7 +7,7 @@ BINARIES  := momgate-server momgate-mom momgate-qmgr momgate-migrate
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build run test vet race bench bench-munge fuzz lint clean man install uninstall
+.PHONY: all build run test vet race bench bench-munge munge-deps munge-tools munge-check fuzz lint clean man install uninstall
 
 # Install layout; `make install PREFIX=/usr DESTDIR=/tmp/pkg` for packaging.
 # Units and configs name BINDIR and SYSCONFDIR; DESTDIR only stages files.
@@ -48,11 +48,32 @@ test: vet
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 
-# MUNGE's encode+decode round trips vs momgate PING swaps through a real MOM
-# vs raw loopback connections, in one run (installs munge if it can).
+# Raw loopback connections vs momgate PING swaps through a real MOM vs
+# MUNGE-authenticated connections vs MUNGE's own remunge, in one run.
+# Installs munge, libmunge-dev and gcc if missing (as root, with apt-get);
+# if it cannot, it says what is missing and measures the momgate figures.
 bench-munge: build
 	$(GO) build -trimpath -o $(BIN)/momgate-bench ./tools/cmd/momgate-bench
+	@if ./tools/munge/install-deps.sh; then $(MAKE) --no-print-directory munge-tools; \
+	else echo "bench-munge: MUNGE figures will be skipped" >&2; fi
 	@./scripts/bench-munge.sh $(BIN)
+
+# The MUNGE-authenticated connection client and server (tools/munge), built
+# with Debian's gcc against libmunge (Debian package libmunge-dev).
+MUNGE_CC     ?= gcc
+MUNGE_CFLAGS ?= -std=c11 -D_GNU_SOURCE -O2 -g -pthread -Wall -Wextra -Wshadow -Wformat=2
+MUNGE_TOOLS  := $(BIN)/munge-conn-server $(BIN)/munge-conn-client
+munge-deps:
+	@./tools/munge/install-deps.sh
+munge-tools: $(MUNGE_TOOLS)
+$(BIN)/munge-conn-%: tools/munge/munge-conn-%.c tools/munge/conn.c tools/munge/conn.h
+	@mkdir -p $(BIN)
+	$(MUNGE_CC) $(MUNGE_CFLAGS) -o $@ $< tools/munge/conn.c -lmunge
+
+# Only the self-checks of the MUNGE connection tools against a private
+# munged (accept, replay refused, garbage refused, wrong uid refused).
+munge-check: munge-deps munge-tools
+	@BENCH_MUNGE_CHECK_ONLY=1 ./scripts/bench-munge.sh $(BIN)
 
 # Runs every fuzz target for FUZZTIME each.
 fuzz:
