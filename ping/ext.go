@@ -36,19 +36,27 @@ func OpenExt(frame []byte, keys KeySource, p *Payload, ext *[ExtSize]byte) (keyI
 	return openFrame(frame, keys, p, ext)
 }
 
-// PingExt appends a SessionPing from src to dest carrying ext and returns
-// it with the random bytes the reply must echo.
-func (s *Sealer) PingExt(dst []byte, src, dest proto.Addr, ext *[ExtSize]byte) ([]byte, [RandomSize]byte, error) {
-	p := Payload{Sender: src, Dest: dest}
-	out, err := s.seal(dst, false, &p, ext)
-	return out, p.Random, err
+// PingExt appends a SessionPing from src to dest carrying ext. sent gets
+// what was sealed (its random bytes are what the reply must echo; the
+// session transcript needs the rest).
+func (s *Sealer) PingExt(dst []byte, src, dest proto.Addr, ext *[ExtSize]byte, sent *Result) ([]byte, error) {
+	*sent = Result{Payload: Payload{Sender: src, Dest: dest}}
+	return s.sealExt(dst, sent, ext)
 }
 
 // ReplyExt appends a SessionReply from src to dest echoing the initiator's
-// random bytes and carrying ext.
-func (s *Sealer) ReplyExt(dst []byte, src, dest proto.Addr, echo [RandomSize]byte, ext *[ExtSize]byte) ([]byte, error) {
-	p := Payload{Sender: src, Dest: dest, Echo: echo}
-	return s.seal(dst, true, &p, ext)
+// random bytes and carrying ext; sent gets what was sealed.
+func (s *Sealer) ReplyExt(dst []byte, src, dest proto.Addr, echo [RandomSize]byte, ext *[ExtSize]byte, sent *Result) ([]byte, error) {
+	*sent = Result{Payload: Payload{Sender: src, Dest: dest, Echo: echo}, Reply: true}
+	return s.sealExt(dst, sent, ext)
+}
+
+func (s *Sealer) sealExt(dst []byte, sent *Result, ext *[ExtSize]byte) ([]byte, error) {
+	out, err := s.seal(dst, sent.Reply, &sent.Payload, ext)
+	if err == nil {
+		sent.KeyID, _ = KeyIDOf(out[len(dst):])
+	}
+	return out, err
 }
 
 // VerifyPingExt runs every check of section 3.2 on a SessionPing, as

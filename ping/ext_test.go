@@ -38,9 +38,14 @@ func TestExtSwap(t *testing.T) {
 	clock := &fakeClock{t: epoch}
 	a := newEndpoint(t, keys, "127.0.0.2", 2, clock)
 	b := newEndpoint(t, keys, "127.0.0.3", 3, clock)
-	frame, rnd, err := a.sealer.PingExt(nil, a.addr, b.addr, testExt(1))
+	var sent Result
+	frame, err := a.sealer.PingExt(nil, a.addr, b.addr, testExt(1), &sent)
 	if err != nil {
 		t.Fatal(err)
+	}
+	rnd := sent.Random
+	if sent.KeyID != 7 || sent.Node != nodeID(2) || sent.Timestamp == 0 || sent.Sender != a.addr || sent.Dest != b.addr {
+		t.Fatalf("sent ping: %+v", sent)
 	}
 	if len(frame) != ExtFrameSize || proto.Type(frame[3]) != proto.TypeSessionPing {
 		t.Fatalf("SessionPing: %d bytes, type %s", len(frame), proto.Type(frame[3]))
@@ -57,10 +62,10 @@ func TestExtSwap(t *testing.T) {
 	if err := b.verif.VerifyPingExt(bytes.Clone(frame), a.addr, b.addr, &res, &ext); err != nil {
 		t.Fatal(err)
 	}
-	if ext != *testExt(1) || res.Random != rnd || res.Reply || res.Node != nodeID(2) {
-		t.Fatalf("opened ping: %+v ext %x", res, ext)
+	if ext != *testExt(1) || res != sent {
+		t.Fatalf("opened ping: %+v, sent %+v, ext %x", res, sent, ext)
 	}
-	reply, err := b.sealer.ReplyExt(nil, b.addr, a.addr, res.Random, testExt(9))
+	reply, err := b.sealer.ReplyExt(nil, b.addr, a.addr, res.Random, testExt(9), &sent)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,8 +75,8 @@ func TestExtSwap(t *testing.T) {
 	if err := a.verif.VerifyReplyExt(bytes.Clone(reply), b.addr, a.addr, &rnd, &res, &ext); err != nil {
 		t.Fatal(err)
 	}
-	if ext != *testExt(9) || !res.Reply || res.Echo != rnd {
-		t.Fatalf("opened reply: %+v ext %x", res, ext)
+	if ext != *testExt(9) || res != sent || res.Echo != rnd {
+		t.Fatalf("opened reply: %+v, sent %+v, ext %x", res, sent, ext)
 	}
 	plain, _, err := a.sealer.Ping(nil, a.addr, b.addr)
 	if err != nil {
@@ -92,7 +97,8 @@ func TestExtAuthenticated(t *testing.T) {
 	keys := newTestKeys(t, 7)
 	clock := &fakeClock{t: epoch}
 	a := newEndpoint(t, keys, "127.0.0.2", 2, clock)
-	frame, _, err := a.sealer.PingExt(nil, a.addr, addr("127.0.0.3"), testExt(1))
+	var sent Result
+	frame, err := a.sealer.PingExt(nil, a.addr, addr("127.0.0.3"), testExt(1), &sent)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,10 +117,12 @@ func TestExtAuthenticated(t *testing.T) {
 // sealed seeds are admitted.
 func FuzzOpenExt(f *testing.F) {
 	x := newFuzzOpenFixture(f)
-	ping, rnd, err := x.sender.sealer.PingExt(nil, x.sender.addr, x.recv, testExt(1))
+	var sent Result
+	ping, err := x.sender.sealer.PingExt(nil, x.sender.addr, x.recv, testExt(1), &sent)
 	if err != nil {
 		f.Fatal(err)
 	}
+	rnd := sent.Random
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		v := &Verifier{Keys: x.keys, Guard: NewGuard(GuardConfig{Freshness: 0}, nil), Now: x.clock.Now}
 		var res Result
@@ -129,11 +137,12 @@ func FuzzOpenExt(f *testing.F) {
 
 func openExtSeeds(t *testing.T) []fuzzcorpus.Seed {
 	x := newFuzzOpenFixture(t)
-	ping, rnd, err := x.sender.sealer.PingExt(nil, x.sender.addr, x.recv, testExt(1))
+	var sent Result
+	ping, err := x.sender.sealer.PingExt(nil, x.sender.addr, x.recv, testExt(1), &sent)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reply, err := x.sender.sealer.ReplyExt(nil, x.sender.addr, x.recv, rnd, testExt(2))
+	reply, err := x.sender.sealer.ReplyExt(nil, x.sender.addr, x.recv, sent.Random, testExt(2), &sent)
 	if err != nil {
 		t.Fatal(err)
 	}

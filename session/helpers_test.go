@@ -30,7 +30,7 @@ func newTestKeys(t testing.TB, active uint32, secret []byte) *testKeys {
 	return &testKeys{active: active, aeads: map[uint32]cipher.AEAD{active: a}}
 }
 
-func (k *testKeys) Open(id uint32) cipher.AEAD   { return k.aeads[id] }
+func (k *testKeys) Open(id uint32) cipher.AEAD  { return k.aeads[id] }
 func (k *testKeys) Seal() (uint32, cipher.AEAD) { return k.active, k.aeads[k.active] }
 
 // fakeClock is a settable clock, safe for concurrent use.
