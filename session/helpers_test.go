@@ -53,18 +53,22 @@ func (c *fakeClock) Add(d time.Duration) {
 
 var epoch = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 
-// countingRand is a deterministic, non-repeating byte stream.
+// countingRand is a deterministic byte stream (splitmix64 from seed n):
+// distinct seeds give unrelated streams.
 type countingRand struct {
 	mu sync.Mutex
-	n  uint32
+	n  uint64
 }
 
 func (r *countingRand) Read(b []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i := range b {
-		r.n++
-		b[i] = byte(r.n*131 + r.n>>8)
+		r.n += 0x9e3779b97f4a7c15
+		z := r.n
+		z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+		z = (z ^ z>>27) * 0x94d049bb133111eb
+		b[i] = byte(z ^ z>>31)
 	}
 	return len(b), nil
 }
@@ -130,7 +134,7 @@ func newPeer(t testing.TB, keys ping.KeySource, a string, node byte, clock *fake
 	return &peer{
 		addr:   addr(a),
 		node:   id,
-		sealer: &ping.Sealer{Keys: keys, Stamper: st, Rand: &countingRand{n: uint32(node) << 16}, Node: id},
+		sealer: &ping.Sealer{Keys: keys, Stamper: st, Rand: &countingRand{n: uint64(node) << 40}, Node: id},
 		verif:  &ping.Verifier{Keys: keys, Guard: ping.NewGuard(ping.GuardConfig{}, nil), Now: clock.Now},
 		clock:  clock,
 	}
