@@ -146,8 +146,8 @@ func reseal(t *testing.T, frame []byte, keys *testKeys, edit func(*Ext)) []byte 
 // (a downgrade by someone who holds the cluster key) is refused.
 func TestFinishRefusesForgedAnswers(t *testing.T) {
 	for name, edit := range map[string]func(*Ext){
-		"offer echo narrowed":  func(e *Ext) { e[2] = byte(OfferMask(Auth)) },
-		"channel changed":      func(e *Ext) { e[1] = byte(ChannelControl) },
+		"offer echo narrowed":               func(e *Ext) { e[2] = byte(OfferMask(Auth)) },
+		"channel changed":                   func(e *Ext) { e[1] = byte(ChannelControl) },
 		"chose none, echoing a wider offer": func(e *Ext) { e[2], e[3] = 0x07, byte(None); clear(e[36:]) },
 	} {
 		t.Run(name, func(t *testing.T) {

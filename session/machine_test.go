@@ -38,7 +38,10 @@ func (s *side) apply(t *testing.T, acts Actions) {
 	}
 }
 
-func (s *side) check(t *testing.T, now time.Time) { t.Helper(); s.apply(t, s.m.Check(now, s.sent, s.recd)) }
+func (s *side) check(t *testing.T, now time.Time) {
+	t.Helper()
+	s.apply(t, s.m.Check(now, s.sent, s.recd))
+}
 
 // deliver hands every control frame in from's outbox to to, in order.
 func deliver(t *testing.T, from, to *side, now time.Time) {
