@@ -2,6 +2,8 @@ package session
 
 import (
 	"bytes"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -305,4 +307,32 @@ func TestVectorControlSwap(t *testing.T) {
 	i2r, r2i := DirectionKeys(&s0)
 	checkHex(t, "control K i2r", i2r[:], vecCtlI2R)
 	checkHex(t, "control K r2i", r2i[:], vecCtlR2I)
+}
+
+// TestVectorsInProtocolDoc: the vectors printed in docs/PROTOCOL.md section
+// 6.9 are the ones this file checks (the annotated frame dumps excepted:
+// their annotations interleave the bytes).
+func TestVectorsInProtocolDoc(t *testing.T) {
+	doc, err := os.ReadFile("../docs/PROTOCOL.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(doc, []byte("### 6.9 Test vectors"))
+	if i < 0 {
+		t.Fatal("PROTOCOL.md has no section 6.9")
+	}
+	flat := strings.Join(strings.Fields(string(doc[i:])), "")
+	for name, v := range map[string]string{
+		"offer": vecIMOffer, "answer": vecIMAnswer,
+		"TH": vecIMTH, "S0": vecIMS0, "K_I2R": vecIMI2R, "K_R2I": vecIMR2I, "ee": vecEE,
+		"record 0": vecRecord0, "record 1": vecRecord1, "auth record": vecAuthRecord0,
+		"Rekey": vecRekeyFrame, "Switch": vecSwitch, "S1": vecS1, "K_I2R 1": vecI2R1, "K_R2I 1": vecR2I1,
+		"S1 auth": vecS1Auth, "ss": vecSS, "binding": vecBindingHash, "control TH": vecCtlTH,
+		"control S0": vecCtlS0, "control K_I2R": vecCtlI2R, "control K_R2I": vecCtlR2I,
+		"MOM public key": vecMomPub, "server public key": vecServerPub,
+	} {
+		if !strings.Contains(flat, strings.Join(strings.Fields(v), "")) {
+			t.Errorf("PROTOCOL.md section 6.9 lacks the %s vector", name)
+		}
+	}
 }
