@@ -53,7 +53,7 @@ func (c *Config) check() error {
 // Binding ties a control session to what authenticated it (section 6.4):
 // the hash of the control handshake frames, and the static X25519 secret of
 // the MOM's and the server's identity keys, which only those two can
-// compute.
+// compute. Static is secret: drop the Binding once the swap is done.
 type Binding struct {
 	Hash   [32]byte
 	Static [KeySize]byte
@@ -115,9 +115,6 @@ func NewInitiator(cfg Config) (*Initiator, error) {
 	return in, nil
 }
 
-// Offer returns what the SessionPing offers.
-func (in *Initiator) Offer() Offer { return in.offer }
-
 // AppendPing appends the SessionPing, from src to dest, sealed by s.
 func (in *Initiator) AppendPing(dst []byte, s *ping.Sealer, src, dest proto.Addr) ([]byte, error) {
 	var ext Ext
@@ -139,8 +136,9 @@ func (in *Initiator) AppendPing(dst []byte, s *ping.Sealer, src, dest proto.Addr
 // ErrOffer.
 func (in *Initiator) Finish(reply []byte, v *ping.Verifier, source, local proto.Addr, now time.Time, res *ping.Result) (*Session, error) {
 	if !in.ready {
-		return nil, fmt.Errorf("session finish before the ping was sealed")
+		return nil, fmt.Errorf("session finish without a sealed ping (or a second time)")
 	}
+	in.ready = false
 	defer in.eph.zero()
 	var ext Ext
 	if err := v.VerifyReplyExt(reply, source, local, &in.sent.Random, res, &ext); err != nil {

@@ -306,6 +306,25 @@ func TestConfigRefusals(t *testing.T) {
 	if _, err := in.Finish(nil, nil, proto.Addr{}, proto.Addr{}, epoch, &res); err == nil {
 		t.Error("Finish before AppendPing accepted")
 	}
+	a, b := newPair(t)
+	in2, err := NewInitiator(imConfig(Auth, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame, err := in2.AppendPing(nil, a.sealer, a.addr, b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, _, err := Respond(nil, frame, b.sealer, b.verif, a.addr, b.addr, imConfig(Auth, 2), b.clock.Now(), &res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in2.Finish(bytes.Clone(reply), a.verif, b.addr, a.addr, epoch, &res); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in2.Finish(reply, a.verif, b.addr, a.addr, epoch, &res); err == nil {
+		t.Error("a second Finish accepted")
+	}
 	if _, err := NewInitiator(Config{Channel: ChannelIM, Min: Encrypt, Rand: &fixedRand{b: make([]byte, 40)}}); err == nil {
 		t.Error("NewInitiator without enough randomness for its ephemeral key")
 	}

@@ -129,7 +129,7 @@ func runVecSwap(t *testing.T, ch Channel, bi, br *Binding, extraI, extraR string
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.offer = in.Offer()
+	v.offer = in.offer
 	if v.ping, err = in.AppendPing(nil, v.a.sealer, v.a.addr, v.b.addr); err != nil {
 		t.Fatal(err)
 	}
