@@ -74,17 +74,13 @@ func (c *Conn) ReadFrame() ([]byte, error) {
 			return nil, err
 		}
 		c.rbuf = rec
-		c.mu.Lock()
-		before := len(c.pending)
-		frame, out, err := c.s.OpenRecord(rec, c.pending, c.now())
-		c.pending = out
-		reply := len(out) > before
-		c.mu.Unlock()
-		if reply {
-			if werr := c.flush(false); werr != nil && err == nil {
-				err = werr
-			}
-		}
+		var frame []byte
+		err = c.queue(false, func(pending []byte, now time.Time) ([]byte, error) {
+			var out []byte
+			var err error
+			frame, out, err = c.s.OpenRecord(rec, pending, now)
+			return out, err
+		})
 		if err != nil || frame != nil {
 			return frame, err
 		}
@@ -122,14 +118,21 @@ func (c *Conn) Tick() error {
 	if c.s == nil {
 		return nil
 	}
+	return c.queue(true, c.s.Tick)
+}
+
+// queue runs a session step that may append records to the pending ones,
+// then writes whatever it appended (block false: unless a writer is at it).
+// A write error is returned if the step itself did not fail.
+func (c *Conn) queue(block bool, step func(pending []byte, now time.Time) ([]byte, error)) error {
 	c.mu.Lock()
 	before := len(c.pending)
-	out, err := c.s.Tick(c.pending, c.now())
+	out, err := step(c.pending, c.now())
 	c.pending = out
 	queued := len(out) > before
 	c.mu.Unlock()
 	if queued {
-		if werr := c.flush(true); werr != nil && err == nil {
+		if werr := c.flush(block); werr != nil && err == nil {
 			err = werr
 		}
 	}

@@ -121,14 +121,7 @@ func pipeSwap(t *testing.T, l *link, pa, pb *peer, p Protection) (*Conn, *Conn) 
 		}
 		done <- result{s, err}
 	}()
-	in, err := NewInitiator(imConfig(p, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	frame, err := in.AppendPing(nil, pa.sealer, pa.addr, pb.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, frame := sessionPing(t, pa, pb, imConfig(p, 1))
 	if _, err := l.a.Write(frame); err != nil {
 		t.Fatal(err)
 	}

@@ -286,14 +286,9 @@ const swapInitSeed, swapRespSeed = 7, 8 << 40
 func newSwapFixture(t testing.TB) *swapFixture {
 	x := &swapFixture{}
 	x.a, x.b = newPair(t)
-	in, err := NewInitiator(imConfig(Auth, swapInitSeed))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if x.ping, err = in.AppendPing(nil, x.a.sealer, x.a.addr, x.b.addr); err != nil {
-		t.Fatal(err)
-	}
+	_, x.ping = sessionPing(t, x.a, x.b, imConfig(Auth, swapInitSeed))
 	var res ping.Result
+	var err error
 	if x.reply, _, err = Respond(nil, bytes.Clone(x.ping), x.b.sealer, x.b.verif, x.a.addr, x.b.addr, imConfig(Encrypt, swapRespSeed), x.b.clock.Now(), &res); err != nil {
 		t.Fatal(err)
 	}

@@ -57,14 +57,7 @@ func TestSwapNegotiates(t *testing.T) {
 // (here: the address check and the replay guard) with ping's reasons.
 func TestSwapKeepsPingChecks(t *testing.T) {
 	a, b := newPair(t)
-	in, err := NewInitiator(imConfig(Auth, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	frame, err := in.AppendPing(nil, a.sealer, a.addr, b.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, frame := sessionPing(t, a, b, imConfig(Auth, 1))
 	var res ping.Result
 	if _, _, err := Respond(nil, bytes.Clone(frame), b.sealer, b.verif, addr("127.0.0.9"), b.addr, imConfig(Auth, 2), b.clock.Now(), &res); !errors.Is(err, ping.ErrAddrMismatch) || Reason(err) != "addr_mismatch" {
 		t.Fatalf("from another address: %v (%s)", err, Reason(err))
@@ -153,14 +146,7 @@ func TestFinishRefusesForgedAnswers(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			a, b := newPair(t)
 			keys := a.sealer.Keys.(*testKeys)
-			in, err := NewInitiator(imConfig(Encrypt, 1))
-			if err != nil {
-				t.Fatal(err)
-			}
-			frame, err := in.AppendPing(nil, a.sealer, a.addr, b.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
+			in, frame := sessionPing(t, a, b, imConfig(Encrypt, 1))
 			var res ping.Result
 			reply, _, err := Respond(nil, frame, b.sealer, b.verif, a.addr, b.addr, imConfig(Encrypt, 2), b.clock.Now(), &res)
 			if err != nil {
@@ -182,14 +168,7 @@ func TestTranscriptBinding(t *testing.T) {
 		t.Run(p.String(), func(t *testing.T) {
 			a, b := newPair(t)
 			keys := a.sealer.Keys.(*testKeys)
-			in, err := NewInitiator(imConfig(p, 1))
-			if err != nil {
-				t.Fatal(err)
-			}
-			frame, err := in.AppendPing(nil, a.sealer, a.addr, b.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
+			in, frame := sessionPing(t, a, b, imConfig(p, 1))
 			frame = reseal(t, frame, keys, func(e *Ext) { e[4] ^= 1 }) // the initiator's share
 			var res ping.Result
 			reply, sb, err := Respond(nil, frame, b.sealer, b.verif, a.addr, b.addr, imConfig(p, 2), b.clock.Now(), &res)
@@ -200,18 +179,25 @@ func TestTranscriptBinding(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rec, err := sa.SealFrame(nil, imFrame(40, 1), a.clock.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, _, err := sb.OpenRecord(rec, nil, b.clock.Now()); !errors.Is(err, ErrAuth) {
-				t.Fatalf("record across a tampered swap: %v, want ErrAuth", err)
-			}
+			firstRecordRefused(t, sa, sb, a.clock)
 		})
 	}
 }
 
-// controlPair returns identity keys of a MOM and a server and the binding
+// firstRecordRefused checks that the first record from a does not
+// authenticate at b: the two sides derived different keys.
+func firstRecordRefused(t *testing.T, a, b *Session, clock *fakeClock) {
+	t.Helper()
+	rec, err := a.SealFrame(nil, imFrame(40, 1), clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.OpenRecord(rec, nil, clock.Now()); !errors.Is(err, ErrAuth) {
+		t.Fatalf("first record: %v, want ErrAuth", err)
+	}
+}
+
+// controlBindings returns identity keys of a MOM and a server and the binding
 // each computes for one handshake.
 func controlBindings(t *testing.T, momHandshake, srvHandshake [][]byte) (mom, srv *Binding) {
 	t.Helper()
@@ -257,13 +243,7 @@ func TestControlSession(t *testing.T) {
 			bm, bs := controlBindings(t, c.mom, c.srv)
 			a, b := newPair(t)
 			sa, sb := swap(t, a, b, ctl(bm, 1), ctl(bs, 2<<40))
-			rec, err := sa.SealFrame(nil, imFrame(40, 1), a.clock.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, _, err := sb.OpenRecord(rec, nil, b.clock.Now()); !errors.Is(err, ErrAuth) {
-				t.Fatalf("%v, want ErrAuth", err)
-			}
+			firstRecordRefused(t, sa, sb, a.clock)
 		})
 	}
 	t.Run("wrong identity key", func(t *testing.T) {
@@ -271,13 +251,7 @@ func TestControlSession(t *testing.T) {
 		bs.Static[0] ^= 1 // as if the server used another node's key
 		a, b := newPair(t)
 		sa, sb := swap(t, a, b, ctl(bm, 1), ctl(bs, 2<<40))
-		rec, err := sa.SealFrame(nil, imFrame(40, 1), a.clock.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := sb.OpenRecord(rec, nil, b.clock.Now()); !errors.Is(err, ErrAuth) {
-			t.Fatalf("%v, want ErrAuth", err)
-		}
+		firstRecordRefused(t, sa, sb, a.clock)
 	})
 }
 
@@ -307,14 +281,7 @@ func TestConfigRefusals(t *testing.T) {
 		t.Error("Finish before AppendPing accepted")
 	}
 	a, b := newPair(t)
-	in2, err := NewInitiator(imConfig(Auth, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	frame, err := in2.AppendPing(nil, a.sealer, a.addr, b.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in2, frame := sessionPing(t, a, b, imConfig(Auth, 1))
 	reply, _, err := Respond(nil, frame, b.sealer, b.verif, a.addr, b.addr, imConfig(Auth, 2), b.clock.Now(), &res)
 	if err != nil {
 		t.Fatal(err)

@@ -151,10 +151,11 @@ func newPair(t testing.TB) (a, b *peer) {
 	return newPeer(t, keys, "127.0.0.2", 2, clock), newPeer(t, keys, "127.0.0.3", 3, clock)
 }
 
-// swap runs a whole session swap in memory between a (initiator) and b.
-func swap(t testing.TB, a, b *peer, ca, cb Config) (*Session, *Session) {
+// sessionPing starts a swap: an initiator with cfg and its SessionPing
+// from a to b.
+func sessionPing(t testing.TB, a, b *peer, cfg Config) (*Initiator, []byte) {
 	t.Helper()
-	in, err := NewInitiator(ca)
+	in, err := NewInitiator(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,6 +163,13 @@ func swap(t testing.TB, a, b *peer, ca, cb Config) (*Session, *Session) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return in, frame
+}
+
+// swap runs a whole session swap in memory between a (initiator) and b.
+func swap(t testing.TB, a, b *peer, ca, cb Config) (*Session, *Session) {
+	t.Helper()
+	in, frame := sessionPing(t, a, b, ca)
 	var res ping.Result
 	reply, sb, err := Respond(nil, frame, b.sealer, b.verif, a.addr, b.addr, cb, b.clock.Now(), &res)
 	if err != nil {

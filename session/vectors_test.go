@@ -125,15 +125,10 @@ func runVecSwap(t *testing.T, ch Channel, bi, br *Binding, extraI, extraR string
 	}
 	ca := Config{Channel: ch, Min: Auth, Rand: &fixedRand{b: mustHex(t, vecInitShare+vecInitEph+extraI)}, Binding: bi}
 	cb := Config{Channel: ch, Min: Encrypt, Rand: &fixedRand{b: mustHex(t, vecRespShare+vecRespEph+extraR)}, Binding: br}
-	in, err := NewInitiator(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.offer = in.offer
-	if v.ping, err = in.AppendPing(nil, v.a.sealer, v.a.addr, v.b.addr); err != nil {
-		t.Fatal(err)
-	}
+	in, frame := sessionPing(t, v.a, v.b, ca)
+	v.offer, v.ping = in.offer, frame
 	sent := bytes.Clone(v.ping)
+	var err error
 	if v.reply, v.sb, err = Respond(nil, v.ping, v.b.sealer, v.b.verif, v.a.addr, v.b.addr, cb, v.b.clock.Now(), &v.resRe); err != nil {
 		t.Fatal(err)
 	}
