@@ -51,7 +51,7 @@ bench:
 # MUNGE's encode+decode round trips vs momgate PING swaps through a real MOM
 # vs raw loopback connections, in one run (installs munge if it can).
 bench-munge: build
-	$(GO) build -trimpath -o $(BIN)/momgate-bench ./cmd/momgate-bench
+	$(GO) build -trimpath -o $(BIN)/momgate-bench ./tools/cmd/momgate-bench
 	@./scripts/bench-munge.sh $(BIN)
 
 # Runs every fuzz target for FUZZTIME each.

@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/crypto/nacl/box"
 
+	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
@@ -223,7 +224,7 @@ type insider struct {
 // stealKeys reads m's keyring and node id, as an insider would.
 func stealKeys(t *testing.T, m *momProc) *insider {
 	t.Helper()
-	ring, err := keys.LoadKeyring(filepath.Join(m.dir, "keyring.json"))
+	ring, err := keystore.LoadKeyring(filepath.Join(m.dir, "keyring.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

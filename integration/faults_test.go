@@ -27,6 +27,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
@@ -110,7 +111,7 @@ func (c *cluster) newMarkProbe(from, to, idle *momProc) *markProbe {
 	if !idle.exited() {
 		t.Fatalf("mark probe: %s must be stopped", idle.name)
 	}
-	ident, err := keys.LoadIdentity(filepath.Join(idle.dir, "identity.json"))
+	ident, err := keystore.LoadIdentity(filepath.Join(idle.dir, "identity.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +173,7 @@ func enrolledLines(p *proc, name string) int {
 // the identity key in m's state directory.
 func (c *cluster) requireEnrolledAs(name string, m *momProc) {
 	c.t.Helper()
-	ident, err := keys.LoadIdentity(filepath.Join(m.dir, "identity.json"))
+	ident, err := keystore.LoadIdentity(filepath.Join(m.dir, "identity.json"))
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
@@ -34,7 +35,7 @@ func forger(t *testing.T, m *momProc, ring *keys.Keyring) *ping.Sealer {
 		t.Fatal(err)
 	}
 	if ring == nil {
-		if ring, err = keys.LoadKeyring(filepath.Join(m.dir, "keyring.json")); err != nil {
+		if ring, err = keystore.LoadKeyring(filepath.Join(m.dir, "keyring.json")); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
@@ -279,7 +280,7 @@ func TestDeleteNodeRevokesAtOnceThenByKey(t *testing.T) {
 	// Now refused by key: the removed MOM never saw the new key.
 	c.refusedBy(x, a, "key_mismatch")
 	c.refusedBy(x, b, "key_mismatch")
-	ring, err := keys.LoadKeyring(filepath.Join(x.dir, "keyring.json"))
+	ring, err := keystore.LoadKeyring(filepath.Join(x.dir, "keyring.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +354,7 @@ func TestDeleteNodeAutomaticRotation(t *testing.T) {
 	if err := rawSwap(t, "127.0.0.4", a.imAddr(c.imPort), forger(t, x, nil), "127.0.0.4"); rejectCode(t, err) != swap.CodeUnknownKey {
 		t.Fatalf("old key: %v", err)
 	}
-	ring, err := keys.LoadKeyring(filepath.Join(x.dir, "keyring.json"))
+	ring, err := keystore.LoadKeyring(filepath.Join(x.dir, "keyring.json"))
 	if err != nil || ring.Lookup(mustKeyID(t, active)) != nil {
 		t.Fatalf("removed MOM holds the new key (%v)", err)
 	}
@@ -399,7 +400,7 @@ func TestRotationCatchUpAfterOffline(t *testing.T) {
 		t.Fatalf("list key:\n%s", r.stdout)
 	}
 	// b's keyring holds only the retired key now.
-	ring, err := keys.LoadKeyring(filepath.Join(b.dir, "keyring.json"))
+	ring, err := keystore.LoadKeyring(filepath.Join(b.dir, "keyring.json"))
 	if err != nil || ring.Lookup(mustKeyID(t, kl.active())) != nil {
 		t.Fatalf("b's keyring %v (%v)", ring, err)
 	}

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/crypto/curve25519"
 	"golang.org/x/crypto/nacl/box"
 
-	"github.com/momgate/momgate/internal/statefile"
+	"github.com/momgate/momgate/strictjson"
 )
 
 // Identity is an X25519 key pair: the server's, or one node's.
@@ -56,7 +56,7 @@ func EncodeIdentity(id *Identity) ([]byte, error) {
 // public key belongs to the private key.
 func DecodeIdentity(data []byte) (*Identity, error) {
 	var in identityJSON
-	if err := decodeStrict(data, &in); err != nil {
+	if err := strictjson.Decode(data, &in); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidKeyFile, err)
 	}
 	if in.Format != 1 {
@@ -77,32 +77,6 @@ func DecodeIdentity(data []byte) (*Identity, error) {
 	pub, err := curve25519.X25519(id.Private[:], curve25519.Basepoint)
 	if err != nil || [32]byte(pub) != id.Public {
 		return nil, fmt.Errorf("%w: public key does not match private key", ErrInvalidKeyFile)
-	}
-	return id, nil
-}
-
-// SaveIdentity writes id to path atomically with mode 0600.
-func SaveIdentity(path string, id *Identity) error {
-	data, err := EncodeIdentity(id)
-	if err != nil {
-		return err
-	}
-	if err := statefile.WriteAtomic(path, data, 0o600); err != nil {
-		return fmt.Errorf("save identity: %w", err)
-	}
-	return nil
-}
-
-// LoadIdentity reads an identity file with the permission checks of
-// statefile.ReadPrivate.
-func LoadIdentity(path string) (*Identity, error) {
-	data, err := statefile.ReadPrivate(path)
-	if err != nil {
-		return nil, fmt.Errorf("load identity: %w", err)
-	}
-	id, err := DecodeIdentity(data)
-	if err != nil {
-		return nil, fmt.Errorf("load identity %s: %w", path, err)
 	}
 	return id, nil
 }

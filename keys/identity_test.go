@@ -4,13 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"os"
-	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
-
-	"github.com/momgate/momgate/internal/statefile"
 )
 
 func testIdentity(t testing.TB, seed byte) *Identity {
@@ -22,34 +17,13 @@ func testIdentity(t testing.TB, seed byte) *Identity {
 	return id
 }
 
-func TestIdentitySaveLoad(t *testing.T) {
+func TestGenerateIdentity(t *testing.T) {
 	id := testIdentity(t, 1)
 	if id.Public == id.Private || id.Public == [32]byte{} {
 		t.Fatal("degenerate identity")
 	}
 	if other := testIdentity(t, 2); other.Public == id.Public {
 		t.Fatal("different seeds gave the same identity")
-	}
-	path := filepath.Join(t.TempDir(), "identity.json")
-	if err := SaveIdentity(path, id); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(path)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("saved identity: %v, mode %v", err, fi.Mode())
-	}
-	got, err := LoadIdentity(path)
-	if err != nil || *got != *id {
-		t.Fatalf("load: %v", err)
-	}
-	if err := os.Chmod(path, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := LoadIdentity(path); !errors.Is(err, statefile.ErrInsecurePerm) || !strings.Contains(err.Error(), "chmod 600 "+path) {
-		t.Fatalf("0644 identity: %v", err)
-	}
-	if err := SaveIdentity(filepath.Join(t.TempDir(), "no", "id.json"), id); err == nil {
-		t.Fatal("save into a missing directory succeeded")
 	}
 	if _, err := GenerateIdentity(&failRand{n: 5}); !errors.Is(err, errRand) {
 		t.Fatalf("generate with a failing source: %v", err)

@@ -1,7 +1,6 @@
 package mom
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +24,7 @@ import (
 	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/migration"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/strictjson"
 )
 
 // jobsFile persists the jobs this MOM is mother superior of.
@@ -175,14 +175,8 @@ func checkJobSpec(name string, sisters []string, interval, budget time.Duration)
 // decodeJobs strictly decodes and validates jobs.json.
 func decodeJobs(b []byte) ([]jobRecord, error) {
 	var j jobsJSON
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&j); err != nil {
+	if err := strictjson.Decode(b, &j); err != nil {
 		return nil, fmt.Errorf("decode jobs: %w", err)
-	}
-	var extra json.RawMessage
-	if err := dec.Decode(&extra); err != io.EOF {
-		return nil, errors.New("decode jobs: trailing data")
 	}
 	if j.Format != 1 {
 		return nil, fmt.Errorf("decode jobs: format %d", j.Format)

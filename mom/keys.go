@@ -14,6 +14,7 @@ import (
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/crashhook"
 	"github.com/momgate/momgate/internal/enroll"
+	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/rotation"
@@ -59,7 +60,7 @@ func (m *Mom) updateRing(f func(*keys.Keyring) (*keys.Keyring, bool, error)) err
 	if err != nil || !changed {
 		return err
 	}
-	if err := keys.SaveKeyring(filepath.Join(m.cfg.StateDir, keyringFile), ring); err != nil {
+	if err := keystore.SaveKeyring(filepath.Join(m.cfg.StateDir, keyringFile), ring); err != nil {
 		return err
 	}
 	m.ring.Store(ring)
@@ -177,7 +178,7 @@ func (m *Mom) importKey(a KeyFileArgs) (*KeyResult, error) {
 	if !filepath.IsAbs(a.File) {
 		return nil, admin.Errorf(admin.CodeBadValue, "key file %q must be an absolute path", a.File)
 	}
-	k, err := keys.ImportKeyFile(a.File)
+	k, err := keystore.ImportKeyFile(a.File)
 	if err != nil {
 		return nil, admin.Errorf(admin.CodeBadValue, "%v", err)
 	}
@@ -234,7 +235,7 @@ func notRunning(err error) bool {
 // offlineUpdate applies f to keyring.json of a MOM that is not running.
 func offlineUpdate(dir string, f func(*keys.Keyring) (*keys.Keyring, bool, error)) (*keys.Keyring, error) {
 	path := filepath.Join(dir, keyringFile)
-	ring, err := keys.LoadKeyring(path)
+	ring, err := keystore.LoadKeyring(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w (is %s a MOM state directory?)", err, dir)
 	}
@@ -243,7 +244,7 @@ func offlineUpdate(dir string, f func(*keys.Keyring) (*keys.Keyring, bool, error
 		return nil, err
 	}
 	if changed {
-		if err := keys.SaveKeyring(path, out); err != nil {
+		if err := keystore.SaveKeyring(path, out); err != nil {
 			return nil, err
 		}
 	}
@@ -262,7 +263,7 @@ func ImportKey(ctx context.Context, dir, file string, w io.Writer, asJSON bool) 
 	}
 	// Checked here too, so a bad file is refused the same way whether or
 	// not the MOM runs.
-	k, err := keys.ImportKeyFile(abs)
+	k, err := keystore.ImportKeyFile(abs)
 	if err != nil {
 		return err
 	}

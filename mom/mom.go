@@ -23,6 +23,7 @@ import (
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/audit"
 	"github.com/momgate/momgate/internal/connlimit"
+	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/internal/metrics"
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
@@ -169,7 +170,7 @@ func New(cfg Config) (*Mom, error) {
 	}
 	ring := keys.NewKeyring()
 	if enr != nil {
-		if ring, err = keys.LoadKeyring(filepath.Join(dir, keyringFile)); err != nil {
+		if ring, err = keystore.LoadKeyring(filepath.Join(dir, keyringFile)); err != nil {
 			return nil, err
 		}
 	}
@@ -209,7 +210,7 @@ func New(cfg Config) (*Mom, error) {
 }
 
 func loadOrCreateIdentity(path string, rnd io.Reader) (*keys.Identity, error) {
-	id, err := keys.LoadIdentity(path)
+	id, err := keystore.LoadIdentity(path)
 	if err == nil {
 		return id, nil
 	}
@@ -219,7 +220,7 @@ func loadOrCreateIdentity(path string, rnd io.Reader) (*keys.Identity, error) {
 	if id, err = keys.GenerateIdentity(rnd); err != nil {
 		return nil, err
 	}
-	if err := keys.SaveIdentity(path, id); err != nil {
+	if err := keystore.SaveIdentity(path, id); err != nil {
 		return nil, err
 	}
 	return id, nil

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/keys"
 )
 
@@ -74,7 +75,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer d.Stop()
-	ring, err := keys.LoadKeyring(filepath.Join(d.MomDir, "keyring.json"))
+	ring, err := keystore.LoadKeyring(filepath.Join(d.MomDir, "keyring.json"))
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/momgate/momgate/internal/daemon"
-	"github.com/momgate/momgate/internal/loopbench"
+	"github.com/momgate/momgate/tools/loopbench"
 )
 
 func main() {
