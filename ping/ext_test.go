@@ -5,8 +5,8 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/momgate/momgate/internal/fuzzcorpus"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/tools/fuzzcorpus"
 )
 
 func testExt(b byte) *[ExtSize]byte {

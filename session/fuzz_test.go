@@ -6,9 +6,9 @@ import (
 	"io"
 	"testing"
 
-	"github.com/momgate/momgate/internal/fuzzcorpus"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/tools/fuzzcorpus"
 )
 
 // The seed corpora are checked in under testdata/fuzz/<Target>/ and kept in
