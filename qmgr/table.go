@@ -99,6 +99,7 @@ type attrSpec struct {
 	syntax   string // value syntax for messages and help
 	doc      string
 	required bool
+	values   []string                     // the values of an enumeration, for completion
 	check    func(string) (string, error) // validates, returns the canonical value
 }
 
@@ -199,6 +200,11 @@ func checkEnum(values ...string) func(string) (string, error) {
 	}
 }
 
+// enumAttr is an attribute whose value is one of values.
+func enumAttr(name, doc string, values ...string) attrSpec {
+	return attrSpec{name: name, syntax: strings.Join(values, "|"), doc: doc, values: values, check: checkEnum(values...)}
+}
+
 func checkDuration(s string) (string, error) {
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 {
@@ -220,8 +226,8 @@ var (
 // serverAttrs mirror the settable attributes of momgate-server
 // (server/attrs.go); the server checks ranges.
 var serverAttrs = []attrSpec{
-	{name: "mode", syntax: "legacy|compat|ping", doc: "protocol mode: address-list push, both, or PING only", check: checkEnum("legacy", "compat", "ping")},
-	{name: "key_distribution", syntax: "auto|manual", doc: "keys pushed wrapped to each node, or exported key files", check: checkEnum("auto", "manual")},
+	enumAttr("mode", "protocol mode: address-list push, both, or PING only", "legacy", "compat", "ping"),
+	enumAttr("key_distribution", "keys pushed wrapped to each node, or exported key files", "auto", "manual"),
 	{name: "token_ttl", syntax: "DURATION", doc: "lifetime of enrollment tokens issued by create node", check: checkDuration},
 	{name: "freshness", syntax: "DURATION", doc: "first-contact freshness window for PINGs (0 disables)", check: checkDuration},
 	{name: "heartbeat", syntax: "DURATION", doc: "interval of MOM heartbeat PINGs", check: checkDuration},
@@ -252,8 +258,8 @@ var entries = []entry{
 		command: "set", object: "node", operands: []operand{nodeNames}, needAttrs: true,
 		attrs: []attrSpec{
 			momAttr,
-			{name: "protocol", syntax: "legacy", doc: "roll the node back to legacy admission (clears its no-downgrade mark)", check: checkEnum("legacy")},
-			{name: "upgraded", syntax: "false", doc: "the same: clear the node's no-downgrade mark (rollback)", check: checkEnum("false")},
+			enumAttr("protocol", "roll the node back to legacy admission (clears its no-downgrade mark)", "legacy"),
+			enumAttr("upgraded", "the same: clear the node's no-downgrade mark (rollback)", "false"),
 		},
 		usage: "set node NAME[,NAME...] ATTR=VALUE[,...]", doc: "change node attributes",
 		example: "set node n1 Mom=10.0.0.21",
