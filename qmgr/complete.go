@@ -24,12 +24,13 @@ type Completer struct {
 	Exec Executor // nil: no node names or key ids
 
 	nodes, keys []string
+	nodeSet     map[string]bool
 	fetched     map[string]bool
 }
 
 // Forget drops the node names and key ids fetched so far (a directive may
 // have changed them).
-func (c *Completer) Forget() { c.nodes, c.keys, c.fetched = nil, nil, nil }
+func (c *Completer) Forget() { c.nodes, c.keys, c.nodeSet, c.fetched = nil, nil, nil, nil }
 
 // Complete returns the word being typed at the end of prefix (the line
 // up to the cursor) and its candidates, sorted. A prefix that does not
@@ -53,7 +54,8 @@ func (c *Completer) Complete(ctx context.Context, prefix string) (string, []Cand
 	var out []Candidate
 	add := func(suffix string, words ...string) {
 		for _, w := range words {
-			if strings.HasPrefix(strings.ToLower(w), strings.ToLower(word)) {
+			// Node names are case-sensitive, everything else is not.
+			if strings.HasPrefix(w, word) || !c.isNode(w) && strings.HasPrefix(strings.ToLower(w), strings.ToLower(word)) {
 				out = append(out, Candidate{Word: w, Suffix: suffix})
 			}
 		}
@@ -185,6 +187,8 @@ func (c *Completer) operandCandidates(ctx context.Context, od operand, first boo
 	}
 }
 
+func (c *Completer) isNode(w string) bool { return c.nodeSet[w] }
+
 // fetch returns the server's node names or key ids, asking it once.
 func (c *Completer) fetch(ctx context.Context, what string) []string {
 	if c.Exec == nil {
@@ -199,8 +203,10 @@ func (c *Completer) fetch(ctx context.Context, what string) []string {
 		case "nodes":
 			var nodes []admin.NodeInfo
 			if c.Exec.Call(ctx, admin.OpListNode, admin.ListNodeArgs{}, &nodes) == nil {
+				c.nodeSet = make(map[string]bool, len(nodes))
 				for _, n := range nodes {
 					c.nodes = append(c.nodes, n.Name)
+					c.nodeSet[n.Name] = true
 				}
 			}
 		case "keys":
@@ -216,4 +222,24 @@ func (c *Completer) fetch(ctx context.Context, what string) []string {
 		return c.nodes
 	}
 	return c.keys
+}
+
+// CompleteLine completes the last word of a directive typed so far on a
+// shell command line (momgate-qmgr -c "list node n<Tab>"): each result is
+// prefix with that word replaced by a candidate. Node names and key ids
+// come from the server cfg names, if it answers before ctx ends.
+func CompleteLine(ctx context.Context, cfg Config, prefix string) []string {
+	c := &Completer{}
+	if path, err := cfg.SocketPath(); err == nil {
+		lc := &lazyClient{path: path}
+		defer lc.Close()
+		c.Exec = lc
+	}
+	word, cands := c.Complete(ctx, prefix)
+	head := prefix[:len(prefix)-len(word)]
+	out := make([]string, len(cands))
+	for i, k := range cands {
+		out[i] = head + k.Word + k.Suffix
+	}
+	return out
 }

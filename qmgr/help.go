@@ -10,17 +10,7 @@ func helpText() string {
 	var b strings.Builder
 	b.WriteString("Directives (commands and objects may be abbreviated to an unambiguous prefix:\n" +
 		"c=create d=delete s=set l=list p=print r=rotate; n=node s=server k=key):\n")
-	width := len("history")
-	for _, e := range entries {
-		width = max(width, len(e.usage))
-	}
-	for _, e := range entries {
-		fmt.Fprintf(&b, "  %-*s  %s\n", width, e.usage, e.doc)
-	}
-	for _, c := range []string{"help", "history"} {
-		fmt.Fprintf(&b, "  %-*s  %s\n", width, c, commands[c].doc)
-	}
-	fmt.Fprintf(&b, "  %-*s  %s\n", width, "quit, exit", commands["quit"].doc)
+	b.WriteString(DirectiveSummary())
 	b.WriteString("Attributes:\n")
 	seen := map[string]bool{}
 	for _, e := range entries {
@@ -35,6 +25,24 @@ func helpText() string {
 	}
 	b.WriteString("Values with spaces, ',' or '=' go in double quotes. '#' starts a comment.\n" +
 		"NAME@default and @default name the one server qmgr talks to, as in PBS.\n")
+	return b.String()
+}
+
+// DirectiveSummary lists every directive's usage and what it does, one
+// indented line each, as help and momgate-qmgr --help show them.
+func DirectiveSummary() string {
+	const width = 38 // a longer usage gets its description on the next line
+	var b strings.Builder
+	line := func(usage, doc string) {
+		if len(usage) > width {
+			fmt.Fprintf(&b, "  %s\n  %-*s  %s\n", usage, width, "", doc)
+			return
+		}
+		fmt.Fprintf(&b, "  %-*s  %s\n", width, usage, doc)
+	}
+	for _, u := range Directives() {
+		line(u.Usage, u.Doc)
+	}
 	return b.String()
 }
 
@@ -80,4 +88,18 @@ func upperFirst(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// Usage is one directive's usage and what it does.
+type Usage struct{ Usage, Doc string }
+
+// Directives lists every directive, help, history and quit.
+func Directives() []Usage {
+	var out []Usage
+	for _, e := range entries {
+		out = append(out, Usage{e.usage, e.doc})
+	}
+	out = append(out, Usage{"help [COMMAND [OBJECT]]", commands["help"].doc}, Usage{"history", commands["history"].doc},
+		Usage{"quit, exit", commands["quit"].doc})
+	return out
 }

@@ -267,7 +267,7 @@ var entries = []entry{
 	{
 		command: "list", object: "node", operands: []operand{optNodeNames}, show: nodeShowAttrs,
 		usage:   "list node [NAME[,NAME...]|@default] [ATTR[,ATTR...]]",
-		doc:     "show nodes (all when no name is given, or @default), or only the attributes named",
+		doc:     "show nodes (all of them without a name), or only the attributes named",
 		example: "list node n1 Mom,state",
 	},
 	{
