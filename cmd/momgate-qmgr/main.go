@@ -88,12 +88,11 @@ func app() *cli.App {
 			EnvVars: []string{"MOMGATE_QMGR_HISTORY"}, TakesFile: true},
 	)
 	return cliutil.WithManPage(&cli.App{
-		Name:                   binary,
-		Usage:                  "administer a momgate server with qmgr directives",
-		UsageText:              usageText,
-		EnableBashCompletion:   true,
-		HideHelpCommand:        true,
-		UseShortOptionHandling: true,
+		Name:                 binary,
+		Usage:                "administer a momgate server with qmgr directives",
+		UsageText:            usageText,
+		EnableBashCompletion: true,
+		HideHelpCommand:      true,
 		// Directives contain commas (Mom=ADDR,Port=N): never split -c values.
 		DisableSliceFlagSeparator: true,
 		Flags:                     flags,
