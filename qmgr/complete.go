@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/momgate/momgate/internal/admin"
 )
@@ -36,18 +37,19 @@ func (c *Completer) Forget() { c.nodes, c.keys, c.nodeSet, c.fetched = nil, nil,
 // up to the cursor) and its candidates, sorted. A prefix that does not
 // lex (an open quote) gets none.
 func (c *Completer) Complete(ctx context.Context, prefix string) (string, []Candidate) {
-	rs := []rune(prefix)
-	start := len(rs)
-	for start > 0 && isCompletionRune(rs[start-1]) {
-		start--
+	start := 0 // byte offset of the word under the cursor
+	if i := strings.LastIndexFunc(prefix, func(r rune) bool { return !isCompletionRune(r) }); i >= 0 {
+		_, size := utf8.DecodeRuneInString(prefix[i:])
+		start = i + size
 	}
-	word := string(rs[start:])
-	toks, err := lex(string(rs[:start]))
+	word := prefix[start:]
+	toks, err := lex(prefix[:start])
 	if err != nil || strings.HasPrefix(word, "#") {
 		return word, nil
 	}
-	end := toks[len(toks)-1].col - 1 // tEOF: just after the last token
-	if strings.TrimSpace(string(rs[end:start])) != "" {
+	head := []rune(prefix[:start])
+	end := toks[len(toks)-1].col - 1 // tEOF: the column just after the last token
+	if strings.TrimSpace(string(head[end:])) != "" {
 		return word, nil // inside a comment
 	}
 	toks = toks[:len(toks)-1]

@@ -207,7 +207,9 @@ func (l lineCompleter) Do(line []rune, pos int) ([][]rune, int) {
 	n := len([]rune(word))
 	out := make([][]rune, 0, len(cands))
 	for _, k := range cands {
-		out = append(out, []rune(k.Word + k.Suffix)[n:])
+		if c := []rune(k.Word + k.Suffix); len(c) >= n {
+			out = append(out, c[n:])
+		}
 	}
 	return out, n
 }
