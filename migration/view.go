@@ -67,32 +67,22 @@ func (v *ClusterView) node(name string) *NodeView {
 }
 
 // Names lists the nodes' names, sorted.
-func (v *ClusterView) Names() []string {
-	out := make([]string, 0, len(v.Nodes))
-	for _, n := range v.Nodes {
-		out = append(out, n.Name)
-	}
-	sort.Strings(out)
-	return out
-}
+func (v *ClusterView) Names() []string { return v.names(func(NodeView) bool { return true }) }
 
 // Enrolled lists the names of the enrolled nodes, sorted.
 func (v *ClusterView) Enrolled() []string {
-	var out []string
-	for _, n := range v.Nodes {
-		if !n.NeverEnrolled {
-			out = append(out, n.Name)
-		}
-	}
-	sort.Strings(out)
-	return out
+	return v.names(func(n NodeView) bool { return !n.NeverEnrolled })
 }
 
 // NeverEnrolled lists the names of the nodes that never enrolled, sorted.
 func (v *ClusterView) NeverEnrolled() []string {
-	var out []string
+	return v.names(func(n NodeView) bool { return n.NeverEnrolled })
+}
+
+func (v *ClusterView) names(keep func(NodeView) bool) []string {
+	out := []string{}
 	for _, n := range v.Nodes {
-		if n.NeverEnrolled {
+		if keep(n) {
 			out = append(out, n.Name)
 		}
 	}
