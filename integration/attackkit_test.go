@@ -24,6 +24,7 @@ import (
 
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/daemon"
+	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -224,7 +225,7 @@ type insider struct {
 // stealKeys reads m's keyring and node id, as an insider would.
 func stealKeys(t *testing.T, m *momProc) *insider {
 	t.Helper()
-	ring, err := keys.LoadKeyring(filepath.Join(m.dir, "keyring.json"))
+	ring, err := keystore.LoadKeyring(filepath.Join(m.dir, "keyring.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/daemon"
+	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -111,7 +112,7 @@ func (c *cluster) newMarkProbe(from, to, idle *momProc) *markProbe {
 	if !idle.exited() {
 		t.Fatalf("mark probe: %s must be stopped", idle.name)
 	}
-	ident, err := keys.LoadIdentity(filepath.Join(idle.dir, "identity.json"))
+	ident, err := keystore.LoadIdentity(filepath.Join(idle.dir, "identity.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +174,7 @@ func enrolledLines(p *proc, name string) int {
 // the identity key in m's state directory.
 func (c *cluster) requireEnrolledAs(name string, m *momProc) {
 	c.t.Helper()
-	ident, err := keys.LoadIdentity(filepath.Join(m.dir, "identity.json"))
+	ident, err := keystore.LoadIdentity(filepath.Join(m.dir, "identity.json"))
 	if err != nil {
 		c.t.Fatal(err)
 	}

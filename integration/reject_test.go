@@ -15,6 +15,7 @@ import (
 
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/daemon"
+	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -35,7 +36,7 @@ func forger(t *testing.T, m *momProc, ring *keys.Keyring) *ping.Sealer {
 		t.Fatal(err)
 	}
 	if ring == nil {
-		if ring, err = keys.LoadKeyring(filepath.Join(m.dir, "keyring.json")); err != nil {
+		if ring, err = keystore.LoadKeyring(filepath.Join(m.dir, "keyring.json")); err != nil {
 			t.Fatal(err)
 		}
 	}

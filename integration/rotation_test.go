@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -207,6 +208,7 @@ func (c *cluster) mutuallyAdmitted(moms ...*momProc) {
 // and that the receiver counted the refusal under reason.
 func (c *cluster) refusedBy(from, to *momProc, reason string) {
 	c.t.Helper()
+	c.waitAdmin(to)
 	before, _ := c.momStatus(to)
 	pr, _ := c.ping(from, to.imAddr(c.imPort))
 	if pr.Admitted {
@@ -279,7 +281,7 @@ func TestDeleteNodeRevokesAtOnceThenByKey(t *testing.T) {
 	// Now refused by key: the removed MOM never saw the new key.
 	c.refusedBy(x, a, "key_mismatch")
 	c.refusedBy(x, b, "key_mismatch")
-	ring, err := keys.LoadKeyring(filepath.Join(x.dir, "keyring.json"))
+	ring, err := keystore.LoadKeyring(filepath.Join(x.dir, "keyring.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +355,7 @@ func TestDeleteNodeAutomaticRotation(t *testing.T) {
 	if err := rawSwap(t, "127.0.0.4", a.imAddr(c.imPort), forger(t, x, nil), "127.0.0.4"); rejectCode(t, err) != proto.RejectUnknownKey {
 		t.Fatalf("old key: %v", err)
 	}
-	ring, err := keys.LoadKeyring(filepath.Join(x.dir, "keyring.json"))
+	ring, err := keystore.LoadKeyring(filepath.Join(x.dir, "keyring.json"))
 	if err != nil || ring.Lookup(mustKeyID(t, active)) != nil {
 		t.Fatalf("removed MOM holds the new key (%v)", err)
 	}
@@ -399,7 +401,7 @@ func TestRotationCatchUpAfterOffline(t *testing.T) {
 		t.Fatalf("list key:\n%s", r.stdout)
 	}
 	// b's keyring holds only the retired key now.
-	ring, err := keys.LoadKeyring(filepath.Join(b.dir, "keyring.json"))
+	ring, err := keystore.LoadKeyring(filepath.Join(b.dir, "keyring.json"))
 	if err != nil || ring.Lookup(mustKeyID(t, kl.active())) != nil {
 		t.Fatalf("b's keyring %v (%v)", ring, err)
 	}

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/crypto/curve25519"
 
-	"github.com/momgate/momgate/internal/fuzzcorpus"
+	"github.com/momgate/momgate/tools/fuzzcorpus"
 )
 
 // The seed corpora are checked in under testdata/fuzz/<Target>/ and kept in

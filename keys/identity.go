@@ -3,7 +3,6 @@ package keys
 import (
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,7 +10,7 @@ import (
 	"golang.org/x/crypto/curve25519"
 	"golang.org/x/crypto/nacl/box"
 
-	"github.com/momgate/momgate/internal/statefile"
+	"github.com/momgate/momgate/strictjson"
 )
 
 // Identity is an X25519 key pair: the server's, or one node's.
@@ -31,13 +30,20 @@ func GenerateIdentity(rnd io.Reader) (*Identity, error) {
 // Fingerprint is SHA-256 of a public key.
 func Fingerprint(pub [32]byte) [32]byte { return sha256.Sum256(pub[:]) }
 
-// ShortFingerprint is the display form: "SHA256:" and the first 16 hex
-// digits of the fingerprint in groups of four.
-func ShortFingerprint(pub [32]byte) string {
-	fp := Fingerprint(pub)
-	h := hex.EncodeToString(fp[:8])
-	return "SHA256:" + h[0:4] + ":" + h[4:8] + ":" + h[8:12] + ":" + h[12:16]
+// FormatFingerprint is how a fingerprint is shown to people: "SHA256:"
+// and the whole digest in unpadded standard base64, the form ssh-keygen -l
+// prints, so administrators compare it the way they compare host keys.
+func FormatFingerprint(fp [32]byte) string {
+	return "SHA256:" + base64.RawStdEncoding.EncodeToString(fp[:])
 }
+
+// FingerprintText is FormatFingerprint of the fingerprint of pub.
+func FingerprintText(pub [32]byte) string { return FormatFingerprint(Fingerprint(pub)) }
+
+// ShortFingerprint is FingerprintText under its former name.
+//
+// Deprecated: use FingerprintText; kept until the daemons' callers move.
+func ShortFingerprint(pub [32]byte) string { return FingerprintText(pub) }
 
 type identityJSON struct {
 	Format  int    `json:"format"`
@@ -56,7 +62,7 @@ func EncodeIdentity(id *Identity) ([]byte, error) {
 // public key belongs to the private key.
 func DecodeIdentity(data []byte) (*Identity, error) {
 	var in identityJSON
-	if err := decodeStrict(data, &in); err != nil {
+	if err := strictjson.Decode(data, &in); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidKeyFile, err)
 	}
 	if in.Format != 1 {
@@ -77,32 +83,6 @@ func DecodeIdentity(data []byte) (*Identity, error) {
 	pub, err := curve25519.X25519(id.Private[:], curve25519.Basepoint)
 	if err != nil || [32]byte(pub) != id.Public {
 		return nil, fmt.Errorf("%w: public key does not match private key", ErrInvalidKeyFile)
-	}
-	return id, nil
-}
-
-// SaveIdentity writes id to path atomically with mode 0600.
-func SaveIdentity(path string, id *Identity) error {
-	data, err := EncodeIdentity(id)
-	if err != nil {
-		return err
-	}
-	if err := statefile.WriteAtomic(path, data, 0o600); err != nil {
-		return fmt.Errorf("save identity: %w", err)
-	}
-	return nil
-}
-
-// LoadIdentity reads an identity file with the permission checks of
-// statefile.ReadPrivate.
-func LoadIdentity(path string) (*Identity, error) {
-	data, err := statefile.ReadPrivate(path)
-	if err != nil {
-		return nil, fmt.Errorf("load identity: %w", err)
-	}
-	id, err := DecodeIdentity(data)
-	if err != nil {
-		return nil, fmt.Errorf("load identity %s: %w", path, err)
 	}
 	return id, nil
 }

@@ -1,15 +1,12 @@
 package keys
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"time"
 
-	"github.com/momgate/momgate/internal/statefile"
+	"github.com/momgate/momgate/strictjson"
 )
 
 // keyJSON is one key in a keyring or key file.
@@ -23,20 +20,6 @@ type keyJSON struct {
 type keyringJSON struct {
 	Format int       `json:"format"`
 	Keys   []keyJSON `json:"keys"`
-}
-
-func decodeStrict(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	// Token, not More: More reports false at a stray '}' or ']', which
-	// would let `{...}}` through.
-	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("data after the JSON object")
-	}
-	return nil
 }
 
 func (k *Key) toJSON() keyJSON {
@@ -73,7 +56,7 @@ func EncodeKeyring(r *Keyring) ([]byte, error) {
 // DecodeKeyring strictly decodes a keyring file.
 func DecodeKeyring(data []byte) (*Keyring, error) {
 	var in keyringJSON
-	if err := decodeStrict(data, &in); err != nil {
+	if err := strictjson.Decode(data, &in); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidKeyFile, err)
 	}
 	if in.Format != 1 {
@@ -98,32 +81,6 @@ func DecodeKeyring(data []byte) (*Keyring, error) {
 	return r, nil
 }
 
-// SaveKeyring writes r to path atomically with mode 0600.
-func SaveKeyring(path string, r *Keyring) error {
-	data, err := EncodeKeyring(r)
-	if err != nil {
-		return fmt.Errorf("save keyring %s: %w", path, err)
-	}
-	if err := statefile.WriteAtomic(path, data, 0o600); err != nil {
-		return fmt.Errorf("save keyring: %w", err)
-	}
-	return nil
-}
-
-// LoadKeyring reads a keyring file, refusing one that group or others can
-// read or that another user owns.
-func LoadKeyring(path string) (*Keyring, error) {
-	data, err := statefile.ReadPrivate(path)
-	if err != nil {
-		return nil, fmt.Errorf("load keyring: %w", err)
-	}
-	r, err := DecodeKeyring(data)
-	if err != nil {
-		return nil, fmt.Errorf("load keyring %s: %w", path, err)
-	}
-	return r, nil
-}
-
 type keyFileJSON struct {
 	Format int     `json:"format"`
 	Key    keyJSON `json:"key"`
@@ -137,7 +94,7 @@ func EncodeKeyFile(k *Key) ([]byte, error) {
 // DecodeKeyFile strictly decodes a single-key file.
 func DecodeKeyFile(data []byte) (*Key, error) {
 	var in keyFileJSON
-	if err := decodeStrict(data, &in); err != nil {
+	if err := strictjson.Decode(data, &in); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidKeyFile, err)
 	}
 	if in.Format != 1 {
@@ -146,49 +103,6 @@ func DecodeKeyFile(data []byte) (*Key, error) {
 	k, err := keyFromJSON(in.Key, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidKeyFile, err)
-	}
-	return k, nil
-}
-
-// ExportKeyFile writes k to a new file with mode 0400; it refuses to
-// overwrite an existing file.
-func ExportKeyFile(path string, k *Key) error {
-	data, err := EncodeKeyFile(k)
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o400)
-	if err != nil {
-		return fmt.Errorf("export key %s to %s: %w", k.ID, path, err)
-	}
-	if err := f.Chmod(0o400); err == nil {
-		_, err = f.Write(data)
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			return nil
-		}
-	} else {
-		f.Close()
-	}
-	os.Remove(path)
-	return fmt.Errorf("export key %s to %s: %w", k.ID, path, err)
-}
-
-// ImportKeyFile reads a key file, refusing one that group or others can
-// read or that another user owns.
-func ImportKeyFile(path string) (*Key, error) {
-	data, err := statefile.ReadPrivate(path)
-	if err != nil {
-		return nil, fmt.Errorf("import key: %w", err)
-	}
-	k, err := DecodeKeyFile(data)
-	if err != nil {
-		return nil, fmt.Errorf("import key %s: %w", path, err)
 	}
 	return k, nil
 }

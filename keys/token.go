@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/momgate/momgate/strictjson"
 )
 
 // Token errors.
@@ -251,7 +253,7 @@ func (r TokenRecord) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON strictly reads a record.
 func (r *TokenRecord) UnmarshalJSON(data []byte) error {
 	var j tokenRecordJSON
-	if err := decodeStrict(data, &j); err != nil {
+	if err := strictjson.Decode(data, &j); err != nil {
 		return fmt.Errorf("token record: %w", err)
 	}
 	id, err := hex.DecodeString(j.ID)

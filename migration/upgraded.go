@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"sort"
 
 	"github.com/google/uuid"
 
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/strictjson"
 )
 
 // ErrBadState wraps every error of DecodeMomState and DecodeState.
@@ -172,15 +172,10 @@ func DecodeMomState(b []byte) (MomState, error) {
 	return st, nil
 }
 
+// strictJSON is strictjson.Decode with its error wrapping ErrBadState.
 func strictJSON(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := strictjson.Decode(b, v); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadState, err)
-	}
-	var extra json.RawMessage
-	if err := dec.Decode(&extra); err != io.EOF {
-		return fmt.Errorf("%w: trailing data", ErrBadState)
 	}
 	return nil
 }

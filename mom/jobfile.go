@@ -1,16 +1,15 @@
 package mom
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/momgate/momgate/internal/statefile"
+	"github.com/momgate/momgate/strictjson"
 )
 
 // jobs.json: the jobs this MOM is mother superior of, with their
@@ -44,14 +43,8 @@ type jobsJSON struct {
 // decodeJobs strictly decodes and validates jobs.json.
 func decodeJobs(b []byte) ([]jobRecord, error) {
 	var j jobsJSON
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&j); err != nil {
+	if err := strictjson.Decode(b, &j); err != nil {
 		return nil, fmt.Errorf("decode jobs: %w", err)
-	}
-	var extra json.RawMessage
-	if err := dec.Decode(&extra); err != io.EOF {
-		return nil, errors.New("decode jobs: trailing data")
 	}
 	if j.Format != 1 {
 		return nil, fmt.Errorf("decode jobs: format %d", j.Format)

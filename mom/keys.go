@@ -9,6 +9,7 @@ import (
 
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/rotation"
@@ -30,7 +31,7 @@ func (m *Mom) updateRing(f func(*keys.Keyring) (*keys.Keyring, bool, error)) err
 	if err != nil || !changed {
 		return err
 	}
-	if err := keys.SaveKeyring(filepath.Join(m.cfg.StateDir, keyringFile), ring); err != nil {
+	if err := keystore.SaveKeyring(filepath.Join(m.cfg.StateDir, keyringFile), ring); err != nil {
 		return err
 	}
 	m.ring.Store(ring)
@@ -120,7 +121,7 @@ func (m *Mom) importKey(a admin.KeyFileArgs) (*admin.KeyResult, error) {
 	if !filepath.IsAbs(a.File) {
 		return nil, admin.Errorf(admin.CodeBadValue, "key file %q must be an absolute path", a.File)
 	}
-	k, err := keys.ImportKeyFile(a.File)
+	k, err := keystore.ImportKeyFile(a.File)
 	if err != nil {
 		return nil, admin.Errorf(admin.CodeBadValue, "%v", err)
 	}
@@ -159,7 +160,7 @@ func KeyringPath(dir string) string { return filepath.Join(dir, keyringFile) }
 // result if f changed it.
 func UpdateKeyringOffline(dir string, f func(*keys.Keyring) (*keys.Keyring, bool, error)) (*keys.Keyring, error) {
 	path := KeyringPath(dir)
-	ring, err := keys.LoadKeyring(path)
+	ring, err := keystore.LoadKeyring(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w (is %s a MOM state directory?)", err, dir)
 	}
@@ -168,7 +169,7 @@ func UpdateKeyringOffline(dir string, f func(*keys.Keyring) (*keys.Keyring, bool
 		return nil, err
 	}
 	if changed {
-		if err := keys.SaveKeyring(path, out); err != nil {
+		if err := keystore.SaveKeyring(path, out); err != nil {
 			return nil, err
 		}
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/momgate/momgate/internal/audit"
 	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/daemon"
+	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 )
@@ -160,7 +161,7 @@ func New(cfg Config) (*Mom, error) {
 	}
 	ring := keys.NewKeyring()
 	if enr != nil {
-		if ring, err = keys.LoadKeyring(filepath.Join(dir, keyringFile)); err != nil {
+		if ring, err = keystore.LoadKeyring(filepath.Join(dir, keyringFile)); err != nil {
 			return nil, err
 		}
 	}
@@ -189,7 +190,7 @@ func New(cfg Config) (*Mom, error) {
 }
 
 func loadOrCreateIdentity(path string, rnd io.Reader) (*keys.Identity, error) {
-	id, err := keys.LoadIdentity(path)
+	id, err := keystore.LoadIdentity(path)
 	if err == nil {
 		return id, nil
 	}
@@ -199,7 +200,7 @@ func loadOrCreateIdentity(path string, rnd io.Reader) (*keys.Identity, error) {
 	if id, err = keys.GenerateIdentity(rnd); err != nil {
 		return nil, err
 	}
-	if err := keys.SaveIdentity(path, id); err != nil {
+	if err := keystore.SaveIdentity(path, id); err != nil {
 		return nil, err
 	}
 	return id, nil

@@ -7,8 +7,8 @@ import (
 
 	"golang.org/x/crypto/chacha20poly1305"
 
-	"github.com/momgate/momgate/internal/fuzzcorpus"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/tools/fuzzcorpus"
 )
 
 // fuzzOpenFixture is the fixed world of FuzzOpen: key 7 and the test

@@ -34,16 +34,16 @@ type Verifier struct {
 // local and, if it passes, advances the sender's mark. frame is decrypted in
 // place (see Open). It does not allocate.
 func (v *Verifier) VerifyPing(frame []byte, source, local proto.Addr, res *Result) error {
-	return v.verify(frame, source, local, nil, res)
+	return v.verify(frame, source, local, nil, res, nil)
 }
 
 // VerifyReply checks a PingReply to a Ping whose random bytes were echo.
 func (v *Verifier) VerifyReply(frame []byte, source, local proto.Addr, echo *[RandomSize]byte, res *Result) error {
-	return v.verify(frame, source, local, echo, res)
+	return v.verify(frame, source, local, echo, res, nil)
 }
 
-func (v *Verifier) verify(frame []byte, source, local proto.Addr, echo *[RandomSize]byte, res *Result) error {
-	keyID, reply, err := Open(frame, v.Keys, &res.Payload)
+func (v *Verifier) verify(frame []byte, source, local proto.Addr, echo *[RandomSize]byte, res *Result, ext *[ExtSize]byte) error {
+	keyID, reply, err := openFrame(frame, v.Keys, &res.Payload, ext)
 	res.KeyID, res.Reply = keyID, reply
 	if err != nil {
 		return err

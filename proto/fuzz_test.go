@@ -8,7 +8,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/momgate/momgate/internal/fuzzcorpus"
+	"github.com/momgate/momgate/tools/fuzzcorpus"
 )
 
 // The seed corpora are checked in under testdata/fuzz/<Target>/ and kept in

@@ -25,26 +25,31 @@ const (
 	RejectInternal      RejectCode = 15
 	RejectRateLimited   RejectCode = 16
 	RejectLegacyRefused RejectCode = 17
+	// Sealed sessions (docs/PROTOCOL.md section 6).
+	RejectSessionPolicy    RejectCode = 18
+	RejectSessionDowngrade RejectCode = 19
 )
 
 var rejectCodeNames = [...]string{
-	RejectMalformed:     "malformed",
-	RejectVersion:       "version",
-	RejectUnknownKey:    "unknown key id",
-	RejectAuth:          "authentication",
-	RejectAddrMismatch:  "address mismatch",
-	RejectWrongDest:     "wrong destination",
-	RejectReplay:        "replay",
-	RejectStale:         "stale",
-	RejectRevoked:       "revoked",
-	RejectTokenUnknown:  "token unknown",
-	RejectTokenUsed:     "token used",
-	RejectTokenExpired:  "token expired",
-	RejectUnknownNode:   "unknown node",
-	RejectNotAllowed:    "not allowed in this mode",
-	RejectInternal:      "internal",
-	RejectRateLimited:   "rate limited",
-	RejectLegacyRefused: "legacy refused",
+	RejectMalformed:        "malformed",
+	RejectVersion:          "version",
+	RejectUnknownKey:       "unknown key id",
+	RejectAuth:             "authentication",
+	RejectAddrMismatch:     "address mismatch",
+	RejectWrongDest:        "wrong destination",
+	RejectReplay:           "replay",
+	RejectStale:            "stale",
+	RejectRevoked:          "revoked",
+	RejectTokenUnknown:     "token unknown",
+	RejectTokenUsed:        "token used",
+	RejectTokenExpired:     "token expired",
+	RejectUnknownNode:      "unknown node",
+	RejectNotAllowed:       "not allowed in this mode",
+	RejectInternal:         "internal",
+	RejectRateLimited:      "rate limited",
+	RejectLegacyRefused:    "legacy refused",
+	RejectSessionPolicy:    "session policy",
+	RejectSessionDowngrade: "session downgrade",
 }
 
 // String names the code as docs/PROTOCOL.md section 2.1 does ("replay"),

@@ -33,6 +33,7 @@ import (
 
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/strictjson"
 )
 
 // Phase is where a rotation stands.
@@ -176,13 +177,8 @@ func parseKey(field, s string) (keys.KeyID, error) {
 // its limit are errors wrapping ErrInvalidRecord.
 func DecodeRecord(data []byte) (Record, error) {
 	var j recordJSON
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&j); err != nil {
+	if err := strictjson.Decode(data, &j); err != nil {
 		return Record{}, fmt.Errorf("%w: %v", ErrInvalidRecord, err)
-	}
-	if dec.More() {
-		return Record{}, fmt.Errorf("%w: data after the JSON object", ErrInvalidRecord)
 	}
 	bad := func(err error) (Record, error) { return Record{}, fmt.Errorf("%w: %v", ErrInvalidRecord, err) }
 	if j.Format != 1 {

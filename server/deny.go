@@ -1,8 +1,6 @@
 package server
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -15,6 +13,7 @@ import (
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/strictjson"
 )
 
 // The server's deny list (delete node denies the node's id and address,
@@ -80,13 +79,8 @@ var errBadDenyList = errors.New("invalid deny list")
 // decodeDenyList strictly decodes deny.json.
 func decodeDenyList(data []byte) ([]denyRecord, error) {
 	var d denyJSON
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&d); err != nil {
+	if err := strictjson.Decode(data, &d); err != nil {
 		return nil, fmt.Errorf("%w: %v", errBadDenyList, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: data after the JSON object", errBadDenyList)
 	}
 	if d.Format != 1 {
 		return nil, fmt.Errorf("%w: format %d, want 1", errBadDenyList, d.Format)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/strictjson"
 )
 
 // journalFile is the server's state journal, beside state.json.
@@ -83,7 +84,7 @@ func replayJournal(p persisted, recs []store.JournalRecord) (persisted, error) {
 		switch r.Kind {
 		case kindMeta:
 			var m persisted
-			if err := strictJSON(r.Value, &m); err != nil {
+			if err := strictjson.Decode(r.Value, &m); err != nil {
 				return p, fmt.Errorf("meta record: %w", err)
 			}
 			p = m
@@ -93,7 +94,7 @@ func replayJournal(p persisted, recs []store.JournalRecord) (persisted, error) {
 				continue
 			}
 			var n nodeRecord
-			if err := strictJSON(r.Value, &n); err != nil || n.ID != r.Key {
+			if err := strictjson.Decode(r.Value, &n); err != nil || n.ID != r.Key {
 				return p, fmt.Errorf("node record %s: bad value (%v)", r.Key, err)
 			}
 			nodes.put(r.Key, n)
@@ -103,7 +104,7 @@ func replayJournal(p persisted, recs []store.JournalRecord) (persisted, error) {
 				continue
 			}
 			var t keys.TokenRecord
-			if err := strictJSON(r.Value, &t); err != nil || hex.EncodeToString(t.ID[:]) != r.Key {
+			if err := strictjson.Decode(r.Value, &t); err != nil || hex.EncodeToString(t.ID[:]) != r.Key {
 				return p, fmt.Errorf("token record %s: bad value (%v)", r.Key, err)
 			}
 			tokens.put(r.Key, t)
@@ -141,18 +142,6 @@ func (o *ordered[V]) values() []V {
 		}
 	}
 	return out
-}
-
-func strictJSON(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return fmt.Errorf("trailing data")
-	}
-	return nil
 }
 
 func metaOf(p persisted) ([]byte, error) {

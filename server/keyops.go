@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
 )
@@ -44,7 +45,7 @@ func (s *Server) exportKey(a admin.KeyArgs) (*admin.KeyInfo, error) {
 	if k == nil {
 		return nil, admin.Errorf(admin.CodeUnknownKey, "no cluster key %s (list key shows the keys)", id)
 	}
-	if err := keys.ExportKeyFile(a.File, k); err != nil {
+	if err := keystore.ExportKeyFile(a.File, k); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return nil, admin.Errorf(admin.CodeBadValue, "export key %s: %s already exists; key files are never overwritten", id, a.File)
 		}

@@ -22,7 +22,7 @@ import (
 // steady state: a server loaded from a state directory with N enrolled,
 // upgraded nodes (each with a replay mark and its used, expired token),
 // none connected.
-// The scale run (cmd/momgate-scale) measures the same in the real daemon;
+// The scale run (tools/cmd/momgate-scale) measures the same in the real daemon;
 // this one runs in seconds and takes a heap profile:
 //
 //	go test -run '^$' -bench RegistryMemory -benchtime 1x -memprofile mem.out -memprofilerate 1 ./server

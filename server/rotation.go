@@ -14,6 +14,7 @@ import (
 
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/internal/statefile"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
@@ -112,7 +113,7 @@ func (r *rotor) restore() error {
 	if err != nil {
 		return err
 	}
-	ring, err := keys.LoadKeyring(filepath.Join(r.s.cfg.StateDir, keyringFile))
+	ring, err := keystore.LoadKeyring(filepath.Join(r.s.cfg.StateDir, keyringFile))
 	if err != nil {
 		return err
 	}
@@ -183,7 +184,7 @@ func (r *rotor) exec(acts []rotation.Action) error {
 				r.logRecord(a)
 			}
 		case rotation.SaveRing:
-			if err = keys.SaveKeyring(filepath.Join(r.s.cfg.StateDir, keyringFile), a.Ring); err == nil {
+			if err = keystore.SaveKeyring(filepath.Join(r.s.cfg.StateDir, keyringFile), a.Ring); err == nil {
 				r.s.ring.Store(a.Ring)
 			}
 		case rotation.SendUpdate:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/rotation"
 )
@@ -82,7 +83,7 @@ func TestRotationResumesAfterRestart(t *testing.T) {
 	if in := s.rot.info(); in.Phase != "idle" {
 		t.Fatalf("after the grace period: %+v", in)
 	}
-	onDisk, err := keys.LoadKeyring(filepath.Join(dir, keyringFile))
+	onDisk, err := keystore.LoadKeyring(filepath.Join(dir, keyringFile))
 	if err != nil || onDisk.Len() != 1 || onDisk.Active().ID.String() != info.NewKey {
 		t.Fatalf("persisted keyring %v (%v)", onDisk, err)
 	}
@@ -146,7 +147,7 @@ func TestExportAndActivateKey(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o400 {
 		t.Fatalf("key file mode %v (%v)", fi.Mode(), err)
 	}
-	k, err := keys.ImportKeyFile(file)
+	k, err := keystore.ImportKeyFile(file)
 	if err != nil || k.ID != id {
 		t.Fatalf("exported file: %v %v", k, err)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/momgate/momgate/internal/audit"
 	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/daemon"
+	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -117,10 +118,10 @@ func Init(dir string, rnd io.Reader, now time.Time) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("server id: %w", err)
 	}
-	if err := keys.SaveIdentity(filepath.Join(dir, identityFile), id); err != nil {
+	if err := keystore.SaveIdentity(filepath.Join(dir, identityFile), id); err != nil {
 		return "", err
 	}
-	if err := keys.SaveKeyring(filepath.Join(dir, keyringFile), ring); err != nil {
+	if err := keystore.SaveKeyring(filepath.Join(dir, keyringFile), ring); err != nil {
 		return "", err
 	}
 	// state.json last: its presence marks the directory initialized.
@@ -156,11 +157,11 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", filepath.Join(dir, stateFile), err)
 	}
-	ident, err := keys.LoadIdentity(filepath.Join(dir, identityFile))
+	ident, err := keystore.LoadIdentity(filepath.Join(dir, identityFile))
 	if err != nil {
 		return nil, err
 	}
-	ring, err := keys.LoadKeyring(filepath.Join(dir, keyringFile))
+	ring, err := keystore.LoadKeyring(filepath.Join(dir, keyringFile))
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package admin
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/momgate/momgate/strictjson"
 )
 
 // writeTimeout bounds the write of one response.
@@ -326,13 +327,8 @@ var opRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 // with a well-formed "op", optional "args", nothing else.
 func decodeRequest(line []byte) (Request, error) {
 	var req Request
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := strictjson.Decode(line, &req); err != nil {
 		return Request{}, fmt.Errorf("malformed request: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Request{}, errors.New("malformed request: data after the JSON object")
 	}
 	if req.Op == "" {
 		return Request{}, errors.New("malformed request: missing \"op\"")

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/mom"
 	"github.com/momgate/momgate/rotation"
@@ -26,7 +27,7 @@ func ImportKey(ctx context.Context, dir, file string, w io.Writer, asJSON bool) 
 	}
 	// Checked here too, so a bad file is refused the same way whether or
 	// not the MOM runs.
-	k, err := keys.ImportKeyFile(abs)
+	k, err := keystore.ImportKeyFile(abs)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/mom"
 )
@@ -28,7 +29,7 @@ func offlineMOM(t *testing.T) (dir string, active *keys.Key) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := keys.SaveKeyring(mom.KeyringPath(dir), ring); err != nil {
+	if err := keystore.SaveKeyring(mom.KeyringPath(dir), ring); err != nil {
 		t.Fatal(err)
 	}
 	return dir, k
@@ -41,7 +42,7 @@ func exportedKey(t *testing.T) (*keys.Key, string) {
 		t.Fatal(err)
 	}
 	file := filepath.Join(t.TempDir(), "cluster.key")
-	if err := keys.ExportKeyFile(file, k); err != nil {
+	if err := keystore.ExportKeyFile(file, k); err != nil {
 		t.Fatal(err)
 	}
 	return k, file
@@ -66,7 +67,7 @@ func TestImportKeyRefusesLooseFile(t *testing.T) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
 	}
-	ring, _ := keys.LoadKeyring(mom.KeyringPath(dir))
+	ring, _ := keystore.LoadKeyring(mom.KeyringPath(dir))
 	if ring.Len() != 1 {
 		t.Fatalf("refused import changed the keyring: %v", ring.Keys())
 	}
@@ -82,7 +83,7 @@ func TestImportAndActivateOffline(t *testing.T) {
 	if !strings.Contains(out.String(), "imported key "+k.ID.String()+" as next") || !strings.Contains(out.String(), "not running") {
 		t.Fatalf("output %q", out.String())
 	}
-	ring, err := keys.LoadKeyring(mom.KeyringPath(dir))
+	ring, err := keystore.LoadKeyring(mom.KeyringPath(dir))
 	if err != nil || ring.Next() == nil || ring.Next().ID != k.ID || ring.Next().Secret != k.Secret {
 		t.Fatalf("keyring after import: %v %v", ring, err)
 	}
@@ -101,7 +102,7 @@ func TestImportAndActivateOffline(t *testing.T) {
 	if err := ActivateKey(context.Background(), dir, k.ID.String(), &out, false); err != nil || !strings.Contains(out.String(), "is now active") {
 		t.Fatalf("activate: %v %q", err, out.String())
 	}
-	ring, _ = keys.LoadKeyring(mom.KeyringPath(dir))
+	ring, _ = keystore.LoadKeyring(mom.KeyringPath(dir))
 	if ring.Active().ID != k.ID || ring.Lookup(old.ID) == nil || ring.Lookup(old.ID).State != keys.StatePrevious {
 		t.Fatalf("keyring after activate: %v", ring.Keys())
 	}

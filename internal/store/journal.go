@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/momgate/momgate/internal/statefile"
+	"github.com/momgate/momgate/strictjson"
 )
 
 // A Journal is the append-only companion of a JSON snapshot: each change to
@@ -124,13 +125,8 @@ func decodeJournalLine(line []byte) (JournalRecord, error) {
 	if got := crcOf(body); got != uint32(sum[0])<<24|uint32(sum[1])<<16|uint32(sum[2])<<8|uint32(sum[3]) {
 		return rec, fmt.Errorf("checksum mismatch (computed %08x)", got)
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&rec); err != nil {
+	if err := strictjson.Decode(body, &rec); err != nil {
 		return rec, err
-	}
-	if dec.More() {
-		return rec, errors.New("trailing data")
 	}
 	if rec.Kind == "" || rec.Key == "" {
 		return rec, errors.New("record without kind or key")

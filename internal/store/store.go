@@ -6,7 +6,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"os"
 
 	"github.com/momgate/momgate/internal/statefile"
+	"github.com/momgate/momgate/strictjson"
 )
 
 // ErrCorrupt means a state file does not decode: bad magic, bad checksum,
@@ -59,17 +59,11 @@ func LoadJSONPrivate(path string, v any) error {
 }
 
 func decodeJSON(path string, data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if err == io.EOF {
+	if err := strictjson.Decode(data, v); err != nil {
+		if errors.Is(err, strictjson.ErrEmpty) {
 			return fmt.Errorf("load %s: %w: empty file", path, ErrCorrupt)
 		}
 		return fmt.Errorf("load %s: %w: %w", path, ErrCorrupt, err)
-	}
-	var extra json.RawMessage
-	if err := dec.Decode(&extra); err != io.EOF {
-		return fmt.Errorf("load %s: %w: trailing data after offset %d", path, ErrCorrupt, dec.InputOffset())
 	}
 	return nil
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/momgate/momgate/internal/sim"
+	"github.com/momgate/momgate/tools/sim"
 )
 
 func main() {
