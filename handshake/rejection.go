@@ -26,6 +26,7 @@ type Rejection struct {
 	Answer *proto.Reject
 }
 
+// Error is what happened.
 func (r *Rejection) Error() string { return r.Err.Error() }
 
 // Unwrap returns what happened.
@@ -116,6 +117,7 @@ type RejectError struct {
 	Reason string
 }
 
+// Error names the peer's reason and code.
 func (e *RejectError) Error() string {
 	return fmt.Sprintf("rejected by peer: %s (code %d)", e.Reason, e.Code)
 }
