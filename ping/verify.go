@@ -28,6 +28,13 @@ type Verifier struct {
 	Guard   *Guard
 	Revoker Revoker          // nil: nobody is revoked
 	Now     func() time.Time // receiver's wall clock, for first contact
+	// Attest, if set, asks the server for its attestation of a sender the
+	// guard holds no vouched mark for (docs/PROTOCOL.md section 3.4). It is
+	// called outside the guard's locks, only on first contact and only for
+	// a PING that passed checks 1 to 7 and is not revoked; it may block
+	// (bounded by its own deadline) and must return Attestation{} when the
+	// server cannot answer.
+	Attest func(node proto.NodeID) Attestation
 }
 
 // VerifyPing checks a Ping that arrived on a connection from source to
@@ -61,5 +68,9 @@ func (v *Verifier) verify(frame []byte, source, local proto.Addr, echo *[RandomS
 		return ErrEcho
 	}
 	revoked := v.Revoker != nil && v.Revoker.RevokedUnder(res.Node, res.Sender, res.KeyID)
-	return v.Guard.Advance(res.Node, res.Timestamp, v.Now, revoked)
+	var att Attestation
+	if v.Attest != nil && !revoked && v.Guard.NeedsAttestation(res.Node) {
+		att = v.Attest(res.Node)
+	}
+	return v.Guard.AdvanceAttested(res.Node, res.Timestamp, v.Now, revoked, att)
 }
