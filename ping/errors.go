@@ -23,7 +23,7 @@ var (
 	// (freshness 0) has no attestation from the server for a sender it
 	// holds no vouched mark for.
 	ErrUnattested = errors.New("first contact after a loss of marks needs the server's attestation")
-	ErrRevoked      = errors.New("sender revoked")
+	ErrRevoked    = errors.New("sender revoked")
 	// ErrPersist means the guard could not persist a new high-water mark, so
 	// it refused to admit rather than reopen replay after a restart.
 	ErrPersist = errors.New("high-water mark not persisted")
