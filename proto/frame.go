@@ -53,6 +53,10 @@ func newMessage(t Type) Message {
 		return &NodeLookup{}
 	case TypeNodeAddress:
 		return &NodeAddress{}
+	case TypeFloorLookup:
+		return &FloorLookup{}
+	case TypeFloorAnswer:
+		return &FloorAnswer{}
 	}
 	return nil
 }
