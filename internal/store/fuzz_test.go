@@ -123,4 +123,3 @@ func FuzzLoadCeiling(f *testing.F) {
 		}
 	})
 }
-
