@@ -364,3 +364,21 @@ func line(e Entry) string {
 	}
 	return s
 }
+
+// Files returns the files a state directory of role holds, beside the
+// manifest, once the daemon has started on it with this version: the
+// server's after init, a MOM's (enrolled: with its identity, keyring and
+// enrollment). Their absence is a loss.
+func Files(role Role, enrolled bool) []string {
+	switch role {
+	case RoleServer:
+		return []string{"identity.json", "keyring.json", "state.json", "state.journal", "deny.json", "rotation.json", "marks.snap", "marks.log", "ceiling"}
+	case RoleMom:
+		f := []string{"deny.json", "legacy.json", "jobs.json", "marks.snap", "marks.log", "ceiling"}
+		if enrolled {
+			f = append([]string{"identity.json", "keyring.json", "mom.json"}, f...)
+		}
+		return f
+	}
+	return nil
+}
