@@ -284,6 +284,23 @@ func (in *insider) seal(sender, dest string) capture {
 	return capture{frame: f, rnd: rnd}
 }
 
+// sealAged makes a Ping from sender to dest stamped age before now, as a
+// capture made that long ago would be.
+func (in *insider) sealAged(sender, dest string, age time.Duration) capture {
+	in.t.Helper()
+	st, err := ping.NewStamper(func() time.Time { return time.Now().Add(-age) }, &ping.MemCeiling{}, 0)
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	s := *in.sealer
+	s.Stamper = st
+	f, rnd, err := s.Ping(nil, mustAddr(sender), mustAddr(dest))
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	return capture{frame: f, rnd: rnd}
+}
+
 // sealReply makes a PingReply from sender to dest echoing echo.
 func (in *insider) sealReply(sender, dest string, echo [ping.RandomSize]byte) []byte {
 	in.t.Helper()

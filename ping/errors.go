@@ -13,7 +13,7 @@ var (
 	ErrAddrMismatch = errors.New("sender address does not match connection source")
 	ErrWrongDest    = errors.New("ping is for another receiver")
 	ErrEcho         = errors.New("reply does not echo our random bytes")
-	ErrReplay       = errors.New("timestamp not newer than sender's high-water mark (replay)")
+	ErrReplay       = errors.New("timestamp already admitted, or below the window under the sender's high-water mark (replay)")
 	ErrStale        = errors.New("first contact outside the freshness window")
 	// ErrFloor means a first contact (or the first PING of a sender after
 	// a recovery) is not above the floor it must exceed: the server's
