@@ -514,3 +514,20 @@ func TestVerifierAsksForAttestation(t *testing.T) {
 		t.Fatal("asked for a revoked sender")
 	}
 }
+
+// TestVerifyPingAttested: the caller's attestation (the server's, for a
+// session it authenticated) admits a first contact far outside the
+// freshness window, and Attest is not asked.
+func TestVerifyPingAttested(t *testing.T) {
+	keys := newTestKeys(t, 7)
+	sclock := &fakeClock{t: epoch.Add(time.Hour)} // the sender's clock runs an hour ahead
+	a := newEndpoint(t, keys, "127.0.0.2", 2, sclock)
+	recv := addr("127.0.0.3")
+	v := &Verifier{Keys: keys, Guard: NewGuard(GuardConfig{Freshness: time.Minute}, nil), Now: (&fakeClock{t: epoch}).Now,
+		Attest: func(proto.NodeID) Attestation { t.Fatal("asked"); return Attestation{} }}
+	f, _, _ := a.sealer.Ping(nil, a.addr, recv)
+	var res Result
+	if err := v.VerifyPingAttested(f, a.addr, recv, Attestation{OK: true}, &res); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -44,12 +44,24 @@ func (v *Verifier) VerifyPing(frame []byte, source, local proto.Addr, res *Resul
 	return v.verify(frame, source, local, nil, res)
 }
 
+// VerifyPingAttested is VerifyPing with the caller's own attestation of
+// the sender, used instead of asking Attest: for the server, whose control
+// connection has just authenticated the sender by its identity key
+// (docs/PROTOCOL.md section 4.9).
+func (v *Verifier) VerifyPingAttested(frame []byte, source, local proto.Addr, att Attestation, res *Result) error {
+	return v.verifyWith(frame, source, local, nil, &att, res)
+}
+
 // VerifyReply checks a PingReply to a Ping whose random bytes were echo.
 func (v *Verifier) VerifyReply(frame []byte, source, local proto.Addr, echo *[RandomSize]byte, res *Result) error {
 	return v.verify(frame, source, local, echo, res)
 }
 
 func (v *Verifier) verify(frame []byte, source, local proto.Addr, echo *[RandomSize]byte, res *Result) error {
+	return v.verifyWith(frame, source, local, echo, nil, res)
+}
+
+func (v *Verifier) verifyWith(frame []byte, source, local proto.Addr, echo *[RandomSize]byte, given *Attestation, res *Result) error {
 	keyID, reply, err := Open(frame, v.Keys, &res.Payload)
 	res.KeyID, res.Reply = keyID, reply
 	if err != nil {
@@ -69,7 +81,10 @@ func (v *Verifier) verify(frame []byte, source, local proto.Addr, echo *[RandomS
 	}
 	revoked := v.Revoker != nil && v.Revoker.RevokedUnder(res.Node, res.Sender, res.KeyID)
 	var att Attestation
-	if v.Attest != nil && !revoked && v.Guard.NeedsAttestation(res.Node) {
+	switch {
+	case given != nil:
+		att = *given
+	case v.Attest != nil && !revoked && v.Guard.NeedsAttestation(res.Node):
 		att = v.Attest(res.Node)
 	}
 	return v.Guard.AdvanceAttested(res.Node, res.Timestamp, v.Now, revoked, att)
