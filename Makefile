@@ -7,7 +7,7 @@ BINARIES  := momgate-server momgate-mom momgate-qmgr momgate-migrate
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build run test vet race bench bench-munge fuzz lint clean man install uninstall
+.PHONY: all build run test vet race bench bench-munge munge-deps munge-tools munge-check fuzz lint clean man install uninstall
 
 # Install layout; `make install PREFIX=/usr DESTDIR=/tmp/pkg` for packaging.
 # Units and configs name BINDIR and SYSCONFDIR; DESTDIR only stages files.
@@ -21,6 +21,7 @@ MANDIR     ?= $(PREFIX)/share/man
 DOCDIR     ?= $(PREFIX)/share/doc/momgate
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 INSTALL    ?= install
 # Rewrites the default paths in dist/ for this layout.
 DISTSED    := sed -e 's|/usr/local/bin|$(BINDIR)|g' -e 's|/etc/momgate|$(SYSCONFDIR)/momgate|g' \
@@ -48,11 +49,32 @@ test: vet
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 
-# MUNGE's encode+decode round trips vs momgate PING swaps through a real MOM
-# vs raw loopback connections, in one run (installs munge if it can).
+# Raw loopback connections vs momgate PING swaps through a real MOM vs
+# MUNGE-authenticated connections vs MUNGE's own remunge, in one run.
+# Installs munge, libmunge-dev and gcc if missing (as root, with apt-get);
+# if it cannot, it says what is missing and measures the momgate figures.
 bench-munge: build
 	$(GO) build -trimpath -o $(BIN)/momgate-bench ./tools/cmd/momgate-bench
+	@if ./tools/munge/install-deps.sh; then $(MAKE) --no-print-directory munge-tools; \
+	else echo "bench-munge: MUNGE figures will be skipped" >&2; fi
 	@./scripts/bench-munge.sh $(BIN)
+
+# The MUNGE-authenticated connection client and server (tools/munge), built
+# with Debian's gcc against libmunge (Debian package libmunge-dev).
+MUNGE_CC     ?= gcc
+MUNGE_CFLAGS ?= -std=c11 -D_GNU_SOURCE -O2 -g -pthread -Wall -Wextra -Wshadow -Wformat=2
+MUNGE_TOOLS  := $(BIN)/munge-conn-server $(BIN)/munge-conn-client
+munge-deps:
+	@./tools/munge/install-deps.sh
+munge-tools: $(MUNGE_TOOLS)
+$(BIN)/munge-conn-%: tools/munge/munge-conn-%.c tools/munge/conn.c tools/munge/conn.h
+	@mkdir -p $(BIN)
+	$(MUNGE_CC) $(MUNGE_CFLAGS) -o $@ $< tools/munge/conn.c -lmunge
+
+# Only the self-checks of the MUNGE connection tools against a private
+# munged (accept, replay refused, garbage refused, wrong uid refused).
+munge-check: munge-deps munge-tools
+	@BENCH_MUNGE_CHECK_ONLY=1 ./scripts/bench-munge.sh $(BIN)
 
 # Runs every fuzz target for FUZZTIME each.
 fuzz:
@@ -62,7 +84,8 @@ lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# Man pages (section 8), generated from each binary's --help by urfave/cli.
+# Man pages (section 8), rendered by each binary from its flags and help
+# (internal/cliutil/man.go).
 man: build
 	@mkdir -p $(BIN)/man
 	@for b in $(BINARIES); do \
@@ -74,12 +97,13 @@ man: build
 install: build man
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
 		$(DESTDIR)$(SYSCONFDIR)/momgate $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) \
-		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
 	@for b in $(BINARIES); do \
 		$(INSTALL) -m 0755 $(BIN)/$$b $(DESTDIR)$(BINDIR)/$$b || exit 1; \
 		$(INSTALL) -m 0644 $(BIN)/man/$$b.8 $(DESTDIR)$(MANDIR)/man8/$$b.8 || exit 1; \
 		$(BIN)/$$b completion bash > $(DESTDIR)$(BASHCOMPDIR)/$$b || exit 1; \
 		$(BIN)/$$b completion zsh > $(DESTDIR)$(ZSHCOMPDIR)/_$$b || exit 1; \
+		$(BIN)/$$b completion fish > $(DESTDIR)$(FISHCOMPDIR)/$$b.fish || exit 1; \
 	done
 	@for u in momgate-server.service momgate-mom.service; do \
 		$(DISTSED) dist/$$u > $(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
@@ -97,7 +121,7 @@ install: build man
 uninstall:
 	@for b in $(BINARIES); do \
 		rm -f $(DESTDIR)$(BINDIR)/$$b $(DESTDIR)$(MANDIR)/man8/$$b.8 \
-			$(DESTDIR)$(BASHCOMPDIR)/$$b $(DESTDIR)$(ZSHCOMPDIR)/_$$b; \
+			$(DESTDIR)$(BASHCOMPDIR)/$$b $(DESTDIR)$(ZSHCOMPDIR)/_$$b $(DESTDIR)$(FISHCOMPDIR)/$$b.fish; \
 	done
 	rm -f $(DESTDIR)$(UNITDIR)/momgate-server.service $(DESTDIR)$(UNITDIR)/momgate-mom.service \
 		$(DESTDIR)$(SYSUSERSDIR)/momgate.conf

@@ -372,12 +372,23 @@ type pingResult struct {
 // ping asks MOM from to swap PINGs with MOM to.
 func (c *cluster) ping(from *momProc, toAddr string) (pingResult, result) {
 	c.t.Helper()
+	c.waitAdmin(from)
 	r := run(c.t, "", "momgate-mom", "ping", "--json", "--state-dir", from.dir, toAddr)
 	var pr pingResult
 	if err := json.Unmarshal([]byte(r.stdout), &pr); err != nil {
 		c.t.Fatalf("ping --json: %v in %q (stderr %q)", err, r.stdout, r.stderr)
 	}
 	return pr, r
+}
+
+// waitAdmin waits until m's admin socket answers, so that a command run
+// right after a (re)start reaches the new process.
+func (c *cluster) waitAdmin(m *momProc) {
+	c.t.Helper()
+	waitFor(c.t, m.name+" admin socket", 20*time.Second, func() bool {
+		_, ok := c.momStatus(m)
+		return ok
+	})
 }
 
 // peer is a row of `momgate-mom peers --json`.

@@ -208,6 +208,7 @@ func (c *cluster) mutuallyAdmitted(moms ...*momProc) {
 // and that the receiver counted the refusal under reason.
 func (c *cluster) refusedBy(from, to *momProc, reason string) {
 	c.t.Helper()
+	c.waitAdmin(to)
 	before, _ := c.momStatus(to)
 	pr, _ := c.ping(from, to.imAddr(c.imPort))
 	if pr.Admitted {

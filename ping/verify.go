@@ -41,7 +41,7 @@ type Verifier struct {
 // local and, if it passes, advances the sender's mark. frame is decrypted in
 // place (see Open). It does not allocate.
 func (v *Verifier) VerifyPing(frame []byte, source, local proto.Addr, res *Result) error {
-	return v.verify(frame, source, local, nil, res)
+	return v.verify(frame, source, local, nil, res, nil)
 }
 
 // VerifyPingAttested is VerifyPing with the caller's own attestation of
@@ -49,20 +49,22 @@ func (v *Verifier) VerifyPing(frame []byte, source, local proto.Addr, res *Resul
 // connection has just authenticated the sender by its identity key
 // (docs/PROTOCOL.md section 4.9).
 func (v *Verifier) VerifyPingAttested(frame []byte, source, local proto.Addr, att Attestation, res *Result) error {
-	return v.verifyWith(frame, source, local, nil, &att, res)
+	return v.verifyWith(frame, source, local, nil, nil, &att, res)
 }
 
 // VerifyReply checks a PingReply to a Ping whose random bytes were echo.
 func (v *Verifier) VerifyReply(frame []byte, source, local proto.Addr, echo *[RandomSize]byte, res *Result) error {
-	return v.verify(frame, source, local, echo, res)
+	return v.verify(frame, source, local, echo, res, nil)
 }
 
-func (v *Verifier) verify(frame []byte, source, local proto.Addr, echo *[RandomSize]byte, res *Result) error {
-	return v.verifyWith(frame, source, local, echo, nil, res)
+func (v *Verifier) verify(frame []byte, source, local proto.Addr, echo *[RandomSize]byte, res *Result, ext *[ExtSize]byte) error {
+	return v.verifyWith(frame, source, local, echo, ext, nil, res)
 }
 
-func (v *Verifier) verifyWith(frame []byte, source, local proto.Addr, echo *[RandomSize]byte, given *Attestation, res *Result) error {
-	keyID, reply, err := Open(frame, v.Keys, &res.Payload)
+// verifyWith runs every check; given, if not nil, is the caller's
+// attestation of the sender, used instead of asking Attest.
+func (v *Verifier) verifyWith(frame []byte, source, local proto.Addr, echo *[RandomSize]byte, ext *[ExtSize]byte, given *Attestation, res *Result) error {
+	keyID, reply, err := openFrame(frame, v.Keys, &res.Payload, ext)
 	res.KeyID, res.Reply = keyID, reply
 	if err != nil {
 		return err

@@ -21,6 +21,10 @@ func newMessage(t Type) Message {
 		return &Ping{}
 	case TypePingReply:
 		return &PingReply{}
+	case TypeSessionPing:
+		return &SessionPing{}
+	case TypeSessionReply:
+		return &SessionReply{}
 	case TypeKeyUpdate:
 		return &KeyUpdate{}
 	case TypeKeyAck:

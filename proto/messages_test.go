@@ -68,6 +68,14 @@ func sampleMessages() []namedMessage {
 	reply.KeyID = 0x0a1b2c3d
 	copy(reply.Nonce[:], fill(24, 0x40))
 	copy(reply.Sealed[:], fill(ReplySealedLen, 0x90))
+	var sping SessionPing
+	sping.KeyID = 0x0a1b2c3d
+	copy(sping.Nonce[:], fill(24, 0x41))
+	copy(sping.Sealed[:], fill(SessionPingSealedLen, 0x91))
+	var sreply SessionReply
+	sreply.KeyID = 0x0a1b2c3d
+	copy(sreply.Nonce[:], fill(24, 0x41))
+	copy(sreply.Sealed[:], fill(SessionReplySealedLen, 0x91))
 
 	var n1, n2 NodeID
 	copy(n1[:], fill(16, 0x11))
@@ -85,6 +93,8 @@ func sampleMessages() []namedMessage {
 		{"reject_v1", &Reject{Ver: V1, Code: 17, Reason: "legacy refused"}, 2 + 2 + 14},
 		{"ping", &ping, 4 + 24 + PingSealedLen},
 		{"ping_reply", &reply, 4 + 24 + ReplySealedLen},
+		{"session_ping", &sping, 4 + 24 + SessionPingSealedLen},
+		{"session_reply", &sreply, 4 + 24 + SessionReplySealedLen},
 		{"key_update", &KeyUpdate{Rotation: 1 << 40, Key: wrapped(9, 1)}, 8 + WrappedKeySize},
 		{"key_ack", &KeyAck{Rotation: 3, KeyID: 9, Status: 1}, 13},
 		{"key_activate", &KeyActivate{Rotation: 3, KeyID: 9}, 12},

@@ -18,6 +18,8 @@ const (
 	TypeReject       Type = 0x05
 	TypePing         Type = 0x10
 	TypePingReply    Type = 0x11
+	TypeSessionPing  Type = 0x12 // Ping with the session extension (section 6)
+	TypeSessionReply Type = 0x13 // PingReply with the session extension
 	TypeKeyUpdate    Type = 0x20
 	TypeKeyAck       Type = 0x21
 	TypeKeyActivate  Type = 0x22
@@ -51,6 +53,8 @@ var typeTable = [256]typeInfo{
 	TypeReject:       {"Reject", VersionBitV1 | VersionBitV2},
 	TypePing:         {"Ping", VersionBitV2},
 	TypePingReply:    {"PingReply", VersionBitV2},
+	TypeSessionPing:  {"SessionPing", VersionBitV2},
+	TypeSessionReply: {"SessionReply", VersionBitV2},
 	TypeKeyUpdate:    {"KeyUpdate", VersionBitV2},
 	TypeKeyAck:       {"KeyAck", VersionBitV2},
 	TypeKeyActivate:  {"KeyActivate", VersionBitV2},

@@ -3,7 +3,7 @@
 // cut short, not provably whole, inconsistent with another, or in an old
 // format) it decides whether the daemon starts, recovers in a fail-closed
 // way, or refuses to start, and says for each file what was lost and the
-// exact recovery (docs/SECURITY.md section 6).
+// exact recovery (docs/SECURITY.md section 7).
 //
 // The package is pure: it reads no file. internal/store and the daemons
 // inspect the files and pass the findings in.
@@ -201,7 +201,7 @@ type policy struct {
 }
 
 const (
-	docStateLoss = "docs/SECURITY.md section 6"
+	docStateLoss = "docs/SECURITY.md section 7"
 	docBackups   = "docs/DEPLOYMENT.md section 7"
 	docEnroll    = "docs/DEPLOYMENT.md section 5"
 	docKeys      = "docs/KEYS.md"

@@ -63,7 +63,7 @@ func inspect(t *testing.T, dir string, role statecheck.Role) *Inspection {
 }
 
 // TestInspectDirVerdicts: for each file of each role, deleting, emptying
-// or damaging it leads to the verdict docs/SECURITY.md section 6 gives.
+// or damaging it leads to the verdict docs/SECURITY.md section 7 gives.
 func TestInspectDirVerdicts(t *testing.T) {
 	type damage struct {
 		name string

@@ -16,7 +16,7 @@ import (
 	"github.com/momgate/momgate/statecheck"
 )
 
-// Format 2 of the journal (docs/SECURITY.md section 6) starts with one
+// Format 2 of the journal (docs/SECURITY.md section 7) starts with one
 // fixed-width header line, rewritten in place before the fsync of every
 // append, so the journal says how many lines it holds and a cut at a line
 // boundary is seen; and it names the checksum of the snapshot it follows,

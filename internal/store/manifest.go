@@ -10,7 +10,7 @@ import (
 
 // ManifestName is the state directory's manifest: the files the
 // directory must hold, so that a deleted one is told from one never
-// written (docs/SECURITY.md section 6). It changes only when the set does
+// written (docs/SECURITY.md section 7). It changes only when the set does
 // (init, enrollment, the first start of a version that adds a file), not
 // with the files' contents.
 const ManifestName = "manifest.json"

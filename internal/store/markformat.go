@@ -9,7 +9,7 @@ import (
 	"github.com/momgate/momgate/proto"
 )
 
-// Format 2 of the mark store (docs/SECURITY.md section 6). The log starts
+// Format 2 of the mark store (docs/SECURITY.md section 7). The log starts
 // with a header that is rewritten in place after every append, so the log
 // says how many records it holds: a log cut at a record boundary, emptied
 // or zeroed no longer looks whole. The snapshot carries a generation the

@@ -41,6 +41,10 @@ func app() *cli.App {
 					&cli.DurationFlag{Name: "warmup", Value: time.Second, Usage: "unmeasured time before each phase"},
 					&cli.Float64Flag{Name: "munge-rate", Usage: "MUNGE credentials per second measured by remunge (0: not measured)"},
 					&cli.StringFlag{Name: "munge-note", Usage: "how the MUNGE rate was measured, or why it was skipped"},
+					&cli.Float64Flag{Name: "munge-conn-rate", Usage: "MUNGE-authenticated connections per second measured by munge-conn-client (0: not measured)"},
+					&cli.StringFlag{Name: "munge-conn-note", Usage: "how the MUNGE connection rate was measured, or why it was skipped"},
+					&cli.Float64Flag{Name: "raw-c-rate", Usage: "reference: connections per second of the same C client and server without MUNGE (0: not measured)"},
+					&cli.StringFlag{Name: "raw-c-note", Usage: "how the C reference rate was measured, or why not"},
 					&cli.BoolFlag{Name: "json", Usage: "machine-readable JSON output"},
 				},
 				Action: func(c *cli.Context) error {
@@ -53,8 +57,10 @@ func app() *cli.App {
 					if c.Duration("duration") <= 0 || c.Duration("warmup") < 0 {
 						return fmt.Errorf("--duration must be > 0 and --warmup >= 0")
 					}
-					if c.Float64("munge-rate") < 0 {
-						return fmt.Errorf("--munge-rate %g: want >= 0", c.Float64("munge-rate"))
+					for _, f := range []string{"munge-rate", "munge-conn-rate", "raw-c-rate"} {
+						if v := c.Float64(f); v < 0 || v != v {
+							return fmt.Errorf("--%s %g: want >= 0", f, v)
+						}
 					}
 					self, err := os.Executable()
 					if err != nil {
@@ -74,6 +80,8 @@ func app() *cli.App {
 					rep, err := loopbench.Run(ctx, loopbench.Config{
 						BinDir: bin, Dir: dir, Workers: c.Int("workers"), Warmup: c.Duration("warmup"),
 						Duration: c.Duration("duration"), MungeRate: c.Float64("munge-rate"), MungeNote: c.String("munge-note"),
+						MungeConnRate: c.Float64("munge-conn-rate"), MungeConnNote: c.String("munge-conn-note"),
+						RawCRate: c.Float64("raw-c-rate"), RawCNote: c.String("raw-c-note"),
 						EchoCommand: []string{self, "echo", "--listen"},
 					})
 					if err != nil {
