@@ -5,15 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os/exec"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/momgate/momgate/internal/swap"
-	"github.com/momgate/momgate/keys"
-	"github.com/momgate/momgate/ping"
 )
 
 // TestConcurrentSwapsSameSender (issue 16): a mother superior with several
@@ -97,30 +94,9 @@ func deliverAll(in *insider, target string, caps []capture) []error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = deliverFrom(in, "127.0.0.2", target, cp)
+			errs[i] = in.deliver("127.0.0.2", target, cp)
 		}()
 	}
 	wg.Wait()
 	return errs
-}
-
-// deliverFrom is insider.deliver without the test's Fatal, for goroutines.
-func deliverFrom(in *insider, local, target string, cp capture) error {
-	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
-	conn, err := d.Dial("tcp", target)
-	if err != nil {
-		return fmt.Errorf("dial %s from %s: %w", target, local, err)
-	}
-	defer conn.Close()
-	if _, err := conn.Write(cp.frame); err != nil {
-		return fmt.Errorf("send: %w", err)
-	}
-	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-	v := &ping.Verifier{Keys: keys.NewHolder(in.ring), Guard: ping.NewGuard(ping.GuardConfig{Freshness: 0}, nil), Now: time.Now}
-	remote, localAddr, err := swap.Endpoints(conn)
-	if err != nil {
-		return err
-	}
-	var res ping.Result
-	return swap.ReadReply(conn, v, remote, localAddr, &cp.rnd, &res)
 }
