@@ -57,6 +57,10 @@ func newMessage(t Type) Message {
 		return &NodeLookup{}
 	case TypeNodeAddress:
 		return &NodeAddress{}
+	case TypeFloorLookup:
+		return &FloorLookup{}
+	case TypeFloorAnswer:
+		return &FloorAnswer{}
 	}
 	return nil
 }

@@ -36,6 +36,8 @@ const (
 	TypeIMReply      Type = 0x42
 	TypeNodeLookup   Type = 0x50
 	TypeNodeAddress  Type = 0x51
+	TypeFloorLookup  Type = 0x52
+	TypeFloorAnswer  Type = 0x53
 )
 
 type typeInfo struct {
@@ -69,6 +71,8 @@ var typeTable = [256]typeInfo{
 	TypeIMReply:      {"IMReply", VersionBitV1 | VersionBitV2},
 	TypeNodeLookup:   {"NodeLookup", VersionBitV1 | VersionBitV2},
 	TypeNodeAddress:  {"NodeAddress", VersionBitV1 | VersionBitV2},
+	TypeFloorLookup:  {"FloorLookup", VersionBitV2},
+	TypeFloorAnswer:  {"FloorAnswer", VersionBitV2},
 }
 
 func (t Type) validIn(v Version) bool {

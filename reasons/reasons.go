@@ -4,7 +4,7 @@
 // what it means, and the Reject code (docs/PROTOCOL.md section 2.1) it is
 // answered with. Package ping, package migration, package handshake and
 // the daemons spell reasons only through these constants; the metric's
-// help text and docs/PROTOCOL.md section 4.9 enumerate All.
+// help text and docs/PROTOCOL.md section 4.10 enumerate All.
 package reasons
 
 import "github.com/momgate/momgate/proto"
@@ -24,6 +24,8 @@ const (
 	Echo         Reason = "echo"
 	Replay       Reason = "replay"
 	Stale        Reason = "stale"
+	Floor        Reason = "floor"
+	Unattested   Reason = "unattested"
 	Revoked      Reason = "revoked"
 	Persist      Reason = "persist"
 )
@@ -89,6 +91,8 @@ var registry = []Info{
 	{Echo, proto.RejectMalformed, 0, true, "the PingReply does not echo the initiator's random bytes"},
 	{Replay, proto.RejectReplay, 0, true, "the timestamp is not newer than the sender's high-water mark"},
 	{Stale, proto.RejectStale, 0, true, "first contact outside the freshness window"},
+	{Floor, proto.RejectStale, 0, true, "a first contact, or a sender's first PING after a recovery, not above the attested or recovery floor (4.9)"},
+	{Unattested, proto.RejectStale, 0, true, "a receiver that lost marks and trusts no clock has no attestation from the server for the sender"},
 	{Revoked, proto.RejectRevoked, 0, true, "the sender's node id or address is denied"},
 	{Persist, proto.RejectInternal, 0, true, "the receiver could not persist the sender's new high-water mark, so it refused rather than reopen replay after a restart"},
 	{HandshakeTimeout, proto.RejectMalformed, 0, true, "the handshake deadline passed before the peer sent what it had to"},

@@ -53,7 +53,7 @@ func TestRegistry(t *testing.T) {
 	}
 }
 
-// TestDocsTable: docs/PROTOCOL.md section 4.9 lists exactly the registry,
+// TestDocsTable: docs/PROTOCOL.md section 4.10 lists exactly the registry,
 // in its order, with its codes.
 func TestDocsTable(t *testing.T) {
 	b, err := os.ReadFile("../docs/PROTOCOL.md")
@@ -61,9 +61,9 @@ func TestDocsTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := string(b)
-	start := strings.Index(doc, "### 4.9 Rejection reasons")
+	start := strings.Index(doc, "### 4.10 Rejection reasons")
 	if start < 0 {
-		t.Fatal("docs/PROTOCOL.md has no section 4.9 Rejection reasons")
+		t.Fatal("docs/PROTOCOL.md has no section 4.10 Rejection reasons")
 	}
 	doc = doc[start:]
 	if end := strings.Index(doc, "\n## "); end > 0 {

@@ -171,7 +171,7 @@ var (
 )
 
 // rejectionsHelp names every counted reason of the registry
-// (docs/PROTOCOL.md section 4.9).
+// (docs/PROTOCOL.md section 4.10).
 func rejectionsHelp() string {
 	names := make([]string, 0, len(reasons.Counted()))
 	for _, r := range reasons.Counted() {
