@@ -1,4 +1,4 @@
-package swap
+package handshake
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/reasons"
 )
 
 func TestReadFailureReason(t *testing.T) {
@@ -23,16 +24,16 @@ func TestReadFailureReason(t *testing.T) {
 	cases := []struct {
 		name string
 		err  error
-		want string
+		want reasons.Reason
 	}{
-		{"truncated header", read(frame[:5]), ReasonMalformed},
-		{"truncated body", read(frame[:len(frame)-1]), ReasonMalformed},
-		{"oversized", read(big), ReasonMalformed},
-		{"bad magic", read([]byte("GET / HTTP/1.1\r\n")), ReasonMalformed},
-		{"nothing sent", read(nil), ReasonClosed},
-		{"deadline", fmt.Errorf("read hello: %w", os.ErrDeadlineExceeded), ReasonTimeout},
-		{"reset", fmt.Errorf("read: %w", net.ErrClosed), ReasonHandshake},
-		{"other", errors.New("x"), ReasonHandshake},
+		{"truncated header", read(frame[:5]), reasons.Malformed},
+		{"truncated body", read(frame[:len(frame)-1]), reasons.Malformed},
+		{"oversized", read(big), reasons.Malformed},
+		{"bad magic", read([]byte("GET / HTTP/1.1\r\n")), reasons.Malformed},
+		{"nothing sent", read(nil), reasons.Closed},
+		{"deadline", fmt.Errorf("read hello: %w", os.ErrDeadlineExceeded), reasons.HandshakeTimeout},
+		{"reset", fmt.Errorf("read: %w", net.ErrClosed), reasons.Handshake},
+		{"other", errors.New("x"), reasons.Handshake},
 	}
 	for _, c := range cases {
 		if got := ReadFailureReason(c.err); got != c.want {
@@ -45,7 +46,7 @@ func TestReadFailureReason(t *testing.T) {
 	defer b.Close()
 	_ = a.SetReadDeadline(time.Now().Add(time.Millisecond))
 	_, err := proto.ReadFrameLimit(a, nil, PreAuthMaxFrame)
-	if got := ReadFailureReason(err); got != ReasonTimeout {
+	if got := ReadFailureReason(err); got != reasons.HandshakeTimeout {
 		t.Fatalf("pipe deadline %v: %q", err, got)
 	}
 }

@@ -1,11 +1,14 @@
-package mom
+// Package momcli is the admin client side of momgate-mom: peers, status,
+// ping, job and key, each through the running MOM's admin socket, printed
+// as a table or as JSON; key import and key activate also work on the
+// state directory of a MOM that is not running.
+package momcli
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"path/filepath"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -15,7 +18,7 @@ import (
 
 // call runs one admin operation on the MOM whose state dir is dir.
 func call(ctx context.Context, dir, op string, args, out any) error {
-	c, err := admin.Dial(ctx, filepath.Join(dir, adminSocket), admin.WithDaemon("momgate-mom"))
+	c, err := admin.Dial(ctx, admin.SocketPath(dir), admin.WithDaemon("momgate-mom"))
 	if err != nil {
 		return err
 	}
@@ -31,8 +34,8 @@ func writeJSON(w io.Writer, v any) error {
 
 // PrintPeers prints the admitted-peers table of the MOM at dir.
 func PrintPeers(ctx context.Context, dir string, w io.Writer, asJSON bool) error {
-	var peers []Peer
-	if err := call(ctx, dir, OpPeers, nil, &peers); err != nil {
+	var peers []admin.AdmittedPeer
+	if err := call(ctx, dir, admin.OpPeers, nil, &peers); err != nil {
 		return err
 	}
 	if asJSON {
@@ -49,8 +52,8 @@ func PrintPeers(ctx context.Context, dir string, w io.Writer, asJSON bool) error
 
 // PrintStatus prints the status of the MOM at dir.
 func PrintStatus(ctx context.Context, dir string, w io.Writer, asJSON bool) error {
-	var st Status
-	if err := call(ctx, dir, OpStatus, nil, &st); err != nil {
+	var st admin.MomStatus
+	if err := call(ctx, dir, admin.OpStatus, nil, &st); err != nil {
 		return err
 	}
 	if asJSON {
@@ -87,8 +90,8 @@ func PrintStatus(ctx context.Context, dir string, w io.Writer, asJSON bool) erro
 // PrintPing asks the MOM at dir to run a PING swap with the sister at addr
 // and prints the outcome. A refused swap is an error (non-zero exit).
 func PrintPing(ctx context.Context, dir, addr string, w io.Writer, asJSON bool) error {
-	var res PingResult
-	if err := call(ctx, dir, OpPing, PingArgs{Addr: addr}, &res); err != nil {
+	var res admin.PingResult
+	if err := call(ctx, dir, admin.OpPing, admin.PingArgs{Addr: addr}, &res); err != nil {
 		return err
 	}
 	if asJSON {
@@ -104,4 +107,11 @@ func PrintPing(ctx context.Context, dir, addr string, w io.Writer, asJSON bool) 
 		return fmt.Errorf("ping %s: %s", addr, res.Reason)
 	}
 	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

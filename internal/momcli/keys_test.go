@@ -1,4 +1,4 @@
-package mom
+package momcli
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/mom"
 )
 
 // offlineMOM makes a MOM state directory holding one active key, with no
@@ -28,7 +29,7 @@ func offlineMOM(t *testing.T) (dir string, active *keys.Key) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := keystore.SaveKeyring(filepath.Join(dir, keyringFile), ring); err != nil {
+	if err := keystore.SaveKeyring(mom.KeyringPath(dir), ring); err != nil {
 		t.Fatal(err)
 	}
 	return dir, k
@@ -66,7 +67,7 @@ func TestImportKeyRefusesLooseFile(t *testing.T) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
 	}
-	ring, _ := keystore.LoadKeyring(filepath.Join(dir, keyringFile))
+	ring, _ := keystore.LoadKeyring(mom.KeyringPath(dir))
 	if ring.Len() != 1 {
 		t.Fatalf("refused import changed the keyring: %v", ring.Keys())
 	}
@@ -82,7 +83,7 @@ func TestImportAndActivateOffline(t *testing.T) {
 	if !strings.Contains(out.String(), "imported key "+k.ID.String()+" as next") || !strings.Contains(out.String(), "not running") {
 		t.Fatalf("output %q", out.String())
 	}
-	ring, err := keystore.LoadKeyring(filepath.Join(dir, keyringFile))
+	ring, err := keystore.LoadKeyring(mom.KeyringPath(dir))
 	if err != nil || ring.Next() == nil || ring.Next().ID != k.ID || ring.Next().Secret != k.Secret {
 		t.Fatalf("keyring after import: %v %v", ring, err)
 	}
@@ -101,7 +102,7 @@ func TestImportAndActivateOffline(t *testing.T) {
 	if err := ActivateKey(context.Background(), dir, k.ID.String(), &out, false); err != nil || !strings.Contains(out.String(), "is now active") {
 		t.Fatalf("activate: %v %q", err, out.String())
 	}
-	ring, _ = keystore.LoadKeyring(filepath.Join(dir, keyringFile))
+	ring, _ = keystore.LoadKeyring(mom.KeyringPath(dir))
 	if ring.Active().ID != k.ID || ring.Lookup(old.ID) == nil || ring.Lookup(old.ID).State != keys.StatePrevious {
 		t.Fatalf("keyring after activate: %v", ring.Keys())
 	}

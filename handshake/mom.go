@@ -1,23 +1,21 @@
-// Package enroll is the MOM side of the control handshake, steps 1 to 3 of
-// docs/PROTOCOL.md section 4.1: read ServerHello, prove the enrollment
-// token (first start) or the node identity (later starts), read Welcome and
-// unwrap the cluster keys it carries. The MOM daemon and the scale
-// simulator share it; the PING swap that follows is internal/swap.
-package enroll
+package handshake
 
 import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"time"
 
 	"golang.org/x/crypto/nacl/box"
 
-	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
 )
+
+// The MOM half of a control connection, steps 1 to 3 of docs/PROTOCOL.md
+// section 4.1: read ServerHello, prove the enrollment token (first start)
+// or the node identity (later starts), read Welcome and unwrap the cluster
+// keys it carries. The swap with the server follows (Initiate).
 
 // Sentinel errors callers branch on.
 var (
@@ -29,11 +27,11 @@ var (
 	ErrFinal = errors.New("refused by server")
 )
 
-// Params is what the MOM presents. Token is set on first start; NodeID and
-// ServerKey (pinned at enrollment) on later starts.
-type Params struct {
+// MomParams is what the MOM presents. Token is set on first start; NodeID
+// and ServerKey (pinned at enrollment) on later starts.
+type MomParams struct {
 	Ident    *keys.Identity
-	Rand     io.Reader
+	Rand     io.Reader // the nonces of the sealed proofs
 	IMPort   uint16
 	Versions uint8
 	Token    *keys.Token
@@ -43,20 +41,20 @@ type Params struct {
 	KeyIDs    []uint32 // cluster keys held, reported in Hello
 }
 
-// Handshake runs the exchange on c until Welcome and returns both server
-// messages. The caller sets c's deadline.
-func Handshake(c net.Conn, p *Params) (*proto.ServerHello, *proto.Welcome, error) {
-	sh, err := ReadServerHello(c)
+// Authenticate runs the MOM half on rw until Welcome and returns both
+// server messages.
+func Authenticate(rw io.ReadWriter, p *MomParams) (*proto.ServerHello, *proto.Welcome, error) {
+	sh, err := ReadServerHello(rw)
 	if err != nil {
 		return nil, nil, err
 	}
-	w, err := Prove(c, sh, p)
+	w, err := Prove(rw, sh, p)
 	return sh, w, err
 }
 
 // ReadServerHello reads the server's first frame.
-func ReadServerHello(c net.Conn) (*proto.ServerHello, error) {
-	frame, err := proto.ReadFrameLimit(c, nil, swap.PreAuthMaxFrame)
+func ReadServerHello(r io.Reader) (*proto.ServerHello, error) {
+	frame, err := proto.ReadFrameLimit(r, nil, PreAuthMaxFrame)
 	if err != nil {
 		return nil, fmt.Errorf("read server hello: %w", err)
 	}
@@ -72,7 +70,7 @@ func ReadServerHello(c net.Conn) (*proto.ServerHello, error) {
 }
 
 // Prove answers sh with Enroll (p.Token set) or Hello and reads Welcome.
-func Prove(c net.Conn, sh *proto.ServerHello, p *Params) (*proto.Welcome, error) {
+func Prove(rw io.ReadWriter, sh *proto.ServerHello, p *MomParams) (*proto.Welcome, error) {
 	var out proto.Message
 	if p.Token != nil {
 		if err := p.Token.CheckServer(sh.ServerKey); err != nil {
@@ -99,10 +97,10 @@ func Prove(c net.Conn, sh *proto.ServerHello, p *Params) (*proto.Welcome, error)
 		h.Sealed = box.Seal(nil, proof.Marshal(), &h.Nonce, &sh.ServerKey, &p.Ident.Private)
 		out = h
 	}
-	if err := proto.WriteFrame(c, out); err != nil {
+	if err := proto.WriteFrame(rw, out); err != nil {
 		return nil, fmt.Errorf("send %s: %w", out.Type(), err)
 	}
-	frame, err := proto.ReadFrameLimit(c, nil, swap.PreAuthMaxFrame)
+	frame, err := proto.ReadFrameLimit(rw, nil, PreAuthMaxFrame)
 	if err != nil {
 		return nil, fmt.Errorf("read welcome: %w", err)
 	}
@@ -112,7 +110,7 @@ func Prove(c net.Conn, sh *proto.ServerHello, p *Params) (*proto.Welcome, error)
 	}
 	switch w := msg.(type) {
 	case *proto.Reject:
-		rerr := &swap.RejectError{Code: w.Code, Reason: w.Reason}
+		rerr := PeerRejected(w)
 		if final(w.Code, p.Token != nil) {
 			return nil, fmt.Errorf("%w: %w", ErrFinal, rerr)
 		}
@@ -125,13 +123,13 @@ func Prove(c net.Conn, sh *proto.ServerHello, p *Params) (*proto.Welcome, error)
 }
 
 // final reports whether a Reject code ends an enrollment for good.
-func final(code uint16, enrolling bool) bool {
+func final(code proto.RejectCode, enrolling bool) bool {
 	if !enrolling {
 		return false
 	}
 	switch code {
-	case swap.CodeTokenUnknown, swap.CodeTokenUsed, swap.CodeTokenExpired, swap.CodeAuth,
-		swap.CodeAddrMismatch, swap.CodeNotAllowed, swap.CodeUnknownNode:
+	case proto.RejectTokenUnknown, proto.RejectTokenUsed, proto.RejectTokenExpired, proto.RejectAuth,
+		proto.RejectAddrMismatch, proto.RejectNotAllowed, proto.RejectUnknownNode:
 		return true
 	}
 	return false
@@ -143,7 +141,7 @@ func Keyring(w *proto.Welcome, serverKey *[32]byte, ident *keys.Identity, now ti
 	wr := keys.NewWrapper(serverKey, &ident.Private)
 	ring := keys.NewKeyring()
 	for _, pw := range w.Keys {
-		k, err := wr.Unwrap(FromProto(pw), now)
+		k, err := wr.Unwrap(FromWire(pw), now)
 		if err != nil {
 			return nil, fmt.Errorf("unwrap key %08x: %w", pw.KeyID, err)
 		}
@@ -155,9 +153,4 @@ func Keyring(w *proto.Welcome, serverKey *[32]byte, ident *keys.Identity, now ti
 		return nil, fmt.Errorf("server sent no active cluster key: %w", keys.ErrNoActive)
 	}
 	return ring, nil
-}
-
-// FromProto converts a wire WrappedKey.
-func FromProto(w proto.WrappedKey) keys.WrappedKey {
-	return keys.WrappedKey{ID: keys.KeyID(w.KeyID), State: keys.State(w.State), Nonce: w.Nonce, Sealed: w.Sealed}
 }

@@ -1,4 +1,4 @@
-package enroll
+package handshake
 
 import (
 	"crypto/rand"
@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/crypto/nacl/box"
 
-	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
 )
@@ -79,7 +78,7 @@ func (s *fakeServer) welcome(t *testing.T, nodePub [32]byte) *proto.Welcome {
 	return &proto.Welcome{NodeID: proto.NodeID{9}, Name: "n1", Mode: proto.ModePing, Keys: []proto.WrappedKey{{KeyID: uint32(wk.ID), State: uint8(wk.State), Nonce: wk.Nonce, Sealed: wk.Sealed}}}
 }
 
-func params(t *testing.T, serverPub [32]byte) *Params {
+func params(t *testing.T, serverPub [32]byte) *MomParams {
 	t.Helper()
 	ident, err := keys.GenerateIdentity(rand.Reader)
 	if err != nil {
@@ -93,7 +92,7 @@ func params(t *testing.T, serverPub [32]byte) *Params {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Params{Ident: ident, Rand: rand.Reader, IMPort: 15003, Versions: proto.VersionBitV2, Token: &tok}
+	return &MomParams{Ident: ident, Rand: rand.Reader, IMPort: 15003, Versions: proto.VersionBitV2, Token: &tok}
 }
 
 func TestEnrollAndUnwrap(t *testing.T) {
@@ -102,11 +101,11 @@ func TestEnrollAndUnwrap(t *testing.T) {
 	client, server := net.Pipe()
 	done := srv.serve(t, server, func(m proto.Message, ok bool) proto.Message {
 		if !ok {
-			return &proto.Reject{Code: swap.CodeAuth, Reason: "bad proof"}
+			return &proto.Reject{Code: proto.RejectAuth, Reason: "bad proof"}
 		}
 		return srv.welcome(t, p.Ident.Public)
 	})
-	sh, w, err := Handshake(client, p)
+	sh, w, err := Authenticate(client, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +131,7 @@ func TestServerKeyPinned(t *testing.T) {
 	p := params(t, srv.ident.Public)
 	client, server := net.Pipe()
 	impostor.serve(t, server, func(proto.Message, bool) proto.Message { return &proto.Reject{} })
-	if _, _, err := Handshake(client, p); !errors.Is(err, ErrServerKey) {
+	if _, _, err := Authenticate(client, p); !errors.Is(err, ErrServerKey) {
 		t.Fatalf("token pinned to another server: %v", err)
 	}
 	client.Close()
@@ -140,7 +139,7 @@ func TestServerKeyPinned(t *testing.T) {
 	p.Token, p.ServerKey = nil, srv.ident.Public
 	client, server = net.Pipe()
 	impostor.serve(t, server, func(proto.Message, bool) proto.Message { return &proto.Reject{} })
-	if _, _, err := Handshake(client, p); !errors.Is(err, ErrServerKey) {
+	if _, _, err := Authenticate(client, p); !errors.Is(err, ErrServerKey) {
 		t.Fatalf("hello to another server: %v", err)
 	}
 	client.Close()
@@ -149,16 +148,16 @@ func TestServerKeyPinned(t *testing.T) {
 func TestRejectFinality(t *testing.T) {
 	srv := newFakeServer(t)
 	for _, tc := range []struct {
-		code      uint16
+		code      proto.RejectCode
 		enrolling bool
 		final     bool
 	}{
-		{swap.CodeTokenUsed, true, true},
-		{swap.CodeTokenExpired, true, true},
-		{swap.CodeAddrMismatch, true, true},
-		{swap.CodeInternal, true, false},
-		{swap.CodeRateLimited, true, false},
-		{swap.CodeAddrMismatch, false, false}, // a running MOM keeps retrying
+		{proto.RejectTokenUsed, true, true},
+		{proto.RejectTokenExpired, true, true},
+		{proto.RejectAddrMismatch, true, true},
+		{proto.RejectInternal, true, false},
+		{proto.RejectRateLimited, true, false},
+		{proto.RejectAddrMismatch, false, false}, // a running MOM keeps retrying
 	} {
 		p := params(t, srv.ident.Public)
 		if !tc.enrolling {
@@ -166,12 +165,12 @@ func TestRejectFinality(t *testing.T) {
 		}
 		client, server := net.Pipe()
 		done := srv.serve(t, server, func(proto.Message, bool) proto.Message { return &proto.Reject{Code: tc.code, Reason: "no"} })
-		_, _, err := Handshake(client, p)
+		_, _, err := Authenticate(client, p)
 		client.Close()
 		if serr := <-done; serr != nil {
 			t.Fatalf("fake server: %v", serr)
 		}
-		var rj *swap.RejectError
+		var rj *RejectError
 		if !errors.As(err, &rj) || rj.Code != tc.code {
 			t.Fatalf("code %d: %v", tc.code, err)
 		}
