@@ -7,7 +7,7 @@ BINARIES  := momgate-server momgate-mom momgate-qmgr momgate-migrate
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build run test vet race bench bench-munge fuzz lint clean man install uninstall
+.PHONY: all build run test vet race bench bench-munge fuzz lint clean man install uninstall test-openpbs
 
 # Install layout; `make install PREFIX=/usr DESTDIR=/tmp/pkg` for packaging.
 # Units and configs name BINDIR and SYSCONFDIR; DESTDIR only stages files.
@@ -44,6 +44,13 @@ vet:
 # Unit, fuzz-seed and integration tests under the race detector.
 test: vet
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# A real OpenPBS cluster in network namespaces (contrib/openpbs/test/):
+# needs root and ../shared/openpbs; skipped with the reason otherwise.
+# Never part of `make test`.
+test-openpbs:
+	@rc=0; contrib/openpbs/test/harness.sh --auth resvport || rc=$$?; \
+	if [ $$rc -eq 77 ]; then echo "test-openpbs: skipped (reason above)"; exit 0; fi; exit $$rc
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
