@@ -57,6 +57,8 @@ type Config struct {
 	MetricsAllowRemote bool
 	// SourceLimits bounds unauthenticated IM connections per source address.
 	SourceLimits connlimit.Config
+	// PBSSocket is the OpenPBS plugin's socket (pbsauth.go); "" disables.
+	PBSSocket string
 }
 
 // Mom is a running MOM daemon.
@@ -250,7 +252,7 @@ func (m *Mom) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 6) // one per run below
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -269,6 +271,9 @@ func (m *Mom) Run(ctx context.Context) error {
 	run("jobs", m.runJobs)
 	if serveMetrics != nil {
 		run("metrics", serveMetrics)
+	}
+	if m.cfg.PBSSocket != "" {
+		run("pbs socket", m.servePBS)
 	}
 	m.serveIM(ctx, ln)
 	cancel()

@@ -48,6 +48,9 @@ type Config struct {
 	MetricsAllowRemote bool
 	// SourceLimits bounds unauthenticated connections per source address.
 	SourceLimits connlimit.Config
+	// PBSSocket is the OpenPBS plugin's socket (pbsauth.go); "" disables.
+	// PBSHostName names this host to PBS ("" means the hostname).
+	PBSSocket, PBSHostName string
 }
 
 // Server is a running momgate server.
@@ -267,6 +270,16 @@ func (s *Server) Run(ctx context.Context) error {
 			cancel()
 		}
 	}()
+	if s.cfg.PBSSocket != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.servePBS(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("pbs socket: %w", err)
+				cancel()
+			}
+		}()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
