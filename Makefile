@@ -7,7 +7,7 @@ BINARIES  := momgate-server momgate-mom momgate-qmgr momgate-migrate
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build run test vet race bench bench-munge fuzz lint clean man install uninstall test-openpbs
+.PHONY: all build run test vet race bench bench-munge fuzz lint clean man install uninstall test-openpbs plugin
 
 # Install layout; `make install PREFIX=/usr DESTDIR=/tmp/pkg` for packaging.
 # Units and configs name BINDIR and SYSCONFDIR; DESTDIR only stages files.
@@ -44,6 +44,17 @@ vet:
 # Unit, fuzz-seed and integration tests under the race detector.
 test: vet
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# libauth_momgate.so, the OpenPBS authentication plugin (contrib/openpbs/
+# plugin/): C and libc only, the cryptography is in the momgate daemons.
+PLUGIN_SRC    := $(wildcard contrib/openpbs/plugin/*.c)
+PLUGIN_CFLAGS ?= -O2 -g -std=c11 -Wall -Wextra -Werror -fPIC -fvisibility=hidden \
+                 -fstack-protector-strong -D_FORTIFY_SOURCE=2
+plugin: $(BIN)/libauth_momgate.so
+
+$(BIN)/libauth_momgate.so: $(PLUGIN_SRC) $(wildcard contrib/openpbs/plugin/*.h)
+	@mkdir -p $(BIN)
+	$(CC) $(PLUGIN_CFLAGS) -shared -Wl,-z,relro,-z,now -o $@ $(PLUGIN_SRC)
 
 # A real OpenPBS cluster in network namespaces (contrib/openpbs/test/):
 # needs root and ../shared/openpbs; skipped with the reason otherwise.

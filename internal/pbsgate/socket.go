@@ -39,8 +39,9 @@ func Listen(path string) (*net.UnixListener, error) {
 	if fi.Mode().Perm()&0o022 != 0 {
 		return nil, fmt.Errorf("pbs socket directory %s is mode %04o: group or others may write it (chmod go-w %s)", dir, fi.Mode().Perm(), dir)
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() && st.Uid != 0 {
-		return nil, fmt.Errorf("pbs socket directory %s belongs to uid %d, neither root nor this daemon (uid %d): the plugin would refuse the socket", dir, st.Uid, os.Geteuid())
+	// The plugin trusts a daemon running as root or as the directory's owner.
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() != 0 && int(st.Uid) != os.Geteuid() {
+		return nil, fmt.Errorf("pbs socket directory %s belongs to uid %d, not to this daemon's uid %d: the plugin would refuse the socket (chown it)", dir, st.Uid, os.Geteuid())
 	}
 	if err := removeStale(path); err != nil {
 		return nil, err
