@@ -75,6 +75,7 @@ type Result struct {
 	Node     proto.NodeID // the other host's node id, once known
 	NodeName string       // its name, once known
 	KeyID    uint32       // the cluster key the other side sealed with
+	Kind     Kind         // the kind of connection
 	User     PeerUser     // Confirm: the initiator's user
 }
 
@@ -173,7 +174,7 @@ func (e *Engine) resume(c Caller, id HandshakeID, initiator bool) (pending, erro
 // Initiate makes step 1 for a connection of kind to the host at dest, on
 // behalf of caller c.
 func (e *Engine) Initiate(c Caller, kind Kind, dest proto.Addr) (Result, error) {
-	res := Result{Peer: dest}
+	res := Result{Peer: dest, Kind: kind}
 	if !kind.valid() {
 		return res, fmt.Errorf("%w: kind %d", ErrMalformed, kind)
 	}
@@ -197,7 +198,7 @@ func (e *Engine) Continue(c Caller, id HandshakeID, token []byte) (Result, error
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Peer: p.peer}
+	res := Result{Peer: p.peer, Kind: p.kind}
 	frame, err := UnwrapFrame(StepReply, token)
 	if err != nil {
 		return res, err
@@ -234,7 +235,7 @@ func (e *Engine) Continue(c Caller, id HandshakeID, token []byte) (Result, error
 // Accept checks step 1, which came from one of sources, for a connection
 // of kind, and makes step 2.
 func (e *Engine) Accept(c Caller, kind Kind, sources []proto.Addr, token []byte) (Result, error) {
-	var res Result
+	res := Result{Kind: kind}
 	if len(sources) > 0 {
 		res.Peer = sources[0]
 	}
@@ -300,7 +301,7 @@ func (e *Engine) Confirm(c Caller, id HandshakeID, token []byte) (Result, error)
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Peer: p.peer, Node: p.node}
+	res := Result{Peer: p.peer, Node: p.node, Kind: p.kind}
 	v, keyID, err := OpenVouch(token, e.cfg.Keys)
 	res.KeyID = keyID
 	if err != nil {

@@ -19,7 +19,7 @@ func TestServiceHandshake(t *testing.T) {
 	if res.User != want {
 		t.Fatalf("responder learned %+v, want %+v", res.User, want)
 	}
-	if res.Node != w.n1.node || res.Peer != w.n1.addr || res.KeyID != 7 {
+	if res.Node != w.n1.node || res.Peer != w.n1.addr || res.KeyID != 7 || res.Kind != KindService {
 		t.Fatalf("result %+v", res)
 	}
 	if s, _ := Step(tr.step1); s != StepPing || len(tr.step1) != tokenHeaderSize+ping.FrameSize {

@@ -219,11 +219,11 @@ func (g *gate) sources(ctx context.Context, host string) ([]proto.Addr, error) {
 	return out, nil
 }
 
-// record writes the audit line of a step: every refusal, and the two
-// admissions (the responder's Confirm; the initiator's Continue, which
-// admits the responder).
+// record writes the audit line of a step: every refusal, and the
+// admission (the responder's Confirm). The initiator's Continue admits the
+// responder too, but the responder's line records that connection already.
 func (g *gate) record(q *pbsauth.Request, p peer, res *pbsauth.Result, err error) {
-	if err == nil && (q.Op == pbsauth.OpInitiate || q.Op == pbsauth.OpAccept) {
+	if err == nil && q.Op != pbsauth.OpConfirm {
 		return
 	}
 	e := audit.Entry{Channel: ChannelPBS, Outcome: audit.Accepted, Node: nodeLabel(res)}
@@ -236,11 +236,9 @@ func (g *gate) record(q *pbsauth.Request, p peer, res *pbsauth.Result, err error
 		e.KeyID = fmt.Sprintf("%08x", res.KeyID)
 	}
 	if err != nil {
-		e.Outcome, e.Reason, e.Detail = audit.Rejected, pbsauth.Reason(err), fmt.Sprintf("%s: %v", q.Op, err)
-	} else if q.Op == pbsauth.OpConfirm {
-		e.Detail = fmt.Sprintf("%s connection of %s (uid %d)", q.Kind, res.User.User, res.User.UID)
+		e.Outcome, e.Reason, e.Detail = audit.Rejected, pbsauth.Reason(err), fmt.Sprintf("%s connection, %s: %v", res.Kind, q.Op, err)
 	} else {
-		e.Detail = "responder proven (continue)"
+		e.Detail = fmt.Sprintf("%s connection of %s (uid %d)", res.Kind, res.User.User, res.User.UID)
 	}
 	g.cfg.Audit.Record(e)
 }

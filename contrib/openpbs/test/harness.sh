@@ -53,6 +53,8 @@ START=$SECONDS
 . "$here/netns.sh"
 # shellcheck source=pbs.sh
 . "$here/pbs.sh"
+# shellcheck source=momgate.sh
+. "$here/momgate.sh"
 
 finish() {
   local rc=$?
@@ -109,11 +111,13 @@ step "hosts up: $SERVER ${EXEC_HOSTS[*]} on 10.201.0.0/24"
 auth_setup          # per method: plugin, daemons (pbs.sh)
 server_install      # pbs.conf, PBS_HOME, datastore, workq
 server_start
-for h in "${EXEC_HOSTS[@]}"; do mom_install "$h"; mom_start "$h"; done
+for h in "${EXEC_HOSTS[@]}"; do auth_host_setup "$h"; mom_install "$h"; mom_start "$h"; done
 for h in "${EXEC_HOSTS[@]}"; do onhost "$SERVER" qmgr -c "create node $h" >/dev/null; done
 wait_for "every pbs_mom free in pbsnodes -a" 60 nodes_free "${EXEC_HOSTS[@]}"
 step "pbsnodes -a: ${EXEC_HOSTS[*]} free"
 onhost "$SERVER" pbsnodes -a | sed -n '/^[a-z]/p;/state =/p' | sed 's/^/  /'
+[ "$AUTH" != momgate ] || momgate_check_joined
 
 run_two_node_job
+[ "$AUTH" != momgate ] || momgate_check_user "$JOBUSER" "${EXEC_HOSTS[0]}"
 step "PASS: a two-node job of $JOBUSER ran on ${EXEC_HOSTS[*]} with auth $AUTH ($((SECONDS - START)) s)"

@@ -49,7 +49,9 @@ lan_up() {
 # private, empty /run. PBS_EXEC/etc is replaced by $T/NAME/etc, where the
 # host's pbs.conf lives: PBS's compiled-in path then names the host's own
 # file (a job's pbsdsh reads it), and onhost sets PBS_CONF_FILE to it for
-# PBS's wrapper scripts, whose default is /etc/pbs.conf.
+# PBS's wrapper scripts, whose default is /etc/pbs.conf. PBS_EXEC/lib is
+# replaced by $T/NAME/lib, links to the real one, so that a plugin copied
+# there is PBS_EXEC/lib/libauth_NAME.so on that host alone.
 host_up() {
   local name=$1 addr=$2 pid
   holder --net --mount --uts --ipc --pid --mount-proc --propagation private || return 1
@@ -70,6 +72,10 @@ host_up() {
     mkdir -p '$T/$name/etc'
     cp -a '$PBS_EXEC/etc/.' '$T/$name/etc/'
     mount --bind '$T/$name/etc' '$PBS_EXEC/etc'
+    mkdir -p '$T/$name/lib' '$T/$name/lib.orig'
+    mount --bind '$PBS_EXEC/lib' '$T/$name/lib.orig'
+    for f in '$T/$name/lib.orig'/*; do ln -s \"\$f\" '$T/$name/lib/'; done
+    mount --bind '$T/$name/lib' '$PBS_EXEC/lib'
   "
 }
 

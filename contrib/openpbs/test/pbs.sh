@@ -41,7 +41,9 @@ server_start() {
   onhost "$SERVER" timeout 30 pbs_sched || fail "pbs_sched did not start"
   wait_for "pbs_server answering qstat -B" 60 onhost "$SERVER" timeout 10 qstat -B
   # Scheduling every 2 s rather than 10 minutes: the job starts at once.
-  onhost "$SERVER" qmgr -c "set server scheduler_iteration = 2" >/dev/null
+  # flatuid: a user is the same user on every host (jobs come from the
+  # execution hosts too).
+  onhost "$SERVER" qmgr -c "set server scheduler_iteration = 2" -c "set server flatuid = True" >/dev/null
   step "pbs_comm, pbs_server, pbs_sched up on $SERVER"
 }
 
@@ -72,8 +74,8 @@ nodes_free() {
   done
 }
 
-# run_two_node_job: JOBUSER submits from the server host a job on two
-# execution hosts (one chunk each) that runs hostname on both through
+# run_two_node_job: JOBUSER submits from the first execution host a job on
+# two execution hosts (one chunk each) that runs hostname on both through
 # pbsdsh (mother superior to sister over TPP), and waits for it to end.
 run_two_node_job() {
   local home out
@@ -90,8 +92,8 @@ echo "mother superior \$(hostname)"
 $PBS_EXEC/bin/pbsdsh -- /bin/sh -c 'echo "pbsdsh on \$(hostname)"'
 EOF
   chown 5001:5001 "$home/job.sh"
-  step "$JOBUSER submits a two-node job (qsub -W block=true)"
-  asuser "$SERVER" "$JOBUSER" timeout 120 qsub -W block=true job.sh >"$T/qsub.out" 2>&1 ||
+  step "$JOBUSER submits a two-node job on ${EXEC_HOSTS[0]} (qsub -W block=true)"
+  asuser "${EXEC_HOSTS[0]}" "$JOBUSER" timeout 120 qsub -W block=true job.sh >"$T/qsub.out" 2>&1 ||
     { cat "$T/qsub.out" >&2; fail "qsub -W block=true (job failed or did not end in 120 s)"; }
   # The MOM copies the output file after the job's end is reported.
   wait_for "job output $out" 30 test -s "$out"
@@ -124,5 +126,12 @@ auth_setup() {
 auth_conf_lines() {
   case "$AUTH" in
     momgate) momgate_conf_lines "$@" ;;
+  esac
+}
+
+# auth_host_setup H: an execution host's part, before its pbs_mom starts.
+auth_host_setup() {
+  case "$AUTH" in
+    momgate) momgate_host_setup "$@" ;;
   esac
 }
