@@ -55,6 +55,8 @@ START=$SECONDS
 . "$here/pbs.sh"
 # shellcheck source=momgate.sh
 . "$here/momgate.sh"
+# shellcheck source=refusals.sh
+. "$here/refusals.sh"
 
 finish() {
   local rc=$?
@@ -89,13 +91,13 @@ wait_for() {
 
 SERVER=pbssrv
 EXEC_HOSTS=(pbsn1 pbsn2)
-declare -A ADDR=([pbssrv]=10.201.0.1 [pbsn1]=10.201.0.11 [pbsn2]=10.201.0.12)
+declare -A ADDR=([pbssrv]=10.201.0.1 [pbsn1]=10.201.0.11 [pbsn2]=10.201.0.12 [pbsx]=10.201.0.13)
 JOBUSER=pbsuser
 
 mkdir -p "$T/etc" "$T/home/$JOBUSER"
 {
   echo "127.0.0.1 localhost"
-  for h in "$SERVER" "${EXEC_HOSTS[@]}"; do echo "${ADDR[$h]} $h"; done
+  for h in "${!ADDR[@]}"; do echo "${ADDR[$h]} $h"; done
 } >"$T/etc/hosts"
 cp /etc/passwd "$T/etc/passwd"
 cp /etc/group "$T/etc/group"
@@ -120,4 +122,5 @@ onhost "$SERVER" pbsnodes -a | sed -n '/^[a-z]/p;/state =/p' | sed 's/^/  /'
 
 run_two_node_job
 [ "$AUTH" != momgate ] || momgate_check_user "$JOBUSER" "${EXEC_HOSTS[0]}"
-step "PASS: a two-node job of $JOBUSER ran on ${EXEC_HOSTS[*]} with auth $AUTH ($((SECONDS - START)) s)"
+[ "$AUTH" != momgate ] || run_refusals
+step "PASS: a two-node job of $JOBUSER ran on ${EXEC_HOSTS[*]} with auth $AUTH${REFUSALS_DONE:+; every intruder was refused} ($((SECONDS - START)) s)"

@@ -74,9 +74,25 @@ host_up() {
     mount --bind '$T/$name/etc' '$PBS_EXEC/etc'
     mkdir -p '$T/$name/lib' '$T/$name/lib.orig'
     mount --bind '$PBS_EXEC/lib' '$T/$name/lib.orig'
-    for f in '$T/$name/lib.orig'/*; do ln -s \"\$f\" '$T/$name/lib/'; done
+    for f in '$T/$name/lib.orig'/*; do ln -sfn \"\$f\" '$T/$name/lib/'; done
     mount --bind '$T/$name/lib' '$PBS_EXEC/lib'
   "
+}
+
+# host_down NAME: ends one host (everything on it) and waits until its
+# veth is gone, so that host_up NAME can make it again.
+host_down() {
+  local name=$1 pid=${HOST_PID[$1]} i
+  kill -KILL "$pid" 2>/dev/null || true
+  for i in $(seq 1 200); do
+    if [ ! -e "/proc/$pid" ] && ! nsenter -t "$LAN_PID" -n -- ip link show "v-$name" >/dev/null 2>&1; then
+      unset "HOST_PID[$name]"
+      return 0
+    fi
+    sleep 0.05
+  done
+  echo "netns: host $name did not go away in 10 s" >&2
+  return 1
 }
 
 # onhost NAME CMD...: runs CMD on host NAME as root, with a clean
