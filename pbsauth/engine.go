@@ -259,7 +259,7 @@ func (e *Engine) Accept(c Caller, kind Kind, sources []proto.Addr, token []byte)
 	replayed := e.seen.add(e.cfg.Now(), pr.Random, struct{}{})
 	e.mu.Unlock()
 	if replayed {
-		return res, fmt.Errorf("%w: this ping was answered before", ping.ErrReplay)
+		return res, fmt.Errorf("%w: this ping was answered before", ErrReplay)
 	}
 	if res.NodeName, err = e.cfg.Directory.Admit(pr.Node, pr.Sender, pr.KeyID); err != nil {
 		return res, err
@@ -308,7 +308,7 @@ func (e *Engine) Confirm(c Caller, id HandshakeID, token []byte) (Result, error)
 		return res, err
 	}
 	if subtle.ConstantTimeCompare(v.Echo[:], p.random[:]) != 1 {
-		return res, fmt.Errorf("%w: the vouch echoes another handshake's challenge", ping.ErrReplay)
+		return res, fmt.Errorf("%w: the vouch echoes another handshake's challenge", ErrReplay)
 	}
 	if v.Node != p.node {
 		return res, ErrNodeMismatch

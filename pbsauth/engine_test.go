@@ -182,7 +182,7 @@ func TestReplayedHandshakeRefused(t *testing.T) {
 	}
 	// The whole recording, again: step 1 was answered before.
 	_, err = w.server.engine.Accept(root, KindService, []proto.Addr{w.n1.addr}, old.step1)
-	wantErr(t, err, ping.ErrReplay)
+	wantErr(t, err, ErrReplay)
 	// A fresh step 1 (the attacker cannot make one; say it is pbsn1's own)
 	// and the recorded step 3: its echo is another handshake's.
 	r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr)
@@ -191,7 +191,7 @@ func TestReplayedHandshakeRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = w.server.engine.Confirm(root, r2.ID, old.step3)
-	wantErr(t, err, ping.ErrReplay)
+	wantErr(t, err, ErrReplay)
 	if Reason(err) != "replay" {
 		t.Fatalf("reason %q", Reason(err))
 	}
@@ -202,7 +202,7 @@ func TestReplayedHandshakeRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = w.server.engine.Confirm(root, r2.ID, old.step3)
-	wantErr(t, err, ping.ErrReplay)
+	wantErr(t, err, ErrReplay)
 }
 
 func TestHandshakeIDs(t *testing.T) {

@@ -20,6 +20,10 @@ var (
 	ErrNoHandshake = errors.New("no such handshake (expired, used, or another caller's)")
 	// ErrKind: the vouch is for another kind of connection (user or service).
 	ErrKind = errors.New("vouch is for another kind of connection")
+	// ErrReplay: a recorded handshake step again: a step 1 PING this
+	// daemon answered before, or a vouch that echoes another handshake's
+	// challenge.
+	ErrReplay = errors.New("replayed handshake")
 	// ErrNodeMismatch: the vouch names another node than the step 1 PING.
 	ErrNodeMismatch = errors.New("vouch names another node than the ping")
 	// ErrResolve: the peer host has no usable address.
@@ -39,6 +43,7 @@ var reasons = []struct {
 	{ErrNoHandshake, "no_handshake"},
 	{ErrKind, "kind"},
 	{ErrNodeMismatch, "node_mismatch"},
+	{ErrReplay, "replay"},
 	{ErrResolve, "resolve"},
 	{ErrInternal, "internal"},
 }

@@ -20,12 +20,28 @@ momgate_setup() {
   done
   onhost "$SERVER" "$T/bin/momgate-server" init --state-dir "$(mg_state "$SERVER")" >"$T/$SERVER/momgate/init.log" 2>&1 ||
     { cat "$T/$SERVER/momgate/init.log" >&2; fail "momgate-server init"; }
-  onhost "$SERVER" sh -c "exec '$T/bin/momgate-server' run --state-dir '$(mg_state "$SERVER")' \
+  mg_server_start
+  step "momgate-server up on $SERVER (${ADDR[$SERVER]}:$MG_PORT, plugin socket /run/momgate/pbs.sock)"
+}
+
+# mg_server_start: momgate-server on the server host; its pid (in the
+# host's PID namespace) in momgate/pid.
+mg_server_start() {
+  onhost "$SERVER" sh -c "echo \$\$ >'$T/$SERVER/momgate/pid'; exec '$T/bin/momgate-server' run --state-dir '$(mg_state "$SERVER")' \
     --listen '${ADDR[$SERVER]}:$MG_PORT' --pbs-socket /run/momgate/pbs.sock --pbs-host-name '$SERVER' \
-    --audit-log '$T/$SERVER/momgate/audit.log' >'$T/$SERVER/momgate/daemon.log' 2>&1" 2>/dev/null &
+    --audit-log '$T/$SERVER/momgate/audit.log' >>'$T/$SERVER/momgate/daemon.log' 2>&1" 2>/dev/null &
   disown $! # it ends with the host: no "Killed" report then
   wait_for "momgate-server answering on $SERVER" 30 onhost "$SERVER" test -S /run/momgate/pbs.sock
-  step "momgate-server up on $SERVER (${ADDR[$SERVER]}:$MG_PORT, plugin socket /run/momgate/pbs.sock)"
+}
+
+# mg_server_restart: stops momgate-server (SIGTERM, by its pid) and starts
+# it again: it forgets what it keeps in memory only.
+mg_server_restart() {
+  local pid
+  pid=$(cat "$T/$SERVER/momgate/pid")
+  onhost "$SERVER" kill "$pid"
+  wait_for "momgate-server to stop" 30 pid_gone "$SERVER" "$pid"
+  mg_server_start
 }
 
 momgate_conf_lines() {

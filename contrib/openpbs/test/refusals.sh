@@ -82,7 +82,46 @@ restart_mom() {
 # pid_gone H PID: no process PID on H.
 pid_gone() { ! onhost "$1" kill -0 "$2" 2>/dev/null; }
 
+# joined_since ADDR: since mark_logs, pbs_comm registered the leaf at ADDR.
+joined_since() {
+  cat "$(pbs_home "$SERVER")"/comm_logs/* | tail -n +$((COMM_SINCE + 1)) | grep -q "Leaf registered address $1:"
+}
+
+# run_replay: a recording of a real handshake, replayed from the recorded
+# host's own address, is refused: at step 1 (momgate-server answered that
+# PING before), and after momgate-server forgot it (a restart) at step 3
+# (the recorded vouch echoes another handshake's challenge).
+run_replay() {
+  local h=${EXEC_HOSTS[0]} cap=$T/tpp.pcap tpid
+  if ! command -v tcpdump >/dev/null || ! command -v python3 >/dev/null; then
+    step "replay: skipped (needs tcpdump and python3: apt-get install tcpdump)"
+    return 0
+  fi
+  nsenter -t "${HOST_PID[$SERVER]}" -n -- tcpdump -i eth0 -U -s 0 -w "$cap" \
+    "tcp and src host ${ADDR[$h]} and dst port 17001" 2>"$T/tcpdump.log" &
+  tpid=$!
+  wait_for "tcpdump listening on $SERVER's eth0" 10 grep -q "listening on" "$T/tcpdump.log"
+  mark_logs
+  restart_mom "$h"
+  wait_for "$h's pbs_mom joining pbs_comm again" 30 joined_since "${ADDR[$h]}"
+  kill -INT "$tpid"
+  wait "$tpid" 2>/dev/null || true
+  step "captured $h's handshake with pbs_comm on the wire (tcpdump on $SERVER's eth0)"
+  mark_logs
+  onhost "$h" python3 "$here/tpp_replay.py" "$cap" "${ADDR[$h]}" "${ADDR[$SERVER]}" 17001 | sed 's/^/  /'
+  wait_for "pbs_comm refusing the replay" 30 refused_in_logs "${ADDR[$h]}" "replay"
+  step "refused: the recorded handshake, replayed from $h's own address"
+  echo "  pbs_comm: $(refused_in_logs "${ADDR[$h]}" "replay" | sed 's/.*;tpp_handle_auth_handshake;//')"
+  mg_server_restart
+  mark_logs
+  onhost "$h" python3 "$here/tpp_replay.py" "$cap" "${ADDR[$h]}" "${ADDR[$SERVER]}" 17001 | sed 's/^/  /'
+  wait_for "pbs_comm refusing the replay after momgate-server's restart" 30 refused_in_logs "${ADDR[$h]}" "replay"
+  step "refused: the same replay after momgate-server restarted (it no longer knows the recorded PING)"
+  echo "  pbs_comm: $(refused_in_logs "${ADDR[$h]}" "replay" | sed 's/.*;tpp_handle_auth_handshake;//')"
+}
+
 run_refusals() {
+  run_replay
   step "refusals: an intruder host $INTRUDER (${ADDR[$INTRUDER]}) tries to join pbs_comm"
   intruder_up other_cluster
   expect_refused "a node of another cluster (its own momgate-server and key)" "key_mismatch|auth"
