@@ -87,6 +87,11 @@ joined_since() {
   cat "$(pbs_home "$SERVER")"/comm_logs/* | tail -n +$((COMM_SINCE + 1)) | grep -q "Leaf registered address $1:"
 }
 
+# capture_has N CAP ADDR: CAP holds at least N TPP packets from ADDR to pbs_comm.
+capture_has() {
+  [ "$(python3 "$here/tpp_replay.py" --count "$2" "$3" 17001)" -ge "$1" ] 2>/dev/null
+}
+
 # run_replay: a recording of a real handshake, replayed from the recorded
 # host's own address, is refused: at step 1 (momgate-server answered that
 # PING before), and after momgate-server forgot it (a restart) at step 3
@@ -97,13 +102,15 @@ run_replay() {
     step "replay: skipped (needs tcpdump and python3: apt-get install tcpdump)"
     return 0
   fi
-  nsenter -t "${HOST_PID[$SERVER]}" -n -- tcpdump -i eth0 -U -s 0 -w "$cap" \
+  nsenter -t "${HOST_PID[$SERVER]}" -n -- tcpdump -i eth0 --immediate-mode -U -s 0 -w "$cap" \
     "tcp and src host ${ADDR[$h]} and dst port 17001" 2>"$T/tcpdump.log" &
   tpid=$!
   wait_for "tcpdump listening on $SERVER's eth0" 10 grep -q "listening on" "$T/tcpdump.log"
   mark_logs
   restart_mom "$h"
   wait_for "$h's pbs_mom joining pbs_comm again" 30 joined_since "${ADDR[$h]}"
+  # The leaf sent step 1, then step 3 and its join: three TPP packets.
+  wait_for "tcpdump writing the handshake" 10 capture_has 3 "$cap" "${ADDR[$h]}"
   kill -INT "$tpid"
   wait "$tpid" 2>/dev/null || true
   step "captured $h's handshake with pbs_comm on the wire (tcpdump on $SERVER's eth0)"

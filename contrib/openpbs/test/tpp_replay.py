@@ -3,6 +3,7 @@
 harness's replay case.
 
     tpp_replay.py CAPTURE.pcap SRC_IP COMM_HOST COMM_PORT
+    tpp_replay.py --count CAPTURE.pcap SRC_IP COMM_PORT
 
 Reads the first TCP connection from SRC_IP to COMM_PORT in the capture (a
 libpcap file of Ethernet frames, as tcpdump -w writes), cuts the client's
@@ -10,7 +11,8 @@ byte stream into TPP packets (each starts with its total length, 4 bytes,
 big-endian), then connects to COMM_HOST:COMM_PORT and sends them as the
 leaf did: the first packet, then, if pbs_comm answers, the rest. Prints what
 happened; exit status 0 if pbs_comm closed the connection (refused), 1 if
-it kept it open after everything was sent, 2 on bad input.
+it kept it open after everything was sent, 2 on bad input. --count only
+prints how many TPP packets the capture holds (exit 0 if any).
 """
 import socket
 import struct
@@ -97,6 +99,13 @@ def tpp_packets(stream):
 
 
 def main():
+    if len(sys.argv) == 5 and sys.argv[1] == "--count":
+        try:
+            n = len(tpp_packets(client_stream(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
+        except (OSError, ValueError):
+            n = 0
+        print(n)
+        return 0 if n > 0 else 1
     if len(sys.argv) != 5:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
