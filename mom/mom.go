@@ -64,6 +64,8 @@ type Config struct {
 	// The tests' hook kills the process there (daemon.CrashHookFromEnv);
 	// nil in production.
 	CrashAt func(step string)
+	// PBSSocket is the OpenPBS plugin's socket (pbsauth.go); "" disables.
+	PBSSocket string
 }
 
 // Mom is a running MOM daemon.
@@ -235,6 +237,9 @@ func (m *Mom) Run(ctx context.Context) error {
 	g.Go("jobs", m.runJobs)
 	if serveMetrics != nil {
 		g.Go("metrics", serveMetrics)
+	}
+	if m.cfg.PBSSocket != "" {
+		g.Go("pbs socket", m.servePBS)
 	}
 	m.serveIM(g.Context(), ln)
 	g.Stop()

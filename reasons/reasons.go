@@ -66,6 +66,14 @@ const (
 	Other         Reason = "other"
 )
 
+// Refusals of the OpenPBS plugin's local gate (docs/OPENPBS.md); the
+// PING checks there refuse with the reasons above.
+const (
+	NoHandshake Reason = "no_handshake"
+	Kind        Reason = "kind"
+	Resolve     Reason = "resolve"
+)
+
 // Info is one registered reason.
 type Info struct {
 	Reason Reason
@@ -114,6 +122,9 @@ var registry = []Info{
 	{NotEnrolled, proto.RejectInternal, 0, true, "this MOM holds no cluster key yet: it has not enrolled"},
 	{RefusedByPeer, 0, 0, true, "outbound: the sister answered the PING with a Reject (its code is in the ping result)"},
 	{Connect, 0, 0, false, "outbound (momgate-mom ping): the sister could not be reached"},
+	{NoHandshake, 0, 0, true, "OpenPBS gate: the handshake id is unknown, expired, already used, or was started by another local user"},
+	{Kind, 0, 0, true, "OpenPBS gate: the vouch is for another kind of connection (user or service)"},
+	{Resolve, 0, 0, true, "OpenPBS gate: the peer host has no usable address"},
 	{Other, proto.RejectInternal, 0, true, "any other failure; also the label the audit counters use past their limit"},
 }
 

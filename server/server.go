@@ -55,6 +55,9 @@ type Config struct {
 	// tests' hook kills the process there (daemon.CrashHookFromEnv); nil
 	// in production.
 	CrashAt func(step string)
+	// PBSSocket is the OpenPBS plugin's socket (pbsauth.go); "" disables.
+	// PBSHostName names this host to PBS ("" means the hostname).
+	PBSSocket, PBSHostName string
 }
 
 // Server is a running momgate server.
@@ -230,6 +233,9 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go("admin socket", func(ctx context.Context) error {
 		return admin.Serve(ctx, admin.SocketPath(s.cfg.StateDir), s.handleAdmin, s.log)
 	})
+	if s.cfg.PBSSocket != "" {
+		g.Go("pbs socket", s.servePBS)
+	}
 	g.Go("housekeeping", func(ctx context.Context) error {
 		s.base.Housekeeping(ctx, s.chores)
 		return nil

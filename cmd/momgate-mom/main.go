@@ -70,6 +70,7 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "metrics-allow-remote", Usage: "allow a --metrics-listen address that is not loopback", EnvVars: env("metrics-allow-remote")},
 		&cli.StringFlag{Name: "protocol", Value: mom.ProtocolFollow, EnvVars: env("protocol"),
 			Usage: "what the MOM speaks: legacy (address list, v1), compat (both), ping (PING only, v2), or follow (the server's mode)"},
+		&cli.StringFlag{Name: "pbs-socket", Usage: "answer the OpenPBS plugin libauth_momgate.so on this Unix `SOCKET` (its default: /run/momgate/pbs.sock; docs/OPENPBS.md); default off", EnvVars: env("pbs-socket"), TakesFile: true},
 	}
 	return append(flags, cliutil.LimitFlags(envPrefix)...)
 }
@@ -274,7 +275,7 @@ func runAction(start func(context.Context, mom.Config) error) cli.ActionFunc {
 				Log: d.Log, Audit: d.Audit, Protocol: c.String("protocol"),
 				MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
 				SourceLimits: d.Limits.Limits, HandshakeTimeout: d.Limits.Handshake, Now: d.Limits.Now,
-				CrashAt: d.CrashAt,
+				CrashAt: d.CrashAt, PBSSocket: c.String("pbs-socket"),
 			})
 		})
 	}

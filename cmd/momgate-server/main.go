@@ -57,6 +57,8 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "audit-log", Usage: "audit log `FILE`, one line per admission attempt (\"-\" for stderr; default STATE_DIR/audit.log); reopened on SIGHUP", EnvVars: env("audit-log"), TakesFile: true},
 		&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics at http://`IP:PORT`/metrics (loopback only unless --metrics-allow-remote; default off)", EnvVars: env("metrics-listen")},
 		&cli.BoolFlag{Name: "metrics-allow-remote", Usage: "allow a --metrics-listen address that is not loopback", EnvVars: env("metrics-allow-remote")},
+		&cli.StringFlag{Name: "pbs-socket", Usage: "answer the OpenPBS plugin libauth_momgate.so on this Unix `SOCKET` (its default: /run/momgate/pbs.sock; docs/OPENPBS.md); default off", EnvVars: env("pbs-socket"), TakesFile: true},
+		&cli.StringFlag{Name: "pbs-host-name", Usage: "this host's `NAME` as PBS knows it, for --pbs-socket (default: the hostname)", EnvVars: env("pbs-host-name")},
 		&cli.DurationFlag{Name: "key-timeout", Value: server.DefaultKeyTimeout, EnvVars: env("key-timeout"),
 			Usage: "how long a key rotation waits for connected MOMs to acknowledge the new key before activating it anyway (docs/KEYS.md)"},
 	}
@@ -175,6 +177,7 @@ func runAction(start func(context.Context, server.Config) error) cli.ActionFunc 
 				MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
 				SourceLimits: d.Limits.Limits, HandshakeTimeout: d.Limits.Handshake, Now: d.Limits.Now,
 				KeyTimeout: c.Duration("key-timeout"), CrashAt: d.CrashAt,
+				PBSSocket: c.String("pbs-socket"), PBSHostName: c.String("pbs-host-name"),
 			})
 		})
 	}
