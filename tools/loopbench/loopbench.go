@@ -41,6 +41,18 @@ type Op func(ctx context.Context, w int) error
 // unmeasured, then d measured. Operations that fail are counted, not
 // retried. It returns when every worker has stopped.
 func Measure(ctx context.Context, name string, workers int, warmup, d time.Duration, op Op) Result {
+	return measure(ctx, name, workers, warmup, d, op, nil)
+}
+
+// Window is called at the edges of a measured window: begin before the
+// first operation counted, end after the last.
+type Window struct {
+	Begin, End func()
+}
+
+// measure is Measure, calling w (if not nil) at the edges of the
+// measured time.
+func measure(ctx context.Context, name string, workers int, warmup, d time.Duration, op Op, w *Window) Result {
 	var (
 		measuring atomic.Bool
 		stop      atomic.Bool
@@ -67,11 +79,17 @@ func Measure(ctx context.Context, name string, workers int, warmup, d time.Durat
 		}()
 	}
 	sleep(ctx, warmup)
+	if w != nil && w.Begin != nil {
+		w.Begin()
+	}
 	measuring.Store(true)
 	began := time.Now()
 	sleep(ctx, d)
 	stop.Store(true)
 	elapsed := time.Since(began)
+	if w != nil && w.End != nil {
+		w.End()
+	}
 	wg.Wait()
 	r := Result{Name: name, Workers: workers, Ops: ops.Load(), Errors: errs.Load(), Elapsed: elapsed}
 	if s, ok := firstErr.Load().(string); ok {
