@@ -1,7 +1,7 @@
 package mom
 
 import (
-	"net"
+	"net/netip"
 	"time"
 
 	"github.com/google/uuid"
@@ -20,38 +20,38 @@ import (
 // decide (the migration's version decision, then for a Ping the swap),
 // each a call down that returns; the limiter's slot is
 // released as soon as the decision is made. It writes the audit line,
-// answers a refusal, and records an admitted sister. It reports whether c
-// is admitted, v1 and v2 alike.
-func (m *Mom) admit(c net.Conn) (handshake.IMAdmission, bool) {
-	release, ok := m.base.AdmitSource(c, audit.ChannelIM)
-	if !ok {
-		return handshake.IMAdmission{}, false
-	}
-	entry := audit.Entry{Channel: audit.ChannelIM, Peer: daemon.PeerAddrPort(c)}
+// answers a refusal, and records an admitted sister. It reports whether
+// x's connection is admitted, v1 and v2 alike. The connection's addresses
+// are read once, and nothing on the way allocates but what a refusal
+// reports.
+func (m *Mom) admit(x *imConn) (handshake.IMAdmission, bool) {
+	c := x.c
 	remote, local, err := daemon.Endpoints(c)
 	if err != nil {
-		release()
 		return handshake.IMAdmission{}, false
 	}
+	peer := netip.AddrPortFrom(remote.Netip(), daemon.PeerAddrPort(c).Port())
+	if !m.base.AdmitSource(c, peer, audit.ChannelIM, &x.slot) {
+		return handshake.IMAdmission{}, false
+	}
+	entry := audit.Entry{Channel: audit.ChannelIM, Peer: peer}
 	var adm handshake.IMAdmission
 	var frame []byte
 	if err = c.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout)); err != nil {
 		err = &handshake.Rejection{Reason: handshake.ReadFailureReason(err), Err: err}
-	} else if frame, err = handshake.ReadFirstFrame(c); err == nil {
+	} else if frame, err = handshake.ReadFirstFrameInto(x, x.firstFrameBuf()); err == nil {
 		// What the MOM knows now that the frame has come decides.
 		r := handshake.IMResponder{Sealer: m.currentSealer(), Verifier: m.base.Verifier}
-		adm, err = handshake.AdmitIM(c, frame, remote, local, m.inbound(remote), r)
+		adm, err = handshake.AdmitIM(x, frame, remote, local, m.inbound(remote), r)
 	}
-	release()
+	x.slot.Release()
 	if adm.Keyed {
-		entry.KeyID = keys.KeyID(adm.KeyID).String()
+		entry.Key = keys.KeyID(adm.KeyID)
 	}
 	if err != nil {
 		rj := handshake.RejectionOf(err)
 		entry.Outcome, entry.Reason, entry.Detail = audit.Rejected, rj.Reason, err.Error()
-		if adm.Node != (proto.NodeID{}) {
-			entry.Node = uuid.UUID(adm.Node).String()
-		}
+		entry.NodeID = uuid.UUID(adm.Node)
 		m.base.Record(entry)
 		if rj.Answer != nil {
 			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
@@ -63,7 +63,7 @@ func (m *Mom) admit(c net.Conn) (handshake.IMAdmission, bool) {
 	if adm.Version == proto.V1 {
 		entry.Detail = "v1: address on the cluster list"
 	} else {
-		entry.Node = uuid.UUID(adm.Node).String()
+		entry.NodeID = uuid.UUID(adm.Node)
 	}
 	m.base.Record(entry)
 	m.admitted.Add(1)
@@ -71,7 +71,7 @@ func (m *Mom) admit(c net.Conn) (handshake.IMAdmission, bool) {
 		m.lg.v1Admitted.Add(1)
 		m.peers.admitLegacy(remote, "in", m.cfg.Now())
 	} else {
-		m.peers.admit(adm.Sender, adm.Node, entry.KeyID, "in", m.cfg.Now())
+		m.peers.admit(adm.Sender, adm.Node, entry.Key, "in", m.cfg.Now())
 	}
 	_ = c.SetDeadline(time.Time{})
 	return adm, true

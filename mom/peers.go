@@ -8,34 +8,51 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
 )
 
-// peerTable records every sister admitted by PING, keyed by address.
+// peerTable records every sister admitted by PING, keyed by address. A
+// row keeps the node id and key id in binary; they are formatted only when
+// the table is listed, not on every admission.
 type peerTable struct {
 	mu    sync.Mutex
-	peers map[proto.Addr]*admin.AdmittedPeer
+	peers map[proto.Addr]*peer
 	max   int
 }
 
-func newPeerTable(max int) *peerTable {
-	return &peerTable{peers: map[proto.Addr]*admin.AdmittedPeer{}, max: max}
+// peer is one row of the table.
+type peer struct {
+	node        proto.NodeID // zero for v1
+	key         keys.KeyID   // zero for v1
+	dir         string       // "in" or "out"
+	v1          bool
+	first, last time.Time
+	count       uint64
 }
 
-func (t *peerTable) admit(addr proto.Addr, node proto.NodeID, keyID string, dir string, now time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+func newPeerTable(max int) *peerTable {
+	return &peerTable{peers: map[proto.Addr]*peer{}, max: max}
+}
+
+func (t *peerTable) row(addr proto.Addr, now time.Time) *peer {
 	p := t.peers[addr]
 	if p == nil {
 		if len(t.peers) >= t.max {
 			t.evictOldest()
 		}
-		p = &admin.AdmittedPeer{Addr: addr.String(), First: now}
+		p = &peer{first: now}
 		t.peers[addr] = p
 	}
-	p.NodeID = uuid.UUID(node).String()
-	p.KeyID, p.Direction, p.Last, p.Protocol = keyID, dir, now, "v2"
-	p.Count++
+	return p
+}
+
+func (t *peerTable) admit(addr proto.Addr, node proto.NodeID, key keys.KeyID, dir string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.row(addr, now)
+	p.node, p.key, p.dir, p.last, p.v1 = node, key, dir, now, false
+	p.count++
 }
 
 // admitLegacy records a sister admitted by the address list (v1): no node
@@ -43,16 +60,9 @@ func (t *peerTable) admit(addr proto.Addr, node proto.NodeID, keyID string, dir 
 func (t *peerTable) admitLegacy(addr proto.Addr, dir string, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	p := t.peers[addr]
-	if p == nil {
-		if len(t.peers) >= t.max {
-			t.evictOldest()
-		}
-		p = &admin.AdmittedPeer{Addr: addr.String(), First: now}
-		t.peers[addr] = p
-	}
-	p.NodeID, p.KeyID, p.Direction, p.Last, p.Protocol = "", "", dir, now, "v1"
-	p.Count++
+	p := t.row(addr, now)
+	p.node, p.key, p.dir, p.last, p.v1 = proto.NodeID{}, 0, dir, now, true
+	p.count++
 }
 
 func (t *peerTable) evictOldest() {
@@ -60,8 +70,8 @@ func (t *peerTable) evictOldest() {
 	var oldest time.Time
 	first := true
 	for a, p := range t.peers {
-		if first || p.Last.Before(oldest) {
-			victim, oldest, first = a, p.Last, false
+		if first || p.last.Before(oldest) {
+			victim, oldest, first = a, p.last, false
 		}
 	}
 	delete(t.peers, victim)
@@ -72,9 +82,11 @@ func (t *peerTable) forget(node proto.NodeID, addr proto.Addr) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.peers, addr)
-	id := uuid.UUID(node).String()
+	if node == (proto.NodeID{}) {
+		return
+	}
 	for a, p := range t.peers {
-		if p.NodeID == id {
+		if p.node == node {
 			delete(t.peers, a)
 		}
 	}
@@ -87,17 +99,31 @@ func (t *peerTable) byProtocol() map[string]int {
 	defer t.mu.Unlock()
 	out := map[string]int{"v1": 0, "v2": 0}
 	for _, p := range t.peers {
-		out[p.Protocol]++
+		out[p.protocol()]++
 	}
 	return out
+}
+
+func (p *peer) protocol() string {
+	if p.v1 {
+		return "v1"
+	}
+	return "v2"
 }
 
 func (t *peerTable) list() []admin.AdmittedPeer {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]admin.AdmittedPeer, 0, len(t.peers))
-	for _, p := range t.peers {
-		out = append(out, *p)
+	for a, p := range t.peers {
+		row := admin.AdmittedPeer{Addr: a.String(), Direction: p.dir, Protocol: p.protocol(), First: p.first, Last: p.last, Count: p.count}
+		if !p.v1 {
+			row.NodeID = uuid.UUID(p.node).String()
+		}
+		if p.key != 0 {
+			row.KeyID = p.key.String()
+		}
+		out = append(out, row)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })
 	return out

@@ -12,6 +12,7 @@ import (
 
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
@@ -27,18 +28,7 @@ import (
 // serveControl accepts MOM control connections on ln until ctx ends, then
 // closes them and waits for them.
 func (s *Server) serveControl(ctx context.Context, ln net.Listener) {
-	conns := s.base.TrackConns(ctx, ln, &s.gauge.control)
-	for {
-		c, ok := conns.Accept()
-		if !ok {
-			break
-		}
-		go func() {
-			defer conns.Done(c)
-			s.serveConn(ctx, c)
-		}()
-	}
-	conns.Wait()
+	s.base.TrackConns(ctx, ln, &s.gauge.control).Serve(func(c net.Conn) { s.serveConn(ctx, c) })
 }
 
 // serveConn admits a control connection, then serves its session until it
@@ -47,6 +37,9 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	mc, ok := s.admit(c)
 	if !ok {
 		return
+	}
+	if err := daemon.EnableKeepAlive(c); err != nil {
+		s.log.WithError(err).Debug("control connection")
 	}
 	log := s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "peer": c.RemoteAddr().String()})
 	log.Info("MOM connected")
@@ -68,19 +61,19 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 // (admitControl). It writes the audit line and answers a refusal; the
 // limiter's slot is released once the handshake has ended.
 func (s *Server) admit(c net.Conn) (*session, bool) {
-	release, ok := s.base.AdmitSource(c, audit.ChannelControl)
-	if !ok {
-		return nil, false
-	}
 	remote, local, err := daemon.Endpoints(c)
 	if err != nil {
-		release()
 		s.log.WithError(err).Warn("control connection without IP endpoints")
 		return nil, false
 	}
-	entry := audit.Entry{Channel: audit.ChannelControl, Peer: daemon.PeerAddrPort(c)}
+	peer := netip.AddrPortFrom(remote.Netip(), daemon.PeerAddrPort(c).Port())
+	var slot connlimit.Slot
+	if !s.base.AdmitSource(c, peer, audit.ChannelControl, &slot) {
+		return nil, false
+	}
+	entry := audit.Entry{Channel: audit.ChannelControl, Peer: peer}
 	mc, err := s.admitControl(c, remote, local)
-	release()
+	slot.Release()
 	if err != nil {
 		rj := handshake.RejectionOf(err)
 		s.countRefusal(rj.Reason)
@@ -96,7 +89,7 @@ func (s *Server) admit(c net.Conn) (*session, bool) {
 		return nil, false
 	}
 	entry.Outcome, entry.Node = audit.Accepted, mc.node.rec.Name
-	entry.KeyID = mc.node.keyID.String()
+	entry.Key = mc.node.keyID
 	s.base.Record(entry)
 	return mc, true
 }

@@ -21,8 +21,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
+	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/reasons"
 )
 
@@ -88,6 +90,12 @@ type Entry struct {
 	Node string
 	// KeyID is the cluster key id the peer used, if any.
 	KeyID string
+	// NodeID and Key are the node id and the key id in binary, for the
+	// admission paths: they are formatted only if the line is written (a
+	// rate-limited source's entries are only counted), and only when Node
+	// or KeyID is empty. Zero is none.
+	NodeID uuid.UUID
+	Key    keys.KeyID
 	// Detail is free text (an error message, a protocol version).
 	Detail string
 }
@@ -542,6 +550,13 @@ func (l *Log) writeEntry(e *Entry) {
 	if e.Outcome != Accepted {
 		level = logrus.WarnLevel
 	}
+	node, key := e.Node, e.KeyID
+	if node == "" && e.NodeID != (uuid.UUID{}) {
+		node = e.NodeID.String()
+	}
+	if key == "" && e.Key != 0 {
+		key = e.Key.String()
+	}
 	entry := &logrus.Entry{
 		Logger: l.lg,
 		Time:   e.Time,
@@ -550,8 +565,8 @@ func (l *Log) writeEntry(e *Entry) {
 			"outcome": e.Outcome,
 			"reason":  e.Reason,
 			"peer":    peer,
-			"node":    e.Node,
-			"key_id":  e.KeyID,
+			"node":    node,
+			"key_id":  key,
 			"detail":  e.Detail,
 		},
 	}

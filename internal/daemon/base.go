@@ -210,9 +210,14 @@ func (s Settings) WithDefaults() Settings {
 }
 
 // Listen opens a daemon's listener on addr and binds its metrics endpoint
-// (BindMetrics); serveMetrics is nil when metrics are off.
+// (BindMetrics); serveMetrics is nil when metrics are off. Accepted
+// connections have no TCP keep-alive until admitted (EnableKeepAlive):
+// Go's default sets four socket options on every connection, 4 of the 20
+// system calls of a PING swap, and a connection in the handshake is bounded
+// by its deadline anyway.
 func (b *Base) Listen(addr, metricsListen string, allowRemote bool, collectors ...prometheus.Collector) (ln net.Listener, serveMetrics func(context.Context) error, err error) {
-	ln, err = net.Listen("tcp", addr)
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err = lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen %s: %w", addr, err)
 	}

@@ -131,13 +131,13 @@ func TestAdmitSourceRefusesTheExcess(t *testing.T) {
 	c1, s1 := accept()
 	defer c1.Close()
 	defer s1.Close()
-	release, ok := b.AdmitSource(s1, audit.ChannelIM)
-	if !ok {
+	var slot1, slot2, slot3 connlimit.Slot
+	if !b.AdmitSource(s1, PeerAddrPort(s1), audit.ChannelIM, &slot1) {
 		t.Fatal("first connection refused")
 	}
 	c2, s2 := accept()
 	defer c2.Close()
-	if _, ok := b.AdmitSource(s2, audit.ChannelIM); ok {
+	if b.AdmitSource(s2, PeerAddrPort(s2), audit.ChannelIM, &slot2) {
 		t.Fatal("second connection admitted past MaxPending 1")
 	}
 	_ = c2.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -152,11 +152,11 @@ func TestAdmitSourceRefusesTheExcess(t *testing.T) {
 	if n := b.Audit.Counters().Rejected[string(reasons.RateLimited)]; n != 1 {
 		t.Fatalf("rate_limited counted %d times, want 1", n)
 	}
-	release()
+	slot1.Release()
 	c3, s3 := accept()
 	defer c3.Close()
 	defer s3.Close()
-	if _, ok := b.AdmitSource(s3, audit.ChannelIM); !ok {
+	if !b.AdmitSource(s3, PeerAddrPort(s3), audit.ChannelIM, &slot3) {
 		t.Fatal("connection refused after the first was released")
 	}
 }

@@ -20,8 +20,8 @@ import (
 // the process's Prometheus endpoint before and after the measured window).
 type Cost struct {
 	Process     string  `json:"process"`
-	CPUPerOp    float64 `json:"cpu_us_per_op"`     // microseconds
-	AllocsPerOp float64 `json:"allocs_per_op"`     // heap allocations
+	CPUPerOp    float64 `json:"cpu_us_per_op"`      // microseconds
+	AllocsPerOp float64 `json:"allocs_per_op"`      // heap allocations
 	BytesPerOp  float64 `json:"alloc_bytes_per_op"` // heap bytes allocated
 	// GCs is the number of garbage collections in the window.
 	GCs float64 `json:"gcs"`

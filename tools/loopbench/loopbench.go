@@ -6,6 +6,7 @@
 package loopbench
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -146,6 +147,9 @@ var (
 
 // Echo serves the raw exchange on ln until ctx ends: read one frame, write
 // one frame, then read until the client closes, as a MOM does after a swap.
+// It reads as the MOM does, through a 256-byte buffer (one read(2) for a
+// small frame), and is otherwise the plain Go server: a goroutine per
+// connection, the listener's default TCP keep-alive.
 func Echo(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
@@ -164,14 +168,15 @@ func Echo(ctx context.Context, ln net.Listener) error {
 			defer wg.Done()
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			rd := bufio.NewReaderSize(c, 256)
 			buf := make([]byte, 256)
-			if _, err := proto.ReadFrameLimit(c, buf, 4096); err != nil {
+			if _, err := proto.ReadFrameLimit(rd, buf, 4096); err != nil {
 				return
 			}
 			if _, err := c.Write(rawReply); err != nil {
 				return
 			}
-			_, _ = io.Copy(io.Discard, c)
+			_, _ = io.Copy(io.Discard, rd)
 		}()
 	}
 }
