@@ -22,27 +22,36 @@ import (
 // A control connection from accept to the admission decision: serveControl
 // accepts it, admit applies the per-source limits and runs the handshake's
 // server half (handshake.Serve), which asks the registry through admission
-// in protocol order; admit audits the outcome, and serveConn serves the
+// in protocol order; admit audits the outcome, and serveSession serves the
 // session it admitted (session.go).
 
 // serveControl accepts MOM control connections on ln until ctx ends, then
 // closes them and waits for them.
 func (s *Server) serveControl(ctx context.Context, ln net.Listener) {
-	s.base.TrackConns(ctx, ln, &s.gauge.control).Serve(func(c net.Conn) { s.serveConn(ctx, c) })
+	s.base.TrackConns(ctx, ln, &s.gauge.control).Serve(func(c net.Conn) func() {
+		mc, ok := s.admit(c)
+		if !ok {
+			return nil
+		}
+		// The session on a goroutine of its own (daemon.Conns.Serve):
+		// idle, it keeps the small stack of its read loop, not the one the
+		// handshake (enrollment, key wrapping, the journal) grew.
+		return func() { s.serveSession(ctx, c, mc) }
+	})
 }
 
-// serveConn admits a control connection, then serves its session until it
+// serveSession serves an admitted control connection's session until it
 // ends.
-func (s *Server) serveConn(ctx context.Context, c net.Conn) {
-	mc, ok := s.admit(c)
-	if !ok {
-		return
-	}
+func (s *Server) serveSession(ctx context.Context, c net.Conn, mc *session) {
 	if err := daemon.EnableKeepAlive(c); err != nil {
 		s.log.WithError(err).Debug("control connection")
 	}
-	log := s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "peer": c.RemoteAddr().String()})
-	log.Info("MOM connected")
+	// The session's log fields are made when a line is written: kept for
+	// the session's life they cost 400 bytes per connected node.
+	log := func() *logrus.Entry {
+		return s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "peer": c.RemoteAddr().String()})
+	}
+	log().Info("MOM connected")
 	s.register(mc)
 	s.rot.connected(mc)
 	defer s.rot.disconnected(mc)
@@ -50,9 +59,9 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	defer s.startSession(mc)()
 	err := s.sessionLoop(ctx, mc)
 	if ctx.Err() == nil && err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-		log.WithError(err).Warn("MOM connection closed")
+		log().WithError(err).Warn("MOM connection closed")
 	} else {
-		log.Info("MOM disconnected")
+		log().Info("MOM disconnected")
 	}
 }
 

@@ -84,7 +84,7 @@ func (s *Server) modeChanged(old, next string) {
 	oldMode, _ := proto.ParseMode(old)
 	mode := s.modeLocked()
 	for _, c := range s.conns {
-		if c.q == nil {
+		if !c.q.active() {
 			continue // not started yet: startSession sends the current state
 		}
 		s.tellModeLocked(c, mode)

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -25,6 +27,10 @@ import (
 // maxControlFrame caps frames from an authenticated MOM.
 const maxControlFrame = 64 << 10
 
+// controlReadBuffer is the read buffer of a control session: a heartbeat
+// Ping (124 bytes) or a KeyAck fits.
+const controlReadBuffer = 160
+
 // session is an authenticated control session. v1, versions and mode are
 // guarded by Server.mu; q and done are set by startSession, under
 // Server.mu, before the writer starts.
@@ -33,24 +39,44 @@ type session struct {
 	remote, local proto.Addr // the connection's two addresses, which PINGs name
 	node          *node
 	wmu           sync.Mutex // one frame at a time on conn
+	wdl           time.Time  // the write deadline set on conn; guarded by wmu
 
 	v1       bool       // the session speaks v1 (LegacyHello)
 	versions uint8      // versions the MOM advertised
 	mode     proto.Mode // the mode the MOM was last told
 
-	q    chan pushItem // the ordered push queue, nil until startSession
-	done chan struct{} // closed to stop the queue's writer
+	q pushQueue // the ordered push queue, started by startSession
 
 	// What the Welcome gave the MOM (for the key rotation).
 	held   []keys.KeyID
 	active keys.KeyID
 }
 
+// writeTimeout bounds one write to a MOM.
+const writeTimeout = 10 * time.Second
+
+// deadlineSlack is how much earlier than its nominal time a session's
+// deadline may fire: a deadline is moved only when it has come this much
+// closer, not before every frame (a timer update per frame each way).
+const deadlineSlack = time.Second
+
+// armWrite makes the write deadline at least writeTimeout - deadlineSlack
+// ahead, moving it to writeTimeout ahead when it is nearer. The caller
+// holds wmu.
+func (c *session) armWrite() error {
+	now := time.Now()
+	if c.wdl.Sub(now) >= writeTimeout-deadlineSlack {
+		return nil
+	}
+	c.wdl = now.Add(writeTimeout)
+	return c.conn.SetWriteDeadline(c.wdl)
+}
+
 // send writes one frame to the MOM outside the push queue.
 func (c *session) send(m proto.Message) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if err := c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second)); err != nil {
+	if err := c.armWrite(); err != nil {
 		return err
 	}
 	return proto.WriteFrame(c.conn, m)
@@ -59,6 +85,82 @@ func (c *session) send(m proto.Message) error {
 // pushQueueLen bounds the frames waiting for one MOM; a MOM that falls this
 // far behind is disconnected and gets the whole state again on reconnect.
 const pushQueueLen = 256
+
+// pushQueue is a session's ordered push queue. It holds memory and a
+// writer goroutine only while frames wait: an idle session, the common
+// case at 10,000 nodes, has neither (a channel of pushQueueLen items cost
+// 8 KiB per session, and its writer goroutine a stack). Frames are
+// written in the order they were queued, by one writer at a time.
+type pushQueue struct {
+	mu      sync.Mutex
+	started bool       // startSession ran: frames are taken
+	closed  bool       // the session ended: frames are dropped
+	writing bool       // a writer goroutine drains items
+	items   []pushItem // waiting, oldest first; nil when none
+	writers sync.WaitGroup
+}
+
+// push queues it and reports whether it was taken (false: not started,
+// closed, or full); it starts a writer if none runs.
+func (q *pushQueue) push(it pushItem, write func()) (taken, full bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.started || q.closed {
+		return false, false
+	}
+	if len(q.items) >= pushQueueLen {
+		return false, true
+	}
+	q.items = append(q.items, it)
+	if !q.writing {
+		q.writing = true
+		q.writers.Add(1)
+		go func() {
+			defer q.writers.Done()
+			write()
+		}()
+	}
+	return true, false
+}
+
+// next takes the oldest waiting frame; ok is false when there is none or
+// the session ended, and then the writer must return (it is no longer
+// counted as running).
+func (q *pushQueue) next() (it pushItem, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || len(q.items) == 0 {
+		q.writing, q.items = false, nil
+		return pushItem{}, false
+	}
+	it = q.items[0]
+	q.items[0] = pushItem{}
+	q.items = q.items[1:]
+	return it, true
+}
+
+// fail is the writer's own stop after a failed write: it drops what waits
+// and takes nothing more; the writer returns.
+func (q *pushQueue) fail() {
+	q.mu.Lock()
+	q.closed, q.writing, q.items = true, false, nil
+	q.mu.Unlock()
+}
+
+// stop drops what waits and waits for a running writer to end.
+func (q *pushQueue) stop() {
+	q.mu.Lock()
+	q.closed, q.items = true, nil
+	q.mu.Unlock()
+	q.writers.Wait()
+}
+
+// active reports whether the queue takes frames.
+func (q *pushQueue) active() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.started && !q.closed
+}
 
 // pushKind says what a queued frame is, for the counters.
 type pushKind uint8
@@ -109,8 +211,9 @@ func (s *Server) startSession(mc *session) (stop func()) {
 	if !mc.v1 {
 		mc.versions = mc.node.versions
 	}
-	mc.q = make(chan pushItem, pushQueueLen)
-	mc.done = make(chan struct{})
+	mc.q.mu.Lock()
+	mc.q.started = true
+	mc.q.mu.Unlock()
 	if keyed(mc) {
 		// The deny list as of now, first in the queue: every later Deny
 		// or DenyLift follows it in order, whatever the rotor's DenySet
@@ -129,39 +232,30 @@ func (s *Server) startSession(mc *session) (stop func()) {
 		s.markUpgradedLocked(mc.node)
 	}
 	s.mu.Unlock()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.pushWriter(mc)
-	}()
-	return func() {
-		close(mc.done)
-		wg.Wait()
-	}
+	return mc.q.stop
 }
 
-// pushWriter writes a session's queued frames in order until stopped.
+// pushWriter writes a session's queued frames in order until none waits
+// or the session ends.
 func (s *Server) pushWriter(mc *session) {
 	for {
-		var it pushItem
-		select {
-		case <-mc.done:
+		it, ok := mc.q.next()
+		if !ok {
 			return
-		case it = <-mc.q:
 		}
 		if it.kind == pushClose {
 			mc.conn.Close()
 			continue
 		}
 		mc.wmu.Lock()
-		err := mc.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		err := mc.armWrite()
 		if err == nil {
 			_, err = mc.conn.Write(it.frame)
 		}
 		mc.wmu.Unlock()
 		if err != nil {
 			mc.conn.Close()
+			mc.q.fail()
 			return
 		}
 		n := uint64(len(it.frame))
@@ -180,13 +274,9 @@ func (s *Server) pushWriter(mc *session) {
 
 // enqueueLocked queues a frame for mc without blocking; a full queue
 // disconnects the MOM, which gets everything again when it reconnects.
+// A session not started yet gets the current state from startSession.
 func (s *Server) enqueueLocked(mc *session, it pushItem) {
-	if mc.q == nil {
-		return // not started yet: startSession sends the current state
-	}
-	select {
-	case mc.q <- it:
-	default:
+	if _, full := mc.q.push(it, func() { s.pushWriter(mc) }); full {
 		s.lg.overflows.Add(1)
 		s.log.WithField("node", mc.node.rec.Name).Warn("push queue full: disconnecting the MOM so it resynchronises")
 		mc.conn.Close()
@@ -203,57 +293,85 @@ func (s *Server) sessionLoop(ctx context.Context, mc *session) error {
 }
 
 // controlLoop serves a v2 session's heartbeats and acknowledgements until
-// the connection ends. Three missed heartbeats close it.
+// the connection ends. Three missed heartbeats close it. It waits for a
+// frame in this loop itself, with the stack of this loop only: between
+// frames an idle session's goroutine keeps no more than it uses while it
+// waits (4 KiB), the frame's work happening in controlFrame.
 func (s *Server) controlLoop(ctx context.Context, mc *session) error {
-	var res ping.Result
-	buf := make([]byte, 0, ping.ReplyFrameSize) // ReadFrameLimit grows it for larger frames
+	// One read(2) brings in a heartbeat Ping whole, header and body.
+	rd := bufio.NewReaderSize(mc.conn, controlReadBuffer)
+	var rdl time.Time // the read deadline set
 	for ctx.Err() == nil {
 		s.mu.Lock()
 		idle := 3*time.Duration(s.reg.attrs.Heartbeat) + 5*time.Second
 		s.mu.Unlock()
-		if err := mc.conn.SetReadDeadline(time.Now().Add(idle)); err != nil {
-			return err
-		}
-		frame, err := proto.ReadFrameLimit(mc.conn, buf[:cap(buf)], maxControlFrame)
-		if err != nil {
-			return err
-		}
-		switch proto.Type(frame[3]) {
-		case proto.TypePing:
-			mc.wmu.Lock()
-			// Our own write deadline: send and the legacy pusher leave theirs
-			// (10 s) on the connection, and a reply after it expired failed
-			// with i/o timeout and closed the connection.
-			err := mc.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if err == nil {
-				err = handshake.Respond(mc.conn, frame, mc.remote, mc.local, s.sealer, s.base.Verifier, &res)
-			}
-			mc.wmu.Unlock()
-			if err != nil {
-				s.base.Record(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: ping.Reason(err),
-					Peer: daemon.PeerAddrPort(mc.conn), Node: mc.node.rec.Name, Detail: "heartbeat: " + err.Error()})
+		if now := time.Now(); rdl.Sub(now) < idle-deadlineSlack || rdl.Sub(now) > idle {
+			rdl = now.Add(idle)
+			if err := mc.conn.SetReadDeadline(rdl); err != nil {
 				return err
 			}
-			s.mu.Lock()
-			mc.node.lastSeen = s.cfg.Now()
-			mc.node.keyID = keys.KeyID(res.KeyID)
-			s.mu.Unlock()
-		default:
-			msg, err := proto.Unmarshal(frame)
-			if err != nil {
-				return fmt.Errorf("decode frame from %s: %w", mc.node.rec.Name, err)
-			}
-			if ack, ok := msg.(*proto.KeyAck); ok {
-				s.rot.ack(mc, ack, len(frame))
-				continue
-			}
-			if s.handleMomMessage(mc, msg) {
-				continue
-			}
-			s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "type": msg.Type().String()}).Debug("ignored control message")
+		}
+		if _, err := rd.Peek(1); err != nil {
+			return err
+		}
+		if err := s.controlFrame(mc, rd); err != nil {
+			return err
 		}
 	}
 	return ctx.Err()
+}
+
+// controlFrameBufs are the buffers control frames are read into, shared by
+// every session: a session holds one only while it handles a frame.
+var controlFrameBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, 256)
+	return &b
+}}
+
+// controlFrame reads one frame of a v2 session from rd and handles it.
+func (s *Server) controlFrame(mc *session, rd io.Reader) error {
+	bp := controlFrameBufs.Get().(*[]byte)
+	defer controlFrameBufs.Put(bp)
+	frame, err := proto.ReadFrameLimit(rd, (*bp)[:cap(*bp)], maxControlFrame)
+	if err != nil {
+		return err
+	}
+	switch proto.Type(frame[3]) {
+	case proto.TypePing:
+		var res ping.Result
+		mc.wmu.Lock()
+		// Our own write deadline: a reply written after the deadline an
+		// earlier push left had expired failed with i/o timeout and
+		// closed the connection.
+		err := mc.armWrite()
+		if err == nil {
+			err = handshake.Respond(mc.conn, frame, mc.remote, mc.local, s.sealer, s.base.Verifier, &res)
+		}
+		mc.wmu.Unlock()
+		if err != nil {
+			s.base.Record(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: ping.Reason(err),
+				Peer: daemon.PeerAddrPort(mc.conn), Node: mc.node.rec.Name, Detail: "heartbeat: " + err.Error()})
+			return err
+		}
+		s.mu.Lock()
+		mc.node.lastSeen = s.cfg.Now()
+		mc.node.keyID = keys.KeyID(res.KeyID)
+		s.mu.Unlock()
+	default:
+		msg, err := proto.Unmarshal(frame)
+		if err != nil {
+			return fmt.Errorf("decode frame from %s: %w", mc.node.rec.Name, err)
+		}
+		if ack, ok := msg.(*proto.KeyAck); ok {
+			s.rot.ack(mc, ack, len(frame))
+			return nil
+		}
+		if s.handleMomMessage(mc, msg) {
+			return nil
+		}
+		s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "type": msg.Type().String()}).Debug("ignored control message")
+	}
+	return nil
 }
 
 // handleMomMessage handles the messages a MOM may send on a session of

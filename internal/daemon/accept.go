@@ -103,22 +103,35 @@ func (t *Conns) Wait() {
 const maxIdleWorkers = 64
 
 // Serve accepts connections until ctx ends, runs serve(c) for each and
-// closes it (Done) when serve returns; then it waits for every connection
-// served. A connection is handed to a worker goroutine that is waiting for
-// one, or to a new worker when none is; a worker that finishes stays for
-// the next connection unless maxIdleWorkers already wait. A new goroutine
-// per connection grew its stack on every connection's handshake (the
-// PING's cryptography), 7-8% of a MOM's CPU in the swap benchmark; a
+// closes it (Done) when serve is done with it; then it waits for every
+// connection served. A connection is handed to a worker goroutine that is
+// waiting for one, or to a new worker when none is; a worker that finishes
+// stays for the next connection unless maxIdleWorkers already wait. A new
+// goroutine per connection grew its stack on every connection's handshake
+// (the PING's cryptography), 7-8% of a MOM's CPU in the swap benchmark; a
 // worker keeps its grown stack, and a handoff costs no goroutine creation.
-func (t *Conns) Serve(serve func(net.Conn)) {
+//
+// serve may return rest, the remainder of a long-lived connection (a
+// control session): rest then runs on a goroutine of its own, and the
+// worker goes back to the pool. The session's goroutine needs only the
+// stack of its read loop, not the one the handshake grew, which a waiting
+// goroutine keeps until collections shrink it (by half each, and never
+// below four times what it uses).
+func (t *Conns) Serve(serve func(net.Conn) (rest func())) {
 	work := make(chan net.Conn)
 	var idle atomic.Int32
 	var workers sync.WaitGroup
 	worker := func(c net.Conn) {
 		defer workers.Done()
 		for {
-			serve(c)
-			t.Done(c)
+			if rest := serve(c); rest != nil {
+				go func(c net.Conn) {
+					defer t.Done(c)
+					rest()
+				}(c)
+			} else {
+				t.Done(c)
+			}
 			if idle.Add(1) > maxIdleWorkers {
 				idle.Add(-1)
 				return

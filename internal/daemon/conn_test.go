@@ -77,18 +77,20 @@ func TestServe(t *testing.T) {
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		b.TrackConns(ctx, ln, &open).Serve(func(c net.Conn) {
+		b.TrackConns(ctx, ln, &open).Serve(func(c net.Conn) func() {
 			served.Add(1)
 			var one [1]byte
 			if _, err := c.Read(one[:]); err != nil {
-				return
+				return nil
 			}
-			if one[0] == 'h' { // held until released or closed at stop
-				<-hold
-				_, _ = c.Read(one[:])
-				return
+			if one[0] == 'h' { // held on a goroutine of its own until released or closed at stop
+				return func() {
+					<-hold
+					_, _ = c.Read(one[:])
+				}
 			}
 			_, _ = c.Write(one[:])
+			return nil
 		})
 	}()
 	dial := func() net.Conn {

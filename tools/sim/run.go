@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +45,11 @@ type Report struct {
 	Create            Phase         // create node through the admin socket, one request each
 	Enroll            Phase         // enrollment + key unwrap + PING swap, Workers at a time
 	Heartbeat         Phase         // heartbeat PINGs over the open control connections
+	HeartbeatCPU      time.Duration // server CPU time (user + system) during the heartbeat phase
+	HeartbeatSys      time.Duration // the system (kernel) part of HeartbeatCPU
+	HeartbeatPinned   bool          // the server ran on CPU 0 and the simulator on CPU 1 during it
+	EchoFloor         Phase         // the transport floor: request/response on kept connections to a trivial server
+	EchoCPU, EchoSys  time.Duration // that server's CPU time, and its system part
 	SisterSwap        Phase         // IM PING swaps with the real MOM daemon, new connection each
 	Rotation          Rotation      // rotate key with every node connected
 	Churn             Phase         // delete + create + enroll
@@ -61,7 +67,7 @@ type Report struct {
 	PerNodeStateBytes float64 // server RSS per enrolled node, not connected
 	PerPeerMomBytes   float64
 	HeapIdle          admin.MemStats // server after a GC, no nodes
-	HeapUp            admin.MemStats // every node enrolled and connected
+	HeapUp            admin.MemStats // every node enrolled and connected, after the heartbeats
 	HeapRestart       admin.MemStats // after a restart, none connected
 }
 
@@ -72,18 +78,35 @@ func (r *Report) HeapPerNode() float64 {
 
 // HeapPerConn is the server's live heap and stack per connected node.
 func (r *Report) HeapPerConn() float64 {
-	up := int64(r.HeapUp.HeapAlloc + r.HeapUp.StackInuse)
-	down := int64(r.HeapRestart.HeapAlloc + r.HeapRestart.StackInuse)
-	return float64(up-down) / float64(r.Nodes)
+	return r.heapPerConn() + r.stackPerConn()
 }
 
+func (r *Report) heapPerConn() float64 {
+	return float64(int64(r.HeapUp.HeapAlloc)-int64(r.HeapRestart.HeapAlloc)) / float64(r.Nodes)
+}
+
+func (r *Report) stackPerConn() float64 {
+	return float64(int64(r.HeapUp.StackInuse)-int64(r.HeapRestart.StackInuse)) / float64(r.Nodes)
+}
+
+// memStats reads the server's memory after the garbage collections a
+// running server makes within minutes anyway: each mem_stats collects
+// once, and a goroutine's stack shrinks by at most half per collection, so
+// a stack grown during a handshake needs a few to come down to what the
+// goroutine uses while it waits.
 func (r *runner) memStats(ctx context.Context) admin.MemStats {
 	var ms admin.MemStats
-	if err := r.adm.Call(ctx, admin.OpMemStats, nil, &ms); err != nil {
-		r.progress("mem_stats: %v", err)
+	for range memStatsGCs {
+		if err := r.adm.Call(ctx, admin.OpMemStats, nil, &ms); err != nil {
+			r.progress("mem_stats: %v", err)
+			break
+		}
 	}
 	return ms
 }
+
+// memStatsGCs is the number of collections before a memory reading.
+const memStatsGCs = 4
 
 // Rotation is what a `rotate key` with every simulated node connected
 // took, as seen by the nodes.
@@ -209,19 +232,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return rep, fmt.Errorf("%d enrollments failed", rep.Enroll.Errors)
 	}
 	rep.ServerRSSUp = rss(r.srv.Process.Pid)
-	rep.HeapUp = r.memStats(ctx)
 
-	t0 = time.Now()
-	hb := r.each(ctx, r.nodes, func(n *Node) error {
-		for range cfg.Heartbeats {
-			if err := n.Heartbeat(cfg.Timeout); err != nil {
-				return err
-			}
+	r.heartbeats(ctx, rep)
+	// Every session has served heartbeats: the steady state of a connected
+	// node.
+	rep.HeapUp = r.memStats(ctx)
+	if cfg.Heartbeats > 0 && runtime.NumCPU() >= 2 {
+		if rep.EchoFloor, rep.EchoCPU, rep.EchoSys, err = r.echoFloor(ctx, min(cfg.Nodes, maxEchoConns), cfg.Heartbeats); err != nil {
+			return rep, fmt.Errorf("transport floor: %w", err)
 		}
-		return nil
-	})
-	rep.Heartbeat = Phase{Count: cfg.Nodes * cfg.Heartbeats, Errors: hb.Errors, Duration: time.Since(t0)}
-	r.progress("heartbeats: %s", rep.Heartbeat)
+		r.progress("transport floor (echo server): %s; its CPU %.2fs (%.1f us per request)", rep.EchoFloor, rep.EchoCPU.Seconds(),
+			perOp(rep.EchoCPU, rep.EchoFloor))
+	}
 
 	if err := r.sisters(ctx, rep); err != nil {
 		return rep, err
@@ -266,6 +288,59 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.PerNodeStateBytes = float64(rep.ServerRSSRestart-rep.ServerRSSIdle) / n
 	rep.PerPeerMomBytes = float64(rep.MomRSSAfter-rep.MomRSSBefore) / n
 	return rep, nil
+}
+
+// heartbeats has every node send Heartbeats heartbeat PINGs over its
+// control connection, Workers at a time, and measures the server's CPU
+// time over the phase: with 2 CPUs or more, the server is pinned to CPU 0
+// and the simulator to CPU 1 meanwhile, so that the server's time is its
+// own work and not a share of a CPU the simulator competes for.
+func (r *runner) heartbeats(ctx context.Context, rep *Report) {
+	var pins []*pinned
+	if runtime.NumCPU() >= 2 {
+		for cpu, pid := range []int{r.srv.Process.Pid, os.Getpid()} {
+			p, err := pin(pid, cpu)
+			if err != nil {
+				r.progress("heartbeats not pinned: %v", err)
+				break
+			}
+			pins = append(pins, p)
+		}
+	}
+	rep.HeartbeatPinned = len(pins) == 2
+	if rep.HeartbeatPinned {
+		// The Go runtime of both processes re-reads its CPU affinity
+		// about once a second and runs on one P from then on.
+		if err := pause(ctx, 3*time.Second); err != nil {
+			return
+		}
+	}
+	u0, s0 := cpuTimes(r.srv.Process.Pid)
+	t0 := time.Now()
+	hb := r.each(ctx, r.nodes, func(n *Node) error { return n.Heartbeats(r.cfg.Heartbeats, r.cfg.Timeout) })
+	rep.Heartbeat = Phase{Count: r.cfg.Nodes * r.cfg.Heartbeats, Errors: hb.Errors, Duration: time.Since(t0)}
+	u1, s1 := cpuTimes(r.srv.Process.Pid)
+	rep.HeartbeatCPU, rep.HeartbeatSys = u1+s1-u0-s0, s1-s0
+	for _, p := range pins {
+		p.restore()
+	}
+	r.progress("heartbeats: %s; server CPU %.2fs (%.1f us per heartbeat)", rep.Heartbeat, rep.HeartbeatCPU.Seconds(), rep.CPUPerHeartbeat())
+}
+
+// maxEchoConns bounds the kept connections of the transport floor.
+const maxEchoConns = 10000
+
+// CPUPerHeartbeat is the server's CPU time per heartbeat answered, in
+// microseconds.
+func (r *Report) CPUPerHeartbeat() float64 { return perOp(r.HeartbeatCPU, r.Heartbeat) }
+
+// perOp is CPU time d per successful operation of p, in microseconds.
+func perOp(d time.Duration, p Phase) float64 {
+	ok := p.Count - p.Errors
+	if ok <= 0 {
+		return 0
+	}
+	return float64(d) / float64(time.Microsecond) / float64(ok)
 }
 
 // each runs fn for every node, Workers at a time, and times it.
@@ -586,25 +661,33 @@ func rss(pid int) int64 {
 
 // cpuTime is the user+system CPU time of pid, from /proc (0 if unknown).
 func cpuTime(pid int) time.Duration {
+	u, s := cpuTimes(pid)
+	return u + s
+}
+
+// cpuTimes is the user and the system CPU time of pid, all its threads,
+// from /proc/PID/stat (0 if unknown).
+func cpuTimes(pid int) (user, sys time.Duration) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	// Fields after the command name, which is in parentheses.
 	i := strings.LastIndexByte(string(b), ')')
 	if i < 0 {
-		return 0
+		return 0, 0
 	}
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 13 {
-		return 0
+		return 0, 0
 	}
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
 	if errors.Join(err1, err2) != nil {
-		return 0
+		return 0, 0
 	}
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+	tick := time.Second / 100 // USER_HZ is 100 on Linux
+	return time.Duration(ut) * tick, time.Duration(st) * tick
 }
 
 // PrintReport writes rep as a Markdown table.
@@ -615,6 +698,16 @@ func PrintReport(w io.Writer, rep *Report) {
 	row("create node (admin socket, sequential)", rep.Create.String())
 	row("enrollment (token, key unwrap, PING swap)", rep.Enroll.String())
 	row("heartbeat PINGs at the server", rep.Heartbeat.String())
+	pinned := "server and simulator not pinned"
+	if rep.HeartbeatPinned {
+		pinned = "server on CPU 0, simulator on CPU 1"
+	}
+	row("server CPU per heartbeat answered", fmt.Sprintf("%.1f us, %.0f%% of it in the kernel (%.2fs of CPU over the phase, /proc resolution 10 ms; %s)",
+		rep.CPUPerHeartbeat(), 100*rep.HeartbeatSys.Seconds()/max(rep.HeartbeatCPU.Seconds(), 1e-9), rep.HeartbeatCPU.Seconds(), pinned))
+	if rep.EchoFloor.Count > 0 {
+		row("transport floor: a trivial echo server, kept connections, same concurrency and pinning", fmt.Sprintf("%.1f us per request, %.0f%% in the kernel (%d connections, %s)",
+			perOp(rep.EchoCPU, rep.EchoFloor), 100*rep.EchoSys.Seconds()/max(rep.EchoCPU.Seconds(), 1e-9), min(rep.Nodes, maxEchoConns), rep.EchoFloor))
+	}
 	row("sister admissions at one MOM (new connection + swap)", rep.SisterSwap.String())
 	rt := rep.Rotation
 	row("rotate key, every node connected: request to all activated / all retired", fmt.Sprintf("%.2fs / %.2fs (%d nodes, key_grace %s; list key idle at %.2fs)",
@@ -631,7 +724,8 @@ func PrintReport(w io.Writer, rep *Report) {
 	row("server RSS per connected node", fmt.Sprintf("%.0f bytes", rep.PerNodeUpBytes))
 	row("server live heap per enrolled node (after GC)", fmt.Sprintf("%.0f bytes (heap %s idle, %s with N nodes)", rep.HeapPerNode(),
 		mib(int64(rep.HeapIdle.HeapAlloc)), mib(int64(rep.HeapRestart.HeapAlloc))))
-	row("server live heap + stacks per connection (after GC)", fmt.Sprintf("%.0f bytes", rep.HeapPerConn()))
+	row("server live heap + stacks per connection (after GC)", fmt.Sprintf("%.0f bytes: heap %.0f + stacks %.0f; %.2f goroutines per connection",
+		rep.HeapPerConn(), rep.heapPerConn(), rep.stackPerConn(), float64(rep.HeapUp.Goroutines-rep.HeapRestart.Goroutines)/float64(rep.Nodes)))
 	row("server state on disk", fmt.Sprintf("%s (%.0f bytes per node)", mib(rep.ServerStateBytes), float64(rep.ServerStateBytes)/float64(rep.Nodes)))
 	row("MOM memory per admitted peer", fmt.Sprintf("%.0f bytes (RSS %s -> %s)", rep.PerPeerMomBytes, mib(rep.MomRSSBefore), mib(rep.MomRSSAfter)))
 }

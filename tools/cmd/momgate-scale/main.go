@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,6 +17,22 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == sim.EchoServerArg {
+		// The transport floor's server (tools/sim/echo.go), run as a
+		// child of a scale run.
+		ln, err := net.Listen("tcp", os.Args[2])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "momgate-scale echo:", err)
+			os.Exit(1)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := sim.ServeEcho(ctx, ln); err != nil {
+			fmt.Fprintln(os.Stderr, "momgate-scale echo:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	app := &cli.App{
 		Name:  "momgate-scale",
 		Usage: "run one server and one MOM against N simulated MOMs on 127.1.x.y and report rates and memory",
