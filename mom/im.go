@@ -47,7 +47,10 @@ var imConns = sync.Pool{New: func() any {
 // serveIM accepts IM connections on ln until ctx ends, then closes them
 // and waits for them.
 func (m *Mom) serveIM(ctx context.Context, ln net.Listener) {
-	m.base.TrackConns(ctx, ln, &m.gauge.im).Serve(m.serveIMConn)
+	m.base.TrackConns(ctx, ln, &m.gauge.im).Serve(func(c net.Conn) func() {
+		m.serveIMConn(c)
+		return nil
+	})
 }
 
 // serveIMConn admits a sister's IM connection, then serves its requests.

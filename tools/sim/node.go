@@ -45,7 +45,7 @@ type Node struct {
 	conn     net.Conn
 	buf      []byte
 
-	wmu     sync.Mutex    // serialises writes on conn: heartbeats and KeyAcks
+	wmu     sync.Mutex // serialises writes on conn: heartbeats and KeyAcks
 	hb      heartbeatBatch
 	done    chan struct{} // closed when the reader ends
 	stop    func() bool   // unhooks the context's close of conn
