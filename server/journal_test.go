@@ -185,3 +185,26 @@ func TestStateStoreSaveNodes(t *testing.T) {
 		t.Fatalf("full save after saveNodes: %d nodes, %d tokens", len(got.Nodes), len(got.Tokens))
 	}
 }
+
+// TestStateStoreSaveChangedRemoves: saveChanged journals a removed node and
+// its dropped token without a full save, and the reload has neither.
+func TestStateStoreSaveChangedRemoves(t *testing.T) {
+	dir := t.TempDir()
+	p := testPersisted(3)
+	if err := saveState(dir, p); err != nil {
+		t.Fatal(err)
+	}
+	_, ss := openTestStore(t, dir)
+	gone, goneTok := p.Nodes[1], p.Tokens[1].ID
+	after := p
+	after.Nodes = []nodeRecord{p.Nodes[0], p.Nodes[2]}
+	after.Tokens = []keys.TokenRecord{p.Tokens[0], p.Tokens[2]}
+	if err := ss.saveChanged(view(after), nil, []string{gone.ID, "never-there"}, [][16]byte{goneTok}); err != nil {
+		t.Fatal(err)
+	}
+	ss.close()
+	got, _ := openTestStore(t, dir)
+	if !reflect.DeepEqual(sorted(got), sorted(after)) {
+		t.Fatalf("after saveChanged:\n got %+v\nwant %+v", sorted(got), sorted(after))
+	}
+}

@@ -113,7 +113,7 @@ func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
 		}
 		s.reg.remove(n)
 		removedTokens := s.reg.tokens.Revoke(name)
-		if err := s.persistLocked(); err != nil {
+		if err := s.persistRemovedLocked(n, removedTokens); err != nil {
 			s.reg.add(n)
 			for _, t := range removedTokens {
 				_ = s.reg.tokens.Add(t)

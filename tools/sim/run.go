@@ -52,7 +52,10 @@ type Report struct {
 	EchoCPU, EchoSys  time.Duration // that server's CPU time, and its system part
 	SisterSwap        Phase         // IM PING swaps with the real MOM daemon, new connection each
 	Rotation          Rotation      // rotate key with every node connected
-	Churn             Phase         // delete + create + enroll
+	Churn             Phase         // delete + create + enroll, all of them
+	ChurnDelete       Phase         // the deletes, one after the other
+	ChurnCreate       Phase         // the creates at the same addresses
+	ChurnEnroll       Phase         // the new nodes' enrollment
 	ChurnSettle       time.Duration // from the last churn step until no rotation runs and every up node is current
 	ChurnRotations    uint64        // rotations the churn caused (rotation numbers used)
 	ChurnTraffic      Traffic       // control traffic the nodes received during the churn and its settling
@@ -401,8 +404,10 @@ func (r *runner) sisters(ctx context.Context, rep *Report) error {
 	return nil
 }
 
-// churn deletes the first Churn nodes, then creates and enrolls them again
-// under new names.
+// churn deletes the first Churn nodes, one admin request each, then
+// creates them again under new names at the same addresses (each create
+// lifting the address's deny) and enrolls them, Workers at a time. The
+// deleted nodes stay connected until the server closes their connections.
 func (r *runner) churn(ctx context.Context, rep *Report) error {
 	k := min(r.cfg.Churn, len(r.nodes))
 	var kl0 admin.KeyList
@@ -412,12 +417,16 @@ func (r *runner) churn(ctx context.Context, rep *Report) error {
 	seq0 := kl0.Rotation.Seq
 	before := r.stats.Snapshot()
 	t0 := time.Now()
-	errs := 0
 	for i := range k {
-		r.nodes[i].Close()
 		if err := r.adm.Call(ctx, admin.OpDeleteNode, admin.NodeArgs{Name: r.nodes[i].Name}, nil); err != nil {
 			return fmt.Errorf("delete %s: %w", r.nodes[i].Name, err)
 		}
+	}
+	rep.ChurnDelete = Phase{Count: k, Duration: time.Since(t0)}
+	r.progress("churn: delete node: %s", rep.ChurnDelete)
+	t1 := time.Now()
+	created := make([]*Node, k)
+	for i := range k {
 		var res admin.CreateNodeResult
 		name := fmt.Sprintf("churn%05d", i)
 		if err := r.adm.Call(ctx, admin.OpCreateNode, admin.CreateNodeArgs{Name: name, Mom: NodeAddr(i).String()}, &res); err != nil {
@@ -428,24 +437,27 @@ func (r *runner) churn(ctx context.Context, rep *Report) error {
 			return err
 		}
 		n.SetStats(r.stats)
-		if err := n.Connect(ctx, r.srvAddr, r.cfg.Timeout); err != nil {
-			errs++
-			r.progress("churn: %v", err)
-		}
-		r.nodes[i] = n
+		created[i] = n
 	}
-	rep.Churn = Phase{Count: k, Errors: errs, Duration: time.Since(t0)}
-	r.progress("churn (delete + create + enroll): %s", rep.Churn)
-	t1 := time.Now()
+	rep.ChurnCreate = Phase{Count: k, Duration: time.Since(t1)}
+	r.progress("churn: create node at the same addresses: %s", rep.ChurnCreate)
+	for i := range k {
+		r.nodes[i].Close() // closed by the server at its delete
+		r.nodes[i] = created[i]
+	}
+	rep.ChurnEnroll = r.each(ctx, created, func(n *Node) error { return n.Connect(ctx, r.srvAddr, r.cfg.Timeout) })
+	rep.Churn = Phase{Count: k, Errors: rep.ChurnEnroll.Errors, Duration: time.Since(t0)}
+	r.progress("churn: enroll the new nodes: %s; delete + create + enroll %s", rep.ChurnEnroll, rep.Churn)
+	t2 := time.Now()
 	kl, err := r.waitKeysSettled(ctx)
 	if err != nil {
 		return err
 	}
-	rep.ChurnSettle = time.Since(t1)
+	rep.ChurnSettle = time.Since(t2)
 	rep.ChurnRotations = kl.Rotation.Seq - seq0
 	rep.ChurnTraffic = r.stats.Snapshot().Sub(before)
-	r.progress("churn settled %.2fs after its last step: %d rotations, %d key messages received", rep.ChurnSettle.Seconds(),
-		rep.ChurnRotations, rep.ChurnTraffic.keyFrames())
+	r.progress("churn settled %.2fs after its last step: %d rotations, %d key messages, %d deny messages received", rep.ChurnSettle.Seconds(),
+		rep.ChurnRotations, rep.ChurnTraffic.keyFrames(), rep.ChurnTraffic.denyFrames())
 	return nil
 }
 
@@ -714,8 +726,11 @@ func PrintReport(w io.Writer, rep *Report) {
 		rt.ToActivate.Seconds(), rt.ToRetire.Seconds(), rt.Nodes, rt.Grace, rt.Settled.Seconds()))
 	row("rotation traffic at the nodes (KeyUpdate+KeyActivate+KeyRetire in / KeyAck out)", fmt.Sprintf("%d frames, %d bytes / %d frames, %d bytes",
 		rt.Traffic.keyFrames(), rt.Traffic.keyBytes(), rt.Traffic.Acks, rt.Traffic.AckBytes))
-	row("churn (delete + create + enroll), rotations running", rep.Churn.String())
-	row("churn: settled after its last step / rotations / key frames / deny frames", fmt.Sprintf("%.2fs / %d / %d (%d bytes) / %d (%d bytes)",
+	row("churn: delete node, one after the other", rep.ChurnDelete.String())
+	row("churn: create node again at the same addresses", rep.ChurnCreate.String())
+	row("churn: enroll the new nodes", rep.ChurnEnroll.String())
+	row("churn: deletes, creates and enrollments in all", rep.Churn.String())
+	row("churn: settled after its last step / rotations / key frames / deny frames at the nodes", fmt.Sprintf("%.2fs / %d / %d (%d bytes) / %d (%d bytes)",
 		rep.ChurnSettle.Seconds(), rep.ChurnRotations, rep.ChurnTraffic.keyFrames(), rep.ChurnTraffic.keyBytes(),
 		rep.ChurnTraffic.denyFrames(), rep.ChurnTraffic.denyBytes()))
 	row("server CPU time, whole run", fmt.Sprintf("%.2fs", rep.ServerCPU.Seconds()))
