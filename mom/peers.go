@@ -65,16 +65,22 @@ func (t *peerTable) admitLegacy(addr proto.Addr, dir string, now time.Time) {
 	p.count++
 }
 
+// evictOldest makes room in a full table: it drops the least recently
+// admitted sixteenth of the rows at once, so that a table kept full by new
+// sisters costs O(log n) per admission, not a scan of every row each.
 func (t *peerTable) evictOldest() {
-	var victim proto.Addr
-	var oldest time.Time
-	first := true
-	for a, p := range t.peers {
-		if first || p.last.Before(oldest) {
-			victim, oldest, first = a, p.last, false
-		}
+	type row struct {
+		addr proto.Addr
+		last time.Time
 	}
-	delete(t.peers, victim)
+	rows := make([]row, 0, len(t.peers))
+	for a, p := range t.peers {
+		rows = append(rows, row{a, p.last})
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].last.Before(rows[j].last) })
+	for _, r := range rows[:max(1, len(rows)/16)] {
+		delete(t.peers, r.addr)
+	}
 }
 
 // forget drops a revoked node's rows.

@@ -15,6 +15,7 @@ import (
 	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/migration"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/reasons"
 )
@@ -214,12 +215,23 @@ func (s *Server) enroll(m *proto.Enroll, proof *proto.EnrollProof, src netip.Add
 	n.setPub(m.NodeKey)
 	t := now.UTC()
 	n.rec.Enrolled = &t
+	// A MOM that speaks PING only is marked upgraded with its enrollment,
+	// in the same journal write (its first session would mark it with a
+	// second one, an fsync under the registry lock per enrolling node).
+	upgraded := migration.Upgrades(proof.Versions) && !n.rec.Upgraded
+	if upgraded {
+		n.rec.Upgraded = true
+	}
 	if err := s.persistNodesLocked(n, m.TokenID); err != nil {
 		n.rec, n.pub, n.hasPub = oldRec, [32]byte{}, false
 		s.reg.tokens.Unredeem(m.TokenID)
 		return nil, handshake.Refuse(reasons.Internal, "persist enrollment: %w", err)
 	}
 	s.log.WithFields(logrus.Fields{"node": n.rec.Name, "fingerprint": keys.ShortFingerprint(n.pub)}).Info("node enrolled")
+	if upgraded {
+		s.log.WithField("node", n.rec.Name).Info("node upgraded: it speaks PING only; legacy admission of it refused from now on")
+		s.pushUpgradedLocked(proto.UpgradedAdd, n)
+	}
 	s.cfg.CrashAt("enroll-saved") // test-only: enrollment on disk, Welcome not sent
 	n.versions = proof.Versions
 	return n, nil

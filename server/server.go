@@ -179,7 +179,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring),
 		states: states, deny: &ping.DenyList{}, denyKeys: map[proto.NodeAddr][]keys.KeyID{}, dp: denyPush{wake: make(chan struct{}, 1)},
-		reg: reg, conns: map[proto.NodeID]*session{},
+		reg: reg, conns: map[proto.NodeID]*session{}, lg: legacyServer{listConns: map[proto.NodeID]*session{}},
 		ready: make(chan struct{}),
 	}
 	s.base, err = daemon.OpenBase(daemon.BaseConfig{StateDir: dir, Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now,

@@ -199,6 +199,9 @@ func (s *Server) unregister(mc *session) {
 		delete(s.conns, mc.node.id)
 		mc.node.up = false
 	}
+	if s.lg.listConns[mc.node.id] == mc {
+		delete(s.lg.listConns, mc.node.id)
+	}
 }
 
 // startSession starts a registered session's push queue and its writer.
@@ -214,6 +217,9 @@ func (s *Server) startSession(mc *session) (stop func()) {
 	mc.q.mu.Lock()
 	mc.q.started = true
 	mc.q.mu.Unlock()
+	if speaksV1(mc) && s.conns[mc.node.id] == mc {
+		s.lg.listConns[mc.node.id] = mc
+	}
 	if keyed(mc) {
 		// The deny list as of now, first in the queue: every later Deny
 		// or DenyLift follows it in order, whatever the rotor's DenySet

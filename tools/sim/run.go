@@ -37,11 +37,18 @@ type Config struct {
 	TokenTTL   time.Duration // token_ttl for the run; 0 leaves the default
 	KeyGrace   time.Duration // key_grace for the run; 0 leaves the default (30s)
 	Progress   io.Writer     // progress lines; nil for none
+	// MaxConnected bounds the control connections open at once (0: every
+	// node), for a process whose descriptors cannot hold one per node:
+	// nodes enroll in waves of MaxConnected, each wave disconnecting
+	// before the next, and the last wave stays connected for the phases
+	// that need connected nodes (heartbeats, rotation, churn).
+	MaxConnected int
 }
 
 // Report is what a run measured.
 type Report struct {
 	Nodes             int
+	Connected         int           // nodes connected for the heartbeats, the rotation and the churn
 	Create            Phase         // create node through the admin socket, one request each
 	Enroll            Phase         // enrollment + key unwrap + PING swap, Workers at a time
 	Heartbeat         Phase         // heartbeat PINGs over the open control connections
@@ -85,11 +92,11 @@ func (r *Report) HeapPerConn() float64 {
 }
 
 func (r *Report) heapPerConn() float64 {
-	return float64(int64(r.HeapUp.HeapAlloc)-int64(r.HeapRestart.HeapAlloc)) / float64(r.Nodes)
+	return float64(int64(r.HeapUp.HeapAlloc)-int64(r.HeapRestart.HeapAlloc)) / float64(max(r.Connected, 1))
 }
 
 func (r *Report) stackPerConn() float64 {
-	return float64(int64(r.HeapUp.StackInuse)-int64(r.HeapRestart.StackInuse)) / float64(r.Nodes)
+	return float64(int64(r.HeapUp.StackInuse)-int64(r.HeapRestart.StackInuse)) / float64(max(r.Connected, 1))
 }
 
 // memStats reads the server's memory after the garbage collections a
@@ -142,9 +149,14 @@ func (p Phase) String() string {
 	return fmt.Sprintf("%d in %.2fs (%.0f/s, %d errors)", p.Count, p.Duration.Seconds(), p.Rate(), p.Errors)
 }
 
-// NodeAddr is the loopback address of simulated node i (0-based).
+// MaxNodes is the most simulated nodes of a run: their addresses
+// (NodeAddr) stay in 127.1.0.0-127.16.255.255.
+const MaxNodes = 16 * 256 * 250
+
+// NodeAddr is the loopback address of simulated node i (0-based):
+// 127.1.0.1 to 127.1.255.250 for the first 64,000, then 127.2.0.1 and up.
 func NodeAddr(i int) netip.Addr {
-	return netip.AddrFrom4([4]byte{127, 1, byte(i / 250), byte(i%250 + 1)})
+	return netip.AddrFrom4([4]byte{127, byte(1 + i/(256*250)), byte(i / 250 % 256), byte(i%250 + 1)})
 }
 
 type runner struct {
@@ -160,8 +172,8 @@ type runner struct {
 
 // Run performs a scale run and returns its report.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
-	if cfg.Nodes <= 0 || cfg.Nodes > 60000 {
-		return nil, fmt.Errorf("nodes %d: want 1..60000", cfg.Nodes)
+	if cfg.Nodes <= 0 || cfg.Nodes > MaxNodes {
+		return nil, fmt.Errorf("nodes %d: want 1..%d", cfg.Nodes, MaxNodes)
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 64
@@ -229,24 +241,25 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		r.nodes[i].SetStats(r.stats)
 	}
-	rep.Enroll = r.each(ctx, r.nodes, func(n *Node) error { return n.Connect(ctx, r.srvAddr, cfg.Timeout) })
-	r.progress("enroll: %s", rep.Enroll)
-	if rep.Enroll.Errors > 0 {
-		return rep, fmt.Errorf("%d enrollments failed", rep.Enroll.Errors)
-	}
-	rep.ServerRSSUp = rss(r.srv.Process.Pid)
-
-	r.heartbeats(ctx, rep)
-	// Every session has served heartbeats: the steady state of a connected
-	// node.
-	rep.HeapUp = r.memStats(ctx)
+	// The transport floor first, while no control connection holds a
+	// descriptor.
 	if cfg.Heartbeats > 0 && runtime.NumCPU() >= 2 {
-		if rep.EchoFloor, rep.EchoCPU, rep.EchoSys, err = r.echoFloor(ctx, min(cfg.Nodes, maxEchoConns), cfg.Heartbeats); err != nil {
+		if rep.EchoFloor, rep.EchoCPU, rep.EchoSys, err = r.echoFloor(ctx, min(cfg.Nodes, r.maxConnected(), maxEchoConns), cfg.Heartbeats); err != nil {
 			return rep, fmt.Errorf("transport floor: %w", err)
 		}
 		r.progress("transport floor (echo server): %s; its CPU %.2fs (%.1f us per request)", rep.EchoFloor, rep.EchoCPU.Seconds(),
 			perOp(rep.EchoCPU, rep.EchoFloor))
 	}
+	if rep.Enroll, err = r.enroll(ctx); err != nil {
+		return rep, err
+	}
+	rep.ServerRSSUp = rss(r.srv.Process.Pid)
+	rep.Connected = len(r.connected())
+
+	r.heartbeats(ctx, rep)
+	// Every session has served heartbeats: the steady state of a connected
+	// node.
+	rep.HeapUp = r.memStats(ctx)
 
 	if err := r.sisters(ctx, rep); err != nil {
 		return rep, err
@@ -287,10 +300,57 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	n := float64(cfg.Nodes)
-	rep.PerNodeUpBytes = float64(rep.ServerRSSUp-rep.ServerRSSIdle) / n
+	rep.PerNodeUpBytes = float64(rep.ServerRSSUp-rep.ServerRSSIdle) / float64(max(rep.Connected, 1))
 	rep.PerNodeStateBytes = float64(rep.ServerRSSRestart-rep.ServerRSSIdle) / n
 	rep.PerPeerMomBytes = float64(rep.MomRSSAfter-rep.MomRSSBefore) / n
 	return rep, nil
+}
+
+// maxConnected is how many nodes may be connected at once.
+func (r *runner) maxConnected() int {
+	if r.cfg.MaxConnected <= 0 {
+		return r.cfg.Nodes
+	}
+	return r.cfg.MaxConnected
+}
+
+// connected returns the nodes whose control connection is up.
+func (r *runner) connected() []*Node {
+	var out []*Node
+	for _, n := range r.nodes {
+		if n.Up() {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// enroll enrolls every node, Workers at a time, in waves of at most
+// maxConnected connected nodes: a wave disconnects before the next
+// connects, and the last wave stays connected.
+func (r *runner) enroll(ctx context.Context) (Phase, error) {
+	all := Phase{Count: len(r.nodes)}
+	wave := r.maxConnected()
+	for start := 0; start < len(r.nodes); start += wave {
+		nodes := r.nodes[start:min(len(r.nodes), start+wave)]
+		ph := r.each(ctx, nodes, func(n *Node) error { return n.Connect(ctx, r.srvAddr, r.cfg.Timeout) })
+		all.Errors += ph.Errors
+		all.Duration += ph.Duration
+		if start+wave < len(r.nodes) {
+			for _, n := range nodes {
+				n.Close()
+			}
+			r.progress("enroll: wave of %d: %s (then disconnected: at most %d connected at once)", len(nodes), ph, wave)
+		}
+		if ctx.Err() != nil {
+			return all, ctx.Err()
+		}
+	}
+	r.progress("enroll: %s", all)
+	if all.Errors > 0 {
+		return all, fmt.Errorf("%d enrollments failed", all.Errors)
+	}
+	return all, nil
 }
 
 // heartbeats has every node send Heartbeats heartbeat PINGs over its
@@ -320,8 +380,9 @@ func (r *runner) heartbeats(ctx context.Context, rep *Report) {
 	}
 	u0, s0 := cpuTimes(r.srv.Process.Pid)
 	t0 := time.Now()
-	hb := r.each(ctx, r.nodes, func(n *Node) error { return n.Heartbeats(r.cfg.Heartbeats, r.cfg.Timeout) })
-	rep.Heartbeat = Phase{Count: r.cfg.Nodes * r.cfg.Heartbeats, Errors: hb.Errors, Duration: time.Since(t0)}
+	up := r.connected()
+	hb := r.each(ctx, up, func(n *Node) error { return n.Heartbeats(r.cfg.Heartbeats, r.cfg.Timeout) })
+	rep.Heartbeat = Phase{Count: len(up) * r.cfg.Heartbeats, Errors: hb.Errors, Duration: time.Since(t0)}
 	u1, s1 := cpuTimes(r.srv.Process.Pid)
 	rep.HeartbeatCPU, rep.HeartbeatSys = u1+s1-u0-s0, s1-s0
 	for _, p := range pins {
@@ -409,7 +470,15 @@ func (r *runner) sisters(ctx context.Context, rep *Report) error {
 // lifting the address's deny) and enrolls them, Workers at a time. The
 // deleted nodes stay connected until the server closes their connections.
 func (r *runner) churn(ctx context.Context, rep *Report) error {
-	k := min(r.cfg.Churn, len(r.nodes))
+	// The churned nodes are connected ones: with a bound on connected
+	// nodes, their replacements take the descriptors they leave.
+	var idx []int
+	for i, n := range r.nodes {
+		if n.Up() && len(idx) < r.cfg.Churn {
+			idx = append(idx, i)
+		}
+	}
+	k := len(idx)
 	var kl0 admin.KeyList
 	if err := r.adm.Call(ctx, admin.OpListKey, nil, &kl0); err != nil {
 		return fmt.Errorf("list key: %w", err)
@@ -417,7 +486,7 @@ func (r *runner) churn(ctx context.Context, rep *Report) error {
 	seq0 := kl0.Rotation.Seq
 	before := r.stats.Snapshot()
 	t0 := time.Now()
-	for i := range k {
+	for _, i := range idx {
 		if err := r.adm.Call(ctx, admin.OpDeleteNode, admin.NodeArgs{Name: r.nodes[i].Name}, nil); err != nil {
 			return fmt.Errorf("delete %s: %w", r.nodes[i].Name, err)
 		}
@@ -426,9 +495,9 @@ func (r *runner) churn(ctx context.Context, rep *Report) error {
 	r.progress("churn: delete node: %s", rep.ChurnDelete)
 	t1 := time.Now()
 	created := make([]*Node, k)
-	for i := range k {
+	for j, i := range idx {
 		var res admin.CreateNodeResult
-		name := fmt.Sprintf("churn%05d", i)
+		name := fmt.Sprintf("churn%05d", j)
 		if err := r.adm.Call(ctx, admin.OpCreateNode, admin.CreateNodeArgs{Name: name, Mom: NodeAddr(i).String()}, &res); err != nil {
 			return fmt.Errorf("create %s: %w", name, err)
 		}
@@ -437,13 +506,13 @@ func (r *runner) churn(ctx context.Context, rep *Report) error {
 			return err
 		}
 		n.SetStats(r.stats)
-		created[i] = n
+		created[j] = n
 	}
 	rep.ChurnCreate = Phase{Count: k, Duration: time.Since(t1)}
 	r.progress("churn: create node at the same addresses: %s", rep.ChurnCreate)
-	for i := range k {
+	for j, i := range idx {
 		r.nodes[i].Close() // closed by the server at its delete
-		r.nodes[i] = created[i]
+		r.nodes[i] = created[j]
 	}
 	rep.ChurnEnroll = r.each(ctx, created, func(n *Node) error { return n.Connect(ctx, r.srvAddr, r.cfg.Timeout) })
 	rep.Churn = Phase{Count: k, Errors: rep.ChurnEnroll.Errors, Duration: time.Since(t0)}
@@ -706,6 +775,9 @@ func cpuTimes(pid int) (user, sys time.Duration) {
 func PrintReport(w io.Writer, rep *Report) {
 	mib := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 	fmt.Fprintf(w, "| measurement (N = %d) | value |\n| --- | --- |\n", rep.Nodes)
+	if rep.Connected != rep.Nodes {
+		fmt.Fprintf(w, "| nodes connected at once (descriptor limit of one process) | %d: heartbeats, rotation and churn ran with these; enrollment in waves |\n", rep.Connected)
+	}
 	row := func(k, v string) { fmt.Fprintf(w, "| %s | %s |\n", k, v) }
 	row("create node (admin socket, sequential)", rep.Create.String())
 	row("enrollment (token, key unwrap, PING swap)", rep.Enroll.String())

@@ -45,10 +45,19 @@ func main() {
 			&cli.DurationFlag{Name: "token-ttl", Value: time.Minute, Usage: "token_ttl for the run; the registry is measured after the tokens expire (0: server default, measured at once)"},
 			&cli.DurationFlag{Name: "key-grace", Value: time.Second, Usage: "key_grace for the run (the rotation phase waits it out; 0: server default 30s)"},
 			&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "per-operation timeout"},
+			&cli.IntFlag{Name: "max-connected", Value: sim.MaxNodes, Usage: "nodes connected at once at most (also bounded by the descriptor limit); enrollment goes in waves"},
 		},
 		Action: func(c *cli.Context) error {
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// The server holds a descriptor per connected node, this
+			// process one per simulated node; the server and the MOM
+			// inherit the limit. Where it cannot be raised far enough,
+			// at most what fits is connected at once.
+			limit, err := sim.RaiseFileLimit(sim.FilesNeeded(c.Int("nodes")))
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "momgate-scale: %v\nmomgate-scale: at most %d nodes connected at once\n", err, sim.ConnectedWithin(limit))
+			}
 			dir, err := os.MkdirTemp("", "momgate-scale-")
 			if err != nil {
 				return err
@@ -62,6 +71,7 @@ func main() {
 				ServerBin: c.String("bin") + "/momgate-server", MomBin: c.String("bin") + "/momgate-mom", Dir: dir,
 				Nodes: c.Int("nodes"), Workers: c.Int("workers"), Heartbeats: c.Int("heartbeats"), Churn: c.Int("churn"),
 				Timeout: c.Duration("timeout"), TokenTTL: c.Duration("token-ttl"), KeyGrace: c.Duration("key-grace"), Progress: os.Stderr,
+				MaxConnected: min(c.Int("max-connected"), sim.ConnectedWithin(limit)),
 			})
 			if rep != nil {
 				sim.PrintReport(os.Stdout, rep)
