@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/proto"
 )
 
 func testPersisted(n int) persisted {
@@ -206,5 +208,27 @@ func TestStateStoreSaveChangedRemoves(t *testing.T) {
 	got, _ := openTestStore(t, dir)
 	if !reflect.DeepEqual(sorted(got), sorted(after)) {
 		t.Fatalf("after saveChanged:\n got %+v\nwant %+v", sorted(got), sorted(after))
+	}
+}
+
+// TestRegistryAddressIndex: byAddr follows add, remove and moveAddr.
+func TestRegistryAddressIndex(t *testing.T) {
+	r, err := newRegistry(testPersisted(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a1, a2 := netip.MustParseAddr("127.0.0.21"), netip.MustParseAddr("127.0.0.22")
+	n := &node{rec: nodeRecord{Name: "x"}, id: proto.NodeID{1}, addr: a1}
+	r.add(n)
+	if r.byAddr(a1) != n || r.byAddr(a2) != nil {
+		t.Fatal("byAddr after add")
+	}
+	r.moveAddr(n, a2)
+	if r.byAddr(a1) != nil || r.byAddr(a2) != n || n.addr != a2 {
+		t.Fatal("byAddr after moveAddr")
+	}
+	r.remove(n)
+	if r.byAddr(a2) != nil {
+		t.Fatal("byAddr after remove")
 	}
 }

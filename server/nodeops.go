@@ -192,15 +192,18 @@ func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
 			if other := s.reg.byAddr(newAddr); other != nil {
 				return false, admin.Errorf(admin.CodeDuplicateNode, "address %s already belongs to node %s", newAddr, other.rec.Name)
 			}
-			n.setAddr(newAddr)
+			s.reg.moveAddr(n, newAddr)
 		}
 		cleared := rollback && n.rec.Upgraded
 		if rollback {
 			n.rec.Upgraded = false
 		}
 		if readdress || cleared {
-			if err := s.persistLocked(); err != nil {
-				n.rec, n.addr = old, oldAddr
+			if err := s.persistNodesLocked(n); err != nil { // only n's record changed
+				if readdress {
+					s.reg.moveAddr(n, oldAddr)
+				}
+				n.rec = old
 				return false, fmt.Errorf("persist: %w", err)
 			}
 		}
