@@ -34,7 +34,7 @@ type Config struct {
 	Heartbeats int    // heartbeat PINGs per node
 	Churn      int    // nodes deleted then created and enrolled again
 	Timeout    time.Duration
-	TokenTTL   time.Duration // token_ttl for the run; 0 leaves the default
+	TokenTTL   time.Duration // token_ttl for the run; 0 leaves the default; negative: 1m or 10 ms per node, the longer
 	KeyGrace   time.Duration // key_grace for the run; 0 leaves the default (30s)
 	Progress   io.Writer     // progress lines; nil for none
 	// MaxConnected bounds the control connections open at once (0: every
@@ -180,6 +180,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.TokenTTL < 0 {
+		// Every node must enroll before its token expires.
+		cfg.TokenTTL = max(time.Minute, time.Duration(cfg.Nodes)*10*time.Millisecond)
 	}
 	r := &runner{cfg: cfg, srvDir: filepath.Join(cfg.Dir, "server"), stats: NewStats(), progress: func(string, ...any) {}}
 	if cfg.Progress != nil {
