@@ -265,3 +265,35 @@ func TestDenyTrafficCoalesced(t *testing.T) {
 		t.Fatalf("after the DenyLift: %s %+v, want the Deny of %+v", m.Type(), m, e6)
 	}
 }
+
+// TestDenyIntervalGrowsInABurst: after a quiet second a deny goes at once
+// and the interval is the first; within a burst whose interval is over it
+// goes at once and the interval doubles (up to ten times the first);
+// within the interval it waits.
+func TestDenyIntervalGrowsInABurst(t *testing.T) {
+	s := startServerWith(t, Config{DenyInterval: time.Hour}) // the pusher never fires during the test
+	e := proto.NodeAddr{Addr: proto.AddrFrom(netip.MustParseAddr("127.0.0.9"))}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	s.dp.last, s.dp.interval = now.Add(-11*time.Hour), 4*time.Hour
+	s.queueDenyLocked(false, e)
+	if len(s.dp.pending) != 0 || s.dp.interval != 0 {
+		t.Fatalf("after a quiet spell: %d waiting, interval %s; want pushed at once, the first interval", len(s.dp.pending), s.dp.interval)
+	}
+	s.dp.last = time.Now().Add(-90 * time.Minute)
+	s.queueDenyLocked(false, e)
+	if len(s.dp.pending) != 0 || s.dp.interval != 2*time.Hour {
+		t.Fatalf("interval over within a burst: %d waiting, interval %s; want pushed at once, interval 2h", len(s.dp.pending), s.dp.interval)
+	}
+	s.queueDenyLocked(true, e)
+	if len(s.dp.pending) != 1 {
+		t.Fatalf("within the interval: %d waiting, want 1", len(s.dp.pending))
+	}
+	for range 5 {
+		s.growDenyIntervalLocked()
+	}
+	if s.dp.interval != 10*time.Hour {
+		t.Fatalf("interval grew to %s, want at most 10h", s.dp.interval)
+	}
+}

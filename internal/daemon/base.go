@@ -95,8 +95,17 @@ func (b *Base) CompactMarks() error {
 	return b.Marks.Compact(b.Verifier.Guard.Snapshot())
 }
 
-// markLogCompactAt is the mark log size past which housekeeping compacts it.
+// markLogCompactAt is the mark log size past which housekeeping compacts
+// it, or twice the size of one record per mark held if that is larger: a
+// compaction writes every mark, so compacting every fixed number of
+// records cost O(marks) per that many PINGs, O(N) per heartbeat at N
+// nodes; proportional, it is O(1) per PING admitted.
 const markLogCompactAt = 1 << 20
+
+// compactMarksAt is the log size past which the marks are compacted.
+func (b *Base) compactMarksAt() int64 {
+	return max(markLogCompactAt, 2*store.MarkRecordSize*int64(b.Verifier.Guard.Len()))
+}
 
 // Housekeeping runs once a second until ctx ends: it syncs the mark log,
 // compacts it when it has grown, and flushes the audit aggregates every
@@ -114,7 +123,7 @@ func (b *Base) Housekeeping(ctx context.Context, every func(tick int)) {
 		if err := b.Marks.Sync(); err != nil {
 			b.Log.WithError(err).Warn("sync mark log")
 		}
-		if b.Marks.LogSize() > markLogCompactAt {
+		if b.Marks.LogSize() > b.compactMarksAt() {
 			if err := b.CompactMarks(); err != nil {
 				b.Log.WithError(err).Warn("compact mark log")
 			}

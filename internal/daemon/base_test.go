@@ -13,6 +13,7 @@ import (
 
 	"github.com/momgate/momgate/internal/audit"
 	"github.com/momgate/momgate/internal/connlimit"
+	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -168,5 +169,26 @@ func TestSettingsDefaults(t *testing.T) {
 	}
 	if d := (Settings{HandshakeTimeout: time.Second}).WithDefaults(); d.HandshakeTimeout != time.Second {
 		t.Fatalf("a set timeout was replaced: %s", d.HandshakeTimeout)
+	}
+}
+
+// TestCompactMarksAtGrowsWithTheMarks: the mark log is compacted past 1 MiB
+// or past two records per mark held, whichever is larger, so that a
+// compaction (which writes every mark) costs O(1) per PING admitted.
+func TestCompactMarksAtGrowsWithTheMarks(t *testing.T) {
+	b := openBase(t, connlimit.Config{})
+	if got := b.compactMarksAt(); got != markLogCompactAt {
+		t.Fatalf("no marks: compact at %d, want %d", got, markLogCompactAt)
+	}
+	now := time.Now()
+	const n = 20000
+	for i := range n {
+		node := proto.NodeID{byte(i), byte(i >> 8), 1}
+		if err := b.Verifier.Guard.Advance(node, uint64(now.UnixNano()), func() time.Time { return now }, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := b.compactMarksAt(), int64(2*store.MarkRecordSize*n); got != want {
+		t.Fatalf("%d marks: compact at %d, want %d", n, got, want)
 	}
 }

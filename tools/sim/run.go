@@ -78,6 +78,8 @@ type Report struct {
 	PerPeerMomBytes   float64
 	HeapIdle          admin.MemStats // server after a GC, no nodes
 	HeapUp            admin.MemStats // every node enrolled and connected, after the heartbeats
+	HeapDown          admin.MemStats // the same nodes enrolled, disconnected
+	Reconnect         Phase          // the connected nodes again: Hello by identity and PING swap
 	HeapRestart       admin.MemStats // after a restart, none connected
 }
 
@@ -92,11 +94,11 @@ func (r *Report) HeapPerConn() float64 {
 }
 
 func (r *Report) heapPerConn() float64 {
-	return float64(int64(r.HeapUp.HeapAlloc)-int64(r.HeapRestart.HeapAlloc)) / float64(max(r.Connected, 1))
+	return float64(int64(r.HeapUp.HeapAlloc)-int64(r.HeapDown.HeapAlloc)) / float64(max(r.Connected, 1))
 }
 
 func (r *Report) stackPerConn() float64 {
-	return float64(int64(r.HeapUp.StackInuse)-int64(r.HeapRestart.StackInuse)) / float64(max(r.Connected, 1))
+	return float64(int64(r.HeapUp.StackInuse)-int64(r.HeapDown.StackInuse)) / float64(max(r.Connected, 1))
 }
 
 // memStats reads the server's memory after the garbage collections a
@@ -262,8 +264,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	r.heartbeats(ctx, rep)
 	// Every session has served heartbeats: the steady state of a connected
-	// node.
+	// node. Then the same server with the same nodes disconnected, and
+	// the nodes back (Hello by identity): the difference is what a
+	// connection costs.
 	rep.HeapUp = r.memStats(ctx)
+	if err := r.reconnect(ctx, rep); err != nil {
+		return rep, err
+	}
 
 	if err := r.sisters(ctx, rep); err != nil {
 		return rep, err
@@ -310,6 +317,39 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
+// reconnect disconnects the connected nodes, reads the server's memory
+// without them, and connects them again (Hello and PING swap, as a MOM
+// after a restart).
+func (r *runner) reconnect(ctx context.Context, rep *Report) error {
+	up := r.connected()
+	for _, n := range up {
+		n.Close()
+	}
+	deadline := time.Now().Add(r.cfg.Timeout)
+	for {
+		var ms admin.MemStats
+		if err := r.adm.Call(ctx, admin.OpMemStats, nil, &ms); err != nil {
+			return fmt.Errorf("mem_stats: %w", err)
+		}
+		if ms.Connections == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d control connections still open %s after the nodes closed them", ms.Connections, r.cfg.Timeout)
+		}
+		if err := pause(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	rep.HeapDown = r.memStats(ctx)
+	rep.Reconnect = r.each(ctx, up, func(n *Node) error { return n.Connect(ctx, r.srvAddr, r.cfg.Timeout) })
+	r.progress("reconnect (Hello + PING swap): %s", rep.Reconnect)
+	if rep.Reconnect.Errors > 0 {
+		return fmt.Errorf("%d nodes could not reconnect", rep.Reconnect.Errors)
+	}
+	return nil
+}
+
 // maxConnected is how many nodes may be connected at once.
 func (r *runner) maxConnected() int {
 	if r.cfg.MaxConnected <= 0 {
@@ -331,16 +371,22 @@ func (r *runner) connected() []*Node {
 
 // enroll enrolls every node, Workers at a time, in waves of at most
 // maxConnected connected nodes: a wave disconnects before the next
-// connects, and the last wave stays connected.
+// connects, and the last wave, the last maxConnected nodes, stays
+// connected.
 func (r *runner) enroll(ctx context.Context) (Phase, error) {
 	all := Phase{Count: len(r.nodes)}
 	wave := r.maxConnected()
-	for start := 0; start < len(r.nodes); start += wave {
-		nodes := r.nodes[start:min(len(r.nodes), start+wave)]
+	last := max(0, len(r.nodes)-wave) // the connected set starts here
+	for start := 0; start < len(r.nodes); {
+		end := min(start+wave, last)
+		if start >= last {
+			end = len(r.nodes)
+		}
+		nodes := r.nodes[start:end]
 		ph := r.each(ctx, nodes, func(n *Node) error { return n.Connect(ctx, r.srvAddr, r.cfg.Timeout) })
 		all.Errors += ph.Errors
 		all.Duration += ph.Duration
-		if start+wave < len(r.nodes) {
+		if end <= last {
 			for _, n := range nodes {
 				n.Close()
 			}
@@ -349,6 +395,7 @@ func (r *runner) enroll(ctx context.Context) (Phase, error) {
 		if ctx.Err() != nil {
 			return all, ctx.Err()
 		}
+		start = end
 	}
 	r.progress("enroll: %s", all)
 	if all.Errors > 0 {
@@ -796,6 +843,7 @@ func PrintReport(w io.Writer, rep *Report) {
 		row("transport floor: a trivial echo server, kept connections, same concurrency and pinning", fmt.Sprintf("%.1f us per request, %.0f%% in the kernel (%d connections, %s)",
 			perOp(rep.EchoCPU, rep.EchoFloor), 100*rep.EchoSys.Seconds()/max(rep.EchoCPU.Seconds(), 1e-9), min(rep.Nodes, maxEchoConns), rep.EchoFloor))
 	}
+	row("reconnection of the connected nodes (Hello by identity + PING swap)", rep.Reconnect.String())
 	row("sister admissions at one MOM (new connection + swap)", rep.SisterSwap.String())
 	rt := rep.Rotation
 	row("rotate key, every node connected: request to all activated / all retired", fmt.Sprintf("%.2fs / %.2fs (%d nodes, key_grace %s; list key idle at %.2fs)",
@@ -815,8 +863,8 @@ func PrintReport(w io.Writer, rep *Report) {
 	row("server RSS per connected node", fmt.Sprintf("%.0f bytes", rep.PerNodeUpBytes))
 	row("server live heap per enrolled node (after GC)", fmt.Sprintf("%.0f bytes (heap %s idle, %s with N nodes)", rep.HeapPerNode(),
 		mib(int64(rep.HeapIdle.HeapAlloc)), mib(int64(rep.HeapRestart.HeapAlloc))))
-	row("server live heap + stacks per connection (after GC)", fmt.Sprintf("%.0f bytes: heap %.0f + stacks %.0f; %.2f goroutines per connection",
-		rep.HeapPerConn(), rep.heapPerConn(), rep.stackPerConn(), float64(rep.HeapUp.Goroutines-rep.HeapRestart.Goroutines)/float64(rep.Nodes)))
+	row("server live heap + stacks per connection (after GC; connected minus the same nodes disconnected)", fmt.Sprintf("%.0f bytes: heap %.0f + stacks %.0f; %.2f goroutines per connection",
+		rep.HeapPerConn(), rep.heapPerConn(), rep.stackPerConn(), float64(rep.HeapUp.Goroutines-rep.HeapDown.Goroutines)/float64(max(rep.Connected, 1))))
 	row("server state on disk", fmt.Sprintf("%s (%.0f bytes per node)", mib(rep.ServerStateBytes), float64(rep.ServerStateBytes)/float64(rep.Nodes)))
 	row("MOM memory per admitted peer", fmt.Sprintf("%.0f bytes (RSS %s -> %s)", rep.PerPeerMomBytes, mib(rep.MomRSSBefore), mib(rep.MomRSSAfter)))
 }
