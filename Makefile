@@ -95,13 +95,14 @@ bench-conn: build
 # 1,000, 10,000 and 100,000 nodes and prints the growth table.
 SCALE_NODES ?= 10000
 SCALE_CHURN ?= 1000
+SCALE_HEARTBEATS ?= 50
 SCALE_FLAGS ?=
 scale: build
 	$(GO) build -trimpath -o $(BIN)/momgate-scale ./tools/cmd/momgate-scale
-	$(BIN)/momgate-scale --bin $(BIN) --nodes $(SCALE_NODES) --churn $(SCALE_CHURN) $(SCALE_FLAGS)
+	$(BIN)/momgate-scale --bin $(BIN) --nodes $(SCALE_NODES) --churn $(SCALE_CHURN) --heartbeats $(SCALE_HEARTBEATS) $(SCALE_FLAGS)
 scale-growth: build
 	$(GO) build -trimpath -o $(BIN)/momgate-scale ./tools/cmd/momgate-scale
-	$(BIN)/momgate-scale --bin $(BIN) --growth 1000,10000,100000 --churn $(SCALE_CHURN) $(SCALE_FLAGS)
+	$(BIN)/momgate-scale --bin $(BIN) --growth 1000,10000,100000 --churn $(SCALE_CHURN) --heartbeats $(SCALE_HEARTBEATS) $(SCALE_FLAGS)
 
 # The MUNGE-authenticated connection client and server (tools/munge), built
 # with Debian's gcc against libmunge (Debian package libmunge-dev).
