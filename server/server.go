@@ -29,6 +29,7 @@ import (
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	sess "github.com/momgate/momgate/session"
 )
 
 // Config configures a Server. Zero values get defaults.
@@ -55,6 +56,9 @@ type Config struct {
 	// tests' hook kills the process there (daemon.CrashHookFromEnv); nil
 	// in production.
 	CrashAt func(step string)
+	// SessionLimits bound the keys of sealed control sessions; zero fields
+	// are the protocol's defaults (a test shortens the rekey interval).
+	SessionLimits sess.Limits
 	// PBSSocket is the OpenPBS plugin's socket (pbsauth.go); "" disables.
 	// PBSHostName names this host to PBS ("" means the hostname).
 	PBSSocket, PBSHostName string
@@ -83,6 +87,8 @@ type Server struct {
 
 	listener net.Listener
 	ready    chan struct{}
+
+	sessions *daemon.SessionStats // sealed frames and sessions (sealed.go)
 
 	hooks metricHooks // metric sources of later subsystems (metrics.go)
 	gauge connGauge   // open connections
@@ -182,7 +188,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.sealer = &ping.Sealer{Keys: s.ring, Stamper: s.base.Stamper, Rand: cfg.Rand, Node: reg.id}
-	s.hs = &handshake.ServerParams{ID: reg.id, Ident: ident, Rand: cfg.Rand, Sealer: s.sealer, Verifier: s.base.Verifier}
+	s.hs = &handshake.ServerParams{ID: reg.id, Ident: ident, Rand: cfg.Rand, Sealer: s.sealer, Verifier: s.base.Verifier,
+		Sessions: &handshake.SessionParams{Now: time.Now, Limits: cfg.SessionLimits}}
+	s.sessions = daemon.NewSessionStats()
 	if reg.tokens.Prune(cfg.Now()) > 0 {
 		// Dropped from disk now rather than at the next change, so the
 		// store forgets them too (memory per node in steady state).

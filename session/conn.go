@@ -34,8 +34,14 @@ type Conn struct {
 	wmu     sync.Mutex // held while writing
 	writing []byte     // the batch being written (wmu)
 
-	rbuf []byte // the reader's record buffer
+	rbuf       []byte // the reader's record buffer
+	plainLimit int    // cap of a frame without a session (LimitPlain)
 }
+
+// LimitPlain caps the frames ReadFrame reads without a session (protection
+// None) at n bytes, header included, checked before the body is read; the
+// default is proto.MaxFrameSize. Sealed records keep the record cap.
+func (c *Conn) LimitPlain(n int) { c.plainLimit = n }
 
 // NewConn runs s over r and w with the clock now. s nil means protection
 // None.
@@ -58,7 +64,11 @@ func (c *Conn) Protection() Protection {
 // and the session is over.
 func (c *Conn) ReadFrame() ([]byte, error) {
 	if c.s == nil {
-		f, err := proto.ReadFrameLimit(c.r, c.rbuf[:cap(c.rbuf)], proto.MaxFrameSize)
+		limit := c.plainLimit
+		if limit <= 0 {
+			limit = proto.MaxFrameSize
+		}
+		f, err := proto.ReadFrameLimit(c.r, c.rbuf[:cap(c.rbuf)], limit)
 		if err == nil {
 			c.rbuf = f
 		}
