@@ -162,7 +162,12 @@ func TestRecorder(t *testing.T) {
 	defer a.Close()
 	defer b.Close()
 	r := NewRecorder(a)
-	go func() { _, _ = b.Write([]byte("in")); buf := make([]byte, 3); _, _ = io.ReadFull(b, buf); _, _ = b.Write([]byte("late")) }()
+	go func() {
+		_, _ = b.Write([]byte("in"))
+		buf := make([]byte, 3)
+		_, _ = io.ReadFull(b, buf)
+		_, _ = b.Write([]byte("late"))
+	}()
 	buf := make([]byte, 2)
 	if _, err := io.ReadFull(r, buf); err != nil {
 		t.Fatal(err)

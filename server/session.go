@@ -63,9 +63,9 @@ const (
 	pushList pushKind = iota + 1
 	pushUpgraded
 	pushMode
-	pushDeny  // Deny, DenyLift or DenySet: in order with each other
+	pushDeny   // Deny, DenyLift or DenySet: in order with each other
 	pushSealed // IMSecurity, SealedNodes: sealed sessions only (sealed.go)
-	pushClose // close the connection once the frames before it are written
+	pushClose  // close the connection once the frames before it are written
 )
 
 // pushItem is one frame in a session's push queue.

@@ -187,13 +187,13 @@ func (s *Session) WipeReceived() { s.rx.wipe() }
 
 // Info is what a session shows: `peers` and `list node` print it.
 type Info struct {
-	Protection Protection    `json:"protection"`
-	Generation uint64        `json:"generation"` // of the oldest keys in use
-	KeyAge     time.Duration `json:"key_age_ns"` // age of those keys
-	Rekeys     uint64        `json:"rekeys"`     // completed rekeys
-	Rekeying   bool          `json:"rekeying"`
-	Sealed     uint64        `json:"sealed"` // application frames sent
-	Opened     uint64        `json:"opened"` // application frames received
+	Protection Protection     `json:"protection"`
+	Generation uint64         `json:"generation"` // of the oldest keys in use
+	KeyAge     time.Duration  `json:"key_age_ns"` // age of those keys
+	Rekeys     uint64         `json:"rekeys"`     // completed rekeys
+	Rekeying   bool           `json:"rekeying"`
+	Sealed     uint64         `json:"sealed"` // application frames sent
+	Opened     uint64         `json:"opened"` // application frames received
 	Closed     reasons.Reason `json:"closed,omitempty"`
 }
 
