@@ -59,6 +59,9 @@ type Config struct {
 	// SessionLimits bound the keys of sealed control sessions; zero fields
 	// are the protocol's defaults (a test shortens the rekey interval).
 	SessionLimits sess.Limits
+	// WithoutSessions makes the server behave as one of before sealed
+	// sessions (no Welcome trailer, plain swaps only): test-only.
+	WithoutSessions bool
 	// PBSSocket is the OpenPBS plugin's socket (pbsauth.go); "" disables.
 	// PBSHostName names this host to PBS ("" means the hostname).
 	PBSSocket, PBSHostName string
@@ -188,8 +191,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.sealer = &ping.Sealer{Keys: s.ring, Stamper: s.base.Stamper, Rand: cfg.Rand, Node: reg.id}
-	s.hs = &handshake.ServerParams{ID: reg.id, Ident: ident, Rand: cfg.Rand, Sealer: s.sealer, Verifier: s.base.Verifier,
-		Sessions: &handshake.SessionParams{Now: time.Now, Limits: cfg.SessionLimits}}
+	s.hs = &handshake.ServerParams{ID: reg.id, Ident: ident, Rand: cfg.Rand, Sealer: s.sealer, Verifier: s.base.Verifier}
+	if !cfg.WithoutSessions {
+		s.hs.Sessions = &handshake.SessionParams{Now: time.Now, Limits: cfg.SessionLimits}
+	}
 	s.sessions = daemon.NewSessionStats()
 	if reg.tokens.Prune(cfg.Now()) > 0 {
 		// Dropped from disk now rather than at the next change, so the
