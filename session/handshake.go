@@ -147,6 +147,10 @@ func (in *Initiator) AppendPing(dst []byte, s *ping.Sealer, src, dest proto.Addr
 	return out, nil
 }
 
+// Random returns the random bytes of the sealed SessionPing: what the
+// SessionReply must echo (zero before AppendPing).
+func (in *Initiator) Random() [ping.RandomSize]byte { return in.sent.Random }
+
 // Finish verifies the SessionReply (every PING check, from source to
 // local, decrypting it in place), checks the answer against the offer,
 // derives the keys and returns the session, established at now; a nil
