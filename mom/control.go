@@ -213,7 +213,12 @@ func (m *Mom) handshake(c net.Conn) (*controlSetup, error) {
 
 // recordControlRefusal audits a refused swap (or trailer) with the server.
 func (m *Mom) recordControlRefusal(c net.Conn, err error) {
-	m.base.Record(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: session.Reason(err),
+	reason := session.Reason(err)
+	var rj *handshake.RejectError
+	if errors.As(err, &rj) {
+		reason = reasons.RefusedByPeer // never a reason to fall back: the Welcome decided
+	}
+	m.base.Record(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: reason,
 		Peer: daemon.PeerAddrPort(c), Detail: "server swap: " + err.Error()})
 }
 

@@ -45,7 +45,8 @@ type sisterRun struct {
 	rec          sisterRecord
 	addr         string
 	protocol     string
-	session      string // protection of the current connection's session
+	session      string  // protection of the current connection's session
+	link         *imLink // the current connection, nil between connections
 	connected    bool
 	lastErr      string
 	failingSince time.Time
@@ -173,6 +174,9 @@ func (m *Mom) pollSister(ctx context.Context, j *job, s *sisterRun) {
 		if conn != nil {
 			conn.close()
 		}
+		s.mu.Lock()
+		s.link = nil
+		s.mu.Unlock()
 	}()
 	var seq uint64
 	timeout := max(2*time.Second, 2*j.interval)
@@ -198,7 +202,7 @@ func (m *Mom) pollSister(ctx context.Context, j *job, s *sisterRun) {
 			conn.close()
 			conn = nil
 			s.mu.Lock()
-			s.connected = false
+			s.connected, s.link = false, nil
 			s.mu.Unlock()
 			if fresh || ctx.Err() != nil {
 				break // a fresh connection failing is a real failure; an old one may just be stale
@@ -265,7 +269,7 @@ func (m *Mom) joinSister(ctx context.Context, j *job, s *sisterRun, timeout time
 		m.jobs.markDirty()
 	}
 	s.admitted, s.connected, s.protocol = true, true, fmt.Sprintf("v%d", l.ver)
-	s.session = l.link.Info().Protection.String()
+	s.session, s.link = l.link.Info().Protection.String(), l
 	s.mu.Unlock()
 	return c, nil
 }
@@ -307,6 +311,10 @@ func (j *job) info() admin.JobInfo {
 		si := admin.SisterInfo{Name: s.rec.Name, Addr: s.addr, Protocol: s.protocol, Session: s.session, Connected: s.connected,
 			PollsOK: s.rec.PollsOK, PollsFailed: s.rec.PollsFailed, Readmissions: s.rec.Readmissions,
 			Disruptions: s.rec.Disruptions, LastError: s.lastErr}
+		if s.link != nil {
+			in := s.link.link.Info()
+			si.KeyAge, si.Rekeys = in.KeyAge.Round(100*time.Millisecond).String(), in.Rekeys
+		}
 		s.mu.Unlock()
 		ji.PollsOK += si.PollsOK
 		ji.PollsFailed += si.PollsFailed

@@ -3,7 +3,6 @@ package mom
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -256,8 +255,8 @@ func (m *Mom) refuseUnsealed(msg proto.Message, peer string) error {
 // (session_auth, session_replay, ...) on channel; other errors (the peer
 // went away) are not refusals.
 func (m *Mom) recordSessionFailure(channel string, l *daemon.Link, node proto.NodeID, err error) {
-	if !session.IsSession(err) || errors.Is(err, net.ErrClosed) {
-		return // the peer went away, or this MOM closed the connection itself
+	if !l.Report(err) {
+		return // not a refusal, or already audited
 	}
 	e := audit.Entry{Channel: channel, Outcome: audit.Rejected, Reason: session.Reason(err),
 		Peer: daemon.PeerAddrPort(l.NetConn()), Detail: "sealed session closed: " + err.Error()}

@@ -137,7 +137,7 @@ func (s *Server) imSecurityChanged(old, next Attrs) {
 // session (session_auth, session_replay, ...); other read errors (the MOM
 // went away) are not refusals.
 func (s *Server) sessionFailed(mc *session, err error) {
-	if !sess.IsSession(err) {
+	if !mc.link.Report(err) {
 		return
 	}
 	s.base.Record(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: sess.Reason(err),

@@ -120,10 +120,12 @@ type JobArgs struct {
 // SisterInfo is one sister of a job, as its mother superior sees it.
 type SisterInfo struct {
 	Name         string `json:"name"`
-	Addr         string `json:"addr"`      // IM address last used, "" before the first lookup
-	Protocol     string `json:"protocol"`  // "v1" or "v2": how the current connection was admitted
-	Session      string `json:"session"`   // its protection: none, auth or encrypt
-	Connected    bool   `json:"connected"` // an admitted connection is open
+	Addr         string `json:"addr"`              // IM address last used, "" before the first lookup
+	Protocol     string `json:"protocol"`          // "v1" or "v2": how the current connection was admitted
+	Session      string `json:"session"`           // its protection: none, auth or encrypt
+	KeyAge       string `json:"key_age,omitempty"` // age of its session keys (of the connection when unsealed)
+	Rekeys       uint64 `json:"rekeys"`            // rekeys the current connection's session completed
+	Connected    bool   `json:"connected"`         // an admitted connection is open
 	PollsOK      uint64 `json:"polls_ok"`
 	PollsFailed  uint64 `json:"polls_failed"`
 	Readmissions uint64 `json:"readmissions"` // admissions after the first (reconnects)

@@ -32,9 +32,10 @@ type Link struct {
 	channel string
 	started time.Time
 
-	stop chan struct{}
-	once sync.Once
-	wg   sync.WaitGroup
+	stop     chan struct{}
+	once     sync.Once
+	wg       sync.WaitGroup
+	reported atomic.Bool // the session's failure was audited (Report)
 }
 
 // LinkConfig configures a Link.
@@ -137,6 +138,17 @@ func (w frameWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// Report reports whether err is the session failure to audit and count:
+// a session error, the first one reported on this link (the reader and
+// the ticker may both see the session end; it is audited once). A close
+// by this daemon itself is no refusal.
+func (l *Link) Report(err error) bool {
+	if !session.IsSession(err) || errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	return l.reported.CompareAndSwap(false, true)
 }
 
 // Sealed reports whether a session protects the link.
