@@ -32,6 +32,7 @@ type imLink struct {
 	keyID   uint32       // v2: the cluster key it was admitted under
 	dir     string       // "in" or "out"
 	session bool         // a session swap made it (sealed, or none by agreement)
+	marked  bool         // the sister is marked (its reader only: confirmIMLink)
 }
 
 // imLinks is the table of admitted IM connections.
@@ -130,7 +131,8 @@ func (m *Mom) dropIMLink(l *imLink) {
 // confirmIMLink marks the sister of a sealed IM connection once its first
 // record has opened (key confirmation).
 func (m *Mom) confirmIMLink(l *imLink) {
-	if l.session && l.ver == proto.V2 && (!l.link.Sealed() || l.link.Confirmed()) {
+	if !l.marked && l.session && l.ver == proto.V2 && (!l.link.Sealed() || l.link.Confirmed()) {
+		l.marked = true
 		m.markPeer(l.node, l.addr)
 	}
 }

@@ -69,38 +69,58 @@ func (m *Mom) loadSessions() error {
 	if err := store.LoadJSON(path, &st); err != nil {
 		return err
 	}
-	if st.Format != 1 {
-		return fmt.Errorf("%s: unsupported format %d", path, st.Format)
+	d, err := decodeSessions(st)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	var entries []proto.NodeAddr
+	m.sess.marks = session.NewMarks(d.marks)
+	m.sess.serverSealed, m.sess.imSecurity, m.sess.heard = st.ServerSealed, d.imSecurity, d.heard
+	return nil
+}
+
+// sessionsDecoded is sessions.json's content, checked.
+type sessionsDecoded struct {
+	marks      []proto.NodeAddr
+	imSecurity session.Protection
+	heard      bool
+}
+
+// decodeSessions checks a decoded sessions.json: its format, every mark's
+// node id and address, the im_security value.
+func decodeSessions(st sessionsState) (sessionsDecoded, error) {
+	var d sessionsDecoded
+	if st.Format != 1 {
+		return d, fmt.Errorf("unsupported format %d", st.Format)
+	}
 	for _, e := range st.Marks {
 		var na proto.NodeAddr
+		if e.Node == "" && e.Addr == "" {
+			return d, fmt.Errorf("a mark with neither node nor address")
+		}
 		if e.Node != "" {
 			u, err := uuid.Parse(e.Node)
 			if err != nil {
-				return fmt.Errorf("%s: mark node %q: %w", path, e.Node, err)
+				return d, fmt.Errorf("mark node %q: %w", e.Node, err)
 			}
 			na.Node = proto.NodeID(u)
 		}
 		if e.Addr != "" {
 			a, err := proto.ParseAddr(e.Addr)
 			if err != nil {
-				return fmt.Errorf("%s: mark addr %q: %w", path, e.Addr, err)
+				return d, fmt.Errorf("mark addr %q: %w", e.Addr, err)
 			}
 			na.Addr = a
 		}
-		entries = append(entries, na)
+		d.marks = append(d.marks, na)
 	}
-	m.sess.marks = session.NewMarks(entries)
-	m.sess.serverSealed = st.ServerSealed
 	if st.IMSecurity != "" {
 		p, err := session.ParseProtection(st.IMSecurity)
 		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
+			return d, err
 		}
-		m.sess.imSecurity, m.sess.heard = p, true
+		d.imSecurity, d.heard = p, true
 	}
-	return nil
+	return d, nil
 }
 
 // saveSessionsLocked persists the state; the caller holds m.sess.mu.
