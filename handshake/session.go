@@ -123,6 +123,7 @@ func RespondPlain(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *p
 	}
 	if err := v.VerifyPing(frame, remote, local, res); err != nil {
 		if errors.Is(err, ping.ErrMalformed) && len(frame) >= proto.HeaderSize {
+			// Say what came instead: "IMJoin frame of 40 bytes".
 			err = fmt.Errorf("%s frame of %d bytes where a Ping was due: %w", proto.Type(frame[3]), len(frame), err)
 		}
 		_ = proto.WriteFrame(rw, &proto.Reject{Code: RejectCode(err), Reason: err.Error()})

@@ -1,7 +1,6 @@
 package handshake
 
 import (
-	"errors"
 	"fmt"
 	"io"
 
@@ -42,26 +41,7 @@ func ReadReply(r io.Reader, v *ping.Verifier, remote, local proto.Addr, echo *[p
 // Respond verifies frame (already read from rw) as a Ping and answers with
 // a PingReply, or with a Reject carrying the reason, which it also returns.
 func Respond(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.Sealer, v *ping.Verifier, res *ping.Result) error {
-	if isReject(frame) {
-		return rejectOf(frame)
-	}
-	if err := v.VerifyPing(frame, remote, local, res); err != nil {
-		if errors.Is(err, ping.ErrMalformed) && len(frame) >= proto.HeaderSize {
-			// Say what came instead: "IMJoin frame of 40 bytes".
-			err = fmt.Errorf("%s frame of %d bytes where a Ping was due: %w", proto.Type(frame[3]), len(frame), err)
-		}
-		_ = proto.WriteFrame(rw, &proto.Reject{Code: RejectCode(err), Reason: err.Error()})
-		return err
-	}
-	out, err := s.Reply(make([]byte, 0, ping.ReplyFrameSize), local, remote, res.Random)
-	if err != nil {
-		_ = proto.WriteFrame(rw, &proto.Reject{Code: proto.RejectInternal, Reason: "cannot seal reply"})
-		return fmt.Errorf("seal reply: %w", err)
-	}
-	if _, err := rw.Write(out); err != nil {
-		return fmt.Errorf("send ping reply: %w", err)
-	}
-	return nil
+	return RespondPlain(rw, frame, remote, local, s, v, res, nil)
 }
 
 // RejectCode is the Reject code of a ping check's rejection (package reasons).

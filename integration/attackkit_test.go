@@ -55,16 +55,7 @@ func newClusterWith(t *testing.T, serverFlags []string, momIPs ...string) *clust
 // startMomWith is startMom with extra daemon flags.
 func (c *cluster) startMomWith(name, ip, token string, extra ...string) *momProc {
 	c.t.Helper()
-	dir := filepath.Join(c.dir, name)
-	args := []string{"momgate-mom", "run", "--state-dir", dir, "--server", c.srvAddr,
-		"--listen", fmt.Sprintf("%s:%d", ip, c.imPort), "--heartbeat", "200ms", "--log-level", "debug"}
-	if token != "" {
-		args = append(args, "--enroll", token)
-	}
-	args = append(args, extra...)
-	m := &momProc{name: name, ip: ip, dir: dir, proc: start(c.t, name, args...)}
-	c.moms[name] = m
-	return m
+	return c.startMomVia(name, ip, token, c.srvAddr, extra...)
 }
 
 // addMomWith creates, enrolls and starts a MOM with extra flags.

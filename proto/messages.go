@@ -454,14 +454,20 @@ type NodeUpgraded struct {
 func (*NodeUpgraded) Type() Type { return TypeNodeUpgraded }
 
 // AppendBody encodes the body.
-func (m *NodeUpgraded) AppendBody(b []byte) []byte {
-	return appendEntries(append(b, m.Op), m.Entries)
+func (m *NodeUpgraded) AppendBody(b []byte) []byte { return appendOpEntries(b, m.Op, m.Entries) }
+
+func (m *NodeUpgraded) decode(r *reader) { m.Op, m.Entries = decodeOpEntries(r) }
+
+// appendOpEntries encodes the body of NodeUpgraded and SealedNodes: an op
+// (add, remove, replace) and entries.
+func appendOpEntries(b []byte, op uint8, es []NodeAddr) []byte {
+	return appendEntries(append(b, op), es)
 }
 
-func (m *NodeUpgraded) decode(r *reader) {
-	m.Op = r.u8("op")
-	r.check("op", r.err != nil || (m.Op >= UpgradedAdd && m.Op <= UpgradedReplace), "op %d", m.Op)
-	m.Entries = decodeEntries(r)
+func decodeOpEntries(r *reader) (uint8, []NodeAddr) {
+	op := r.u8("op")
+	r.check("op", r.err != nil || (op >= UpgradedAdd && op <= UpgradedReplace), "op %d", op)
+	return op, decodeEntries(r)
 }
 
 // ModeMsg carries the server's protocol mode (message type Mode).

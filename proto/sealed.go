@@ -114,12 +114,6 @@ type SealedNodes struct {
 func (*SealedNodes) Type() Type { return TypeSealedNodes }
 
 // AppendBody encodes the body.
-func (m *SealedNodes) AppendBody(b []byte) []byte {
-	return appendEntries(append(b, m.Op), m.Entries)
-}
+func (m *SealedNodes) AppendBody(b []byte) []byte { return appendOpEntries(b, m.Op, m.Entries) }
 
-func (m *SealedNodes) decode(r *reader) {
-	m.Op = r.u8("op")
-	r.check("op", r.err != nil || (m.Op >= UpgradedAdd && m.Op <= UpgradedReplace), "op %d", m.Op)
-	m.Entries = decodeEntries(r)
-}
+func (m *SealedNodes) decode(r *reader) { m.Op, m.Entries = decodeOpEntries(r) }

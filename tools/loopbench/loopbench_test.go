@@ -35,16 +35,7 @@ func TestRawAndSwapOps(t *testing.T) {
 	}
 
 	// A one-shot PING responder with the same key.
-	k, err := keys.NewKey(rand.Reader, time.Now(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k.State = keys.StateActive
-	ring, err := keys.NewKeyring().WithKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	holder := keys.NewHolder(ring)
+	holder := testHolder(t)
 	st, err := ping.NewStamper(time.Now, &ping.MemCeiling{}, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -91,12 +82,9 @@ func TestRawAndSwapOps(t *testing.T) {
 	}
 }
 
-// TestSealedOps runs the session swap and the IM request/response against
-// an in-process responder that speaks sealed sessions and answers IM
-// requests as a MOM does, under each protection.
-func TestSealedOps(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+// testHolder is a keyring of one fresh active cluster key.
+func testHolder(t *testing.T) *keys.Holder {
+	t.Helper()
 	k, err := keys.NewKey(rand.Reader, time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +94,16 @@ func TestSealedOps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	holder := keys.NewHolder(ring)
+	return keys.NewHolder(ring)
+}
+
+// TestSealedOps runs the session swap and the IM request/response against
+// an in-process responder that speaks sealed sessions and answers IM
+// requests as a MOM does, under each protection.
+func TestSealedOps(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	holder := testHolder(t)
 	st, err := ping.NewStamper(time.Now, &ping.MemCeiling{}, 0)
 	if err != nil {
 		t.Fatal(err)
