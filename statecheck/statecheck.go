@@ -132,6 +132,16 @@ var stepNames = map[Step]string{
 	StepRewriteManifest:    "rewrite_manifest",
 }
 
+// AllSteps returns every recovery step, in order, so that the counter
+// exports each (0 until taken).
+func AllSteps() []Step {
+	out := make([]Step, 0, len(stepNames))
+	for s := StepMarksFloor; s <= StepRewriteManifest; s++ {
+		out = append(out, s)
+	}
+	return out
+}
+
 // String is the step's label, for the log line and the counter.
 func (s Step) String() string {
 	if n, ok := stepNames[s]; ok {
