@@ -214,6 +214,17 @@ func (s *Server) denyLocked(node proto.NodeID, addr proto.Addr) {
 	s.saveDenyList()
 }
 
+// denyAddrLocked denies the old address of a readdressed node under every
+// key and for good: the node is still a member and holds every new key,
+// so no rotation makes its PINGs from the old address fail by key. Only
+// giving the address to a node again lifts it (liftDenyLocked);
+// pruneDenyLocked never drops it. The caller holds s.mu.
+func (s *Server) denyAddrLocked(addr proto.Addr) {
+	s.deny.Deny(proto.NodeID{}, addr)
+	delete(s.denyKeys, proto.NodeAddr{Addr: addr})
+	s.saveDenyList()
+}
+
 // pruneDenyLocked drops the deny entries that no longer protect anything:
 // none of the keys held when they were made is still in the keyring, so
 // the denied node holds only retired keys and its PINGs fail on their key
