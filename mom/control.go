@@ -296,12 +296,23 @@ func (m *Mom) readControl(c net.Conn, remote, local proto.Addr, serverID proto.N
 // so it cannot be a replay; the attestation only spares it the freshness
 // window, which a MOM that lost its marks with freshness 0 could never
 // pass for the server (docs/PROTOCOL.md section 4.9).
+//
+// A deny list held after its loss (StepDenyHold) does not refuse the
+// server: it is the server's DenySet that ends the hold.
 func (m *Mom) serverVerifier(server proto.NodeID) *ping.Verifier {
 	v := *m.base.Verifier
 	v.Attest = func(n proto.NodeID) ping.Attestation {
 		return ping.Attestation{OK: n == server}
 	}
+	v.Revoker = listedOnly{m.deny}
 	return &v
+}
+
+// listedOnly is a deny list without its hold.
+type listedOnly struct{ d *ping.DenyList }
+
+func (l listedOnly) RevokedUnder(node proto.NodeID, addr proto.Addr, keyID uint32) bool {
+	return l.d.Listed(node, addr, keyID)
 }
 
 // handleServerMessage applies a pushed message.
