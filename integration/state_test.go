@@ -189,6 +189,11 @@ func TestStateLossMomMarks(t *testing.T) {
 		}, store.MarkLogName},
 		{"log_deleted", kill, func() { removeFile(t, logPath) }, store.MarkLogName},
 		{"snap_deleted_after_clean_stop", stop, func() { removeFile(t, snapPath) }, store.MarkSnapName},
+		{"declared_restored", stop, func() {
+			if r := run(t, "", "momgate-mom", "state", "restored", "--state-dir", b.dir); r.code != 0 || !strings.Contains(r.stdout, "marked restored") {
+				t.Fatalf("state restored: exit %d %q %q", r.code, r.stdout, r.stderr)
+			}
+		}, store.MarkLogName},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -198,6 +203,13 @@ func TestStateLossMomMarks(t *testing.T) {
 			}
 			tc.stop(b)
 			tc.damage()
+			// state check says what the start will do, and writes nothing.
+			before := fileSums(t, b.dir)
+			r := run(t, "", "momgate-mom", "state", "check", "--state-dir", b.dir)
+			if want := map[bool]int{true: 0, false: 2}[tc.file == ""]; r.code != want || (tc.file != "" && !strings.Contains(r.stdout, "recover: "+tc.file)) {
+				t.Fatalf("state check: exit %d, want %d: %q %q", r.code, want, r.stdout, r.stderr)
+			}
+			requireSameFiles(t, "state check", b.dir, before)
 			b = c.startMomWith("b", "127.0.0.3", "", "--metrics-listen", metrics)
 			c.waitUp("b")
 			c.waitAdmin(b)
@@ -217,6 +229,12 @@ func TestStateLossMomMarks(t *testing.T) {
 				t.Fatalf("genuine a -> b after %s: %+v %s", tc.name, pr, r.stderr)
 			}
 		})
+	}
+	// The loss was recovered from once: a clean restart finds nothing lost
+	// (the restored mark is cleared), and the recovery floor stays.
+	b.stop()
+	if r := run(t, "", "momgate-mom", "state", "check", "--state-dir", b.dir); r.code != 0 {
+		t.Fatalf("state check after the recoveries: exit %d %q", r.code, r.stdout)
 	}
 }
 
@@ -297,6 +315,9 @@ func TestStateLossServerRegistry(t *testing.T) {
 			restoreFiles(t, c.srvDir, whole)
 			tc.damage()
 			before := fileSums(t, c.srvDir, "lock")
+			if r := run(t, "", "momgate-server", "state", "check", "--state-dir", c.srvDir); r.code != 1 || !strings.Contains(r.stdout, "refuse: ") || !strings.Contains(r.stdout, tc.file) {
+				t.Fatalf("state check: exit %d %q %q", r.code, r.stdout, r.stderr)
+			}
 			p := start(t, "server", "momgate-server", "run", "--state-dir", c.srvDir, "--listen", c.srvAddr)
 			out := wantRefused(t, p, tc.file, "docs/DEPLOYMENT.md section 7")
 			if !strings.Contains(out, "Do not run `momgate-server init`") {
