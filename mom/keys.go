@@ -3,6 +3,7 @@ package mom
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/sirupsen/logrus"
@@ -162,12 +163,15 @@ func KeyringPath(dir string) string { return filepath.Join(dir, keyringFile) }
 // so a MOM starting at the same moment never reads half of it, and a
 // running one (statelock.ErrLocked) is not written under.
 func UpdateKeyringOffline(dir string, f func(*keys.Keyring) (*keys.Keyring, bool, error)) (*keys.Keyring, error) {
+	path := KeyringPath(dir)
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("%w (is %s a MOM state directory?)", err, dir) // and no lock file left in it
+	}
 	lock, err := statelock.Acquire(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Release()
-	path := KeyringPath(dir)
 	ring, err := keystore.LoadKeyring(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w (is %s a MOM state directory?)", err, dir)
