@@ -94,8 +94,7 @@ const (
 	// (ping.Recovery), persisted by the mark store.
 	StepMarksFloor Step = iota + 1
 	// StepCeilingFromClock: the stamper restarts at the wall clock plus
-	// its reserve, and is raised above the server's mark for this node
-	// once known.
+	// its reserve.
 	StepCeilingFromClock
 	// StepDenyHold: the MOM admits no peer until the server's DenySet
 	// has arrived and been applied (ping.DenyList.Hold).
@@ -229,7 +228,7 @@ func policies(role Role, dir string) map[string]policy {
 		doc:  docStateLoss}
 	ceiling := policy{steps: []Step{StepCeilingFromClock},
 		lost: "the timestamp ceiling: the highest timestamp this node may have issued",
-		does: "issues timestamps from the wall clock plus the reserve (10 s) and above the server's mark for this node once known; if the clock was set back further, sisters refuse this node as replay until it passes",
+		does: "issues timestamps from the wall clock plus the reserve (10 s); if the clock had also been set back further than that, the server and sisters refuse this node as replay until its clock passes its old timestamps (fail closed)",
 		doc:  docStateLoss}
 	manifest := policy{steps: []Step{StepRewriteManifest},
 		lost: "the list of files this directory must hold",

@@ -112,7 +112,8 @@ func app(start func(context.Context, server.Config) error) *cli.App {
 	return cliutil.WithManPage(&cli.App{
 		Name:  binary,
 		Usage: "momgate server: node registry, enrollment, cluster keys, PING responder",
-		UsageText: "momgate-server init [--reinitialize] --state-dir DIR\n" +
+		UsageText: "momgate-server init --state-dir DIR\n" +
+			"momgate-server init --reinitialize --state-dir DIR\n" +
 			"momgate-server state check|restored --state-dir DIR\n" +
 			"momgate-server run [--config FILE] [--state-dir DIR] [--listen HOST:PORT] [options]\n" +
 			"momgate-server config check FILE\n" +

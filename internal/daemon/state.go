@@ -142,14 +142,6 @@ func (s *State) SyncManifest(enrolled bool) error {
 	return nil
 }
 
-// Recovered counts a recovery step taken after the start (a MOM's held
-// deny list released does not count; a step found at start does).
-func (s *State) Recovered(step statecheck.Step) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.recs[step.String()]++
-}
-
 // Recoveries returns the recovery counts by step, for the counter
 // momgate_state_recoveries_total{step}.
 func (s *State) Recoveries() map[string]float64 {
