@@ -269,7 +269,7 @@ func policies(role Role, dir string) map[string]policy {
 				does: "admits no peer until the server's DenySet has arrived", doc: docStateLoss},
 			"legacy.json": {steps: []Step{StepLegacyHold},
 				lost: "the server's mode as last heard and the set of upgraded nodes: a legacy (v1) admission of an upgraded node (a downgrade)",
-				does: "refuses every legacy admission until the server's upgraded set has arrived, and follows ping mode until the server's mode is heard",
+				does: "refuses every legacy admission until the server's upgraded set has arrived (or the server is heard in ping mode, which admits no legacy connection), and follows ping mode until the server's mode is heard",
 				doc:  docStateLoss},
 			"jobs.json": {steps: []Step{StepJobsDropped},
 				lost: "the jobs this MOM was mother superior or sister of",
