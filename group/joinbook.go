@@ -23,6 +23,10 @@ var (
 
 var memberNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
+// CheckMemberName validates a member name: 1-64 letters, digits, '.', '_'
+// or '-', starting with a letter or digit (the rule of node names).
+func CheckMemberName(name string) error { return checkMemberName(name) }
+
 func checkMemberName(name string) error {
 	if !memberNameRE.MatchString(name) {
 		return fmt.Errorf("member name %q: want 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
