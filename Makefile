@@ -21,6 +21,7 @@ MANDIR     ?= $(PREFIX)/share/man
 DOCDIR     ?= $(PREFIX)/share/doc/momgate
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 INSTALL    ?= install
 # Rewrites the default paths in dist/ for this layout.
 DISTSED    := sed -e 's|/usr/local/bin|$(BINDIR)|g' -e 's|/etc/momgate|$(SYSCONFDIR)/momgate|g' \
@@ -83,7 +84,8 @@ lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# Man pages (section 8), generated from each binary's --help by urfave/cli.
+# Man pages (section 8), rendered by each binary from its flags and help
+# (internal/cliutil/man.go).
 man: build
 	@mkdir -p $(BIN)/man
 	@for b in $(BINARIES); do \
@@ -95,12 +97,13 @@ man: build
 install: build man
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
 		$(DESTDIR)$(SYSCONFDIR)/momgate $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) \
-		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
 	@for b in $(BINARIES); do \
 		$(INSTALL) -m 0755 $(BIN)/$$b $(DESTDIR)$(BINDIR)/$$b || exit 1; \
 		$(INSTALL) -m 0644 $(BIN)/man/$$b.8 $(DESTDIR)$(MANDIR)/man8/$$b.8 || exit 1; \
 		$(BIN)/$$b completion bash > $(DESTDIR)$(BASHCOMPDIR)/$$b || exit 1; \
 		$(BIN)/$$b completion zsh > $(DESTDIR)$(ZSHCOMPDIR)/_$$b || exit 1; \
+		$(BIN)/$$b completion fish > $(DESTDIR)$(FISHCOMPDIR)/$$b.fish || exit 1; \
 	done
 	@for u in momgate-server.service momgate-mom.service; do \
 		$(DISTSED) dist/$$u > $(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
@@ -118,7 +121,7 @@ install: build man
 uninstall:
 	@for b in $(BINARIES); do \
 		rm -f $(DESTDIR)$(BINDIR)/$$b $(DESTDIR)$(MANDIR)/man8/$$b.8 \
-			$(DESTDIR)$(BASHCOMPDIR)/$$b $(DESTDIR)$(ZSHCOMPDIR)/_$$b; \
+			$(DESTDIR)$(BASHCOMPDIR)/$$b $(DESTDIR)$(ZSHCOMPDIR)/_$$b $(DESTDIR)$(FISHCOMPDIR)/$$b.fish; \
 	done
 	rm -f $(DESTDIR)$(UNITDIR)/momgate-server.service $(DESTDIR)$(UNITDIR)/momgate-mom.service \
 		$(DESTDIR)$(SYSUSERSDIR)/momgate.conf

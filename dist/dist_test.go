@@ -42,20 +42,22 @@ func TestInstallInPlace(t *testing.T) {
 	makeInstall(t, "BIN="+filepath.Join(root, "build"), "PREFIX="+usr, "SYSCONFDIR="+etc)
 
 	want := map[string]os.FileMode{
-		"usr/bin/momgate-server":                            0o755,
-		"usr/bin/momgate-mom":                               0o755,
-		"usr/bin/momgate-qmgr":                              0o755,
-		"usr/lib/systemd/system/momgate-server.service":     0o644,
-		"usr/lib/systemd/system/momgate-mom.service":        0o644,
-		"usr/lib/sysusers.d/momgate.conf":                   0o644,
-		"etc/momgate/server.toml":                           0o644,
-		"etc/momgate/mom.toml":                              0o644,
-		"usr/share/man/man8/momgate-server.8":               0o644,
-		"usr/share/man/man8/momgate-mom.8":                  0o644,
-		"usr/share/man/man8/momgate-qmgr.8":                 0o644,
-		"usr/share/bash-completion/completions/momgate-mom": 0o644,
-		"usr/share/zsh/site-functions/_momgate-qmgr":        0o644,
-		"usr/share/doc/momgate/DEPLOYMENT.md":               0o644,
+		"usr/bin/momgate-server":                                0o755,
+		"usr/bin/momgate-mom":                                   0o755,
+		"usr/bin/momgate-qmgr":                                  0o755,
+		"usr/lib/systemd/system/momgate-server.service":         0o644,
+		"usr/lib/systemd/system/momgate-mom.service":            0o644,
+		"usr/lib/sysusers.d/momgate.conf":                       0o644,
+		"etc/momgate/server.toml":                               0o644,
+		"etc/momgate/mom.toml":                                  0o644,
+		"usr/share/man/man8/momgate-server.8":                   0o644,
+		"usr/share/man/man8/momgate-mom.8":                      0o644,
+		"usr/share/man/man8/momgate-qmgr.8":                     0o644,
+		"usr/share/bash-completion/completions/momgate-mom":     0o644,
+		"usr/share/zsh/site-functions/_momgate-qmgr":            0o644,
+		"usr/share/fish/vendor_completions.d/momgate-qmgr.fish": 0o644,
+		"usr/share/man/man8/momgate-migrate.8":                  0o644,
+		"usr/share/doc/momgate/DEPLOYMENT.md":                   0o644,
 	}
 	for rel, m := range want {
 		if got := mode(t, filepath.Join(root, rel)); got&^0o022 != m&^0o022 {
@@ -95,6 +97,13 @@ func TestInstallInPlace(t *testing.T) {
 	if !strings.Contains(out, "kept existing") {
 		t.Errorf("make install did not say it kept the config:\n%s", out)
 	}
+
+	t.Run("man pages", func(t *testing.T) {
+		checkManPages(t, filepath.Join(usr, "share/man/man8"))
+	})
+	t.Run("completion scripts", func(t *testing.T) {
+		checkCompletionSyntax(t, usr)
+	})
 
 	t.Run("systemd-analyze verify", func(t *testing.T) {
 		sa, err := exec.LookPath("systemd-analyze")

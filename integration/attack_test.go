@@ -34,9 +34,11 @@ func TestAttackReplay(t *testing.T) {
 	target := b.imAddr(c.imPort)
 	thief := stealKeys(t, a)
 
-	// Two PINGs of a for b: the older one is kept, never delivered; the
-	// newer one is delivered once and admitted, as the genuine a would.
-	older := thief.seal("127.0.0.2", "127.0.0.3")
+	// PINGs of a for b: older, sealed more than the replay window
+	// (WindowTime) before the rest, and recent are kept, never delivered;
+	// cp is delivered once and admitted, as the genuine a would be.
+	older := thief.sealAged("127.0.0.2", "127.0.0.3", ping.WindowTime+time.Minute)
+	recent := thief.seal("127.0.0.2", "127.0.0.3")
 	cp := thief.seal("127.0.0.2", "127.0.0.3")
 	if err := thief.deliver("127.0.0.2", target, cp); err != nil {
 		t.Fatalf("first delivery of the capture refused: %v", err)
@@ -56,6 +58,18 @@ func TestAttackReplay(t *testing.T) {
 		waitRejected(t, "b", momCounters(b), base, "replay", 1)
 		waitAudit(t, b.auditPath(), mark, "replay", "127.0.0.2", "high-water mark")
 		c.requirePeersUnchanged(t, b, peers)
+	})
+	t.Run("overtaken_capture_once", func(t *testing.T) {
+		// Sealed just before cp, inside the window: what a PING overtaken
+		// by a later one of the same sender looks like. Admitted once, as
+		// it would have been on time, and a replay ever after.
+		if err := thief.deliver("127.0.0.2", target, recent); err != nil {
+			t.Fatalf("overtaken capture inside the window refused: %v", err)
+		}
+		base, mark := c.momCounters(b), auditMark(t, b.auditPath())
+		wantReject(t, "overtaken capture again", thief.deliver("127.0.0.2", target, recent), swap.CodeReplay)
+		waitRejected(t, "b", momCounters(b), base, "replay", 1)
+		waitAudit(t, b.auditPath(), mark, "replay", "127.0.0.2", "replay")
 	})
 	t.Run("wrong_dest", func(t *testing.T) {
 		peers, base, mark := c.peers(other), c.momCounters(other), auditMark(t, other.auditPath())

@@ -284,6 +284,23 @@ func (in *insider) seal(sender, dest string) capture {
 	return capture{frame: f, rnd: rnd}
 }
 
+// sealAged makes a Ping from sender to dest stamped age before now, as a
+// capture made that long ago would be.
+func (in *insider) sealAged(sender, dest string, age time.Duration) capture {
+	in.t.Helper()
+	st, err := ping.NewStamper(func() time.Time { return time.Now().Add(-age) }, &ping.MemCeiling{}, 0)
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	s := *in.sealer
+	s.Stamper = st
+	f, rnd, err := s.Ping(nil, mustAddr(sender), mustAddr(dest))
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	return capture{frame: f, rnd: rnd}
+}
+
 // sealReply makes a PingReply from sender to dest echoing echo.
 func (in *insider) sealReply(sender, dest string, echo [ping.RandomSize]byte) []byte {
 	in.t.Helper()
@@ -308,10 +325,15 @@ func dialFrom(t *testing.T, local, target string) *net.TCPConn {
 
 // deliver sends the captured Ping to target from local and reads the
 // answer: nil for a PingReply that opens under the insider's keys and
-// echoes the capture, a *swap.RejectError for a Reject.
+// echoes the capture, a *swap.RejectError for a Reject, another error if
+// the connection failed. It does not touch the test, so goroutines may
+// call it.
 func (in *insider) deliver(local, target string, cp capture) error {
-	in.t.Helper()
-	c := dialFrom(in.t, local, target)
+	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	c, err := d.Dial("tcp", target)
+	if err != nil {
+		return fmt.Errorf("dial %s from %s: %w", target, local, err)
+	}
 	defer c.Close()
 	if _, err := c.Write(cp.frame); err != nil {
 		return fmt.Errorf("send: %w", err)
@@ -320,7 +342,7 @@ func (in *insider) deliver(local, target string, cp capture) error {
 	v := &ping.Verifier{Keys: keys.NewHolder(in.ring), Guard: ping.NewGuard(ping.GuardConfig{Freshness: 0}, nil), Now: time.Now}
 	remote, localAddr, err := swap.Endpoints(c)
 	if err != nil {
-		in.t.Fatal(err)
+		return err
 	}
 	var res ping.Result
 	return swap.ReadReply(c, v, remote, localAddr, &cp.rnd, &res)

@@ -459,7 +459,8 @@ func TestMigrationScriptFailsCleanly(t *testing.T) {
 		t.Fatal("dry run wrote the state file")
 	}
 	out, code = script("--state-dir", c.srvDir, "--state", state, "--restart-cmd", "true", "--timeout", "3")
-	if code != 1 || !strings.Contains(out, "b: speaks v1 to the server") || !strings.Contains(out, "cluster is in compat mode") {
+	if code != 1 || !strings.Contains(out, "b: speaks v1 to the server") || !strings.Contains(out, "--enroll TOKEN") ||
+		!strings.Contains(out, "cluster is in compat mode") {
 		t.Fatalf("unenrollable node: exit %d: %s", code, out)
 	}
 	t.Logf("failed run (exit %d):\n%s", code, out)

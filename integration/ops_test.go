@@ -54,7 +54,8 @@ func TestBashCompletion(t *testing.T) {
 		{[]string{"momgate-server", "run", "--metrics-"}, []string{"--metrics-allow-remote", "--metrics-listen"}},
 		{[]string{"momgate-mom", "st"}, []string{"status"}},
 		{[]string{"momgate-mom", "run", "--hea"}, []string{"--heartbeat"}},
-		{[]string{"momgate-mom", "completion", ""}, []string{"bash", "zsh"}},
+		{[]string{"momgate-mom", "completion", ""}, []string{"bash", "fish", "zsh"}},
+		{[]string{"momgate-qmgr", "n"}, []string{"nodes"}},
 		{[]string{"momgate-qmgr", "--st"}, []string{"--state-dir"}},
 	}
 	for _, tc := range cases {

@@ -3,7 +3,6 @@ package keys
 import (
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,13 +30,20 @@ func GenerateIdentity(rnd io.Reader) (*Identity, error) {
 // Fingerprint is SHA-256 of a public key.
 func Fingerprint(pub [32]byte) [32]byte { return sha256.Sum256(pub[:]) }
 
-// ShortFingerprint is the display form: "SHA256:" and the first 16 hex
-// digits of the fingerprint in groups of four.
-func ShortFingerprint(pub [32]byte) string {
-	fp := Fingerprint(pub)
-	h := hex.EncodeToString(fp[:8])
-	return "SHA256:" + h[0:4] + ":" + h[4:8] + ":" + h[8:12] + ":" + h[12:16]
+// FormatFingerprint is how a fingerprint is shown to people: "SHA256:"
+// and the whole digest in unpadded standard base64, the form ssh-keygen -l
+// prints, so administrators compare it the way they compare host keys.
+func FormatFingerprint(fp [32]byte) string {
+	return "SHA256:" + base64.RawStdEncoding.EncodeToString(fp[:])
 }
+
+// FingerprintText is FormatFingerprint of the fingerprint of pub.
+func FingerprintText(pub [32]byte) string { return FormatFingerprint(Fingerprint(pub)) }
+
+// ShortFingerprint is FingerprintText under its former name.
+//
+// Deprecated: use FingerprintText; kept until the daemons' callers move.
+func ShortFingerprint(pub [32]byte) string { return FingerprintText(pub) }
 
 type identityJSON struct {
 	Format  int    `json:"format"`

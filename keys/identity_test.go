@@ -1,10 +1,12 @@
 package keys
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -53,27 +55,21 @@ func TestFingerprint(t *testing.T) {
 	if Fingerprint(id.Public) != sha256.Sum256(id.Public[:]) {
 		t.Fatal("Fingerprint is not SHA-256 of the public key")
 	}
-	short := ShortFingerprint(id.Public)
-	if !regexp.MustCompile(`^SHA256:[0-9a-f]{4}:[0-9a-f]{4}:[0-9a-f]{4}:[0-9a-f]{4}$`).MatchString(short) {
-		t.Fatalf("ShortFingerprint = %q", short)
+	text := FingerprintText(id.Public)
+	if !regexp.MustCompile(`^SHA256:[A-Za-z0-9+/]{43}$`).MatchString(text) {
+		t.Fatalf("FingerprintText = %q", text)
 	}
 	fp := Fingerprint(id.Public)
-	want := "SHA256:" + hexGroup(fp[0:2]) + ":" + hexGroup(fp[2:4]) + ":" + hexGroup(fp[4:6]) + ":" + hexGroup(fp[6:8])
-	if short != want {
-		t.Fatalf("ShortFingerprint = %q, want %q", short, want)
+	raw, err := base64.RawStdEncoding.DecodeString(strings.TrimPrefix(text, "SHA256:"))
+	if err != nil || !bytes.Equal(raw, fp[:]) {
+		t.Fatalf("FingerprintText %q is not the whole digest %x: %v", text, fp, err)
 	}
-	// A fixed key gives a fixed display: SHA-256 of 32 zero bytes begins
-	// 66687aadf862bd77.
-	if got := ShortFingerprint([32]byte{}); got != "SHA256:6668:7aad:f862:bd77" {
-		t.Fatalf("ShortFingerprint(zero key) = %q", got)
+	if ShortFingerprint(id.Public) != text {
+		t.Fatal("ShortFingerprint differs from FingerprintText")
 	}
-}
-
-func hexGroup(b []byte) string {
-	const digits = "0123456789abcdef"
-	out := make([]byte, 0, 2*len(b))
-	for _, c := range b {
-		out = append(out, digits[c>>4], digits[c&15])
+	// A fixed key gives a fixed display: SHA-256 of 32 zero bytes is
+	// 66687aad...0d5f2925, in base64 as ssh-keygen -l would print it.
+	if got := FingerprintText([32]byte{}); got != "SHA256:Zmh6rfhivXdsj8GLjp+OIAiXFIVu4jOzkCpZHQ1fKSU" {
+		t.Fatalf("FingerprintText(zero key) = %q", got)
 	}
-	return string(out)
 }

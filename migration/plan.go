@@ -155,6 +155,9 @@ func NewPlan(goal Goal, v ClusterView, opt Options) (*State, error) {
 	s := &State{Format: 1, Goal: goal, Addrs: map[string]string{}, VerifyPeers: opt.VerifyPeers,
 		Batches: [][]string{}, Rollback: []string{}}
 	for _, n := range v.Nodes {
+		if n.NeverEnrolled {
+			continue // nothing to restart or wait for; see ClusterView.NeverEnrolled
+		}
 		if !nodeNameRE.MatchString(n.Name) {
 			return nil, fmt.Errorf("%w: node name %q", ErrBadPlan, n.Name)
 		}
@@ -180,11 +183,19 @@ func NewPlan(goal Goal, v ClusterView, opt Options) (*State, error) {
 		for i := 0; i < len(todo); i += opt.BatchSize {
 			s.Batches = append(s.Batches, todo[i:min(i+opt.BatchSize, len(todo))])
 		}
-		s.Steps = []Step{{Phase: PhasePreflight}, {Phase: PhaseCompat}, {Phase: PhaseWaitCompat}}
+		s.Steps = []Step{{Phase: PhasePreflight}}
+		if v.Mode != proto.ModePing {
+			s.Steps = append(s.Steps, Step{Phase: PhaseCompat}, Step{Phase: PhaseWaitCompat})
+		}
 		for b := range s.Batches {
 			s.Steps = append(s.Steps, Step{PhaseRestart, b}, Step{PhaseWaitBatch, b}, Step{PhaseVerify, b})
 		}
-		s.Steps = append(s.Steps, Step{Phase: PhaseFinalize}, Step{Phase: PhaseWaitFinal})
+		// Already in ping mode (nodes left to upgrade): the server never
+		// goes back to compat, which would reopen legacy admission.
+		if v.Mode != proto.ModePing {
+			s.Steps = append(s.Steps, Step{Phase: PhaseFinalize})
+		}
+		s.Steps = append(s.Steps, Step{Phase: PhaseWaitFinal})
 	case GoalRollback:
 		s.planRollback(v, nil)
 	default:

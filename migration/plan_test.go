@@ -220,8 +220,20 @@ func TestUnmetAndPreflight(t *testing.T) {
 	}
 	u := v.Unmet(WantCompat, nil)
 	if len(u) != 3 || !strings.Contains(u[0], "n02: speaks PING only") || !strings.Contains(u[1], "n03: not connected") ||
-		!strings.Contains(u[2], "n04: speaks v1") || !strings.Contains(u[2], "--enroll") {
+		!strings.Contains(u[2], "n04: speaks v1") || !strings.Contains(u[2], "--protocol follow") || strings.Contains(u[2], "--enroll") {
 		t.Fatalf("unmet compat: %q", u)
+	}
+	// The hint names the cause: never enrolled, or still reconnecting.
+	hv := view(proto.ModeCompat, 2, func(n *NodeView) {
+		if n.Name == "n01" {
+			n.Versions = v1 | v2
+		} else {
+			n.Up, n.Protocol, n.Versions, n.NoKey = true, "v1", v1, true
+		}
+	})
+	if u := hv.Unmet(WantCompat, []string{"n01", "n02"}); len(u) != 2 || !strings.Contains(u[0], "reconnects in compat mode") ||
+		!strings.Contains(u[1], "never enrolled") || !strings.Contains(u[1], "--enroll TOKEN") {
+		t.Fatalf("unmet hints: %q", u)
 	}
 	if u := v.Unmet(WantLegacy, []string{"n04", "zz"}); len(u) != 1 || !strings.Contains(u[0], "zz: no such node") {
 		t.Fatalf("unmet legacy: %q", u)
@@ -229,12 +241,60 @@ func TestUnmetAndPreflight(t *testing.T) {
 	if p := v.Preflight(GoalMigrate); len(p) != 1 || !strings.Contains(p[0], "n03") {
 		t.Fatalf("preflight: %q", p)
 	}
-	pv := view(proto.ModePing, 2, nil)
-	if p := pv.Preflight(GoalMigrate); len(p) != 1 || !strings.Contains(p[0], "already in ping mode") {
-		t.Fatalf("preflight in ping: %q", p)
+	// A node that never enrolled is neither down nor waited for.
+	nv := view(proto.ModeLegacy, 2, func(n *NodeView) {
+		if n.Name == "n02" {
+			n.Up, n.Protocol, n.NeverEnrolled = false, "", true
+		}
+	})
+	if p := nv.Preflight(GoalMigrate); p != nil {
+		t.Fatalf("preflight with a node never enrolled: %q", p)
+	}
+	if u := nv.Unmet(WantLegacy, nil); u != nil {
+		t.Fatalf("unmet legacy of every node waits for the one never enrolled: %q", u)
 	}
 	if p := (&ClusterView{Mode: proto.ModeLegacy}).Preflight(GoalMigrate); len(p) != 1 {
 		t.Fatalf("preflight without nodes: %q", p)
+	}
+}
+
+// TestPlanInPingModeNeverGoesBackToCompat: a cluster already in ping mode
+// with nodes left to upgrade is upgraded without switching the server to
+// compat (which would reopen legacy admission), and nodes that never
+// enrolled are left out.
+func TestPlanInPingModeNeverGoesBackToCompat(t *testing.T) {
+	v := view(proto.ModePing, 4, func(n *NodeView) {
+		switch n.Name {
+		case "n01", "n02":
+			n.Protocol, n.Versions, n.Upgraded = "v2", v2, true
+		case "n03":
+			n.Protocol, n.Versions = "v2", v1|v2
+		case "n04":
+			n.Up, n.Protocol, n.Versions, n.NeverEnrolled = false, "", 0, true
+		}
+	})
+	s, err := NewPlan(GoalMigrate, v, Options{BatchSize: 5, VerifyPeers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range s.Simulate() {
+		if a.Kind == ActSetMode {
+			t.Errorf("plan sets the server mode: %s", a.Desc)
+		}
+		if a.Kind == ActRestart && strings.Join(a.Nodes, ",") != "n03" {
+			t.Errorf("plan restarts %v, want n03 only", a.Nodes)
+		}
+	}
+	if got := kinds(s.Simulate()); !strings.HasPrefix(got, "preflight restart") {
+		t.Errorf("steps: %s", got)
+	}
+	if slices.Contains(s.Nodes, "n04") {
+		t.Errorf("never-enrolled n04 is in the plan: %v", s.Nodes)
+	}
+	// Every node upgraded, or never enrolled: nothing to do.
+	v.Nodes[2].Upgraded, v.Nodes[2].Versions = true, v2
+	if s, _ := NewPlan(GoalMigrate, v, Options{BatchSize: 5, VerifyPeers: 1}); !s.Finished() {
+		t.Errorf("migrated cluster: plan not finished: %s", kinds(s.Simulate()))
 	}
 }
 

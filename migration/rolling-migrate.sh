@@ -24,8 +24,9 @@ Roll back:        --rollback: back to compat, restart upgraded MOMs following th
   --socket PATH        the server's admin socket (instead of --state-dir)
   --restart-cmd CMD    site hook restarting one MOM; {node} is replaced by the node
                        name and {protocol} by the --protocol it must run with (ping,
-                       or follow for a rollback). Run with bash -c. Example:
-                       'ssh {node} systemctl set-environment MOMGATE_MOM_PROTOCOL={protocol} \; restart momgate-mom'
+                       or follow for a rollback). Run with bash -c. With the shipped
+                       unit, which reads /etc/momgate/mom.env (docs/MIGRATION.md):
+                       'ssh {node} "touch /etc/momgate/mom.env && sed -i /^MOMGATE_MOM_PROTOCOL=/d /etc/momgate/mom.env && echo MOMGATE_MOM_PROTOCOL={protocol} >> /etc/momgate/mom.env && systemctl restart momgate-mom"'
   --mom-state-dir T    MOM state directory on each node, {node} replaced
                        (default /var/lib/momgate/mom)
   --remote T           prefix to run momgate-mom on a node for the PING checks, {node}

@@ -23,6 +23,13 @@ type NodeView struct {
 	Protocol string // "v1" or "v2": what its control connection speaks; "" if never seen
 	Versions uint8  // VersionBit mask the MOM advertised
 	Upgraded bool   // marked upgraded (no-downgrade ratchet)
+	// NeverEnrolled: created, its token never used, never connected. It
+	// has no MOM to restart; the migration leaves it out, and it joins in
+	// the server's mode when it enrolls.
+	NeverEnrolled bool
+	// NoKey: the server holds no identity key for the node: it never
+	// enrolled, though a legacy MOM may be connected without enrolling.
+	NoKey bool
 }
 
 // Want is a condition on nodes that the migration waits for.
@@ -60,20 +67,34 @@ func (v *ClusterView) node(name string) *NodeView {
 }
 
 // Names lists the nodes' names, sorted.
-func (v *ClusterView) Names() []string {
-	out := make([]string, 0, len(v.Nodes))
+func (v *ClusterView) Names() []string { return v.names(func(NodeView) bool { return true }) }
+
+// Enrolled lists the names of the enrolled nodes, sorted.
+func (v *ClusterView) Enrolled() []string {
+	return v.names(func(n NodeView) bool { return !n.NeverEnrolled })
+}
+
+// NeverEnrolled lists the names of the nodes that never enrolled, sorted.
+func (v *ClusterView) NeverEnrolled() []string {
+	return v.names(func(n NodeView) bool { return n.NeverEnrolled })
+}
+
+func (v *ClusterView) names(keep func(NodeView) bool) []string {
+	out := []string{}
 	for _, n := range v.Nodes {
-		out = append(out, n.Name)
+		if keep(n) {
+			out = append(out, n.Name)
+		}
 	}
 	sort.Strings(out)
 	return out
 }
 
-// Unmet lists, one line per node, why the named nodes (all when names is
-// empty) do not meet w; nil means they all do.
+// Unmet lists, one line per node, why the named nodes (every enrolled
+// node when names is empty) do not meet w; nil means they all do.
 func (v *ClusterView) Unmet(w Want, names []string) []string {
 	if len(names) == 0 {
-		names = v.Names()
+		names = v.Enrolled()
 	}
 	var out []string
 	for _, name := range names {
@@ -95,8 +116,15 @@ func (n *NodeView) unmet(w Want) string {
 	}
 	switch w {
 	case WantCompat:
-		if n.Protocol != "v2" {
-			return fmt.Sprintf("speaks %s to the server, not v2 (is it enrolled? start its MOM with --enroll TOKEN)", orNone(n.Protocol))
+		switch {
+		case n.Protocol != "v2" && (n.NoKey || n.NeverEnrolled):
+			return fmt.Sprintf("speaks %s to the server, not v2: it never enrolled; start its MOM with --enroll TOKEN", orNone(n.Protocol))
+		case n.Protocol != "v2" && n.Versions&proto.VersionBitV2 == 0:
+			return fmt.Sprintf("speaks %s to the server, not v2: its MOM offers the legacy protocol only "+
+				"(run with --protocol legacy, or an older momgate-mom); restart it with --protocol follow (the default)", orNone(n.Protocol))
+		case n.Protocol != "v2":
+			return fmt.Sprintf("speaks %s to the server, not v2 (it offers %s; it reconnects in compat mode shortly)",
+				orNone(n.Protocol), orNone(VersionsString(n.Versions)))
 		}
 		if n.Versions&proto.VersionBitV1 == 0 {
 			return "speaks PING only, not compat (v1 and v2)"
@@ -138,25 +166,13 @@ func (v *ClusterView) Preflight(goal Goal) []string {
 	}
 	var down []string
 	for _, n := range v.Nodes {
-		if !n.Up {
+		if !n.Up && !n.NeverEnrolled {
 			down = append(down, n.Name)
 		}
 	}
 	if len(down) > 0 {
 		sort.Strings(down)
 		out = append(out, fmt.Sprintf("nodes not up: %s (start their MOMs, or delete them, first)", strings.Join(down, ",")))
-	}
-	if goal == GoalMigrate && v.Mode == proto.ModePing {
-		var legacy []string
-		for _, n := range v.Nodes {
-			if !n.Upgraded {
-				legacy = append(legacy, n.Name)
-			}
-		}
-		if len(legacy) > 0 {
-			sort.Strings(legacy)
-			out = append(out, fmt.Sprintf("server is already in ping mode but nodes %s are not upgraded", strings.Join(legacy, ",")))
-		}
 	}
 	return out
 }

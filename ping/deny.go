@@ -17,10 +17,26 @@ import (
 // has replaced them, the address is free for a node created on it later,
 // whose PINGs carry the new key id, while the deleted node's PINGs fail on
 // their key.
+//
+// A list can be held (Hold): it then refuses every PING (RevokedUnder is
+// true for everyone) until Release, for a MOM that lost its persisted list
+// and must admit no peer before the server's DenySet has arrived. The
+// hold does not change what Revoked, AddrKeys, Nodes and Addrs report
+// about the list itself.
 type DenyList struct {
-	mu  sync.Mutex // serialises writers
-	set atomic.Pointer[denySet]
+	mu   sync.Mutex // serialises writers
+	set  atomic.Pointer[denySet]
+	held atomic.Bool
 }
+
+// Hold makes RevokedUnder refuse everyone until Release.
+func (d *DenyList) Hold() { d.held.Store(true) }
+
+// Release ends a Hold: call it once the server's whole list is applied.
+func (d *DenyList) Release() { d.held.Store(false) }
+
+// Held reports whether the list is held (see Hold).
+func (d *DenyList) Held() bool { return d.held.Load() }
 
 type denySet struct {
 	nodes map[proto.NodeID]struct{}
@@ -41,9 +57,12 @@ func (d *DenyList) Revoked(node proto.NodeID, addr proto.Addr) bool {
 }
 
 // RevokedUnder reports whether a PING from node at addr sealed under key
-// keyID is refused: the node is denied, or the address is denied under
-// that key (or under every key).
+// keyID is refused: the list is held, the node is denied, or the address
+// is denied under that key (or under every key).
 func (d *DenyList) RevokedUnder(node proto.NodeID, addr proto.Addr, keyID uint32) bool {
+	if d.held.Load() {
+		return true
+	}
 	s := d.set.Load()
 	if s == nil {
 		return false

@@ -44,3 +44,23 @@ func TestDenyUnderKeys(t *testing.T) {
 		t.Fatalf("every-key deny narrowed to %v", ids)
 	}
 }
+
+// TestDenyListHold: a held list refuses everyone under every key, while
+// what it reports about its entries (for applying the server's DenySet)
+// is unchanged; Release restores the list's own verdicts.
+func TestDenyListHold(t *testing.T) {
+	d := &DenyList{}
+	denied, other := nodeID(2), nodeID(3)
+	d.Deny(denied, addr("127.0.0.2"))
+	d.Hold()
+	if !d.Held() || !d.RevokedUnder(other, addr("127.0.0.3"), 7) {
+		t.Fatal("a held list admits a peer")
+	}
+	if d.Revoked(other, addr("127.0.0.3")) || !d.Revoked(denied, proto.Addr{}) || len(d.Nodes()) != 1 {
+		t.Fatal("the hold changed what the list reports about its entries")
+	}
+	d.Release()
+	if d.Held() || d.RevokedUnder(other, addr("127.0.0.3"), 7) || !d.RevokedUnder(denied, proto.Addr{}, 7) {
+		t.Fatal("Release did not restore the list's verdicts")
+	}
+}

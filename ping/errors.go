@@ -13,9 +13,17 @@ var (
 	ErrAddrMismatch = errors.New("sender address does not match connection source")
 	ErrWrongDest    = errors.New("ping is for another receiver")
 	ErrEcho         = errors.New("reply does not echo our random bytes")
-	ErrReplay       = errors.New("timestamp not newer than sender's high-water mark (replay)")
+	ErrReplay       = errors.New("timestamp already admitted, or below the window under the sender's high-water mark (replay)")
 	ErrStale        = errors.New("first contact outside the freshness window")
-	ErrRevoked      = errors.New("sender revoked")
+	// ErrFloor means a first contact (or the first PING of a sender after
+	// a recovery) is not above the floor it must exceed: the server's
+	// attested floor or the receiver's recovery floor.
+	ErrFloor = errors.New("timestamp not above the attested or recovery floor")
+	// ErrUnattested means a receiver that lost marks and trusts no clock
+	// (freshness 0) has no attestation from the server for a sender it
+	// holds no vouched mark for.
+	ErrUnattested = errors.New("first contact after a loss of marks needs the server's attestation")
+	ErrRevoked    = errors.New("sender revoked")
 	// ErrPersist means the guard could not persist a new high-water mark, so
 	// it refused to admit rather than reopen replay after a restart.
 	ErrPersist = errors.New("high-water mark not persisted")
@@ -35,6 +43,8 @@ var reasons = []struct {
 	{ErrEcho, "echo"},
 	{ErrReplay, "replay"},
 	{ErrStale, "stale"},
+	{ErrFloor, "floor"},
+	{ErrUnattested, "unattested"},
 	{ErrRevoked, "revoked"},
 	{ErrPersist, "persist"},
 }

@@ -50,31 +50,33 @@ type KeySource interface {
 func SealPayload(dst []byte, reply bool, keyID uint32, aead cipher.AEAD, nonce *[NonceSize]byte, p *Payload) []byte {
 	sc := scratchPool.Get().(*sealScratch)
 	defer scratchPool.Put(sc)
-	return sealPayload(dst, reply, keyID, aead, nonce, p, sc)
+	return sealPayload(dst, reply, keyID, aead, nonce, p, nil, sc)
 }
 
 // sealScratch holds what a seal passes to the AEAD interface (and so
 // would otherwise escape to the heap on every call).
 type sealScratch struct {
 	nonce [NonceSize]byte
-	plain [ReplyPlainSize]byte
+	plain [ReplyPlainSize + ExtSize]byte
 	ad    [adSize]byte
 	rnd   [RandomSize + NonceSize]byte
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(sealScratch) }}
 
-func sealPayload(dst []byte, reply bool, keyID uint32, aead cipher.AEAD, nonce *[NonceSize]byte, p *Payload, sc *sealScratch) []byte {
-	typ, plainLen := proto.TypePing, PlainSize
-	if reply {
-		typ, plainLen = proto.TypePingReply, ReplyPlainSize
-	}
+// sealPayload seals a Ping or PingReply, or with ext a SessionPing or
+// SessionReply whose plaintext ends with ext (section 6.2).
+func sealPayload(dst []byte, reply bool, keyID uint32, aead cipher.AEAD, nonce *[NonceSize]byte, p *Payload, ext *[ExtSize]byte, sc *sealScratch) []byte {
+	typ, plainLen := frameType(reply, ext != nil)
 	start := len(dst)
 	h := proto.Header{Version: proto.V2, Type: typ, Length: uint32(bodyOverhead + plainLen)}
 	dst = proto.AppendHeader(dst, h)
 	dst = binary.BigEndian.AppendUint32(dst, keyID)
 	dst = append(dst, nonce[:]...)
 	encodePayload(sc.plain[:plainLen], p)
+	if ext != nil {
+		copy(sc.plain[plainLen-ExtSize:plainLen], ext[:])
+	}
 	// Seal may grow dst, so the associated data is copied out first.
 	copy(sc.ad[:], dst[start:start+adSize])
 	sc.nonce = *nonce
@@ -83,13 +85,28 @@ func sealPayload(dst []byte, reply bool, keyID uint32, aead cipher.AEAD, nonce *
 	return dst
 }
 
+// frameType returns the type and plaintext length of a PING frame.
+func frameType(reply, ext bool) (proto.Type, int) {
+	switch {
+	case reply && ext:
+		return proto.TypeSessionReply, ReplyPlainSize + ExtSize
+	case ext:
+		return proto.TypeSessionPing, PlainSize + ExtSize
+	case reply:
+		return proto.TypePingReply, ReplyPlainSize
+	}
+	return proto.TypePing, PlainSize
+}
+
+// encodePayload writes the PING fields of p to b (PlainSize bytes, or
+// ReplyPlainSize with the echo); an extension follows them.
 func encodePayload(b []byte, p *Payload) {
 	copy(b[0:16], p.Random[:])
 	binary.BigEndian.PutUint64(b[16:24], p.Timestamp)
 	copy(b[24:40], p.Sender[:])
 	copy(b[40:56], p.Dest[:])
 	copy(b[56:72], p.Node[:])
-	if len(b) == ReplyPlainSize {
+	if len(b) >= ReplyPlainSize {
 		copy(b[72:88], p.Echo[:])
 	}
 }
@@ -100,7 +117,7 @@ func decodePayload(b []byte, p *Payload) {
 	copy(p.Sender[:], b[24:40])
 	copy(p.Dest[:], b[40:56])
 	copy(p.Node[:], b[56:72])
-	if len(b) == ReplyPlainSize {
+	if len(b) >= ReplyPlainSize {
 		copy(p.Echo[:], b[72:88])
 	} else {
 		p.Echo = [RandomSize]byte{}
@@ -121,6 +138,13 @@ func KeyIDOf(frame []byte) (id uint32, ok bool) {
 // place: frame's ciphertext is overwritten (callers that keep a frame, as
 // replay tests do, pass a copy). It does not allocate.
 func Open(frame []byte, keys KeySource, p *Payload) (keyID uint32, reply bool, err error) {
+	return openFrame(frame, keys, p, nil)
+}
+
+// openFrame opens a Ping or PingReply (ext nil), or a SessionPing or
+// SessionReply whose extension it copies to ext; any other type, or a type
+// of the other family, is ErrMalformed.
+func openFrame(frame []byte, keys KeySource, p *Payload, ext *[ExtSize]byte) (keyID uint32, reply bool, err error) {
 	if len(frame) < proto.HeaderSize || frame[0] != byte(proto.Magic>>8) || frame[1] != byte(proto.Magic&0xff) {
 		return 0, false, ErrMalformed
 	}
@@ -131,9 +155,11 @@ func Open(frame []byte, keys KeySource, p *Payload) (keyID uint32, reply bool, e
 	if herr != nil {
 		return 0, false, ErrMalformed
 	}
+	pingType, pingPlain := frameType(false, ext != nil)
+	replyType, replyPlain := frameType(true, ext != nil)
 	switch {
-	case h.Type == proto.TypePing && len(frame) == FrameSize && int(h.Length) == FrameSize-proto.HeaderSize:
-	case h.Type == proto.TypePingReply && len(frame) == ReplyFrameSize && int(h.Length) == ReplyFrameSize-proto.HeaderSize:
+	case h.Type == pingType && len(frame) == adSize+NonceSize+pingPlain+TagSize && int(h.Length) == len(frame)-proto.HeaderSize:
+	case h.Type == replyType && len(frame) == adSize+NonceSize+replyPlain+TagSize && int(h.Length) == len(frame)-proto.HeaderSize:
 		reply = true
 	default:
 		return 0, false, ErrMalformed
@@ -148,6 +174,10 @@ func Open(frame []byte, keys KeySource, p *Payload) (keyID uint32, reply bool, e
 	plain, oerr := aead.Open(sealed[:0], nonce, sealed, frame[:adSize])
 	if oerr != nil {
 		return keyID, reply, ErrAuth
+	}
+	if ext != nil {
+		copy(ext[:], plain[len(plain)-ExtSize:])
+		plain = plain[:len(plain)-ExtSize]
 	}
 	decodePayload(plain, p)
 	return keyID, reply, nil

@@ -121,8 +121,9 @@ func TestRejections(t *testing.T) {
 			}
 			return f
 		}, echo: &[RandomSize]byte{2}, want: ErrEcho},
-		{name: "replay of an older ping", frame: good, prepare: func(v *Verifier) {
-			next, _, _ := snd.sealer.Ping(nil, src, dst)
+		{name: "older ping below the window", frame: good, prepare: func(v *Verifier) {
+			// A later PING stamped more than WindowTime after it.
+			next := sealWith(keys, Payload{Timestamp: fresh() + uint64(WindowTime+time.Second), Sender: src, Dest: dst, Node: nodeID(2)})
 			var r Result
 			if err := v.VerifyPing(next, src, dst, &r); err != nil {
 				panic(err)

@@ -25,7 +25,7 @@ type Sealer struct {
 // random bytes the reply must echo.
 func (s *Sealer) Ping(dst []byte, src, dest proto.Addr) ([]byte, [RandomSize]byte, error) {
 	p := Payload{Sender: src, Dest: dest}
-	out, err := s.seal(dst, false, &p)
+	out, err := s.seal(dst, false, &p, nil)
 	return out, p.Random, err
 }
 
@@ -33,10 +33,10 @@ func (s *Sealer) Ping(dst []byte, src, dest proto.Addr) ([]byte, [RandomSize]byt
 // random bytes.
 func (s *Sealer) Reply(dst []byte, src, dest proto.Addr, echo [RandomSize]byte) ([]byte, error) {
 	p := Payload{Sender: src, Dest: dest, Echo: echo}
-	return s.seal(dst, true, &p)
+	return s.seal(dst, true, &p, nil)
 }
 
-func (s *Sealer) seal(dst []byte, reply bool, p *Payload) ([]byte, error) {
+func (s *Sealer) seal(dst []byte, reply bool, p *Payload, ext *[ExtSize]byte) ([]byte, error) {
 	id, aead := s.Keys.Seal()
 	if aead == nil {
 		return dst, ErrNoActiveKey
@@ -55,5 +55,5 @@ func (s *Sealer) seal(dst []byte, reply bool, p *Payload) ([]byte, error) {
 	p.Node = s.Node
 	var nonce [NonceSize]byte
 	copy(nonce[:], sc.rnd[RandomSize:])
-	return sealPayload(dst, reply, id, aead, &nonce, p, sc), nil
+	return sealPayload(dst, reply, id, aead, &nonce, p, ext, sc), nil
 }

@@ -28,22 +28,43 @@ type Verifier struct {
 	Guard   *Guard
 	Revoker Revoker          // nil: nobody is revoked
 	Now     func() time.Time // receiver's wall clock, for first contact
+	// Attest, if set, asks the server for its attestation of a sender the
+	// guard holds no vouched mark for (docs/PROTOCOL.md section 3.4). It is
+	// called outside the guard's locks, only on first contact and only for
+	// a PING that passed checks 1 to 7 and is not revoked; it may block
+	// (bounded by its own deadline) and must return Attestation{} when the
+	// server cannot answer.
+	Attest func(node proto.NodeID) Attestation
 }
 
 // VerifyPing checks a Ping that arrived on a connection from source to
 // local and, if it passes, advances the sender's mark. frame is decrypted in
 // place (see Open). It does not allocate.
 func (v *Verifier) VerifyPing(frame []byte, source, local proto.Addr, res *Result) error {
-	return v.verify(frame, source, local, nil, res)
+	return v.verify(frame, source, local, nil, res, nil)
+}
+
+// VerifyPingAttested is VerifyPing with the caller's own attestation of
+// the sender, used instead of asking Attest: for the server, whose control
+// connection has just authenticated the sender by its identity key
+// (docs/PROTOCOL.md section 4.9).
+func (v *Verifier) VerifyPingAttested(frame []byte, source, local proto.Addr, att Attestation, res *Result) error {
+	return v.verifyWith(frame, source, local, nil, nil, &att, res)
 }
 
 // VerifyReply checks a PingReply to a Ping whose random bytes were echo.
 func (v *Verifier) VerifyReply(frame []byte, source, local proto.Addr, echo *[RandomSize]byte, res *Result) error {
-	return v.verify(frame, source, local, echo, res)
+	return v.verify(frame, source, local, echo, res, nil)
 }
 
-func (v *Verifier) verify(frame []byte, source, local proto.Addr, echo *[RandomSize]byte, res *Result) error {
-	keyID, reply, err := Open(frame, v.Keys, &res.Payload)
+func (v *Verifier) verify(frame []byte, source, local proto.Addr, echo *[RandomSize]byte, res *Result, ext *[ExtSize]byte) error {
+	return v.verifyWith(frame, source, local, echo, ext, nil, res)
+}
+
+// verifyWith runs every check; given, if not nil, is the caller's
+// attestation of the sender, used instead of asking Attest.
+func (v *Verifier) verifyWith(frame []byte, source, local proto.Addr, echo *[RandomSize]byte, ext *[ExtSize]byte, given *Attestation, res *Result) error {
+	keyID, reply, err := openFrame(frame, v.Keys, &res.Payload, ext)
 	res.KeyID, res.Reply = keyID, reply
 	if err != nil {
 		return err
@@ -61,5 +82,12 @@ func (v *Verifier) verify(frame []byte, source, local proto.Addr, echo *[RandomS
 		return ErrEcho
 	}
 	revoked := v.Revoker != nil && v.Revoker.RevokedUnder(res.Node, res.Sender, res.KeyID)
-	return v.Guard.Advance(res.Node, res.Timestamp, v.Now, revoked)
+	var att Attestation
+	switch {
+	case given != nil:
+		att = *given
+	case v.Attest != nil && !revoked && v.Guard.NeedsAttestation(res.Node):
+		att = v.Attest(res.Node)
+	}
+	return v.Guard.AdvanceAttested(res.Node, res.Timestamp, v.Now, revoked, att)
 }

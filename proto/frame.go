@@ -21,6 +21,10 @@ func newMessage(t Type) Message {
 		return &Ping{}
 	case TypePingReply:
 		return &PingReply{}
+	case TypeSessionPing:
+		return &SessionPing{}
+	case TypeSessionReply:
+		return &SessionReply{}
 	case TypeKeyUpdate:
 		return &KeyUpdate{}
 	case TypeKeyAck:
@@ -53,6 +57,10 @@ func newMessage(t Type) Message {
 		return &NodeLookup{}
 	case TypeNodeAddress:
 		return &NodeAddress{}
+	case TypeFloorLookup:
+		return &FloorLookup{}
+	case TypeFloorAnswer:
+		return &FloorAnswer{}
 	}
 	return nil
 }

@@ -79,7 +79,19 @@ func unmarshalSeeds() []fuzzcorpus.Seed {
 		fuzzcorpus.Bytes("reject_reason_too_long", frameOf(V2, TypeReject, []byte{0, 1, 0x04, 0x01})),
 		fuzzcorpus.Bytes("mode_0", frameOf(V2, TypeMode, []byte{0})),
 		fuzzcorpus.Bytes("cluster_addrs_count_over_limit", frameOf(V1, TypeClusterAddrs, binary.BigEndian.AppendUint32(nil, MaxClusterRuns+1))),
+		fuzzcorpus.Bytes("floor_answer_status_2", floorAnswerBody(2, 0)),
+		fuzzcorpus.Bytes("floor_answer_unknown_with_floor", floorAnswerBody(FloorUnknown, 5)),
+		fuzzcorpus.Bytes("floor_lookup_v1", frameOf(V1, TypeFloorLookup, make([]byte, 20))),
+		fuzzcorpus.Bytes("floor_lookup_cut", frameOf(V2, TypeFloorLookup, make([]byte, 19))),
 	)
+}
+
+// floorAnswerBody is a FloorAnswer frame with the given status and floor,
+// which Marshal would not produce when they disagree.
+func floorAnswerBody(status uint8, floor uint64) []byte {
+	b := make([]byte, 20, 29)
+	b = append(b, status)
+	return frameOf(V2, TypeFloorAnswer, binary.BigEndian.AppendUint64(b, floor))
 }
 
 // FuzzUnmarshal: no input panics; an error wraps exactly one sentinel; an

@@ -68,6 +68,14 @@ func sampleMessages() []namedMessage {
 	reply.KeyID = 0x0a1b2c3d
 	copy(reply.Nonce[:], fill(24, 0x40))
 	copy(reply.Sealed[:], fill(ReplySealedLen, 0x90))
+	var sping SessionPing
+	sping.KeyID = 0x0a1b2c3d
+	copy(sping.Nonce[:], fill(24, 0x41))
+	copy(sping.Sealed[:], fill(SessionPingSealedLen, 0x91))
+	var sreply SessionReply
+	sreply.KeyID = 0x0a1b2c3d
+	copy(sreply.Nonce[:], fill(24, 0x41))
+	copy(sreply.Sealed[:], fill(SessionReplySealedLen, 0x91))
 
 	var n1, n2 NodeID
 	copy(n1[:], fill(16, 0x11))
@@ -85,6 +93,8 @@ func sampleMessages() []namedMessage {
 		{"reject_v1", &Reject{Ver: V1, Code: 17, Reason: "legacy refused"}, 2 + 2 + 14},
 		{"ping", &ping, 4 + 24 + PingSealedLen},
 		{"ping_reply", &reply, 4 + 24 + ReplySealedLen},
+		{"session_ping", &sping, 4 + 24 + SessionPingSealedLen},
+		{"session_reply", &sreply, 4 + 24 + SessionReplySealedLen},
 		{"key_update", &KeyUpdate{Rotation: 1 << 40, Key: wrapped(9, 1)}, 8 + WrappedKeySize},
 		{"key_ack", &KeyAck{Rotation: 3, KeyID: 9, Status: 1}, 13},
 		{"key_activate", &KeyActivate{Rotation: 3, KeyID: 9}, 12},
@@ -101,6 +111,9 @@ func sampleMessages() []namedMessage {
 		{"legacy_hello", &LegacyHello{Name: "legacy-mom", IMPort: 15003, Versions: VersionBitV1 | VersionBitV2}, 2 + 10 + 2 + 1},
 		{"node_lookup_v1", &NodeLookup{Ver: V1, ID: 7, Name: "node-02"}, 4 + 2 + 7},
 		{"node_address_v2", &NodeAddress{ID: 7, Name: "node-02", Status: LookupFound, Addr: mustAddr("10.0.0.2"), Port: 15003}, 4 + 2 + 7 + 1 + 16 + 2},
+		{"floor_lookup", &FloorLookup{ID: 9, Node: n1}, 4 + 16},
+		{"floor_answer", &FloorAnswer{ID: 9, Node: n1, Status: FloorAttested, Floor: 1764000000000000000}, 4 + 16 + 1 + 8},
+		{"floor_answer_unknown", &FloorAnswer{ID: 10, Node: n2, Status: FloorUnknown}, 4 + 16 + 1 + 8},
 		{"cluster_addrs", &ClusterAddrs{Runs: RunsFromAddrs(addrs("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.1.9"))}, 4 + 2*8},
 		{"cluster_addrs_empty", &ClusterAddrs{}, 4},
 		{"im_join_v1", &IMJoin{Ver: V1, Job: "42.server", Mother: "node-01"}, 2 + 9 + 2 + 7},

@@ -18,6 +18,8 @@ const (
 	TypeReject       Type = 0x05
 	TypePing         Type = 0x10
 	TypePingReply    Type = 0x11
+	TypeSessionPing  Type = 0x12 // Ping with the session extension (section 6)
+	TypeSessionReply Type = 0x13 // PingReply with the session extension
 	TypeKeyUpdate    Type = 0x20
 	TypeKeyAck       Type = 0x21
 	TypeKeyActivate  Type = 0x22
@@ -34,6 +36,8 @@ const (
 	TypeIMReply      Type = 0x42
 	TypeNodeLookup   Type = 0x50
 	TypeNodeAddress  Type = 0x51
+	TypeFloorLookup  Type = 0x52
+	TypeFloorAnswer  Type = 0x53
 )
 
 type typeInfo struct {
@@ -49,6 +53,8 @@ var typeTable = [256]typeInfo{
 	TypeReject:       {"Reject", VersionBitV1 | VersionBitV2},
 	TypePing:         {"Ping", VersionBitV2},
 	TypePingReply:    {"PingReply", VersionBitV2},
+	TypeSessionPing:  {"SessionPing", VersionBitV2},
+	TypeSessionReply: {"SessionReply", VersionBitV2},
 	TypeKeyUpdate:    {"KeyUpdate", VersionBitV2},
 	TypeKeyAck:       {"KeyAck", VersionBitV2},
 	TypeKeyActivate:  {"KeyActivate", VersionBitV2},
@@ -65,6 +71,8 @@ var typeTable = [256]typeInfo{
 	TypeIMReply:      {"IMReply", VersionBitV1 | VersionBitV2},
 	TypeNodeLookup:   {"NodeLookup", VersionBitV1 | VersionBitV2},
 	TypeNodeAddress:  {"NodeAddress", VersionBitV1 | VersionBitV2},
+	TypeFloorLookup:  {"FloorLookup", VersionBitV2},
+	TypeFloorAnswer:  {"FloorAnswer", VersionBitV2},
 }
 
 func (t Type) validIn(v Version) bool {

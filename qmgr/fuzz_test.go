@@ -1,7 +1,9 @@
 package qmgr
 
 import (
+	"context"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -17,6 +19,9 @@ func FuzzParse(f *testing.F) {
 		"list node # comment",
 		"set node n1 Mom+=1.2.3.4",
 		"e k",
+		"list node @default Mom,state",
+		"list node n1@default last_seen",
+		"help set server",
 		"",
 	} {
 		f.Add(s)
@@ -40,6 +45,29 @@ func FuzzParse(f *testing.F) {
 		}
 		if again.String() != canon {
 			t.Fatalf("String not stable: %q then %q", canon, again.String())
+		}
+	})
+}
+
+// FuzzComplete checks that completion never panics and that every
+// candidate completes the word typed: prefix with its last word replaced.
+func FuzzComplete(f *testing.F) {
+	for _, s := range []string{"", "l", "list node n", "set server mode=c", "list node n1 Mom,", "help s", `c n "x`, "# x", "set node n1 Mom=1.2.3.4,"} {
+		f.Add(s)
+	}
+	c := &Completer{Exec: &fakeExec{srv: newFakeServer()}}
+	f.Fuzz(func(t *testing.T, prefix string) {
+		for _, line := range CompleteLine(context.Background(), Config{}, prefix) {
+			_ = line
+		}
+		word, cands := c.Complete(context.Background(), prefix)
+		if !strings.HasSuffix(prefix, word) {
+			t.Fatalf("Complete(%q): word %q is not the end of the line", prefix, word)
+		}
+		for _, k := range cands {
+			if !strings.HasPrefix(strings.ToLower(k.Word), strings.ToLower(word)) {
+				t.Fatalf("Complete(%q): candidate %q does not start with %q", prefix, k.Word, word)
+			}
 		}
 	})
 }

@@ -29,12 +29,16 @@ import (
 // Directive is one parsed qmgr directive. Command and Object are the
 // canonical lower-case words; Names are the operands (node names, or a
 // key id and a file); Attrs are the attribute assignments in order, with
-// canonical attribute names. The zero Directive is a blank line.
+// canonical attribute names; Show are the attributes a list directive
+// prints (all when empty), as in `list node n1 Mom,state`. For help,
+// Names are the canonical words of the topic (`help set server`). The
+// zero Directive is a blank line.
 type Directive struct {
 	Command string
 	Object  string
 	Names   []string
 	Attrs   []Attr
+	Show    []string
 }
 
 // Attr is one attribute assignment of a Directive.
@@ -252,7 +256,7 @@ func (p *parser) parse() (Directive, error) {
 	if t.kind != tWord {
 		return Directive{}, syntaxErr(t.col, "expected a command, found %s", t.describe())
 	}
-	cmd, err := resolve("command", t.text, commandNames(), t.col)
+	cmd, err := resolveCommand(t.text, t.col)
 	if err != nil {
 		return Directive{}, err
 	}
@@ -260,6 +264,9 @@ func (p *parser) parse() (Directive, error) {
 	d := Directive{Command: cmd}
 	if cd.refuse != "" {
 		return Directive{}, syntaxErr(t.col, "%s", cd.refuse)
+	}
+	if cmd == "help" {
+		return p.parseHelp(d)
 	}
 	if cd.noObject {
 		if t := p.peek(0); t.kind != tEOF {
@@ -283,6 +290,9 @@ func (p *parser) parse() (Directive, error) {
 	}
 	d.Object = obj
 
+	if len(e.operands) == 0 && p.atOperand() && isDefaultServer(p.peek(0).text) {
+		p.next() // `print server @default`: the only server there is
+	}
 	for _, od := range e.operands {
 		if !p.atOperand() {
 			if od.optional {
@@ -290,9 +300,20 @@ func (p *parser) parse() (Directive, error) {
 			}
 			return Directive{}, syntaxErr(p.peek(0).col, "expected %s, found %s (usage: %s)", od.label, p.peek(0).describe(), e.usage)
 		}
+		if t := p.peek(0); isDefaultServer(t.text) {
+			if !od.optional || !od.list {
+				return Directive{}, syntaxErr(t.col, "%s %s needs %ss: @default (every node) works only with list and print (usage: %s)", cmd, obj, od.label, e.usage)
+			}
+			p.next() // every node of the default server
+			break
+		}
 		for {
 			t := p.next()
-			v, err := od.check(t.text)
+			text, err := stripServer(t.text)
+			if err != nil {
+				return Directive{}, valueErr(t.col, "%s %q: %v", od.label, t.text, err)
+			}
+			v, err := od.check(text)
 			if err != nil {
 				return Directive{}, valueErr(t.col, "%s %q: %v", od.label, t.text, err)
 			}
@@ -318,6 +339,11 @@ func (p *parser) parse() (Directive, error) {
 		}
 	}
 
+	if len(e.show) > 0 && p.atOperand() {
+		if err := p.parseShow(e, &d); err != nil {
+			return Directive{}, err
+		}
+	}
 	seen := map[string]bool{}
 	for p.peek(0).kind != tEOF {
 		t := p.peek(0)
@@ -401,6 +427,12 @@ func (d Directive) String() string {
 	if len(d.Names) > 0 {
 		b.WriteString(" " + d.namesString())
 	}
+	if len(d.Show) > 0 {
+		if len(d.Names) == 0 {
+			b.WriteString(" " + DefaultServer)
+		}
+		b.WriteString(" " + strings.Join(d.Show, ","))
+	}
 	for i, a := range d.Attrs {
 		if i == 0 {
 			b.WriteByte(' ')
@@ -419,6 +451,9 @@ func (d Directive) String() string {
 // namesString formats the operands: a list with commas, separate
 // operands with spaces.
 func (d Directive) namesString() string {
+	if d.Command == "help" {
+		return strings.Join(d.Names, " ")
+	}
 	e := lookup(d.Command, d.Object)
 	parts := make([]string, 0, len(d.Names))
 	rest := d.Names

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,6 +49,9 @@ type Session struct {
 	Out  io.Writer // results; nil discards them
 	Err  io.Writer // diagnostics of RunInteractive
 	JSON bool      // print results as JSON
+	// History lists the entries the history directive prints; nil
+	// outside an interactive session, where history is refused.
+	History func() []string
 }
 
 // runner executes one kind of directive, writing its output to out.
@@ -74,35 +78,59 @@ var runners = map[string]runner{
 // begin with "qmgr:" and name the directive. The zero Directive, quit
 // and exit do nothing.
 func (s *Session) Run(ctx context.Context, d Directive) error {
-	if d.Command == "" {
+	out, err := s.execute(ctx, d)
+	if err != nil {
+		return err
+	}
+	if s.Out == nil || len(out) == 0 {
 		return nil
+	}
+	if _, err := s.Out.Write(out); err != nil {
+		return fmt.Errorf("qmgr: write output: %w", err)
+	}
+	return nil
+}
+
+// execute runs d and returns what Run prints: text, or in JSON mode
+// exactly one JSON value (nothing for blank lines, quit and exit).
+func (s *Session) execute(ctx context.Context, d Directive) ([]byte, error) {
+	if d.Command == "" {
+		return nil, nil
 	}
 	cd, err := Parse(d.String())
 	if err != nil {
-		return fmt.Errorf("%w (directive: %s)", err, d.String())
+		return nil, fmt.Errorf("%w (directive: %s)", err, d.String())
 	}
 	var out bytes.Buffer
 	switch cd.Command {
 	case "quit", "exit":
-		return nil
-	case "help":
-		out.WriteString(helpText())
+		return nil, nil
+	case "help", "history":
+		text := helpText()
+		if len(cd.Names) > 0 {
+			text = topicHelp(cd.Names)
+		}
+		if cd.Command == "history" {
+			if s.History == nil {
+				return nil, fmt.Errorf("qmgr: history: only at the interactive Qmgr: prompt")
+			}
+			text = formatHistory(s.History())
+		}
+		if !s.JSON {
+			return []byte(text), nil
+		}
+		b, _ := json.Marshal(text) // a string always marshals
+		return append(b, '\n'), nil
 	default:
 		run := runners[cd.Command+" "+cd.Object]
 		if run == nil {
-			return fmt.Errorf("qmgr: %s: not implemented", cd.head())
+			return nil, fmt.Errorf("qmgr: %s: not implemented", cd.head())
 		}
 		if err := run(ctx, s, cd, &out); err != nil {
-			return fmt.Errorf("qmgr: %s: %w", cd.head(), err)
+			return nil, fmt.Errorf("qmgr: %s: %w", cd.head(), err)
 		}
 	}
-	if s.Out == nil {
-		return nil
-	}
-	if _, err := s.Out.Write(out.Bytes()); err != nil {
-		return fmt.Errorf("qmgr: write output: %w", err)
-	}
-	return nil
+	return out.Bytes(), nil
 }
 
 // call runs op and returns its raw result ("null" if none).
@@ -171,7 +199,7 @@ func runCreateNode(ctx context.Context, s *Session, d Directive, out *bytes.Buff
 	if err := decode(admin.OpCreateNode, raw, &res); err != nil {
 		return err
 	}
-	formatNode(out, res.Node)
+	formatNode(out, res.Node, nil)
 	fmt.Fprintf(out, "token: %s\n", res.Token)
 	fmt.Fprintf(out, "token expires: %s\n", res.TokenExpires.Format(time.RFC3339))
 	return nil
@@ -254,11 +282,18 @@ func runListNode(ctx context.Context, s *Session, d Directive, out *bytes.Buffer
 	if err != nil {
 		return err
 	}
-	if s.JSON {
+	if s.JSON && len(d.Show) == 0 {
 		return writeJSON(out, raw)
 	}
+	if s.JSON {
+		b, err := json.Marshal(selectNodeFields(nodes, d.Show))
+		if err != nil {
+			return fmt.Errorf("encode nodes: %w", err)
+		}
+		return writeJSON(out, b)
+	}
 	for _, n := range nodes {
-		formatNode(out, n)
+		formatNode(out, n, d.Show)
 		out.WriteByte('\n')
 	}
 	return nil
@@ -294,32 +329,58 @@ func boolText(b bool) string {
 	return "False"
 }
 
-// formatNode writes a PBS-style node block.
-func formatNode(out *bytes.Buffer, n admin.NodeInfo) {
+// formatNode writes a PBS-style node block, of the attributes in show
+// only when show is not empty.
+func formatNode(out *bytes.Buffer, n admin.NodeInfo, show []string) {
 	fmt.Fprintf(out, "Node %s\n", n.Name)
-	attr := func(name, v string) {
-		if v != "" {
-			fmt.Fprintf(out, "    %s = %s\n", name, v)
+	for _, a := range nodeAttrs(n) {
+		if a.value != "" && (len(show) == 0 || slices.Contains(show, a.name)) {
+			fmt.Fprintf(out, "    %s = %s\n", a.name, a.value)
 		}
 	}
-	attr("Mom", n.Mom)
+}
+
+// nodeAttr is one line of a node block.
+type nodeAttr struct{ name, value string }
+
+// nodeAttrs are n's attributes in the order of nodeShowAttrs; "" for an
+// attribute without a value.
+func nodeAttrs(n admin.NodeInfo) []nodeAttr {
+	port, created, seen := "", "", ""
 	if n.Port != 0 {
-		attr("Port", strconv.Itoa(n.Port))
+		port = strconv.Itoa(n.Port)
 	}
-	attr("state", n.State)
-	attr("protocol", n.Protocol)
-	attr("versions", n.Versions)
-	attr("upgraded", boolText(n.Upgraded))
-	attr("key_id", n.KeyID)
-	attr("key_state", n.KeyState)
-	attr("fingerprint", n.Fingerprint)
-	attr("id", n.ID)
 	if !n.Created.IsZero() {
-		attr("created", n.Created.Format(time.RFC3339))
+		created = n.Created.Format(time.RFC3339)
 	}
 	if n.LastSeen != nil {
-		attr("last_seen", n.LastSeen.Format(time.RFC3339))
+		seen = n.LastSeen.Format(time.RFC3339)
 	}
+	return []nodeAttr{
+		{"Mom", n.Mom}, {"Port", port}, {"state", n.State}, {"protocol", n.Protocol},
+		{"versions", n.Versions}, {"upgraded", boolText(n.Upgraded)}, {"key_id", n.KeyID},
+		{"key_state", n.KeyState}, {"fingerprint", n.Fingerprint}, {"id", n.ID},
+		{"created", created}, {"last_seen", seen},
+	}
+}
+
+// selectNodeFields keeps, of each node's JSON object, its name and the
+// fields of the attributes in show (the JSON field is the attribute name
+// in lower case).
+func selectNodeFields(nodes []admin.NodeInfo, show []string) []map[string]any {
+	out := make([]map[string]any, 0, len(nodes))
+	for _, n := range nodes {
+		b, _ := json.Marshal(n) // NodeInfo always marshals
+		var all map[string]any
+		_ = json.Unmarshal(b, &all)
+		m := map[string]any{"name": n.Name}
+		for _, a := range show {
+			k := strings.ToLower(a)
+			m[k] = all[k]
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 func (s *Session) serverReport(ctx context.Context) (json.RawMessage, admin.ServerReport, error) {

@@ -16,8 +16,12 @@ import (
 
 // command describes a command word.
 type command struct {
-	noObject bool   // help, quit, exit
-	refuse   string // recognised (for abbreviations) but not supported
+	noObject bool   // help, history, quit, exit
+	refuse   string // recognised (a PBS habit) but not supported; never listed or completed
+	// preferred wins an ambiguous abbreviation: "h" is help, as it
+	// always was, although history also starts with h.
+	preferred bool
+	doc       string // for commands without directives: help's one line
 }
 
 var commands = map[string]command{
@@ -29,22 +33,56 @@ var commands = map[string]command{
 	"print":    {},
 	"rotate":   {},
 	"set":      {},
-	"unset":    {refuse: "unset is not supported: give the attribute a value with set"},
-	"help":     {noObject: true},
-	"quit":     {noObject: true},
-	"exit":     {noObject: true},
+	// Every server attribute always has a value and no node attribute
+	// can be removed, so there is nothing to unset (see help set).
+	"unset":   {refuse: "unset is not supported: every attribute always has a value; give it a new one with set (help set)"},
+	"help":    {noObject: true, preferred: true, doc: "this summary; help COMMAND [OBJECT] explains one directive"},
+	"history": {noObject: true, doc: "the directives typed at this prompt and earlier ones (history file)"},
+	"quit":    {noObject: true, doc: "leave qmgr"},
+	"exit":    {noObject: true, doc: "leave qmgr"},
 }
 
 // objectNames are the objects, sorted.
 var objectNames = []string{"key", "node", "server"}
 
+// commandNames are the commands qmgr offers (in messages, help and
+// completion), sorted; refused ones are left out.
 func commandNames() []string {
 	out := make([]string, 0, len(commands))
-	for n := range commands {
-		out = append(out, n)
+	for n, c := range commands {
+		if c.refuse == "" {
+			out = append(out, n)
+		}
 	}
 	sort.Strings(out)
 	return out
+}
+
+// resolveCommand maps a possibly abbreviated command word to a command,
+// refused ones included (so that they get their explanation).
+func resolveCommand(word string, col int) (string, error) {
+	all := make([]string, 0, len(commands))
+	for n := range commands {
+		all = append(all, n)
+	}
+	sort.Strings(all)
+	cmd, err := resolve("command", word, all, col)
+	if err == nil {
+		return cmd, nil
+	}
+	var cands []string
+	for _, n := range all {
+		if strings.HasPrefix(n, strings.ToLower(word)) && commands[n].preferred {
+			cands = append(cands, n)
+		}
+	}
+	if len(cands) == 1 {
+		return cands[0], nil
+	}
+	if _, err := resolve("command", word, commandNames(), col); err != nil {
+		return "", err
+	}
+	return "", err
 }
 
 // operand is a positional argument after the object.
@@ -61,6 +99,7 @@ type attrSpec struct {
 	syntax   string // value syntax for messages and help
 	doc      string
 	required bool
+	values   []string                     // the values of an enumeration, for completion
 	check    func(string) (string, error) // validates, returns the canonical value
 }
 
@@ -70,8 +109,12 @@ type entry struct {
 	operands        []operand
 	attrs           []attrSpec
 	needAttrs       bool // at least one attribute
-	usage           string
-	doc             string
+	// show are the attributes a list directive can be limited to
+	// (`list node n1 Mom,state`); empty: no such limit.
+	show    []string
+	usage   string
+	doc     string
+	example string // one directive, shown by help
 	// validate checks the whole directive after parsing; end is the
 	// column of the end of the line.
 	validate func(d *Directive, end int) error
@@ -157,6 +200,11 @@ func checkEnum(values ...string) func(string) (string, error) {
 	}
 }
 
+// enumAttr is an attribute whose value is one of values.
+func enumAttr(name, doc string, values ...string) attrSpec {
+	return attrSpec{name: name, syntax: strings.Join(values, "|"), doc: doc, values: values, check: checkEnum(values...)}
+}
+
 func checkDuration(s string) (string, error) {
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 {
@@ -178,13 +226,18 @@ var (
 // serverAttrs mirror the settable attributes of momgate-server
 // (server/attrs.go); the server checks ranges.
 var serverAttrs = []attrSpec{
-	{name: "mode", syntax: "legacy|compat|ping", doc: "protocol mode: address-list push, both, or PING only", check: checkEnum("legacy", "compat", "ping")},
-	{name: "key_distribution", syntax: "auto|manual", doc: "keys pushed wrapped to each node, or exported key files", check: checkEnum("auto", "manual")},
+	enumAttr("mode", "protocol mode: address-list push, both, or PING only", "legacy", "compat", "ping"),
+	enumAttr("key_distribution", "keys pushed wrapped to each node, or exported key files", "auto", "manual"),
 	{name: "token_ttl", syntax: "DURATION", doc: "lifetime of enrollment tokens issued by create node", check: checkDuration},
 	{name: "freshness", syntax: "DURATION", doc: "first-contact freshness window for PINGs (0 disables)", check: checkDuration},
 	{name: "heartbeat", syntax: "DURATION", doc: "interval of MOM heartbeat PINGs", check: checkDuration},
 	{name: "key_grace", syntax: "DURATION", doc: "how long the previous cluster key stays accepted after a rotation", check: checkDuration},
 }
+
+// nodeShowAttrs are the attributes list node prints, in its order; a
+// list node directive can name some of them.
+var nodeShowAttrs = []string{"Mom", "Port", "state", "protocol", "versions", "upgraded",
+	"key_id", "key_state", "fingerprint", "id", "created", "last_seen"}
 
 var entries = []entry{
 	{
@@ -194,52 +247,64 @@ var entries = []entry{
 			{name: "Port", syntax: "N", doc: "MOM IM port 1..65535 (default: the server's, 15003)", check: checkPort},
 		},
 		usage: "create node NAME Mom=ADDR[,Port=N]", doc: "create a node and print its one-time enrollment token",
+		example: "create node n1 Mom=10.0.0.11",
 	},
 	{
 		command: "delete", object: "node", operands: []operand{nodeNames},
 		usage: "delete node NAME[,NAME...]", doc: "delete nodes: denied at once everywhere, then the cluster key is rotated",
+		example: "delete node n1,n2",
 	},
 	{
 		command: "set", object: "node", operands: []operand{nodeNames}, needAttrs: true,
 		attrs: []attrSpec{
 			momAttr,
-			{name: "protocol", syntax: "legacy", doc: "roll the node back to legacy admission (clears its no-downgrade mark)", check: checkEnum("legacy")},
-			{name: "upgraded", syntax: "false", doc: "the same: clear the node's no-downgrade mark (rollback)", check: checkEnum("false")},
+			enumAttr("protocol", "roll the node back to legacy admission (clears its no-downgrade mark)", "legacy"),
+			enumAttr("upgraded", "the same: clear the node's no-downgrade mark (rollback)", "false"),
 		},
 		usage: "set node NAME[,NAME...] ATTR=VALUE[,...]", doc: "change node attributes",
+		example: "set node n1 Mom=10.0.0.21",
 	},
 	{
-		command: "list", object: "node", operands: []operand{optNodeNames},
-		usage: "list node [NAME[,NAME...]]", doc: "show nodes (all when no name is given)",
+		command: "list", object: "node", operands: []operand{optNodeNames}, show: nodeShowAttrs,
+		usage:   "list node [NAME[,NAME...]|@default] [ATTR[,ATTR...]]",
+		doc:     "show nodes (all of them without a name), or only the attributes named",
+		example: "list node n1 Mom,state",
 	},
 	{
 		command: "print", object: "node", operands: []operand{optNodeNames},
-		usage: "print node [NAME[,NAME...]]", doc: "print create node directives for nodes",
+		usage: "print node [NAME[,NAME...]|@default]", doc: "print create node directives for nodes",
+		example: "print node @default",
 	},
 	{
 		command: "list", object: "server",
 		usage: "list server", doc: "show the server and its attributes",
+		example: "list server",
 	},
 	{
 		command: "print", object: "server",
 		usage: "print server", doc: "print directives that recreate the server configuration and nodes",
+		example: "print server",
 	},
 	{
 		command: "set", object: "server", attrs: serverAttrs, needAttrs: true,
 		usage: "set server ATTR=VALUE[,...]", doc: "set server attributes (all or nothing)",
+		example: "set server mode=compat,token_ttl=2h",
 	},
 	{
 		command: "list", object: "key",
 		usage: "list key", doc: "show cluster keys and the key each node holds",
+		example: "list key",
 	},
 	{
 		command: "rotate", object: "key",
 		usage: "rotate key", doc: "start a cluster key rotation",
+		example: "rotate key",
 	},
 	{
 		command: "export", object: "key", operands: []operand{keyID, optKeyFile},
 		attrs: []attrSpec{{name: "file", syntax: "PATH", doc: "new key file, written with mode 0400 (never overwritten)", check: checkFile}},
 		usage: "export key ID file=PATH", doc: "write cluster key ID to a new file, mode 0400, for manual distribution",
+		example: "export key 0a1b2c3d file=/root/key-0a1b2c3d",
 		validate: func(d *Directive, end int) error {
 			switch {
 			case len(d.Names) == 1 && len(d.Attrs) == 0:
@@ -253,6 +318,7 @@ var entries = []entry{
 	{
 		command: "activate", object: "key", operands: []operand{keyID},
 		usage: "activate key ID", doc: "make key ID the active cluster key (manual distribution)",
+		example: "activate key 0a1b2c3d",
 	},
 }
 
@@ -274,34 +340,4 @@ func objectsOf(cmd string) []string {
 		}
 	}
 	return out
-}
-
-// helpText is the directive summary printed by help.
-func helpText() string {
-	var b strings.Builder
-	b.WriteString("Directives (commands and objects may be abbreviated to an unambiguous prefix:\n" +
-		"c=create d=delete s=set l=list p=print r=rotate; n=node s=server k=key):\n")
-	width := 0
-	for _, e := range entries {
-		width = max(width, len(e.usage))
-	}
-	for _, e := range entries {
-		fmt.Fprintf(&b, "  %-*s  %s\n", width, e.usage, e.doc)
-	}
-	fmt.Fprintf(&b, "  %-*s  %s\n", width, "help", "this summary")
-	fmt.Fprintf(&b, "  %-*s  %s\n", width, "quit, exit", "leave qmgr")
-	b.WriteString("Attributes:\n")
-	seen := map[string]bool{}
-	for _, e := range entries {
-		for _, a := range e.attrs {
-			key := e.object + " " + a.name
-			if seen[key] {
-				continue
-			}
-			seen[key] = true
-			fmt.Fprintf(&b, "  %-6s %-35s %s\n", e.object, a.name+"="+a.syntax, a.doc)
-		}
-	}
-	b.WriteString("Values with spaces, ',' or '=' go in double quotes. '#' starts a comment.\n")
-	return b.String()
 }

@@ -45,11 +45,9 @@ func noArgs(c *cli.Context) error {
 }
 
 func app() *cli.App {
-	return &cli.App{
-		Name:  "momgate-migrate",
-		Usage: "plan and track a rolling migration from the legacy protocol to PING (helper of rolling-migrate.sh)",
-		Description: "Commands that take the cluster view read `momgate-qmgr --json -c \"print server\"` on standard input.\n" +
-			"See docs/MIGRATION.md.",
+	return cliutil.WithManPage(&cli.App{
+		Name:            "momgate-migrate",
+		Usage:           "plan and track a rolling migration from the legacy protocol to PING (helper of rolling-migrate.sh)",
 		HideHelpCommand: true,
 		Commands: []*cli.Command{
 			{
@@ -184,7 +182,6 @@ func app() *cli.App {
 				},
 			},
 			cliutil.CompletionCommand(),
-			cliutil.ManCommand(),
 		},
-	}
+	}, manPage)
 }

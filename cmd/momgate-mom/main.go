@@ -129,12 +129,11 @@ Examples:
     momgate-mom ping --state-dir /var/lib/momgate/mom 10.0.1.8:15003
     momgate-mom config check /etc/momgate/mom.toml
 
-Files: STATE_DIR/identity.json (secret), keyring.json (secret), mom.json (enrollment, pinned server
-key), deny.json, marks.* and ceiling (replay state), audit.log, admin.sock. Signals: SIGTERM and SIGINT
-stop the MOM cleanly; SIGHUP reopens the audit log file. See docs/DEPLOYMENT.md.`
+Signals: SIGTERM and SIGINT stop the MOM cleanly; SIGHUP reopens the audit log file. See
+docs/DEPLOYMENT.md.`
 
 func app(start func(context.Context, mom.Config) error) *cli.App {
-	return &cli.App{
+	return cliutil.WithManPage(&cli.App{
 		Name:  binary,
 		Usage: "momgate MOM: admits sister MOMs by PING",
 		UsageText: "momgate-mom run [--config FILE] [--state-dir DIR] [--server HOST:PORT] [--listen IP:PORT] [--enroll TOKEN] [options]\n" +
@@ -142,8 +141,8 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 			"momgate-mom ping [--json] --state-dir DIR IP:PORT\n" +
 			"momgate-mom job start|list|stop --state-dir DIR ...\n" +
 			"momgate-mom config check FILE\n" +
-			"momgate-mom completion bash|zsh",
-		Description:          description,
+			"momgate-mom completion bash|zsh|fish\n" +
+			"momgate-mom man",
 		EnableBashCompletion: true,
 		Commands: []*cli.Command{
 			{
@@ -251,9 +250,8 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 			jobCommand(),
 			cliutil.ConfigCommand(binary, func() (*config.Schema, error) { return schema(false) }),
 			cliutil.CompletionCommand(),
-			cliutil.ManCommand(),
 		},
-	}
+	}, manPage)
 }
 
 func runAction(start func(context.Context, mom.Config) error) cli.ActionFunc {

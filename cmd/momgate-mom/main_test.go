@@ -148,7 +148,7 @@ func TestCompletionAndMan(t *testing.T) {
 		t.Fatalf("bash completion: %v\n%s", err, out)
 	}
 	_, out, _, err = runApp(t, "man")
-	if err != nil || !strings.Contains(out, ".TH momgate-mom 8") {
+	if err != nil || !strings.Contains(out, ".TH MOMGATE\\-MOM 8") {
 		t.Fatalf("man page: %v\n%.300s", err, out)
 	}
 }

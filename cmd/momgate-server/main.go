@@ -104,21 +104,18 @@ Examples:
         --log-format json --metrics-listen 127.0.0.1:9464
     momgate-server config check /etc/momgate/server.toml
 
-Files: STATE_DIR/identity.json, keyring.json (secret, mode 0600), state.json (nodes, tokens),
-rotation.json (key rotation, docs/KEYS.md), deny.json (denied nodes and addresses),
-marks.* and ceiling (replay state), audit.log, admin.sock. Back up the whole directory while the server is
-stopped. Signals: SIGTERM and SIGINT stop the server cleanly; SIGHUP reopens the audit log file.
-See docs/DEPLOYMENT.md.`
+Back up the whole state directory while the server is stopped. Signals: SIGTERM and SIGINT stop the
+server cleanly; SIGHUP reopens the audit log file. See docs/DEPLOYMENT.md.`
 
 func app(start func(context.Context, server.Config) error) *cli.App {
-	return &cli.App{
+	return cliutil.WithManPage(&cli.App{
 		Name:  binary,
 		Usage: "momgate server: node registry, enrollment, cluster keys, PING responder",
 		UsageText: "momgate-server init --state-dir DIR\n" +
 			"momgate-server run [--config FILE] [--state-dir DIR] [--listen HOST:PORT] [options]\n" +
 			"momgate-server config check FILE\n" +
-			"momgate-server completion bash|zsh",
-		Description:          description,
+			"momgate-server completion bash|zsh|fish\n" +
+			"momgate-server man",
 		EnableBashCompletion: true,
 		Commands: []*cli.Command{
 			{
@@ -157,9 +154,8 @@ func app(start func(context.Context, server.Config) error) *cli.App {
 			},
 			cliutil.ConfigCommand(binary, func() (*config.Schema, error) { return schema(false) }),
 			cliutil.CompletionCommand(),
-			cliutil.ManCommand(),
 		},
-	}
+	}, manPage)
 }
 
 func runAction(start func(context.Context, server.Config) error) cli.ActionFunc {

@@ -191,11 +191,16 @@ func TestCompletionAndMan(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "#compdef momgate-server\n") {
 		t.Fatalf("zsh completion: %v\n%s", err, out)
 	}
-	if _, _, _, err := runApp(t, "completion", "fish"); err == nil {
-		t.Error("completion fish: want an error")
+	_, out, _, err = runApp(t, "completion", "fish")
+	if err != nil || !strings.Contains(out, "complete -c momgate-server -f -a '(_momgate_server)'") {
+		t.Fatalf("fish completion: %v\n%s", err, out)
+	}
+	if _, _, _, err := runApp(t, "completion", "tcsh"); err == nil {
+		t.Error("completion tcsh: want an error")
 	}
 	_, out, _, err = runApp(t, "man")
-	if err != nil || !strings.Contains(out, ".TH momgate-server 8") || !strings.Contains(out, "metrics-listen") {
+	if err != nil || !strings.Contains(out, ".TH MOMGATE\\-SERVER 8") || !strings.Contains(out, `metrics\-listen`) ||
+		!strings.Contains(out, "MOMGATE_SERVER_<FLAG>") {
 		t.Fatalf("man page: %v\n%.300s", err, out)
 	}
 }

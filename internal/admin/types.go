@@ -41,7 +41,7 @@ type NodeInfo struct {
 	Upgraded    bool       `json:"upgraded"`    // no-downgrade mark: legacy admission refused
 	KeyID       string     `json:"key_id"`      // cluster key id the node holds, "" if unknown
 	KeyState    string     `json:"key_state"`   // "current", "acked", "pending", "needs sync" or ""
-	Fingerprint string     `json:"fingerprint"` // short fingerprint of the node identity key, "" before enrollment
+	Fingerprint string     `json:"fingerprint"` // fingerprint of the node identity key (SHA256:BASE64), "" before enrollment
 	Created     time.Time  `json:"created"`     // when create node ran
 	LastSeen    *time.Time `json:"last_seen"`   // last contact, null if never
 }

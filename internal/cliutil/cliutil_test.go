@@ -37,12 +37,18 @@ func TestExit(t *testing.T) {
 
 func TestCompletionScript(t *testing.T) {
 	for _, sh := range Shells {
-		s, err := CompletionScript("momgate-qmgr", sh)
-		if err != nil || !strings.Contains(s, "_momgate_qmgr") || !strings.Contains(s, "--generate-bash-completion") {
-			t.Errorf("%s: %v\n%s", sh, err, s)
+		for _, directives := range []bool{false, true} {
+			s, err := CompletionScript("momgate-qmgr", sh, directives)
+			if err != nil || !strings.Contains(s, "_momgate_qmgr") || !strings.Contains(s, "--generate-bash-completion") ||
+				strings.Contains(s, "BINARY") || strings.Contains(s, "DIRECTIVE_PART") {
+				t.Errorf("%s: %v\n%s", sh, err, s)
+			}
+			if got := strings.Contains(s, CompleteDirectiveCommand); got != directives {
+				t.Errorf("%s, directives %v: script calls %s: %v", sh, directives, CompleteDirectiveCommand, got)
+			}
 		}
 	}
-	if _, err := CompletionScript("x", "fish"); err == nil {
-		t.Error("fish: want an error")
+	if _, err := CompletionScript("x", "tcsh", false); err == nil {
+		t.Error("tcsh: want an error")
 	}
 }

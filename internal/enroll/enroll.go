@@ -76,7 +76,8 @@ func Prove(c net.Conn, sh *proto.ServerHello, p *Params) (*proto.Welcome, error)
 	var out proto.Message
 	if p.Token != nil {
 		if err := p.Token.CheckServer(sh.ServerKey); err != nil {
-			return nil, fmt.Errorf("%w: server presents %s: %v", ErrServerKey, keys.ShortFingerprint(sh.ServerKey), err)
+			return nil, fmt.Errorf("%w: server presents %s, the token pins %s: %v", ErrServerKey,
+				keys.FingerprintText(sh.ServerKey), keys.FormatFingerprint(p.Token.ServerFP), err)
 		}
 		proof := proto.EnrollProof{Secret: p.Token.Secret, Challenge: sh.Challenge, IMPort: p.IMPort, Versions: p.Versions}
 		e := &proto.Enroll{TokenID: p.Token.ID, NodeKey: p.Ident.Public}
@@ -88,7 +89,7 @@ func Prove(c net.Conn, sh *proto.ServerHello, p *Params) (*proto.Welcome, error)
 	} else {
 		if p.ServerKey != sh.ServerKey {
 			return nil, fmt.Errorf("%w: server presents %s, enrolled with %s", ErrServerKey,
-				keys.ShortFingerprint(sh.ServerKey), keys.ShortFingerprint(p.ServerKey))
+				keys.FingerprintText(sh.ServerKey), keys.FingerprintText(p.ServerKey))
 		}
 		proof := proto.HelloProof{Challenge: sh.Challenge, IMPort: p.IMPort, Versions: p.Versions, KeyIDs: p.KeyIDs}
 		h := &proto.Hello{NodeID: p.NodeID}

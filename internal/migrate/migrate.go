@@ -52,6 +52,7 @@ func ReadView(r io.Reader) (migration.ClusterView, error) {
 		v.Nodes = append(v.Nodes, migration.NodeView{
 			Name: n.Name, IMAddr: netip.AddrPortFrom(a, uint16(n.Port)).String(), Up: n.State == admin.NodeUp,
 			Protocol: n.Protocol, Versions: migration.ParseVersions(n.Versions), Upgraded: n.Upgraded,
+			NeverEnrolled: n.State == admin.NodeEnrolling, NoKey: n.Fingerprint == "",
 		})
 	}
 	return v, nil
@@ -134,6 +135,10 @@ func Plan(view migration.ClusterView, a PlanArgs, out io.Writer) error {
 			fmt.Fprintf(out, ", %d batches", len(s.Batches))
 		}
 		fmt.Fprintln(out)
+		if skipped := view.NeverEnrolled(); len(skipped) > 0 {
+			fmt.Fprintf(out, "left out, never enrolled: %s (no MOM to restart; each joins in the server's mode when it enrolls)\n",
+				strings.Join(skipped, ","))
+		}
 	}
 	if a.DryRun {
 		fmt.Fprintln(out, "dry run: nothing is changed; the steps would be:")

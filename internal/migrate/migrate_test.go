@@ -170,3 +170,38 @@ func TestNextIsSafeToEval(t *testing.T) {
 		}
 	}
 }
+
+// TestDryRunOnMigratedAndNeverEnrolled: the dry run of a cluster already
+// in ping mode plans no mode change, and a node never enrolled is left
+// out (named), not restarted.
+func TestDryRunOnMigratedAndNeverEnrolled(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	opt := migration.Options{BatchSize: 5, VerifyPeers: 1}
+	v := mustView(t, report("ping", 3, func(n *admin.NodeInfo) {
+		n.Protocol, n.Versions, n.Upgraded, n.Fingerprint = "v2", "v2", true, "SHA256:x"
+		if n.Name == "n3" {
+			n.State, n.Protocol, n.Versions, n.Upgraded, n.Fingerprint = admin.NodeEnrolling, "", "", false, ""
+		}
+	}))
+	var out bytes.Buffer
+	if err := Plan(v, PlanArgs{State: path, DryRun: true, Options: opt}, &out); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	if strings.Contains(got, "mode=compat") || strings.Contains(got, "--protocol ping") || !strings.Contains(got, "left out, never enrolled: n3") {
+		t.Fatalf("dry run of a migrated cluster:\n%s", got)
+	}
+
+	// One enrolled node not yet upgraded: restarted, the server stays in ping.
+	v = mustView(t, report("ping", 2, func(n *admin.NodeInfo) {
+		n.Protocol, n.Versions, n.Upgraded, n.Fingerprint = "v2", "v2", n.Name == "n1", "SHA256:x"
+	}))
+	out.Reset()
+	if err := Plan(v, PlanArgs{State: path, DryRun: true, Options: opt}, &out); err != nil {
+		t.Fatal(err)
+	}
+	got = out.String()
+	if strings.Contains(got, "mode=compat") || strings.Contains(got, "set server mode") || !strings.Contains(got, "restart n2 with --protocol ping") {
+		t.Fatalf("dry run with one node to upgrade in ping mode:\n%s", got)
+	}
+}

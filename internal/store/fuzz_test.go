@@ -123,11 +123,3 @@ func FuzzLoadCeiling(f *testing.F) {
 		}
 	})
 }
-
-func beUint64(b []byte) uint64 {
-	var v uint64
-	for _, c := range b[:8] {
-		v = v<<8 | uint64(c)
-	}
-	return v
-}

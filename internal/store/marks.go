@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -63,6 +64,16 @@ type MarkLog struct {
 	size   int64 // bytes of whole, valid records in the log
 	broken error // a failed write left a partial record not yet removed
 	buf    [MarkRecordSize]byte
+
+	// Format 2 (OpenMarkStore): the log header, rewritten after every
+	// append, and what the snapshot keeps besides the marks.
+	v2         bool
+	base       int64 // offset of the first record: MarkHeaderSize in format 2
+	hdr        markHeader
+	hbuf       [MarkHeaderSize]byte
+	unvouched  map[proto.NodeID]struct{} // restored after a loss and not Put since
+	recovering bool
+	floor      uint64
 
 	// writeHook replaces f.Write in tests that simulate a full disk.
 	writeHook func(f *os.File, b []byte) (int, error)
@@ -173,14 +184,38 @@ func (m *MarkLog) Put(node proto.NodeID, ts uint64) error {
 		return fmt.Errorf("append mark to %s: %w", m.logPath, err)
 	}
 	m.size += MarkRecordSize
+	if m.v2 {
+		m.hdr.count++
+		m.hdr.sum = crc32.Update(m.hdr.sum, castagnoli, m.buf[:])
+		if err := m.writeHeader(); err != nil {
+			return err
+		}
+		delete(m.unvouched, node)
+	}
+	return nil
+}
+
+// writeHeader rewrites the format 2 header in place. Called with mu held.
+func (m *MarkLog) writeHeader() error {
+	m.hdr.encode(m.hbuf[:])
+	if _, err := m.f.WriteAt(m.hbuf[:], 0); err != nil {
+		return fmt.Errorf("write header of mark log %s: %w", m.logPath, err)
+	}
 	return nil
 }
 
 // repair truncates the log back to its last whole record after a short
 // write. Called with mu held.
 func (m *MarkLog) repair() error {
-	if err := m.f.Truncate(m.size); err != nil {
-		return fmt.Errorf("truncate partial record of mark log %s at offset %d (after %v): %w", m.logPath, m.size, m.broken, err)
+	end := m.base + m.size
+	if err := m.f.Truncate(end); err != nil {
+		return fmt.Errorf("truncate partial record of mark log %s at offset %d (after %v): %w", m.logPath, end, m.broken, err)
+	}
+	if m.v2 {
+		// No O_APPEND in format 2: the next record goes where this one began.
+		if _, err := m.f.Seek(end, io.SeekStart); err != nil {
+			return fmt.Errorf("seek mark log %s to offset %d: %w", m.logPath, end, err)
+		}
 	}
 	m.broken = nil
 	return nil
@@ -230,7 +265,7 @@ func (m *MarkLog) Compact(marks map[proto.NodeID]uint64) error {
 		}
 	}
 	data := make([]byte, m.size)
-	if _, err := m.f.ReadAt(data, 0); err != nil {
+	if _, err := m.f.ReadAt(data, m.base); err != nil {
 		return fmt.Errorf("compact: read mark log %s: %w", m.logPath, err)
 	}
 	merged := make(map[proto.NodeID]uint64, len(marks))
@@ -243,6 +278,9 @@ func (m *MarkLog) Compact(marks map[proto.NodeID]uint64) error {
 	}
 	if good != m.size {
 		return fmt.Errorf("compact: mark log %s: %w: torn record at offset %d", m.logPath, ErrCorrupt, good)
+	}
+	if m.v2 {
+		return m.compact2(merged)
 	}
 	snap, err := EncodeSnapshot(merged)
 	if err != nil {
@@ -267,9 +305,19 @@ func (m *MarkLog) Close() error {
 	if m.f == nil {
 		return fmt.Errorf("close mark log %s: %w", m.logPath, ErrClosed)
 	}
+	var herr error
+	if m.v2 {
+		// Closed cleanly: the next open need not ask whether the machine
+		// went down with appends unsynced.
+		m.hdr.open = false
+		herr = m.writeHeader()
+	}
 	serr := m.f.Sync()
 	cerr := m.f.Close()
 	m.f = nil
+	if herr != nil {
+		return herr
+	}
 	if serr != nil {
 		return fmt.Errorf("sync mark log %s: %w", m.logPath, serr)
 	}

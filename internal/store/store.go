@@ -6,7 +6,6 @@
 package store
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -70,11 +69,10 @@ func decodeJSON(path string, data []byte, v any) error {
 
 // SaveJSON writes v as indented JSON to path atomically with mode perm.
 func SaveJSON(path string, v any, perm os.FileMode) error {
-	data, err := json.MarshalIndent(v, "", "  ")
+	data, err := EncodeJSON(v)
 	if err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
-	data = append(data, '\n')
 	if err := statefile.WriteAtomic(path, data, perm); err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}

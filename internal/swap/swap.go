@@ -166,7 +166,7 @@ func RejectCode(err error) uint16 {
 		return CodeWrongDest
 	case errors.Is(err, ping.ErrReplay):
 		return CodeReplay
-	case errors.Is(err, ping.ErrStale):
+	case errors.Is(err, ping.ErrStale), errors.Is(err, ping.ErrFloor), errors.Is(err, ping.ErrUnattested):
 		return CodeStale
 	case errors.Is(err, ping.ErrRevoked):
 		return CodeRevoked

@@ -1,0 +1,159 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/momgate/momgate/statecheck"
+	"github.com/momgate/momgate/strictjson"
+)
+
+// ErrWrongRole means a state directory belongs to the other daemon.
+var ErrWrongRole = errors.New("state directory belongs to another kind of daemon")
+
+// Inspection is what InspectDir found in a state directory: the findings
+// for statecheck.Judge, and the mark store and journal as read, for the
+// daemon to open once the verdict allows it.
+type Inspection struct {
+	Role     statecheck.Role
+	Findings []statecheck.Finding
+	Manifest *Manifest     // nil: none (a directory of an older version, or deleted)
+	Expected []string      // the files whose absence is a loss
+	Marks    *MarkState    // the mark store as read
+	Journal  *JournalState // the server's registry journal; nil at a MOM
+}
+
+// InspectDir reads every state file of a directory of role without
+// writing anything and reports what is missing, damaged, cut short, not
+// provably whole, inconsistent or in an old format. A file is expected
+// when the manifest lists it; without a manifest, when files of the
+// current formats show that one existed (it was deleted), every file of
+// the role is. boot is BootID(). Only I/O errors and a directory of the
+// other role are errors.
+func InspectDir(dir string, role statecheck.Role, boot [16]byte) (*Inspection, error) {
+	in := &Inspection{Role: role}
+	m, err := LoadManifest(dir)
+	switch {
+	case errors.Is(err, ErrCorrupt):
+		in.find(ManifestName, statecheck.Damaged, "%v", err)
+	case err != nil:
+		return nil, err
+	case m != nil && m.Role != role.String():
+		return nil, fmt.Errorf("%s: %w: its manifest says %s, this is the %s", dir, ErrWrongRole, m.Role, role)
+	}
+	in.Manifest = m
+	switch {
+	case m != nil:
+		in.Expected = m.Files
+	case err != nil || currentFormats(dir):
+		if err == nil {
+			in.find(ManifestName, statecheck.Missing, "files of the current formats are present")
+		}
+		in.Expected = statecheck.Files(role, exists(dir, "mom.json") || exists(dir, "identity.json"))
+	}
+	for _, name := range statecheck.Files(role, true) {
+		switch name {
+		case MarkSnapName, MarkLogName, "state.journal":
+			continue // read by their stores below
+		}
+		if f := inspectFile(dir, name, slices.Contains(in.Expected, name)); f != nil {
+			in.Findings = append(in.Findings, *f)
+		}
+	}
+	if in.Marks, err = ReadMarkStore(dir, MarkOptions{Expect: slices.Contains(in.Expected, MarkLogName), Boot: boot}); err != nil {
+		return nil, err
+	}
+	in.add(in.Marks.Findings)
+	if role == statecheck.RoleServer {
+		in.Journal, err = ReadStateJournal(filepath.Join(dir, "state.journal"),
+			JournalOptions{Snapshot: filepath.Join(dir, "state.json"), Expect: slices.Contains(in.Expected, "state.journal")})
+		if err != nil {
+			return nil, err
+		}
+		in.add(in.Journal.Findings)
+	}
+	return in, nil
+}
+
+func (in *Inspection) find(file string, p statecheck.Problem, format string, args ...any) {
+	in.add([]statecheck.Finding{{File: file, Problem: p, Detail: fmt.Sprintf(format, args...)}})
+}
+
+// add appends findings, one per file and problem.
+func (in *Inspection) add(fs []statecheck.Finding) {
+	for _, f := range fs {
+		if !slices.ContainsFunc(in.Findings, func(g statecheck.Finding) bool { return g.File == f.File && g.Problem == f.Problem }) {
+			in.Findings = append(in.Findings, f)
+		}
+	}
+}
+
+// Judge is statecheck.Judge over the findings.
+func (in *Inspection) Judge(dir string) statecheck.Verdict {
+	return statecheck.Judge(statecheck.Input{Role: in.Role, Dir: dir, Findings: in.Findings})
+}
+
+// inspectFile checks one whole-file state file: absent (a loss if must),
+// or present and not decodable: JSON that is not one strict JSON value,
+// or a ceiling that fails its checksum. What the daemon's own loader
+// refuses beyond that it reports as Damaged too.
+func inspectFile(dir, name string, must bool) *statecheck.Finding {
+	path := filepath.Join(dir, name)
+	data, err := readCapped(path, MaxJSONSize)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if must {
+			return &statecheck.Finding{File: name, Problem: statecheck.Missing, Detail: "the manifest lists it"}
+		}
+		return nil
+	case err != nil:
+		return &statecheck.Finding{File: name, Problem: statecheck.Damaged, Detail: err.Error()}
+	}
+	if name == "ceiling" {
+		if _, err := DecodeCeiling(data); err != nil {
+			return &statecheck.Finding{File: name, Problem: statecheck.Damaged, Detail: err.Error()}
+		}
+		return nil
+	}
+	var v json.RawMessage
+	if err := strictjson.Decode(data, &v); err != nil {
+		detail := err.Error()
+		if allZero(data) {
+			detail = fmt.Sprintf("%d zero bytes", len(data))
+		} else if i := bytes.IndexByte(data, 0); i >= 0 {
+			detail = fmt.Sprintf("zeroed from byte %d: %v", i, err)
+		}
+		return &statecheck.Finding{File: name, Problem: statecheck.Damaged, Detail: detail}
+	}
+	return nil
+}
+
+// currentFormats reports whether dir holds a mark log or a journal of
+// the current format: then it had a manifest too.
+func currentFormats(dir string) bool {
+	return hasPrefix(filepath.Join(dir, MarkLogName), MarkLogMagic) ||
+		hasPrefix(filepath.Join(dir, MarkSnapName), SnapshotMagic2) ||
+		hasPrefix(filepath.Join(dir, "state.journal"), JournalMagic)
+}
+
+func hasPrefix(path, magic string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b := make([]byte, len(magic))
+	n, _ := f.Read(b)
+	return string(b[:n]) == magic
+}
+
+func exists(dir, name string) bool {
+	_, err := os.Lstat(filepath.Join(dir, name))
+	return err == nil
+}

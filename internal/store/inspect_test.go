@@ -1,0 +1,192 @@
+package store
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/momgate/momgate/statecheck"
+)
+
+// stateDir builds a state directory of role in the current formats, as a
+// daemon leaves it after a clean stop: every file of the role, a mark
+// store with a few marks, at the server a journal with a few lines, and
+// the manifest.
+func stateDir(t *testing.T, role statecheck.Role) string {
+	t.Helper()
+	dir := t.TempDir()
+	files := statecheck.Files(role, true)
+	for _, f := range files {
+		switch f {
+		case MarkSnapName, MarkLogName, "state.journal":
+		case "ceiling":
+			if err := os.WriteFile(filepath.Join(dir, f), EncodeCeiling(12345), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			if err := os.WriteFile(filepath.Join(dir, f), []byte("{\"format\": 1}\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	m, _ := newStore(t, dir, 3)
+	mustClose(t, m)
+	if role == statecheck.RoleServer {
+		js, err := ReadStateJournal(filepath.Join(dir, "state.journal"), JournalOptions{Snapshot: filepath.Join(dir, "state.json")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		j, err := js.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := j.Append([]JournalRecord{jrec("node", "a", `{"n":1}`)}); err != nil {
+			t.Fatal(err)
+		}
+		j.Close()
+	}
+	if err := SaveManifest(dir, role.String(), files); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func inspect(t *testing.T, dir string, role statecheck.Role) *Inspection {
+	t.Helper()
+	in, err := InspectDir(dir, role, bootA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// TestInspectDirVerdicts: for each file of each role, deleting, emptying
+// or damaging it leads to the verdict docs/SECURITY.md section 7 gives.
+func TestInspectDirVerdicts(t *testing.T) {
+	type damage struct {
+		name string
+		do   func(t *testing.T, path string)
+	}
+	damages := []damage{
+		{"deleted", func(t *testing.T, p string) { remove(t, p) }},
+		{"emptied", func(t *testing.T, p string) { truncate(t, p, 0) }},
+		{"tail zeroed", func(t *testing.T, p string) { zeroTail(t, p, 3) }},
+		// A JSON file cut anywhere but in its trailing white space loses its
+		// closing brace, and strict decoding refuses it.
+		{"cut in half", func(t *testing.T, p string) { truncate(t, p, fileSize(t, p)/2) }},
+	}
+	cases := []struct {
+		role  statecheck.Role
+		file  string
+		want  statecheck.Action
+		steps []statecheck.Step
+	}{
+		{statecheck.RoleMom, "identity.json", statecheck.Refuse, nil},
+		{statecheck.RoleMom, "mom.json", statecheck.Refuse, nil},
+		{statecheck.RoleMom, "keyring.json", statecheck.Recover, []statecheck.Step{statecheck.StepKeyringRefetch}},
+		{statecheck.RoleMom, "deny.json", statecheck.Recover, []statecheck.Step{statecheck.StepDenyHold}},
+		{statecheck.RoleMom, "legacy.json", statecheck.Recover, []statecheck.Step{statecheck.StepLegacyHold}},
+		{statecheck.RoleMom, "jobs.json", statecheck.Recover, []statecheck.Step{statecheck.StepJobsDropped}},
+		{statecheck.RoleMom, "ceiling", statecheck.Recover, []statecheck.Step{statecheck.StepCeilingFromClock}},
+		{statecheck.RoleMom, MarkLogName, statecheck.Recover, []statecheck.Step{statecheck.StepMarksFloor}},
+		{statecheck.RoleMom, MarkSnapName, statecheck.Recover, []statecheck.Step{statecheck.StepMarksFloor}},
+		{statecheck.RoleServer, "identity.json", statecheck.Refuse, nil},
+		{statecheck.RoleServer, "keyring.json", statecheck.Refuse, nil},
+		{statecheck.RoleServer, "state.json", statecheck.Refuse, nil},
+		{statecheck.RoleServer, "state.journal", statecheck.Refuse, nil},
+		{statecheck.RoleServer, "deny.json", statecheck.Recover, []statecheck.Step{statecheck.StepRotateWithholdDeny}},
+		{statecheck.RoleServer, "rotation.json", statecheck.Recover, []statecheck.Step{statecheck.StepRotateNow}},
+		{statecheck.RoleServer, "ceiling", statecheck.Recover, []statecheck.Step{statecheck.StepCeilingFromClock}},
+		{statecheck.RoleServer, MarkLogName, statecheck.Recover, []statecheck.Step{statecheck.StepMarksFloor}},
+	}
+	for _, tc := range cases {
+		for _, d := range damages {
+			t.Run(tc.role.String()+"/"+tc.file+"/"+d.name, func(t *testing.T) {
+				dir := stateDir(t, tc.role)
+				if v := inspect(t, dir, tc.role).Judge(dir); v.Action != statecheck.Start {
+					t.Fatalf("undamaged directory: %+v", v)
+				}
+				d.do(t, filepath.Join(dir, tc.file))
+				v := inspect(t, dir, tc.role).Judge(dir)
+				if v.Action != tc.want {
+					t.Fatalf("verdict %v, want %v: %+v", v.Action, tc.want, v)
+				}
+				for _, s := range tc.steps {
+					if !v.Has(s) {
+						t.Fatalf("steps %v lack %v", v.Steps, s)
+					}
+				}
+				if tc.want == statecheck.Refuse && !errors.Is(v.Err(dir), statecheck.ErrStateLost) {
+					t.Fatalf("refusal error: %v", v.Err(dir))
+				}
+			})
+		}
+	}
+}
+
+// TestInspectDirManifestDeleted: without its manifest a directory of the
+// current formats is checked against every file of its role.
+func TestInspectDirManifestDeleted(t *testing.T) {
+	dir := stateDir(t, statecheck.RoleMom)
+	remove(t, filepath.Join(dir, ManifestName))
+	remove(t, filepath.Join(dir, "deny.json"))
+	in := inspect(t, dir, statecheck.RoleMom)
+	v := in.Judge(dir)
+	if v.Action != statecheck.Recover || !v.Has(statecheck.StepRewriteManifest) || !v.Has(statecheck.StepDenyHold) {
+		t.Fatalf("verdict %+v", v)
+	}
+}
+
+// TestInspectDirOldVersion: a directory written by the previous version
+// (format 1 marks, no manifest, no deny list yet) loses nothing.
+func TestInspectDirOldVersion(t *testing.T) {
+	dir := t.TempDir()
+	old, _ := openMarks(t, dir)
+	putSeq(t, old, 5, 2)
+	mustClose(t, old)
+	for _, f := range []string{"identity.json", "keyring.json", "mom.json"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := inspect(t, dir, statecheck.RoleMom)
+	v := in.Judge(dir)
+	if v.Action != statecheck.Start || len(v.Upgraded) == 0 {
+		t.Fatalf("verdict %+v", v)
+	}
+	if len(in.Expected) != 0 {
+		t.Fatalf("expected %v in a directory without a manifest", in.Expected)
+	}
+}
+
+func TestInspectDirWrongRole(t *testing.T) {
+	dir := stateDir(t, statecheck.RoleServer)
+	if _, err := InspectDir(dir, statecheck.RoleMom, bootA); !errors.Is(err, ErrWrongRole) {
+		t.Fatalf("a server directory inspected as a MOM's: %v", err)
+	}
+}
+
+func TestManifestRoundTripStrict(t *testing.T) {
+	dir := t.TempDir()
+	if err := SaveManifest(dir, "mom", []string{"b", "a", "b"}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadManifest(dir)
+	if err != nil || !slices.Equal(m.Files, []string{"a", "b"}) || !m.Lists("a") {
+		t.Fatalf("%+v %v", m, err)
+	}
+	for _, bad := range []string{`{"format":2,"role":"mom","files":[]}`, `{"format":1,"role":"x","files":[]}`,
+		`{"format":1,"role":"mom","files":["../x"]}`, `{"format":1,"role":"mom","files":["b","a"]}`, `{"format":1}}`} {
+		if err := os.WriteFile(filepath.Join(dir, ManifestName), []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadManifest(dir); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%s: %v", bad, err)
+		}
+	}
+	if err := SaveManifest(dir, "mom", []string{"../x"}); err == nil {
+		t.Fatal("saved a manifest naming a path")
+	}
+}
