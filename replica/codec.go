@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"time"
 
 	"github.com/momgate/momgate/strictjson"
@@ -25,7 +26,7 @@ var (
 const Version = 1
 
 // HeaderSize is the fixed part of an encoded command.
-const HeaderSize = 10
+const HeaderSize = 14
 
 // MaxCommandSize bounds an encoded command (a keyring or a deny list is the
 // largest body).
@@ -41,10 +42,12 @@ type Entry struct {
 
 // Encode writes e:
 //
-//	version (1) | op (1) | at, Unix nanoseconds (8, big-endian) | body
+//	version (1) | op (1) | at, Unix nanoseconds (8, big-endian) | CRC-32C of body (4) | body
 //
-// where body is the command as compact JSON. It refuses a command whose
-// fields do not check.
+// where body is the command as compact JSON. The checksum lets a member
+// tell a log entry damaged on its disk (the log store checksums nothing)
+// from a command: it halts on it rather than apply it. Encode refuses a
+// command whose fields do not check.
 func Encode(e Entry) ([]byte, error) {
 	if e.Cmd == nil {
 		return nil, fmt.Errorf("encode command: %w: no command", ErrBadCommand)
@@ -62,6 +65,7 @@ func Encode(e Entry) ([]byte, error) {
 	out := make([]byte, HeaderSize, HeaderSize+len(body))
 	out[0], out[1] = Version, byte(e.Cmd.Op())
 	binary.BigEndian.PutUint64(out[2:], uint64(e.At.UnixNano()))
+	binary.BigEndian.PutUint32(out[10:], crc32.Checksum(body, castagnoli))
 	out = append(out, body...)
 	if len(out) > MaxCommandSize {
 		return nil, fmt.Errorf("encode %s: %w: %d bytes, at most %d", e.Cmd.Op(), ErrBadCommand, len(out), MaxCommandSize)
@@ -70,7 +74,7 @@ func Encode(e Entry) ([]byte, error) {
 }
 
 // Decode strictly reads an encoded command: known version and op, a
-// positive time, a body that is exactly one JSON object with no unknown
+// positive time, a matching checksum, a body that is exactly one JSON object with no unknown
 // field, and fields that check.
 func Decode(b []byte) (Entry, error) {
 	if len(b) < HeaderSize {
@@ -90,6 +94,9 @@ func Decode(b []byte) (Entry, error) {
 	at := int64(binary.BigEndian.Uint64(b[2:]))
 	if at <= 0 {
 		return Entry{}, fmt.Errorf("%w: %s: time %d", ErrBadCommand, op, at)
+	}
+	if crc32.Checksum(b[HeaderSize:], castagnoli) != binary.BigEndian.Uint32(b[10:]) {
+		return Entry{}, fmt.Errorf("%w: %s: checksum mismatch (damaged entry)", ErrBadCommand, op)
 	}
 	if err := strictjson.Decode(b[HeaderSize:], cmd); err != nil {
 		return Entry{}, fmt.Errorf("%w: %s: %v", ErrBadCommand, op, err)

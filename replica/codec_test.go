@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"net/netip"
 	"strings"
 	"testing"
@@ -48,11 +49,13 @@ func TestRotationStepCarriesRecordAndRing(t *testing.T) {
 	}
 }
 
-// header builds a command header by hand.
-func header(version, op byte, at int64) []byte {
-	b := []byte{version, op, 0, 0, 0, 0, 0, 0, 0, 0}
+// command builds an encoded command by hand, with a correct checksum.
+func command(version, op byte, at int64, body string) []byte {
+	b := make([]byte, HeaderSize, HeaderSize+len(body))
+	b[0], b[1] = version, op
 	binary.BigEndian.PutUint64(b[2:], uint64(at))
-	return b
+	binary.BigEndian.PutUint32(b[10:], crc32.Checksum([]byte(body), castagnoli))
+	return append(b, body...)
 }
 
 func TestDecodeRefuses(t *testing.T) {
@@ -66,26 +69,28 @@ func TestDecodeRefuses(t *testing.T) {
 	}{
 		{"empty", nil, ErrBadCommand},
 		{"header only", good[:HeaderSize], ErrBadCommand},
-		{"version 2", append(header(2, 1, at), body...), ErrUnsupported},
-		{"version 0", append(header(0, 1, at), body...), ErrUnsupported},
-		{"unknown op", append(header(1, 200, at), body...), ErrUnsupported},
-		{"op 0", append(header(1, 0, at), body...), ErrUnsupported},
-		{"zero time", append(header(1, 1, 0), body...), ErrBadCommand},
-		{"negative time", append(header(1, 1, -5), body...), ErrBadCommand},
-		{"unknown field", append(header(1, 1, at), strings.Replace(body, `{"name"`, `{"x":1,"name"`, 1)...), ErrBadCommand},
-		{"trailing data", append(append([]byte(nil), good...), '}'), ErrBadCommand},
-		{"second object", append(append([]byte(nil), good...), `{}`...), ErrBadCommand},
-		{"body of another op", append(header(1, byte(OpEnrollNode), at), body...), ErrBadCommand},
-		{"null body", append(header(1, 1, at), "null"...), ErrBadCommand},
-		{"uppercase uuid", append(header(1, 1, at), strings.Replace(body, "6ba7b810", "6BA7B810", 1)...), ErrBadCommand},
-		{"braced uuid", append(header(1, 1, at), strings.Replace(body, `"6ba7b810-9dad-11d1-80b4-00c04fd430c8"`, `"{6ba7b810-9dad-11d1-80b4-00c04fd430c8}"`, 1)...), ErrBadCommand},
-		{"mapped address", append(header(1, 1, at), strings.Replace(body, `"10.0.0.11"`, `"::ffff:10.0.0.11"`, 1)...), ErrBadCommand},
-		{"zoned address", append(header(1, 1, at), strings.Replace(body, `"10.0.0.11"`, `"fe80::1%eth0"`, 1)...), ErrBadCommand},
-		{"port 0", append(header(1, 1, at), strings.Replace(body, `"port":15003`, `"port":0`, 1)...), ErrBadCommand},
-		{"port too big", append(header(1, 1, at), strings.Replace(body, `"port":15003`, `"port":65536`, 1)...), ErrBadCommand},
-		{"bad name", append(header(1, 1, at), strings.Replace(body, `"name":"n1"`, `"name":"-n1"`, 1)...), ErrBadCommand},
-		{"token for another node", append(header(1, 1, at), strings.Replace(body, `"node":"n1"`, `"node":"n9"`, 1)...), ErrBadCommand},
-		{"too large", append(header(1, 1, at), make([]byte, MaxCommandSize)...), ErrBadCommand},
+		{"version 2", command(2, 1, at, body), ErrUnsupported},
+		{"version 0", command(0, 1, at, body), ErrUnsupported},
+		{"unknown op", command(1, 200, at, body), ErrUnsupported},
+		{"op 0", command(1, 0, at, body), ErrUnsupported},
+		{"zero time", command(1, 1, 0, body), ErrBadCommand},
+		{"negative time", command(1, 1, -5, body), ErrBadCommand},
+		{"unknown field", command(1, 1, at, strings.Replace(body, `{"name"`, `{"x":1,"name"`, 1)), ErrBadCommand},
+		{"trailing data", command(1, 1, at, body+"}"), ErrBadCommand},
+		{"second object", command(1, 1, at, body+"{}"), ErrBadCommand},
+		{"checksum mismatch", append(bytes.Clone(good[:len(good)-2]), '1', '}'), ErrBadCommand},
+		{"appended byte", append(bytes.Clone(good), ' '), ErrBadCommand},
+		{"body of another op", command(1, byte(OpEnrollNode), at, body), ErrBadCommand},
+		{"null body", command(1, 1, at, "null"), ErrBadCommand},
+		{"uppercase uuid", command(1, 1, at, strings.Replace(body, "6ba7b810", "6BA7B810", 1)), ErrBadCommand},
+		{"braced uuid", command(1, 1, at, strings.Replace(body, `"6ba7b810-9dad-11d1-80b4-00c04fd430c8"`, `"{6ba7b810-9dad-11d1-80b4-00c04fd430c8}"`, 1)), ErrBadCommand},
+		{"mapped address", command(1, 1, at, strings.Replace(body, `"10.0.0.11"`, `"::ffff:10.0.0.11"`, 1)), ErrBadCommand},
+		{"zoned address", command(1, 1, at, strings.Replace(body, `"10.0.0.11"`, `"fe80::1%eth0"`, 1)), ErrBadCommand},
+		{"port 0", command(1, 1, at, strings.Replace(body, `"port":15003`, `"port":0`, 1)), ErrBadCommand},
+		{"port too big", command(1, 1, at, strings.Replace(body, `"port":15003`, `"port":65536`, 1)), ErrBadCommand},
+		{"bad name", command(1, 1, at, strings.Replace(body, `"name":"n1"`, `"name":"-n1"`, 1)), ErrBadCommand},
+		{"token for another node", command(1, 1, at, strings.Replace(body, `"node":"n1"`, `"node":"n9"`, 1)), ErrBadCommand},
+		{"too large", command(1, 1, at, string(make([]byte, MaxCommandSize))), ErrBadCommand},
 	} {
 		if _, err := Decode(tc.b); !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)

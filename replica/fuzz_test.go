@@ -27,6 +27,7 @@ func decodeSeeds(t testing.TB) []fuzzcorpus.Seed {
 		fuzzcorpus.Bytes("unknown_op", append([]byte{1, 99}, good[2:]...)),
 		fuzzcorpus.Bytes("trailing_brace", append(bytes.Clone(good), '}')),
 		fuzzcorpus.Bytes("unknown_field", []byte(strings.Replace(string(good), `{"name"`, `{"x":0,"name"`, 1))),
+		fuzzcorpus.Bytes("bad_checksum", append(bytes.Clone(good[:len(good)-1]), ' ')),
 		fuzzcorpus.Bytes("header_only", good[:HeaderSize]),
 	)
 }
