@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -173,6 +174,34 @@ func createNode(name string) (*replica.CreateNode, *replica.EnrollNode) {
 		Mom: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), Port: 15003, Token: tok}
 	e := &replica.EnrollNode{Name: name, TokenID: replica.ID16(tok.ID), SecretHash: replica.Hash32(tok.Hash), Pub: replica.Key32{byte(i)}}
 	return c, e
+}
+
+// apply applies cmd to a bare state through the codec, as index 1.
+func apply(t *testing.T, sm *replicatest.Registry, cmd replica.Command) {
+	t.Helper()
+	b, err := replica.Encode(replica.Entry{At: time.Now(), Cmd: cmd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := replica.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := sm.Apply(1, e); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+}
+
+// freePort finds a port free on ip now.
+func freePort(t *testing.T, ip string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
 }
 
 // hasNodes reports whether the member's state holds every name.
