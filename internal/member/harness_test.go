@@ -179,15 +179,11 @@ func createNode(name string) (*replica.CreateNode, *replica.EnrollNode) {
 // apply applies cmd to a bare state through the codec, as index 1.
 func apply(t *testing.T, sm *replicatest.Registry, cmd replica.Command) {
 	t.Helper()
-	b, err := replica.Encode(replica.Entry{At: time.Now(), Cmd: cmd})
+	res, err := replicatest.ApplyEncoded(sm, 1, time.Now(), cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := replica.Decode(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res := sm.Apply(1, e); res.Err != nil {
+	if res.Err != nil {
 		t.Fatal(res.Err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/momgate/momgate/group"
 	"github.com/momgate/momgate/keys"
@@ -244,4 +245,18 @@ func (r *Registry) Restore(rd io.Reader) error {
 	defer r.mu.Unlock()
 	r.nodes, r.tokens, r.joins, r.members, r.ring = fresh.nodes, fresh.tokens, fresh.joins, fresh.members, secs[1].Data
 	return nil
+}
+
+// ApplyEncoded applies cmd to sm at index the way the consensus layer
+// delivers it: encoded, then decoded, so a test exercises the codec too.
+func ApplyEncoded(sm replica.StateMachine, index uint64, at time.Time, cmd replica.Command) (replica.Result, error) {
+	b, err := replica.Encode(replica.Entry{At: at, Cmd: cmd})
+	if err != nil {
+		return replica.Result{}, err
+	}
+	e, err := replica.Decode(b)
+	if err != nil {
+		return replica.Result{}, err
+	}
+	return sm.Apply(index, e), nil
 }

@@ -16,16 +16,11 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func apply(t *testing.T, r *Registry, i uint64, at time.Time, c replica.Command) replica.Result {
 	t.Helper()
-	// Through the codec, as the consensus layer delivers it.
-	b, err := replica.Encode(replica.Entry{At: at, Cmd: c})
+	res, err := ApplyEncoded(r, i, at, c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := replica.Decode(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r.Apply(i, e)
+	return res
 }
 
 func createNode(name string, secret byte) (*replica.CreateNode, *replica.EnrollNode) {
