@@ -7,7 +7,7 @@ BINARIES  := momgate-server momgate-mom momgate-qmgr momgate-migrate
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build run test vet race bench bench-munge munge-deps munge-tools munge-check fuzz lint clean man install uninstall
+.PHONY: all build run test vet race bench bench-munge munge-deps munge-tools munge-check fuzz lint clean man install  uninstall test-openpbs plugin
 
 # Install layout; `make install PREFIX=/usr DESTDIR=/tmp/pkg` for packaging.
 # Units and configs name BINDIR and SYSCONFDIR; DESTDIR only stages files.
@@ -45,6 +45,28 @@ vet:
 # Unit, fuzz-seed and integration tests under the race detector.
 test: vet
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# libauth_momgate.so, the OpenPBS authentication plugin (contrib/openpbs/
+# plugin/): C and libc only, the cryptography is in the momgate daemons.
+PLUGIN_SRC    := $(wildcard contrib/openpbs/plugin/*.c)
+PLUGIN_CFLAGS ?= -O2 -g -std=c11 -Wall -Wextra -Werror -fPIC -fvisibility=hidden \
+                 -fstack-protector-strong -D_FORTIFY_SOURCE=2
+plugin: $(BIN)/libauth_momgate.so
+
+$(BIN)/libauth_momgate.so: $(PLUGIN_SRC) $(wildcard contrib/openpbs/plugin/*.h)
+	@mkdir -p $(BIN)
+	$(CC) $(PLUGIN_CFLAGS) -shared -Wl,-z,relro,-z,now -o $@ $(PLUGIN_SRC)
+
+# A real OpenPBS cluster in network namespaces (contrib/openpbs/test/):
+# needs root and ../shared/openpbs; skipped with the reason otherwise.
+# Never part of `make test`.
+# Stock resvport first (the harness itself), then momgate.
+test-openpbs:
+	@for auth in resvport momgate; do \
+		rc=0; contrib/openpbs/test/harness.sh --auth $$auth || rc=$$?; \
+		if [ $$rc -eq 77 ]; then echo "test-openpbs: skipped (reason above)"; exit 0; fi; \
+		[ $$rc -eq 0 ] || exit $$rc; \
+	done
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...

@@ -2,55 +2,22 @@ package dist
 
 import (
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/momgate/momgate/internal/connlimit"
-	"github.com/momgate/momgate/internal/swap"
-	"github.com/momgate/momgate/migration"
-	"github.com/momgate/momgate/ping"
+	"github.com/momgate/momgate/reasons"
 )
 
-// emittedReasons collects the audit rejection reasons the code emits: the
-// PING checks, the pre-authentication failures, the rate limit, the
-// migration refusals, and the labels the daemons pass to reject() or set
-// on an audit entry.
+// emittedReasons are the audit rejection reasons the code emits: every
+// counted reason of the registry (package reasons, whose own test checks
+// that production code names each one and makes up none).
 func emittedReasons(t *testing.T) []string {
 	t.Helper()
-	set := map[string]bool{connlimit.Reason: true}
-	for _, r := range ping.Reasons() {
-		set[r] = true
-	}
-	for _, r := range []string{swap.ReasonTimeout, swap.ReasonMalformed, swap.ReasonClosed, swap.ReasonHandshake,
-		migration.RefuseNotListed, migration.RefuseDowngrade, migration.RefuseV1, migration.RefuseV2, migration.RefuseRevoked} {
-		set[r] = true
-	}
-	labels := regexp.MustCompile(`reject\(swap\.\w+, "([a-z_]+)"|"rejected", "([a-z_]+)"|reason = "([a-z_]+)"`)
-	for _, dir := range []string{"../server", "../mom"} {
-		files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
-		for _, f := range files {
-			if strings.HasSuffix(f, "_test.go") {
-				continue
-			}
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, m := range labels.FindAllStringSubmatch(string(b), -1) {
-				for _, g := range m[1:] {
-					if g != "" {
-						set[g] = true
-					}
-				}
-			}
-		}
-	}
 	var out []string
-	for r := range set {
-		out = append(out, r)
+	for _, r := range reasons.Counted() {
+		out = append(out, string(r))
 	}
 	slices.Sort(out)
 	return out

@@ -17,7 +17,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -47,14 +46,14 @@ func TestAttackReplay(t *testing.T) {
 
 	t.Run("same_address", func(t *testing.T) {
 		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
-		wantReject(t, "replay from the sender's address", thief.deliver("127.0.0.2", target, cp), swap.CodeReplay)
+		wantReject(t, "replay from the sender's address", thief.deliver("127.0.0.2", target, cp), proto.RejectReplay)
 		waitRejected(t, "b", momCounters(b), base, "replay", 1)
 		waitAudit(t, b.auditPath(), mark, "replay", "127.0.0.2", "replay")
 		c.requirePeersUnchanged(t, b, peers)
 	})
 	t.Run("older_capture", func(t *testing.T) {
 		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
-		wantReject(t, "never-delivered older capture", thief.deliver("127.0.0.2", target, older), swap.CodeReplay)
+		wantReject(t, "never-delivered older capture", thief.deliver("127.0.0.2", target, older), proto.RejectReplay)
 		waitRejected(t, "b", momCounters(b), base, "replay", 1)
 		waitAudit(t, b.auditPath(), mark, "replay", "127.0.0.2", "high-water mark")
 		c.requirePeersUnchanged(t, b, peers)
@@ -67,20 +66,20 @@ func TestAttackReplay(t *testing.T) {
 			t.Fatalf("overtaken capture inside the window refused: %v", err)
 		}
 		base, mark := c.momCounters(b), auditMark(t, b.auditPath())
-		wantReject(t, "overtaken capture again", thief.deliver("127.0.0.2", target, recent), swap.CodeReplay)
+		wantReject(t, "overtaken capture again", thief.deliver("127.0.0.2", target, recent), proto.RejectReplay)
 		waitRejected(t, "b", momCounters(b), base, "replay", 1)
 		waitAudit(t, b.auditPath(), mark, "replay", "127.0.0.2", "replay")
 	})
 	t.Run("wrong_dest", func(t *testing.T) {
 		peers, base, mark := c.peers(other), c.momCounters(other), auditMark(t, other.auditPath())
-		wantReject(t, "capture for b sent to c", thief.deliver("127.0.0.2", other.imAddr(c.imPort), cp), swap.CodeWrongDest)
+		wantReject(t, "capture for b sent to c", thief.deliver("127.0.0.2", other.imAddr(c.imPort), cp), proto.RejectWrongDest)
 		waitRejected(t, "c", momCounters(other), base, "wrong_dest", 1)
 		waitAudit(t, other.auditPath(), mark, "wrong_dest", "127.0.0.2", "another receiver")
 		c.requirePeersUnchanged(t, other, peers)
 	})
 	t.Run("other_source", func(t *testing.T) {
 		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
-		wantReject(t, "capture sent from 127.0.0.9", thief.deliver("127.0.0.9", target, cp), swap.CodeAddrMismatch)
+		wantReject(t, "capture sent from 127.0.0.9", thief.deliver("127.0.0.9", target, cp), proto.RejectAddrMismatch)
 		waitRejected(t, "b", momCounters(b), base, "addr_mismatch", 1)
 		waitAudit(t, b.auditPath(), mark, "addr_mismatch", "127.0.0.9", "source")
 		c.requirePeersUnchanged(t, b, peers)
@@ -90,8 +89,8 @@ func TestAttackReplay(t *testing.T) {
 		b = c.startMom("b", "127.0.0.3", "")
 		c.waitUp("b")
 		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
-		wantReject(t, "capture after b restarted", thief.deliver("127.0.0.2", target, cp), swap.CodeReplay)
-		wantReject(t, "older capture after b restarted", thief.deliver("127.0.0.2", target, older), swap.CodeReplay)
+		wantReject(t, "capture after b restarted", thief.deliver("127.0.0.2", target, cp), proto.RejectReplay)
+		wantReject(t, "older capture after b restarted", thief.deliver("127.0.0.2", target, older), proto.RejectReplay)
 		waitRejected(t, "restarted b", momCounters(b), base, "replay", 2)
 		waitAudit(t, b.auditPath(), mark, "replay", "127.0.0.2", "replay")
 		c.requirePeersUnchanged(t, b, peers)
@@ -197,7 +196,7 @@ func TestAttackAddressTakeover(t *testing.T) {
 	t.Run("pings_without_key", func(t *testing.T) {
 		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
 		forged := thief.withRing(foreignRing(t))
-		wantReject(t, "impostor's ping", forged.deliver("127.0.0.2", bAddr, forged.seal("127.0.0.2", "127.0.0.3")), swap.CodeUnknownKey)
+		wantReject(t, "impostor's ping", forged.deliver("127.0.0.2", bAddr, forged.seal("127.0.0.2", "127.0.0.3")), proto.RejectUnknownKey)
 		waitRejected(t, "b", func() counters { return c.momCounters(b) }, base, "key_mismatch", 1)
 		waitAudit(t, b.auditPath(), mark, "key_mismatch", "127.0.0.2", "key mismatch")
 		c.requirePeersUnchanged(t, b, peers)
@@ -205,7 +204,7 @@ func TestAttackAddressTakeover(t *testing.T) {
 	t.Run("pings_with_guessed_secret", func(t *testing.T) {
 		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
 		forged := thief.withRing(guessedSecretRing(t, thief.ring))
-		wantReject(t, "impostor's ping", forged.deliver("127.0.0.2", bAddr, forged.seal("127.0.0.2", "127.0.0.3")), swap.CodeAuth)
+		wantReject(t, "impostor's ping", forged.deliver("127.0.0.2", bAddr, forged.seal("127.0.0.2", "127.0.0.3")), proto.RejectAuth)
 		waitRejected(t, "b", func() counters { return c.momCounters(b) }, base, "auth", 1)
 		waitAudit(t, b.auditPath(), mark, "auth", "127.0.0.2", "authentication failed")
 		c.requirePeersUnchanged(t, b, peers)
@@ -218,8 +217,8 @@ func TestAttackAddressTakeover(t *testing.T) {
 		}
 		conn := sendHello(t, "127.0.0.2", c.srvAddr, proto.NodeID(uuid.MustParse(aNode.ID)), ident)
 		rj, err := readReject(conn)
-		if err != nil || rj.Code != swap.CodeAuth {
-			t.Fatalf("impostor's Hello as a: %+v %v, want Reject code %d", rj, err, swap.CodeAuth)
+		if err != nil || rj.Code != proto.RejectAuth {
+			t.Fatalf("impostor's Hello as a: %+v %v, want Reject code %d", rj, err, proto.RejectAuth)
 		}
 		waitRejected(t, "server", c.serverCounters, base, "auth", 1)
 		waitAudit(t, c.serverAudit(), mark, "auth", "127.0.0.2", "identity key")
@@ -245,7 +244,7 @@ func TestAttackForgedPing(t *testing.T) {
 	b := c.addMom("b", "127.0.0.3")
 	target := b.imAddr(c.imPort)
 	thief := stealKeys(t, a)
-	attempt := func(t *testing.T, cp capture, code uint16, reason, detail string) auditLine {
+	attempt := func(t *testing.T, cp capture, code proto.RejectCode, reason, detail string) auditLine {
 		t.Helper()
 		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
 		wantReject(t, reason, thief.deliver("127.0.0.2", target, cp), code)
@@ -257,25 +256,25 @@ func TestAttackForgedPing(t *testing.T) {
 
 	t.Run("foreign_key", func(t *testing.T) {
 		ring := foreignRing(t)
-		l := attempt(t, thief.withRing(ring).seal("127.0.0.2", "127.0.0.3"), swap.CodeUnknownKey, "key_mismatch", "key mismatch")
+		l := attempt(t, thief.withRing(ring).seal("127.0.0.2", "127.0.0.3"), proto.RejectUnknownKey, "key_mismatch", "key mismatch")
 		if l["key_id"] != ring.Active().ID.String() {
 			t.Fatalf("audit line names key %q, want the foreign key %s: %v", l["key_id"], ring.Active().ID, l)
 		}
 	})
 	t.Run("known_key_id_wrong_secret", func(t *testing.T) {
-		attempt(t, thief.withRing(guessedSecretRing(t, thief.ring)).seal("127.0.0.2", "127.0.0.3"), swap.CodeAuth, "auth", "authentication failed")
+		attempt(t, thief.withRing(guessedSecretRing(t, thief.ring)).seal("127.0.0.2", "127.0.0.3"), proto.RejectAuth, "auth", "authentication failed")
 	})
 	t.Run("ciphertext_bit_flipped", func(t *testing.T) {
 		cp := thief.seal("127.0.0.2", "127.0.0.3")
 		cp.frame[proto.HeaderSize+4+ping.NonceSize+20] ^= 0x01 // inside the timestamp
-		attempt(t, cp, swap.CodeAuth, "auth", "authentication failed")
+		attempt(t, cp, proto.RejectAuth, "auth", "authentication failed")
 	})
 	t.Run("header_key_id_swapped", func(t *testing.T) {
 		// A genuine PING relabelled with another key id: the id is
 		// associated data, so even a known id would not open it.
 		cp := thief.seal("127.0.0.2", "127.0.0.3")
 		binary.BigEndian.PutUint32(cp.frame[proto.HeaderSize:], uint32(thief.ring.Active().ID)^0x5a5a5a5a)
-		attempt(t, cp, swap.CodeUnknownKey, "key_mismatch", "key mismatch")
+		attempt(t, cp, proto.RejectUnknownKey, "key_mismatch", "key mismatch")
 	})
 	// The genuine a is unaffected.
 	if pr, r := c.ping(a, target); !pr.Admitted {
@@ -419,8 +418,8 @@ func TestAttackMalformedFrames(t *testing.T) {
 				}
 				_ = conn.CloseWrite()
 				rj, err := readReject(conn)
-				if err != nil || rj.Code != swap.CodeMalformed {
-					t.Fatalf("answer %+v %v, want Reject code %d", rj, err, swap.CodeMalformed)
+				if err != nil || rj.Code != proto.RejectMalformed {
+					t.Fatalf("answer %+v %v, want Reject code %d", rj, err, proto.RejectMalformed)
 				}
 				waitRejected(t, p.name, p.counters, base, "malformed", 1)
 				waitAudit(t, p.audit, mark, "malformed", "127.0.0.20", f.detail)
@@ -518,7 +517,7 @@ func TestAttackConnectionFlood(t *testing.T) {
 		}
 		// And the flooding source itself is refused even with a valid PING.
 		thief := stealKeys(t, a)
-		wantReject(t, "valid ping from the flooding source", thief.deliver("127.0.0.66", bAddr, thief.seal("127.0.0.66", "127.0.0.3")), swap.CodeRateLimited)
+		wantReject(t, "valid ping from the flooding source", thief.deliver("127.0.0.66", bAddr, thief.seal("127.0.0.66", "127.0.0.3")), proto.RejectRateLimited)
 	})
 	t.Run("mom_connect_rate", func(t *testing.T) {
 		base, mark := momCounters(), auditMark(t, b.auditPath())
@@ -625,7 +624,7 @@ func TestAttackClockStep(t *testing.T) {
 			t.Fatalf("a -> b after a's clock stepped back: %+v %s", pr, r.stderr)
 		}
 		peers, base := c.peers(b), c.momCounters(b)
-		wantReject(t, "old capture after a's step", thief.deliver("127.0.0.2", bAddr, cp), swap.CodeReplay)
+		wantReject(t, "old capture after a's step", thief.deliver("127.0.0.2", bAddr, cp), proto.RejectReplay)
 		waitRejected(t, "b", func() counters { return c.momCounters(b) }, base, "replay", 1)
 		c.requirePeersUnchanged(t, b, peers)
 	})
@@ -634,7 +633,7 @@ func TestAttackClockStep(t *testing.T) {
 		b = c.startMomWith("b", "127.0.0.3", "", "--test-clock-offset", "-1h")
 		c.waitUp("b")
 		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
-		wantReject(t, "old capture after b's step", thief.deliver("127.0.0.2", bAddr, cp), swap.CodeReplay)
+		wantReject(t, "old capture after b's step", thief.deliver("127.0.0.2", bAddr, cp), proto.RejectReplay)
 		waitRejected(t, "b", func() counters { return c.momCounters(b) }, base, "replay", 1)
 		waitAudit(t, b.auditPath(), mark, "replay", "127.0.0.2", "replay")
 		c.requirePeersUnchanged(t, b, peers)
@@ -650,7 +649,7 @@ func TestAttackClockStep(t *testing.T) {
 		s.Node = proto.NodeID(uuid.New())
 		stranger.sealer = &s
 		peers, base, mark := c.peers(b), c.momCounters(b), auditMark(t, b.auditPath())
-		wantReject(t, "first contact an hour ahead", stranger.deliver("127.0.0.5", bAddr, stranger.seal("127.0.0.5", "127.0.0.3")), swap.CodeStale)
+		wantReject(t, "first contact an hour ahead", stranger.deliver("127.0.0.5", bAddr, stranger.seal("127.0.0.5", "127.0.0.3")), proto.RejectStale)
 		waitRejected(t, "b", func() counters { return c.momCounters(b) }, base, "stale", 1)
 		waitAudit(t, b.auditPath(), mark, "stale", "127.0.0.5", "freshness")
 		c.requirePeersUnchanged(t, b, peers)
@@ -707,7 +706,7 @@ func TestAttackRemovedMember(t *testing.T) {
 		s.Node = proto.NodeID(uuid.New())
 		forged := &insider{t: t, ring: thief.ring, sealer: &s}
 		refused(t, func() {
-			wantReject(t, "fresh node id from a's address", forged.deliver("127.0.0.2", bAddr, forged.seal("127.0.0.2", "127.0.0.3")), swap.CodeRevoked)
+			wantReject(t, "fresh node id from a's address", forged.deliver("127.0.0.2", bAddr, forged.seal("127.0.0.2", "127.0.0.3")), proto.RejectRevoked)
 		})
 	})
 	t.Run("server_refuses_removed_node", func(t *testing.T) {
@@ -722,7 +721,7 @@ func TestAttackRemovedMember(t *testing.T) {
 		b = c.startMom("b", "127.0.0.3", "")
 		c.waitUp("b")
 		refused(t, func() {
-			wantReject(t, "a's ping after b restarted", thief.deliver("127.0.0.2", bAddr, thief.seal("127.0.0.2", "127.0.0.3")), swap.CodeRevoked)
+			wantReject(t, "a's ping after b restarted", thief.deliver("127.0.0.2", bAddr, thief.seal("127.0.0.2", "127.0.0.3")), proto.RejectRevoked)
 		})
 	})
 }
@@ -773,7 +772,7 @@ func TestAttackRemovedMemberAfterRotation(t *testing.T) {
 	t.Run("old_key_fresh_node_id_undenied_address", func(t *testing.T) {
 		forged := thief.asFreshSender()
 		refused(t, "127.0.0.9", func() {
-			wantReject(t, "old key from 127.0.0.9", forged.deliver("127.0.0.9", bAddr, forged.seal("127.0.0.9", "127.0.0.3")), swap.CodeUnknownKey)
+			wantReject(t, "old key from 127.0.0.9", forged.deliver("127.0.0.9", bAddr, forged.seal("127.0.0.9", "127.0.0.3")), proto.RejectUnknownKey)
 		})
 	})
 }

@@ -22,8 +22,9 @@ import (
 
 	"golang.org/x/crypto/nacl/box"
 
+	"github.com/momgate/momgate/handshake"
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/keystore"
-	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -325,7 +326,7 @@ func dialFrom(t *testing.T, local, target string) *net.TCPConn {
 
 // deliver sends the captured Ping to target from local and reads the
 // answer: nil for a PingReply that opens under the insider's keys and
-// echoes the capture, a *swap.RejectError for a Reject, another error if
+// echoes the capture, a *handshake.RejectError for a Reject, another error if
 // the connection failed. It does not touch the test, so goroutines may
 // call it.
 func (in *insider) deliver(local, target string, cp capture) error {
@@ -340,18 +341,18 @@ func (in *insider) deliver(local, target string, cp capture) error {
 	}
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	v := &ping.Verifier{Keys: keys.NewHolder(in.ring), Guard: ping.NewGuard(ping.GuardConfig{Freshness: 0}, nil), Now: time.Now}
-	remote, localAddr, err := swap.Endpoints(c)
+	remote, localAddr, err := daemon.Endpoints(c)
 	if err != nil {
 		return err
 	}
 	var res ping.Result
-	return swap.ReadReply(c, v, remote, localAddr, &cp.rnd, &res)
+	return handshake.ReadReply(c, v, remote, localAddr, &cp.rnd, &res)
 }
 
 // wantReject fails unless err is a Reject with code.
-func wantReject(t *testing.T, what string, err error, code uint16) {
+func wantReject(t *testing.T, what string, err error, code proto.RejectCode) {
 	t.Helper()
-	var rj *swap.RejectError
+	var rj *handshake.RejectError
 	if !errors.As(err, &rj) {
 		t.Fatalf("%s: want Reject code %d, got %v", what, code, err)
 	}

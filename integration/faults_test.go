@@ -9,7 +9,7 @@ package integration
 // Kill -9 during key rotation is in rotation_test.go
 // (TestServerKilledAtEachRotationStep, TestMomKilledAtEachRotationStep):
 // it is not repeated here. The crash points are the test-only hook
-// MOMGATE_TEST_CRASH_AT (internal/crashhook, docs/KEYS.md).
+// MOMGATE_TEST_CRASH_AT (internal/daemon/crash.go, docs/KEYS.md).
 
 import (
 	"context"
@@ -26,9 +26,10 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/keystore"
-	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -48,7 +49,7 @@ func crashedAt(t *testing.T, p *proc, step string) {
 // loginAndSwap logs in to the server as the node whose identity and
 // cluster keys the insider stole (its own MOM stopped), from local, and
 // offers cp as the handshake's PING: nil if the server admitted it, a
-// *swap.RejectError if it refused it.
+// *handshake.RejectError if it refused it.
 func (in *insider) loginAndSwap(local, server string, ident *keys.Identity, cp capture) error {
 	t := in.t
 	t.Helper()
@@ -69,12 +70,12 @@ func (in *insider) loginAndSwap(local, server string, ident *keys.Identity, cp c
 		t.Fatalf("send ping: %v", err)
 	}
 	v := &ping.Verifier{Keys: keys.NewHolder(in.ring), Guard: ping.NewGuard(ping.GuardConfig{Freshness: 0}, nil), Now: time.Now}
-	remote, localAddr, err := swap.Endpoints(c)
+	remote, localAddr, err := daemon.Endpoints(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var res ping.Result
-	return swap.ReadReply(c, v, remote, localAddr, &cp.rnd, &res)
+	return handshake.ReadReply(c, v, remote, localAddr, &cp.rnd, &res)
 }
 
 // asFreshSender is the insider sealing under a node id of its own that
@@ -133,9 +134,9 @@ func (p *markProbe) check() {
 	t := p.c.t
 	t.Helper()
 	wantReject(t, fmt.Sprintf("replay of %s's pre-crash PING to %s", p.from.name, p.to.name),
-		p.mom.deliver(p.from.ip, p.to.imAddr(p.c.imPort), p.momCp), swap.CodeReplay)
+		p.mom.deliver(p.from.ip, p.to.imAddr(p.c.imPort), p.momCp), proto.RejectReplay)
 	wantReject(t, fmt.Sprintf("replay of %s's pre-crash PING to the server", p.idle.name),
-		p.srv.loginAndSwap(p.idle.ip, p.srvAddr, p.srvIdent, p.srvCp), swap.CodeReplay)
+		p.srv.loginAndSwap(p.idle.ip, p.srvAddr, p.srvIdent, p.srvCp), proto.RejectReplay)
 }
 
 // requireNodes fails unless the server lists exactly names.
@@ -354,7 +355,7 @@ func TestFaultKilledDuringMigration(t *testing.T) {
 	for _, n := range []string{"n01", "n02", "n03", "n04"} {
 		f.waitUp(n)
 	}
-	wantReject(t, "replay of n02's pre-crash PING to the restarted n01", thief.deliver(n02.ip, n01.imAddr(f.imPort), cp), swap.CodeReplay)
+	wantReject(t, "replay of n02's pre-crash PING to the restarted n01", thief.deliver(n02.ip, n01.imAddr(f.imPort), cp), proto.RejectReplay)
 
 	out, code := f.migrate("--batch", "2")
 	if code != 0 || !strings.Contains(out, "resuming the migrate") || !strings.Contains(out, "migration complete") {
@@ -371,7 +372,7 @@ func TestFaultKilledDuringMigration(t *testing.T) {
 	}
 	f.requireNodes("n01", "n02", "n03", "n04")
 	f.waitConverged(moms...)
-	wantReject(t, "replay of n02's pre-crash PING after the migration", thief.deliver(n02.ip, f.procs["n01"].imAddr(f.imPort), cp), swap.CodeReplay)
+	wantReject(t, "replay of n02's pre-crash PING after the migration", thief.deliver(n02.ip, f.procs["n01"].imAddr(f.imPort), cp), proto.RejectReplay)
 	f.mutuallyAdmitted(moms...)
 	// A re-run changes nothing.
 	if out, code := f.migrate("--batch", "2"); code != 0 || !strings.Contains(out, "migration complete") || strings.Contains(out, "restart n") {

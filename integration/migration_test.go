@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/internal/admin"
-	"github.com/momgate/momgate/internal/swap"
-	"github.com/momgate/momgate/mom"
 	"github.com/momgate/momgate/proto"
 )
 
@@ -190,13 +188,13 @@ func (f *fleet) allNodes(ok func(admin.NodeInfo) bool) bool {
 	return len(rep.Nodes) > 0
 }
 
-func (f *fleet) jobs(name string) []mom.JobInfo {
+func (f *fleet) jobs(name string) []admin.JobInfo {
 	f.t.Helper()
 	r := run(f.t, "", "momgate-mom", "job", "list", "--json", "--state-dir", filepath.Join(f.dir, name))
 	if r.code != 0 {
 		f.t.Fatalf("job list on %s: %s", name, r.stderr)
 	}
-	var js []mom.JobInfo
+	var js []admin.JobInfo
 	if err := json.Unmarshal([]byte(r.stdout), &js); err != nil {
 		f.t.Fatalf("job list --json: %v in %q", err, r.stdout)
 	}
@@ -334,7 +332,7 @@ func TestLiveMigrationWithJobs(t *testing.T) {
 	}
 	rowsBefore, mark := fromN01(), auditMark(t, n05.auditPath())
 	rj, ok := rawV1Poll(t, f.ips["n01"], target).(*proto.Reject)
-	if !ok || rj.Code != swap.CodeLegacyRefused || !strings.Contains(rj.Reason, "downgrade") {
+	if !ok || rj.Code != proto.RejectLegacyRefused || !strings.Contains(rj.Reason, "downgrade") {
 		t.Fatalf("v1 from upgraded n01: %+v, want a downgrade refusal", rj)
 	}
 	waitAudit(t, n05.auditPath(), mark, "downgrade", f.ips["n01"], "downgrade")
@@ -479,7 +477,7 @@ func TestMigrationScriptFailsCleanly(t *testing.T) {
 	waitFor(t, "both jobs polling over v1", 30*time.Second, func() bool {
 		for _, ms := range []string{"a", "b"} {
 			r := run(t, "", "momgate-mom", "job", "list", "--json", "--state-dir", filepath.Join(c.dir, ms))
-			var js []mom.JobInfo
+			var js []admin.JobInfo
 			if r.code != 0 || json.Unmarshal([]byte(r.stdout), &js) != nil || len(js) != 1 {
 				return false
 			}

@@ -13,8 +13,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/momgate/momgate/handshake"
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/keystore"
-	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -66,8 +67,8 @@ func rawSwap(t *testing.T, local, target string, s *ping.Sealer, sender string) 
 	v := &ping.Verifier{Keys: s.Keys, Guard: ping.NewGuard(ping.GuardConfig{Freshness: 0}, nil), Now: time.Now}
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	var res ping.Result
-	remote, localAddr, _ := swap.Endpoints(c)
-	return swap.ReadReply(c, v, remote, localAddr, &rnd, &res)
+	remote, localAddr, _ := daemon.Endpoints(c)
+	return handshake.ReadReply(c, v, remote, localAddr, &rnd, &res)
 }
 
 func mustAddr(s string) proto.Addr {
@@ -78,9 +79,9 @@ func mustAddr(s string) proto.Addr {
 	return a
 }
 
-func rejectCode(t *testing.T, err error) uint16 {
+func rejectCode(t *testing.T, err error) proto.RejectCode {
 	t.Helper()
-	var rj *swap.RejectError
+	var rj *handshake.RejectError
 	if !errors.As(err, &rj) {
 		t.Fatalf("want a Reject from the MOM, got %v", err)
 	}
@@ -102,8 +103,8 @@ func TestAddressMismatchRefused(t *testing.T) {
 	}
 	// From 127.0.0.9, claiming to be a at 127.0.0.2.
 	err := rawSwap(t, "127.0.0.9", target, forger(t, a, nil), "127.0.0.2")
-	if code := rejectCode(t, err); code != swap.CodeAddrMismatch {
-		t.Fatalf("spoofed source: reject code %d, want %d (%v)", code, swap.CodeAddrMismatch, err)
+	if code := rejectCode(t, err); code != proto.RejectAddrMismatch {
+		t.Fatalf("spoofed source: reject code %d, want %d (%v)", code, proto.RejectAddrMismatch, err)
 	}
 	// Sealed under a key of another cluster.
 	k, err := keys.NewKey(rand.Reader, time.Now(), nil)
@@ -116,8 +117,8 @@ func TestAddressMismatchRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = rawSwap(t, "127.0.0.2", target, forger(t, a, foreign), "127.0.0.2")
-	if code := rejectCode(t, err); code != swap.CodeUnknownKey {
-		t.Fatalf("foreign key: reject code %d, want %d (%v)", code, swap.CodeUnknownKey, err)
+	if code := rejectCode(t, err); code != proto.RejectUnknownKey {
+		t.Fatalf("foreign key: reject code %d, want %d (%v)", code, proto.RejectUnknownKey, err)
 	}
 
 	st := c.status(b)

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/internal/keystore"
-	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
+	"github.com/momgate/momgate/proto"
 )
 
 // Key rotation end to end: delete node revokes at once and by key, a MOM
@@ -352,7 +352,7 @@ func TestDeleteNodeAutomaticRotation(t *testing.T) {
 	c.refusedBy(x, a, "key_mismatch")
 	c.refusedBy(x, b, "key_mismatch")
 	// Raw PING from the removed node's address under its old key.
-	if err := rawSwap(t, "127.0.0.4", a.imAddr(c.imPort), forger(t, x, nil), "127.0.0.4"); rejectCode(t, err) != swap.CodeUnknownKey {
+	if err := rawSwap(t, "127.0.0.4", a.imAddr(c.imPort), forger(t, x, nil), "127.0.0.4"); rejectCode(t, err) != proto.RejectUnknownKey {
 		t.Fatalf("old key: %v", err)
 	}
 	ring, err := keystore.LoadKeyring(filepath.Join(x.dir, "keyring.json"))
@@ -641,8 +641,8 @@ func TestSetNodeMomDeniesOldAddress(t *testing.T) {
 
 	// A PING naming the old address, under the current key, is refused.
 	err := rawSwap(t, "127.0.0.3", a.imAddr(c.imPort), forgerAhead(t, b), "127.0.0.3")
-	if code := rejectCode(t, err); code != swap.CodeRevoked {
-		t.Fatalf("old address: reject code %d, want %d (%v)", code, swap.CodeRevoked, err)
+	if code := rejectCode(t, err); code != proto.RejectRevoked {
+		t.Fatalf("old address: reject code %d, want %d (%v)", code, proto.RejectRevoked, err)
 	}
 	// From the new address it is admitted.
 	if err := rawSwap(t, "127.0.0.5", a.imAddr(c.imPort), forgerAhead(t, b), "127.0.0.5"); err != nil {
@@ -660,7 +660,7 @@ func TestSetNodeMomDeniesOldAddress(t *testing.T) {
 	a = c.startMom("a", "127.0.0.2", "")
 	c.waitUp("a")
 	err = rawSwap(t, "127.0.0.3", a.imAddr(c.imPort), forgerAhead(t, old), "127.0.0.3")
-	if code := rejectCode(t, err); code != swap.CodeRevoked {
+	if code := rejectCode(t, err); code != proto.RejectRevoked {
 		t.Fatalf("old address after restart: reject code %d (%v)", code, err)
 	}
 	// Moving to an address another node has is refused.

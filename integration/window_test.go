@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/momgate/momgate/internal/swap"
+	"github.com/momgate/momgate/proto"
 )
 
 // TestConcurrentSwapsSameSender (issue 16): a mother superior with several
@@ -57,7 +57,7 @@ func TestConcurrentSwapsSameSender(t *testing.T) {
 		}
 		// Every replay of them is refused, delivered together too.
 		for i, err := range deliverAll(thief, target, caps) {
-			wantReject(t, fmt.Sprintf("round %d: replay %d", round, i), err, swap.CodeReplay)
+			wantReject(t, fmt.Sprintf("round %d: replay %d", round, i), err, proto.RejectReplay)
 		}
 	}
 	got := c.momCounters(b)

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/reasons"
 )
 
 // ServerVersions is the VersionBit mask the server accepts on MOM control
@@ -98,13 +99,14 @@ func ParseVersions(s string) uint8 {
 	return bits
 }
 
-// Refusal reasons of the admission decision. They are audit labels.
+// Refusal reasons of the admission decision, as registered in package
+// reasons (audit labels with their Reject codes).
 const (
-	RefuseNotListed = "not_listed" // v1 from an address not on the pushed list
-	RefuseDowngrade = "downgrade"  // v1 from an upgraded node's address
-	RefuseV1        = "v1_refused" // v1 to a MOM that speaks PING only
-	RefuseV2        = "v2_refused" // PING to a MOM that speaks legacy only
-	RefuseRevoked   = "revoked"    // v1 from a denied address
+	RefuseNotListed = reasons.NotListed // v1 from an address not on the pushed list
+	RefuseDowngrade = reasons.Downgrade // v1 from an upgraded node's address
+	RefuseV1        = reasons.V1Refused // v1 to a MOM that speaks PING only
+	RefuseV2        = reasons.V2Refused // PING to a MOM that speaks legacy only
+	RefuseRevoked   = reasons.Revoked   // v1 from a denied address
 )
 
 // Inbound is what a MOM knows about an incoming IM connection when its
@@ -122,8 +124,8 @@ type Verdict struct {
 	// Admit is true when the connection may go on: for v1 it is admitted
 	// by the list; for v2 the PING swap and its checks decide.
 	Admit   bool
-	ByList  bool   // admitted on the strength of the address list (v1)
-	Refusal string // a Refuse* reason when Admit is false
+	ByList  bool           // admitted on the strength of the address list (v1)
+	Refusal reasons.Reason // a Refuse* reason when Admit is false
 }
 
 // AdmitInbound decides on an incoming IM connection. The no-downgrade

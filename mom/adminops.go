@@ -6,46 +6,20 @@ import (
 	"net/netip"
 
 	"github.com/momgate/momgate/internal/admin"
-	"github.com/momgate/momgate/internal/audit"
 )
 
-// Admin operations of the MOM's socket.
-const (
-	OpPeers  = "peers"
-	OpStatus = "status"
-	OpPing   = "ping"
-)
-
-// PingArgs are the arguments of OpPing.
-type PingArgs struct {
-	Addr string `json:"addr"` // sister IM address ip:port
-}
-
-// Status is the MOM's status report.
-type Status struct {
-	Node        string          `json:"node"`
-	NodeID      string          `json:"node_id"`
-	Listen      string          `json:"listen"`
-	Server      string          `json:"server"`
-	Connected   bool            `json:"connected"`
-	ServerError string          `json:"server_error,omitempty"`
-	Keys        []admin.KeyInfo `json:"keys"`
-	Peers       int             `json:"peers"`
-	Admitted    uint64          `json:"admitted"`
-	Audit       audit.Snapshot  `json:"audit"`
-	Legacy      *LegacyStatus   `json:"legacy"`
-}
-
+// handleAdmin dispatches one request of the MOM's admin socket (the
+// operations and their types are in internal/admin/mom.go).
 func (m *Mom) handleAdmin(ctx context.Context, op string, raw json.RawMessage) (any, error) {
 	switch op {
-	case OpPeers:
+	case admin.OpPeers:
 		return m.peers.list(), nil
-	case OpStatus:
+	case admin.OpStatus:
 		return m.Status(), nil
-	case OpPing:
-		var a PingArgs
-		if err := json.Unmarshal(raw, &a); err != nil {
-			return nil, admin.Errorf(admin.CodeBadRequest, "bad arguments: %v", err)
+	case admin.OpPing:
+		var a admin.PingArgs
+		if err := unmarshalArgs(raw, &a); err != nil {
+			return nil, err
 		}
 		if _, err := netip.ParseAddrPort(a.Addr); err != nil {
 			return nil, admin.Errorf(admin.CodeBadValue, "sister address %q: want IP:PORT", a.Addr)
@@ -55,27 +29,54 @@ func (m *Mom) handleAdmin(ctx context.Context, op string, raw json.RawMessage) (
 			c.Close()
 		}
 		return res, nil
-	case OpKeyImport, OpKeyActivate:
-		return m.handleKeyAdmin(op, raw)
-	}
-	if res, handled, err := m.jobAdmin(op, raw); handled {
-		return res, err
+	case admin.OpKeyImport:
+		var a admin.KeyFileArgs
+		if err := unmarshalArgs(raw, &a); err != nil {
+			return nil, err
+		}
+		return m.importKey(a)
+	case admin.OpKeyActivate:
+		var a admin.KeyIDArgs
+		if err := unmarshalArgs(raw, &a); err != nil {
+			return nil, err
+		}
+		return m.activateKey(a)
+	case admin.OpJobStart:
+		var a admin.JobStartArgs
+		if err := unmarshalArgs(raw, &a); err != nil {
+			return nil, err
+		}
+		return m.startJob(a)
+	case admin.OpJobStop:
+		var a admin.JobArgs
+		if err := unmarshalArgs(raw, &a); err != nil {
+			return nil, err
+		}
+		return m.stopJob(a.Name)
+	case admin.OpJobList:
+		return m.jobs.list(), nil
 	}
 	return nil, admin.Errorf(admin.CodeUnknownOp, "unknown operation %q", op)
 }
 
+// unmarshalArgs decodes a request's arguments; bad ones are the caller's
+// error (admin.CodeBadRequest).
+func unmarshalArgs(raw json.RawMessage, v any) error {
+	if err := json.Unmarshal(raw, v); err != nil {
+		return admin.Errorf(admin.CodeBadRequest, "bad arguments: %v", err)
+	}
+	return nil
+}
+
 // Status reports the MOM's identity, connection, keys and counters.
-func (m *Mom) Status() *Status {
+func (m *Mom) Status() *admin.MomStatus {
 	m.mu.Lock()
-	st := &Status{Listen: m.addr.String(), Server: m.cfg.Server, Connected: m.connected, ServerError: m.serverErr}
+	st := &admin.MomStatus{Listen: m.addr.String(), Server: m.cfg.Server, Connected: m.connected, ServerError: m.serverErr}
 	if m.enrolled != nil {
 		st.Node, st.NodeID = m.enrolled.Name, m.enrolled.NodeID
 	}
 	m.mu.Unlock()
-	st.Keys = []admin.KeyInfo{}
-	for _, k := range m.ring.Load().Keys() {
-		st.Keys = append(st.Keys, admin.KeyInfo{ID: k.ID.String(), State: k.State.String(), Created: k.Created})
-	}
+	st.Keys = admin.KeyInfos(m.ring.Load())
 	st.Peers = len(m.peers.list())
 	st.Admitted = m.admitted.Load()
 	st.Audit = m.audit.Counters()

@@ -12,10 +12,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
+	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/audit"
-	"github.com/momgate/momgate/internal/crashhook"
-	"github.com/momgate/momgate/internal/enroll"
-	"github.com/momgate/momgate/internal/swap"
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -77,13 +76,6 @@ func (m *Mom) setConnected(up bool, err error) {
 	}
 }
 
-// dial connects from this node's address, so the peer sees the address
-// PINGs name.
-func (m *Mom) dial(ctx context.Context, addr string) (net.Conn, error) {
-	d := net.Dialer{Timeout: m.cfg.HandshakeTimeout, LocalAddr: &net.TCPAddr{IP: m.addr.Addr().AsSlice()}}
-	return d.DialContext(ctx, "tcp", addr)
-}
-
 // controlSession runs one control connection: handshake, swap, then
 // heartbeats until the connection fails or ctx ends.
 func (m *Mom) controlSession(ctx context.Context) error {
@@ -113,7 +105,7 @@ func (m *Mom) handshake(c net.Conn) (proto.NodeID, error) {
 	if err := c.SetDeadline(deadline); err != nil {
 		return proto.NodeID{}, err
 	}
-	sh, err := enroll.ReadServerHello(c)
+	sh, err := handshake.ReadServerHello(c)
 	if err != nil {
 		return proto.NodeID{}, err
 	}
@@ -123,7 +115,7 @@ func (m *Mom) handshake(c net.Conn) (proto.NodeID, error) {
 	m.mu.Lock()
 	enr := m.enrolled
 	m.mu.Unlock()
-	p := &enroll.Params{Ident: m.ident, Rand: m.cfg.Rand, IMPort: m.addr.Port(), Versions: m.advertised()}
+	p := &handshake.MomParams{Ident: m.ident, Rand: m.cfg.Rand, IMPort: m.addr.Port(), Versions: m.advertised()}
 	if enr == nil {
 		tok, err := keys.ParseToken(m.cfg.Enroll)
 		if err != nil {
@@ -137,23 +129,27 @@ func (m *Mom) handshake(c net.Conn) (proto.NodeID, error) {
 			p.KeyIDs = append(p.KeyIDs, uint32(k.ID))
 		}
 	}
-	w, err := enroll.Prove(c, sh, p)
+	w, err := handshake.Prove(c, sh, p)
 	switch {
-	case errors.Is(err, enroll.ErrServerKey) && enr == nil:
+	case errors.Is(err, handshake.ErrServerKey) && enr == nil:
 		return proto.NodeID{}, fmt.Errorf("%w: server at %s: %w", ErrEnrollRefused, m.cfg.Server, err)
-	case errors.Is(err, enroll.ErrFinal):
+	case errors.Is(err, handshake.ErrFinal):
 		return proto.NodeID{}, fmt.Errorf("%w: %w", ErrEnrollRefused, err)
 	case err != nil:
 		return proto.NodeID{}, fmt.Errorf("server at %s: %w", m.cfg.Server, err)
 	}
-	crashhook.At("mom-welcome-received") // test-only: nothing of the Welcome saved yet
+	m.cfg.CrashAt("mom-welcome-received") // test-only: nothing of the Welcome saved yet
 	if err := m.install(w, sh, enr); err != nil {
 		return proto.NodeID{}, err
 	}
+	remote, local, err := daemon.Endpoints(c)
+	if err != nil {
+		return proto.NodeID{}, err
+	}
 	var res ping.Result
-	if err := swap.Initiate(c, m.currentSealer(), m.verifier, deadline, &res); err != nil {
-		m.audit.Record(m.stamp(audit.Entry{Channel: "control", Outcome: "rejected", Reason: ping.Reason(err),
-			Peer: swap.RemoteAddrPort(c), Detail: "server ping swap: " + err.Error()}))
+	if err := handshake.Initiate(c, remote, local, m.currentSealer(), m.base.Verifier, &res); err != nil {
+		m.base.Record(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: ping.Reason(err),
+			Peer: daemon.PeerAddrPort(c), Detail: "server ping swap: " + err.Error()})
 		return proto.NodeID{}, fmt.Errorf("ping swap with server: %w", err)
 	}
 	if res.Node != sh.ServerID {
@@ -164,7 +160,7 @@ func (m *Mom) handshake(c net.Conn) (proto.NodeID, error) {
 
 // install takes the keys of a Welcome and, on first start, the enrollment.
 func (m *Mom) install(w *proto.Welcome, sh *proto.ServerHello, enr *enrollment) error {
-	ring, err := enroll.Keyring(w, &sh.ServerKey, m.ident, m.cfg.Now())
+	ring, err := handshake.Keyring(w, &sh.ServerKey, m.ident, m.cfg.Now())
 	if err != nil {
 		return err
 	}
@@ -172,7 +168,7 @@ func (m *Mom) install(w *proto.Welcome, sh *proto.ServerHello, enr *enrollment) 
 		return err
 	}
 	if enr == nil {
-		crashhook.At("mom-enroll-keyring-saved") // test-only: keyring on disk, enrollment not
+		m.cfg.CrashAt("mom-enroll-keyring-saved") // test-only: keyring on disk, enrollment not
 		enr = &enrollment{Format: 1, NodeID: uuid.UUID(w.NodeID).String(), Name: w.Name,
 			ServerID: uuid.UUID(sh.ServerID).String(), ServerKey: encodeB64(sh.ServerKey[:])}
 		if err := saveEnrollment(m.cfg.StateDir, enr); err != nil {
@@ -184,7 +180,7 @@ func (m *Mom) install(w *proto.Welcome, sh *proto.ServerHello, enr *enrollment) 
 	defer m.mu.Unlock()
 	m.enrolled = enr
 	if m.sealer == nil {
-		m.sealer = &ping.Sealer{Keys: m.ring, Stamper: m.stamper, Rand: m.cfg.Rand, Node: w.NodeID}
+		m.sealer = &ping.Sealer{Keys: m.ring, Stamper: m.base.Stamper, Rand: m.cfg.Rand, Node: w.NodeID}
 	}
 	return nil
 }
@@ -192,7 +188,7 @@ func (m *Mom) install(w *proto.Welcome, sh *proto.ServerHello, enr *enrollment) 
 // heartbeat sends a Ping every interval and handles what the server sends,
 // until the connection fails. A missing reply ends it after three intervals.
 func (m *Mom) heartbeat(ctx context.Context, c net.Conn, serverID proto.NodeID) error {
-	remote, local, err := swap.Endpoints(c)
+	remote, local, err := daemon.Endpoints(c)
 	if err != nil {
 		return err
 	}
@@ -270,7 +266,7 @@ func (m *Mom) readControl(c net.Conn, remote, local proto.Addr, serverID proto.N
 			echo := (*pending)[0]
 			*pending = (*pending)[1:]
 			pmu.Unlock()
-			if err := m.verifier.VerifyReply(frame, remote, local, &echo, &res); err != nil {
+			if err := m.base.Verifier.VerifyReply(frame, remote, local, &echo, &res); err != nil {
 				return fmt.Errorf("heartbeat reply: %w", err)
 			}
 			if res.Node != serverID {
@@ -304,7 +300,10 @@ func (m *Mom) handleServerMessage(msg proto.Message) error {
 	case *proto.KeyRetire:
 		return m.handleKeyRetire(v)
 	case *proto.Reject:
-		return &swap.RejectError{Code: v.Code, Reason: v.Reason}
+		return handshake.PeerRejected(v)
+	case *proto.NodeAddress:
+		m.ctl.answer(v)
+		return nil
 	}
 	return m.handleLegacyMessage(msg)
 }

@@ -2,250 +2,96 @@ package mom
 
 import (
 	"context"
-	"encoding/base64"
-	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
-	"sync"
 	"time"
 
-	"github.com/google/uuid"
-	"github.com/sirupsen/logrus"
-
-	"github.com/momgate/momgate/internal/audit"
-	"github.com/momgate/momgate/internal/connlimit"
-	"github.com/momgate/momgate/internal/store"
-	"github.com/momgate/momgate/internal/swap"
-	"github.com/momgate/momgate/keys"
-	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
 )
 
-func encodeB64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+// Inbound IM connections: accepted here (serveIM), admitted or refused in
+// admit.go, then their requests served (serveAdmitted) until they close.
 
 // maxIMFrame caps frames on an admitted IM connection.
 const maxIMFrame = 64 << 10
 
-// serveIM accepts IM connections until ctx ends, then waits for them.
+// serveIM accepts IM connections on ln until ctx ends, then closes them
+// and waits for them.
 func (m *Mom) serveIM(ctx context.Context, ln net.Listener) {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	open := map[net.Conn]struct{}{}
-	stop := context.AfterFunc(ctx, func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for c := range open {
-			c.Close()
-		}
-	})
-	defer stop()
+	conns := m.base.TrackConns(ctx, ln, &m.gauge.im)
 	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				break
-			}
-			m.log.WithError(err).Warn("IM accept")
-			continue
+		c, ok := conns.Accept()
+		if !ok {
+			break
 		}
-		mu.Lock()
-		open[c] = struct{}{}
-		mu.Unlock()
-		m.gauge.im.Add(1)
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
-			defer m.gauge.im.Add(-1)
-			m.serveIMLimited(c)
-			mu.Lock()
-			delete(open, c)
-			mu.Unlock()
+			defer conns.Done(c)
+			m.serveIMConn(c)
 		}()
 	}
-	wg.Wait()
+	conns.Wait()
 }
 
-// serveIMConn admits a sister by PING swap, calling release when the swap
-// ends, then serves IM requests.
-func (m *Mom) serveIMConn(c net.Conn, release connlimit.Release) {
-	defer c.Close()
-	admitted := false
-	defer func() {
-		if !admitted {
-			release()
-		}
-	}()
-	entry := audit.Entry{Channel: "im", Peer: swap.RemoteAddrPort(c)}
-	err := c.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
-	var frame []byte
-	if err == nil {
-		frame, err = proto.ReadFrameLimit(c, make([]byte, ping.FrameSize), swap.PreAuthMaxFrame)
-	}
-	if err != nil {
-		entry.Outcome, entry.Reason, entry.Detail = "rejected", swap.ReadFailureReason(err), err.Error()
-		if entry.Reason == swap.ReasonMalformed {
-			_ = proto.WriteFrame(c, &proto.Reject{Code: swap.CodeMalformed, Reason: err.Error()})
-		}
-		m.audit.Record(m.stamp(entry))
+// serveIMConn admits a sister's IM connection, then serves its requests.
+func (m *Mom) serveIMConn(c net.Conn) {
+	adm, ok := m.admit(c)
+	if !ok {
 		return
 	}
-	if m.admitFirstFrame(c, frame, &entry) {
-		return // refused, or a v1 connection admitted by the list and served
-	}
-	if id, ok := ping.KeyIDOf(frame); ok {
-		entry.KeyID = keys.KeyID(id).String()
-	}
-	sealer := m.currentSealer()
-	if sealer == nil {
-		entry.Outcome, entry.Reason, entry.Detail = "rejected", "not_enrolled", "this MOM has no cluster key yet"
-		_ = proto.WriteFrame(c, &proto.Reject{Code: swap.CodeInternal, Reason: entry.Detail})
-		m.audit.Record(m.stamp(entry))
-		return
-	}
-	var res ping.Result
-	if err := swap.Respond(c, frame, sealer, m.verifier, &res); err != nil {
-		entry.Outcome, entry.Reason, entry.Detail = "rejected", ping.Reason(err), err.Error()
-		if res.Node != (proto.NodeID{}) {
-			entry.Node = uuid.UUID(res.Node).String()
-		}
-		m.audit.Record(m.stamp(entry))
-		return
-	}
-	admitted = true
-	release()
-	entry.Outcome, entry.Node, entry.KeyID = "accepted", uuid.UUID(res.Node).String(), keys.KeyID(res.KeyID).String()
-	m.audit.Record(m.stamp(entry))
-	m.admitted.Add(1)
-	m.peers.admit(res.Sender, res.Node, entry.KeyID, "in", m.cfg.Now())
-	_ = c.SetDeadline(time.Time{})
-	m.serveAdmitted(c, proto.V2, res.Node, res.Sender, nil)
+	m.serveAdmitted(c, adm.Version, adm.Node, adm.Sender, adm.First)
 }
 
-// PingResult is the outcome of an outbound swap with a sister.
-type PingResult struct {
-	Addr     string  `json:"addr"`
-	Admitted bool    `json:"admitted"`
-	Reason   string  `json:"reason,omitempty"`
-	Error    string  `json:"error,omitempty"`
-	Code     uint16  `json:"code,omitempty"` // the peer's Reject code, if it refused
-	NodeID   string  `json:"node_id,omitempty"`
-	KeyID    string  `json:"key_id,omitempty"`
-	RTTMilli float64 `json:"rtt_ms"`
-}
-
-// PingSister opens an IM connection to addr and runs the swap; on success
-// the connection is returned open for IM traffic (the caller closes it).
-func (m *Mom) PingSister(ctx context.Context, addr string) (*PingResult, net.Conn) {
-	out := &PingResult{Addr: addr}
-	sealer := m.currentSealer()
-	if sealer == nil {
-		out.Reason, out.Error = "not_enrolled", "this MOM has not enrolled yet"
-		return out, nil
-	}
-	start := time.Now()
-	c, err := m.dial(ctx, addr)
-	if err != nil {
-		out.Reason, out.Error = "connect", err.Error()
-		return out, nil
-	}
-	var res ping.Result
-	err = swap.Initiate(c, sealer, m.verifier, time.Now().Add(m.cfg.HandshakeTimeout), &res)
-	out.RTTMilli = float64(time.Since(start).Microseconds()) / 1000
-	entry := audit.Entry{Channel: "im", Peer: swap.RemoteAddrPort(c)}
-	if res.KeyID != 0 {
-		out.KeyID = keys.KeyID(res.KeyID).String()
-	}
-	if err != nil {
-		c.Close()
-		out.Error = err.Error()
-		var rj *swap.RejectError
-		if errors.As(err, &rj) {
-			out.Reason, out.Code = "refused_by_peer", rj.Code
-		} else {
-			out.Reason = ping.Reason(err)
+// serveAdmitted answers IM requests on an admitted connection (by PING for
+// v2, by the list for v1) until it closes or the peer is revoked. Every
+// frame must have the connection's version. first, if not nil, is a request
+// already read.
+func (m *Mom) serveAdmitted(c net.Conn, ver proto.Version, node proto.NodeID, src proto.Addr, first proto.Message) {
+	buf := make([]byte, 0, 512)
+	msg := first
+	for {
+		if msg == nil {
+			if err := c.SetReadDeadline(time.Now().Add(5 * time.Minute)); err != nil {
+				return
+			}
+			frame, err := proto.ReadFrameLimit(c, buf[:cap(buf)], maxIMFrame)
+			if err != nil {
+				return
+			}
+			if proto.Version(frame[2]) != ver {
+				_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: proto.RejectVersion, Reason: fmt.Sprintf("v%d frame on a v%d connection", frame[2], ver)})
+				return
+			}
+			if msg, err = proto.Unmarshal(frame); err != nil {
+				_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: proto.RejectMalformed, Reason: err.Error()})
+				return
+			}
 		}
-		entry.Outcome, entry.Reason, entry.Detail = "rejected", out.Reason, "outbound: "+err.Error()
-		m.audit.Record(m.stamp(entry))
-		return out, nil
-	}
-	out.Admitted = true
-	out.NodeID = uuid.UUID(res.Node).String()
-	entry.Outcome, entry.Node, entry.KeyID = "accepted", out.NodeID, out.KeyID
-	m.audit.Record(m.stamp(entry))
-	m.peers.admit(res.Sender, res.Node, out.KeyID, "out", m.cfg.Now())
-	return out, c
-}
-
-// applyDeny revokes nodes at once and persists the list.
-func (m *Mom) applyDeny(entries []proto.NodeAddr) error {
-	// An address is denied under the keys held now: the only ones the
-	// deleted node can have. See ping.DenyList.
-	var held []uint32
-	for _, k := range m.ring.Load().Keys() {
-		held = append(held, uint32(k.ID))
-	}
-	for _, e := range entries {
-		if e.Node == (proto.NodeID{}) {
-			// An address alone: the old address of a readdressed node
-			// (set node Mom=), refused under every key until the server
-			// gives it to a node again (DenyLift, or the
-			// DenySet after a reconnect, lifts it then).
-			m.deny.Deny(e.Node, e.Addr)
-		} else {
-			m.deny.DenyUnder(e.Node, e.Addr, held)
+		revoked := m.deny.Revoked(node, proto.Addr{}) // v2: the PING named the node; its key was checked
+		if ver == proto.V1 {
+			revoked = m.v1Revoked(src)
 		}
-		m.verifier.Guard.Forget(e.Node)
-		m.peers.forget(e.Node, e.Addr)
-		m.log.WithFields(logrus.Fields{"node_id": uuid.UUID(e.Node).String(), "addr": e.Addr.String()}).Warn("node denied by server")
-	}
-	return m.saveDeny()
-}
-
-func (m *Mom) saveDeny() error {
-	d := denied{Format: 1, Entries: []denyEntry{}}
-	for _, n := range m.deny.Nodes() {
-		d.Entries = append(d.Entries, denyEntry{Node: uuid.UUID(n).String()})
-	}
-	for _, a := range m.deny.Addrs() {
-		e := denyEntry{Addr: a.String()}
-		ids, _ := m.deny.AddrKeys(a)
-		for _, id := range ids {
-			e.Keys = append(e.Keys, keys.KeyID(id).String())
+		if revoked {
+			_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: proto.RejectRevoked, Reason: "sender revoked"})
+			return
 		}
-		d.Entries = append(d.Entries, e)
-	}
-	if err := store.SaveJSON(filepath.Join(m.cfg.StateDir, denyFile), d, 0o600); err != nil {
-		return fmt.Errorf("persist deny list: %w", err)
-	}
-	return nil
-}
-
-func parseDenyEntry(e denyEntry) (proto.NodeID, proto.Addr, []uint32, error) {
-	var n proto.NodeID
-	var a proto.Addr
-	var ids []uint32
-	for _, k := range e.Keys {
-		id, err := keys.ParseKeyID(k)
-		if err != nil {
-			return n, a, nil, fmt.Errorf("deny entry key %q: %w", k, err)
+		var reply proto.Message
+		switch v := msg.(type) {
+		case *proto.IMJoin:
+			m.jobs.join(v.Job, v.Mother)
+			reply = &proto.IMReply{Ver: ver, Job: v.Job, Status: proto.IMOK}
+		case *proto.IMPoll:
+			st := proto.IMUnknownJob
+			if m.jobs.joined(v.Job) {
+				st = proto.IMOK
+			}
+			reply = &proto.IMReply{Ver: ver, Job: v.Job, Seq: v.Seq, Status: st}
+		default:
+			_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: proto.RejectMalformed, Reason: "unexpected " + msg.Type().String()})
+			return
 		}
-		ids = append(ids, uint32(id))
-	}
-	if e.Node != "" {
-		u, err := uuid.Parse(e.Node)
-		if err != nil {
-			return n, a, nil, fmt.Errorf("deny entry node %q: %w", e.Node, err)
+		msg = nil
+		if err := writeIM(c, reply, 10*time.Second); err != nil {
+			return
 		}
-		n = proto.NodeID(u)
 	}
-	if e.Addr != "" {
-		p, err := proto.ParseAddr(e.Addr)
-		if err != nil {
-			return n, a, nil, fmt.Errorf("deny entry addr %q: %w", e.Addr, err)
-		}
-		a = p
-	}
-	return n, a, ids, nil
 }

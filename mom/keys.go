@@ -1,19 +1,14 @@
 package mom
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
-	"syscall"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
-	"github.com/momgate/momgate/internal/crashhook"
-	"github.com/momgate/momgate/internal/enroll"
 	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
@@ -26,30 +21,6 @@ import (
 // before it is used or acknowledged, so a kill -9 at any step loses at most
 // an unacknowledged update, which the server resends or the next Welcome
 // carries.
-
-// Admin operations of the MOM's socket for manual key distribution.
-const (
-	OpKeyImport   = "key_import"   // KeyFileArgs -> KeyResult
-	OpKeyActivate = "key_activate" // KeyIDArgs -> KeyResult
-)
-
-// KeyFileArgs are the arguments of OpKeyImport: an absolute path.
-type KeyFileArgs struct {
-	File string `json:"file"`
-}
-
-// KeyIDArgs are the arguments of OpKeyActivate.
-type KeyIDArgs struct {
-	ID string `json:"id"`
-}
-
-// KeyResult is the outcome of a manual key operation.
-type KeyResult struct {
-	Key     admin.KeyInfo   `json:"key"`     // the key imported or activated, in its new state
-	Keys    []admin.KeyInfo `json:"keys"`    // the MOM's keyring afterwards
-	Running bool            `json:"running"` // a running MOM applied it (false: keyring.json edited offline)
-	Acked   bool            `json:"acked"`   // the server was told (KeyAck) that this node holds the key
-}
 
 // updateRing applies f to the keyring, persists the result and makes it
 // live, all under keyMu. f reports whether it changed anything.
@@ -86,29 +57,17 @@ func (m *Mom) serverWrapper() (*keys.Wrapper, error) {
 	return m.srvWrap, nil
 }
 
-// sendControl writes a message to the server on the current v2 control
-// connection (the writer heartbeat installs with setControlWriter).
-func (m *Mom) sendControl(msg proto.Message) error {
-	m.lg.mu.Lock()
-	w, ver := m.lg.ctl, m.lg.ctlVer
-	m.lg.mu.Unlock()
-	if w == nil || ver != proto.V2 {
-		return errors.New("not connected to the server")
-	}
-	return w(msg)
-}
-
 // handleKeyUpdate stores a new key as next and acknowledges it. The key
 // opens only with this node's identity key and the pinned server key, so
 // it comes from the server.
 func (m *Mom) handleKeyUpdate(u *proto.KeyUpdate) error {
-	crashhook.At("mom-update-received")
+	m.cfg.CrashAt("mom-update-received")
 	log := m.log.WithFields(logrus.Fields{"rotation": u.Rotation, "key": keys.KeyID(u.Key.KeyID).String()})
 	ack := &proto.KeyAck{Rotation: u.Rotation, KeyID: u.Key.KeyID}
 	w, err := m.serverWrapper()
 	var k *keys.Key
 	if err == nil {
-		k, err = w.Unwrap(enroll.FromProto(u.Key), m.cfg.Now())
+		k, err = w.Unwrap(handshake.FromWire(u.Key), m.cfg.Now())
 	}
 	if err == nil {
 		defer k.Zero()
@@ -119,7 +78,7 @@ func (m *Mom) handleKeyUpdate(u *proto.KeyUpdate) error {
 		ack.Status = 1
 	} else {
 		log.Info("new cluster key stored as next")
-		crashhook.At("mom-update-saved")
+		m.cfg.CrashAt("mom-update-saved")
 	}
 	if err := m.sendControl(ack); err != nil {
 		return fmt.Errorf("acknowledge key %s: %w", keys.KeyID(u.Key.KeyID), err)
@@ -132,49 +91,33 @@ func (m *Mom) handleKeyUpdate(u *proto.KeyUpdate) error {
 // update: the error ends the connection, and the reconnect's Welcome
 // brings the keys.
 func (m *Mom) handleKeyActivate(a *proto.KeyActivate) error {
-	crashhook.At("mom-activate-received")
+	m.cfg.CrashAt("mom-activate-received")
 	id := keys.KeyID(a.KeyID)
 	err := m.updateRing(func(r *keys.Keyring) (*keys.Keyring, bool, error) { return rotation.ApplyActivate(r, id) })
 	if err != nil {
 		return fmt.Errorf("server activated key %s: %w; reconnecting to resynchronise", id, err)
 	}
 	m.log.WithFields(logrus.Fields{"rotation": a.Rotation, "key": id.String()}).Info("cluster key activated")
-	crashhook.At("mom-activated")
+	m.cfg.CrashAt("mom-activated")
 	return nil
 }
 
 // handleKeyRetire drops a key and zeroes it.
 func (m *Mom) handleKeyRetire(a *proto.KeyRetire) error {
-	crashhook.At("mom-retire-received")
+	m.cfg.CrashAt("mom-retire-received")
 	id := keys.KeyID(a.KeyID)
 	err := m.updateRing(func(r *keys.Keyring) (*keys.Keyring, bool, error) { return rotation.ApplyRetire(r, id) })
 	if err != nil {
 		return fmt.Errorf("server retired key %s: %w; reconnecting to resynchronise", id, err)
 	}
 	m.log.WithFields(logrus.Fields{"rotation": a.Rotation, "key": id.String()}).Info("cluster key retired and zeroed")
-	crashhook.At("mom-retired")
+	m.cfg.CrashAt("mom-retired")
 	return nil
-}
-
-func keyInfos(r *keys.Keyring) []admin.KeyInfo {
-	out := []admin.KeyInfo{}
-	for _, k := range r.Keys() {
-		out = append(out, admin.KeyInfo{ID: k.ID.String(), State: k.State.String(), Created: k.Created})
-	}
-	return out
-}
-
-func keyResult(r *keys.Keyring, id keys.KeyID, running bool) *KeyResult {
-	res := &KeyResult{Keys: keyInfos(r), Running: running}
-	if k := r.Lookup(id); k != nil {
-		res.Key = admin.KeyInfo{ID: k.ID.String(), State: k.State.String(), Created: k.Created}
-	}
-	return res
 }
 
 // importKey is OpKeyImport on the running MOM: the key becomes next and
 // the server is told this node holds it.
-func (m *Mom) importKey(a KeyFileArgs) (*KeyResult, error) {
+func (m *Mom) importKey(a admin.KeyFileArgs) (*admin.KeyResult, error) {
 	if !filepath.IsAbs(a.File) {
 		return nil, admin.Errorf(admin.CodeBadValue, "key file %q must be an absolute path", a.File)
 	}
@@ -187,13 +130,13 @@ func (m *Mom) importKey(a KeyFileArgs) (*KeyResult, error) {
 		return nil, err
 	}
 	m.log.WithFields(logrus.Fields{"key": k.ID.String(), "file": a.File}).Info("cluster key imported from a file")
-	res := keyResult(m.ring.Load(), k.ID, true)
+	res := admin.KeyResultOf(m.ring.Load(), k.ID, true)
 	res.Acked = m.sendControl(&proto.KeyAck{KeyID: uint32(k.ID)}) == nil
 	return res, nil
 }
 
 // activateKey is OpKeyActivate on the running MOM.
-func (m *Mom) activateKey(a KeyIDArgs) (*KeyResult, error) {
+func (m *Mom) activateKey(a admin.KeyIDArgs) (*admin.KeyResult, error) {
 	id, err := keys.ParseKeyID(a.ID)
 	if err != nil {
 		return nil, admin.Errorf(admin.CodeBadValue, "%v", err)
@@ -206,35 +149,17 @@ func (m *Mom) activateKey(a KeyIDArgs) (*KeyResult, error) {
 		return nil, err
 	}
 	m.log.WithField("key", id.String()).Info("cluster key activated by hand")
-	return keyResult(m.ring.Load(), id, true), nil
+	return admin.KeyResultOf(m.ring.Load(), id, true), nil
 }
 
-func (m *Mom) handleKeyAdmin(op string, raw json.RawMessage) (any, error) {
-	switch op {
-	case OpKeyImport:
-		var a KeyFileArgs
-		if err := json.Unmarshal(raw, &a); err != nil {
-			return nil, admin.Errorf(admin.CodeBadRequest, "bad arguments: %v", err)
-		}
-		return m.importKey(a)
-	case OpKeyActivate:
-		var a KeyIDArgs
-		if err := json.Unmarshal(raw, &a); err != nil {
-			return nil, admin.Errorf(admin.CodeBadRequest, "bad arguments: %v", err)
-		}
-		return m.activateKey(a)
-	}
-	return nil, admin.Errorf(admin.CodeUnknownOp, "unknown operation %q", op)
-}
+// KeyringPath is the keyring file of the MOM whose state directory is dir.
+func KeyringPath(dir string) string { return filepath.Join(dir, keyringFile) }
 
-// notRunning reports whether err means no MOM serves the admin socket.
-func notRunning(err error) bool {
-	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOTDIR)
-}
-
-// offlineUpdate applies f to keyring.json of a MOM that is not running.
-func offlineUpdate(dir string, f func(*keys.Keyring) (*keys.Keyring, bool, error)) (*keys.Keyring, error) {
-	path := filepath.Join(dir, keyringFile)
+// UpdateKeyringOffline applies f to the keyring of a MOM that is not
+// running (momgate-mom key import and key activate) and persists the
+// result if f changed it.
+func UpdateKeyringOffline(dir string, f func(*keys.Keyring) (*keys.Keyring, bool, error)) (*keys.Keyring, error) {
+	path := KeyringPath(dir)
 	ring, err := keystore.LoadKeyring(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w (is %s a MOM state directory?)", err, dir)
@@ -249,78 +174,4 @@ func offlineUpdate(dir string, f func(*keys.Keyring) (*keys.Keyring, bool, error
 		}
 	}
 	return out, nil
-}
-
-// ImportKey is `momgate-mom key import --state-dir DIR FILE`: FILE (a key
-// exported by `momgate-qmgr -c "export key ID file=PATH"`) must be
-// readable by its owner only. The key becomes the MOM's next key: through
-// the running MOM, which tells the server, or, if the MOM is not running,
-// in DIR/keyring.json directly.
-func ImportKey(ctx context.Context, dir, file string, w io.Writer, asJSON bool) error {
-	abs, err := filepath.Abs(file)
-	if err != nil {
-		return fmt.Errorf("key file %s: %w", file, err)
-	}
-	// Checked here too, so a bad file is refused the same way whether or
-	// not the MOM runs.
-	k, err := keystore.ImportKeyFile(abs)
-	if err != nil {
-		return err
-	}
-	defer k.Zero()
-	var res KeyResult
-	err = call(ctx, dir, OpKeyImport, KeyFileArgs{File: abs}, &res)
-	if notRunning(err) {
-		ring, oerr := offlineUpdate(dir, func(r *keys.Keyring) (*keys.Keyring, bool, error) { return rotation.ApplyUpdate(r, k) })
-		if oerr != nil {
-			return oerr
-		}
-		res, err = *keyResult(ring, k.ID, false), nil
-	}
-	if err != nil {
-		return err
-	}
-	if asJSON {
-		return writeJSON(w, res)
-	}
-	switch {
-	case res.Running && res.Acked:
-		fmt.Fprintf(w, "imported key %s as %s; the server was told this node holds it\n", res.Key.ID, res.Key.State)
-	case res.Running:
-		fmt.Fprintf(w, "imported key %s as %s; the MOM is not connected to the server now and reports it when it reconnects\n", res.Key.ID, res.Key.State)
-	default:
-		fmt.Fprintf(w, "imported key %s as %s into %s (the MOM is not running; it uses it from its next start)\n", res.Key.ID, res.Key.State, filepath.Join(dir, keyringFile))
-	}
-	return nil
-}
-
-// ActivateKey is `momgate-mom key activate --state-dir DIR ID`: the MOM
-// seals with key ID from now on (running MOM, or keyring.json offline).
-// Normally `momgate-qmgr -c "activate key ID"` activates a key on every
-// connected MOM at once; this is for a node the server cannot reach.
-func ActivateKey(ctx context.Context, dir, idText string, w io.Writer, asJSON bool) error {
-	id, err := keys.ParseKeyID(idText)
-	if err != nil {
-		return err
-	}
-	var res KeyResult
-	err = call(ctx, dir, OpKeyActivate, KeyIDArgs{ID: id.String()}, &res)
-	if notRunning(err) {
-		ring, oerr := offlineUpdate(dir, func(r *keys.Keyring) (*keys.Keyring, bool, error) { return rotation.ApplyActivate(r, id) })
-		if errors.Is(oerr, rotation.ErrKeyNotHeld) {
-			return fmt.Errorf("%s does not hold key %s: import it first (momgate-mom key import)", dir, id)
-		}
-		if oerr != nil {
-			return oerr
-		}
-		res, err = *keyResult(ring, id, false), nil
-	}
-	if err != nil {
-		return err
-	}
-	if asJSON {
-		return writeJSON(w, res)
-	}
-	fmt.Fprintf(w, "key %s is now %s\n", res.Key.ID, res.Key.State)
-	return nil
 }

@@ -5,19 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/statefile"
-	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/migration"
 	"github.com/momgate/momgate/proto"
 )
@@ -28,37 +25,6 @@ const legacyFile = "legacy.json"
 // maxLegacyFile bounds legacy.json (65,535 upgraded nodes fit easily).
 const maxLegacyFile = 16 << 20
 
-// Protocol settings of --protocol.
-const (
-	ProtocolFollow = "follow" // speak what the server's mode says (default)
-	ProtocolLegacy = "legacy"
-	ProtocolCompat = "compat"
-	ProtocolPing   = "ping"
-)
-
-var (
-	// errUseLegacy makes controlSession continue as a v1 session.
-	errUseLegacy = errors.New("speak the legacy protocol")
-	// errProtocolChanged ends a control session so that the MOM reconnects
-	// at once speaking what the server's new mode calls for.
-	errProtocolChanged = errors.New("protocol changed: reconnecting")
-	// ErrNoCommonVersion means the server's mode and this MOM's protocol
-	// setting share no version; the MOM keeps retrying, as the mode may change.
-	ErrNoCommonVersion = errors.New("no protocol version in common with the server")
-)
-
-// ParseProtocol parses a --protocol value; follow (or "") gives 0.
-func ParseProtocol(s string) (proto.Mode, error) {
-	if s == "" || strings.EqualFold(s, ProtocolFollow) {
-		return 0, nil
-	}
-	m, err := proto.ParseMode(s)
-	if err != nil {
-		return 0, fmt.Errorf("--protocol %q: want legacy, compat, ping or follow", s)
-	}
-	return m, nil
-}
-
 // momLegacy is the MOM's state for the legacy protocol and the migration.
 type momLegacy struct {
 	mu         sync.Mutex
@@ -68,11 +34,6 @@ type momLegacy struct {
 	sessionVer proto.Version
 	list       *proto.ClusterAddrs
 	upgraded   *migration.UpgradedSet
-	ctl        func(proto.Message) error // writes on the control connection; nil if none
-	ctlVer     proto.Version
-	lookups    map[uint32]chan *proto.NodeAddress
-	lookupID   uint32
-	names      map[string]netip.AddrPort // sister IM addresses last looked up
 
 	lists      atomic.Uint64 // ClusterAddrs received
 	listBytes  atomic.Uint64 // their bytes, headers included
@@ -89,10 +50,6 @@ func (m *Mom) initLegacy() error {
 	lg.setting = p
 	lg.upgraded = migration.NewUpgradedSet()
 	lg.list = &proto.ClusterAddrs{}
-	lg.lookups = map[uint32]chan *proto.NodeAddress{}
-	lg.names = map[string]netip.AddrPort{}
-	m.hooks.legacy = func() (uint64, uint64) { return lg.lists.Load(), lg.listBytes.Load() }
-	m.hooks.peersByProtocol = m.peers.byProtocol
 	path := filepath.Join(m.cfg.StateDir, legacyFile)
 	fi, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -124,100 +81,6 @@ func (m *Mom) saveLegacyLocked() error {
 		return fmt.Errorf("persist %s: %w", legacyFile, err)
 	}
 	return nil
-}
-
-// effectiveLocked is the protocol the MOM speaks: its setting, or the
-// server's mode; ping (the strictest) before it has heard from the server.
-func (m *Mom) effectiveLocked() proto.Mode {
-	switch {
-	case m.lg.setting != 0:
-		return m.lg.setting
-	case m.lg.serverMode != 0:
-		return m.lg.serverMode
-	}
-	return proto.ModePing
-}
-
-// Protocol is the protocol the MOM speaks now.
-func (m *Mom) Protocol() proto.Mode {
-	m.lg.mu.Lock()
-	defer m.lg.mu.Unlock()
-	return m.effectiveLocked()
-}
-
-// canV2 reports whether the MOM can speak PING: it holds cluster keys, or
-// an enrollment token to get them.
-func (m *Mom) canV2() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.enrolled != nil || m.cfg.Enroll != ""
-}
-
-// setServerModeLocked records the server's mode, persisting a change.
-func (m *Mom) setServerModeLocked(mode proto.Mode) {
-	if mode == m.lg.serverMode || !mode.Valid() {
-		return
-	}
-	m.lg.serverMode = mode
-	if err := m.saveLegacyLocked(); err != nil {
-		m.log.WithError(err).Warn("persist server mode")
-	}
-}
-
-// chooseControl picks the control connection's version from the server's
-// hello: the highest both allow. It returns errUseLegacy for v1.
-func (m *Mom) chooseControl(sh *proto.ServerHello) error {
-	canV2 := m.canV2()
-	m.lg.mu.Lock()
-	defer m.lg.mu.Unlock()
-	m.setServerModeLocked(sh.Mode)
-	p := m.effectiveLocked()
-	mine := migration.MomVersions(p, canV2)
-	ver := migration.ControlVersion(sh.Versions, mine)
-	m.lg.session, m.lg.sessionVer = p, ver
-	switch ver {
-	case proto.V2:
-		return nil
-	case proto.V1:
-		return errUseLegacy
-	}
-	why := ""
-	if p != proto.ModeLegacy && !canV2 {
-		why = " (not enrolled: start the MOM once with --enroll TOKEN)"
-	}
-	return fmt.Errorf("%w: server is in %s mode and accepts %s; this MOM speaks %s as %s%s", ErrNoCommonVersion,
-		sh.Mode, orNothing(migration.VersionsString(sh.Versions)), orNothing(migration.VersionsString(mine)), p, why)
-}
-
-func orNothing(s string) string {
-	if s == "" {
-		return "nothing"
-	}
-	return s
-}
-
-// advertised is the versions mask the MOM puts in its hello.
-func (m *Mom) advertised() uint8 {
-	m.lg.mu.Lock()
-	defer m.lg.mu.Unlock()
-	return migration.MomVersions(m.lg.session, true)
-}
-
-// setControlWriter installs (or, with nil, removes) the writer of the
-// current control connection, used for node lookups.
-func (m *Mom) setControlWriter(w func(proto.Message) error, ver proto.Version) {
-	m.lg.mu.Lock()
-	defer m.lg.mu.Unlock()
-	m.lg.ctl, m.lg.ctlVer = w, ver
-	if w == nil {
-		m.lg.session, m.lg.sessionVer = 0, 0
-		// Lookups sent on the connection that ended get no answer: fail
-		// them now so their callers retry on the next connection.
-		for id, ch := range m.lg.lookups {
-			close(ch)
-			delete(m.lg.lookups, id)
-		}
-	}
 }
 
 // legacySession runs a v1 control session: LegacyHello, then the pushes of
@@ -272,7 +135,8 @@ func (m *Mom) legacySession(ctx context.Context, c net.Conn) error {
 	return nil
 }
 
-// handleLegacyMessage applies the migration's messages from the server.
+// handleLegacyMessage applies the migration's messages from the server:
+// the address list, the upgraded set and the mode.
 func (m *Mom) handleLegacyMessage(msg proto.Message) error {
 	switch v := msg.(type) {
 	case *proto.ClusterAddrs:
@@ -308,82 +172,10 @@ func (m *Mom) handleLegacyMessage(msg proto.Message) error {
 		if changed {
 			return errProtocolChanged
 		}
-	case *proto.NodeAddress:
-		m.lg.mu.Lock()
-		ch := m.lg.lookups[v.ID]
-		delete(m.lg.lookups, v.ID)
-		m.lg.mu.Unlock()
-		if ch != nil {
-			ch <- v // buffered, one reply per id
-		}
 	default:
 		m.log.WithField("type", msg.Type().String()).Debug("ignored server message")
 	}
 	return nil
-}
-
-// ErrUnknownSister means the server has no node of that name.
-var ErrUnknownSister = errors.New("no such node")
-
-// lookup resolves a sister's IM address by node name: through the server
-// when the control connection is up (so a readdressed node is found), else
-// from the last answer.
-func (m *Mom) lookup(ctx context.Context, name string) (netip.AddrPort, error) {
-	m.lg.mu.Lock()
-	cached, have := m.lg.names[name]
-	ctl, ver := m.lg.ctl, m.lg.ctlVer
-	var ch chan *proto.NodeAddress
-	var id uint32
-	if ctl != nil {
-		m.lg.lookupID++
-		id = m.lg.lookupID
-		ch = make(chan *proto.NodeAddress, 1)
-		m.lg.lookups[id] = ch
-	}
-	m.lg.mu.Unlock()
-	if ctl == nil {
-		if have {
-			return cached, nil
-		}
-		return netip.AddrPort{}, fmt.Errorf("look up %s: not connected to the server", name)
-	}
-	defer func() {
-		m.lg.mu.Lock()
-		delete(m.lg.lookups, id)
-		m.lg.mu.Unlock()
-	}()
-	if err := ctl(&proto.NodeLookup{Ver: ver, ID: id, Name: name}); err != nil {
-		if have {
-			return cached, nil
-		}
-		return netip.AddrPort{}, fmt.Errorf("look up %s: %w", name, err)
-	}
-	t := time.NewTimer(2 * time.Second)
-	defer t.Stop()
-	select {
-	case r := <-ch:
-		if r == nil { // the control connection ended
-			if have {
-				return cached, nil
-			}
-			return netip.AddrPort{}, fmt.Errorf("look up %s: the control connection to the server changed", name)
-		}
-		if r.Status != proto.LookupFound {
-			return netip.AddrPort{}, fmt.Errorf("look up %s: %w", name, ErrUnknownSister)
-		}
-		ap := netip.AddrPortFrom(r.Addr.Netip(), r.Port)
-		m.lg.mu.Lock()
-		m.lg.names[name] = ap
-		m.lg.mu.Unlock()
-		return ap, nil
-	case <-t.C:
-	case <-ctx.Done():
-		return netip.AddrPort{}, ctx.Err()
-	}
-	if have {
-		return cached, nil
-	}
-	return netip.AddrPort{}, fmt.Errorf("look up %s: the server did not answer", name)
 }
 
 // v1Revoked reports whether a v1 (keyless) connection from addr is
@@ -401,98 +193,12 @@ func (m *Mom) v1Revoked(addr proto.Addr) bool {
 	return m.deny.RevokedUnder(proto.NodeID{}, addr, uint32(k.ID))
 }
 
-// legacyRejectCode maps a refusal of the admission decision to its code.
-func legacyRejectCode(refusal string) uint16 {
-	switch refusal {
-	case migration.RefuseV2:
-		return swap.CodeVersion
-	case migration.RefuseDowngrade:
-		return swap.CodeLegacyRefused
-	case migration.RefuseRevoked:
-		return swap.CodeRevoked
-	}
-	return swap.CodeNotAllowed
-}
-
-// admitFirstFrame applies the admission decision to an IM connection's
-// first frame. It returns done when it has dealt with the connection (a
-// refusal, or a v1 connection admitted by the list and served); otherwise
-// the frame is a Ping and the swap decides.
-func (m *Mom) admitFirstFrame(c net.Conn, frame []byte, entry *audit.Entry) (done bool) {
-	ver := proto.Version(frame[2])
-	remote, _, err := swap.Endpoints(c)
-	if err != nil {
-		return true
-	}
-	m.lg.mu.Lock()
-	in := migration.Inbound{Protocol: m.effectiveLocked(), Version: ver, OnList: m.lg.list.Contains(remote.Netip()),
-		Upgraded: m.lg.upgraded.Contains(remote)}
-	m.lg.mu.Unlock()
-	in.Revoked = m.v1Revoked(remote)
-	refuse := func(refusal, reason string) bool {
-		entry.Outcome, entry.Reason, entry.Detail = audit.Rejected, refusal, reason
-		m.audit.Record(m.stamp(*entry))
-		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-		_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: legacyRejectCode(refusal), Reason: reason})
-		return true
-	}
-	var msg proto.Message
-	if ver == proto.V1 {
-		if msg, err = proto.Unmarshal(frame); err != nil {
-			return refuse("malformed", err.Error())
-		}
-		if t := msg.Type(); t != proto.TypeIMJoin && t != proto.TypeIMPoll {
-			return refuse("malformed", fmt.Sprintf("v1 connection must start with IMJoin or IMPoll, not %s", t))
-		}
-	}
-	v := migration.AdmitInbound(in)
-	if !v.Admit {
-		var reason string
-		switch v.Refusal {
-		case migration.RefuseV2:
-			reason = "this MOM speaks the legacy protocol only (v1): no PING"
-		case migration.RefuseV1:
-			reason = fmt.Sprintf("this MOM speaks PING only (%s): legacy (v1) refused", in.Protocol)
-		case migration.RefuseDowngrade:
-			reason = fmt.Sprintf("%s is an upgraded node: legacy (v1) admission refused (downgrade)", remote)
-		case migration.RefuseNotListed:
-			reason = fmt.Sprintf("%s is not on the cluster address list", remote)
-		default:
-			reason = fmt.Sprintf("%s is revoked", remote)
-		}
-		return refuse(v.Refusal, reason)
-	}
-	if ver != proto.V1 {
-		return false
-	}
-	entry.Outcome, entry.Detail = audit.Accepted, "v1: address on the cluster list"
-	m.audit.Record(m.stamp(*entry))
-	m.lg.v1Admitted.Add(1)
-	m.admitted.Add(1)
-	m.peers.admitLegacy(remote, "in", m.cfg.Now())
-	_ = c.SetDeadline(time.Time{})
-	m.serveAdmitted(c, proto.V1, proto.NodeID{}, remote, msg)
-	return true
-}
-
-// LegacyStatus is the migration part of the MOM's status.
-type LegacyStatus struct {
-	Setting    string `json:"protocol_setting"`    // --protocol: legacy, compat, ping or follow
-	Protocol   string `json:"protocol"`            // what the MOM speaks now
-	ServerMode string `json:"server_mode"`         // the server's mode as last heard
-	Control    string `json:"control"`             // version of the control connection: v1, v2 or ""
-	ListAddrs  int    `json:"list_addrs"`          // addresses on the cluster list
-	ListRuns   int    `json:"list_runs"`           // runs of consecutive addresses
-	Lists      uint64 `json:"lists_received"`      // ClusterAddrs pushes received
-	ListBytes  uint64 `json:"list_bytes_received"` // their bytes, headers included
-	Upgraded   int    `json:"upgraded_nodes"`      // nodes whose legacy admission is refused
-	V1Admitted uint64 `json:"v1_admitted"`         // IM connections admitted by the list
-}
-
-func (m *Mom) legacyStatus() *LegacyStatus {
+// legacyStatus is the migration part of the MOM's status.
+func (m *Mom) legacyStatus() *admin.MomLegacyStatus {
+	ctlVer := m.ctl.version()
 	m.lg.mu.Lock()
 	defer m.lg.mu.Unlock()
-	st := &LegacyStatus{Setting: ProtocolFollow, Protocol: m.effectiveLocked().String(),
+	st := &admin.MomLegacyStatus{Setting: ProtocolFollow, Protocol: m.effectiveLocked().String(),
 		ListRuns: len(m.lg.list.Runs), Lists: m.lg.lists.Load(), ListBytes: m.lg.listBytes.Load(), Upgraded: m.lg.upgraded.Len(), V1Admitted: m.lg.v1Admitted.Load()}
 	if m.lg.setting != 0 {
 		st.Setting = m.lg.setting.String()
@@ -500,8 +206,8 @@ func (m *Mom) legacyStatus() *LegacyStatus {
 	if m.lg.serverMode != 0 {
 		st.ServerMode = m.lg.serverMode.String()
 	}
-	if m.lg.ctl != nil {
-		st.Control = fmt.Sprintf("v%d", m.lg.ctlVer)
+	if ctlVer != 0 {
+		st.Control = fmt.Sprintf("v%d", ctlVer)
 	}
 	for _, r := range m.lg.list.Runs {
 		st.ListAddrs += int(r.Count)

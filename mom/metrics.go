@@ -1,7 +1,6 @@
 package mom
 
 import (
-	"context"
 	"net"
 	"sync/atomic"
 
@@ -15,20 +14,6 @@ import (
 // by state (momgate_keys).
 const RotationIdle = "idle"
 
-// metricHooks are the metric sources owned by subsystems that come later
-// than the collector: legacy mode sets them (in New, before
-// Run) and the collector reads them at scrape time. A nil hook reports the
-// default.
-type metricHooks struct {
-	// peersByProtocol counts admitted sisters by protocol version ("v1"
-	// admitted by the pushed list, "v2" by PING); default: every admitted
-	// peer counts as "v2".
-	peersByProtocol func() map[string]int
-	// legacy returns the CLUSTERADDR list pushes received and their bytes;
-	// default 0, 0.
-	legacy func() (pushes, bytes uint64)
-}
-
 // connGauge counts IM connections open at this MOM's listener, from
 // accept to close, admitted or not.
 type connGauge struct{ im atomic.Int64 }
@@ -41,14 +26,12 @@ func (t *peerTable) len() int {
 
 // collectors returns the MOM's metric collectors.
 func (m *Mom) collectors() []prometheus.Collector {
-	cs := []prometheus.Collector{metrics.AuditCollector{Snapshot: m.audit.Counters}}
-	cs = append(cs, metrics.KeyringCollectors(m.ring.Load)...)
 	connected := func() bool {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		return m.connected
 	}
-	return append(cs,
+	return append(m.base.Collectors(m.ring.Load),
 		metrics.NewGaugeFunc("rotation_phase", "Key rotation phase: 1 for the current phase, 0 for the others.", "phase",
 			func() map[string]float64 { return metrics.Enum(RotationIdle, []string{RotationIdle}) }),
 		metrics.NewGaugeFunc("enrolled", "1 once this MOM has enrolled with the server.", "",
@@ -64,13 +47,9 @@ func (m *Mom) collectors() []prometheus.Collector {
 		metrics.NewGaugeFunc("peers_by_protocol", "Admitted sisters by the protocol version they were admitted with (v1 pushed list, v2 PING).", "protocol",
 			func() map[string]float64 {
 				out := map[string]float64{"v2": 0}
-				if m.hooks.peersByProtocol != nil {
-					for p, n := range m.hooks.peersByProtocol() {
-						out[p] = float64(n)
-					}
-					return out
+				for p, n := range m.peers.byProtocol() {
+					out[p] = float64(n)
 				}
-				out["v2"] = float64(m.peers.len())
 				return out
 			}),
 		metrics.NewGaugeFunc("denied", "Entries (node ids and addresses) on the deny list the server pushed.", "",
@@ -78,38 +57,15 @@ func (m *Mom) collectors() []prometheus.Collector {
 				return metrics.One(float64(len(m.deny.Nodes()) + len(m.deny.Addrs())))
 			}),
 		metrics.NewCounterFunc("legacy_pushes_received_total", "Legacy CLUSTERADDR address-list pushes received from the server.", "",
-			func() map[string]float64 { p, _ := m.legacyCounts(); return metrics.One(float64(p)) }),
+			func() map[string]float64 { return metrics.One(float64(m.lg.lists.Load())) }),
 		metrics.NewCounterFunc("legacy_push_bytes_received_total", "Bytes of legacy CLUSTERADDR address-list pushes received from the server.", "",
-			func() map[string]float64 { _, b := m.legacyCounts(); return metrics.One(float64(b)) }),
+			func() map[string]float64 { return metrics.One(float64(m.lg.listBytes.Load())) }),
 	)
-}
-
-func (m *Mom) legacyCounts() (pushes, bytes uint64) {
-	if m.hooks.legacy == nil {
-		return 0, 0
-	}
-	return m.hooks.legacy()
-}
-
-// bindMetrics binds the metrics address if one is configured and returns
-// the function that serves it until its context ends; nil when metrics
-// are off.
-func (m *Mom) bindMetrics() (func(context.Context) error, error) {
-	if m.cfg.MetricsListen == "" {
-		return nil, nil
-	}
-	addr, serve, err := metrics.Bind(m.cfg.MetricsListen, m.cfg.MetricsAllowRemote, m.log, m.collectors()...)
-	if err != nil {
-		return nil, err
-	}
-	m.metricsAddr.Store(addr)
-	return serve, nil
 }
 
 // MetricsAddr returns the metrics listener's address once Run is
 // listening, or nil when metrics are off.
 func (m *Mom) MetricsAddr() net.Addr {
 	<-m.ready
-	a, _ := m.metricsAddr.Load().(net.Addr)
-	return a
+	return m.base.MetricsAddr()
 }

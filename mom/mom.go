@@ -1,12 +1,13 @@
 // Package mom is the momgate MOM daemon: identity, keyring, control
 // connection to the server, the IM listener that admits sister MOMs by PING,
-// the admitted-peers table and the MOM's admin socket. It is a thin I/O
-// shell over proto, keys and ping.
+// the admitted-peers table, the job workload and the MOM's admin socket. It
+// is a thin I/O shell over the core (handshake, ping, migration, rotation,
+// keys) on the shared skeleton of internal/daemon; README.md, section
+// Architecture, says which file holds what.
 package mom
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -20,12 +21,12 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/audit"
 	"github.com/momgate/momgate/internal/connlimit"
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/keystore"
-	"github.com/momgate/momgate/internal/metrics"
-	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 )
@@ -58,6 +59,13 @@ type Config struct {
 	MetricsAllowRemote bool
 	// SourceLimits bounds unauthenticated IM connections per source address.
 	SourceLimits connlimit.Config
+	// CrashAt, when set, is called right after each crash point: the
+	// steps of a Welcome and of a key rotation on the MOM (docs/KEYS.md).
+	// The tests' hook kills the process there (daemon.CrashHookFromEnv);
+	// nil in production.
+	CrashAt func(step string)
+	// PBSSocket is the OpenPBS plugin's socket (pbsauth.go); "" disables.
+	PBSSocket string
 }
 
 // Mom is a running MOM daemon.
@@ -69,11 +77,10 @@ type Mom struct {
 	ring  *keys.Holder
 	addr  netip.AddrPort // IM listen address
 
-	marks    *store.MarkLog
-	stamper  *ping.Stamper
-	verifier *ping.Verifier
-	deny     *ping.DenyList
-	peers    *peerTable
+	base      *daemon.Base           // replay state, audit, limits, metrics endpoint (internal/daemon)
+	responder *handshake.IMResponder // what admit answers IM connections with (admit.go)
+	deny      *ping.DenyList
+	peers     *peerTable
 
 	mu        sync.Mutex // guards enrolled, sealer and the fields below
 	enrolled  *enrollment
@@ -88,35 +95,23 @@ type Mom struct {
 	listener net.Listener
 	ready    chan struct{}
 
-	hooks       metricHooks  // metric sources of later subsystems (metrics.go)
-	gauge       connGauge    // open connections
-	metricsAddr atomic.Value // net.Addr of the metrics listener
-	limiter     *connlimit.Limiter
+	gauge connGauge // open connections
 
-	lg   momLegacy // legacy protocol and migration (legacy.go)
+	lg   momLegacy // legacy protocol and migration (legacy.go, protocol.go)
+	ctl  *link     // the control connection's writer and lookups (link.go)
 	jobs *jobTable // jobs this MOM is mother superior or sister of (jobs.go)
 }
 
 // New loads (or, with a token, starts) the MOM's state. It does not
 // connect or listen yet.
 func New(cfg Config) (*Mom, error) {
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Rand == nil {
-		cfg.Rand = rand.Reader
-	}
-	if cfg.Log == nil {
-		cfg.Log = logrus.StandardLogger()
-	}
-	if cfg.Audit == nil {
-		cfg.Audit = audit.New(audit.Config{Out: io.Discard})
-	}
+	d := daemon.Settings{Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now, Rand: cfg.Rand, HandshakeTimeout: cfg.HandshakeTimeout}.WithDefaults()
+	cfg.Log, cfg.Audit, cfg.Now, cfg.Rand, cfg.HandshakeTimeout = d.Log, d.Audit, d.Now, d.Rand, d.HandshakeTimeout
 	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = 10 * time.Second
+		cfg.Heartbeat = DefaultHeartbeat
 	}
-	if cfg.HandshakeTimeout <= 0 {
-		cfg.HandshakeTimeout = 10 * time.Second
+	if cfg.CrashAt == nil {
+		cfg.CrashAt = func(string) {}
 	}
 	if cfg.BackoffMin <= 0 {
 		cfg.BackoffMin = 100 * time.Millisecond
@@ -137,10 +132,8 @@ func New(cfg Config) (*Mom, error) {
 	if _, _, err := net.SplitHostPort(cfg.Server); err != nil {
 		return nil, fmt.Errorf("--server %q: want HOST:PORT: %w", cfg.Server, err)
 	}
-	if cfg.MetricsListen != "" {
-		if err := metrics.CheckListen(cfg.MetricsListen, cfg.MetricsAllowRemote); err != nil {
-			return nil, err
-		}
+	if err := daemon.CheckMetricsListen(cfg.MetricsListen, cfg.MetricsAllowRemote); err != nil {
+		return nil, err
 	}
 	dir := cfg.StateDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -174,37 +167,26 @@ func New(cfg Config) (*Mom, error) {
 			return nil, err
 		}
 	}
-	marks, initial, err := store.OpenMarkLog(dir)
-	if err != nil {
-		return nil, err
-	}
-	stamper, err := ping.NewStamper(cfg.Now, store.NewCeilingFile(filepath.Join(dir, ceilingFile)), 0)
-	if err != nil {
-		marks.Close()
-		return nil, err
-	}
 	m := &Mom{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring), addr: listen,
-		marks: marks, stamper: stamper, deny: &ping.DenyList{}, peers: newPeerTable(1 << 16),
-		enrolled: enr, ready: make(chan struct{}), limiter: connlimit.New(cfg.SourceLimits),
+		deny: &ping.DenyList{}, peers: newPeerTable(1 << 16), enrolled: enr, ready: make(chan struct{}), ctl: newLink(),
+	}
+	m.base, err = daemon.OpenBase(daemon.BaseConfig{StateDir: dir, Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now,
+		Freshness: cfg.Freshness, Keys: m.ring, Revoker: m.deny, SourceLimits: cfg.SourceLimits})
+	if err != nil {
+		return nil, err
 	}
 	if err := m.loadDeny(); err != nil {
-		marks.Close()
+		m.base.Close()
 		return nil, err
 	}
 	if err := errors.Join(m.initLegacy(), m.loadJobs()); err != nil {
-		marks.Close()
+		m.base.Close()
 		return nil, err
-	}
-	m.verifier = &ping.Verifier{
-		Keys:    m.ring,
-		Guard:   ping.NewGuard(ping.GuardConfig{Freshness: cfg.Freshness, Store: marks}, initial),
-		Revoker: m.deny,
-		Now:     cfg.Now,
 	}
 	if enr != nil {
 		id, _ := enr.nodeID()
-		m.sealer = &ping.Sealer{Keys: m.ring, Stamper: stamper, Rand: cfg.Rand, Node: id}
+		m.sealer = &ping.Sealer{Keys: m.ring, Stamper: m.base.Stamper, Rand: cfg.Rand, Node: id}
 	}
 	return m, nil
 }
@@ -234,79 +216,36 @@ func (m *Mom) Addr() net.Addr {
 
 // Run serves until ctx is cancelled.
 func (m *Mom) Run(ctx context.Context) error {
-	defer m.marks.Close()
-	ln, err := net.Listen("tcp", m.addr.String())
+	defer m.base.Close()
+	ln, serveMetrics, err := m.base.Listen(m.addr.String(), m.cfg.MetricsListen, m.cfg.MetricsAllowRemote, m.collectors()...)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", m.addr, err)
-	}
-	serveMetrics, err := m.bindMetrics()
-	if err != nil {
-		ln.Close()
 		return err
 	}
 	m.listener = ln
 	close(m.ready)
 	m.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "server": m.cfg.Server}).Info("MOM listening")
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 4)
-	run := func(name string, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(ctx); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
-				cancel()
-			}
-		}()
-	}
-	run("admin socket", func(ctx context.Context) error {
-		return admin.Serve(ctx, filepath.Join(m.cfg.StateDir, adminSocket), m.handleAdmin, m.log)
+	g := daemon.NewGroup(ctx)
+	g.Go("admin socket", func(ctx context.Context) error {
+		return admin.Serve(ctx, admin.SocketPath(m.cfg.StateDir), m.handleAdmin, m.log)
 	})
-	run("control", m.controlLoop)
-	run("housekeeping", m.housekeeping)
-	run("jobs", m.runJobs)
-	if serveMetrics != nil {
-		run("metrics", serveMetrics)
-	}
-	m.serveIM(ctx, ln)
-	cancel()
-	wg.Wait()
-	m.audit.Flush()
-	if err := m.marks.Compact(m.verifier.Guard.Snapshot()); err != nil {
-		m.log.WithError(err).Warn("compact marks at shutdown")
-	}
-	select {
-	case err := <-errc:
-		return err
-	default:
+	g.Go("control", m.controlLoop)
+	g.Go("housekeeping", func(ctx context.Context) error {
+		m.base.Housekeeping(ctx, nil)
 		return nil
+	})
+	g.Go("jobs", m.runJobs)
+	if serveMetrics != nil {
+		g.Go("metrics", serveMetrics)
 	}
-}
-
-func (m *Mom) housekeeping(ctx context.Context) error {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for i := 0; ; i++ {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		if err := m.marks.Sync(); err != nil {
-			m.log.WithError(err).Warn("sync mark log")
-		}
-		if m.marks.LogSize() > 1<<20 {
-			if err := m.marks.Compact(m.verifier.Guard.Snapshot()); err != nil {
-				m.log.WithError(err).Warn("compact mark log")
-			}
-		}
-		if i%10 == 0 {
-			m.audit.Flush()
-		}
+	if m.cfg.PBSSocket != "" {
+		g.Go("pbs socket", m.servePBS)
 	}
+	m.serveIM(g.Context(), ln)
+	g.Stop()
+	err = g.Wait()
+	m.base.Shutdown()
+	return err
 }
 
 // currentSealer returns the sealer, or nil before enrollment completes.
@@ -316,33 +255,15 @@ func (m *Mom) currentSealer() *ping.Sealer {
 	return m.sealer
 }
 
-func (m *Mom) stamp(e audit.Entry) audit.Entry {
-	e.Time = m.cfg.Now()
-	return e
-}
-
-// loadDeny restores the persisted deny list.
-func (m *Mom) loadDeny() error {
-	path := filepath.Join(m.cfg.StateDir, denyFile)
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	var d denied
-	if err := store.LoadJSON(path, &d); err != nil {
-		return err
-	}
-	for _, e := range d.Entries {
-		n, a, ids, err := parseDenyEntry(e)
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		m.deny.DenyUnder(n, a, ids)
-	}
-	return nil
-}
-
 // Defaults for the MOM's flags.
 const (
 	DefaultHeartbeat = 10 * time.Second
 	DefaultFreshness = ping.DefaultFreshness
 )
+
+// dial connects from this node's address, so the peer sees the address
+// PINGs name.
+func (m *Mom) dial(ctx context.Context, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: m.cfg.HandshakeTimeout, LocalAddr: &net.TCPAddr{IP: m.addr.Addr().AsSlice()}}
+	return d.DialContext(ctx, "tcp", addr)
+}

@@ -7,30 +7,19 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/proto"
 )
-
-// Peer is one row of the admitted-peers table.
-type Peer struct {
-	Addr      string    `json:"addr"`
-	NodeID    string    `json:"node_id"`
-	KeyID     string    `json:"key_id"`
-	Direction string    `json:"direction"` // "in" (they connected) or "out"
-	Protocol  string    `json:"protocol"`  // "v2" (admitted by PING) or "v1" (by the address list)
-	First     time.Time `json:"first"`
-	Last      time.Time `json:"last"`
-	Count     uint64    `json:"admissions"`
-}
 
 // peerTable records every sister admitted by PING, keyed by address.
 type peerTable struct {
 	mu    sync.Mutex
-	peers map[proto.Addr]*Peer
+	peers map[proto.Addr]*admin.AdmittedPeer
 	max   int
 }
 
 func newPeerTable(max int) *peerTable {
-	return &peerTable{peers: map[proto.Addr]*Peer{}, max: max}
+	return &peerTable{peers: map[proto.Addr]*admin.AdmittedPeer{}, max: max}
 }
 
 func (t *peerTable) admit(addr proto.Addr, node proto.NodeID, keyID string, dir string, now time.Time) {
@@ -41,7 +30,7 @@ func (t *peerTable) admit(addr proto.Addr, node proto.NodeID, keyID string, dir 
 		if len(t.peers) >= t.max {
 			t.evictOldest()
 		}
-		p = &Peer{Addr: addr.String(), First: now}
+		p = &admin.AdmittedPeer{Addr: addr.String(), First: now}
 		t.peers[addr] = p
 	}
 	p.NodeID = uuid.UUID(node).String()
@@ -59,7 +48,7 @@ func (t *peerTable) admitLegacy(addr proto.Addr, dir string, now time.Time) {
 		if len(t.peers) >= t.max {
 			t.evictOldest()
 		}
-		p = &Peer{Addr: addr.String(), First: now}
+		p = &admin.AdmittedPeer{Addr: addr.String(), First: now}
 		t.peers[addr] = p
 	}
 	p.NodeID, p.KeyID, p.Direction, p.Last, p.Protocol = "", "", dir, now, "v1"
@@ -103,10 +92,10 @@ func (t *peerTable) byProtocol() map[string]int {
 	return out
 }
 
-func (t *peerTable) list() []Peer {
+func (t *peerTable) list() []admin.AdmittedPeer {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]Peer, 0, len(t.peers))
+	out := make([]admin.AdmittedPeer, 0, len(t.peers))
 	for _, p := range t.peers {
 		out = append(out, *p)
 	}

@@ -19,8 +19,6 @@ const (
 	keyringFile  = "keyring.json"
 	momFile      = "mom.json"
 	denyFile     = "deny.json"
-	ceilingFile  = "ceiling"
-	adminSocket  = "admin.sock"
 )
 
 // ErrNotEnrolled means the MOM has no enrollment yet and no token was given.
@@ -75,16 +73,4 @@ func saveEnrollment(dir string, e *enrollment) error {
 	return store.SaveJSON(filepath.Join(dir, momFile), e, 0o600)
 }
 
-// denied is the persisted deny list: nodes the server has revoked.
-type denied struct {
-	Format  int         `json:"format"`
-	Entries []denyEntry `json:"entries"`
-}
-
-type denyEntry struct {
-	Node string `json:"node"`
-	Addr string `json:"addr"`
-	// Keys are the cluster key ids (hex) the address is denied under;
-	// empty: every key.
-	Keys []string `json:"keys,omitempty"`
-}
+func encodeB64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

@@ -1,6 +1,10 @@
 package ping
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/momgate/momgate/reasons"
+)
 
 // Rejection reasons, one per check of docs/PROTOCOL.md section 3.2, in the
 // order the checks run. Callers branch on them with errors.Is and use Reason
@@ -29,42 +33,43 @@ var (
 	ErrPersist = errors.New("high-water mark not persisted")
 )
 
-// reasons maps each sentinel to its short label.
-var reasons = []struct {
+// sentinelReasons maps each sentinel to its label in package reasons.
+var sentinelReasons = []struct {
 	err   error
-	label string
+	label reasons.Reason
 }{
-	{ErrMalformed, "malformed"},
-	{ErrVersion, "version"},
-	{ErrUnknownKey, "key_mismatch"},
-	{ErrAuth, "auth"},
-	{ErrAddrMismatch, "addr_mismatch"},
-	{ErrWrongDest, "wrong_dest"},
-	{ErrEcho, "echo"},
-	{ErrReplay, "replay"},
-	{ErrStale, "stale"},
-	{ErrFloor, "floor"},
-	{ErrUnattested, "unattested"},
-	{ErrRevoked, "revoked"},
-	{ErrPersist, "persist"},
+	{ErrMalformed, reasons.Malformed},
+	{ErrVersion, reasons.Version},
+	{ErrUnknownKey, reasons.KeyMismatch},
+	{ErrAuth, reasons.Auth},
+	{ErrAddrMismatch, reasons.AddrMismatch},
+	{ErrWrongDest, reasons.WrongDest},
+	{ErrEcho, reasons.Echo},
+	{ErrReplay, reasons.Replay},
+	{ErrStale, reasons.Stale},
+	{ErrFloor, reasons.Floor},
+	{ErrUnattested, reasons.Unattested},
+	{ErrRevoked, reasons.Revoked},
+	{ErrPersist, reasons.Persist},
 }
 
 // Reasons lists every rejection label Reason can return, in check order.
 func Reasons() []string {
-	out := make([]string, len(reasons))
-	for i, r := range reasons {
-		out[i] = r.label
+	out := make([]string, len(sentinelReasons))
+	for i, r := range sentinelReasons {
+		out[i] = string(r.label)
 	}
 	return out
 }
 
-// Reason returns the short label of a rejection error ("replay",
-// "key_mismatch", ...), or "other" if err is none of this package's reasons.
-func Reason(err error) string {
-	for _, r := range reasons {
+// Reason returns the label of a rejection error (reasons.Replay,
+// reasons.KeyMismatch, ...), or reasons.Other if err is none of this
+// package's sentinels.
+func Reason(err error) reasons.Reason {
+	for _, r := range sentinelReasons {
 		if errors.Is(err, r.err) {
 			return r.label
 		}
 	}
-	return "other"
+	return reasons.Other
 }

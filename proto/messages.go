@@ -199,7 +199,7 @@ func (m *Welcome) decode(r *reader) {
 // Reject refuses something, with a code and a reason.
 type Reject struct {
 	Ver    Version // V1 or V2; zero means V2
-	Code   uint16
+	Code   RejectCode
 	Reason string
 }
 
@@ -211,7 +211,7 @@ func (*Reject) Type() Type { return TypeReject }
 
 // AppendBody encodes the body.
 func (m *Reject) AppendBody(b []byte) []byte {
-	b = binary.BigEndian.AppendUint16(b, m.Code)
+	b = binary.BigEndian.AppendUint16(b, uint16(m.Code))
 	reason := m.Reason
 	if len(reason) > MaxReasonLen {
 		reason = reason[:MaxReasonLen]
@@ -220,7 +220,7 @@ func (m *Reject) AppendBody(b []byte) []byte {
 }
 
 func (m *Reject) decode(r *reader) {
-	m.Code = r.u16("code")
+	m.Code = RejectCode(r.u16("code"))
 	m.Reason = r.str(MaxReasonLen, "reason")
 }
 

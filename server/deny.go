@@ -231,3 +231,16 @@ func (s *Server) pruneDenyLocked() int {
 	}
 	return n
 }
+
+// pushDenyLocked queues a Deny on every connected MOM's ordered push queue and
+// closes the connection of the node it names (closeNode). The caller holds s.mu.
+func (s *Server) pushDenyLocked(entries []proto.NodeAddr, closeNode proto.NodeID) {
+	frame := proto.Marshal(&proto.Deny{Entries: entries})
+	for id, c := range s.conns {
+		if id == closeNode {
+			c.conn.Close()
+			continue
+		}
+		s.enqueueLocked(c, pushItem{pushDeny, frame})
+	}
+}

@@ -151,7 +151,7 @@ func TestDenyPrunedAfterItsKeysRetire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.marks.Close()
+	defer s.base.Close()
 	addr := func(ip string) proto.Addr { return proto.AddrFrom(netip.MustParseAddr(ip)) }
 	gone, moved, legacy := proto.NodeID{1}, addr("127.0.0.7"), addr("127.0.0.8")
 	s.mu.Lock()

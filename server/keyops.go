@@ -2,8 +2,6 @@ package server
 
 import (
 	"errors"
-	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,11 +15,8 @@ import (
 )
 
 // Admin operations of the key rotation: rotate key, export key, activate
-// key, list key, delete node and set node Mom= (docs/KEYS.md).
-
-func keyInfo(k *keys.Key) admin.KeyInfo {
-	return admin.KeyInfo{ID: k.ID.String(), State: k.State.String(), Created: k.Created}
-}
+// key and list key (docs/KEYS.md). delete node and set node Mom=, which
+// rotate too, are in nodeops.go.
 
 func parseKeyArg(s string) (keys.KeyID, error) {
 	id, err := keys.ParseKeyID(strings.ToLower(s))
@@ -57,7 +52,7 @@ func (s *Server) exportKey(a admin.KeyArgs) (*admin.KeyInfo, error) {
 		return nil, admin.Errorf(admin.CodeBadValue, "%v", err)
 	}
 	s.log.WithFields(logrus.Fields{"key": id.String(), "file": a.File}).Warn("cluster key exported to a file (mode 0400): move it to the nodes over a secure channel, then delete it")
-	info := keyInfo(k)
+	info := admin.KeyInfoOf(k)
 	return &info, nil
 }
 
@@ -78,17 +73,14 @@ func (s *Server) activateKey(a admin.KeyArgs) (*admin.KeyInfo, error) {
 	if k == nil {
 		return nil, admin.Errorf(admin.CodeConflict, "key %s was retired meanwhile", id)
 	}
-	info := keyInfo(k)
+	info := admin.KeyInfoOf(k)
 	return &info, nil
 }
 
 // listKeys reports the server's keys, the rotation and every node's key
 // state.
 func (s *Server) listKeys() *admin.KeyList {
-	out := &admin.KeyList{Keys: []admin.KeyInfo{}, Nodes: []admin.NodeKeyInfo{}, Rotation: s.rot.info()}
-	for _, k := range s.ring.Load().Keys() {
-		out.Keys = append(out.Keys, keyInfo(k))
-	}
+	out := &admin.KeyList{Keys: admin.KeyInfos(s.ring.Load()), Nodes: []admin.NodeKeyInfo{}, Rotation: s.rot.info()}
 	next, distributing := s.rot.distributing()
 	s.mu.Lock()
 	nodes := s.reg.sortedNodes()
@@ -132,73 +124,4 @@ func (s *Server) annotateKeyStates(infos []admin.NodeInfo) {
 	for j, st := range s.rot.nodeStates(ids) {
 		infos[idx[j]].KeyState = st
 	}
-}
-
-// deleteNode removes a node: it is denied at once by the server and every
-// connected MOM, then a key rotation moves the cluster to a key it never
-// sees.
-func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
-	s.mu.Lock()
-	exists := s.reg.byName[name] != nil
-	s.mu.Unlock()
-	if !exists {
-		return nil, admin.Errorf(admin.CodeUnknownNode, "unknown node %s", name)
-	}
-	var info admin.NodeInfo
-	err := s.rot.changeAndRotate("delete node "+name, func() ([]proto.NodeID, bool, error) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		n := s.reg.byName[name]
-		if n == nil {
-			return nil, false, admin.Errorf(admin.CodeUnknownNode, "unknown node %s", name)
-		}
-		s.reg.remove(n)
-		removedTokens := s.reg.tokens.Revoke(name)
-		if err := s.persistLocked(); err != nil {
-			s.reg.add(n)
-			for _, t := range removedTokens {
-				_ = s.reg.tokens.Add(t)
-			}
-			return nil, false, fmt.Errorf("persist: %w", err)
-		}
-		info = n.info(s.activeKeyID())
-		s.membershipChangedLocked()
-		// Deny at once: the node is refused by the server and by every MOM.
-		s.denyLocked(n.id, proto.AddrFrom(n.addr))
-		s.pushDenyLocked([]proto.NodeAddr{{Node: n.id, Addr: proto.AddrFrom(n.addr)}}, n.id)
-		s.verifier.Guard.Forget(n.id)
-		if !n.enrolled() {
-			// It never held a cluster key: nothing to rotate.
-			s.log.WithFields(logrus.Fields{"node": name}).Info("node deleted before it enrolled")
-			return nil, false, nil
-		}
-		s.log.WithFields(logrus.Fields{"node": name}).Info("node deleted and denied; rotating the cluster key")
-		return []proto.NodeID{n.id}, true, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &info, nil
-}
-
-// pushDenyLocked queues a Deny on every connected MOM's ordered push queue and
-// closes the connection of the node it names (closeNode). The caller holds s.mu.
-func (s *Server) pushDenyLocked(entries []proto.NodeAddr, closeNode proto.NodeID) {
-	frame := proto.Marshal(&proto.Deny{Entries: entries})
-	for id, c := range s.conns {
-		if id == closeNode {
-			c.conn.Close()
-			continue
-		}
-		s.enqueueLocked(c, pushItem{pushDeny, frame})
-	}
-}
-
-// readdressedLocked denies a node's old address everywhere after set node
-// Mom=, lifts a deny of its new one, and closes its connection (from the
-// old address). The caller holds s.mu.
-func (s *Server) readdressedLocked(n *node, oldAddr netip.Addr) {
-	s.denyLocked(proto.NodeID{}, proto.AddrFrom(oldAddr))
-	s.liftDenyLocked(n.addr)
-	s.pushDenyLocked([]proto.NodeAddr{{Addr: proto.AddrFrom(oldAddr)}}, n.id)
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/momgate/momgate/internal/admin"
-	"github.com/momgate/momgate/internal/swap"
 	"github.com/momgate/momgate/migration"
 	"github.com/momgate/momgate/proto"
 )
@@ -138,7 +137,7 @@ func (lc *legacyClient) wantList(addrs ...string) {
 	}
 }
 
-func (lc *legacyClient) wantReject(code uint16, text string) {
+func (lc *legacyClient) wantReject(code proto.RejectCode, text string) {
 	lc.t.Helper()
 	rj, ok := lc.read().(*proto.Reject)
 	if !ok {
@@ -211,13 +210,13 @@ func TestLegacyListPushAndModes(t *testing.T) {
 
 	// Unknown address; a PING hello in legacy mode.
 	u := legacyHello(t, s, "127.0.0.8", "")
-	u.wantReject(swap.CodeUnknownNode, "no node has address 127.0.0.8")
+	u.wantReject(proto.RejectUnknownNode, "no node has address 127.0.0.8")
 	v2c := &legacyClient{t: t, c: dialFrom(t, s, "127.0.0.3")}
 	v2c.read()
 	if err := proto.WriteFrame(v2c.c, &proto.Hello{Sealed: []byte{1}}); err != nil {
 		t.Fatal(err)
 	}
-	v2c.wantReject(swap.CodeNotAllowed, "legacy mode: PING hellos refused")
+	v2c.wantReject(proto.RejectNotAllowed, "legacy mode: PING hellos refused")
 
 	// compat: the v1 sessions are told and stay.
 	setMode(t, s, "compat")
@@ -239,7 +238,7 @@ func TestLegacyListPushAndModes(t *testing.T) {
 	}
 	before := s.statsNow().PushMessages
 	r := legacyHello(t, s, "127.0.0.2", "n2")
-	r.wantReject(swap.CodeNotAllowed, "ping mode: legacy (v1) hello from 127.0.0.2 refused")
+	r.wantReject(proto.RejectNotAllowed, "ping mode: legacy (v1) hello from 127.0.0.2 refused")
 	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n5", Mom: "127.0.0.5"})
 	mustAdmin(t, s, admin.OpDeleteNode, admin.NodeArgs{Name: "n5"})
 	if st := s.statsNow(); st.PushMessages != before || st.V1Refused != 1 || st.V2Refused != 1 || st.ListSessions != 0 {
@@ -256,7 +255,7 @@ func TestNoDowngradeAndRollback(t *testing.T) {
 	a.wantList("127.0.0.2", "127.0.0.3")
 	a.read()
 
-	// n3 speaks PING only: the server marks it (as startLegacy does after a
+	// n3 speaks PING only: the server marks it (as startSession does after a
 	// v2-only hello) and tells the list-admitting MOM.
 	s.mu.Lock()
 	s.markUpgradedLocked(s.reg.byName["n3"])
@@ -267,7 +266,7 @@ func TestNoDowngradeAndRollback(t *testing.T) {
 	}
 	// A legacy hello from the upgraded node's address is a downgrade.
 	d := legacyHello(t, s, "127.0.0.3", "n3")
-	d.wantReject(swap.CodeLegacyRefused, "node n3 is upgraded")
+	d.wantReject(proto.RejectLegacyRefused, "node n3 is upgraded")
 	res, err := adminCall(t, s, admin.OpListNode, admin.ListNodeArgs{Name: "n3"})
 	if err != nil || !res.([]admin.NodeInfo)[0].Upgraded {
 		t.Fatalf("n3 not shown upgraded: %v %v", res, err)

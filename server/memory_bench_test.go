@@ -99,7 +99,7 @@ func BenchmarkRegistryMemory(b *testing.B) {
 			f.Close()
 		}
 		runtime.KeepAlive(srv)
-		srv.marks.Close()
+		srv.base.Close()
 		srv.states.close()
 	}
 }

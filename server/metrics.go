@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"net"
 	"sync/atomic"
 
@@ -38,9 +37,7 @@ type connGauge struct{ control atomic.Int64 }
 
 // collectors returns the server's metric collectors.
 func (s *Server) collectors() []prometheus.Collector {
-	cs := []prometheus.Collector{metrics.AuditCollector{Snapshot: s.audit.Counters}}
-	cs = append(cs, metrics.KeyringCollectors(s.ring.Load)...)
-	return append(cs,
+	return append(s.base.Collectors(s.ring.Load),
 		metrics.NewGaugeFunc("rotation_phase", "Key rotation phase: 1 for the current phase, 0 for the others.", "phase",
 			func() map[string]float64 {
 				phase, all := RotationIdle, s.hooks.rotationPhases
@@ -141,25 +138,9 @@ func (s *Server) legacyCounts() (pushes, bytes uint64) {
 	return s.hooks.legacy()
 }
 
-// bindMetrics binds the metrics address if one is configured and returns
-// the function that serves it until its context ends; nil when metrics
-// are off.
-func (s *Server) bindMetrics() (func(context.Context) error, error) {
-	if s.cfg.MetricsListen == "" {
-		return nil, nil
-	}
-	addr, serve, err := metrics.Bind(s.cfg.MetricsListen, s.cfg.MetricsAllowRemote, s.log, s.collectors()...)
-	if err != nil {
-		return nil, err
-	}
-	s.metricsAddr.Store(addr)
-	return serve, nil
-}
-
 // MetricsAddr returns the metrics listener's address once Run is
 // listening, or nil when metrics are off.
 func (s *Server) MetricsAddr() net.Addr {
 	<-s.ready
-	a, _ := s.metricsAddr.Load().(net.Addr)
-	return a
+	return s.base.MetricsAddr()
 }

@@ -61,7 +61,7 @@ func TestNewRefusesRemoteMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatalf("with MetricsAllowRemote: %v", err)
 	}
-	s.marks.Close()
+	s.base.Close()
 }
 
 func TestServerMetricsDefaultsAndHooks(t *testing.T) {
@@ -143,7 +143,7 @@ func TestServerMetricHooks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.marks.Close()
+	defer s.base.Close()
 	s.hooks = metricHooks{
 		rotationPhase:   func() string { return "grace" },
 		rotationPhases:  []string{"idle", "distribute", "grace"},

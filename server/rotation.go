@@ -12,8 +12,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
-	"github.com/momgate/momgate/internal/crashhook"
 	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/internal/statefile"
 	"github.com/momgate/momgate/keys"
@@ -202,7 +202,7 @@ func (r *rotor) exec(acts []rotation.Action) error {
 			r.broken = err
 			return err
 		}
-		crashhook.At(a.Step())
+		r.s.cfg.CrashAt(a.Step())
 	}
 	return nil
 }
@@ -346,7 +346,7 @@ func (r *rotor) send(j sendJob) {
 			j.key.Zero()
 		}
 	}()
-	conns := make([]*momConn, len(j.to))
+	conns := make([]*session, len(j.to))
 	r.s.mu.Lock()
 	for i, id := range j.to {
 		conns[i] = r.s.conns[id]
@@ -395,14 +395,14 @@ func frameSize(m proto.Message) int {
 	return proto.HeaderSize + len(m.AppendBody(nil))
 }
 
-func (r *rotor) message(j sendJob, c *momConn) (proto.Message, error) {
+func (r *rotor) message(j sendJob, c *session) (proto.Message, error) {
 	switch j.typ {
 	case proto.TypeKeyUpdate:
 		wk, err := r.wrapper(c.node.id, &c.node.pub).Wrap(r.s.cfg.Rand, j.key, keys.StateNext)
 		if err != nil {
 			return nil, err
 		}
-		return &proto.KeyUpdate{Rotation: j.seq, Key: toProtoWrapped(wk)}, nil
+		return &proto.KeyUpdate{Rotation: j.seq, Key: handshake.ToWire(wk)}, nil
 	case proto.TypeKeyActivate:
 		return &proto.KeyActivate{Rotation: j.seq, KeyID: uint32(j.id)}, nil
 	case proto.TypeKeyRetire:
@@ -414,7 +414,7 @@ func (r *rotor) message(j sendJob, c *momConn) (proto.Message, error) {
 // connected reports an authenticated MOM, registered in s.conns, holding
 // what its Welcome gave it. The MOM first gets the whole deny list, then
 // whatever it missed of a rotation.
-func (r *rotor) connected(mc *momConn) {
+func (r *rotor) connected(mc *session) {
 	if !keyed(mc) {
 		return // a legacy (v1) session holds no cluster key
 	}
@@ -436,7 +436,7 @@ func (r *rotor) connected(mc *momConn) {
 }
 
 // disconnected reports that a MOM's connection ended.
-func (r *rotor) disconnected(mc *momConn) {
+func (r *rotor) disconnected(mc *session) {
 	err := r.event(func(m *rotation.Machine, now time.Time) ([]rotation.Action, error) {
 		r.s.mu.Lock()
 		current := r.s.conns[mc.node.id]
@@ -451,12 +451,8 @@ func (r *rotor) disconnected(mc *momConn) {
 	}
 }
 
-// keyed reports whether c is a v2 control session, which carries keys (a
-// legacy v1 session does not).
-func keyed(c *momConn) bool { return c != nil && (c.lg == nil || !c.lg.v1) }
-
 // ack handles a MOM's KeyAck.
-func (r *rotor) ack(mc *momConn, a *proto.KeyAck, size int) {
+func (r *rotor) ack(mc *session, a *proto.KeyAck, size int) {
 	r.stats.framesIn.Add(1)
 	r.stats.bytesIn.Add(int64(size))
 	if a.Status != 0 {

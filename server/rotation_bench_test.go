@@ -22,7 +22,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/crypto/nacl/box"
 
-	"github.com/momgate/momgate/internal/swap"
+	"github.com/momgate/momgate/handshake"
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -395,7 +396,7 @@ func connectSim(server string, serverKey *[32]byte, nd simNode) (*simMOM, error)
 	var priv [32]byte
 	copy(priv[:], nd.Priv)
 	m := &simMOM{node: nd, id: proto.NodeID(nd.ID), conn: c, wrapper: keys.NewWrapper(serverKey, &priv)}
-	frame, err := proto.ReadFrameLimit(c, nil, swap.PreAuthMaxFrame)
+	frame, err := proto.ReadFrameLimit(c, nil, handshake.PreAuthMaxFrame)
 	if err != nil {
 		return nil, err
 	}
@@ -416,7 +417,7 @@ func connectSim(server string, serverKey *[32]byte, nd simNode) (*simMOM, error)
 	if err := proto.WriteFrame(c, h); err != nil {
 		return nil, err
 	}
-	if frame, err = proto.ReadFrameLimit(c, nil, swap.PreAuthMaxFrame); err != nil {
+	if frame, err = proto.ReadFrameLimit(c, nil, handshake.PreAuthMaxFrame); err != nil {
 		return nil, err
 	}
 	if msg, err = proto.Unmarshal(frame); err != nil {
@@ -444,7 +445,7 @@ func connectSim(server string, serverKey *[32]byte, nd simNode) (*simMOM, error)
 	sealer := &ping.Sealer{Keys: m.ring, Stamper: stamper, Rand: rand.Reader, Node: m.id}
 	verifier := &ping.Verifier{Keys: m.ring, Guard: ping.NewGuard(ping.GuardConfig{}, nil), Now: time.Now}
 	var res ping.Result
-	if err := swap.Initiate(c, sealer, verifier, deadline, &res); err != nil {
+	if err := daemon.InitiateSwap(c, sealer, verifier, deadline, &res); err != nil {
 		return nil, err
 	}
 	return m, c.SetDeadline(time.Time{})

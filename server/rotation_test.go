@@ -39,7 +39,7 @@ func newTestServer(t *testing.T, dir string, clock *fakeClock) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.marks.Close() })
+	t.Cleanup(func() { s.base.Close() })
 	return s
 }
 
@@ -67,7 +67,7 @@ func TestRotationResumesAfterRestart(t *testing.T) {
 	if info.Phase != "grace" || info.OldKey != old.String() {
 		t.Fatalf("rotate with no MOM connected: %+v", info)
 	}
-	s.marks.Close()
+	s.base.Close()
 
 	// "Restart": a new server from the same directory.
 	s = newTestServer(t, dir, clock)

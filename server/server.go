@@ -1,30 +1,31 @@
 // Package server is the momgate server daemon: node registry, enrollment,
 // cluster key authority, PING responder for MOM control connections, admin
-// socket and audit log. It is a thin I/O shell over proto, keys and ping.
+// socket and audit log. It is a thin I/O shell over the core (handshake,
+// ping, migration, rotation, keys) on the shared skeleton of
+// internal/daemon; README.md, section Architecture, says which file holds
+// what.
 package server
 
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
+	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/audit"
 	"github.com/momgate/momgate/internal/connlimit"
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/keystore"
-	"github.com/momgate/momgate/internal/metrics"
-	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -49,6 +50,14 @@ type Config struct {
 	MetricsAllowRemote bool
 	// SourceLimits bounds unauthenticated connections per source address.
 	SourceLimits connlimit.Config
+	// CrashAt, when set, is called right after each crash point: every
+	// persisted rotation step and the saved enrollment (docs/KEYS.md). The
+	// tests' hook kills the process there (daemon.CrashHookFromEnv); nil
+	// in production.
+	CrashAt func(step string)
+	// PBSSocket is the OpenPBS plugin's socket (pbsauth.go); "" disables.
+	// PBSHostName names this host to PBS ("" means the hostname).
+	PBSSocket, PBSHostName string
 }
 
 // Server is a running momgate server.
@@ -59,26 +68,24 @@ type Server struct {
 	ident *keys.Identity
 	ring  *keys.Holder
 
-	marks    *store.MarkLog
+	base     *daemon.Base // replay state, audit, limits, metrics endpoint (internal/daemon)
 	states   *stateStore
 	sealer   *ping.Sealer
-	verifier *ping.Verifier
+	hs       *handshake.ServerParams // what the server half of the handshake needs
 	deny     *ping.DenyList
 	denyKeys map[proto.NodeAddr][]keys.KeyID // keys held when each deny entry was made (deny.go); guarded by mu
 	rot      *rotor
 
 	mu    sync.Mutex // guards reg and conns
 	reg   *registry
-	conns map[proto.NodeID]*momConn
-	lg    legacyServer // legacy protocol and migration (legacy.go)
+	conns map[proto.NodeID]*session
+	lg    legacyServer // legacy protocol and migration (legacy.go, migration.go)
 
 	listener net.Listener
 	ready    chan struct{}
 
-	hooks       metricHooks  // metric sources of later subsystems (metrics.go)
-	gauge       connGauge    // open connections
-	metricsAddr atomic.Value // net.Addr of the metrics listener
-	limiter     *connlimit.Limiter
+	hooks metricHooks // metric sources of later subsystems (metrics.go)
+	gauge connGauge   // open connections
 }
 
 // Init creates a new server state directory: identity, first cluster key,
@@ -130,25 +137,13 @@ func Init(dir string, rnd io.Reader, now time.Time) (string, error) {
 
 // New loads the state directory. It does not listen yet.
 func New(cfg Config) (*Server, error) {
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	d := daemon.Settings{Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now, Rand: cfg.Rand, HandshakeTimeout: cfg.HandshakeTimeout}.WithDefaults()
+	cfg.Log, cfg.Audit, cfg.Now, cfg.Rand, cfg.HandshakeTimeout = d.Log, d.Audit, d.Now, d.Rand, d.HandshakeTimeout
+	if cfg.CrashAt == nil {
+		cfg.CrashAt = func(string) {}
 	}
-	if cfg.Rand == nil {
-		cfg.Rand = rand.Reader
-	}
-	if cfg.Log == nil {
-		cfg.Log = logrus.StandardLogger()
-	}
-	if cfg.HandshakeTimeout <= 0 {
-		cfg.HandshakeTimeout = 10 * time.Second
-	}
-	if cfg.Audit == nil {
-		cfg.Audit = audit.New(audit.Config{Out: io.Discard})
-	}
-	if cfg.MetricsListen != "" {
-		if err := metrics.CheckListen(cfg.MetricsListen, cfg.MetricsAllowRemote); err != nil {
-			return nil, err
-		}
+	if err := daemon.CheckMetricsListen(cfg.MetricsListen, cfg.MetricsAllowRemote); err != nil {
+		return nil, err
 	}
 	dir := cfg.StateDir
 	p, states, err := openStateStore(dir)
@@ -176,27 +171,18 @@ func New(cfg Config) (*Server, error) {
 	if ring.Active() == nil {
 		return nil, fmt.Errorf("keyring %s: %w", filepath.Join(dir, keyringFile), keys.ErrNoActive)
 	}
-	marks, initial, err := store.OpenMarkLog(dir)
-	if err != nil {
-		return nil, err
-	}
-	stamper, err := ping.NewStamper(cfg.Now, store.NewCeilingFile(filepath.Join(dir, ceilingFile)), 0)
-	if err != nil {
-		marks.Close()
-		return nil, err
-	}
 	s := &Server{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring),
-		marks: marks, states: states, deny: &ping.DenyList{}, denyKeys: map[proto.NodeAddr][]keys.KeyID{}, reg: reg, conns: map[proto.NodeID]*momConn{},
-		ready: make(chan struct{}), limiter: connlimit.New(cfg.SourceLimits),
+		states: states, deny: &ping.DenyList{}, denyKeys: map[proto.NodeAddr][]keys.KeyID{}, reg: reg, conns: map[proto.NodeID]*session{},
+		ready: make(chan struct{}),
 	}
-	s.sealer = &ping.Sealer{Keys: s.ring, Stamper: stamper, Rand: cfg.Rand, Node: reg.id}
-	s.verifier = &ping.Verifier{
-		Keys:    s.ring,
-		Guard:   ping.NewGuard(ping.GuardConfig{Freshness: time.Duration(reg.attrs.Freshness), Store: marks}, initial),
-		Revoker: s.deny,
-		Now:     cfg.Now,
+	s.base, err = daemon.OpenBase(daemon.BaseConfig{StateDir: dir, Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now,
+		Freshness: time.Duration(reg.attrs.Freshness), Keys: s.ring, Revoker: s.deny, SourceLimits: cfg.SourceLimits})
+	if err != nil {
+		return nil, err
 	}
+	s.sealer = &ping.Sealer{Keys: s.ring, Stamper: s.base.Stamper, Rand: cfg.Rand, Node: reg.id}
+	s.hs = &handshake.ServerParams{ID: reg.id, Ident: ident, Rand: cfg.Rand, Sealer: s.sealer, Verifier: s.base.Verifier}
 	if reg.tokens.Prune(cfg.Now()) > 0 {
 		// Dropped from disk now rather than at the next change, so the
 		// store forgets them too (memory per node in steady state).
@@ -206,11 +192,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.legacyMetricHooks()
 	if err := s.loadDenyList(); err != nil {
-		marks.Close()
+		s.base.Close()
 		return nil, err
 	}
 	if s.rot, err = newRotor(s); err != nil {
-		marks.Close()
+		s.base.Close()
 		return nil, err
 	}
 	s.hooks.rotationPhase, s.hooks.rotationPhases = s.rot.phase, rotationPhases
@@ -230,123 +216,52 @@ func (s *Server) Addr() net.Addr {
 // Run listens and serves until ctx is cancelled, then closes every
 // connection and returns.
 func (s *Server) Run(ctx context.Context) error {
-	defer s.marks.Close()
+	defer s.base.Close()
 	defer s.states.close()
-	ln, err := net.Listen("tcp", s.cfg.Listen)
+	ln, serveMetrics, err := s.base.Listen(s.cfg.Listen, s.cfg.MetricsListen, s.cfg.MetricsAllowRemote, s.collectors()...)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
-	}
-	serveMetrics, err := s.bindMetrics()
-	if err != nil {
-		ln.Close()
 		return err
 	}
 	s.listener = ln
 	close(s.ready)
 	s.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "fingerprint": s.Fingerprint()}).Info("server listening")
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	g := daemon.NewGroup(ctx)
 	if serveMetrics != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := serveMetrics(ctx); err != nil && ctx.Err() == nil {
-				errc <- err
-				cancel()
-			}
-		}()
+		g.Go("", serveMetrics)
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		sock := filepath.Join(s.cfg.StateDir, adminSocket)
-		if err := admin.Serve(ctx, sock, s.handleAdmin, s.log); err != nil && ctx.Err() == nil {
-			errc <- fmt.Errorf("admin socket: %w", err)
-			cancel()
-		}
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.housekeeping(ctx)
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.rot.run(ctx)
-	}()
-	go func() {
-		<-ctx.Done()
-		ln.Close()
-	}()
-	var conns sync.WaitGroup
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			s.log.WithError(err).Warn("accept")
-			continue
-		}
-		conns.Add(1)
-		go func() {
-			defer conns.Done()
-			s.serveLimited(ctx, c)
-		}()
+	g.Go("admin socket", func(ctx context.Context) error {
+		return admin.Serve(ctx, admin.SocketPath(s.cfg.StateDir), s.handleAdmin, s.log)
+	})
+	if s.cfg.PBSSocket != "" {
+		g.Go("pbs socket", s.servePBS)
 	}
-	s.closeAll()
-	conns.Wait()
-	wg.Wait()
-	s.audit.Flush()
-	if err := s.compactMarks(); err != nil {
-		s.log.WithError(err).Warn("compact marks at shutdown")
-	}
-	select {
-	case err := <-errc:
-		return err
-	default:
+	g.Go("housekeeping", func(ctx context.Context) error {
+		s.base.Housekeeping(ctx, s.chores)
 		return nil
-	}
+	})
+	g.Go("rotation", func(ctx context.Context) error {
+		s.rot.run(ctx)
+		return nil
+	})
+	s.serveControl(g.Context(), ln)
+	g.Stop()
+	err = g.Wait()
+	s.base.Shutdown()
+	return err
 }
 
-// housekeeping flushes the audit aggregates, syncs and compacts the mark
-// log, and prunes expired tokens, until ctx ends.
-func (s *Server) housekeeping(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for i := 0; ; i++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := s.marks.Sync(); err != nil {
-			s.log.WithError(err).Warn("sync mark log")
-		}
-		if s.marks.LogSize() > 1<<20 {
-			if err := s.compactMarks(); err != nil {
-				s.log.WithError(err).Warn("compact mark log")
-			}
-		}
-		if i%10 == 0 {
-			s.audit.Flush()
-		}
-		if i%60 == 0 {
-			s.pruneTokens()
-		}
-		if i%5 == 0 {
-			s.mu.Lock()
-			s.pruneDenyLocked()
-			s.mu.Unlock()
-		}
+// chores are the server's part of the housekeeping: expired tokens are
+// pruned every minute, and deny entries that guard nothing any more every
+// five seconds.
+func (s *Server) chores(tick int) {
+	if tick%60 == 0 {
+		s.pruneTokens()
+	}
+	if tick%5 == 0 {
+		s.mu.Lock()
+		s.pruneDenyLocked()
+		s.mu.Unlock()
 	}
 }
 
@@ -369,10 +284,6 @@ func (s *Server) pruneTokens() {
 	}
 }
 
-func (s *Server) compactMarks() error {
-	return s.marks.Compact(s.verifier.Guard.Snapshot())
-}
-
 // persistLocked writes the registry; the caller holds s.mu and must undo its
 // in-memory change if this fails.
 func (s *Server) persistLocked() error {
@@ -384,12 +295,4 @@ func (s *Server) persistLocked() error {
 // s.mu and undoes its change if this fails.
 func (s *Server) persistNodesLocked(n *node, tokens ...[16]byte) error {
 	return s.states.saveNodes(s.reg, []nodeRecord{n.record()}, tokens)
-}
-
-func (s *Server) closeAll() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range s.conns {
-		c.conn.Close()
-	}
 }

@@ -25,8 +25,6 @@ const (
 	identityFile = "identity.json"
 	keyringFile  = "keyring.json"
 	stateFile    = "state.json"
-	ceilingFile  = "ceiling"
-	adminSocket  = "admin.sock"
 	auditFile    = "audit.log"
 )
 
@@ -280,3 +278,5 @@ func (r *registry) remove(n *node) {
 	delete(r.byName, n.rec.Name)
 	delete(r.byID, n.id)
 }
+
+func encodeKey(k [32]byte) string { return base64.StdEncoding.EncodeToString(k[:]) }

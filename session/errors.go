@@ -64,7 +64,7 @@ func Reason(err error) string {
 	if l, ok := sessionReason(err); ok {
 		return l
 	}
-	return ping.Reason(err)
+	return string(ping.Reason(err))
 }
 
 // sessionReason returns the label of err if it wraps one of this package's

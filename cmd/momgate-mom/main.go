@@ -5,15 +5,15 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/cliutil"
 	"github.com/momgate/momgate/internal/config"
-	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/metrics"
+	"github.com/momgate/momgate/internal/momcli"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/mom"
 )
@@ -70,6 +70,7 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "metrics-allow-remote", Usage: "allow a --metrics-listen address that is not loopback", EnvVars: env("metrics-allow-remote")},
 		&cli.StringFlag{Name: "protocol", Value: mom.ProtocolFollow, EnvVars: env("protocol"),
 			Usage: "what the MOM speaks: legacy (address list, v1), compat (both), ping (PING only, v2), or follow (the server's mode)"},
+		&cli.StringFlag{Name: "pbs-socket", Usage: "answer the OpenPBS plugin libauth_momgate.so on this Unix `SOCKET` (its default: /run/momgate/pbs.sock; docs/OPENPBS.md); default off", EnvVars: env("pbs-socket"), TakesFile: true},
 	}
 	return append(flags, cliutil.LimitFlags(envPrefix)...)
 }
@@ -169,7 +170,7 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 					if err := config.Require(c, stateDirFlag()); err != nil {
 						return err
 					}
-					return mom.PrintPeers(c.Context, c.String("state-dir"), c.App.Writer, c.Bool("json"))
+					return momcli.PrintPeers(c.Context, c.String("state-dir"), c.App.Writer, c.Bool("json"))
 				},
 			},
 			{
@@ -182,7 +183,7 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 					if err := config.Require(c, stateDirFlag()); err != nil {
 						return err
 					}
-					return mom.PrintStatus(c.Context, c.String("state-dir"), c.App.Writer, c.Bool("json"))
+					return momcli.PrintStatus(c.Context, c.String("state-dir"), c.App.Writer, c.Bool("json"))
 				},
 			},
 			{
@@ -208,7 +209,7 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 							if err := config.Require(c, stateDirFlag()); err != nil {
 								return err
 							}
-							return mom.ImportKey(c.Context, c.String("state-dir"), c.Args().First(), c.App.Writer, c.Bool("json"))
+							return momcli.ImportKey(c.Context, c.String("state-dir"), c.Args().First(), c.App.Writer, c.Bool("json"))
 						},
 					},
 					{
@@ -224,7 +225,7 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 							if err := config.Require(c, stateDirFlag()); err != nil {
 								return err
 							}
-							return mom.ActivateKey(c.Context, c.String("state-dir"), c.Args().First(), c.App.Writer, c.Bool("json"))
+							return momcli.ActivateKey(c.Context, c.String("state-dir"), c.Args().First(), c.App.Writer, c.Bool("json"))
 						},
 					},
 				},
@@ -244,7 +245,7 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 					if err := config.Require(c, stateDirFlag()); err != nil {
 						return err
 					}
-					return mom.PrintPing(c.Context, c.String("state-dir"), c.Args().First(), c.App.Writer, c.Bool("json"))
+					return momcli.PrintPing(c.Context, c.String("state-dir"), c.Args().First(), c.App.Writer, c.Bool("json"))
 				},
 			},
 			jobCommand(),
@@ -256,54 +257,27 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 
 func runAction(start func(context.Context, mom.Config) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		if c.NArg() != 0 {
-			return fmt.Errorf("run takes no arguments, got %q", c.Args().Slice())
+		spec := cliutil.RunSpec{
+			Name:     "MOM",
+			Schema:   func() (*config.Schema, error) { return schema(c.Bool("metrics-allow-remote")) },
+			Required: []cli.Flag{stateDirFlag(), listenFlag()},
+			Check: func(c *cli.Context) error {
+				if err := os.MkdirAll(c.String("state-dir"), 0o700); err != nil {
+					return fmt.Errorf("create state dir: %w", err)
+				}
+				return nil
+			},
 		}
-		s, err := schema(c.Bool("metrics-allow-remote"))
-		if err != nil {
-			return err
-		}
-		if err := cliutil.LoadConfig(c, s); err != nil {
-			return err
-		}
-		if err := config.Require(c, stateDirFlag(), listenFlag()); err != nil {
-			return err
-		}
-		lim, err := cliutil.ReadLimits(c)
-		if err != nil {
-			return err
-		}
-		log, err := daemon.NewLogger(os.Stderr, c.String("log-format"), c.String("log-level"))
-		if err != nil {
-			return err
-		}
-		if err := os.MkdirAll(c.String("state-dir"), 0o700); err != nil {
-			return fmt.Errorf("create state dir: %w", err)
-		}
-		auditPath := c.String("audit-log")
-		if auditPath == "" {
-			auditPath = filepath.Join(c.String("state-dir"), "audit.log")
-		}
-		ctx, stop := daemon.SignalContext()
-		defer stop()
-		auditLog, closer, err := daemon.OpenAuditFile(ctx, auditPath, c.String("log-format"), log)
-		if err != nil {
-			return err
-		}
-		defer closer.Close()
-		err = start(ctx, mom.Config{
-			StateDir: c.String("state-dir"), Server: c.String("server"), Listen: c.String("listen"),
-			Enroll: c.String("enroll"), Heartbeat: c.Duration("heartbeat"), Freshness: c.Duration("freshness"),
-			Log: log, Audit: auditLog, Protocol: c.String("protocol"),
-			MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
-			SourceLimits: lim.Limits, HandshakeTimeout: lim.Handshake, Now: lim.Now,
+		return cliutil.RunDaemon(c, spec, func(ctx context.Context, d cliutil.Daemon) error {
+			return start(ctx, mom.Config{
+				StateDir: c.String("state-dir"), Server: c.String("server"), Listen: c.String("listen"),
+				Enroll: c.String("enroll"), Heartbeat: c.Duration("heartbeat"), Freshness: c.Duration("freshness"),
+				Log: d.Log, Audit: d.Audit, Protocol: c.String("protocol"),
+				MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
+				SourceLimits: d.Limits.Limits, HandshakeTimeout: d.Limits.Handshake, Now: d.Limits.Now,
+				CrashAt: d.CrashAt, PBSSocket: c.String("pbs-socket"),
+			})
 		})
-		if err != nil {
-			log.WithError(err).Error("MOM exited with an error")
-			return cliutil.Logged(err)
-		}
-		log.Info("MOM stopped")
-		return nil
 	}
 }
 
@@ -349,9 +323,9 @@ func jobCommand() *cli.Command {
 							sisters = append(sisters, s)
 						}
 					}
-					a := mom.JobStartArgs{Name: c.String("name"), Sisters: sisters,
+					a := admin.JobStartArgs{Name: c.String("name"), Sisters: sisters,
 						Interval: c.Duration("interval").String(), Budget: c.Duration("budget").String()}
-					return mom.PrintJobStart(c.Context, c.String("state-dir"), a, c.App.Writer, c.Bool("json"))
+					return momcli.PrintJobStart(c.Context, c.String("state-dir"), a, c.App.Writer, c.Bool("json"))
 				},
 			},
 			{
@@ -363,7 +337,7 @@ func jobCommand() *cli.Command {
 					if err := noArgs(c); err != nil {
 						return err
 					}
-					return mom.PrintJobs(c.Context, c.String("state-dir"), c.App.Writer, c.Bool("json"))
+					return momcli.PrintJobs(c.Context, c.String("state-dir"), c.App.Writer, c.Bool("json"))
 				},
 			},
 			{
@@ -375,7 +349,7 @@ func jobCommand() *cli.Command {
 					if err := noArgs(c); err != nil {
 						return err
 					}
-					return mom.PrintJobStop(c.Context, c.String("state-dir"), c.String("name"), c.App.Writer, c.Bool("json"))
+					return momcli.PrintJobStop(c.Context, c.String("state-dir"), c.String("name"), c.App.Writer, c.Bool("json"))
 				},
 			},
 		},

@@ -5,14 +5,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/momgate/momgate/internal/cliutil"
 	"github.com/momgate/momgate/internal/config"
-	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/metrics"
 	"github.com/momgate/momgate/server"
 )
@@ -59,6 +57,8 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "audit-log", Usage: "audit log `FILE`, one line per admission attempt (\"-\" for stderr; default STATE_DIR/audit.log); reopened on SIGHUP", EnvVars: env("audit-log"), TakesFile: true},
 		&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics at http://`IP:PORT`/metrics (loopback only unless --metrics-allow-remote; default off)", EnvVars: env("metrics-listen")},
 		&cli.BoolFlag{Name: "metrics-allow-remote", Usage: "allow a --metrics-listen address that is not loopback", EnvVars: env("metrics-allow-remote")},
+		&cli.StringFlag{Name: "pbs-socket", Usage: "answer the OpenPBS plugin libauth_momgate.so on this Unix `SOCKET` (its default: /run/momgate/pbs.sock; docs/OPENPBS.md); default off", EnvVars: env("pbs-socket"), TakesFile: true},
+		&cli.StringFlag{Name: "pbs-host-name", Usage: "this host's `NAME` as PBS knows it, for --pbs-socket (default: the hostname)", EnvVars: env("pbs-host-name")},
 		&cli.DurationFlag{Name: "key-timeout", Value: server.DefaultKeyTimeout, EnvVars: env("key-timeout"),
 			Usage: "how long a key rotation waits for connected MOMs to acknowledge the new key before activating it anyway (docs/KEYS.md)"},
 	}
@@ -160,52 +160,25 @@ func app(start func(context.Context, server.Config) error) *cli.App {
 
 func runAction(start func(context.Context, server.Config) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		if c.NArg() != 0 {
-			return fmt.Errorf("run takes no arguments, got %q", c.Args().Slice())
+		spec := cliutil.RunSpec{
+			Name:     "server",
+			Schema:   func() (*config.Schema, error) { return schema(c.Bool("metrics-allow-remote")) },
+			Required: []cli.Flag{stateDirFlag()},
+			Check: func(c *cli.Context) error {
+				if c.Duration("key-timeout") <= 0 {
+					return fmt.Errorf("--key-timeout %s: want a positive duration", c.Duration("key-timeout"))
+				}
+				return nil
+			},
 		}
-		s, err := schema(c.Bool("metrics-allow-remote"))
-		if err != nil {
-			return err
-		}
-		if err := cliutil.LoadConfig(c, s); err != nil {
-			return err
-		}
-		if err := config.Require(c, stateDirFlag()); err != nil {
-			return err
-		}
-		lim, err := cliutil.ReadLimits(c)
-		if err != nil {
-			return err
-		}
-		if c.Duration("key-timeout") <= 0 {
-			return fmt.Errorf("--key-timeout %s: want a positive duration", c.Duration("key-timeout"))
-		}
-		log, err := daemon.NewLogger(os.Stderr, c.String("log-format"), c.String("log-level"))
-		if err != nil {
-			return err
-		}
-		auditPath := c.String("audit-log")
-		if auditPath == "" {
-			auditPath = filepath.Join(c.String("state-dir"), "audit.log")
-		}
-		ctx, stop := daemon.SignalContext()
-		defer stop()
-		auditLog, closer, err := daemon.OpenAuditFile(ctx, auditPath, c.String("log-format"), log)
-		if err != nil {
-			return err
-		}
-		defer closer.Close()
-		err = start(ctx, server.Config{
-			StateDir: c.String("state-dir"), Listen: c.String("listen"), Log: log, Audit: auditLog,
-			MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
-			SourceLimits: lim.Limits, HandshakeTimeout: lim.Handshake, Now: lim.Now,
-			KeyTimeout: c.Duration("key-timeout"),
+		return cliutil.RunDaemon(c, spec, func(ctx context.Context, d cliutil.Daemon) error {
+			return start(ctx, server.Config{
+				StateDir: c.String("state-dir"), Listen: c.String("listen"), Log: d.Log, Audit: d.Audit,
+				MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
+				SourceLimits: d.Limits.Limits, HandshakeTimeout: d.Limits.Handshake, Now: d.Limits.Now,
+				KeyTimeout: c.Duration("key-timeout"), CrashAt: d.CrashAt,
+				PBSSocket: c.String("pbs-socket"), PBSHostName: c.String("pbs-host-name"),
+			})
 		})
-		if err != nil {
-			log.WithError(err).Error("server exited with an error")
-			return cliutil.Logged(err)
-		}
-		log.Info("server stopped")
-		return nil
 	}
 }

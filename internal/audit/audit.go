@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/momgate/momgate/reasons"
 )
 
 // Channels an admission is attempted on.
@@ -63,7 +65,7 @@ const (
 
 // reasonOther is the label for reasons beyond the limits and for rejections
 // without a reason.
-const reasonOther = "other"
+const reasonOther = string(reasons.Other)
 
 // Entry is one attempted admission.
 type Entry struct {
@@ -73,8 +75,9 @@ type Entry struct {
 	Channel string
 	// Outcome is Accepted or Rejected.
 	Outcome string
-	// Reason is a short label (ping.Reason or similar); "" when accepted.
-	Reason string
+	// Reason is the rejection's label, one of package reasons' registry;
+	// "" when accepted.
+	Reason reasons.Reason
 	// Peer is the remote address, logged with IPv4-mapped addresses
 	// unmapped; its IP (port ignored) selects the rate-limit bucket.
 	Peer netip.AddrPort
@@ -248,7 +251,7 @@ func (l *Log) Record(e Entry) {
 	if e.Outcome == Accepted {
 		l.accepted++
 	} else {
-		l.countRejected(e.Reason)
+		l.countRejected(string(e.Reason))
 	}
 	i, ok := l.index[key]
 	if ok {
@@ -384,7 +387,7 @@ func suppressedLabel(e Entry) string {
 	if e.Reason == "" {
 		return reasonOther
 	}
-	return e.Reason
+	return string(e.Reason)
 }
 
 // touch moves source i to the head of the LRU list.

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/momgate/momgate/reasons"
 )
 
 // clock is an injectable clock.
@@ -152,7 +154,7 @@ func TestTextLinesHaveEveryField(t *testing.T) {
 			"time":    e.Time.Format(time.RFC3339Nano),
 			"channel": e.Channel,
 			"outcome": e.Outcome,
-			"reason":  e.Reason,
+			"reason":  string(e.Reason),
 			"peer":    peerString(e.Peer),
 			"node":    e.Node,
 			"key_id":  e.KeyID,
@@ -193,7 +195,7 @@ func TestJSONLinesHaveEveryField(t *testing.T) {
 			"time":    e.Time.Format(time.RFC3339Nano),
 			"channel": e.Channel,
 			"outcome": e.Outcome,
-			"reason":  e.Reason,
+			"reason":  string(e.Reason),
 			"peer":    peerString(e.Peer),
 			"node":    e.Node,
 			"key_id":  e.KeyID,
@@ -235,7 +237,7 @@ func TestFlood(t *testing.T) {
 			reason = "auth"
 		}
 		l.Record(Entry{
-			Channel: ChannelIM, Outcome: Rejected, Reason: reason,
+			Channel: ChannelIM, Outcome: Rejected, Reason: reasons.Reason(reason),
 			Peer: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.9"), uint16(1024+i%5000)),
 		})
 		if i == n/2 {
@@ -421,7 +423,7 @@ func TestReasonLabelsBounded(t *testing.T) {
 	var buf bytes.Buffer
 	l := New(Config{Out: &buf, Now: newClock().Now, PerSourceBurst: 1})
 	for i := 0; i < 3*maxReasonLabels; i++ {
-		l.Record(Entry{Channel: ChannelIM, Outcome: Rejected, Reason: fmt.Sprintf("r%d", i), Peer: netip.MustParseAddrPort("127.0.0.1:1")})
+		l.Record(Entry{Channel: ChannelIM, Outcome: Rejected, Reason: reasons.Reason(fmt.Sprintf("r%d", i)), Peer: netip.MustParseAddrPort("127.0.0.1:1")})
 	}
 	l.Record(Entry{Channel: ChannelIM, Outcome: Rejected, Peer: netip.MustParseAddrPort("127.0.0.1:1")})
 	c := l.Counters()

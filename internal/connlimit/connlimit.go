@@ -18,10 +18,8 @@ import (
 	"time"
 )
 
-// Reason is the audit and counter label of every refusal by a Limiter.
-const Reason = "rate_limited"
-
-// Refusals. Callers log them under Reason; the error text says which limit.
+// Refusals. Callers log them under reasons.RateLimited and answer with its
+// Reject code; the error text says which limit.
 var (
 	// ErrPending means the source already has MaxPending connections in
 	// the handshake.

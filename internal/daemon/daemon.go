@@ -1,5 +1,8 @@
-// Package daemon holds the start-up glue the momgate binaries share:
-// loggers, the audit stream and the signal-bound context.
+// Package daemon is what the two momgate daemons share: the start-up glue
+// of their commands (loggers, the audit stream, the signal-bound context,
+// flag checks, the crash hook of the tests) and the skeleton of the
+// daemons themselves (base.go: replay state, audit, housekeeping, metrics
+// endpoint, per-source limits; accept.go; group.go; conn.go).
 package daemon
 
 import (

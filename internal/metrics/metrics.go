@@ -26,6 +26,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/reasons"
 )
 
 // Namespace prefixes every momgate metric.
@@ -160,7 +161,7 @@ var (
 	admissionsDesc = prometheus.NewDesc(Namespace+"_admissions_total",
 		"Admissions accepted on every channel (control, IM, enrollment), from the audit log's exact counters.", nil, nil)
 	rejectionsDesc = prometheus.NewDesc(Namespace+"_rejections_total",
-		"Admissions rejected, by reason (malformed, auth, replay, spoofed, revoked, unknown_key, ...).", []string{"reason"}, nil)
+		rejectionsHelp(), []string{"reason"}, nil)
 	suppressedDesc = prometheus.NewDesc(Namespace+"_audit_suppressed_total",
 		"Audit lines not written because of the per-source rate limit (the counters still count them).", nil, nil)
 	auditLinesDesc = prometheus.NewDesc(Namespace+"_audit_lines_total",
@@ -168,6 +169,16 @@ var (
 	auditErrorsDesc = prometheus.NewDesc(Namespace+"_audit_write_errors_total",
 		"Audit lines the audit output failed to take.", nil, nil)
 )
+
+// rejectionsHelp names every counted reason of the registry
+// (docs/PROTOCOL.md section 4.10).
+func rejectionsHelp() string {
+	names := make([]string, 0, len(reasons.Counted()))
+	for _, r := range reasons.Counted() {
+		names = append(names, string(r))
+	}
+	return "Admissions rejected, by reason (" + strings.Join(names, ", ") + ")."
+}
 
 // AuditCollector exports an audit log's counters.
 type AuditCollector struct {

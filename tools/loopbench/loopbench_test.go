@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/momgate/momgate/internal/swap"
+	"github.com/momgate/momgate/handshake"
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -64,8 +65,12 @@ func TestRawAndSwapOps(t *testing.T) {
 				if err != nil {
 					return
 				}
+				remote, local, err := daemon.Endpoints(c)
+				if err != nil {
+					return
+				}
 				var res ping.Result
-				_ = swap.Respond(c, frame, sealer, verifier, &res)
+				_ = handshake.Respond(c, frame, remote, local, sealer, verifier, &res)
 			}()
 		}
 	}()

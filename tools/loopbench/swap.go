@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/momgate/momgate/internal/swap"
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
 )
@@ -50,7 +50,7 @@ func SwapOp(target string, sources [][]netip.Addr, keys ping.KeySource) (Op, err
 		}
 		defer c.Close()
 		var res ping.Result
-		if err := swap.Initiate(c, wk.sealer, wk.verifier, time.Now().Add(5*time.Second), &res); err != nil {
+		if err := daemon.InitiateSwap(c, wk.sealer, wk.verifier, time.Now().Add(5*time.Second), &res); err != nil {
 			return fmt.Errorf("swap: %w", err)
 		}
 		return nil

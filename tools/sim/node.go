@@ -14,8 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/momgate/momgate/internal/enroll"
-	"github.com/momgate/momgate/internal/swap"
+	"github.com/momgate/momgate/handshake"
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -170,19 +170,19 @@ func (n *Node) Connect(ctx context.Context, server string, timeout time.Duration
 	}
 	deadline := time.Now().Add(timeout)
 	_ = c.SetDeadline(deadline)
-	p := &enroll.Params{Ident: n.ident, Rand: rand.Reader, IMPort: 15003, Versions: proto.VersionBitV2, Token: n.token,
+	p := &handshake.MomParams{Ident: n.ident, Rand: rand.Reader, IMPort: 15003, Versions: proto.VersionBitV2, Token: n.token,
 		NodeID: n.id, ServerKey: n.server}
 	if n.token == nil {
 		for _, k := range n.ring.Load().Keys() {
 			p.KeyIDs = append(p.KeyIDs, uint32(k.ID))
 		}
 	}
-	sh, w, err := enroll.Handshake(c, p)
+	sh, w, err := handshake.Authenticate(c, p)
 	if err != nil {
 		c.Close()
 		return fmt.Errorf("node %s: %w", n.Name, err)
 	}
-	ring, err := enroll.Keyring(w, &sh.ServerKey, n.ident, time.Now())
+	ring, err := handshake.Keyring(w, &sh.ServerKey, n.ident, time.Now())
 	if err != nil {
 		c.Close()
 		return fmt.Errorf("node %s: %w", n.Name, err)
@@ -200,7 +200,7 @@ func (n *Node) Connect(ctx context.Context, server string, timeout time.Duration
 	n.token, n.id, n.server = nil, w.NodeID, sh.ServerKey
 	n.wrapper = keys.NewWrapper(&n.server, &n.ident.Private)
 	var res ping.Result
-	if err := swap.Initiate(c, n.sealer, n.verifier, deadline, &res); err != nil {
+	if err := daemon.InitiateSwap(c, n.sealer, n.verifier, deadline, &res); err != nil {
 		c.Close()
 		return fmt.Errorf("node %s: swap with server: %w", n.Name, err)
 	}
@@ -257,7 +257,7 @@ func (n *Node) handle(c net.Conn, frame []byte) error {
 	switch m := msg.(type) {
 	case *proto.KeyUpdate:
 		ack := &proto.KeyAck{Rotation: m.Rotation, KeyID: m.Key.KeyID}
-		k, err := n.wrapper.Unwrap(enroll.FromProto(m.Key), time.Now())
+		k, err := n.wrapper.Unwrap(handshake.FromWire(m.Key), time.Now())
 		if err == nil {
 			ring, _, err = rotation.ApplyUpdate(ring, k)
 			k.Zero()
@@ -306,7 +306,7 @@ func (n *Node) Heartbeat(timeout time.Duration) error {
 	if n.conn == nil {
 		return fmt.Errorf("node %s: not connected", n.Name)
 	}
-	remote, local, err := swap.Endpoints(n.conn)
+	remote, local, err := daemon.Endpoints(n.conn)
 	if err != nil {
 		return err
 	}
@@ -377,7 +377,7 @@ func (n *Node) Swap(ctx context.Context, addr string, timeout time.Duration) err
 	}
 	defer c.Close()
 	var res ping.Result
-	if err := swap.Initiate(c, n.sealer, n.verifier, time.Now().Add(timeout), &res); err != nil {
+	if err := daemon.InitiateSwap(c, n.sealer, n.verifier, time.Now().Add(timeout), &res); err != nil {
 		return fmt.Errorf("node %s: swap with %s: %w", n.Name, addr, err)
 	}
 	return nil

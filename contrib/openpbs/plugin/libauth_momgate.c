@@ -1,0 +1,186 @@
+/*
+ * libauth_momgate.so: OpenPBS authentication by momgate (docs/OPENPBS.md).
+ *
+ * Each handshake step is one request to this host's momgate daemon, which
+ * holds the cluster key and checks the other side's steps; the plugin only
+ * carries tokens between PBS and the daemon and keeps, per connection, the
+ * handshake id and, at the end, the peer's user and node name.
+ */
+#define _GNU_SOURCE
+#include "libauth_abi.h"
+#include "mg_local.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The logger pbs_auth_set_config gives; PBS calls set_config from any
+ * thread, always with the same function, so the store is atomic only to
+ * be well defined. */
+static void (*logger)(int, int, int, const char *, const char *);
+
+/* One connection's handshake. */
+struct mg_ctx {
+	int responder; /* AUTH_SERVER or AUTH_INTERACTIVE: this side accepted */
+	int kind;      /* 0 user, 1 service */
+	int step;      /* calls made so far */
+	int done;
+	char host[MG_MAX_HOST + 1];
+	unsigned char id[MG_ID_SIZE];
+	char user[MG_MAX_USER + 1];
+	char node[MG_MAX_NODE + 1];
+};
+
+static void log_msg(int severity, const char *text)
+{
+	void (*f)(int, int, int, const char *, const char *) = __atomic_load_n(&logger, __ATOMIC_ACQUIRE);
+	int type = severity == MG_LOG_DEBUG ? MG_PBSEVENT_DEBUG : MG_PBSEVENT_ERROR | MG_PBSEVENT_FORCE;
+	if (f != NULL)
+		f(type, MG_PBS_EVENTCLASS_SERVER, severity, "libauth_momgate", text);
+	else if (severity != MG_LOG_DEBUG)
+		fprintf(stderr, "libauth_momgate: %s\n", text);
+}
+
+/*
+ * fail hands PBS the reason as error data: PBS logs it (pbs_comm, pbs_mom)
+ * or prints it (commands), and sends it to the other side (IFL). A '%'
+ * becomes ' ': TPP logs the text as a format string.
+ */
+static int fail(void **data_out, size_t *len_out, const char *msg)
+{
+	char buf[MG_ERR_SIZE + 16];
+	char *p;
+	snprintf(buf, sizeof(buf), "momgate: %s", msg);
+	for (p = buf; *p != '\0'; p++)
+		if (*p == '%')
+			*p = ' ';
+	*data_out = strdup(buf);
+	*len_out = *data_out != NULL ? strlen(buf) : 0;
+	return 1;
+}
+
+static int give(void **data_out, size_t *len_out, const unsigned char *b, size_t n)
+{
+	*data_out = malloc(n);
+	if (*data_out == NULL)
+		return fail(data_out, len_out, "out of memory");
+	memcpy(*data_out, b, n);
+	*len_out = n;
+	return 0;
+}
+
+MG_EXPORT void pbs_auth_set_config(const mg_pbs_auth_config_t *config)
+{
+	__atomic_store_n(&logger, config != NULL ? config->logfunc : NULL, __ATOMIC_RELEASE);
+}
+
+MG_EXPORT int pbs_auth_create_ctx(void **ctx, int mode, int conn_type, const char *hostname)
+{
+	struct mg_ctx *c;
+	*ctx = NULL;
+	if (mode != MG_AUTH_CLIENT && mode != MG_AUTH_SERVER && mode != MG_AUTH_INTERACTIVE) {
+		log_msg(MG_LOG_ERR, "unknown authentication role");
+		return 1;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		log_msg(MG_LOG_ERR, "out of memory");
+		return 1;
+	}
+	c->responder = mode != MG_AUTH_CLIENT;
+	c->kind = conn_type == MG_AUTH_SERVICE_CONN ? 1 : 0;
+	if (hostname != NULL)
+		snprintf(c->host, sizeof(c->host), "%s", hostname);
+	*ctx = c;
+	return 0;
+}
+
+MG_EXPORT void pbs_auth_destroy_ctx(void *ctx)
+{
+	free(ctx);
+}
+
+MG_EXPORT int pbs_auth_get_userinfo(void *ctx, char **user, char **host, char **realm)
+{
+	struct mg_ctx *c = ctx;
+	*user = NULL;
+	*host = NULL;
+	*realm = NULL;
+	if (c == NULL || !c->done || !c->responder) {
+		log_msg(MG_LOG_ERR, "no authenticated peer on this connection");
+		return 1;
+	}
+	*user = strdup(c->user);
+	if (c->node[0] != '\0')
+		*host = strdup(c->node);
+	if (*user == NULL || (c->node[0] != '\0' && *host == NULL)) {
+		free(*user);
+		free(*host);
+		*user = NULL;
+		*host = NULL;
+		log_msg(MG_LOG_ERR, "out of memory");
+		return 1;
+	}
+	return 0;
+}
+
+MG_EXPORT int pbs_auth_process_handshake_data(void *ctx, void *data_in, size_t len_in, void **data_out, size_t *len_out,
+					      int *is_handshake_done)
+{
+	struct mg_ctx *c = ctx;
+	struct mg_request q = {0};
+	struct mg_response r;
+	char err[MG_ERR_SIZE];
+	int rc = 0;
+
+	*data_out = NULL;
+	*len_out = 0;
+	*is_handshake_done = 0;
+	if (c == NULL)
+		return fail(data_out, len_out, "no authentication context");
+	if (c->done || c->step >= 2)
+		return fail(data_out, len_out, "handshake already finished");
+	if ((c->responder || c->step > 0) && (data_in == NULL || len_in == 0))
+		return fail(data_out, len_out, "no handshake data from the other side");
+	q.kind = c->kind;
+	q.host = c->host;
+	q.id = c->id;
+	q.token = data_in;
+	q.token_len = len_in;
+	if (!c->responder)
+		q.op = c->step == 0 ? MG_OP_INITIATE : MG_OP_CONTINUE;
+	else
+		q.op = c->step == 0 ? MG_OP_ACCEPT : MG_OP_CONFIRM;
+	if ((q.op == MG_OP_INITIATE || q.op == MG_OP_ACCEPT) && c->host[0] == '\0')
+		return fail(data_out, len_out, "PBS gave no peer host for this connection");
+	if (mg_ask(&q, &r, err, sizeof(err)) != 0)
+		return fail(data_out, len_out, err);
+	c->step++;
+	if (r.refused) {
+		snprintf(err, sizeof(err), "%s", r.message[0] != '\0' ? r.message : r.reason);
+		mg_response_free(&r);
+		return fail(data_out, len_out, err);
+	}
+	switch (q.op) {
+	case MG_OP_INITIATE:
+	case MG_OP_ACCEPT:
+		memcpy(c->id, r.id, MG_ID_SIZE);
+		rc = give(data_out, len_out, r.token, r.token_len);
+		break;
+	case MG_OP_CONTINUE:
+		rc = give(data_out, len_out, r.token, r.token_len);
+		snprintf(c->node, sizeof(c->node), "%s", r.peer_name);
+		c->done = rc == 0;
+		break;
+	case MG_OP_CONFIRM:
+		snprintf(c->user, sizeof(c->user), "%s", r.user);
+		snprintf(c->node, sizeof(c->node), "%s", r.node);
+		c->done = 1;
+		snprintf(err, sizeof(err), "authenticated %s (%s) on node %s", r.user, c->kind ? "service" : "user", r.node);
+		log_msg(MG_LOG_DEBUG, err);
+		break;
+	}
+	mg_response_free(&r);
+	*is_handshake_done = c->done;
+	return rc;
+}

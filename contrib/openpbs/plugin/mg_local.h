@@ -1,0 +1,60 @@
+/*
+ * The plugin's side of momgate's local protocol (docs/OPENPBS.md section 4):
+ * one request to the host's momgate daemon over its Unix socket, one
+ * answer, bounded in time.
+ */
+#ifndef MOMGATE_MG_LOCAL_H
+#define MOMGATE_MG_LOCAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MG_DEFAULT_SOCKET "/run/momgate/pbs.sock"
+#define MG_DEFAULT_TIMEOUT_MS 5000
+
+enum { MG_OP_INITIATE = 1, MG_OP_CONTINUE = 2, MG_OP_ACCEPT = 3, MG_OP_CONFIRM = 4 };
+
+#define MG_ID_SIZE 16
+#define MG_MAX_HOST 255
+#define MG_MAX_USER 255
+#define MG_MAX_NODE 64
+#define MG_MAX_BODY 8192
+#define MG_MAX_TOKEN 2048
+#define MG_ERR_SIZE 1200
+
+/* A request: which fields an op uses is in docs/OPENPBS.md. */
+struct mg_request {
+	int op;
+	int kind;
+	const char *host;
+	const unsigned char *id; /* MG_ID_SIZE bytes */
+	const unsigned char *token;
+	size_t token_len;
+};
+
+/* An answer. token points into body (valid until mg_response_free). */
+struct mg_response {
+	int refused;
+	unsigned char id[MG_ID_SIZE];
+	const unsigned char *token;
+	size_t token_len;
+	char peer_name[MG_MAX_NODE + 1];
+	uint32_t uid, gid;
+	char user[MG_MAX_USER + 1];
+	char group[MG_MAX_USER + 1];
+	char node[MG_MAX_NODE + 1];
+	char reason[33];
+	char message[1025];
+	unsigned char *body;
+};
+
+/*
+ * mg_ask sends q to the daemon and reads its answer into r. It returns 0
+ * when an answer came (r->refused says whether it is a refusal), -1 when
+ * none did, with the reason in err (at most MG_ERR_SIZE bytes).
+ */
+int mg_ask(const struct mg_request *q, struct mg_response *r, char *err, size_t errsz);
+
+void mg_response_free(struct mg_response *r);
+
+#endif

@@ -1,0 +1,203 @@
+/*
+ * drive: loads libauth_momgate.so as OpenPBS does (dlopen, the libauth
+ * symbols) and runs handshakes between an initiator and a responder
+ * context, carrying the tokens as PBS would. For plugin_test.go.
+ *
+ *   drive LIB once  INI_SOCK INI_HOST RESP_SOCK RESP_PEER KIND
+ *   drive LIB fork  INI_SOCK INI_HOST RESP_SOCK RESP_PEER KIND
+ *   drive LIB threads N M SOCK HOST PEER KIND
+ *
+ * once: one handshake; the initiator's calls go to INI_SOCK (naming the
+ * responder INI_HOST), the responder's to RESP_SOCK (naming the initiator
+ * RESP_PEER). fork: one handshake, then one in a forked child. threads: N
+ * threads of M handshakes each, both sides on SOCK. KIND is user or
+ * service. Prints "user=U host=H" per handshake (once, fork) or "ok N"
+ * (threads); on failure the plugin's error text, and exits 1.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../libauth_abi.h"
+
+static int (*create_ctx)(void **, int, int, const char *);
+static void (*destroy_ctx)(void *);
+static int (*get_userinfo)(void *, char **, char **, char **);
+static int (*process)(void *, void *, size_t, void **, size_t *, int *);
+static void (*set_config)(const mg_pbs_auth_config_t *);
+
+struct side {
+	const char *sock; /* NULL: leave MOMGATE_PBS_SOCKET alone */
+	void *ctx;
+};
+
+static int step(struct side *s, void *in, size_t inlen, void **out, size_t *outlen, int *done, char *err, size_t errsz)
+{
+	if (s->sock != NULL)
+		setenv("MOMGATE_PBS_SOCKET", s->sock, 1);
+	if (process(s->ctx, in, inlen, out, outlen, done) != 0) {
+		snprintf(err, errsz, "%.*s", (int) *outlen, *outlen > 0 ? (char *) *out : "(no error text)");
+		free(*out);
+		*out = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* handshake runs one; the responder's user and host go to result. */
+static int handshake(const char *isock, const char *ihost, const char *rsock, const char *rpeer, int kind, char *result,
+		     size_t rsz)
+{
+	struct side ini = {.sock = isock}, resp = {.sock = rsock};
+	void *tok = NULL, *next = NULL;
+	size_t len = 0, nlen = 0;
+	int idone = 0, rdone = 0, rc = -1, rounds;
+	char *user = NULL, *host = NULL, *realm = NULL;
+
+	if (create_ctx(&ini.ctx, MG_AUTH_CLIENT, kind, ihost) || create_ctx(&resp.ctx, MG_AUTH_SERVER, kind, rpeer)) {
+		snprintf(result, rsz, "create_ctx failed");
+		return -1;
+	}
+	if (step(&ini, NULL, 0, &tok, &len, &idone, result, rsz) != 0)
+		goto out;
+	for (rounds = 0; rounds < 4 && !(idone && rdone); rounds++) {
+		if (!rdone && len > 0) {
+			if (step(&resp, tok, len, &next, &nlen, &rdone, result, rsz) != 0)
+				goto out;
+			free(tok);
+			tok = next, len = nlen, next = NULL, nlen = 0;
+		}
+		if (!idone && len > 0) {
+			if (step(&ini, tok, len, &next, &nlen, &idone, result, rsz) != 0)
+				goto out;
+			free(tok);
+			tok = next, len = nlen, next = NULL, nlen = 0;
+		}
+	}
+	if (!(idone && rdone) || len != 0) {
+		snprintf(result, rsz, "handshake did not finish (initiator done %d, responder done %d, %zu bytes left)", idone,
+			 rdone, len);
+		goto out;
+	}
+	if (get_userinfo(resp.ctx, &user, &host, &realm) != 0) {
+		snprintf(result, rsz, "get_userinfo failed");
+		goto out;
+	}
+	snprintf(result, rsz, "user=%s host=%s", user, host != NULL ? host : "(none)");
+	rc = 0;
+out:
+	free(tok);
+	free(user);
+	free(host);
+	free(realm);
+	destroy_ctx(ini.ctx);
+	destroy_ctx(resp.ctx);
+	return rc;
+}
+
+struct job {
+	const char *sock, *host, *peer;
+	int kind, count, failed;
+	char err[1300];
+};
+
+static void *worker(void *arg)
+{
+	struct job *j = arg;
+	char res[1300];
+	for (int i = 0; i < j->count; i++) {
+		if (handshake(NULL, j->host, NULL, j->peer, j->kind, res, sizeof(res)) != 0) {
+			j->failed++;
+			snprintf(j->err, sizeof(j->err), "%s", res);
+		}
+	}
+	return NULL;
+}
+
+static int kind_of(const char *s)
+{
+	if (strcmp(s, "service") == 0)
+		return MG_AUTH_SERVICE_CONN;
+	if (strcmp(s, "user") == 0)
+		return MG_AUTH_USER_CONN;
+	fprintf(stderr, "kind %s: want user or service\n", s);
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	void *lib;
+	char res[1300];
+	mg_pbs_auth_config_t cfg = {0};
+
+	if (argc < 3) {
+		fprintf(stderr, "usage: drive LIB once|fork|threads ...\n");
+		return 2;
+	}
+	lib = dlopen(argv[1], RTLD_LAZY);
+	if (lib == NULL) {
+		fprintf(stderr, "%s\n", dlerror());
+		return 2;
+	}
+	set_config = dlsym(lib, "pbs_auth_set_config");
+	create_ctx = dlsym(lib, "pbs_auth_create_ctx");
+	destroy_ctx = dlsym(lib, "pbs_auth_destroy_ctx");
+	get_userinfo = dlsym(lib, "pbs_auth_get_userinfo");
+	process = dlsym(lib, "pbs_auth_process_handshake_data");
+	if (!set_config || !create_ctx || !destroy_ctx || !get_userinfo || !process) {
+		fprintf(stderr, "a libauth symbol is missing\n");
+		return 2;
+	}
+	set_config(&cfg);
+	if ((strcmp(argv[2], "once") == 0 || strcmp(argv[2], "fork") == 0) && argc == 8) {
+		int rc = handshake(argv[3], argv[4], argv[5], argv[6], kind_of(argv[7]), res, sizeof(res));
+		printf("%s\n", res);
+		fflush(stdout);
+		if (rc != 0 || strcmp(argv[2], "once") == 0)
+			return rc != 0;
+		pid_t pid = fork();
+		if (pid == 0) {
+			rc = handshake(argv[3], argv[4], argv[5], argv[6], kind_of(argv[7]), res, sizeof(res));
+			printf("child %s\n", res);
+			fflush(stdout);
+			_exit(rc != 0);
+		}
+		int st = 0;
+		if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			return 1;
+		return 0;
+	}
+	if (strcmp(argv[2], "threads") == 0 && argc == 9) {
+		int n = atoi(argv[3]), m = atoi(argv[4]), failed = 0;
+		pthread_t th[64];
+		struct job jobs[64];
+		if (n < 1 || n > 64 || m < 1) {
+			fprintf(stderr, "threads: 1..64 threads of at least 1 handshake\n");
+			return 2;
+		}
+		setenv("MOMGATE_PBS_SOCKET", argv[5], 1);
+		for (int i = 0; i < n; i++) {
+			jobs[i] = (struct job){.sock = argv[5], .host = argv[6], .peer = argv[7], .kind = kind_of(argv[8]), .count = m};
+			pthread_create(&th[i], NULL, worker, &jobs[i]);
+		}
+		for (int i = 0; i < n; i++) {
+			pthread_join(th[i], NULL);
+			failed += jobs[i].failed;
+			if (jobs[i].failed)
+				fprintf(stderr, "thread %d: %s\n", i, jobs[i].err);
+		}
+		if (failed) {
+			printf("failed %d of %d\n", failed, n * m);
+			return 1;
+		}
+		printf("ok %d\n", n * m);
+		return 0;
+	}
+	fprintf(stderr, "usage: drive LIB once|fork|threads ...\n");
+	return 2;
+}

@@ -1,0 +1,254 @@
+// Package plugintest tests libauth_momgate.so, the OpenPBS authentication
+// plugin, against real momgate daemons: a server and a MOM in this process
+// on loopback addresses, the plugin loaded by a small C driver as OpenPBS
+// loads it (../plugin/test/drive.c). Skipped without a C compiler.
+package plugintest
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/pbsgate"
+	"github.com/momgate/momgate/mom"
+	"github.com/momgate/momgate/pbsauth"
+	"github.com/momgate/momgate/server"
+)
+
+// Loopback addresses of this test's daemons.
+const (
+	serverIP = "127.0.0.211"
+	momIP    = "127.0.0.212"
+)
+
+// cluster is a momgate server and one enrolled MOM (node n1), each
+// answering the plugin on its socket, and the built plugin and driver.
+type cluster struct {
+	dir, lib, drive       string
+	serverSock, momSock   string
+	serverState           string
+	serverAudit, momAudit *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func quiet() logrus.FieldLogger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
+
+// build compiles the plugin with the project's Makefile and the driver.
+func build(t *testing.T, dir string) (lib, drive string) {
+	t.Helper()
+	if _, err := exec.LookPath("cc"); err != nil {
+		t.Skip("no C compiler (cc): the plugin cannot be built")
+	}
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make not installed")
+	}
+	out, err := exec.Command("make", "-s", "-C", "../../..", "plugin", "BIN="+dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("make plugin: %v\n%s", err, out)
+	}
+	drive = filepath.Join(dir, "drive")
+	out, err = exec.Command("cc", "-O1", "-g", "-Wall", "-Werror", "-o", drive, "../plugin/test/drive.c", "-ldl", "-lpthread").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build driver: %v\n%s", err, out)
+	}
+	return filepath.Join(dir, "libauth_momgate.so"), drive
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval, not synchronisation
+	}
+}
+
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	// Socket paths must stay short (108 bytes): not t.TempDir().
+	dir, err := os.MkdirTemp("", "mgplugin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	c := &cluster{dir: dir, serverSock: filepath.Join(dir, "run-s", "pbs.sock"), momSock: filepath.Join(dir, "run-m", "pbs.sock"),
+		serverState: filepath.Join(dir, "server"), serverAudit: &syncBuffer{}, momAudit: &syncBuffer{}}
+	c.lib, c.drive = build(t, dir)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	if _, err := server.Init(c.serverState, nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{StateDir: c.serverState, Listen: serverIP + ":0", Log: quiet(),
+		Audit: audit.New(audit.Config{Out: c.serverAudit}), PBSSocket: c.serverSock, PBSHostName: "pbssrv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Run(ctx); err != nil {
+			t.Errorf("server: %v", err)
+		}
+	}()
+	srvAddr := srv.Addr().String()
+
+	var res admin.CreateNodeResult
+	c.admin(t, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: momIP}, &res)
+	m, err := mom.New(mom.Config{StateDir: filepath.Join(dir, "mom"), Server: srvAddr, Listen: momIP + ":0", Enroll: res.Token,
+		Log: quiet(), Audit: audit.New(audit.Config{Out: c.momAudit}), PBSSocket: c.momSock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := m.Run(ctx); err != nil {
+			t.Errorf("mom: %v", err)
+		}
+	}()
+	// Enrolled once its socket makes a step 1.
+	waitFor(t, "the MOM to enroll", func() bool {
+		r, err := pbsgate.Ask(ctx, c.momSock, &pbsauth.Request{Op: pbsauth.OpInitiate, Kind: pbsauth.KindService, Host: serverIP})
+		return err == nil && r.Status == pbsauth.StatusOK
+	})
+	return c
+}
+
+func (c *cluster) admin(t *testing.T, op string, args, out any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var cl *admin.Client
+	waitFor(t, "the admin socket", func() bool {
+		var err error
+		cl, err = admin.Dial(ctx, filepath.Join(c.serverState, "admin.sock"))
+		return err == nil
+	})
+	defer cl.Close()
+	if err := cl.Call(ctx, op, args, out); err != nil {
+		t.Fatalf("%s: %v", op, err)
+	}
+}
+
+// run runs the driver with args and extra environment.
+func (c *cluster) run(t *testing.T, env []string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(c.drive, append([]string{c.lib}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+func me(t *testing.T) string {
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
+}
+
+func TestPluginServiceHandshake(t *testing.T) {
+	c := startCluster(t)
+	// pbs_mom on n1 joins pbs_comm on the server host.
+	out, err := c.run(t, nil, "once", c.momSock, serverIP, c.serverSock, momIP, "service")
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if want := "user=" + me(t) + " host=n1"; out != want {
+		t.Fatalf("got %q, want %q", out, want)
+	}
+	// A user command on n1, to pbs_server: the host name PBS resolved.
+	out, err = c.run(t, nil, "once", c.momSock, serverIP, c.serverSock, momIP, "user")
+	if err != nil || !strings.HasSuffix(out, "host=n1") {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if !strings.Contains(c.serverAudit.String(), "pbs") {
+		t.Fatalf("server audit log has no pbs line:\n%s", c.serverAudit.String())
+	}
+}
+
+// pbs_comm runs threads and pbs_mom forks for every job: the plugin keeps
+// no state that either could break.
+func TestPluginThreadsAndFork(t *testing.T) {
+	c := startCluster(t)
+	out, err := c.run(t, nil, "threads", "8", "25", c.serverSock, serverIP, serverIP, "service")
+	if err != nil || out != "ok 200" {
+		t.Fatalf("%v: %s", err, out)
+	}
+	out, err = c.run(t, nil, "fork", c.momSock, serverIP, c.serverSock, momIP, "service")
+	if err != nil || !strings.Contains(out, "child user=") {
+		t.Fatalf("%v: %s", err, out)
+	}
+}
+
+func TestPluginRefusals(t *testing.T) {
+	c := startCluster(t)
+	// The connection seems to come from elsewhere: a spoofed address.
+	out, err := c.run(t, nil, "once", c.momSock, serverIP, c.serverSock, "127.0.0.213", "service")
+	if err == nil || !strings.Contains(out, "momgate: refused") || !strings.Contains(out, "addr_mismatch") {
+		t.Fatalf("spoofed address: %v: %s", err, out)
+	}
+	// The responder's daemon is down.
+	out, err = c.run(t, nil, "once", c.momSock, serverIP, filepath.Join(c.dir, "nowhere.sock"), momIP, "service")
+	if err == nil || !strings.Contains(out, "cannot reach the momgate daemon") {
+		t.Fatalf("daemon down: %v: %s", err, out)
+	}
+	// A daemon that accepts and never answers: the plugin gives up in time.
+	hung := filepath.Join(c.dir, "hung.sock")
+	ln, err := net.Listen("unix", hung)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	out, err = c.run(t, []string{"MOMGATE_PBS_TIMEOUT_MS=200"}, "once", hung, serverIP, c.serverSock, momIP, "service")
+	if err == nil || !strings.Contains(out, "no answer in time") {
+		t.Fatalf("hung daemon: %v: %s", err, out)
+	}
+	// delete node: refused at once, with the reason.
+	var info admin.NodeInfo
+	c.admin(t, admin.OpDeleteNode, admin.NodeArgs{Name: "n1"}, &info)
+	out, err = c.run(t, nil, "once", c.momSock, serverIP, c.serverSock, momIP, "service")
+	if err == nil || !strings.Contains(out, "revoked") {
+		t.Fatalf("deleted node: %v: %s", err, out)
+	}
+	if a := c.serverAudit.String(); !strings.Contains(a, "revoked") {
+		t.Fatalf("server audit log has no revoked line:\n%s", a)
+	}
+}

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# A real OpenPBS cluster in network namespaces: a server host (pbs_comm,
+# pbs_server with Debian's PostgreSQL, pbs_sched) and execution hosts (one
+# pbs_mom each), joined by a bridge, all on addresses of the harness's own
+# inside namespaces it creates; then a non-root user's two-node job whose
+# sister traffic flows (pbsdsh). Everything it creates (namespaces, every
+# process in them, its temporary directory) is removed when it ends, however
+# it ends; it is bounded in time.
+#
+#   contrib/openpbs/test/harness.sh [--auth resvport|momgate] [--keep-logs DIR]
+#
+# Needs root, util-linux (unshare, nsenter, setpriv), iproute2, and an
+# OpenPBS build from ../shared/openpbs/build.sh (PBS_EXEC, or found by
+# running the script). Exit status 0: every check passed; 77: skipped
+# (something it needs is missing), with the reason on stderr.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../../.." && pwd)
+AUTH=resvport
+KEEP_LOGS=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --auth) AUTH=$2; shift 2 ;;
+    --keep-logs) KEEP_LOGS=$2; shift 2 ;;
+    *) echo "harness: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+case "$AUTH" in resvport|momgate) ;; *) echo "harness: --auth $AUTH: want resvport or momgate" >&2; exit 2 ;; esac
+
+skip() { echo "harness: SKIP: $*" >&2; exit 77; }
+[ "$(id -u)" = 0 ] || skip "needs root (network namespaces, PBS daemons)"
+for c in unshare nsenter setpriv ip; do command -v "$c" >/dev/null || skip "needs $c"; done
+unshare --net true 2>/dev/null || skip "cannot create network namespaces here"
+if [ -z "${PBS_EXEC:-}" ]; then
+  # ../shared/openpbs beside the checkout (or beside the worktrees' parent).
+  build=${OPENPBS_BUILD:-}
+  for d in "$repo/../shared/openpbs" "$repo/../../shared/openpbs"; do
+    [ -n "$build" ] || [ ! -x "$d/build.sh" ] || build=$d/build.sh
+  done
+  [ -n "$build" ] && [ -x "$build" ] || skip "no ../shared/openpbs/build.sh beside $repo (set OPENPBS_BUILD or PBS_EXEC)"
+  PBS_EXEC=$("$build" | tail -n 1)
+fi
+[ -x "$PBS_EXEC/sbin/pbs_server" ] || skip "no OpenPBS at PBS_EXEC=$PBS_EXEC"
+command -v pg_config >/dev/null || [ -d /usr/lib/postgresql ] || skip "needs Debian's postgresql (build.sh installs it)"
+PBS_VERSION=$("$PBS_EXEC/bin/qstat" --version | sed -e 's/^.* = //')
+
+LIFETIME=${HARNESS_LIFETIME:-600} # no host outlives this many seconds
+T=$(mktemp -d /tmp/mgpbs.XXXXXX)
+chmod 0755 "$T"
+START=$SECONDS
+# shellcheck source=netns.sh
+. "$here/netns.sh"
+# shellcheck source=pbs.sh
+. "$here/pbs.sh"
+# shellcheck source=momgate.sh
+. "$here/momgate.sh"
+# shellcheck source=refusals.sh
+. "$here/refusals.sh"
+
+finish() {
+  local rc=$?
+  if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
+    echo "harness: FAILED after $((SECONDS - START)) s; logs follow" >&2
+    dump_logs >&2 || true
+  fi
+  if [ -n "$KEEP_LOGS" ]; then
+    mkdir -p "$KEEP_LOGS" && cp -r "$T"/*/home/*_logs "$T"/*/momgate "$KEEP_LOGS"/ 2>/dev/null || true
+  fi
+  hosts_down
+  if [ -n "${HARNESS_KEEP_TMP:-}" ]; then echo "harness: kept $T" >&2; else rm -rf "$T"; fi
+  exit $rc
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+step() { echo "harness [$((SECONDS - START))s]: $*"; }
+fail() { echo "harness: FAIL: $*" >&2; exit 1; }
+
+# wait_for DESC SECONDS CMD...: polls CMD (every 0.2 s) until it succeeds or
+# the deadline passes.
+wait_for() {
+  local desc=$1 limit=$2 end
+  shift 2
+  end=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $end ] || fail "$desc: not within $limit s"
+    sleep 0.2
+  done
+}
+
+SERVER=pbssrv
+EXEC_HOSTS=(pbsn1 pbsn2)
+declare -A ADDR=([pbssrv]=10.201.0.1 [pbsn1]=10.201.0.11 [pbsn2]=10.201.0.12 [pbsx]=10.201.0.13)
+JOBUSER=pbsuser
+
+mkdir -p "$T/etc" "$T/home/$JOBUSER"
+{
+  echo "127.0.0.1 localhost"
+  for h in "${!ADDR[@]}"; do echo "${ADDR[$h]} $h"; done
+} >"$T/etc/hosts"
+cp /etc/passwd "$T/etc/passwd"
+cp /etc/group "$T/etc/group"
+echo "$JOBUSER:x:5001:5001:momgate harness job user:$T/home/$JOBUSER:/bin/sh" >>"$T/etc/passwd"
+echo "$JOBUSER:x:5001:" >>"$T/etc/group"
+chown 5001:5001 "$T/home/$JOBUSER"
+
+step "OpenPBS $PBS_VERSION at $PBS_EXEC, auth $AUTH, work dir $T"
+lan_up
+for h in "$SERVER" "${EXEC_HOSTS[@]}"; do host_up "$h" "${ADDR[$h]}"; done
+step "hosts up: $SERVER ${EXEC_HOSTS[*]} on 10.201.0.0/24"
+
+auth_setup          # per method: plugin, daemons (pbs.sh)
+server_install      # pbs.conf, PBS_HOME, datastore, workq
+server_start
+for h in "${EXEC_HOSTS[@]}"; do auth_host_setup "$h"; mom_install "$h"; mom_start "$h"; done
+for h in "${EXEC_HOSTS[@]}"; do onhost "$SERVER" qmgr -c "create node $h" >/dev/null; done
+wait_for "every pbs_mom free in pbsnodes -a" 60 nodes_free "${EXEC_HOSTS[@]}"
+step "pbsnodes -a: ${EXEC_HOSTS[*]} free"
+onhost "$SERVER" pbsnodes -a | sed -n '/^[a-z]/p;/state =/p' | sed 's/^/  /'
+[ "$AUTH" != momgate ] || momgate_check_joined
+
+run_two_node_job
+[ "$AUTH" != momgate ] || momgate_check_user "$JOBUSER" "${EXEC_HOSTS[0]}"
+[ "$AUTH" != momgate ] || run_refusals
+step "PASS: a two-node job of $JOBUSER ran on ${EXEC_HOSTS[*]} with auth $AUTH${REFUSALS_DONE:+; every intruder was refused} ($((SECONDS - START)) s)"

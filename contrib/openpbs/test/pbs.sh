@@ -1,0 +1,137 @@
+# shellcheck shell=bash
+# OpenPBS on the harness's hosts: configuration, installation of PBS_HOME,
+# daemons, the job. Sourced by harness.sh after netns.sh; uses its
+# variables (T, PBS_EXEC, PBS_VERSION, SERVER, EXEC_HOSTS, AUTH, JOBUSER).
+
+pbs_home() { echo "$T/$1/home"; }
+
+# pbs_conf HOST ROLE: writes HOST's pbs.conf (in its private PBS_EXEC/etc).
+pbs_conf() {
+  local h=$1 role=$2 server=0 mom=0
+  case "$role" in server) server=1 ;; mom) mom=1 ;; esac
+  {
+    echo "PBS_EXEC=$PBS_EXEC"
+    echo "PBS_HOME=$(pbs_home "$h")"
+    echo "PBS_SERVER=$SERVER"
+    echo "PBS_START_SERVER=$server"
+    echo "PBS_START_SCHED=$server"
+    echo "PBS_START_COMM=$server"
+    echo "PBS_START_MOM=$mom"
+    echo "PBS_AUTH_METHOD=$AUTH"
+    echo "PBS_SUPPORTED_AUTH_METHODS=$AUTH"
+    auth_conf_lines "$h" "$role"
+  } >"$T/$h/etc/pbs.conf"
+}
+
+server_install() {
+  local home
+  home=$(pbs_home "$SERVER")
+  pbs_conf "$SERVER" server
+  onhost "$SERVER" install -d -o postgres -g postgres -m 2775 /run/postgresql
+  onhost "$SERVER" timeout 60 "$PBS_EXEC/libexec/pbs_postinstall" server "$PBS_VERSION" "$PBS_EXEC" "$home" postgres sameconf \
+    >"$T/$SERVER/postinstall.log" 2>&1 || fail "pbs_postinstall server (see $T/$SERVER/postinstall.log)"
+  step "pbs_habitat: datastore, queue workq"
+  onhost "$SERVER" timeout 180 "$PBS_EXEC/libexec/pbs_habitat" >"$T/$SERVER/habitat.log" 2>&1 ||
+    { cat "$T/$SERVER/habitat.log" >&2; fail "pbs_habitat"; }
+}
+
+server_start() {
+  onhost "$SERVER" timeout 30 pbs_comm || fail "pbs_comm did not start"
+  onhost "$SERVER" timeout 60 pbs_server || fail "pbs_server did not start"
+  onhost "$SERVER" timeout 30 pbs_sched || fail "pbs_sched did not start"
+  wait_for "pbs_server answering qstat -B" 60 onhost "$SERVER" timeout 10 qstat -B
+  # Scheduling every 2 s rather than 10 minutes: the job starts at once.
+  # flatuid: a user is the same user on every host (jobs come from the
+  # execution hosts too).
+  onhost "$SERVER" qmgr -c "set server scheduler_iteration = 2" -c "set server flatuid = True" >/dev/null
+  step "pbs_comm, pbs_server, pbs_sched up on $SERVER"
+}
+
+mom_install() {
+  local h=$1 home
+  home=$(pbs_home "$h")
+  pbs_conf "$h" mom
+  onhost "$h" timeout 60 "$PBS_EXEC/libexec/pbs_postinstall" execution "$PBS_VERSION" "$PBS_EXEC" "$home" sameconf \
+    >"$T/$h/postinstall.log" 2>&1 || fail "pbs_postinstall execution on $h (see $T/$h/postinstall.log)"
+  {
+    echo "\$clienthost $SERVER"
+    echo "\$logevent 0x1ff"
+    # Every host sees the harness's directory: output files are copied, not sent.
+    echo "\$usecp *:$T/ $T/"
+  } >"$home/mom_priv/config"
+}
+
+mom_start() {
+  onhost "$1" timeout 30 pbs_mom || fail "pbs_mom did not start on $1"
+}
+
+# nodes_free H...: every H is listed with state free.
+nodes_free() {
+  local out h
+  out=$(onhost "$SERVER" timeout 10 pbsnodes -a) || return 1
+  for h in "$@"; do
+    echo "$out" | awk -v h="$h" '$0 == h {n = 1; next} /^[^ ]/ {n = 0} n && /state = / {print $3}' | grep -qx free || return 1
+  done
+}
+
+# run_two_node_job: JOBUSER submits from the first execution host a job on
+# two execution hosts (one chunk each) that runs hostname on both through
+# pbsdsh (mother superior to sister over TPP), and waits for it to end.
+run_two_node_job() {
+  local home out
+  home="$T/home/$JOBUSER"
+  out="$home/job.out"
+  cat >"$home/job.sh" <<EOF
+#!/bin/sh
+#PBS -N mgjob
+#PBS -l select=2:ncpus=1
+#PBS -l place=scatter
+#PBS -j oe
+#PBS -o $SERVER:$out
+echo "mother superior \$(hostname)"
+$PBS_EXEC/bin/pbsdsh -- /bin/sh -c 'echo "pbsdsh on \$(hostname)"'
+EOF
+  chown 5001:5001 "$home/job.sh"
+  step "$JOBUSER submits a two-node job on ${EXEC_HOSTS[0]} (qsub -W block=true)"
+  asuser "${EXEC_HOSTS[0]}" "$JOBUSER" timeout 120 qsub -W block=true job.sh >"$T/qsub.out" 2>&1 ||
+    { cat "$T/qsub.out" >&2; fail "qsub -W block=true (job failed or did not end in 120 s)"; }
+  # The MOM copies the output file after the job's end is reported.
+  wait_for "job output $out" 30 test -s "$out"
+  step "job $(head -n 1 "$T/qsub.out") ended; its output:"
+  sed 's/^/  /' "$out"
+  local h
+  for h in "${EXEC_HOSTS[@]}"; do
+    grep -qx "pbsdsh on $h" "$out" || fail "job output has no line from pbsdsh on $h"
+  done
+}
+
+dump_logs() {
+  local f
+  for f in "$T"/*/home/*_logs/* "$T"/*/momgate/*.log; do
+    [ -f "$f" ] || continue
+    echo "==== ${f#"$T"/} (last 30 lines)"
+    tail -n 30 "$f"
+  done
+}
+
+# Authentication methods. auth_setup runs before PBS is installed;
+# auth_conf_lines adds a host's pbs.conf lines.
+auth_setup() {
+  case "$AUTH" in
+    resvport) ;;
+    momgate) momgate_setup ;;
+  esac
+}
+
+auth_conf_lines() {
+  case "$AUTH" in
+    momgate) momgate_conf_lines "$@" ;;
+  esac
+}
+
+# auth_host_setup H: an execution host's part, before its pbs_mom starts.
+auth_host_setup() {
+  case "$AUTH" in
+    momgate) momgate_host_setup "$@" ;;
+  esac
+}

@@ -1,0 +1,159 @@
+# shellcheck shell=bash
+# What momgate refuses, in the real cluster, each seen where the issue asks:
+# the momgate reason in pbs_comm's log and in momgate-server's audit log.
+# An intruder host (INTRUDER, its own address) comes up for each case with
+# a pbs_mom that tries to join pbs_comm, and goes away after. Sourced by
+# harness.sh after momgate.sh; run with --auth momgate only.
+
+INTRUDER=pbsx
+
+# mark_logs: what refused_in_logs looks at starts after this point.
+mark_logs() {
+  COMM_SINCE=$(cat "$(pbs_home "$SERVER")"/comm_logs/* | wc -l)
+  AUDIT_SINCE=$(wc -l <"$T/$SERVER/momgate/audit.log")
+}
+
+# refused_in_logs ADDR REASONS: since mark_logs, pbs_comm logged the
+# plugin's refusal of a leaf at ADDR with one of REASONS (a grep -E
+# alternation), and momgate-server audited it. Prints the comm log line.
+refused_in_logs() {
+  local addr=$1 reasons=$2
+  cat "$(pbs_home "$SERVER")"/comm_logs/* | tail -n +$((COMM_SINCE + 1)) |
+    grep -E "momgate: refused $addr[ :].*($reasons):" | tail -n 1 | grep . &&
+    tail -n +$((AUDIT_SINCE + 1)) "$T/$SERVER/momgate/audit.log" | grep 'channel=pbs' | grep 'outcome=rejected' |
+    grep "peer=\"$addr:" | grep -qE "reason=\"?($reasons)"
+}
+
+# intruder_up HOW [ARG]: a fresh intruder host whose momgate daemon is
+# started by the function HOW (given the host and ARG), then its pbs_mom.
+intruder_up() {
+  mark_logs
+  host_up "$INTRUDER" "${ADDR[$INTRUDER]}"
+  mkdir -p "$T/$INTRUDER/momgate"
+  install -m 0755 "$T/bin/libauth_momgate.so" "$T/$INTRUDER/lib/libauth_momgate.so"
+  "$1" "$INTRUDER" "${2:-}"
+  wait_for "the intruder's momgate daemon" 30 onhost "$INTRUDER" test -S /run/momgate/pbs.sock
+  rm -rf "$(pbs_home "$INTRUDER")"
+  mom_install "$INTRUDER"
+  mom_start "$INTRUDER"
+}
+
+# expect_refused WHAT REASONS: pbs_comm refuses the intruder, within 30 s.
+expect_refused() {
+  local line
+  wait_for "pbs_comm refusing $1 (${ADDR[$INTRUDER]}: $2)" 30 refused_in_logs "${ADDR[$INTRUDER]}" "$2"
+  line=$(refused_in_logs "${ADDR[$INTRUDER]}" "$2")
+  step "refused: $1"
+  echo "  pbs_comm: ${line#*;tpp_handle_auth_handshake;}"
+  host_down "$INTRUDER"
+  rm -rf "${T:?}/$INTRUDER/home" "${T:?}/$INTRUDER/momgate"
+}
+
+# Daemons the intruder can run.
+other_cluster() {
+  onhost "$1" "$T/bin/momgate-server" init --state-dir "$(mg_state "$1")" >/dev/null 2>&1 || fail "momgate-server init on $1"
+  onhost "$1" sh -c "exec '$T/bin/momgate-server' run --state-dir '$(mg_state "$1")' --listen '${ADDR[$1]}:$MG_PORT' \
+    --pbs-socket /run/momgate/pbs.sock >'$T/$1/momgate/daemon.log' 2>&1" 2>/dev/null &
+  disown $!
+}
+
+# copy_of H NODE: NODE's momgate state, copied onto H and run there.
+copy_of() {
+  local h=$1 from=$2
+  mkdir -p "$(mg_state "$h")"
+  cp -a "$(mg_state "$from")/." "$(mg_state "$h")/"
+  rm -f "$(mg_state "$h")/admin.sock"
+  onhost "$h" sh -c "exec '$T/bin/momgate-mom' run --state-dir '$(mg_state "$h")' --server '${ADDR[$SERVER]}:$MG_PORT' \
+    --listen '${ADDR[$h]}:$MG_IM_PORT' --pbs-socket /run/momgate/pbs.sock >'$T/$h/momgate/daemon.log' 2>&1" 2>/dev/null &
+  disown $!
+}
+
+# restart_mom H: stops H's pbs_mom (by the pid in its lock file) and starts
+# it again, so it must join pbs_comm anew.
+restart_mom() {
+  local h=$1 pid
+  pid=$(tr -dc '0-9\n' <"$(pbs_home "$h")/mom_priv/mom.lock" | head -n 1)
+  [ -n "$pid" ] || fail "no pbs_mom pid in $h's mom.lock"
+  onhost "$h" kill "$pid"
+  wait_for "pbs_mom on $h to stop" 30 pid_gone "$h" "$pid"
+  mom_start "$h"
+}
+
+# pid_gone H PID: no process PID on H.
+pid_gone() { ! onhost "$1" kill -0 "$2" 2>/dev/null; }
+
+# joined_since ADDR: since mark_logs, pbs_comm registered the leaf at ADDR.
+joined_since() {
+  cat "$(pbs_home "$SERVER")"/comm_logs/* | tail -n +$((COMM_SINCE + 1)) | grep -q "Leaf registered address $1:"
+}
+
+# capture_has N CAP ADDR: CAP holds at least N TPP packets from ADDR to pbs_comm.
+capture_has() {
+  [ "$(python3 "$here/tpp_replay.py" --count "$2" "$3" 17001)" -ge "$1" ] 2>/dev/null
+}
+
+# run_replay: a recording of a real handshake, replayed from the recorded
+# host's own address, is refused: at step 1 (momgate-server answered that
+# PING before), and after momgate-server forgot it (a restart) at step 3
+# (the recorded vouch echoes another handshake's challenge).
+run_replay() {
+  local h=${EXEC_HOSTS[0]} cap=$T/tpp.pcap tpid
+  if ! command -v tcpdump >/dev/null || ! command -v python3 >/dev/null; then
+    step "replay: skipped (needs tcpdump and python3: apt-get install tcpdump)"
+    return 0
+  fi
+  nsenter -t "${HOST_PID[$SERVER]}" -n -- tcpdump -i eth0 --immediate-mode -U -s 0 -w "$cap" \
+    "tcp and src host ${ADDR[$h]} and dst port 17001" 2>"$T/tcpdump.log" &
+  tpid=$!
+  wait_for "tcpdump listening on $SERVER's eth0" 10 grep -q "listening on" "$T/tcpdump.log"
+  mark_logs
+  restart_mom "$h"
+  wait_for "$h's pbs_mom joining pbs_comm again" 30 joined_since "${ADDR[$h]}"
+  # The leaf sent step 1, then step 3 and its join: three TPP packets.
+  wait_for "tcpdump writing the handshake" 10 capture_has 3 "$cap" "${ADDR[$h]}"
+  kill -INT "$tpid"
+  wait "$tpid" 2>/dev/null || true
+  step "captured $h's handshake with pbs_comm on the wire (tcpdump on $SERVER's eth0)"
+  mark_logs
+  onhost "$h" python3 "$here/tpp_replay.py" "$cap" "${ADDR[$h]}" "${ADDR[$SERVER]}" 17001 | sed 's/^/  /'
+  wait_for "pbs_comm refusing the replay" 30 refused_in_logs "${ADDR[$h]}" "replay"
+  step "refused: the recorded handshake, replayed from $h's own address"
+  echo "  pbs_comm: $(refused_in_logs "${ADDR[$h]}" "replay" | sed 's/.*;tpp_handle_auth_handshake;//')"
+  mg_server_restart
+  mark_logs
+  onhost "$h" python3 "$here/tpp_replay.py" "$cap" "${ADDR[$h]}" "${ADDR[$SERVER]}" 17001 | sed 's/^/  /'
+  wait_for "pbs_comm refusing the replay after momgate-server's restart" 30 refused_in_logs "${ADDR[$h]}" "replay"
+  step "refused: the same replay after momgate-server restarted (it no longer knows the recorded PING)"
+  echo "  pbs_comm: $(refused_in_logs "${ADDR[$h]}" "replay" | sed 's/.*;tpp_handle_auth_handshake;//')"
+}
+
+run_refusals() {
+  run_replay
+  step "refusals: an intruder host $INTRUDER (${ADDR[$INTRUDER]}) tries to join pbs_comm"
+  intruder_up other_cluster
+  expect_refused "a node of another cluster (its own momgate-server and key)" "key_mismatch|auth"
+
+  intruder_up copy_of "${EXEC_HOSTS[0]}"
+  expect_refused "a copy of ${EXEC_HOSTS[0]}'s momgate state on another host (its PINGs name that host's address)" "addr_mismatch"
+
+  local victim=${EXEC_HOSTS[1]}
+  onhost "$SERVER" "$T/bin/momgate-qmgr" --state-dir "$(mg_state "$SERVER")" -c "delete node $victim" >/dev/null ||
+    fail "momgate-qmgr delete node $victim"
+  step "momgate-qmgr delete node $victim; its pbs_mom restarts and must join pbs_comm again"
+  mark_logs
+  restart_mom "$victim"
+  wait_for "pbs_comm refusing the deleted $victim" 30 refused_in_logs "${ADDR[$victim]}" "revoked|key_mismatch"
+  step "refused: the deleted node $victim"
+  echo "  pbs_comm: $(refused_in_logs "${ADDR[$victim]}" "revoked|key_mismatch" | sed 's/.*;tpp_handle_auth_handshake;//')"
+  wait_for "pbsnodes showing $victim down" 60 node_down "$victim"
+  step "pbsnodes: $victim is down"
+
+  intruder_up copy_of "$victim"
+  expect_refused "a copy of the deleted $victim's momgate state on another host" "revoked|key_mismatch"
+  REFUSALS_DONE=1
+}
+
+# node_down H: pbs_server has H down.
+node_down() {
+  onhost "$SERVER" timeout 10 pbsnodes "$1" | grep -q "state = .*down"
+}

@@ -1,0 +1,105 @@
+package handshake
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/momgate/momgate/migration"
+	"github.com/momgate/momgate/ping"
+	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/reasons"
+)
+
+// IMResponder is what a MOM answers IM connections with: its sealer (nil
+// before it enrolled) and its verifier.
+type IMResponder struct {
+	Sealer   *ping.Sealer
+	Verifier *ping.Verifier
+}
+
+// IMAdmission is the outcome of an IM connection's admission: what the
+// responder learnt of the sister, admitted or not.
+type IMAdmission struct {
+	Version proto.Version // of the first frame; admitted, V1 is by the address list and V2 by the swap
+	Node    proto.NodeID  // V2: the sister's node id, once the swap has read it
+	Sender  proto.Addr    // admitted: the sister's address
+	KeyID   uint32        // V2: the key id its Ping names, when Keyed
+	Keyed   bool          // the frame went on to the swap, so KeyID is known
+	// First is an admitted v1 connection's first request, to be served.
+	First proto.Message
+}
+
+// ReadFirstFrame reads an IM connection's first frame. A failure is a
+// *Rejection, answered only when the frame was malformed (a silent or
+// closed peer gets nothing).
+func ReadFirstFrame(r io.Reader) ([]byte, error) {
+	frame, err := proto.ReadFrameLimit(r, make([]byte, ping.FrameSize), PreAuthMaxFrame)
+	if err != nil {
+		return nil, firstFrameRejection(err)
+	}
+	return frame, nil
+}
+
+// AdmitIM decides on an IM connection from its first frame, as
+// docs/PROTOCOL.md section 4.5 says: what the frame's version may do here
+// (migration.AdmitInbound, with in as the MOM knows it once the frame has
+// come), then, for a Ping, the swap. A refusal is a *Rejection.
+func AdmitIM(rw io.ReadWriter, frame []byte, remote, local proto.Addr, in migration.Inbound, r IMResponder) (IMAdmission, error) {
+	ver := proto.Version(frame[2])
+	adm := IMAdmission{Version: ver}
+	in.Version = ver
+	if ver == proto.V1 {
+		msg, err := proto.Unmarshal(frame)
+		if err != nil {
+			return adm, refuseIM(ver, reasons.Malformed, "%s", err)
+		}
+		if t := msg.Type(); t != proto.TypeIMJoin && t != proto.TypeIMPoll {
+			return adm, refuseIM(ver, reasons.Malformed, "v1 connection must start with IMJoin or IMPoll, not %s", t)
+		}
+		adm.First = msg
+	}
+	if v := migration.AdmitInbound(in); !v.Admit {
+		return IMAdmission{Version: ver}, refuseIM(ver, v.Refusal, "%s", refusalText(v.Refusal, in, remote))
+	}
+	if ver == proto.V1 {
+		adm.Sender = remote
+		return adm, nil
+	}
+	adm.KeyID, adm.Keyed = ping.KeyIDOf(frame)
+	if r.Sealer == nil {
+		return adm, Refuse(reasons.NotEnrolled, "this MOM has no cluster key yet")
+	}
+	var res ping.Result
+	if err := Respond(rw, frame, remote, local, r.Sealer, r.Verifier, &res); err != nil {
+		adm.Node = res.Node
+		return adm, &Rejection{Reason: ping.Reason(err), Err: err}
+	}
+	adm.Node, adm.Sender, adm.KeyID = res.Node, res.Sender, res.KeyID
+	return adm, nil
+}
+
+// refusalText says why the admission decision refused a connection from
+// remote.
+func refusalText(refusal reasons.Reason, in migration.Inbound, remote proto.Addr) string {
+	switch refusal {
+	case migration.RefuseV2:
+		return "this MOM speaks the legacy protocol only (v1): no PING"
+	case migration.RefuseV1:
+		return fmt.Sprintf("this MOM speaks PING only (%s): legacy (v1) refused", in.Protocol)
+	case migration.RefuseDowngrade:
+		return fmt.Sprintf("%s is an upgraded node: legacy (v1) admission refused (downgrade)", remote)
+	case migration.RefuseNotListed:
+		return fmt.Sprintf("%s is not on the cluster address list", remote)
+	}
+	return fmt.Sprintf("%s is revoked", remote)
+}
+
+// firstFrameRejection is the refusal of an IM connection whose first frame
+// could not be read.
+func firstFrameRejection(err error) *Rejection {
+	rj := &Rejection{Reason: ReadFailureReason(err), Err: err}
+	if rj.Reason == reasons.Malformed {
+		rj.Answer = &proto.Reject{Code: reasons.Malformed.Code(), Reason: err.Error()}
+	}
+	return rj
+}

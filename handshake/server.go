@@ -1,0 +1,187 @@
+package handshake
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"io"
+	"net/netip"
+
+	"golang.org/x/crypto/nacl/box"
+
+	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/migration"
+	"github.com/momgate/momgate/ping"
+	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/reasons"
+)
+
+// The server half of a control connection (docs/PROTOCOL.md sections 4.1
+// and 4.3): ServerHello; then LegacyHello (a v1 session, no key), or
+// Enroll or Hello, Welcome and the swap in which the MOM proves it holds a
+// current cluster key.
+
+// ServerParams is what the server half needs of the server itself.
+type ServerParams struct {
+	ID       proto.NodeID
+	Ident    *keys.Identity
+	Rand     io.Reader // the challenge
+	Sealer   *ping.Sealer
+	Verifier *ping.Verifier
+}
+
+// Registry is the server's node registry as one handshake sees it; the
+// server half calls it in protocol order, on one connection. Its refusals
+// are *Rejection errors (Refuse).
+type Registry interface {
+	// Mode is the server's mode, given in ServerHello.
+	Mode() proto.Mode
+	// LegacyHello admits or refuses a v1 session from src, which the mode
+	// allows.
+	LegacyHello(h *proto.LegacyHello, src netip.Addr, mode proto.Mode) error
+	// Enroll redeems the token of an Enroll from src whose proof opened
+	// under the server key and answers this connection's challenge.
+	Enroll(e *proto.Enroll, proof *proto.EnrollProof, src netip.Addr) error
+	// NodeKey returns the identity key and name of the enrolled node a
+	// Hello from src names, or refuses the node (unknown, at another
+	// address, revoked).
+	NodeKey(id proto.NodeID, src netip.Addr) (pub [32]byte, name string, err error)
+	// Hello records the proof of the node that NodeKey named.
+	Hello(proof *proto.HelloProof)
+	// Welcome is the Welcome of the node that enrolled or proved itself;
+	// claims are the key ids a returning MOM says it holds.
+	Welcome(enrolling bool, claims []uint32) (*proto.Welcome, error)
+}
+
+// Admitted is a control session the server half admitted.
+type Admitted struct {
+	Version  proto.Version // V1: a legacy session (no PING, no key)
+	Node     proto.NodeID  // V2: the node the swap authenticated
+	KeyID    uint32        // V2: the cluster key of the MOM's PING
+	Enrolled bool          // V2: the session began with an enrollment
+}
+
+// Serve runs the server half on rw, whose peer is remote and whose own
+// address is local. Every error is a *Rejection.
+func Serve(rw io.ReadWriter, remote, local proto.Addr, p *ServerParams, reg Registry) (*Admitted, error) {
+	a, err := serve(rw, remote, local, p, reg)
+	if err != nil {
+		return nil, RejectionOf(err)
+	}
+	return a, nil
+}
+
+func serve(rw io.ReadWriter, remote, local proto.Addr, p *ServerParams, reg Registry) (*Admitted, error) {
+	var challenge [32]byte
+	if _, err := io.ReadFull(p.Rand, challenge[:]); err != nil {
+		return nil, fmt.Errorf("challenge: %w", err)
+	}
+	mode := reg.Mode()
+	hello := &proto.ServerHello{ServerID: p.ID, ServerKey: p.Ident.Public, Challenge: challenge,
+		Mode: mode, Versions: migration.ServerVersions(mode)}
+	if err := proto.WriteFrame(rw, hello); err != nil {
+		return nil, fmt.Errorf("send server hello: %w", err)
+	}
+	frame, err := proto.ReadFrameLimit(rw, nil, PreAuthMaxFrame)
+	if err != nil {
+		return nil, ReadRejection("read hello", err)
+	}
+	msg, err := proto.Unmarshal(frame)
+	if err != nil {
+		return nil, Refuse(reasons.Malformed, "decode hello: %w", err)
+	}
+	src := remote.Netip()
+	if lh, ok := msg.(*proto.LegacyHello); ok {
+		if mode == proto.ModePing {
+			return nil, Refuse(reasons.V1Refused,
+				"server is in ping mode: legacy (v1) hello from %s refused; restart the MOM speaking PING", src)
+		}
+		if err := reg.LegacyHello(lh, src, mode); err != nil {
+			return nil, err
+		}
+		return &Admitted{Version: proto.V1}, nil
+	}
+	if mode == proto.ModeLegacy {
+		return nil, Refuse(reasons.V2Refused,
+			"server is in legacy mode: PING hellos refused (connection from %s); switch with set server mode=compat", src)
+	}
+	var claims []uint32 // keys a returning MOM says it holds
+	enrolling := false
+	switch m := msg.(type) {
+	case *proto.Enroll:
+		enrolling = true
+		proof, err := openEnroll(m, &p.Ident.Private, &challenge)
+		if err != nil {
+			return nil, err
+		}
+		if err := reg.Enroll(m, proof, src); err != nil {
+			return nil, err
+		}
+	case *proto.Hello:
+		pub, name, err := reg.NodeKey(m.NodeID, src)
+		if err != nil {
+			return nil, err
+		}
+		proof, err := openHello(m, name, &pub, &p.Ident.Private, &challenge)
+		if err != nil {
+			return nil, err
+		}
+		reg.Hello(proof)
+		claims = proof.KeyIDs
+	default:
+		return nil, Refuse(reasons.Malformed, "expected Enroll or Hello, got %s", msg.Type())
+	}
+	welcome, err := reg.Welcome(enrolling, claims)
+	if err != nil {
+		return nil, err
+	}
+	if err := proto.WriteFrame(rw, welcome); err != nil {
+		return nil, fmt.Errorf("send welcome: %w", err)
+	}
+	// The swap: the MOM proves it holds a current cluster key.
+	frame, err = proto.ReadFrameLimit(rw, nil, PreAuthMaxFrame)
+	if err != nil {
+		return nil, ReadRejection("read ping", err)
+	}
+	var res ping.Result
+	if err := Respond(rw, frame, remote, local, p.Sealer, p.Verifier, &res); err != nil {
+		return nil, answered(err)
+	}
+	if res.Node != welcome.NodeID {
+		return nil, Refuse(reasons.NodeMismatch, "ping names node %x, connection is %s", res.Node, welcome.Name)
+	}
+	return &Admitted{Version: proto.V2, Node: res.Node, KeyID: res.KeyID, Enrolled: enrolling}, nil
+}
+
+// openEnroll opens an Enroll's proof with the server's private key and
+// checks it answers this connection's challenge.
+func openEnroll(m *proto.Enroll, serverPriv, challenge *[32]byte) (*proto.EnrollProof, error) {
+	plain, ok := box.Open(nil, m.Sealed, &m.Nonce, &m.NodeKey, serverPriv)
+	if !ok {
+		return nil, Refuse(reasons.Auth, "enroll proof does not open under the server key")
+	}
+	proof, err := proto.DecodeEnrollProof(plain)
+	if err != nil {
+		return nil, Refuse(reasons.Malformed, "enroll proof: %w", err)
+	}
+	if subtle.ConstantTimeCompare(proof.Challenge[:], challenge[:]) != 1 {
+		return nil, Refuse(reasons.Auth, "enroll proof answers another challenge")
+	}
+	return proof, nil
+}
+
+// openHello opens a Hello's proof with node name's identity key and checks
+// it answers this connection's challenge.
+func openHello(m *proto.Hello, name string, nodePub, serverPriv, challenge *[32]byte) (*proto.HelloProof, error) {
+	plain, ok := box.Open(nil, m.Sealed, &m.Nonce, nodePub, serverPriv)
+	if !ok {
+		return nil, Refuse(reasons.Auth, "hello proof of node %s does not open with its identity key", name)
+	}
+	proof, err := proto.DecodeHelloProof(plain)
+	if err != nil {
+		return nil, Refuse(reasons.Malformed, "hello proof: %w", err)
+	}
+	if subtle.ConstantTimeCompare(proof.Challenge[:], challenge[:]) != 1 {
+		return nil, Refuse(reasons.Auth, "hello proof answers another challenge (replayed hello)")
+	}
+	return proof, nil
+}

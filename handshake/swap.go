@@ -1,0 +1,70 @@
+package handshake
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/momgate/momgate/ping"
+	"github.com/momgate/momgate/proto"
+)
+
+// The PING swap of docs/PROTOCOL.md section 3.5: the initiator sends Ping
+// and checks the PingReply, the responder checks the Ping and answers.
+// Control and IM connections both run it. remote and local are the
+// connection's peer and own addresses, which the PINGs name.
+
+// Initiate sends a Ping on rw and verifies the PingReply.
+func Initiate(rw io.ReadWriter, remote, local proto.Addr, s *ping.Sealer, v *ping.Verifier, res *ping.Result) error {
+	frame, rnd, err := s.Ping(make([]byte, 0, ping.FrameSize), local, remote)
+	if err != nil {
+		return fmt.Errorf("seal ping: %w", err)
+	}
+	if _, err := rw.Write(frame); err != nil {
+		return fmt.Errorf("send ping: %w", err)
+	}
+	return ReadReply(rw, v, remote, local, &rnd, res)
+}
+
+// ReadReply reads one frame and verifies it as the PingReply to a Ping
+// whose random bytes were echo. A Reject frame becomes a *RejectError.
+func ReadReply(r io.Reader, v *ping.Verifier, remote, local proto.Addr, echo *[ping.RandomSize]byte, res *ping.Result) error {
+	in, err := proto.ReadFrameLimit(r, make([]byte, ping.ReplyFrameSize), PreAuthMaxFrame)
+	if err != nil {
+		return fmt.Errorf("read ping reply: %w", err)
+	}
+	if isReject(in) {
+		return rejectOf(in)
+	}
+	return v.VerifyReply(in, remote, local, echo, res)
+}
+
+// Respond verifies frame (already read from rw) as a Ping and answers with
+// a PingReply, or with a Reject carrying the reason, which it also returns.
+func Respond(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.Sealer, v *ping.Verifier, res *ping.Result) error {
+	if isReject(frame) {
+		return rejectOf(frame)
+	}
+	if err := v.VerifyPing(frame, remote, local, res); err != nil {
+		if errors.Is(err, ping.ErrMalformed) && len(frame) >= proto.HeaderSize {
+			// Say what came instead: "IMJoin frame of 40 bytes".
+			err = fmt.Errorf("%s frame of %d bytes where a Ping was due: %w", proto.Type(frame[3]), len(frame), err)
+		}
+		_ = proto.WriteFrame(rw, &proto.Reject{Code: RejectCode(err), Reason: err.Error()})
+		return err
+	}
+	out, err := s.Reply(make([]byte, 0, ping.ReplyFrameSize), local, remote, res.Random)
+	if err != nil {
+		_ = proto.WriteFrame(rw, &proto.Reject{Code: proto.RejectInternal, Reason: "cannot seal reply"})
+		return fmt.Errorf("seal reply: %w", err)
+	}
+	if _, err := rw.Write(out); err != nil {
+		return fmt.Errorf("send ping reply: %w", err)
+	}
+	return nil
+}
+
+// RejectCode is the Reject code of a ping check's rejection (package reasons).
+func RejectCode(err error) proto.RejectCode {
+	return ping.Reason(err).Code()
+}

@@ -1,0 +1,224 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/connlimit"
+	"github.com/momgate/momgate/internal/metrics"
+	"github.com/momgate/momgate/internal/store"
+	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/ping"
+)
+
+// CeilingFile is the timestamp ceiling of a daemon's stamper, in its
+// state directory (docs/PROTOCOL.md 3.3).
+const CeilingFile = "ceiling"
+
+// BaseConfig is what Base needs of a daemon.
+type BaseConfig struct {
+	StateDir string
+	Log      logrus.FieldLogger
+	Audit    *audit.Log
+	Now      func() time.Time
+	// Freshness is the replay guard's first-contact window (0 disables).
+	Freshness time.Duration
+	// Keys and Revoker are the daemon's keyring and deny list, which the
+	// verifier checks PINGs against.
+	Keys    ping.KeySource
+	Revoker ping.Revoker
+	// SourceLimits bounds unauthenticated connections per source address.
+	SourceLimits connlimit.Config
+}
+
+// Base is the part both daemons share: the replay state (mark log,
+// stamper, guard and verifier), the audit log, the per-source limits of
+// the listener and the metrics endpoint.
+type Base struct {
+	Log      logrus.FieldLogger
+	Audit    *audit.Log
+	Now      func() time.Time
+	Marks    *store.MarkLog
+	Stamper  *ping.Stamper
+	Verifier *ping.Verifier
+	Limiter  *connlimit.Limiter
+
+	metricsAddr atomic.Value // net.Addr of the metrics listener
+}
+
+// OpenBase opens the replay state of the state directory: the mark log
+// (the high-water marks the guard starts from) and the stamper's ceiling.
+// Close closes it.
+func OpenBase(cfg BaseConfig) (*Base, error) {
+	marks, initial, err := store.OpenMarkLog(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	stamper, err := ping.NewStamper(cfg.Now, store.NewCeilingFile(filepath.Join(cfg.StateDir, CeilingFile)), 0)
+	if err != nil {
+		marks.Close()
+		return nil, err
+	}
+	return &Base{
+		Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now, Marks: marks, Stamper: stamper,
+		Verifier: &ping.Verifier{
+			Keys:    cfg.Keys,
+			Guard:   ping.NewGuard(ping.GuardConfig{Freshness: cfg.Freshness, Store: marks}, initial),
+			Revoker: cfg.Revoker,
+			Now:     cfg.Now,
+		},
+		Limiter: connlimit.New(cfg.SourceLimits),
+	}, nil
+}
+
+// Close closes the mark log.
+func (b *Base) Close() { b.Marks.Close() }
+
+// Record writes an audit entry stamped with the daemon's clock.
+func (b *Base) Record(e audit.Entry) {
+	e.Time = b.Now()
+	b.Audit.Record(e)
+}
+
+// CompactMarks folds the mark log into a snapshot of the guard.
+func (b *Base) CompactMarks() error {
+	return b.Marks.Compact(b.Verifier.Guard.Snapshot())
+}
+
+// markLogCompactAt is the mark log size past which housekeeping compacts it.
+const markLogCompactAt = 1 << 20
+
+// Housekeeping runs once a second until ctx ends: it syncs the mark log,
+// compacts it when it has grown, and flushes the audit aggregates every
+// ten seconds; then it calls every(tick), tick counting from 0, for the
+// daemon's own chores.
+func (b *Base) Housekeeping(ctx context.Context, every func(tick int)) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := b.Marks.Sync(); err != nil {
+			b.Log.WithError(err).Warn("sync mark log")
+		}
+		if b.Marks.LogSize() > markLogCompactAt {
+			if err := b.CompactMarks(); err != nil {
+				b.Log.WithError(err).Warn("compact mark log")
+			}
+		}
+		if i%10 == 0 {
+			b.Audit.Flush()
+		}
+		if every != nil {
+			every(i)
+		}
+	}
+}
+
+// Shutdown flushes the audit aggregates and compacts the mark log, once the
+// daemon has stopped serving.
+func (b *Base) Shutdown() {
+	b.Audit.Flush()
+	if err := b.CompactMarks(); err != nil {
+		b.Log.WithError(err).Warn("compact marks at shutdown")
+	}
+}
+
+// Collectors are the metric collectors both daemons export: the audit
+// counters and the keyring's keys by state.
+func (b *Base) Collectors(ring func() *keys.Keyring) []prometheus.Collector {
+	cs := []prometheus.Collector{metrics.AuditCollector{Snapshot: b.Audit.Counters}}
+	return append(cs, metrics.KeyringCollectors(ring)...)
+}
+
+// BindMetrics binds the metrics address listen, if one is configured, and
+// returns the function that serves collectors there until its context
+// ends; nil when metrics are off.
+func (b *Base) BindMetrics(listen string, allowRemote bool, collectors ...prometheus.Collector) (func(context.Context) error, error) {
+	if listen == "" {
+		return nil, nil
+	}
+	addr, serve, err := metrics.Bind(listen, allowRemote, b.Log, collectors...)
+	if err != nil {
+		return nil, err
+	}
+	b.metricsAddr.Store(addr)
+	return serve, nil
+}
+
+// MetricsAddr is the metrics listener's address once bound, or nil.
+func (b *Base) MetricsAddr() net.Addr {
+	a, _ := b.metricsAddr.Load().(net.Addr)
+	return a
+}
+
+// CheckMetricsListen refuses a metrics address that is malformed, or not
+// loopback without allowRemote; "" (metrics off) passes.
+func CheckMetricsListen(listen string, allowRemote bool) error {
+	if listen == "" {
+		return nil
+	}
+	return metrics.CheckListen(listen, allowRemote)
+}
+
+// Settings are the settings both daemons take alike.
+type Settings struct {
+	Log              logrus.FieldLogger
+	Audit            *audit.Log
+	Now              func() time.Time
+	Rand             io.Reader
+	HandshakeTimeout time.Duration
+}
+
+// DefaultHandshakeTimeout bounds a connection's time to authenticate when
+// no timeout is set.
+const DefaultHandshakeTimeout = 10 * time.Second
+
+// WithDefaults returns s with each unset setting defaulted: the standard
+// logger, an audit log that discards, the wall clock, crypto/rand and
+// DefaultHandshakeTimeout.
+func (s Settings) WithDefaults() Settings {
+	if s.Log == nil {
+		s.Log = logrus.StandardLogger()
+	}
+	if s.Audit == nil {
+		s.Audit = audit.New(audit.Config{Out: io.Discard})
+	}
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	if s.Rand == nil {
+		s.Rand = rand.Reader
+	}
+	if s.HandshakeTimeout <= 0 {
+		s.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	return s
+}
+
+// Listen opens a daemon's listener on addr and binds its metrics endpoint
+// (BindMetrics); serveMetrics is nil when metrics are off.
+func (b *Base) Listen(addr, metricsListen string, allowRemote bool, collectors ...prometheus.Collector) (ln net.Listener, serveMetrics func(context.Context) error, err error) {
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	if serveMetrics, err = b.BindMetrics(metricsListen, allowRemote, collectors...); err != nil {
+		ln.Close()
+		return nil, nil, err
+	}
+	return ln, serveMetrics, nil
+}

@@ -1,0 +1,304 @@
+package pbsgate
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/pbsauth"
+	"github.com/momgate/momgate/ping"
+	"github.com/momgate/momgate/proto"
+)
+
+// members is a registry of node ids and addresses, with a deny set.
+type members struct {
+	mu     sync.Mutex
+	addrs  map[proto.NodeID]proto.Addr
+	names  map[proto.NodeID]string
+	denied map[proto.NodeID]bool
+}
+
+func (m *members) Admit(id proto.NodeID, a proto.Addr, _ uint32) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.denied[id]:
+		return "", ping.ErrRevoked
+	case m.addrs[id] == (proto.Addr{}):
+		return "", pbsauth.ErrUnknownNode
+	case m.addrs[id] != a:
+		return "", ping.ErrAddrMismatch
+	}
+	return m.names[id], nil
+}
+
+// daemon is one host's engine served on its own socket.
+type daemon struct {
+	sock  string
+	addr  proto.Addr
+	audit *audit.Log
+	out   *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func ring(t *testing.T) *keys.Holder {
+	k, err := keys.NewKey(bytes.NewReader(bytes.Repeat([]byte{7}, 64)), time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.State = keys.StateActive
+	r, err := keys.NewKeyring().WithKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys.NewHolder(r)
+}
+
+// startDaemon serves an engine for node id at ip on a socket in dir.
+func startDaemon(t *testing.T, ctx context.Context, wg *sync.WaitGroup, dir, name, ip string, id byte, kr *keys.Holder, m *members) *daemon {
+	t.Helper()
+	d := &daemon{sock: filepath.Join(dir, name+".sock"), addr: proto.AddrFrom(netip.MustParseAddr(ip)), out: &syncBuffer{}}
+	d.audit = audit.New(audit.Config{Out: d.out})
+	st, err := ping.NewStamper(time.Now, &ping.MemCeiling{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := &pbsauth.Self{Sealer: &ping.Sealer{Keys: kr, Stamper: st, Rand: rand.Reader, Node: proto.NodeID{15: id}}, Name: name}
+	eng, err := pbsauth.NewEngine(pbsauth.Config{Keys: kr, Self: func() *pbsauth.Self { return self }, Addr: d.addr,
+		Directory: m, Rand: rand.Reader, Freshness: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	hosts := map[string][]netip.Addr{"pbssrv": {netip.MustParseAddr("127.0.0.1")}, "pbsn1": {netip.MustParseAddr("127.0.0.11")}}
+	cfg := Config{Path: d.sock, Engine: eng, Audit: d.audit, Log: log,
+		Resolve: func(_ context.Context, h string) ([]netip.Addr, error) {
+			if a, ok := hosts[h]; ok {
+				return a, nil
+			}
+			return nil, errors.New("no such host")
+		},
+		Names: func(uid, gid uint32) (string, string, error) { return "root", "root", nil },
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := Serve(ctx, cfg); err != nil {
+			t.Errorf("serve %s: %v", name, err)
+		}
+	}()
+	waitSocket(t, d.sock)
+	return d
+}
+
+func waitSocket(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.Dial("unix", path)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("socket %s never answered: %v", path, err)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
+	}
+}
+
+type fixture struct {
+	ctx            context.Context
+	members        *members
+	server, n1     *daemon
+	stopAndWaitAll func()
+}
+
+func newFixture(t *testing.T) *fixture {
+	dir, err := os.MkdirTemp("", "pbsgate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	m := &members{addrs: map[proto.NodeID]proto.Addr{}, names: map[proto.NodeID]string{}, denied: map[proto.NodeID]bool{}}
+	kr := ring(t)
+	f := &fixture{ctx: ctx, members: m}
+	f.server = startDaemon(t, ctx, &wg, dir, "pbssrv", "127.0.0.1", 1, kr, m)
+	f.n1 = startDaemon(t, ctx, &wg, dir, "pbsn1", "127.0.0.11", 11, kr, m)
+	m.addrs[proto.NodeID{15: 1}], m.names[proto.NodeID{15: 1}] = f.server.addr, "pbssrv"
+	m.addrs[proto.NodeID{15: 11}], m.names[proto.NodeID{15: 11}] = f.n1.addr, "pbsn1"
+	f.stopAndWaitAll = func() { cancel(); wg.Wait() }
+	t.Cleanup(f.stopAndWaitAll)
+	return f
+}
+
+func ask(t *testing.T, f *fixture, d *daemon, q pbsauth.Request) pbsauth.Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)
+	defer cancel()
+	r, err := Ask(ctx, d.sock, &q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// handshake runs the four requests, pbsn1 to the server host; source is
+// the peer host the server's plugin names.
+func handshake(t *testing.T, f *fixture, source string) (pbsauth.Response, string) {
+	r1 := ask(t, f, f.n1, pbsauth.Request{Op: pbsauth.OpInitiate, Kind: pbsauth.KindService, Host: "pbssrv"})
+	if r1.Status != pbsauth.StatusOK {
+		return r1, "initiate"
+	}
+	r2 := ask(t, f, f.server, pbsauth.Request{Op: pbsauth.OpAccept, Kind: pbsauth.KindService, Host: source, Token: r1.Token})
+	if r2.Status != pbsauth.StatusOK {
+		return r2, "accept"
+	}
+	r3 := ask(t, f, f.n1, pbsauth.Request{Op: pbsauth.OpContinue, ID: r1.ID, Token: r2.Token})
+	if r3.Status != pbsauth.StatusOK {
+		return r3, "continue"
+	}
+	if r3.PeerName != "pbssrv" {
+		t.Fatalf("initiator learned responder %q", r3.PeerName)
+	}
+	return ask(t, f, f.server, pbsauth.Request{Op: pbsauth.OpConfirm, ID: r2.ID, Token: r3.Token}), "confirm"
+}
+
+func TestHandshakeOverSockets(t *testing.T) {
+	f := newFixture(t)
+	for _, source := range []string{"127.0.0.11", "pbsn1"} {
+		r, step := handshake(t, f, source)
+		if r.Status != pbsauth.StatusOK {
+			t.Fatalf("%s refused at %s: %s: %s", source, step, r.Reason, r.Message)
+		}
+		if r.Peer.User != "root" || r.Peer.NodeName != "pbsn1" {
+			t.Fatalf("peer %+v", r.Peer)
+		}
+	}
+	if got := f.server.audit.Counters().Accepted; got != 2 {
+		t.Fatalf("server audit: %d accepted, want 2", got)
+	}
+}
+
+func TestRefusalIsAnsweredAndAudited(t *testing.T) {
+	f := newFixture(t)
+	f.members.mu.Lock()
+	f.members.denied[proto.NodeID{15: 11}] = true
+	f.members.mu.Unlock()
+	r, step := handshake(t, f, "127.0.0.11")
+	if step != "accept" || r.Status != pbsauth.StatusRefused || r.Reason != "revoked" {
+		t.Fatalf("%s: %+v", step, r)
+	}
+	if want := "refused 127.0.0.11 (node"; !bytes.Contains([]byte(r.Message), []byte(want)) {
+		t.Fatalf("message %q", r.Message)
+	}
+	f.server.audit.Flush()
+	if c := f.server.audit.Counters(); c.Rejected["revoked"] != 1 {
+		t.Fatalf("audit counters %+v", c)
+	}
+	if out := f.server.out.String(); !bytes.Contains([]byte(out), []byte("pbs")) || !bytes.Contains([]byte(out), []byte("revoked")) {
+		t.Fatalf("audit log %q", out)
+	}
+	// A spoofed address: the server sees the connection from elsewhere.
+	f.members.mu.Lock()
+	delete(f.members.denied, proto.NodeID{15: 11})
+	f.members.mu.Unlock()
+	if r, step := handshake(t, f, "127.0.0.12"); step != "accept" || r.Reason != "addr_mismatch" {
+		t.Fatalf("%s: %+v", step, r)
+	}
+	// A host nobody can resolve.
+	r = ask(t, f, f.n1, pbsauth.Request{Op: pbsauth.OpInitiate, Kind: pbsauth.KindService, Host: "nowhere"})
+	if r.Reason != "resolve" {
+		t.Fatalf("%+v", r)
+	}
+}
+
+func TestBadRequestIsClosed(t *testing.T) {
+	f := newFixture(t)
+	c, err := net.Dial("unix", f.n1.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET / HTTP/1.0\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	// Closed without an answer (EOF, or a reset for the unread bytes).
+	n, err := c.Read(make([]byte, 16))
+	var ne net.Error
+	if n != 0 || err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("read %d bytes, %v: want the connection closed", n, err)
+	}
+}
+
+func TestListenChecks(t *testing.T) {
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Listen(filepath.Join(open, "pbs.sock")); err == nil {
+		t.Fatal("listened in a world-writable directory")
+	}
+	path := filepath.Join(dir, "pbs.sock")
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o666 {
+		t.Fatalf("socket mode %v %v", fi.Mode(), err)
+	}
+	if _, err := Listen(path); err == nil {
+		t.Fatal("listened on a live socket")
+	}
+	// A stale socket (the file without a listener) is replaced.
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+	ln2, err := Listen(path)
+	if err != nil {
+		t.Fatalf("stale socket not replaced: %v", err)
+	}
+	ln2.Close()
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Listen(path); err == nil {
+		t.Fatal("replaced a regular file")
+	}
+}

@@ -1,0 +1,90 @@
+package mom
+
+import (
+	"net"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/momgate/momgate/handshake"
+	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/daemon"
+	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/migration"
+	"github.com/momgate/momgate/proto"
+)
+
+// admit is the one place an inbound IM connection is admitted or refused.
+// It applies the per-source limits, reads the first frame within the
+// handshake deadline (handshake.ReadFirstFrame) and lets handshake.AdmitIM
+// decide (the migration's version decision, then for a Ping the swap),
+// each a call down that returns; the limiter's slot is
+// released as soon as the decision is made. It writes the audit line,
+// answers a refusal, and records an admitted sister. It reports whether c
+// is admitted, v1 and v2 alike.
+func (m *Mom) admit(c net.Conn) (handshake.IMAdmission, bool) {
+	release, ok := m.base.AdmitSource(c, audit.ChannelIM)
+	if !ok {
+		return handshake.IMAdmission{}, false
+	}
+	entry := audit.Entry{Channel: audit.ChannelIM, Peer: daemon.PeerAddrPort(c)}
+	remote, local, err := daemon.Endpoints(c)
+	if err != nil {
+		release()
+		return handshake.IMAdmission{}, false
+	}
+	var adm handshake.IMAdmission
+	var frame []byte
+	if err = c.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout)); err != nil {
+		err = &handshake.Rejection{Reason: handshake.ReadFailureReason(err), Err: err}
+	} else if frame, err = handshake.ReadFirstFrame(c); err == nil {
+		// What the MOM knows now that the frame has come decides.
+		r := handshake.IMResponder{Sealer: m.currentSealer(), Verifier: m.base.Verifier}
+		adm, err = handshake.AdmitIM(c, frame, remote, local, m.inbound(remote), r)
+	}
+	release()
+	if adm.Keyed {
+		entry.KeyID = keys.KeyID(adm.KeyID).String()
+	}
+	if err != nil {
+		rj := handshake.RejectionOf(err)
+		entry.Outcome, entry.Reason, entry.Detail = audit.Rejected, rj.Reason, err.Error()
+		if adm.Node != (proto.NodeID{}) {
+			entry.Node = uuid.UUID(adm.Node).String()
+		}
+		m.base.Record(entry)
+		if rj.Answer != nil {
+			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = proto.WriteFrame(c, rj.Answer)
+		}
+		return adm, false
+	}
+	entry.Outcome = audit.Accepted
+	if adm.Version == proto.V1 {
+		entry.Detail = "v1: address on the cluster list"
+	} else {
+		entry.Node = uuid.UUID(adm.Node).String()
+	}
+	m.base.Record(entry)
+	m.admitted.Add(1)
+	if adm.Version == proto.V1 {
+		m.lg.v1Admitted.Add(1)
+		m.peers.admitLegacy(remote, "in", m.cfg.Now())
+	} else {
+		m.peers.admit(adm.Sender, adm.Node, entry.KeyID, "in", m.cfg.Now())
+	}
+	_ = c.SetDeadline(time.Time{})
+	return adm, true
+}
+
+// inbound is what the admission decision needs to know of an IM
+// connection from remote (migration.Inbound; AdmitIM fills in the
+// version of the first frame).
+func (m *Mom) inbound(remote proto.Addr) migration.Inbound {
+	m.lg.mu.Lock()
+	in := migration.Inbound{Protocol: m.effectiveLocked(), OnList: m.lg.list.Contains(remote.Netip()),
+		Upgraded: m.lg.upgraded.Contains(remote)}
+	m.lg.mu.Unlock()
+	in.Revoked = m.v1Revoked(remote)
+	return in
+}

@@ -1,0 +1,149 @@
+package mom
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/momgate/momgate/proto"
+)
+
+// The control connection as the rest of the MOM uses it: its writer, set
+// by the session that owns it (KeyAck, NodeLookup), and the node lookups
+// waiting for their answer on it (docs/PROTOCOL.md 4.7).
+
+// ErrUnknownSister means the server has no node of that name.
+var ErrUnknownSister = errors.New("no such node")
+
+// link is the current control connection's writer and the lookups
+// pending on it.
+type link struct {
+	mu       sync.Mutex
+	send     func(proto.Message) error // writes on the control connection; nil if none
+	ver      proto.Version
+	lookups  map[uint32]chan *proto.NodeAddress
+	lookupID uint32
+	names    map[string]netip.AddrPort // sister IM addresses last looked up
+}
+
+func newLink() *link {
+	return &link{lookups: map[uint32]chan *proto.NodeAddress{}, names: map[string]netip.AddrPort{}}
+}
+
+// version is the version of the current control connection, 0 if none.
+func (l *link) version() proto.Version {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.send == nil {
+		return 0
+	}
+	return l.ver
+}
+
+// setControlWriter installs (or, with nil, removes) the writer of the
+// current control connection. A removed connection's session ends, and
+// the lookups sent on it fail at once so that their callers retry on the
+// next connection.
+func (m *Mom) setControlWriter(w func(proto.Message) error, ver proto.Version) {
+	if w == nil {
+		m.endControlSession()
+	}
+	l := m.ctl
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.send, l.ver = w, ver
+	if w == nil {
+		for id, ch := range l.lookups {
+			close(ch)
+			delete(l.lookups, id)
+		}
+	}
+}
+
+// sendControl writes a message to the server on the current v2 control
+// connection (the writer heartbeat installs with setControlWriter).
+func (m *Mom) sendControl(msg proto.Message) error {
+	m.ctl.mu.Lock()
+	w, ver := m.ctl.send, m.ctl.ver
+	m.ctl.mu.Unlock()
+	if w == nil || ver != proto.V2 {
+		return errors.New("not connected to the server")
+	}
+	return w(msg)
+}
+
+// answer hands a NodeAddress to the lookup waiting for it.
+func (l *link) answer(a *proto.NodeAddress) {
+	l.mu.Lock()
+	ch := l.lookups[a.ID]
+	delete(l.lookups, a.ID)
+	l.mu.Unlock()
+	if ch != nil {
+		ch <- a // buffered, one reply per id
+	}
+}
+
+// lookup resolves a sister's IM address by node name: through the server
+// when the control connection is up (so a readdressed node is found), else
+// from the last answer.
+func (m *Mom) lookup(ctx context.Context, name string) (netip.AddrPort, error) {
+	l := m.ctl
+	l.mu.Lock()
+	cached, have := l.names[name]
+	ctl, ver := l.send, l.ver
+	var ch chan *proto.NodeAddress
+	var id uint32
+	if ctl != nil {
+		l.lookupID++
+		id = l.lookupID
+		ch = make(chan *proto.NodeAddress, 1)
+		l.lookups[id] = ch
+	}
+	l.mu.Unlock()
+	if ctl == nil {
+		if have {
+			return cached, nil
+		}
+		return netip.AddrPort{}, fmt.Errorf("look up %s: not connected to the server", name)
+	}
+	defer func() {
+		l.mu.Lock()
+		delete(l.lookups, id)
+		l.mu.Unlock()
+	}()
+	if err := ctl(&proto.NodeLookup{Ver: ver, ID: id, Name: name}); err != nil {
+		if have {
+			return cached, nil
+		}
+		return netip.AddrPort{}, fmt.Errorf("look up %s: %w", name, err)
+	}
+	t := time.NewTimer(2 * time.Second)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		if r == nil { // the control connection ended
+			if have {
+				return cached, nil
+			}
+			return netip.AddrPort{}, fmt.Errorf("look up %s: the control connection to the server changed", name)
+		}
+		if r.Status != proto.LookupFound {
+			return netip.AddrPort{}, fmt.Errorf("look up %s: %w", name, ErrUnknownSister)
+		}
+		ap := netip.AddrPortFrom(r.Addr.Netip(), r.Port)
+		l.mu.Lock()
+		l.names[name] = ap
+		l.mu.Unlock()
+		return ap, nil
+	case <-t.C:
+	case <-ctx.Done():
+		return netip.AddrPort{}, ctx.Err()
+	}
+	if have {
+		return cached, nil
+	}
+	return netip.AddrPort{}, fmt.Errorf("look up %s: the server did not answer", name)
+}

@@ -1,0 +1,274 @@
+package pbsauth
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Op is a request of the local protocol (docs/OPENPBS.md section 4).
+type Op uint8
+
+// Ops, one per handshake call of the plugin.
+const (
+	OpInitiate Op = 1 // initiator, first call: make step 1
+	OpContinue Op = 2 // initiator, second call: check step 2, make step 3
+	OpAccept   Op = 3 // responder, first call: check step 1, make step 2
+	OpConfirm  Op = 4 // responder, second call: check step 3, say who the peer is
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpInitiate:
+		return "initiate"
+	case OpContinue:
+		return "continue"
+	case OpAccept:
+		return "accept"
+	case OpConfirm:
+		return "confirm"
+	}
+	return fmt.Sprintf("op(%d)", uint8(o))
+}
+
+// Response statuses.
+const (
+	StatusOK      = 0
+	StatusRefused = 1
+)
+
+// Local frame layout and limits.
+const (
+	localMagic0  = 0x4D // "M"
+	localMagic1  = 0x4C // "L"
+	localVersion = 1
+	// LocalHeaderSize is the length of a local frame's header.
+	LocalHeaderSize = 8
+	// MaxLocalBody bounds a local frame's body.
+	MaxLocalBody = 8192
+	// MaxHostLen bounds the peer host a plugin passes.
+	MaxHostLen = 255
+	// MaxReasonLen and MaxMessageLen bound a refusal's texts.
+	MaxReasonLen  = 32
+	MaxMessageLen = 1024
+)
+
+// HandshakeID names one handshake in progress at a daemon.
+type HandshakeID [16]byte
+
+// Request is one request of the plugin.
+type Request struct {
+	Op    Op
+	Kind  Kind        // Initiate, Accept
+	Host  string      // Initiate, Accept: the peer host as PBS passed it
+	ID    HandshakeID // Continue, Confirm
+	Token []byte      // Continue, Accept, Confirm
+}
+
+// PeerUser is what a responder learns in Confirm: the initiator's user as
+// its daemon vouched, and its node's name.
+type PeerUser struct {
+	UID, GID uint32
+	User     string
+	Group    string
+	NodeName string
+}
+
+// Response is the daemon's answer to one Request.
+type Response struct {
+	Status   uint8
+	ID       HandshakeID // Initiate, Accept
+	Token    []byte      // Initiate, Continue, Accept
+	PeerName string      // Continue: the responder's node name
+	Peer     PeerUser    // Confirm
+	Reason   string      // refused: a Reason label
+	Message  string      // refused: what and why, for PBS's log
+}
+
+func appendLocalHeader(b []byte, code uint8, n int) []byte {
+	b = append(b, localMagic0, localMagic1, localVersion, code)
+	return binary.BigEndian.AppendUint32(b, uint32(n))
+}
+
+// parseLocalHeader checks a local frame header and returns its op or
+// status byte and body length.
+func parseLocalHeader(h []byte) (uint8, int, error) {
+	if len(h) != LocalHeaderSize {
+		return 0, 0, fmt.Errorf("%w: local header of %d bytes", ErrMalformed, len(h))
+	}
+	if h[0] != localMagic0 || h[1] != localMagic1 {
+		return 0, 0, fmt.Errorf("%w: not a momgate local frame (magic %#x %#x)", ErrMalformed, h[0], h[1])
+	}
+	if h[2] != localVersion {
+		return 0, 0, fmt.Errorf("%w: local protocol version %d, want %d", ErrMalformed, h[2], localVersion)
+	}
+	n := binary.BigEndian.Uint32(h[4:8])
+	if n > MaxLocalBody {
+		return 0, 0, fmt.Errorf("%w: local body of %d bytes, the limit is %d", ErrMalformed, n, MaxLocalBody)
+	}
+	return h[3], int(n), nil
+}
+
+// readLocal reads one local frame; the body limit is checked before the
+// body is read.
+func readLocal(r io.Reader) (uint8, []byte, error) {
+	var h [LocalHeaderSize]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return 0, nil, fmt.Errorf("read local header: %w", err)
+	}
+	code, n, err := parseLocalHeader(h[:])
+	if err != nil {
+		return 0, nil, err
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, nil, fmt.Errorf("read local body: %w", err)
+	}
+	return code, body, nil
+}
+
+// ReadRequest reads and decodes one request.
+func ReadRequest(r io.Reader) (Request, error) {
+	code, body, err := readLocal(r)
+	if err != nil {
+		return Request{}, err
+	}
+	return ParseRequest(Op(code), body)
+}
+
+// ParseRequest decodes the body of a request with op.
+func ParseRequest(op Op, body []byte) (Request, error) {
+	q := Request{Op: op}
+	r := reader{b: body}
+	switch op {
+	case OpInitiate, OpAccept:
+		q.Kind = Kind(r.u8("kind"))
+		q.Host = r.str(MaxHostLen, "peer host")
+		if op == OpAccept {
+			q.Token = r.bytes16(MaxTokenSize, "token")
+		}
+		if r.err == nil && !q.Kind.valid() {
+			r.fail("kind", "%d: want 0 (user) or 1 (service)", q.Kind)
+		}
+		if r.err == nil && q.Host == "" {
+			r.fail("peer host", "empty")
+		}
+	case OpContinue, OpConfirm:
+		r.fixed(q.ID[:], "handshake id")
+		q.Token = r.bytes16(MaxTokenSize, "token")
+	default:
+		return q, fmt.Errorf("%w: unknown op %d", ErrMalformed, uint8(op))
+	}
+	if err := r.end(); err != nil {
+		return q, fmt.Errorf("%s request: %w", op, err)
+	}
+	return q, nil
+}
+
+// AppendRequest appends q as a local frame.
+func AppendRequest(b []byte, q *Request) ([]byte, error) {
+	var body []byte
+	switch q.Op {
+	case OpInitiate, OpAccept:
+		if err := checkStr("peer host", q.Host, MaxHostLen); err != nil {
+			return b, err
+		}
+		body = append(body, byte(q.Kind))
+		body = appendStr(body, q.Host)
+		if q.Op == OpAccept {
+			body = appendBytes16(body, q.Token)
+		}
+	case OpContinue, OpConfirm:
+		body = append(body, q.ID[:]...)
+		body = appendBytes16(body, q.Token)
+	default:
+		return b, fmt.Errorf("unknown op %d", uint8(q.Op))
+	}
+	if len(q.Token) > MaxTokenSize {
+		return b, fmt.Errorf("token of %d bytes, the limit is %d", len(q.Token), MaxTokenSize)
+	}
+	return append(appendLocalHeader(b, uint8(q.Op), len(body)), body...), nil
+}
+
+// AppendResponse appends the answer to a request with op as a local frame.
+// Texts too long for their fields are cut (at a byte boundary that keeps
+// them UTF-8).
+func AppendResponse(b []byte, op Op, s *Response) []byte {
+	var body []byte
+	if s.Status != StatusOK {
+		body = appendStr(body, cut(s.Reason, MaxReasonLen))
+		body = appendStr(body, cut(s.Message, MaxMessageLen))
+		return append(appendLocalHeader(b, StatusRefused, len(body)), body...)
+	}
+	switch op {
+	case OpInitiate, OpAccept:
+		body = append(body, s.ID[:]...)
+		body = appendBytes16(body, s.Token)
+	case OpContinue:
+		body = appendBytes16(body, s.Token)
+		body = appendStr(body, cut(s.PeerName, MaxNodeNameLen))
+	case OpConfirm:
+		body = binary.BigEndian.AppendUint32(body, s.Peer.UID)
+		body = binary.BigEndian.AppendUint32(body, s.Peer.GID)
+		body = appendStr(body, cut(s.Peer.User, MaxUserLen))
+		body = appendStr(body, cut(s.Peer.Group, MaxGroupLen))
+		body = appendStr(body, cut(s.Peer.NodeName, MaxNodeNameLen))
+	}
+	return append(appendLocalHeader(b, StatusOK, len(body)), body...)
+}
+
+// ReadResponse reads and decodes the answer to a request with op.
+func ReadResponse(r io.Reader, op Op) (Response, error) {
+	code, body, err := readLocal(r)
+	if err != nil {
+		return Response{}, err
+	}
+	return ParseResponse(op, code, body)
+}
+
+// ParseResponse decodes a response body with status code to a request
+// with op.
+func ParseResponse(op Op, code uint8, body []byte) (Response, error) {
+	s := Response{Status: code}
+	r := reader{b: body}
+	switch {
+	case code == StatusRefused:
+		s.Reason = r.str(MaxReasonLen, "reason")
+		s.Message = r.str(MaxMessageLen, "message")
+	case code != StatusOK:
+		return s, fmt.Errorf("%w: status %d", ErrMalformed, code)
+	case op == OpInitiate || op == OpAccept:
+		r.fixed(s.ID[:], "handshake id")
+		s.Token = r.bytes16(MaxTokenSize, "token")
+	case op == OpContinue:
+		s.Token = r.bytes16(MaxTokenSize, "token")
+		s.PeerName = r.str(MaxNodeNameLen, "peer name")
+	case op == OpConfirm:
+		s.Peer.UID = r.u32("uid")
+		s.Peer.GID = r.u32("gid")
+		s.Peer.User = r.str(MaxUserLen, "user")
+		s.Peer.Group = r.str(MaxGroupLen, "group")
+		s.Peer.NodeName = r.str(MaxNodeNameLen, "node name")
+	default:
+		return s, fmt.Errorf("%w: unknown op %d", ErrMalformed, uint8(op))
+	}
+	if err := r.end(); err != nil {
+		return s, fmt.Errorf("%s response: %w", op, err)
+	}
+	return s, nil
+}
+
+// cut makes s fit a str field of at most n bytes: valid UTF-8, no NUL
+// bytes, shortened without splitting a UTF-8 sequence.
+func cut(s string, n int) string {
+	s = strings.ToValidUTF8(s, "?")
+	if len(s) > n {
+		i := n
+		for i > 0 && s[i]&0xC0 == 0x80 {
+			i--
+		}
+		s = s[:i]
+	}
+	return strings.ReplaceAll(s, "\x00", " ")
+}

@@ -1,0 +1,316 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/momgate/momgate/handshake"
+	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/daemon"
+	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/reasons"
+)
+
+// A control connection from accept to the admission decision: serveControl
+// accepts it, admit applies the per-source limits and runs the handshake's
+// server half (handshake.Serve), which asks the registry through admission
+// in protocol order; admit audits the outcome, and serveConn serves the
+// session it admitted (session.go).
+
+// serveControl accepts MOM control connections on ln until ctx ends, then
+// closes them and waits for them.
+func (s *Server) serveControl(ctx context.Context, ln net.Listener) {
+	conns := s.base.TrackConns(ctx, ln, &s.gauge.control)
+	for {
+		c, ok := conns.Accept()
+		if !ok {
+			break
+		}
+		go func() {
+			defer conns.Done(c)
+			s.serveConn(ctx, c)
+		}()
+	}
+	conns.Wait()
+}
+
+// serveConn admits a control connection, then serves its session until it
+// ends.
+func (s *Server) serveConn(ctx context.Context, c net.Conn) {
+	mc, ok := s.admit(c)
+	if !ok {
+		return
+	}
+	log := s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "peer": c.RemoteAddr().String()})
+	log.Info("MOM connected")
+	s.register(mc)
+	s.rot.connected(mc)
+	defer s.rot.disconnected(mc)
+	defer s.unregister(mc)
+	defer s.startSession(mc)()
+	err := s.sessionLoop(ctx, mc)
+	if ctx.Err() == nil && err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		log.WithError(err).Warn("MOM connection closed")
+	} else {
+		log.Info("MOM disconnected")
+	}
+}
+
+// admit is the one place a control connection is admitted or refused:
+// the per-source limits, then the handshake within its deadline
+// (admitControl). It writes the audit line and answers a refusal; the
+// limiter's slot is released once the handshake has ended.
+func (s *Server) admit(c net.Conn) (*session, bool) {
+	release, ok := s.base.AdmitSource(c, audit.ChannelControl)
+	if !ok {
+		return nil, false
+	}
+	remote, local, err := daemon.Endpoints(c)
+	if err != nil {
+		release()
+		s.log.WithError(err).Warn("control connection without IP endpoints")
+		return nil, false
+	}
+	entry := audit.Entry{Channel: audit.ChannelControl, Peer: daemon.PeerAddrPort(c)}
+	mc, err := s.admitControl(c, remote, local)
+	release()
+	if err != nil {
+		rj := handshake.RejectionOf(err)
+		s.countRefusal(rj.Reason)
+		if rj.Answer != nil {
+			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = proto.WriteFrame(c, rj.Answer)
+		}
+		entry.Outcome, entry.Reason, entry.Detail = audit.Rejected, rj.Reason, err.Error()
+		if mc != nil {
+			entry.Node = mc.node.rec.Name
+		}
+		s.base.Record(entry)
+		return nil, false
+	}
+	entry.Outcome, entry.Node = audit.Accepted, mc.node.rec.Name
+	entry.KeyID = mc.node.keyID.String()
+	s.base.Record(entry)
+	return mc, true
+}
+
+// admitControl runs the server half of the handshake (handshake.Serve)
+// within the handshake deadline. The session is returned, with the error,
+// once its node is known, so that the audit line names it.
+func (s *Server) admitControl(c net.Conn, remote, local proto.Addr) (*session, error) {
+	if err := c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout)); err != nil {
+		return nil, err
+	}
+	adm := &admission{s: s, conn: c}
+	a, err := handshake.Serve(c, remote, local, s.hs, adm)
+	if err != nil {
+		return adm.mc, err
+	}
+	adm.mc.remote, adm.mc.local = remote, local
+	if a.Version == proto.V2 {
+		s.mu.Lock()
+		adm.mc.node.keyID = keys.KeyID(a.KeyID)
+		adm.mc.node.protocol = "v2"
+		s.mu.Unlock()
+	}
+	return adm.mc, c.SetDeadline(time.Time{})
+}
+
+// admission is one control connection's view of the registry during its
+// handshake (handshake.Registry).
+type admission struct {
+	s    *Server
+	conn net.Conn
+	mode proto.Mode // given in ServerHello
+	node *node      // the node the hello named
+	mc   *session   // the session, once it exists
+}
+
+// Mode is the server's mode now.
+func (a *admission) Mode() proto.Mode {
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	a.mode = a.s.modeLocked()
+	return a.mode
+}
+
+// LegacyHello admits or refuses a v1 session.
+func (a *admission) LegacyHello(h *proto.LegacyHello, src netip.Addr, mode proto.Mode) error {
+	mc, err := a.s.legacyHello(a.conn, h, src, mode)
+	a.mc = mc
+	return err
+}
+
+// Enroll redeems the Enroll's token.
+func (a *admission) Enroll(e *proto.Enroll, proof *proto.EnrollProof, src netip.Addr) error {
+	n, err := a.s.enroll(e, proof, src)
+	a.node = n
+	return err
+}
+
+// NodeKey finds the node a Hello names.
+func (a *admission) NodeKey(id proto.NodeID, src netip.Addr) ([32]byte, string, error) {
+	n, pub, err := a.s.helloNode(id, src)
+	if err != nil {
+		return pub, "", err
+	}
+	a.node = n
+	return pub, n.rec.Name, nil
+}
+
+// Hello records the versions a returning MOM advertised.
+func (a *admission) Hello(proof *proto.HelloProof) { a.s.setVersions(a.node, proof.Versions) }
+
+// Welcome wraps the node's keys into its Welcome.
+func (a *admission) Welcome(enrolling bool, claims []uint32) (*proto.Welcome, error) {
+	a.mc = &session{conn: a.conn, node: a.node, mode: a.mode}
+	return a.s.welcome(a.mc, claims, enrolling)
+}
+
+// enroll redeems a token for a new MOM identity; the handshake has checked
+// the proof.
+func (s *Server) enroll(m *proto.Enroll, proof *proto.EnrollProof, src netip.Addr) (*node, error) {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, err := s.reg.tokens.Lookup(m.TokenID)
+	if err != nil {
+		return nil, tokenRejection(err)
+	}
+	n := s.reg.byName[rec.Node]
+	if n == nil {
+		return nil, handshake.Refuse(reasons.UnknownNode, "token is for node %s, which no longer exists", rec.Node)
+	}
+	if n.addr != src {
+		return nil, handshake.Refuse(reasons.AddrMismatch, "token for node %s (%s) used from %s", n.rec.Name, n.addr, src)
+	}
+	if rec.Used {
+		// A retry after a lost Welcome: same token, same identity.
+		if n.enrolled() && n.pub == m.NodeKey {
+			if err := s.reg.tokens.Check(m.TokenID, proof.Secret); err != nil {
+				return nil, tokenRejection(err)
+			}
+			n.versions = proof.Versions
+			return n, nil
+		}
+		return nil, tokenRejection(keys.ErrTokenUsed)
+	}
+	if n.enrolled() {
+		return nil, handshake.Refuse(reasons.AlreadyEnrolled, "node %s is already enrolled with another identity", n.rec.Name)
+	}
+	if _, err := s.reg.tokens.Redeem(m.TokenID, proof.Secret, now); err != nil {
+		return nil, tokenRejection(err)
+	}
+	oldRec := n.rec
+	n.setPub(m.NodeKey)
+	t := now.UTC()
+	n.rec.Enrolled = &t
+	if err := s.persistNodesLocked(n, m.TokenID); err != nil {
+		n.rec, n.pub, n.hasPub = oldRec, [32]byte{}, false
+		s.reg.tokens.Unredeem(m.TokenID)
+		return nil, handshake.Refuse(reasons.Internal, "persist enrollment: %w", err)
+	}
+	s.log.WithFields(logrus.Fields{"node": n.rec.Name, "fingerprint": keys.ShortFingerprint(n.pub)}).Info("node enrolled")
+	s.cfg.CrashAt("enroll-saved") // test-only: enrollment on disk, Welcome not sent
+	n.versions = proof.Versions
+	return n, nil
+}
+
+func tokenRejection(err error) *handshake.Rejection {
+	switch {
+	case errors.Is(err, keys.ErrTokenUsed):
+		return handshake.Refuse(reasons.TokenUsed, "enrollment token already used")
+	case errors.Is(err, keys.ErrTokenExpired):
+		return handshake.Refuse(reasons.TokenExpired, "enrollment token expired")
+	case errors.Is(err, keys.ErrTokenSecret):
+		return handshake.Refuse(reasons.TokenSecret, "enrollment token secret does not match")
+	default:
+		return handshake.Refuse(reasons.TokenUnknown, "unknown enrollment token")
+	}
+}
+
+// helloNode finds the enrolled node a Hello from src names and its
+// identity key, refusing an unknown, readdressed or revoked node; the
+// handshake checks the proof with the key.
+func (s *Server) helloNode(id proto.NodeID, src netip.Addr) (*node, [32]byte, error) {
+	s.mu.Lock()
+	n := s.reg.byID[id]
+	var pub [32]byte
+	var addr netip.Addr
+	enrolled := false
+	if n != nil {
+		pub, addr, enrolled = n.pub, n.addr, n.enrolled()
+	}
+	s.mu.Unlock()
+	if n == nil && s.deny.Revoked(id, proto.Addr{}) {
+		return nil, pub, handshake.Refuse(reasons.Revoked, "node %x was deleted and is revoked", id)
+	}
+	if n == nil || !enrolled {
+		return nil, pub, handshake.Refuse(reasons.UnknownNode, "no enrolled node with id %x", id)
+	}
+	if addr != src {
+		return nil, pub, handshake.Refuse(reasons.AddrMismatch, "node %s is at %s, connection from %s", n.rec.Name, addr, src)
+	}
+	if s.deny.Revoked(id, proto.AddrFrom(src)) {
+		return nil, pub, handshake.Refuse(reasons.Revoked, "node %s is revoked", n.rec.Name)
+	}
+	return n, pub, nil
+}
+
+// setVersions records the versions a MOM advertised in its hello proof.
+func (s *Server) setVersions(n *node, versions uint8) {
+	s.mu.Lock()
+	n.versions = versions
+	s.mu.Unlock()
+}
+
+// welcome wraps for the MOM every cluster key it should hold and records
+// them in mc. With key_distribution=manual a returning MOM gets only the
+// keys it says it holds (their current states, no new secret); if that
+// leaves it without the active key it is refused with instructions.
+func (s *Server) welcome(mc *session, claims []uint32, enrolling bool) (*proto.Welcome, error) {
+	n := mc.node
+	s.mu.Lock()
+	mode, _ := proto.ParseMode(s.reg.attrs.Mode)
+	manual := s.reg.attrs.KeyDistribution == "manual"
+	name, id, pub := n.rec.Name, n.id, n.pub
+	s.mu.Unlock()
+	claimed := func(k keys.KeyID) bool {
+		for _, c := range claims {
+			if keys.KeyID(c) == k {
+				return true
+			}
+		}
+		return false
+	}
+	w := &proto.Welcome{NodeID: id, Name: name, Mode: mode}
+	ring := s.ring.Load()
+	wr := s.rot.wrapper(id, &pub)
+	for _, k := range ring.Keys() {
+		if manual && !enrolling && !claimed(k.ID) {
+			continue
+		}
+		wk, err := wr.Wrap(s.cfg.Rand, k, k.State)
+		if err != nil {
+			return nil, handshake.Refuse(reasons.Internal, "wrap keys: %w", err)
+		}
+		w.Keys = append(w.Keys, handshake.ToWire(wk))
+		mc.held = append(mc.held, k.ID)
+		if k.State == keys.StateActive {
+			mc.active = k.ID
+		}
+	}
+	if mc.active == 0 {
+		return nil, handshake.Refuse(reasons.KeyMismatch,
+			"key_distribution is manual and node %s does not hold the active cluster key %s: install it with `momgate-mom key import`, then restart the MOM",
+			name, ring.Active().ID)
+	}
+	return w, nil
+}

@@ -1,0 +1,258 @@
+package server
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/sirupsen/logrus"
+
+	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/proto"
+)
+
+// Node operations of the admin socket: create node, list node, delete
+// node and set node (readdress, rollback of the no-downgrade mark).
+
+// DefaultMomPort is the IM port a node gets when create node names none.
+const DefaultMomPort = 15003
+
+func (s *Server) createNode(a admin.CreateNodeArgs) (*admin.CreateNodeResult, error) {
+	if !nodeNameRE.MatchString(a.Name) {
+		return nil, admin.Errorf(admin.CodeBadValue, "invalid node name %q: use letters, digits, '.', '_', '-' (at most 64)", a.Name)
+	}
+	addr, err := netip.ParseAddr(a.Mom)
+	if err != nil {
+		return nil, admin.Errorf(admin.CodeBadValue, "Mom=%q is not an IP address", a.Mom)
+	}
+	addr = addr.Unmap()
+	if addr.IsUnspecified() || addr.IsMulticast() {
+		return nil, admin.Errorf(admin.CodeBadValue, "Mom=%s cannot be a node address", addr)
+	}
+	if a.Port == 0 {
+		a.Port = DefaultMomPort
+	}
+	if a.Port < 1 || a.Port > 65535 {
+		return nil, admin.Errorf(admin.CodeBadValue, "Port=%d out of range 1..65535", a.Port)
+	}
+	id, err := uuid.NewRandomFromReader(s.cfg.Rand)
+	if err != nil {
+		return nil, fmt.Errorf("node id: %w", err)
+	}
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reg.byName[a.Name] != nil {
+		return nil, admin.Errorf(admin.CodeDuplicateNode, "node %s already exists", a.Name)
+	}
+	if other := s.reg.byAddr(addr); other != nil {
+		return nil, admin.Errorf(admin.CodeDuplicateNode, "address %s already belongs to node %s", addr, other.rec.Name)
+	}
+	token, trec, err := keys.IssueToken(s.cfg.Rand, now, time.Duration(s.reg.attrs.TokenTTL), a.Name, s.ident.Public)
+	if err != nil {
+		return nil, fmt.Errorf("issue token: %w", err)
+	}
+	n := &node{
+		rec:  nodeRecord{Name: a.Name, Port: a.Port, Created: now.UTC()}, // ID and Mom from id and addr
+		id:   proto.NodeID(id),
+		addr: addr,
+	}
+	s.reg.add(n)
+	if err := s.reg.tokens.Add(trec); err != nil {
+		s.reg.remove(n)
+		return nil, fmt.Errorf("add token: %w", err)
+	}
+	if err := s.persistNodesLocked(n, trec.ID); err != nil {
+		s.reg.remove(n)
+		s.reg.tokens.Revoke(a.Name)
+		return nil, fmt.Errorf("persist: %w", err)
+	}
+	s.liftDenyLocked(addr)
+	s.log.WithFields(logrus.Fields{"node": a.Name, "mom": addr.String()}).Info("node created")
+	s.membershipChangedLocked()
+	return &admin.CreateNodeResult{Node: n.info(s.activeKeyID()), Token: token, TokenExpires: trec.Expires}, nil
+}
+
+func (s *Server) listNodes(name string) ([]admin.NodeInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if name != "" {
+		n := s.reg.byName[name]
+		if n == nil {
+			return nil, admin.Errorf(admin.CodeUnknownNode, "unknown node %s", name)
+		}
+		return []admin.NodeInfo{n.info(s.activeKeyID())}, nil
+	}
+	out := []admin.NodeInfo{}
+	for _, n := range s.reg.sortedNodes() {
+		out = append(out, n.info(s.activeKeyID()))
+	}
+	return out, nil
+}
+
+// deleteNode removes a node: it is denied at once by the server and every
+// connected MOM, then a key rotation moves the cluster to a key it never
+// sees.
+func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
+	s.mu.Lock()
+	exists := s.reg.byName[name] != nil
+	s.mu.Unlock()
+	if !exists {
+		return nil, admin.Errorf(admin.CodeUnknownNode, "unknown node %s", name)
+	}
+	var info admin.NodeInfo
+	err := s.rot.changeAndRotate("delete node "+name, func() ([]proto.NodeID, bool, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		n := s.reg.byName[name]
+		if n == nil {
+			return nil, false, admin.Errorf(admin.CodeUnknownNode, "unknown node %s", name)
+		}
+		s.reg.remove(n)
+		removedTokens := s.reg.tokens.Revoke(name)
+		if err := s.persistLocked(); err != nil {
+			s.reg.add(n)
+			for _, t := range removedTokens {
+				_ = s.reg.tokens.Add(t)
+			}
+			return nil, false, fmt.Errorf("persist: %w", err)
+		}
+		info = n.info(s.activeKeyID())
+		s.membershipChangedLocked()
+		// Deny at once: the node is refused by the server and by every MOM.
+		s.denyLocked(n.id, proto.AddrFrom(n.addr))
+		s.pushDenyLocked([]proto.NodeAddr{{Node: n.id, Addr: proto.AddrFrom(n.addr)}}, n.id)
+		s.base.Verifier.Guard.Forget(n.id)
+		if !n.enrolled() {
+			// It never held a cluster key: nothing to rotate.
+			s.log.WithFields(logrus.Fields{"node": name}).Info("node deleted before it enrolled")
+			return nil, false, nil
+		}
+		s.log.WithFields(logrus.Fields{"node": name}).Info("node deleted and denied; rotating the cluster key")
+		return []proto.NodeID{n.id}, true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &info, nil
+}
+
+// setNode changes node attributes, all or nothing: Mom=ADDR readdresses the
+// node (a membership change: lists are pushed), protocol=legacy or
+// upgraded=false roll it back (its no-downgrade mark is cleared).
+func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
+	if len(a.Attrs) == 0 {
+		return nil, admin.Errorf(admin.CodeBadRequest, "set node needs ATTR=VALUE")
+	}
+	var newAddr netip.Addr
+	rollback := false
+	for _, kv := range a.Attrs {
+		v := strings.TrimSpace(kv.Value)
+		switch strings.ToLower(kv.Name) {
+		case "mom":
+			addr, err := netip.ParseAddr(v)
+			if err != nil || addr.Zone() != "" {
+				return nil, admin.Errorf(admin.CodeBadValue, "Mom=%q is not an IP address", kv.Value)
+			}
+			addr = addr.Unmap()
+			if addr.IsUnspecified() || addr.IsMulticast() {
+				return nil, admin.Errorf(admin.CodeBadValue, "Mom=%s cannot be a node address", addr)
+			}
+			newAddr = addr
+		case "protocol":
+			if !strings.EqualFold(v, "legacy") {
+				return nil, admin.Errorf(admin.CodeBadValue, "protocol=%q: only legacy can be set (a node becomes PING-only by speaking it)", kv.Value)
+			}
+			rollback = true
+		case "upgraded":
+			if !strings.EqualFold(v, "false") {
+				return nil, admin.Errorf(admin.CodeBadValue, "upgraded=%q: only false can be set (a node is marked when it speaks PING only)", kv.Value)
+			}
+			rollback = true
+		default:
+			return nil, admin.Errorf(admin.CodeBadValue, "unknown node attribute %q (settable: Mom, protocol=legacy, upgraded=false)", kv.Name)
+		}
+	}
+	var info admin.NodeInfo
+	// apply makes the change under s.mu; it reports whether the node was
+	// readdressed and holds a cluster key (then the key is rotated).
+	apply := func() (bool, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		n := s.reg.byName[a.Name]
+		if n == nil {
+			return false, admin.Errorf(admin.CodeUnknownNode, "unknown node %s", a.Name)
+		}
+		old, oldAddr := n.rec, n.addr
+		readdress := newAddr.IsValid() && newAddr != n.addr
+		if readdress {
+			if other := s.reg.byAddr(newAddr); other != nil {
+				return false, admin.Errorf(admin.CodeDuplicateNode, "address %s already belongs to node %s", newAddr, other.rec.Name)
+			}
+			n.setAddr(newAddr)
+		}
+		cleared := rollback && n.rec.Upgraded
+		if rollback {
+			n.rec.Upgraded = false
+		}
+		if readdress || cleared {
+			if err := s.persistLocked(); err != nil {
+				n.rec, n.addr = old, oldAddr
+				return false, fmt.Errorf("persist: %w", err)
+			}
+		}
+		if cleared {
+			s.log.WithField("node", n.rec.Name).Warn("node rolled back by the administrator: legacy admission of it allowed again")
+		}
+		if cleared || (readdress && n.rec.Upgraded) {
+			s.pushUpgradedLocked(proto.UpgradedRemove, &node{id: n.id, addr: oldAddr})
+		}
+		if readdress && n.rec.Upgraded {
+			s.pushUpgradedLocked(proto.UpgradedAdd, n)
+		}
+		if readdress {
+			s.log.WithFields(logrus.Fields{"node": n.rec.Name, "from": oldAddr.String(), "to": newAddr.String()}).Info("node readdressed")
+			s.membershipChangedLocked()
+			if n.enrolled() {
+				// PINGs naming the old address are refused from now on,
+				// here and on every MOM; the node's connection, from the
+				// old address, is closed (docs/KEYS.md). A node that
+				// never enrolled holds no key: the pushed list is enough.
+				s.readdressedLocked(n, oldAddr)
+			} else {
+				// Its new address is given to a node again all the
+				// same: a deny of it is lifted, or the node could
+				// never enrol there.
+				s.liftDenyLocked(n.addr)
+			}
+		}
+		info = n.info(s.activeKeyID())
+		return readdress && n.enrolled(), nil
+	}
+	if !newAddr.IsValid() {
+		_, err := apply()
+		return &info, err
+	}
+	// A new address: the change and the key rotation that follows it
+	// (as HACMP and Sun Cluster prescribe) are one crash-safe step.
+	err := s.rot.changeAndRotate(fmt.Sprintf("set node %s Mom=%s", a.Name, newAddr), func() ([]proto.NodeID, bool, error) {
+		rotate, err := apply()
+		return nil, rotate, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &info, nil
+}
+
+// readdressedLocked denies a node's old address everywhere after set node
+// Mom=, lifts a deny of its new one, and closes its connection (from the
+// old address). The caller holds s.mu.
+func (s *Server) readdressedLocked(n *node, oldAddr netip.Addr) {
+	s.denyLocked(proto.NodeID{}, proto.AddrFrom(oldAddr))
+	s.liftDenyLocked(n.addr)
+	s.pushDenyLocked([]proto.NodeAddr{{Addr: proto.AddrFrom(oldAddr)}}, n.id)
+}

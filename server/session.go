@@ -1,0 +1,281 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/momgate/momgate/handshake"
+	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/daemon"
+	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/migration"
+	"github.com/momgate/momgate/ping"
+	"github.com/momgate/momgate/proto"
+)
+
+// A control session once admitted: its ordered push queue and the one
+// writer that drains it, and its read loop, one per version (v2 here,
+// v1 in legacy.go).
+
+// maxControlFrame caps frames from an authenticated MOM.
+const maxControlFrame = 64 << 10
+
+// session is an authenticated control session. v1, versions and mode are
+// guarded by Server.mu; q and done are set by startSession, under
+// Server.mu, before the writer starts.
+type session struct {
+	conn          net.Conn
+	remote, local proto.Addr // the connection's two addresses, which PINGs name
+	node          *node
+	wmu           sync.Mutex // one frame at a time on conn
+
+	v1       bool       // the session speaks v1 (LegacyHello)
+	versions uint8      // versions the MOM advertised
+	mode     proto.Mode // the mode the MOM was last told
+
+	q    chan pushItem // the ordered push queue, nil until startSession
+	done chan struct{} // closed to stop the queue's writer
+
+	// What the Welcome gave the MOM (for the key rotation).
+	held   []keys.KeyID
+	active keys.KeyID
+}
+
+// send writes one frame to the MOM outside the push queue.
+func (c *session) send(m proto.Message) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		return err
+	}
+	return proto.WriteFrame(c.conn, m)
+}
+
+// pushQueueLen bounds the frames waiting for one MOM; a MOM that falls this
+// far behind is disconnected and gets the whole state again on reconnect.
+const pushQueueLen = 256
+
+// pushKind says what a queued frame is, for the counters.
+type pushKind uint8
+
+const (
+	pushList pushKind = iota + 1
+	pushUpgraded
+	pushMode
+	pushDeny  // Deny, DenyLift or DenySet: in order with each other
+	pushClose // close the connection once the frames before it are written
+)
+
+// pushItem is one frame in a session's push queue.
+type pushItem struct {
+	kind  pushKind
+	frame []byte
+}
+
+// register makes mc the node's session, closing an older one.
+func (s *Server) register(mc *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.conns[mc.node.id]; old != nil {
+		old.conn.Close() // the MOM reconnected; the old connection is dead
+	}
+	s.conns[mc.node.id] = mc
+	mc.node.up = true
+	mc.node.lastSeen = s.cfg.Now()
+}
+
+// unregister drops mc if it is still the node's session.
+func (s *Server) unregister(mc *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conns[mc.node.id] == mc {
+		delete(s.conns, mc.node.id)
+		mc.node.up = false
+	}
+}
+
+// startSession starts a registered session's push queue and its writer.
+// First in the queue: the deny list (v2), a Mode if the mode changed since
+// the ServerHello, and the address list and the upgraded set when the MOM
+// needs them; a MOM that speaks PING only is marked upgraded. Every later
+// push follows in order. The returned function stops the writer.
+func (s *Server) startSession(mc *session) (stop func()) {
+	s.mu.Lock()
+	if !mc.v1 {
+		mc.versions = mc.node.versions
+	}
+	mc.q = make(chan pushItem, pushQueueLen)
+	mc.done = make(chan struct{})
+	if keyed(mc) {
+		// The deny list as of now, first in the queue: every later Deny
+		// or DenyLift follows it in order, whatever the rotor's DenySet
+		// (sent before the queue started) missed.
+		s.enqueueLocked(mc, pushItem{pushDeny, proto.Marshal(s.denySet())})
+	}
+	mode := s.modeLocked()
+	if mc.mode != mode {
+		s.tellModeLocked(mc, mode)
+	}
+	if migration.NeedsList(mode, mc.versions) {
+		s.enqueueLocked(mc, pushItem{pushList, s.listFrameLocked()})
+		s.enqueueUpgradedSetLocked(mc)
+	}
+	if !mc.v1 && migration.Upgrades(mc.versions) && !mc.node.rec.Upgraded {
+		s.markUpgradedLocked(mc.node)
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.pushWriter(mc)
+	}()
+	return func() {
+		close(mc.done)
+		wg.Wait()
+	}
+}
+
+// pushWriter writes a session's queued frames in order until stopped.
+func (s *Server) pushWriter(mc *session) {
+	for {
+		var it pushItem
+		select {
+		case <-mc.done:
+			return
+		case it = <-mc.q:
+		}
+		if it.kind == pushClose {
+			mc.conn.Close()
+			continue
+		}
+		mc.wmu.Lock()
+		err := mc.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if err == nil {
+			_, err = mc.conn.Write(it.frame)
+		}
+		mc.wmu.Unlock()
+		if err != nil {
+			mc.conn.Close()
+			return
+		}
+		n := uint64(len(it.frame))
+		switch it.kind {
+		case pushList:
+			s.lg.pushMsgs.Add(1)
+			s.lg.pushBytes.Add(n)
+		case pushUpgraded:
+			s.lg.upgradeMsgs.Add(1)
+			s.lg.upgradeBytes.Add(n)
+		case pushMode:
+			s.lg.modeMsgs.Add(1)
+		}
+	}
+}
+
+// enqueueLocked queues a frame for mc without blocking; a full queue
+// disconnects the MOM, which gets everything again when it reconnects.
+func (s *Server) enqueueLocked(mc *session, it pushItem) {
+	if mc.q == nil {
+		return // not started yet: startSession sends the current state
+	}
+	select {
+	case mc.q <- it:
+	default:
+		s.lg.overflows.Add(1)
+		s.log.WithField("node", mc.node.rec.Name).Warn("push queue full: disconnecting the MOM so it resynchronises")
+		mc.conn.Close()
+	}
+}
+
+// sessionLoop serves a registered session until it ends: legacyLoop for
+// v1, controlLoop for v2.
+func (s *Server) sessionLoop(ctx context.Context, mc *session) error {
+	if mc.v1 {
+		return s.legacyLoop(ctx, mc)
+	}
+	return s.controlLoop(ctx, mc)
+}
+
+// controlLoop serves a v2 session's heartbeats and acknowledgements until
+// the connection ends. Three missed heartbeats close it.
+func (s *Server) controlLoop(ctx context.Context, mc *session) error {
+	var res ping.Result
+	buf := make([]byte, 0, ping.ReplyFrameSize) // ReadFrameLimit grows it for larger frames
+	for ctx.Err() == nil {
+		s.mu.Lock()
+		idle := 3*time.Duration(s.reg.attrs.Heartbeat) + 5*time.Second
+		s.mu.Unlock()
+		if err := mc.conn.SetReadDeadline(time.Now().Add(idle)); err != nil {
+			return err
+		}
+		frame, err := proto.ReadFrameLimit(mc.conn, buf[:cap(buf)], maxControlFrame)
+		if err != nil {
+			return err
+		}
+		switch proto.Type(frame[3]) {
+		case proto.TypePing:
+			mc.wmu.Lock()
+			// Our own write deadline: send and the legacy pusher leave theirs
+			// (10 s) on the connection, and a reply after it expired failed
+			// with i/o timeout and closed the connection.
+			err := mc.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if err == nil {
+				err = handshake.Respond(mc.conn, frame, mc.remote, mc.local, s.sealer, s.base.Verifier, &res)
+			}
+			mc.wmu.Unlock()
+			if err != nil {
+				s.base.Record(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: ping.Reason(err),
+					Peer: daemon.PeerAddrPort(mc.conn), Node: mc.node.rec.Name, Detail: "heartbeat: " + err.Error()})
+				return err
+			}
+			s.mu.Lock()
+			mc.node.lastSeen = s.cfg.Now()
+			mc.node.keyID = keys.KeyID(res.KeyID)
+			s.mu.Unlock()
+		default:
+			msg, err := proto.Unmarshal(frame)
+			if err != nil {
+				return fmt.Errorf("decode frame from %s: %w", mc.node.rec.Name, err)
+			}
+			if ack, ok := msg.(*proto.KeyAck); ok {
+				s.rot.ack(mc, ack, len(frame))
+				continue
+			}
+			if s.handleMomMessage(mc, msg) {
+				continue
+			}
+			s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "type": msg.Type().String()}).Debug("ignored control message")
+		}
+	}
+	return ctx.Err()
+}
+
+// handleMomMessage handles the messages a MOM may send on a session of
+// either version (NodeLookup); it reports whether msg was one of them.
+func (s *Server) handleMomMessage(mc *session, msg proto.Message) bool {
+	switch m := msg.(type) {
+	case *proto.NodeLookup:
+		reply := &proto.NodeAddress{Ver: m.Ver, ID: m.ID, Name: m.Name, Status: proto.LookupUnknown}
+		s.mu.Lock()
+		if n := s.reg.byName[m.Name]; n != nil {
+			reply.Status, reply.Addr, reply.Port = proto.LookupFound, proto.AddrFrom(n.addr), uint16(n.rec.Port)
+		}
+		s.mu.Unlock()
+		s.lg.lookups.Add(1)
+		if err := mc.send(reply); err != nil {
+			mc.conn.Close()
+		}
+		return true
+	}
+	return false
+}
+
+// keyed reports whether c is a v2 control session, which carries keys (a
+// legacy v1 session does not).
+func keyed(c *session) bool { return c != nil && !c.v1 }
