@@ -273,7 +273,8 @@ func (s *Server) controlLoop(ctx context.Context, mc *session) error {
 }
 
 // handleMomMessage handles the messages a MOM may send on a session of
-// either version (NodeLookup); it reports whether msg was one of them.
+// either version (NodeLookup) or, on a PING session, FloorLookup; it
+// reports whether msg was one of them.
 func (s *Server) handleMomMessage(mc *session, msg proto.Message) bool {
 	switch m := msg.(type) {
 	case *proto.NodeLookup:
@@ -289,6 +290,9 @@ func (s *Server) handleMomMessage(mc *session, msg proto.Message) bool {
 		}
 		return true
 	case *proto.FloorLookup:
+		if !keyed(mc) {
+			return false // only a MOM the server authenticated may ask
+		}
 		if err := mc.send(s.floorAnswer(m)); err != nil {
 			mc.conn.Close()
 		}
