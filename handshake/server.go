@@ -73,6 +73,9 @@ type Admitted struct {
 	// Session is the sealed session of a MOM that speaks sealed sessions
 	// (always encrypt on control); nil for a plain swap.
 	Session *session.Session
+	// Timestamp is the stamp of the swap's Ping (V2), the first the
+	// server can attest the node by (docs/PROTOCOL.md section 4.9).
+	Timestamp uint64
 }
 
 // Serve runs the server half on rw, whose peer is remote and whose own
@@ -176,6 +179,10 @@ func serve(conn io.ReadWriter, remote, local proto.Addr, p *ServerParams, reg Re
 	if err != nil {
 		return nil, ReadRejection("read ping", err)
 	}
+	// The node has just proven who it is (Hello or Enroll on this
+	// connection's challenge): the server attests it itself, so a node
+	// whose clock runs ahead is admitted by a server holding no mark for
+	// it (docs/PROTOCOL.md section 4.9).
 	var res ping.Result
 	adm := &Admitted{Version: proto.V2, Enrolled: enrolling}
 	if speaks {
@@ -188,19 +195,19 @@ func serve(conn io.ReadWriter, remote, local proto.Addr, p *ServerParams, reg Re
 			return nil, Refuse(reasons.Auth, "node %s: %w", welcome.Name, err)
 		}
 		cfg := session.Config{Channel: session.ChannelControl, Min: session.Encrypt, Rand: p.Rand, Binding: binding,
-			ExpectNode: welcome.NodeID, Limits: p.Sessions.Limits}
+			ExpectNode: welcome.NodeID, Attest: &ping.Attestation{OK: true}, Limits: p.Sessions.Limits}
 		if adm.Session, err = RespondSession(rw, frame, remote, local, p.Sealer, p.Verifier, cfg, p.Sessions.Now, &res); err != nil {
 			return nil, SessionRejection(err)
 		}
 	} else {
-		if err := Respond(rw, frame, remote, local, p.Sealer, p.Verifier, &res); err != nil {
+		if err := RespondAttested(rw, frame, remote, local, p.Sealer, p.Verifier, welcome.NodeID, ping.Attestation{OK: true}, &res); err != nil {
 			return nil, answered(err)
 		}
 		if res.Node != welcome.NodeID {
 			return nil, Refuse(reasons.NodeMismatch, "ping names node %x, connection is %s", res.Node, welcome.Name)
 		}
 	}
-	adm.Node, adm.KeyID = res.Node, res.KeyID
+	adm.Node, adm.KeyID, adm.Timestamp = res.Node, res.KeyID, res.Timestamp
 	return adm, nil
 }
 

@@ -3,7 +3,6 @@ package handshake
 import (
 	"bytes"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -118,32 +117,7 @@ func RespondSession(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s 
 // the answer: check (the no-downgrade ratchet of section 6.7) may refuse
 // the verified Ping, answered with its reason's Reject code.
 func RespondPlain(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.Sealer, v *ping.Verifier, res *ping.Result, check func(*ping.Result) error) error {
-	if isReject(frame) {
-		return rejectOf(frame)
-	}
-	if err := v.VerifyPing(frame, remote, local, res); err != nil {
-		if errors.Is(err, ping.ErrMalformed) && len(frame) >= proto.HeaderSize {
-			// Say what came instead: "IMJoin frame of 40 bytes".
-			err = fmt.Errorf("%s frame of %d bytes where a Ping was due: %w", proto.Type(frame[3]), len(frame), err)
-		}
-		_ = proto.WriteFrame(rw, &proto.Reject{Code: RejectCode(err), Reason: err.Error()})
-		return err
-	}
-	if check != nil {
-		if err := check(res); err != nil {
-			_ = proto.WriteFrame(rw, &proto.Reject{Code: session.Reason(err).Code(), Reason: err.Error()})
-			return err
-		}
-	}
-	out, err := s.Reply(make([]byte, 0, ping.ReplyFrameSize), local, remote, res.Random)
-	if err != nil {
-		_ = proto.WriteFrame(rw, &proto.Reject{Code: proto.RejectInternal, Reason: "cannot seal reply"})
-		return fmt.Errorf("seal reply: %w", err)
-	}
-	if _, err := rw.Write(out); err != nil {
-		return fmt.Errorf("send ping reply: %w", err)
-	}
-	return nil
+	return respond(rw, frame, remote, local, s, res, func() error { return v.VerifyPing(frame, remote, local, res) }, check)
 }
 
 // SessionRejection is the refusal of a swap RespondSession or RespondPlain

@@ -92,7 +92,7 @@ func (m *Mom) PingSister(ctx context.Context, addr string) (*admin.PingResult, *
 	}
 	entry.Outcome, entry.Node, entry.KeyID, entry.Detail = audit.Accepted, out.NodeID, out.KeyID, "outbound, session "+out.Session
 	m.base.Record(entry)
-	m.peers.admit(res.Sender, res.Node, out.KeyID, "out", m.cfg.Now())
+	m.peers.admit(res.Sender, res.Node, out.KeyID, "out", res.Timestamp, m.cfg.Now())
 	if swapped && s == nil {
 		m.markPeer(res.Node, res.Sender) // none by authenticated agreement: it speaks sessions
 	}

@@ -28,6 +28,11 @@ type Config struct {
 	// (at the MOM); a swap naming another is ErrNode. Required on control,
 	// ignored when zero on IM.
 	ExpectNode proto.NodeID
+	// Attest, when set, is the responder's own attestation of ExpectNode
+	// (the server's, whose control connection has just authenticated the
+	// node by its identity key): its SessionPing is judged with it rather
+	// than by the freshness window (docs/PROTOCOL.md section 4.9).
+	Attest *ping.Attestation
 	// Limits bound the session's keys; zero fields mean the defaults.
 	Limits Limits
 }
@@ -229,7 +234,13 @@ func Respond(dst, frame []byte, s *ping.Sealer, v *ping.Verifier, source, local 
 	var ext Ext
 	defer clear(ext[:])
 	defer wipePlaintext(frame) // decrypted in place: the initiator's share
-	if err := v.VerifyPingExt(frame, source, local, res, &ext); err != nil {
+	verify := func() error { return v.VerifyPingExt(frame, source, local, res, &ext) }
+	if cfg.Attest != nil {
+		verify = func() error {
+			return v.VerifyPingExtAttested(frame, source, local, cfg.ExpectNode, *cfg.Attest, res, &ext)
+		}
+	}
+	if err := verify(); err != nil {
 		return dst, nil, err
 	}
 	if cfg.ExpectNode != (proto.NodeID{}) && res.Node != cfg.ExpectNode {

@@ -32,6 +32,10 @@ type AdmittedPeer struct {
 	First     time.Time `json:"first"`
 	Last      time.Time `json:"last"`
 	Count     uint64    `json:"admissions"`
+	// Stamp is the timestamp (ns since the epoch) of the sister's PING
+	// (or PingReply) last admitted: how far its clock, or its timestamps,
+	// run from this MOM's.
+	Stamp uint64 `json:"stamp,omitempty"`
 	// The live IM connections with the sister now (docs/PROTOCOL.md 6):
 	// how many, and of the youngest one its protection (none, auth,
 	// encrypt), the age of its keys (of the connection when unsealed) and
