@@ -99,7 +99,7 @@ func AdmitIM(rw io.ReadWriter, frame []byte, remote, local proto.Addr, in migrat
 			return adm, SessionRejection(err)
 		}
 		adm.SessionSwap, adm.Session = true, s
-		adm.Sender, adm.KeyID = res.Sender, res.KeyID
+		adm.Sender, adm.KeyID, adm.Timestamp = res.Sender, res.KeyID, res.Timestamp
 		return adm, nil
 	}
 	var check func(*ping.Result) error

@@ -215,7 +215,7 @@ func TestAdmitIMSessions(t *testing.T) {
 	}
 	var s *session.Session
 	adm, err, ierr := admitIM(t, c, in, r, sessionFrom(session.None, &s))
-	if err != nil || ierr != nil || !adm.SessionSwap || adm.Session == nil || adm.Session.Protection() != session.Auth || s.Protection() != session.Auth {
+	if err != nil || ierr != nil || !adm.SessionSwap || adm.Session == nil || adm.Session.Protection() != session.Auth || s.Protection() != session.Auth || adm.Timestamp == 0 {
 		t.Fatalf("session ping: %+v %v %v", adm, err, ierr)
 	}
 	adm, err, ierr = admitIM(t, c, in, r, sessionFrom(session.Encrypt, &s))
