@@ -68,8 +68,17 @@ test-openpbs:
 		[ $$rc -eq 0 ] || exit $$rc; \
 	done
 
-bench:
+# Go benchmarks of every package (the record layer against the bare AEAD,
+# IM request/response under each protection, ...), then the loopback
+# phases through a real server and MOM: raw connections, PING swaps,
+# session swaps with forward secrecy, IM polls under none, auth and encrypt,
+# with their ratios (momgate-bench run; MUNGE figures: make bench-munge).
+BENCH_DURATION ?= 3s
+BENCH_WARMUP   ?= 1s
+bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+	$(GO) build -trimpath -o $(BIN)/momgate-bench ./tools/cmd/momgate-bench
+	./$(BIN)/momgate-bench run --bin $(BIN) --duration $(BENCH_DURATION) --warmup $(BENCH_WARMUP)
 
 # Raw loopback connections vs momgate PING swaps through a real MOM vs
 # MUNGE-authenticated connections vs MUNGE's own remunge, in one run.

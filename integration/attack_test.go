@@ -572,7 +572,8 @@ func probeStamp(t *testing.T, c *cluster, m *momProc, thief *insider, probe stri
 			return
 		}
 		var p ping.Payload
-		if _, _, err := ping.Open(frame, keys.NewHolder(thief.ring), &p); err != nil {
+		var ext [ping.ExtSize]byte // a MOM that speaks sealed sessions sends a SessionPing
+		if _, _, err := ping.OpenExt(frame, keys.NewHolder(thief.ring), &p, &ext); err != nil {
 			got <- err
 			return
 		}

@@ -328,6 +328,8 @@ type nodeInfo struct {
 	State    string `json:"state"`
 	KeyID    string `json:"key_id"`
 	KeyState string `json:"key_state"`
+	Sealed   bool   `json:"sealed"`
+	Session  string `json:"session"`
 }
 
 func (c *cluster) nodes() []nodeInfo {

@@ -14,11 +14,11 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/momgate/momgate/handshake"
-	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/session"
 )
 
 // forger seals PINGs with a MOM's own key material, as an attacker who
@@ -57,7 +57,7 @@ func rawSwap(t *testing.T, local, target string, s *ping.Sealer, sender string) 
 	}
 	defer c.Close()
 	dst, _, _ := net.SplitHostPort(target)
-	frame, rnd, err := s.Ping(nil, mustAddr(sender), mustAddr(dst))
+	frame, rnd, err := sessionPing(s, session.ChannelIM, mustAddr(sender), mustAddr(dst))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,9 +66,7 @@ func rawSwap(t *testing.T, local, target string, s *ping.Sealer, sender string) 
 	}
 	v := &ping.Verifier{Keys: s.Keys, Guard: ping.NewGuard(ping.GuardConfig{Freshness: 0}, nil), Now: time.Now}
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	var res ping.Result
-	remote, localAddr, _ := daemon.Endpoints(c)
-	return handshake.ReadReply(c, v, remote, localAddr, &rnd, &res)
+	return readSessionReply(c, v, rnd)
 }
 
 func mustAddr(s string) proto.Addr {

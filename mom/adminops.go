@@ -13,7 +13,7 @@ import (
 func (m *Mom) handleAdmin(ctx context.Context, op string, raw json.RawMessage) (any, error) {
 	switch op {
 	case admin.OpPeers:
-		return m.peers.list(), nil
+		return m.withSessions(m.peers.list()), nil
 	case admin.OpStatus:
 		return m.Status(), nil
 	case admin.OpPing:
@@ -24,9 +24,9 @@ func (m *Mom) handleAdmin(ctx context.Context, op string, raw json.RawMessage) (
 		if _, err := netip.ParseAddrPort(a.Addr); err != nil {
 			return nil, admin.Errorf(admin.CodeBadValue, "sister address %q: want IP:PORT", a.Addr)
 		}
-		res, c := m.PingSister(ctx, a.Addr)
-		if c != nil {
-			c.Close()
+		res, l := m.PingSister(ctx, a.Addr)
+		if l != nil {
+			m.dropIMLink(l)
 		}
 		return res, nil
 	case admin.OpKeyImport:
@@ -81,5 +81,6 @@ func (m *Mom) Status() *admin.MomStatus {
 	st.Admitted = m.admitted.Load()
 	st.Audit = m.audit.Counters()
 	st.Legacy = m.legacyStatus()
+	st.Sessions = m.sessionsStatus()
 	return st
 }

@@ -40,6 +40,10 @@ func (m *Mom) admit(c net.Conn) (handshake.IMAdmission, bool) {
 	} else if frame, err = handshake.ReadFirstFrame(c); err == nil {
 		// What the MOM knows now that the frame has come decides.
 		r := handshake.IMResponder{Sealer: m.currentSealer(), Verifier: m.base.Verifier}
+		if m.speaksSessions() {
+			r.Sessions = &handshake.IMSessions{SessionParams: handshake.SessionParams{Now: time.Now, Limits: m.cfg.SessionLimits},
+				Min: m.imMin(), Marks: m.sess.marks}
+		}
 		adm, err = handshake.AdmitIM(c, frame, remote, local, m.inbound(remote), r)
 	}
 	release()
@@ -64,6 +68,7 @@ func (m *Mom) admit(c net.Conn) (handshake.IMAdmission, bool) {
 		entry.Detail = "v1: address on the cluster list"
 	} else {
 		entry.Node = uuid.UUID(adm.Node).String()
+		entry.Detail = "session " + protectionOf(adm)
 	}
 	m.base.Record(entry)
 	m.admitted.Add(1)
@@ -87,4 +92,16 @@ func (m *Mom) inbound(remote proto.Addr) migration.Inbound {
 	m.lg.mu.Unlock()
 	in.Revoked = m.v1Revoked(remote)
 	return in
+}
+
+// protectionOf names what an admitted v2 connection runs: the session's
+// protection, or "none" for a plain swap or an agreement on none.
+func protectionOf(adm handshake.IMAdmission) string {
+	switch {
+	case adm.Session != nil:
+		return adm.Session.Protection().String()
+	case adm.SessionSwap:
+		return "none (agreed)"
+	}
+	return "none (plain PING swap)"
 }

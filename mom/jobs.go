@@ -3,7 +3,6 @@ package mom
 import (
 	"context"
 	"fmt"
-	"net"
 	"regexp"
 	"sort"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/momgate/momgate/internal/admin"
-	"github.com/momgate/momgate/proto"
 )
 
 // Limits and defaults of jobs.
@@ -47,6 +45,8 @@ type sisterRun struct {
 	rec          sisterRecord
 	addr         string
 	protocol     string
+	session      string  // protection of the current connection's session
+	link         *imLink // the current connection, nil between connections
 	connected    bool
 	lastErr      string
 	failingSince time.Time
@@ -169,12 +169,14 @@ func (m *Mom) startJobLocked(ctx context.Context, j *job) {
 func (m *Mom) pollSister(ctx context.Context, j *job, s *sisterRun) {
 	t := time.NewTicker(j.interval)
 	defer t.Stop()
-	var conn net.Conn
-	var ver proto.Version
+	var conn *imClient // reads for the connection's life: sealed sessions rekey between polls
 	defer func() {
 		if conn != nil {
-			conn.Close()
+			conn.close()
 		}
+		s.mu.Lock()
+		s.link = nil
+		s.mu.Unlock()
 	}()
 	var seq uint64
 	timeout := max(2*time.Second, 2*j.interval)
@@ -188,19 +190,19 @@ func (m *Mom) pollSister(ctx context.Context, j *job, s *sisterRun) {
 		for try := 0; try < 2; try++ {
 			fresh := false
 			if conn == nil {
-				if conn, ver, err = m.joinSister(ctx, j, s, timeout); err != nil {
+				if conn, err = m.joinSister(ctx, j, s, timeout); err != nil {
 					break
 				}
 				fresh = true
 			}
 			seq++
-			if err = pollOnce(conn, ver, j.name, seq, timeout); err == nil {
+			if err = conn.poll(j.name, seq, timeout); err == nil {
 				break
 			}
-			conn.Close()
+			conn.close()
 			conn = nil
 			s.mu.Lock()
-			s.connected = false
+			s.connected, s.link = false, nil
 			s.mu.Unlock()
 			if fresh || ctx.Err() != nil {
 				break // a fresh connection failing is a real failure; an old one may just be stale
@@ -242,37 +244,34 @@ func (m *Mom) recordPoll(j *job, s *sisterRun, err error) {
 
 // joinSister looks the sister up, opens an admitted IM connection and joins
 // it to the job.
-func (m *Mom) joinSister(ctx context.Context, j *job, s *sisterRun, timeout time.Duration) (net.Conn, proto.Version, error) {
+func (m *Mom) joinSister(ctx context.Context, j *job, s *sisterRun, timeout time.Duration) (*imClient, error) {
 	lctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	addr, err := m.lookup(lctx, s.rec.Name)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	s.mu.Lock()
 	s.addr = addr.String()
 	s.mu.Unlock()
-	c, ver, err := m.openIM(lctx, addr)
+	l, err := m.openIM(lctx, addr)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	mother := m.nodeName()
-	if err := writeIM(c, &proto.IMJoin{Ver: ver, Job: j.name, Mother: mother}, timeout); err != nil {
-		c.Close()
-		return nil, 0, err
-	}
-	if _, err := readIMReply(c, ver, j.name, 0, timeout); err != nil {
-		c.Close()
-		return nil, 0, fmt.Errorf("join %s: %w", s.rec.Name, err)
+	c := m.newIMClient(l)
+	if err := c.join(j.name, m.nodeName(), timeout); err != nil {
+		c.close()
+		return nil, fmt.Errorf("join %s: %w", s.rec.Name, err)
 	}
 	s.mu.Lock()
 	if s.admitted {
 		s.rec.Readmissions++
 		m.jobs.markDirty()
 	}
-	s.admitted, s.connected, s.protocol = true, true, fmt.Sprintf("v%d", ver)
+	s.admitted, s.connected, s.protocol = true, true, fmt.Sprintf("v%d", l.ver)
+	s.session, s.link = l.link.Info().Protection.String(), l
 	s.mu.Unlock()
-	return c, ver, nil
+	return c, nil
 }
 
 // nodeName is this MOM's node name, or its address before it knows it.
@@ -309,9 +308,13 @@ func (j *job) info() admin.JobInfo {
 	ji := admin.JobInfo{Name: j.name, Interval: j.interval.String(), Budget: j.budget.String(), Started: j.started, Sisters: []admin.SisterInfo{}}
 	for _, s := range j.sisters {
 		s.mu.Lock()
-		si := admin.SisterInfo{Name: s.rec.Name, Addr: s.addr, Protocol: s.protocol, Connected: s.connected,
+		si := admin.SisterInfo{Name: s.rec.Name, Addr: s.addr, Protocol: s.protocol, Session: s.session, Connected: s.connected,
 			PollsOK: s.rec.PollsOK, PollsFailed: s.rec.PollsFailed, Readmissions: s.rec.Readmissions,
 			Disruptions: s.rec.Disruptions, LastError: s.lastErr}
+		if s.link != nil {
+			in := s.link.link.Info()
+			si.KeyAge, si.Rekeys = in.KeyAge.Round(100*time.Millisecond).String(), in.Rekeys
+		}
 		s.mu.Unlock()
 		ji.PollsOK += si.PollsOK
 		ji.PollsFailed += si.PollsFailed

@@ -30,6 +30,7 @@ import (
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/session"
 	"github.com/momgate/momgate/statecheck"
 )
 
@@ -68,6 +69,15 @@ type Config struct {
 	CrashAt func(step string)
 	// PBSSocket is the OpenPBS plugin's socket (pbsauth.go); "" disables.
 	PBSSocket string
+	// SessionLimits bound the keys of this MOM's sealed sessions; zero
+	// fields are the protocol's defaults (a test shortens the rekey
+	// interval).
+	SessionLimits session.Limits
+	// WithoutSessions makes the MOM behave as one of before sealed
+	// sessions (no capability in its hello, plain swaps only, a
+	// SessionPing refused as an unknown frame): test-only, to run a mixed
+	// cluster.
+	WithoutSessions bool
 }
 
 // Mom is a running MOM daemon.
@@ -98,6 +108,11 @@ type Mom struct {
 	ready    chan struct{}
 
 	gauge connGauge // open connections
+
+	sess    momSessions                 // sealed-session state (sealed.go)
+	ims     *imLinks                    // admitted IM connections (imlink.go)
+	sstats  *daemon.SessionStats        // sealed frames and sessions, for the metrics
+	ctlLink atomic.Pointer[daemon.Link] // the control connection's link, nil when down
 
 	lg   momLegacy // legacy protocol and migration (legacy.go, protocol.go)
 	ctl  *link     // the control connection's writer and lookups (link.go)
@@ -201,6 +216,7 @@ func open(cfg Config, st *daemon.State, listen netip.AddrPort) (m *Mom, err erro
 	m = &Mom{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring), addr: listen,
 		deny: &ping.DenyList{}, peers: newPeerTable(1 << 16), enrolled: enr, ready: make(chan struct{}), ctl: newLink(),
+		ims: newIMLinks(), sstats: daemon.NewSessionStats(),
 	}
 	m.base, err = daemon.OpenBase(daemon.BaseConfig{State: st, Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now,
 		Freshness: cfg.Freshness, Keys: m.ring, Revoker: m.deny, SourceLimits: cfg.SourceLimits})
@@ -211,7 +227,7 @@ func open(cfg Config, st *daemon.State, listen netip.AddrPort) (m *Mom, err erro
 	if err := m.loadDeny(); err != nil {
 		return nil, err
 	}
-	if err := errors.Join(m.initLegacy(), m.loadJobs()); err != nil {
+	if err := errors.Join(m.initLegacy(), m.loadJobs(), m.loadSessions()); err != nil {
 		return nil, err
 	}
 	if err := m.recoverState(); err != nil {

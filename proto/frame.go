@@ -43,6 +43,10 @@ func newMessage(t Type) Message {
 		return &DenySet{}
 	case TypeDenyLift:
 		return &DenyLift{}
+	case TypeIMSecurity:
+		return &IMSecurity{}
+	case TypeSealedNodes:
+		return &SealedNodes{}
 	case TypeLegacyHello:
 		return &LegacyHello{}
 	case TypeClusterAddrs:

@@ -29,6 +29,8 @@ const (
 	TypeNodeUpgraded Type = 0x26
 	TypeDenySet      Type = 0x27
 	TypeDenyLift     Type = 0x28
+	TypeIMSecurity   Type = 0x29 // sealed control sessions only (section 6.7)
+	TypeSealedNodes  Type = 0x2a // sealed control sessions only (section 6.7)
 	TypeLegacyHello  Type = 0x30
 	TypeClusterAddrs Type = 0x31
 	TypeIMJoin       Type = 0x40
@@ -64,6 +66,8 @@ var typeTable = [256]typeInfo{
 	TypeNodeUpgraded: {"NodeUpgraded", VersionBitV2},
 	TypeDenySet:      {"DenySet", VersionBitV2},
 	TypeDenyLift:     {"DenyLift", VersionBitV2},
+	TypeIMSecurity:   {"IMSecurity", VersionBitV2},
+	TypeSealedNodes:  {"SealedNodes", VersionBitV2},
 	TypeLegacyHello:  {"LegacyHello", VersionBitV1},
 	TypeClusterAddrs: {"ClusterAddrs", VersionBitV1},
 	TypeIMJoin:       {"IMJoin", VersionBitV1 | VersionBitV2},

@@ -361,7 +361,17 @@ func nodeAttrs(n admin.NodeInfo) []nodeAttr {
 		{"versions", n.Versions}, {"upgraded", boolText(n.Upgraded)}, {"key_id", n.KeyID},
 		{"key_state", n.KeyState}, {"fingerprint", n.Fingerprint}, {"id", n.ID},
 		{"created", created}, {"last_seen", seen},
+		{"sealed", sealedText(n.Sealed)}, {"session", n.Session}, {"session_key_age", n.SessionKeyAge},
 	}
+}
+
+// sealedText shows the sealed-sessions mark only when it is set (a node
+// block omits attributes without a value).
+func sealedText(sealed bool) string {
+	if sealed {
+		return boolText(true)
+	}
+	return ""
 }
 
 // selectNodeFields keeps, of each node's JSON object, its name and the

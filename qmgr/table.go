@@ -240,12 +240,13 @@ var serverAttrs = []attrSpec{
 	{name: "freshness", syntax: "DURATION", doc: "first-contact freshness window for PINGs (0 disables)", check: checkDuration},
 	{name: "heartbeat", syntax: "DURATION", doc: "interval of MOM heartbeat PINGs", check: checkDuration},
 	{name: "key_grace", syntax: "DURATION", doc: "how long the previous cluster key stays accepted after a rotation", check: checkDuration},
+	enumAttr("im_security", "weakest protection of new IM sessions between nodes that speak sealed sessions", "none", "auth", "encrypt"),
 }
 
 // nodeShowAttrs are the attributes list node prints, in its order; a
 // list node directive can name some of them.
 var nodeShowAttrs = []string{"Mom", "Port", "state", "protocol", "versions", "upgraded",
-	"key_id", "key_state", "fingerprint", "id", "created", "last_seen"}
+	"key_id", "key_state", "fingerprint", "id", "created", "last_seen", "sealed", "session", "session_key_age"}
 
 var entries = []entry{
 	{
@@ -268,6 +269,7 @@ var entries = []entry{
 			momAttr,
 			enumAttr("protocol", "roll the node back to legacy admission (clears its no-downgrade mark)", "legacy"),
 			enumAttr("upgraded", "the same: clear the node's no-downgrade mark (rollback)", "false"),
+			enumAttr("sealed", "clear the node's sealed-sessions mark (its MOM rolled back to a version without them)", "false"),
 		},
 		usage: "set node NAME[,NAME...] ATTR=VALUE[,...]", doc: "change node attributes",
 		example: "set node n1 Mom=10.0.0.21",

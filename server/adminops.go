@@ -117,6 +117,7 @@ func (s *Server) setServer(set []admin.Attr) (*admin.ServerInfo, error) {
 	s.mu.Unlock()
 	s.log.WithField("attrs", set).Info("server attributes set")
 	s.modeChanged(old.Mode, next.Mode)
+	s.imSecurityChanged(old, next)
 	return &s.printServer().Server, nil
 }
 

@@ -51,6 +51,8 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	log := s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "peer": c.RemoteAddr().String()})
 	log.Info("MOM connected")
 	s.register(mc)
+	defer mc.link.Close()
+	s.startTicker(mc)
 	s.rot.connected(mc)
 	defer s.rot.disconnected(mc)
 	defer s.unregister(mc)
@@ -114,6 +116,8 @@ func (s *Server) admitControl(c net.Conn, remote, local proto.Addr) (*session, e
 		return adm.mc, err
 	}
 	adm.mc.remote, adm.mc.local = remote, local
+	adm.mc.link = daemon.NewLink(c, a.Session, daemon.LinkConfig{Channel: audit.ChannelControl,
+		Limit: maxControlFrame, WriteTimeout: controlWriteTimeout, Stats: s.sessions})
 	if a.Version == proto.V2 {
 		s.mu.Lock()
 		adm.mc.node.keyID = keys.KeyID(a.KeyID)
@@ -168,6 +172,10 @@ func (a *admission) NodeKey(id proto.NodeID, src netip.Addr) ([32]byte, string, 
 
 // Hello records the versions a returning MOM advertised.
 func (a *admission) Hello(proof *proto.HelloProof) { a.s.setVersions(a.node, proof.Versions) }
+
+// Sessions refuses an unsealed session from a node known to speak sealed
+// sessions and gives the im_security for the Welcome (sealed.go).
+func (a *admission) Sessions(speaks bool) (uint8, error) { return a.s.sessionPolicy(a.node, speaks) }
 
 // Welcome wraps the node's keys into its Welcome.
 func (a *admission) Welcome(enrolling bool, claims []uint32) (*proto.Welcome, error) {

@@ -84,11 +84,11 @@ func (s *Server) listNodes(name string) ([]admin.NodeInfo, error) {
 		if n == nil {
 			return nil, admin.Errorf(admin.CodeUnknownNode, "unknown node %s", name)
 		}
-		return []admin.NodeInfo{n.info(s.activeKeyID())}, nil
+		return []admin.NodeInfo{s.withSessionLocked(n.info(s.activeKeyID()), n)}, nil
 	}
 	out := []admin.NodeInfo{}
 	for _, n := range s.reg.sortedNodes() {
-		out = append(out, n.info(s.activeKeyID()))
+		out = append(out, s.withSessionLocked(n.info(s.activeKeyID()), n))
 	}
 	return out, nil
 }
@@ -125,6 +125,9 @@ func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
 		// Deny at once: the node is refused by the server and by every MOM.
 		s.denyLocked(n.id, proto.AddrFrom(n.addr))
 		s.pushDenyLocked([]proto.NodeAddr{{Node: n.id, Addr: proto.AddrFrom(n.addr)}}, n.id)
+		if n.rec.Sealed {
+			s.forgetSealedLocked(n, proto.AddrFrom(n.addr)) // its address may go to a node that does not speak them
+		}
 		s.base.Verifier.Guard.Forget(n.id)
 		if !n.enrolled() {
 			// It never held a cluster key: nothing to rotate.
@@ -148,7 +151,7 @@ func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
 		return nil, admin.Errorf(admin.CodeBadRequest, "set node needs ATTR=VALUE")
 	}
 	var newAddr netip.Addr
-	rollback := false
+	rollback, unseal := false, false
 	for _, kv := range a.Attrs {
 		v := strings.TrimSpace(kv.Value)
 		switch strings.ToLower(kv.Name) {
@@ -172,8 +175,13 @@ func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
 				return nil, admin.Errorf(admin.CodeBadValue, "upgraded=%q: only false can be set (a node is marked when it speaks PING only)", kv.Value)
 			}
 			rollback = true
+		case "sealed":
+			if !strings.EqualFold(v, "false") {
+				return nil, admin.Errorf(admin.CodeBadValue, "sealed=%q: only false can be set (a node is marked when it proves it speaks sealed sessions)", kv.Value)
+			}
+			unseal = true
 		default:
-			return nil, admin.Errorf(admin.CodeBadValue, "unknown node attribute %q (settable: Mom, protocol=legacy, upgraded=false)", kv.Name)
+			return nil, admin.Errorf(admin.CodeBadValue, "unknown node attribute %q (settable: Mom, protocol=legacy, upgraded=false, sealed=false)", kv.Name)
 		}
 	}
 	var info admin.NodeInfo
@@ -198,7 +206,11 @@ func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
 		if rollback {
 			n.rec.Upgraded = false
 		}
-		if readdress || cleared {
+		unsealed := unseal && n.rec.Sealed
+		if unseal {
+			n.rec.Sealed = false
+		}
+		if readdress || cleared || unsealed {
 			if err := s.persistLocked(); err != nil {
 				n.rec, n.addr = old, oldAddr
 				return false, fmt.Errorf("persist: %w", err)
@@ -206,6 +218,15 @@ func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
 		}
 		if cleared {
 			s.log.WithField("node", n.rec.Name).Warn("node rolled back by the administrator: legacy admission of it allowed again")
+		}
+		if unsealed {
+			s.log.WithField("node", n.rec.Name).Warn("node rolled back by the administrator: unsealed sessions with it allowed again")
+		}
+		if unsealed || (readdress && n.rec.Sealed) {
+			s.forgetSealedLocked(n, proto.AddrFrom(oldAddr))
+		}
+		if readdress && n.rec.Sealed {
+			s.pushSealedLocked(proto.UpgradedAdd, []proto.NodeAddr{{Node: n.id, Addr: proto.AddrFrom(n.addr)}})
 		}
 		if cleared || (readdress && n.rec.Upgraded) {
 			s.pushUpgradedLocked(proto.UpgradedRemove, &node{id: n.id, addr: oldAddr})
@@ -229,7 +250,7 @@ func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
 				s.liftDenyLocked(n.addr)
 			}
 		}
-		info = n.info(s.activeKeyID())
+		info = s.withSessionLocked(n.info(s.activeKeyID()), n)
 		return readdress && n.enrolled(), nil
 	}
 	if !newAddr.IsValid() {

@@ -30,6 +30,7 @@ import (
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	sess "github.com/momgate/momgate/session"
 	"github.com/momgate/momgate/statecheck"
 )
 
@@ -57,6 +58,12 @@ type Config struct {
 	// tests' hook kills the process there (daemon.CrashHookFromEnv); nil
 	// in production.
 	CrashAt func(step string)
+	// SessionLimits bound the keys of sealed control sessions; zero fields
+	// are the protocol's defaults (a test shortens the rekey interval).
+	SessionLimits sess.Limits
+	// WithoutSessions makes the server behave as one of before sealed
+	// sessions (no Welcome trailer, plain swaps only): test-only.
+	WithoutSessions bool
 	// PBSSocket is the OpenPBS plugin's socket (pbsauth.go); "" disables.
 	// PBSHostName names this host to PBS ("" means the hostname).
 	PBSSocket, PBSHostName string
@@ -86,6 +93,7 @@ type Server struct {
 	listener net.Listener
 	ready    chan struct{}
 
+	sessions *daemon.SessionStats // sealed frames and sessions (sealed.go)
 	// denyWithheld: deny.json was lost, so no DenySet is sent (none
 	// would carry the lost entries, and every MOM would lift them) until
 	// the key rotation started at recovery has completed (recovery.go).
@@ -169,6 +177,10 @@ func open(cfg Config, st *daemon.State) (s *Server, err error) {
 	}
 	s.sealer = &ping.Sealer{Keys: s.ring, Stamper: s.base.Stamper, Rand: cfg.Rand, Node: reg.id}
 	s.hs = &handshake.ServerParams{ID: reg.id, Ident: ident, Rand: cfg.Rand, Sealer: s.sealer, Verifier: s.base.Verifier}
+	if !cfg.WithoutSessions {
+		s.hs.Sessions = &handshake.SessionParams{Now: time.Now, Limits: cfg.SessionLimits}
+	}
+	s.sessions = daemon.NewSessionStats()
 	if reg.tokens.Prune(cfg.Now()) > 0 {
 		// Dropped from disk now rather than at the next change, so the
 		// store forgets them too (memory per node in steady state).

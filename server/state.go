@@ -49,6 +49,10 @@ type nodeRecord struct {
 	Created  time.Time  `json:"created"`
 	Enrolled *time.Time `json:"enrolled,omitempty"`
 	Upgraded bool       `json:"upgraded,omitempty"`
+	// Sealed: the node proved it speaks sealed sessions (docs/PROTOCOL.md
+	// 6.7); an unsealed control session from it is refused until an
+	// administrator clears it (set node NAME sealed=false).
+	Sealed bool `json:"sealed,omitempty"`
 }
 
 // persisted is the whole of state.json: written atomically on every change,

@@ -279,6 +279,7 @@ func runAction(start func(context.Context, mom.Config) error) cli.ActionFunc {
 				MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
 				SourceLimits: d.Limits.Limits, HandshakeTimeout: d.Limits.Handshake, Now: d.Limits.Now,
 				CrashAt: d.CrashAt, PBSSocket: c.String("pbs-socket"),
+				SessionLimits: d.Limits.Sessions, WithoutSessions: d.Limits.WithoutSessions,
 			})
 		})
 	}

@@ -199,6 +199,7 @@ func runAction(start func(context.Context, server.Config) error) cli.ActionFunc 
 				SourceLimits: d.Limits.Limits, HandshakeTimeout: d.Limits.Handshake, Now: d.Limits.Now,
 				KeyTimeout: c.Duration("key-timeout"), CrashAt: d.CrashAt,
 				PBSSocket: c.String("pbs-socket"), PBSHostName: c.String("pbs-host-name"),
+				SessionLimits: d.Limits.Sessions, WithoutSessions: d.Limits.WithoutSessions,
 			})
 		})
 	}

@@ -44,6 +44,13 @@ type NodeInfo struct {
 	Fingerprint string     `json:"fingerprint"` // fingerprint of the node identity key (SHA256:BASE64), "" before enrollment
 	Created     time.Time  `json:"created"`     // when create node ran
 	LastSeen    *time.Time `json:"last_seen"`   // last contact, null if never
+	// Sealed sessions (docs/PROTOCOL.md 6): the node proved it speaks them
+	// (an unsealed session from it is refused); the protection of its
+	// control session (none, auth, encrypt; "" when not connected) and the
+	// age of that session's keys (of the connection when unsealed).
+	Sealed        bool   `json:"sealed"`
+	Session       string `json:"session"`
+	SessionKeyAge string `json:"session_key_age"`
 }
 
 // CreateNodeResult is the result of OpCreateNode: the new node and its

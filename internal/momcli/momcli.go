@@ -42,10 +42,10 @@ func PrintPeers(ctx context.Context, dir string, w io.Writer, asJSON bool) error
 		return writeJSON(w, peers)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ADDRESS\tNODE ID\tKEY\tDIR\tADMISSIONS\tFIRST\tLAST")
+	fmt.Fprintln(tw, "ADDRESS\tNODE ID\tKEY\tDIR\tADMISSIONS\tSESSIONS\tPROTECTION\tKEY_AGE\tFIRST\tLAST")
 	for _, p := range peers {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", p.Addr, p.NodeID, p.KeyID, p.Direction, p.Count,
-			p.First.Format(time.RFC3339), p.Last.Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", p.Addr, p.NodeID, p.KeyID, p.Direction, p.Count,
+			p.Sessions, dash(p.Session), dash(p.KeyAge), p.First.Format(time.RFC3339), p.Last.Format(time.RFC3339))
 	}
 	return tw.Flush()
 }
@@ -75,6 +75,11 @@ func PrintStatus(ctx context.Context, dir string, w io.Writer, asJSON bool) erro
 		fmt.Fprintf(w, "    protocol = %s (setting %s, server mode %s, control %s)\n", lg.Protocol, lg.Setting, dash(lg.ServerMode), dash(lg.Control))
 		fmt.Fprintf(w, "    address list = %d addresses in %d runs (%d pushes received)\n", lg.ListAddrs, lg.ListRuns, lg.Lists)
 		fmt.Fprintf(w, "    upgraded nodes = %d\n    admitted by list = %d\n", lg.Upgraded, lg.V1Admitted)
+	}
+	if ss := st.Sessions; ss != nil {
+		fmt.Fprintf(w, "    im_security = %s\n    server speaks sealed sessions = %t\n", ss.IMSecurity, ss.ServerSealed)
+		fmt.Fprintf(w, "    control session = %s (key age %s, %d rekeys)\n    IM connections open = %d\n    sealed-session marks = %d\n",
+			dash(ss.Control), dash(ss.ControlAge), ss.Rekeys, ss.IMOpen, ss.Marks)
 	}
 	reasons := make([]string, 0, len(st.Audit.Rejected))
 	for r := range st.Audit.Rejected {
