@@ -217,7 +217,7 @@ func (s *Server) enroll(m *proto.Enroll, proof *proto.EnrollProof, src netip.Add
 		s.reg.tokens.Unredeem(m.TokenID)
 		return nil, handshake.Refuse(reasons.Internal, "persist enrollment: %w", err)
 	}
-	s.log.WithFields(logrus.Fields{"node": n.rec.Name, "fingerprint": keys.ShortFingerprint(n.pub)}).Info("node enrolled")
+	s.log.WithFields(logrus.Fields{"node": n.rec.Name, "fingerprint": keys.FingerprintText(n.pub)}).Info("node enrolled")
 	s.cfg.CrashAt("enroll-saved") // test-only: enrollment on disk, Welcome not sent
 	n.versions = proof.Versions
 	return n, nil

@@ -132,7 +132,7 @@ func Init(dir string, rnd io.Reader, now time.Time) (string, error) {
 	if err := saveState(dir, p); err != nil {
 		return "", err
 	}
-	return keys.ShortFingerprint(id.Public), nil
+	return keys.FingerprintText(id.Public), nil
 }
 
 // New loads the state directory. It does not listen yet.
@@ -204,8 +204,8 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Fingerprint is the short fingerprint of the server's identity key.
-func (s *Server) Fingerprint() string { return keys.ShortFingerprint(s.ident.Public) }
+// Fingerprint is the fingerprint of the server's identity key (SHA256:BASE64).
+func (s *Server) Fingerprint() string { return keys.FingerprintText(s.ident.Public) }
 
 // Addr returns the control listener's address once Run is listening.
 func (s *Server) Addr() net.Addr {

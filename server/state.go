@@ -125,7 +125,7 @@ func (n *node) info(active keys.KeyID) admin.NodeInfo {
 		}
 	}
 	if n.enrolled() {
-		ni.Fingerprint = keys.ShortFingerprint(n.pub)
+		ni.Fingerprint = keys.FingerprintText(n.pub)
 	}
 	if !n.lastSeen.IsZero() {
 		t := n.lastSeen
