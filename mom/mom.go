@@ -27,6 +27,7 @@ import (
 	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/keystore"
+	"github.com/momgate/momgate/internal/statefile"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 )
@@ -139,8 +140,8 @@ func New(cfg Config) (*Mom, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir %s: %w", dir, err)
 	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("chmod state dir %s: %w", dir, err)
+	if err := statefile.CheckStateDir(dir); err != nil {
+		return nil, err
 	}
 	enr, err := loadEnrollment(dir)
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/keystore"
+	"github.com/momgate/momgate/internal/statefile"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -146,6 +147,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	dir := cfg.StateDir
+	if err := statefile.CheckStateDir(dir); err != nil {
+		return nil, err
+	}
 	p, states, err := openStateStore(dir)
 	if err != nil {
 		return nil, err
