@@ -92,9 +92,10 @@ type Mom struct {
 	srvWrap *keys.Wrapper // box precomputation for keys the server wraps for us
 	keyMu   sync.Mutex    // serialises keyring changes (updateRing)
 
-	admitted atomic.Uint64
-	listener net.Listener
-	ready    chan struct{}
+	admitted  atomic.Uint64
+	listener  net.Listener
+	ready     chan struct{}
+	readiness daemon.Readiness // /readyz: listeners and admin socket up (readyErr)
 
 	gauge connGauge // open connections
 
@@ -218,8 +219,13 @@ func (m *Mom) Addr() net.Addr {
 // Run serves until ctx is cancelled.
 func (m *Mom) Run(ctx context.Context) error {
 	defer m.base.Close()
-	ln, serveMetrics, err := m.base.Listen(m.addr.String(), m.cfg.MetricsListen, m.cfg.MetricsAllowRemote, m.collectors()...)
+	ln, serveMetrics, err := m.base.Listen(m.addr.String(), m.cfg.MetricsListen, m.cfg.MetricsAllowRemote, m.readyErr, m.collectors()...)
 	if err != nil {
+		return err
+	}
+	adminLn, err := admin.Listen(admin.SocketPath(m.cfg.StateDir))
+	if err != nil {
+		ln.Close()
 		return err
 	}
 	m.listener = ln
@@ -228,7 +234,7 @@ func (m *Mom) Run(ctx context.Context) error {
 
 	g := daemon.NewGroup(ctx)
 	g.Go("admin socket", func(ctx context.Context) error {
-		return admin.Serve(ctx, admin.SocketPath(m.cfg.StateDir), m.handleAdmin, m.log)
+		return admin.ServeListener(ctx, adminLn, m.handleAdmin, m.log)
 	})
 	g.Go("control", m.controlLoop)
 	g.Go("housekeeping", func(ctx context.Context) error {
@@ -242,11 +248,26 @@ func (m *Mom) Run(ctx context.Context) error {
 	if m.cfg.PBSSocket != "" {
 		g.Go("pbs socket", m.servePBS)
 	}
+	m.readiness.Ready()
 	m.serveIM(g.Context(), ln)
+	m.readiness.Stopping()
 	g.Stop()
 	err = g.Wait()
 	m.base.Shutdown()
 	return err
+}
+
+// readyErr is the MOM's /readyz answer: nil once its listeners and admin
+// socket are up and it can answer sisters' PINGs (it holds a cluster key,
+// or it speaks the legacy protocol only).
+func (m *Mom) readyErr() error {
+	if err := m.readiness.Err(); err != nil {
+		return err
+	}
+	if m.currentSealer() == nil && m.cfg.Protocol != ProtocolLegacy {
+		return errors.New("no cluster key yet: not enrolled")
+	}
+	return nil
 }
 
 // currentSealer returns the sealer, or nil before enrollment completes.

@@ -82,8 +82,9 @@ type Server struct {
 	conns map[proto.NodeID]*session
 	lg    legacyServer // legacy protocol and migration (legacy.go, migration.go)
 
-	listener net.Listener
-	ready    chan struct{}
+	listener  net.Listener
+	ready     chan struct{}
+	readiness daemon.Readiness // /readyz: listeners and admin socket up
 
 	hooks metricHooks // metric sources of later subsystems (metrics.go)
 	gauge connGauge   // open connections
@@ -222,8 +223,13 @@ func (s *Server) Addr() net.Addr {
 func (s *Server) Run(ctx context.Context) error {
 	defer s.base.Close()
 	defer s.states.close()
-	ln, serveMetrics, err := s.base.Listen(s.cfg.Listen, s.cfg.MetricsListen, s.cfg.MetricsAllowRemote, s.collectors()...)
+	ln, serveMetrics, err := s.base.Listen(s.cfg.Listen, s.cfg.MetricsListen, s.cfg.MetricsAllowRemote, s.readiness.Err, s.collectors()...)
 	if err != nil {
+		return err
+	}
+	adminLn, err := admin.Listen(admin.SocketPath(s.cfg.StateDir))
+	if err != nil {
+		ln.Close()
 		return err
 	}
 	s.listener = ln
@@ -235,7 +241,7 @@ func (s *Server) Run(ctx context.Context) error {
 		g.Go("", serveMetrics)
 	}
 	g.Go("admin socket", func(ctx context.Context) error {
-		return admin.Serve(ctx, admin.SocketPath(s.cfg.StateDir), s.handleAdmin, s.log)
+		return admin.ServeListener(ctx, adminLn, s.handleAdmin, s.log)
 	})
 	if s.cfg.PBSSocket != "" {
 		g.Go("pbs socket", s.servePBS)
@@ -248,7 +254,9 @@ func (s *Server) Run(ctx context.Context) error {
 		s.rot.run(ctx)
 		return nil
 	})
+	s.readiness.Ready()
 	s.serveControl(g.Context(), ln)
+	s.readiness.Stopping()
 	g.Stop()
 	err = g.Wait()
 	s.base.Shutdown()

@@ -66,7 +66,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log and audit `FORMAT`: text or json", EnvVars: env("log-format")},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `LEVEL`: debug, info, warn, error", EnvVars: env("log-level")},
 		&cli.StringFlag{Name: "audit-log", Usage: "audit log `FILE`, one line per admission attempt (\"-\" for stderr; default STATE_DIR/audit.log); reopened on SIGHUP", EnvVars: env("audit-log"), TakesFile: true},
-		&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics at http://`IP:PORT`/metrics (loopback only unless --metrics-allow-remote; default off)", EnvVars: env("metrics-listen")},
+		&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics at http://`IP:PORT`/metrics, and /healthz and /readyz (loopback only unless --metrics-allow-remote; default off)", EnvVars: env("metrics-listen")},
 		&cli.BoolFlag{Name: "metrics-allow-remote", Usage: "allow a --metrics-listen address that is not loopback", EnvVars: env("metrics-allow-remote")},
 		&cli.StringFlag{Name: "protocol", Value: mom.ProtocolFollow, EnvVars: env("protocol"),
 			Usage: "what the MOM speaks: legacy (address list, v1), compat (both), ping (PING only, v2), or follow (the server's mode)"},
@@ -151,9 +151,11 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 				Usage:     "run the MOM daemon until SIGINT or SIGTERM",
 				ArgsUsage: " ",
 				Description: "Listens for sister IM connections on --listen, keeps the control connection to --server and\n" +
-					"serves the admin socket and, with --metrics-listen, Prometheus metrics. The first start needs\n" +
-					"--enroll TOKEN; later starts use the enrollment stored in the state directory. Every flag is\n" +
-					"also a key of the --config file.\n\n" +
+					"serves the admin socket and, with --metrics-listen, Prometheus metrics and the health checks\n" +
+					"/healthz (alive) and /readyz (listening and holding a cluster key). The first start needs\n" +
+					"--enroll TOKEN; later starts use the enrollment stored in the state directory. It refuses a\n" +
+					"state directory or state file that group or others can reach, with the chmod that fixes it.\n" +
+					"Every flag is also a key of the --config file.\n\n" +
 					"Example:\n\n    momgate-mom run --config /etc/momgate/mom.toml --log-format json",
 				Flags:  append(runFlags(), cliutil.TestFlags()...),
 				Action: runAction(start),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -168,5 +169,20 @@ func TestSettingsDefaults(t *testing.T) {
 	}
 	if d := (Settings{HandshakeTimeout: time.Second}).WithDefaults(); d.HandshakeTimeout != time.Second {
 		t.Fatalf("a set timeout was replaced: %s", d.HandshakeTimeout)
+	}
+}
+
+func TestReadiness(t *testing.T) {
+	var r Readiness
+	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "starting") {
+		t.Fatalf("zero Readiness: %v, want starting", err)
+	}
+	r.Ready()
+	if err := r.Err(); err != nil {
+		t.Fatalf("after Ready: %v", err)
+	}
+	r.Stopping()
+	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "shutting down") {
+		t.Fatalf("after Stopping: %v", err)
 	}
 }
