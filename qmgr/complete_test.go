@@ -20,10 +20,13 @@ func TestComplete(t *testing.T) {
 	fx := &fakeExec{srv: newFakeServer()}
 	c := &Completer{Exec: fx}
 	for _, tc := range []struct{ prefix, want string }{
-		{"", "activate |create |delete |exit |export |help |history |list |print |quit |rotate |set "},
+		{"", "activate |create |delete |exit |export |help |history |list |print |quit |rotate |set |unset "},
 		{"cr", "create "},
 		{"  L", "list "},
-		{"u", ""}, // unset is never offered
+		{"u", "unset "},
+		{"unset ", "server "},
+		{"unset server ", "freshness |heartbeat |key_distribution |key_grace |mode |token_ttl "},
+		{"unset server mode,t", "token_ttl "},
 		{"list ", "key |node |server "},
 		{"create ", "node "},
 		{"c n", "node "},
@@ -47,7 +50,7 @@ func TestComplete(t *testing.T) {
 		{"export key ", "0a1b2c3d "},
 		{"export key 0a1b2c3d ", "file="},
 		{"activate key 0", "0a1b2c3d "},
-		{"help ", "activate |create |delete |exit |export |help |history |list |print |quit |rotate |set "},
+		{"help ", "activate |create |delete |exit |export |help |history |list |print |quit |rotate |set |unset "},
 		{"help set ", "node |server "},
 		{"quit ", ""},
 		{"frob ", ""},

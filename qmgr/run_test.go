@@ -109,7 +109,7 @@ func TestRunInteractive(t *testing.T) {
 	if !strings.HasPrefix(out.String(), Prompt+n2Block+"\n"+Prompt) || !strings.Contains(out.String(), "Directives (") {
 		t.Errorf("output:\n%s", out.String())
 	}
-	wantErrs := "qmgr: syntax error at column 1: unknown command \"frob\" (commands: activate, create, delete, exit, export, help, history, list, print, quit, rotate, set)\n" +
+	wantErrs := "qmgr: syntax error at column 1: unknown command \"frob\" (commands: activate, create, delete, exit, export, help, history, list, print, quit, rotate, set, unset)\n" +
 		"qmgr: delete node n9: unknown node n9\n"
 	if errs.String() != wantErrs {
 		t.Errorf("errors:\n%s\nwant\n%s", errs.String(), wantErrs)

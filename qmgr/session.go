@@ -41,6 +41,7 @@ type Executor interface {
 //	delete node, set node  []admin.NodeInfo, one per name, after the change
 //	list/print server      admin.ServerReport
 //	set server             admin.ServerInfo after the change
+//	unset server           admin.ServerInfo after the change
 //	list key               admin.KeyList
 //	rotate key             admin.RotationInfo
 //	export/activate key    admin.KeyInfo
@@ -67,6 +68,7 @@ var runners = map[string]runner{
 	"list server":  runListServer,
 	"print server": runPrintServer,
 	"set server":   runSetServer,
+	"unset server": runUnsetServer,
 	"list key":     runListKey,
 	"rotate key":   runRotateKey,
 	"export key":   runExportKey,
@@ -480,6 +482,17 @@ func runPrintServer(ctx context.Context, s *Session, _ Directive, out *bytes.Buf
 
 func runSetServer(ctx context.Context, s *Session, d Directive, out *bytes.Buffer) error {
 	raw, err := s.call(ctx, admin.OpSetServer, admin.SetArgs{Attrs: adminAttrs(d.Attrs)})
+	if err != nil {
+		return err
+	}
+	if s.JSON {
+		return writeJSON(out, raw)
+	}
+	return nil
+}
+
+func runUnsetServer(ctx context.Context, s *Session, d Directive, out *bytes.Buffer) error {
+	raw, err := s.call(ctx, admin.OpUnsetServer, admin.UnsetArgs{Attrs: d.Show})
 	if err != nil {
 		return err
 	}

@@ -150,6 +150,20 @@ func (f *fakeServer) handle(_ context.Context, op string, raw json.RawMessage) (
 			f.attrs[kv.Name] = kv.Value
 		}
 		return f.serverInfo(), nil
+	case admin.OpUnsetServer:
+		var a admin.UnsetArgs
+		if err := dec(&a); err != nil {
+			return nil, err
+		}
+		for _, n := range a.Attrs {
+			if _, ok := f.attrs[n]; !ok {
+				return nil, admin.Errorf(admin.CodeBadValue, "unknown server attribute %q", n)
+			}
+		}
+		for _, n := range a.Attrs {
+			f.attrs[n] = newFakeServer().attrs[n]
+		}
+		return f.serverInfo(), nil
 	case admin.OpListKey:
 		kl := admin.KeyList{Keys: f.keys}
 		for _, n := range f.sorted() {
@@ -277,6 +291,7 @@ func TestRunText(t *testing.T) {
 			{admin.OpSetNode, `{"name":"n2","attrs":[{"name":"Mom","value":"10.1.1.1"}]}`}}, ""},
 		{"set server mode=compat, token_ttl=2h",
 			[]call{{admin.OpSetServer, `{"name":"","attrs":[{"name":"mode","value":"compat"},{"name":"token_ttl","value":"2h"}]}`}}, ""},
+		{"unset server token_ttl,mode", []call{{admin.OpUnsetServer, `{"attrs":["token_ttl","mode"]}`}}, ""},
 		{"print server", []call{{admin.OpPrintServer, ``}}, `#
 # Set server attributes.
 #

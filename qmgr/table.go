@@ -33,13 +33,11 @@ var commands = map[string]command{
 	"print":    {},
 	"rotate":   {},
 	"set":      {},
-	// Every server attribute always has a value and no node attribute
-	// can be removed, so there is nothing to unset (see help set).
-	"unset":   {refuse: "unset is not supported: every attribute always has a value; give it a new one with set (help set)"},
-	"help":    {noObject: true, preferred: true, doc: "this summary; help COMMAND [OBJECT] explains one directive"},
-	"history": {noObject: true, doc: "the directives typed at this prompt and earlier ones (history file)"},
-	"quit":    {noObject: true, doc: "leave qmgr"},
-	"exit":    {noObject: true, doc: "leave qmgr"},
+	"unset":    {},
+	"help":     {noObject: true, preferred: true, doc: "this summary; help COMMAND [OBJECT] explains one directive"},
+	"history":  {noObject: true, doc: "the directives typed at this prompt and earlier ones (history file)"},
+	"quit":     {noObject: true, doc: "leave qmgr"},
+	"exit":     {noObject: true, doc: "leave qmgr"},
 }
 
 // objectNames are the objects, sorted.
@@ -109,8 +107,9 @@ type entry struct {
 	operands        []operand
 	attrs           []attrSpec
 	needAttrs       bool // at least one attribute
-	// show are the attributes a list directive can be limited to
-	// (`list node n1 Mom,state`); empty: no such limit.
+	// show are the attribute names a directive takes without values:
+	// those a list directive can be limited to (`list node n1
+	// Mom,state`), or those unset resets; empty: none.
 	show    []string
 	usage   string
 	doc     string
@@ -234,6 +233,15 @@ var serverAttrs = []attrSpec{
 	{name: "key_grace", syntax: "DURATION", doc: "how long the previous cluster key stays accepted after a rotation", check: checkDuration},
 }
 
+// serverAttrNames are the names of serverAttrs, in their order.
+func serverAttrNames() []string {
+	out := make([]string, len(serverAttrs))
+	for i, a := range serverAttrs {
+		out[i] = a.name
+	}
+	return out
+}
+
 // nodeShowAttrs are the attributes list node prints, in its order; a
 // list node directive can name some of them.
 var nodeShowAttrs = []string{"Mom", "Port", "state", "protocol", "versions", "upgraded",
@@ -289,6 +297,17 @@ var entries = []entry{
 		command: "set", object: "server", attrs: serverAttrs, needAttrs: true,
 		usage: "set server ATTR=VALUE[,...]", doc: "set server attributes (all or nothing)",
 		example: "set server mode=compat,token_ttl=2h",
+	},
+	{
+		command: "unset", object: "server", show: serverAttrNames(),
+		usage: "unset server ATTR[,ATTR...]", doc: "put server attributes back to their defaults (all or nothing)",
+		example: "unset server token_ttl,heartbeat",
+		validate: func(d *Directive, end int) error {
+			if len(d.Show) == 0 {
+				return syntaxErr(end, "unset server needs ATTR (attributes: %s)", strings.Join(serverAttrNames(), ", "))
+			}
+			return nil
+		},
 	},
 	{
 		command: "list", object: "key",

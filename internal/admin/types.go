@@ -16,6 +16,7 @@ const (
 	OpSetNode     = "set_node"     // SetArgs -> NodeInfo (the node after the change)
 	OpPrintServer = "print_server" // no args -> ServerReport
 	OpSetServer   = "set_server"   // SetArgs with Name "" -> ServerInfo (after the change)
+	OpUnsetServer = "unset_server" // UnsetArgs -> ServerInfo (the attributes back at their defaults)
 	OpListKey     = "list_key"     // no args -> KeyList
 	OpRotateKey   = "rotate_key"   // no args -> RotationInfo (after the request)
 	OpExportKey   = "export_key"   // KeyArgs{ID, File} -> KeyInfo (the exported key)
@@ -177,6 +178,12 @@ type Attr struct {
 type SetArgs struct {
 	Name  string `json:"name"`
 	Attrs []Attr `json:"attrs"`
+}
+
+// UnsetArgs are the arguments of OpUnsetServer: the attributes that go
+// back to their defaults, all or nothing.
+type UnsetArgs struct {
+	Attrs []string `json:"attrs"`
 }
 
 // KeyArgs are the arguments of OpExportKey and OpActivateKey. File is an
