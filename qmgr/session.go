@@ -315,9 +315,15 @@ func runPrintNode(ctx context.Context, s *Session, d Directive, out *bytes.Buffe
 	return nil
 }
 
-// createNodeLine is the directive that creates n.
+// createNodeLine is the directive that creates n: by its host name when
+// it was created (or last readdressed) by one, so that replaying it
+// resolves the name again.
 func createNodeLine(n admin.NodeInfo) string {
-	d := Directive{Command: "create", Object: "node", Names: []string{n.Name}, Attrs: []Attr{{Name: "Mom", Op: "=", Value: n.Mom}}}
+	mom := n.Mom
+	if n.Host != "" {
+		mom = n.Host
+	}
+	d := Directive{Command: "create", Object: "node", Names: []string{n.Name}, Attrs: []Attr{{Name: "Mom", Op: "=", Value: mom}}}
 	if n.Port != 0 {
 		d.Attrs = append(d.Attrs, Attr{Name: "Port", Op: "=", Value: strconv.Itoa(n.Port)})
 	}
@@ -358,8 +364,12 @@ func nodeAttrs(n admin.NodeInfo) []nodeAttr {
 	if n.LastSeen != nil {
 		seen = n.LastSeen.Format(time.RFC3339)
 	}
+	mom := n.Mom
+	if n.Host != "" {
+		mom += " (" + n.Host + ")" // the address the name resolved to, and the name
+	}
 	return []nodeAttr{
-		{"Mom", n.Mom}, {"Port", port}, {"state", n.State}, {"protocol", n.Protocol},
+		{"Mom", mom}, {"Port", port}, {"state", n.State}, {"protocol", n.Protocol},
 		{"versions", n.Versions}, {"upgraded", boolText(n.Upgraded)}, {"key_id", n.KeyID},
 		{"key_state", n.KeyState}, {"fingerprint", n.Fingerprint}, {"id", n.ID},
 		{"created", created}, {"last_seen", seen},
@@ -379,6 +389,9 @@ func selectNodeFields(nodes []admin.NodeInfo, show []string) []map[string]any {
 		for _, a := range show {
 			k := strings.ToLower(a)
 			m[k] = all[k]
+			if k == "mom" {
+				m["host"] = all["host"] // Mom is the address and the name it came from
+			}
 		}
 		out = append(out, m)
 	}

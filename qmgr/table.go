@@ -3,12 +3,13 @@ package qmgr
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/momgate/momgate/internal/admin"
 )
 
 // The directive table. A new directive is one entry here plus one runner
@@ -162,17 +163,17 @@ func checkFile(s string) (string, error) {
 	return s, nil
 }
 
-func checkAddr(s string) (string, error) {
-	a, err := netip.ParseAddr(s)
+// checkMom checks a Mom= value: an IP address a node can hold, or a host
+// name, which the server resolves when the directive runs.
+func checkMom(s string) (string, error) {
+	addr, host, err := admin.ParseMom(s)
 	switch {
 	case err != nil:
-		return "", errors.New("not an IPv4 or IPv6 address")
-	case a.Zone() != "":
-		return "", errors.New("an address with a zone cannot be a node address")
-	case a.IsUnspecified() || a.IsMulticast():
-		return "", errors.New("an unspecified or multicast address cannot be a node address")
+		return "", err
+	case host != "":
+		return host, nil
 	}
-	return a.String(), nil
+	return addr.String(), nil
 }
 
 func checkPort(s string) (string, error) {
@@ -219,7 +220,7 @@ var (
 	keyID        = operand{label: "key id", check: checkKeyID}
 	optKeyFile   = operand{label: "file", optional: true, check: checkFile}
 
-	momAttr = attrSpec{name: "Mom", syntax: "ADDR", doc: "MOM IP address (IPv4 or IPv6 literal)", check: checkAddr}
+	momAttr = attrSpec{name: "Mom", syntax: "ADDR|HOST", doc: "MOM IP address, or a host name the server resolves to one address now", check: checkMom}
 )
 
 // serverAttrs mirror the settable attributes of momgate-server
@@ -251,11 +252,11 @@ var entries = []entry{
 	{
 		command: "create", object: "node", operands: []operand{oneNodeName},
 		attrs: []attrSpec{
-			{name: "Mom", syntax: "ADDR", doc: momAttr.doc, required: true, check: checkAddr},
+			{name: "Mom", syntax: "ADDR|HOST", doc: momAttr.doc, required: true, check: checkMom},
 			{name: "Port", syntax: "N", doc: "MOM IM port 1..65535 (default: the server's, 15003)", check: checkPort},
 		},
-		usage: "create node NAME Mom=ADDR[,Port=N]", doc: "create a node and print its one-time enrollment token",
-		example: "create node n1 Mom=10.0.0.11",
+		usage: "create node NAME Mom=ADDR|HOST[,Port=N]", doc: "create a node and print its one-time enrollment token",
+		example: "create node n1 Mom=n1.cluster.example",
 	},
 	{
 		command: "delete", object: "node", operands: []operand{nodeNames},

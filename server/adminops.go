@@ -28,7 +28,7 @@ func (s *Server) handleAdmin(ctx context.Context, op string, raw json.RawMessage
 		if err := decodeArgs(raw, &a); err != nil {
 			return nil, err
 		}
-		return s.createNode(a)
+		return s.createNode(ctx, a)
 	case admin.OpDeleteNode:
 		var a admin.NodeArgs
 		if err := decodeArgs(raw, &a); err != nil {
@@ -77,7 +77,7 @@ func (s *Server) handleAdmin(ctx context.Context, op string, raw json.RawMessage
 		if err := decodeArgs(raw, &a); err != nil {
 			return nil, err
 		}
-		return s.setNode(a)
+		return s.setNode(ctx, a)
 	case admin.OpMemStats:
 		return s.memStats(), nil
 	}

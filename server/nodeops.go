@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -20,17 +21,13 @@ import (
 // DefaultMomPort is the IM port a node gets when create node names none.
 const DefaultMomPort = 15003
 
-func (s *Server) createNode(a admin.CreateNodeArgs) (*admin.CreateNodeResult, error) {
+func (s *Server) createNode(ctx context.Context, a admin.CreateNodeArgs) (*admin.CreateNodeResult, error) {
 	if !nodeNameRE.MatchString(a.Name) {
 		return nil, admin.Errorf(admin.CodeBadValue, "invalid node name %q: use letters, digits, '.', '_', '-' (at most 64)", a.Name)
 	}
-	addr, err := netip.ParseAddr(a.Mom)
+	addr, host, err := s.momAddr(ctx, a.Mom)
 	if err != nil {
-		return nil, admin.Errorf(admin.CodeBadValue, "Mom=%q is not an IP address", a.Mom)
-	}
-	addr = addr.Unmap()
-	if addr.IsUnspecified() || addr.IsMulticast() {
-		return nil, admin.Errorf(admin.CodeBadValue, "Mom=%s cannot be a node address", addr)
+		return nil, err
 	}
 	if a.Port == 0 {
 		a.Port = DefaultMomPort
@@ -56,7 +53,7 @@ func (s *Server) createNode(a admin.CreateNodeArgs) (*admin.CreateNodeResult, er
 		return nil, fmt.Errorf("issue token: %w", err)
 	}
 	n := &node{
-		rec:  nodeRecord{Name: a.Name, Port: a.Port, Created: now.UTC()}, // ID and Mom from id and addr
+		rec:  nodeRecord{Name: a.Name, Host: host, Port: a.Port, Created: now.UTC()}, // ID and Mom from id and addr
 		id:   proto.NodeID(id),
 		addr: addr,
 	}
@@ -71,7 +68,7 @@ func (s *Server) createNode(a admin.CreateNodeArgs) (*admin.CreateNodeResult, er
 		return nil, fmt.Errorf("persist: %w", err)
 	}
 	s.liftDenyLocked(addr)
-	s.log.WithFields(logrus.Fields{"node": a.Name, "mom": addr.String()}).Info("node created")
+	s.log.WithFields(logrus.Fields{"node": a.Name, "mom": addr.String(), "host": host}).Info("node created")
 	s.membershipChangedLocked()
 	return &admin.CreateNodeResult{Node: n.info(s.activeKeyID()), Token: token, TokenExpires: trec.Expires}, nil
 }
@@ -140,28 +137,25 @@ func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
 	return &info, nil
 }
 
-// setNode changes node attributes, all or nothing: Mom=ADDR readdresses the
+// setNode changes node attributes, all or nothing: Mom=ADDR|HOST readdresses the
 // node (a membership change: lists are pushed), protocol=legacy or
 // upgraded=false roll it back (its no-downgrade mark is cleared).
-func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
+func (s *Server) setNode(ctx context.Context, a admin.SetArgs) (*admin.NodeInfo, error) {
 	if len(a.Attrs) == 0 {
 		return nil, admin.Errorf(admin.CodeBadRequest, "set node needs ATTR=VALUE")
 	}
 	var newAddr netip.Addr
+	newHost := ""
 	rollback := false
 	for _, kv := range a.Attrs {
 		v := strings.TrimSpace(kv.Value)
 		switch strings.ToLower(kv.Name) {
 		case "mom":
-			addr, err := netip.ParseAddr(v)
-			if err != nil || addr.Zone() != "" {
-				return nil, admin.Errorf(admin.CodeBadValue, "Mom=%q is not an IP address", kv.Value)
+			addr, host, err := s.momAddr(ctx, v)
+			if err != nil {
+				return nil, err
 			}
-			addr = addr.Unmap()
-			if addr.IsUnspecified() || addr.IsMulticast() {
-				return nil, admin.Errorf(admin.CodeBadValue, "Mom=%s cannot be a node address", addr)
-			}
-			newAddr = addr
+			newAddr, newHost = addr, host
 		case "protocol":
 			if !strings.EqualFold(v, "legacy") {
 				return nil, admin.Errorf(admin.CodeBadValue, "protocol=%q: only legacy can be set (a node becomes PING-only by speaking it)", kv.Value)
@@ -194,11 +188,16 @@ func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
 			}
 			n.setAddr(newAddr)
 		}
+		// Mom= names the node's address again, by name or not.
+		rehosted := newAddr.IsValid() && newHost != n.rec.Host
+		if rehosted {
+			n.rec.Host = newHost
+		}
 		cleared := rollback && n.rec.Upgraded
 		if rollback {
 			n.rec.Upgraded = false
 		}
-		if readdress || cleared {
+		if readdress || cleared || rehosted {
 			if err := s.persistLocked(); err != nil {
 				n.rec, n.addr = old, oldAddr
 				return false, fmt.Errorf("persist: %w", err)
@@ -214,7 +213,7 @@ func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
 			s.pushUpgradedLocked(proto.UpgradedAdd, n)
 		}
 		if readdress {
-			s.log.WithFields(logrus.Fields{"node": n.rec.Name, "from": oldAddr.String(), "to": newAddr.String()}).Info("node readdressed")
+			s.log.WithFields(logrus.Fields{"node": n.rec.Name, "from": oldAddr.String(), "to": newAddr.String(), "host": n.rec.Host}).Info("node readdressed")
 			s.membershipChangedLocked()
 			if n.enrolled() {
 				// PINGs naming the old address are refused from now on,

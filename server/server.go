@@ -56,6 +56,10 @@ type Config struct {
 	// tests' hook kills the process there (daemon.CrashHookFromEnv); nil
 	// in production.
 	CrashAt func(step string)
+	// Resolve resolves the host names Mom= gives (resolve.go); nil means
+	// the system's resolver. Tests set one that answers loopback
+	// addresses only.
+	Resolve Resolver
 	// PBSSocket is the OpenPBS plugin's socket (pbsauth.go); "" disables.
 	// PBSHostName names this host to PBS ("" means the hostname).
 	PBSSocket, PBSHostName string
@@ -143,6 +147,9 @@ func New(cfg Config) (*Server, error) {
 	cfg.Log, cfg.Audit, cfg.Now, cfg.Rand, cfg.HandshakeTimeout = d.Log, d.Audit, d.Now, d.Rand, d.HandshakeTimeout
 	if cfg.CrashAt == nil {
 		cfg.CrashAt = func(string) {}
+	}
+	if cfg.Resolve == nil {
+		cfg.Resolve = systemResolver
 	}
 	if err := daemon.CheckMetricsListen(cfg.MetricsListen, cfg.MetricsAllowRemote); err != nil {
 		return nil, err

@@ -41,6 +41,7 @@ type nodeRecord struct {
 	Name     string     `json:"name"`
 	ID       string     `json:"id"`
 	Mom      string     `json:"mom"`
+	Host     string     `json:"host,omitempty"` // the host name Mom= named, resolved to Mom; "" when Mom= was an address
 	Port     int        `json:"port"`
 	Pub      string     `json:"pub,omitempty"` // identity public key, base64; empty until enrolled
 	Created  time.Time  `json:"created"`
@@ -114,7 +115,7 @@ func (n *node) info(active keys.KeyID) admin.NodeInfo {
 	}
 	rec := n.record()
 	ni := admin.NodeInfo{
-		Name: n.rec.Name, ID: rec.ID, Mom: rec.Mom, Port: n.rec.Port, State: st,
+		Name: n.rec.Name, ID: rec.ID, Mom: rec.Mom, Host: n.rec.Host, Port: n.rec.Port, State: st,
 		Protocol: n.protocol, Versions: migration.VersionsString(n.versions), Upgraded: n.rec.Upgraded, Created: n.rec.Created,
 	}
 	if n.keyID != 0 {

@@ -111,7 +111,7 @@ func schema(allowRemote bool) (*config.Schema, error) {
 }
 
 const description = `A MOM runs on every compute node. It enrolls once with a one-time token from
-momgate-qmgr -c "create node NAME Mom=ADDR", keeps a control connection to the server (heartbeat PINGs,
+momgate-qmgr -c "create node NAME Mom=HOST", keeps a control connection to the server (heartbeat PINGs,
 key updates, deny lists), and admits an inter-MOM (IM) connection from a sister only after a PING swap
 under the cluster key that names the connection's source address. Every admission attempt, accepted or
 rejected, goes to the audit log.

@@ -86,7 +86,7 @@ func schema(allowRemote bool) (*config.Schema, error) {
 }
 
 const description = `The server is the registry and key authority of a momgate cluster. It admits MOMs that enroll with a
-one-time token (momgate-qmgr -c "create node NAME Mom=ADDR"), hands each one the cluster key wrapped for
+one-time token (momgate-qmgr -c "create node NAME Mom=HOST"), hands each one the cluster key wrapped for
 its own identity key, answers their heartbeat PINGs, and records every admission attempt in the audit
 log. Administer a running server with momgate-qmgr on the same host (its admin socket is
 STATE_DIR/admin.sock, owner-only).
@@ -178,7 +178,7 @@ func runAction(start func(context.Context, server.Config) error) cli.ActionFunc 
 				StateDir: c.String("state-dir"), Listen: c.String("listen"), Log: d.Log, Audit: d.Audit,
 				MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
 				SourceLimits: d.Limits.Limits, HandshakeTimeout: d.Limits.Handshake, Now: d.Limits.Now,
-				KeyTimeout: c.Duration("key-timeout"), CrashAt: d.CrashAt,
+				KeyTimeout: c.Duration("key-timeout"), CrashAt: d.CrashAt, Resolve: d.Resolve,
 				PBSSocket: c.String("pbs-socket"), PBSHostName: c.String("pbs-host-name"),
 			})
 		})

@@ -35,6 +35,7 @@ type NodeInfo struct {
 	Name        string     `json:"name"`        // node name, case-sensitive
 	ID          string     `json:"id"`          // node id (UUID)
 	Mom         string     `json:"mom"`         // MOM IP address
+	Host        string     `json:"host"`        // the host name Mom= gave, resolved to Mom when the directive ran; "" if an address
 	Port        int        `json:"port"`        // MOM IM port
 	State       string     `json:"state"`       // NodeEnrolling, NodeUp or NodeDown
 	Protocol    string     `json:"protocol"`    // "v1", "v2" or "" (never seen)
@@ -149,8 +150,9 @@ type KeyList struct {
 	Rotation RotationInfo  `json:"rotation"`
 }
 
-// CreateNodeArgs are the arguments of OpCreateNode. Port 0 means the
-// server's default IM port.
+// CreateNodeArgs are the arguments of OpCreateNode. Mom is an IP address
+// or a host name (ParseMom), which the server resolves once, now. Port 0
+// means the server's default IM port.
 type CreateNodeArgs struct {
 	Name string `json:"name"`
 	Mom  string `json:"mom"`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 
@@ -17,12 +18,16 @@ import (
 
 // Daemon is what a daemon's run command has set up when the daemon
 // starts: its logger, its audit log, the limit and test flags, and the
-// crash hook the environment arms (daemon.CrashHookFromEnv).
+// test hooks the environment arms: the crash hook
+// (daemon.CrashHookFromEnv) and the host table (daemon.HostsFromEnv).
 type Daemon struct {
 	Log     *logrus.Logger
 	Audit   *audit.Log
 	Limits  LimitSettings
 	CrashAt func(step string)
+	// Resolve is the test host table, nil (the system's resolver) in
+	// production.
+	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // RunSpec describes a daemon's run command for RunDaemon.
@@ -54,6 +59,9 @@ func RunDaemon(c *cli.Context, spec RunSpec, run func(ctx context.Context, d Dae
 		return err
 	}
 	d := Daemon{CrashAt: daemon.CrashHookFromEnv()}
+	if d.Resolve, err = daemon.HostsFromEnv(); err != nil {
+		return err
+	}
 	if d.Limits, err = ReadLimits(c); err != nil {
 		return err
 	}
