@@ -658,8 +658,9 @@ func TestAttackClockStep(t *testing.T) {
 
 // TestAttackRemovedMember: `delete node a` denies a at once on every MOM,
 // by node id and by address, before any key rotation, and the denial
-// survives a restart of the receiver. (That a also loses the cluster key is
-// rotation's job: integration/rotation_test.go.)
+// survives a restart of the receiver. The server refuses a's MOM by name,
+// and the MOM stops for good with exit status 4. (That a also loses the
+// cluster key is rotation's job: integration/rotation_test.go.)
 func TestAttackRemovedMember(t *testing.T) {
 	c := newCluster(t, "127.0.0.2", "127.0.0.3")
 	// delete node rotates the key; a long grace period keeps a's old key
@@ -675,9 +676,25 @@ func TestAttackRemovedMember(t *testing.T) {
 		t.Fatalf("a -> b before the delete: %+v %s", pr, r.stderr)
 	}
 	thief := stealKeys(t, a) // a's key material, as a itself still holds it
+	srvMark := auditMark(t, c.serverAudit())
 	if r := c.qmgr("delete node a"); r.code != 0 {
 		t.Fatalf("delete node a: %s", r.stderr)
 	}
+	// a's MOM reconnects, is refused as revoked, and stops: no retry.
+	if code := a.waitExit(t, 30*time.Second); code != 4 {
+		t.Fatalf("deleted MOM exited %d, want 4; output:\n%s", code, a.out.String())
+	}
+	if out := a.out.String(); !strings.Contains(out, "this node was deleted from the cluster: the MOM stops and will not retry") ||
+		!strings.Contains(out, `create node a Mom=HOST`) || strings.Contains(out, "exited with an error") {
+		t.Fatalf("deleted MOM's last words:\n%s", out)
+	}
+	l := waitAudit(t, c.serverAudit(), srvMark, "revoked", "127.0.0.2", "was deleted and is revoked")
+	if l["node"] != "a" || l["node_id"] == "" {
+		t.Fatalf("server's refusal of the deleted MOM does not name it: %v", l)
+	}
+	// The removed daemon, restarted where it cannot reach the server,
+	// still tries its sisters.
+	a = c.startMomCutOff("a", a.ip)
 	waitFor(t, "b to drop a from its peers (deny applied)", 30*time.Second, func() bool {
 		for _, p := range c.peers(b) {
 			if strings.HasPrefix(p.Addr, "127.0.0.2:") {
@@ -709,9 +726,7 @@ func TestAttackRemovedMember(t *testing.T) {
 			wantReject(t, "fresh node id from a's address", forged.deliver("127.0.0.2", bAddr, forged.seal("127.0.0.2", "127.0.0.3")), proto.RejectRevoked)
 		})
 	})
-	t.Run("server_refuses_removed_node", func(t *testing.T) {
-		mark := auditMark(t, c.serverAudit())
-		waitAudit(t, c.serverAudit(), mark, "revoked", "127.0.0.2", "was deleted and is revoked")
+	t.Run("server_forgets_removed_node", func(t *testing.T) {
 		if _, ok := c.node("a"); ok {
 			t.Fatal("node a still listed after delete")
 		}

@@ -313,6 +313,19 @@ func (c *cluster) startMom(name, ip, token string) *momProc {
 	return m
 }
 
+// startMomCutOff restarts the enrolled MOM of node name at ip with a
+// server address nobody listens on: a deleted MOM, which its server would
+// stop (exit 4), kept running to try its sisters.
+func (c *cluster) startMomCutOff(name, ip string) *momProc {
+	c.t.Helper()
+	dir := filepath.Join(c.dir, name)
+	nowhere := fmt.Sprintf("127.0.0.1:%d", freePort(c.t, "127.0.0.1"))
+	m := &momProc{name: name, ip: ip, dir: dir, proc: start(c.t, name+"-cut-off", "momgate-mom", "run", "--state-dir", dir,
+		"--server", nowhere, "--listen", fmt.Sprintf("%s:%d", ip, c.imPort), "--heartbeat", "200ms", "--log-level", "debug")}
+	c.moms[name] = m
+	return m
+}
+
 // addMom creates, enrolls and starts a MOM and waits until it is up.
 func (c *cluster) addMom(name, ip string) *momProc {
 	c.t.Helper()

@@ -120,6 +120,7 @@ func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
 		info = n.info(s.activeKeyID())
 		s.membershipChangedLocked()
 		// Deny at once: the node is refused by the server and by every MOM.
+		s.deleted.add(n.id, name, s.cfg.Now()) // saved with the deny list
 		s.denyLocked(n.id, proto.AddrFrom(n.addr))
 		s.pushDenyLocked([]proto.NodeAddr{{Node: n.id, Addr: proto.AddrFrom(n.addr)}}, n.id)
 		s.base.Verifier.Guard.Forget(n.id)

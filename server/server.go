@@ -79,6 +79,7 @@ type Server struct {
 	hs       *handshake.ServerParams // what the server half of the handshake needs
 	deny     *ping.DenyList
 	denyKeys map[proto.NodeAddr][]keys.KeyID // keys held when each deny entry was made (deny.go); guarded by mu
+	deleted  *deletedNodes                   // the nodes deleted, by id (deleted.go); guarded by mu
 	rot      *rotor
 
 	mu    sync.Mutex // guards reg and conns
@@ -185,7 +186,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring),
-		states: states, deny: &ping.DenyList{}, denyKeys: map[proto.NodeAddr][]keys.KeyID{}, reg: reg, conns: map[proto.NodeID]*session{},
+		states: states, deny: &ping.DenyList{}, denyKeys: map[proto.NodeAddr][]keys.KeyID{}, deleted: newDeletedNodes(),
+		reg: reg, conns: map[proto.NodeID]*session{},
 		ready: make(chan struct{}),
 	}
 	s.base, err = daemon.OpenBase(daemon.BaseConfig{StateDir: dir, Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now,

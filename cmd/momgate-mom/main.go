@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -21,6 +22,10 @@ import (
 const (
 	binary    = "momgate-mom"
 	envPrefix = "MOMGATE_MOM_"
+	// exitDeleted is the exit status of a MOM whose node was deleted
+	// (mom.ErrDeleted); the shipped unit does not restart it
+	// (RestartPreventExitStatus=4).
+	exitDeleted = 4
 )
 
 func main() {
@@ -34,7 +39,12 @@ func startMom(ctx context.Context, cfg mom.Config) error {
 	if err != nil {
 		return err
 	}
-	return m.Run(ctx)
+	err = m.Run(ctx)
+	if errors.Is(err, mom.ErrDeleted) {
+		// The MOM logged why and what to do: no second line.
+		return cliutil.WithStatus(exitDeleted, cliutil.Logged(err))
+	}
+	return err
 }
 
 func stateDirFlag() *cli.StringFlag {

@@ -42,8 +42,8 @@ type RunSpec struct {
 // file under the flags and the environment, checks the required and the
 // limit flags, opens the logger, the signal-bound context and the audit
 // log (reopened on SIGHUP, default STATE_DIR/audit.log), then runs the
-// daemon until the context ends. A failure of the daemon is logged and
-// returned as already logged.
+// daemon until the context ends. A failure of the daemon is logged (unless
+// the daemon logged it itself: Logged) and returned as already logged.
 func RunDaemon(c *cli.Context, spec RunSpec, run func(ctx context.Context, d Daemon) error) error {
 	if c.NArg() != 0 {
 		return fmt.Errorf("run takes no arguments, got %q", c.Args().Slice())
@@ -85,6 +85,9 @@ func RunDaemon(c *cli.Context, spec RunSpec, run func(ctx context.Context, d Dae
 	}
 	defer closer.Close()
 	if err := run(ctx, d); err != nil {
+		if isLogged(err) { // the daemon said why, in a line of its own
+			return err
+		}
 		d.Log.WithError(err).Error(spec.Name + " exited with an error")
 		return Logged(err)
 	}
