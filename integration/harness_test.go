@@ -379,6 +379,7 @@ type pingResult struct {
 	Reason   string `json:"reason"`
 	Error    string `json:"error"`
 	NodeID   string `json:"node_id"`
+	Name     string `json:"name"`
 	KeyID    string `json:"key_id"`
 }
 
@@ -407,6 +408,7 @@ func (c *cluster) waitAdmin(m *momProc) {
 // peer is a row of `momgate-mom peers --json`.
 type peer struct {
 	Addr      string    `json:"addr"`
+	Name      string    `json:"name"`
 	NodeID    string    `json:"node_id"`
 	KeyID     string    `json:"key_id"`
 	Direction string    `json:"direction"`

@@ -78,7 +78,7 @@ func (m *Mom) Status() *admin.MomStatus {
 	m.mu.Unlock()
 	st.Keys = admin.KeyInfos(m.ring.Load())
 	st.Peers = len(m.peers.list())
-	st.Admitted = m.admitted.Load()
+	st.Admitted, st.AdmittedOut = m.admitted.Load(), m.admittedOut.Load()
 	st.Audit = m.audit.Counters()
 	st.Legacy = m.legacyStatus()
 	return st

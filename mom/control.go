@@ -329,6 +329,9 @@ func (m *Mom) handleServerMessage(msg proto.Message) error {
 	case *proto.NodeAddress:
 		m.ctl.answer(v)
 		return nil
+	case *proto.NodeName:
+		m.names.answer(v)
+		return nil
 	}
 	return m.handleLegacyMessage(msg)
 }

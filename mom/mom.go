@@ -82,6 +82,7 @@ type Mom struct {
 	responder *handshake.IMResponder // what admit answers IM connections with (admit.go)
 	deny      *ping.DenyList
 	peers     *peerTable
+	names     *nameBook // sisters' names by node id (names.go)
 
 	mu        sync.Mutex // guards enrolled, sealer and the fields below
 	enrolled  *enrollment
@@ -92,10 +93,11 @@ type Mom struct {
 	srvWrap *keys.Wrapper // box precomputation for keys the server wraps for us
 	keyMu   sync.Mutex    // serialises keyring changes (updateRing)
 
-	admitted  atomic.Uint64
-	listener  net.Listener
-	ready     chan struct{}
-	readiness daemon.Readiness // /readyz: listeners and admin socket up (readyErr)
+	admitted    atomic.Uint64 // inbound admissions
+	admittedOut atomic.Uint64 // outbound: a sister admitted our PING
+	listener    net.Listener
+	ready       chan struct{}
+	readiness   daemon.Readiness // /readyz: listeners and admin socket up (readyErr)
 
 	gauge connGauge // open connections
 
@@ -171,7 +173,7 @@ func New(cfg Config) (*Mom, error) {
 	}
 	m := &Mom{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring), addr: listen,
-		deny: &ping.DenyList{}, peers: newPeerTable(1 << 16), enrolled: enr, ready: make(chan struct{}), ctl: newLink(),
+		deny: &ping.DenyList{}, peers: newPeerTable(1 << 16), names: newNameBook(), enrolled: enr, ready: make(chan struct{}), ctl: newLink(),
 	}
 	m.base, err = daemon.OpenBase(daemon.BaseConfig{StateDir: dir, Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now,
 		Freshness: cfg.Freshness, Keys: m.ring, Revoker: m.deny, SourceLimits: cfg.SourceLimits})

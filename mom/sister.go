@@ -8,8 +8,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/audit"
@@ -62,10 +60,11 @@ func (m *Mom) PingSister(ctx context.Context, addr string) (*admin.PingResult, n
 		return out, nil
 	}
 	out.Admitted = true
-	out.NodeID = uuid.UUID(res.Node).String()
-	entry.Outcome, entry.Node, entry.KeyID = audit.Accepted, out.NodeID, out.KeyID
+	out.NodeID, out.Name = nodeIDText(res.Node), m.nodeNameOf(res.Node)
+	entry.Outcome, entry.Node, entry.NodeID, entry.KeyID = audit.Accepted, out.Name, out.NodeID, out.KeyID
 	m.base.Record(entry)
-	m.peers.admit(res.Sender, res.Node, out.KeyID, "out", m.cfg.Now())
+	m.admittedOut.Add(1)
+	m.peers.admit(res.Sender, res.Node, out.Name, out.KeyID, "out", m.cfg.Now())
 	return out, c
 }
 

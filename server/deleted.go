@@ -16,6 +16,21 @@ import (
 // stops for good) also after its deny entry was pruned. Kept in deny.json
 // beside the deny list, the newest maxDeleted only.
 
+// nodeName answers a MOM's NameLookup: the node's name from the registry,
+// or from the record of deleted nodes (docs/PROTOCOL.md 4.7).
+func (s *Server) nodeName(m *proto.NameLookup) *proto.NodeName {
+	reply := &proto.NodeName{ID: m.ID, Node: m.Node, Status: proto.NameUnknown}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.reg.byID[m.Node]; n != nil {
+		reply.Status, reply.Name = proto.NameFound, n.rec.Name
+	} else if d, ok := s.deleted.lookup(m.Node); ok {
+		reply.Status, reply.Name = proto.NameDeleted, d.Name
+	}
+	s.lg.lookups.Add(1)
+	return reply
+}
+
 // maxDeleted bounds the deleted nodes remembered.
 const maxDeleted = 4096
 

@@ -49,6 +49,28 @@ func TestDeletedNodeRemembered(t *testing.T) {
 		}
 	}
 	check("at once", s)
+	live, err := s.createNode(context.Background(), admin.CreateNodeArgs{Name: "cn01", Mom: "127.0.0.51"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	liveID, _ := uuid.Parse(live.Node.ID)
+	for _, tc := range []struct {
+		id     proto.NodeID
+		status uint8
+		name   string
+	}{
+		{proto.NodeID(liveID), proto.NameFound, "cn01"},
+		{proto.NodeID(id), proto.NameDeleted, "cn03"},
+		{proto.NodeID(uuid.New()), proto.NameUnknown, ""},
+	} {
+		r := s.nodeName(&proto.NameLookup{ID: 7, Node: tc.id})
+		if r.ID != 7 || r.Node != tc.id || r.Status != tc.status || r.Name != tc.name {
+			t.Errorf("NameLookup of %s: %+v", tc.name, r)
+		}
+		if _, err := proto.Unmarshal(proto.Marshal(r)); err != nil {
+			t.Errorf("answer does not decode: %v", err)
+		}
+	}
 
 	// Its deny entry pruned (the keys it guarded against retired): still
 	// refused as revoked, by name.

@@ -174,8 +174,9 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 				Name:      "peers",
 				Usage:     "show the admitted-peers table of the running MOM",
 				ArgsUsage: " ",
-				Description: "One row per sister address admitted by PING: node id, key id, direction (in: the sister\n" +
-					"connected; out: this MOM did), admissions, first and last time.\n\n" +
+				Description: "One row per sister address admitted by PING: node name (asked of the server once per\n" +
+					"sister; - if it could not be asked), node id, key id, direction (in: the sister connected;\n" +
+					"out: this MOM did), admissions, first and last time.\n\n" +
 					"Example:\n\n    momgate-mom peers --json --state-dir /var/lib/momgate/mom",
 				Flags: []cli.Flag{stateDirFlag(), jsonFlag()},
 				Action: func(c *cli.Context) error {
@@ -246,7 +247,8 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 				Name:      "ping",
 				Usage:     "ask the running MOM to open an IM connection to a sister and run the PING swap",
 				ArgsUsage: "IP:PORT",
-				Description: "Reports whether the sister admitted this MOM and this MOM the sister, and the round trip.\n" +
+				Description: "Reports whether the sister admitted this MOM and this MOM the sister, the sister's node\n" +
+					"name and id, and the round trip.\n" +
 					"Exit status 1 when the swap fails.\n\n" +
 					"Example:\n\n    momgate-mom ping --state-dir /var/lib/momgate/mom 10.0.1.8:15003",
 				Flags: []cli.Flag{stateDirFlag(), jsonFlag()},
