@@ -75,3 +75,22 @@ func TestNodeNamesEverywhere(t *testing.T) {
 		}
 	}
 }
+
+// TestJobStartRefusesUnknownSisters: `job start` looks every sister up
+// first and refuses the job, naming the unknown ones, before anything is
+// saved or polled; known sisters start it.
+func TestJobStartRefusesUnknownSisters(t *testing.T) {
+	c := newCluster(t, "127.0.0.2", "127.0.0.3")
+	a := c.addMom("a", "127.0.0.2")
+	c.addMom("b", "127.0.0.3")
+	r := run(t, "", "momgate-mom", "job", "start", "--state-dir", a.dir, "--name", "j1", "--sisters", "b,n98,n99")
+	if r.code == 0 || !strings.Contains(r.stderr, "job j1: unknown sister(s) n98,n99: the server has no node of that name") {
+		t.Fatalf("job with unknown sisters: exit %d %q", r.code, r.stderr)
+	}
+	if r := run(t, "", "momgate-mom", "job", "list", "--json", "--state-dir", a.dir); r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+		t.Fatalf("a refused job is listed: %q %q", r.stdout, r.stderr)
+	}
+	if r := run(t, "", "momgate-mom", "job", "start", "--state-dir", a.dir, "--name", "j1", "--sisters", "b"); r.code != 0 {
+		t.Fatalf("job with a known sister: %s", r.stderr)
+	}
+}

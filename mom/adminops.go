@@ -46,7 +46,7 @@ func (m *Mom) handleAdmin(ctx context.Context, op string, raw json.RawMessage) (
 		if err := unmarshalArgs(raw, &a); err != nil {
 			return nil, err
 		}
-		return m.startJob(a)
+		return m.startJob(ctx, a)
 	case admin.OpJobStop:
 		var a admin.JobArgs
 		if err := unmarshalArgs(raw, &a); err != nil {

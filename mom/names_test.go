@@ -1,12 +1,16 @@
 package mom
 
 import (
+	"context"
 	"errors"
+	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/google/uuid"
 
+	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/proto"
 )
 
@@ -113,5 +117,22 @@ func TestNodeNamesBounded(t *testing.T) {
 	}
 	if _, ok := b.known[first]; ok || len(b.known) != maxNames || len(b.order) != maxNames {
 		t.Fatalf("%d names kept (oldest kept %v)", len(b.known), ok)
+	}
+}
+
+// TestCheckSistersDisconnected: without a control connection and with no
+// address cached, a job's sisters cannot be checked: refused, saying so.
+func TestCheckSistersDisconnected(t *testing.T) {
+	m := &Mom{names: newNameBook(), ctl: newLink()}
+	err := m.checkSisters(context.Background(), "j1", []string{"n2", "n3"})
+	var ae *admin.Error
+	if !errors.As(err, &ae) || ae.Code != admin.CodeConflict || !strings.Contains(err.Error(), "cannot check sister(s) n2,n3: look up") ||
+		!strings.Contains(err.Error(), "not connected to the server") {
+		t.Fatalf("checkSisters while disconnected: %v", err)
+	}
+	m.ctl.names["n2"] = netip.MustParseAddrPort("127.0.0.2:15003") // looked up earlier
+	err = m.checkSisters(context.Background(), "j1", []string{"n2", "n3"})
+	if err == nil || !strings.Contains(err.Error(), "cannot check sister(s) n3:") {
+		t.Fatalf("with n2 cached: %v", err)
 	}
 }

@@ -323,7 +323,7 @@ func jobCommand() *cli.Command {
 				Usage:     "join the sisters (IM join) and poll each of them every interval",
 				ArgsUsage: " ",
 				Flags: []cli.Flag{stateDirFlag(), jobNameFlag(), jsonFlag(),
-					&cli.StringFlag{Name: "sisters", Usage: "sister node `NAMES`, comma-separated (e.g. n2,n3)", Required: true},
+					&cli.StringFlag{Name: "sisters", Usage: "sister node `NAMES`, comma-separated (e.g. n2,n3); each is looked up first, and a name the server does not know refuses the job", Required: true},
 					&cli.DurationFlag{Name: "interval", Value: mom.DefaultJobInterval, Usage: "poll interval per sister"},
 					&cli.DurationFlag{Name: "budget", Value: mom.DefaultJobBudget, Usage: "retry budget: a sister unreachable longer than this is a disruption"},
 				},
