@@ -501,14 +501,16 @@ func TestAttackConnectionFlood(t *testing.T) {
 	bAddr := b.imAddr(c.imPort)
 	momCounters := func() counters { return c.momCounters(b) }
 
-	hold := func(t *testing.T, local, target string) {
+	hold := func(t *testing.T, local, target string) []*net.TCPConn {
+		var held []*net.TCPConn
 		for range flood {
-			dialFrom(t, local, target) // closed by t's cleanup
+			held = append(held, dialFrom(t, local, target)) // closed by t's cleanup at the latest
 		}
+		return held
 	}
 	t.Run("mom_held_connections", func(t *testing.T) {
 		base, mark := momCounters(), auditMark(t, b.auditPath())
-		hold(t, "127.0.0.66", bAddr)
+		held := hold(t, "127.0.0.66", bAddr)
 		waitRejected(t, "b", momCounters, base, "rate_limited", flood-maxPending)
 		waitAuditFlood(t, b.auditPath(), mark, "rate_limited", "127.0.0.66", "unauthenticated connections")
 		// During the flood a sister is admitted.
@@ -518,11 +520,32 @@ func TestAttackConnectionFlood(t *testing.T) {
 		// And the flooding source itself is refused even with a valid PING.
 		thief := stealKeys(t, a)
 		wantReject(t, "valid ping from the flooding source", thief.deliver("127.0.0.66", bAddr, thief.seal("127.0.0.66", "127.0.0.3")), proto.RejectRateLimited)
+		// The flood ends: the connections b let into the handshake are
+		// counted closed, and b holds none of them when the next test
+		// counts.
+		for _, c := range held {
+			c.Close()
+		}
+		waitRejected(t, "b", momCounters, base, "closed", maxPending)
 	})
 	t.Run("mom_connect_rate", func(t *testing.T) {
 		base, mark := momCounters(), auditMark(t, b.auditPath())
-		for range bursts {
+		// One connection at a time as b sees it: each is over (refused, or
+		// admitted to the handshake and then counted closed) before the
+		// next, so only the rate refuses, never the limit on connections
+		// pending at once that a loaded b would otherwise reach.
+		ended := func(now counters) uint64 {
+			return now.Rejected["rate_limited"] - base.Rejected["rate_limited"] + now.Rejected["closed"] - base.Rejected["closed"]
+		}
+		for i := range bursts {
 			dialFrom(t, "127.0.0.67", bAddr).Close()
+			waitFor(t, fmt.Sprintf("b to end connection %d of the burst", i+1), 30*time.Second, func() bool {
+				return ended(momCounters()) == uint64(i+1)
+			})
+		}
+		if now := momCounters(); now.Rejected["closed"]-base.Rejected["closed"] != burst {
+			t.Fatalf("b let %d of %d connections into the handshake, want the burst %d (counters %v)",
+				now.Rejected["closed"]-base.Rejected["closed"], bursts, burst, now.Rejected)
 		}
 		waitRejected(t, "b", momCounters, base, "rate_limited", bursts-burst)
 		waitAuditFlood(t, b.auditPath(), mark, "rate_limited", "127.0.0.67", "rate")
