@@ -354,12 +354,15 @@ type nodeAttr struct{ name, value string }
 // nodeAttrs are n's attributes in the order of nodeShowAttrs; "" for an
 // attribute without a value.
 func nodeAttrs(n admin.NodeInfo) []nodeAttr {
-	port, created, seen := "", "", ""
+	port, created, enrolled, seen := "", "", "", ""
 	if n.Port != 0 {
 		port = strconv.Itoa(n.Port)
 	}
 	if !n.Created.IsZero() {
 		created = n.Created.Format(time.RFC3339)
+	}
+	if n.Enrolled != nil {
+		enrolled = n.Enrolled.Format(time.RFC3339)
 	}
 	if n.LastSeen != nil {
 		seen = n.LastSeen.Format(time.RFC3339)
@@ -372,7 +375,7 @@ func nodeAttrs(n admin.NodeInfo) []nodeAttr {
 		{"Mom", mom}, {"Port", port}, {"state", n.State}, {"protocol", n.Protocol},
 		{"versions", n.Versions}, {"upgraded", boolText(n.Upgraded)}, {"key_id", n.KeyID},
 		{"key_state", n.KeyState}, {"fingerprint", n.Fingerprint}, {"id", n.ID},
-		{"created", created}, {"last_seen", seen},
+		{"created", created}, {"enrolled", enrolled}, {"last_seen", seen},
 	}
 }
 

@@ -132,6 +132,10 @@ func (n *node) info(active keys.KeyID) admin.NodeInfo {
 		t := n.lastSeen
 		ni.LastSeen = &t
 	}
+	if n.rec.Enrolled != nil {
+		t := *n.rec.Enrolled
+		ni.Enrolled = &t
+	}
 	return ni
 }
 

@@ -45,6 +45,7 @@ type NodeInfo struct {
 	KeyState    string     `json:"key_state"`   // "current", "acked", "pending", "needs sync" or ""
 	Fingerprint string     `json:"fingerprint"` // fingerprint of the node identity key (SHA256:BASE64), "" before enrollment
 	Created     time.Time  `json:"created"`     // when create node ran
+	Enrolled    *time.Time `json:"enrolled"`    // when its MOM redeemed the token, null before
 	LastSeen    *time.Time `json:"last_seen"`   // last contact, null if never
 }
 
