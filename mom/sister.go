@@ -64,7 +64,7 @@ func (m *Mom) PingSister(ctx context.Context, addr string) (*admin.PingResult, n
 	entry.Outcome, entry.Node, entry.NodeID, entry.KeyID = audit.Accepted, out.Name, out.NodeID, out.KeyID
 	m.base.Record(entry)
 	m.admittedOut.Add(1)
-	m.peers.admit(res.Sender, res.Node, out.Name, out.KeyID, "out", m.cfg.Now())
+	m.peers.admit(res.Sender, res.Node, out.Name, out.KeyID, "out", res.Timestamp, m.cfg.Now())
 	return out, c
 }
 

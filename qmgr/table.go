@@ -156,6 +156,13 @@ func checkKeyID(s string) (string, error) {
 	return strings.ToLower(s), nil
 }
 
+func checkForce(s string) (string, error) {
+	if !strings.EqualFold(s, "force") {
+		return "", errors.New(`want "force" or nothing`)
+	}
+	return "force", nil
+}
+
 func checkFile(s string) (string, error) {
 	if s == "" {
 		return "", errors.New("empty file name")
@@ -219,6 +226,7 @@ var (
 	oneNodeName  = operand{label: "node name", check: checkNodeName}
 	keyID        = operand{label: "key id", check: checkKeyID}
 	optKeyFile   = operand{label: "file", optional: true, check: checkFile}
+	optForce     = operand{label: "force", optional: true, check: checkForce}
 
 	momAttr = attrSpec{name: "Mom", syntax: "ADDR|HOST", doc: "MOM IP address, or a host name the server resolves to one address now", check: checkMom}
 )
@@ -336,8 +344,10 @@ var entries = []entry{
 		},
 	},
 	{
-		command: "activate", object: "key", operands: []operand{keyID},
-		usage: "activate key ID", doc: "make key ID the active cluster key (manual distribution)",
+		command: "activate", object: "key", operands: []operand{keyID, optForce},
+		usage: "activate key ID [force]",
+		doc: "make key ID the active cluster key (manual distribution); refused while nodes do not hold it yet, " +
+			"which force overrides, cutting them off",
 		example: "activate key 0a1b2c3d",
 	},
 }

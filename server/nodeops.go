@@ -252,7 +252,7 @@ func (s *Server) setNode(ctx context.Context, a admin.SetArgs) (*admin.NodeInfo,
 // Mom=, lifts a deny of its new one, and closes its connection (from the
 // old address). The caller holds s.mu.
 func (s *Server) readdressedLocked(n *node, oldAddr netip.Addr) {
-	s.denyLocked(proto.NodeID{}, proto.AddrFrom(oldAddr))
+	s.denyAddrLocked(proto.AddrFrom(oldAddr))
 	s.liftDenyLocked(n.addr)
 	s.pushDenyLocked([]proto.NodeAddr{{Addr: proto.AddrFrom(oldAddr)}}, n.id)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/reasons"
+	"github.com/momgate/momgate/statecheck"
 )
 
 func quietLog() *logrus.Logger {
@@ -28,7 +30,11 @@ func quietLog() *logrus.Logger {
 
 func openBase(t *testing.T, limits connlimit.Config) *Base {
 	t.Helper()
-	b, err := OpenBase(BaseConfig{StateDir: t.TempDir(), Log: quietLog(), Audit: audit.New(audit.Config{Out: io.Discard}),
+	st, err := OpenState(privateDir(t), statecheck.RoleMom, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenBase(BaseConfig{State: st, Log: quietLog(), Audit: audit.New(audit.Config{Out: io.Discard}),
 		Now: time.Now, Keys: keys.NewHolder(keys.NewKeyring()), Revoker: &ping.DenyList{}, SourceLimits: limits})
 	if err != nil {
 		t.Fatal(err)
@@ -185,4 +191,15 @@ func TestReadiness(t *testing.T) {
 	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "shutting down") {
 		t.Fatalf("after Stopping: %v", err)
 	}
+}
+
+// privateDir is an owner-only directory, as a daemon's state directory
+// must be (t.TempDir's are made 0777 less the umask).
+func privateDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
