@@ -796,7 +796,9 @@ func TestAttackRemovedMemberAfterRotation(t *testing.T) {
 		c.requirePeersUnchanged(t, b, peers)
 	}
 	t.Run("removed_daemon_pings", func(t *testing.T) {
-		a = c.startMom("a", "127.0.0.2", "") // from its own state directory
+		// From its own state directory, cut off from the server, which
+		// would stop it (exit 4).
+		a = c.startMomCutOff("a", "127.0.0.2")
 		waitFor(t, "the removed MOM's daemon to answer", 20*time.Second, func() bool {
 			_, ok := c.momStatus(a)
 			return ok

@@ -196,11 +196,11 @@ func TestBadCLIInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"mom without token", []string{"momgate-mom", "run", "--state-dir", t.TempDir(), "--listen", "127.0.0.2:1"}, "enroll"},
+		{"mom without token", []string{"momgate-mom", "run", "--state-dir", filepath.Join(t.TempDir(), "mom"), "--listen", "127.0.0.2:1"}, "enroll"},
 		{"mom bad token", []string{"momgate-mom", "run", "--state-dir", t.TempDir(), "--listen", "127.0.0.2:1", "--enroll", "mgt1_xyz"}, "token"},
 		{"mom wildcard listen", []string{"momgate-mom", "run", "--state-dir", t.TempDir(), "--listen", "0.0.0.0:15003", "--enroll", "x"}, "wildcard"},
 		{"mom bad server", []string{"momgate-mom", "run", "--state-dir", t.TempDir(), "--listen", "127.0.0.2:1", "--server", "nowhere"}, "--server"},
-		{"server not initialized", []string{"momgate-server", "run", "--state-dir", t.TempDir()}, "init"},
+		{"server not initialized", []string{"momgate-server", "run", "--state-dir", privateTempDir(t)}, "init"},
 		{"server init on a running server", []string{"momgate-server", "init", "--state-dir", c.srvDir}, "in use by another process"},
 		{"server bad log format", []string{"momgate-server", "run", "--state-dir", c.srvDir, "--log-format", "xml"}, "log-format"},
 		{"qmgr no server", []string{"momgate-qmgr", "-c", "list node"}, "--state-dir"},
