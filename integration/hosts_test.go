@@ -3,10 +3,8 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/momgate/momgate/internal/daemon"
 )
@@ -16,22 +14,7 @@ import (
 // or DNS.
 func newClusterHosts(t *testing.T, hosts string, momIPs ...string) *cluster {
 	t.Helper()
-	dir := t.TempDir()
-	c := &cluster{t: t, dir: dir, srvDir: filepath.Join(dir, "server"), moms: map[string]*momProc{}}
-	if r := run(t, "", "momgate-server", "init", "--state-dir", c.srvDir); r.code != 0 {
-		t.Fatalf("server init: %s", r.stderr)
-	}
-	c.srvAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
-	c.imPort = freePort(t, append([]string{"127.0.0.1"}, momIPs...)...)
-	c.server = startEnv(t, "server", []string{daemon.HostsEnv + "=" + hosts},
-		"momgate-server", "run", "--state-dir", c.srvDir, "--listen", c.srvAddr, "--log-level", "debug")
-	waitFor(t, "server admin socket", 20*time.Second, func() bool {
-		return c.qmgr("list node").code == 0
-	})
-	if r := c.qmgr("set server heartbeat=200ms"); r.code != 0 {
-		t.Fatalf("set heartbeat: %s", r.stderr)
-	}
-	return c
+	return newClusterEnv(t, []string{daemon.HostsEnv + "=" + hosts}, nil, momIPs...)
 }
 
 // TestMomHostNames: create node takes Mom=HOST, resolved once to the
