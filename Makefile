@@ -35,9 +35,13 @@ build:
 		$(GO) build -trimpath -o $(BIN)/$$b ./cmd/$$b || exit 1; \
 	done
 
-# Starts a demo cluster on 127.0.0.1-127.0.0.4 and keeps it up until Ctrl-C.
+# Starts a demo cluster on 127.0.0.1-127.0.0.4, shows what it admits and
+# what it refuses, and keeps it up until Ctrl-C, which stops it cleanly
+# (exit 0): momgate-demo gives the demo the terminal, so Ctrl-C does not
+# interrupt make itself, nor a reader of the output (make run | tee log).
 run: build
-	@./scripts/demo.sh $(BIN)
+	@$(GO) build -trimpath -o $(BIN)/momgate-demo ./tools/cmd/momgate-demo
+	@$(BIN)/momgate-demo foreground ./scripts/demo.sh $(BIN)
 
 vet:
 	$(GO) vet ./...

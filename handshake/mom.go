@@ -25,6 +25,9 @@ var (
 	// ErrFinal wraps a server refusal that retrying cannot fix (bad, used
 	// or expired token, wrong address, unknown node).
 	ErrFinal = errors.New("refused by server")
+	// ErrRevoked means the server refused an enrolled node's Hello as
+	// revoked: the node was deleted, so no retry will be admitted.
+	ErrRevoked = errors.New("this node was deleted from the cluster")
 )
 
 // MomParams is what the MOM presents. Token is set on first start; NodeID
@@ -125,6 +128,9 @@ func Prove(rw io.ReadWriter, sh *proto.ServerHello, p *MomParams) (*proto.Welcom
 		rerr := PeerRejected(w)
 		if final(w.Code, p.Token != nil) {
 			return nil, fmt.Errorf("%w: %w", ErrFinal, rerr)
+		}
+		if p.Token == nil && w.Code == proto.RejectRevoked {
+			return nil, fmt.Errorf("%w: %w", ErrRevoked, rerr)
 		}
 		return nil, rerr
 	case *proto.Welcome:

@@ -34,6 +34,13 @@ import (
 // newClusterWith is newCluster with extra flags for the server.
 func newClusterWith(t *testing.T, serverFlags []string, momIPs ...string) *cluster {
 	t.Helper()
+	return newClusterEnv(t, nil, serverFlags, momIPs...)
+}
+
+// newClusterEnv is newCluster with extra environment variables and flags
+// for the server.
+func newClusterEnv(t *testing.T, env, serverFlags []string, momIPs ...string) *cluster {
+	t.Helper()
 	dir := t.TempDir()
 	c := &cluster{t: t, dir: dir, srvDir: filepath.Join(dir, "server"), moms: map[string]*momProc{}}
 	if r := run(t, "", "momgate-server", "init", "--state-dir", c.srvDir); r.code != 0 {
@@ -42,7 +49,7 @@ func newClusterWith(t *testing.T, serverFlags []string, momIPs ...string) *clust
 	c.srvAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
 	c.imPort = freePort(t, append([]string{"127.0.0.1"}, momIPs...)...)
 	args := append([]string{"momgate-server", "run", "--state-dir", c.srvDir, "--listen", c.srvAddr, "--log-level", "debug"}, serverFlags...)
-	c.server = start(t, "server", args...)
+	c.server = startEnv(t, "server", env, args...)
 	waitFor(t, "server admin socket", 20*time.Second, func() bool {
 		return run(t, "", "momgate-qmgr", "--state-dir", c.srvDir, "-c", "list node").code == 0
 	})

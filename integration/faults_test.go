@@ -171,8 +171,8 @@ func (c *cluster) requireEnrolledAs(name string, m *momProc) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	if _, fp := c.nodeFingerprint(name); fp != keys.ShortFingerprint(ident.Public) {
-		c.t.Fatalf("server has %s enrolled as %q, the MOM's identity is %s", name, fp, keys.ShortFingerprint(ident.Public))
+	if _, fp := c.nodeFingerprint(name); fp != keys.FingerprintText(ident.Public) {
+		c.t.Fatalf("server has %s enrolled as %q, the MOM's identity is %s", name, fp, keys.FingerprintText(ident.Public))
 	}
 }
 

@@ -46,7 +46,7 @@ func (m *Mom) handleAdmin(ctx context.Context, op string, raw json.RawMessage) (
 		if err := unmarshalArgs(raw, &a); err != nil {
 			return nil, err
 		}
-		return m.startJob(a)
+		return m.startJob(ctx, a)
 	case admin.OpJobStop:
 		var a admin.JobArgs
 		if err := unmarshalArgs(raw, &a); err != nil {
@@ -78,7 +78,7 @@ func (m *Mom) Status() *admin.MomStatus {
 	m.mu.Unlock()
 	st.Keys = admin.KeyInfos(m.ring.Load())
 	st.Peers = len(m.peers.list())
-	st.Admitted = m.admitted.Load()
+	st.Admitted, st.AdmittedOut = m.admitted.Load(), m.admittedOut.Load()
 	st.Audit = m.audit.Counters()
 	st.Legacy = m.legacyStatus()
 	st.Sessions = m.sessionsStatus()

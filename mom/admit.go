@@ -4,8 +4,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/audit"
 	"github.com/momgate/momgate/internal/daemon"
@@ -52,22 +50,22 @@ func (m *Mom) admit(c net.Conn) (handshake.IMAdmission, bool) {
 	}
 	if err != nil {
 		rj := handshake.RejectionOf(err)
-		entry.Outcome, entry.Reason, entry.Detail = audit.Rejected, rj.Reason, err.Error()
-		if adm.Node != (proto.NodeID{}) {
-			entry.Node = uuid.UUID(adm.Node).String()
-		}
-		m.base.Record(entry)
 		if rj.Answer != nil {
 			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 			_ = proto.WriteFrame(c, rj.Answer)
 		}
+		entry.Outcome, entry.Reason, entry.Detail = audit.Rejected, rj.Reason, err.Error()
+		// The node id is known once the PING opened under the cluster
+		// key, so it is a member's (or a deleted member's) id.
+		entry.Node, entry.NodeID = m.nodeNameOf(adm.Node), nodeIDText(adm.Node)
+		m.base.Record(entry)
 		return adm, false
 	}
 	entry.Outcome = audit.Accepted
 	if adm.Version == proto.V1 {
 		entry.Detail = "v1: address on the cluster list"
 	} else {
-		entry.Node = uuid.UUID(adm.Node).String()
+		entry.Node, entry.NodeID = m.nodeNameOf(adm.Node), nodeIDText(adm.Node)
 		entry.Detail = "session " + protectionOf(adm)
 	}
 	m.base.Record(entry)
@@ -76,7 +74,7 @@ func (m *Mom) admit(c net.Conn) (handshake.IMAdmission, bool) {
 		m.lg.v1Admitted.Add(1)
 		m.peers.admitLegacy(remote, "in", m.cfg.Now())
 	} else {
-		m.peers.admit(adm.Sender, adm.Node, entry.KeyID, "in", adm.Timestamp, m.cfg.Now())
+		m.peers.admit(adm.Sender, adm.Node, entry.Node, entry.KeyID, "in", adm.Timestamp, m.cfg.Now())
 	}
 	_ = c.SetDeadline(time.Time{})
 	return adm, true

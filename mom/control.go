@@ -26,6 +26,12 @@ import (
 // expired token, or a server whose key does not match the token's pin.
 var ErrEnrollRefused = errors.New("enrollment refused")
 
+// ErrDeleted means the server refused this enrolled node as revoked: it
+// was deleted, so the MOM stops rather than retry (Run returns it; the
+// command exits with a status of its own, which the unit does not
+// restart).
+var ErrDeleted = errors.New("node deleted from the cluster")
+
 // controlLoop keeps a control connection to the server up, reconnecting
 // with exponential backoff and jitter, until ctx ends.
 func (m *Mom) controlLoop(ctx context.Context) error {
@@ -42,6 +48,9 @@ func (m *Mom) controlLoop(ctx context.Context) error {
 		}
 		if errors.Is(err, ErrEnrollRefused) {
 			return err
+		}
+		if errors.Is(err, handshake.ErrRevoked) {
+			return m.deleted(err)
 		}
 		if errors.Is(err, errProtocolChanged) {
 			m.log.WithField("protocol", m.Protocol().String()).Info("reconnecting to the server for the new protocol mode")
@@ -65,6 +74,22 @@ func (m *Mom) controlLoop(ctx context.Context) error {
 		backoff = min(2*backoff, m.cfg.BackoffMax)
 	}
 	return nil
+}
+
+// deleted is the MOM's end when the server says its node was deleted:
+// one line saying so and how to bring the node back, then ErrDeleted.
+func (m *Mom) deleted(err error) error {
+	m.mu.Lock()
+	name, id := "", ""
+	if m.enrolled != nil {
+		name, id = m.enrolled.Name, m.enrolled.NodeID
+	}
+	m.mu.Unlock()
+	m.log.WithError(err).WithFields(logrus.Fields{"node": name, "node_id": id, "server": m.cfg.Server}).Error(
+		"this node was deleted from the cluster: the MOM stops and will not retry; to bring it back, run " +
+			"`momgate-qmgr -c \"create node " + name + " Mom=HOST\"` on the server, move " + m.cfg.StateDir +
+			" aside, and start the MOM with --enroll and the new token")
+	return fmt.Errorf("%w: %s: %w", ErrDeleted, name, err)
 }
 
 func (m *Mom) setConnected(up bool, err error) {
@@ -438,6 +463,9 @@ func (m *Mom) handleServerMessage(msg proto.Message) error {
 		return handshake.PeerRejected(v)
 	case *proto.NodeAddress:
 		m.ctl.answer(v)
+		return nil
+	case *proto.NodeName:
+		m.names.answer(v)
 		return nil
 	case *proto.FloorAnswer:
 		m.ctl.answerFloor(v)

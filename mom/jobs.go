@@ -2,6 +2,7 @@ package mom
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -326,7 +327,8 @@ func (j *job) info() admin.JobInfo {
 }
 
 // startJob is `job start`: a new job, persisted, its poll loops running.
-func (m *Mom) startJob(a admin.JobStartArgs) (*admin.JobInfo, error) {
+// Every sister must be a node the server knows (checkSisters).
+func (m *Mom) startJob(ctx context.Context, a admin.JobStartArgs) (*admin.JobInfo, error) {
 	interval, budget := DefaultJobInterval, DefaultJobBudget
 	var err error
 	if a.Interval != "" {
@@ -341,6 +343,9 @@ func (m *Mom) startJob(a admin.JobStartArgs) (*admin.JobInfo, error) {
 	}
 	if err := checkJobSpec(a.Name, a.Sisters, interval, budget); err != nil {
 		return nil, admin.Errorf(admin.CodeBadValue, "%v", err)
+	}
+	if err := m.checkSisters(ctx, a.Name, a.Sisters); err != nil {
+		return nil, err
 	}
 	j := &job{name: a.Name, interval: interval, budget: budget, started: m.cfg.Now().UTC().Truncate(time.Millisecond)}
 	for _, s := range a.Sisters {
@@ -371,6 +376,42 @@ func (m *Mom) startJob(a admin.JobStartArgs) (*admin.JobInfo, error) {
 	m.log.WithFields(logrus.Fields{"job": a.Name, "sisters": strings.Join(a.Sisters, ","), "interval": interval.String()}).Info("job started")
 	info := j.info()
 	return &info, nil
+}
+
+// checkSisters looks every sister up (in parallel, as the poll loops will)
+// and refuses the job if the server has no node of some name, listing
+// them, or if some cannot be looked up now.
+func (m *Mom) checkSisters(ctx context.Context, jobName string, sisters []string) error {
+	errs := make([]error, len(sisters))
+	var wg sync.WaitGroup
+	for i, s := range sisters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = m.lookup(ctx, s)
+		}()
+	}
+	wg.Wait()
+	var unknown, unchecked []string
+	var why error
+	for i, err := range errs {
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrUnknownSister):
+			unknown = append(unknown, sisters[i])
+		default:
+			unchecked, why = append(unchecked, sisters[i]), err
+		}
+	}
+	switch {
+	case len(unknown) > 0:
+		return admin.Errorf(admin.CodeUnknownNode, "job %s: unknown sister(s) %s: the server has no node of that name (momgate-qmgr nodes lists them)",
+			jobName, strings.Join(unknown, ","))
+	case len(unchecked) > 0:
+		return admin.Errorf(admin.CodeConflict, "job %s: cannot check sister(s) %s: %v (momgate-mom status shows the server connection)",
+			jobName, strings.Join(unchecked, ","), why)
+	}
+	return nil
 }
 
 // stopJob is `job stop`: the job's loops end and it is forgotten.

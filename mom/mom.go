@@ -93,6 +93,7 @@ type Mom struct {
 	responder *handshake.IMResponder // what admit answers IM connections with (admit.go)
 	deny      *ping.DenyList
 	peers     *peerTable
+	names     *nameBook // sisters' names by node id (names.go)
 
 	mu        sync.Mutex // guards enrolled, sealer and the fields below
 	enrolled  *enrollment
@@ -103,9 +104,11 @@ type Mom struct {
 	srvWrap *keys.Wrapper // box precomputation for keys the server wraps for us
 	keyMu   sync.Mutex    // serialises keyring changes (updateRing)
 
-	admitted atomic.Uint64
-	listener net.Listener
-	ready    chan struct{}
+	admitted    atomic.Uint64 // inbound admissions
+	admittedOut atomic.Uint64 // outbound: a sister admitted our PING
+	listener    net.Listener
+	ready       chan struct{}
+	readiness   daemon.Readiness // /readyz: listeners and admin socket up (readyErr)
 
 	gauge connGauge // open connections
 
@@ -189,9 +192,6 @@ func open(cfg Config, st *daemon.State, listen netip.AddrPort) (m *Mom, err erro
 			st.Close()
 		}
 	}()
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("chmod state dir %s: %w", dir, err)
-	}
 	enr, err := loadEnrollment(dir)
 	if err != nil {
 		return nil, err
@@ -215,7 +215,7 @@ func open(cfg Config, st *daemon.State, listen netip.AddrPort) (m *Mom, err erro
 	}
 	m = &Mom{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring), addr: listen,
-		deny: &ping.DenyList{}, peers: newPeerTable(1 << 16), enrolled: enr, ready: make(chan struct{}), ctl: newLink(),
+		deny: &ping.DenyList{}, peers: newPeerTable(1 << 16), names: newNameBook(), enrolled: enr, ready: make(chan struct{}), ctl: newLink(),
 		ims: newIMLinks(), sstats: daemon.NewSessionStats(),
 	}
 	m.base, err = daemon.OpenBase(daemon.BaseConfig{State: st, Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now,
@@ -269,8 +269,13 @@ func (m *Mom) Addr() net.Addr {
 // Run serves until ctx is cancelled.
 func (m *Mom) Run(ctx context.Context) error {
 	defer m.base.Close()
-	ln, serveMetrics, err := m.base.Listen(m.addr.String(), m.cfg.MetricsListen, m.cfg.MetricsAllowRemote, m.collectors()...)
+	ln, serveMetrics, err := m.base.Listen(m.addr.String(), m.cfg.MetricsListen, m.cfg.MetricsAllowRemote, m.readyErr, m.collectors()...)
 	if err != nil {
+		return err
+	}
+	adminLn, err := admin.Listen(admin.SocketPath(m.cfg.StateDir))
+	if err != nil {
+		ln.Close()
 		return err
 	}
 	m.listener = ln
@@ -279,7 +284,7 @@ func (m *Mom) Run(ctx context.Context) error {
 
 	g := daemon.NewGroup(ctx)
 	g.Go("admin socket", func(ctx context.Context) error {
-		return admin.Serve(ctx, admin.SocketPath(m.cfg.StateDir), m.handleAdmin, m.log)
+		return admin.ServeListener(ctx, adminLn, m.handleAdmin, m.log)
 	})
 	g.Go("control", m.controlLoop)
 	g.Go("housekeeping", func(ctx context.Context) error {
@@ -293,11 +298,26 @@ func (m *Mom) Run(ctx context.Context) error {
 	if m.cfg.PBSSocket != "" {
 		g.Go("pbs socket", m.servePBS)
 	}
+	m.readiness.Ready()
 	m.serveIM(g.Context(), ln)
+	m.readiness.Stopping()
 	g.Stop()
 	err = g.Wait()
 	m.base.Shutdown()
 	return err
+}
+
+// readyErr is the MOM's /readyz answer: nil once its listeners and admin
+// socket are up and it can answer sisters' PINGs (it holds a cluster key,
+// or it speaks the legacy protocol only).
+func (m *Mom) readyErr() error {
+	if err := m.readiness.Err(); err != nil {
+		return err
+	}
+	if m.currentSealer() == nil && m.cfg.Protocol != ProtocolLegacy {
+		return errors.New("no cluster key yet: not enrolled")
+	}
+	return nil
 }
 
 // currentSealer returns the sealer, or nil before enrollment completes.

@@ -9,8 +9,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/audit"
@@ -85,14 +83,15 @@ func (m *Mom) PingSister(ctx context.Context, addr string) (*admin.PingResult, *
 		return out, nil
 	}
 	out.Admitted = true
-	out.NodeID = uuid.UUID(res.Node).String()
+	out.NodeID, out.Name = nodeIDText(res.Node), m.nodeNameOf(res.Node)
 	out.Session = session.None.String()
 	if s != nil {
 		out.Session = s.Protection().String()
 	}
-	entry.Outcome, entry.Node, entry.KeyID, entry.Detail = audit.Accepted, out.NodeID, out.KeyID, "outbound, session "+out.Session
+	entry.Outcome, entry.Node, entry.NodeID, entry.KeyID, entry.Detail = audit.Accepted, out.Name, out.NodeID, out.KeyID, "outbound, session "+out.Session
 	m.base.Record(entry)
-	m.peers.admit(res.Sender, res.Node, out.KeyID, "out", res.Timestamp, m.cfg.Now())
+	m.admittedOut.Add(1)
+	m.peers.admit(res.Sender, res.Node, out.Name, out.KeyID, "out", res.Timestamp, m.cfg.Now())
 	if swapped && s == nil {
 		m.markPeer(res.Node, res.Sender) // none by authenticated agreement: it speaks sessions
 	}

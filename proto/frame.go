@@ -65,6 +65,10 @@ func newMessage(t Type) Message {
 		return &FloorLookup{}
 	case TypeFloorAnswer:
 		return &FloorAnswer{}
+	case TypeNameLookup:
+		return &NameLookup{}
+	case TypeNodeName:
+		return &NodeName{}
 	}
 	return nil
 }

@@ -89,7 +89,19 @@ func unmarshalSeeds() []fuzzcorpus.Seed {
 		fuzzcorpus.Bytes("im_security_3", frameOf(V2, TypeIMSecurity, []byte{3})),
 		fuzzcorpus.Bytes("im_security_v1", frameOf(V1, TypeIMSecurity, []byte{1})),
 		fuzzcorpus.Bytes("sealed_nodes_op_0", frameOf(V2, TypeSealedNodes, []byte{0, 0, 0})),
+		fuzzcorpus.Bytes("node_name_status_3", nodeNameBody(3, "cn01")),
+		fuzzcorpus.Bytes("node_name_unknown_with_name", nodeNameBody(NameUnknown, "cn01")),
+		fuzzcorpus.Bytes("node_name_found_without_name", nodeNameBody(NameFound, "")),
+		fuzzcorpus.Bytes("name_lookup_v1", frameOf(V1, TypeNameLookup, make([]byte, 20))),
 	)
+}
+
+// nodeNameBody is a NodeName frame with the given status and name, which
+// Marshal would not produce when they disagree.
+func nodeNameBody(status uint8, name string) []byte {
+	b := make([]byte, 20, 23+len(name))
+	b = append(b, status)
+	return frameOf(V2, TypeNodeName, appendStr(b, name))
 }
 
 // floorAnswerBody is a FloorAnswer frame with the given status and floor,

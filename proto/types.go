@@ -40,6 +40,8 @@ const (
 	TypeNodeAddress  Type = 0x51
 	TypeFloorLookup  Type = 0x52
 	TypeFloorAnswer  Type = 0x53
+	TypeNameLookup   Type = 0x54
+	TypeNodeName     Type = 0x55
 )
 
 type typeInfo struct {
@@ -77,6 +79,8 @@ var typeTable = [256]typeInfo{
 	TypeNodeAddress:  {"NodeAddress", VersionBitV1 | VersionBitV2},
 	TypeFloorLookup:  {"FloorLookup", VersionBitV2},
 	TypeFloorAnswer:  {"FloorAnswer", VersionBitV2},
+	TypeNameLookup:   {"NameLookup", VersionBitV2},
+	TypeNodeName:     {"NodeName", VersionBitV2},
 }
 
 func (t Type) validIn(v Version) bool {

@@ -20,10 +20,13 @@ func TestComplete(t *testing.T) {
 	fx := &fakeExec{srv: newFakeServer()}
 	c := &Completer{Exec: fx}
 	for _, tc := range []struct{ prefix, want string }{
-		{"", "activate |create |delete |exit |export |help |history |list |print |quit |rotate |set "},
+		{"", "activate |create |delete |exit |export |help |history |list |print |quit |rotate |set |unset "},
 		{"cr", "create "},
 		{"  L", "list "},
-		{"u", ""}, // unset is never offered
+		{"u", "unset "},
+		{"unset ", "server "},
+		{"unset server ", "freshness |heartbeat |im_security |key_distribution |key_grace |mode |token_ttl "},
+		{"unset server mode,t", "token_ttl "},
 		{"list ", "key |node |server "},
 		{"create ", "node "},
 		{"c n", "node "},
@@ -31,7 +34,7 @@ func TestComplete(t *testing.T) {
 		{"list node n", "n1 |n2 "},
 		{"list node n1,", "n1 |n2 "},
 		{"list node n1, n", "n1 |n2 "},
-		{"list node n1 ", "Mom |Port |created |fingerprint |id |key_id |key_state |last_seen |protocol |sealed |session |session_key_age |state |upgraded |versions "},
+		{"list node n1 ", "Mom |Port |created |enrolled |fingerprint |id |key_id |key_state |last_seen |protocol |sealed |session |session_key_age |state |upgraded |versions "},
 		{"list node @default la", "last_seen "},
 		{"list node n1 Mom,k", "key_id |key_state "},
 		{"list node n1 Mom ", ""},
@@ -47,7 +50,7 @@ func TestComplete(t *testing.T) {
 		{"export key ", "0a1b2c3d "},
 		{"export key 0a1b2c3d ", "file="},
 		{"activate key 0", "0a1b2c3d "},
-		{"help ", "activate |create |delete |exit |export |help |history |list |print |quit |rotate |set "},
+		{"help ", "activate |create |delete |exit |export |help |history |list |print |quit |rotate |set |unset "},
 		{"help set ", "node |server "},
 		{"quit ", ""},
 		{"frob ", ""},

@@ -260,10 +260,19 @@ func (s *Server) controlLoop(ctx context.Context, mc *session) error {
 }
 
 // handleMomMessage handles the messages a MOM may send on a session of
-// either version (NodeLookup) or, on a PING session, FloorLookup; it
+// either version (NodeLookup), NameLookup (v2 only by its type) or, on a
+// PING session, FloorLookup; it
 // reports whether msg was one of them.
 func (s *Server) handleMomMessage(mc *session, msg proto.Message) bool {
 	switch m := msg.(type) {
+	case *proto.NameLookup:
+		if !keyed(mc) {
+			return false // only a MOM the server authenticated may ask
+		}
+		if err := mc.send(s.nodeName(m)); err != nil {
+			mc.conn.Close()
+		}
+		return true
 	case *proto.NodeLookup:
 		reply := &proto.NodeAddress{Ver: m.Ver, ID: m.ID, Name: m.Name, Status: proto.LookupUnknown}
 		s.mu.Lock()

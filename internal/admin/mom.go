@@ -25,6 +25,7 @@ const (
 // AdmittedPeer is one row of a MOM's admitted-peers table.
 type AdmittedPeer struct {
 	Addr      string    `json:"addr"`
+	Name      string    `json:"name"` // node name, "" if the server could not be asked (or v1)
 	NodeID    string    `json:"node_id"`
 	KeyID     string    `json:"key_id"`
 	Direction string    `json:"direction"` // "in" (they connected) or "out"
@@ -56,7 +57,8 @@ type MomStatus struct {
 	ServerError string            `json:"server_error,omitempty"`
 	Keys        []KeyInfo         `json:"keys"`
 	Peers       int               `json:"peers"`
-	Admitted    uint64            `json:"admitted"`
+	Admitted    uint64            `json:"admitted"`     // inbound: sisters this MOM admitted (PING or list)
+	AdmittedOut uint64            `json:"admitted_out"` // outbound: PING swaps in which a sister admitted this MOM
 	Audit       audit.Snapshot    `json:"audit"`
 	Legacy      *MomLegacyStatus  `json:"legacy"`
 	Sessions    *MomSessionStatus `json:"sessions"`
@@ -101,6 +103,7 @@ type PingResult struct {
 	Error    string           `json:"error,omitempty"`
 	Code     proto.RejectCode `json:"code,omitempty"` // the peer's Reject code, if it refused
 	NodeID   string           `json:"node_id,omitempty"`
+	Name     string           `json:"name,omitempty"` // the sister's node name, if the server told it
 	KeyID    string           `json:"key_id,omitempty"`
 	RTTMilli float64          `json:"rtt_ms"`
 	// Session is the protection the swap agreed on: none, auth or encrypt.
