@@ -397,10 +397,16 @@ func TestDeletedNodeSessionsClosed(t *testing.T) {
 			t.Fatal("b did not close the deleted node's IM session within a second")
 		}
 	}
-	waitFor(t, "a disconnected from the server", 30*time.Second, func() bool {
-		st, ok := c.fullStatus(a)
-		return ok && !st.Connected
-	})
+	// The server refuses the deleted node's next hello and its MOM stops
+	// for good (exit 4); started again cut off from the server, it cannot
+	// open a new session with its sister.
+	if code := a.waitExit(t, 30*time.Second); code != 4 {
+		t.Fatalf("the deleted MOM exited with %d, want 4", code)
+	}
+	a = c.startMomCutOff("a", "127.0.0.2")
+	if pr, _ := c.ping(a, b.imAddr(c.imPort)); pr.Admitted {
+		t.Fatal("b admitted the deleted node again")
+	}
 	waitAudit(t, b.auditPath(), mark, "revoked", "127.0.0.2", "")
 }
 

@@ -48,8 +48,8 @@ func Relay(ctx context.Context, ln net.Listener, to, from string) (*Capture, err
 	if err != nil {
 		return nil, fmt.Errorf("relay: read the MOM's first frame: %w", err)
 	}
-	if proto.Type(frame[3]) != proto.TypePing {
-		return nil, fmt.Errorf("relay: the MOM's first frame is a %s, not a Ping", proto.Type(frame[3]))
+	if t := proto.Type(frame[3]); t != proto.TypePing && t != proto.TypeSessionPing {
+		return nil, fmt.Errorf("relay: the MOM's first frame is a %s, not a Ping", t)
 	}
 	cp := &Capture{Frame: append([]byte(nil), frame...)}
 	cp.KeyID, _ = ping.KeyIDOf(frame)
