@@ -8,6 +8,7 @@ import (
 
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/session"
 )
 
 // The PING swap of docs/PROTOCOL.md section 3.5: the initiator sends Ping
@@ -59,16 +60,37 @@ func ReadReply(r io.Reader, v *ping.Verifier, remote, local proto.Addr, echo *[p
 // Respond verifies frame (already read from rw) as a Ping and answers with
 // a PingReply, or with a Reject carrying the reason, which it also returns.
 func Respond(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.Sealer, v *ping.Verifier, res *ping.Result) error {
+	return respond(rw, frame, remote, local, s, res, func() error { return v.VerifyPing(frame, remote, local, res) }, nil)
+}
+
+// RespondAttested is Respond for a responder that has itself
+// authenticated node (the server, after Hello or Enroll): a PING naming
+// node is judged with att instead of the freshness window
+// (docs/PROTOCOL.md section 4.9).
+func RespondAttested(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.Sealer, v *ping.Verifier, node proto.NodeID, att ping.Attestation, res *ping.Result) error {
+	return respond(rw, frame, remote, local, s, res, func() error { return v.VerifyPingAttested(frame, remote, local, node, att, res) }, nil)
+}
+
+// respond runs verify on frame, then check (when set: the no-downgrade
+// ratchet of docs/PROTOCOL.md 6.7) on what it verified, and answers with a
+// PingReply, or a Reject with the reason of the first that refused.
+func respond(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.Sealer, res *ping.Result, verify func() error, check func(*ping.Result) error) error {
 	if isReject(frame) {
 		return rejectOf(frame)
 	}
-	if err := v.VerifyPing(frame, remote, local, res); err != nil {
+	if err := verify(); err != nil {
 		if errors.Is(err, ping.ErrMalformed) && len(frame) >= proto.HeaderSize {
 			// Say what came instead: "IMJoin frame of 40 bytes".
 			err = fmt.Errorf("%s frame of %d bytes where a Ping was due: %w", proto.Type(frame[3]), len(frame), err)
 		}
 		_ = proto.WriteFrame(rw, &proto.Reject{Code: RejectCode(err), Reason: err.Error()})
 		return err
+	}
+	if check != nil {
+		if err := check(res); err != nil {
+			_ = proto.WriteFrame(rw, &proto.Reject{Code: session.Reason(err).Code(), Reason: err.Error()})
+			return err
+		}
 	}
 	buf := getFrameBuf()
 	defer putFrameBuf(buf)

@@ -22,8 +22,8 @@ import (
 // released as soon as the decision is made. It writes the audit line,
 // answers a refusal, and records an admitted sister. It reports whether
 // x's connection is admitted, v1 and v2 alike. The connection's addresses
-// are read once, and nothing on the way allocates but what a refusal
-// reports.
+// are read once, its first frame goes through x's buffer, and the audit
+// entry's ids are formatted only if its line is written.
 func (m *Mom) admit(x *imConn) (handshake.IMAdmission, bool) {
 	c := x.c
 	remote, local, err := daemon.Endpoints(c)
@@ -42,6 +42,10 @@ func (m *Mom) admit(x *imConn) (handshake.IMAdmission, bool) {
 	} else if frame, err = handshake.ReadFirstFrameInto(x, x.firstFrameBuf()); err == nil {
 		// What the MOM knows now that the frame has come decides.
 		r := handshake.IMResponder{Sealer: m.currentSealer(), Verifier: m.base.Verifier}
+		if m.speaksSessions() {
+			r.Sessions = &handshake.IMSessions{SessionParams: handshake.SessionParams{Now: time.Now, Limits: m.cfg.SessionLimits},
+				Min: m.imMin(), Marks: m.sess.marks}
+		}
 		adm, err = handshake.AdmitIM(x, frame, remote, local, m.inbound(remote), r)
 	}
 	x.slot.Release()
@@ -50,20 +54,23 @@ func (m *Mom) admit(x *imConn) (handshake.IMAdmission, bool) {
 	}
 	if err != nil {
 		rj := handshake.RejectionOf(err)
-		entry.Outcome, entry.Reason, entry.Detail = audit.Rejected, rj.Reason, err.Error()
-		entry.NodeID = uuid.UUID(adm.Node)
-		m.base.Record(entry)
 		if rj.Answer != nil {
 			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 			_ = proto.WriteFrame(c, rj.Answer)
 		}
+		entry.Outcome, entry.Reason, entry.Detail = audit.Rejected, rj.Reason, err.Error()
+		// The node id is known once the PING opened under the cluster
+		// key, so it is a member's (or a deleted member's) id.
+		entry.Node, entry.ID = m.nodeNameOf(adm.Node), uuid.UUID(adm.Node)
+		m.base.Record(entry)
 		return adm, false
 	}
 	entry.Outcome = audit.Accepted
 	if adm.Version == proto.V1 {
 		entry.Detail = "v1: address on the cluster list"
 	} else {
-		entry.NodeID = uuid.UUID(adm.Node)
+		entry.Node, entry.ID = m.nodeNameOf(adm.Node), uuid.UUID(adm.Node)
+		entry.Detail = sessionDetail(adm)
 	}
 	m.base.Record(entry)
 	m.admitted.Add(1)
@@ -71,7 +78,7 @@ func (m *Mom) admit(x *imConn) (handshake.IMAdmission, bool) {
 		m.lg.v1Admitted.Add(1)
 		m.peers.admitLegacy(remote, "in", m.cfg.Now())
 	} else {
-		m.peers.admit(adm.Sender, adm.Node, entry.Key, "in", m.cfg.Now())
+		m.peers.admit(adm.Sender, adm.Node, entry.Node, entry.Key, "in", adm.Timestamp, m.cfg.Now())
 	}
 	_ = c.SetDeadline(time.Time{})
 	return adm, true
@@ -83,8 +90,22 @@ func (m *Mom) admit(x *imConn) (handshake.IMAdmission, bool) {
 func (m *Mom) inbound(remote proto.Addr) migration.Inbound {
 	m.lg.mu.Lock()
 	in := migration.Inbound{Protocol: m.effectiveLocked(), OnList: m.lg.list.Contains(remote.Netip()),
-		Upgraded: m.lg.upgraded.Contains(remote)}
+		Upgraded: m.lg.held || m.lg.upgraded.Contains(remote)}
 	m.lg.mu.Unlock()
 	in.Revoked = m.v1Revoked(remote)
 	return in
+}
+
+// sessionDetail is the audit detail of an admitted v2 connection: what it
+// runs, the session's protection or "none" for a plain swap or an
+// agreement on none. The plain cases are constants: nothing is built per
+// admission.
+func sessionDetail(adm handshake.IMAdmission) string {
+	switch {
+	case adm.Session != nil:
+		return "session " + adm.Session.Protection().String()
+	case adm.SessionSwap:
+		return "session none (agreed)"
+	}
+	return "session none (plain PING swap)"
 }

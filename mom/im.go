@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/momgate/momgate/internal/audit"
 	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/ping"
@@ -25,11 +26,11 @@ const maxIMFrame = 64 << 10
 // apart took two.
 const imReadBuffer = 256
 
-// imConn is what serving one inbound IM connection needs besides the
-// connection: its buffered reader, its frame buffer and its place in the
-// per-source limits. They are pooled (imConns), so that a connection
-// allocates none of them. Reads go through the buffer, writes straight to
-// the connection.
+// imConn is what admitting one inbound IM connection needs besides the
+// connection: its buffered reader (the link reads through it after the
+// admission), its first frame's buffer and its place in the per-source
+// limits. They are pooled (imConns), so that a connection allocates none
+// of them. Reads go through the buffer, writes straight to the connection.
 type imConn struct {
 	c     net.Conn
 	rd    *bufio.Reader
@@ -40,12 +41,16 @@ type imConn struct {
 func (x *imConn) Read(p []byte) (int, error)  { return x.rd.Read(p) }
 func (x *imConn) Write(p []byte) (int, error) { return x.c.Write(p) }
 
+// firstFrameBuf is the buffer the first frame is read into: a Ping fits.
+func (x *imConn) firstFrameBuf() []byte { return x.frame[:0] }
+
 var imConns = sync.Pool{New: func() any {
-	return &imConn{rd: bufio.NewReaderSize(nil, imReadBuffer), frame: make([]byte, 0, 512)}
+	return &imConn{rd: bufio.NewReaderSize(nil, imReadBuffer), frame: make([]byte, 0, ping.ExtFrameSize)}
 }}
 
 // serveIM accepts IM connections on ln until ctx ends, then closes them
-// and waits for them.
+// and waits for them. Each is served on a pooled worker goroutine
+// (daemon.Conns.Serve).
 func (m *Mom) serveIM(ctx context.Context, ln net.Listener) {
 	m.base.TrackConns(ctx, ln, &m.gauge.im).Serve(func(c net.Conn) func() {
 		m.serveIMConn(c)
@@ -53,7 +58,9 @@ func (m *Mom) serveIM(ctx context.Context, ln net.Listener) {
 	})
 }
 
-// serveIMConn admits a sister's IM connection, then serves its requests.
+// serveIMConn admits a sister's IM connection, then serves its requests
+// over its link (sealed when the swap made a session), registered so that
+// revocation can close it.
 func (m *Mom) serveIMConn(c net.Conn) {
 	x := imConns.Get().(*imConn)
 	x.c = c
@@ -62,46 +69,57 @@ func (m *Mom) serveIMConn(c net.Conn) {
 		x.slot.Release()
 		x.c = nil
 		x.rd.Reset(nil)
-		if cap(x.frame) > 4<<10 {
-			x.frame = make([]byte, 0, 512) // a large request grew it
-		}
 		imConns.Put(x)
 	}()
 	adm, ok := m.admit(x)
 	if !ok {
 		return
 	}
-	m.serveAdmitted(x, adm.Version, adm.Node, adm.Sender, adm.First)
+	l := m.newIMLink(&imLink{link: daemon.NewLink(c, adm.Session, daemon.LinkConfig{Channel: audit.ChannelIM, Limit: maxIMFrame,
+		WriteTimeout: imWriteTimeout, Stats: m.sstats, Reader: x}),
+		ver: adm.Version, node: adm.Node, addr: adm.Sender, keyID: adm.KeyID, dir: "in", session: adm.SessionSwap})
+	defer m.dropIMLink(l)
+	if adm.SessionSwap && adm.Session == nil {
+		m.markPeer(adm.Node, adm.Sender) // none by authenticated agreement: it speaks sessions
+	}
+	m.serveAdmitted(l, adm.First)
 }
+
+// imWriteTimeout bounds every write on an IM connection.
+const imWriteTimeout = 10 * time.Second
 
 // serveAdmitted answers IM requests on an admitted connection (by PING for
 // v2, by the list for v1) until it closes or the peer is revoked. Every
 // frame must have the connection's version. first, if not nil, is a request
-// already read. A connection that carries requests gets TCP keep-alive
-// with its first one; one that only swapped PINGs never needs it.
-func (m *Mom) serveAdmitted(x *imConn, ver proto.Version, node proto.NodeID, src proto.Addr, first proto.Message) {
-	c := x.c
+// already read.
+func (m *Mom) serveAdmitted(l *imLink, first proto.Message) {
+	c, ver, node, src := l.link.NetConn(), l.ver, l.node, l.addr
 	msg := first
-	for served := 0; ; served++ {
+	keepAlive := false
+	for {
 		if msg == nil {
 			if err := c.SetReadDeadline(time.Now().Add(5 * time.Minute)); err != nil {
 				return
 			}
-			frame, err := proto.ReadFrameLimit(x, x.frame[:cap(x.frame)], maxIMFrame)
+			frame, err := l.link.ReadFrame()
 			if err != nil {
+				m.recordSessionFailure(audit.ChannelIM, l.link, node, err)
 				return
 			}
-			x.frame = frame[:0]
+			m.confirmIMLink(l)
 			if proto.Version(frame[2]) != ver {
-				_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: proto.RejectVersion, Reason: fmt.Sprintf("v%d frame on a v%d connection", frame[2], ver)})
+				_ = l.link.Send(&proto.Reject{Ver: ver, Code: proto.RejectVersion, Reason: fmt.Sprintf("v%d frame on a v%d connection", frame[2], ver)})
 				return
 			}
 			if msg, err = proto.Unmarshal(frame); err != nil {
-				_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: proto.RejectMalformed, Reason: err.Error()})
+				_ = l.link.Send(&proto.Reject{Ver: ver, Code: proto.RejectMalformed, Reason: err.Error()})
 				return
 			}
 		}
-		if served == 0 {
+		if !keepAlive {
+			// A connection that carries requests gets TCP keep-alive with
+			// its first one; one that only swapped PINGs never needs it.
+			keepAlive = true
 			if err := daemon.EnableKeepAlive(c); err != nil {
 				m.log.WithError(err).Debug("IM connection")
 			}
@@ -111,7 +129,7 @@ func (m *Mom) serveAdmitted(x *imConn, ver proto.Version, node proto.NodeID, src
 			revoked = m.v1Revoked(src)
 		}
 		if revoked {
-			_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: proto.RejectRevoked, Reason: "sender revoked"})
+			_ = l.link.Send(&proto.Reject{Ver: ver, Code: proto.RejectRevoked, Reason: "sender revoked"})
 			return
 		}
 		var reply proto.Message
@@ -126,21 +144,12 @@ func (m *Mom) serveAdmitted(x *imConn, ver proto.Version, node proto.NodeID, src
 			}
 			reply = &proto.IMReply{Ver: ver, Job: v.Job, Seq: v.Seq, Status: st}
 		default:
-			_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: proto.RejectMalformed, Reason: "unexpected " + msg.Type().String()})
+			_ = l.link.Send(&proto.Reject{Ver: ver, Code: proto.RejectMalformed, Reason: "unexpected " + msg.Type().String()})
 			return
 		}
 		msg = nil
-		if err := writeIM(c, reply, 10*time.Second); err != nil {
+		if err := l.link.Send(reply); err != nil {
 			return
 		}
 	}
-}
-
-// firstFrameBuf is the buffer the first frame of an IM connection is read
-// into: a Ping fits.
-func (x *imConn) firstFrameBuf() []byte {
-	if cap(x.frame) < ping.FrameSize {
-		x.frame = make([]byte, 0, 512)
-	}
-	return x.frame[:0]
 }

@@ -23,8 +23,10 @@ type peerTable struct {
 
 // peer is one row of the table.
 type peer struct {
+	name        string       // node name, "" if the server could not be asked (or v1)
 	node        proto.NodeID // zero for v1
 	key         keys.KeyID   // zero for v1
+	stamp       uint64       // timestamp of the PING last admitted (admin.AdmittedPeer.Stamp)
 	dir         string       // "in" or "out"
 	v1          bool
 	first, last time.Time
@@ -47,11 +49,14 @@ func (t *peerTable) row(addr proto.Addr, now time.Time) *peer {
 	return p
 }
 
-func (t *peerTable) admit(addr proto.Addr, node proto.NodeID, key keys.KeyID, dir string, now time.Time) {
+func (t *peerTable) admit(addr proto.Addr, node proto.NodeID, name string, key keys.KeyID, dir string, stamp uint64, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.row(addr, now)
-	p.node, p.key, p.dir, p.last, p.v1 = node, key, dir, now, false
+	if name != "" || p.name == "" {
+		p.name = name // an earlier name stays if the server could not be asked now
+	}
+	p.node, p.key, p.dir, p.last, p.v1, p.stamp = node, key, dir, now, false, stamp
 	p.count++
 }
 
@@ -61,7 +66,7 @@ func (t *peerTable) admitLegacy(addr proto.Addr, dir string, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.row(addr, now)
-	p.node, p.key, p.dir, p.last, p.v1 = proto.NodeID{}, 0, dir, now, true
+	p.name, p.node, p.key, p.dir, p.last, p.v1, p.stamp = "", proto.NodeID{}, 0, dir, now, true, 0
 	p.count++
 }
 
@@ -122,7 +127,8 @@ func (t *peerTable) list() []admin.AdmittedPeer {
 	defer t.mu.Unlock()
 	out := make([]admin.AdmittedPeer, 0, len(t.peers))
 	for a, p := range t.peers {
-		row := admin.AdmittedPeer{Addr: a.String(), Direction: p.dir, Protocol: p.protocol(), First: p.first, Last: p.last, Count: p.count}
+		row := admin.AdmittedPeer{Addr: a.String(), Name: p.name, Direction: p.dir, Protocol: p.protocol(), First: p.first, Last: p.last,
+			Count: p.count, Stamp: p.stamp}
 		if !p.v1 {
 			row.NodeID = uuid.UUID(p.node).String()
 		}

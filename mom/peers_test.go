@@ -17,7 +17,7 @@ func TestPeerTableEvictsTheOldest(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	addr := func(i int) proto.Addr { return proto.AddrFrom(netip.AddrFrom4([4]byte{127, 9, byte(i >> 8), byte(i)})) }
 	for i := range 40 {
-		tbl.admit(addr(i), proto.NodeID{byte(i + 1)}, keys.KeyID(0x0a0b0c0d), "in", t0.Add(time.Duration(i)*time.Second))
+		tbl.admit(addr(i), proto.NodeID{byte(i + 1)}, "n", keys.KeyID(0x0a0b0c0d), "in", 7, t0.Add(time.Duration(i)*time.Second))
 	}
 	if n := tbl.len(); n > 32 || n < 30 {
 		t.Fatalf("%d rows in a table of 32", n)

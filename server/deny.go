@@ -32,6 +32,9 @@ const maxDenyEntries = proto.MaxNodeEntries
 type denyJSON struct {
 	Format  int             `json:"format"`
 	Entries []denyEntryJSON `json:"entries"`
+	// Deleted are the nodes deleted, newest maxDeleted (deleted.go);
+	// absent in older files.
+	Deleted []deletedJSON `json:"deleted,omitempty"`
 }
 
 type denyEntryJSON struct {
@@ -60,10 +63,11 @@ func (s *Server) loadDenyList() error {
 	if err != nil {
 		return fmt.Errorf("load deny list: %w", err)
 	}
-	entries, err := decodeDenyList(data)
+	entries, deleted, err := decodeDenyFile(data)
 	if err != nil {
 		return fmt.Errorf("load %s: %w", path, err)
 	}
+	s.deleted.load(deleted)
 	for _, e := range entries {
 		s.deny.Deny(e.Node, e.Addr)
 		if e.Keys != nil {
@@ -76,14 +80,21 @@ func (s *Server) loadDenyList() error {
 // errBadDenyList means deny.json does not decode.
 var errBadDenyList = errors.New("invalid deny list")
 
-// decodeDenyList strictly decodes deny.json.
+// decodeDenyList strictly decodes deny.json's deny list.
 func decodeDenyList(data []byte) ([]denyRecord, error) {
+	entries, _, err := decodeDenyFile(data)
+	return entries, err
+}
+
+// decodeDenyFile strictly decodes deny.json: the deny list and the
+// deleted nodes.
+func decodeDenyFile(data []byte) ([]denyRecord, []deletedRecord, error) {
 	var d denyJSON
 	if err := strictjson.Decode(data, &d); err != nil {
-		return nil, fmt.Errorf("%w: %v", errBadDenyList, err)
+		return nil, nil, fmt.Errorf("%w: %v", errBadDenyList, err)
 	}
 	if d.Format != 1 {
-		return nil, fmt.Errorf("%w: format %d, want 1", errBadDenyList, d.Format)
+		return nil, nil, fmt.Errorf("%w: format %d, want 1", errBadDenyList, d.Format)
 	}
 	out := make([]denyRecord, 0, len(d.Entries))
 	for i, e := range d.Entries {
@@ -92,30 +103,34 @@ func decodeDenyList(data []byte) ([]denyRecord, error) {
 		for _, k := range e.Keys {
 			id, err := keys.ParseKeyID(k)
 			if err != nil {
-				return nil, fmt.Errorf("%w: entries[%d].keys: %v", errBadDenyList, i, err)
+				return nil, nil, fmt.Errorf("%w: entries[%d].keys: %v", errBadDenyList, i, err)
 			}
 			ids = append(ids, id)
 		}
 		if e.Node != "" {
 			u, err := uuid.Parse(e.Node)
 			if err != nil {
-				return nil, fmt.Errorf("%w: entries[%d].node %q: %v", errBadDenyList, i, e.Node, err)
+				return nil, nil, fmt.Errorf("%w: entries[%d].node %q: %v", errBadDenyList, i, e.Node, err)
 			}
 			na.Node = proto.NodeID(u)
 		}
 		if e.Addr != "" {
 			ip, err := netip.ParseAddr(e.Addr)
 			if err != nil || ip.Zone() != "" {
-				return nil, fmt.Errorf("%w: entries[%d].addr %q: not an IP address", errBadDenyList, i, e.Addr)
+				return nil, nil, fmt.Errorf("%w: entries[%d].addr %q: not an IP address", errBadDenyList, i, e.Addr)
 			}
 			na.Addr = proto.AddrFrom(ip.Unmap())
 		}
 		if na == (proto.NodeAddr{}) {
-			return nil, fmt.Errorf("%w: entries[%d] names neither a node nor an address", errBadDenyList, i)
+			return nil, nil, fmt.Errorf("%w: entries[%d] names neither a node nor an address", errBadDenyList, i)
 		}
 		out = append(out, denyRecord{NodeAddr: na, Keys: ids})
 	}
-	return out, nil
+	deleted, err := decodeDeleted(d.Deleted)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, deleted, nil
 }
 
 // denyEntries is the deny list as DenySet entries.
@@ -131,9 +146,23 @@ func (s *Server) denyEntries() []proto.NodeAddr {
 }
 
 // saveDenyList persists the deny list; a failure is logged (the deny is
-// in force in memory and on the MOMs that got it).
+// in force in memory and on the MOMs that got it). While the list is
+// withheld after its loss (recovery.go) nothing is written: deny.json
+// stays missing, so a restart before the recovery completes recovers
+// again. The caller holds s.mu.
 func (s *Server) saveDenyList() {
-	d := denyJSON{Format: 1, Entries: []denyEntryJSON{}}
+	if s.denyWithheld.Load() {
+		return
+	}
+	if err := s.writeDenyList(); err != nil {
+		s.log.WithError(err).Error("persist the deny list")
+	}
+}
+
+// writeDenyList writes deny.json: the deny list and the deleted nodes.
+// The caller holds s.mu.
+func (s *Server) writeDenyList() error {
+	d := denyJSON{Format: 1, Entries: []denyEntryJSON{}, Deleted: s.deleted.records()}
 	for _, e := range s.denyEntries() {
 		var j denyEntryJSON
 		if e.Node != (proto.NodeID{}) {
@@ -147,13 +176,16 @@ func (s *Server) saveDenyList() {
 		}
 		d.Entries = append(d.Entries, j)
 	}
-	if err := store.SaveJSON(filepath.Join(s.cfg.StateDir, denyFile), d, 0o600); err != nil {
-		s.log.WithError(err).Error("persist the deny list")
-	}
+	return store.SaveJSON(filepath.Join(s.cfg.StateDir, denyFile), d, 0o600)
 }
 
-// denySet is the DenySet message of the current list.
+// denySet is the DenySet message of the current list, or nil while the
+// list is withheld after its loss: a DenySet replaces a MOM's list, and
+// this one would lift the lost entries.
 func (s *Server) denySet() *proto.DenySet {
+	if s.denyWithheld.Load() {
+		return nil
+	}
 	es := s.denyEntries()
 	if len(es) > maxDenyEntries {
 		s.log.WithField("entries", len(es)).Warn("deny list longer than one DenySet frame; sending the first part")
@@ -192,6 +224,17 @@ func (s *Server) denyLocked(node proto.NodeID, addr proto.Addr) {
 		}
 		s.denyKeys[e] = append(slices.Clone(s.denyKeys[e]), held...)
 	}
+	s.saveDenyList()
+}
+
+// denyAddrLocked denies the old address of a readdressed node under every
+// key and for good: the node is still a member and holds every new key,
+// so no rotation makes its PINGs from the old address fail by key. Only
+// giving the address to a node again lifts it (liftDenyLocked);
+// pruneDenyLocked never drops it. The caller holds s.mu.
+func (s *Server) denyAddrLocked(addr proto.Addr) {
+	s.deny.Deny(proto.NodeID{}, addr)
+	delete(s.denyKeys, proto.NodeAddr{Addr: addr})
 	s.saveDenyList()
 }
 

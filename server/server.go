@@ -8,16 +8,17 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
 	"github.com/momgate/momgate/handshake"
@@ -29,6 +30,8 @@ import (
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	sess "github.com/momgate/momgate/session"
+	"github.com/momgate/momgate/statecheck"
 )
 
 // Config configures a Server. Zero values get defaults.
@@ -59,6 +62,16 @@ type Config struct {
 	// over (denypush.go): 0 means DefaultDenyInterval, negative pushes
 	// every deny and lift at once.
 	DenyInterval time.Duration
+	// SessionLimits bound the keys of sealed control sessions; zero fields
+	// are the protocol's defaults (a test shortens the rekey interval).
+	SessionLimits sess.Limits
+	// WithoutSessions makes the server behave as one of before sealed
+	// sessions (no Welcome trailer, plain swaps only): test-only.
+	WithoutSessions bool
+	// Resolve resolves the host names Mom= gives (resolve.go); nil means
+	// the system's resolver. Tests set one that answers loopback
+	// addresses only.
+	Resolve Resolver
 	// PBSSocket is the OpenPBS plugin's socket (pbsauth.go); "" disables.
 	// PBSHostName names this host to PBS ("" means the hostname).
 	PBSSocket, PBSHostName string
@@ -79,6 +92,7 @@ type Server struct {
 	deny     *ping.DenyList
 	denyKeys map[proto.NodeAddr][]keys.KeyID // keys held when each deny entry was made (deny.go); guarded by mu
 	dp       denyPush                        // deny traffic waiting to be pushed (denypush.go); guarded by mu
+	deleted  *deletedNodes                   // the nodes deleted, by id (deleted.go); guarded by mu
 	rot      *rotor
 
 	mu    sync.Mutex // guards reg and conns
@@ -86,58 +100,18 @@ type Server struct {
 	conns map[proto.NodeID]*session
 	lg    legacyServer // legacy protocol and migration (legacy.go, migration.go)
 
-	listener net.Listener
-	ready    chan struct{}
+	listener  net.Listener
+	ready     chan struct{}
+	readiness daemon.Readiness // /readyz: listeners and admin socket up
+
+	sessions *daemon.SessionStats // sealed frames and sessions (sealed.go)
+	// denyWithheld: deny.json was lost, so no DenySet is sent (none
+	// would carry the lost entries, and every MOM would lift them) until
+	// the key rotation started at recovery has completed (recovery.go).
+	denyWithheld atomic.Bool
 
 	hooks metricHooks // metric sources of later subsystems (metrics.go)
 	gauge connGauge   // open connections
-}
-
-// Init creates a new server state directory: identity, first cluster key,
-// server id and default attributes. It refuses an initialized directory.
-// It returns the server's public key fingerprint.
-func Init(dir string, rnd io.Reader, now time.Time) (string, error) {
-	if rnd == nil {
-		rnd = rand.Reader
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("create state dir %s: %w", dir, err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return "", fmt.Errorf("chmod state dir %s: %w", dir, err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, stateFile)); err == nil {
-		return "", fmt.Errorf("%s: %w", dir, ErrInitialized)
-	}
-	id, err := keys.GenerateIdentity(rnd)
-	if err != nil {
-		return "", err
-	}
-	k, err := keys.NewKey(rnd, now, func(keys.KeyID) bool { return false })
-	if err != nil {
-		return "", err
-	}
-	k.State = keys.StateActive
-	ring, err := keys.NewKeyring().WithKey(k)
-	if err != nil {
-		return "", err
-	}
-	sid, err := uuid.NewRandomFromReader(rnd)
-	if err != nil {
-		return "", fmt.Errorf("server id: %w", err)
-	}
-	if err := keystore.SaveIdentity(filepath.Join(dir, identityFile), id); err != nil {
-		return "", err
-	}
-	if err := keystore.SaveKeyring(filepath.Join(dir, keyringFile), ring); err != nil {
-		return "", err
-	}
-	// state.json last: its presence marks the directory initialized.
-	p := persisted{Format: 1, ID: sid.String(), Attrs: DefaultAttrs(), Nodes: []nodeRecord{}, Tokens: []keys.TokenRecord{}}
-	if err := saveState(dir, p); err != nil {
-		return "", err
-	}
-	return keys.ShortFingerprint(id.Public), nil
 }
 
 // New loads the state directory. It does not listen yet.
@@ -147,20 +121,49 @@ func New(cfg Config) (*Server, error) {
 	if cfg.CrashAt == nil {
 		cfg.CrashAt = func(string) {}
 	}
+	if cfg.Resolve == nil {
+		cfg.Resolve = systemResolver
+	}
 	if err := daemon.CheckMetricsListen(cfg.MetricsListen, cfg.MetricsAllowRemote); err != nil {
 		return nil, err
 	}
 	dir := cfg.StateDir
-	p, states, err := openStateStore(dir)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", dir, ErrNotInitialized)
+	}
+	st, err := daemon.OpenState(dir, statecheck.RoleServer, cfg.Log)
 	if err != nil {
 		return nil, err
 	}
-	ok := false
+	s, err := open(cfg, st)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// open loads the state directory st locked and judged; on failure it
+// releases the lock.
+func open(cfg Config, st *daemon.State) (s *Server, err error) {
+	dir := cfg.StateDir
+	var states *stateStore
 	defer func() {
-		if !ok {
+		if err == nil {
+			return
+		}
+		if states != nil {
 			states.close()
 		}
+		if s != nil && s.base != nil {
+			s.base.Close()
+		} else {
+			st.Close()
+		}
 	}()
+	p, states, err := openStateStore(dir, st.In.Journal)
+	if err != nil {
+		return nil, err
+	}
 	reg, err := newRegistry(p)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", filepath.Join(dir, stateFile), err)
@@ -176,19 +179,23 @@ func New(cfg Config) (*Server, error) {
 	if ring.Active() == nil {
 		return nil, fmt.Errorf("keyring %s: %w", filepath.Join(dir, keyringFile), keys.ErrNoActive)
 	}
-	s := &Server{
+	s = &Server{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring),
 		states: states, deny: &ping.DenyList{}, denyKeys: map[proto.NodeAddr][]keys.KeyID{}, dp: denyPush{wake: make(chan struct{}, 1)},
-		reg: reg, conns: map[proto.NodeID]*session{}, lg: legacyServer{listConns: map[proto.NodeID]*session{}},
+		deleted: newDeletedNodes(), reg: reg, conns: map[proto.NodeID]*session{}, lg: legacyServer{listConns: map[proto.NodeID]*session{}},
 		ready: make(chan struct{}),
 	}
-	s.base, err = daemon.OpenBase(daemon.BaseConfig{StateDir: dir, Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now,
+	s.base, err = daemon.OpenBase(daemon.BaseConfig{State: st, Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now,
 		Freshness: time.Duration(reg.attrs.Freshness), Keys: s.ring, Revoker: s.deny, SourceLimits: cfg.SourceLimits})
 	if err != nil {
 		return nil, err
 	}
 	s.sealer = &ping.Sealer{Keys: s.ring, Stamper: s.base.Stamper, Rand: cfg.Rand, Node: reg.id}
 	s.hs = &handshake.ServerParams{ID: reg.id, Ident: ident, Rand: cfg.Rand, Sealer: s.sealer, Verifier: s.base.Verifier}
+	if !cfg.WithoutSessions {
+		s.hs.Sessions = &handshake.SessionParams{Now: time.Now, Limits: cfg.SessionLimits}
+	}
+	s.sessions = daemon.NewSessionStats()
 	if reg.tokens.Prune(cfg.Now()) > 0 {
 		// Dropped from disk now rather than at the next change, so the
 		// store forgets them too (memory per node in steady state).
@@ -198,20 +205,20 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.legacyMetricHooks()
 	if err := s.loadDenyList(); err != nil {
-		s.base.Close()
 		return nil, err
 	}
 	if s.rot, err = newRotor(s); err != nil {
-		s.base.Close()
+		return nil, err
+	}
+	if err := s.recoverState(); err != nil {
 		return nil, err
 	}
 	s.hooks.rotationPhase, s.hooks.rotationPhases = s.rot.phase, rotationPhases
-	ok = true
 	return s, nil
 }
 
-// Fingerprint is the short fingerprint of the server's identity key.
-func (s *Server) Fingerprint() string { return keys.ShortFingerprint(s.ident.Public) }
+// Fingerprint is the fingerprint of the server's identity key (SHA256:BASE64).
+func (s *Server) Fingerprint() string { return keys.FingerprintText(s.ident.Public) }
 
 // Addr returns the control listener's address once Run is listening.
 func (s *Server) Addr() net.Addr {
@@ -224,8 +231,13 @@ func (s *Server) Addr() net.Addr {
 func (s *Server) Run(ctx context.Context) error {
 	defer s.base.Close()
 	defer s.states.close()
-	ln, serveMetrics, err := s.base.Listen(s.cfg.Listen, s.cfg.MetricsListen, s.cfg.MetricsAllowRemote, s.collectors()...)
+	ln, serveMetrics, err := s.base.Listen(s.cfg.Listen, s.cfg.MetricsListen, s.cfg.MetricsAllowRemote, s.readiness.Err, s.collectors()...)
 	if err != nil {
+		return err
+	}
+	adminLn, err := admin.Listen(admin.SocketPath(s.cfg.StateDir))
+	if err != nil {
+		ln.Close()
 		return err
 	}
 	s.listener = ln
@@ -237,7 +249,7 @@ func (s *Server) Run(ctx context.Context) error {
 		g.Go("", serveMetrics)
 	}
 	g.Go("admin socket", func(ctx context.Context) error {
-		return admin.Serve(ctx, admin.SocketPath(s.cfg.StateDir), s.handleAdmin, s.log)
+		return admin.ServeListener(ctx, adminLn, s.handleAdmin, s.log)
 	})
 	if s.cfg.PBSSocket != "" {
 		g.Go("pbs socket", s.servePBS)
@@ -254,7 +266,9 @@ func (s *Server) Run(ctx context.Context) error {
 		s.runDenyPusher(ctx)
 		return nil
 	})
+	s.readiness.Ready()
 	s.serveControl(g.Context(), ln)
+	s.readiness.Stopping()
 	g.Stop()
 	err = g.Wait()
 	s.base.Shutdown()

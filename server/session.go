@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -32,14 +31,13 @@ const maxControlFrame = 64 << 10
 const controlReadBuffer = 160
 
 // session is an authenticated control session. v1, versions and mode are
-// guarded by Server.mu; q and done are set by startSession, under
-// Server.mu, before the writer starts.
+// guarded by Server.mu; q is started by startSession, under Server.mu.
 type session struct {
 	conn          net.Conn
-	remote, local proto.Addr // the connection's two addresses, which PINGs name
+	link          *daemon.Link  // every frame once admitted, sealed or not (sealed.go)
+	rd            *bufio.Reader // what link reads through (nil: the connection)
+	remote, local proto.Addr    // the connection's two addresses, which PINGs name
 	node          *node
-	wmu           sync.Mutex // one frame at a time on conn
-	wdl           time.Time  // the write deadline set on conn; guarded by wmu
 
 	v1       bool       // the session speaks v1 (LegacyHello)
 	versions uint8      // versions the MOM advertised
@@ -47,40 +45,31 @@ type session struct {
 
 	q pushQueue // the ordered push queue, started by startSession
 
+	confirmed bool // a sealed record of the MOM opened (reader only; sealed.go)
+
 	// What the Welcome gave the MOM (for the key rotation).
 	held   []keys.KeyID
 	active keys.KeyID
+
+	// The stamps of the last two PINGs admitted on this session (the
+	// swap's, then heartbeats), oldest first, and when the last came: what
+	// the server attests the node by (floor.go). Guarded by Server.mu.
+	stamps   [2]uint64
+	stamped  int
+	lastPing time.Time
 }
 
-// writeTimeout bounds one write to a MOM.
-const writeTimeout = 10 * time.Second
-
-// deadlineSlack is how much earlier than its nominal time a session's
-// deadline may fire: a deadline is moved only when it has come this much
-// closer, not before every frame (a timer update per frame each way).
-const deadlineSlack = time.Second
-
-// armWrite makes the write deadline at least writeTimeout - deadlineSlack
-// ahead, moving it to writeTimeout ahead when it is nearer. The caller
-// holds wmu.
-func (c *session) armWrite() error {
-	now := time.Now()
-	if c.wdl.Sub(now) >= writeTimeout-deadlineSlack {
-		return nil
-	}
-	c.wdl = now.Add(writeTimeout)
-	return c.conn.SetWriteDeadline(c.wdl)
+// recordStamp records an admitted PING of the session's node. The caller
+// holds Server.mu.
+func (c *session) recordStamp(ts uint64, now time.Time) {
+	c.stamps[0], c.stamps[1] = c.stamps[1], ts
+	c.stamped = min(c.stamped+1, 2)
+	c.lastPing = now
 }
 
-// send writes one frame to the MOM outside the push queue.
-func (c *session) send(m proto.Message) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.armWrite(); err != nil {
-		return err
-	}
-	return proto.WriteFrame(c.conn, m)
-}
+// send writes one frame to the MOM outside the push queue (the link
+// orders it with the queue's frames and bounds the write).
+func (c *session) send(m proto.Message) error { return c.link.Send(m) }
 
 // pushQueueLen bounds the frames waiting for one MOM; a MOM that falls this
 // far behind is disconnected and gets the whole state again on reconnect.
@@ -169,8 +158,9 @@ const (
 	pushList pushKind = iota + 1
 	pushUpgraded
 	pushMode
-	pushDeny  // Deny, DenyLift or DenySet: in order with each other
-	pushClose // close the connection once the frames before it are written
+	pushDeny   // Deny, DenyLift or DenySet: in order with each other
+	pushSealed // IMSecurity, SealedNodes: sealed sessions only (sealed.go)
+	pushClose  // close the connection once the frames before it are written
 )
 
 // pushItem is one frame in a session's push queue.
@@ -220,11 +210,11 @@ func (s *Server) startSession(mc *session) (stop func()) {
 	if speaksV1(mc) && s.conns[mc.node.id] == mc {
 		s.lg.listConns[mc.node.id] = mc
 	}
-	if keyed(mc) {
+	if ds := s.denySet(); keyed(mc) && ds != nil {
 		// The deny list as of now, first in the queue: every later Deny
 		// or DenyLift follows it in order, whatever the rotor's DenySet
 		// (sent before the queue started) missed.
-		s.enqueueLocked(mc, pushItem{pushDeny, proto.Marshal(s.denySet())})
+		s.enqueueLocked(mc, pushItem{pushDeny, proto.Marshal(ds)})
 	}
 	mode := s.modeLocked()
 	if mc.mode != mode {
@@ -236,6 +226,9 @@ func (s *Server) startSession(mc *session) (stop func()) {
 	}
 	if !mc.v1 && migration.Upgrades(mc.versions) && !mc.node.rec.Upgraded {
 		s.markUpgradedLocked(mc.node)
+	}
+	if mc.link.Sealed() {
+		s.startSealedLocked(mc) // the sealed-nodes set (sealed.go)
 	}
 	s.mu.Unlock()
 	return mc.q.stop
@@ -253,13 +246,7 @@ func (s *Server) pushWriter(mc *session) {
 			mc.conn.Close()
 			continue
 		}
-		mc.wmu.Lock()
-		err := mc.armWrite()
-		if err == nil {
-			_, err = mc.conn.Write(it.frame)
-		}
-		mc.wmu.Unlock()
-		if err != nil {
+		if err := mc.link.WriteFrame(it.frame); err != nil {
 			mc.conn.Close()
 			mc.q.fail()
 			return
@@ -302,59 +289,48 @@ func (s *Server) sessionLoop(ctx context.Context, mc *session) error {
 // the connection ends. Three missed heartbeats close it. It waits for a
 // frame in this loop itself, with the stack of this loop only: between
 // frames an idle session's goroutine keeps no more than it uses while it
-// waits (4 KiB), the frame's work happening in controlFrame.
+// waits (4 KiB), the frame's work happening in controlFrame. The link
+// reads through mc.rd (one read(2) per heartbeat).
 func (s *Server) controlLoop(ctx context.Context, mc *session) error {
-	// One read(2) brings in a heartbeat Ping whole, header and body.
-	rd := bufio.NewReaderSize(mc.conn, controlReadBuffer)
 	var rdl time.Time // the read deadline set
 	for ctx.Err() == nil {
 		s.mu.Lock()
 		idle := 3*time.Duration(s.reg.attrs.Heartbeat) + 5*time.Second
 		s.mu.Unlock()
-		if now := time.Now(); rdl.Sub(now) < idle-deadlineSlack || rdl.Sub(now) > idle {
+		// The deadline moves only when it has come a second closer (or
+		// the heartbeat interval shrank): not a timer update per frame.
+		if now := time.Now(); rdl.Sub(now) < idle-time.Second || rdl.Sub(now) > idle {
 			rdl = now.Add(idle)
 			if err := mc.conn.SetReadDeadline(rdl); err != nil {
 				return err
 			}
 		}
-		if _, err := rd.Peek(1); err != nil {
-			return err
+		if mc.rd != nil {
+			if _, err := mc.rd.Peek(1); err != nil {
+				s.sessionFailed(mc, err)
+				return err
+			}
 		}
-		if err := s.controlFrame(mc, rd); err != nil {
+		if err := s.controlFrame(mc); err != nil {
 			return err
 		}
 	}
 	return ctx.Err()
 }
 
-// controlFrameBufs are the buffers control frames are read into, shared by
-// every session: a session holds one only while it handles a frame.
-var controlFrameBufs = sync.Pool{New: func() any {
-	b := make([]byte, 0, 256)
-	return &b
-}}
-
-// controlFrame reads one frame of a v2 session from rd and handles it.
-func (s *Server) controlFrame(mc *session, rd io.Reader) error {
-	bp := controlFrameBufs.Get().(*[]byte)
-	defer controlFrameBufs.Put(bp)
-	frame, err := proto.ReadFrameLimit(rd, (*bp)[:cap(*bp)], maxControlFrame)
+// controlFrame reads one frame of a v2 session and handles it.
+func (s *Server) controlFrame(mc *session) error {
+	frame, err := mc.link.ReadFrame()
 	if err != nil {
+		s.sessionFailed(mc, err)
 		return err
 	}
+	s.confirmSealed(mc)
 	switch proto.Type(frame[3]) {
 	case proto.TypePing:
 		var res ping.Result
-		mc.wmu.Lock()
-		// Our own write deadline: a reply written after the deadline an
-		// earlier push left had expired failed with i/o timeout and
-		// closed the connection.
-		err := mc.armWrite()
-		if err == nil {
-			err = handshake.Respond(mc.conn, frame, mc.remote, mc.local, s.sealer, s.base.Verifier, &res)
-		}
-		mc.wmu.Unlock()
-		if err != nil {
+		// The link bounds the write and orders it with the pushes.
+		if err := handshake.Respond(mc.link.Writer(), frame, mc.remote, mc.local, s.sealer, s.base.Verifier, &res); err != nil {
 			s.base.Record(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: ping.Reason(err),
 				Peer: daemon.PeerAddrPort(mc.conn), Node: mc.node.rec.Name, Detail: "heartbeat: " + err.Error()})
 			return err
@@ -362,6 +338,7 @@ func (s *Server) controlFrame(mc *session, rd io.Reader) error {
 		s.mu.Lock()
 		mc.node.lastSeen = s.cfg.Now()
 		mc.node.keyID = keys.KeyID(res.KeyID)
+		mc.recordStamp(res.Timestamp, mc.node.lastSeen)
 		s.mu.Unlock()
 	default:
 		msg, err := proto.Unmarshal(frame)
@@ -381,9 +358,19 @@ func (s *Server) controlFrame(mc *session, rd io.Reader) error {
 }
 
 // handleMomMessage handles the messages a MOM may send on a session of
-// either version (NodeLookup); it reports whether msg was one of them.
+// either version (NodeLookup), NameLookup (v2 only by its type) or, on a
+// PING session, FloorLookup; it
+// reports whether msg was one of them.
 func (s *Server) handleMomMessage(mc *session, msg proto.Message) bool {
 	switch m := msg.(type) {
+	case *proto.NameLookup:
+		if !keyed(mc) {
+			return false // only a MOM the server authenticated may ask
+		}
+		if err := mc.send(s.nodeName(m)); err != nil {
+			mc.conn.Close()
+		}
+		return true
 	case *proto.NodeLookup:
 		reply := &proto.NodeAddress{Ver: m.Ver, ID: m.ID, Name: m.Name, Status: proto.LookupUnknown}
 		s.mu.Lock()
@@ -393,6 +380,14 @@ func (s *Server) handleMomMessage(mc *session, msg proto.Message) bool {
 		s.mu.Unlock()
 		s.lg.lookups.Add(1)
 		if err := mc.send(reply); err != nil {
+			mc.conn.Close()
+		}
+		return true
+	case *proto.FloorLookup:
+		if !keyed(mc) {
+			return false // only a MOM the server authenticated may ask
+		}
+		if err := mc.send(s.floorAnswer(m)); err != nil {
 			mc.conn.Close()
 		}
 		return true

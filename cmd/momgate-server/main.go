@@ -13,6 +13,7 @@ import (
 	"github.com/momgate/momgate/internal/config"
 	"github.com/momgate/momgate/internal/metrics"
 	"github.com/momgate/momgate/server"
+	"github.com/momgate/momgate/statecheck"
 )
 
 const (
@@ -55,7 +56,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log and audit `FORMAT`: text or json", EnvVars: env("log-format")},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `LEVEL`: debug, info, warn, error", EnvVars: env("log-level")},
 		&cli.StringFlag{Name: "audit-log", Usage: "audit log `FILE`, one line per admission attempt (\"-\" for stderr; default STATE_DIR/audit.log); reopened on SIGHUP", EnvVars: env("audit-log"), TakesFile: true},
-		&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics at http://`IP:PORT`/metrics (loopback only unless --metrics-allow-remote; default off)", EnvVars: env("metrics-listen")},
+		&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics at http://`IP:PORT`/metrics, and /healthz and /readyz (loopback only unless --metrics-allow-remote; default off)", EnvVars: env("metrics-listen")},
 		&cli.BoolFlag{Name: "metrics-allow-remote", Usage: "allow a --metrics-listen address that is not loopback", EnvVars: env("metrics-allow-remote")},
 		&cli.StringFlag{Name: "pbs-socket", Usage: "answer the OpenPBS plugin libauth_momgate.so on this Unix `SOCKET` (its default: /run/momgate/pbs.sock; docs/OPENPBS.md); default off", EnvVars: env("pbs-socket"), TakesFile: true},
 		&cli.StringFlag{Name: "pbs-host-name", Usage: "this host's `NAME` as PBS knows it, for --pbs-socket (default: the hostname)", EnvVars: env("pbs-host-name")},
@@ -86,7 +87,7 @@ func schema(allowRemote bool) (*config.Schema, error) {
 }
 
 const description = `The server is the registry and key authority of a momgate cluster. It admits MOMs that enroll with a
-one-time token (momgate-qmgr -c "create node NAME Mom=ADDR"), hands each one the cluster key wrapped for
+one-time token (momgate-qmgr -c "create node NAME Mom=HOST"), hands each one the cluster key wrapped for
 its own identity key, answers their heartbeat PINGs, and records every admission attempt in the audit
 log. Administer a running server with momgate-qmgr on the same host (its admin socket is
 STATE_DIR/admin.sock, owner-only).
@@ -112,6 +113,8 @@ func app(start func(context.Context, server.Config) error) *cli.App {
 		Name:  binary,
 		Usage: "momgate server: node registry, enrollment, cluster keys, PING responder",
 		UsageText: "momgate-server init --state-dir DIR\n" +
+			"momgate-server init --reinitialize --state-dir DIR\n" +
+			"momgate-server state check|restored --state-dir DIR\n" +
 			"momgate-server run [--config FILE] [--state-dir DIR] [--listen HOST:PORT] [options]\n" +
 			"momgate-server config check FILE\n" +
 			"momgate-server completion bash|zsh|fish\n" +
@@ -123,9 +126,14 @@ func app(start func(context.Context, server.Config) error) *cli.App {
 				Usage:     "create a new state directory: server identity and first cluster key",
 				ArgsUsage: " ",
 				Description: "Creates DIR (mode 0700) with a new X25519 server identity, a first active cluster key and an\n" +
-					"empty node registry, then prints the server's key fingerprint. It refuses a directory that is\n" +
-					"already initialized.\n\nExample:\n\n    momgate-server init --state-dir /var/lib/momgate/server",
-				Flags: []cli.Flag{stateDirFlag()},
+					"empty node registry, then prints the server's key fingerprint. It refuses a directory that holds\n" +
+					"any state file, naming them: it never overwrites an identity or a keyring, which every enrolled\n" +
+					"MOM depends on. A server that lost state is restored from its backup (docs/DEPLOYMENT.md section\n" +
+					"7), not initialized again. --reinitialize starts over on purpose: it first moves every state file\n" +
+					"into DIR/backup-UTCSTAMP/, then initializes; every node must then be enrolled again.\n\n" +
+					"Example:\n\n    momgate-server init --state-dir /var/lib/momgate/server",
+				Flags: []cli.Flag{stateDirFlag(), &cli.BoolFlag{Name: "reinitialize",
+					Usage: "start over on an initialized directory: move its state files into DIR/backup-UTCSTAMP/ first (every node must be enrolled again)"}},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 0 {
 						return fmt.Errorf("init takes no arguments, got %q", c.Args().Slice())
@@ -133,11 +141,23 @@ func app(start func(context.Context, server.Config) error) *cli.App {
 					if err := config.Require(c, stateDirFlag()); err != nil {
 						return err
 					}
-					fp, err := server.Init(c.String("state-dir"), nil, time.Now())
+					dir := c.String("state-dir")
+					if c.Bool("reinitialize") {
+						fp, backup, err := server.Reinitialize(dir, nil, time.Now())
+						if backup != "" {
+							fmt.Fprintf(c.App.Writer, "backed up the previous state of %s in %s\n", dir, backup)
+						}
+						if err != nil {
+							return err
+						}
+						fmt.Fprintf(c.App.Writer, "initialized %s\nserver fingerprint %s (new: enroll every node again)\n", dir, fp)
+						return nil
+					}
+					fp, err := server.Init(dir, nil, time.Now())
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "initialized %s\nserver fingerprint %s\n", c.String("state-dir"), fp)
+					fmt.Fprintf(c.App.Writer, "initialized %s\nserver fingerprint %s\n", dir, fp)
 					return nil
 				},
 			},
@@ -146,12 +166,15 @@ func app(start func(context.Context, server.Config) error) *cli.App {
 				Usage:     "run the server daemon until SIGINT or SIGTERM",
 				ArgsUsage: " ",
 				Description: "Listens for MOM control connections on --listen, serves the admin socket in the state\n" +
-					"directory and, with --metrics-listen, Prometheus metrics. Logs go to standard error (text or\n" +
-					"JSON); the audit log is its own stream. Every flag is also a key of the --config file.\n\n" +
+					"directory and, with --metrics-listen, Prometheus metrics and the health checks /healthz (alive)\n" +
+					"and /readyz (listening). It refuses a state directory or state file that group or others can\n" +
+					"reach, with the chmod that fixes it. Logs go to standard error (text or JSON); the audit log is\n" +
+					"its own stream. Every flag is also a key of the --config file.\n\n" +
 					"Example:\n\n    momgate-server run --config /etc/momgate/server.toml --log-level debug",
 				Flags:  append(runFlags(), cliutil.TestFlags()...),
 				Action: runAction(start),
 			},
+			cliutil.StateCommand(binary, statecheck.RoleServer, func() cli.Flag { return stateDirFlag() }),
 			cliutil.ConfigCommand(binary, func() (*config.Schema, error) { return schema(false) }),
 			cliutil.CompletionCommand(),
 		},
@@ -176,8 +199,9 @@ func runAction(start func(context.Context, server.Config) error) cli.ActionFunc 
 				StateDir: c.String("state-dir"), Listen: c.String("listen"), Log: d.Log, Audit: d.Audit,
 				MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
 				SourceLimits: d.Limits.Limits, HandshakeTimeout: d.Limits.Handshake, Now: d.Limits.Now,
-				KeyTimeout: c.Duration("key-timeout"), CrashAt: d.CrashAt,
+				KeyTimeout: c.Duration("key-timeout"), CrashAt: d.CrashAt, Resolve: d.Resolve,
 				PBSSocket: c.String("pbs-socket"), PBSHostName: c.String("pbs-host-name"),
+				SessionLimits: d.Limits.Sessions, WithoutSessions: d.Limits.WithoutSessions,
 			})
 		})
 	}

@@ -86,16 +86,20 @@ type Entry struct {
 	// PeerName labels a peer without an IP address (the admin socket's
 	// "uid=0"); it is logged and bucketed when Peer is the zero value.
 	PeerName string
-	// Node is the node name or id, if known.
+	// Node is the node's name, if known (else its id).
 	Node string
+	// NodeID is the node's id (UUID), if known; logged as node_id only
+	// when set.
+	NodeID string
 	// KeyID is the cluster key id the peer used, if any.
 	KeyID string
-	// NodeID and Key are the node id and the key id in binary, for the
+	// ID and Key are the node id and the key id in binary, for the
 	// admission paths: they are formatted only if the line is written (a
-	// rate-limited source's entries are only counted), and only when Node
-	// or KeyID is empty. Zero is none.
-	NodeID uuid.UUID
-	Key    keys.KeyID
+	// rate-limited source's entries are only counted), ID as NodeID (and
+	// as Node, when Node is empty) and Key as KeyID, only where those are
+	// empty. Zero is none.
+	ID  uuid.UUID
+	Key keys.KeyID
 	// Detail is free text (an error message, a protocol version).
 	Detail string
 }
@@ -550,9 +554,12 @@ func (l *Log) writeEntry(e *Entry) {
 	if e.Outcome != Accepted {
 		level = logrus.WarnLevel
 	}
-	node, key := e.Node, e.KeyID
-	if node == "" && e.NodeID != (uuid.UUID{}) {
-		node = e.NodeID.String()
+	node, nodeID, key := e.Node, e.NodeID, e.KeyID
+	if nodeID == "" && e.ID != (uuid.UUID{}) {
+		nodeID = e.ID.String()
+	}
+	if node == "" {
+		node = nodeID
 	}
 	if key == "" && e.Key != 0 {
 		key = e.Key.String()
@@ -569,6 +576,9 @@ func (l *Log) writeEntry(e *Entry) {
 			"key_id":  key,
 			"detail":  e.Detail,
 		},
+	}
+	if nodeID != "" {
+		entry.Data["node_id"] = nodeID
 	}
 	entry.Log(level, "admission "+e.Outcome)
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/reasons"
+	"github.com/momgate/momgate/statecheck"
 )
 
 func quietLog() *logrus.Logger {
@@ -28,7 +31,11 @@ func quietLog() *logrus.Logger {
 
 func openBase(t *testing.T, limits connlimit.Config) *Base {
 	t.Helper()
-	b, err := OpenBase(BaseConfig{StateDir: t.TempDir(), Log: quietLog(), Audit: audit.New(audit.Config{Out: io.Discard}),
+	st, err := OpenState(privateDir(t), statecheck.RoleMom, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenBase(BaseConfig{State: st, Log: quietLog(), Audit: audit.New(audit.Config{Out: io.Discard}),
 		Now: time.Now, Keys: keys.NewHolder(keys.NewKeyring()), Revoker: &ping.DenyList{}, SourceLimits: limits})
 	if err != nil {
 		t.Fatal(err)
@@ -191,4 +198,30 @@ func TestCompactMarksAtGrowsWithTheMarks(t *testing.T) {
 	if got, want := b.compactMarksAt(), int64(2*store.MarkRecordSize*n); got != want {
 		t.Fatalf("%d marks: compact at %d, want %d", n, got, want)
 	}
+}
+
+func TestReadiness(t *testing.T) {
+	var r Readiness
+	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "starting") {
+		t.Fatalf("zero Readiness: %v, want starting", err)
+	}
+	r.Ready()
+	if err := r.Err(); err != nil {
+		t.Fatalf("after Ready: %v", err)
+	}
+	r.Stopping()
+	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "shutting down") {
+		t.Fatalf("after Stopping: %v", err)
+	}
+}
+
+// privateDir is an owner-only directory, as a daemon's state directory
+// must be (t.TempDir's are made 0777 less the umask).
+func privateDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

@@ -118,7 +118,7 @@ func app() *cli.App {
 					ctx, stop := daemon.SignalContext()
 					defer stop()
 					if m := c.String("metrics-listen"); m != "" {
-						_, serve, err := metrics.Bind(m, false, logrus.StandardLogger())
+						_, serve, err := metrics.Bind(m, false, logrus.StandardLogger(), func() error { return nil })
 						if err != nil {
 							return err
 						}

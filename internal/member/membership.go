@@ -1,0 +1,65 @@
+package member
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/raft"
+)
+
+// AddVoter adds member name at addr as a voter, or promotes a standby.
+// The leader replicates to it (from a snapshot if its log was compacted)
+// and counts its vote once the configuration change has committed.
+func (m *Member) AddVoter(ctx context.Context, name, addr string) error {
+	if m.raft.State() != raft.Leader {
+		return m.notLeader()
+	}
+	if err := m.wait(ctx, m.raft.AddVoter(raft.ServerID(name), raft.ServerAddress(addr), 0, timeoutOf(ctx))); err != nil {
+		return fmt.Errorf("add voter %s: %w", name, err)
+	}
+	return nil
+}
+
+// AddStandby adds member name at addr as a standby (a raft non-voter: it
+// replicates, is counted in no quorum, and never campaigns or leads), or
+// demotes a voter to standby.
+func (m *Member) AddStandby(ctx context.Context, name, addr string) error {
+	if m.raft.State() != raft.Leader {
+		return m.notLeader()
+	}
+	fut := m.raft.GetConfiguration()
+	if err := fut.Error(); err != nil {
+		return fmt.Errorf("add standby %s: %w", name, err)
+	}
+	var f raft.IndexFuture
+	if s, ok := find(fut.Configuration(), name); ok && s.Suffrage == raft.Voter {
+		f = m.raft.DemoteVoter(raft.ServerID(name), 0, timeoutOf(ctx))
+	} else {
+		f = m.raft.AddNonvoter(raft.ServerID(name), raft.ServerAddress(addr), 0, timeoutOf(ctx))
+	}
+	if err := m.wait(ctx, f); err != nil {
+		return fmt.Errorf("add standby %s: %w", name, err)
+	}
+	return nil
+}
+
+// Remove takes member name out of the group. Removing the leader itself
+// makes it step down once the change has committed.
+func (m *Member) Remove(ctx context.Context, name string) error {
+	if m.raft.State() != raft.Leader {
+		return m.notLeader()
+	}
+	if err := m.wait(ctx, m.raft.RemoveServer(raft.ServerID(name), 0, timeoutOf(ctx))); err != nil {
+		return fmt.Errorf("remove %s: %w", name, err)
+	}
+	return nil
+}
+
+func find(c raft.Configuration, name string) (raft.Server, bool) {
+	for _, s := range c.Servers {
+		if s.ID == raft.ServerID(name) {
+			return s, true
+		}
+	}
+	return raft.Server{}, false
+}
