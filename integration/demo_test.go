@@ -72,7 +72,10 @@ func TestMakeRunCtrlC(t *testing.T) {
 			if err := term.Wait(time.Minute); err != nil {
 				t.Fatalf("make run after Ctrl-C: %v\n%s", err, term.Output())
 			}
-			if !strings.Contains(term.Output(), "stopped; removed "+work) {
+			// Piped, Ctrl-C stops the reader of the pipe too, so the demo's
+			// last words may have nobody to read them; what it leaves is
+			// checked below either way.
+			if tc.name == "terminal" && !strings.Contains(term.Output(), "stopped; removed "+work) {
 				t.Errorf("no clean stop:\n%s", term.Output())
 			}
 			if _, err := os.Stat(work); !os.IsNotExist(err) {
