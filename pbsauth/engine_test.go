@@ -35,7 +35,7 @@ func TestServiceHandshake(t *testing.T) {
 
 func TestUserHandshakeNamesTheResponder(t *testing.T) {
 	w := newWorld(t)
-	r1, err := w.n2.engine.Initiate(jobUser, KindUser, w.server.addr)
+	r1, err := w.n2.engine.Initiate(jobUser, KindUser, w.server.addr, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,12 +83,12 @@ func TestRefusals(t *testing.T) {
 			return err
 		}, ping.ErrAddrMismatch},
 		{"for another host", func(w *world) error {
-			r1, _ := w.n1.engine.Initiate(root, KindService, w.n2.addr)
+			r1, _ := w.n1.engine.Initiate(root, KindService, w.n2.addr, false)
 			_, err := w.server.engine.Accept(root, KindService, []proto.Addr{w.n1.addr}, r1.Token)
 			return err
 		}, ping.ErrWrongDest},
 		{"stale", func(w *world) error {
-			r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr)
+			r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr, false)
 			w.clock.Add(6 * time.Minute)
 			_, err := w.server.engine.Accept(root, KindService, []proto.Addr{w.n1.addr}, r1.Token)
 			return err
@@ -99,7 +99,7 @@ func TestRefusals(t *testing.T) {
 			return err
 		}, ping.ErrRevoked},
 		{"deleted between steps", func(w *world) error {
-			r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr)
+			r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr, false)
 			r2, err := w.server.engine.Accept(root, KindService, []proto.Addr{w.n1.addr}, r1.Token)
 			if err != nil {
 				return err
@@ -124,7 +124,7 @@ func TestRefusals(t *testing.T) {
 			return err
 		}, ping.ErrAddrMismatch},
 		{"kind", func(w *world) error {
-			r1, _ := w.n1.engine.Initiate(jobUser, KindUser, w.server.addr)
+			r1, _ := w.n1.engine.Initiate(jobUser, KindUser, w.server.addr, false)
 			r2, err := w.server.engine.Accept(root, KindService, []proto.Addr{w.n1.addr}, r1.Token)
 			if err != nil {
 				return err
@@ -138,14 +138,14 @@ func TestRefusals(t *testing.T) {
 		}, ErrKind},
 		{"not enrolled", func(w *world) error {
 			w.n1.self = nil
-			_, err := w.n1.engine.Initiate(root, KindService, w.server.addr)
+			_, err := w.n1.engine.Initiate(root, KindService, w.server.addr, false)
 			return err
 		}, ErrNotEnrolled},
 		{"responder of another cluster", func(w *world) error {
-			r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr)
+			r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr, false)
 			// An impostor read the ping (say it has the random bytes) and
 			// answers under its own cluster's key.
-			frame, _ := UnwrapFrame(StepPing, r1.Token)
+			frame, _, _ := UnwrapFrame(StepPing, r1.Token)
 			var p ping.Payload
 			if _, _, err := ping.Open(frame, w.n1.keys, &p); err != nil {
 				return err
@@ -157,8 +157,8 @@ func TestRefusals(t *testing.T) {
 			return err
 		}, ping.ErrAuth},
 		{"reply to another ping", func(w *world) error {
-			a, _ := w.n1.engine.Initiate(root, KindService, w.server.addr)
-			b, _ := w.n1.engine.Initiate(root, KindService, w.server.addr)
+			a, _ := w.n1.engine.Initiate(root, KindService, w.server.addr, false)
+			b, _ := w.n1.engine.Initiate(root, KindService, w.server.addr, false)
 			ra, err := w.server.engine.Accept(root, KindService, []proto.Addr{w.n1.addr}, a.Token)
 			if err != nil {
 				return err
@@ -185,7 +185,7 @@ func TestReplayedHandshakeRefused(t *testing.T) {
 	wantErr(t, err, ErrReplay)
 	// A fresh step 1 (the attacker cannot make one; say it is pbsn1's own)
 	// and the recorded step 3: its echo is another handshake's.
-	r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr)
+	r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr, false)
 	r2, err := w.server.engine.Accept(root, KindService, []proto.Addr{w.n1.addr}, r1.Token)
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +207,7 @@ func TestReplayedHandshakeRefused(t *testing.T) {
 
 func TestHandshakeIDs(t *testing.T) {
 	w := newWorld(t)
-	r1, _ := w.n1.engine.Initiate(jobUser, KindUser, w.server.addr)
+	r1, _ := w.n1.engine.Initiate(jobUser, KindUser, w.server.addr, false)
 	r2, err := w.server.engine.Accept(root, KindUser, []proto.Addr{w.n1.addr}, r1.Token)
 	if err != nil {
 		t.Fatal(err)
@@ -218,11 +218,11 @@ func TestHandshakeIDs(t *testing.T) {
 	_, err = w.n1.engine.Continue(jobUser, r1.ID, r2.Token)
 	wantErr(t, err, ErrNoHandshake)
 	// An initiator's id is not a responder's.
-	r1, _ = w.n1.engine.Initiate(root, KindService, w.server.addr)
+	r1, _ = w.n1.engine.Initiate(root, KindService, w.server.addr, false)
 	_, err = w.n1.engine.Confirm(root, r1.ID, nil)
 	wantErr(t, err, ErrNoHandshake)
 	// Expired.
-	r1, _ = w.n1.engine.Initiate(root, KindService, w.server.addr)
+	r1, _ = w.n1.engine.Initiate(root, KindService, w.server.addr, false)
 	r2, err = w.server.engine.Accept(root, KindService, []proto.Addr{w.n1.addr}, r1.Token)
 	if err != nil {
 		t.Fatal(err)
@@ -234,7 +234,7 @@ func TestHandshakeIDs(t *testing.T) {
 
 func TestTokensOutOfOrder(t *testing.T) {
 	w := newWorld(t)
-	r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr)
+	r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr, false)
 	r2, err := w.server.engine.Accept(root, KindService, []proto.Addr{w.n1.addr}, r1.Token)
 	if err != nil {
 		t.Fatal(err)
@@ -255,7 +255,7 @@ func TestPendingIsBounded(t *testing.T) {
 	w.n1.engine.pending = newExpiring[HandshakeID, pending](time.Minute, 4)
 	var first HandshakeID
 	for i := 0; i < 10; i++ {
-		r, err := w.n1.engine.Initiate(root, KindService, w.server.addr)
+		r, err := w.n1.engine.Initiate(root, KindService, w.server.addr, false)
 		if err != nil {
 			t.Fatal(err)
 		}
