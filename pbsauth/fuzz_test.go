@@ -6,8 +6,8 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/momgate/momgate/tools/fuzzcorpus"
 	"github.com/momgate/momgate/ping"
+	"github.com/momgate/momgate/tools/fuzzcorpus"
 )
 
 // FuzzReadRequest: no input crashes the request decoder, and whatever it
