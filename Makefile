@@ -47,15 +47,21 @@ test: vet
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 # libauth_momgate.so, the OpenPBS authentication plugin (contrib/openpbs/
-# plugin/): C and libc only, the cryptography is in the momgate daemons.
+# plugin/): C, libc, and OpenSSL's libcrypto (Debian package libssl-dev)
+# for the records of PBS_ENCRYPT_METHOD=momgate; every PBS daemon and
+# command already links libcrypto. Authentication's cryptography is in the
+# momgate daemons.
 PLUGIN_SRC    := $(wildcard contrib/openpbs/plugin/*.c)
 PLUGIN_CFLAGS ?= -O2 -g -std=c11 -Wall -Wextra -Werror -fPIC -fvisibility=hidden \
                  -fstack-protector-strong -D_FORTIFY_SOURCE=2
+PLUGIN_LIBS   ?= -lcrypto -pthread
 plugin: $(BIN)/libauth_momgate.so
 
 $(BIN)/libauth_momgate.so: $(PLUGIN_SRC) $(wildcard contrib/openpbs/plugin/*.h)
 	@mkdir -p $(BIN)
-	$(CC) $(PLUGIN_CFLAGS) -shared -Wl,-z,relro,-z,now -o $@ $(PLUGIN_SRC)
+	@printf '#include <openssl/evp.h>\n' | $(CC) -E - >/dev/null 2>&1 || \
+		{ echo "plugin: OpenSSL headers not found: apt-get install libssl-dev" >&2; exit 1; }
+	$(CC) $(PLUGIN_CFLAGS) -shared -Wl,-z,relro,-z,now -o $@ $(PLUGIN_SRC) $(PLUGIN_LIBS)
 
 # A real OpenPBS cluster in network namespaces (contrib/openpbs/test/):
 # needs root and ../shared/openpbs; skipped with the reason otherwise.
