@@ -7,7 +7,11 @@
 # process in them, its temporary directory) is removed when it ends, however
 # it ends; it is bounded in time.
 #
-#   contrib/openpbs/test/harness.sh [--auth resvport|momgate] [--keep-logs DIR]
+#   contrib/openpbs/test/harness.sh [--auth resvport|momgate] [--encrypt] [--keep-logs DIR]
+#
+# --encrypt (with --auth momgate): PBS_ENCRYPT_METHOD=momgate on every
+# host, and a capture of the hosts' link during the job holds none of the
+# job script's text (without it, the same check shows that it does).
 #
 # Needs root, util-linux (unshare, nsenter, setpriv), iproute2, and an
 # OpenPBS build from ../shared/openpbs/build.sh (PBS_EXEC, or found by
@@ -18,19 +22,30 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
 AUTH=resvport
+ENCRYPT=""
 KEEP_LOGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --auth) AUTH=$2; shift 2 ;;
+    --encrypt) ENCRYPT=momgate; shift ;;
     --keep-logs) KEEP_LOGS=$2; shift 2 ;;
     *) echo "harness: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 case "$AUTH" in resvport|momgate) ;; *) echo "harness: --auth $AUTH: want resvport or momgate" >&2; exit 2 ;; esac
+[ -z "$ENCRYPT" ] || [ "$AUTH" = momgate ] || { echo "harness: --encrypt needs --auth momgate" >&2; exit 2; }
 
 skip() { echo "harness: SKIP: $*" >&2; exit 77; }
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces, PBS daemons)"
-for c in unshare nsenter setpriv ip; do command -v "$c" >/dev/null || skip "needs $c"; done
+# The captures need tcpdump: installed like build.sh installs what it needs.
+if ! command -v tcpdump >/dev/null && command -v apt-get >/dev/null; then
+  echo "harness: installing tcpdump (apt-get)" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tcpdump >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tcpdump >/dev/null 2>&1; } || true
+fi
+for c in unshare nsenter setpriv ip tcpdump python3 timeout; do
+  command -v "$c" >/dev/null || skip "needs $c (Debian: apt-get install util-linux iproute2 tcpdump python3 coreutils)"
+done
 unshare --net true 2>/dev/null || skip "cannot create network namespaces here"
 if [ -z "${PBS_EXEC:-}" ]; then
   # ../shared/openpbs beside the checkout (or beside the worktrees' parent).
@@ -57,6 +72,8 @@ START=$SECONDS
 . "$here/momgate.sh"
 # shellcheck source=refusals.sh
 . "$here/refusals.sh"
+# shellcheck source=capture.sh
+. "$here/capture.sh"
 
 finish() {
   local rc=$?
@@ -67,6 +84,7 @@ finish() {
   if [ -n "$KEEP_LOGS" ]; then
     mkdir -p "$KEEP_LOGS" && cp -r "$T"/*/home/*_logs "$T"/*/momgate "$KEEP_LOGS"/ 2>/dev/null || true
   fi
+  captures_down
   hosts_down
   if [ -n "${HARNESS_KEEP_TMP:-}" ]; then echo "harness: kept $T" >&2; else rm -rf "$T"; fi
   exit $rc
@@ -105,7 +123,7 @@ echo "$JOBUSER:x:5001:5001:momgate harness job user:$T/home/$JOBUSER:/bin/sh" >>
 echo "$JOBUSER:x:5001:" >>"$T/etc/group"
 chown 5001:5001 "$T/home/$JOBUSER"
 
-step "OpenPBS $PBS_VERSION at $PBS_EXEC, auth $AUTH, work dir $T"
+step "OpenPBS $PBS_VERSION at $PBS_EXEC, auth $AUTH${ENCRYPT:+, encryption $ENCRYPT}, work dir $T"
 lan_up
 for h in "$SERVER" "${EXEC_HOSTS[@]}"; do host_up "$h" "${ADDR[$h]}"; done
 step "hosts up: $SERVER ${EXEC_HOSTS[*]} on 10.201.0.0/24"
@@ -123,4 +141,4 @@ onhost "$SERVER" pbsnodes -a | sed -n '/^[a-z]/p;/state =/p' | sed 's/^/  /'
 run_two_node_job
 [ "$AUTH" != momgate ] || momgate_check_user "$JOBUSER" "${EXEC_HOSTS[0]}"
 [ "$AUTH" != momgate ] || run_refusals
-step "PASS: a two-node job of $JOBUSER ran on ${EXEC_HOSTS[*]} with auth $AUTH${REFUSALS_DONE:+; every intruder was refused} ($((SECONDS - START)) s)"
+step "PASS: a two-node job of $JOBUSER ran on ${EXEC_HOSTS[*]} with auth $AUTH${ENCRYPT:+ and encryption $ENCRYPT (no job script text on the link)}${REFUSALS_DONE:+; every intruder was refused} ($((SECONDS - START)) s)"

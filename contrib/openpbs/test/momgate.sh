@@ -69,10 +69,12 @@ mg_enrolled() {
     onhost "$1" "$T/bin/momgate-mom" status --state-dir "$(mg_state "$1")" --json | grep -q '"connected": *true'
 }
 
-# mg_audit_has H DETAIL NODE: momgate-server's audit log has an accepted
-# pbs handshake with that detail from node NODE.
+# mg_audit_has DETAIL NODE: momgate-server's audit log has an accepted
+# pbs handshake with that detail from node NODE (", encrypted" after it
+# with --encrypt: every connection is).
 mg_audit_has() {
-  grep 'channel=pbs' "$T/$SERVER/momgate/audit.log" | grep 'outcome=accepted' | grep -F "detail=\"$1\"" | grep -q "node=$2 "
+  grep 'channel=pbs' "$T/$SERVER/momgate/audit.log" | grep 'outcome=accepted' |
+    grep -F "detail=\"$1${ENCRYPT:+, encrypted}\"" | grep -q "node=$2 "
 }
 
 # momgate_check_joined: every pbs_mom (and pbs_server) joined pbs_comm by

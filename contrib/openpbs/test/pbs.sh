@@ -19,6 +19,7 @@ pbs_conf() {
     echo "PBS_START_MOM=$mom"
     echo "PBS_AUTH_METHOD=$AUTH"
     echo "PBS_SUPPORTED_AUTH_METHODS=$AUTH"
+    [ -z "$ENCRYPT" ] || echo "PBS_ENCRYPT_METHOD=$ENCRYPT"
     auth_conf_lines "$h" "$role"
   } >"$T/$h/etc/pbs.conf"
 }
@@ -77,12 +78,16 @@ nodes_free() {
 # run_two_node_job: JOBUSER submits from the first execution host a job on
 # two execution hosts (one chunk each) that runs hostname on both through
 # pbsdsh (mother superior to sister over TPP), and waits for it to end.
+# The hosts' link is captured meanwhile: the job script carries a marker
+# that only its text holds, and link_check looks for it on the wire.
 run_two_node_job() {
   local home out
   home="$T/home/$JOBUSER"
   out="$home/job.out"
+  JOB_MARKER="momgate-marker-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
   cat >"$home/job.sh" <<EOF
 #!/bin/sh
+# $JOB_MARKER: a string that only this script's text holds
 #PBS -N mgjob
 #PBS -l select=2:ncpus=1
 #PBS -l place=scatter
@@ -92,17 +97,20 @@ echo "mother superior \$(hostname)"
 $PBS_EXEC/bin/pbsdsh -- /bin/sh -c 'echo "pbsdsh on \$(hostname)"'
 EOF
   chown 5001:5001 "$home/job.sh"
+  link_capture_start
   step "$JOBUSER submits a two-node job on ${EXEC_HOSTS[0]} (qsub -W block=true)"
   asuser "${EXEC_HOSTS[0]}" "$JOBUSER" timeout 120 qsub -W block=true job.sh >"$T/qsub.out" 2>&1 ||
     { cat "$T/qsub.out" >&2; fail "qsub -W block=true (job failed or did not end in 120 s)"; }
   # The MOM copies the output file after the job's end is reported.
   wait_for "job output $out" 30 test -s "$out"
+  link_capture_stop
   step "job $(head -n 1 "$T/qsub.out") ended; its output:"
   sed 's/^/  /' "$out"
   local h
   for h in "${EXEC_HOSTS[@]}"; do
     grep -qx "pbsdsh on $h" "$out" || fail "job output has no line from pbsdsh on $h"
   done
+  link_check
 }
 
 dump_logs() {

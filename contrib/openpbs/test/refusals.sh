@@ -98,21 +98,14 @@ capture_has() {
 # (the recorded vouch echoes another handshake's challenge).
 run_replay() {
   local h=${EXEC_HOSTS[0]} cap=$T/tpp.pcap tpid
-  if ! command -v tcpdump >/dev/null || ! command -v python3 >/dev/null; then
-    step "replay: skipped (needs tcpdump and python3: apt-get install tcpdump)"
-    return 0
-  fi
-  nsenter -t "${HOST_PID[$SERVER]}" -n -- tcpdump -i eth0 --immediate-mode -U -s 0 -w "$cap" \
-    "tcp and src host ${ADDR[$h]} and dst port 17001" 2>"$T/tcpdump.log" &
-  tpid=$!
-  wait_for "tcpdump listening on $SERVER's eth0" 10 grep -q "listening on" "$T/tcpdump.log"
+  capture_start "$cap" "${HOST_PID[$SERVER]}" eth0 "tcp and src host ${ADDR[$h]} and dst port 17001"
+  tpid=$CAPTURE_PID
   mark_logs
   restart_mom "$h"
   wait_for "$h's pbs_mom joining pbs_comm again" 30 joined_since "${ADDR[$h]}"
   # The leaf sent step 1, then step 3 and its join: three TPP packets.
   wait_for "tcpdump writing the handshake" 10 capture_has 3 "$cap" "${ADDR[$h]}"
-  kill -INT "$tpid"
-  wait "$tpid" 2>/dev/null || true
+  capture_stop "$tpid"
   step "captured $h's handshake with pbs_comm on the wire (tcpdump on $SERVER's eth0)"
   mark_logs
   onhost "$h" python3 "$here/tpp_replay.py" "$cap" "${ADDR[$h]}" "${ADDR[$SERVER]}" 17001 | sed 's/^/  /'
