@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,6 +60,11 @@ type Config struct {
 	// MaxSeen bounds the step 1 PINGs remembered for replay; 0:
 	// DefaultMaxSeen.
 	MaxSeen int
+	// ServiceUsers are the users a service connection may be vouched
+	// for, as PBS_AUTH_SERVICE_USERS; nil: root alone. PBS checks them
+	// too, except after a handshake that encrypts and authenticates at
+	// once (docs/OPENPBS.md section 6.5): this daemon checks every one.
+	ServiceUsers []string
 }
 
 // Caller is the local process that asked, as the kernel says
@@ -127,6 +134,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	if cfg.MaxSeen <= 0 {
 		cfg.MaxSeen = DefaultMaxSeen
+	}
+	if cfg.ServiceUsers == nil {
+		cfg.ServiceUsers = []string{"root"}
 	}
 	seenTTL := cfg.Freshness
 	if seenTTL <= 0 {
@@ -397,6 +407,10 @@ func (e *Engine) confirm(p *pending, token []byte) (Result, error) {
 	}
 	if v.Kind != p.kind {
 		return res, fmt.Errorf("%w: vouch for a %s connection, this is a %s connection", ErrKind, v.Kind, p.kind)
+	}
+	if v.Kind == KindService && !slices.Contains(e.cfg.ServiceUsers, v.User) {
+		return res, fmt.Errorf("%w: a service connection of %s (uid %d), who is not a service user (%s)", ErrKind,
+			v.User, v.UID, strings.Join(e.cfg.ServiceUsers, ","))
 	}
 	// Asked again: the node may have been deleted since step 1.
 	if res.NodeName, err = e.cfg.Directory.Admit(p.node, p.peer, keyID); err != nil {

@@ -2,6 +2,7 @@ package pbsauth
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -203,6 +204,28 @@ func TestReplayedHandshakeRefused(t *testing.T) {
 	}
 	_, err = w.server.engine.Confirm(root, r2.ID, old.step3)
 	wantErr(t, err, ErrReplay)
+}
+
+// Only a service user's daemon may join pbs_comm, also where PBS does not
+// check (an encryption handshake that authenticates too).
+func TestServiceUsers(t *testing.T) {
+	w := newWorld(t)
+	for _, enc := range []bool{false, true} {
+		_, _, _, err := handshakeEnc(w.n1, w.server, jobUser, KindService, w.n1.addr, enc)
+		wantErr(t, err, ErrKind)
+		if !strings.Contains(err.Error(), "pbsuser (uid 5001), who is not a service user (root)") {
+			t.Fatalf("message %q", err)
+		}
+	}
+	w.server.engine.cfg.ServiceUsers = []string{"root", "pbsuser"}
+	if _, _, _, err := handshakeEnc(w.n1, w.server, jobUser, KindService, w.n1.addr, true); err != nil {
+		t.Fatal(err)
+	}
+	// A user connection of anyone is the server's to judge.
+	w.server.engine.cfg.ServiceUsers = []string{"root"}
+	if _, _, err := handshake(w.n1, w.server, jobUser, KindUser, w.n1.addr); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestHandshakeIDs(t *testing.T) {

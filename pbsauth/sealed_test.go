@@ -19,8 +19,8 @@ import (
 
 func TestEncryptedHandshake(t *testing.T) {
 	w := newWorld(t)
-	for _, kind := range []Kind{KindService, KindUser} {
-		ini, resp, tr, err := handshakeEnc(w.n1, w.server, jobUser, kind, w.n1.addr, true)
+	for kind, c := range map[Kind]Caller{KindService: root, KindUser: jobUser} {
+		ini, resp, tr, err := handshakeEnc(w.n1, w.server, c, kind, w.n1.addr, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -30,7 +30,7 @@ func TestEncryptedHandshake(t *testing.T) {
 		if ini.Keys.Send != resp.Keys.Recv || ini.Keys.Recv != resp.Keys.Send || ini.Keys.Send == ini.Keys.Recv {
 			t.Fatalf("%s: the two sides' keys do not mirror each other", kind)
 		}
-		if resp.User.User != "pbsuser" || resp.User.NodeName != "pbsn1" {
+		if resp.User.User != c.User || resp.User.NodeName != "pbsn1" {
 			t.Fatalf("%s: responder learned %+v", kind, resp.User)
 		}
 		if len(tr.step1) != tokenHeaderSize+ping.ExtFrameSize || len(tr.step2) != tokenHeaderSize+ping.ExtReplyFrameSize {

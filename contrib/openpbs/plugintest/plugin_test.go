@@ -128,7 +128,8 @@ func startCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	srv, err := server.New(server.Config{StateDir: c.serverState, Listen: serverIP + ":0", Log: quiet(),
-		Audit: audit.New(audit.Config{Out: c.serverAudit}), PBSSocket: c.serverSock, PBSHostName: "pbssrv"})
+		Audit: audit.New(audit.Config{Out: c.serverAudit}), PBSSocket: c.serverSock, PBSHostName: "pbssrv",
+		PBSServiceUsers: []string{me(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
