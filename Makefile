@@ -66,10 +66,13 @@ $(BIN)/libauth_momgate.so: $(PLUGIN_SRC) $(wildcard contrib/openpbs/plugin/*.h)
 # A real OpenPBS cluster in network namespaces (contrib/openpbs/test/):
 # needs root and ../shared/openpbs; skipped with the reason otherwise.
 # Never part of `make test`.
-# Stock resvport first (the harness itself), then momgate, then momgate
-# with PBS_ENCRYPT_METHOD=momgate.
+# Stock OpenPBS: resvport first (the harness itself), then momgate, then
+# momgate with PBS_ENCRYPT_METHOD=momgate. Then OpenPBS with the patches of
+# contrib/openpbs/patches (built once per series): momgate with encryption,
+# and resvport, which they must not change.
 test-openpbs:
-	@for args in "--auth resvport" "--auth momgate" "--auth momgate --encrypt"; do \
+	@for args in "--auth resvport" "--auth momgate" "--auth momgate --encrypt" \
+		"--auth momgate --encrypt --patched" "--auth resvport --patched"; do \
 		rc=0; contrib/openpbs/test/harness.sh $$args || rc=$$?; \
 		if [ $$rc -eq 77 ]; then echo "test-openpbs: skipped (reason above)"; exit 0; fi; \
 		[ $$rc -eq 0 ] || exit $$rc; \

@@ -7,11 +7,15 @@
 # process in them, its temporary directory) is removed when it ends, however
 # it ends; it is bounded in time.
 #
-#   contrib/openpbs/test/harness.sh [--auth resvport|momgate] [--encrypt] [--keep-logs DIR]
+#   contrib/openpbs/test/harness.sh [--auth resvport|momgate] [--encrypt] [--patched] [--keep-logs DIR]
 #
 # --encrypt (with --auth momgate): PBS_ENCRYPT_METHOD=momgate on every
 # host, and a capture of the hosts' link during the job holds none of the
 # job script's text (without it, the same check shows that it does).
+# --patched: OpenPBS with contrib/openpbs/patches applied (built by
+# build-patched.sh, cached by the patches' hash); with --auth momgate it
+# shows that a node create sends no IS_CLUSTER_ADDRS and jobs still run
+# (unpatched, the same check sees the push).
 #
 # Needs root, util-linux (unshare, nsenter, setpriv), iproute2, and an
 # OpenPBS build from ../shared/openpbs/build.sh (PBS_EXEC, or found by
@@ -23,11 +27,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
 AUTH=resvport
 ENCRYPT=""
+PATCHED=""
 KEEP_LOGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --auth) AUTH=$2; shift 2 ;;
     --encrypt) ENCRYPT=momgate; shift ;;
+    --patched) PATCHED=1; shift ;;
     --keep-logs) KEEP_LOGS=$2; shift 2 ;;
     *) echo "harness: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -54,7 +60,11 @@ if [ -z "${PBS_EXEC:-}" ]; then
     [ -n "$build" ] || [ ! -x "$d/build.sh" ] || build=$d/build.sh
   done
   [ -n "$build" ] && [ -x "$build" ] || skip "no ../shared/openpbs/build.sh beside $repo (set OPENPBS_BUILD or PBS_EXEC)"
-  PBS_EXEC=$("$build" | tail -n 1)
+  if [ -n "$PATCHED" ]; then
+    PBS_EXEC=$("$here/build-patched.sh" "$build" | tail -n 1)
+  else
+    PBS_EXEC=$("$build" | tail -n 1)
+  fi
 fi
 [ -x "$PBS_EXEC/sbin/pbs_server" ] || skip "no OpenPBS at PBS_EXEC=$PBS_EXEC"
 command -v pg_config >/dev/null || [ -d /usr/lib/postgresql ] || skip "needs Debian's postgresql (build.sh installs it)"
@@ -74,6 +84,8 @@ START=$SECONDS
 . "$here/refusals.sh"
 # shellcheck source=capture.sh
 . "$here/capture.sh"
+# shellcheck source=addrs.sh
+. "$here/addrs.sh"
 
 finish() {
   local rc=$?
@@ -109,7 +121,8 @@ wait_for() {
 
 SERVER=pbssrv
 EXEC_HOSTS=(pbsn1 pbsn2)
-declare -A ADDR=([pbssrv]=10.201.0.1 [pbsn1]=10.201.0.11 [pbsn2]=10.201.0.12 [pbsx]=10.201.0.13)
+# pbsx: the intruder (refusals.sh); pbsn3: a node created with no host (addrs.sh).
+declare -A ADDR=([pbssrv]=10.201.0.1 [pbsn1]=10.201.0.11 [pbsn2]=10.201.0.12 [pbsx]=10.201.0.13 [pbsn3]=10.201.0.14)
 JOBUSER=pbsuser
 
 mkdir -p "$T/etc" "$T/home/$JOBUSER"
@@ -123,7 +136,7 @@ echo "$JOBUSER:x:5001:5001:momgate harness job user:$T/home/$JOBUSER:/bin/sh" >>
 echo "$JOBUSER:x:5001:" >>"$T/etc/group"
 chown 5001:5001 "$T/home/$JOBUSER"
 
-step "OpenPBS $PBS_VERSION at $PBS_EXEC, auth $AUTH${ENCRYPT:+, encryption $ENCRYPT}, work dir $T"
+step "OpenPBS $PBS_VERSION${PATCHED:+ with contrib/openpbs/patches} at $PBS_EXEC, auth $AUTH${ENCRYPT:+, encryption $ENCRYPT}, work dir $T"
 lan_up
 for h in "$SERVER" "${EXEC_HOSTS[@]}"; do host_up "$h" "${ADDR[$h]}"; done
 step "hosts up: $SERVER ${EXEC_HOSTS[*]} on 10.201.0.0/24"
@@ -137,8 +150,11 @@ wait_for "every pbs_mom free in pbsnodes -a" 60 nodes_free "${EXEC_HOSTS[@]}"
 step "pbsnodes -a: ${EXEC_HOSTS[*]} free"
 onhost "$SERVER" pbsnodes -a | sed -n '/^[a-z]/p;/state =/p' | sed 's/^/  /'
 [ "$AUTH" != momgate ] || momgate_check_joined
+addrs_after_create
 
 run_two_node_job
 [ "$AUTH" != momgate ] || momgate_check_user "$JOBUSER" "${EXEC_HOSTS[0]}"
 [ "$AUTH" != momgate ] || run_refusals
-step "PASS: a two-node job of $JOBUSER ran on ${EXEC_HOSTS[*]} with auth $AUTH${ENCRYPT:+ and encryption $ENCRYPT (no job script text on the link)}${REFUSALS_DONE:+; every intruder was refused} ($((SECONDS - START)) s)"
+[ "$AUTH" != momgate ] || addrs_takeover
+[ "$AUTH" != momgate ] || addrs_final_check
+step "PASS: a two-node job of $JOBUSER ran on ${EXEC_HOSTS[*]} with auth $AUTH${ENCRYPT:+ and encryption $ENCRYPT (no job script text on the link)}${PATCHED:+ on patched OpenPBS$(no_list_expected && echo " (no address list pushed)")}${REFUSALS_DONE:+; every intruder was refused} ($((SECONDS - START)) s)"

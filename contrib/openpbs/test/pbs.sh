@@ -56,7 +56,8 @@ mom_install() {
     >"$T/$h/postinstall.log" 2>&1 || fail "pbs_postinstall execution on $h (see $T/$h/postinstall.log)"
   {
     echo "\$clienthost $SERVER"
-    echo "\$logevent 0x1ff"
+    # 0x5ff: with DEBUG3, which logs each server request by number (addrs.sh).
+    echo "\$logevent 0x5ff"
     # Every host sees the harness's directory: output files are copied, not sent.
     echo "\$usecp *:$T/ $T/"
   } >"$home/mom_priv/config"

@@ -68,15 +68,20 @@ copy_of() {
   disown $!
 }
 
-# restart_mom H: stops H's pbs_mom (by the pid in its lock file) and starts
-# it again, so it must join pbs_comm anew.
-restart_mom() {
+# stop_mom H: stops H's pbs_mom (by the pid in its lock file).
+stop_mom() {
   local h=$1 pid
   pid=$(tr -dc '0-9\n' <"$(pbs_home "$h")/mom_priv/mom.lock" | head -n 1)
   [ -n "$pid" ] || fail "no pbs_mom pid in $h's mom.lock"
   onhost "$h" kill "$pid"
   wait_for "pbs_mom on $h to stop" 30 pid_gone "$h" "$pid"
-  mom_start "$h"
+}
+
+# restart_mom H: stops H's pbs_mom and starts it again, so it must join
+# pbs_comm anew.
+restart_mom() {
+  stop_mom "$1"
+  mom_start "$1"
 }
 
 # pid_gone H PID: no process PID on H.
