@@ -8,7 +8,7 @@
 # sees the push; patched with momgate (--patched --auth momgate), it sees
 # none, and jobs still run. Sourced by harness.sh.
 
-NEW_NODE=pbsn3 # in /etc/hosts, never up: a create node that changes the list
+NEW_NODE=pbsnew # in /etc/hosts, never up: a create node that changes the list
 
 # no_list_expected: the patches are in and momgate is the only method.
 no_list_expected() { [ -n "$PATCHED" ] && [ "$AUTH" = momgate ]; }

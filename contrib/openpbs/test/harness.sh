@@ -7,7 +7,7 @@
 # process in them, its temporary directory) is removed when it ends, however
 # it ends; it is bounded in time.
 #
-#   contrib/openpbs/test/harness.sh [--auth resvport|momgate] [--encrypt] [--patched] [--keep-logs DIR]
+#   contrib/openpbs/test/harness.sh [--auth resvport|momgate] [--encrypt] [--patched] [--moms N] [--keep-logs DIR]
 #
 # --encrypt (with --auth momgate): PBS_ENCRYPT_METHOD=momgate on every
 # host, and a capture of the hosts' link during the job holds none of the
@@ -16,6 +16,10 @@
 # build-patched.sh, cached by the patches' hash); with --auth momgate it
 # shows that a node create sends no IS_CLUSTER_ADDRS and jobs still run
 # (unpatched, the same check sees the push).
+# --moms N: N execution hosts (default 2, at most 50), and only what a
+# measurement needs: their pbs_moms start together once their nodes exist
+# and every momgate-mom is enrolled, and the time until pbsnodes lists them
+# all free is printed ("JOIN: ..."); then the job; no refusals.
 #
 # Needs root, util-linux (unshare, nsenter, setpriv), iproute2, and an
 # OpenPBS build from ../shared/openpbs/build.sh (PBS_EXEC, or found by
@@ -28,18 +32,21 @@ repo=$(cd "$here/../../.." && pwd)
 AUTH=resvport
 ENCRYPT=""
 PATCHED=""
+MOMS=2
 KEEP_LOGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --auth) AUTH=$2; shift 2 ;;
     --encrypt) ENCRYPT=momgate; shift ;;
     --patched) PATCHED=1; shift ;;
+    --moms) MOMS=$2; shift 2 ;;
     --keep-logs) KEEP_LOGS=$2; shift 2 ;;
     *) echo "harness: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 case "$AUTH" in resvport|momgate) ;; *) echo "harness: --auth $AUTH: want resvport or momgate" >&2; exit 2 ;; esac
 [ -z "$ENCRYPT" ] || [ "$AUTH" = momgate ] || { echo "harness: --encrypt needs --auth momgate" >&2; exit 2; }
+[[ $MOMS =~ ^[0-9]+$ ]] && [ "$MOMS" -ge 2 ] && [ "$MOMS" -le 50 ] || { echo "harness: --moms $MOMS: want 2..50" >&2; exit 2; }
 
 skip() { echo "harness: SKIP: $*" >&2; exit 77; }
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces, PBS daemons)"
@@ -120,9 +127,14 @@ wait_for() {
 }
 
 SERVER=pbssrv
-EXEC_HOSTS=(pbsn1 pbsn2)
-# pbsx: the intruder (refusals.sh); pbsn3: a node created with no host (addrs.sh).
-declare -A ADDR=([pbssrv]=10.201.0.1 [pbsn1]=10.201.0.11 [pbsn2]=10.201.0.12 [pbsx]=10.201.0.13 [pbsn3]=10.201.0.14)
+# Execution hosts pbsn1.. at 10.201.0.11..; pbsx: the intruder
+# (refusals.sh); pbsnew: a node created with no host (addrs.sh).
+EXEC_HOSTS=()
+declare -A ADDR=([pbssrv]=10.201.0.1 [pbsx]=10.201.0.200 [pbsnew]=10.201.0.201)
+for i in $(seq 1 "$MOMS"); do
+  EXEC_HOSTS+=("pbsn$i")
+  ADDR[pbsn$i]=10.201.0.$((10 + i))
+done
 JOBUSER=pbsuser
 
 mkdir -p "$T/etc" "$T/home/$JOBUSER"
@@ -144,12 +156,21 @@ step "hosts up: $SERVER ${EXEC_HOSTS[*]} on 10.201.0.0/24"
 auth_setup          # per method: plugin, daemons (pbs.sh)
 server_install      # pbs.conf, PBS_HOME, datastore, workq
 server_start
-for h in "${EXEC_HOSTS[@]}"; do auth_host_setup "$h"; mom_install "$h"; mom_start "$h"; done
+for h in "${EXEC_HOSTS[@]}"; do auth_host_setup "$h"; mom_install "$h"; done
 for h in "${EXEC_HOSTS[@]}"; do onhost "$SERVER" qmgr -c "create node $h" >/dev/null; done
-wait_for "every pbs_mom free in pbsnodes -a" 60 nodes_free "${EXEC_HOSTS[@]}"
+join_start=$(date +%s%N)
+for h in "${EXEC_HOSTS[@]}"; do mom_start "$h"; done
+wait_for "every pbs_mom free in pbsnodes -a" 120 nodes_free "${EXEC_HOSTS[@]}"
+join_ms=$((($(date +%s%N) - join_start) / 1000000))
 step "pbsnodes -a: ${EXEC_HOSTS[*]} free"
+echo "JOIN: $MOMS pbs_moms started at once, all free in pbsnodes -a after $((join_ms / 1000)).$((join_ms % 1000 / 100)) s (auth $AUTH${ENCRYPT:+, encryption $ENCRYPT}${PATCHED:+, patched}; load average $(cut -d' ' -f1-3 /proc/loadavg))"
 onhost "$SERVER" pbsnodes -a | sed -n '/^[a-z]/p;/state =/p' | sed 's/^/  /'
 [ "$AUTH" != momgate ] || momgate_check_joined
+if [ "$MOMS" -gt 2 ]; then
+  run_two_node_job
+  step "PASS: $MOMS pbs_moms joined and a two-node job of $JOBUSER ran with auth $AUTH ($((SECONDS - START)) s)"
+  exit 0
+fi
 addrs_after_create
 
 run_two_node_job

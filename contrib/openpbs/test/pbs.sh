@@ -107,10 +107,13 @@ EOF
   link_capture_stop
   step "job $(head -n 1 "$T/qsub.out") ended; its output:"
   sed 's/^/  /' "$out"
-  local h
-  for h in "${EXEC_HOSTS[@]}"; do
-    grep -qx "pbsdsh on $h" "$out" || fail "job output has no line from pbsdsh on $h"
-  done
+  # Two hosts ran it (the two with --moms 2): the mother superior and a
+  # sister, each once.
+  local ms
+  ms=$(sed -n 's/^mother superior //p' "$out")
+  grep -qx "pbsdsh on $ms" "$out" || fail "job output has no line from pbsdsh on the mother superior $ms"
+  [ "$(grep -E '^pbsdsh on pbsn[0-9]+$' "$out" | sort -u | wc -l)" -eq 2 ] ||
+    fail "job output does not have pbsdsh lines from two hosts"
   link_check
 }
 
