@@ -7,7 +7,7 @@ BINARIES  := momgate-server momgate-mom momgate-qmgr momgate-migrate
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build run test vet race bench bench-munge munge-deps munge-tools munge-check fuzz lint clean man install  uninstall test-openpbs plugin
+.PHONY: all build run test vet race bench bench-openpbs bench-munge munge-deps munge-tools munge-check fuzz lint clean man install  uninstall test-openpbs plugin
 
 # Install layout; `make install PREFIX=/usr DESTDIR=/tmp/pkg` for packaging.
 # Units and configs name BINDIR and SYSCONFDIR; DESTDIR only stages files.
@@ -80,6 +80,12 @@ test-openpbs:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+# Inside OpenPBS (docs/PERFORMANCE.md): handshakes per second through
+# libauth_momgate.so and OpenPBS's libauth_munge.so, and the time for ten
+# pbs_moms to join the namespace cluster. Root; needs ../shared/openpbs.
+bench-openpbs:
+	@./scripts/bench-openpbs.sh
 
 # Raw loopback connections vs momgate PING swaps through a real MOM vs
 # MUNGE-authenticated connections vs MUNGE's own remunge, in one run.

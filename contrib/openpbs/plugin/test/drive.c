@@ -7,6 +7,7 @@
  *   drive LIB fork    INI_SOCK INI_HOST RESP_SOCK RESP_PEER KIND
  *   drive LIB encrypt INI_SOCK INI_HOST RESP_SOCK RESP_PEER KIND
  *   drive LIB threads|threads-encrypt N M SOCK HOST PEER KIND
+ *   drive LIB bench|bench-encrypt N SECONDS SOCK HOST PEER KIND
  *
  * once: one handshake; the initiator's calls go to INI_SOCK (naming the
  * responder INI_HOST), the responder's to RESP_SOCK (naming the initiator
@@ -16,7 +17,9 @@
  * connection without keys). threads: N threads of M handshakes each, both
  * sides on SOCK (threads-encrypt: every other thread's encrypted, so that
  * each thread's configuration must reach its own connections alone). KIND
- * is user or service. Prints "user=U host=H" per
+ * is user or service. bench: N threads run handshakes for SECONDS, nothing
+ * else, and the rate is printed ("bench: H handshakes in S s, R/s"): any
+ * libauth plugin (libauth_munge.so too) against its daemons. Prints "user=U host=H" per
  * handshake (once, fork, encrypt; then "records ok"), "ok N" (threads); on
  * failure the plugin's error text, and exits 1.
  */
@@ -27,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../libauth_abi.h"
@@ -38,6 +42,9 @@ static int (*process)(void *, void *, size_t, void **, size_t *, int *);
 static void (*set_config)(const mg_pbs_auth_config_t *);
 static int (*encrypt_data)(void *, void *, size_t, void **, size_t *);
 static int (*decrypt_data)(void *, void *, size_t, void **, size_t *);
+
+/* bench: handshakes only, no checks of records or keys after them. */
+static int bench_mode;
 
 /* What the plugin logged last in this thread, as PBS's log would have it. */
 static __thread char last_log[1300];
@@ -183,7 +190,9 @@ static int handshake(const char *isock, const char *ihost, const char *rsock, co
 	}
 	snprintf(result, rsz, "user=%s host=%s", user, host != NULL ? host : "(none)");
 	rc = 0;
-	if (encrypt) {
+	if (bench_mode) {
+		/* nothing but the handshake */
+	} else if (encrypt) {
 		size_t n = strlen(result);
 		rc = records(ini.ctx, resp.ctx, result + n + 1, rsz - n - 1);
 		result[n] = rc == 0 ? '\n' : ':';
@@ -227,6 +236,71 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+/* A bench thread: handshakes until the deadline. */
+struct runner {
+	const char *host, *peer;
+	int kind, encrypt;
+	double deadline;
+	long done, failed;
+	char err[1300];
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double) ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void *run(void *arg)
+{
+	struct runner *r = arg;
+	char res[1300];
+	while (now_s() < r->deadline) {
+		if (handshake(NULL, r->host, NULL, r->peer, r->kind, r->encrypt, res, sizeof(res)) != 0) {
+			r->failed++;
+			snprintf(r->err, sizeof(r->err), "%s", res);
+			if (r->failed > 10)
+				break;
+		} else {
+			r->done++;
+		}
+	}
+	return NULL;
+}
+
+/* bench runs n threads of handshakes for secs seconds, both sides' calls
+ * going to sock (MOMGATE_PBS_SOCKET; other plugins ignore it). */
+static int bench(int n, int secs, const char *sock, const char *host, const char *peer, int kind, int encrypt)
+{
+	pthread_t th[64];
+	struct runner rs[64];
+	long done = 0, failed = 0;
+	double start;
+	int i;
+
+	if (n < 1 || n > 64 || secs < 1 || secs > 600) {
+		fprintf(stderr, "bench: 1..64 threads for 1..600 seconds\n");
+		return 2;
+	}
+	setenv("MOMGATE_PBS_SOCKET", sock, 1);
+	start = now_s();
+	for (i = 0; i < n; i++) {
+		rs[i] = (struct runner){.host = host, .peer = peer, .kind = kind, .encrypt = encrypt, .deadline = start + secs};
+		pthread_create(&th[i], NULL, run, &rs[i]);
+	}
+	for (i = 0; i < n; i++) {
+		pthread_join(th[i], NULL);
+		done += rs[i].done;
+		failed += rs[i].failed;
+		if (rs[i].failed)
+			fprintf(stderr, "thread %d: %s\n", i, rs[i].err);
+	}
+	double took = now_s() - start;
+	printf("bench: %ld handshakes in %.2f s, %.0f/s, %d threads, %ld failed\n", done, took, done / took, n, failed);
+	return failed != 0;
+}
+
 static int kind_of(const char *s)
 {
 	if (strcmp(s, "service") == 0)
@@ -259,8 +333,13 @@ int main(int argc, char **argv)
 	process = dlsym(lib, "pbs_auth_process_handshake_data");
 	encrypt_data = dlsym(lib, "pbs_auth_encrypt_data");
 	decrypt_data = dlsym(lib, "pbs_auth_decrypt_data");
-	if (!set_config || !create_ctx || !destroy_ctx || !get_userinfo || !process || !encrypt_data || !decrypt_data) {
+	if (!set_config || !create_ctx || !destroy_ctx || !get_userinfo || !process) {
 		fprintf(stderr, "a libauth symbol is missing\n");
+		return 2;
+	}
+	bench_mode = strncmp(argv[2], "bench", 5) == 0;
+	if (!bench_mode && (!encrypt_data || !decrypt_data)) {
+		fprintf(stderr, "pbs_auth_encrypt_data or pbs_auth_decrypt_data is missing\n");
 		return 2;
 	}
 	set_config(&cfg);
@@ -310,6 +389,9 @@ int main(int argc, char **argv)
 		printf("ok %d\n", n * m);
 		return 0;
 	}
-	fprintf(stderr, "usage: drive LIB once|fork|threads ...\n");
+	if ((strcmp(argv[2], "bench") == 0 || strcmp(argv[2], "bench-encrypt") == 0) && argc == 9)
+		return bench(atoi(argv[3]), atoi(argv[4]), argv[5], argv[6], argv[7], kind_of(argv[8]),
+			     strcmp(argv[2], "bench-encrypt") == 0);
+	fprintf(stderr, "usage: drive LIB once|fork|encrypt|threads|threads-encrypt|bench|bench-encrypt ...\n");
 	return 2;
 }
