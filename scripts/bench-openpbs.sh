@@ -6,14 +6,14 @@
 #      does and runs initiator and responder contexts against the host's
 #      daemon): libauth_momgate.so against momgate-server, with and without
 #      PBS_ENCRYPT_METHOD=momgate's key exchange, and OpenPBS's own
-#      libauth_munge.so against munged; the same threads, the same time;
+#      libauth_munge.so against munged; the same processes, the same time;
 #   2. the time for ten pbs_moms to join a real OpenPBS (the namespace
 #      harness with --moms 10), under momgate and, as the reference, under
 #      OpenPBS's default resvport.
 # It prints each figure with the load average, for the machine it ran on.
 #
 # Usage: sudo scripts/bench-openpbs.sh     (make bench-openpbs)
-# Environment: BENCH_THREADS (default 4), BENCH_SECONDS (default 5 per
+# Environment: BENCH_PROCS (default 4 processes running handshakes), BENCH_SECONDS (default 5 per
 # measurement), BENCH_MOMS (default 10), OPENPBS_BUILD or PBS_EXEC as for
 # the harness. Needs root: munged's socket is its compiled-in path
 # (/run/munge), mounted privately in a mount namespace of this script's own,
@@ -22,12 +22,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
-threads=${BENCH_THREADS:-4}
+procs=${BENCH_PROCS:-4}
 secs=${BENCH_SECONDS:-5}
 moms=${BENCH_MOMS:-10}
 die() { echo "bench-openpbs: $*" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || die "needs root (a private /run/munge, network namespaces)"
-[[ $threads =~ ^[0-9]+$ ]] && [ "$threads" -ge 1 ] && [ "$threads" -le 64 ] || die "BENCH_THREADS=$threads: want 1..64"
+[[ $procs =~ ^[0-9]+$ ]] && [ "$procs" -ge 1 ] && [ "$procs" -le 64 ] || die "BENCH_PROCS=$procs: want 1..64"
 [[ $secs =~ ^[0-9]+$ ]] && [ "$secs" -ge 1 ] && [ "$secs" -le 600 ] || die "BENCH_SECONDS=$secs: want 1..600"
 
 # Part 1 runs in a mount namespace of its own, where /run/munge is private.
@@ -103,7 +103,7 @@ wait_until "munged's socket" test -S /run/munge/munge.socket.2
 # plugins call into libpbs, which a PBS process has loaded: PRELOAD it.
 measure() {
   local name=$1 lib=$2 mode=$3 preload=${4:-} out
-  out=$(LD_PRELOAD=$preload "$tmp/bin/drive" "$lib" "$mode" "$threads" "$secs" "$tmp/run/pbs.sock" "$ip" "$ip" service 2>&1) ||
+  out=$(LD_PRELOAD=$preload "$tmp/bin/drive" "$lib" "$mode" "$procs" "$secs" "$tmp/run/pbs.sock" "$ip" "$ip" service 2>&1) ||
     { echo "$out" >&2; die "$name: the handshakes failed"; }
   rate=$(echo "$out" | sed -n 's/^bench: [0-9]* handshakes in [0-9.]* s, \([0-9]*\)\/s.*/\1/p')
   printf '%-24s %6s handshakes/s  (%s; load average %s)\n' "$name:" "$rate" "${out#bench: }" "$(cut -d' ' -f1-3 /proc/loadavg)"

@@ -17,7 +17,7 @@
  * connection without keys). threads: N threads of M handshakes each, both
  * sides on SOCK (threads-encrypt: every other thread's encrypted, so that
  * each thread's configuration must reach its own connections alone). KIND
- * is user or service. bench: N threads run handshakes for SECONDS, nothing
+ * is user or service. bench: N processes run handshakes for SECONDS, nothing
  * else, and the rate is printed ("bench: H handshakes in S s, R/s"): any
  * libauth plugin (libauth_munge.so too) against its daemons. Prints "user=U host=H" per
  * handshake (once, fork, encrypt; then "records ok"), "ok N" (threads); on
@@ -236,15 +236,6 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-/* A bench thread: handshakes until the deadline. */
-struct runner {
-	const char *host, *peer;
-	int kind, encrypt;
-	double deadline;
-	long done, failed;
-	char err[1300];
-};
-
 static double now_s(void)
 {
 	struct timespec ts;
@@ -252,52 +243,70 @@ static double now_s(void)
 	return (double) ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void *run(void *arg)
-{
-	struct runner *r = arg;
-	char res[1300];
-	while (now_s() < r->deadline) {
-		if (handshake(NULL, r->host, NULL, r->peer, r->kind, r->encrypt, res, sizeof(res)) != 0) {
-			r->failed++;
-			snprintf(r->err, sizeof(r->err), "%s", res);
-			if (r->failed > 10)
-				break;
-		} else {
-			r->done++;
-		}
-	}
-	return NULL;
-}
-
-/* bench runs n threads of handshakes for secs seconds, both sides' calls
- * going to sock (MOMGATE_PBS_SOCKET; other plugins ignore it). */
+/*
+ * bench runs n processes (PBS's daemons and commands are processes, and
+ * some plugins, OpenPBS's munge one among them, are not thread-safe), each
+ * running handshakes one after another for secs seconds, both sides' calls
+ * going to sock (MOMGATE_PBS_SOCKET; other plugins ignore it). Each child
+ * reports its count and failures on a pipe.
+ */
 static int bench(int n, int secs, const char *sock, const char *host, const char *peer, int kind, int encrypt)
 {
-	pthread_t th[64];
-	struct runner rs[64];
 	long done = 0, failed = 0;
-	double start;
-	int i;
+	double start, took;
+	int fds[2], i;
 
 	if (n < 1 || n > 64 || secs < 1 || secs > 600) {
-		fprintf(stderr, "bench: 1..64 threads for 1..600 seconds\n");
+		fprintf(stderr, "bench: 1..64 processes for 1..600 seconds\n");
 		return 2;
 	}
 	setenv("MOMGATE_PBS_SOCKET", sock, 1);
+	if (pipe(fds) != 0) {
+		perror("pipe");
+		return 2;
+	}
+	fflush(stdout);
 	start = now_s();
 	for (i = 0; i < n; i++) {
-		rs[i] = (struct runner){.host = host, .peer = peer, .kind = kind, .encrypt = encrypt, .deadline = start + secs};
-		pthread_create(&th[i], NULL, run, &rs[i]);
+		pid_t pid = fork();
+		if (pid < 0) {
+			perror("fork");
+			return 2;
+		}
+		if (pid == 0) {
+			long counts[2] = {0, 0};
+			char res[1300];
+			close(fds[0]);
+			while (now_s() < start + secs) {
+				if (handshake(NULL, host, NULL, peer, kind, encrypt, res, sizeof(res)) == 0) {
+					counts[0]++;
+				} else {
+					if (counts[1]++ == 0)
+						fprintf(stderr, "process %d: %s\n", i, res);
+					if (counts[1] > 10)
+						break;
+				}
+			}
+			if (write(fds[1], counts, sizeof(counts)) != (ssize_t) sizeof(counts))
+				_exit(1);
+			_exit(0);
+		}
 	}
+	close(fds[1]);
 	for (i = 0; i < n; i++) {
-		pthread_join(th[i], NULL);
-		done += rs[i].done;
-		failed += rs[i].failed;
-		if (rs[i].failed)
-			fprintf(stderr, "thread %d: %s\n", i, rs[i].err);
+		long counts[2];
+		if (read(fds[0], counts, sizeof(counts)) != (ssize_t) sizeof(counts)) {
+			fprintf(stderr, "bench: a process died before reporting\n");
+			failed++;
+			continue;
+		}
+		done += counts[0];
+		failed += counts[1];
 	}
-	double took = now_s() - start;
-	printf("bench: %ld handshakes in %.2f s, %.0f/s, %d threads, %ld failed\n", done, took, done / took, n, failed);
+	took = now_s() - start;
+	while (wait(NULL) > 0)
+		;
+	printf("bench: %ld handshakes in %.2f s, %.0f/s, %d processes, %ld failed\n", done, took, done / took, n, failed);
 	return failed != 0;
 }
 
