@@ -69,10 +69,11 @@ $(BIN)/libauth_momgate.so: $(PLUGIN_SRC) $(wildcard contrib/openpbs/plugin/*.h)
 # Stock OpenPBS: resvport first (the harness itself), then momgate, then
 # momgate with PBS_ENCRYPT_METHOD=momgate. Then OpenPBS with the patches of
 # contrib/openpbs/patches (built once per series): momgate with encryption,
-# and resvport, which they must not change.
+# and resvport, which they must not change. Last, the move from resvport to
+# momgate with a job running (docs/OPENPBS.md 8.2).
 test-openpbs:
 	@for args in "--auth resvport" "--auth momgate" "--auth momgate --encrypt" \
-		"--auth momgate --encrypt --patched" "--auth resvport --patched"; do \
+		"--auth momgate --encrypt --patched" "--auth resvport --patched" "--migrate"; do \
 		rc=0; contrib/openpbs/test/harness.sh $$args || rc=$$?; \
 		if [ $$rc -eq 77 ]; then echo "test-openpbs: skipped (reason above)"; exit 0; fi; \
 		[ $$rc -eq 0 ] || exit $$rc; \

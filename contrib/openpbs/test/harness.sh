@@ -7,7 +7,7 @@
 # process in them, its temporary directory) is removed when it ends, however
 # it ends; it is bounded in time.
 #
-#   contrib/openpbs/test/harness.sh [--auth resvport|momgate] [--encrypt] [--patched] [--moms N] [--keep-logs DIR]
+#   contrib/openpbs/test/harness.sh [--auth resvport|momgate] [--encrypt] [--patched] [--moms N] [--migrate] [--keep-logs DIR]
 #
 # --encrypt (with --auth momgate): PBS_ENCRYPT_METHOD=momgate on every
 # host, and a capture of the hosts' link during the job holds none of the
@@ -20,6 +20,9 @@
 # measurement needs: their pbs_moms start together once their nodes exist
 # and every momgate-mom is enrolled, and the time until pbsnodes lists them
 # all free is printed ("JOIN: ..."); then the job; no refusals.
+# --migrate: starts on resvport with momgate installed beside it and moves
+# the cluster to momgate with a job running through it, as the runbook of
+# docs/OPENPBS.md 8.2 says (migrate.sh); then a new job; no refusals.
 #
 # Needs root, util-linux (unshare, nsenter, setpriv), iproute2, and an
 # OpenPBS build from ../shared/openpbs/build.sh (PBS_EXEC, or found by
@@ -33,6 +36,7 @@ AUTH=resvport
 ENCRYPT=""
 PATCHED=""
 MOMS=2
+MIGRATE=""
 KEEP_LOGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -40,6 +44,7 @@ while [ $# -gt 0 ]; do
     --encrypt) ENCRYPT=momgate; shift ;;
     --patched) PATCHED=1; shift ;;
     --moms) MOMS=$2; shift 2 ;;
+    --migrate) MIGRATE=1; AUTH=resvport; shift ;;
     --keep-logs) KEEP_LOGS=$2; shift 2 ;;
     *) echo "harness: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -93,6 +98,8 @@ START=$SECONDS
 . "$here/capture.sh"
 # shellcheck source=addrs.sh
 . "$here/addrs.sh"
+# shellcheck source=migrate.sh
+. "$here/migrate.sh"
 
 finish() {
   local rc=$?
@@ -166,6 +173,15 @@ step "pbsnodes -a: ${EXEC_HOSTS[*]} free"
 echo "JOIN: $MOMS pbs_moms started at once, all free in pbsnodes -a after $((join_ms / 1000)).$((join_ms % 1000 / 100)) s (auth $AUTH${ENCRYPT:+, encryption $ENCRYPT}${PATCHED:+, patched}; load average $(cut -d' ' -f1-3 /proc/loadavg))"
 onhost "$SERVER" pbsnodes -a | sed -n '/^[a-z]/p;/state =/p' | sed 's/^/  /'
 [ "$AUTH" != momgate ] || momgate_check_joined
+if [ -n "$MIGRATE" ]; then
+  run_migration
+  AUTH=momgate
+  momgate_check_joined
+  run_two_node_job
+  momgate_check_user "$JOBUSER" "${EXEC_HOSTS[0]}"
+  step "PASS: moved from resvport to momgate with a job running through it; a new job ran on momgate ($((SECONDS - START)) s)"
+  exit 0
+fi
 if [ "$MOMS" -gt 2 ]; then
   run_two_node_job
   step "PASS: $MOMS pbs_moms joined and a two-node job of $JOBUSER ran with auth $AUTH ($((SECONDS - START)) s)"

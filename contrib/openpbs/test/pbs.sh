@@ -129,10 +129,7 @@ dump_logs() {
 # Authentication methods. auth_setup runs before PBS is installed;
 # auth_conf_lines adds a host's pbs.conf lines.
 auth_setup() {
-  case "$AUTH" in
-    resvport) ;;
-    momgate) momgate_setup ;;
-  esac
+  if [ "$AUTH" = momgate ] || [ -n "$MIGRATE" ]; then momgate_setup; fi
 }
 
 auth_conf_lines() {
@@ -143,7 +140,5 @@ auth_conf_lines() {
 
 # auth_host_setup H: an execution host's part, before its pbs_mom starts.
 auth_host_setup() {
-  case "$AUTH" in
-    momgate) momgate_host_setup "$@" ;;
-  esac
+  if [ "$AUTH" = momgate ] || [ -n "$MIGRATE" ]; then momgate_host_setup "$@"; fi
 }

@@ -68,12 +68,14 @@ copy_of() {
   disown $!
 }
 
-# stop_mom H: stops H's pbs_mom (by the pid in its lock file).
+# stop_mom H [SIG]: stops H's pbs_mom (by the pid in its lock file) with
+# SIG, default TERM, on which pbs_mom kills its jobs; on INT it leaves them
+# running, for a pbs_mom -p to take them over.
 stop_mom() {
-  local h=$1 pid
+  local h=$1 sig=${2:-TERM} pid
   pid=$(tr -dc '0-9\n' <"$(pbs_home "$h")/mom_priv/mom.lock" | head -n 1)
   [ -n "$pid" ] || fail "no pbs_mom pid in $h's mom.lock"
-  onhost "$h" kill "$pid"
+  onhost "$h" kill -"$sig" "$pid"
   wait_for "pbs_mom on $h to stop" 30 pid_gone "$h" "$pid"
 }
 
