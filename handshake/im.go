@@ -25,6 +25,8 @@ type IMAdmission struct {
 	Sender  proto.Addr    // admitted: the sister's address
 	KeyID   uint32        // V2: the key id its Ping names, when Keyed
 	Keyed   bool          // the frame went on to the swap, so KeyID is known
+	// Timestamp is the admitted sister's Ping stamp (V2).
+	Timestamp uint64
 	// First is an admitted v1 connection's first request, to be served.
 	First proto.Message
 }
@@ -74,7 +76,7 @@ func AdmitIM(rw io.ReadWriter, frame []byte, remote, local proto.Addr, in migrat
 		adm.Node = res.Node
 		return adm, &Rejection{Reason: ping.Reason(err), Err: err}
 	}
-	adm.Node, adm.Sender, adm.KeyID = res.Node, res.Sender, res.KeyID
+	adm.Node, adm.Sender, adm.KeyID, adm.Timestamp = res.Node, res.Sender, res.KeyID, res.Timestamp
 	return adm, nil
 }
 

@@ -58,6 +58,9 @@ type Admitted struct {
 	Node     proto.NodeID  // V2: the node the swap authenticated
 	KeyID    uint32        // V2: the cluster key of the MOM's PING
 	Enrolled bool          // V2: the session began with an enrollment
+	// Timestamp is the stamp of the swap's Ping (V2), the first the
+	// server can attest the node by (docs/PROTOCOL.md section 4.9).
+	Timestamp uint64
 }
 
 // Serve runs the server half on rw, whose peer is remote and whose own
@@ -142,14 +145,18 @@ func serve(rw io.ReadWriter, remote, local proto.Addr, p *ServerParams, reg Regi
 	if err != nil {
 		return nil, ReadRejection("read ping", err)
 	}
+	// The node has just proven who it is (Hello or Enroll on this
+	// connection's challenge): the server attests it itself, so a node
+	// whose clock runs ahead is admitted by a server holding no mark for
+	// it (docs/PROTOCOL.md section 4.9).
 	var res ping.Result
-	if err := Respond(rw, frame, remote, local, p.Sealer, p.Verifier, &res); err != nil {
+	if err := RespondAttested(rw, frame, remote, local, p.Sealer, p.Verifier, welcome.NodeID, ping.Attestation{OK: true}, &res); err != nil {
 		return nil, answered(err)
 	}
 	if res.Node != welcome.NodeID {
 		return nil, Refuse(reasons.NodeMismatch, "ping names node %x, connection is %s", res.Node, welcome.Name)
 	}
-	return &Admitted{Version: proto.V2, Node: res.Node, KeyID: res.KeyID, Enrolled: enrolling}, nil
+	return &Admitted{Version: proto.V2, Node: res.Node, KeyID: res.KeyID, Enrolled: enrolling, Timestamp: res.Timestamp}, nil
 }
 
 // openEnroll opens an Enroll's proof with the server's private key and

@@ -42,10 +42,22 @@ func ReadReply(r io.Reader, v *ping.Verifier, remote, local proto.Addr, echo *[p
 // Respond verifies frame (already read from rw) as a Ping and answers with
 // a PingReply, or with a Reject carrying the reason, which it also returns.
 func Respond(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.Sealer, v *ping.Verifier, res *ping.Result) error {
+	return respond(rw, frame, remote, local, s, res, func() error { return v.VerifyPing(frame, remote, local, res) })
+}
+
+// RespondAttested is Respond for a responder that has itself
+// authenticated node (the server, after Hello or Enroll): a PING naming
+// node is judged with att instead of the freshness window
+// (docs/PROTOCOL.md section 4.9).
+func RespondAttested(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.Sealer, v *ping.Verifier, node proto.NodeID, att ping.Attestation, res *ping.Result) error {
+	return respond(rw, frame, remote, local, s, res, func() error { return v.VerifyPingAttested(frame, remote, local, node, att, res) })
+}
+
+func respond(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.Sealer, res *ping.Result, verify func() error) error {
 	if isReject(frame) {
 		return rejectOf(frame)
 	}
-	if err := v.VerifyPing(frame, remote, local, res); err != nil {
+	if err := verify(); err != nil {
 		if errors.Is(err, ping.ErrMalformed) && len(frame) >= proto.HeaderSize {
 			// Say what came instead: "IMJoin frame of 40 bytes".
 			err = fmt.Errorf("%s frame of %d bytes where a Ping was due: %w", proto.Type(frame[3]), len(frame), err)

@@ -400,6 +400,7 @@ type peer struct {
 	First     time.Time `json:"first"`
 	Last      time.Time `json:"last"`
 	Count     uint64    `json:"admissions"`
+	Stamp     uint64    `json:"stamp"`
 }
 
 func (c *cluster) peers(m *momProc) []peer {

@@ -200,7 +200,7 @@ func TestBadCLIInput(t *testing.T) {
 		{"mom wildcard listen", []string{"momgate-mom", "run", "--state-dir", t.TempDir(), "--listen", "0.0.0.0:15003", "--enroll", "x"}, "wildcard"},
 		{"mom bad server", []string{"momgate-mom", "run", "--state-dir", t.TempDir(), "--listen", "127.0.0.2:1", "--server", "nowhere"}, "--server"},
 		{"server not initialized", []string{"momgate-server", "run", "--state-dir", t.TempDir()}, "init"},
-		{"server init twice", []string{"momgate-server", "init", "--state-dir", c.srvDir}, "already initialized"},
+		{"server init on a running server", []string{"momgate-server", "init", "--state-dir", c.srvDir}, "in use by another process"},
 		{"server bad log format", []string{"momgate-server", "run", "--state-dir", c.srvDir, "--log-format", "xml"}, "log-format"},
 		{"qmgr no server", []string{"momgate-qmgr", "-c", "list node"}, "--state-dir"},
 		{"qmgr server down", []string{"momgate-qmgr", "--state-dir", t.TempDir(), "-c", "list node"}, "momgate-server"},

@@ -592,7 +592,14 @@ func TestManualModeRefusesNodeWithoutActiveKey(t *testing.T) {
 	if r := run(t, "", "momgate-mom", "key", "import", "--state-dir", a.dir, file); r.code != 0 {
 		t.Fatalf("import on a: %s", r.stderr)
 	}
-	c.mustQmgr("activate key " + kl.Rotation.NewKey)
+	// b, down, does not hold the key: activating it is refused, naming b,
+	// until forced (TestActivateKeyRefusesPending).
+	if r := c.qmgr("activate key " + kl.Rotation.NewKey); r.code == 0 || !strings.Contains(r.stderr, "b (needs sync)") {
+		t.Fatalf("activate key with b lacking it: exit %d %q", r.code, r.stderr)
+	}
+	if r := c.mustQmgr("activate key " + kl.Rotation.NewKey + " force"); !strings.Contains(r.stdout, "cut off") || !strings.Contains(r.stdout, "b (needs sync)") {
+		t.Fatalf("activate key force: %q", r.stdout)
+	}
 	c.waitRotated(kl.Rotation.Seq)
 	b = c.startMom("b", "127.0.0.3", "")
 	waitFor(t, "the server to refuse b with instructions", 30*time.Second, func() bool {

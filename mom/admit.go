@@ -71,7 +71,7 @@ func (m *Mom) admit(c net.Conn) (handshake.IMAdmission, bool) {
 		m.lg.v1Admitted.Add(1)
 		m.peers.admitLegacy(remote, "in", m.cfg.Now())
 	} else {
-		m.peers.admit(adm.Sender, adm.Node, entry.KeyID, "in", m.cfg.Now())
+		m.peers.admit(adm.Sender, adm.Node, entry.KeyID, "in", adm.Timestamp, m.cfg.Now())
 	}
 	_ = c.SetDeadline(time.Time{})
 	return adm, true
@@ -83,7 +83,7 @@ func (m *Mom) admit(c net.Conn) (handshake.IMAdmission, bool) {
 func (m *Mom) inbound(remote proto.Addr) migration.Inbound {
 	m.lg.mu.Lock()
 	in := migration.Inbound{Protocol: m.effectiveLocked(), OnList: m.lg.list.Contains(remote.Netip()),
-		Upgraded: m.lg.upgraded.Contains(remote)}
+		Upgraded: m.lg.held || m.lg.upgraded.Contains(remote)}
 	m.lg.mu.Unlock()
 	in.Revoked = m.v1Revoked(remote)
 	return in

@@ -147,7 +147,7 @@ func (m *Mom) handshake(c net.Conn) (proto.NodeID, error) {
 		return proto.NodeID{}, err
 	}
 	var res ping.Result
-	if err := handshake.Initiate(c, remote, local, m.currentSealer(), m.base.Verifier, &res); err != nil {
+	if err := handshake.Initiate(c, remote, local, m.currentSealer(), m.serverVerifier(sh.ServerID), &res); err != nil {
 		m.base.Record(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: ping.Reason(err),
 			Peer: daemon.PeerAddrPort(c), Detail: "server ping swap: " + err.Error()})
 		return proto.NodeID{}, fmt.Errorf("ping swap with server: %w", err)
@@ -172,6 +172,11 @@ func (m *Mom) install(w *proto.Welcome, sh *proto.ServerHello, enr *enrollment) 
 		enr = &enrollment{Format: 1, NodeID: uuid.UUID(w.NodeID).String(), Name: w.Name,
 			ServerID: uuid.UUID(sh.ServerID).String(), ServerKey: encodeB64(sh.ServerKey[:])}
 		if err := saveEnrollment(m.cfg.StateDir, enr); err != nil {
+			return err
+		}
+		// The directory now holds an enrollment: its identity, keyring
+		// and mom.json must be there from now on.
+		if err := m.base.State.SyncManifest(true); err != nil {
 			return err
 		}
 		m.log.WithFields(logrus.Fields{"node": w.Name, "node_id": enr.NodeID}).Info("enrolled")
@@ -249,6 +254,7 @@ func (m *Mom) heartbeat(ctx context.Context, c net.Conn, serverID proto.NodeID) 
 func (m *Mom) readControl(c net.Conn, remote, local proto.Addr, serverID proto.NodeID, pmu *sync.Mutex, pending *[][ping.RandomSize]byte) error {
 	buf := make([]byte, 0, 4096)
 	var res ping.Result
+	verifier := m.serverVerifier(serverID)
 	for {
 		if err := c.SetReadDeadline(time.Now().Add(3*m.cfg.Heartbeat + m.cfg.HandshakeTimeout)); err != nil {
 			return err
@@ -266,7 +272,7 @@ func (m *Mom) readControl(c net.Conn, remote, local proto.Addr, serverID proto.N
 			echo := (*pending)[0]
 			*pending = (*pending)[1:]
 			pmu.Unlock()
-			if err := m.base.Verifier.VerifyReply(frame, remote, local, &echo, &res); err != nil {
+			if err := verifier.VerifyReply(frame, remote, local, &echo, &res); err != nil {
 				return fmt.Errorf("heartbeat reply: %w", err)
 			}
 			if res.Node != serverID {
@@ -282,6 +288,31 @@ func (m *Mom) readControl(c net.Conn, remote, local proto.Addr, serverID proto.N
 			return err
 		}
 	}
+}
+
+// serverVerifier is the verifier of the server's PingReplies on a
+// control connection: the MOM's own guard, with the server attested by
+// the MOM itself, floor 0. A reply echoes this MOM's fresh random bytes,
+// so it cannot be a replay; the attestation only spares it the freshness
+// window, which a MOM that lost its marks with freshness 0 could never
+// pass for the server (docs/PROTOCOL.md section 4.9).
+//
+// A deny list held after its loss (StepDenyHold) does not refuse the
+// server: it is the server's DenySet that ends the hold.
+func (m *Mom) serverVerifier(server proto.NodeID) *ping.Verifier {
+	v := *m.base.Verifier
+	v.Attest = func(n proto.NodeID) ping.Attestation {
+		return ping.Attestation{OK: n == server}
+	}
+	v.Revoker = listedOnly{m.deny}
+	return &v
+}
+
+// listedOnly is a deny list without its hold.
+type listedOnly struct{ d *ping.DenyList }
+
+func (l listedOnly) RevokedUnder(node proto.NodeID, addr proto.Addr, keyID uint32) bool {
+	return l.d.Listed(node, addr, keyID)
 }
 
 // handleServerMessage applies a pushed message.
@@ -303,6 +334,9 @@ func (m *Mom) handleServerMessage(msg proto.Message) error {
 		return handshake.PeerRejected(v)
 	case *proto.NodeAddress:
 		m.ctl.answer(v)
+		return nil
+	case *proto.FloorAnswer:
+		m.ctl.answerFloor(v)
 		return nil
 	}
 	return m.handleLegacyMessage(msg)

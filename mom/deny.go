@@ -12,6 +12,7 @@ import (
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/statecheck"
 )
 
 // The deny list the server pushes (Deny, DenySet after every Welcome,
@@ -38,7 +39,9 @@ func (m *Mom) applyDenySet(entries []proto.NodeAddr) error {
 			}
 		}
 	}
-	changed := len(added) > 0
+	// A held list (lost at start) takes the server's whole and is saved,
+	// changed or not: only then does the MOM admit peers again.
+	changed := len(added) > 0 || m.deny.Held()
 	for _, n := range m.deny.Nodes() {
 		if !wantNode[n] {
 			m.deny.Allow(n, proto.Addr{})
@@ -71,7 +74,14 @@ func (m *Mom) applyDenySet(entries []proto.NodeAddr) error {
 		}
 		m.log.WithFields(f).Warn("denied by server (missed while disconnected)")
 	}
-	return m.saveDeny()
+	if err := m.saveDeny(); err != nil {
+		return err
+	}
+	if m.deny.Held() {
+		m.deny.Release()
+		m.log.WithField("entries", len(entries)).Warn("deny list recovered from the server's DenySet: admitting peers again")
+	}
+	return nil
 }
 
 // applyDenyLift lifts the denies the server names: it has given these
@@ -97,12 +107,19 @@ func (m *Mom) applyDenyLift(entries []proto.NodeAddr) error {
 	if !changed {
 		return nil
 	}
-	return m.saveDeny()
+	return m.persistDeny()
 }
 
-// loadDeny restores the persisted deny list.
+// loadDeny restores the persisted deny list. A list lost at start
+// (deny.json missing or damaged, statecheck.StepDenyHold) is held: no peer
+// is admitted until the server's DenySet has arrived (applyDenySet).
 func (m *Mom) loadDeny() error {
 	path := filepath.Join(m.cfg.StateDir, denyFile)
+	if m.base.State.Has(statecheck.StepDenyHold) {
+		m.deny.Hold()
+		m.log.Error("state loss: deny list lost; no peer is admitted until the server's DenySet has arrived")
+		return nil
+	}
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -141,6 +158,17 @@ func (m *Mom) applyDeny(entries []proto.NodeAddr) error {
 		m.base.Verifier.Guard.Forget(e.Node)
 		m.peers.forget(e.Node, e.Addr)
 		m.log.WithFields(logrus.Fields{"node_id": uuid.UUID(e.Node).String(), "addr": e.Addr.String()}).Warn("node denied by server")
+	}
+	return m.persistDeny()
+}
+
+// persistDeny saves a change of the list, unless the list is held: its
+// loss must stay visible (deny.json missing or damaged) until the
+// server's whole list has replaced it, or a restart would admit peers
+// with only the entries received since.
+func (m *Mom) persistDeny() error {
+	if m.deny.Held() {
+		return nil
 	}
 	return m.saveDeny()
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
 )
@@ -21,7 +22,7 @@ func denyMOM(t *testing.T, dir string) (*Mom, *bytes.Buffer) {
 	var out bytes.Buffer
 	log := logrus.New()
 	log.SetOutput(&out)
-	m := &Mom{cfg: Config{StateDir: dir}, log: log, deny: &ping.DenyList{}}
+	m := &Mom{cfg: Config{StateDir: dir}, log: log, deny: &ping.DenyList{}, base: &daemon.Base{State: &daemon.State{}}}
 	if err := m.loadDeny(); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/internal/statefile"
+	"github.com/momgate/momgate/statecheck"
 	"github.com/momgate/momgate/strictjson"
 )
 
@@ -77,6 +78,10 @@ func decodeJobs(b []byte) ([]jobRecord, error) {
 // loadJobs reads jobs.json (absent: no jobs).
 func (m *Mom) loadJobs() error {
 	m.jobs = &jobTable{jobs: map[string]*job{}, dirty: make(chan struct{}, 1), sisters: map[string]string{}}
+	if m.base.State.Has(statecheck.StepJobsDropped) {
+		m.log.Error("state loss: jobs.json lost; starting without jobs (resubmit them)")
+		return m.saveJobs()
+	}
 	path := filepath.Join(m.cfg.StateDir, jobsFile)
 	fi, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {

@@ -3,6 +3,7 @@ package mom
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/sirupsen/logrus"
@@ -10,6 +11,7 @@ import (
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/keystore"
+	"github.com/momgate/momgate/internal/statelock"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/rotation"
@@ -157,9 +159,19 @@ func KeyringPath(dir string) string { return filepath.Join(dir, keyringFile) }
 
 // UpdateKeyringOffline applies f to the keyring of a MOM that is not
 // running (momgate-mom key import and key activate) and persists the
-// result if f changed it.
+// result if f changed it. It holds the state directory's lock meanwhile,
+// so a MOM starting at the same moment never reads half of it, and a
+// running one (statelock.ErrLocked) is not written under.
 func UpdateKeyringOffline(dir string, f func(*keys.Keyring) (*keys.Keyring, bool, error)) (*keys.Keyring, error) {
 	path := KeyringPath(dir)
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("%w (is %s a MOM state directory?)", err, dir) // and no lock file left in it
+	}
+	lock, err := statelock.Acquire(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release()
 	ring, err := keystore.LoadKeyring(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w (is %s a MOM state directory?)", err, dir)

@@ -17,6 +17,7 @@ import (
 	"github.com/momgate/momgate/internal/statefile"
 	"github.com/momgate/momgate/migration"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/statecheck"
 )
 
 // legacyFile persists the server's last known mode and the upgraded set.
@@ -34,6 +35,11 @@ type momLegacy struct {
 	sessionVer proto.Version
 	list       *proto.ClusterAddrs
 	upgraded   *migration.UpgradedSet
+	// held: legacy.json was lost at start (statecheck.StepLegacyHold):
+	// every address counts as upgraded, so no legacy (v1) admission can be
+	// a downgrade, until the server's NodeUpgraded replace has arrived.
+	// Nothing is saved meanwhile, so that a restart recovers again.
+	held bool
 
 	lists      atomic.Uint64 // ClusterAddrs received
 	listBytes  atomic.Uint64 // their bytes, headers included
@@ -50,6 +56,11 @@ func (m *Mom) initLegacy() error {
 	lg.setting = p
 	lg.upgraded = migration.NewUpgradedSet()
 	lg.list = &proto.ClusterAddrs{}
+	if m.base.State.Has(statecheck.StepLegacyHold) {
+		lg.held = true
+		m.log.Error("state loss: upgraded set lost; every legacy (v1) admission is refused until the server's upgraded set has arrived")
+		return nil
+	}
 	path := filepath.Join(m.cfg.StateDir, legacyFile)
 	fi, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -73,9 +84,13 @@ func (m *Mom) initLegacy() error {
 	return nil
 }
 
-// saveLegacyLocked persists the server mode and the upgraded set; the
+// saveLegacyLocked persists the server mode and the upgraded set, unless
+// the set is held (lost at start, not yet replaced by the server's); the
 // caller holds m.lg.mu.
 func (m *Mom) saveLegacyLocked() error {
+	if m.lg.held {
+		return nil
+	}
 	b := migration.EncodeMomState(migration.MomState{ServerMode: m.lg.serverMode, Upgraded: m.lg.upgraded})
 	if err := statefile.WriteAtomic(filepath.Join(m.cfg.StateDir, legacyFile), b, 0o600); err != nil {
 		return fmt.Errorf("persist %s: %w", legacyFile, err)
@@ -149,6 +164,10 @@ func (m *Mom) handleLegacyMessage(msg proto.Message) error {
 	case *proto.NodeUpgraded:
 		m.lg.mu.Lock()
 		changed, err := m.lg.upgraded.Apply(v.Op, v.Entries)
+		if err == nil && m.lg.held && v.Op == proto.UpgradedReplace {
+			m.lg.held, changed = false, true
+			m.log.WithField("upgraded", m.lg.upgraded.Len()).Warn("upgraded set recovered from the server: legacy admissions judged by it again")
+		}
 		if err == nil && changed {
 			err = m.saveLegacyLocked()
 		}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
 )
 
@@ -25,12 +26,14 @@ type link struct {
 	send     func(proto.Message) error // writes on the control connection; nil if none
 	ver      proto.Version
 	lookups  map[uint32]chan *proto.NodeAddress
+	floors   map[uint32]chan *proto.FloorAnswer
 	lookupID uint32
 	names    map[string]netip.AddrPort // sister IM addresses last looked up
 }
 
 func newLink() *link {
-	return &link{lookups: map[uint32]chan *proto.NodeAddress{}, names: map[string]netip.AddrPort{}}
+	return &link{lookups: map[uint32]chan *proto.NodeAddress{}, floors: map[uint32]chan *proto.FloorAnswer{},
+		names: map[string]netip.AddrPort{}}
 }
 
 // version is the version of the current control connection, 0 if none.
@@ -60,6 +63,10 @@ func (m *Mom) setControlWriter(w func(proto.Message) error, ver proto.Version) {
 			close(ch)
 			delete(l.lookups, id)
 		}
+		for id, ch := range l.floors {
+			close(ch)
+			delete(l.floors, id)
+		}
 	}
 }
 
@@ -83,6 +90,59 @@ func (l *link) answer(a *proto.NodeAddress) {
 	l.mu.Unlock()
 	if ch != nil {
 		ch <- a // buffered, one reply per id
+	}
+}
+
+// answerFloor hands a FloorAnswer to the attestation waiting for it.
+func (l *link) answerFloor(a *proto.FloorAnswer) {
+	l.mu.Lock()
+	ch := l.floors[a.ID]
+	delete(l.floors, a.ID)
+	l.mu.Unlock()
+	if ch != nil {
+		ch <- a // buffered, one reply per id
+	}
+}
+
+// floorWait bounds how long an admission waits for the server's
+// attestation (docs/PROTOCOL.md section 4.9).
+const floorWait = 2 * time.Second
+
+// attest is the verifier's Attest (ping.Verifier): the server's
+// attestation of a sister this MOM holds no vouched mark for, asked on the
+// current PING control connection (FloorLookup), once per PING, within
+// floorWait; none (Attestation{}) without a connection or an answer.
+func (m *Mom) attest(node proto.NodeID) ping.Attestation {
+	l := m.ctl
+	l.mu.Lock()
+	send, ver := l.send, l.ver
+	if send == nil || ver != proto.V2 {
+		l.mu.Unlock()
+		return ping.Attestation{}
+	}
+	l.lookupID++
+	id := l.lookupID
+	ch := make(chan *proto.FloorAnswer, 1)
+	l.floors[id] = ch
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		delete(l.floors, id)
+		l.mu.Unlock()
+	}()
+	if err := send(&proto.FloorLookup{ID: id, Node: node}); err != nil {
+		return ping.Attestation{}
+	}
+	t := time.NewTimer(floorWait)
+	defer t.Stop()
+	select {
+	case a := <-ch:
+		if a == nil || a.Status != proto.FloorAttested || a.Node != node {
+			return ping.Attestation{}
+		}
+		return ping.Attestation{Floor: a.Floor, OK: true}
+	case <-t.C:
+		return ping.Attestation{}
 	}
 }
 

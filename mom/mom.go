@@ -29,6 +29,8 @@ import (
 	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
+	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/statecheck"
 )
 
 // Config configures a MOM. Zero values get defaults.
@@ -126,8 +128,8 @@ func New(cfg Config) (*Mom, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--listen %q: want IP:PORT of this node: %w", cfg.Listen, err)
 	}
-	if listen.Addr().IsUnspecified() {
-		return nil, fmt.Errorf("--listen %s: must be this node's own address, not a wildcard (PINGs name it)", cfg.Listen)
+	if err := proto.CheckNodeAddr(listen.Addr()); err != nil {
+		return nil, fmt.Errorf("--listen %s: must be this node's own address (the Mom= of create node; PINGs name it): %w", cfg.Listen, err)
 	}
 	if _, _, err := net.SplitHostPort(cfg.Server); err != nil {
 		return nil, fmt.Errorf("--server %q: want HOST:PORT: %w", cfg.Server, err)
@@ -135,10 +137,43 @@ func New(cfg Config) (*Mom, error) {
 	if err := daemon.CheckMetricsListen(cfg.MetricsListen, cfg.MetricsAllowRemote); err != nil {
 		return nil, err
 	}
+	if _, err := ParseProtocol(cfg.Protocol); err != nil {
+		return nil, err
+	}
+	if cfg.Enroll != "" {
+		if _, err := keys.ParseToken(cfg.Enroll); err != nil {
+			return nil, fmt.Errorf("--enroll: %w", err)
+		}
+	}
 	dir := cfg.StateDir
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil { // a directory just created cannot be live
 		return nil, fmt.Errorf("create state dir %s: %w", dir, err)
 	}
+	st, err := daemon.OpenState(dir, statecheck.RoleMom, cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	m, err := open(cfg, st, listen)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// open loads the state directory st, locked and judged, and takes the
+// verdict's recovery steps (state.go); on failure it releases the lock.
+func open(cfg Config, st *daemon.State, listen netip.AddrPort) (m *Mom, err error) {
+	dir := cfg.StateDir
+	defer func() {
+		if err == nil {
+			return
+		}
+		if m != nil && m.base != nil {
+			m.base.Close()
+		} else {
+			st.Close()
+		}
+	}()
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("chmod state dir %s: %w", dir, err)
 	}
@@ -146,42 +181,40 @@ func New(cfg Config) (*Mom, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := ParseProtocol(cfg.Protocol); err != nil {
-		return nil, err
-	}
 	if enr == nil && cfg.Enroll == "" && cfg.Protocol != ProtocolLegacy {
 		return nil, ErrNotEnrolled // only a legacy-only MOM runs without enrolling
 	}
-	if enr == nil && cfg.Enroll != "" {
-		if _, err := keys.ParseToken(cfg.Enroll); err != nil {
-			return nil, fmt.Errorf("--enroll: %w", err)
-		}
-	}
-	ident, err := loadOrCreateIdentity(filepath.Join(dir, identityFile), cfg.Rand)
+	ident, err := loadOrCreateIdentity(filepath.Join(dir, identityFile), cfg.Rand, enr == nil)
 	if err != nil {
 		return nil, err
 	}
 	ring := keys.NewKeyring()
-	if enr != nil {
+	switch {
+	case enr == nil:
+	case st.Has(statecheck.StepKeyringRefetch):
+		cfg.Log.Error("state loss: starting without cluster keys; nothing is sealed or admitted until the server's Welcome brings them")
+	default:
 		if ring, err = keystore.LoadKeyring(filepath.Join(dir, keyringFile)); err != nil {
 			return nil, err
 		}
 	}
-	m := &Mom{
+	m = &Mom{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring), addr: listen,
 		deny: &ping.DenyList{}, peers: newPeerTable(1 << 16), enrolled: enr, ready: make(chan struct{}), ctl: newLink(),
 	}
-	m.base, err = daemon.OpenBase(daemon.BaseConfig{StateDir: dir, Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now,
+	m.base, err = daemon.OpenBase(daemon.BaseConfig{State: st, Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now,
 		Freshness: cfg.Freshness, Keys: m.ring, Revoker: m.deny, SourceLimits: cfg.SourceLimits})
 	if err != nil {
 		return nil, err
 	}
+	m.base.Verifier.Attest = m.attest
 	if err := m.loadDeny(); err != nil {
-		m.base.Close()
 		return nil, err
 	}
 	if err := errors.Join(m.initLegacy(), m.loadJobs()); err != nil {
-		m.base.Close()
+		return nil, err
+	}
+	if err := m.recoverState(); err != nil {
 		return nil, err
 	}
 	if enr != nil {
@@ -191,12 +224,15 @@ func New(cfg Config) (*Mom, error) {
 	return m, nil
 }
 
-func loadOrCreateIdentity(path string, rnd io.Reader) (*keys.Identity, error) {
+// loadOrCreateIdentity loads the node's identity, or creates one if it
+// does not exist and create is set (not enrolled yet: an enrolled node's
+// identity is the one the server registered).
+func loadOrCreateIdentity(path string, rnd io.Reader, create bool) (*keys.Identity, error) {
 	id, err := keystore.LoadIdentity(path)
 	if err == nil {
 		return id, nil
 	}
-	if !errors.Is(err, os.ErrNotExist) {
+	if !errors.Is(err, os.ErrNotExist) || !create {
 		return nil, err
 	}
 	if id, err = keys.GenerateIdentity(rnd); err != nil {

@@ -22,7 +22,7 @@ func newPeerTable(max int) *peerTable {
 	return &peerTable{peers: map[proto.Addr]*admin.AdmittedPeer{}, max: max}
 }
 
-func (t *peerTable) admit(addr proto.Addr, node proto.NodeID, keyID string, dir string, now time.Time) {
+func (t *peerTable) admit(addr proto.Addr, node proto.NodeID, keyID string, dir string, stamp uint64, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.peers[addr]
@@ -34,7 +34,7 @@ func (t *peerTable) admit(addr proto.Addr, node proto.NodeID, keyID string, dir 
 		t.peers[addr] = p
 	}
 	p.NodeID = uuid.UUID(node).String()
-	p.KeyID, p.Direction, p.Last, p.Protocol = keyID, dir, now, "v2"
+	p.KeyID, p.Direction, p.Last, p.Protocol, p.Stamp = keyID, dir, now, "v2", stamp
 	p.Count++
 }
 
@@ -51,7 +51,7 @@ func (t *peerTable) admitLegacy(addr proto.Addr, dir string, now time.Time) {
 		p = &admin.AdmittedPeer{Addr: addr.String(), First: now}
 		t.peers[addr] = p
 	}
-	p.NodeID, p.KeyID, p.Direction, p.Last, p.Protocol = "", "", dir, now, "v1"
+	p.NodeID, p.KeyID, p.Direction, p.Last, p.Protocol, p.Stamp = "", "", dir, now, "v1", 0
 	p.Count++
 }
 

@@ -81,6 +81,22 @@ func (m *Mom) setServerModeLocked(mode proto.Mode) {
 	}
 }
 
+// releaseLegacyHoldLocked ends the hold of an upgraded set lost at start
+// when the server is in ping mode: it sends no address list then, so no
+// legacy (v1) admission is possible, and none of an upgraded set; a mode
+// change makes the MOM reconnect and get the list with the set. The
+// caller holds m.lg.mu.
+func (m *Mom) releaseLegacyHoldLocked(mode proto.Mode) {
+	if !m.lg.held || mode != proto.ModePing {
+		return
+	}
+	m.lg.held = false
+	if err := m.saveLegacyLocked(); err != nil {
+		m.log.WithError(err).Warn("persist the upgraded set")
+	}
+	m.log.Warn("upgraded set lost at start: the server is in ping mode, which admits no legacy (v1) connection; legacy.json written again")
+}
+
 // chooseControl picks the control connection's version from the server's
 // hello: the highest both allow. It returns errUseLegacy for v1.
 func (m *Mom) chooseControl(sh *proto.ServerHello) error {
@@ -88,6 +104,7 @@ func (m *Mom) chooseControl(sh *proto.ServerHello) error {
 	m.lg.mu.Lock()
 	defer m.lg.mu.Unlock()
 	m.setServerModeLocked(sh.Mode)
+	m.releaseLegacyHoldLocked(sh.Mode)
 	p := m.effectiveLocked()
 	mine := migration.MomVersions(p, canV2)
 	ver := migration.ControlVersion(sh.Versions, mine)

@@ -65,7 +65,7 @@ func (m *Mom) PingSister(ctx context.Context, addr string) (*admin.PingResult, n
 	out.NodeID = uuid.UUID(res.Node).String()
 	entry.Outcome, entry.Node, entry.KeyID = audit.Accepted, out.NodeID, out.KeyID
 	m.base.Record(entry)
-	m.peers.admit(res.Sender, res.Node, out.KeyID, "out", m.cfg.Now())
+	m.peers.admit(res.Sender, res.Node, out.KeyID, "out", res.Timestamp, m.cfg.Now())
 	return out, c
 }
 

@@ -60,9 +60,13 @@ func (d *DenyList) Revoked(node proto.NodeID, addr proto.Addr) bool {
 // keyID is refused: the list is held, the node is denied, or the address
 // is denied under that key (or under every key).
 func (d *DenyList) RevokedUnder(node proto.NodeID, addr proto.Addr, keyID uint32) bool {
-	if d.held.Load() {
-		return true
-	}
+	return d.held.Load() || d.Listed(node, addr, keyID)
+}
+
+// Listed is RevokedUnder as the list itself says, held or not: for a PING
+// whose sender the hold is not about (the server's replies on the control
+// connection, which bring the list).
+func (d *DenyList) Listed(node proto.NodeID, addr proto.Addr, keyID uint32) bool {
 	s := d.set.Load()
 	if s == nil {
 		return false

@@ -59,6 +59,9 @@ func TestDenyListHold(t *testing.T) {
 	if d.Revoked(other, addr("127.0.0.3")) || !d.Revoked(denied, proto.Addr{}) || len(d.Nodes()) != 1 {
 		t.Fatal("the hold changed what the list reports about its entries")
 	}
+	if d.Listed(other, addr("127.0.0.3"), 7) || !d.Listed(denied, proto.Addr{}, 7) {
+		t.Fatal("Listed follows the hold")
+	}
 	d.Release()
 	if d.Held() || d.RevokedUnder(other, addr("127.0.0.3"), 7) || !d.RevokedUnder(denied, proto.Addr{}, 7) {
 		t.Fatal("Release did not restore the list's verdicts")

@@ -527,7 +527,12 @@ func TestVerifyPingAttested(t *testing.T) {
 		Attest: func(proto.NodeID) Attestation { t.Fatal("asked"); return Attestation{} }}
 	f, _, _ := a.sealer.Ping(nil, a.addr, recv)
 	var res Result
-	if err := v.VerifyPingAttested(f, a.addr, recv, Attestation{OK: true}, &res); err != nil {
+	// An attestation of another node does not cover this sender.
+	if err := v.VerifyPingAttested(f, a.addr, recv, nodeID(9), Attestation{OK: true}, &res); !errors.Is(err, ErrStale) {
+		t.Fatalf("PING of node 2 with an attestation of node 9: %v, want ErrStale", err)
+	}
+	f, _, _ = a.sealer.Ping(nil, a.addr, recv)
+	if err := v.VerifyPingAttested(f, a.addr, recv, nodeID(2), Attestation{OK: true}, &res); err != nil {
 		t.Fatal(err)
 	}
 }

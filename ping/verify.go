@@ -45,11 +45,18 @@ func (v *Verifier) VerifyPing(frame []byte, source, local proto.Addr, res *Resul
 }
 
 // VerifyPingAttested is VerifyPing with the caller's own attestation of
-// the sender, used instead of asking Attest: for the server, whose control
-// connection has just authenticated the sender by its identity key
+// node, used instead of asking Attest when the PING names node (a PING
+// naming another sender gets no attestation): for the server, whose
+// control connection has just authenticated node by its identity key
 // (docs/PROTOCOL.md section 4.9).
-func (v *Verifier) VerifyPingAttested(frame []byte, source, local proto.Addr, att Attestation, res *Result) error {
-	return v.verifyWith(frame, source, local, nil, nil, &att, res)
+func (v *Verifier) VerifyPingAttested(frame []byte, source, local proto.Addr, node proto.NodeID, att Attestation, res *Result) error {
+	return v.verifyWith(frame, source, local, nil, nil, &attested{node: node, att: att}, res)
+}
+
+// attested is a caller's attestation of one sender.
+type attested struct {
+	node proto.NodeID
+	att  Attestation
 }
 
 // VerifyReply checks a PingReply to a Ping whose random bytes were echo.
@@ -62,8 +69,8 @@ func (v *Verifier) verify(frame []byte, source, local proto.Addr, echo *[RandomS
 }
 
 // verifyWith runs every check; given, if not nil, is the caller's
-// attestation of the sender, used instead of asking Attest.
-func (v *Verifier) verifyWith(frame []byte, source, local proto.Addr, echo *[RandomSize]byte, ext *[ExtSize]byte, given *Attestation, res *Result) error {
+// attestation of one sender, used instead of asking Attest.
+func (v *Verifier) verifyWith(frame []byte, source, local proto.Addr, echo *[RandomSize]byte, ext *[ExtSize]byte, given *attested, res *Result) error {
 	keyID, reply, err := openFrame(frame, v.Keys, &res.Payload, ext)
 	res.KeyID, res.Reply = keyID, reply
 	if err != nil {
@@ -85,7 +92,9 @@ func (v *Verifier) verifyWith(frame []byte, source, local proto.Addr, echo *[Ran
 	var att Attestation
 	switch {
 	case given != nil:
-		att = *given
+		if given.node == res.Node {
+			att = given.att
+		}
 	case v.Attest != nil && !revoked && v.Guard.NeedsAttestation(res.Node):
 		att = v.Attest(res.Node)
 	}

@@ -632,11 +632,15 @@ func runExportKey(ctx context.Context, s *Session, d Directive, out *bytes.Buffe
 }
 
 func runActivateKey(ctx context.Context, s *Session, d Directive, out *bytes.Buffer) error {
-	raw, err := s.call(ctx, admin.OpActivateKey, admin.KeyArgs{ID: d.Names[0]})
+	raw, err := s.call(ctx, admin.OpActivateKey, admin.KeyArgs{ID: d.Names[0], Force: len(d.Names) == 2})
 	if err != nil {
 		return err
 	}
 	return s.keyResult(raw, out, func(k admin.KeyInfo) string {
-		return fmt.Sprintf("key %s is now %s", k.ID, k.State)
+		msg := fmt.Sprintf("key %s is now %s", k.ID, k.State)
+		if len(k.CutOff) > 0 {
+			msg += fmt.Sprintf("\ncut off until they import it (momgate-mom key import): %s", strings.Join(k.CutOff, ", "))
+		}
+		return msg
 	})
 }

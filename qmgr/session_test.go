@@ -319,6 +319,7 @@ n2    False  -         -
 		{"export key 0a1b2c3d /abs/key", []call{{admin.OpExportKey, `{"id":"0a1b2c3d","file":"/abs/key"}`}},
 			"exported key 0a1b2c3d (active) to /abs/key\n"},
 		{"activate key 0a1b2c3d", []call{{admin.OpActivateKey, `{"id":"0a1b2c3d"}`}}, "key 0a1b2c3d is now active\n"},
+		{"activate key 0a1b2c3d force", []call{{admin.OpActivateKey, `{"id":"0a1b2c3d","force":true}`}}, "key 0a1b2c3d is now active\n"},
 		{"# nothing", nil, ""},
 		{"quit", nil, ""},
 	} {

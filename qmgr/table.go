@@ -1,6 +1,8 @@
 package qmgr
 
 import (
+	"github.com/momgate/momgate/proto"
+
 	"errors"
 	"fmt"
 	"net/netip"
@@ -156,6 +158,13 @@ func checkKeyID(s string) (string, error) {
 	return strings.ToLower(s), nil
 }
 
+func checkForce(s string) (string, error) {
+	if !strings.EqualFold(s, "force") {
+		return "", errors.New(`want "force" or nothing`)
+	}
+	return "force", nil
+}
+
 func checkFile(s string) (string, error) {
 	if s == "" {
 		return "", errors.New("empty file name")
@@ -165,13 +174,11 @@ func checkFile(s string) (string, error) {
 
 func checkAddr(s string) (string, error) {
 	a, err := netip.ParseAddr(s)
-	switch {
-	case err != nil:
+	if err != nil {
 		return "", errors.New("not an IPv4 or IPv6 address")
-	case a.Zone() != "":
-		return "", errors.New("an address with a zone cannot be a node address")
-	case a.IsUnspecified() || a.IsMulticast():
-		return "", errors.New("an unspecified or multicast address cannot be a node address")
+	}
+	if err := proto.CheckNodeAddr(a); err != nil {
+		return "", err
 	}
 	return a.String(), nil
 }
@@ -219,6 +226,7 @@ var (
 	oneNodeName  = operand{label: "node name", check: checkNodeName}
 	keyID        = operand{label: "key id", check: checkKeyID}
 	optKeyFile   = operand{label: "file", optional: true, check: checkFile}
+	optForce     = operand{label: "force", optional: true, check: checkForce}
 
 	momAttr = attrSpec{name: "Mom", syntax: "ADDR", doc: "MOM IP address (IPv4 or IPv6 literal)", check: checkAddr}
 )
@@ -316,8 +324,10 @@ var entries = []entry{
 		},
 	},
 	{
-		command: "activate", object: "key", operands: []operand{keyID},
-		usage: "activate key ID", doc: "make key ID the active cluster key (manual distribution)",
+		command: "activate", object: "key", operands: []operand{keyID, optForce},
+		usage: "activate key ID [force]",
+		doc: "make key ID the active cluster key (manual distribution); refused while nodes do not hold it yet, " +
+			"which force overrides, cutting them off",
 		example: "activate key 0a1b2c3d",
 	},
 }

@@ -118,6 +118,7 @@ func (s *Server) admitControl(c net.Conn, remote, local proto.Addr) (*session, e
 		s.mu.Lock()
 		adm.mc.node.keyID = keys.KeyID(a.KeyID)
 		adm.mc.node.protocol = "v2"
+		adm.mc.recordStamp(a.Timestamp, s.cfg.Now())
 		s.mu.Unlock()
 	}
 	return adm.mc, c.SetDeadline(time.Time{})

@@ -131,8 +131,21 @@ func (s *Server) denyEntries() []proto.NodeAddr {
 }
 
 // saveDenyList persists the deny list; a failure is logged (the deny is
-// in force in memory and on the MOMs that got it).
+// in force in memory and on the MOMs that got it). While the list is
+// withheld after its loss (recovery.go) nothing is written: deny.json
+// stays missing, so a restart before the recovery completes recovers
+// again. The caller holds s.mu.
 func (s *Server) saveDenyList() {
+	if s.denyWithheld.Load() {
+		return
+	}
+	if err := s.writeDenyList(); err != nil {
+		s.log.WithError(err).Error("persist the deny list")
+	}
+}
+
+// writeDenyList writes deny.json. The caller holds s.mu.
+func (s *Server) writeDenyList() error {
 	d := denyJSON{Format: 1, Entries: []denyEntryJSON{}}
 	for _, e := range s.denyEntries() {
 		var j denyEntryJSON
@@ -147,13 +160,16 @@ func (s *Server) saveDenyList() {
 		}
 		d.Entries = append(d.Entries, j)
 	}
-	if err := store.SaveJSON(filepath.Join(s.cfg.StateDir, denyFile), d, 0o600); err != nil {
-		s.log.WithError(err).Error("persist the deny list")
-	}
+	return store.SaveJSON(filepath.Join(s.cfg.StateDir, denyFile), d, 0o600)
 }
 
-// denySet is the DenySet message of the current list.
+// denySet is the DenySet message of the current list, or nil while the
+// list is withheld after its loss: a DenySet replaces a MOM's list, and
+// this one would lift the lost entries.
 func (s *Server) denySet() *proto.DenySet {
+	if s.denyWithheld.Load() {
+		return nil
+	}
 	es := s.denyEntries()
 	if len(es) > maxDenyEntries {
 		s.log.WithField("entries", len(es)).Warn("deny list longer than one DenySet frame; sending the first part")
@@ -195,6 +211,17 @@ func (s *Server) denyLocked(node proto.NodeID, addr proto.Addr) {
 		}
 		s.denyKeys[e] = append(slices.Clone(s.denyKeys[e]), held...)
 	}
+	s.saveDenyList()
+}
+
+// denyAddrLocked denies the old address of a readdressed node under every
+// key and for good: the node is still a member and holds every new key,
+// so no rotation makes its PINGs from the old address fail by key. Only
+// giving the address to a node again lifts it (liftDenyLocked);
+// pruneDenyLocked never drops it. The caller holds s.mu.
+func (s *Server) denyAddrLocked(addr proto.Addr) {
+	s.deny.Deny(proto.NodeID{}, addr)
+	delete(s.denyKeys, proto.NodeAddr{Addr: addr})
 	s.saveDenyList()
 }
 

@@ -43,20 +43,20 @@ type stateStore struct {
 	seed   maphash.Seed
 }
 
-// openStateStore loads state.json, replays state.journal over it and
-// returns the resulting state and the store.
-func openStateStore(dir string) (persisted, *stateStore, error) {
+// openStateStore loads state.json, replays the journal js (as inspected at
+// start) over it and returns the resulting state and the store, whose
+// journal is in the current format from then on.
+func openStateStore(dir string, js *store.JournalState) (persisted, *stateStore, error) {
 	p, err := loadState(dir)
 	if err != nil {
 		return p, nil, err
 	}
-	j, recs, err := store.OpenJournal(filepath.Join(dir, journalFile))
+	if p, err = replayJournal(p, js.Records); err != nil {
+		return p, nil, fmt.Errorf("replay %s: %w", filepath.Join(dir, journalFile), err)
+	}
+	j, err := js.Open()
 	if err != nil {
 		return p, nil, err
-	}
-	if p, err = replayJournal(p, recs); err != nil {
-		j.Close()
-		return p, nil, fmt.Errorf("replay %s: %w", filepath.Join(dir, journalFile), err)
 	}
 	ss := &stateStore{dir: dir, journal: j}
 	if err := ss.remember(p); err != nil {
@@ -343,12 +343,14 @@ func (b *saveBatch) commit(v stateView) error {
 	return nil
 }
 
-// compact writes p as the new snapshot and empties the journal.
+// compact writes p as the new snapshot and empties the journal, whose
+// header then vouches for the snapshot (store.Journal.Fold).
 func (ss *stateStore) compact(p persisted) error {
-	if err := saveState(ss.dir, p); err != nil {
-		return err
+	data, err := store.EncodeJSON(p)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", stateFile, err)
 	}
-	return ss.journal.Reset()
+	return ss.journal.Fold(filepath.Join(ss.dir, stateFile), data, 0o600)
 }
 
 // nodeHash hashes a record as persisted. nodeRecord must stay comparable

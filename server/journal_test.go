@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/statecheck"
 )
 
 func testPersisted(n int) persisted {
@@ -60,9 +63,38 @@ func sorted(p persisted) persisted {
 	return p
 }
 
+// openStateDir opens the store of dir as a start does: the journal as
+// inspected, refused if it lost anything.
+func openStateDir(dir string) (persisted, *stateStore, error) {
+	js, err := store.ReadStateJournal(filepath.Join(dir, journalFile), store.JournalOptions{Snapshot: filepath.Join(dir, stateFile)})
+	if err != nil {
+		return persisted{}, nil, err
+	}
+	for _, f := range js.Findings {
+		if f.Problem != statecheck.Upgraded {
+			return persisted{}, nil, fmt.Errorf("%s: %s (%s)", f.File, f.Problem, f.Detail)
+		}
+	}
+	return openStateStore(dir, js)
+}
+
+// readStateDir reads the registry of dir without writing anything (a
+// server may be running on it).
+func readStateDir(dir string) (persisted, error) {
+	js, err := store.ReadStateJournal(filepath.Join(dir, journalFile), store.JournalOptions{Snapshot: filepath.Join(dir, stateFile)})
+	if err != nil {
+		return persisted{}, err
+	}
+	p, err := loadState(dir)
+	if err != nil {
+		return p, err
+	}
+	return replayJournal(p, js.Records)
+}
+
 func openTestStore(t *testing.T, dir string) (persisted, *stateStore) {
 	t.Helper()
-	p, ss, err := openStateStore(dir)
+	p, ss, err := openStateDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,13 +167,15 @@ func TestStateStoreCompactCrash(t *testing.T) {
 	if !reflect.DeepEqual(sorted(got), sorted(p)) {
 		t.Fatalf("after compaction:\n got  %+v\n want %+v", got, p)
 	}
-	// Simulate the crash: new snapshot, old journal still there.
+	// The old journal beside the new snapshot (restored alone, or the
+	// snapshot replaced without it) no longer vouches for the snapshot:
+	// refused, not replayed. (A crash inside the fold is told from this
+	// by the header's pending checksum: internal/store TestStateJournalFold.)
 	if err := os.WriteFile(filepath.Join(dir, journalFile), journal, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	got, _ = openTestStore(t, dir)
-	if !reflect.DeepEqual(sorted(got), sorted(p)) {
-		t.Fatalf("old journal over new snapshot:\n got  %+v\n want %+v", got, p)
+	if _, _, err := openStateDir(dir); err == nil || !strings.Contains(err.Error(), "inconsistent") {
+		t.Fatalf("old journal over a new snapshot: %v, want it refused as inconsistent", err)
 	}
 }
 
@@ -153,7 +187,7 @@ func TestStateStoreCorruptJournal(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, journalFile), []byte("deadbeef {}\nnext\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := openStateStore(dir); err == nil {
+	if _, _, err := openStateDir(dir); err == nil {
 		t.Fatal("a corrupt journal was accepted")
 	}
 }

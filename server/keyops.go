@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,6 +67,13 @@ func (s *Server) activateKey(a admin.KeyArgs) (*admin.KeyInfo, error) {
 	if s.ring.Load().Lookup(id) == nil {
 		return nil, admin.Errorf(admin.CodeUnknownKey, "no cluster key %s (list key shows the keys)", id)
 	}
+	cut := s.withoutKey(id)
+	if len(cut) > 0 && !a.Force {
+		return nil, admin.Errorf(admin.CodeConflict,
+			"activate key %s: %d node(s) do not hold it yet and would be refused by their sisters and the server at once: %s; "+
+				"import the key file on them (momgate-mom key import, docs/KEYS.md), or `activate key %s force` to cut them off",
+			id, len(cut), strings.Join(cut, ", "), id)
+	}
 	if err := s.rot.activate(id); err != nil {
 		return nil, err
 	}
@@ -74,7 +82,39 @@ func (s *Server) activateKey(a admin.KeyArgs) (*admin.KeyInfo, error) {
 		return nil, admin.Errorf(admin.CodeConflict, "key %s was retired meanwhile", id)
 	}
 	info := admin.KeyInfoOf(k)
+	if len(cut) > 0 {
+		info.CutOff = cut
+		s.log.WithFields(logrus.Fields{"key": id.String(), "cut_off": strings.Join(cut, ",")}).Warn("key activated by force: nodes that do not hold it are cut off until they import it")
+	}
 	return &info, nil
+}
+
+// withoutKey names the enrolled nodes that would be cut off if key id
+// were activated now: in manual distribution, while id is being
+// distributed, every node that has not acknowledged it (pending or
+// needs sync; docs/KEYS.md). In automatic distribution nobody is: the
+// server sends the key to every node that lacks it.
+func (s *Server) withoutKey(id keys.KeyID) []string {
+	next, manual := s.rot.distributingManually()
+	if !manual || next != id {
+		return nil
+	}
+	s.mu.Lock()
+	var names []string
+	var ids []proto.NodeID
+	for _, n := range s.reg.sortedNodes() {
+		if n.enrolled() {
+			names, ids = append(names, n.rec.Name), append(ids, n.id)
+		}
+	}
+	s.mu.Unlock()
+	var cut []string
+	for i, st := range s.rot.nodeStates(ids) {
+		if st != admin.KeyAcked {
+			cut = append(cut, fmt.Sprintf("%s (%s)", names[i], st))
+		}
+	}
+	return cut
 }
 
 // listKeys reports the server's keys, the rotation and every node's key

@@ -272,7 +272,7 @@ func TestNoDowngradeAndRollback(t *testing.T) {
 		t.Fatalf("n3 not shown upgraded: %v %v", res, err)
 	}
 	// The mark survives a restart of the registry (it is persisted).
-	p, _, err := openStateStore(s.cfg.StateDir)
+	p, err := readStateDir(s.cfg.StateDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,8 +29,8 @@ func (s *Server) createNode(a admin.CreateNodeArgs) (*admin.CreateNodeResult, er
 		return nil, admin.Errorf(admin.CodeBadValue, "Mom=%q is not an IP address", a.Mom)
 	}
 	addr = addr.Unmap()
-	if addr.IsUnspecified() || addr.IsMulticast() {
-		return nil, admin.Errorf(admin.CodeBadValue, "Mom=%s cannot be a node address", addr)
+	if err := proto.CheckNodeAddr(addr); err != nil {
+		return nil, admin.Errorf(admin.CodeBadValue, "Mom=%v", err)
 	}
 	if a.Port == 0 {
 		a.Port = DefaultMomPort
@@ -158,8 +158,8 @@ func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
 				return nil, admin.Errorf(admin.CodeBadValue, "Mom=%q is not an IP address", kv.Value)
 			}
 			addr = addr.Unmap()
-			if addr.IsUnspecified() || addr.IsMulticast() {
-				return nil, admin.Errorf(admin.CodeBadValue, "Mom=%s cannot be a node address", addr)
+			if err := proto.CheckNodeAddr(addr); err != nil {
+				return nil, admin.Errorf(admin.CodeBadValue, "Mom=%v", err)
 			}
 			newAddr = addr
 		case "protocol":
@@ -252,7 +252,7 @@ func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
 // Mom=, lifts a deny of its new one, and closes its connection (from the
 // old address). The caller holds s.mu.
 func (s *Server) readdressedLocked(n *node, oldAddr netip.Addr) {
-	s.denyLocked(proto.NodeID{}, proto.AddrFrom(oldAddr))
+	s.denyAddrLocked(proto.AddrFrom(oldAddr))
 	s.liftDenyLocked(n.addr)
 	s.pushDenyLocked([]proto.NodeAddr{{Addr: proto.AddrFrom(oldAddr)}}, n.id)
 }

@@ -183,6 +183,9 @@ func (r *rotor) exec(acts []rotation.Action) error {
 			if err == nil && a.Step() != rotation.StepBehind && a.Step() != rotation.StepQueued {
 				r.logRecord(a)
 			}
+			if err == nil && a.Step() == rotation.StepIdle && r.s.rot != nil {
+				r.s.rotationIdle() // rotation complete, none queued
+			}
 		case rotation.SaveRing:
 			if err = keystore.SaveKeyring(filepath.Join(r.s.cfg.StateDir, keyringFile), a.Ring); err == nil {
 				r.s.ring.Store(a.Ring)
@@ -418,8 +421,10 @@ func (r *rotor) connected(mc *session) {
 	if !keyed(mc) {
 		return // a legacy (v1) session holds no cluster key
 	}
-	if err := mc.send(r.s.denySet()); err != nil {
-		r.log.WithError(err).WithField("node", mc.node.rec.Name).Debug("send deny list")
+	if ds := r.s.denySet(); ds != nil {
+		if err := mc.send(ds); err != nil {
+			r.log.WithError(err).WithField("node", mc.node.rec.Name).Debug("send deny list")
+		}
 	}
 	err := r.event(func(m *rotation.Machine, now time.Time) ([]rotation.Action, error) {
 		r.s.mu.Lock()
@@ -608,6 +613,13 @@ func (r *rotor) nodeStates(ids []proto.NodeID) []string {
 	return out
 }
 
+// record is the rotation record as the machine holds it.
+func (r *rotor) record() rotation.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.m.Record()
+}
+
 // distributing returns the key being distributed, if a rotation is in
 // that phase.
 func (r *rotor) distributing() (keys.KeyID, bool) {
@@ -615,6 +627,15 @@ func (r *rotor) distributing() (keys.KeyID, bool) {
 	defer r.mu.Unlock()
 	in := r.m.Info()
 	return in.New, in.Phase == rotation.Distributing
+}
+
+// distributingManually returns the key being distributed, if a rotation
+// with manual distribution is in that phase.
+func (r *rotor) distributingManually() (keys.KeyID, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	in := r.m.Info()
+	return in.New, in.Phase == rotation.Distributing && in.Manual
 }
 
 // rotationPhases are the values of the rotation_phase metric: the

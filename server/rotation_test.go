@@ -101,6 +101,9 @@ func TestRotationSaveFailure(t *testing.T) {
 	before := s.ring.Load().Active().ID
 	// A directory where rotation.json goes: the atomic rename fails.
 	blocker := filepath.Join(dir, rotationFile)
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Mkdir(blocker, 0o700); err != nil {
 		t.Fatal(err)
 	}

@@ -8,16 +8,17 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
 	"github.com/momgate/momgate/handshake"
@@ -29,6 +30,7 @@ import (
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/statecheck"
 )
 
 // Config configures a Server. Zero values get defaults.
@@ -87,55 +89,13 @@ type Server struct {
 	listener net.Listener
 	ready    chan struct{}
 
+	// denyWithheld: deny.json was lost, so no DenySet is sent (none
+	// would carry the lost entries, and every MOM would lift them) until
+	// the key rotation started at recovery has completed (recovery.go).
+	denyWithheld atomic.Bool
+
 	hooks metricHooks // metric sources of later subsystems (metrics.go)
 	gauge connGauge   // open connections
-}
-
-// Init creates a new server state directory: identity, first cluster key,
-// server id and default attributes. It refuses an initialized directory.
-// It returns the server's public key fingerprint.
-func Init(dir string, rnd io.Reader, now time.Time) (string, error) {
-	if rnd == nil {
-		rnd = rand.Reader
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("create state dir %s: %w", dir, err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return "", fmt.Errorf("chmod state dir %s: %w", dir, err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, stateFile)); err == nil {
-		return "", fmt.Errorf("%s: %w", dir, ErrInitialized)
-	}
-	id, err := keys.GenerateIdentity(rnd)
-	if err != nil {
-		return "", err
-	}
-	k, err := keys.NewKey(rnd, now, func(keys.KeyID) bool { return false })
-	if err != nil {
-		return "", err
-	}
-	k.State = keys.StateActive
-	ring, err := keys.NewKeyring().WithKey(k)
-	if err != nil {
-		return "", err
-	}
-	sid, err := uuid.NewRandomFromReader(rnd)
-	if err != nil {
-		return "", fmt.Errorf("server id: %w", err)
-	}
-	if err := keystore.SaveIdentity(filepath.Join(dir, identityFile), id); err != nil {
-		return "", err
-	}
-	if err := keystore.SaveKeyring(filepath.Join(dir, keyringFile), ring); err != nil {
-		return "", err
-	}
-	// state.json last: its presence marks the directory initialized.
-	p := persisted{Format: 1, ID: sid.String(), Attrs: DefaultAttrs(), Nodes: []nodeRecord{}, Tokens: []keys.TokenRecord{}}
-	if err := saveState(dir, p); err != nil {
-		return "", err
-	}
-	return keys.ShortFingerprint(id.Public), nil
 }
 
 // New loads the state directory. It does not listen yet.
@@ -149,16 +109,42 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	dir := cfg.StateDir
-	p, states, err := openStateStore(dir)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", dir, ErrNotInitialized)
+	}
+	st, err := daemon.OpenState(dir, statecheck.RoleServer, cfg.Log)
 	if err != nil {
 		return nil, err
 	}
-	ok := false
+	s, err := open(cfg, st)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// open loads the state directory st locked and judged; on failure it
+// releases the lock.
+func open(cfg Config, st *daemon.State) (s *Server, err error) {
+	dir := cfg.StateDir
+	var states *stateStore
 	defer func() {
-		if !ok {
+		if err == nil {
+			return
+		}
+		if states != nil {
 			states.close()
 		}
+		if s != nil && s.base != nil {
+			s.base.Close()
+		} else {
+			st.Close()
+		}
 	}()
+	p, states, err := openStateStore(dir, st.In.Journal)
+	if err != nil {
+		return nil, err
+	}
 	reg, err := newRegistry(p)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", filepath.Join(dir, stateFile), err)
@@ -174,12 +160,12 @@ func New(cfg Config) (*Server, error) {
 	if ring.Active() == nil {
 		return nil, fmt.Errorf("keyring %s: %w", filepath.Join(dir, keyringFile), keys.ErrNoActive)
 	}
-	s := &Server{
+	s = &Server{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring),
 		states: states, deny: &ping.DenyList{}, denyKeys: map[proto.NodeAddr][]keys.KeyID{}, reg: reg, conns: map[proto.NodeID]*session{},
 		ready: make(chan struct{}),
 	}
-	s.base, err = daemon.OpenBase(daemon.BaseConfig{StateDir: dir, Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now,
+	s.base, err = daemon.OpenBase(daemon.BaseConfig{State: st, Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now,
 		Freshness: time.Duration(reg.attrs.Freshness), Keys: s.ring, Revoker: s.deny, SourceLimits: cfg.SourceLimits})
 	if err != nil {
 		return nil, err
@@ -195,15 +181,15 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.legacyMetricHooks()
 	if err := s.loadDenyList(); err != nil {
-		s.base.Close()
 		return nil, err
 	}
 	if s.rot, err = newRotor(s); err != nil {
-		s.base.Close()
+		return nil, err
+	}
+	if err := s.recoverState(); err != nil {
 		return nil, err
 	}
 	s.hooks.rotationPhase, s.hooks.rotationPhases = s.rot.phase, rotationPhases
-	ok = true
 	return s, nil
 }
 

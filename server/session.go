@@ -44,6 +44,21 @@ type session struct {
 	// What the Welcome gave the MOM (for the key rotation).
 	held   []keys.KeyID
 	active keys.KeyID
+
+	// The stamps of the last two PINGs admitted on this session (the
+	// swap's, then heartbeats), oldest first, and when the last came: what
+	// the server attests the node by (floor.go). Guarded by Server.mu.
+	stamps   [2]uint64
+	stamped  int
+	lastPing time.Time
+}
+
+// recordStamp records an admitted PING of the session's node. The caller
+// holds Server.mu.
+func (c *session) recordStamp(ts uint64, now time.Time) {
+	c.stamps[0], c.stamps[1] = c.stamps[1], ts
+	c.stamped = min(c.stamped+1, 2)
+	c.lastPing = now
 }
 
 // send writes one frame to the MOM outside the push queue.
@@ -111,11 +126,11 @@ func (s *Server) startSession(mc *session) (stop func()) {
 	}
 	mc.q = make(chan pushItem, pushQueueLen)
 	mc.done = make(chan struct{})
-	if keyed(mc) {
+	if ds := s.denySet(); keyed(mc) && ds != nil {
 		// The deny list as of now, first in the queue: every later Deny
 		// or DenyLift follows it in order, whatever the rotor's DenySet
 		// (sent before the queue started) missed.
-		s.enqueueLocked(mc, pushItem{pushDeny, proto.Marshal(s.denySet())})
+		s.enqueueLocked(mc, pushItem{pushDeny, proto.Marshal(ds)})
 	}
 	mode := s.modeLocked()
 	if mc.mode != mode {
@@ -237,6 +252,7 @@ func (s *Server) controlLoop(ctx context.Context, mc *session) error {
 			s.mu.Lock()
 			mc.node.lastSeen = s.cfg.Now()
 			mc.node.keyID = keys.KeyID(res.KeyID)
+			mc.recordStamp(res.Timestamp, mc.node.lastSeen)
 			s.mu.Unlock()
 		default:
 			msg, err := proto.Unmarshal(frame)
@@ -257,7 +273,8 @@ func (s *Server) controlLoop(ctx context.Context, mc *session) error {
 }
 
 // handleMomMessage handles the messages a MOM may send on a session of
-// either version (NodeLookup); it reports whether msg was one of them.
+// either version (NodeLookup) or, on a PING session, FloorLookup; it
+// reports whether msg was one of them.
 func (s *Server) handleMomMessage(mc *session, msg proto.Message) bool {
 	switch m := msg.(type) {
 	case *proto.NodeLookup:
@@ -269,6 +286,14 @@ func (s *Server) handleMomMessage(mc *session, msg proto.Message) bool {
 		s.mu.Unlock()
 		s.lg.lookups.Add(1)
 		if err := mc.send(reply); err != nil {
+			mc.conn.Close()
+		}
+		return true
+	case *proto.FloorLookup:
+		if !keyed(mc) {
+			return false // only a MOM the server authenticated may ask
+		}
+		if err := mc.send(s.floorAnswer(m)); err != nil {
 			mc.conn.Close()
 		}
 		return true

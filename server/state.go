@@ -30,8 +30,11 @@ const (
 
 // Sentinel errors of the registry.
 var (
-	ErrNotInitialized = errors.New("state directory not initialized (run momgate-server init)")
-	ErrInitialized    = errors.New("state directory already initialized")
+	// ErrNotInitialized: the directory holds no server state at all
+	// (init creates it, and refuses a directory that holds any).
+	ErrNotInitialized = errors.New("state directory not initialized: it holds no server state (create it with momgate-server init)")
+	// ErrInitialized: init found state files it will not overwrite.
+	ErrInitialized = errors.New("state directory already initialized")
 )
 
 var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)

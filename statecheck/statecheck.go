@@ -94,8 +94,7 @@ const (
 	// (ping.Recovery), persisted by the mark store.
 	StepMarksFloor Step = iota + 1
 	// StepCeilingFromClock: the stamper restarts at the wall clock plus
-	// its reserve, and is raised above the server's mark for this node
-	// once known.
+	// its reserve.
 	StepCeilingFromClock
 	// StepDenyHold: the MOM admits no peer until the server's DenySet
 	// has arrived and been applied (ping.DenyList.Hold).
@@ -130,6 +129,16 @@ var stepNames = map[Step]string{
 	StepRotateWithholdDeny: "rotate_withhold_deny",
 	StepRotateNow:          "rotate_now",
 	StepRewriteManifest:    "rewrite_manifest",
+}
+
+// AllSteps returns every recovery step, in order, so that the counter
+// exports each (0 until taken).
+func AllSteps() []Step {
+	out := make([]Step, 0, len(stepNames))
+	for s := StepMarksFloor; s <= StepRewriteManifest; s++ {
+		out = append(out, s)
+	}
+	return out
 }
 
 // String is the step's label, for the log line and the counter.
@@ -219,7 +228,7 @@ func policies(role Role, dir string) map[string]policy {
 		doc:  docStateLoss}
 	ceiling := policy{steps: []Step{StepCeilingFromClock},
 		lost: "the timestamp ceiling: the highest timestamp this node may have issued",
-		does: "issues timestamps from the wall clock plus the reserve (10 s) and above the server's mark for this node once known; if the clock was set back further, sisters refuse this node as replay until it passes",
+		does: "issues timestamps from the wall clock plus the reserve (10 s); if the clock had also been set back further than that, the server and sisters refuse this node as replay until its clock passes its old timestamps (fail closed)",
 		doc:  docStateLoss}
 	manifest := policy{steps: []Step{StepRewriteManifest},
 		lost: "the list of files this directory must hold",
@@ -260,7 +269,7 @@ func policies(role Role, dir string) map[string]policy {
 				does: "admits no peer until the server's DenySet has arrived", doc: docStateLoss},
 			"legacy.json": {steps: []Step{StepLegacyHold},
 				lost: "the server's mode as last heard and the set of upgraded nodes: a legacy (v1) admission of an upgraded node (a downgrade)",
-				does: "refuses every legacy admission until the server's upgraded set has arrived, and follows ping mode until the server's mode is heard",
+				does: "refuses every legacy admission until the server's upgraded set has arrived (or the server is heard in ping mode, which admits no legacy connection), and follows ping mode until the server's mode is heard",
 				doc:  docStateLoss},
 			"jobs.json": {steps: []Step{StepJobsDropped},
 				lost: "the jobs this MOM was mother superior or sister of",

@@ -16,6 +16,7 @@ import (
 	"github.com/momgate/momgate/internal/momcli"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/mom"
+	"github.com/momgate/momgate/statecheck"
 )
 
 const (
@@ -141,6 +142,7 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 			"momgate-mom peers|status [--json] --state-dir DIR\n" +
 			"momgate-mom ping [--json] --state-dir DIR IP:PORT\n" +
 			"momgate-mom job start|list|stop --state-dir DIR ...\n" +
+			"momgate-mom state check|restored --state-dir DIR\n" +
 			"momgate-mom config check FILE\n" +
 			"momgate-mom completion bash|zsh|fish\n" +
 			"momgate-mom man",
@@ -249,6 +251,7 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 				},
 			},
 			jobCommand(),
+			cliutil.StateCommand(binary, statecheck.RoleMom, func() cli.Flag { return stateDirFlag() }),
 			cliutil.ConfigCommand(binary, func() (*config.Schema, error) { return schema(false) }),
 			cliutil.CompletionCommand(),
 		},

@@ -14,6 +14,7 @@ import (
 	"github.com/momgate/momgate/internal/config"
 	"github.com/momgate/momgate/internal/metrics"
 	"github.com/momgate/momgate/server"
+	"github.com/momgate/momgate/statecheck"
 )
 
 const (
@@ -115,6 +116,8 @@ func app(start func(context.Context, server.Config) error) *cli.App {
 		Name:  binary,
 		Usage: "momgate server: node registry, enrollment, cluster keys, PING responder",
 		UsageText: "momgate-server init --state-dir DIR\n" +
+			"momgate-server init --reinitialize --state-dir DIR\n" +
+			"momgate-server state check|restored --state-dir DIR\n" +
 			"momgate-server run [--config FILE] [--state-dir DIR] [--listen HOST:PORT] [options]\n" +
 			"momgate-server config check FILE\n" +
 			"momgate-server completion bash|zsh|fish\n" +
@@ -126,9 +129,14 @@ func app(start func(context.Context, server.Config) error) *cli.App {
 				Usage:     "create a new state directory: server identity and first cluster key",
 				ArgsUsage: " ",
 				Description: "Creates DIR (mode 0700) with a new X25519 server identity, a first active cluster key and an\n" +
-					"empty node registry, then prints the server's key fingerprint. It refuses a directory that is\n" +
-					"already initialized.\n\nExample:\n\n    momgate-server init --state-dir /var/lib/momgate/server",
-				Flags: []cli.Flag{stateDirFlag()},
+					"empty node registry, then prints the server's key fingerprint. It refuses a directory that holds\n" +
+					"any state file, naming them: it never overwrites an identity or a keyring, which every enrolled\n" +
+					"MOM depends on. A server that lost state is restored from its backup (docs/DEPLOYMENT.md section\n" +
+					"7), not initialized again. --reinitialize starts over on purpose: it first moves every state file\n" +
+					"into DIR/backup-UTCSTAMP/, then initializes; every node must then be enrolled again.\n\n" +
+					"Example:\n\n    momgate-server init --state-dir /var/lib/momgate/server",
+				Flags: []cli.Flag{stateDirFlag(), &cli.BoolFlag{Name: "reinitialize",
+					Usage: "start over on an initialized directory: move its state files into DIR/backup-UTCSTAMP/ first (every node must be enrolled again)"}},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 0 {
 						return fmt.Errorf("init takes no arguments, got %q", c.Args().Slice())
@@ -136,11 +144,23 @@ func app(start func(context.Context, server.Config) error) *cli.App {
 					if err := config.Require(c, stateDirFlag()); err != nil {
 						return err
 					}
-					fp, err := server.Init(c.String("state-dir"), nil, time.Now())
+					dir := c.String("state-dir")
+					if c.Bool("reinitialize") {
+						fp, backup, err := server.Reinitialize(dir, nil, time.Now())
+						if backup != "" {
+							fmt.Fprintf(c.App.Writer, "backed up the previous state of %s in %s\n", dir, backup)
+						}
+						if err != nil {
+							return err
+						}
+						fmt.Fprintf(c.App.Writer, "initialized %s\nserver fingerprint %s (new: enroll every node again)\n", dir, fp)
+						return nil
+					}
+					fp, err := server.Init(dir, nil, time.Now())
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "initialized %s\nserver fingerprint %s\n", c.String("state-dir"), fp)
+					fmt.Fprintf(c.App.Writer, "initialized %s\nserver fingerprint %s\n", dir, fp)
 					return nil
 				},
 			},
@@ -155,6 +175,7 @@ func app(start func(context.Context, server.Config) error) *cli.App {
 				Flags:  append(runFlags(), cliutil.TestFlags()...),
 				Action: runAction(start),
 			},
+			cliutil.StateCommand(binary, statecheck.RoleServer, func() cli.Flag { return stateDirFlag() }),
 			cliutil.ConfigCommand(binary, func() (*config.Schema, error) { return schema(false) }),
 			cliutil.CompletionCommand(),
 		},

@@ -32,6 +32,10 @@ type AdmittedPeer struct {
 	First     time.Time `json:"first"`
 	Last      time.Time `json:"last"`
 	Count     uint64    `json:"admissions"`
+	// Stamp is the timestamp (ns since the epoch) of the sister's PING
+	// (or PingReply) last admitted: how far its clock, or its timestamps,
+	// run from this MOM's.
+	Stamp uint64 `json:"stamp,omitempty"`
 }
 
 // MomStatus is a MOM's status report.

@@ -101,6 +101,10 @@ type KeyInfo struct {
 	ID      string    `json:"id"`      // key id, 8 hex digits
 	State   string    `json:"state"`   // next, active, previous or retired
 	Created time.Time `json:"created"` // when the key was generated
+	// CutOff (activate key ... force) names the nodes that did not hold
+	// the key when it was activated: their sisters and the server refuse
+	// them until they import it.
+	CutOff []string `json:"cut_off,omitempty"`
 }
 
 // Node key states (NodeInfo.KeyState, NodeKeyInfo.KeyState).
@@ -184,4 +188,7 @@ type SetArgs struct {
 type KeyArgs struct {
 	ID   string `json:"id"`
 	File string `json:"file,omitempty"`
+	// Force (activate key ID force) activates in manual distribution
+	// although some nodes do not hold the key yet: they are cut off.
+	Force bool `json:"force,omitempty"`
 }

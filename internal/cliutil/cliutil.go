@@ -94,6 +94,14 @@ func Logged(err error) error { return &loggedError{err} }
 
 type loggedError struct{ error }
 
+// Status makes main exit with code, printing nothing: the command has
+// written what it had to say.
+func Status(code int) error { return &statusError{code} }
+
+type statusError struct{ code int }
+
+func (e *statusError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
 func (e *loggedError) Unwrap() error { return e.error }
 
 // Exit is main's error handling: nothing on success; a logged error exits
@@ -106,6 +114,10 @@ func Exit(binary string, err error, stderr func(string)) int {
 	var le *loggedError
 	if errors.As(err, &le) {
 		return 1
+	}
+	var st *statusError
+	if errors.As(err, &st) {
+		return st.code
 	}
 	stderr(binary + ": " + err.Error())
 	return 1

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
+	"github.com/momgate/momgate/statecheck"
 )
 
 // CeilingFile is the timestamp ceiling of a daemon's stamper, in its
@@ -27,10 +29,13 @@ const CeilingFile = "ceiling"
 
 // BaseConfig is what Base needs of a daemon.
 type BaseConfig struct {
-	StateDir string
-	Log      logrus.FieldLogger
-	Audit    *audit.Log
-	Now      func() time.Time
+	// State is the daemon's locked and judged state directory
+	// (OpenState); the Base owns it from then on and releases its lock
+	// at Close.
+	State *State
+	Log   logrus.FieldLogger
+	Audit *audit.Log
+	Now   func() time.Time
 	// Freshness is the replay guard's first-contact window (0 disables).
 	Freshness time.Duration
 	// Keys and Revoker are the daemon's keyring and deny list, which the
@@ -41,39 +46,62 @@ type BaseConfig struct {
 	SourceLimits connlimit.Config
 }
 
-// Base is the part both daemons share: the replay state (mark log,
-// stamper, guard and verifier), the audit log, the per-source limits of
-// the listener and the metrics endpoint.
+// Base is the part both daemons share: the state directory and its
+// replay state (mark log, stamper, guard and verifier), the audit log,
+// the per-source limits of the listener and the metrics endpoint.
 type Base struct {
 	Log      logrus.FieldLogger
 	Audit    *audit.Log
 	Now      func() time.Time
+	State    *State
 	Marks    *store.MarkLog
 	Stamper  *ping.Stamper
 	Verifier *ping.Verifier
 	Limiter  *connlimit.Limiter
 
 	metricsAddr atomic.Value // net.Addr of the metrics listener
+	closeOnce   sync.Once
 }
 
-// OpenBase opens the replay state of the state directory: the mark log
-// (the high-water marks the guard starts from) and the stamper's ceiling.
-// Close closes it.
-func OpenBase(cfg BaseConfig) (*Base, error) {
-	marks, initial, err := store.OpenMarkLog(cfg.StateDir)
+// OpenBase opens the replay state of the state directory in the format
+// of this version: the mark store as inspected (after a loss of marks,
+// with the recovery floor: the wall clock now, or 0 with freshness 0), and
+// the stamper's ceiling (after its loss, the wall clock plus the reserve).
+// It says at start how far the timestamps run ahead of the wall clock.
+// Close closes it and releases the directory's lock; so does a failure.
+func OpenBase(cfg BaseConfig) (b *Base, err error) {
+	st := cfg.State
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
+	var loss *store.MarkLoss
+	if st.Has(statecheck.StepMarksFloor) {
+		loss = &store.MarkLoss{}
+		if cfg.Freshness > 0 {
+			loss.Floor = unixNano(cfg.Now())
+		}
+	}
+	marks, err := st.In.Marks.Open(st.Dir, st.Boot, loss)
 	if err != nil {
 		return nil, err
 	}
-	stamper, err := ping.NewStamper(cfg.Now, store.NewCeilingFile(filepath.Join(cfg.StateDir, CeilingFile)), 0)
+	stamper, err := openStamper(st, cfg.Now)
 	if err != nil {
 		marks.Close()
 		return nil, err
 	}
+	if ahead := stamper.Ahead(); ahead > time.Second {
+		cfg.Log.WithField("ahead", ahead.Round(time.Millisecond).String()).Warn("timestamps run ahead of the wall clock " +
+			"(the clock was set back, or the daemon restarted in quick succession): they advance 1 ns per PING until the clock " +
+			"catches up; known peers admit this node by their marks, new ones by the server's attested floor (docs/PROTOCOL.md 3.3)")
+	}
 	return &Base{
-		Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now, Marks: marks, Stamper: stamper,
+		Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now, State: st, Marks: marks, Stamper: stamper,
 		Verifier: &ping.Verifier{
 			Keys:    cfg.Keys,
-			Guard:   ping.NewGuard(ping.GuardConfig{Freshness: cfg.Freshness, Store: marks}, initial),
+			Guard:   ping.NewGuard(ping.GuardConfig{Freshness: cfg.Freshness, Store: marks, Recovery: st.In.Marks.Recovery()}, st.In.Marks.Marks),
 			Revoker: cfg.Revoker,
 			Now:     cfg.Now,
 		},
@@ -81,8 +109,49 @@ func OpenBase(cfg BaseConfig) (*Base, error) {
 	}, nil
 }
 
-// Close closes the mark log.
-func (b *Base) Close() { b.Marks.Close() }
+// openStamper loads the ceiling. A lost ceiling is replaced by the wall
+// clock plus the reserve: the highest the previous life can have issued
+// if its clock was not ahead. A missing one of a first start is written
+// as 0, so that the manifest can list it.
+func openStamper(st *State, now func() time.Time) (*ping.Stamper, error) {
+	ceiling := store.NewCeilingFile(filepath.Join(st.Dir, CeilingFile))
+	switch {
+	case st.Has(statecheck.StepCeilingFromClock):
+		if err := ceiling.StoreCeiling(unixNano(now()) + uint64(ping.DefaultReserve)); err != nil {
+			return nil, err
+		}
+	default:
+		if err := st.CreateDefault(CeilingFile, func() error { return ceiling.StoreCeiling(0) }); err != nil {
+			return nil, err
+		}
+	}
+	return ping.NewStamper(now, ceiling, 0)
+}
+
+func unixNano(t time.Time) uint64 {
+	if n := t.UnixNano(); n > 0 {
+		return uint64(n)
+	}
+	return 0
+}
+
+// Close closes the mark log (its header then says closed), stores the last issued timestamp as the ceiling, so that a
+// clean restart resumes at the wall clock, and releases the state
+// directory's lock. Call it once, after the daemon stopped writing state
+// (Shutdown first); later calls do nothing.
+func (b *Base) Close() {
+	b.closeOnce.Do(func() {
+		if err := b.Marks.Close(); err != nil {
+			b.Log.WithError(err).Warn("close mark log")
+		}
+		if err := b.Stamper.Close(); err != nil {
+			b.Log.WithError(err).Warn("store the timestamp ceiling at stop")
+		}
+		if err := b.State.Close(); err != nil {
+			b.Log.WithError(err).Warn("release the state directory lock")
+		}
+	})
+}
 
 // Record writes an audit entry stamped with the daemon's clock.
 func (b *Base) Record(e audit.Entry) {
@@ -138,9 +207,11 @@ func (b *Base) Shutdown() {
 }
 
 // Collectors are the metric collectors both daemons export: the audit
-// counters and the keyring's keys by state.
+// counters, the keyring's keys by state and the state recoveries.
 func (b *Base) Collectors(ring func() *keys.Keyring) []prometheus.Collector {
-	cs := []prometheus.Collector{metrics.AuditCollector{Snapshot: b.Audit.Counters}}
+	cs := []prometheus.Collector{metrics.AuditCollector{Snapshot: b.Audit.Counters},
+		metrics.NewCounterFunc("state_recoveries_total", "Fail-closed recoveries from a loss of state found at start, by step (docs/SECURITY.md section 7).",
+			"step", b.State.Recoveries)}
 	return append(cs, metrics.KeyringCollectors(ring)...)
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/reasons"
+	"github.com/momgate/momgate/statecheck"
 )
 
 func quietLog() *logrus.Logger {
@@ -27,7 +28,11 @@ func quietLog() *logrus.Logger {
 
 func openBase(t *testing.T, limits connlimit.Config) *Base {
 	t.Helper()
-	b, err := OpenBase(BaseConfig{StateDir: t.TempDir(), Log: quietLog(), Audit: audit.New(audit.Config{Out: io.Discard}),
+	st, err := OpenState(t.TempDir(), statecheck.RoleMom, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenBase(BaseConfig{State: st, Log: quietLog(), Audit: audit.New(audit.Config{Out: io.Discard}),
 		Now: time.Now, Keys: keys.NewHolder(keys.NewKeyring()), Revoker: &ping.DenyList{}, SourceLimits: limits})
 	if err != nil {
 		t.Fatal(err)

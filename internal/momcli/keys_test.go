@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/internal/keystore"
+	"github.com/momgate/momgate/internal/statelock"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/mom"
 )
@@ -113,5 +115,25 @@ func TestImportKeyNotAMOMDir(t *testing.T) {
 	err := ImportKey(context.Background(), t.TempDir(), file, &bytes.Buffer{}, false)
 	if err == nil || !strings.Contains(err.Error(), "MOM state directory") {
 		t.Fatalf("import into an empty directory: %v", err)
+	}
+}
+
+// A MOM starting or running holds the directory's lock: the offline
+// import does not write under it.
+func TestImportKeyOfflineRefusesLockedDir(t *testing.T) {
+	dir, _ := offlineMOM(t)
+	_, file := exportedKey(t)
+	lock, err := statelock.Acquire(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Release()
+	before, _ := os.ReadFile(mom.KeyringPath(dir))
+	err = ImportKey(context.Background(), dir, file, &bytes.Buffer{}, false)
+	if !errors.Is(err, statelock.ErrLocked) {
+		t.Fatalf("offline import on a locked directory: %v", err)
+	}
+	if after, _ := os.ReadFile(mom.KeyringPath(dir)); string(after) != string(before) {
+		t.Fatal("the refused import changed the keyring")
 	}
 }

@@ -56,6 +56,14 @@ func InspectDir(dir string, role statecheck.Role, boot [16]byte) (*Inspection, e
 			in.find(ManifestName, statecheck.Missing, "files of the current formats are present")
 		}
 		in.Expected = statecheck.Files(role, exists(dir, "mom.json") || exists(dir, "identity.json"))
+	default:
+		// A directory of an older version, without a manifest: the files
+		// an enrollment (MOM) or init (server) wrote together are still
+		// expected together.
+		in.Expected = enrolledFiles(dir, role)
+	}
+	if m != nil && m.Restored {
+		in.find(MarkLogName, statecheck.Unproven, "the directory was restored from a backup (state restored): its marks are older than those it replaces")
 	}
 	for _, name := range statecheck.Files(role, true) {
 		switch name {
@@ -109,7 +117,7 @@ func inspectFile(dir, name string, must bool) *statecheck.Finding {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if must {
-			return &statecheck.Finding{File: name, Problem: statecheck.Missing, Detail: "the manifest lists it"}
+			return &statecheck.Finding{File: name, Problem: statecheck.Missing, Detail: "the directory must hold it (its manifest, or the files written with it, say so)"}
 		}
 		return nil
 	case err != nil:
@@ -151,6 +159,24 @@ func hasPrefix(path, magic string) bool {
 	b := make([]byte, len(magic))
 	n, _ := f.Read(b)
 	return string(b[:n]) == magic
+}
+
+// enrolledFiles are the files that must exist beside the ones found in a
+// directory without a manifest: a MOM's mom.json says it enrolled, so its
+// identity and keyring exist; a server's identity, keyring and registry
+// snapshot are written together by init.
+func enrolledFiles(dir string, role statecheck.Role) []string {
+	switch role {
+	case statecheck.RoleMom:
+		if exists(dir, "mom.json") {
+			return []string{"identity.json", "keyring.json", "mom.json"}
+		}
+	case statecheck.RoleServer:
+		if exists(dir, "identity.json") || exists(dir, "keyring.json") || exists(dir, "state.json") {
+			return []string{"identity.json", "keyring.json", "state.json"}
+		}
+	}
+	return nil
 }
 
 func exists(dir, name string) bool {

@@ -156,8 +156,16 @@ func TestInspectDirOldVersion(t *testing.T) {
 	if v.Action != statecheck.Start || len(v.Upgraded) == 0 {
 		t.Fatalf("verdict %+v", v)
 	}
-	if len(in.Expected) != 0 {
-		t.Fatalf("expected %v in a directory without a manifest", in.Expected)
+	if !slices.Equal(in.Expected, []string{"identity.json", "keyring.json", "mom.json"}) {
+		t.Fatalf("expected %v in an enrolled directory without a manifest", in.Expected)
+	}
+	// Its identity gone: the enrollment it belongs to says it existed.
+	if err := os.Remove(filepath.Join(dir, "identity.json")); err != nil {
+		t.Fatal(err)
+	}
+	v = inspect(t, dir, statecheck.RoleMom).Judge(dir)
+	if v.Action != statecheck.Refuse || v.Refused[0].File != "identity.json" {
+		t.Fatalf("old directory without its identity: %+v", v)
 	}
 }
 

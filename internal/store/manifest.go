@@ -23,6 +23,10 @@ type Manifest struct {
 	Format int      `json:"format"`
 	Role   string   `json:"role"`  // "server" or "mom"
 	Files  []string `json:"files"` // base names, sorted
+	// Restored is set by `state restored`: the directory was restored
+	// from a backup, so its replay marks are older than the state they
+	// replace. The next start treats them as lost and clears it.
+	Restored bool `json:"restored,omitempty"`
 }
 
 // Lists reports whether the manifest names file.
@@ -60,10 +64,28 @@ func validNames(files []string) bool {
 // SaveManifest writes dir's manifest atomically: role and files (sorted,
 // without duplicates).
 func SaveManifest(dir, role string, files []string) error {
-	files = slices.Clone(files)
+	return saveManifest(dir, Manifest{Format: ManifestFormat, Role: role, Files: files})
+}
+
+// MarkRestored sets the manifest's Restored flag (`state restored`); it
+// fails if dir has no manifest that decodes.
+func MarkRestored(dir string) error {
+	m, err := LoadManifest(dir)
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		return fmt.Errorf("%s has no %s: it is not a state directory of this version, or lost its manifest", dir, ManifestName)
+	}
+	m.Restored = true
+	return saveManifest(dir, *m)
+}
+
+func saveManifest(dir string, m Manifest) error {
+	files := slices.Clone(m.Files)
 	slices.Sort(files)
 	files = slices.Compact(files)
-	m := Manifest{Format: ManifestFormat, Role: role, Files: files}
+	m.Files = files
 	if !validNames(files) {
 		return fmt.Errorf("save manifest of %s: bad file names %q", dir, files)
 	}
