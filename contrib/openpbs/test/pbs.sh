@@ -32,8 +32,31 @@ server_install() {
   onhost "$SERVER" timeout 60 "$PBS_EXEC/libexec/pbs_postinstall" server "$PBS_VERSION" "$PBS_EXEC" "$home" postgres sameconf \
     >"$T/$SERVER/postinstall.log" 2>&1 || fail "pbs_postinstall server (see $T/$SERVER/postinstall.log)"
   step "pbs_habitat: datastore, queue workq"
-  onhost "$SERVER" timeout 180 "$PBS_EXEC/libexec/pbs_habitat" >"$T/$SERVER/habitat.log" 2>&1 ||
-    { cat "$T/$SERVER/habitat.log" >&2; fail "pbs_habitat"; }
+  # PBS's own datastore set-up races PostgreSQL's start on a loaded machine
+  # ("createdb: ... the database system is starting up"), and a second run
+  # would take the half-made datastore for an old one: on that failure, stop
+  # that PostgreSQL, remove the datastore and run it again (three tries).
+  local try
+  for try in 1 2 3; do
+    onhost "$SERVER" timeout 180 "$PBS_EXEC/libexec/pbs_habitat" >"$T/$SERVER/habitat.log" 2>&1 && return 0
+    grep -q "the database system is starting up" "$T/$SERVER/habitat.log" || break
+    echo "harness: pbs_habitat lost PBS's race with PostgreSQL's start (try $try); again" >&2
+    datastore_reset "$home"
+  done
+  cat "$T/$SERVER/habitat.log" >&2
+  fail "pbs_habitat"
+}
+
+# datastore_reset HOME: stops the PostgreSQL of HOME's datastore (by the pid
+# in its postmaster.pid) and removes the datastore.
+datastore_reset() {
+  local ds=$1/datastore pid
+  pid=$(head -n 1 "$ds/postmaster.pid" 2>/dev/null || true)
+  if [ -n "$pid" ]; then
+    onhost "$SERVER" kill -TERM "$pid" 2>/dev/null || true
+    wait_for "the datastore's PostgreSQL to stop" 30 pid_gone "$SERVER" "$pid"
+  fi
+  rm -rf "$ds"
 }
 
 server_start() {
