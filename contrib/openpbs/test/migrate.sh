@@ -5,8 +5,13 @@
 # a two-node job starts and waits; the server host accepts both methods,
 # then switches, then each execution host switches (SIGINT, pbs_mom -p: its job
 # kept), then every host accepts momgate alone. The job, released only
-# then, runs pbsdsh across both nodes and ends well; every daemon has
-# joined by momgate; a new job runs. Sourced by harness.sh (--migrate).
+# then, ends well (its end is sister traffic too: the mother superior
+# tells its sister over TPP); every daemon has joined by momgate; a new job
+# runs pbsdsh across both nodes. The old job does not start tasks on its
+# sister after the move: once its mother superior's pbs_mom has restarted,
+# OpenPBS's sister cannot reach the job's output port (it connects to port
+# 0, "open_demux"), whatever the authentication. Sourced by harness.sh
+# (--migrate).
 
 # conf_set H KEY VALUE: sets KEY=VALUE in H's pbs.conf.
 conf_set() {
@@ -27,9 +32,12 @@ stop_by_lock() {
 }
 
 # server_host_restart: pbs_comm, pbs_server (qterm -t quick keeps the jobs
-# running) and pbs_sched, in that order, as the runbook says.
+# running) and pbs_sched, in that order, as the runbook says; then waits
+# until every pbs_mom has joined the new pbs_comm again (their TPP
+# connections broke with it: a job's sister traffic needs them back).
 server_host_restart() {
-  local spid
+  local spid h
+  mark_logs
   stop_by_lock "$SERVER" server_priv/comm.lock pbs_comm
   onhost "$SERVER" timeout 30 pbs_comm || fail "pbs_comm did not start again"
   spid=$(lock_pid "$SERVER" server_priv/server.lock)
@@ -39,6 +47,9 @@ server_host_restart() {
   onhost "$SERVER" timeout 60 pbs_server || fail "pbs_server did not start again"
   onhost "$SERVER" timeout 30 pbs_sched || fail "pbs_sched did not start again"
   wait_for "pbs_server answering qstat -B again" 60 onhost "$SERVER" timeout 10 qstat -B
+  for h in "$SERVER" "${EXEC_HOSTS[@]}"; do
+    wait_for "$h joining the restarted pbs_comm" 60 joined_since "${ADDR[$h]}"
+  done
 }
 
 # job_state ID: the state letter of job ID, as pbs_server reports it.
@@ -76,7 +87,7 @@ touch $home/long.started
 i=0
 while [ ! -e $home/release ] && [ \$i -lt 1500 ]; do sleep 0.2; i=\$((i + 1)); done
 [ -e $home/release ] || { echo "never released"; exit 3; }
-$PBS_EXEC/bin/pbsdsh -- /bin/sh -c 'echo "pbsdsh on \$(hostname)"'
+echo "released on \$(hostname)"
 EOF
   chown 5001:5001 "$home/long.sh"
   id=$(asuser "${EXEC_HOSTS[0]}" "$JOBUSER" timeout 30 qsub long.sh) || fail "qsub long.sh: $id"
@@ -117,6 +128,6 @@ EOF
   wait_for "job $id to end" 120 job_gone "$id"
   wait_for "job $id's output" 30 test -s "$out"
   sed 's/^/  /' "$out"
-  [ "$(grep -cE '^pbsdsh on pbsn[0-9]+$' "$out")" -eq 2 ] || fail "job $id did not run pbsdsh on two nodes after the move"
-  step "job $id, started on resvport, ended on momgate with pbsdsh across its two nodes"
+  grep -qE "^released on pbsn[0-9]+$" "$out" || fail "job $id did not end as its script says"
+  step "job $id, started on resvport, ran through the move and ended on momgate"
 }
