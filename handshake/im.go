@@ -8,6 +8,7 @@ import (
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/reasons"
+	"github.com/momgate/momgate/session"
 )
 
 // IMResponder is what a MOM answers IM connections with: its sealer (nil
@@ -15,6 +16,20 @@ import (
 type IMResponder struct {
 	Sealer   *ping.Sealer
 	Verifier *ping.Verifier
+	// Sessions, when set, makes the responder speak sealed sessions
+	// (docs/PROTOCOL.md 6.7); nil answers a SessionPing as an unknown
+	// frame, as a MOM of before sealed sessions does.
+	Sessions *IMSessions
+}
+
+// IMSessions is an IM responder's sealed-session policy.
+type IMSessions struct {
+	SessionParams
+	// Min is the cluster's im_security as last heard from the server.
+	Min session.Protection
+	// Marks are the peers known to speak sealed sessions: a plain Ping
+	// from one is refused (session_downgrade).
+	Marks *session.Marks
 }
 
 // IMAdmission is the outcome of an IM connection's admission: what the
@@ -29,6 +44,10 @@ type IMAdmission struct {
 	Timestamp uint64
 	// First is an admitted v1 connection's first request, to be served.
 	First proto.Message
+	// SessionSwap: the sister sent a SessionPing and the swap agreed on a
+	// protection; Session is its sealed session (nil if none was chosen).
+	SessionSwap bool
+	Session     *session.Session
 }
 
 // ReadFirstFrame reads an IM connection's first frame. A failure is a
@@ -72,9 +91,24 @@ func AdmitIM(rw io.ReadWriter, frame []byte, remote, local proto.Addr, in migrat
 		return adm, Refuse(reasons.NotEnrolled, "this MOM has no cluster key yet")
 	}
 	var res ping.Result
-	if err := Respond(rw, frame, remote, local, r.Sealer, r.Verifier, &res); err != nil {
+	if r.Sessions != nil && proto.Type(frame[3]) == proto.TypeSessionPing {
+		cfg := session.Config{Channel: session.ChannelIM, Min: r.Sessions.Min, Rand: r.Sealer.Rand, Limits: r.Sessions.Limits}
+		s, err := RespondSession(rw, frame, remote, local, r.Sealer, r.Verifier, cfg, r.Sessions.Now, &res)
 		adm.Node = res.Node
-		return adm, &Rejection{Reason: ping.Reason(err), Err: err}
+		if err != nil {
+			return adm, SessionRejection(err)
+		}
+		adm.SessionSwap, adm.Session = true, s
+		adm.Sender, adm.KeyID, adm.Timestamp = res.Sender, res.KeyID, res.Timestamp
+		return adm, nil
+	}
+	var check func(*ping.Result) error
+	if r.Sessions != nil && r.Sessions.Marks != nil {
+		check = func(res *ping.Result) error { return r.Sessions.Marks.CheckPlain(res.Node, res.Sender) }
+	}
+	if err := RespondPlain(rw, frame, remote, local, r.Sealer, r.Verifier, &res, check); err != nil {
+		adm.Node = res.Node
+		return adm, SessionRejection(err)
 	}
 	adm.Node, adm.Sender, adm.KeyID, adm.Timestamp = res.Node, res.Sender, res.KeyID, res.Timestamp
 	return adm, nil

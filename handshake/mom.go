@@ -25,6 +25,9 @@ var (
 	// ErrFinal wraps a server refusal that retrying cannot fix (bad, used
 	// or expired token, wrong address, unknown node).
 	ErrFinal = errors.New("refused by server")
+	// ErrRevoked means the server refused an enrolled node's Hello as
+	// revoked: the node was deleted, so no retry will be admitted.
+	ErrRevoked = errors.New("this node was deleted from the cluster")
 )
 
 // MomParams is what the MOM presents. Token is set on first start; NodeID
@@ -39,6 +42,18 @@ type MomParams struct {
 	NodeID    proto.NodeID
 	ServerKey [32]byte
 	KeyIDs    []uint32 // cluster keys held, reported in Hello
+
+	// Sessions sets the capability bit of the proof: this MOM speaks
+	// sealed sessions (docs/PROTOCOL.md 6.4).
+	Sessions bool
+}
+
+// versions is the versions byte of the proof.
+func (p *MomParams) versions() uint8 {
+	if p.Sessions {
+		return p.Versions | proto.VersionBitSessions
+	}
+	return p.Versions
 }
 
 // Authenticate runs the MOM half on rw until Welcome and returns both
@@ -77,7 +92,7 @@ func Prove(rw io.ReadWriter, sh *proto.ServerHello, p *MomParams) (*proto.Welcom
 			return nil, fmt.Errorf("%w: server presents %s, the token pins %s: %v", ErrServerKey,
 				keys.FingerprintText(sh.ServerKey), keys.FormatFingerprint(p.Token.ServerFP), err)
 		}
-		proof := proto.EnrollProof{Secret: p.Token.Secret, Challenge: sh.Challenge, IMPort: p.IMPort, Versions: p.Versions}
+		proof := proto.EnrollProof{Secret: p.Token.Secret, Challenge: sh.Challenge, IMPort: p.IMPort, Versions: p.versions()}
 		e := &proto.Enroll{TokenID: p.Token.ID, NodeKey: p.Ident.Public}
 		if _, err := io.ReadFull(p.Rand, e.Nonce[:]); err != nil {
 			return nil, fmt.Errorf("enroll nonce: %w", err)
@@ -89,7 +104,7 @@ func Prove(rw io.ReadWriter, sh *proto.ServerHello, p *MomParams) (*proto.Welcom
 			return nil, fmt.Errorf("%w: server presents %s, enrolled with %s", ErrServerKey,
 				keys.FingerprintText(sh.ServerKey), keys.FingerprintText(p.ServerKey))
 		}
-		proof := proto.HelloProof{Challenge: sh.Challenge, IMPort: p.IMPort, Versions: p.Versions, KeyIDs: p.KeyIDs}
+		proof := proto.HelloProof{Challenge: sh.Challenge, IMPort: p.IMPort, Versions: p.versions(), KeyIDs: p.KeyIDs}
 		h := &proto.Hello{NodeID: p.NodeID}
 		if _, err := io.ReadFull(p.Rand, h.Nonce[:]); err != nil {
 			return nil, fmt.Errorf("hello nonce: %w", err)
@@ -113,6 +128,9 @@ func Prove(rw io.ReadWriter, sh *proto.ServerHello, p *MomParams) (*proto.Welcom
 		rerr := PeerRejected(w)
 		if final(w.Code, p.Token != nil) {
 			return nil, fmt.Errorf("%w: %w", ErrFinal, rerr)
+		}
+		if p.Token == nil && w.Code == proto.RejectRevoked {
+			return nil, fmt.Errorf("%w: %w", ErrRevoked, rerr)
 		}
 		return nil, rerr
 	case *proto.Welcome:

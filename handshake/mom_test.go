@@ -151,13 +151,17 @@ func TestRejectFinality(t *testing.T) {
 		code      proto.RejectCode
 		enrolling bool
 		final     bool
+		revoked   bool
 	}{
-		{proto.RejectTokenUsed, true, true},
-		{proto.RejectTokenExpired, true, true},
-		{proto.RejectAddrMismatch, true, true},
-		{proto.RejectInternal, true, false},
-		{proto.RejectRateLimited, true, false},
-		{proto.RejectAddrMismatch, false, false}, // a running MOM keeps retrying
+		{proto.RejectTokenUsed, true, true, false},
+		{proto.RejectTokenExpired, true, true, false},
+		{proto.RejectAddrMismatch, true, true, false},
+		{proto.RejectInternal, true, false, false},
+		{proto.RejectRateLimited, true, false, false},
+		{proto.RejectAddrMismatch, false, false, false}, // a running MOM keeps retrying
+		{proto.RejectUnknownNode, false, false, false},  // perhaps a server with the wrong state
+		{proto.RejectRevoked, false, false, true},       // deleted: the MOM stops
+		{proto.RejectRevoked, true, false, false},
 	} {
 		p := params(t, srv.ident.Public)
 		if !tc.enrolling {
@@ -176,6 +180,9 @@ func TestRejectFinality(t *testing.T) {
 		}
 		if errors.Is(err, ErrFinal) != tc.final {
 			t.Fatalf("code %d enrolling %v: final = %v, want %v", tc.code, tc.enrolling, !tc.final, tc.final)
+		}
+		if errors.Is(err, ErrRevoked) != tc.revoked {
+			t.Fatalf("code %d enrolling %v: revoked = %v, want %v", tc.code, tc.enrolling, !tc.revoked, tc.revoked)
 		}
 	}
 }

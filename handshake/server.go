@@ -13,6 +13,7 @@ import (
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/reasons"
+	"github.com/momgate/momgate/session"
 )
 
 // The server half of a control connection (docs/PROTOCOL.md sections 4.1
@@ -27,6 +28,11 @@ type ServerParams struct {
 	Rand     io.Reader // the challenge
 	Sealer   *ping.Sealer
 	Verifier *ping.Verifier
+	// Sessions, when set, makes the server speak sealed sessions (section
+	// 6.4): a MOM that proves it speaks them gets the Welcome's session
+	// trailer and must make its swap a session swap. Nil: the server of
+	// before sealed sessions (tests of a mixed cluster).
+	Sessions *SessionParams
 }
 
 // Registry is the server's node registry as one handshake sees it; the
@@ -47,6 +53,12 @@ type Registry interface {
 	NodeKey(id proto.NodeID, src netip.Addr) (pub [32]byte, name string, err error)
 	// Hello records the proof of the node that NodeKey named.
 	Hello(proof *proto.HelloProof)
+	// Sessions is told whether the node that enrolled or proved itself
+	// also proved it speaks sealed sessions (the capability bit inside its
+	// proof); it may refuse an unsealed session from a node known to speak
+	// them (reasons.SessionDowngrade), and returns the cluster's
+	// im_security for the Welcome's session trailer.
+	Sessions(speaks bool) (imSecurity uint8, err error)
 	// Welcome is the Welcome of the node that enrolled or proved itself;
 	// claims are the key ids a returning MOM says it holds.
 	Welcome(enrolling bool, claims []uint32) (*proto.Welcome, error)
@@ -58,6 +70,9 @@ type Admitted struct {
 	Node     proto.NodeID  // V2: the node the swap authenticated
 	KeyID    uint32        // V2: the cluster key of the MOM's PING
 	Enrolled bool          // V2: the session began with an enrollment
+	// Session is the sealed session of a MOM that speaks sealed sessions
+	// (always encrypt on control); nil for a plain swap.
+	Session *session.Session
 	// Timestamp is the stamp of the swap's Ping (V2), the first the
 	// server can attest the node by (docs/PROTOCOL.md section 4.9).
 	Timestamp uint64
@@ -73,7 +88,8 @@ func Serve(rw io.ReadWriter, remote, local proto.Addr, p *ServerParams, reg Regi
 	return a, nil
 }
 
-func serve(rw io.ReadWriter, remote, local proto.Addr, p *ServerParams, reg Registry) (*Admitted, error) {
+func serve(conn io.ReadWriter, remote, local proto.Addr, p *ServerParams, reg Registry) (*Admitted, error) {
+	rw := NewRecorder(conn) // the binding hash of a control session (6.4)
 	var challenge [32]byte
 	if _, err := io.ReadFull(p.Rand, challenge[:]); err != nil {
 		return nil, fmt.Errorf("challenge: %w", err)
@@ -108,6 +124,8 @@ func serve(rw io.ReadWriter, remote, local proto.Addr, p *ServerParams, reg Regi
 			"server is in legacy mode: PING hellos refused (connection from %s); switch with set server mode=compat", src)
 	}
 	var claims []uint32 // keys a returning MOM says it holds
+	var nodePub [32]byte
+	var versions uint8
 	enrolling := false
 	switch m := msg.(type) {
 	case *proto.Enroll:
@@ -119,6 +137,7 @@ func serve(rw io.ReadWriter, remote, local proto.Addr, p *ServerParams, reg Regi
 		if err := reg.Enroll(m, proof, src); err != nil {
 			return nil, err
 		}
+		nodePub, versions = m.NodeKey, proof.Versions
 	case *proto.Hello:
 		pub, name, err := reg.NodeKey(m.NodeID, src)
 		if err != nil {
@@ -130,16 +149,31 @@ func serve(rw io.ReadWriter, remote, local proto.Addr, p *ServerParams, reg Regi
 		}
 		reg.Hello(proof)
 		claims = proof.KeyIDs
+		nodePub, versions = pub, proof.Versions
 	default:
 		return nil, Refuse(reasons.Malformed, "expected Enroll or Hello, got %s", msg.Type())
+	}
+	// The capability is inside the proof's box: only the node's identity
+	// key could have set it, so no one on path can hide it.
+	speaks := p.Sessions != nil && versions&proto.VersionBitSessions != 0
+	imSecurity, err := reg.Sessions(speaks)
+	if err != nil {
+		return nil, err
 	}
 	welcome, err := reg.Welcome(enrolling, claims)
 	if err != nil {
 		return nil, err
 	}
+	if speaks {
+		trailer := &proto.WelcomeSessionProof{Challenge: challenge, Flags: proto.WelcomeSealed, IMSecurity: imSecurity}
+		if welcome.Session, err = SealWelcomeSession(p.Rand, &p.Ident.Private, &nodePub, trailer); err != nil {
+			return nil, Refuse(reasons.Internal, "%w", err)
+		}
+	}
 	if err := proto.WriteFrame(rw, welcome); err != nil {
 		return nil, fmt.Errorf("send welcome: %w", err)
 	}
+	transcript := rw.Stop()
 	// The swap: the MOM proves it holds a current cluster key.
 	frame, err = proto.ReadFrameLimit(rw, nil, PreAuthMaxFrame)
 	if err != nil {
@@ -150,13 +184,31 @@ func serve(rw io.ReadWriter, remote, local proto.Addr, p *ServerParams, reg Regi
 	// whose clock runs ahead is admitted by a server holding no mark for
 	// it (docs/PROTOCOL.md section 4.9).
 	var res ping.Result
-	if err := RespondAttested(rw, frame, remote, local, p.Sealer, p.Verifier, welcome.NodeID, ping.Attestation{OK: true}, &res); err != nil {
-		return nil, answered(err)
+	adm := &Admitted{Version: proto.V2, Enrolled: enrolling}
+	if speaks {
+		if proto.Type(frame[3]) != proto.TypeSessionPing {
+			return nil, Refuse(reasons.SessionDowngrade,
+				"node %s proved it speaks sealed sessions but sent a %s, not a SessionPing: refused (downgrade)", welcome.Name, proto.Type(frame[3]))
+		}
+		binding, err := session.NewBinding(&p.Ident.Private, &nodePub, transcript)
+		if err != nil {
+			return nil, Refuse(reasons.Auth, "node %s: %w", welcome.Name, err)
+		}
+		cfg := session.Config{Channel: session.ChannelControl, Min: session.Encrypt, Rand: p.Rand, Binding: binding,
+			ExpectNode: welcome.NodeID, Attest: &ping.Attestation{OK: true}, Limits: p.Sessions.Limits}
+		if adm.Session, err = RespondSession(rw, frame, remote, local, p.Sealer, p.Verifier, cfg, p.Sessions.Now, &res); err != nil {
+			return nil, SessionRejection(err)
+		}
+	} else {
+		if err := RespondAttested(rw, frame, remote, local, p.Sealer, p.Verifier, welcome.NodeID, ping.Attestation{OK: true}, &res); err != nil {
+			return nil, answered(err)
+		}
+		if res.Node != welcome.NodeID {
+			return nil, Refuse(reasons.NodeMismatch, "ping names node %x, connection is %s", res.Node, welcome.Name)
+		}
 	}
-	if res.Node != welcome.NodeID {
-		return nil, Refuse(reasons.NodeMismatch, "ping names node %x, connection is %s", res.Node, welcome.Name)
-	}
-	return &Admitted{Version: proto.V2, Node: res.Node, KeyID: res.KeyID, Enrolled: enrolling, Timestamp: res.Timestamp}, nil
+	adm.Node, adm.KeyID, adm.Timestamp = res.Node, res.KeyID, res.Timestamp
+	return adm, nil
 }
 
 // openEnroll opens an Enroll's proof with the server's private key and

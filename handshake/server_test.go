@@ -49,8 +49,10 @@ type fakeRegistry struct {
 	node    proto.NodeID
 	nodePub [32]byte
 	refuse  error // returned by Enroll, NodeKey and LegacyHello when set
+	// sealedBefore plays a node marked as speaking sealed sessions.
+	sealedBefore bool
 	// what the server half told it
-	enrolled, helloed, legacy bool
+	enrolled, helloed, legacy, speaks bool
 }
 
 func (r *fakeRegistry) Mode() proto.Mode { return r.mode }
@@ -74,6 +76,14 @@ func (r *fakeRegistry) NodeKey(id proto.NodeID, src netip.Addr) ([32]byte, strin
 }
 
 func (r *fakeRegistry) Hello(proof *proto.HelloProof) { r.helloed = true }
+
+func (r *fakeRegistry) Sessions(speaks bool) (uint8, error) {
+	r.speaks = speaks
+	if r.sealedBefore && !speaks {
+		return 0, Refuse(reasons.SessionDowngrade, "node spoke sealed sessions before")
+	}
+	return 2, nil
+}
 
 func (r *fakeRegistry) Welcome(enrolling bool, claims []uint32) (*proto.Welcome, error) {
 	w := r.srv.welcome(r.t, r.nodePub)
@@ -113,13 +123,19 @@ func (c *cluster) params() *ServerParams {
 // serve runs Serve on one end of a pipe; the test plays the MOM on the other.
 func (c *cluster) serve(t *testing.T) (net.Conn, chan result) {
 	t.Helper()
+	return c.serveWith(t, c.params())
+}
+
+// serveWith is serve with the server's parameters p.
+func (c *cluster) serveWith(t *testing.T, p *ServerParams) (net.Conn, chan result) {
+	t.Helper()
 	momEnd, srvEnd := net.Pipe()
 	t.Cleanup(func() { momEnd.Close(); srvEnd.Close() })
 	_ = momEnd.SetDeadline(time.Now().Add(10 * time.Second))
 	_ = srvEnd.SetDeadline(time.Now().Add(10 * time.Second))
 	done := make(chan result, 1)
 	go func() {
-		a, err := Serve(srvEnd, momAddr, serverAddr, c.params(), c.reg)
+		a, err := Serve(srvEnd, momAddr, serverAddr, p, c.reg)
 		if rj, ok := err.(*Rejection); ok && rj.Answer != nil {
 			_ = proto.WriteFrame(srvEnd, rj.Answer)
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/session"
 )
 
 // The PING swap of docs/PROTOCOL.md section 3.5: the initiator sends Ping
@@ -42,7 +43,7 @@ func ReadReply(r io.Reader, v *ping.Verifier, remote, local proto.Addr, echo *[p
 // Respond verifies frame (already read from rw) as a Ping and answers with
 // a PingReply, or with a Reject carrying the reason, which it also returns.
 func Respond(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.Sealer, v *ping.Verifier, res *ping.Result) error {
-	return respond(rw, frame, remote, local, s, res, func() error { return v.VerifyPing(frame, remote, local, res) })
+	return respond(rw, frame, remote, local, s, res, func() error { return v.VerifyPing(frame, remote, local, res) }, nil)
 }
 
 // RespondAttested is Respond for a responder that has itself
@@ -50,10 +51,13 @@ func Respond(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.S
 // node is judged with att instead of the freshness window
 // (docs/PROTOCOL.md section 4.9).
 func RespondAttested(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.Sealer, v *ping.Verifier, node proto.NodeID, att ping.Attestation, res *ping.Result) error {
-	return respond(rw, frame, remote, local, s, res, func() error { return v.VerifyPingAttested(frame, remote, local, node, att, res) })
+	return respond(rw, frame, remote, local, s, res, func() error { return v.VerifyPingAttested(frame, remote, local, node, att, res) }, nil)
 }
 
-func respond(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.Sealer, res *ping.Result, verify func() error) error {
+// respond runs verify on frame, then check (when set: the no-downgrade
+// ratchet of docs/PROTOCOL.md 6.7) on what it verified, and answers with a
+// PingReply, or a Reject with the reason of the first that refused.
+func respond(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.Sealer, res *ping.Result, verify func() error, check func(*ping.Result) error) error {
 	if isReject(frame) {
 		return rejectOf(frame)
 	}
@@ -64,6 +68,12 @@ func respond(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.S
 		}
 		_ = proto.WriteFrame(rw, &proto.Reject{Code: RejectCode(err), Reason: err.Error()})
 		return err
+	}
+	if check != nil {
+		if err := check(res); err != nil {
+			_ = proto.WriteFrame(rw, &proto.Reject{Code: session.Reason(err).Code(), Reason: err.Error()})
+			return err
+		}
 	}
 	out, err := s.Reply(make([]byte, 0, ping.ReplyFrameSize), local, remote, res.Random)
 	if err != nil {

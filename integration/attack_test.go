@@ -501,14 +501,16 @@ func TestAttackConnectionFlood(t *testing.T) {
 	bAddr := b.imAddr(c.imPort)
 	momCounters := func() counters { return c.momCounters(b) }
 
-	hold := func(t *testing.T, local, target string) {
+	hold := func(t *testing.T, local, target string) []*net.TCPConn {
+		var held []*net.TCPConn
 		for range flood {
-			dialFrom(t, local, target) // closed by t's cleanup
+			held = append(held, dialFrom(t, local, target)) // closed by t's cleanup at the latest
 		}
+		return held
 	}
 	t.Run("mom_held_connections", func(t *testing.T) {
 		base, mark := momCounters(), auditMark(t, b.auditPath())
-		hold(t, "127.0.0.66", bAddr)
+		held := hold(t, "127.0.0.66", bAddr)
 		waitRejected(t, "b", momCounters, base, "rate_limited", flood-maxPending)
 		waitAuditFlood(t, b.auditPath(), mark, "rate_limited", "127.0.0.66", "unauthenticated connections")
 		// During the flood a sister is admitted.
@@ -518,11 +520,32 @@ func TestAttackConnectionFlood(t *testing.T) {
 		// And the flooding source itself is refused even with a valid PING.
 		thief := stealKeys(t, a)
 		wantReject(t, "valid ping from the flooding source", thief.deliver("127.0.0.66", bAddr, thief.seal("127.0.0.66", "127.0.0.3")), proto.RejectRateLimited)
+		// The flood ends: the connections b let into the handshake are
+		// counted closed, and b holds none of them when the next test
+		// counts.
+		for _, c := range held {
+			c.Close()
+		}
+		waitRejected(t, "b", momCounters, base, "closed", maxPending)
 	})
 	t.Run("mom_connect_rate", func(t *testing.T) {
 		base, mark := momCounters(), auditMark(t, b.auditPath())
-		for range bursts {
+		// One connection at a time as b sees it: each is over (refused, or
+		// admitted to the handshake and then counted closed) before the
+		// next, so only the rate refuses, never the limit on connections
+		// pending at once that a loaded b would otherwise reach.
+		ended := func(now counters) uint64 {
+			return now.Rejected["rate_limited"] - base.Rejected["rate_limited"] + now.Rejected["closed"] - base.Rejected["closed"]
+		}
+		for i := range bursts {
 			dialFrom(t, "127.0.0.67", bAddr).Close()
+			waitFor(t, fmt.Sprintf("b to end connection %d of the burst", i+1), 30*time.Second, func() bool {
+				return ended(momCounters()) == uint64(i+1)
+			})
+		}
+		if now := momCounters(); now.Rejected["closed"]-base.Rejected["closed"] != burst {
+			t.Fatalf("b let %d of %d connections into the handshake, want the burst %d (counters %v)",
+				now.Rejected["closed"]-base.Rejected["closed"], bursts, burst, now.Rejected)
 		}
 		waitRejected(t, "b", momCounters, base, "rate_limited", bursts-burst)
 		waitAuditFlood(t, b.auditPath(), mark, "rate_limited", "127.0.0.67", "rate")
@@ -572,7 +595,8 @@ func probeStamp(t *testing.T, c *cluster, m *momProc, thief *insider, probe stri
 			return
 		}
 		var p ping.Payload
-		if _, _, err := ping.Open(frame, keys.NewHolder(thief.ring), &p); err != nil {
+		var ext [ping.ExtSize]byte // a MOM that speaks sealed sessions sends a SessionPing
+		if _, _, err := ping.OpenExt(frame, keys.NewHolder(thief.ring), &p, &ext); err != nil {
 			got <- err
 			return
 		}
@@ -658,8 +682,9 @@ func TestAttackClockStep(t *testing.T) {
 
 // TestAttackRemovedMember: `delete node a` denies a at once on every MOM,
 // by node id and by address, before any key rotation, and the denial
-// survives a restart of the receiver. (That a also loses the cluster key is
-// rotation's job: integration/rotation_test.go.)
+// survives a restart of the receiver. The server refuses a's MOM by name,
+// and the MOM stops for good with exit status 4. (That a also loses the
+// cluster key is rotation's job: integration/rotation_test.go.)
 func TestAttackRemovedMember(t *testing.T) {
 	c := newCluster(t, "127.0.0.2", "127.0.0.3")
 	// delete node rotates the key; a long grace period keeps a's old key
@@ -675,9 +700,25 @@ func TestAttackRemovedMember(t *testing.T) {
 		t.Fatalf("a -> b before the delete: %+v %s", pr, r.stderr)
 	}
 	thief := stealKeys(t, a) // a's key material, as a itself still holds it
+	srvMark := auditMark(t, c.serverAudit())
 	if r := c.qmgr("delete node a"); r.code != 0 {
 		t.Fatalf("delete node a: %s", r.stderr)
 	}
+	// a's MOM reconnects, is refused as revoked, and stops: no retry.
+	if code := a.waitExit(t, 30*time.Second); code != 4 {
+		t.Fatalf("deleted MOM exited %d, want 4; output:\n%s", code, a.out.String())
+	}
+	if out := a.out.String(); !strings.Contains(out, "this node was deleted from the cluster: the MOM stops and will not retry") ||
+		!strings.Contains(out, `create node a Mom=HOST`) || strings.Contains(out, "exited with an error") {
+		t.Fatalf("deleted MOM's last words:\n%s", out)
+	}
+	l := waitAudit(t, c.serverAudit(), srvMark, "revoked", "127.0.0.2", "was deleted and is revoked")
+	if l["node"] != "a" || l["node_id"] == "" {
+		t.Fatalf("server's refusal of the deleted MOM does not name it: %v", l)
+	}
+	// The removed daemon, restarted where it cannot reach the server,
+	// still tries its sisters.
+	a = c.startMomCutOff("a", a.ip)
 	waitFor(t, "b to drop a from its peers (deny applied)", 30*time.Second, func() bool {
 		for _, p := range c.peers(b) {
 			if strings.HasPrefix(p.Addr, "127.0.0.2:") {
@@ -709,9 +750,7 @@ func TestAttackRemovedMember(t *testing.T) {
 			wantReject(t, "fresh node id from a's address", forged.deliver("127.0.0.2", bAddr, forged.seal("127.0.0.2", "127.0.0.3")), proto.RejectRevoked)
 		})
 	})
-	t.Run("server_refuses_removed_node", func(t *testing.T) {
-		mark := auditMark(t, c.serverAudit())
-		waitAudit(t, c.serverAudit(), mark, "revoked", "127.0.0.2", "was deleted and is revoked")
+	t.Run("server_forgets_removed_node", func(t *testing.T) {
 		if _, ok := c.node("a"); ok {
 			t.Fatal("node a still listed after delete")
 		}
@@ -758,7 +797,9 @@ func TestAttackRemovedMemberAfterRotation(t *testing.T) {
 		c.requirePeersUnchanged(t, b, peers)
 	}
 	t.Run("removed_daemon_pings", func(t *testing.T) {
-		a = c.startMom("a", "127.0.0.2", "") // from its own state directory
+		// From its own state directory, cut off from the server, which
+		// would stop it (exit 4).
+		a = c.startMomCutOff("a", "127.0.0.2")
 		waitFor(t, "the removed MOM's daemon to answer", 20*time.Second, func() bool {
 			_, ok := c.momStatus(a)
 			return ok

@@ -28,10 +28,18 @@ import (
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/session"
 )
 
 // newClusterWith is newCluster with extra flags for the server.
 func newClusterWith(t *testing.T, serverFlags []string, momIPs ...string) *cluster {
+	t.Helper()
+	return newClusterEnv(t, nil, serverFlags, momIPs...)
+}
+
+// newClusterEnv is newCluster with extra environment variables and flags
+// for the server.
+func newClusterEnv(t *testing.T, env, serverFlags []string, momIPs ...string) *cluster {
 	t.Helper()
 	dir := t.TempDir()
 	c := &cluster{t: t, dir: dir, srvDir: filepath.Join(dir, "server"), moms: map[string]*momProc{}}
@@ -41,7 +49,7 @@ func newClusterWith(t *testing.T, serverFlags []string, momIPs ...string) *clust
 	c.srvAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
 	c.imPort = freePort(t, append([]string{"127.0.0.1"}, momIPs...)...)
 	args := append([]string{"momgate-server", "run", "--state-dir", c.srvDir, "--listen", c.srvAddr, "--log-level", "debug"}, serverFlags...)
-	c.server = start(t, "server", args...)
+	c.server = startEnv(t, "server", env, args...)
 	waitFor(t, "server admin socket", 20*time.Second, func() bool {
 		return run(t, "", "momgate-qmgr", "--state-dir", c.srvDir, "-c", "list node").code == 0
 	})
@@ -54,16 +62,7 @@ func newClusterWith(t *testing.T, serverFlags []string, momIPs ...string) *clust
 // startMomWith is startMom with extra daemon flags.
 func (c *cluster) startMomWith(name, ip, token string, extra ...string) *momProc {
 	c.t.Helper()
-	dir := filepath.Join(c.dir, name)
-	args := []string{"momgate-mom", "run", "--state-dir", dir, "--server", c.srvAddr,
-		"--listen", fmt.Sprintf("%s:%d", ip, c.imPort), "--heartbeat", "200ms", "--log-level", "debug"}
-	if token != "" {
-		args = append(args, "--enroll", token)
-	}
-	args = append(args, extra...)
-	m := &momProc{name: name, ip: ip, dir: dir, proc: start(c.t, name, args...)}
-	c.moms[name] = m
-	return m
+	return c.startMomVia(name, ip, token, c.srvAddr, extra...)
 }
 
 // addMomWith creates, enrolls and starts a MOM with extra flags.
@@ -269,16 +268,67 @@ func guessedSecretRing(t *testing.T, real *keys.Keyring) *keys.Keyring {
 	return r
 }
 
-// capture is a sealed Ping kept for later replay.
+// capture is a sealed SessionPing kept for later replay: what a thief of
+// the cluster key seals as a MOM that speaks sealed sessions does (a
+// plain Ping of such a node is refused as a downgrade before anything
+// else is judged).
 type capture struct {
 	frame []byte
 	rnd   [ping.RandomSize]byte
 }
 
-// seal makes a Ping from sender to dest (IP addresses).
+// sessionPing seals a SessionPing from sender to dest offering a session
+// on ch (IM: every protection; control: encrypt, as a MOM must).
+func sessionPing(s *ping.Sealer, ch session.Channel, sender, dest proto.Addr) ([]byte, [ping.RandomSize]byte, error) {
+	cfg := session.Config{Channel: ch, Min: session.None, Rand: rand.Reader}
+	if ch == session.ChannelControl {
+		cfg.Binding, cfg.ExpectNode = &session.Binding{}, proto.NodeID{1} // unused by the ping itself
+	}
+	in, err := session.NewInitiator(cfg)
+	if err != nil {
+		return nil, [ping.RandomSize]byte{}, err
+	}
+	f, err := in.AppendPing(nil, s, sender, dest)
+	return f, in.Random(), err
+}
+
+// readSessionReply reads the answer to a SessionPing whose random bytes
+// were echo: nil for a SessionReply that opens under v's keys and echoes
+// them, a *handshake.RejectError for a Reject.
+func readSessionReply(c net.Conn, v *ping.Verifier, echo [ping.RandomSize]byte) error {
+	remote, local, err := daemon.Endpoints(c)
+	if err != nil {
+		return err
+	}
+	frame, err := proto.ReadFrameLimit(c, nil, 4096)
+	if err != nil {
+		return fmt.Errorf("read reply: %w", err)
+	}
+	if m, err := proto.Unmarshal(frame); err == nil {
+		if rj, ok := m.(*proto.Reject); ok {
+			return handshake.PeerRejected(rj)
+		}
+	}
+	var res ping.Result
+	var ext session.Ext
+	return v.VerifyReplyExt(frame, remote, local, &echo, &res, &ext)
+}
+
+// seal makes a SessionPing (IM) from sender to dest (IP addresses).
 func (in *insider) seal(sender, dest string) capture {
 	in.t.Helper()
-	f, rnd, err := in.sealer.Ping(nil, mustAddr(sender), mustAddr(dest))
+	return in.sealWith(in.sealer, session.ChannelIM, sender, dest)
+}
+
+// sealControl makes the SessionPing of a control connection.
+func (in *insider) sealControl(sender, dest string) capture {
+	in.t.Helper()
+	return in.sealWith(in.sealer, session.ChannelControl, sender, dest)
+}
+
+func (in *insider) sealWith(s *ping.Sealer, ch session.Channel, sender, dest string) capture {
+	in.t.Helper()
+	f, rnd, err := sessionPing(s, ch, mustAddr(sender), mustAddr(dest))
 	if err != nil {
 		in.t.Fatal(err)
 	}
@@ -295,17 +345,16 @@ func (in *insider) sealAged(sender, dest string, age time.Duration) capture {
 	}
 	s := *in.sealer
 	s.Stamper = st
-	f, rnd, err := s.Ping(nil, mustAddr(sender), mustAddr(dest))
-	if err != nil {
-		in.t.Fatal(err)
-	}
-	return capture{frame: f, rnd: rnd}
+	return in.sealWith(&s, session.ChannelIM, sender, dest)
 }
 
-// sealReply makes a PingReply from sender to dest echoing echo.
+// sealReply makes a SessionReply from sender to dest echoing echo (its
+// answer is never reached: the PING checks refuse it first).
 func (in *insider) sealReply(sender, dest string, echo [ping.RandomSize]byte) []byte {
 	in.t.Helper()
-	f, err := in.sealer.Reply(nil, mustAddr(sender), mustAddr(dest), echo)
+	var ext session.Ext
+	var sent ping.Result
+	f, err := in.sealer.ReplyExt(nil, mustAddr(sender), mustAddr(dest), echo, &ext, &sent)
 	if err != nil {
 		in.t.Fatal(err)
 	}
@@ -341,12 +390,7 @@ func (in *insider) deliver(local, target string, cp capture) error {
 	}
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	v := &ping.Verifier{Keys: keys.NewHolder(in.ring), Guard: ping.NewGuard(ping.GuardConfig{Freshness: 0}, nil), Now: time.Now}
-	remote, localAddr, err := daemon.Endpoints(c)
-	if err != nil {
-		return err
-	}
-	var res ping.Result
-	return handshake.ReadReply(c, v, remote, localAddr, &cp.rnd, &res)
+	return readSessionReply(c, v, cp.rnd)
 }
 
 // wantReject fails unless err is a Reject with code.
@@ -413,7 +457,9 @@ func sendHello(t *testing.T, local, server string, node proto.NodeID, ident *key
 	if !ok {
 		t.Fatalf("first frame %s, want ServerHello", msg.Type())
 	}
-	proof := proto.HelloProof{Challenge: sh.Challenge, IMPort: 1, Versions: proto.VersionBitV2}
+	// As a MOM of today: it speaks sealed sessions (a node that proved it
+	// does is refused a hello without the capability).
+	proof := proto.HelloProof{Challenge: sh.Challenge, IMPort: 1, Versions: proto.VersionBitV2 | proto.VersionBitSessions}
 	h := &proto.Hello{NodeID: node}
 	if _, err := rand.Read(h.Nonce[:]); err != nil {
 		t.Fatal(err)

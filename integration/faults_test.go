@@ -26,9 +26,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
-	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
@@ -70,12 +68,7 @@ func (in *insider) loginAndSwap(local, server string, ident *keys.Identity, cp c
 		t.Fatalf("send ping: %v", err)
 	}
 	v := &ping.Verifier{Keys: keys.NewHolder(in.ring), Guard: ping.NewGuard(ping.GuardConfig{Freshness: 0}, nil), Now: time.Now}
-	remote, localAddr, err := daemon.Endpoints(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res ping.Result
-	return handshake.ReadReply(c, v, remote, localAddr, &cp.rnd, &res)
+	return readSessionReply(c, v, cp.rnd)
 }
 
 // asFreshSender is the insider sealing under a node id of its own that
@@ -122,7 +115,7 @@ func (c *cluster) newMarkProbe(from, to, idle *momProc) *markProbe {
 	if err := p.mom.deliver(from.ip, to.imAddr(c.imPort), p.momCp); err != nil {
 		t.Fatalf("mark probe %s -> %s refused before the crash: %v", from.name, to.name, err)
 	}
-	p.srvCp = p.srv.seal(idle.ip, p.srvHost)
+	p.srvCp = p.srv.sealControl(idle.ip, p.srvHost)
 	if err := p.srv.loginAndSwap(idle.ip, p.srvAddr, ident, p.srvCp); err != nil {
 		t.Fatalf("mark probe %s -> server refused before the crash: %v", idle.name, err)
 	}
@@ -178,8 +171,8 @@ func (c *cluster) requireEnrolledAs(name string, m *momProc) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	if _, fp := c.nodeFingerprint(name); fp != keys.ShortFingerprint(ident.Public) {
-		c.t.Fatalf("server has %s enrolled as %q, the MOM's identity is %s", name, fp, keys.ShortFingerprint(ident.Public))
+	if _, fp := c.nodeFingerprint(name); fp != keys.FingerprintText(ident.Public) {
+		c.t.Fatalf("server has %s enrolled as %q, the MOM's identity is %s", name, fp, keys.FingerprintText(ident.Public))
 	}
 }
 

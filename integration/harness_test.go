@@ -46,6 +46,17 @@ func TestMain(m *testing.M) {
 
 func bin(name string) string { return filepath.Join(binDir, name) }
 
+// privateTempDir is an empty owner-only directory, as a state directory
+// must be (t.TempDir's are made 0777 less the umask).
+func privateTempDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // waitFor polls cond every 20 ms until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
@@ -313,6 +324,19 @@ func (c *cluster) startMom(name, ip, token string) *momProc {
 	return m
 }
 
+// startMomCutOff restarts the enrolled MOM of node name at ip with a
+// server address nobody listens on: a deleted MOM, which its server would
+// stop (exit 4), kept running to try its sisters.
+func (c *cluster) startMomCutOff(name, ip string) *momProc {
+	c.t.Helper()
+	dir := filepath.Join(c.dir, name)
+	nowhere := fmt.Sprintf("127.0.0.1:%d", freePort(c.t, "127.0.0.1"))
+	m := &momProc{name: name, ip: ip, dir: dir, proc: start(c.t, name+"-cut-off", "momgate-mom", "run", "--state-dir", dir,
+		"--server", nowhere, "--listen", fmt.Sprintf("%s:%d", ip, c.imPort), "--heartbeat", "200ms", "--log-level", "debug")}
+	c.moms[name] = m
+	return m
+}
+
 // addMom creates, enrolls and starts a MOM and waits until it is up.
 func (c *cluster) addMom(name, ip string) *momProc {
 	c.t.Helper()
@@ -328,6 +352,8 @@ type nodeInfo struct {
 	State    string `json:"state"`
 	KeyID    string `json:"key_id"`
 	KeyState string `json:"key_state"`
+	Sealed   bool   `json:"sealed"`
+	Session  string `json:"session"`
 }
 
 func (c *cluster) nodes() []nodeInfo {
@@ -366,6 +392,7 @@ type pingResult struct {
 	Reason   string `json:"reason"`
 	Error    string `json:"error"`
 	NodeID   string `json:"node_id"`
+	Name     string `json:"name"`
 	KeyID    string `json:"key_id"`
 }
 
@@ -394,6 +421,7 @@ func (c *cluster) waitAdmin(m *momProc) {
 // peer is a row of `momgate-mom peers --json`.
 type peer struct {
 	Addr      string    `json:"addr"`
+	Name      string    `json:"name"`
 	NodeID    string    `json:"node_id"`
 	KeyID     string    `json:"key_id"`
 	Direction string    `json:"direction"`

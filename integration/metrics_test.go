@@ -51,6 +51,22 @@ func scrapeMetrics(t *testing.T, url string) map[string]float64 {
 	return out
 }
 
+// getHealth GETs a health endpoint and returns its status and body.
+func getHealth(t *testing.T, url string) (int, string) {
+	t.Helper()
+	client := http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
 // sumPrefix adds up every series whose text starts with prefix.
 func sumPrefix(m map[string]float64, prefix string) float64 {
 	var s float64
@@ -133,6 +149,13 @@ func TestMetricsMoveDuringClusterRun(t *testing.T) {
 		t.Fatalf("set heartbeat: %s", r.stderr)
 	}
 	srvURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
+	srvBase := strings.TrimSuffix(srvURL, "/metrics")
+	// The admin socket answered, so the server is ready.
+	for path, want := range map[string]string{"/healthz": "ok\n", "/readyz": "ready\n"} {
+		if code, body := getHealth(t, srvBase+path); code != http.StatusOK || body != want {
+			t.Errorf("server %s: %d %q, want 200 %q", path, code, body, want)
+		}
+	}
 
 	m := scrapeMetrics(t, srvURL)
 	for series, want := range map[string]float64{
@@ -192,6 +215,12 @@ func TestMetricsMoveDuringClusterRun(t *testing.T) {
 		if mm["momgate_active_key_id"] != activeKey {
 			t.Errorf("%s active key %v, server's %v", name, mm["momgate_active_key_id"], activeKey)
 		}
+		base := strings.TrimSuffix(url, "/metrics")
+		for path, want := range map[string]string{"/healthz": "ok\n", "/readyz": "ready\n"} {
+			if code, body := getHealth(t, base+path); code != http.StatusOK || body != want {
+				t.Errorf("%s %s: %d %q, want 200 %q", name, path, code, body, want)
+			}
+		}
 	}
 
 	// A swap m1 -> m2 moves m2's admissions and fills its peer table.
@@ -199,11 +228,14 @@ func TestMetricsMoveDuringClusterRun(t *testing.T) {
 	if pr, r := c.ping(m1, m2.imAddr(c.imPort)); r.code != 0 || !pr.Admitted {
 		t.Fatalf("m1 -> m2 not admitted: %+v %s", pr, r.stderr)
 	}
-	after := scrapeMetrics(t, momURL["m2"])
-	if after["momgate_admissions_total"] <= before["momgate_admissions_total"] {
-		t.Errorf("m2 admissions did not move: %v -> %v", before["momgate_admissions_total"], after["momgate_admissions_total"])
-	}
-	if after["momgate_peers"] < 1 || after[`momgate_peers_by_protocol{protocol="v2"}`] < 1 {
+	// m2 sends its PingReply before it records the admission and the
+	// peer, so m1's ping can return first: wait for m2 to have done both.
+	var after map[string]float64
+	waitFor(t, "m2 to count the admission and record m1 as a peer", 20*time.Second, func() bool {
+		after = scrapeMetrics(t, momURL["m2"])
+		return after["momgate_admissions_total"] > before["momgate_admissions_total"] && after["momgate_peers"] >= 1
+	})
+	if after[`momgate_peers_by_protocol{protocol="v2"}`] < 1 {
 		t.Errorf("m2 peers %v, by protocol v2 %v; want >= 1", after["momgate_peers"], after[`momgate_peers_by_protocol{protocol="v2"}`])
 	}
 
@@ -301,4 +333,46 @@ func TestMetricsRemoteAddressRefused(t *testing.T) {
 			t.Errorf("%s with a wildcard metrics address: exit %d, %q", args[0], r.code, r.stderr)
 		}
 	}
+}
+
+// TestHealthBeforeEnrollment: a MOM that cannot reach its server to enrol
+// is alive (/healthz) but not ready (/readyz 503, saying why), and becomes
+// ready once it enrols.
+func TestHealthBeforeEnrollment(t *testing.T) {
+	c := newCluster(t, "127.0.0.24")
+	token := c.createNode("h1", "127.0.0.24")
+	metricsPort := freePort(t, "127.0.0.24")
+	for metricsPort == c.imPort {
+		metricsPort = freePort(t, "127.0.0.24")
+	}
+	base := fmt.Sprintf("http://127.0.0.24:%d", metricsPort)
+	dir := filepath.Join(c.dir, "h1")
+	nowhere := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
+	args := func(server string) []string {
+		return []string{"momgate-mom", "run", "--state-dir", dir, "--server", server,
+			"--listen", fmt.Sprintf("127.0.0.24:%d", c.imPort), "--heartbeat", "200ms", "--enroll", token,
+			"--metrics-listen", fmt.Sprintf("127.0.0.24:%d", metricsPort)}
+	}
+	p := start(t, "h1-unreachable", args(nowhere)...)
+	waitFor(t, "h1 metrics endpoint", 20*time.Second, func() bool {
+		cn, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), time.Second)
+		if err == nil {
+			cn.Close()
+		}
+		return err == nil
+	})
+	waitFor(t, "h1 /readyz to say it is not enrolled", 20*time.Second, func() bool {
+		code, body := getHealth(t, base+"/readyz")
+		return code == http.StatusServiceUnavailable && body == "not ready: no cluster key yet: not enrolled\n"
+	})
+	if code, body := getHealth(t, base+"/healthz"); code != http.StatusOK || body != "ok\n" {
+		t.Fatalf("/healthz of a MOM waiting to enrol: %d %q", code, body)
+	}
+	p.stop()
+	c.moms["h1"] = &momProc{name: "h1", ip: "127.0.0.24", dir: dir, proc: start(t, "h1", args(c.srvAddr)...)}
+	c.waitUp("h1")
+	waitFor(t, "h1 /readyz to say ready", 20*time.Second, func() bool {
+		code, body := getHealth(t, base+"/readyz")
+		return code == http.StatusOK && body == "ready\n"
+	})
 }

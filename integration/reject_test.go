@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,11 +15,11 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/momgate/momgate/handshake"
-	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/session"
 )
 
 // forger seals PINGs with a MOM's own key material, as an attacker who
@@ -57,7 +58,7 @@ func rawSwap(t *testing.T, local, target string, s *ping.Sealer, sender string) 
 	}
 	defer c.Close()
 	dst, _, _ := net.SplitHostPort(target)
-	frame, rnd, err := s.Ping(nil, mustAddr(sender), mustAddr(dst))
+	frame, rnd, err := sessionPing(s, session.ChannelIM, mustAddr(sender), mustAddr(dst))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,9 +67,7 @@ func rawSwap(t *testing.T, local, target string, s *ping.Sealer, sender string) 
 	}
 	v := &ping.Verifier{Keys: s.Keys, Guard: ping.NewGuard(ping.GuardConfig{Freshness: 0}, nil), Now: time.Now}
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	var res ping.Result
-	remote, localAddr, _ := daemon.Endpoints(c)
-	return handshake.ReadReply(c, v, remote, localAddr, &rnd, &res)
+	return readSessionReply(c, v, rnd)
 }
 
 func mustAddr(s string) proto.Addr {
@@ -195,11 +194,11 @@ func TestBadCLIInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"mom without token", []string{"momgate-mom", "run", "--state-dir", t.TempDir(), "--listen", "127.0.0.2:1"}, "enroll"},
+		{"mom without token", []string{"momgate-mom", "run", "--state-dir", filepath.Join(t.TempDir(), "mom"), "--listen", "127.0.0.2:1"}, "enroll"},
 		{"mom bad token", []string{"momgate-mom", "run", "--state-dir", t.TempDir(), "--listen", "127.0.0.2:1", "--enroll", "mgt1_xyz"}, "token"},
 		{"mom wildcard listen", []string{"momgate-mom", "run", "--state-dir", t.TempDir(), "--listen", "0.0.0.0:15003", "--enroll", "x"}, "wildcard"},
 		{"mom bad server", []string{"momgate-mom", "run", "--state-dir", t.TempDir(), "--listen", "127.0.0.2:1", "--server", "nowhere"}, "--server"},
-		{"server not initialized", []string{"momgate-server", "run", "--state-dir", t.TempDir()}, "init"},
+		{"server not initialized", []string{"momgate-server", "run", "--state-dir", privateTempDir(t)}, "init"},
 		{"server init on a running server", []string{"momgate-server", "init", "--state-dir", c.srvDir}, "in use by another process"},
 		{"server bad log format", []string{"momgate-server", "run", "--state-dir", c.srvDir, "--log-format", "xml"}, "log-format"},
 		{"qmgr no server", []string{"momgate-qmgr", "-c", "list node"}, "--state-dir"},
@@ -231,4 +230,47 @@ func TestInsecureKeyFileRefused(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "0644") || !strings.Contains(r.stderr, "chmod 600") {
 		t.Fatalf("world-readable keyring: exit %d, %q", r.code, r.stderr)
 	}
+}
+
+// TestInsecureStateDirRefused: a state directory at 0755, or a state
+// file at 0640, stops either daemon at start with the chmod that fixes it,
+// and the daemon starts once it is run.
+func TestInsecureStateDirRefused(t *testing.T) {
+	c := newCluster(t, "127.0.0.2")
+	a := c.addMom("a", "127.0.0.2")
+	a.stop()
+	c.server.stop()
+	for _, tc := range []struct {
+		daemon, dir, file string
+		mode              os.FileMode
+		fix               string
+	}{
+		{"momgate-server", c.srvDir, "", 0o755, "chmod 700 " + c.srvDir},
+		{"momgate-server", c.srvDir, "state.json", 0o640, "chmod 600 " + filepath.Join(c.srvDir, "state.json")},
+		{"momgate-mom", a.dir, "", 0o750, "chmod 700 " + a.dir},
+		{"momgate-mom", a.dir, "mom.json", 0o644, "chmod 600 " + filepath.Join(a.dir, "mom.json")},
+	} {
+		path := filepath.Join(tc.dir, tc.file)
+		if err := os.Chmod(path, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{tc.daemon, "run", "--state-dir", tc.dir, "--listen", c.srvAddr}
+		if tc.daemon == "momgate-mom" {
+			args = []string{tc.daemon, "run", "--state-dir", tc.dir, "--server", c.srvAddr, "--listen", a.imAddr(c.imPort)}
+		}
+		r := run(t, "", args...)
+		if r.code == 0 || !strings.Contains(r.stderr, fmt.Sprintf("%s has mode %04o", path, tc.mode)) || !strings.Contains(r.stderr, tc.fix) {
+			t.Fatalf("%s with %s at %04o: exit %d, %q; want the mode and %q", tc.daemon, path, tc.mode, r.code, r.stderr, tc.fix)
+		}
+		restore := os.FileMode(0o600)
+		if tc.file == "" {
+			restore = 0o700
+		}
+		if err := os.Chmod(path, restore); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.startServer()
+	c.startMom("a", "127.0.0.2", "")
+	c.waitUp("a")
 }

@@ -246,12 +246,13 @@ func TestDeleteNodeRevokesAtOnceThenByKey(t *testing.T) {
 	newKey := kl.Rotation.NewKey
 
 	// The removed MOM comes back from its own state dir, still holding the
-	// active key: denied by the server and by every MOM.
+	// active key: denied by the server (it stops, exit 4) and by every MOM
+	// (restarted where it cannot reach the server, it tries them).
 	x = c.startMom("x", "127.0.0.4", "")
-	waitFor(t, "the server to refuse the removed MOM", 30*time.Second, func() bool {
-		st, ok := c.momStatus(x)
-		return ok && !st.Connected && strings.Contains(st.ServerError, "revoked")
-	})
+	if code := x.waitExit(t, 30*time.Second); code != 4 || !strings.Contains(x.out.String(), "deleted from the cluster") {
+		t.Fatalf("removed MOM: exit %d, want 4:\n%s", code, x.out.String())
+	}
+	x = c.startMomCutOff("x", "127.0.0.4")
 	c.refusedBy(x, a, "revoked")
 	c.refusedBy(x, b, "revoked")
 	c.mutuallyAdmitted(a, b)
@@ -343,12 +344,14 @@ func TestDeleteNodeAutomaticRotation(t *testing.T) {
 		})
 	}
 
+	// The server remembers x was deleted after its deny entry went: x's
+	// MOM is refused as revoked and stops (exit 4); restarted where it
+	// cannot reach the server, it tries its sisters.
 	x = c.startMom("x", "127.0.0.4", "")
-	waitFor(t, "the server to refuse the removed MOM", 30*time.Second, func() bool {
-		st, ok := c.momStatus(x)
-		return ok && !st.Connected && (strings.Contains(st.ServerError, "revoked") || strings.Contains(st.ServerError, "unknown_node") ||
-			strings.Contains(st.ServerError, "no enrolled node"))
-	})
+	if code := x.waitExit(t, 30*time.Second); code != 4 {
+		t.Fatalf("removed MOM after the deny was pruned: exit %d, want 4:\n%s", code, x.out.String())
+	}
+	x = c.startMomCutOff("x", "127.0.0.4")
 	c.refusedBy(x, a, "key_mismatch")
 	c.refusedBy(x, b, "key_mismatch")
 	// Raw PING from the removed node's address under its old key.
@@ -360,16 +363,16 @@ func TestDeleteNodeAutomaticRotation(t *testing.T) {
 		t.Fatalf("removed MOM holds the new key (%v)", err)
 	}
 
-	// After a server restart the deleted node is still refused.
+	// After a server restart the deleted node is still refused as revoked.
+	x.stop()
 	c.server.kill()
 	c.startServer()
 	c.waitUp("a")
 	c.waitUp("b")
-	waitFor(t, "the restarted server to refuse the removed MOM", 30*time.Second, func() bool {
-		st, ok := c.momStatus(x)
-		return ok && !st.Connected && (strings.Contains(st.ServerError, "revoked") || strings.Contains(st.ServerError, "unknown_node") ||
-			strings.Contains(st.ServerError, "no enrolled node"))
-	})
+	x = c.startMom("x", "127.0.0.4", "")
+	if code := x.waitExit(t, 30*time.Second); code != 4 {
+		t.Fatalf("removed MOM after a server restart: exit %d, want 4:\n%s", code, x.out.String())
+	}
 	c.mutuallyAdmitted(a, b)
 }
 
@@ -695,7 +698,7 @@ func TestDenyReachesOfflineMomAndAddressReuse(t *testing.T) {
 	c.mustQmgr("delete node x")
 	b = c.startMom("b", "127.0.0.3", "")
 	c.waitUp("b")
-	x = c.startMom("x", "127.0.0.4", "")
+	x = c.startMomCutOff("x", "127.0.0.4") // its server would stop it (exit 4)
 	c.refusedBy(x, b, "revoked")
 	c.refusedBy(x, a, "revoked")
 

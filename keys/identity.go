@@ -40,11 +40,6 @@ func FormatFingerprint(fp [32]byte) string {
 // FingerprintText is FormatFingerprint of the fingerprint of pub.
 func FingerprintText(pub [32]byte) string { return FormatFingerprint(Fingerprint(pub)) }
 
-// ShortFingerprint is FingerprintText under its former name.
-//
-// Deprecated: use FingerprintText; kept until the daemons' callers move.
-func ShortFingerprint(pub [32]byte) string { return FingerprintText(pub) }
-
 type identityJSON struct {
 	Format  int    `json:"format"`
 	Public  string `json:"public"`

@@ -64,9 +64,6 @@ func TestFingerprint(t *testing.T) {
 	if err != nil || !bytes.Equal(raw, fp[:]) {
 		t.Fatalf("FingerprintText %q is not the whole digest %x: %v", text, fp, err)
 	}
-	if ShortFingerprint(id.Public) != text {
-		t.Fatal("ShortFingerprint differs from FingerprintText")
-	}
 	// A fixed key gives a fixed display: SHA-256 of 32 zero bytes is
 	// 66687aad...0d5f2925, in base64 as ssh-keygen -l would print it.
 	if got := FingerprintText([32]byte{}); got != "SHA256:Zmh6rfhivXdsj8GLjp+OIAiXFIVu4jOzkCpZHQ1fKSU" {

@@ -13,7 +13,7 @@ import (
 func (m *Mom) handleAdmin(ctx context.Context, op string, raw json.RawMessage) (any, error) {
 	switch op {
 	case admin.OpPeers:
-		return m.peers.list(), nil
+		return m.withSessions(m.peers.list()), nil
 	case admin.OpStatus:
 		return m.Status(), nil
 	case admin.OpPing:
@@ -24,9 +24,9 @@ func (m *Mom) handleAdmin(ctx context.Context, op string, raw json.RawMessage) (
 		if _, err := netip.ParseAddrPort(a.Addr); err != nil {
 			return nil, admin.Errorf(admin.CodeBadValue, "sister address %q: want IP:PORT", a.Addr)
 		}
-		res, c := m.PingSister(ctx, a.Addr)
-		if c != nil {
-			c.Close()
+		res, l := m.PingSister(ctx, a.Addr)
+		if l != nil {
+			m.dropIMLink(l)
 		}
 		return res, nil
 	case admin.OpKeyImport:
@@ -46,7 +46,7 @@ func (m *Mom) handleAdmin(ctx context.Context, op string, raw json.RawMessage) (
 		if err := unmarshalArgs(raw, &a); err != nil {
 			return nil, err
 		}
-		return m.startJob(a)
+		return m.startJob(ctx, a)
 	case admin.OpJobStop:
 		var a admin.JobArgs
 		if err := unmarshalArgs(raw, &a); err != nil {
@@ -78,8 +78,9 @@ func (m *Mom) Status() *admin.MomStatus {
 	m.mu.Unlock()
 	st.Keys = admin.KeyInfos(m.ring.Load())
 	st.Peers = len(m.peers.list())
-	st.Admitted = m.admitted.Load()
+	st.Admitted, st.AdmittedOut = m.admitted.Load(), m.admittedOut.Load()
 	st.Audit = m.audit.Counters()
 	st.Legacy = m.legacyStatus()
+	st.Sessions = m.sessionsStatus()
 	return st
 }

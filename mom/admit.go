@@ -4,8 +4,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/audit"
 	"github.com/momgate/momgate/internal/daemon"
@@ -40,6 +38,10 @@ func (m *Mom) admit(c net.Conn) (handshake.IMAdmission, bool) {
 	} else if frame, err = handshake.ReadFirstFrame(c); err == nil {
 		// What the MOM knows now that the frame has come decides.
 		r := handshake.IMResponder{Sealer: m.currentSealer(), Verifier: m.base.Verifier}
+		if m.speaksSessions() {
+			r.Sessions = &handshake.IMSessions{SessionParams: handshake.SessionParams{Now: time.Now, Limits: m.cfg.SessionLimits},
+				Min: m.imMin(), Marks: m.sess.marks}
+		}
 		adm, err = handshake.AdmitIM(c, frame, remote, local, m.inbound(remote), r)
 	}
 	release()
@@ -48,22 +50,23 @@ func (m *Mom) admit(c net.Conn) (handshake.IMAdmission, bool) {
 	}
 	if err != nil {
 		rj := handshake.RejectionOf(err)
-		entry.Outcome, entry.Reason, entry.Detail = audit.Rejected, rj.Reason, err.Error()
-		if adm.Node != (proto.NodeID{}) {
-			entry.Node = uuid.UUID(adm.Node).String()
-		}
-		m.base.Record(entry)
 		if rj.Answer != nil {
 			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 			_ = proto.WriteFrame(c, rj.Answer)
 		}
+		entry.Outcome, entry.Reason, entry.Detail = audit.Rejected, rj.Reason, err.Error()
+		// The node id is known once the PING opened under the cluster
+		// key, so it is a member's (or a deleted member's) id.
+		entry.Node, entry.NodeID = m.nodeNameOf(adm.Node), nodeIDText(adm.Node)
+		m.base.Record(entry)
 		return adm, false
 	}
 	entry.Outcome = audit.Accepted
 	if adm.Version == proto.V1 {
 		entry.Detail = "v1: address on the cluster list"
 	} else {
-		entry.Node = uuid.UUID(adm.Node).String()
+		entry.Node, entry.NodeID = m.nodeNameOf(adm.Node), nodeIDText(adm.Node)
+		entry.Detail = "session " + protectionOf(adm)
 	}
 	m.base.Record(entry)
 	m.admitted.Add(1)
@@ -71,7 +74,7 @@ func (m *Mom) admit(c net.Conn) (handshake.IMAdmission, bool) {
 		m.lg.v1Admitted.Add(1)
 		m.peers.admitLegacy(remote, "in", m.cfg.Now())
 	} else {
-		m.peers.admit(adm.Sender, adm.Node, entry.KeyID, "in", adm.Timestamp, m.cfg.Now())
+		m.peers.admit(adm.Sender, adm.Node, entry.Node, entry.KeyID, "in", adm.Timestamp, m.cfg.Now())
 	}
 	_ = c.SetDeadline(time.Time{})
 	return adm, true
@@ -87,4 +90,16 @@ func (m *Mom) inbound(remote proto.Addr) migration.Inbound {
 	m.lg.mu.Unlock()
 	in.Revoked = m.v1Revoked(remote)
 	return in
+}
+
+// protectionOf names what an admitted v2 connection runs: the session's
+// protection, or "none" for a plain swap or an agreement on none.
+func protectionOf(adm handshake.IMAdmission) string {
+	switch {
+	case adm.Session != nil:
+		return adm.Session.Protection().String()
+	case adm.SessionSwap:
+		return "none (agreed)"
+	}
+	return "none (plain PING swap)"
 }

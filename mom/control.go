@@ -18,11 +18,19 @@ import (
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/reasons"
+	"github.com/momgate/momgate/session"
 )
 
 // ErrEnrollRefused wraps a refusal that retrying cannot fix: a bad, used or
 // expired token, or a server whose key does not match the token's pin.
 var ErrEnrollRefused = errors.New("enrollment refused")
+
+// ErrDeleted means the server refused this enrolled node as revoked: it
+// was deleted, so the MOM stops rather than retry (Run returns it; the
+// command exits with a status of its own, which the unit does not
+// restart).
+var ErrDeleted = errors.New("node deleted from the cluster")
 
 // controlLoop keeps a control connection to the server up, reconnecting
 // with exponential backoff and jitter, until ctx ends.
@@ -40,6 +48,9 @@ func (m *Mom) controlLoop(ctx context.Context) error {
 		}
 		if errors.Is(err, ErrEnrollRefused) {
 			return err
+		}
+		if errors.Is(err, handshake.ErrRevoked) {
+			return m.deleted(err)
 		}
 		if errors.Is(err, errProtocolChanged) {
 			m.log.WithField("protocol", m.Protocol().String()).Info("reconnecting to the server for the new protocol mode")
@@ -65,6 +76,22 @@ func (m *Mom) controlLoop(ctx context.Context) error {
 	return nil
 }
 
+// deleted is the MOM's end when the server says its node was deleted:
+// one line saying so and how to bring the node back, then ErrDeleted.
+func (m *Mom) deleted(err error) error {
+	m.mu.Lock()
+	name, id := "", ""
+	if m.enrolled != nil {
+		name, id = m.enrolled.Name, m.enrolled.NodeID
+	}
+	m.mu.Unlock()
+	m.log.WithError(err).WithFields(logrus.Fields{"node": name, "node_id": id, "server": m.cfg.Server}).Error(
+		"this node was deleted from the cluster: the MOM stops and will not retry; to bring it back, run " +
+			"`momgate-qmgr -c \"create node " + name + " Mom=HOST\"` on the server, move " + m.cfg.StateDir +
+			" aside, and start the MOM with --enroll and the new token")
+	return fmt.Errorf("%w: %s: %w", ErrDeleted, name, err)
+}
+
 func (m *Mom) setConnected(up bool, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -86,7 +113,7 @@ func (m *Mom) controlSession(ctx context.Context) error {
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	serverID, err := m.handshake(c)
+	setup, err := m.handshake(c)
 	if errors.Is(err, errUseLegacy) {
 		return m.legacySession(ctx, c)
 	}
@@ -94,32 +121,51 @@ func (m *Mom) controlSession(ctx context.Context) error {
 		return err
 	}
 	m.setConnected(true, nil)
-	m.log.WithField("server", m.cfg.Server).Info("connected to server")
-	return m.heartbeat(ctx, c, serverID)
+	m.log.WithFields(logrus.Fields{"server": m.cfg.Server, "sealed": setup.sess != nil}).Info("connected to server")
+	return m.heartbeat(ctx, c, setup)
 }
 
-// handshake authenticates to the server (enrolling on first start), installs
-// the keys it sends, and runs the PING swap.
-func (m *Mom) handshake(c net.Conn) (proto.NodeID, error) {
+// controlSetup is what a control handshake established.
+type controlSetup struct {
+	serverID proto.NodeID
+	// sess is the sealed session (always encrypt); nil with a server of
+	// before sealed sessions.
+	sess *session.Session
+	// helloMode is the ServerHello's mode, adopted once the sealed
+	// session has authenticated it (chooseControl).
+	helloMode proto.Mode
+}
+
+// handshake authenticates to the server (enrolling on first start),
+// installs the keys it sends, and runs the swap: a session swap, bound to
+// both identities and to the handshake, when the Welcome proves the server
+// speaks sealed sessions; a plain PING swap with a server of before them,
+// unless this MOM knows the server speaks them (a downgrade, refused).
+func (m *Mom) handshake(c net.Conn) (*controlSetup, error) {
 	deadline := time.Now().Add(m.cfg.HandshakeTimeout)
 	if err := c.SetDeadline(deadline); err != nil {
-		return proto.NodeID{}, err
+		return nil, err
 	}
-	sh, err := handshake.ReadServerHello(c)
+	rec := handshake.NewRecorder(c) // the binding hash (docs/PROTOCOL.md 6.4)
+	sh, err := handshake.ReadServerHello(rec)
 	if err != nil {
-		return proto.NodeID{}, err
+		return nil, err
 	}
 	if err := m.chooseControl(sh); err != nil {
-		return sh.ServerID, err // errUseLegacy: continue as a v1 session
+		if errors.Is(err, session.ErrDowngrade) {
+			m.base.Record(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: reasons.SessionDowngrade,
+				Peer: daemon.PeerAddrPort(c), Detail: err.Error()})
+		}
+		return nil, err // errUseLegacy: continue as a v1 session
 	}
 	m.mu.Lock()
 	enr := m.enrolled
 	m.mu.Unlock()
-	p := &handshake.MomParams{Ident: m.ident, Rand: m.cfg.Rand, IMPort: m.addr.Port(), Versions: m.advertised()}
+	p := &handshake.MomParams{Ident: m.ident, Rand: m.cfg.Rand, IMPort: m.addr.Port(), Versions: m.advertised(), Sessions: m.speaksSessions()}
 	if enr == nil {
 		tok, err := keys.ParseToken(m.cfg.Enroll)
 		if err != nil {
-			return proto.NodeID{}, fmt.Errorf("%w: %v", ErrEnrollRefused, err)
+			return nil, fmt.Errorf("%w: %v", ErrEnrollRefused, err)
 		}
 		p.Token = &tok
 	} else {
@@ -129,33 +175,76 @@ func (m *Mom) handshake(c net.Conn) (proto.NodeID, error) {
 			p.KeyIDs = append(p.KeyIDs, uint32(k.ID))
 		}
 	}
-	w, err := handshake.Prove(c, sh, p)
+	w, err := handshake.Prove(rec, sh, p)
 	switch {
 	case errors.Is(err, handshake.ErrServerKey) && enr == nil:
-		return proto.NodeID{}, fmt.Errorf("%w: server at %s: %w", ErrEnrollRefused, m.cfg.Server, err)
+		return nil, fmt.Errorf("%w: server at %s: %w", ErrEnrollRefused, m.cfg.Server, err)
 	case errors.Is(err, handshake.ErrFinal):
-		return proto.NodeID{}, fmt.Errorf("%w: %w", ErrEnrollRefused, err)
+		return nil, fmt.Errorf("%w: %w", ErrEnrollRefused, err)
 	case err != nil:
-		return proto.NodeID{}, fmt.Errorf("server at %s: %w", m.cfg.Server, err)
+		return nil, fmt.Errorf("server at %s: %w", m.cfg.Server, err)
 	}
+	transcript := rec.Stop()
 	m.cfg.CrashAt("mom-welcome-received") // test-only: nothing of the Welcome saved yet
+	// sh.ServerKey is the key the token or the enrollment pins (Prove
+	// checked it), so the trailer opens only if the server sealed it.
+	trailer, err := handshake.OpenWelcomeSession(w, &sh.ServerKey, m.ident, &sh.Challenge)
+	if err != nil {
+		m.recordControlRefusal(c, err)
+		return nil, fmt.Errorf("server at %s: %w", m.cfg.Server, err)
+	}
 	if err := m.install(w, sh, enr); err != nil {
-		return proto.NodeID{}, err
+		return nil, err
 	}
 	remote, local, err := daemon.Endpoints(c)
 	if err != nil {
-		return proto.NodeID{}, err
+		return nil, err
 	}
+	setup := &controlSetup{serverID: sh.ServerID, helloMode: sh.Mode}
 	var res ping.Result
-	if err := handshake.Initiate(c, remote, local, m.currentSealer(), m.serverVerifier(sh.ServerID), &res); err != nil {
-		m.base.Record(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: ping.Reason(err),
-			Peer: daemon.PeerAddrPort(c), Detail: "server ping swap: " + err.Error()})
-		return proto.NodeID{}, fmt.Errorf("ping swap with server: %w", err)
+	switch {
+	case trailer != nil && trailer.Flags&proto.WelcomeSealed != 0 && m.speaksSessions():
+		if err := m.setIMSecurity(trailer.IMSecurity); err != nil {
+			m.log.WithError(err).Warn("im_security from the Welcome")
+		}
+		binding, err := session.NewBinding(&m.ident.Private, &sh.ServerKey, transcript)
+		if err != nil {
+			return nil, fmt.Errorf("control session binding: %w", err)
+		}
+		cfg := session.Config{Channel: session.ChannelControl, Min: session.Encrypt, Rand: m.cfg.Rand, Binding: binding,
+			ExpectNode: sh.ServerID, Limits: m.cfg.SessionLimits}
+		if setup.sess, err = handshake.InitiateSession(c, remote, local, m.currentSealer(), m.serverVerifier(sh.ServerID), cfg, time.Now, &res); err != nil {
+			m.recordControlRefusal(c, err)
+			return nil, fmt.Errorf("session swap with server: %w", err)
+		}
+	case m.speaksSessions() && m.serverSealed():
+		// A Welcome whose trailer was cut in flight (or a server rolled
+		// back to a version before sealed sessions): never an unsealed
+		// session with a server known to speak them.
+		err := fmt.Errorf("the server has proved it speaks sealed sessions, but its Welcome carries no session trailer: an unsealed control session is refused: %w", session.ErrDowngrade)
+		m.recordControlRefusal(c, err)
+		return nil, err
+	default:
+		if err := handshake.Initiate(c, remote, local, m.currentSealer(), m.serverVerifier(sh.ServerID), &res); err != nil {
+			m.recordControlRefusal(c, err)
+			return nil, fmt.Errorf("ping swap with server: %w", err)
+		}
+		if res.Node != sh.ServerID {
+			return nil, fmt.Errorf("server's ping names node %x, server hello said %x", res.Node, sh.ServerID)
+		}
 	}
-	if res.Node != sh.ServerID {
-		return proto.NodeID{}, fmt.Errorf("server's ping names node %x, server hello said %x", res.Node, sh.ServerID)
+	return setup, c.SetDeadline(time.Time{})
+}
+
+// recordControlRefusal audits a refused swap (or trailer) with the server.
+func (m *Mom) recordControlRefusal(c net.Conn, err error) {
+	reason := session.Reason(err)
+	var rj *handshake.RejectError
+	if errors.As(err, &rj) {
+		reason = reasons.RefusedByPeer // never a reason to fall back: the Welcome decided
 	}
-	return sh.ServerID, c.SetDeadline(time.Time{})
+	m.base.Record(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: reason,
+		Peer: daemon.PeerAddrPort(c), Detail: "server swap: " + err.Error()})
 }
 
 // install takes the keys of a Welcome and, on first start, the enrollment.
@@ -192,36 +281,34 @@ func (m *Mom) install(w *proto.Welcome, sh *proto.ServerHello, enr *enrollment) 
 
 // heartbeat sends a Ping every interval and handles what the server sends,
 // until the connection fails. A missing reply ends it after three intervals.
-func (m *Mom) heartbeat(ctx context.Context, c net.Conn, serverID proto.NodeID) error {
+// Every frame goes through one link, sealed when the swap made a session;
+// its ticker rekeys the session.
+func (m *Mom) heartbeat(ctx context.Context, c net.Conn, setup *controlSetup) error {
 	remote, local, err := daemon.Endpoints(c)
 	if err != nil {
 		return err
 	}
+	link := daemon.NewLink(c, setup.sess, daemon.LinkConfig{Channel: audit.ChannelControl, Limit: proto.MaxFrameSize,
+		WriteTimeout: m.cfg.HandshakeTimeout, Stats: m.sstats})
+	defer link.Close()
+	link.Start(func(err error) { m.recordSessionFailure(audit.ChannelControl, link, proto.NodeID{}, err) })
+	m.ctlLink.Store(link)
+	defer m.ctlLink.Store(nil)
 	var (
-		wmu     sync.Mutex
 		pmu     sync.Mutex
 		pending [][ping.RandomSize]byte // echoes of heartbeats not yet answered
 	)
-	send := func(msg []byte) error {
-		wmu.Lock()
-		defer wmu.Unlock()
-		if err := c.SetWriteDeadline(time.Now().Add(m.cfg.HandshakeTimeout)); err != nil {
-			return err
-		}
-		_, err := c.Write(msg)
-		return err
-	}
-	m.setControlWriter(func(msg proto.Message) error { return send(proto.Marshal(msg)) }, proto.V2)
+	m.setControlWriter(link.Send, proto.V2)
 	defer m.setControlWriter(nil, 0)
 	errc := make(chan error, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { // reader, owned by this session
 		defer wg.Done()
-		errc <- m.readControl(c, remote, local, serverID, &pmu, &pending)
+		errc <- m.readControl(link, remote, local, setup, &pmu, &pending)
 	}()
 	defer wg.Wait()
-	defer c.Close()
+	defer link.Close()
 	t := time.NewTicker(m.cfg.Heartbeat)
 	defer t.Stop()
 	for {
@@ -244,24 +331,37 @@ func (m *Mom) heartbeat(ctx context.Context, c net.Conn, serverID proto.NodeID) 
 		}
 		pending = append(pending, rnd)
 		pmu.Unlock()
-		if err := send(frame); err != nil {
+		if err := link.WriteFrame(frame); err != nil {
 			return fmt.Errorf("send heartbeat: %w", err)
 		}
 	}
 }
 
 // readControl handles frames from the server until the connection fails.
-func (m *Mom) readControl(c net.Conn, remote, local proto.Addr, serverID proto.NodeID, pmu *sync.Mutex, pending *[][ping.RandomSize]byte) error {
-	buf := make([]byte, 0, 4096)
+// On a sealed session, the first record that opens confirms it: the
+// server is marked as speaking sealed sessions and the ServerHello's mode,
+// now authenticated, is adopted. On an unsealed one that both ends could
+// have sealed, a security-relevant frame is refused and ends it.
+func (m *Mom) readControl(link *daemon.Link, remote, local proto.Addr, setup *controlSetup, pmu *sync.Mutex, pending *[][ping.RandomSize]byte) error {
 	var res ping.Result
-	verifier := m.serverVerifier(serverID)
+	confirmed := false
+	peer := daemon.PeerAddrPort(link.NetConn()).String()
+	verifier := m.serverVerifier(setup.serverID)
 	for {
-		if err := c.SetReadDeadline(time.Now().Add(3*m.cfg.Heartbeat + m.cfg.HandshakeTimeout)); err != nil {
+		if err := link.NetConn().SetReadDeadline(time.Now().Add(3*m.cfg.Heartbeat + m.cfg.HandshakeTimeout)); err != nil {
 			return err
 		}
-		frame, err := proto.ReadFrameLimit(c, buf[:cap(buf)], 1<<20)
+		frame, err := link.ReadFrame()
 		if err != nil {
+			m.recordSessionFailure(audit.ChannelControl, link, proto.NodeID{}, err)
 			return fmt.Errorf("read from server: %w", err)
+		}
+		if link.Sealed() && !confirmed && link.Confirmed() {
+			confirmed = true
+			m.markServerSealed()
+			if err := m.adoptHelloMode(setup.helloMode); err != nil {
+				return err
+			}
 		}
 		if proto.Type(frame[3]) == proto.TypePingReply {
 			pmu.Lock()
@@ -275,7 +375,7 @@ func (m *Mom) readControl(c net.Conn, remote, local proto.Addr, serverID proto.N
 			if err := verifier.VerifyReply(frame, remote, local, &echo, &res); err != nil {
 				return fmt.Errorf("heartbeat reply: %w", err)
 			}
-			if res.Node != serverID {
+			if res.Node != setup.serverID {
 				return fmt.Errorf("heartbeat reply from node %x, not the server", res.Node)
 			}
 			continue
@@ -284,10 +384,27 @@ func (m *Mom) readControl(c net.Conn, remote, local proto.Addr, serverID proto.N
 		if err != nil {
 			return fmt.Errorf("decode frame from server: %w", err)
 		}
+		if !link.Sealed() && securityFrame(msg) && m.bothCouldSeal() {
+			return m.refuseUnsealed(msg, peer)
+		}
+		if !link.Sealed() && sealedOnly(msg) {
+			// IMSecurity and SealedNodes are defined for sealed sessions
+			// only: on an unsealed one nothing vouches for them.
+			return m.refuseUnsealed(msg, peer)
+		}
 		if err := m.handleServerMessage(msg); err != nil {
 			return err
 		}
 	}
+}
+
+// sealedOnly reports whether msg may travel on sealed sessions only.
+func sealedOnly(msg proto.Message) bool {
+	switch msg.(type) {
+	case *proto.IMSecurity, *proto.SealedNodes:
+		return true
+	}
+	return false
 }
 
 // serverVerifier is the verifier of the server's PingReplies on a
@@ -319,9 +436,13 @@ func (l listedOnly) RevokedUnder(node proto.NodeID, addr proto.Addr, keyID uint3
 func (m *Mom) handleServerMessage(msg proto.Message) error {
 	switch v := msg.(type) {
 	case *proto.Deny:
-		return m.applyDeny(v.Entries)
+		err := m.applyDeny(v.Entries)
+		m.closeRevoked(v.Entries) // at once, whether or not it was saved
+		return err
 	case *proto.DenySet:
-		return m.applyDenySet(v.Entries)
+		err := m.applyDenySet(v.Entries)
+		m.closeRevoked(v.Entries)
+		return err
 	case *proto.DenyLift:
 		return m.applyDenyLift(v.Entries)
 	case *proto.KeyUpdate:
@@ -329,11 +450,22 @@ func (m *Mom) handleServerMessage(msg proto.Message) error {
 	case *proto.KeyActivate:
 		return m.handleKeyActivate(v)
 	case *proto.KeyRetire:
-		return m.handleKeyRetire(v)
+		if err := m.handleKeyRetire(v); err != nil {
+			return err
+		}
+		m.closeUnderKey(v.KeyID)
+		return nil
+	case *proto.IMSecurity:
+		return m.setIMSecurity(v.Protection)
+	case *proto.SealedNodes:
+		return m.applySealedNodes(v)
 	case *proto.Reject:
 		return handshake.PeerRejected(v)
 	case *proto.NodeAddress:
 		m.ctl.answer(v)
+		return nil
+	case *proto.NodeName:
+		m.names.answer(v)
 		return nil
 	case *proto.FloorAnswer:
 		m.ctl.answerFloor(v)

@@ -6,6 +6,8 @@ import (
 	"net"
 	"time"
 
+	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/proto"
 )
 
@@ -32,37 +34,51 @@ func (m *Mom) serveIM(ctx context.Context, ln net.Listener) {
 	conns.Wait()
 }
 
-// serveIMConn admits a sister's IM connection, then serves its requests.
+// serveIMConn admits a sister's IM connection, then serves its requests
+// over its link (sealed when the swap made a session), registered so that
+// revocation can close it.
 func (m *Mom) serveIMConn(c net.Conn) {
 	adm, ok := m.admit(c)
 	if !ok {
 		return
 	}
-	m.serveAdmitted(c, adm.Version, adm.Node, adm.Sender, adm.First)
+	l := m.newIMLink(&imLink{link: daemon.NewLink(c, adm.Session, daemon.LinkConfig{Channel: audit.ChannelIM, Limit: maxIMFrame,
+		WriteTimeout: imWriteTimeout, Stats: m.sstats}),
+		ver: adm.Version, node: adm.Node, addr: adm.Sender, keyID: adm.KeyID, dir: "in", session: adm.SessionSwap})
+	defer m.dropIMLink(l)
+	if adm.SessionSwap && adm.Session == nil {
+		m.markPeer(adm.Node, adm.Sender) // none by authenticated agreement: it speaks sessions
+	}
+	m.serveAdmitted(l, adm.First)
 }
+
+// imWriteTimeout bounds every write on an IM connection.
+const imWriteTimeout = 10 * time.Second
 
 // serveAdmitted answers IM requests on an admitted connection (by PING for
 // v2, by the list for v1) until it closes or the peer is revoked. Every
 // frame must have the connection's version. first, if not nil, is a request
 // already read.
-func (m *Mom) serveAdmitted(c net.Conn, ver proto.Version, node proto.NodeID, src proto.Addr, first proto.Message) {
-	buf := make([]byte, 0, 512)
+func (m *Mom) serveAdmitted(l *imLink, first proto.Message) {
+	c, ver, node, src := l.link.NetConn(), l.ver, l.node, l.addr
 	msg := first
 	for {
 		if msg == nil {
 			if err := c.SetReadDeadline(time.Now().Add(5 * time.Minute)); err != nil {
 				return
 			}
-			frame, err := proto.ReadFrameLimit(c, buf[:cap(buf)], maxIMFrame)
+			frame, err := l.link.ReadFrame()
 			if err != nil {
+				m.recordSessionFailure(audit.ChannelIM, l.link, node, err)
 				return
 			}
+			m.confirmIMLink(l)
 			if proto.Version(frame[2]) != ver {
-				_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: proto.RejectVersion, Reason: fmt.Sprintf("v%d frame on a v%d connection", frame[2], ver)})
+				_ = l.link.Send(&proto.Reject{Ver: ver, Code: proto.RejectVersion, Reason: fmt.Sprintf("v%d frame on a v%d connection", frame[2], ver)})
 				return
 			}
 			if msg, err = proto.Unmarshal(frame); err != nil {
-				_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: proto.RejectMalformed, Reason: err.Error()})
+				_ = l.link.Send(&proto.Reject{Ver: ver, Code: proto.RejectMalformed, Reason: err.Error()})
 				return
 			}
 		}
@@ -71,7 +87,7 @@ func (m *Mom) serveAdmitted(c net.Conn, ver proto.Version, node proto.NodeID, sr
 			revoked = m.v1Revoked(src)
 		}
 		if revoked {
-			_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: proto.RejectRevoked, Reason: "sender revoked"})
+			_ = l.link.Send(&proto.Reject{Ver: ver, Code: proto.RejectRevoked, Reason: "sender revoked"})
 			return
 		}
 		var reply proto.Message
@@ -86,11 +102,11 @@ func (m *Mom) serveAdmitted(c net.Conn, ver proto.Version, node proto.NodeID, sr
 			}
 			reply = &proto.IMReply{Ver: ver, Job: v.Job, Seq: v.Seq, Status: st}
 		default:
-			_ = proto.WriteFrame(c, &proto.Reject{Ver: ver, Code: proto.RejectMalformed, Reason: "unexpected " + msg.Type().String()})
+			_ = l.link.Send(&proto.Reject{Ver: ver, Code: proto.RejectMalformed, Reason: "unexpected " + msg.Type().String()})
 			return
 		}
 		msg = nil
-		if err := writeIM(c, reply, 10*time.Second); err != nil {
+		if err := l.link.Send(reply); err != nil {
 			return
 		}
 	}

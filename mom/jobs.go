@@ -2,8 +2,8 @@ package mom
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net"
 	"regexp"
 	"sort"
 	"strings"
@@ -13,7 +13,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/momgate/momgate/internal/admin"
-	"github.com/momgate/momgate/proto"
 )
 
 // Limits and defaults of jobs.
@@ -47,6 +46,8 @@ type sisterRun struct {
 	rec          sisterRecord
 	addr         string
 	protocol     string
+	session      string  // protection of the current connection's session
+	link         *imLink // the current connection, nil between connections
 	connected    bool
 	lastErr      string
 	failingSince time.Time
@@ -169,12 +170,14 @@ func (m *Mom) startJobLocked(ctx context.Context, j *job) {
 func (m *Mom) pollSister(ctx context.Context, j *job, s *sisterRun) {
 	t := time.NewTicker(j.interval)
 	defer t.Stop()
-	var conn net.Conn
-	var ver proto.Version
+	var conn *imClient // reads for the connection's life: sealed sessions rekey between polls
 	defer func() {
 		if conn != nil {
-			conn.Close()
+			conn.close()
 		}
+		s.mu.Lock()
+		s.link = nil
+		s.mu.Unlock()
 	}()
 	var seq uint64
 	timeout := max(2*time.Second, 2*j.interval)
@@ -188,19 +191,19 @@ func (m *Mom) pollSister(ctx context.Context, j *job, s *sisterRun) {
 		for try := 0; try < 2; try++ {
 			fresh := false
 			if conn == nil {
-				if conn, ver, err = m.joinSister(ctx, j, s, timeout); err != nil {
+				if conn, err = m.joinSister(ctx, j, s, timeout); err != nil {
 					break
 				}
 				fresh = true
 			}
 			seq++
-			if err = pollOnce(conn, ver, j.name, seq, timeout); err == nil {
+			if err = conn.poll(j.name, seq, timeout); err == nil {
 				break
 			}
-			conn.Close()
+			conn.close()
 			conn = nil
 			s.mu.Lock()
-			s.connected = false
+			s.connected, s.link = false, nil
 			s.mu.Unlock()
 			if fresh || ctx.Err() != nil {
 				break // a fresh connection failing is a real failure; an old one may just be stale
@@ -242,37 +245,34 @@ func (m *Mom) recordPoll(j *job, s *sisterRun, err error) {
 
 // joinSister looks the sister up, opens an admitted IM connection and joins
 // it to the job.
-func (m *Mom) joinSister(ctx context.Context, j *job, s *sisterRun, timeout time.Duration) (net.Conn, proto.Version, error) {
+func (m *Mom) joinSister(ctx context.Context, j *job, s *sisterRun, timeout time.Duration) (*imClient, error) {
 	lctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	addr, err := m.lookup(lctx, s.rec.Name)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	s.mu.Lock()
 	s.addr = addr.String()
 	s.mu.Unlock()
-	c, ver, err := m.openIM(lctx, addr)
+	l, err := m.openIM(lctx, addr)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	mother := m.nodeName()
-	if err := writeIM(c, &proto.IMJoin{Ver: ver, Job: j.name, Mother: mother}, timeout); err != nil {
-		c.Close()
-		return nil, 0, err
-	}
-	if _, err := readIMReply(c, ver, j.name, 0, timeout); err != nil {
-		c.Close()
-		return nil, 0, fmt.Errorf("join %s: %w", s.rec.Name, err)
+	c := m.newIMClient(l)
+	if err := c.join(j.name, m.nodeName(), timeout); err != nil {
+		c.close()
+		return nil, fmt.Errorf("join %s: %w", s.rec.Name, err)
 	}
 	s.mu.Lock()
 	if s.admitted {
 		s.rec.Readmissions++
 		m.jobs.markDirty()
 	}
-	s.admitted, s.connected, s.protocol = true, true, fmt.Sprintf("v%d", ver)
+	s.admitted, s.connected, s.protocol = true, true, fmt.Sprintf("v%d", l.ver)
+	s.session, s.link = l.link.Info().Protection.String(), l
 	s.mu.Unlock()
-	return c, ver, nil
+	return c, nil
 }
 
 // nodeName is this MOM's node name, or its address before it knows it.
@@ -309,9 +309,13 @@ func (j *job) info() admin.JobInfo {
 	ji := admin.JobInfo{Name: j.name, Interval: j.interval.String(), Budget: j.budget.String(), Started: j.started, Sisters: []admin.SisterInfo{}}
 	for _, s := range j.sisters {
 		s.mu.Lock()
-		si := admin.SisterInfo{Name: s.rec.Name, Addr: s.addr, Protocol: s.protocol, Connected: s.connected,
+		si := admin.SisterInfo{Name: s.rec.Name, Addr: s.addr, Protocol: s.protocol, Session: s.session, Connected: s.connected,
 			PollsOK: s.rec.PollsOK, PollsFailed: s.rec.PollsFailed, Readmissions: s.rec.Readmissions,
 			Disruptions: s.rec.Disruptions, LastError: s.lastErr}
+		if s.link != nil {
+			in := s.link.link.Info()
+			si.KeyAge, si.Rekeys = in.KeyAge.Round(100*time.Millisecond).String(), in.Rekeys
+		}
 		s.mu.Unlock()
 		ji.PollsOK += si.PollsOK
 		ji.PollsFailed += si.PollsFailed
@@ -323,7 +327,8 @@ func (j *job) info() admin.JobInfo {
 }
 
 // startJob is `job start`: a new job, persisted, its poll loops running.
-func (m *Mom) startJob(a admin.JobStartArgs) (*admin.JobInfo, error) {
+// Every sister must be a node the server knows (checkSisters).
+func (m *Mom) startJob(ctx context.Context, a admin.JobStartArgs) (*admin.JobInfo, error) {
 	interval, budget := DefaultJobInterval, DefaultJobBudget
 	var err error
 	if a.Interval != "" {
@@ -338,6 +343,9 @@ func (m *Mom) startJob(a admin.JobStartArgs) (*admin.JobInfo, error) {
 	}
 	if err := checkJobSpec(a.Name, a.Sisters, interval, budget); err != nil {
 		return nil, admin.Errorf(admin.CodeBadValue, "%v", err)
+	}
+	if err := m.checkSisters(ctx, a.Name, a.Sisters); err != nil {
+		return nil, err
 	}
 	j := &job{name: a.Name, interval: interval, budget: budget, started: m.cfg.Now().UTC().Truncate(time.Millisecond)}
 	for _, s := range a.Sisters {
@@ -368,6 +376,42 @@ func (m *Mom) startJob(a admin.JobStartArgs) (*admin.JobInfo, error) {
 	m.log.WithFields(logrus.Fields{"job": a.Name, "sisters": strings.Join(a.Sisters, ","), "interval": interval.String()}).Info("job started")
 	info := j.info()
 	return &info, nil
+}
+
+// checkSisters looks every sister up (in parallel, as the poll loops will)
+// and refuses the job if the server has no node of some name, listing
+// them, or if some cannot be looked up now.
+func (m *Mom) checkSisters(ctx context.Context, jobName string, sisters []string) error {
+	errs := make([]error, len(sisters))
+	var wg sync.WaitGroup
+	for i, s := range sisters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = m.lookup(ctx, s)
+		}()
+	}
+	wg.Wait()
+	var unknown, unchecked []string
+	var why error
+	for i, err := range errs {
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrUnknownSister):
+			unknown = append(unknown, sisters[i])
+		default:
+			unchecked, why = append(unchecked, sisters[i]), err
+		}
+	}
+	switch {
+	case len(unknown) > 0:
+		return admin.Errorf(admin.CodeUnknownNode, "job %s: unknown sister(s) %s: the server has no node of that name (momgate-qmgr nodes lists them)",
+			jobName, strings.Join(unknown, ","))
+	case len(unchecked) > 0:
+		return admin.Errorf(admin.CodeConflict, "job %s: cannot check sister(s) %s: %v (momgate-mom status shows the server connection)",
+			jobName, strings.Join(unchecked, ","), why)
+	}
+	return nil
 }
 
 // stopJob is `job stop`: the job's loops end and it is forgotten.

@@ -143,6 +143,11 @@ func (m *Mom) legacySession(ctx context.Context, c net.Conn) error {
 		if err != nil {
 			return fmt.Errorf("decode frame from server: %w", err)
 		}
+		if (securityFrame(msg) && m.bothCouldSeal()) || sealedOnly(msg) {
+			// A v1 session is never sealed (chooseControl refuses one with
+			// a server known to seal, unless this MOM speaks legacy only).
+			return m.refuseUnsealed(msg, m.cfg.Server)
+		}
 		if err := m.handleServerMessage(msg); err != nil {
 			return err
 		}

@@ -53,6 +53,7 @@ func (l *link) version() proto.Version {
 func (m *Mom) setControlWriter(w func(proto.Message) error, ver proto.Version) {
 	if w == nil {
 		m.endControlSession()
+		m.names.abandon()
 	}
 	l := m.ctl
 	l.mu.Lock()

@@ -30,6 +30,7 @@ import (
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/session"
 	"github.com/momgate/momgate/statecheck"
 )
 
@@ -68,6 +69,15 @@ type Config struct {
 	CrashAt func(step string)
 	// PBSSocket is the OpenPBS plugin's socket (pbsauth.go); "" disables.
 	PBSSocket string
+	// SessionLimits bound the keys of this MOM's sealed sessions; zero
+	// fields are the protocol's defaults (a test shortens the rekey
+	// interval).
+	SessionLimits session.Limits
+	// WithoutSessions makes the MOM behave as one of before sealed
+	// sessions (no capability in its hello, plain swaps only, a
+	// SessionPing refused as an unknown frame): test-only, to run a mixed
+	// cluster.
+	WithoutSessions bool
 }
 
 // Mom is a running MOM daemon.
@@ -83,6 +93,7 @@ type Mom struct {
 	responder *handshake.IMResponder // what admit answers IM connections with (admit.go)
 	deny      *ping.DenyList
 	peers     *peerTable
+	names     *nameBook // sisters' names by node id (names.go)
 
 	mu        sync.Mutex // guards enrolled, sealer and the fields below
 	enrolled  *enrollment
@@ -93,11 +104,18 @@ type Mom struct {
 	srvWrap *keys.Wrapper // box precomputation for keys the server wraps for us
 	keyMu   sync.Mutex    // serialises keyring changes (updateRing)
 
-	admitted atomic.Uint64
-	listener net.Listener
-	ready    chan struct{}
+	admitted    atomic.Uint64 // inbound admissions
+	admittedOut atomic.Uint64 // outbound: a sister admitted our PING
+	listener    net.Listener
+	ready       chan struct{}
+	readiness   daemon.Readiness // /readyz: listeners and admin socket up (readyErr)
 
 	gauge connGauge // open connections
+
+	sess    momSessions                 // sealed-session state (sealed.go)
+	ims     *imLinks                    // admitted IM connections (imlink.go)
+	sstats  *daemon.SessionStats        // sealed frames and sessions, for the metrics
+	ctlLink atomic.Pointer[daemon.Link] // the control connection's link, nil when down
 
 	lg   momLegacy // legacy protocol and migration (legacy.go, protocol.go)
 	ctl  *link     // the control connection's writer and lookups (link.go)
@@ -174,9 +192,6 @@ func open(cfg Config, st *daemon.State, listen netip.AddrPort) (m *Mom, err erro
 			st.Close()
 		}
 	}()
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("chmod state dir %s: %w", dir, err)
-	}
 	enr, err := loadEnrollment(dir)
 	if err != nil {
 		return nil, err
@@ -200,7 +215,8 @@ func open(cfg Config, st *daemon.State, listen netip.AddrPort) (m *Mom, err erro
 	}
 	m = &Mom{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring), addr: listen,
-		deny: &ping.DenyList{}, peers: newPeerTable(1 << 16), enrolled: enr, ready: make(chan struct{}), ctl: newLink(),
+		deny: &ping.DenyList{}, peers: newPeerTable(1 << 16), names: newNameBook(), enrolled: enr, ready: make(chan struct{}), ctl: newLink(),
+		ims: newIMLinks(), sstats: daemon.NewSessionStats(),
 	}
 	m.base, err = daemon.OpenBase(daemon.BaseConfig{State: st, Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now,
 		Freshness: cfg.Freshness, Keys: m.ring, Revoker: m.deny, SourceLimits: cfg.SourceLimits})
@@ -211,7 +227,7 @@ func open(cfg Config, st *daemon.State, listen netip.AddrPort) (m *Mom, err erro
 	if err := m.loadDeny(); err != nil {
 		return nil, err
 	}
-	if err := errors.Join(m.initLegacy(), m.loadJobs()); err != nil {
+	if err := errors.Join(m.initLegacy(), m.loadJobs(), m.loadSessions()); err != nil {
 		return nil, err
 	}
 	if err := m.recoverState(); err != nil {
@@ -253,8 +269,13 @@ func (m *Mom) Addr() net.Addr {
 // Run serves until ctx is cancelled.
 func (m *Mom) Run(ctx context.Context) error {
 	defer m.base.Close()
-	ln, serveMetrics, err := m.base.Listen(m.addr.String(), m.cfg.MetricsListen, m.cfg.MetricsAllowRemote, m.collectors()...)
+	ln, serveMetrics, err := m.base.Listen(m.addr.String(), m.cfg.MetricsListen, m.cfg.MetricsAllowRemote, m.readyErr, m.collectors()...)
 	if err != nil {
+		return err
+	}
+	adminLn, err := admin.Listen(admin.SocketPath(m.cfg.StateDir))
+	if err != nil {
+		ln.Close()
 		return err
 	}
 	m.listener = ln
@@ -263,7 +284,7 @@ func (m *Mom) Run(ctx context.Context) error {
 
 	g := daemon.NewGroup(ctx)
 	g.Go("admin socket", func(ctx context.Context) error {
-		return admin.Serve(ctx, admin.SocketPath(m.cfg.StateDir), m.handleAdmin, m.log)
+		return admin.ServeListener(ctx, adminLn, m.handleAdmin, m.log)
 	})
 	g.Go("control", m.controlLoop)
 	g.Go("housekeeping", func(ctx context.Context) error {
@@ -277,11 +298,26 @@ func (m *Mom) Run(ctx context.Context) error {
 	if m.cfg.PBSSocket != "" {
 		g.Go("pbs socket", m.servePBS)
 	}
+	m.readiness.Ready()
 	m.serveIM(g.Context(), ln)
+	m.readiness.Stopping()
 	g.Stop()
 	err = g.Wait()
 	m.base.Shutdown()
 	return err
+}
+
+// readyErr is the MOM's /readyz answer: nil once its listeners and admin
+// socket are up and it can answer sisters' PINGs (it holds a cluster key,
+// or it speaks the legacy protocol only).
+func (m *Mom) readyErr() error {
+	if err := m.readiness.Err(); err != nil {
+		return err
+	}
+	if m.currentSealer() == nil && m.cfg.Protocol != ProtocolLegacy {
+		return errors.New("no cluster key yet: not enrolled")
+	}
+	return nil
 }
 
 // currentSealer returns the sealer, or nil before enrollment completes.

@@ -22,7 +22,7 @@ func newPeerTable(max int) *peerTable {
 	return &peerTable{peers: map[proto.Addr]*admin.AdmittedPeer{}, max: max}
 }
 
-func (t *peerTable) admit(addr proto.Addr, node proto.NodeID, keyID string, dir string, stamp uint64, now time.Time) {
+func (t *peerTable) admit(addr proto.Addr, node proto.NodeID, name, keyID string, dir string, stamp uint64, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.peers[addr]
@@ -34,6 +34,9 @@ func (t *peerTable) admit(addr proto.Addr, node proto.NodeID, keyID string, dir 
 		t.peers[addr] = p
 	}
 	p.NodeID = uuid.UUID(node).String()
+	if name != "" || p.Name == "" {
+		p.Name = name // an earlier name stays if the server could not be asked now
+	}
 	p.KeyID, p.Direction, p.Last, p.Protocol, p.Stamp = keyID, dir, now, "v2", stamp
 	p.Count++
 }
@@ -51,7 +54,7 @@ func (t *peerTable) admitLegacy(addr proto.Addr, dir string, now time.Time) {
 		p = &admin.AdmittedPeer{Addr: addr.String(), First: now}
 		t.peers[addr] = p
 	}
-	p.NodeID, p.KeyID, p.Direction, p.Last, p.Protocol, p.Stamp = "", "", dir, now, "v1", 0
+	p.Name, p.NodeID, p.KeyID, p.Direction, p.Last, p.Protocol, p.Stamp = "", "", "", dir, now, "v1", 0
 	p.Count++
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/momgate/momgate/migration"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/session"
 )
 
 // Which protocol the MOM speaks (--protocol, or the server's mode) and
@@ -101,10 +102,18 @@ func (m *Mom) releaseLegacyHoldLocked(mode proto.Mode) {
 // hello: the highest both allow. It returns errUseLegacy for v1.
 func (m *Mom) chooseControl(sh *proto.ServerHello) error {
 	canV2 := m.canV2()
+	// A server that has proved it speaks sealed sessions is believed only
+	// once a sealed session authenticates what it says: its ServerHello
+	// is not authenticated until then (the session's binding covers it),
+	// so its mode is adopted then (adoptHelloMode), and a hello that
+	// offers only v1 to a MOM that speaks PING is a downgrade.
+	sealedServer := m.speaksSessions() && m.serverSealed()
 	m.lg.mu.Lock()
 	defer m.lg.mu.Unlock()
-	m.setServerModeLocked(sh.Mode)
-	m.releaseLegacyHoldLocked(sh.Mode)
+	if !sealedServer {
+		m.setServerModeLocked(sh.Mode)
+		m.releaseLegacyHoldLocked(sh.Mode)
+	}
 	p := m.effectiveLocked()
 	mine := migration.MomVersions(p, canV2)
 	ver := migration.ControlVersion(sh.Versions, mine)
@@ -113,6 +122,10 @@ func (m *Mom) chooseControl(sh *proto.ServerHello) error {
 	case proto.V2:
 		return nil
 	case proto.V1:
+		if sealedServer && p != proto.ModeLegacy {
+			return fmt.Errorf("%w: the server speaks sealed sessions, yet its hello (%s mode) offers only the legacy protocol, which nothing authenticates: refused; if the server was rolled back to legacy mode while this MOM was down, restart it with --protocol legacy",
+				session.ErrDowngrade, sh.Mode)
+		}
 		return errUseLegacy
 	}
 	why := ""
@@ -128,6 +141,20 @@ func orNothing(s string) string {
 		return "nothing"
 	}
 	return s
+}
+
+// adoptHelloMode takes the mode of a ServerHello that a sealed session has
+// since authenticated; a change of what this MOM should speak ends the
+// session (errProtocolChanged) as a Mode frame would.
+func (m *Mom) adoptHelloMode(mode proto.Mode) error {
+	m.lg.mu.Lock()
+	m.releaseLegacyHoldLocked(mode)
+	same := mode == m.lg.serverMode
+	m.lg.mu.Unlock()
+	if same || !mode.Valid() {
+		return nil
+	}
+	return m.handleLegacyMessage(&proto.ModeMsg{Mode: mode})
 }
 
 // advertised is the versions mask the MOM puts in its hello.

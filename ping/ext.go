@@ -65,6 +65,13 @@ func (v *Verifier) VerifyPingExt(frame []byte, source, local proto.Addr, res *Re
 	return v.verify(frame, source, local, nil, res, ext)
 }
 
+// VerifyPingExtAttested is VerifyPingAttested for a SessionPing: the
+// caller's own attestation of node (the server's, after the node's Hello
+// or Enroll on the same connection) is used for a SessionPing naming node.
+func (v *Verifier) VerifyPingExtAttested(frame []byte, source, local proto.Addr, node proto.NodeID, att Attestation, res *Result, ext *[ExtSize]byte) error {
+	return v.verifyWith(frame, source, local, nil, ext, &attested{node: node, att: att}, res)
+}
+
 // VerifyReplyExt runs every check on a SessionReply to a SessionPing whose
 // random bytes were echo, and copies its extension to ext.
 func (v *Verifier) VerifyReplyExt(frame []byte, source, local proto.Addr, echo *[RandomSize]byte, res *Result, ext *[ExtSize]byte) error {

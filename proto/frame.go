@@ -43,6 +43,10 @@ func newMessage(t Type) Message {
 		return &DenySet{}
 	case TypeDenyLift:
 		return &DenyLift{}
+	case TypeIMSecurity:
+		return &IMSecurity{}
+	case TypeSealedNodes:
+		return &SealedNodes{}
 	case TypeLegacyHello:
 		return &LegacyHello{}
 	case TypeClusterAddrs:
@@ -61,6 +65,10 @@ func newMessage(t Type) Message {
 		return &FloorLookup{}
 	case TypeFloorAnswer:
 		return &FloorAnswer{}
+	case TypeNameLookup:
+		return &NameLookup{}
+	case TypeNodeName:
+		return &NodeName{}
 	}
 	return nil
 }

@@ -66,6 +66,7 @@ func unmarshalSeeds() []fuzzcorpus.Seed {
 	}
 	ping := Marshal(&Ping{KeyID: 1})
 	welcome := Marshal(&Welcome{Name: "n", Mode: ModePing, Keys: []WrappedKey{wrapped(1, 2)}})
+	welcomeSession := Marshal(&Welcome{Name: "n", Mode: ModePing, Keys: []WrappedKey{wrapped(1, 2)}, Session: &WelcomeSession{}})
 	badKeyCount := bytes.Clone(welcome)
 	badKeyCount[HeaderSize+16+2+1+1] = MaxWrappedKeys + 1
 	return append(seeds,
@@ -83,7 +84,24 @@ func unmarshalSeeds() []fuzzcorpus.Seed {
 		fuzzcorpus.Bytes("floor_answer_unknown_with_floor", floorAnswerBody(FloorUnknown, 5)),
 		fuzzcorpus.Bytes("floor_lookup_v1", frameOf(V1, TypeFloorLookup, make([]byte, 20))),
 		fuzzcorpus.Bytes("floor_lookup_cut", frameOf(V2, TypeFloorLookup, make([]byte, 19))),
+		fuzzcorpus.Bytes("welcome_session_cut", welcomeSession[:len(welcomeSession)-1]),
+		fuzzcorpus.Bytes("welcome_session_trailing", append(bytes.Clone(welcomeSession), 0)),
+		fuzzcorpus.Bytes("im_security_3", frameOf(V2, TypeIMSecurity, []byte{3})),
+		fuzzcorpus.Bytes("im_security_v1", frameOf(V1, TypeIMSecurity, []byte{1})),
+		fuzzcorpus.Bytes("sealed_nodes_op_0", frameOf(V2, TypeSealedNodes, []byte{0, 0, 0})),
+		fuzzcorpus.Bytes("node_name_status_3", nodeNameBody(3, "cn01")),
+		fuzzcorpus.Bytes("node_name_unknown_with_name", nodeNameBody(NameUnknown, "cn01")),
+		fuzzcorpus.Bytes("node_name_found_without_name", nodeNameBody(NameFound, "")),
+		fuzzcorpus.Bytes("name_lookup_v1", frameOf(V1, TypeNameLookup, make([]byte, 20))),
 	)
+}
+
+// nodeNameBody is a NodeName frame with the given status and name, which
+// Marshal would not produce when they disagree.
+func nodeNameBody(status uint8, name string) []byte {
+	b := make([]byte, 20, 23+len(name))
+	b = append(b, status)
+	return frameOf(V2, TypeNodeName, appendStr(b, name))
 }
 
 // floorAnswerBody is a FloorAnswer frame with the given status and floor,
@@ -269,6 +287,35 @@ func FuzzHelloProof(f *testing.F) {
 	})
 }
 
+func welcomeSessionProofSeeds() []fuzzcorpus.Seed {
+	p := &WelcomeSessionProof{Flags: WelcomeSealed, IMSecurity: 2}
+	copy(p.Challenge[:], fill(32, 0x60))
+	b := p.Marshal()
+	return []fuzzcorpus.Seed{
+		fuzzcorpus.Bytes("valid", b),
+		fuzzcorpus.Bytes("zero", make([]byte, WelcomeSessionProofSize)),
+		fuzzcorpus.Bytes("short", b[:len(b)-1]),
+		fuzzcorpus.Bytes("long", append(bytes.Clone(b), 0)),
+		fuzzcorpus.Bytes("unknown_flag", append(bytes.Clone(b[:32]), 0x02, 1)),
+		fuzzcorpus.Bytes("im_security_3", append(bytes.Clone(b[:32]), 0x01, 3)),
+	}
+}
+
+// FuzzWelcomeSessionProof: the plaintext of the Welcome's session trailer
+// decodes strictly and canonically.
+func FuzzWelcomeSessionProof(f *testing.F) {
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := DecodeWelcomeSessionProof(b)
+		if err != nil {
+			exactlyOneSentinel(t, err)
+			return
+		}
+		if p.IMSecurity > MaxProtection || p.Flags&^WelcomeSealed != 0 || !bytes.Equal(p.Marshal(), b) {
+			t.Fatalf("proof %+v does not re-encode to %x", p, b)
+		}
+	})
+}
+
 // TestSeedCorpus checks the checked-in seed corpora against the seed
 // functions; MOMGATE_UPDATE_CORPUS=1 rewrites them.
 func TestSeedCorpus(t *testing.T) {
@@ -278,4 +325,5 @@ func TestSeedCorpus(t *testing.T) {
 	fuzzcorpus.Check(t, "FuzzClusterAddrs", clusterAddrsSeeds())
 	fuzzcorpus.Check(t, "FuzzEnrollProof", enrollProofSeeds())
 	fuzzcorpus.Check(t, "FuzzHelloProof", helloProofSeeds())
+	fuzzcorpus.Check(t, "FuzzWelcomeSessionProof", welcomeSessionProofSeeds())
 }

@@ -159,13 +159,15 @@ func (w *WrappedKey) decode(r *reader) {
 	r.fixed(w.Sealed[:], "sealed key")
 }
 
-// Welcome admits a MOM: its node id and name, the mode, its wrapped keys.
+// Welcome admits a MOM: its node id and name, the mode, its wrapped keys,
+// and, for a MOM that speaks sealed sessions, the session trailer.
 type Welcome struct {
 	v2
-	NodeID NodeID
-	Name   string
-	Mode   Mode
-	Keys   []WrappedKey
+	NodeID  NodeID
+	Name    string
+	Mode    Mode
+	Keys    []WrappedKey
+	Session *WelcomeSession // nil: not sent (the MOM did not offer sessions)
 }
 
 // Type returns TypeWelcome.
@@ -178,6 +180,9 @@ func (m *Welcome) AppendBody(b []byte) []byte {
 	b = append(b, byte(m.Mode), byte(len(m.Keys)))
 	for i := range m.Keys {
 		b = m.Keys[i].append(b)
+	}
+	if m.Session != nil {
+		b = m.Session.append(b)
 	}
 	return b
 }
@@ -193,6 +198,10 @@ func (m *Welcome) decode(r *reader) {
 	}
 	for i := 0; i < n; i++ {
 		m.Keys[i].decode(r)
+	}
+	if r.err == nil && len(r.b) > 0 { // the session trailer, exactly
+		m.Session = &WelcomeSession{}
+		m.Session.decode(r)
 	}
 }
 
@@ -445,14 +454,20 @@ type NodeUpgraded struct {
 func (*NodeUpgraded) Type() Type { return TypeNodeUpgraded }
 
 // AppendBody encodes the body.
-func (m *NodeUpgraded) AppendBody(b []byte) []byte {
-	return appendEntries(append(b, m.Op), m.Entries)
+func (m *NodeUpgraded) AppendBody(b []byte) []byte { return appendOpEntries(b, m.Op, m.Entries) }
+
+func (m *NodeUpgraded) decode(r *reader) { m.Op, m.Entries = decodeOpEntries(r) }
+
+// appendOpEntries encodes the body of NodeUpgraded and SealedNodes: an op
+// (add, remove, replace) and entries.
+func appendOpEntries(b []byte, op uint8, es []NodeAddr) []byte {
+	return appendEntries(append(b, op), es)
 }
 
-func (m *NodeUpgraded) decode(r *reader) {
-	m.Op = r.u8("op")
-	r.check("op", r.err != nil || (m.Op >= UpgradedAdd && m.Op <= UpgradedReplace), "op %d", m.Op)
-	m.Entries = decodeEntries(r)
+func decodeOpEntries(r *reader) (uint8, []NodeAddr) {
+	op := r.u8("op")
+	r.check("op", r.err != nil || (op >= UpgradedAdd && op <= UpgradedReplace), "op %d", op)
+	return op, decodeEntries(r)
 }
 
 // ModeMsg carries the server's protocol mode (message type Mode).

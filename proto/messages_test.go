@@ -60,6 +60,10 @@ func sampleMessages() []namedMessage {
 	wl.Name, wl.Mode = "node-01", ModePing
 	wl.Keys = []WrappedKey{wrapped(0x0a1b2c3d, 2), wrapped(7, 1), wrapped(0xffffffff, 3)}
 
+	var ws WelcomeSession
+	copy(ws.Nonce[:], fill(24, 0x30))
+	copy(ws.Sealed[:], fill(WelcomeSessionSealedLen, 0x31))
+
 	var ping Ping
 	ping.KeyID = 0x0a1b2c3d
 	copy(ping.Nonce[:], fill(24, 0x40))
@@ -89,6 +93,10 @@ func sampleMessages() []namedMessage {
 		{"hello", &he, 16 + 24 + 2 + len(he.Sealed)},
 		{"welcome", &wl, 16 + 2 + 7 + 1 + 1 + 3*WrappedKeySize},
 		{"welcome_no_keys", &Welcome{Name: "n", Mode: ModeLegacy}, 16 + 2 + 1 + 1 + 1},
+		{"welcome_session", &Welcome{Name: "n", Mode: ModePing, Keys: wl.Keys[:1], Session: &ws}, 16 + 2 + 1 + 1 + 1 + WrappedKeySize + WelcomeSessionSize},
+		{"im_security", &IMSecurity{Protection: 2}, 1},
+		{"sealed_nodes", &SealedNodes{Op: UpgradedReplace, Entries: entries}, 1 + 2 + 2*32},
+		{"sealed_nodes_remove", &SealedNodes{Op: UpgradedRemove, Entries: entries[1:]}, 1 + 2 + 32},
 		{"reject_v2", &Reject{Code: 7, Reason: "replay"}, 2 + 2 + 6},
 		{"reject_v1", &Reject{Ver: V1, Code: 17, Reason: "legacy refused"}, 2 + 2 + 14},
 		{"ping", &ping, 4 + 24 + PingSealedLen},
@@ -114,6 +122,10 @@ func sampleMessages() []namedMessage {
 		{"floor_lookup", &FloorLookup{ID: 9, Node: n1}, 4 + 16},
 		{"floor_answer", &FloorAnswer{ID: 9, Node: n1, Status: FloorAttested, Floor: 1764000000000000000}, 4 + 16 + 1 + 8},
 		{"floor_answer_unknown", &FloorAnswer{ID: 10, Node: n2, Status: FloorUnknown}, 4 + 16 + 1 + 8},
+		{"name_lookup", &NameLookup{ID: 11, Node: n1}, 4 + 16},
+		{"node_name", &NodeName{ID: 11, Node: n1, Status: NameFound, Name: "cn01"}, 4 + 16 + 1 + 2 + 4},
+		{"node_name_deleted", &NodeName{ID: 12, Node: n2, Status: NameDeleted, Name: "cn03"}, 4 + 16 + 1 + 2 + 4},
+		{"node_name_unknown", &NodeName{ID: 13, Node: n2, Status: NameUnknown}, 4 + 16 + 1 + 2},
 		{"cluster_addrs", &ClusterAddrs{Runs: RunsFromAddrs(addrs("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.1.9"))}, 4 + 2*8},
 		{"cluster_addrs_empty", &ClusterAddrs{}, 4},
 		{"im_join_v1", &IMJoin{Ver: V1, Job: "42.server", Mother: "node-01"}, 2 + 9 + 2 + 7},

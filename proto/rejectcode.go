@@ -28,6 +28,7 @@ const (
 	// Sealed sessions (docs/PROTOCOL.md section 6).
 	RejectSessionPolicy    RejectCode = 18
 	RejectSessionDowngrade RejectCode = 19
+	RejectSessionOffer     RejectCode = 20
 )
 
 var rejectCodeNames = [...]string{
@@ -50,6 +51,7 @@ var rejectCodeNames = [...]string{
 	RejectLegacyRefused:    "legacy refused",
 	RejectSessionPolicy:    "session policy",
 	RejectSessionDowngrade: "session downgrade",
+	RejectSessionOffer:     "session offer",
 }
 
 // String names the code as docs/PROTOCOL.md section 2.1 does ("replay"),

@@ -29,6 +29,8 @@ const (
 	TypeNodeUpgraded Type = 0x26
 	TypeDenySet      Type = 0x27
 	TypeDenyLift     Type = 0x28
+	TypeIMSecurity   Type = 0x29 // sealed control sessions only (section 6.7)
+	TypeSealedNodes  Type = 0x2a // sealed control sessions only (section 6.7)
 	TypeLegacyHello  Type = 0x30
 	TypeClusterAddrs Type = 0x31
 	TypeIMJoin       Type = 0x40
@@ -38,6 +40,8 @@ const (
 	TypeNodeAddress  Type = 0x51
 	TypeFloorLookup  Type = 0x52
 	TypeFloorAnswer  Type = 0x53
+	TypeNameLookup   Type = 0x54
+	TypeNodeName     Type = 0x55
 )
 
 type typeInfo struct {
@@ -64,6 +68,8 @@ var typeTable = [256]typeInfo{
 	TypeNodeUpgraded: {"NodeUpgraded", VersionBitV2},
 	TypeDenySet:      {"DenySet", VersionBitV2},
 	TypeDenyLift:     {"DenyLift", VersionBitV2},
+	TypeIMSecurity:   {"IMSecurity", VersionBitV2},
+	TypeSealedNodes:  {"SealedNodes", VersionBitV2},
 	TypeLegacyHello:  {"LegacyHello", VersionBitV1},
 	TypeClusterAddrs: {"ClusterAddrs", VersionBitV1},
 	TypeIMJoin:       {"IMJoin", VersionBitV1 | VersionBitV2},
@@ -73,6 +79,8 @@ var typeTable = [256]typeInfo{
 	TypeNodeAddress:  {"NodeAddress", VersionBitV1 | VersionBitV2},
 	TypeFloorLookup:  {"FloorLookup", VersionBitV2},
 	TypeFloorAnswer:  {"FloorAnswer", VersionBitV2},
+	TypeNameLookup:   {"NameLookup", VersionBitV2},
+	TypeNodeName:     {"NodeName", VersionBitV2},
 }
 
 func (t Type) validIn(v Version) bool {

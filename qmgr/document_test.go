@@ -35,7 +35,7 @@ func TestJSONIsOneDocument(t *testing.T) {
 		t.Fatalf("document:\n%s", out)
 	}
 	var sel []map[string]any
-	if err := json.Unmarshal(doc[0].Result, &sel); err != nil || len(sel) != 1 || sel[0]["mom"] != "127.0.0.2" || len(sel[0]) != 2 {
+	if err := json.Unmarshal(doc[0].Result, &sel); err != nil || len(sel) != 1 || sel[0]["mom"] != "127.0.0.2" || sel[0]["host"] != "" || len(sel[0]) != 3 {
 		t.Fatalf("list node n1 Mom: %s", doc[0].Result)
 	}
 
@@ -102,7 +102,10 @@ func TestNoExecEchoAndExitStatus(t *testing.T) {
 func TestNodesView(t *testing.T) {
 	dir, srv := startAdmin(t)
 	srv.mu.Lock()
-	srv.nodes["n3"] = admin.NodeInfo{Name: "n3", Mom: "127.0.0.4", Port: 15003, State: "down", Protocol: "v2", Upgraded: true,
+	n1 := srv.nodes["n1"]
+	n1.Session, n1.SessionKeyAge = "encrypt", "1m30s"
+	srv.nodes["n1"] = n1
+	srv.nodes["n3"] = admin.NodeInfo{Name: "n3", Mom: "127.0.0.4", Host: "cn03", Port: 15003, State: "down", Protocol: "v2", Upgraded: true,
 		KeyState: admin.KeyNeedsSync, LastSeen: &lastSeen}
 	srv.mu.Unlock()
 	run := func(f NodeFilter, header bool) string {
@@ -113,10 +116,10 @@ func TestNodesView(t *testing.T) {
 		}
 		return out.String()
 	}
-	want := "NAME  ADDRESS          STATE      PROTOCOL  UPGRADED  KEY_STATE   LAST_SEEN\n" +
-		"n1    127.0.0.2:15003  up         v2        True      current     2026-01-02T04:00:00Z\n" +
-		"n2    [::1]:15004      enrolling  -         False     -           never\n" +
-		"n3    127.0.0.4:15003  down       v2        True      needs_sync  2026-01-02T04:00:00Z\n"
+	want := "NAME  ADDRESS          HOST  STATE      PROTOCOL  UPGRADED  KEY_STATE   SESSION  KEY_AGE  LAST_SEEN\n" +
+		"n1    127.0.0.2:15003  -     up         v2        True      current     encrypt  1m30s    2026-01-02T04:00:00Z\n" +
+		"n2    [::1]:15004      -     enrolling  -         False     -           -        -        never\n" +
+		"n3    127.0.0.4:15003  cn03  down       v2        True      needs_sync  -        -        2026-01-02T04:00:00Z\n"
 	if got := run(NodeFilter{}, true); got != want {
 		t.Errorf("nodes:\n%s\nwant\n%s", got, want)
 	}

@@ -38,8 +38,8 @@ type NodesConfig struct {
 	NoHeader bool       // leave out the header line
 }
 
-// RunNodes prints one line per node (name, address, state, protocol,
-// upgraded, key state, last seen), as pbsnodes -a / -l do for PBS, or with JSON the
+// RunNodes prints one line per node (name, address, the host name Mom=
+// gave, state, protocol, upgraded, key state, last seen), as pbsnodes -a / -l do for PBS, or with JSON the
 // nodes' array. It asks the server once, whatever the number of nodes.
 func RunNodes(ctx context.Context, cfg NodesConfig) error {
 	path, err := cfg.SocketPath()
@@ -82,7 +82,7 @@ func RunNodes(ctx context.Context, cfg NodesConfig) error {
 func WriteNodeLines(w io.Writer, nodes []admin.NodeInfo, header bool) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if header {
-		fmt.Fprintln(tw, "NAME\tADDRESS\tSTATE\tPROTOCOL\tUPGRADED\tKEY_STATE\tLAST_SEEN")
+		fmt.Fprintln(tw, "NAME\tADDRESS\tHOST\tSTATE\tPROTOCOL\tUPGRADED\tKEY_STATE\tSESSION\tKEY_AGE\tLAST_SEEN")
 	}
 	dash := func(s string) string {
 		if s == "" {
@@ -97,8 +97,8 @@ func WriteNodeLines(w io.Writer, nodes []admin.NodeInfo, header bool) {
 		}
 		// One word per column, so that awk and cut can read the lines.
 		key := strings.ReplaceAll(dash(n.KeyState), " ", "_")
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, nodeAddress(n), dash(n.State), dash(n.Protocol),
-			boolText(n.Upgraded), key, seen)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, nodeAddress(n), dash(n.Host), dash(n.State), dash(n.Protocol),
+			boolText(n.Upgraded), key, dash(n.Session), dash(n.SessionKeyAge), seen)
 	}
 	tw.Flush()
 }

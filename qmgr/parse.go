@@ -30,7 +30,8 @@ import (
 // canonical lower-case words; Names are the operands (node names, or a
 // key id and a file); Attrs are the attribute assignments in order, with
 // canonical attribute names; Show are the attributes a list directive
-// prints (all when empty), as in `list node n1 Mom,state`. For help,
+// prints (all when empty), as in `list node n1 Mom,state`, or those an
+// unset directive resets (`unset server token_ttl`). For help,
 // Names are the canonical words of the topic (`help set server`). The
 // zero Directive is a blank line.
 type Directive struct {
@@ -355,6 +356,8 @@ func (p *parser) parse() (Directive, error) {
 			t = p.peek(0)
 		} else if p.atOperand() && !(t.kind == tWord && e.attr(t.text) != nil) {
 			return Directive{}, syntaxErr(t.col, "unexpected %s (usage: %s)", t.describe(), e.usage)
+		} else if len(e.attrs) == 0 && len(e.show) > 0 {
+			return Directive{}, syntaxErr(t.col, "%s %s takes attribute names, not ATTR=VALUE (usage: %s)", cmd, obj, e.usage)
 		} else if len(e.attrs) == 0 {
 			return Directive{}, syntaxErr(t.col, "%s %s takes no attributes (usage: %s)", cmd, obj, e.usage)
 		}
@@ -428,8 +431,8 @@ func (d Directive) String() string {
 		b.WriteString(" " + d.namesString())
 	}
 	if len(d.Show) > 0 {
-		if len(d.Names) == 0 {
-			b.WriteString(" " + DefaultServer)
+		if e := lookup(d.Command, d.Object); len(d.Names) == 0 && e != nil && len(e.operands) > 0 {
+			b.WriteString(" " + DefaultServer) // every node, then the attributes
 		}
 		b.WriteString(" " + strings.Join(d.Show, ","))
 	}

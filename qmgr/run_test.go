@@ -55,9 +55,9 @@ func TestRunScriptStopsAtFirstFailure(t *testing.T) {
 
 func TestRunScriptSyntaxErrorRunsNothing(t *testing.T) {
 	s, fx, _ := newSession(false)
-	script := "create node n3 Mom=127.0.0.4\nlist node\ncreate node n4 Mom=nowhere\n"
+	script := "create node n3 Mom=127.0.0.4\nlist node\ncreate node n4 Mom=no_where\n"
 	err := RunScript(context.Background(), strings.NewReader(script), s)
-	want := `qmgr: line 3: bad value at column 20: Mom "nowhere": not an IPv4 or IPv6 address`
+	want := `qmgr: line 3: bad value at column 20: Mom "no_where": not an IPv4 or IPv6 address, nor a host name`
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v\nwant %s", err, want)
 	}
@@ -109,7 +109,7 @@ func TestRunInteractive(t *testing.T) {
 	if !strings.HasPrefix(out.String(), Prompt+n2Block+"\n"+Prompt) || !strings.Contains(out.String(), "Directives (") {
 		t.Errorf("output:\n%s", out.String())
 	}
-	wantErrs := "qmgr: syntax error at column 1: unknown command \"frob\" (commands: activate, create, delete, exit, export, help, history, list, print, quit, rotate, set)\n" +
+	wantErrs := "qmgr: syntax error at column 1: unknown command \"frob\" (commands: activate, create, delete, exit, export, help, history, list, print, quit, rotate, set, unset)\n" +
 		"qmgr: delete node n9: unknown node n9\n"
 	if errs.String() != wantErrs {
 		t.Errorf("errors:\n%s\nwant\n%s", errs.String(), wantErrs)

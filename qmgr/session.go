@@ -41,6 +41,7 @@ type Executor interface {
 //	delete node, set node  []admin.NodeInfo, one per name, after the change
 //	list/print server      admin.ServerReport
 //	set server             admin.ServerInfo after the change
+//	unset server           admin.ServerInfo after the change
 //	list key               admin.KeyList
 //	rotate key             admin.RotationInfo
 //	export/activate key    admin.KeyInfo
@@ -67,6 +68,7 @@ var runners = map[string]runner{
 	"list server":  runListServer,
 	"print server": runPrintServer,
 	"set server":   runSetServer,
+	"unset server": runUnsetServer,
 	"list key":     runListKey,
 	"rotate key":   runRotateKey,
 	"export key":   runExportKey,
@@ -313,9 +315,15 @@ func runPrintNode(ctx context.Context, s *Session, d Directive, out *bytes.Buffe
 	return nil
 }
 
-// createNodeLine is the directive that creates n.
+// createNodeLine is the directive that creates n: by its host name when
+// it was created (or last readdressed) by one, so that replaying it
+// resolves the name again.
 func createNodeLine(n admin.NodeInfo) string {
-	d := Directive{Command: "create", Object: "node", Names: []string{n.Name}, Attrs: []Attr{{Name: "Mom", Op: "=", Value: n.Mom}}}
+	mom := n.Mom
+	if n.Host != "" {
+		mom = n.Host
+	}
+	d := Directive{Command: "create", Object: "node", Names: []string{n.Name}, Attrs: []Attr{{Name: "Mom", Op: "=", Value: mom}}}
 	if n.Port != 0 {
 		d.Attrs = append(d.Attrs, Attr{Name: "Port", Op: "=", Value: strconv.Itoa(n.Port)})
 	}
@@ -346,22 +354,39 @@ type nodeAttr struct{ name, value string }
 // nodeAttrs are n's attributes in the order of nodeShowAttrs; "" for an
 // attribute without a value.
 func nodeAttrs(n admin.NodeInfo) []nodeAttr {
-	port, created, seen := "", "", ""
+	port, created, enrolled, seen := "", "", "", ""
 	if n.Port != 0 {
 		port = strconv.Itoa(n.Port)
 	}
 	if !n.Created.IsZero() {
 		created = n.Created.Format(time.RFC3339)
 	}
+	if n.Enrolled != nil {
+		enrolled = n.Enrolled.Format(time.RFC3339)
+	}
 	if n.LastSeen != nil {
 		seen = n.LastSeen.Format(time.RFC3339)
 	}
+	mom := n.Mom
+	if n.Host != "" {
+		mom += " (" + n.Host + ")" // the address the name resolved to, and the name
+	}
 	return []nodeAttr{
-		{"Mom", n.Mom}, {"Port", port}, {"state", n.State}, {"protocol", n.Protocol},
+		{"Mom", mom}, {"Port", port}, {"state", n.State}, {"protocol", n.Protocol},
 		{"versions", n.Versions}, {"upgraded", boolText(n.Upgraded)}, {"key_id", n.KeyID},
 		{"key_state", n.KeyState}, {"fingerprint", n.Fingerprint}, {"id", n.ID},
-		{"created", created}, {"last_seen", seen},
+		{"created", created}, {"enrolled", enrolled}, {"last_seen", seen},
+		{"sealed", sealedText(n.Sealed)}, {"session", n.Session}, {"session_key_age", n.SessionKeyAge},
 	}
+}
+
+// sealedText shows the sealed-sessions mark only when it is set (a node
+// block omits attributes without a value).
+func sealedText(sealed bool) string {
+	if sealed {
+		return boolText(true)
+	}
+	return ""
 }
 
 // selectNodeFields keeps, of each node's JSON object, its name and the
@@ -377,6 +402,9 @@ func selectNodeFields(nodes []admin.NodeInfo, show []string) []map[string]any {
 		for _, a := range show {
 			k := strings.ToLower(a)
 			m[k] = all[k]
+			if k == "mom" {
+				m["host"] = all["host"] // Mom is the address and the name it came from
+			}
 		}
 		out = append(out, m)
 	}
@@ -480,6 +508,17 @@ func runPrintServer(ctx context.Context, s *Session, _ Directive, out *bytes.Buf
 
 func runSetServer(ctx context.Context, s *Session, d Directive, out *bytes.Buffer) error {
 	raw, err := s.call(ctx, admin.OpSetServer, admin.SetArgs{Attrs: adminAttrs(d.Attrs)})
+	if err != nil {
+		return err
+	}
+	if s.JSON {
+		return writeJSON(out, raw)
+	}
+	return nil
+}
+
+func runUnsetServer(ctx context.Context, s *Session, d Directive, out *bytes.Buffer) error {
+	raw, err := s.call(ctx, admin.OpUnsetServer, admin.UnsetArgs{Attrs: d.Show})
 	if err != nil {
 		return err
 	}

@@ -89,6 +89,9 @@ func (f *fakeServer) handle(_ context.Context, op string, raw json.RawMessage) (
 			a.Port = 15003
 		}
 		n := admin.NodeInfo{Name: a.Name, ID: "node-" + a.Name, Mom: a.Mom, Port: a.Port, State: "enrolling", Created: t0}
+		if a.Mom == "cn09" { // the one host name the fake resolves
+			n.Mom, n.Host = "127.0.0.59", "cn09"
+		}
 		f.nodes[a.Name] = n
 		return admin.CreateNodeResult{Node: n, Token: "tok-" + a.Name, TokenExpires: t0.Add(time.Hour)}, nil
 	case admin.OpDeleteNode:
@@ -148,6 +151,20 @@ func (f *fakeServer) handle(_ context.Context, op string, raw json.RawMessage) (
 		}
 		for _, kv := range a.Attrs {
 			f.attrs[kv.Name] = kv.Value
+		}
+		return f.serverInfo(), nil
+	case admin.OpUnsetServer:
+		var a admin.UnsetArgs
+		if err := dec(&a); err != nil {
+			return nil, err
+		}
+		for _, n := range a.Attrs {
+			if _, ok := f.attrs[n]; !ok {
+				return nil, admin.Errorf(admin.CodeBadValue, "unknown server attribute %q", n)
+			}
+		}
+		for _, n := range a.Attrs {
+			f.attrs[n] = newFakeServer().attrs[n]
 		}
 		return f.serverInfo(), nil
 	case admin.OpListKey:
@@ -261,6 +278,10 @@ func TestRunText(t *testing.T) {
 			[]call{{admin.OpCreateNode, `{"name":"n3","mom":"10.0.0.3","port":0}`}},
 			"Node n3\n    Mom = 10.0.0.3\n    Port = 15003\n    state = enrolling\n    upgraded = False\n    id = node-n3\n" +
 				"    created = 2026-01-02T03:04:05Z\ntoken: tok-n3\ntoken expires: 2026-01-02T04:04:05Z\n"},
+		{"create node n9 Mom=CN09",
+			[]call{{admin.OpCreateNode, `{"name":"n9","mom":"cn09","port":0}`}},
+			"Node n9\n    Mom = 127.0.0.59 (cn09)\n    Port = 15003\n    state = enrolling\n    upgraded = False\n    id = node-n9\n" +
+				"    created = 2026-01-02T03:04:05Z\ntoken: tok-n9\ntoken expires: 2026-01-02T04:04:05Z\n"},
 		{"list node", []call{{admin.OpListNode, `{"name":""}`}}, n1Block + "\n" + n2Block + "\n"},
 		{"list node n2", []call{{admin.OpListNode, `{"name":"n2"}`}}, n2Block + "\n"},
 		{"list node n2,n1", []call{{admin.OpListNode, `{"name":"n2"}`}, {admin.OpListNode, `{"name":"n1"}`}}, n2Block + "\n" + n1Block + "\n"},
@@ -277,6 +298,7 @@ func TestRunText(t *testing.T) {
 			{admin.OpSetNode, `{"name":"n2","attrs":[{"name":"Mom","value":"10.1.1.1"}]}`}}, ""},
 		{"set server mode=compat, token_ttl=2h",
 			[]call{{admin.OpSetServer, `{"name":"","attrs":[{"name":"mode","value":"compat"},{"name":"token_ttl","value":"2h"}]}`}}, ""},
+		{"unset server token_ttl,mode", []call{{admin.OpUnsetServer, `{"attrs":["token_ttl","mode"]}`}}, ""},
 		{"print server", []call{{admin.OpPrintServer, ``}}, `#
 # Set server attributes.
 #
@@ -489,7 +511,7 @@ func (f execFunc) Call(ctx context.Context, op string, args, out any) error {
 func TestRunRevalidates(t *testing.T) {
 	s, fx, _ := newSession(false)
 	for _, d := range []Directive{
-		{Command: "create", Object: "node", Names: []string{"n3"}, Attrs: []Attr{{Name: "Mom", Op: "=", Value: "not-an-ip"}}},
+		{Command: "create", Object: "node", Names: []string{"n3"}, Attrs: []Attr{{Name: "Mom", Op: "=", Value: "not_an_ip"}}},
 		{Command: "create", Object: "node", Names: []string{"bad name"}, Attrs: []Attr{{Name: "Mom", Op: "=", Value: "1.2.3.4"}}},
 		{Command: "launch", Object: "node"},
 		{Command: "set", Object: "server", Attrs: []Attr{{Name: "mode", Op: "=", Value: "x\ny"}}},
@@ -538,7 +560,7 @@ func TestHelp(t *testing.T) {
 	if err := run(t, s, "help"); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "create node NAME Mom=ADDR[,Port=N]") || len(fx.calls) != 0 {
+	if !strings.Contains(out.String(), "create node NAME Mom=ADDR|HOST[,Port=N]") || len(fx.calls) != 0 {
 		t.Fatalf("help output:\n%s", out)
 	}
 }
@@ -563,5 +585,32 @@ func TestRunMalformedResult(t *testing.T) {
 	})
 	if err := run(t, s, "list node"); err == nil || !strings.Contains(err.Error(), "malformed list_node result") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestMomHostShown: a node created by host name shows its address with
+// the name beside it, and print node recreates it by the name, so that a
+// replay resolves the name again.
+func TestMomHostShown(t *testing.T) {
+	s, _, out := newSession(false)
+	if err := run(t, s, "create node n9 Mom=cn09"); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := run(t, s, "list node n9 Mom"); err != nil || out.String() != "Node n9\n    Mom = 127.0.0.59 (cn09)\n\n" {
+		t.Fatalf("list node n9 Mom: %v %q", err, out)
+	}
+	out.Reset()
+	if err := run(t, s, "print node n9"); err != nil || out.String() != "create node n9 Mom=cn09,Port=15003\n" {
+		t.Fatalf("print node n9: %v %q", err, out)
+	}
+	s.JSON = true
+	out.Reset()
+	if err := run(t, s, "list node n9 Mom"); err != nil {
+		t.Fatal(err)
+	}
+	var sel []map[string]any
+	if err := json.Unmarshal(out.Bytes(), &sel); err != nil || len(sel) != 1 || sel[0]["mom"] != "127.0.0.59" || sel[0]["host"] != "cn09" {
+		t.Fatalf("list node n9 Mom --json: %v %s", err, out)
 	}
 }

@@ -1,16 +1,15 @@
 package qmgr
 
 import (
-	"github.com/momgate/momgate/proto"
-
 	"errors"
 	"fmt"
-	"net/netip"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/momgate/momgate/internal/admin"
 )
 
 // The directive table. A new directive is one entry here plus one runner
@@ -35,13 +34,11 @@ var commands = map[string]command{
 	"print":    {},
 	"rotate":   {},
 	"set":      {},
-	// Every server attribute always has a value and no node attribute
-	// can be removed, so there is nothing to unset (see help set).
-	"unset":   {refuse: "unset is not supported: every attribute always has a value; give it a new one with set (help set)"},
-	"help":    {noObject: true, preferred: true, doc: "this summary; help COMMAND [OBJECT] explains one directive"},
-	"history": {noObject: true, doc: "the directives typed at this prompt and earlier ones (history file)"},
-	"quit":    {noObject: true, doc: "leave qmgr"},
-	"exit":    {noObject: true, doc: "leave qmgr"},
+	"unset":    {},
+	"help":     {noObject: true, preferred: true, doc: "this summary; help COMMAND [OBJECT] explains one directive"},
+	"history":  {noObject: true, doc: "the directives typed at this prompt and earlier ones (history file)"},
+	"quit":     {noObject: true, doc: "leave qmgr"},
+	"exit":     {noObject: true, doc: "leave qmgr"},
 }
 
 // objectNames are the objects, sorted.
@@ -111,8 +108,9 @@ type entry struct {
 	operands        []operand
 	attrs           []attrSpec
 	needAttrs       bool // at least one attribute
-	// show are the attributes a list directive can be limited to
-	// (`list node n1 Mom,state`); empty: no such limit.
+	// show are the attribute names a directive takes without values:
+	// those a list directive can be limited to (`list node n1
+	// Mom,state`), or those unset resets; empty: none.
 	show    []string
 	usage   string
 	doc     string
@@ -172,15 +170,17 @@ func checkFile(s string) (string, error) {
 	return s, nil
 }
 
-func checkAddr(s string) (string, error) {
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return "", errors.New("not an IPv4 or IPv6 address")
-	}
-	if err := proto.CheckNodeAddr(a); err != nil {
+// checkMom checks a Mom= value: an IP address a node can hold, or a host
+// name, which the server resolves when the directive runs.
+func checkMom(s string) (string, error) {
+	addr, host, err := admin.ParseMom(s)
+	switch {
+	case err != nil:
 		return "", err
+	case host != "":
+		return host, nil
 	}
-	return a.String(), nil
+	return addr.String(), nil
 }
 
 func checkPort(s string) (string, error) {
@@ -228,7 +228,7 @@ var (
 	optKeyFile   = operand{label: "file", optional: true, check: checkFile}
 	optForce     = operand{label: "force", optional: true, check: checkForce}
 
-	momAttr = attrSpec{name: "Mom", syntax: "ADDR", doc: "MOM IP address (IPv4 or IPv6 literal)", check: checkAddr}
+	momAttr = attrSpec{name: "Mom", syntax: "ADDR|HOST", doc: "MOM IP address, or a host name the server resolves to one address now", check: checkMom}
 )
 
 // serverAttrs mirror the settable attributes of momgate-server
@@ -240,22 +240,32 @@ var serverAttrs = []attrSpec{
 	{name: "freshness", syntax: "DURATION", doc: "first-contact freshness window for PINGs (0 disables)", check: checkDuration},
 	{name: "heartbeat", syntax: "DURATION", doc: "interval of MOM heartbeat PINGs", check: checkDuration},
 	{name: "key_grace", syntax: "DURATION", doc: "how long the previous cluster key stays accepted after a rotation", check: checkDuration},
+	enumAttr("im_security", "weakest protection of new IM sessions between nodes that speak sealed sessions", "none", "auth", "encrypt"),
+}
+
+// serverAttrNames are the names of serverAttrs, in their order.
+func serverAttrNames() []string {
+	out := make([]string, len(serverAttrs))
+	for i, a := range serverAttrs {
+		out[i] = a.name
+	}
+	return out
 }
 
 // nodeShowAttrs are the attributes list node prints, in its order; a
 // list node directive can name some of them.
 var nodeShowAttrs = []string{"Mom", "Port", "state", "protocol", "versions", "upgraded",
-	"key_id", "key_state", "fingerprint", "id", "created", "last_seen"}
+	"key_id", "key_state", "fingerprint", "id", "created", "enrolled", "last_seen", "sealed", "session", "session_key_age"}
 
 var entries = []entry{
 	{
 		command: "create", object: "node", operands: []operand{oneNodeName},
 		attrs: []attrSpec{
-			{name: "Mom", syntax: "ADDR", doc: momAttr.doc, required: true, check: checkAddr},
+			{name: "Mom", syntax: "ADDR|HOST", doc: momAttr.doc, required: true, check: checkMom},
 			{name: "Port", syntax: "N", doc: "MOM IM port 1..65535 (default: the server's, 15003)", check: checkPort},
 		},
-		usage: "create node NAME Mom=ADDR[,Port=N]", doc: "create a node and print its one-time enrollment token",
-		example: "create node n1 Mom=10.0.0.11",
+		usage: "create node NAME Mom=ADDR|HOST[,Port=N]", doc: "create a node and print its one-time enrollment token",
+		example: "create node n1 Mom=n1.cluster.example",
 	},
 	{
 		command: "delete", object: "node", operands: []operand{nodeNames},
@@ -268,6 +278,7 @@ var entries = []entry{
 			momAttr,
 			enumAttr("protocol", "roll the node back to legacy admission (clears its no-downgrade mark)", "legacy"),
 			enumAttr("upgraded", "the same: clear the node's no-downgrade mark (rollback)", "false"),
+			enumAttr("sealed", "clear the node's sealed-sessions mark (its MOM rolled back to a version without them)", "false"),
 		},
 		usage: "set node NAME[,NAME...] ATTR=VALUE[,...]", doc: "change node attributes",
 		example: "set node n1 Mom=10.0.0.21",
@@ -297,6 +308,17 @@ var entries = []entry{
 		command: "set", object: "server", attrs: serverAttrs, needAttrs: true,
 		usage: "set server ATTR=VALUE[,...]", doc: "set server attributes (all or nothing)",
 		example: "set server mode=compat,token_ttl=2h",
+	},
+	{
+		command: "unset", object: "server", show: serverAttrNames(),
+		usage: "unset server ATTR[,ATTR...]", doc: "put server attributes back to their defaults (all or nothing)",
+		example: "unset server token_ttl,heartbeat",
+		validate: func(d *Directive, end int) error {
+			if len(d.Show) == 0 {
+				return syntaxErr(end, "unset server needs ATTR (attributes: %s)", strings.Join(serverAttrNames(), ", "))
+			}
+			return nil
+		},
 	},
 	{
 		command: "list", object: "key",

@@ -66,6 +66,21 @@ const (
 	Other         Reason = "other"
 )
 
+// Refusals of sealed sessions (docs/PROTOCOL.md section 6): at the swap
+// (offer, policy, downgrade), and of a record or of the session's own
+// protocol once it runs (auth to protocol), which close the connection
+// without a Reject: the stream can no longer be trusted.
+const (
+	SessionAuth      Reason = "session_auth"
+	SessionReplay    Reason = "session_replay"
+	SessionSize      Reason = "session_size"
+	SessionExpired   Reason = "session_expired"
+	SessionProtocol  Reason = "session_protocol"
+	SessionOffer     Reason = "session_offer"
+	SessionPolicy    Reason = "session_policy"
+	SessionDowngrade Reason = "session_downgrade"
+)
+
 // Refusals of the OpenPBS plugin's local gate (docs/OPENPBS.md); the
 // PING checks there refuse with the reasons above.
 const (
@@ -122,6 +137,14 @@ var registry = []Info{
 	{NotEnrolled, proto.RejectInternal, 0, true, "this MOM holds no cluster key yet: it has not enrolled"},
 	{RefusedByPeer, 0, 0, true, "outbound: the sister answered the PING with a Reject (its code is in the ping result)"},
 	{Connect, 0, 0, false, "outbound (momgate-mom ping): the sister could not be reached"},
+	{SessionAuth, 0, 0, true, "a sealed record failed to authenticate (a flipped bit, a forged, injected or truncated record, a plain frame inside a sealed stream)"},
+	{SessionReplay, 0, 0, true, "a genuine sealed record out of place: a copy of an earlier one, or one after a dropped record"},
+	{SessionSize, 0, 0, true, "a sealed record's header announces more than the record cap"},
+	{SessionExpired, 0, 0, true, "the session keys reached their age or record limit before a rekey replaced them (the peer stopped answering)"},
+	{SessionProtocol, 0, 0, true, "an authenticated record broke the session protocol (a rekey message out of order, a record that is not one whole frame)"},
+	{SessionOffer, proto.RejectSessionOffer, 0, true, "a session offer or answer is malformed or does not match the connection"},
+	{SessionPolicy, proto.RejectSessionPolicy, 0, true, "no protection is acceptable to both sides (the offer is weaker than this side's im_security)"},
+	{SessionDowngrade, proto.RejectSessionDowngrade, 0, true, "an unsealed swap, control session or security-relevant frame from a peer known to speak sealed sessions, or a fallback to an unsealed swap after an unauthenticated refusal"},
 	{NoHandshake, 0, 0, true, "OpenPBS gate: the handshake id is unknown, expired, already used, or was started by another local user"},
 	{Kind, 0, 0, true, "OpenPBS gate: the vouch is for another kind of connection (user or service)"},
 	{Resolve, 0, 0, true, "OpenPBS gate: the peer host has no usable address"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/keys"
@@ -27,7 +28,7 @@ func (s *Server) handleAdmin(ctx context.Context, op string, raw json.RawMessage
 		if err := decodeArgs(raw, &a); err != nil {
 			return nil, err
 		}
-		return s.createNode(a)
+		return s.createNode(ctx, a)
 	case admin.OpDeleteNode:
 		var a admin.NodeArgs
 		if err := decodeArgs(raw, &a); err != nil {
@@ -52,6 +53,12 @@ func (s *Server) handleAdmin(ctx context.Context, op string, raw json.RawMessage
 			return nil, err
 		}
 		return s.setServer(a.Attrs)
+	case admin.OpUnsetServer:
+		var a admin.UnsetArgs
+		if err := decodeArgs(raw, &a); err != nil {
+			return nil, err
+		}
+		return s.unsetServer(a.Attrs)
 	case admin.OpListKey:
 		return s.listKeys(), nil
 	case admin.OpRotateKey:
@@ -70,7 +77,7 @@ func (s *Server) handleAdmin(ctx context.Context, op string, raw json.RawMessage
 		if err := decodeArgs(raw, &a); err != nil {
 			return nil, err
 		}
-		return s.setNode(a)
+		return s.setNode(ctx, a)
 	case admin.OpMemStats:
 		return s.memStats(), nil
 	}
@@ -117,7 +124,26 @@ func (s *Server) setServer(set []admin.Attr) (*admin.ServerInfo, error) {
 	s.mu.Unlock()
 	s.log.WithField("attrs", set).Info("server attributes set")
 	s.modeChanged(old.Mode, next.Mode)
+	s.imSecurityChanged(old, next)
 	return &s.printServer().Server, nil
+}
+
+// unsetServer puts attributes back to their defaults (DefaultAttrs), all
+// or nothing, as set server would set them.
+func (s *Server) unsetServer(names []string) (*admin.ServerInfo, error) {
+	if len(names) == 0 {
+		return nil, admin.Errorf(admin.CodeBadRequest, "unset server needs ATTR")
+	}
+	defaults := DefaultAttrs().Map()
+	set := make([]admin.Attr, 0, len(names))
+	for _, n := range names {
+		v, ok := defaults[strings.ToLower(n)]
+		if !ok {
+			return nil, admin.Errorf(admin.CodeBadValue, "unknown server attribute %q (settable: %s)", n, strings.Join(attrNames(), ", "))
+		}
+		set = append(set, admin.Attr{Name: n, Value: v})
+	}
+	return s.setServer(set)
 }
 
 // activeKeyID is the id of the server's active cluster key.

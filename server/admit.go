@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
 	"github.com/momgate/momgate/handshake"
@@ -51,6 +52,8 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	log := s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "peer": c.RemoteAddr().String()})
 	log.Info("MOM connected")
 	s.register(mc)
+	defer mc.link.Close()
+	s.startTicker(mc)
 	s.rot.connected(mc)
 	defer s.rot.disconnected(mc)
 	defer s.unregister(mc)
@@ -79,8 +82,9 @@ func (s *Server) admit(c net.Conn) (*session, bool) {
 		return nil, false
 	}
 	entry := audit.Entry{Channel: audit.ChannelControl, Peer: daemon.PeerAddrPort(c)}
-	mc, err := s.admitControl(c, remote, local)
+	mc, named, err := s.admitControl(c, remote, local)
 	release()
+	entry.Node, entry.NodeID = named.name, named.idText()
 	if err != nil {
 		rj := handshake.RejectionOf(err)
 		s.countRefusal(rj.Reason)
@@ -103,17 +107,24 @@ func (s *Server) admit(c net.Conn) (*session, bool) {
 
 // admitControl runs the server half of the handshake (handshake.Serve)
 // within the handshake deadline. The session is returned, with the error,
-// once its node is known, so that the audit line names it.
-func (s *Server) admitControl(c net.Conn, remote, local proto.Addr) (*session, error) {
+// once its node is known, and the node the hello or token named as far
+// as the server knows it (a deleted node too), so that the audit line
+// names it.
+func (s *Server) admitControl(c net.Conn, remote, local proto.Addr) (*session, namedNode, error) {
 	if err := c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout)); err != nil {
-		return nil, err
+		return nil, namedNode{}, err
 	}
 	adm := &admission{s: s, conn: c}
 	a, err := handshake.Serve(c, remote, local, s.hs, adm)
+	if adm.node != nil {
+		adm.named = namedNode{adm.node.rec.Name, adm.node.id}
+	}
 	if err != nil {
-		return adm.mc, err
+		return adm.mc, adm.named, err
 	}
 	adm.mc.remote, adm.mc.local = remote, local
+	adm.mc.link = daemon.NewLink(c, a.Session, daemon.LinkConfig{Channel: audit.ChannelControl,
+		Limit: maxControlFrame, WriteTimeout: controlWriteTimeout, Stats: s.sessions})
 	if a.Version == proto.V2 {
 		s.mu.Lock()
 		adm.mc.node.keyID = keys.KeyID(a.KeyID)
@@ -121,17 +132,33 @@ func (s *Server) admitControl(c net.Conn, remote, local proto.Addr) (*session, e
 		adm.mc.recordStamp(a.Timestamp, s.cfg.Now())
 		s.mu.Unlock()
 	}
-	return adm.mc, c.SetDeadline(time.Time{})
+	return adm.mc, adm.named, c.SetDeadline(time.Time{})
+}
+
+// namedNode is the node a connection named, for its audit line; zero
+// when none is known.
+type namedNode struct {
+	name string
+	id   proto.NodeID
+}
+
+// idText is the node id as the audit log writes it, "" if none.
+func (n namedNode) idText() string {
+	if n.id == (proto.NodeID{}) {
+		return ""
+	}
+	return uuid.UUID(n.id).String()
 }
 
 // admission is one control connection's view of the registry during its
 // handshake (handshake.Registry).
 type admission struct {
-	s    *Server
-	conn net.Conn
-	mode proto.Mode // given in ServerHello
-	node *node      // the node the hello named
-	mc   *session   // the session, once it exists
+	s     *Server
+	conn  net.Conn
+	mode  proto.Mode // given in ServerHello
+	node  *node      // the node the hello named
+	named namedNode  // the node the hello or token named, deleted ones too
+	mc    *session   // the session, once it exists
 }
 
 // Mode is the server's mode now.
@@ -158,7 +185,8 @@ func (a *admission) Enroll(e *proto.Enroll, proof *proto.EnrollProof, src netip.
 
 // NodeKey finds the node a Hello names.
 func (a *admission) NodeKey(id proto.NodeID, src netip.Addr) ([32]byte, string, error) {
-	n, pub, err := a.s.helloNode(id, src)
+	n, pub, name, err := a.s.helloNode(id, src)
+	a.named = namedNode{name, id}
 	if err != nil {
 		return pub, "", err
 	}
@@ -168,6 +196,10 @@ func (a *admission) NodeKey(id proto.NodeID, src netip.Addr) ([32]byte, string, 
 
 // Hello records the versions a returning MOM advertised.
 func (a *admission) Hello(proof *proto.HelloProof) { a.s.setVersions(a.node, proof.Versions) }
+
+// Sessions refuses an unsealed session from a node known to speak sealed
+// sessions and gives the im_security for the Welcome (sealed.go).
+func (a *admission) Sessions(speaks bool) (uint8, error) { return a.s.sessionPolicy(a.node, speaks) }
 
 // Welcome wraps the node's keys into its Welcome.
 func (a *admission) Welcome(enrolling bool, claims []uint32) (*proto.Welcome, error) {
@@ -218,7 +250,7 @@ func (s *Server) enroll(m *proto.Enroll, proof *proto.EnrollProof, src netip.Add
 		s.reg.tokens.Unredeem(m.TokenID)
 		return nil, handshake.Refuse(reasons.Internal, "persist enrollment: %w", err)
 	}
-	s.log.WithFields(logrus.Fields{"node": n.rec.Name, "fingerprint": keys.ShortFingerprint(n.pub)}).Info("node enrolled")
+	s.log.WithFields(logrus.Fields{"node": n.rec.Name, "fingerprint": keys.FingerprintText(n.pub)}).Info("node enrolled")
 	s.cfg.CrashAt("enroll-saved") // test-only: enrollment on disk, Welcome not sent
 	n.versions = proof.Versions
 	return n, nil
@@ -239,30 +271,37 @@ func tokenRejection(err error) *handshake.Rejection {
 
 // helloNode finds the enrolled node a Hello from src names and its
 // identity key, refusing an unknown, readdressed or revoked node; the
-// handshake checks the proof with the key.
-func (s *Server) helloNode(id proto.NodeID, src netip.Addr) (*node, [32]byte, error) {
+// handshake checks the proof with the key. name is the node's name as far
+// as the server knows it, a deleted node's too. A deleted node is refused
+// as revoked for as long as the server remembers it (deleted.go), so its
+// MOM stops retrying.
+func (s *Server) helloNode(id proto.NodeID, src netip.Addr) (n *node, pub [32]byte, name string, err error) {
 	s.mu.Lock()
-	n := s.reg.byID[id]
-	var pub [32]byte
+	n = s.reg.byID[id]
 	var addr netip.Addr
 	enrolled := false
 	if n != nil {
-		pub, addr, enrolled = n.pub, n.addr, n.enrolled()
+		pub, addr, enrolled, name = n.pub, n.addr, n.enrolled(), n.rec.Name
 	}
+	gone, wasDeleted := s.deleted.lookup(id)
 	s.mu.Unlock()
+	if n == nil && wasDeleted {
+		return nil, pub, gone.Name, handshake.Refuse(reasons.Revoked, "node %s (id %s) was deleted and is revoked (delete node at %s)",
+			gone.Name, uuid.UUID(id), gone.At.Format(time.RFC3339))
+	}
 	if n == nil && s.deny.Revoked(id, proto.Addr{}) {
-		return nil, pub, handshake.Refuse(reasons.Revoked, "node %x was deleted and is revoked", id)
+		return nil, pub, "", handshake.Refuse(reasons.Revoked, "node %s was deleted and is revoked", uuid.UUID(id))
 	}
 	if n == nil || !enrolled {
-		return nil, pub, handshake.Refuse(reasons.UnknownNode, "no enrolled node with id %x", id)
+		return nil, pub, name, handshake.Refuse(reasons.UnknownNode, "no enrolled node with id %s", uuid.UUID(id))
 	}
 	if addr != src {
-		return nil, pub, handshake.Refuse(reasons.AddrMismatch, "node %s is at %s, connection from %s", n.rec.Name, addr, src)
+		return nil, pub, name, handshake.Refuse(reasons.AddrMismatch, "node %s is at %s, connection from %s", n.rec.Name, addr, src)
 	}
 	if s.deny.Revoked(id, proto.AddrFrom(src)) {
-		return nil, pub, handshake.Refuse(reasons.Revoked, "node %s is revoked", n.rec.Name)
+		return nil, pub, name, handshake.Refuse(reasons.Revoked, "node %s is revoked", n.rec.Name)
 	}
-	return n, pub, nil
+	return n, pub, name, nil
 }
 
 // setVersions records the versions a MOM advertised in its hello proof.

@@ -19,6 +19,10 @@ type Attrs struct {
 	Freshness       Duration `json:"freshness"`        // first-contact window; 0 disables
 	Heartbeat       Duration `json:"heartbeat"`        // MOM heartbeat interval hint
 	KeyGrace        Duration `json:"key_grace"`        // how long a previous key stays accepted
+	// IMSecurity is the weakest protection of new IM sessions between
+	// nodes that speak sealed sessions: none, auth or encrypt. Absent (a
+	// cluster upgraded from before sealed sessions) means none.
+	IMSecurity string `json:"im_security,omitempty"`
 }
 
 // DefaultAttrs are the attributes of a new server.
@@ -30,6 +34,9 @@ func DefaultAttrs() Attrs {
 		Freshness:       Duration(5 * time.Minute),
 		Heartbeat:       Duration(10 * time.Second),
 		KeyGrace:        Duration(30 * time.Second),
+		// A new cluster seals and encrypts IM traffic, with forward
+		// secrecy (docs/PROTOCOL.md 6.7 says why).
+		IMSecurity: "encrypt",
 	}
 }
 
@@ -101,6 +108,16 @@ var attrDefs = map[string]attrDef{
 		"first-contact freshness window for PINGs (0 disables)"),
 	"heartbeat": durationAttr(func(a *Attrs) *Duration { return &a.Heartbeat }, 100*time.Millisecond, time.Hour, false,
 		"interval of MOM heartbeat PINGs"),
+	"im_security": {
+		get: func(a *Attrs) string {
+			if a.IMSecurity == "" {
+				return "none"
+			}
+			return a.IMSecurity
+		},
+		set: enumAttr(func(a *Attrs) *string { return &a.IMSecurity }, []string{"none", "auth", "encrypt"}, "").set,
+		doc: "weakest protection of new IM sessions between nodes that speak sealed sessions: none, auth (integrity) or encrypt (and secrecy, forward secret)",
+	},
 	"key_grace": durationAttr(func(a *Attrs) *Duration { return &a.KeyGrace }, time.Second, 24*time.Hour, false,
 		"how long the previous cluster key is still accepted after a rotation"),
 }

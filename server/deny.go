@@ -32,6 +32,9 @@ const maxDenyEntries = proto.MaxNodeEntries
 type denyJSON struct {
 	Format  int             `json:"format"`
 	Entries []denyEntryJSON `json:"entries"`
+	// Deleted are the nodes deleted, newest maxDeleted (deleted.go);
+	// absent in older files.
+	Deleted []deletedJSON `json:"deleted,omitempty"`
 }
 
 type denyEntryJSON struct {
@@ -60,10 +63,11 @@ func (s *Server) loadDenyList() error {
 	if err != nil {
 		return fmt.Errorf("load deny list: %w", err)
 	}
-	entries, err := decodeDenyList(data)
+	entries, deleted, err := decodeDenyFile(data)
 	if err != nil {
 		return fmt.Errorf("load %s: %w", path, err)
 	}
+	s.deleted.load(deleted)
 	for _, e := range entries {
 		s.deny.Deny(e.Node, e.Addr)
 		if e.Keys != nil {
@@ -76,14 +80,21 @@ func (s *Server) loadDenyList() error {
 // errBadDenyList means deny.json does not decode.
 var errBadDenyList = errors.New("invalid deny list")
 
-// decodeDenyList strictly decodes deny.json.
+// decodeDenyList strictly decodes deny.json's deny list.
 func decodeDenyList(data []byte) ([]denyRecord, error) {
+	entries, _, err := decodeDenyFile(data)
+	return entries, err
+}
+
+// decodeDenyFile strictly decodes deny.json: the deny list and the
+// deleted nodes.
+func decodeDenyFile(data []byte) ([]denyRecord, []deletedRecord, error) {
 	var d denyJSON
 	if err := strictjson.Decode(data, &d); err != nil {
-		return nil, fmt.Errorf("%w: %v", errBadDenyList, err)
+		return nil, nil, fmt.Errorf("%w: %v", errBadDenyList, err)
 	}
 	if d.Format != 1 {
-		return nil, fmt.Errorf("%w: format %d, want 1", errBadDenyList, d.Format)
+		return nil, nil, fmt.Errorf("%w: format %d, want 1", errBadDenyList, d.Format)
 	}
 	out := make([]denyRecord, 0, len(d.Entries))
 	for i, e := range d.Entries {
@@ -92,30 +103,34 @@ func decodeDenyList(data []byte) ([]denyRecord, error) {
 		for _, k := range e.Keys {
 			id, err := keys.ParseKeyID(k)
 			if err != nil {
-				return nil, fmt.Errorf("%w: entries[%d].keys: %v", errBadDenyList, i, err)
+				return nil, nil, fmt.Errorf("%w: entries[%d].keys: %v", errBadDenyList, i, err)
 			}
 			ids = append(ids, id)
 		}
 		if e.Node != "" {
 			u, err := uuid.Parse(e.Node)
 			if err != nil {
-				return nil, fmt.Errorf("%w: entries[%d].node %q: %v", errBadDenyList, i, e.Node, err)
+				return nil, nil, fmt.Errorf("%w: entries[%d].node %q: %v", errBadDenyList, i, e.Node, err)
 			}
 			na.Node = proto.NodeID(u)
 		}
 		if e.Addr != "" {
 			ip, err := netip.ParseAddr(e.Addr)
 			if err != nil || ip.Zone() != "" {
-				return nil, fmt.Errorf("%w: entries[%d].addr %q: not an IP address", errBadDenyList, i, e.Addr)
+				return nil, nil, fmt.Errorf("%w: entries[%d].addr %q: not an IP address", errBadDenyList, i, e.Addr)
 			}
 			na.Addr = proto.AddrFrom(ip.Unmap())
 		}
 		if na == (proto.NodeAddr{}) {
-			return nil, fmt.Errorf("%w: entries[%d] names neither a node nor an address", errBadDenyList, i)
+			return nil, nil, fmt.Errorf("%w: entries[%d] names neither a node nor an address", errBadDenyList, i)
 		}
 		out = append(out, denyRecord{NodeAddr: na, Keys: ids})
 	}
-	return out, nil
+	deleted, err := decodeDeleted(d.Deleted)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, deleted, nil
 }
 
 // denyEntries is the deny list as DenySet entries.
@@ -144,9 +159,10 @@ func (s *Server) saveDenyList() {
 	}
 }
 
-// writeDenyList writes deny.json. The caller holds s.mu.
+// writeDenyList writes deny.json: the deny list and the deleted nodes.
+// The caller holds s.mu.
 func (s *Server) writeDenyList() error {
-	d := denyJSON{Format: 1, Entries: []denyEntryJSON{}}
+	d := denyJSON{Format: 1, Entries: []denyEntryJSON{}, Deleted: s.deleted.records()}
 	for _, e := range s.denyEntries() {
 		var j denyEntryJSON
 		if e.Node != (proto.NodeID{}) {

@@ -20,8 +20,9 @@ import (
 func FuzzDecodeDenyList(f *testing.F) {
 	f.Add([]byte(`{"format":1,"entries":[]}`))
 	f.Add([]byte(`{"format":1,"entries":[{"node":"a0000000-0000-0000-0000-000000000001","addr":"127.0.0.4"},{"addr":"::1"}]}`))
+	f.Add([]byte(`{"format":1,"entries":[],"deleted":[{"node":"a0000000-0000-0000-0000-000000000001","name":"cn03","at":"2026-12-01T10:00:00Z"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		es, err := decodeDenyList(data)
+		es, deleted, err := decodeDenyFile(data)
 		if err != nil {
 			if !errors.Is(err, errBadDenyList) {
 				t.Fatalf("error does not wrap errBadDenyList: %v", err)
@@ -31,6 +32,11 @@ func FuzzDecodeDenyList(f *testing.F) {
 		for i, e := range es {
 			if e.Node == [16]byte{} && e.Addr == [16]byte{} {
 				t.Fatalf("entry %d is empty", i)
+			}
+		}
+		for i, d := range deleted {
+			if !nodeNameRE.MatchString(d.Name) {
+				t.Fatalf("deleted %d has name %q", i, d.Name)
 			}
 		}
 	})

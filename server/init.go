@@ -147,5 +147,5 @@ func initialize(dir string, rnd io.Reader, now time.Time) (string, error) {
 	if err := store.SaveManifest(dir, statecheck.RoleServer.String(), initFiles); err != nil {
 		return "", err
 	}
-	return keys.ShortFingerprint(id.Public), nil
+	return keys.FingerprintText(id.Public), nil
 }

@@ -39,6 +39,13 @@ func (s *Server) legacyHello(c net.Conn, m *proto.LegacyHello, src netip.Addr, m
 		return mc, handshake.Refuse(migration.RefuseDowngrade,
 			"node %s is upgraded (it has spoken PING only): legacy hello refused; roll it back with set node %s upgraded=false", n.rec.Name, n.rec.Name)
 	}
+	if n.rec.Sealed && mode != proto.ModeLegacy {
+		// It proved it speaks sealed sessions and this mode accepts them:
+		// a v1 session, which nothing authenticates, is a downgrade.
+		return mc, handshake.Refuse(reasons.SessionDowngrade,
+			"node %s speaks sealed sessions: a legacy (v1) session from it is refused in %s mode; roll it back with set node %s sealed=false",
+			n.rec.Name, mode, n.rec.Name)
+	}
 	n.versions = m.Versions
 	n.protocol = "v1"
 	s.lg.v1Accepted.Add(1)
@@ -49,12 +56,11 @@ func (s *Server) legacyHello(c net.Conn, m *proto.LegacyHello, src netip.Addr, m
 // legacyLoop serves a v1 session: there are no heartbeats (TCP keepalive
 // finds a dead peer); the MOM may look nodes up.
 func (s *Server) legacyLoop(ctx context.Context, mc *session) error {
-	buf := make([]byte, 0, 512)
 	for ctx.Err() == nil {
 		if err := mc.conn.SetReadDeadline(time.Time{}); err != nil {
 			return err
 		}
-		frame, err := proto.ReadFrameLimit(mc.conn, buf[:cap(buf)], maxControlFrame)
+		frame, err := mc.link.ReadFrame()
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -20,17 +21,13 @@ import (
 // DefaultMomPort is the IM port a node gets when create node names none.
 const DefaultMomPort = 15003
 
-func (s *Server) createNode(a admin.CreateNodeArgs) (*admin.CreateNodeResult, error) {
+func (s *Server) createNode(ctx context.Context, a admin.CreateNodeArgs) (*admin.CreateNodeResult, error) {
 	if !nodeNameRE.MatchString(a.Name) {
 		return nil, admin.Errorf(admin.CodeBadValue, "invalid node name %q: use letters, digits, '.', '_', '-' (at most 64)", a.Name)
 	}
-	addr, err := netip.ParseAddr(a.Mom)
+	addr, host, err := s.momAddr(ctx, a.Mom)
 	if err != nil {
-		return nil, admin.Errorf(admin.CodeBadValue, "Mom=%q is not an IP address", a.Mom)
-	}
-	addr = addr.Unmap()
-	if err := proto.CheckNodeAddr(addr); err != nil {
-		return nil, admin.Errorf(admin.CodeBadValue, "Mom=%v", err)
+		return nil, err
 	}
 	if a.Port == 0 {
 		a.Port = DefaultMomPort
@@ -56,7 +53,7 @@ func (s *Server) createNode(a admin.CreateNodeArgs) (*admin.CreateNodeResult, er
 		return nil, fmt.Errorf("issue token: %w", err)
 	}
 	n := &node{
-		rec:  nodeRecord{Name: a.Name, Port: a.Port, Created: now.UTC()}, // ID and Mom from id and addr
+		rec:  nodeRecord{Name: a.Name, Host: host, Port: a.Port, Created: now.UTC()}, // ID and Mom from id and addr
 		id:   proto.NodeID(id),
 		addr: addr,
 	}
@@ -71,7 +68,7 @@ func (s *Server) createNode(a admin.CreateNodeArgs) (*admin.CreateNodeResult, er
 		return nil, fmt.Errorf("persist: %w", err)
 	}
 	s.liftDenyLocked(addr)
-	s.log.WithFields(logrus.Fields{"node": a.Name, "mom": addr.String()}).Info("node created")
+	s.log.WithFields(logrus.Fields{"node": a.Name, "mom": addr.String(), "host": host}).Info("node created")
 	s.membershipChangedLocked()
 	return &admin.CreateNodeResult{Node: n.info(s.activeKeyID()), Token: token, TokenExpires: trec.Expires}, nil
 }
@@ -84,11 +81,11 @@ func (s *Server) listNodes(name string) ([]admin.NodeInfo, error) {
 		if n == nil {
 			return nil, admin.Errorf(admin.CodeUnknownNode, "unknown node %s", name)
 		}
-		return []admin.NodeInfo{n.info(s.activeKeyID())}, nil
+		return []admin.NodeInfo{s.withSessionLocked(n.info(s.activeKeyID()), n)}, nil
 	}
 	out := []admin.NodeInfo{}
 	for _, n := range s.reg.sortedNodes() {
-		out = append(out, n.info(s.activeKeyID()))
+		out = append(out, s.withSessionLocked(n.info(s.activeKeyID()), n))
 	}
 	return out, nil
 }
@@ -123,8 +120,12 @@ func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
 		info = n.info(s.activeKeyID())
 		s.membershipChangedLocked()
 		// Deny at once: the node is refused by the server and by every MOM.
+		s.deleted.add(n.id, name, s.cfg.Now()) // saved with the deny list
 		s.denyLocked(n.id, proto.AddrFrom(n.addr))
 		s.pushDenyLocked([]proto.NodeAddr{{Node: n.id, Addr: proto.AddrFrom(n.addr)}}, n.id)
+		if n.rec.Sealed {
+			s.forgetSealedLocked(n, proto.AddrFrom(n.addr)) // its address may go to a node that does not speak them
+		}
 		s.base.Verifier.Guard.Forget(n.id)
 		if !n.enrolled() {
 			// It never held a cluster key: nothing to rotate.
@@ -140,28 +141,25 @@ func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
 	return &info, nil
 }
 
-// setNode changes node attributes, all or nothing: Mom=ADDR readdresses the
+// setNode changes node attributes, all or nothing: Mom=ADDR|HOST readdresses the
 // node (a membership change: lists are pushed), protocol=legacy or
 // upgraded=false roll it back (its no-downgrade mark is cleared).
-func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
+func (s *Server) setNode(ctx context.Context, a admin.SetArgs) (*admin.NodeInfo, error) {
 	if len(a.Attrs) == 0 {
 		return nil, admin.Errorf(admin.CodeBadRequest, "set node needs ATTR=VALUE")
 	}
 	var newAddr netip.Addr
-	rollback := false
+	newHost := ""
+	rollback, unseal := false, false
 	for _, kv := range a.Attrs {
 		v := strings.TrimSpace(kv.Value)
 		switch strings.ToLower(kv.Name) {
 		case "mom":
-			addr, err := netip.ParseAddr(v)
-			if err != nil || addr.Zone() != "" {
-				return nil, admin.Errorf(admin.CodeBadValue, "Mom=%q is not an IP address", kv.Value)
+			addr, host, err := s.momAddr(ctx, v)
+			if err != nil {
+				return nil, err
 			}
-			addr = addr.Unmap()
-			if err := proto.CheckNodeAddr(addr); err != nil {
-				return nil, admin.Errorf(admin.CodeBadValue, "Mom=%v", err)
-			}
-			newAddr = addr
+			newAddr, newHost = addr, host
 		case "protocol":
 			if !strings.EqualFold(v, "legacy") {
 				return nil, admin.Errorf(admin.CodeBadValue, "protocol=%q: only legacy can be set (a node becomes PING-only by speaking it)", kv.Value)
@@ -172,8 +170,13 @@ func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
 				return nil, admin.Errorf(admin.CodeBadValue, "upgraded=%q: only false can be set (a node is marked when it speaks PING only)", kv.Value)
 			}
 			rollback = true
+		case "sealed":
+			if !strings.EqualFold(v, "false") {
+				return nil, admin.Errorf(admin.CodeBadValue, "sealed=%q: only false can be set (a node is marked when it proves it speaks sealed sessions)", kv.Value)
+			}
+			unseal = true
 		default:
-			return nil, admin.Errorf(admin.CodeBadValue, "unknown node attribute %q (settable: Mom, protocol=legacy, upgraded=false)", kv.Name)
+			return nil, admin.Errorf(admin.CodeBadValue, "unknown node attribute %q (settable: Mom, protocol=legacy, upgraded=false, sealed=false)", kv.Name)
 		}
 	}
 	var info admin.NodeInfo
@@ -194,11 +197,20 @@ func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
 			}
 			n.setAddr(newAddr)
 		}
+		// Mom= names the node's address again, by name or not.
+		rehosted := newAddr.IsValid() && newHost != n.rec.Host
+		if rehosted {
+			n.rec.Host = newHost
+		}
 		cleared := rollback && n.rec.Upgraded
 		if rollback {
 			n.rec.Upgraded = false
 		}
-		if readdress || cleared {
+		unsealed := unseal && n.rec.Sealed
+		if unseal {
+			n.rec.Sealed = false
+		}
+		if readdress || cleared || unsealed || rehosted {
 			if err := s.persistLocked(); err != nil {
 				n.rec, n.addr = old, oldAddr
 				return false, fmt.Errorf("persist: %w", err)
@@ -207,6 +219,15 @@ func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
 		if cleared {
 			s.log.WithField("node", n.rec.Name).Warn("node rolled back by the administrator: legacy admission of it allowed again")
 		}
+		if unsealed {
+			s.log.WithField("node", n.rec.Name).Warn("node rolled back by the administrator: unsealed sessions with it allowed again")
+		}
+		if unsealed || (readdress && n.rec.Sealed) {
+			s.forgetSealedLocked(n, proto.AddrFrom(oldAddr))
+		}
+		if readdress && n.rec.Sealed {
+			s.pushSealedLocked(proto.UpgradedAdd, []proto.NodeAddr{{Node: n.id, Addr: proto.AddrFrom(n.addr)}})
+		}
 		if cleared || (readdress && n.rec.Upgraded) {
 			s.pushUpgradedLocked(proto.UpgradedRemove, &node{id: n.id, addr: oldAddr})
 		}
@@ -214,7 +235,7 @@ func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
 			s.pushUpgradedLocked(proto.UpgradedAdd, n)
 		}
 		if readdress {
-			s.log.WithFields(logrus.Fields{"node": n.rec.Name, "from": oldAddr.String(), "to": newAddr.String()}).Info("node readdressed")
+			s.log.WithFields(logrus.Fields{"node": n.rec.Name, "from": oldAddr.String(), "to": newAddr.String(), "host": n.rec.Host}).Info("node readdressed")
 			s.membershipChangedLocked()
 			if n.enrolled() {
 				// PINGs naming the old address are refused from now on,
@@ -229,7 +250,7 @@ func (s *Server) setNode(a admin.SetArgs) (*admin.NodeInfo, error) {
 				s.liftDenyLocked(n.addr)
 			}
 		}
-		info = n.info(s.activeKeyID())
+		info = s.withSessionLocked(n.info(s.activeKeyID()), n)
 		return readdress && n.enrolled(), nil
 	}
 	if !newAddr.IsValid() {

@@ -30,6 +30,7 @@ import (
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	sess "github.com/momgate/momgate/session"
 	"github.com/momgate/momgate/statecheck"
 )
 
@@ -57,6 +58,16 @@ type Config struct {
 	// tests' hook kills the process there (daemon.CrashHookFromEnv); nil
 	// in production.
 	CrashAt func(step string)
+	// SessionLimits bound the keys of sealed control sessions; zero fields
+	// are the protocol's defaults (a test shortens the rekey interval).
+	SessionLimits sess.Limits
+	// WithoutSessions makes the server behave as one of before sealed
+	// sessions (no Welcome trailer, plain swaps only): test-only.
+	WithoutSessions bool
+	// Resolve resolves the host names Mom= gives (resolve.go); nil means
+	// the system's resolver. Tests set one that answers loopback
+	// addresses only.
+	Resolve Resolver
 	// PBSSocket is the OpenPBS plugin's socket (pbsauth.go); "" disables.
 	// PBSHostName names this host to PBS ("" means the hostname).
 	PBSSocket, PBSHostName string
@@ -79,6 +90,7 @@ type Server struct {
 	hs       *handshake.ServerParams // what the server half of the handshake needs
 	deny     *ping.DenyList
 	denyKeys map[proto.NodeAddr][]keys.KeyID // keys held when each deny entry was made (deny.go); guarded by mu
+	deleted  *deletedNodes                   // the nodes deleted, by id (deleted.go); guarded by mu
 	rot      *rotor
 
 	mu    sync.Mutex // guards reg and conns
@@ -86,9 +98,11 @@ type Server struct {
 	conns map[proto.NodeID]*session
 	lg    legacyServer // legacy protocol and migration (legacy.go, migration.go)
 
-	listener net.Listener
-	ready    chan struct{}
+	listener  net.Listener
+	ready     chan struct{}
+	readiness daemon.Readiness // /readyz: listeners and admin socket up
 
+	sessions *daemon.SessionStats // sealed frames and sessions (sealed.go)
 	// denyWithheld: deny.json was lost, so no DenySet is sent (none
 	// would carry the lost entries, and every MOM would lift them) until
 	// the key rotation started at recovery has completed (recovery.go).
@@ -104,6 +118,9 @@ func New(cfg Config) (*Server, error) {
 	cfg.Log, cfg.Audit, cfg.Now, cfg.Rand, cfg.HandshakeTimeout = d.Log, d.Audit, d.Now, d.Rand, d.HandshakeTimeout
 	if cfg.CrashAt == nil {
 		cfg.CrashAt = func(string) {}
+	}
+	if cfg.Resolve == nil {
+		cfg.Resolve = systemResolver
 	}
 	if err := daemon.CheckMetricsListen(cfg.MetricsListen, cfg.MetricsAllowRemote); err != nil {
 		return nil, err
@@ -162,7 +179,8 @@ func open(cfg Config, st *daemon.State) (s *Server, err error) {
 	}
 	s = &Server{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring),
-		states: states, deny: &ping.DenyList{}, denyKeys: map[proto.NodeAddr][]keys.KeyID{}, reg: reg, conns: map[proto.NodeID]*session{},
+		states: states, deny: &ping.DenyList{}, denyKeys: map[proto.NodeAddr][]keys.KeyID{}, deleted: newDeletedNodes(),
+		reg: reg, conns: map[proto.NodeID]*session{},
 		ready: make(chan struct{}),
 	}
 	s.base, err = daemon.OpenBase(daemon.BaseConfig{State: st, Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now,
@@ -172,6 +190,10 @@ func open(cfg Config, st *daemon.State) (s *Server, err error) {
 	}
 	s.sealer = &ping.Sealer{Keys: s.ring, Stamper: s.base.Stamper, Rand: cfg.Rand, Node: reg.id}
 	s.hs = &handshake.ServerParams{ID: reg.id, Ident: ident, Rand: cfg.Rand, Sealer: s.sealer, Verifier: s.base.Verifier}
+	if !cfg.WithoutSessions {
+		s.hs.Sessions = &handshake.SessionParams{Now: time.Now, Limits: cfg.SessionLimits}
+	}
+	s.sessions = daemon.NewSessionStats()
 	if reg.tokens.Prune(cfg.Now()) > 0 {
 		// Dropped from disk now rather than at the next change, so the
 		// store forgets them too (memory per node in steady state).
@@ -193,8 +215,8 @@ func open(cfg Config, st *daemon.State) (s *Server, err error) {
 	return s, nil
 }
 
-// Fingerprint is the short fingerprint of the server's identity key.
-func (s *Server) Fingerprint() string { return keys.ShortFingerprint(s.ident.Public) }
+// Fingerprint is the fingerprint of the server's identity key (SHA256:BASE64).
+func (s *Server) Fingerprint() string { return keys.FingerprintText(s.ident.Public) }
 
 // Addr returns the control listener's address once Run is listening.
 func (s *Server) Addr() net.Addr {
@@ -207,8 +229,13 @@ func (s *Server) Addr() net.Addr {
 func (s *Server) Run(ctx context.Context) error {
 	defer s.base.Close()
 	defer s.states.close()
-	ln, serveMetrics, err := s.base.Listen(s.cfg.Listen, s.cfg.MetricsListen, s.cfg.MetricsAllowRemote, s.collectors()...)
+	ln, serveMetrics, err := s.base.Listen(s.cfg.Listen, s.cfg.MetricsListen, s.cfg.MetricsAllowRemote, s.readiness.Err, s.collectors()...)
 	if err != nil {
+		return err
+	}
+	adminLn, err := admin.Listen(admin.SocketPath(s.cfg.StateDir))
+	if err != nil {
+		ln.Close()
 		return err
 	}
 	s.listener = ln
@@ -220,7 +247,7 @@ func (s *Server) Run(ctx context.Context) error {
 		g.Go("", serveMetrics)
 	}
 	g.Go("admin socket", func(ctx context.Context) error {
-		return admin.Serve(ctx, admin.SocketPath(s.cfg.StateDir), s.handleAdmin, s.log)
+		return admin.ServeListener(ctx, adminLn, s.handleAdmin, s.log)
 	})
 	if s.cfg.PBSSocket != "" {
 		g.Go("pbs socket", s.servePBS)
@@ -233,7 +260,9 @@ func (s *Server) Run(ctx context.Context) error {
 		s.rot.run(ctx)
 		return nil
 	})
+	s.readiness.Ready()
 	s.serveControl(g.Context(), ln)
+	s.readiness.Stopping()
 	g.Stop()
 	err = g.Wait()
 	s.base.Shutdown()

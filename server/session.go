@@ -30,9 +30,9 @@ const maxControlFrame = 64 << 10
 // Server.mu, before the writer starts.
 type session struct {
 	conn          net.Conn
-	remote, local proto.Addr // the connection's two addresses, which PINGs name
+	link          *daemon.Link // every frame once admitted, sealed or not (sealed.go)
+	remote, local proto.Addr   // the connection's two addresses, which PINGs name
 	node          *node
-	wmu           sync.Mutex // one frame at a time on conn
 
 	v1       bool       // the session speaks v1 (LegacyHello)
 	versions uint8      // versions the MOM advertised
@@ -40,6 +40,8 @@ type session struct {
 
 	q    chan pushItem // the ordered push queue, nil until startSession
 	done chan struct{} // closed to stop the queue's writer
+
+	confirmed bool // a sealed record of the MOM opened (reader only; sealed.go)
 
 	// What the Welcome gave the MOM (for the key rotation).
 	held   []keys.KeyID
@@ -61,15 +63,9 @@ func (c *session) recordStamp(ts uint64, now time.Time) {
 	c.lastPing = now
 }
 
-// send writes one frame to the MOM outside the push queue.
-func (c *session) send(m proto.Message) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		return err
-	}
-	return proto.WriteFrame(c.conn, m)
-}
+// send writes one frame to the MOM outside the push queue (the link
+// orders it with the queue's frames and bounds the write).
+func (c *session) send(m proto.Message) error { return c.link.Send(m) }
 
 // pushQueueLen bounds the frames waiting for one MOM; a MOM that falls this
 // far behind is disconnected and gets the whole state again on reconnect.
@@ -82,8 +78,9 @@ const (
 	pushList pushKind = iota + 1
 	pushUpgraded
 	pushMode
-	pushDeny  // Deny, DenyLift or DenySet: in order with each other
-	pushClose // close the connection once the frames before it are written
+	pushDeny   // Deny, DenyLift or DenySet: in order with each other
+	pushSealed // IMSecurity, SealedNodes: sealed sessions only (sealed.go)
+	pushClose  // close the connection once the frames before it are written
 )
 
 // pushItem is one frame in a session's push queue.
@@ -143,6 +140,9 @@ func (s *Server) startSession(mc *session) (stop func()) {
 	if !mc.v1 && migration.Upgrades(mc.versions) && !mc.node.rec.Upgraded {
 		s.markUpgradedLocked(mc.node)
 	}
+	if mc.link.Sealed() {
+		s.startSealedLocked(mc) // the sealed-nodes set (sealed.go)
+	}
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -169,13 +169,7 @@ func (s *Server) pushWriter(mc *session) {
 			mc.conn.Close()
 			continue
 		}
-		mc.wmu.Lock()
-		err := mc.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if err == nil {
-			_, err = mc.conn.Write(it.frame)
-		}
-		mc.wmu.Unlock()
-		if err != nil {
+		if err := mc.link.WriteFrame(it.frame); err != nil {
 			mc.conn.Close()
 			return
 		}
@@ -221,7 +215,6 @@ func (s *Server) sessionLoop(ctx context.Context, mc *session) error {
 // the connection ends. Three missed heartbeats close it.
 func (s *Server) controlLoop(ctx context.Context, mc *session) error {
 	var res ping.Result
-	buf := make([]byte, 0, ping.ReplyFrameSize) // ReadFrameLimit grows it for larger frames
 	for ctx.Err() == nil {
 		s.mu.Lock()
 		idle := 3*time.Duration(s.reg.attrs.Heartbeat) + 5*time.Second
@@ -229,22 +222,16 @@ func (s *Server) controlLoop(ctx context.Context, mc *session) error {
 		if err := mc.conn.SetReadDeadline(time.Now().Add(idle)); err != nil {
 			return err
 		}
-		frame, err := proto.ReadFrameLimit(mc.conn, buf[:cap(buf)], maxControlFrame)
+		frame, err := mc.link.ReadFrame()
 		if err != nil {
+			s.sessionFailed(mc, err)
 			return err
 		}
+		s.confirmSealed(mc)
 		switch proto.Type(frame[3]) {
 		case proto.TypePing:
-			mc.wmu.Lock()
-			// Our own write deadline: send and the legacy pusher leave theirs
-			// (10 s) on the connection, and a reply after it expired failed
-			// with i/o timeout and closed the connection.
-			err := mc.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if err == nil {
-				err = handshake.Respond(mc.conn, frame, mc.remote, mc.local, s.sealer, s.base.Verifier, &res)
-			}
-			mc.wmu.Unlock()
-			if err != nil {
+			// The link bounds the write and orders it with the pushes.
+			if err := handshake.Respond(mc.link.Writer(), frame, mc.remote, mc.local, s.sealer, s.base.Verifier, &res); err != nil {
 				s.base.Record(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: ping.Reason(err),
 					Peer: daemon.PeerAddrPort(mc.conn), Node: mc.node.rec.Name, Detail: "heartbeat: " + err.Error()})
 				return err
@@ -273,10 +260,19 @@ func (s *Server) controlLoop(ctx context.Context, mc *session) error {
 }
 
 // handleMomMessage handles the messages a MOM may send on a session of
-// either version (NodeLookup) or, on a PING session, FloorLookup; it
+// either version (NodeLookup), NameLookup (v2 only by its type) or, on a
+// PING session, FloorLookup; it
 // reports whether msg was one of them.
 func (s *Server) handleMomMessage(mc *session, msg proto.Message) bool {
 	switch m := msg.(type) {
+	case *proto.NameLookup:
+		if !keyed(mc) {
+			return false // only a MOM the server authenticated may ask
+		}
+		if err := mc.send(s.nodeName(m)); err != nil {
+			mc.conn.Close()
+		}
+		return true
 	case *proto.NodeLookup:
 		reply := &proto.NodeAddress{Ver: m.Ver, ID: m.ID, Name: m.Name, Status: proto.LookupUnknown}
 		s.mu.Lock()

@@ -44,11 +44,16 @@ type nodeRecord struct {
 	Name     string     `json:"name"`
 	ID       string     `json:"id"`
 	Mom      string     `json:"mom"`
+	Host     string     `json:"host,omitempty"` // the host name Mom= named, resolved to Mom; "" when Mom= was an address
 	Port     int        `json:"port"`
 	Pub      string     `json:"pub,omitempty"` // identity public key, base64; empty until enrolled
 	Created  time.Time  `json:"created"`
 	Enrolled *time.Time `json:"enrolled,omitempty"`
 	Upgraded bool       `json:"upgraded,omitempty"`
+	// Sealed: the node proved it speaks sealed sessions (docs/PROTOCOL.md
+	// 6.7); an unsealed control session from it is refused until an
+	// administrator clears it (set node NAME sealed=false).
+	Sealed bool `json:"sealed,omitempty"`
 }
 
 // persisted is the whole of state.json: written atomically on every change,
@@ -117,7 +122,7 @@ func (n *node) info(active keys.KeyID) admin.NodeInfo {
 	}
 	rec := n.record()
 	ni := admin.NodeInfo{
-		Name: n.rec.Name, ID: rec.ID, Mom: rec.Mom, Port: n.rec.Port, State: st,
+		Name: n.rec.Name, ID: rec.ID, Mom: rec.Mom, Host: n.rec.Host, Port: n.rec.Port, State: st,
 		Protocol: n.protocol, Versions: migration.VersionsString(n.versions), Upgraded: n.rec.Upgraded, Created: n.rec.Created,
 	}
 	if n.keyID != 0 {
@@ -128,11 +133,15 @@ func (n *node) info(active keys.KeyID) admin.NodeInfo {
 		}
 	}
 	if n.enrolled() {
-		ni.Fingerprint = keys.ShortFingerprint(n.pub)
+		ni.Fingerprint = keys.FingerprintText(n.pub)
 	}
 	if !n.lastSeen.IsZero() {
 		t := n.lastSeen
 		ni.LastSeen = &t
+	}
+	if n.rec.Enrolled != nil {
+		t := *n.rec.Enrolled
+		ni.Enrolled = &t
 	}
 	return ni
 }

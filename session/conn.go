@@ -17,9 +17,10 @@ import (
 // One goroutine may read while others write and tick. Writes go out in the
 // order they were sealed. A rekey message a read produces is written by the
 // reader itself when no write is in progress, otherwise by the writer as
-// soon as its write ends, so a reader never waits on a blocked writer. Conn
-// does not own the stream: the daemon closes it (and should once an error
-// wraps one of the session sentinels).
+// soon as its write ends, so neither a reader nor a ticker ever waits on a
+// blocked writer. Conn does not own the stream: the daemon closes it (and
+// should once an error wraps one of the session sentinels), and sets the
+// stream's write deadlines, so that a writer never blocks forever.
 type Conn struct {
 	r   io.Reader
 	w   io.Writer
@@ -33,8 +34,14 @@ type Conn struct {
 	wmu     sync.Mutex // held while writing
 	writing []byte     // the batch being written (wmu)
 
-	rbuf []byte // the reader's record buffer
+	rbuf       []byte // the reader's record buffer
+	plainLimit int    // cap of a frame without a session (LimitPlain)
 }
+
+// LimitPlain caps the frames ReadFrame reads without a session (protection
+// None) at n bytes, header included, checked before the body is read; the
+// default is proto.MaxFrameSize. Sealed records keep the record cap.
+func (c *Conn) LimitPlain(n int) { c.plainLimit = n }
 
 // NewConn runs s over r and w with the clock now. s nil means protection
 // None.
@@ -57,20 +64,29 @@ func (c *Conn) Protection() Protection {
 // and the session is over.
 func (c *Conn) ReadFrame() ([]byte, error) {
 	if c.s == nil {
-		f, err := proto.ReadFrameLimit(c.r, c.rbuf[:cap(c.rbuf)], proto.MaxFrameSize)
+		limit := c.plainLimit
+		if limit <= 0 {
+			limit = proto.MaxFrameSize
+		}
+		f, err := proto.ReadFrameLimit(c.r, c.rbuf[:cap(c.rbuf)], limit)
 		if err == nil {
 			c.rbuf = f
 		}
 		return f, err
 	}
+	if cap(c.rbuf) > shrinkAbove {
+		c.rbuf = nil // the last frame was large: do not keep its buffer
+	}
 	for {
 		rec, err := ReadRecord(c.r, c.rbuf[:cap(c.rbuf)], c.s.Limit())
 		if err != nil {
+			c.mu.Lock()
 			if _, ours := sessionReason(err); ours {
-				c.mu.Lock()
 				c.s.fail(err)
-				c.mu.Unlock()
 			}
+			// No frame this call: the last one may be erased now.
+			c.s.WipeReceived()
+			c.mu.Unlock()
 			return nil, err
 		}
 		c.rbuf = rec
@@ -81,8 +97,14 @@ func (c *Conn) ReadFrame() ([]byte, error) {
 			frame, out, err = c.s.OpenRecord(rec, pending, now)
 			return out, err
 		})
-		if err != nil || frame != nil {
-			return frame, err
+		if err != nil {
+			c.mu.Lock()
+			c.s.WipeReceived() // the reader is the only user of the buffer
+			c.mu.Unlock()
+			return nil, err
+		}
+		if frame != nil {
+			return frame, nil
 		}
 	}
 }
@@ -118,7 +140,31 @@ func (c *Conn) Tick() error {
 	if c.s == nil {
 		return nil
 	}
-	return c.queue(true, c.s.Tick)
+	// Not blocking on a writer: a writer stalled on a full socket must not
+	// hold the ticker too; it writes the rekey record when its write ends.
+	return c.queue(false, c.s.Tick)
+}
+
+// Confirmed reports whether a record of the peer has opened (key
+// confirmation); a connection without a session never is.
+func (c *Conn) Confirmed() bool {
+	if c.s == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.s.Confirmed()
+}
+
+// Err returns why the session ended (a session error or the first write
+// error), or nil while it runs.
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.s != nil && c.s.Err() != nil {
+		return c.s.Err()
+	}
+	return c.werr
 }
 
 // queue runs a session step that may append records to the pending ones,

@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/momgate/momgate/ping"
+	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/reasons"
 )
 
 // Reasons a session is refused or closed. Callers branch on them with
@@ -33,68 +35,73 @@ var (
 	// ErrDowngrade: an unsealed swap with a peer known to speak sealed
 	// sessions.
 	ErrDowngrade = errors.New("unsealed session with a peer that speaks sealed sessions")
+	// ErrNode: the swap of a control session names another node than the
+	// one its handshake proved (Config.ExpectNode).
+	ErrNode = errors.New("session swap names another node than the handshake")
 )
 
-var reasons = []struct {
-	err   error
-	label string
+var labels = []struct {
+	err    error
+	reason reasons.Reason
 }{
-	{ErrAuth, "session_auth"},
-	{ErrReplay, "session_replay"},
-	{ErrSize, "session_size"},
-	{ErrExpired, "session_expired"},
-	{ErrProtocol, "session_protocol"},
-	{ErrOffer, "session_offer"},
-	{ErrPolicy, "session_policy"},
-	{ErrDowngrade, "session_downgrade"},
+	{ErrAuth, reasons.SessionAuth},
+	{ErrReplay, reasons.SessionReplay},
+	{ErrSize, reasons.SessionSize},
+	{ErrExpired, reasons.SessionExpired},
+	{ErrProtocol, reasons.SessionProtocol},
+	{ErrOffer, reasons.SessionOffer},
+	{ErrPolicy, reasons.SessionPolicy},
+	{ErrDowngrade, reasons.SessionDowngrade},
+	{ErrNode, reasons.NodeMismatch},
 }
 
 // Reasons lists every label Reason can return for this package's errors.
-func Reasons() []string {
-	out := make([]string, len(reasons))
-	for i, r := range reasons {
-		out[i] = r.label
+func Reasons() []reasons.Reason {
+	out := make([]reasons.Reason, len(labels))
+	for i, r := range labels {
+		out[i] = r.reason
 	}
 	return out
 }
 
-// Reason returns the label of a session error ("session_auth", ...), or,
-// for an error of the PING checks under the swap, ping.Reason's label.
-func Reason(err error) string {
+// Reason returns the label of a session error (reasons.SessionAuth, ...),
+// or, for an error of the PING checks under the swap, ping.Reason's label.
+func Reason(err error) reasons.Reason {
 	if l, ok := sessionReason(err); ok {
 		return l
 	}
-	return string(ping.Reason(err))
+	return ping.Reason(err)
 }
 
 // sessionReason returns the label of err if it wraps one of this package's
 // sentinels.
-func sessionReason(err error) (string, bool) {
-	for _, r := range reasons {
+func sessionReason(err error) (reasons.Reason, bool) {
+	for _, r := range labels {
 		if errors.Is(err, r.err) {
-			return r.label, true
+			return r.reason, true
 		}
 	}
 	return "", false
 }
 
-// Reject codes of the swap-time refusals (docs/PROTOCOL.md section 2.1).
-const (
-	CodeMalformed uint16 = 1  // ErrOffer
-	CodePolicy    uint16 = 18 // ErrPolicy
-	CodeDowngrade uint16 = 19 // ErrDowngrade
-)
+// IsSession reports whether err wraps one of this package's sentinels: a
+// refusal of the session layer (as opposed to a PING check's or an I/O
+// error).
+func IsSession(err error) bool {
+	_, ok := sessionReason(err)
+	return ok
+}
 
-// RejectCode returns the Reject code for a swap-time session refusal, and
-// false for any other error (the caller maps PING errors as before).
-func RejectCode(err error) (uint16, bool) {
-	switch {
-	case errors.Is(err, ErrOffer):
-		return CodeMalformed, true
-	case errors.Is(err, ErrPolicy):
-		return CodePolicy, true
-	case errors.Is(err, ErrDowngrade):
-		return CodeDowngrade, true
+// RejectCode returns the Reject code for a swap-time session refusal
+// (docs/PROTOCOL.md section 2.1, from the reasons registry), and false for
+// any other error (the caller maps PING errors as before). Code 1, which a
+// peer that does not speak sealed sessions answers a SessionPing with, is
+// never a session refusal.
+func RejectCode(err error) (proto.RejectCode, bool) {
+	for _, e := range []error{ErrOffer, ErrPolicy, ErrDowngrade, ErrNode} {
+		if errors.Is(err, e) {
+			return Reason(err).Code(), true
+		}
 	}
 	return 0, false
 }

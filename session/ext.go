@@ -72,6 +72,9 @@ func DecodeAnswer(b *Ext) (Answer, error) {
 	if !a.Offered.Has(a.Chosen) {
 		return Answer{}, fmt.Errorf("answer chose %s, not among %s: %w", a.Chosen, a.Offered, ErrOffer)
 	}
+	if a.Chosen == None && !isZero(&a.Share) {
+		return Answer{}, fmt.Errorf("answer chose none but carries a share: %w", ErrOffer)
+	}
 	if err := checkEphemeral(&a.Ephemeral, a.Chosen == Encrypt, "answer"); err != nil {
 		return Answer{}, err
 	}

@@ -15,7 +15,7 @@ import (
 // step with the seed functions below by TestSeedCorpus
 // (MOMGATE_UPDATE_CORPUS=1 rewrites them).
 
-var sentinels = []error{ErrAuth, ErrReplay, ErrSize, ErrExpired, ErrProtocol, ErrOffer, ErrPolicy, ErrDowngrade}
+var sentinels = []error{ErrAuth, ErrReplay, ErrSize, ErrExpired, ErrProtocol, ErrOffer, ErrPolicy, ErrDowngrade, ErrNode}
 
 // oneSentinel fails unless err wraps exactly one of this package's reasons.
 func oneSentinel(t *testing.T, err error) {
@@ -380,6 +380,8 @@ func TestSeedCorpus(t *testing.T) {
 	fuzzcorpus.Check(t, "FuzzReadRecords", readRecordsSeeds(t))
 	fuzzcorpus.Check(t, "FuzzRespond", swapSeeds(t, x.ping))
 	fuzzcorpus.Check(t, "FuzzFinish", swapSeeds(t, x.reply))
+	fuzzcorpus.Check(t, "FuzzSealedExt", sealedExtSeeds())
+	fuzzcorpus.Check(t, "FuzzSealedInner", sealedInnerSeeds())
 }
 
 // TestFuzzFixturesAdmitSeeds: the seeds the fuzz targets may accept are
@@ -399,5 +401,132 @@ func TestFuzzFixturesAdmitSeeds(t *testing.T) {
 	}
 	if s, err := x.initiator(t).Finish(bytes.Clone(x.reply), x.freshVerifier(x.a), x.b.addr, x.a.addr, x.a.clock.Now(), &res); err != nil || s == nil {
 		t.Fatalf("seed reply: %v", err)
+	}
+}
+
+// FuzzSealedExt reaches the checks after decryption: the fuzzer's bytes
+// are the extension of a SessionPing (answer false) or of a SessionReply
+// to the fixture initiator's ping (answer true), sealed under the cluster
+// key, so every input passes the PING checks and meets the session's.
+func FuzzSealedExt(f *testing.F) {
+	x := newSwapFixture(f)
+	f.Fuzz(func(t *testing.T, b []byte, answer bool) {
+		var ext Ext
+		copy(ext[:], b)
+		var res, sent ping.Result
+		if !answer {
+			frame, err := x.a.sealer.PingExt(nil, x.a.addr, x.b.addr, &ext, &sent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, s, err := Respond(nil, frame, x.b.sealer, x.freshVerifier(x.b), x.a.addr, x.b.addr, imConfig(Auth, swapRespSeed), x.b.clock.Now(), &res)
+			if err != nil {
+				oneSentinel(t, err)
+				if out != nil || s != nil {
+					t.Fatal("output on error")
+				}
+				return
+			}
+			if _, err := DecodeOffer(&ext); err != nil {
+				t.Fatalf("accepted an offer that does not decode: %v", err)
+			}
+			return
+		}
+		in := x.initiator(t)
+		reply, err := x.b.sealer.ReplyExt(nil, x.b.addr, x.a.addr, in.sent.Random, &ext, &sent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := in.Finish(reply, x.freshVerifier(x.a), x.b.addr, x.a.addr, x.a.clock.Now(), &res)
+		if err != nil {
+			oneSentinel(t, err)
+			return
+		}
+		a, err := DecodeAnswer(&ext)
+		if err != nil || a.Offered != in.offer.Offered || (a.Chosen == None) != (s == nil) {
+			t.Fatalf("accepted answer %+v (%v) for offer %s, session %v", a, err, in.offer.Offered, s)
+		}
+	})
+}
+
+func sealedExtSeeds() []fuzzcorpus.Seed {
+	var o, a, n Ext
+	so, sa := sampleOffer(), sampleAnswer()
+	so.Encode(&o)
+	sa.Offered = OfferMask(Auth)
+	sa.Chosen, sa.Ephemeral = Auth, [32]byte{}
+	sa.Encode(&a)
+	none := Answer{Channel: ChannelIM, Offered: OfferMask(Auth), Chosen: None}
+	none.Encode(&n)
+	return []fuzzcorpus.Seed{
+		{Name: "offer", Args: []any{o[:], false}},
+		{Name: "answer_auth", Args: []any{a[:], true}},
+		{Name: "answer_none", Args: []any{n[:], true}},
+		{Name: "zero_offer", Args: []any{make([]byte, ping.ExtSize), false}},
+		{Name: "zero_answer", Args: []any{make([]byte, ping.ExtSize), true}},
+	}
+}
+
+// FuzzSealedInner reaches the checks after a record opens: the fuzzer's
+// bytes are the inner frame of a record sealed under the fixture's keys
+// (the record layer's own checks bypassed), fed to the responder, so a
+// control frame reaches Machine.Receive. Every failure wraps one session
+// reason; a delivered frame is exactly the bytes sealed, never a control
+// frame.
+func FuzzSealedInner(f *testing.F) {
+	f.Fuzz(func(t *testing.T, inner []byte, encrypt bool) {
+		prot := Auth
+		if encrypt {
+			prot = Encrypt
+		}
+		s0 := fixtureS0
+		init, err := NewSession(RoleInitiator, prot, &s0, epoch, Limits{}, &countingRand{n: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := newResponder(t, prot)
+		if len(inner) > resp.Limit()-RecordOverhead {
+			return
+		}
+		rec := init.tx.seal(nil, inner)
+		got, out, err := resp.OpenRecord(rec, nil, epoch)
+		if err != nil {
+			oneSentinel(t, err)
+			return
+		}
+		if got != nil && (!bytes.Equal(got, inner) || isControl(got)) {
+			t.Fatalf("delivered %x for sealed %x", got, inner)
+		}
+		if got == nil && !isControl(inner) {
+			t.Fatalf("an application frame %x was swallowed", inner)
+		}
+		if len(out) > 0 { // the answer to a Rekey: its own records open at the initiator
+			for r := bytes.NewReader(out); ; {
+				rec, err := ReadRecord(r, nil, 0)
+				if err == io.EOF {
+					break
+				} else if err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := init.OpenRecord(rec, nil, epoch); err != nil && !errors.Is(err, ErrProtocol) {
+					t.Fatalf("the responder's answer does not open: %v", err)
+				}
+			}
+		}
+	})
+}
+
+func sealedInnerSeeds() []fuzzcorpus.Seed {
+	rekey := AppendControl(nil, &Control{Type: RekeyType, Gen: 1})
+	rekeyEnc := AppendControl(nil, &Control{Type: RekeyType, Gen: 1, Ephemeral: sampleOffer().Ephemeral})
+	sw := AppendControl(nil, &Control{Type: SwitchType, Gen: 1})
+	return []fuzzcorpus.Seed{
+		{Name: "im_frame", Args: []any{imFrame(40, 1), false}},
+		{Name: "rekey_auth", Args: []any{rekey, false}},
+		{Name: "rekey_encrypt", Args: []any{rekeyEnc, true}},
+		{Name: "switch_early", Args: []any{sw, true}},
+		{Name: "bare_header", Args: []any{frameOf(proto.TypeIMPoll, nil), true}},
+		{Name: "not_a_frame", Args: []any{[]byte("not a frame"), false}},
+		{Name: "empty", Args: []any{[]byte{}, true}},
 	}
 }

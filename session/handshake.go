@@ -23,6 +23,16 @@ type Config struct {
 	// Binding ties a control session to its handshake and to both
 	// identity keys; it must be set for ChannelControl and nil for IM.
 	Binding *Binding
+	// ExpectNode is the node the peer must be: on a control session the
+	// node its Hello or Enroll proved (at the server) or the server's id
+	// (at the MOM); a swap naming another is ErrNode. Required on control,
+	// ignored when zero on IM.
+	ExpectNode proto.NodeID
+	// Attest, when set, is the responder's own attestation of ExpectNode
+	// (the server's, whose control connection has just authenticated the
+	// node by its identity key): its SessionPing is judged with it rather
+	// than by the freshness window (docs/PROTOCOL.md section 4.9).
+	Attest *ping.Attestation
 	// Limits bound the session's keys; zero fields mean the defaults.
 	Limits Limits
 }
@@ -43,6 +53,8 @@ func (c *Config) check() error {
 		return fmt.Errorf("session config: protection %s", c.Min)
 	case (c.Channel == ChannelControl) != (c.Binding != nil):
 		return fmt.Errorf("session config: a control session needs a binding, an IM session has none")
+	case c.Channel == ChannelControl && c.ExpectNode == (proto.NodeID{}):
+		return fmt.Errorf("session config: a control session needs the node it expects")
 	case c.Rand == nil:
 		return fmt.Errorf("session config: no randomness")
 	}
@@ -53,10 +65,18 @@ func (c *Config) check() error {
 // Binding ties a control session to what authenticated it (section 6.4):
 // the hash of the control handshake frames, and the static X25519 secret of
 // the MOM's and the server's identity keys, which only those two can
-// compute. Static is secret: drop the Binding once the swap is done.
+// compute. Static is secret: a Binding serves one swap, which zeroes
+// Static once the session secret is derived (or the swap failed).
 type Binding struct {
 	Hash   [32]byte
 	Static [KeySize]byte
+}
+
+// wipe zeroes the static secret (nil-safe).
+func (b *Binding) wipe() {
+	if b != nil {
+		clear(b.Static[:])
+	}
 }
 
 // NewBinding computes the binding of a control session: ownPrivate is this
@@ -93,6 +113,7 @@ type Initiator struct {
 	eph   ephemeral
 	sent  ping.Result // the SessionPing as sealed
 	ready bool
+	done  bool // Finish ran: the initiator is spent
 }
 
 // NewInitiator draws the share and, when Encrypt is offered, the ephemeral
@@ -117,8 +138,12 @@ func NewInitiator(cfg Config) (*Initiator, error) {
 
 // AppendPing appends the SessionPing, from src to dest, sealed by s.
 func (in *Initiator) AppendPing(dst []byte, s *ping.Sealer, src, dest proto.Addr) ([]byte, error) {
+	if in.done || in.ready {
+		return dst, fmt.Errorf("session ping sealed twice, or after the swap finished: make one initiator per swap")
+	}
 	var ext Ext
 	in.offer.Encode(&ext)
+	defer clear(ext[:])
 	out, err := s.PingExt(dst, src, dest, &ext, &in.sent)
 	if err != nil {
 		return dst, fmt.Errorf("seal session ping: %w", err)
@@ -126,6 +151,10 @@ func (in *Initiator) AppendPing(dst []byte, s *ping.Sealer, src, dest proto.Addr
 	in.ready = true
 	return out, nil
 }
+
+// Random returns the random bytes of the sealed SessionPing: what the
+// SessionReply must echo (zero before AppendPing).
+func (in *Initiator) Random() [ping.RandomSize]byte { return in.sent.Random }
 
 // Finish verifies the SessionReply (every PING check, from source to
 // local, decrypting it in place), checks the answer against the offer,
@@ -138,16 +167,26 @@ func (in *Initiator) Finish(reply []byte, v *ping.Verifier, source, local proto.
 	if !in.ready {
 		return nil, fmt.Errorf("session finish without a sealed ping (or a second time)")
 	}
-	in.ready = false
+	in.ready, in.done = false, true
 	defer in.eph.zero()
+	defer clear(in.offer.Share[:])
+	defer in.cfg.Binding.wipe()
 	var ext Ext
+	defer clear(ext[:])
+	// The reply is decrypted in place: its plaintext (the responder's
+	// share) is erased from the caller's buffer once read.
+	defer wipePlaintext(reply)
 	if err := v.VerifyReplyExt(reply, source, local, &in.sent.Random, res, &ext); err != nil {
 		return nil, err
+	}
+	if in.cfg.ExpectNode != (proto.NodeID{}) && res.Node != in.cfg.ExpectNode {
+		return nil, fmt.Errorf("session reply from node %x, expected %x: %w", res.Node[:4], in.cfg.ExpectNode[:4], ErrNode)
 	}
 	a, err := DecodeAnswer(&ext)
 	if err != nil {
 		return nil, err
 	}
+	defer clear(a.Share[:])
 	if a.Channel != in.offer.Channel || a.Offered != in.offer.Offered {
 		return nil, fmt.Errorf("answer for a %s session offering %s, we offered %s on %s: %w",
 			a.Channel, a.Offered, in.offer.Offered, in.offer.Channel, ErrOffer)
@@ -167,8 +206,17 @@ func (in *Initiator) Finish(reply []byte, v *ping.Verifier, source, local proto.
 	t := newTranscript(in.cfg.Channel, in.offer.Offered, a.Chosen, &in.sent, res, &in.offer.Ephemeral, &a.Ephemeral, in.cfg.Binding)
 	th := t.Hash()
 	s0 := InitialSecret(&th, &in.offer.Share, &a.Share, ee, in.cfg.Binding.secrets())
-	clear(in.offer.Share[:])
 	return NewSession(RoleInitiator, a.Chosen, &s0, now, in.cfg.Limits, in.cfg.Rand)
+}
+
+// wipePlaintext zeroes the plaintext of a session PING frame that was
+// decrypted in place (after the key id and the nonce, before the tag); a
+// frame of another size is left alone.
+func wipePlaintext(frame []byte) {
+	const start = proto.HeaderSize + 4 + ping.NonceSize
+	if len(frame) == ping.ExtFrameSize || len(frame) == ping.ExtReplyFrameSize {
+		clear(frame[start : len(frame)-TagSize])
+	}
 }
 
 // Respond verifies a SessionPing (every PING check, from source to local,
@@ -179,17 +227,30 @@ func (in *Initiator) Finish(reply []byte, v *ping.Verifier, source, local proto.
 // are ping's errors, session ones wrap ErrOffer or ErrPolicy (RejectCode
 // gives their Reject codes).
 func Respond(dst, frame []byte, s *ping.Sealer, v *ping.Verifier, source, local proto.Addr, cfg Config, now time.Time, res *ping.Result) ([]byte, *Session, error) {
+	defer cfg.Binding.wipe()
 	if err := cfg.check(); err != nil {
 		return dst, nil, err
 	}
 	var ext Ext
-	if err := v.VerifyPingExt(frame, source, local, res, &ext); err != nil {
+	defer clear(ext[:])
+	defer wipePlaintext(frame) // decrypted in place: the initiator's share
+	verify := func() error { return v.VerifyPingExt(frame, source, local, res, &ext) }
+	if cfg.Attest != nil {
+		verify = func() error {
+			return v.VerifyPingExtAttested(frame, source, local, cfg.ExpectNode, *cfg.Attest, res, &ext)
+		}
+	}
+	if err := verify(); err != nil {
 		return dst, nil, err
+	}
+	if cfg.ExpectNode != (proto.NodeID{}) && res.Node != cfg.ExpectNode {
+		return dst, nil, fmt.Errorf("session ping from node %x, expected %x: %w", res.Node[:4], cfg.ExpectNode[:4], ErrNode)
 	}
 	o, err := DecodeOffer(&ext)
 	if err != nil {
 		return dst, nil, err
 	}
+	defer clear(o.Share[:])
 	if o.Channel != cfg.Channel {
 		return dst, nil, fmt.Errorf("%s session offered on a %s connection: %w", o.Channel, cfg.Channel, ErrOffer)
 	}
@@ -198,6 +259,7 @@ func Respond(dst, frame []byte, s *ping.Sealer, v *ping.Verifier, source, local 
 		return dst, nil, err
 	}
 	a := Answer{Channel: o.Channel, Offered: o.Offered, Chosen: chosen}
+	defer clear(a.Share[:])
 	if chosen != None {
 		if _, err := io.ReadFull(cfg.Rand, a.Share[:]); err != nil {
 			return dst, nil, fmt.Errorf("session share: %w", err)

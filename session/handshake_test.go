@@ -87,16 +87,16 @@ func TestRespondRefusesOffers(t *testing.T) {
 		offer Offer
 		cfg   Config
 		want  error
-		code  uint16
+		code  proto.RejectCode
 	}{
-		"none only to an auth responder": {Offer{Channel: ChannelIM, Offered: 1 << None}, imConfig(Auth, 2), ErrPolicy, CodePolicy},
-		"auth only to encrypt":           {Offer{Channel: ChannelIM, Offered: 1 << Auth}, imConfig(Encrypt, 2), ErrPolicy, CodePolicy},
+		"none only to an auth responder": {Offer{Channel: ChannelIM, Offered: 1 << None}, imConfig(Auth, 2), ErrPolicy, proto.RejectSessionPolicy},
+		"auth only to encrypt":           {Offer{Channel: ChannelIM, Offered: 1 << Auth}, imConfig(Encrypt, 2), ErrPolicy, proto.RejectSessionPolicy},
 		"im offer on a control port": {Offer{Channel: ChannelIM, Offered: 1 << Encrypt, Ephemeral: [32]byte{9}},
-			Config{Channel: ChannelControl, Rand: &countingRand{}, Binding: &Binding{}}, ErrOffer, CodeMalformed},
+			Config{Channel: ChannelControl, Rand: &countingRand{}, Binding: &Binding{}, ExpectNode: nodeOf(2)}, ErrOffer, proto.RejectSessionOffer},
 		"control offer on an im port": {Offer{Channel: ChannelControl, Offered: 1 << Encrypt, Ephemeral: [32]byte{9}},
-			imConfig(None, 2), ErrOffer, CodeMalformed},
+			imConfig(None, 2), ErrOffer, proto.RejectSessionOffer},
 		"low-order ephemeral": {Offer{Channel: ChannelIM, Offered: 1 << Encrypt, Ephemeral: [32]byte{1}},
-			imConfig(None, 2), ErrOffer, CodeMalformed},
+			imConfig(None, 2), ErrOffer, proto.RejectSessionOffer},
 	} {
 		t.Run(name, func(t *testing.T) {
 			a, b := newPair(t)
@@ -218,18 +218,27 @@ func controlBindings(t *testing.T, momHandshake, srvHandshake [][]byte) (mom, sr
 	return mom, srv
 }
 
+// nodeOf is the node id of newPeer(..., node, ...).
+func nodeOf(node byte) proto.NodeID {
+	var id proto.NodeID
+	for i := range id {
+		id[i] = node
+	}
+	return id
+}
+
 // TestControlSession: a control session is always encrypt, whatever the
 // configured minimum, and needs both sides to have seen the same handshake
 // and to hold the right identity keys.
 func TestControlSession(t *testing.T) {
 	hs := [][]byte{[]byte("server hello"), []byte("hello"), []byte("welcome")}
-	ctl := func(b *Binding, seed uint64) Config {
-		return Config{Channel: ChannelControl, Min: None, Rand: &countingRand{n: seed}, Binding: b}
+	ctl := func(b *Binding, seed uint64, expect *peer) Config {
+		return Config{Channel: ChannelControl, Min: None, Rand: &countingRand{n: seed}, Binding: b, ExpectNode: expect.node}
 	}
 	t.Run("same handshake", func(t *testing.T) {
 		bm, bs := controlBindings(t, hs, hs)
 		a, b := newPair(t)
-		sa, sb := swap(t, a, b, ctl(bm, 1), ctl(bs, 2<<40))
+		sa, sb := swap(t, a, b, ctl(bm, 1, b), ctl(bs, 2<<40, a))
 		if sa.Protection() != Encrypt || sb.Protection() != Encrypt {
 			t.Fatalf("control protections %s %s", sa.Protection(), sb.Protection())
 		}
@@ -242,7 +251,7 @@ func TestControlSession(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			bm, bs := controlBindings(t, c.mom, c.srv)
 			a, b := newPair(t)
-			sa, sb := swap(t, a, b, ctl(bm, 1), ctl(bs, 2<<40))
+			sa, sb := swap(t, a, b, ctl(bm, 1, b), ctl(bs, 2<<40, a))
 			firstRecordRefused(t, sa, sb, a.clock)
 		})
 	}
@@ -250,7 +259,7 @@ func TestControlSession(t *testing.T) {
 		bm, bs := controlBindings(t, hs, hs)
 		bs.Static[0] ^= 1 // as if the server used another node's key
 		a, b := newPair(t)
-		sa, sb := swap(t, a, b, ctl(bm, 1), ctl(bs, 2<<40))
+		sa, sb := swap(t, a, b, ctl(bm, 1, b), ctl(bs, 2<<40, a))
 		firstRecordRefused(t, sa, sb, a.clock)
 	})
 }

@@ -27,9 +27,12 @@ type Limits struct {
 	RejectAfterTime    time.Duration
 	RekeyAfterRecords  uint64
 	RejectAfterRecords uint64
-	// MaxRecord caps a received record, header and tag included; a larger
-	// header is ErrSize, and frames that would not fit are refused on send.
-	// 0 means MaxRecordSize, which is also the most allowed.
+	// MaxRecord caps a record, header and tag included, in both
+	// directions: a received header announcing more is ErrSize, and a frame
+	// that would not fit is refused on send. The cap is not negotiated, so
+	// both sides must use the same one: the protocol's MaxRecordSize (0
+	// means it, and it is also the most allowed), which every daemon uses;
+	// a lower one is for tests.
 	MaxRecord int
 }
 

@@ -115,6 +115,8 @@ func NewMachine(role Role, prot Protection, s0 *[KeySize]byte, now time.Time, li
 	send, recv := m.keys(&m.secret)
 	acts.add(Action{Kind: InstallSend, Key: send})
 	acts.add(Action{Kind: InstallRecv, Key: recv})
+	clear(send[:])
+	clear(recv[:])
 	m.arm()
 	return m, acts, nil
 }
@@ -198,7 +200,7 @@ func (m *Machine) Receive(c Control, now time.Time) Actions {
 			break
 		}
 		acts.add(Action{Kind: InstallRecv, Gen: c.Gen, Key: m.rk.recvKey})
-		m.gen, m.secret, m.born = c.Gen, m.rk.next, m.rk.derivedAt
+		m.gen, m.secret, m.born = c.Gen, m.rk.next, m.rk.derivedAt // copies: rk.wipe erases the originals
 		m.rekeys++
 		m.rk.wipe()
 	default:
@@ -243,6 +245,7 @@ func (m *Machine) derive(now time.Time, acts *Actions) {
 	clear(m.secret[:])
 	send, recv := m.keys(&m.rk.next)
 	m.rk.recvKey = recv
+	clear(recv[:])
 	m.rk.derived, m.rk.derivedAt = true, now
 	acts.add(Action{Kind: SendControl, Control: Control{Type: SwitchType, Gen: m.gen + 1}})
 	acts.add(Action{Kind: InstallSend, Gen: m.gen + 1, Key: send})

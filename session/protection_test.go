@@ -3,6 +3,9 @@ package session
 import (
 	"errors"
 	"testing"
+
+	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/reasons"
 )
 
 // TestChoose: the responder picks the weakest protection that satisfies
@@ -59,9 +62,9 @@ func TestParseProtection(t *testing.T) {
 // TestReasons: every sentinel has its label; other errors fall through to
 // ping's labels.
 func TestReasons(t *testing.T) {
-	want := map[error]string{ErrAuth: "session_auth", ErrReplay: "session_replay", ErrSize: "session_size",
+	want := map[error]reasons.Reason{ErrAuth: "session_auth", ErrReplay: "session_replay", ErrSize: "session_size",
 		ErrExpired: "session_expired", ErrProtocol: "session_protocol", ErrOffer: "session_offer",
-		ErrPolicy: "session_policy", ErrDowngrade: "session_downgrade"}
+		ErrPolicy: "session_policy", ErrDowngrade: "session_downgrade", ErrNode: "node_mismatch"}
 	if len(Reasons()) != len(want) {
 		t.Fatalf("Reasons() = %v", Reasons())
 	}
@@ -73,7 +76,7 @@ func TestReasons(t *testing.T) {
 	if got := Reason(errors.New("other")); got != "other" {
 		t.Errorf("Reason(other) = %q", got)
 	}
-	for err, code := range map[error]uint16{ErrOffer: 1, ErrPolicy: 18, ErrDowngrade: 19} {
+	for err, code := range map[error]proto.RejectCode{ErrOffer: 20, ErrPolicy: 18, ErrDowngrade: 19, ErrNode: 4} {
 		if c, ok := RejectCode(err); !ok || c != code {
 			t.Errorf("RejectCode(%v) = %d %v", err, c, ok)
 		}

@@ -67,18 +67,22 @@ func ParseRecordHeader(b []byte, limit int) (int, error) {
 
 // ReadRecord reads one whole record from r into buf (grown if too small)
 // and returns it. The header is checked (ParseRecordHeader) before the body
-// is read or buf grown. Errors of r are returned as they are (io.EOF for a
-// stream that ended between records); a record cut short is ErrAuth.
+// is read or buf grown. Errors of r before the first byte of a record are
+// returned as they are (io.EOF for a stream that ended between records, a
+// read deadline); once part of a record has been read, any error (a close,
+// a timeout) wraps ErrAuth as well as r's error: the stream is out of step.
 func ReadRecord(r io.Reader, buf []byte, limit int) ([]byte, error) {
 	if cap(buf) < proto.HeaderSize {
 		buf = make([]byte, 0, 512)
 	}
 	hdr := buf[:proto.HeaderSize]
-	if _, err := io.ReadFull(r, hdr); err != nil {
-		if err == io.ErrUnexpectedEOF {
-			return nil, fmt.Errorf("record header cut short: %w", ErrAuth)
+	if got, err := io.ReadFull(r, hdr); err != nil {
+		if got == 0 {
+			return nil, err // between records: io.EOF, a timeout, as they are
 		}
-		return nil, err
+		// Part of a record read: whatever stopped the read (a close, a
+		// timeout), the stream is out of step and the session over.
+		return nil, fmt.Errorf("record header cut short after %d bytes: %w: %w", got, err, ErrAuth)
 	}
 	n, err := ParseRecordHeader(hdr, limit)
 	if err != nil {
@@ -91,10 +95,7 @@ func ReadRecord(r io.Reader, buf []byte, limit int) ([]byte, error) {
 	}
 	buf = buf[:n]
 	if _, err := io.ReadFull(r, buf[proto.HeaderSize:]); err != nil {
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return nil, fmt.Errorf("record of %d bytes cut short: %w", n, ErrAuth)
-		}
-		return nil, err
+		return nil, fmt.Errorf("record of %d bytes cut short: %w: %w", n, err, ErrAuth)
 	}
 	return buf, nil
 }
@@ -185,6 +186,22 @@ func (r *receiver) install(gen uint64, key *[KeySize]byte) {
 	clear(key[:])
 }
 
+// shrinkAbove is the largest receive buffer kept between records: one
+// large record (a DenySet of a megabyte) does not pin its buffer for the
+// life of the connection.
+const shrinkAbove = 128 << 10
+
+// wipe erases the decrypted frames in the buffer.
+func (r *receiver) wipe() { clear(r.plain[:cap(r.plain)]) }
+
+// shrink drops a buffer grown past shrinkAbove, erased first.
+func (r *receiver) shrink() {
+	if cap(r.plain) > shrinkAbove {
+		r.wipe()
+		r.plain = nil
+	}
+}
+
 // open authenticates one whole record (its header already checked) under
 // the next counter and returns the inner frame: for Encrypt in r's buffer,
 // for Auth inside rec. rec is never modified, so a failure can be diagnosed.
@@ -228,14 +245,24 @@ func (r *receiver) diagnose(rec []byte) error {
 	tag := rec[len(rec)-TagSize:]
 	for i := range r.seen {
 		s := &r.seen[i]
-		if uint64(i) < r.nseen && s.size == len(rec) && subtle.ConstantTimeCompare(s.tag[:], tag) == 1 {
-			return fmt.Errorf("copy of record %d of generation %d where record %d of generation %d was due: %w",
-				s.counter, s.gen, r.next, r.gen, ErrReplay)
+		if uint64(i) >= r.nseen || s.size != len(rec) || subtle.ConstantTimeCompare(s.tag[:], tag) != 1 {
+			continue
 		}
+		if s.gen == r.gen {
+			// Under the current key the copy is checked whole: it opens
+			// under the counter it was first received with.
+			_, ok := r.try(rec, s.counter)
+			r.wipe()
+			if !ok {
+				continue
+			}
+		}
+		return fmt.Errorf("copy of record %d of generation %d where record %d of generation %d was due: %w",
+			s.counter, s.gen, r.next, r.gen, ErrReplay)
 	}
 	for c := r.next + 1; c <= r.next+skipWindow; c++ {
 		if _, ok := r.try(rec, c); ok {
-			clear(r.plain[:cap(r.plain)])
+			r.wipe()
 			return fmt.Errorf("record %d of generation %d where record %d was due (%d dropped): %w",
 				c, r.gen, r.next, c-r.next, ErrReplay)
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/reasons"
 )
 
 // Session is one side of a sealed session over byte slices: it seals the
@@ -26,6 +27,9 @@ type Session struct {
 	ctl  [rekeyFrameSize]byte // control frame scratch
 
 	sealed, opened uint64 // application records, all generations
+	// confirmed: a record of the peer opened, so the peer holds the keys
+	// (key confirmation: a daemon marks the peer only then).
+	confirmed bool
 }
 
 // NewSession starts a session from its generation-0 secret (which it
@@ -42,6 +46,10 @@ func NewSession(role Role, prot Protection, s0 *[KeySize]byte, now time.Time, li
 	}
 	return s, nil
 }
+
+// Confirmed reports whether a record from the peer has opened: the peer
+// derived the same keys, so the swap really completed on both sides.
+func (s *Session) Confirmed() bool { return s.confirmed }
 
 // Protection returns the session's protection (Auth or Encrypt).
 func (s *Session) Protection() Protection { return s.prot }
@@ -84,8 +92,10 @@ func (s *Session) SealFrame(dst, frame []byte, now time.Time) ([]byte, error) {
 // response (rekey messages) are appended to out and returned.
 func (s *Session) OpenRecord(rec, out []byte, now time.Time) (frame, reply []byte, err error) {
 	if s.err != nil {
+		s.rx.wipe()
 		return nil, out, s.err
 	}
+	s.rx.shrink()
 	if n, err := ParseRecordHeader(rec, s.lim.MaxRecord); err != nil {
 		return nil, out, s.fail(err)
 	} else if n != len(rec) {
@@ -98,6 +108,7 @@ func (s *Session) OpenRecord(rec, out []byte, now time.Time) (frame, reply []byt
 	if err != nil {
 		return nil, out, s.fail(err)
 	}
+	s.confirmed = true
 	if err := checkInner(f); err != nil {
 		return nil, out, s.fail(fmt.Errorf("open: %v: %w", err, ErrProtocol))
 	}
@@ -155,26 +166,35 @@ func (s *Session) apply(out []byte, acts *Actions) ([]byte, error) {
 	return out, nil
 }
 
+// fail ends the session: the machine erases its secrets and the ciphers
+// are dropped. The receive buffer is not touched here: a frame OpenRecord
+// returned may still be in use by the reader while another goroutine's
+// Tick or SealFrame fails the session; the reader erases it on its next
+// call (OpenRecord, or WipeReceived once it stops reading).
 func (s *Session) fail(err error) error {
 	if s.err == nil {
 		s.err = err
 		s.m.fail(err)
 		s.tx.aead, s.rx.aead = nil, nil
-		clear(s.rx.plain[:cap(s.rx.plain)])
 	}
 	return s.err
 }
 
+// WipeReceived erases the decrypted frames the session keeps and drops a
+// buffer grown past shrinkAbove. Only the reader calls it, once it no
+// longer uses the last frame OpenRecord returned.
+func (s *Session) WipeReceived() { s.rx.wipe() }
+
 // Info is what a session shows: `peers` and `list node` print it.
 type Info struct {
-	Protection Protection    `json:"protection"`
-	Generation uint64        `json:"generation"` // of the oldest keys in use
-	KeyAge     time.Duration `json:"key_age_ns"` // age of those keys
-	Rekeys     uint64        `json:"rekeys"`     // completed rekeys
-	Rekeying   bool          `json:"rekeying"`
-	Sealed     uint64        `json:"sealed"` // application frames sent
-	Opened     uint64        `json:"opened"` // application frames received
-	Closed     string        `json:"closed,omitempty"`
+	Protection Protection     `json:"protection"`
+	Generation uint64         `json:"generation"` // of the oldest keys in use
+	KeyAge     time.Duration  `json:"key_age_ns"` // age of those keys
+	Rekeys     uint64         `json:"rekeys"`     // completed rekeys
+	Rekeying   bool           `json:"rekeying"`
+	Sealed     uint64         `json:"sealed"` // application frames sent
+	Opened     uint64         `json:"opened"` // application frames received
+	Closed     reasons.Reason `json:"closed,omitempty"`
 }
 
 // Info reports the session's state at now.

@@ -123,8 +123,8 @@ func runVecSwap(t *testing.T, ch Channel, bi, br *Binding, extraI, extraR string
 		a: vecPeer(t, "127.0.0.2", vecInitNode, vecInitRandom, vecInitNonce, vecInitTS),
 		b: vecPeer(t, "127.0.0.3", vecRespNode, vecRespRandom, vecRespNonce, vecRespTS),
 	}
-	ca := Config{Channel: ch, Min: Auth, Rand: &fixedRand{b: mustHex(t, vecInitShare+vecInitEph+extraI)}, Binding: bi}
-	cb := Config{Channel: ch, Min: Encrypt, Rand: &fixedRand{b: mustHex(t, vecRespShare+vecRespEph+extraR)}, Binding: br}
+	ca := Config{Channel: ch, Min: Auth, Rand: &fixedRand{b: mustHex(t, vecInitShare+vecInitEph+extraI)}, Binding: bi, ExpectNode: v.b.node}
+	cb := Config{Channel: ch, Min: Encrypt, Rand: &fixedRand{b: mustHex(t, vecRespShare+vecRespEph+extraR)}, Binding: br, ExpectNode: v.a.node}
 	in, frame := sessionPing(t, v.a, v.b, ca)
 	v.offer, v.ping = in.offer, frame
 	sent := bytes.Clone(v.ping)

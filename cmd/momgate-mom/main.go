@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -22,6 +23,10 @@ import (
 const (
 	binary    = "momgate-mom"
 	envPrefix = "MOMGATE_MOM_"
+	// exitDeleted is the exit status of a MOM whose node was deleted
+	// (mom.ErrDeleted); the shipped unit does not restart it
+	// (RestartPreventExitStatus=4).
+	exitDeleted = 4
 )
 
 func main() {
@@ -35,7 +40,12 @@ func startMom(ctx context.Context, cfg mom.Config) error {
 	if err != nil {
 		return err
 	}
-	return m.Run(ctx)
+	err = m.Run(ctx)
+	if errors.Is(err, mom.ErrDeleted) {
+		// The MOM logged why and what to do: no second line.
+		return cliutil.WithStatus(exitDeleted, cliutil.Logged(err))
+	}
+	return err
 }
 
 func stateDirFlag() *cli.StringFlag {
@@ -67,7 +77,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log and audit `FORMAT`: text or json", EnvVars: env("log-format")},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `LEVEL`: debug, info, warn, error", EnvVars: env("log-level")},
 		&cli.StringFlag{Name: "audit-log", Usage: "audit log `FILE`, one line per admission attempt (\"-\" for stderr; default STATE_DIR/audit.log); reopened on SIGHUP", EnvVars: env("audit-log"), TakesFile: true},
-		&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics at http://`IP:PORT`/metrics (loopback only unless --metrics-allow-remote; default off)", EnvVars: env("metrics-listen")},
+		&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics at http://`IP:PORT`/metrics, and /healthz and /readyz (loopback only unless --metrics-allow-remote; default off)", EnvVars: env("metrics-listen")},
 		&cli.BoolFlag{Name: "metrics-allow-remote", Usage: "allow a --metrics-listen address that is not loopback", EnvVars: env("metrics-allow-remote")},
 		&cli.StringFlag{Name: "protocol", Value: mom.ProtocolFollow, EnvVars: env("protocol"),
 			Usage: "what the MOM speaks: legacy (address list, v1), compat (both), ping (PING only, v2), or follow (the server's mode)"},
@@ -112,7 +122,7 @@ func schema(allowRemote bool) (*config.Schema, error) {
 }
 
 const description = `A MOM runs on every compute node. It enrolls once with a one-time token from
-momgate-qmgr -c "create node NAME Mom=ADDR", keeps a control connection to the server (heartbeat PINGs,
+momgate-qmgr -c "create node NAME Mom=HOST", keeps a control connection to the server (heartbeat PINGs,
 key updates, deny lists), and admits an inter-MOM (IM) connection from a sister only after a PING swap
 under the cluster key that names the connection's source address. Every admission attempt, accepted or
 rejected, goes to the audit log.
@@ -153,9 +163,11 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 				Usage:     "run the MOM daemon until SIGINT or SIGTERM",
 				ArgsUsage: " ",
 				Description: "Listens for sister IM connections on --listen, keeps the control connection to --server and\n" +
-					"serves the admin socket and, with --metrics-listen, Prometheus metrics. The first start needs\n" +
-					"--enroll TOKEN; later starts use the enrollment stored in the state directory. Every flag is\n" +
-					"also a key of the --config file.\n\n" +
+					"serves the admin socket and, with --metrics-listen, Prometheus metrics and the health checks\n" +
+					"/healthz (alive) and /readyz (listening and holding a cluster key). The first start needs\n" +
+					"--enroll TOKEN; later starts use the enrollment stored in the state directory. It refuses a\n" +
+					"state directory or state file that group or others can reach, with the chmod that fixes it.\n" +
+					"Every flag is also a key of the --config file.\n\n" +
 					"Example:\n\n    momgate-mom run --config /etc/momgate/mom.toml --log-format json",
 				Flags:  append(runFlags(), cliutil.TestFlags()...),
 				Action: runAction(start),
@@ -164,8 +176,9 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 				Name:      "peers",
 				Usage:     "show the admitted-peers table of the running MOM",
 				ArgsUsage: " ",
-				Description: "One row per sister address admitted by PING: node id, key id, direction (in: the sister\n" +
-					"connected; out: this MOM did), admissions, first and last time.\n\n" +
+				Description: "One row per sister address admitted by PING: node name (asked of the server once per\n" +
+					"sister; - if it could not be asked), node id, key id, direction (in: the sister connected;\n" +
+					"out: this MOM did), admissions, first and last time.\n\n" +
 					"Example:\n\n    momgate-mom peers --json --state-dir /var/lib/momgate/mom",
 				Flags: []cli.Flag{stateDirFlag(), jsonFlag()},
 				Action: func(c *cli.Context) error {
@@ -236,7 +249,8 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 				Name:      "ping",
 				Usage:     "ask the running MOM to open an IM connection to a sister and run the PING swap",
 				ArgsUsage: "IP:PORT",
-				Description: "Reports whether the sister admitted this MOM and this MOM the sister, and the round trip.\n" +
+				Description: "Reports whether the sister admitted this MOM and this MOM the sister, the sister's node\n" +
+					"name and id, and the round trip.\n" +
 					"Exit status 1 when the swap fails.\n\n" +
 					"Example:\n\n    momgate-mom ping --state-dir /var/lib/momgate/mom 10.0.1.8:15003",
 				Flags: []cli.Flag{stateDirFlag(), jsonFlag()},
@@ -279,6 +293,7 @@ func runAction(start func(context.Context, mom.Config) error) cli.ActionFunc {
 				MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
 				SourceLimits: d.Limits.Limits, HandshakeTimeout: d.Limits.Handshake, Now: d.Limits.Now,
 				CrashAt: d.CrashAt, PBSSocket: c.String("pbs-socket"),
+				SessionLimits: d.Limits.Sessions, WithoutSessions: d.Limits.WithoutSessions,
 			})
 		})
 	}
@@ -312,7 +327,7 @@ func jobCommand() *cli.Command {
 				Usage:     "join the sisters (IM join) and poll each of them every interval",
 				ArgsUsage: " ",
 				Flags: []cli.Flag{stateDirFlag(), jobNameFlag(), jsonFlag(),
-					&cli.StringFlag{Name: "sisters", Usage: "sister node `NAMES`, comma-separated (e.g. n2,n3)", Required: true},
+					&cli.StringFlag{Name: "sisters", Usage: "sister node `NAMES`, comma-separated (e.g. n2,n3); each is looked up first, and a name the server does not know refuses the job", Required: true},
 					&cli.DurationFlag{Name: "interval", Value: mom.DefaultJobInterval, Usage: "poll interval per sister"},
 					&cli.DurationFlag{Name: "budget", Value: mom.DefaultJobBudget, Usage: "retry budget: a sister unreachable longer than this is a disruption"},
 				},

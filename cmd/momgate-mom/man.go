@@ -19,6 +19,7 @@ var manPage = cliutil.ManPage{
 	ExitStatus: []cliutil.ManItem{
 		{Term: "0", Text: "the MOM stopped cleanly (SIGTERM, SIGINT), or the command succeeded"},
 		{Term: "1", Text: "bad flags or configuration, a refused enrollment, an unusable state directory, or a failed command"},
+		{Term: "4", Text: "the node was deleted (delete node): the server refused it as revoked, so the MOM stopped for good; the shipped unit does not restart it (RestartPreventExitStatus=4)"},
 	},
 	SeeAlso: []string{"momgate-server(8)", "momgate-qmgr(8)", "docs/DEPLOYMENT.md", "docs/KEYS.md"},
 }

@@ -50,15 +50,20 @@ At a terminal the prompt edits lines (Emacs keys), keeps a history in ~/.momgate
 Down, Ctrl-R; the history directive lists it) and completes directives, attributes, node names and
 key ids with Tab. Ctrl-C abandons a line and, on an empty line, ends qmgr, as Ctrl-D does.
 
-"momgate-qmgr nodes" prints one line per node (name, address, state, protocol, upgraded, key state,
-last seen), as pbsnodes -a does; -l keeps the nodes that are not up, as pbsnodes -l does.
+"momgate-qmgr nodes" prints one line per node (name, address, host name, state, protocol, upgraded,
+key state, last seen), as pbsnodes -a does; -l keeps the nodes that are not up, as pbsnodes -l does.
+
+Mom= takes an IP address or a host name; the server resolves a name once, when the directive runs, to
+the one address the node keeps, and shows it beside the address. "unset server ATTR" puts a server
+attribute back to its default.
 
 qmgr talks to the server's admin socket (STATE_DIR/admin.sock, owner-only), so run it as the server's
 user on the server host.
 
 Examples:
 
-    momgate-qmgr --state-dir /var/lib/momgate/server -c "create node n1 Mom=10.0.1.7"
+    momgate-qmgr --state-dir /var/lib/momgate/server -c "create node n1 Mom=n1.cluster"
+    momgate-qmgr --state-dir /var/lib/momgate/server -c "create node n2 Mom=10.0.1.8"
     momgate-qmgr --state-dir /var/lib/momgate/server -c "list node n1 Mom,state"
     momgate-qmgr --state-dir /var/lib/momgate/server --json -c "list node" -c "list key"
     momgate-qmgr --state-dir /var/lib/momgate/server -c "set server mode=compat,token_ttl=2h"
@@ -116,7 +121,7 @@ func app() *cli.App {
 func nodesCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "nodes",
-		Usage: "one line per node: name, address, state, protocol, upgraded, key state, last seen",
+		Usage: "one line per node: name, address, host name, state, protocol, upgraded, key state, last seen",
 		Description: "The view for many nodes, as pbsnodes -a / -l give PBS administrators: one aligned line per\n" +
 			"node, one word per column (awk, cut and sort read it), sorted by name, from one request to the\n" +
 			"server. Filters combine: every one given must hold.\n\n" +

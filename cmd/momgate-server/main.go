@@ -57,7 +57,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log and audit `FORMAT`: text or json", EnvVars: env("log-format")},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `LEVEL`: debug, info, warn, error", EnvVars: env("log-level")},
 		&cli.StringFlag{Name: "audit-log", Usage: "audit log `FILE`, one line per admission attempt (\"-\" for stderr; default STATE_DIR/audit.log); reopened on SIGHUP", EnvVars: env("audit-log"), TakesFile: true},
-		&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics at http://`IP:PORT`/metrics (loopback only unless --metrics-allow-remote; default off)", EnvVars: env("metrics-listen")},
+		&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics at http://`IP:PORT`/metrics, and /healthz and /readyz (loopback only unless --metrics-allow-remote; default off)", EnvVars: env("metrics-listen")},
 		&cli.BoolFlag{Name: "metrics-allow-remote", Usage: "allow a --metrics-listen address that is not loopback", EnvVars: env("metrics-allow-remote")},
 		&cli.StringFlag{Name: "pbs-socket", Usage: "answer the OpenPBS plugin libauth_momgate.so on this Unix `SOCKET` (its default: /run/momgate/pbs.sock; docs/OPENPBS.md); default off", EnvVars: env("pbs-socket"), TakesFile: true},
 		&cli.StringFlag{Name: "pbs-host-name", Usage: "this host's `NAME` as PBS knows it, for --pbs-socket (default: the hostname)", EnvVars: env("pbs-host-name")},
@@ -90,7 +90,7 @@ func schema(allowRemote bool) (*config.Schema, error) {
 }
 
 const description = `The server is the registry and key authority of a momgate cluster. It admits MOMs that enroll with a
-one-time token (momgate-qmgr -c "create node NAME Mom=ADDR"), hands each one the cluster key wrapped for
+one-time token (momgate-qmgr -c "create node NAME Mom=HOST"), hands each one the cluster key wrapped for
 its own identity key, answers their heartbeat PINGs, and records every admission attempt in the audit
 log. Administer a running server with momgate-qmgr on the same host (its admin socket is
 STATE_DIR/admin.sock, owner-only).
@@ -169,8 +169,10 @@ func app(start func(context.Context, server.Config) error) *cli.App {
 				Usage:     "run the server daemon until SIGINT or SIGTERM",
 				ArgsUsage: " ",
 				Description: "Listens for MOM control connections on --listen, serves the admin socket in the state\n" +
-					"directory and, with --metrics-listen, Prometheus metrics. Logs go to standard error (text or\n" +
-					"JSON); the audit log is its own stream. Every flag is also a key of the --config file.\n\n" +
+					"directory and, with --metrics-listen, Prometheus metrics and the health checks /healthz (alive)\n" +
+					"and /readyz (listening). It refuses a state directory or state file that group or others can\n" +
+					"reach, with the chmod that fixes it. Logs go to standard error (text or JSON); the audit log is\n" +
+					"its own stream. Every flag is also a key of the --config file.\n\n" +
 					"Example:\n\n    momgate-server run --config /etc/momgate/server.toml --log-level debug",
 				Flags:  append(runFlags(), cliutil.TestFlags()...),
 				Action: runAction(start),
@@ -200,9 +202,10 @@ func runAction(start func(context.Context, server.Config) error) cli.ActionFunc 
 				StateDir: c.String("state-dir"), Listen: c.String("listen"), Log: d.Log, Audit: d.Audit,
 				MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
 				SourceLimits: d.Limits.Limits, HandshakeTimeout: d.Limits.Handshake, Now: d.Limits.Now,
-				KeyTimeout: c.Duration("key-timeout"), CrashAt: d.CrashAt,
+				KeyTimeout: c.Duration("key-timeout"), CrashAt: d.CrashAt, Resolve: d.Resolve,
 				PBSSocket: c.String("pbs-socket"), PBSHostName: c.String("pbs-host-name"),
 				PBSServiceUsers: strings.FieldsFunc(c.String("pbs-service-users"), func(r rune) bool { return r == ',' || r == ' ' }),
+				SessionLimits:   d.Limits.Sessions, WithoutSessions: d.Limits.WithoutSessions,
 			})
 		})
 	}

@@ -557,3 +557,46 @@ func TestReadLine(t *testing.T) {
 		}
 	}
 }
+
+func TestParseMom(t *testing.T) {
+	for _, tc := range []struct {
+		in, addr, host, err string
+	}{
+		{in: "10.0.0.1", addr: "10.0.0.1"},
+		{in: "::ffff:10.0.0.1", addr: "10.0.0.1"},
+		{in: "fd00::5", addr: "fd00::5"},
+		{in: "cn01", host: "cn01"},
+		{in: "CN01.Cluster.Example.", host: "cn01.cluster.example"},
+		{in: "node-7.rack2", host: "node-7.rack2"},
+		{in: "1.2.3", err: "last label \"3\" is all digits"},
+		{in: "300.1.1.1", err: "last label \"1\" is all digits"},
+		{in: "-cn01", err: "nor a host name"},
+		{in: "cn01-", err: "nor a host name"},
+		{in: "cn..01", err: "nor a host name"},
+		{in: "cn_01", err: "nor a host name"},
+		{in: "cn01:15003", err: "nor a host name"},
+		{in: "", err: "nor a host name"},
+		{in: strings.Repeat("a", 64), err: "nor a host name"},
+		{in: strings.Repeat("a.", 127) + "ab", err: "nor a host name"},
+		{in: "0.0.0.0", err: "unspecified"},
+		{in: "224.0.0.1", err: "multicast"},
+		{in: "fe80::1%eth0", err: "zone"},
+	} {
+		addr, host, err := ParseMom(tc.in)
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseMom(%q) = %v, %q, %v; want an error saying %q", tc.in, addr, host, err, tc.err)
+			}
+		case err != nil:
+			t.Errorf("ParseMom(%q): %v", tc.in, err)
+		case tc.addr != "" && (addr.String() != tc.addr || host != ""):
+			t.Errorf("ParseMom(%q) = %v, %q; want address %s", tc.in, addr, host, tc.addr)
+		case tc.host != "" && (addr.IsValid() || host != tc.host):
+			t.Errorf("ParseMom(%q) = %v, %q; want host %s", tc.in, addr, host, tc.host)
+		}
+	}
+	if _, _, err := ParseMom("cn_01"); !errors.Is(err, ErrNotMom) {
+		t.Errorf("ParseMom(cn_01): %v, want ErrNotMom", err)
+	}
+}

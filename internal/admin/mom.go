@@ -25,6 +25,7 @@ const (
 // AdmittedPeer is one row of a MOM's admitted-peers table.
 type AdmittedPeer struct {
 	Addr      string    `json:"addr"`
+	Name      string    `json:"name"` // node name, "" if the server could not be asked (or v1)
 	NodeID    string    `json:"node_id"`
 	KeyID     string    `json:"key_id"`
 	Direction string    `json:"direction"` // "in" (they connected) or "out"
@@ -36,21 +37,43 @@ type AdmittedPeer struct {
 	// (or PingReply) last admitted: how far its clock, or its timestamps,
 	// run from this MOM's.
 	Stamp uint64 `json:"stamp,omitempty"`
+	// The live IM connections with the sister now (docs/PROTOCOL.md 6):
+	// how many, and of the youngest one its protection (none, auth,
+	// encrypt), the age of its keys (of the connection when unsealed) and
+	// its completed rekeys. Empty when none is open.
+	Sessions int    `json:"sessions"`
+	Session  string `json:"session,omitempty"`
+	KeyAge   string `json:"key_age,omitempty"`
+	Rekeys   uint64 `json:"rekeys"`
 }
 
 // MomStatus is a MOM's status report.
 type MomStatus struct {
-	Node        string           `json:"node"`
-	NodeID      string           `json:"node_id"`
-	Listen      string           `json:"listen"`
-	Server      string           `json:"server"`
-	Connected   bool             `json:"connected"`
-	ServerError string           `json:"server_error,omitempty"`
-	Keys        []KeyInfo        `json:"keys"`
-	Peers       int              `json:"peers"`
-	Admitted    uint64           `json:"admitted"`
-	Audit       audit.Snapshot   `json:"audit"`
-	Legacy      *MomLegacyStatus `json:"legacy"`
+	Node        string            `json:"node"`
+	NodeID      string            `json:"node_id"`
+	Listen      string            `json:"listen"`
+	Server      string            `json:"server"`
+	Connected   bool              `json:"connected"`
+	ServerError string            `json:"server_error,omitempty"`
+	Keys        []KeyInfo         `json:"keys"`
+	Peers       int               `json:"peers"`
+	Admitted    uint64            `json:"admitted"`     // inbound: sisters this MOM admitted (PING or list)
+	AdmittedOut uint64            `json:"admitted_out"` // outbound: PING swaps in which a sister admitted this MOM
+	Audit       audit.Snapshot    `json:"audit"`
+	Legacy      *MomLegacyStatus  `json:"legacy"`
+	Sessions    *MomSessionStatus `json:"sessions"`
+}
+
+// MomSessionStatus is the sealed-session part of a MOM's status
+// (docs/PROTOCOL.md 6).
+type MomSessionStatus struct {
+	IMSecurity   string `json:"im_security"`   // the cluster's, as last heard from the server
+	ServerSealed bool   `json:"server_sealed"` // the server proved it speaks sealed sessions
+	Control      string `json:"control"`       // protection of the control session: none, auth, encrypt; "" when down
+	ControlAge   string `json:"control_key_age,omitempty"`
+	Rekeys       uint64 `json:"control_rekeys"`
+	Marks        int    `json:"marks"`    // node ids and addresses known to speak sealed sessions
+	IMOpen       int    `json:"im_links"` // admitted IM connections open now
 }
 
 // MomLegacyStatus is the migration part of a MOM's status.
@@ -80,8 +103,11 @@ type PingResult struct {
 	Error    string           `json:"error,omitempty"`
 	Code     proto.RejectCode `json:"code,omitempty"` // the peer's Reject code, if it refused
 	NodeID   string           `json:"node_id,omitempty"`
+	Name     string           `json:"name,omitempty"` // the sister's node name, if the server told it
 	KeyID    string           `json:"key_id,omitempty"`
 	RTTMilli float64          `json:"rtt_ms"`
+	// Session is the protection the swap agreed on: none, auth or encrypt.
+	Session string `json:"session,omitempty"`
 }
 
 // JobStartArgs are the arguments of OpJobStart. Interval and Budget are Go
@@ -101,9 +127,12 @@ type JobArgs struct {
 // SisterInfo is one sister of a job, as its mother superior sees it.
 type SisterInfo struct {
 	Name         string `json:"name"`
-	Addr         string `json:"addr"`      // IM address last used, "" before the first lookup
-	Protocol     string `json:"protocol"`  // "v1" or "v2": how the current connection was admitted
-	Connected    bool   `json:"connected"` // an admitted connection is open
+	Addr         string `json:"addr"`              // IM address last used, "" before the first lookup
+	Protocol     string `json:"protocol"`          // "v1" or "v2": how the current connection was admitted
+	Session      string `json:"session"`           // its protection: none, auth or encrypt
+	KeyAge       string `json:"key_age,omitempty"` // age of its session keys (of the connection when unsealed)
+	Rekeys       uint64 `json:"rekeys"`            // rekeys the current connection's session completed
+	Connected    bool   `json:"connected"`         // an admitted connection is open
 	PollsOK      uint64 `json:"polls_ok"`
 	PollsFailed  uint64 `json:"polls_failed"`
 	Readmissions uint64 `json:"readmissions"` // admissions after the first (reconnects)

@@ -16,6 +16,7 @@ const (
 	OpSetNode     = "set_node"     // SetArgs -> NodeInfo (the node after the change)
 	OpPrintServer = "print_server" // no args -> ServerReport
 	OpSetServer   = "set_server"   // SetArgs with Name "" -> ServerInfo (after the change)
+	OpUnsetServer = "unset_server" // UnsetArgs -> ServerInfo (the attributes back at their defaults)
 	OpListKey     = "list_key"     // no args -> KeyList
 	OpRotateKey   = "rotate_key"   // no args -> RotationInfo (after the request)
 	OpExportKey   = "export_key"   // KeyArgs{ID, File} -> KeyInfo (the exported key)
@@ -34,6 +35,7 @@ type NodeInfo struct {
 	Name        string     `json:"name"`        // node name, case-sensitive
 	ID          string     `json:"id"`          // node id (UUID)
 	Mom         string     `json:"mom"`         // MOM IP address
+	Host        string     `json:"host"`        // the host name Mom= gave, resolved to Mom when the directive ran; "" if an address
 	Port        int        `json:"port"`        // MOM IM port
 	State       string     `json:"state"`       // NodeEnrolling, NodeUp or NodeDown
 	Protocol    string     `json:"protocol"`    // "v1", "v2" or "" (never seen)
@@ -43,7 +45,15 @@ type NodeInfo struct {
 	KeyState    string     `json:"key_state"`   // "current", "acked", "pending", "needs sync" or ""
 	Fingerprint string     `json:"fingerprint"` // fingerprint of the node identity key (SHA256:BASE64), "" before enrollment
 	Created     time.Time  `json:"created"`     // when create node ran
+	Enrolled    *time.Time `json:"enrolled"`    // when its MOM redeemed the token, null before
 	LastSeen    *time.Time `json:"last_seen"`   // last contact, null if never
+	// Sealed sessions (docs/PROTOCOL.md 6): the node proved it speaks them
+	// (an unsealed session from it is refused); the protection of its
+	// control session (none, auth, encrypt; "" when not connected) and the
+	// age of that session's keys (of the connection when unsealed).
+	Sealed        bool   `json:"sealed"`
+	Session       string `json:"session"`
+	SessionKeyAge string `json:"session_key_age"`
 }
 
 // CreateNodeResult is the result of OpCreateNode: the new node and its
@@ -152,8 +162,9 @@ type KeyList struct {
 	Rotation RotationInfo  `json:"rotation"`
 }
 
-// CreateNodeArgs are the arguments of OpCreateNode. Port 0 means the
-// server's default IM port.
+// CreateNodeArgs are the arguments of OpCreateNode. Mom is an IP address
+// or a host name (ParseMom), which the server resolves once, now. Port 0
+// means the server's default IM port.
 type CreateNodeArgs struct {
 	Name string `json:"name"`
 	Mom  string `json:"mom"`
@@ -181,6 +192,12 @@ type Attr struct {
 type SetArgs struct {
 	Name  string `json:"name"`
 	Attrs []Attr `json:"attrs"`
+}
+
+// UnsetArgs are the arguments of OpUnsetServer: the attributes that go
+// back to their defaults, all or nothing.
+type UnsetArgs struct {
+	Attrs []string `json:"attrs"`
 }
 
 // KeyArgs are the arguments of OpExportKey and OpActivateKey. File is an

@@ -84,8 +84,11 @@ type Entry struct {
 	// PeerName labels a peer without an IP address (the admin socket's
 	// "uid=0"); it is logged and bucketed when Peer is the zero value.
 	PeerName string
-	// Node is the node name or id, if known.
+	// Node is the node's name, if known (else its id).
 	Node string
+	// NodeID is the node's id (UUID), if known; logged as node_id only
+	// when set.
+	NodeID string
 	// KeyID is the cluster key id the peer used, if any.
 	KeyID string
 	// Detail is free text (an error message, a protocol version).
@@ -554,6 +557,9 @@ func (l *Log) writeEntry(e *Entry) {
 			"key_id":  e.KeyID,
 			"detail":  e.Detail,
 		},
+	}
+	if e.NodeID != "" {
+		entry.Data["node_id"] = e.NodeID
 	}
 	entry.Log(level, "admission "+e.Outcome)
 }

@@ -94,31 +94,56 @@ func Logged(err error) error { return &loggedError{err} }
 
 type loggedError struct{ error }
 
-// Status makes main exit with code, printing nothing: the command has
-// written what it had to say.
-func Status(code int) error { return &statusError{code} }
-
-type statusError struct{ code int }
-
-func (e *statusError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
-
 func (e *loggedError) Unwrap() error { return e.error }
 
-// Exit is main's error handling: nothing on success; a logged error exits
-// 1 silently; any other error is printed as "binary: error" and exits 1.
-// It returns the exit code.
+// Status makes main exit with code, printing nothing: the command has
+// written what it had to say.
+func Status(code int) error { return &statusError{code: code} }
+
+// WithStatus makes err exit with status code instead of 1 (Exit).
+func WithStatus(code int, err error) error { return &statusError{err: err, code: code} }
+
+// statusError is an exit status, with the error to print (none for
+// Status).
+type statusError struct {
+	err  error
+	code int
+}
+
+func (e *statusError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *statusError) Unwrap() error { return e.err }
+
+// Exit is main's error handling: nothing on success; a logged error, or
+// a bare Status, exits silently; any other error is printed as "binary:
+// error". The status is the one Status or WithStatus gave, else 1. It
+// returns the exit code.
 func Exit(binary string, err error, stderr func(string)) int {
 	if err == nil {
 		return 0
 	}
+	code := 1
+	var se *statusError
+	if errors.As(err, &se) {
+		code = se.code
+		if se.err == nil {
+			return code
+		}
+	}
 	var le *loggedError
-	if errors.As(err, &le) {
-		return 1
+	if !errors.As(err, &le) {
+		stderr(binary + ": " + err.Error())
 	}
-	var st *statusError
-	if errors.As(err, &st) {
-		return st.code
-	}
-	stderr(binary + ": " + err.Error())
-	return 1
+	return code
+}
+
+// isLogged reports whether err was already written to the daemon's log.
+func isLogged(err error) bool {
+	var le *loggedError
+	return errors.As(err, &le)
 }

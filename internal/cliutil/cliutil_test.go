@@ -33,6 +33,12 @@ func TestExit(t *testing.T) {
 	if code := Exit("b", logged, p); code != 1 || len(printed) != 0 {
 		t.Fatalf("logged error printed again: %d %q", code, printed)
 	}
+	if code := Exit("b", WithStatus(4, Logged(errors.New("node deleted"))), p); code != 4 || len(printed) != 0 {
+		t.Fatalf("logged error with status 4: %d %q", code, printed)
+	}
+	if code := Exit("b", fmt.Errorf("x: %w", WithStatus(3, errors.New("gone"))), p); code != 3 || len(printed) != 1 || printed[0] != "b: x: gone" {
+		t.Fatalf("error with status 3: %d %q", code, printed)
+	}
 }
 
 func TestCompletionScript(t *testing.T) {

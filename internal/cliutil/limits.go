@@ -9,6 +9,8 @@ import (
 	"github.com/momgate/momgate/internal/config"
 	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/daemon"
+
+	"github.com/momgate/momgate/session"
 )
 
 // LimitFlags are the per-source limits on unauthenticated connections
@@ -60,6 +62,10 @@ func TestFlags() []cli.Flag {
 			Usage: "deadline for an unauthenticated connection to complete its handshake"},
 		&cli.DurationFlag{Name: "test-clock-offset", Hidden: true,
 			Usage: "TEST ONLY: shift this daemon's wall clock (timestamps, freshness) by this much, e.g. -1h"},
+		&cli.DurationFlag{Name: "test-session-rekey", Hidden: true,
+			Usage: "TEST ONLY: rekey sealed sessions this often instead of every 120 s, e.g. 500ms"},
+		&cli.BoolFlag{Name: "test-without-sessions", Hidden: true,
+			Usage: "TEST ONLY: behave as a daemon of before sealed sessions (a mixed cluster)"},
 	}
 }
 
@@ -68,6 +74,10 @@ type LimitSettings struct {
 	Limits    connlimit.Config
 	Handshake time.Duration
 	Now       func() time.Time // nil: time.Now
+	// Sessions are the sealed sessions' limits (test-only
+	// --test-session-rekey); WithoutSessions plays a daemon of before them.
+	Sessions        session.Limits
+	WithoutSessions bool
 }
 
 // ReadLimits reads LimitFlags and TestFlags.
@@ -80,6 +90,10 @@ func ReadLimits(c *cli.Context) (LimitSettings, error) {
 	if s.Handshake, err = daemon.HandshakeTimeout(c.Duration("handshake-timeout")); err != nil {
 		return s, err
 	}
-	s.Now, err = daemon.TestClock(c.Duration("test-clock-offset"))
+	if s.Now, err = daemon.TestClock(c.Duration("test-clock-offset")); err != nil {
+		return s, err
+	}
+	s.WithoutSessions = c.Bool("test-without-sessions")
+	s.Sessions, err = daemon.TestSessionLimits(c.Duration("test-session-rekey"))
 	return s, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 
@@ -17,12 +18,16 @@ import (
 
 // Daemon is what a daemon's run command has set up when the daemon
 // starts: its logger, its audit log, the limit and test flags, and the
-// crash hook the environment arms (daemon.CrashHookFromEnv).
+// test hooks the environment arms: the crash hook
+// (daemon.CrashHookFromEnv) and the host table (daemon.HostsFromEnv).
 type Daemon struct {
 	Log     *logrus.Logger
 	Audit   *audit.Log
 	Limits  LimitSettings
 	CrashAt func(step string)
+	// Resolve is the test host table, nil (the system's resolver) in
+	// production.
+	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // RunSpec describes a daemon's run command for RunDaemon.
@@ -37,8 +42,8 @@ type RunSpec struct {
 // file under the flags and the environment, checks the required and the
 // limit flags, opens the logger, the signal-bound context and the audit
 // log (reopened on SIGHUP, default STATE_DIR/audit.log), then runs the
-// daemon until the context ends. A failure of the daemon is logged and
-// returned as already logged.
+// daemon until the context ends. A failure of the daemon is logged (unless
+// the daemon logged it itself: Logged) and returned as already logged.
 func RunDaemon(c *cli.Context, spec RunSpec, run func(ctx context.Context, d Daemon) error) error {
 	if c.NArg() != 0 {
 		return fmt.Errorf("run takes no arguments, got %q", c.Args().Slice())
@@ -54,6 +59,9 @@ func RunDaemon(c *cli.Context, spec RunSpec, run func(ctx context.Context, d Dae
 		return err
 	}
 	d := Daemon{CrashAt: daemon.CrashHookFromEnv()}
+	if d.Resolve, err = daemon.HostsFromEnv(); err != nil {
+		return err
+	}
 	if d.Limits, err = ReadLimits(c); err != nil {
 		return err
 	}
@@ -77,6 +85,9 @@ func RunDaemon(c *cli.Context, spec RunSpec, run func(ctx context.Context, d Dae
 	}
 	defer closer.Close()
 	if err := run(ctx, d); err != nil {
+		if isLogged(err) { // the daemon said why, in a line of its own
+			return err
+		}
 		d.Log.WithError(err).Error(spec.Name + " exited with an error")
 		return Logged(err)
 	}

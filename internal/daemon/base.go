@@ -216,13 +216,14 @@ func (b *Base) Collectors(ring func() *keys.Keyring) []prometheus.Collector {
 }
 
 // BindMetrics binds the metrics address listen, if one is configured, and
-// returns the function that serves collectors there until its context
+// returns the function that serves collectors there, with /healthz and
+// /readyz (ready says whether the daemon is ready), until its context
 // ends; nil when metrics are off.
-func (b *Base) BindMetrics(listen string, allowRemote bool, collectors ...prometheus.Collector) (func(context.Context) error, error) {
+func (b *Base) BindMetrics(listen string, allowRemote bool, ready func() error, collectors ...prometheus.Collector) (func(context.Context) error, error) {
 	if listen == "" {
 		return nil, nil
 	}
-	addr, serve, err := metrics.Bind(listen, allowRemote, b.Log, collectors...)
+	addr, serve, err := metrics.Bind(listen, allowRemote, b.Log, ready, collectors...)
 	if err != nil {
 		return nil, err
 	}
@@ -281,13 +282,14 @@ func (s Settings) WithDefaults() Settings {
 }
 
 // Listen opens a daemon's listener on addr and binds its metrics endpoint
-// (BindMetrics); serveMetrics is nil when metrics are off.
-func (b *Base) Listen(addr, metricsListen string, allowRemote bool, collectors ...prometheus.Collector) (ln net.Listener, serveMetrics func(context.Context) error, err error) {
+// (BindMetrics, with ready for /readyz); serveMetrics is nil when metrics
+// are off.
+func (b *Base) Listen(addr, metricsListen string, allowRemote bool, ready func() error, collectors ...prometheus.Collector) (ln net.Listener, serveMetrics func(context.Context) error, err error) {
 	ln, err = net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
-	if serveMetrics, err = b.BindMetrics(metricsListen, allowRemote, collectors...); err != nil {
+	if serveMetrics, err = b.BindMetrics(metricsListen, allowRemote, ready, collectors...); err != nil {
 		ln.Close()
 		return nil, nil, err
 	}

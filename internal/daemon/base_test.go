@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,7 +30,7 @@ func quietLog() *logrus.Logger {
 
 func openBase(t *testing.T, limits connlimit.Config) *Base {
 	t.Helper()
-	st, err := OpenState(t.TempDir(), statecheck.RoleMom, quietLog())
+	st, err := OpenState(privateDir(t), statecheck.RoleMom, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,4 +176,30 @@ func TestSettingsDefaults(t *testing.T) {
 	if d := (Settings{HandshakeTimeout: time.Second}).WithDefaults(); d.HandshakeTimeout != time.Second {
 		t.Fatalf("a set timeout was replaced: %s", d.HandshakeTimeout)
 	}
+}
+
+func TestReadiness(t *testing.T) {
+	var r Readiness
+	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "starting") {
+		t.Fatalf("zero Readiness: %v, want starting", err)
+	}
+	r.Ready()
+	if err := r.Err(); err != nil {
+		t.Fatalf("after Ready: %v", err)
+	}
+	r.Stopping()
+	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "shutting down") {
+		t.Fatalf("after Stopping: %v", err)
+	}
+}
+
+// privateDir is an owner-only directory, as a daemon's state directory
+// must be (t.TempDir's are made 0777 less the umask).
+func privateDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

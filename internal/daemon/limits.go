@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/internal/connlimit"
+
+	"github.com/momgate/momgate/session"
 )
 
 // SourceLimits validates the per-source connection limit flags and returns
@@ -58,4 +60,19 @@ func TestClock(offset time.Duration) (func() time.Time, error) {
 		return time.Now, nil
 	}
 	return func() time.Time { return time.Now().Add(offset) }, nil
+}
+
+// TestSessionLimits returns the limits of a daemon's sealed sessions: the
+// protocol's defaults (docs/PROTOCOL.md 6.6), or, for tests only (the
+// hidden --test-session-rekey flag), keys that rekey every rekey, so that
+// a test sees rekeys while jobs poll. The reject limit then leaves 10 s
+// for the rekey to complete, as a loaded test machine needs.
+func TestSessionLimits(rekey time.Duration) (session.Limits, error) {
+	switch {
+	case rekey == 0:
+		return session.Limits{}, nil
+	case rekey < 10*time.Millisecond || rekey > session.DefaultRekeyAfterTime:
+		return session.Limits{}, fmt.Errorf("--test-session-rekey %s: want a duration in [10ms, %s]", rekey, session.DefaultRekeyAfterTime)
+	}
+	return session.Limits{RekeyAfterTime: rekey, RejectAfterTime: rekey + 10*time.Second}, nil
 }

@@ -44,11 +44,14 @@ func (r *ReopenFile) Write(p []byte) (int, error) {
 // Reopen opens the path again and switches writes to it; on failure the
 // old file stays in use.
 func (r *ReopenFile) Reopen() error {
+	// The lock is held from before the new file exists, so no write that
+	// starts once it exists can still go to the old one.
+	r.mu.Lock()
 	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
+		r.mu.Unlock()
 		return fmt.Errorf("open audit log %s: %w", r.path, err)
 	}
-	r.mu.Lock()
 	old := r.f
 	r.f = f
 	r.mu.Unlock()

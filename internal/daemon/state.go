@@ -11,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/momgate/momgate/internal/statefile"
 	"github.com/momgate/momgate/internal/statelock"
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/statecheck"
@@ -38,12 +39,17 @@ type State struct {
 	recs map[string]float64 // recoveries by step, for the counter
 }
 
-// OpenState locks dir, inspects every state file of role without writing
-// any, and judges what it found. A refusal (statecheck.ErrStateLost) or a
-// locked directory (statelock.ErrLocked) is returned with the lock
+// OpenState refuses a directory group or others can reach
+// (statefile.CheckStateDir: it names the chmod that fixes it), locks dir,
+// inspects every state file of role without writing any, and judges what
+// it found. A refusal (statecheck.ErrStateLost, statefile.ErrInsecurePerm)
+// or a locked directory (statelock.ErrLocked) is returned with the lock
 // released and nothing in dir changed. Otherwise each recovered file is
 // logged at error level and each upgraded one at info level.
 func OpenState(dir string, role statecheck.Role, log logrus.FieldLogger) (*State, error) {
+	if err := statefile.CheckStateDir(dir); err != nil {
+		return nil, err
+	}
 	lock, err := statelock.Acquire(dir)
 	if err != nil {
 		return nil, err

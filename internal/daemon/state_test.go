@@ -5,10 +5,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/statefile"
 	"github.com/momgate/momgate/internal/statelock"
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
@@ -35,7 +37,7 @@ func openTestBase(t *testing.T, dir string) *Base {
 // floor, counted; a second opener is refused while the first holds the
 // lock.
 func TestOpenStateRecoversAndLocks(t *testing.T) {
-	dir := t.TempDir()
+	dir := privateDir(t)
 	b := openTestBase(t, dir)
 	if _, err := OpenState(dir, statecheck.RoleMom, quietLog()); !errors.Is(err, statelock.ErrLocked) {
 		t.Fatalf("second OpenState: %v", err)
@@ -64,7 +66,7 @@ func TestOpenStateRecoversAndLocks(t *testing.T) {
 
 // A refusal releases the lock and changes no file.
 func TestOpenStateRefusalTouchesNothing(t *testing.T) {
-	dir := t.TempDir()
+	dir := privateDir(t)
 	for _, f := range []string{"mom.json", "keyring.json"} { // enrolled, without its identity
 		if err := os.WriteFile(filepath.Join(dir, f), []byte("{}"), 0o600); err != nil {
 			t.Fatal(err)
@@ -82,5 +84,21 @@ func TestOpenStateRefusalTouchesNothing(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 3 { // mom.json, keyring.json, lock
 		t.Fatalf("the refusal left %d files", len(entries))
+	}
+}
+
+// TestOpenStateRefusesGroupAccess: a state directory group or others can
+// reach is refused before anything is written in it, not even the lock.
+func TestOpenStateRefusesGroupAccess(t *testing.T) {
+	dir := privateDir(t)
+	if err := os.Chmod(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	_, err := OpenState(dir, statecheck.RoleMom, quietLog())
+	if !errors.Is(err, statefile.ErrInsecurePerm) || !strings.Contains(err.Error(), "chmod 700 "+dir) {
+		t.Fatalf("OpenState of a 0750 directory: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("the refusal wrote %v", ents)
 	}
 }

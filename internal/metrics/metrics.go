@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	stdlog "log"
 	"net"
 	"net/http"
@@ -100,14 +101,50 @@ func NewRegistry(cs ...prometheus.Collector) (*prometheus.Registry, error) {
 	return reg, nil
 }
 
-// Handler returns the HTTP handler: g at Path, 404 elsewhere.
-func Handler(g prometheus.Gatherer, log logrus.FieldLogger) http.Handler {
+// Paths of the health endpoints, served beside Path.
+const (
+	HealthPath = "/healthz" // 200 while the process serves HTTP at all
+	ReadyPath  = "/readyz"  // 200 when the daemon is ready, 503 and why not otherwise
+)
+
+// Handler returns the HTTP handler: g at Path; at HealthPath 200 "ok";
+// at ReadyPath 200 "ready" when ready (nil: always) returns nil, else 503
+// and its error; 404 elsewhere. The health endpoints answer GET and HEAD
+// only.
+func Handler(g prometheus.Gatherer, ready func() error, log logrus.FieldLogger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(Path, promhttp.HandlerFor(g, promhttp.HandlerOpts{
 		ErrorLog:      errorLog{log},
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
+	mux.HandleFunc(HealthPath, func(w http.ResponseWriter, r *http.Request) {
+		healthAnswer(w, r, http.StatusOK, "ok")
+	})
+	mux.HandleFunc(ReadyPath, func(w http.ResponseWriter, r *http.Request) {
+		if ready != nil {
+			if err := ready(); err != nil {
+				healthAnswer(w, r, http.StatusServiceUnavailable, "not ready: "+err.Error())
+				return
+			}
+		}
+		healthAnswer(w, r, http.StatusOK, "ready")
+	})
 	return mux
+}
+
+// healthAnswer writes a health endpoint's one-line plain-text answer.
+func healthAnswer(w http.ResponseWriter, r *http.Request, code int, text string) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	if r.Method == http.MethodGet {
+		_, _ = io.WriteString(w, text+"\n")
+	}
 }
 
 // errorLog adapts a logrus logger to promhttp's Println logger.
@@ -123,12 +160,13 @@ func (w logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Serve serves g on ln until ctx ends, then shuts the server down, waiting
-// up to 5 s for scrapes in flight. It returns nil after a shutdown caused
-// by ctx, and the error otherwise.
-func Serve(ctx context.Context, ln net.Listener, g prometheus.Gatherer, log logrus.FieldLogger) error {
+// Serve serves g and the health endpoints (Handler) on ln until ctx
+// ends, then shuts the server down, waiting up to 5 s for scrapes in
+// flight. It returns nil after a shutdown caused by ctx, and the error
+// otherwise.
+func Serve(ctx context.Context, ln net.Listener, g prometheus.Gatherer, ready func() error, log logrus.FieldLogger) error {
 	srv := &http.Server{
-		Handler:           Handler(g, log),
+		Handler:           Handler(g, ready, log),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -272,8 +310,9 @@ func Enum(current string, all []string) map[string]float64 {
 // Bind registers collectors and binds addr (refusing a non-loopback one
 // unless allowRemote). It returns the listener's address and the function
 // that serves until its context ends, which the daemon runs; a shutdown
-// error after the context ended is logged, not returned.
-func Bind(addr string, allowRemote bool, log logrus.FieldLogger, collectors ...prometheus.Collector) (net.Addr, func(context.Context) error, error) {
+// error after the context ended is logged, not returned. ready is the
+// daemon's readiness for ReadyPath.
+func Bind(addr string, allowRemote bool, log logrus.FieldLogger, ready func() error, collectors ...prometheus.Collector) (net.Addr, func(context.Context) error, error) {
 	reg, err := NewRegistry(collectors...)
 	if err != nil {
 		return nil, nil, err
@@ -283,7 +322,7 @@ func Bind(addr string, allowRemote bool, log logrus.FieldLogger, collectors ...p
 		return nil, nil, err
 	}
 	return ln.Addr(), func(ctx context.Context) error {
-		err := Serve(ctx, ln, reg, log)
+		err := Serve(ctx, ln, reg, ready, log)
 		if err != nil && ctx.Err() != nil {
 			log.WithError(err).Warn("metrics shutdown")
 			return nil

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -131,7 +132,7 @@ func TestServeExportsAndShutsDown(t *testing.T) {
 	done := make(chan error, 1)
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	go func() { done <- Serve(ctx, ln, reg, log) }()
+	go func() { done <- Serve(ctx, ln, reg, nil, log) }()
 
 	m := scrape(t, url)
 	if m["momgate_admissions_total"] != 0 {
@@ -198,7 +199,7 @@ func TestServeReportsListenerFailure(t *testing.T) {
 	reg, _ := NewRegistry()
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	if err := Serve(context.Background(), ln, reg, log); err == nil {
+	if err := Serve(context.Background(), ln, reg, nil, log); err == nil {
 		t.Fatal("Serve on a closed listener returned nil")
 	}
 }
@@ -207,5 +208,69 @@ func TestEnum(t *testing.T) {
 	m := Enum("grace", []string{"idle", "distribute"})
 	if len(m) != 3 || m["grace"] != 1 || m["idle"] != 0 {
 		t.Fatalf("Enum = %v", m)
+	}
+}
+
+// TestHealthEndpoints: /healthz answers while the process serves;
+// /readyz follows the daemon's readiness, saying why it is not ready; both
+// answer GET and HEAD only, and are never cached.
+func TestHealthEndpoints(t *testing.T) {
+	reg, err := NewRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notReady atomic.Pointer[string]
+	why := "no cluster key yet: not enrolled"
+	notReady.Store(&why)
+	ready := func() error {
+		if w := notReady.Load(); w != nil {
+			return errors.New(*w)
+		}
+		return nil
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	srv := httptest.NewServer(Handler(reg, ready, log))
+	defer srv.Close()
+	get := func(method, path string) (int, string, http.Header) {
+		t.Helper()
+		req, err := http.NewRequest(method, srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), resp.Header
+	}
+	if code, body, h := get("GET", HealthPath); code != 200 || body != "ok\n" || h.Get("Cache-Control") != "no-store" {
+		t.Fatalf("GET /healthz: %d %q %v", code, body, h)
+	}
+	if code, body, _ := get("GET", ReadyPath); code != 503 || body != "not ready: "+why+"\n" {
+		t.Fatalf("GET /readyz while not ready: %d %q", code, body)
+	}
+	notReady.Store(nil)
+	if code, body, _ := get("GET", ReadyPath); code != 200 || body != "ready\n" {
+		t.Fatalf("GET /readyz when ready: %d %q", code, body)
+	}
+	if code, body, _ := get("HEAD", ReadyPath); code != 200 || body != "" {
+		t.Fatalf("HEAD /readyz: %d %q", code, body)
+	}
+	if code, _, h := get("POST", HealthPath); code != 405 || h.Get("Allow") != "GET, HEAD" {
+		t.Fatalf("POST /healthz: %d, Allow %q", code, h.Get("Allow"))
+	}
+	// Without a readiness function the daemon is always ready.
+	srv2 := httptest.NewServer(Handler(reg, nil, log))
+	defer srv2.Close()
+	resp, err := srv2.Client().Get(srv2.URL + ReadyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /readyz without a readiness function: %s", resp.Status)
 	}
 }

@@ -42,10 +42,10 @@ func PrintPeers(ctx context.Context, dir string, w io.Writer, asJSON bool) error
 		return writeJSON(w, peers)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ADDRESS\tNODE ID\tKEY\tDIR\tADMISSIONS\tFIRST\tLAST")
+	fmt.Fprintln(tw, "ADDRESS\tNAME\tNODE ID\tKEY\tDIR\tADMISSIONS\tSESSIONS\tPROTECTION\tKEY_AGE\tFIRST\tLAST")
 	for _, p := range peers {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", p.Addr, p.NodeID, p.KeyID, p.Direction, p.Count,
-			p.First.Format(time.RFC3339), p.Last.Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", p.Addr, dash(p.Name), dash(p.NodeID), dash(p.KeyID), p.Direction, p.Count,
+			p.Sessions, dash(p.Session), dash(p.KeyAge), p.First.Format(time.RFC3339), p.Last.Format(time.RFC3339))
 	}
 	return tw.Flush()
 }
@@ -70,11 +70,23 @@ func PrintStatus(ctx context.Context, dir string, w io.Writer, asJSON bool) erro
 	for _, k := range st.Keys {
 		fmt.Fprintf(w, "    key %s = %s\n", k.ID, k.State)
 	}
-	fmt.Fprintf(w, "    peers = %d\n    admitted = %d\n    audit accepted = %d\n", st.Peers, st.Admitted, st.Audit.Accepted)
+	fmt.Fprintf(w, "    peers = %d\n    admitted in = %d (sisters this MOM admitted)\n    admitted out = %d (sisters that admitted this MOM)\n"+
+		"    audit accepted = %d (every channel: in, out, PBS)\n", st.Peers, st.Admitted, st.AdmittedOut, st.Audit.Accepted)
 	if lg := st.Legacy; lg != nil {
 		fmt.Fprintf(w, "    protocol = %s (setting %s, server mode %s, control %s)\n", lg.Protocol, lg.Setting, dash(lg.ServerMode), dash(lg.Control))
 		fmt.Fprintf(w, "    address list = %d addresses in %d runs (%d pushes received)\n", lg.ListAddrs, lg.ListRuns, lg.Lists)
-		fmt.Fprintf(w, "    upgraded nodes = %d\n    admitted by list = %d\n", lg.Upgraded, lg.V1Admitted)
+		upgraded := "upgraded nodes = %d (their legacy admission refused)\n"
+		if lg.Protocol == "ping" {
+			// A PING-only MOM refuses every legacy admission: the server
+			// sends the upgraded set only to MOMs that admit by list.
+			upgraded = "upgraded nodes = %d (not needed: this MOM refuses every legacy admission)\n"
+		}
+		fmt.Fprintf(w, "    "+upgraded+"    admitted by list = %d\n", lg.Upgraded, lg.V1Admitted)
+	}
+	if ss := st.Sessions; ss != nil {
+		fmt.Fprintf(w, "    im_security = %s\n    server speaks sealed sessions = %t\n", ss.IMSecurity, ss.ServerSealed)
+		fmt.Fprintf(w, "    control session = %s (key age %s, %d rekeys)\n    IM connections open = %d\n    sealed-session marks = %d\n",
+			dash(ss.Control), dash(ss.ControlAge), ss.Rekeys, ss.IMOpen, ss.Marks)
 	}
 	reasons := make([]string, 0, len(st.Audit.Rejected))
 	for r := range st.Audit.Rejected {
@@ -99,7 +111,7 @@ func PrintPing(ctx context.Context, dir, addr string, w io.Writer, asJSON bool) 
 			return err
 		}
 	} else if res.Admitted {
-		fmt.Fprintf(w, "%s admitted: node %s, key %s, round trip %.3f ms\n", res.Addr, res.NodeID, res.KeyID, res.RTTMilli)
+		fmt.Fprintf(w, "%s admitted: node %s (%s), key %s, round trip %.3f ms\n", res.Addr, dash(res.Name), res.NodeID, res.KeyID, res.RTTMilli)
 	} else {
 		fmt.Fprintf(w, "%s NOT admitted: %s: %s\n", res.Addr, res.Reason, res.Error)
 	}

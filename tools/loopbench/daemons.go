@@ -90,6 +90,24 @@ func StartDaemons(ctx context.Context, binDir, dir, serverIP, momIP string, momF
 	return d, nil
 }
 
+// SetServer runs `set server ATTR=VALUE` on the server and waits until the
+// MOM's status shows want at key (a JSON path of two names, e.g.
+// "sessions", "im_security"), so that the MOM has heard the change.
+func (d *Daemons) SetServer(ctx context.Context, attr, value string, section, key, want string) error {
+	if _, err := d.run(ctx, "momgate-qmgr", "--state-dir", filepath.Join(d.Dir, "server"), "-c", "set server "+attr+"="+value); err != nil {
+		return err
+	}
+	return d.waitFor(ctx, "the MOM to hear "+attr+"="+value, func() bool {
+		out, err := d.run(ctx, "momgate-mom", "status", "--json", "--state-dir", d.MomDir)
+		var st map[string]json.RawMessage
+		var sec map[string]any
+		if err != nil || json.Unmarshal(out, &st) != nil || json.Unmarshal(st[section], &sec) != nil {
+			return false
+		}
+		return fmt.Sprint(sec[key]) == want
+	})
+}
+
 // Stop sends SIGTERM to every daemon, and SIGKILL to any still running
 // after 10 s, and waits for them.
 func (d *Daemons) Stop() {

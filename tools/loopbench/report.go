@@ -14,6 +14,7 @@ import (
 
 	"github.com/momgate/momgate/internal/keystore"
 	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/session"
 )
 
 // Config configures a bench-munge run.
@@ -49,6 +50,16 @@ type Report struct {
 	Swap       Result  `json:"swap"`
 	Raw        Result  `json:"raw"`
 	SwapPerRaw float64 `json:"swap_per_raw"`
+	// Sealed sessions (issue 12): the session swap with forward secrecy
+	// on new connections, against the raw rate and today's swap; IM
+	// request and response on one connection per worker under each
+	// protection, against none.
+	SessionSwap        Result            `json:"session_swap"`
+	SessionSwapPerRaw  float64           `json:"session_swap_per_raw"`
+	SessionSwapPerSwap float64           `json:"session_swap_per_swap"`
+	IM                 map[string]Result `json:"im"`
+	IMAuthPerNone      float64           `json:"im_auth_per_none"`
+	IMEncryptPerNone   float64           `json:"im_encrypt_per_none"`
 	// SwapPerMunge is 0 when MUNGE was not measured.
 	SwapPerMunge float64 `json:"swap_per_munge,omitempty"`
 	// RawPlusMunge is derived, not measured: the rate of a PBS-style
@@ -70,11 +81,13 @@ type Report struct {
 
 // Addresses of the run: each daemon and each client worker has its own.
 const (
-	serverIP = "127.0.80.1"
-	momIP    = "127.0.80.2"
-	echoIP   = "127.0.80.3"
-	swapBase = 81 // swap clients: 127.81.w.i
-	rawBase  = 82 // raw clients: 127.82.w.i
+	serverIP    = "127.0.80.1"
+	momIP       = "127.0.80.2"
+	echoIP      = "127.0.80.3"
+	swapBase    = 81 // swap clients: 127.81.w.i
+	rawBase     = 82 // raw clients: 127.82.w.i
+	sessionBase = 84 // session swap clients: 127.84.w.i
+	imBase      = 85 // IM clients: 127.85.w.i
 	// sourcesPerWorker spreads each worker's connections over a few
 	// source addresses, so TIME_WAIT never exhausts a port range.
 	sourcesPerWorker = 4
@@ -117,6 +130,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cfg.Warmup, cfg.Duration, op)
 	if rep.Raw.PerSecond > 0 {
 		rep.SwapPerRaw = rep.Swap.PerSecond / rep.Raw.PerSecond
+	}
+	if err := rep.runSealed(ctx, cfg, d, keys.NewHolder(ring)); err != nil {
+		return rep, err
 	}
 	if cfg.MungeConnRate > 0 {
 		rep.SwapPerMungeConn = rep.Swap.PerSecond / cfg.MungeConnRate
@@ -182,11 +198,53 @@ func startEcho(ctx context.Context, cfg Config) (string, func(), error) {
 	}
 }
 
-// Goals of issue 15 for the swap rate.
+// Goals of issue 15 for the swap rate, and of issue 12 for sealed
+// sessions.
 const (
-	goalSwapPerMungeConn = 2.0
-	goalSwapPerRaw       = 0.95
+	goalSwapPerMungeConn  = 2.0
+	goalSwapPerRaw        = 0.95
+	goalSessionSwapPerRaw = 0.8
+	goalIMSealedPerNone   = 0.85
+	imProtectionsMeasured = "none, auth, encrypt"
+	imFramesOfTheIMPhase  = "IMPoll 79 B / IMReply 80 B (a 61-byte job name)"
+	sessionSwapOfThePhase = "connect + SessionPing (encrypt only: ephemeral X25519) + SessionReply verified + keys derived + close"
 )
+
+// runSealed measures the sealed-session phases (issue 12): the session
+// swap with forward secrecy beside the raw and plain swap rates measured
+// just before, and IM request/response under each protection, with the
+// MOM's im_security set to none so that it takes what the bench offers.
+func (rep *Report) runSealed(ctx context.Context, cfg Config, d *Daemons, holder *keys.Holder) error {
+	op, err := SessionSwapOp(d.MomIM, Sources(sessionBase, cfg.Workers, sourcesPerWorker), holder)
+	if err != nil {
+		return err
+	}
+	rep.SessionSwap = Measure(ctx, "session swap via momgate-mom: "+sessionSwapOfThePhase, cfg.Workers, cfg.Warmup, cfg.Duration, op)
+	if rep.Raw.PerSecond > 0 {
+		rep.SessionSwapPerRaw = rep.SessionSwap.PerSecond / rep.Raw.PerSecond
+	}
+	if rep.Swap.PerSecond > 0 {
+		rep.SessionSwapPerSwap = rep.SessionSwap.PerSecond / rep.Swap.PerSecond
+	}
+	if err := d.SetServer(ctx, "im_security", "none", "sessions", "im_security", "none"); err != nil {
+		return err
+	}
+	rep.IM = map[string]Result{}
+	for _, p := range []session.Protection{session.None, session.Auth, session.Encrypt} {
+		op, closeIM, err := IMOp(d.MomIM, Sources(imBase+byte(p), cfg.Workers, 1), holder, p)
+		if err != nil {
+			return err
+		}
+		rep.IM[p.String()] = Measure(ctx, "IM request/response via momgate-mom, im_security "+p.String()+": "+imFramesOfTheIMPhase,
+			cfg.Workers, cfg.Warmup, cfg.Duration, op)
+		closeIM()
+	}
+	if none := rep.IM["none"].PerSecond; none > 0 {
+		rep.IMAuthPerNone = rep.IM["auth"].PerSecond / none
+		rep.IMEncryptPerNone = rep.IM["encrypt"].PerSecond / none
+	}
+	return ctx.Err()
+}
 
 // WriteText prints the report for people: what every figure is, the four
 // rates and the ratios against the goals of issue 15.
@@ -233,8 +291,33 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "  swaps / raw loopback in C               = %.2fx   (no goal: the same TCP exchange without the Go runtime)\n",
 			r.Swap.PerSecond/r.RawCRate)
 	}
+	r.writeSealed(w, verdict)
 	if r.MungeRate > 0 {
 		fmt.Fprintf(w, "  swaps / remunge round trips             = %.2fx   (no goal: remunge opens no TCP connection)\n", r.SwapPerMunge)
 		fmt.Fprintf(w, "  raw + remunge, derived 1/(1/raw + 1/remunge) = %.0f /s (the old estimate of a MUNGE connection)\n", r.RawPlusMunge)
 	}
+}
+
+// writeSealed prints the sealed-session figures and their ratios.
+func (r *Report) writeSealed(w io.Writer, verdict func(bool) string) {
+	line := func(label string, x Result) {
+		fmt.Fprintf(w, "  %-42s %10.0f /s   %d ops in %.2f s, %d errors", label, x.PerSecond, x.Ops, x.Elapsed.Seconds(), x.Errors)
+		if x.FirstError != "" {
+			fmt.Fprintf(w, " (first: %s)", x.FirstError)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "  sealed sessions: session swap = %s\n", sessionSwapOfThePhase)
+	line("session swaps, forward secret (real MOM)", r.SessionSwap)
+	fmt.Fprintf(w, "  session swaps / raw loopback            = %.2fx   (goal >= %gx: %s)\n",
+		r.SessionSwapPerRaw, goalSessionSwapPerRaw, verdict(r.SessionSwapPerRaw >= goalSessionSwapPerRaw))
+	fmt.Fprintf(w, "  session swaps / plain PING swaps        = %.2fx   (no goal: what forward secrecy costs a new connection)\n", r.SessionSwapPerSwap)
+	fmt.Fprintf(w, "  IM request/response on one connection per client, %s; im_security %s:\n", imFramesOfTheIMPhase, imProtectionsMeasured)
+	for _, p := range []string{"none", "auth", "encrypt"} {
+		line("IM polls answered, "+p, r.IM[p])
+	}
+	fmt.Fprintf(w, "  IM auth / none                          = %.2fx   (goal >= %gx: %s)\n",
+		r.IMAuthPerNone, goalIMSealedPerNone, verdict(r.IMAuthPerNone >= goalIMSealedPerNone))
+	fmt.Fprintf(w, "  IM encrypt / none                       = %.2fx   (goal >= %gx: %s; 256 B and 64 KiB frames: BenchmarkIMRequestResponse)\n",
+		r.IMEncryptPerNone, goalIMSealedPerNone, verdict(r.IMEncryptPerNone >= goalIMSealedPerNone))
 }

@@ -2,15 +2,12 @@ package loopbench
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"net/netip"
-	"sync/atomic"
 	"time"
 
 	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/ping"
-	"github.com/momgate/momgate/proto"
 )
 
 // SwapOp returns the PING swap operation against a MOM's IM listener at
@@ -19,27 +16,10 @@ import (
 // own sender node with its own timestamps, so workers never replay each
 // other's marks. keys must hold the cluster's active key.
 func SwapOp(target string, sources [][]netip.Addr, keys ping.KeySource) (Op, error) {
-	type worker struct {
-		sealer   *ping.Sealer
-		verifier *ping.Verifier
-		next     atomic.Uint64
-	}
 	dialers := dialersFor(sources)
-	ws := make([]*worker, len(sources))
-	for w := range ws {
-		st, err := ping.NewStamper(time.Now, &ping.MemCeiling{}, 0)
-		if err != nil {
-			return nil, err
-		}
-		var node proto.NodeID
-		if _, err := rand.Read(node[:]); err != nil {
-			return nil, fmt.Errorf("node id: %w", err)
-		}
-		ws[w] = &worker{
-			sealer: &ping.Sealer{Keys: keys, Stamper: st, Rand: rand.Reader, Node: node},
-			verifier: &ping.Verifier{Keys: keys, Now: time.Now,
-				Guard: ping.NewGuard(ping.GuardConfig{Freshness: ping.DefaultFreshness}, nil)},
-		}
+	ws, err := newBenchWorkers(len(sources), keys)
+	if err != nil {
+		return nil, err
 	}
 	return func(ctx context.Context, w int) error {
 		wk := ws[w]
