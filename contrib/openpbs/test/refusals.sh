@@ -6,6 +6,11 @@
 # harness.sh after momgate.sh; run with --auth momgate only.
 
 INTRUDER=pbsx
+# An address on the link where nothing answers: a momgate-mom told to use it
+# as its server never hears from the server, so it is never told that its
+# node was deleted, and keeps serving the plugin with the keys it has, as a
+# thief's daemon that ignores the deletion would.
+NOWHERE=10.201.0.250
 
 # mark_logs: what refused_in_logs looks at starts after this point.
 mark_logs() {
@@ -57,15 +62,27 @@ other_cluster() {
   disown $!
 }
 
-# copy_of H NODE: NODE's momgate state, copied onto H and run there.
+# copy_of H NODE [SERVER]: NODE's momgate state, copied onto H (unless H is
+# NODE) and run there, with SERVER (default the real one) as its server.
 copy_of() {
-  local h=$1 from=$2
-  mkdir -p "$(mg_state "$h")"
-  cp -a "$(mg_state "$from")/." "$(mg_state "$h")/"
+  local h=$1 from=$2 srv=${3:-${ADDR[$SERVER]}}
+  if [ "$h" != "$from" ]; then
+    mkdir -p "$(mg_state "$h")"
+    cp -a "$(mg_state "$from")/." "$(mg_state "$h")/"
+  fi
   rm -f "$(mg_state "$h")/admin.sock"
-  onhost "$h" sh -c "exec '$T/bin/momgate-mom' run --state-dir '$(mg_state "$h")' --server '${ADDR[$SERVER]}:$MG_PORT' \
-    --listen '${ADDR[$h]}:$MG_IM_PORT' --pbs-socket /run/momgate/pbs.sock >'$T/$h/momgate/daemon.log' 2>&1" 2>/dev/null &
+  onhost "$h" sh -c "exec '$T/bin/momgate-mom' run --state-dir '$(mg_state "$h")' --server '$srv:$MG_PORT' \
+    --listen '${ADDR[$h]}:$MG_IM_PORT' --pbs-socket /run/momgate/pbs.sock >>'$T/$h/momgate/daemon.log' 2>&1" 2>/dev/null &
   disown $!
+}
+
+# deaf_copy_of H NODE: NODE's state on H with a server that never answers.
+deaf_copy_of() { copy_of "$1" "$2" "$NOWHERE"; }
+
+# mom_log_since_has H LINES PATTERN: H's pbs_mom logged PATTERN (grep -E)
+# after its first LINES lines; prints the last such line.
+mom_log_since_has() {
+  cat "$(pbs_home "$1")"/mom_logs/* | tail -n +$(($2 + 1)) | grep -E "$3" | tail -n 1 | grep .
 }
 
 # stop_mom H [SIG]: stops H's pbs_mom (by the pid in its lock file) with
@@ -139,16 +156,28 @@ run_refusals() {
   local victim=${EXEC_HOSTS[1]}
   onhost "$SERVER" "$T/bin/momgate-qmgr" --state-dir "$(mg_state "$SERVER")" -c "delete node $victim" >/dev/null ||
     fail "momgate-qmgr delete node $victim"
-  step "momgate-qmgr delete node $victim; its pbs_mom restarts and must join pbs_comm again"
-  mark_logs
+  step "momgate-qmgr delete node $victim"
+  # Its momgate-mom is told and stops (exit 4): its pbs_mom, restarted,
+  # has no daemon to authenticate it.
+  wait_for "$victim's momgate-mom stopping when told its node was deleted" 30 \
+    pid_gone "$victim" "$(cat "$T/$victim/momgate/pid")"
+  local since line
+  since=$(cat "$(pbs_home "$victim")"/mom_logs/* | wc -l)
   restart_mom "$victim"
-  wait_for "pbs_comm refusing the deleted $victim" 30 refused_in_logs "${ADDR[$victim]}" "revoked|key_mismatch"
-  step "refused: the deleted node $victim"
+  wait_for "$victim's pbs_mom failing to authenticate" 30 mom_log_since_has "$victim" "$since" "momgate: cannot reach the momgate daemon"
+  line=$(mom_log_since_has "$victim" "$since" "momgate: cannot reach the momgate daemon")
+  step "refused: the deleted node $victim: its momgate-mom stopped when told (exit 4); its pbs_mom cannot authenticate"
+  echo "  pbs_mom: ${line#*;tpp_handle_auth_handshake;}"
+  # A daemon that ignores the deletion, with the node's keys: momgate-server refuses it.
+  mark_logs
+  deaf_copy_of "$victim" "$victim"
+  wait_for "pbs_comm refusing the deleted $victim" 60 refused_in_logs "${ADDR[$victim]}" "revoked|key_mismatch"
+  step "refused: the deleted node $victim, with a momgate-mom that ignores the deletion and keeps its keys"
   echo "  pbs_comm: $(refused_in_logs "${ADDR[$victim]}" "revoked|key_mismatch" | sed 's/.*;tpp_handle_auth_handshake;//')"
   wait_for "pbsnodes showing $victim down" 60 node_down "$victim"
   step "pbsnodes: $victim is down"
 
-  intruder_up copy_of "$victim"
+  intruder_up deaf_copy_of "$victim"
   expect_refused "a copy of the deleted $victim's momgate state on another host" "revoked|key_mismatch"
   REFUSALS_DONE=1
 }
