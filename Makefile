@@ -7,7 +7,7 @@ BINARIES  := momgate-server momgate-mom momgate-qmgr momgate-migrate
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build run test vet race bench bench-openpbs bench-munge munge-deps munge-tools munge-check fuzz lint clean man install  uninstall test-openpbs plugin
+.PHONY: all build run test vet race bench bench-conn bench-openpbs bench-munge scale scale-growth munge-deps munge-tools munge-check fuzz lint clean man install  uninstall test-openpbs plugin
 
 # Install layout; `make install PREFIX=/usr DESTDIR=/tmp/pkg` for packaging.
 # Units and configs name BINDIR and SYSCONFDIR; DESTDIR only stages files.
@@ -110,6 +110,29 @@ bench-munge: build
 	@if ./tools/munge/install-deps.sh; then $(MAKE) --no-print-directory munge-tools; \
 	else echo "bench-munge: MUNGE figures will be skipped" >&2; fi
 	@./scripts/bench-munge.sh $(BIN)
+
+# The connection path alone (docs/PERFORMANCE.md, issue 15 item 2): raw
+# loopback vs PING swaps through a real MOM, with CPU time and allocations
+# per operation of each process, then system calls per operation under
+# strace -c. No MUNGE.
+bench-conn: build
+	$(GO) build -trimpath -o $(BIN)/momgate-bench ./tools/cmd/momgate-bench
+	$(BIN)/momgate-bench run --bin $(BIN) --cost --strace
+
+# One server and one MOM against SCALE_NODES simulated MOMs on loopback
+# (docs/PERFORMANCE.md, scale): rates, CPU per heartbeat, memory, key
+# rotation, and SCALE_CHURN deletes then re-creates. scale-growth runs it at
+# 1,000, 10,000 and 100,000 nodes and prints the growth table.
+SCALE_NODES ?= 10000
+SCALE_CHURN ?= 1000
+SCALE_HEARTBEATS ?= 50
+SCALE_FLAGS ?=
+scale: build
+	$(GO) build -trimpath -o $(BIN)/momgate-scale ./tools/cmd/momgate-scale
+	$(BIN)/momgate-scale --bin $(BIN) --nodes $(SCALE_NODES) --churn $(SCALE_CHURN) --heartbeats $(SCALE_HEARTBEATS) $(SCALE_FLAGS)
+scale-growth: build
+	$(GO) build -trimpath -o $(BIN)/momgate-scale ./tools/cmd/momgate-scale
+	$(BIN)/momgate-scale --bin $(BIN) --growth 1000,10000,100000 --churn $(SCALE_CHURN) --heartbeats $(SCALE_HEARTBEATS) $(SCALE_FLAGS)
 
 # The MUNGE-authenticated connection client and server (tools/munge), built
 # with Debian's gcc against libmunge (Debian package libmunge-dev).

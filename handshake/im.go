@@ -54,7 +54,13 @@ type IMAdmission struct {
 // *Rejection, answered only when the frame was malformed (a silent or
 // closed peer gets nothing).
 func ReadFirstFrame(r io.Reader) ([]byte, error) {
-	frame, err := proto.ReadFrameLimit(r, make([]byte, ping.FrameSize), PreAuthMaxFrame)
+	return ReadFirstFrameInto(r, make([]byte, ping.FrameSize))
+}
+
+// ReadFirstFrameInto is ReadFirstFrame reading into buf when the frame
+// fits it (a Ping fits ping.FrameSize bytes).
+func ReadFirstFrameInto(r io.Reader, buf []byte) ([]byte, error) {
+	frame, err := proto.ReadFrameLimit(r, buf[:cap(buf)], PreAuthMaxFrame)
 	if err != nil {
 		return nil, firstFrameRejection(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -15,9 +16,23 @@ import (
 // Control and IM connections both run it. remote and local are the
 // connection's peer and own addresses, which the PINGs name.
 
+// frameBufs holds the buffers of the swap's frames, so that a swap
+// allocates none: a frame is sealed into one, written and the buffer put
+// back, or read into one and verified (the checks copy what they keep).
+var frameBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, ping.ExtReplyFrameSize)
+	return &b
+}}
+
+func getFrameBuf() *[]byte { return frameBufs.Get().(*[]byte) }
+
+func putFrameBuf(b *[]byte) { frameBufs.Put(b) }
+
 // Initiate sends a Ping on rw and verifies the PingReply.
 func Initiate(rw io.ReadWriter, remote, local proto.Addr, s *ping.Sealer, v *ping.Verifier, res *ping.Result) error {
-	frame, rnd, err := s.Ping(make([]byte, 0, ping.FrameSize), local, remote)
+	buf := getFrameBuf()
+	defer putFrameBuf(buf)
+	frame, rnd, err := s.Ping((*buf)[:0], local, remote)
 	if err != nil {
 		return fmt.Errorf("seal ping: %w", err)
 	}
@@ -30,7 +45,9 @@ func Initiate(rw io.ReadWriter, remote, local proto.Addr, s *ping.Sealer, v *pin
 // ReadReply reads one frame and verifies it as the PingReply to a Ping
 // whose random bytes were echo. A Reject frame becomes a *RejectError.
 func ReadReply(r io.Reader, v *ping.Verifier, remote, local proto.Addr, echo *[ping.RandomSize]byte, res *ping.Result) error {
-	in, err := proto.ReadFrameLimit(r, make([]byte, ping.ReplyFrameSize), PreAuthMaxFrame)
+	buf := getFrameBuf()
+	defer putFrameBuf(buf)
+	in, err := proto.ReadFrameLimit(r, (*buf)[:cap(*buf)], PreAuthMaxFrame)
 	if err != nil {
 		return fmt.Errorf("read ping reply: %w", err)
 	}
@@ -75,7 +92,9 @@ func respond(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.S
 			return err
 		}
 	}
-	out, err := s.Reply(make([]byte, 0, ping.ReplyFrameSize), local, remote, res.Random)
+	buf := getFrameBuf()
+	defer putFrameBuf(buf)
+	out, err := s.Reply((*buf)[:0], local, remote, res.Random)
 	if err != nil {
 		_ = proto.WriteFrame(rw, &proto.Reject{Code: proto.RejectInternal, Reason: "cannot seal reply"})
 		return fmt.Errorf("seal reply: %w", err)

@@ -394,6 +394,9 @@ func TestSecondInstanceTouchesNothing(t *testing.T) {
 			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
+			// The signal is asynchronous: checksum only once the process
+			// is stopped, or a write of its own may land in between.
+			waitFor(t, name+" stopped", 10*time.Second, func() bool { return procState(pid) == 'T' })
 			before := fileSums(t, dirs[name])
 			p := start(t, "second "+name, second[name]...)
 			code := p.waitExit(t, 30*time.Second)
@@ -423,4 +426,19 @@ func TestSecondInstanceTouchesNothing(t *testing.T) {
 	}
 	wantReject(t, "capture after the second instance and a kill -9", thief.deliver("127.0.0.2", target, cp2), proto.RejectReplay)
 	wantReject(t, "older capture", thief.deliver("127.0.0.2", target, cp), proto.RejectReplay)
+}
+
+// procState is the state letter of process pid in /proc/PID/stat (R, S,
+// T for stopped...), or 0 if it cannot be read.
+func procState(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0
+	}
+	return b[i+2]
 }

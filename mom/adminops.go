@@ -77,7 +77,7 @@ func (m *Mom) Status() *admin.MomStatus {
 	}
 	m.mu.Unlock()
 	st.Keys = admin.KeyInfos(m.ring.Load())
-	st.Peers = len(m.peers.list())
+	st.Peers = m.peers.len()
 	st.Admitted, st.AdmittedOut = m.admitted.Load(), m.admittedOut.Load()
 	st.Audit = m.audit.Counters()
 	st.Legacy = m.legacyStatus()

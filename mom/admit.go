@@ -1,8 +1,10 @@
 package mom
 
 import (
-	"net"
+	"net/netip"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/audit"
@@ -18,35 +20,37 @@ import (
 // decide (the migration's version decision, then for a Ping the swap),
 // each a call down that returns; the limiter's slot is
 // released as soon as the decision is made. It writes the audit line,
-// answers a refusal, and records an admitted sister. It reports whether c
-// is admitted, v1 and v2 alike.
-func (m *Mom) admit(c net.Conn) (handshake.IMAdmission, bool) {
-	release, ok := m.base.AdmitSource(c, audit.ChannelIM)
-	if !ok {
-		return handshake.IMAdmission{}, false
-	}
-	entry := audit.Entry{Channel: audit.ChannelIM, Peer: daemon.PeerAddrPort(c)}
+// answers a refusal, and records an admitted sister. It reports whether
+// x's connection is admitted, v1 and v2 alike. The connection's addresses
+// are read once, its first frame goes through x's buffer, and the audit
+// entry's ids are formatted only if its line is written.
+func (m *Mom) admit(x *imConn) (handshake.IMAdmission, bool) {
+	c := x.c
 	remote, local, err := daemon.Endpoints(c)
 	if err != nil {
-		release()
 		return handshake.IMAdmission{}, false
 	}
+	peer := netip.AddrPortFrom(remote.Netip(), daemon.PeerAddrPort(c).Port())
+	if !m.base.AdmitSource(c, peer, audit.ChannelIM, &x.slot) {
+		return handshake.IMAdmission{}, false
+	}
+	entry := audit.Entry{Channel: audit.ChannelIM, Peer: peer}
 	var adm handshake.IMAdmission
 	var frame []byte
 	if err = c.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout)); err != nil {
 		err = &handshake.Rejection{Reason: handshake.ReadFailureReason(err), Err: err}
-	} else if frame, err = handshake.ReadFirstFrame(c); err == nil {
+	} else if frame, err = handshake.ReadFirstFrameInto(x, x.firstFrameBuf()); err == nil {
 		// What the MOM knows now that the frame has come decides.
 		r := handshake.IMResponder{Sealer: m.currentSealer(), Verifier: m.base.Verifier}
 		if m.speaksSessions() {
 			r.Sessions = &handshake.IMSessions{SessionParams: handshake.SessionParams{Now: time.Now, Limits: m.cfg.SessionLimits},
 				Min: m.imMin(), Marks: m.sess.marks}
 		}
-		adm, err = handshake.AdmitIM(c, frame, remote, local, m.inbound(remote), r)
+		adm, err = handshake.AdmitIM(x, frame, remote, local, m.inbound(remote), r)
 	}
-	release()
+	x.slot.Release()
 	if adm.Keyed {
-		entry.KeyID = keys.KeyID(adm.KeyID).String()
+		entry.Key = keys.KeyID(adm.KeyID)
 	}
 	if err != nil {
 		rj := handshake.RejectionOf(err)
@@ -57,7 +61,7 @@ func (m *Mom) admit(c net.Conn) (handshake.IMAdmission, bool) {
 		entry.Outcome, entry.Reason, entry.Detail = audit.Rejected, rj.Reason, err.Error()
 		// The node id is known once the PING opened under the cluster
 		// key, so it is a member's (or a deleted member's) id.
-		entry.Node, entry.NodeID = m.nodeNameOf(adm.Node), nodeIDText(adm.Node)
+		entry.Node, entry.ID = m.nodeNameOf(adm.Node), uuid.UUID(adm.Node)
 		m.base.Record(entry)
 		return adm, false
 	}
@@ -65,8 +69,8 @@ func (m *Mom) admit(c net.Conn) (handshake.IMAdmission, bool) {
 	if adm.Version == proto.V1 {
 		entry.Detail = "v1: address on the cluster list"
 	} else {
-		entry.Node, entry.NodeID = m.nodeNameOf(adm.Node), nodeIDText(adm.Node)
-		entry.Detail = "session " + protectionOf(adm)
+		entry.Node, entry.ID = m.nodeNameOf(adm.Node), uuid.UUID(adm.Node)
+		entry.Detail = sessionDetail(adm)
 	}
 	m.base.Record(entry)
 	m.admitted.Add(1)
@@ -74,7 +78,7 @@ func (m *Mom) admit(c net.Conn) (handshake.IMAdmission, bool) {
 		m.lg.v1Admitted.Add(1)
 		m.peers.admitLegacy(remote, "in", m.cfg.Now())
 	} else {
-		m.peers.admit(adm.Sender, adm.Node, entry.Node, entry.KeyID, "in", adm.Timestamp, m.cfg.Now())
+		m.peers.admit(adm.Sender, adm.Node, entry.Node, entry.Key, "in", adm.Timestamp, m.cfg.Now())
 	}
 	_ = c.SetDeadline(time.Time{})
 	return adm, true
@@ -92,14 +96,16 @@ func (m *Mom) inbound(remote proto.Addr) migration.Inbound {
 	return in
 }
 
-// protectionOf names what an admitted v2 connection runs: the session's
-// protection, or "none" for a plain swap or an agreement on none.
-func protectionOf(adm handshake.IMAdmission) string {
+// sessionDetail is the audit detail of an admitted v2 connection: what it
+// runs, the session's protection or "none" for a plain swap or an
+// agreement on none. The plain cases are constants: nothing is built per
+// admission.
+func sessionDetail(adm handshake.IMAdmission) string {
 	switch {
 	case adm.Session != nil:
-		return adm.Session.Protection().String()
+		return "session " + adm.Session.Protection().String()
 	case adm.SessionSwap:
-		return "none (agreed)"
+		return "session none (agreed)"
 	}
-	return "none (plain PING swap)"
+	return "session none (plain PING swap)"
 }

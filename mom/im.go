@@ -1,13 +1,17 @@
 package mom
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/daemon"
+	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
 )
 
@@ -17,33 +21,62 @@ import (
 // maxIMFrame caps frames on an admitted IM connection.
 const maxIMFrame = 64 << 10
 
+// imReadBuffer is the read buffer of an IM connection: one read(2) brings
+// in a whole Ping or request frame, header and body, where reading them
+// apart took two.
+const imReadBuffer = 256
+
+// imConn is what admitting one inbound IM connection needs besides the
+// connection: its buffered reader (the link reads through it after the
+// admission), its first frame's buffer and its place in the per-source
+// limits. They are pooled (imConns), so that a connection allocates none
+// of them. Reads go through the buffer, writes straight to the connection.
+type imConn struct {
+	c     net.Conn
+	rd    *bufio.Reader
+	frame []byte
+	slot  connlimit.Slot
+}
+
+func (x *imConn) Read(p []byte) (int, error)  { return x.rd.Read(p) }
+func (x *imConn) Write(p []byte) (int, error) { return x.c.Write(p) }
+
+// firstFrameBuf is the buffer the first frame is read into: a Ping fits.
+func (x *imConn) firstFrameBuf() []byte { return x.frame[:0] }
+
+var imConns = sync.Pool{New: func() any {
+	return &imConn{rd: bufio.NewReaderSize(nil, imReadBuffer), frame: make([]byte, 0, ping.ExtFrameSize)}
+}}
+
 // serveIM accepts IM connections on ln until ctx ends, then closes them
-// and waits for them.
+// and waits for them. Each is served on a pooled worker goroutine
+// (daemon.Conns.Serve).
 func (m *Mom) serveIM(ctx context.Context, ln net.Listener) {
-	conns := m.base.TrackConns(ctx, ln, &m.gauge.im)
-	for {
-		c, ok := conns.Accept()
-		if !ok {
-			break
-		}
-		go func() {
-			defer conns.Done(c)
-			m.serveIMConn(c)
-		}()
-	}
-	conns.Wait()
+	m.base.TrackConns(ctx, ln, &m.gauge.im).Serve(func(c net.Conn) func() {
+		m.serveIMConn(c)
+		return nil
+	})
 }
 
 // serveIMConn admits a sister's IM connection, then serves its requests
 // over its link (sealed when the swap made a session), registered so that
 // revocation can close it.
 func (m *Mom) serveIMConn(c net.Conn) {
-	adm, ok := m.admit(c)
+	x := imConns.Get().(*imConn)
+	x.c = c
+	x.rd.Reset(c)
+	defer func() {
+		x.slot.Release()
+		x.c = nil
+		x.rd.Reset(nil)
+		imConns.Put(x)
+	}()
+	adm, ok := m.admit(x)
 	if !ok {
 		return
 	}
 	l := m.newIMLink(&imLink{link: daemon.NewLink(c, adm.Session, daemon.LinkConfig{Channel: audit.ChannelIM, Limit: maxIMFrame,
-		WriteTimeout: imWriteTimeout, Stats: m.sstats}),
+		WriteTimeout: imWriteTimeout, Stats: m.sstats, Reader: x}),
 		ver: adm.Version, node: adm.Node, addr: adm.Sender, keyID: adm.KeyID, dir: "in", session: adm.SessionSwap})
 	defer m.dropIMLink(l)
 	if adm.SessionSwap && adm.Session == nil {
@@ -62,6 +95,7 @@ const imWriteTimeout = 10 * time.Second
 func (m *Mom) serveAdmitted(l *imLink, first proto.Message) {
 	c, ver, node, src := l.link.NetConn(), l.ver, l.node, l.addr
 	msg := first
+	keepAlive := false
 	for {
 		if msg == nil {
 			if err := c.SetReadDeadline(time.Now().Add(5 * time.Minute)); err != nil {
@@ -80,6 +114,14 @@ func (m *Mom) serveAdmitted(l *imLink, first proto.Message) {
 			if msg, err = proto.Unmarshal(frame); err != nil {
 				_ = l.link.Send(&proto.Reject{Ver: ver, Code: proto.RejectMalformed, Reason: err.Error()})
 				return
+			}
+		}
+		if !keepAlive {
+			// A connection that carries requests gets TCP keep-alive with
+			// its first one; one that only swapped PINGs never needs it.
+			keepAlive = true
+			if err := daemon.EnableKeepAlive(c); err != nil {
+				m.log.WithError(err).Debug("IM connection")
 			}
 		}
 		revoked := m.deny.Revoked(node, proto.Addr{}) // v2: the PING named the node; its key was checked

@@ -91,7 +91,7 @@ func (m *Mom) PingSister(ctx context.Context, addr string) (*admin.PingResult, *
 	entry.Outcome, entry.Node, entry.NodeID, entry.KeyID, entry.Detail = audit.Accepted, out.Name, out.NodeID, out.KeyID, "outbound, session "+out.Session
 	m.base.Record(entry)
 	m.admittedOut.Add(1)
-	m.peers.admit(res.Sender, res.Node, out.Name, out.KeyID, "out", res.Timestamp, m.cfg.Now())
+	m.peers.admit(res.Sender, res.Node, out.Name, keys.KeyID(res.KeyID), "out", res.Timestamp, m.cfg.Now())
 	if swapped && s == nil {
 		m.markPeer(res.Node, res.Sender) // none by authenticated agreement: it speaks sessions
 	}

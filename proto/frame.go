@@ -131,17 +131,24 @@ func ReadFrame(r io.Reader, buf []byte) ([]byte, error) {
 
 // ReadFrameLimit reads one whole frame of at most max bytes (header
 // included). The header is checked before any body byte is read or any
-// buffer allocated; buf is reused when it is large enough. It returns
-// io.EOF for a connection closed before a frame began.
+// buffer for the body allocated; buf is reused when it is large enough,
+// and the header is read into it when it holds a header, so that reading
+// a frame that fits buf allocates nothing. It returns io.EOF for a
+// connection closed before a frame began.
 func ReadFrameLimit(r io.Reader, buf []byte, max int) ([]byte, error) {
-	var hb [HeaderSize]byte
-	if _, err := io.ReadFull(r, hb[:]); err != nil {
+	var hb []byte
+	if cap(buf) >= HeaderSize {
+		hb = buf[:HeaderSize]
+	} else {
+		hb = make([]byte, HeaderSize)
+	}
+	if _, err := io.ReadFull(r, hb); err != nil {
 		if err == io.ErrUnexpectedEOF {
 			return nil, fmt.Errorf("read frame header: %w", ErrTruncated)
 		}
 		return nil, err
 	}
-	h, err := ParseHeader(hb[:])
+	h, err := ParseHeader(hb)
 	if err != nil {
 		return nil, fmt.Errorf("read frame: %w", err)
 	}
@@ -153,7 +160,7 @@ func ReadFrameLimit(r io.Reader, buf []byte, max int) ([]byte, error) {
 		buf = make([]byte, total)
 	}
 	buf = buf[:total]
-	copy(buf, hb[:])
+	copy(buf, hb) // a no-op when hb is buf's own start
 	if _, err := io.ReadFull(r, buf[HeaderSize:]); err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return nil, fmt.Errorf("read %s body: %w", h.Type, ErrTruncated)

@@ -238,3 +238,26 @@ func TestWriteFrameRefusesUnencodable(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReadFrameIntoBufferAllocatesNothing: a frame that fits the buffer
+// is read, header and body, without an allocation; one that does not gets
+// a buffer of its own, the header carried over.
+func TestReadFrameIntoBufferAllocatesNothing(t *testing.T) {
+	frame := Marshal(&KeyActivate{Rotation: 1, KeyID: 2})
+	r := bytes.NewReader(frame)
+	buf := make([]byte, 64)
+	if n := testing.AllocsPerRun(100, func() {
+		r.Reset(frame)
+		if got, err := ReadFrameLimit(r, buf, 64); err != nil || !bytes.Equal(got, frame) {
+			t.Fatalf("read %x, %v", got, err)
+		}
+	}); n != 0 {
+		t.Fatalf("ReadFrameLimit allocates %v times with a buffer that fits", n)
+	}
+	small := make([]byte, HeaderSize)
+	r.Reset(frame)
+	got, err := ReadFrameLimit(r, small, 64)
+	if err != nil || !bytes.Equal(got, frame) {
+		t.Fatalf("frame larger than the buffer: %x, %v", got, err)
+	}
+}

@@ -324,7 +324,7 @@ for round in $(seq 1 "$rounds"); do
   if [ "$conn_rate" = 0 ]; then echo "bench-munge: MUNGE connection $conn_note" >&2; fi
   # munged stays up (idle: it does no work between requests).
   echo "bench-munge: machine: $(nproc) CPUs, $(sed -nE 's/^model name\s*:\s*//p' /proc/cpuinfo | head -n 1), $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-  "$bin/momgate-bench" run --bin "$bin" --workers "$workers" --duration "$duration" --warmup "$warmup" \
+  "$bin/momgate-bench" run --bin "$bin" --cost --workers "$workers" --duration "$duration" --warmup "$warmup" \
     --munge-rate "$remunge_rate" --munge-note "$remunge_note" \
     --munge-conn-rate "$conn_rate" --munge-conn-note "$conn_note" \
     --raw-c-rate "$craw_rate" --raw-c-note "$craw_note"

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -13,8 +14,10 @@ import (
 
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/audit"
+	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/migration"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/reasons"
 )
@@ -22,35 +25,36 @@ import (
 // A control connection from accept to the admission decision: serveControl
 // accepts it, admit applies the per-source limits and runs the handshake's
 // server half (handshake.Serve), which asks the registry through admission
-// in protocol order; admit audits the outcome, and serveConn serves the
+// in protocol order; admit audits the outcome, and serveSession serves the
 // session it admitted (session.go).
 
 // serveControl accepts MOM control connections on ln until ctx ends, then
 // closes them and waits for them.
 func (s *Server) serveControl(ctx context.Context, ln net.Listener) {
-	conns := s.base.TrackConns(ctx, ln, &s.gauge.control)
-	for {
-		c, ok := conns.Accept()
+	s.base.TrackConns(ctx, ln, &s.gauge.control).Serve(func(c net.Conn) func() {
+		mc, ok := s.admit(c)
 		if !ok {
-			break
+			return nil
 		}
-		go func() {
-			defer conns.Done(c)
-			s.serveConn(ctx, c)
-		}()
-	}
-	conns.Wait()
+		// The session on a goroutine of its own (daemon.Conns.Serve):
+		// idle, it keeps the small stack of its read loop, not the one the
+		// handshake (enrollment, key wrapping, the journal) grew.
+		return func() { s.serveSession(ctx, c, mc) }
+	})
 }
 
-// serveConn admits a control connection, then serves its session until it
+// serveSession serves an admitted control connection's session until it
 // ends.
-func (s *Server) serveConn(ctx context.Context, c net.Conn) {
-	mc, ok := s.admit(c)
-	if !ok {
-		return
+func (s *Server) serveSession(ctx context.Context, c net.Conn, mc *session) {
+	if err := daemon.EnableKeepAlive(c); err != nil {
+		s.log.WithError(err).Debug("control connection")
 	}
-	log := s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "peer": c.RemoteAddr().String()})
-	log.Info("MOM connected")
+	// The session's log fields are made when a line is written: kept for
+	// the session's life they cost 400 bytes per connected node.
+	log := func() *logrus.Entry {
+		return s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "peer": c.RemoteAddr().String()})
+	}
+	log().Info("MOM connected")
 	s.register(mc)
 	defer mc.link.Close()
 	s.startTicker(mc)
@@ -60,9 +64,9 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	defer s.startSession(mc)()
 	err := s.sessionLoop(ctx, mc)
 	if ctx.Err() == nil && err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-		log.WithError(err).Warn("MOM connection closed")
+		log().WithError(err).Warn("MOM connection closed")
 	} else {
-		log.Info("MOM disconnected")
+		log().Info("MOM disconnected")
 	}
 }
 
@@ -71,19 +75,19 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 // (admitControl). It writes the audit line and answers a refusal; the
 // limiter's slot is released once the handshake has ended.
 func (s *Server) admit(c net.Conn) (*session, bool) {
-	release, ok := s.base.AdmitSource(c, audit.ChannelControl)
-	if !ok {
-		return nil, false
-	}
 	remote, local, err := daemon.Endpoints(c)
 	if err != nil {
-		release()
 		s.log.WithError(err).Warn("control connection without IP endpoints")
 		return nil, false
 	}
-	entry := audit.Entry{Channel: audit.ChannelControl, Peer: daemon.PeerAddrPort(c)}
+	peer := netip.AddrPortFrom(remote.Netip(), daemon.PeerAddrPort(c).Port())
+	var slot connlimit.Slot
+	if !s.base.AdmitSource(c, peer, audit.ChannelControl, &slot) {
+		return nil, false
+	}
+	entry := audit.Entry{Channel: audit.ChannelControl, Peer: peer}
 	mc, named, err := s.admitControl(c, remote, local)
-	release()
+	slot.Release()
 	entry.Node, entry.NodeID = named.name, named.idText()
 	if err != nil {
 		rj := handshake.RejectionOf(err)
@@ -100,7 +104,7 @@ func (s *Server) admit(c net.Conn) (*session, bool) {
 		return nil, false
 	}
 	entry.Outcome, entry.Node = audit.Accepted, mc.node.rec.Name
-	entry.KeyID = mc.node.keyID.String()
+	entry.Key = mc.node.keyID
 	s.base.Record(entry)
 	return mc, true
 }
@@ -123,8 +127,11 @@ func (s *Server) admitControl(c net.Conn, remote, local proto.Addr) (*session, n
 		return adm.mc, adm.named, err
 	}
 	adm.mc.remote, adm.mc.local = remote, local
+	// The link reads through a small buffer: one read(2) per heartbeat.
+	// Nothing past the handshake was read from c yet.
+	adm.mc.rd = bufio.NewReaderSize(c, controlReadBuffer)
 	adm.mc.link = daemon.NewLink(c, a.Session, daemon.LinkConfig{Channel: audit.ChannelControl,
-		Limit: maxControlFrame, WriteTimeout: controlWriteTimeout, Stats: s.sessions})
+		Limit: maxControlFrame, WriteTimeout: controlWriteTimeout, Stats: s.sessions, Reader: adm.mc.rd})
 	if a.Version == proto.V2 {
 		s.mu.Lock()
 		adm.mc.node.keyID = keys.KeyID(a.KeyID)
@@ -245,12 +252,23 @@ func (s *Server) enroll(m *proto.Enroll, proof *proto.EnrollProof, src netip.Add
 	n.setPub(m.NodeKey)
 	t := now.UTC()
 	n.rec.Enrolled = &t
+	// A MOM that speaks PING only is marked upgraded with its enrollment,
+	// in the same journal write (its first session would mark it with a
+	// second one, an fsync under the registry lock per enrolling node).
+	upgraded := migration.Upgrades(proof.Versions) && !n.rec.Upgraded
+	if upgraded {
+		n.rec.Upgraded = true
+	}
 	if err := s.persistNodesLocked(n, m.TokenID); err != nil {
 		n.rec, n.pub, n.hasPub = oldRec, [32]byte{}, false
 		s.reg.tokens.Unredeem(m.TokenID)
 		return nil, handshake.Refuse(reasons.Internal, "persist enrollment: %w", err)
 	}
 	s.log.WithFields(logrus.Fields{"node": n.rec.Name, "fingerprint": keys.FingerprintText(n.pub)}).Info("node enrolled")
+	if upgraded {
+		s.log.WithField("node", n.rec.Name).Info("node upgraded: it speaks PING only; legacy admission of it refused from now on")
+		s.pushUpgradedLocked(proto.UpgradedAdd, n)
+	}
 	s.cfg.CrashAt("enroll-saved") // test-only: enrollment on disk, Welcome not sent
 	n.versions = proof.Versions
 	return n, nil

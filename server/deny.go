@@ -205,10 +205,7 @@ func (s *Server) liftDenyLocked(addr netip.Addr) {
 	s.deny.Allow(proto.NodeID{}, a)
 	delete(s.denyKeys, proto.NodeAddr{Addr: a})
 	s.saveDenyList()
-	frame := proto.Marshal(&proto.DenyLift{Entries: []proto.NodeAddr{{Addr: a}}})
-	for _, c := range s.conns {
-		s.enqueueLocked(c, pushItem{pushDeny, frame})
-	}
+	s.queueDenyLocked(true, proto.NodeAddr{Addr: a})
 	s.log.WithField("addr", addr.String()).Info("address given to a node again: its deny is lifted")
 }
 
@@ -264,26 +261,17 @@ func (s *Server) pruneDenyLocked() int {
 	}
 	s.saveDenyList()
 	s.log.WithField("entries", n).Info("deny entries dropped: the keys they guarded against are retired")
-	for len(lifted) > 0 {
-		k := min(len(lifted), maxDenyEntries)
-		frame := proto.Marshal(&proto.DenyLift{Entries: lifted[:k]})
-		for _, c := range s.conns {
-			s.enqueueLocked(c, pushItem{pushDeny, frame})
-		}
-		lifted = lifted[k:]
-	}
+	s.queueDenyLocked(true, lifted...)
 	return n
 }
 
-// pushDenyLocked queues a Deny on every connected MOM's ordered push queue and
-// closes the connection of the node it names (closeNode). The caller holds s.mu.
+// pushDenyLocked closes the connection of the node entries name
+// (closeNode) and queues a Deny of entries for every connected MOM, in
+// order with every other deny and lift (denypush.go). The caller holds
+// s.mu.
 func (s *Server) pushDenyLocked(entries []proto.NodeAddr, closeNode proto.NodeID) {
-	frame := proto.Marshal(&proto.Deny{Entries: entries})
-	for id, c := range s.conns {
-		if id == closeNode {
-			c.conn.Close()
-			continue
-		}
-		s.enqueueLocked(c, pushItem{pushDeny, frame})
+	if c := s.conns[closeNode]; c != nil {
+		c.conn.Close()
 	}
+	s.queueDenyLocked(false, entries...)
 }

@@ -213,3 +213,93 @@ func TestDenyPrunedAfterItsKeysRetire(t *testing.T) {
 		t.Fatalf("deny.json after pruning: %+v %v", es, err)
 	}
 }
+
+// TestDenyTrafficCoalesced: a deny after a quiet interval is pushed at
+// once; the denies and lifts that follow it within the interval are
+// pushed together at its end, consecutive denies in one Deny frame and
+// consecutive lifts in one DenyLift, in the order they were made. The
+// interval is an hour here, and its end is the test's flush.
+func TestDenyTrafficCoalesced(t *testing.T) {
+	s := startServerWith(t, Config{DenyInterval: time.Hour})
+	setMode(t, s, "legacy")
+	ips := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"}
+	for i, ip := range ips {
+		mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: fmt.Sprintf("n%d", i+2), Mom: ip})
+	}
+	a := legacyHello(t, s, "127.0.0.2", "n2")
+	a.readUntil(proto.TypeNodeUpgraded)
+	addr := func(ip string) proto.Addr { return proto.AddrFrom(netip.MustParseAddr(ip)) }
+	id := func(name string) proto.NodeID {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.reg.byName[name].id
+	}
+	deny := func(name, ip string) proto.NodeAddr { return proto.NodeAddr{Node: id(name), Addr: addr(ip)} }
+
+	// The first deny goes at once: nothing was pushed within the interval.
+	e3 := deny("n3", "127.0.0.3")
+	mustAdmin(t, s, admin.OpDeleteNode, admin.NodeArgs{Name: "n3"})
+	if d := a.readUntil(proto.TypeDeny).(*proto.Deny); len(d.Entries) != 1 || d.Entries[0] != e3 {
+		t.Fatalf("first Deny %+v, want %+v alone", d.Entries, e3)
+	}
+	// These wait for the end of the interval; the server refuses at once.
+	e4, e5, e6 := deny("n4", "127.0.0.4"), deny("n5", "127.0.0.5"), deny("n6", "127.0.0.6")
+	mustAdmin(t, s, admin.OpDeleteNode, admin.NodeArgs{Name: "n4"})
+	mustAdmin(t, s, admin.OpDeleteNode, admin.NodeArgs{Name: "n5"})
+	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n4b", Mom: "127.0.0.4"}) // lifts 127.0.0.4
+	mustAdmin(t, s, admin.OpDeleteNode, admin.NodeArgs{Name: "n6"})
+	if !s.deny.Revoked(e5.Node, proto.Addr{}) || !s.deny.Revoked(e6.Node, proto.Addr{}) || s.deny.Revoked(proto.NodeID{}, e4.Addr) {
+		t.Fatal("the server's own deny list waits for the push")
+	}
+	s.mu.Lock()
+	waiting := len(s.dp.pending)
+	s.flushDenyLocked(time.Now())
+	s.mu.Unlock()
+	if waiting != 4 {
+		t.Fatalf("%d denies and lifts waiting, want 4", waiting)
+	}
+	d := a.readUntil(proto.TypeDeny).(*proto.Deny)
+	if len(d.Entries) != 2 || d.Entries[0] != e4 || d.Entries[1] != e5 {
+		t.Fatalf("coalesced Deny %+v, want %+v then %+v", d.Entries, e4, e5)
+	}
+	m := a.read()
+	if dl, ok := m.(*proto.DenyLift); !ok || len(dl.Entries) != 1 || dl.Entries[0] != (proto.NodeAddr{Addr: e4.Addr}) {
+		t.Fatalf("after the Deny: %s %+v, want the DenyLift of %s", m.Type(), m, e4.Addr)
+	}
+	m = a.read()
+	if d, ok := m.(*proto.Deny); !ok || len(d.Entries) != 1 || d.Entries[0] != e6 {
+		t.Fatalf("after the DenyLift: %s %+v, want the Deny of %+v", m.Type(), m, e6)
+	}
+}
+
+// TestDenyIntervalGrowsInABurst: after a quiet second a deny goes at once
+// and the interval is the first; within a burst whose interval is over it
+// goes at once and the interval doubles (up to ten times the first);
+// within the interval it waits.
+func TestDenyIntervalGrowsInABurst(t *testing.T) {
+	s := startServerWith(t, Config{DenyInterval: time.Hour}) // the pusher never fires during the test
+	e := proto.NodeAddr{Addr: proto.AddrFrom(netip.MustParseAddr("127.0.0.9"))}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	s.dp.last, s.dp.interval = now.Add(-11*time.Hour), 4*time.Hour
+	s.queueDenyLocked(false, e)
+	if len(s.dp.pending) != 0 || s.dp.interval != 0 {
+		t.Fatalf("after a quiet spell: %d waiting, interval %s; want pushed at once, the first interval", len(s.dp.pending), s.dp.interval)
+	}
+	s.dp.last = time.Now().Add(-90 * time.Minute)
+	s.queueDenyLocked(false, e)
+	if len(s.dp.pending) != 0 || s.dp.interval != 2*time.Hour {
+		t.Fatalf("interval over within a burst: %d waiting, interval %s; want pushed at once, interval 2h", len(s.dp.pending), s.dp.interval)
+	}
+	s.queueDenyLocked(true, e)
+	if len(s.dp.pending) != 1 {
+		t.Fatalf("within the interval: %d waiting, want 1", len(s.dp.pending))
+	}
+	for range 5 {
+		s.growDenyIntervalLocked()
+	}
+	if s.dp.interval != 10*time.Hour {
+		t.Fatalf("interval grew to %s, want at most 10h", s.dp.interval)
+	}
+}

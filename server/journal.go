@@ -220,12 +220,23 @@ func (ss *stateStore) save(v stateView) error {
 // that changed is still written by the next full save, since the store
 // remembers what is on disk, not what it was told.
 func (ss *stateStore) saveNodes(v stateView, nodes []nodeRecord, tokens [][16]byte) error {
+	return ss.saveChanged(v, nodes, nil, tokens)
+}
+
+// saveChanged is saveNodes that also records the nodes whose ids are in
+// gone as removed (delete node: O(1) instead of a full save's O(N)).
+func (ss *stateStore) saveChanged(v stateView, nodes []nodeRecord, gone []string, tokens [][16]byte) error {
 	b, err := ss.newBatch(v)
 	if err != nil {
 		return err
 	}
 	for _, n := range nodes {
 		b.node(n)
+	}
+	for _, id := range gone {
+		if _, ok := ss.nodes[id]; ok {
+			b.nodeGone(id)
+		}
 	}
 	book := v.tokenBook()
 	for _, id := range tokens {

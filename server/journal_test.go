@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/statecheck"
 )
 
@@ -217,5 +219,50 @@ func TestStateStoreSaveNodes(t *testing.T) {
 	got, _ = openTestStore(t, dir)
 	if len(got.Nodes) != 3 || len(got.Tokens) != 3 {
 		t.Fatalf("full save after saveNodes: %d nodes, %d tokens", len(got.Nodes), len(got.Tokens))
+	}
+}
+
+// TestStateStoreSaveChangedRemoves: saveChanged journals a removed node and
+// its dropped token without a full save, and the reload has neither.
+func TestStateStoreSaveChangedRemoves(t *testing.T) {
+	dir := t.TempDir()
+	p := testPersisted(3)
+	if err := saveState(dir, p); err != nil {
+		t.Fatal(err)
+	}
+	_, ss := openTestStore(t, dir)
+	gone, goneTok := p.Nodes[1], p.Tokens[1].ID
+	after := p
+	after.Nodes = []nodeRecord{p.Nodes[0], p.Nodes[2]}
+	after.Tokens = []keys.TokenRecord{p.Tokens[0], p.Tokens[2]}
+	if err := ss.saveChanged(view(after), nil, []string{gone.ID, "never-there"}, [][16]byte{goneTok}); err != nil {
+		t.Fatal(err)
+	}
+	ss.close()
+	got, _ := openTestStore(t, dir)
+	if !reflect.DeepEqual(sorted(got), sorted(after)) {
+		t.Fatalf("after saveChanged:\n got %+v\nwant %+v", sorted(got), sorted(after))
+	}
+}
+
+// TestRegistryAddressIndex: byAddr follows add, remove and moveAddr.
+func TestRegistryAddressIndex(t *testing.T) {
+	r, err := newRegistry(testPersisted(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a1, a2 := netip.MustParseAddr("127.0.0.21"), netip.MustParseAddr("127.0.0.22")
+	n := &node{rec: nodeRecord{Name: "x"}, id: proto.NodeID{1}, addr: a1}
+	r.add(n)
+	if r.byAddr(a1) != n || r.byAddr(a2) != nil {
+		t.Fatal("byAddr after add")
+	}
+	r.moveAddr(n, a2)
+	if r.byAddr(a1) != nil || r.byAddr(a2) != n || n.addr != a2 {
+		t.Fatal("byAddr after moveAddr")
+	}
+	r.remove(n)
+	if r.byAddr(a2) != nil {
+		t.Fatal("byAddr after remove")
 	}
 }

@@ -22,13 +22,21 @@ import (
 // startServer runs a server on 127.0.0.1 in-process until the test ends.
 func startServer(t *testing.T) *Server {
 	t.Helper()
+	return startServerWith(t, Config{})
+}
+
+// startServerWith is startServer with cfg's settings (StateDir, Listen
+// and Log are the test's).
+func startServerWith(t *testing.T, cfg Config) *Server {
+	t.Helper()
 	dir := t.TempDir()
 	if _, err := Init(dir, nil, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	s, err := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: log})
+	cfg.StateDir, cfg.Listen, cfg.Log = dir, "127.0.0.1:0", log
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,16 @@ type legacyServer struct {
 	lookups                   atomic.Uint64 // NodeLookup requests answered
 
 	list []byte // guarded by Server.mu: the current ClusterAddrs frame, nil to rebuild
+	// listConns are the started sessions of MOMs that speak v1, the only
+	// ones the pushes of lists and upgraded sets can be for (NeedsList);
+	// guarded by Server.mu. Iterating them instead of every session keeps
+	// a create, delete or enrollment O(1) in a PING-only cluster, where
+	// it was O(connected nodes), O(N^2) for N enrollments.
+	listConns map[proto.NodeID]*session
 }
+
+// speaksV1 reports whether a session's MOM can ever need lists.
+func speaksV1(mc *session) bool { return mc.v1 || mc.versions&proto.VersionBitV1 != 0 }
 
 // countRefusal counts the refusals of the migration's modes.
 func (s *Server) countRefusal(r reasons.Reason) {
@@ -84,7 +93,7 @@ func (s *Server) modeChanged(old, next string) {
 	oldMode, _ := proto.ParseMode(old)
 	mode := s.modeLocked()
 	for _, c := range s.conns {
-		if c.q == nil {
+		if !c.q.active() {
 			continue // not started yet: startSession sends the current state
 		}
 		s.tellModeLocked(c, mode)
@@ -116,7 +125,7 @@ func (s *Server) membershipChangedLocked() {
 	s.lg.list = nil
 	mode := s.modeLocked()
 	var frame []byte
-	for _, c := range s.conns {
+	for _, c := range s.lg.listConns {
 		if migration.NeedsList(mode, c.versions) {
 			if frame == nil {
 				frame = s.listFrameLocked()
@@ -154,9 +163,12 @@ func (s *Server) enqueueUpgradedSetLocked(mc *session) {
 // pushUpgradedLocked sends a NodeUpgraded change to every MOM that needs
 // lists (the MOMs that still admit by list).
 func (s *Server) pushUpgradedLocked(op uint8, n *node) {
+	if len(s.lg.listConns) == 0 {
+		return
+	}
 	frame := proto.Marshal(&proto.NodeUpgraded{Op: op, Entries: []proto.NodeAddr{{Node: n.id, Addr: proto.AddrFrom(n.addr)}}})
 	mode := s.modeLocked()
-	for _, c := range s.conns {
+	for _, c := range s.lg.listConns {
 		if migration.NeedsList(mode, c.versions) {
 			s.enqueueLocked(c, pushItem{pushUpgraded, frame})
 		}

@@ -110,7 +110,7 @@ func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
 		}
 		s.reg.remove(n)
 		removedTokens := s.reg.tokens.Revoke(name)
-		if err := s.persistLocked(); err != nil {
+		if err := s.persistRemovedLocked(n, removedTokens); err != nil {
 			s.reg.add(n)
 			for _, t := range removedTokens {
 				_ = s.reg.tokens.Add(t)
@@ -195,7 +195,7 @@ func (s *Server) setNode(ctx context.Context, a admin.SetArgs) (*admin.NodeInfo,
 			if other := s.reg.byAddr(newAddr); other != nil {
 				return false, admin.Errorf(admin.CodeDuplicateNode, "address %s already belongs to node %s", newAddr, other.rec.Name)
 			}
-			n.setAddr(newAddr)
+			s.reg.moveAddr(n, newAddr)
 		}
 		// Mom= names the node's address again, by name or not.
 		rehosted := newAddr.IsValid() && newHost != n.rec.Host
@@ -211,8 +211,11 @@ func (s *Server) setNode(ctx context.Context, a admin.SetArgs) (*admin.NodeInfo,
 			n.rec.Sealed = false
 		}
 		if readdress || cleared || unsealed || rehosted {
-			if err := s.persistLocked(); err != nil {
-				n.rec, n.addr = old, oldAddr
+			if err := s.persistNodesLocked(n); err != nil { // only n's record changed
+				if readdress {
+					s.reg.moveAddr(n, oldAddr)
+				}
+				n.rec = old
 				return false, fmt.Errorf("persist: %w", err)
 			}
 		}

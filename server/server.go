@@ -58,6 +58,10 @@ type Config struct {
 	// tests' hook kills the process there (daemon.CrashHookFromEnv); nil
 	// in production.
 	CrashAt func(step string)
+	// DenyInterval is the interval deny traffic to the MOMs is coalesced
+	// over (denypush.go): 0 means DefaultDenyInterval, negative pushes
+	// every deny and lift at once.
+	DenyInterval time.Duration
 	// SessionLimits bound the keys of sealed control sessions; zero fields
 	// are the protocol's defaults (a test shortens the rekey interval).
 	SessionLimits sess.Limits
@@ -90,6 +94,7 @@ type Server struct {
 	hs       *handshake.ServerParams // what the server half of the handshake needs
 	deny     *ping.DenyList
 	denyKeys map[proto.NodeAddr][]keys.KeyID // keys held when each deny entry was made (deny.go); guarded by mu
+	dp       denyPush                        // deny traffic waiting to be pushed (denypush.go); guarded by mu
 	deleted  *deletedNodes                   // the nodes deleted, by id (deleted.go); guarded by mu
 	rot      *rotor
 
@@ -179,8 +184,8 @@ func open(cfg Config, st *daemon.State) (s *Server, err error) {
 	}
 	s = &Server{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring),
-		states: states, deny: &ping.DenyList{}, denyKeys: map[proto.NodeAddr][]keys.KeyID{}, deleted: newDeletedNodes(),
-		reg: reg, conns: map[proto.NodeID]*session{},
+		states: states, deny: &ping.DenyList{}, denyKeys: map[proto.NodeAddr][]keys.KeyID{}, dp: denyPush{wake: make(chan struct{}, 1)},
+		deleted: newDeletedNodes(), reg: reg, conns: map[proto.NodeID]*session{}, lg: legacyServer{listConns: map[proto.NodeID]*session{}},
 		ready: make(chan struct{}),
 	}
 	s.base, err = daemon.OpenBase(daemon.BaseConfig{State: st, Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now,
@@ -260,6 +265,10 @@ func (s *Server) Run(ctx context.Context) error {
 		s.rot.run(ctx)
 		return nil
 	})
+	g.Go("deny pusher", func(ctx context.Context) error {
+		s.runDenyPusher(ctx)
+		return nil
+	})
 	s.readiness.Ready()
 	s.serveControl(g.Context(), ln)
 	s.readiness.Stopping()
@@ -313,4 +322,15 @@ func (s *Server) persistLocked() error {
 // s.mu and undoes its change if this fails.
 func (s *Server) persistNodesLocked(n *node, tokens ...[16]byte) error {
 	return s.states.saveNodes(s.reg, []nodeRecord{n.record()}, tokens)
+}
+
+// persistRemovedLocked is persistLocked for node n removed from the
+// registry with the given tokens: O(1) instead of O(nodes). The caller
+// holds s.mu and undoes its change if this fails.
+func (s *Server) persistRemovedLocked(n *node, tokens []keys.TokenRecord) error {
+	ids := make([][16]byte, len(tokens))
+	for i, t := range tokens {
+		ids[i] = t.ID
+	}
+	return s.states.saveChanged(s.reg, nil, []string{n.record().ID}, ids)
 }

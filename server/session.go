@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -25,21 +26,24 @@ import (
 // maxControlFrame caps frames from an authenticated MOM.
 const maxControlFrame = 64 << 10
 
+// controlReadBuffer is the read buffer of a control session: a heartbeat
+// Ping (124 bytes) or a KeyAck fits.
+const controlReadBuffer = 160
+
 // session is an authenticated control session. v1, versions and mode are
-// guarded by Server.mu; q and done are set by startSession, under
-// Server.mu, before the writer starts.
+// guarded by Server.mu; q is started by startSession, under Server.mu.
 type session struct {
 	conn          net.Conn
-	link          *daemon.Link // every frame once admitted, sealed or not (sealed.go)
-	remote, local proto.Addr   // the connection's two addresses, which PINGs name
+	link          *daemon.Link  // every frame once admitted, sealed or not (sealed.go)
+	rd            *bufio.Reader // what link reads through (nil: the connection)
+	remote, local proto.Addr    // the connection's two addresses, which PINGs name
 	node          *node
 
 	v1       bool       // the session speaks v1 (LegacyHello)
 	versions uint8      // versions the MOM advertised
 	mode     proto.Mode // the mode the MOM was last told
 
-	q    chan pushItem // the ordered push queue, nil until startSession
-	done chan struct{} // closed to stop the queue's writer
+	q pushQueue // the ordered push queue, started by startSession
 
 	confirmed bool // a sealed record of the MOM opened (reader only; sealed.go)
 
@@ -70,6 +74,82 @@ func (c *session) send(m proto.Message) error { return c.link.Send(m) }
 // pushQueueLen bounds the frames waiting for one MOM; a MOM that falls this
 // far behind is disconnected and gets the whole state again on reconnect.
 const pushQueueLen = 256
+
+// pushQueue is a session's ordered push queue. It holds memory and a
+// writer goroutine only while frames wait: an idle session, the common
+// case at 10,000 nodes, has neither (a channel of pushQueueLen items cost
+// 8 KiB per session, and its writer goroutine a stack). Frames are
+// written in the order they were queued, by one writer at a time.
+type pushQueue struct {
+	mu      sync.Mutex
+	started bool       // startSession ran: frames are taken
+	closed  bool       // the session ended: frames are dropped
+	writing bool       // a writer goroutine drains items
+	items   []pushItem // waiting, oldest first; nil when none
+	writers sync.WaitGroup
+}
+
+// push queues it and reports whether it was taken (false: not started,
+// closed, or full); it starts a writer if none runs.
+func (q *pushQueue) push(it pushItem, write func()) (taken, full bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.started || q.closed {
+		return false, false
+	}
+	if len(q.items) >= pushQueueLen {
+		return false, true
+	}
+	q.items = append(q.items, it)
+	if !q.writing {
+		q.writing = true
+		q.writers.Add(1)
+		go func() {
+			defer q.writers.Done()
+			write()
+		}()
+	}
+	return true, false
+}
+
+// next takes the oldest waiting frame; ok is false when there is none or
+// the session ended, and then the writer must return (it is no longer
+// counted as running).
+func (q *pushQueue) next() (it pushItem, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || len(q.items) == 0 {
+		q.writing, q.items = false, nil
+		return pushItem{}, false
+	}
+	it = q.items[0]
+	q.items[0] = pushItem{}
+	q.items = q.items[1:]
+	return it, true
+}
+
+// fail is the writer's own stop after a failed write: it drops what waits
+// and takes nothing more; the writer returns.
+func (q *pushQueue) fail() {
+	q.mu.Lock()
+	q.closed, q.writing, q.items = true, false, nil
+	q.mu.Unlock()
+}
+
+// stop drops what waits and waits for a running writer to end.
+func (q *pushQueue) stop() {
+	q.mu.Lock()
+	q.closed, q.items = true, nil
+	q.mu.Unlock()
+	q.writers.Wait()
+}
+
+// active reports whether the queue takes frames.
+func (q *pushQueue) active() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.started && !q.closed
+}
 
 // pushKind says what a queued frame is, for the counters.
 type pushKind uint8
@@ -109,6 +189,9 @@ func (s *Server) unregister(mc *session) {
 		delete(s.conns, mc.node.id)
 		mc.node.up = false
 	}
+	if s.lg.listConns[mc.node.id] == mc {
+		delete(s.lg.listConns, mc.node.id)
+	}
 }
 
 // startSession starts a registered session's push queue and its writer.
@@ -121,8 +204,12 @@ func (s *Server) startSession(mc *session) (stop func()) {
 	if !mc.v1 {
 		mc.versions = mc.node.versions
 	}
-	mc.q = make(chan pushItem, pushQueueLen)
-	mc.done = make(chan struct{})
+	mc.q.mu.Lock()
+	mc.q.started = true
+	mc.q.mu.Unlock()
+	if speaksV1(mc) && s.conns[mc.node.id] == mc {
+		s.lg.listConns[mc.node.id] = mc
+	}
 	if ds := s.denySet(); keyed(mc) && ds != nil {
 		// The deny list as of now, first in the queue: every later Deny
 		// or DenyLift follows it in order, whatever the rotor's DenySet
@@ -144,26 +231,16 @@ func (s *Server) startSession(mc *session) (stop func()) {
 		s.startSealedLocked(mc) // the sealed-nodes set (sealed.go)
 	}
 	s.mu.Unlock()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.pushWriter(mc)
-	}()
-	return func() {
-		close(mc.done)
-		wg.Wait()
-	}
+	return mc.q.stop
 }
 
-// pushWriter writes a session's queued frames in order until stopped.
+// pushWriter writes a session's queued frames in order until none waits
+// or the session ends.
 func (s *Server) pushWriter(mc *session) {
 	for {
-		var it pushItem
-		select {
-		case <-mc.done:
+		it, ok := mc.q.next()
+		if !ok {
 			return
-		case it = <-mc.q:
 		}
 		if it.kind == pushClose {
 			mc.conn.Close()
@@ -171,6 +248,7 @@ func (s *Server) pushWriter(mc *session) {
 		}
 		if err := mc.link.WriteFrame(it.frame); err != nil {
 			mc.conn.Close()
+			mc.q.fail()
 			return
 		}
 		n := uint64(len(it.frame))
@@ -189,13 +267,9 @@ func (s *Server) pushWriter(mc *session) {
 
 // enqueueLocked queues a frame for mc without blocking; a full queue
 // disconnects the MOM, which gets everything again when it reconnects.
+// A session not started yet gets the current state from startSession.
 func (s *Server) enqueueLocked(mc *session, it pushItem) {
-	if mc.q == nil {
-		return // not started yet: startSession sends the current state
-	}
-	select {
-	case mc.q <- it:
-	default:
+	if _, full := mc.q.push(it, func() { s.pushWriter(mc) }); full {
 		s.lg.overflows.Add(1)
 		s.log.WithField("node", mc.node.rec.Name).Warn("push queue full: disconnecting the MOM so it resynchronises")
 		mc.conn.Close()
@@ -212,51 +286,75 @@ func (s *Server) sessionLoop(ctx context.Context, mc *session) error {
 }
 
 // controlLoop serves a v2 session's heartbeats and acknowledgements until
-// the connection ends. Three missed heartbeats close it.
+// the connection ends. Three missed heartbeats close it. It waits for a
+// frame in this loop itself, with the stack of this loop only: between
+// frames an idle session's goroutine keeps no more than it uses while it
+// waits (4 KiB), the frame's work happening in controlFrame. The link
+// reads through mc.rd (one read(2) per heartbeat).
 func (s *Server) controlLoop(ctx context.Context, mc *session) error {
-	var res ping.Result
+	var rdl time.Time // the read deadline set
 	for ctx.Err() == nil {
 		s.mu.Lock()
 		idle := 3*time.Duration(s.reg.attrs.Heartbeat) + 5*time.Second
 		s.mu.Unlock()
-		if err := mc.conn.SetReadDeadline(time.Now().Add(idle)); err != nil {
-			return err
-		}
-		frame, err := mc.link.ReadFrame()
-		if err != nil {
-			s.sessionFailed(mc, err)
-			return err
-		}
-		s.confirmSealed(mc)
-		switch proto.Type(frame[3]) {
-		case proto.TypePing:
-			// The link bounds the write and orders it with the pushes.
-			if err := handshake.Respond(mc.link.Writer(), frame, mc.remote, mc.local, s.sealer, s.base.Verifier, &res); err != nil {
-				s.base.Record(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: ping.Reason(err),
-					Peer: daemon.PeerAddrPort(mc.conn), Node: mc.node.rec.Name, Detail: "heartbeat: " + err.Error()})
+		// The deadline moves only when it has come a second closer (or
+		// the heartbeat interval shrank): not a timer update per frame.
+		if now := time.Now(); rdl.Sub(now) < idle-time.Second || rdl.Sub(now) > idle {
+			rdl = now.Add(idle)
+			if err := mc.conn.SetReadDeadline(rdl); err != nil {
 				return err
 			}
-			s.mu.Lock()
-			mc.node.lastSeen = s.cfg.Now()
-			mc.node.keyID = keys.KeyID(res.KeyID)
-			mc.recordStamp(res.Timestamp, mc.node.lastSeen)
-			s.mu.Unlock()
-		default:
-			msg, err := proto.Unmarshal(frame)
-			if err != nil {
-				return fmt.Errorf("decode frame from %s: %w", mc.node.rec.Name, err)
+		}
+		if mc.rd != nil {
+			if _, err := mc.rd.Peek(1); err != nil {
+				s.sessionFailed(mc, err)
+				return err
 			}
-			if ack, ok := msg.(*proto.KeyAck); ok {
-				s.rot.ack(mc, ack, len(frame))
-				continue
-			}
-			if s.handleMomMessage(mc, msg) {
-				continue
-			}
-			s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "type": msg.Type().String()}).Debug("ignored control message")
+		}
+		if err := s.controlFrame(mc); err != nil {
+			return err
 		}
 	}
 	return ctx.Err()
+}
+
+// controlFrame reads one frame of a v2 session and handles it.
+func (s *Server) controlFrame(mc *session) error {
+	frame, err := mc.link.ReadFrame()
+	if err != nil {
+		s.sessionFailed(mc, err)
+		return err
+	}
+	s.confirmSealed(mc)
+	switch proto.Type(frame[3]) {
+	case proto.TypePing:
+		var res ping.Result
+		// The link bounds the write and orders it with the pushes.
+		if err := handshake.Respond(mc.link.Writer(), frame, mc.remote, mc.local, s.sealer, s.base.Verifier, &res); err != nil {
+			s.base.Record(audit.Entry{Channel: audit.ChannelControl, Outcome: audit.Rejected, Reason: ping.Reason(err),
+				Peer: daemon.PeerAddrPort(mc.conn), Node: mc.node.rec.Name, Detail: "heartbeat: " + err.Error()})
+			return err
+		}
+		s.mu.Lock()
+		mc.node.lastSeen = s.cfg.Now()
+		mc.node.keyID = keys.KeyID(res.KeyID)
+		mc.recordStamp(res.Timestamp, mc.node.lastSeen)
+		s.mu.Unlock()
+	default:
+		msg, err := proto.Unmarshal(frame)
+		if err != nil {
+			return fmt.Errorf("decode frame from %s: %w", mc.node.rec.Name, err)
+		}
+		if ack, ok := msg.(*proto.KeyAck); ok {
+			s.rot.ack(mc, ack, len(frame))
+			return nil
+		}
+		if s.handleMomMessage(mc, msg) {
+			return nil
+		}
+		s.log.WithFields(logrus.Fields{"node": mc.node.rec.Name, "type": msg.Type().String()}).Debug("ignored control message")
+	}
+	return nil
 }
 
 // handleMomMessage handles the messages a MOM may send on a session of

@@ -153,6 +153,7 @@ type registry struct {
 	attrs  Attrs
 	byName map[string]*node
 	byID   map[proto.NodeID]*node
+	addrs  map[proto.Addr]*node // by address (byAddr): a scan per create node was O(N^2) for N creates
 	tokens *keys.TokenBook
 }
 
@@ -165,7 +166,7 @@ func newRegistry(p persisted) (*registry, error) {
 		return nil, err
 	}
 	r := &registry{id: proto.NodeID(uid), idStr: p.ID, attrs: p.Attrs,
-		byName: map[string]*node{}, byID: map[proto.NodeID]*node{}, tokens: keys.NewTokenBook()}
+		byName: map[string]*node{}, byID: map[proto.NodeID]*node{}, addrs: map[proto.Addr]*node{}, tokens: keys.NewTokenBook()}
 	for _, rec := range p.Nodes {
 		n, err := nodeFromRecord(rec)
 		if err != nil {
@@ -174,8 +175,7 @@ func newRegistry(p persisted) (*registry, error) {
 		if r.byName[rec.Name] != nil || r.byID[n.id] != nil {
 			return nil, fmt.Errorf("node %s: duplicate name or id", rec.Name)
 		}
-		r.byName[rec.Name] = n
-		r.byID[n.id] = n
+		r.add(n)
 	}
 	for _, t := range p.Tokens {
 		if err := r.tokens.Add(t); err != nil {
@@ -252,13 +252,17 @@ func (r *registry) sortedNodes() []*node {
 	return out
 }
 
-func (r *registry) byAddr(a netip.Addr) *node {
-	for _, n := range r.byName {
-		if n.addr == a {
-			return n
-		}
+func (r *registry) byAddr(a netip.Addr) *node { return r.addrs[proto.AddrFrom(a)] }
+
+// moveAddr gives n the address a (set node Mom=, or its undoing).
+func (r *registry) moveAddr(n *node, a netip.Addr) {
+	if old := proto.AddrFrom(n.addr); r.addrs[old] == n {
+		delete(r.addrs, old)
 	}
-	return nil
+	n.setAddr(a)
+	if k := proto.AddrFrom(a); r.addrs[k] == nil {
+		r.addrs[k] = n
+	}
 }
 
 // loadState reads state.json from dir.
@@ -284,11 +288,17 @@ func saveState(dir string, p persisted) error {
 func (r *registry) add(n *node) {
 	r.byName[n.rec.Name] = n
 	r.byID[n.id] = n
+	if k := proto.AddrFrom(n.addr); r.addrs[k] == nil {
+		r.addrs[k] = n
+	}
 }
 
 func (r *registry) remove(n *node) {
 	delete(r.byName, n.rec.Name)
 	delete(r.byID, n.id)
+	if k := proto.AddrFrom(n.addr); r.addrs[k] == n {
+		delete(r.addrs, k)
+	}
 }
 
 func encodeKey(k [32]byte) string { return base64.StdEncoding.EncodeToString(k[:]) }

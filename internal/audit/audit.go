@@ -21,8 +21,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
+	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/reasons"
 )
 
@@ -91,6 +93,13 @@ type Entry struct {
 	NodeID string
 	// KeyID is the cluster key id the peer used, if any.
 	KeyID string
+	// ID and Key are the node id and the key id in binary, for the
+	// admission paths: they are formatted only if the line is written (a
+	// rate-limited source's entries are only counted), ID as NodeID (and
+	// as Node, when Node is empty) and Key as KeyID, only where those are
+	// empty. Zero is none.
+	ID  uuid.UUID
+	Key keys.KeyID
 	// Detail is free text (an error message, a protocol version).
 	Detail string
 }
@@ -545,6 +554,16 @@ func (l *Log) writeEntry(e *Entry) {
 	if e.Outcome != Accepted {
 		level = logrus.WarnLevel
 	}
+	node, nodeID, key := e.Node, e.NodeID, e.KeyID
+	if nodeID == "" && e.ID != (uuid.UUID{}) {
+		nodeID = e.ID.String()
+	}
+	if node == "" {
+		node = nodeID
+	}
+	if key == "" && e.Key != 0 {
+		key = e.Key.String()
+	}
 	entry := &logrus.Entry{
 		Logger: l.lg,
 		Time:   e.Time,
@@ -553,13 +572,13 @@ func (l *Log) writeEntry(e *Entry) {
 			"outcome": e.Outcome,
 			"reason":  e.Reason,
 			"peer":    peer,
-			"node":    e.Node,
-			"key_id":  e.KeyID,
+			"node":    node,
+			"key_id":  key,
 			"detail":  e.Detail,
 		},
 	}
-	if e.NodeID != "" {
-		entry.Data["node_id"] = e.NodeID
+	if nodeID != "" {
+		entry.Data["node_id"] = nodeID
 	}
 	entry.Log(level, "admission "+e.Outcome)
 }

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/reasons"
 )
 
@@ -581,3 +584,29 @@ func BenchmarkRecordWritten(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestBinaryNodeAndKeyFormatted: ID and Key are written as NodeID (and
+// Node, when it is empty) and KeyID would be, and the strings win when
+// both are set.
+func TestBinaryNodeAndKeyFormatted(t *testing.T) {
+	clk := newClock()
+	var buf bytes.Buffer
+	l := New(Config{Out: &buf, Format: FormatJSON, Now: clk.Now})
+	id := uuid.MustParse("6f1c0b0e-8a43-4c1d-9d2e-0a1b2c3d4e5f")
+	peer := netip.MustParseAddrPort("127.0.0.9:4000")
+	l.Record(Entry{Channel: ChannelIM, Outcome: Accepted, Peer: peer, ID: id, Key: keys.KeyID(0x0a0b0c0d)})
+	l.Record(Entry{Channel: ChannelIM, Outcome: Accepted, Peer: peer, ID: id, Node: "n1", Key: 1, KeyID: "given"})
+	got := lines(buf.String())
+	if len(got) != 2 {
+		t.Fatalf("got %d lines", len(got))
+	}
+	for i, want := range [][3]string{{id.String(), id.String(), "0a0b0c0d"}, {"n1", id.String(), "given"}} {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(got[i]), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m["node"] != want[0] || m["node_id"] != want[1] || m["key_id"] != want[2] {
+			t.Errorf("line %d: node %v node_id %v key_id %v, want %q %q %q", i, m["node"], m["node_id"], m["key_id"], want[0], want[1], want[2])
+		}
+	}
+}

@@ -120,6 +120,37 @@ type Release func()
 // call the returned Release once; on refusal the error is one of ErrPending,
 // ErrRate or ErrSources.
 func (l *Limiter) Admit(ip netip.Addr) (Release, error) {
+	slot := new(Slot)
+	if err := l.Take(ip, slot); err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(slot.Release) }, nil
+}
+
+// Slot is one connection's place among its source's connections in the
+// handshake, held from Take until Release. The zero Slot holds nothing. A
+// Slot is used by one goroutine; it lets the accept path of a daemon take
+// and give back its place without allocating.
+type Slot struct {
+	l  *Limiter
+	ip netip.Addr
+}
+
+// Release gives the place back; calling it again, or on a zero Slot, does
+// nothing.
+func (s *Slot) Release() {
+	if s.l != nil {
+		s.l.release(s.ip)
+		s.l = nil
+	}
+}
+
+// Take is Admit into slot: on success slot holds the place until its
+// Release. On refusal slot is left empty and the error is one of
+// ErrPending, ErrRate or ErrSources.
+func (l *Limiter) Take(ip netip.Addr, slot *Slot) error {
+	slot.Release()
 	ip = ip.Unmap()
 	ns := l.now().UnixNano()
 	l.mu.Lock()
@@ -129,14 +160,14 @@ func (l *Limiter) Admit(ip netip.Addr) (Release, error) {
 		if len(l.src) >= l.maxSources {
 			l.sweep()
 			if len(l.src) >= l.maxSources {
-				return nil, ErrSources
+				return ErrSources
 			}
 		}
 		s = &source{tokens: l.burst, last: ns}
 		l.src[ip] = s
 	}
 	if l.maxPending > 0 && s.pending >= l.maxPending {
-		return nil, ErrPending
+		return ErrPending
 	}
 	if l.rate > 0 {
 		if d := ns - s.last; d > 0 {
@@ -144,13 +175,13 @@ func (l *Limiter) Admit(ip netip.Addr) (Release, error) {
 			s.last = ns
 		}
 		if s.tokens < 1 {
-			return nil, ErrRate
+			return ErrRate
 		}
 		s.tokens--
 	}
 	s.pending++
-	var once sync.Once
-	return func() { once.Do(func() { l.release(ip) }) }, nil
+	slot.l, slot.ip = l, ip
+	return nil
 }
 
 func (l *Limiter) release(ip netip.Addr) {

@@ -162,3 +162,34 @@ func TestConcurrentAdmitRelease(t *testing.T) {
 		}
 	}
 }
+
+// TestSlot: Take holds a place like Admit, Release gives it back once, and
+// neither allocates once the source is known.
+func TestSlot(t *testing.T) {
+	l := New(Config{MaxPending: 1, Rate: -1, Now: newClock().Now})
+	var s1, s2 Slot
+	if err := l.Take(a, &s1); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Take(a, &s2); !errors.Is(err, ErrPending) {
+		t.Fatalf("second slot: %v, want ErrPending", err)
+	}
+	s2.Release() // empty: nothing to give back
+	if got := l.Pending(a); got != 1 {
+		t.Fatalf("pending %d after releasing an empty slot, want 1", got)
+	}
+	s1.Release()
+	s1.Release()
+	if got := l.Pending(a); got != 0 {
+		t.Fatalf("pending %d after release, want 0", got)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		var s Slot
+		if err := l.Take(a, &s); err != nil {
+			t.Fatal(err)
+		}
+		s.Release()
+	}); n != 0 {
+		t.Fatalf("Take and Release allocate %v times", n)
+	}
+}

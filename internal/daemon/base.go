@@ -164,8 +164,17 @@ func (b *Base) CompactMarks() error {
 	return b.Marks.Compact(b.Verifier.Guard.Snapshot())
 }
 
-// markLogCompactAt is the mark log size past which housekeeping compacts it.
+// markLogCompactAt is the mark log size past which housekeeping compacts
+// it, or twice the size of one record per mark held if that is larger: a
+// compaction writes every mark, so compacting every fixed number of
+// records cost O(marks) per that many PINGs, O(N) per heartbeat at N
+// nodes; proportional, it is O(1) per PING admitted.
 const markLogCompactAt = 1 << 20
+
+// compactMarksAt is the log size past which the marks are compacted.
+func (b *Base) compactMarksAt() int64 {
+	return max(markLogCompactAt, 2*store.MarkRecordSize*int64(b.Verifier.Guard.Len()))
+}
 
 // Housekeeping runs once a second until ctx ends: it syncs the mark log,
 // compacts it when it has grown, and flushes the audit aggregates every
@@ -183,7 +192,7 @@ func (b *Base) Housekeeping(ctx context.Context, every func(tick int)) {
 		if err := b.Marks.Sync(); err != nil {
 			b.Log.WithError(err).Warn("sync mark log")
 		}
-		if b.Marks.LogSize() > markLogCompactAt {
+		if b.Marks.LogSize() > b.compactMarksAt() {
 			if err := b.CompactMarks(); err != nil {
 				b.Log.WithError(err).Warn("compact mark log")
 			}
@@ -283,9 +292,13 @@ func (s Settings) WithDefaults() Settings {
 
 // Listen opens a daemon's listener on addr and binds its metrics endpoint
 // (BindMetrics, with ready for /readyz); serveMetrics is nil when metrics
-// are off.
+// are off. Accepted connections have no TCP keep-alive until admitted
+// (EnableKeepAlive): Go's default sets four socket options on every
+// connection, 4 of the 20 system calls of a PING swap, and a connection in
+// the handshake is bounded by its deadline anyway.
 func (b *Base) Listen(addr, metricsListen string, allowRemote bool, ready func() error, collectors ...prometheus.Collector) (ln net.Listener, serveMetrics func(context.Context) error, err error) {
-	ln, err = net.Listen("tcp", addr)
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err = lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen %s: %w", addr, err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/momgate/momgate/internal/audit"
 	"github.com/momgate/momgate/internal/connlimit"
+	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -138,13 +139,13 @@ func TestAdmitSourceRefusesTheExcess(t *testing.T) {
 	c1, s1 := accept()
 	defer c1.Close()
 	defer s1.Close()
-	release, ok := b.AdmitSource(s1, audit.ChannelIM)
-	if !ok {
+	var slot1, slot2, slot3 connlimit.Slot
+	if !b.AdmitSource(s1, PeerAddrPort(s1), audit.ChannelIM, &slot1) {
 		t.Fatal("first connection refused")
 	}
 	c2, s2 := accept()
 	defer c2.Close()
-	if _, ok := b.AdmitSource(s2, audit.ChannelIM); ok {
+	if b.AdmitSource(s2, PeerAddrPort(s2), audit.ChannelIM, &slot2) {
 		t.Fatal("second connection admitted past MaxPending 1")
 	}
 	_ = c2.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -159,11 +160,11 @@ func TestAdmitSourceRefusesTheExcess(t *testing.T) {
 	if n := b.Audit.Counters().Rejected[string(reasons.RateLimited)]; n != 1 {
 		t.Fatalf("rate_limited counted %d times, want 1", n)
 	}
-	release()
+	slot1.Release()
 	c3, s3 := accept()
 	defer c3.Close()
 	defer s3.Close()
-	if _, ok := b.AdmitSource(s3, audit.ChannelIM); !ok {
+	if !b.AdmitSource(s3, PeerAddrPort(s3), audit.ChannelIM, &slot3) {
 		t.Fatal("connection refused after the first was released")
 	}
 }
@@ -175,6 +176,27 @@ func TestSettingsDefaults(t *testing.T) {
 	}
 	if d := (Settings{HandshakeTimeout: time.Second}).WithDefaults(); d.HandshakeTimeout != time.Second {
 		t.Fatalf("a set timeout was replaced: %s", d.HandshakeTimeout)
+	}
+}
+
+// TestCompactMarksAtGrowsWithTheMarks: the mark log is compacted past 1 MiB
+// or past two records per mark held, whichever is larger, so that a
+// compaction (which writes every mark) costs O(1) per PING admitted.
+func TestCompactMarksAtGrowsWithTheMarks(t *testing.T) {
+	b := openBase(t, connlimit.Config{})
+	if got := b.compactMarksAt(); got != markLogCompactAt {
+		t.Fatalf("no marks: compact at %d, want %d", got, markLogCompactAt)
+	}
+	now := time.Now()
+	const n = 20000
+	for i := range n {
+		node := proto.NodeID{byte(i), byte(i >> 8), 1}
+		if err := b.Verifier.Guard.Advance(node, uint64(now.UnixNano()), func() time.Time { return now }, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := b.compactMarksAt(), int64(2*store.MarkRecordSize*n); got != want {
+		t.Fatalf("%d marks: compact at %d, want %d", n, got, want)
 	}
 }
 

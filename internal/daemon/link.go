@@ -48,13 +48,21 @@ type LinkConfig struct {
 	WriteTimeout time.Duration
 	// Stats counts the link's sealed frames; nil counts nothing.
 	Stats *SessionStats
+	// Reader, if set, is what the link reads from instead of the
+	// connection: a buffer the connection's first frame was read
+	// through, which may hold the bytes that followed it.
+	Reader io.Reader
 }
 
 // NewLink runs s (nil: protection none) over c. The session's clock is the
 // monotonic wall clock: key ages and rekey deadlines are durations.
 func NewLink(c net.Conn, s *session.Session, cfg LinkConfig) *Link {
 	w := &deadlineWriter{c: c, timeout: cfg.WriteTimeout}
-	l := &Link{nc: c, conn: session.NewConn(c, w, s, time.Now), sealed: s != nil, limit: cfg.Limit,
+	var r io.Reader = c
+	if cfg.Reader != nil {
+		r = cfg.Reader
+	}
+	l := &Link{nc: c, conn: session.NewConn(r, w, s, time.Now), sealed: s != nil, limit: cfg.Limit,
 		stats: cfg.Stats, channel: cfg.Channel, started: time.Now(), stop: make(chan struct{})}
 	l.conn.LimitPlain(cfg.Limit)
 	if l.sealed && l.stats != nil {

@@ -125,6 +125,17 @@ func (d *Daemons) Stop() {
 	d.procs = nil
 }
 
+// Pid is the process id of the daemon started as name ("server" or
+// "mom"), 0 if none.
+func (d *Daemons) Pid(name string) int {
+	for _, p := range d.procs {
+		if p.name == name {
+			return p.cmd.Process.Pid
+		}
+	}
+	return 0
+}
+
 func (d *Daemons) run(ctx context.Context, bin string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

@@ -6,6 +6,7 @@
 package loopbench
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -41,6 +42,18 @@ type Op func(ctx context.Context, w int) error
 // unmeasured, then d measured. Operations that fail are counted, not
 // retried. It returns when every worker has stopped.
 func Measure(ctx context.Context, name string, workers int, warmup, d time.Duration, op Op) Result {
+	return measure(ctx, name, workers, warmup, d, op, nil)
+}
+
+// Window is called at the edges of a measured window: begin before the
+// first operation counted, end after the last.
+type Window struct {
+	Begin, End func()
+}
+
+// measure is Measure, calling w (if not nil) at the edges of the
+// measured time.
+func measure(ctx context.Context, name string, workers int, warmup, d time.Duration, op Op, w *Window) Result {
 	var (
 		measuring atomic.Bool
 		stop      atomic.Bool
@@ -67,11 +80,17 @@ func Measure(ctx context.Context, name string, workers int, warmup, d time.Durat
 		}()
 	}
 	sleep(ctx, warmup)
+	if w != nil && w.Begin != nil {
+		w.Begin()
+	}
 	measuring.Store(true)
 	began := time.Now()
 	sleep(ctx, d)
 	stop.Store(true)
 	elapsed := time.Since(began)
+	if w != nil && w.End != nil {
+		w.End()
+	}
 	wg.Wait()
 	r := Result{Name: name, Workers: workers, Ops: ops.Load(), Errors: errs.Load(), Elapsed: elapsed}
 	if s, ok := firstErr.Load().(string); ok {
@@ -128,6 +147,9 @@ var (
 
 // Echo serves the raw exchange on ln until ctx ends: read one frame, write
 // one frame, then read until the client closes, as a MOM does after a swap.
+// It reads as the MOM does, through a 256-byte buffer (one read(2) for a
+// small frame), and is otherwise the plain Go server: a goroutine per
+// connection, the listener's default TCP keep-alive.
 func Echo(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
@@ -146,14 +168,15 @@ func Echo(ctx context.Context, ln net.Listener) error {
 			defer wg.Done()
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			rd := bufio.NewReaderSize(c, 256)
 			buf := make([]byte, 256)
-			if _, err := proto.ReadFrameLimit(c, buf, 4096); err != nil {
+			if _, err := proto.ReadFrameLimit(rd, buf, 4096); err != nil {
 				return
 			}
 			if _, err := c.Write(rawReply); err != nil {
 				return
 			}
-			_, _ = io.Copy(io.Discard, c)
+			_, _ = io.Copy(io.Discard, rd)
 		}()
 	}
 }

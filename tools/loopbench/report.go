@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -36,9 +38,18 @@ type Config struct {
 	// reference without a goal; 0 if not measured.
 	RawCRate float64
 	RawCNote string
-	// EchoCommand starts the echo server as its own process; the listen
-	// address is appended.
+	// EchoCommand starts the echo server as its own process; --listen
+	// ADDR and --metrics-listen ADDR are appended.
 	EchoCommand []string
+	// Cost measures, in the same phases, what each server process and
+	// the client spend per operation (CPU, allocations).
+	Cost bool
+	// Strace adds, after the measured phases, one phase of each kind with
+	// strace -c attached to the server and one with it on the client,
+	// each StraceDuration long (default 3 s), for system calls per
+	// operation.
+	Strace         bool
+	StraceDuration time.Duration
 }
 
 // Report is the outcome of Run.
@@ -77,6 +88,14 @@ type Report struct {
 	// Warmup and Duration are those of every measured phase.
 	Warmup   time.Duration `json:"warmup_ns"`
 	Duration time.Duration `json:"duration_ns"`
+	// RawCost and SwapCost are the server's and the client's cost per
+	// operation in the raw and swap phases (Config.Cost).
+	RawCost  []Cost `json:"raw_cost,omitempty"`
+	SwapCost []Cost `json:"swap_cost,omitempty"`
+	// RawSyscalls and SwapSyscalls are system calls per operation, the
+	// server's then the client's (Config.Strace).
+	RawSyscalls  []Syscalls `json:"raw_syscalls,omitempty"`
+	SwapSyscalls []Syscalls `json:"swap_syscalls,omitempty"`
 }
 
 // Addresses of the run: each daemon and each client worker has its own.
@@ -99,10 +118,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Workers < 1 {
 		return nil, fmt.Errorf("workers %d: want >= 1", cfg.Workers)
 	}
+	momMetrics, err := freeAddr(momIP)
+	if err != nil {
+		return nil, err
+	}
 	d, err := StartDaemons(ctx, cfg.BinDir, cfg.Dir, serverIP, momIP,
 		// The limiter stays in the path, with no rate limit: the bench
 		// is one busy source per worker.
-		[]string{"--accept-rate-per-source", "-1", "--log-level", "warn"})
+		[]string{"--accept-rate-per-source", "-1", "--log-level", "warn", "--metrics-listen", momMetrics})
 	if err != nil {
 		return nil, err
 	}
@@ -111,23 +134,64 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	echoAddr, stopEcho, err := startEcho(ctx, cfg)
+	echo, err := startEcho(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer stopEcho()
-
+	defer echo.stop()
+	echoAddr := echo.addr
+	servers := map[string]probe{
+		"raw":  {name: "echo server", pid: echo.pid, metrics: "http://" + echo.metrics + "/metrics"},
+		"swap": {name: "momgate-mom", pid: d.Pid("mom"), metrics: "http://" + momMetrics + "/metrics"},
+	}
+	client := probe{name: "client", pid: os.Getpid()}
+	// window samples the server and the client around a measured phase;
+	// done turns the samples into costs per operation of the phase.
+	window := func(kind string) (w *Window, done func(ops uint64) []Cost) {
+		if !cfg.Cost {
+			return nil, func(uint64) []Cost { return nil }
+		}
+		var a, b []sample
+		read := func() []sample { return []sample{servers[kind].read(ctx), client.read(ctx)} }
+		return &Window{Begin: func() { a = read() }, End: func() { b = read() }}, func(ops uint64) []Cost {
+			return []Cost{costOf(servers[kind].name, a[0], b[0], ops), costOf(client.name, a[1], b[1], ops)}
+		}
+	}
 	rep := &Report{Workers: cfg.Workers, CPUs: runtime.NumCPU(), MungeRate: cfg.MungeRate, MungeNote: cfg.MungeNote,
 		MungeConnRate: cfg.MungeConnRate, MungeConnNote: cfg.MungeConnNote, RawCRate: cfg.RawCRate, RawCNote: cfg.RawCNote,
 		Warmup: cfg.Warmup, Duration: cfg.Duration}
-	rep.Raw = Measure(ctx, "raw loopback: connect + 124 B frame + 140 B frame + close", cfg.Workers, cfg.Warmup, cfg.Duration,
-		RawOp(echoAddr, Sources(rawBase, cfg.Workers, sourcesPerWorker)))
-	op, err := SwapOp(d.MomIM, Sources(swapBase, cfg.Workers, sourcesPerWorker), keys.NewHolder(ring))
+	rawOp := RawOp(echoAddr, Sources(rawBase, cfg.Workers, sourcesPerWorker))
+	const rawName = "raw loopback: connect + 124 B frame + 140 B frame + close"
+	w, done := window("raw")
+	rep.Raw = measure(ctx, rawName, cfg.Workers, cfg.Warmup, cfg.Duration, rawOp, w)
+	rep.RawCost = done(rep.Raw.Ops)
+	swapOp, err := SwapOp(d.MomIM, Sources(swapBase, cfg.Workers, sourcesPerWorker), keys.NewHolder(ring))
 	if err != nil {
 		return nil, err
 	}
-	rep.Swap = Measure(ctx, "momgate PING swap via momgate-mom: connect + Ping + PingReply verified + close", cfg.Workers,
-		cfg.Warmup, cfg.Duration, op)
+	const swapName = "momgate PING swap via momgate-mom: connect + Ping + PingReply verified + close"
+	w, done = window("swap")
+	rep.Swap = measure(ctx, swapName, cfg.Workers, cfg.Warmup, cfg.Duration, swapOp, w)
+	rep.SwapCost = done(rep.Swap.Ops)
+	if cfg.Strace {
+		sd := cfg.StraceDuration
+		if sd <= 0 {
+			sd = 3 * time.Second
+		}
+		for _, ph := range []struct {
+			kind string
+			op   Op
+			out  *[]Syscalls
+		}{{"raw", rawOp, &rep.RawSyscalls}, {"swap", swapOp, &rep.SwapSyscalls}} {
+			for _, p := range []probe{servers[ph.kind], client} {
+				sc, err := traced(ctx, cfg, p, ph.op, sd)
+				if err != nil {
+					return nil, err
+				}
+				*ph.out = append(*ph.out, sc)
+			}
+		}
+	}
 	if rep.Raw.PerSecond > 0 {
 		rep.SwapPerRaw = rep.Swap.PerSecond / rep.Raw.PerSecond
 	}
@@ -149,20 +213,64 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
+// traced runs one phase of op with strace attached to p and returns p's
+// system calls per operation.
+func traced(ctx context.Context, cfg Config, p probe, op Op, d time.Duration) (Syscalls, error) {
+	var t *tracer
+	var terr error
+	var ops atomic.Uint64
+	counting := atomic.Bool{}
+	res := measure(ctx, "strace "+p.name, cfg.Workers, cfg.Warmup, d, func(ctx context.Context, w int) error {
+		err := op(ctx, w)
+		if err == nil && counting.Load() {
+			ops.Add(1)
+		}
+		return err
+	}, &Window{
+		// Operations are counted from the moment strace starts: one
+		// finished during the attach has only some of its calls counted,
+		// a handful in thousands.
+		Begin: func() {
+			counting.Store(true)
+			t, terr = startStrace(cfg.Dir, strings.ReplaceAll(p.name, " ", "-"), p.pid)
+		},
+		End: func() { counting.Store(false) },
+	})
+	if terr != nil {
+		return Syscalls{Process: p.name, Note: terr.Error()}, nil
+	}
+	sc := t.stop(p.name, ops.Load())
+	if res.Errors > 0 {
+		sc.Note = fmt.Sprintf("%d operations failed under strace (first: %s)", res.Errors, res.FirstError)
+	}
+	return sc, ctx.Err()
+}
+
+// echoServer is the echo server process.
+type echoServer struct {
+	addr, metrics string
+	pid           int
+	stop          func()
+}
+
 // startEcho runs the echo server process and waits until it accepts.
-func startEcho(ctx context.Context, cfg Config) (string, func(), error) {
+func startEcho(ctx context.Context, cfg Config) (*echoServer, error) {
 	addr, err := freeAddr(echoIP)
 	if err != nil {
-		return "", nil, err
+		return nil, err
+	}
+	maddr, err := freeAddr(echoIP)
+	if err != nil {
+		return nil, err
 	}
 	if len(cfg.EchoCommand) == 0 {
-		return "", nil, fmt.Errorf("no echo server command")
+		return nil, fmt.Errorf("no echo server command")
 	}
-	args := append(append([]string(nil), cfg.EchoCommand[1:]...), addr)
+	args := append(append([]string(nil), cfg.EchoCommand[1:]...), "--listen", addr, "--metrics-listen", maddr)
 	cmd := exec.Command(cfg.EchoCommand[0], args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("start echo server: %w", err)
+		return nil, fmt.Errorf("start echo server: %w", err)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -183,16 +291,16 @@ func startEcho(ctx context.Context, cfg Config) (string, func(), error) {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
-			return addr, stop, nil
+			return &echoServer{addr: addr, metrics: maddr, pid: cmd.Process.Pid, stop: stop}, nil
 		}
 		select {
 		case <-done:
-			return "", nil, fmt.Errorf("echo server exited: %w", err)
+			return nil, fmt.Errorf("echo server exited: %w", err)
 		default:
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			stop()
-			return "", nil, fmt.Errorf("echo server at %s not accepting: %w", addr, err)
+			return nil, fmt.Errorf("echo server at %s not accepting: %w", addr, err)
 		}
 		time.Sleep(50 * time.Millisecond) // poll interval
 	}
@@ -292,6 +400,7 @@ func (r *Report) WriteText(w io.Writer) {
 			r.Swap.PerSecond/r.RawCRate)
 	}
 	r.writeSealed(w, verdict)
+	r.writeCosts(w)
 	if r.MungeRate > 0 {
 		fmt.Fprintf(w, "  swaps / remunge round trips             = %.2fx   (no goal: remunge opens no TCP connection)\n", r.SwapPerMunge)
 		fmt.Fprintf(w, "  raw + remunge, derived 1/(1/raw + 1/remunge) = %.0f /s (the old estimate of a MUNGE connection)\n", r.RawPlusMunge)
@@ -320,4 +429,35 @@ func (r *Report) writeSealed(w io.Writer, verdict func(bool) string) {
 		r.IMAuthPerNone, goalIMSealedPerNone, verdict(r.IMAuthPerNone >= goalIMSealedPerNone))
 	fmt.Fprintf(w, "  IM encrypt / none                       = %.2fx   (goal >= %gx: %s; 256 B and 64 KiB frames: BenchmarkIMRequestResponse)\n",
 		r.IMEncryptPerNone, goalIMSealedPerNone, verdict(r.IMEncryptPerNone >= goalIMSealedPerNone))
+}
+
+// writeCosts prints the cost per operation of each process (Config.Cost,
+// Config.Strace), raw beside swap.
+func (r *Report) writeCosts(w io.Writer) {
+	if len(r.RawCost) > 0 && len(r.SwapCost) > 0 {
+		fmt.Fprintf(w, "  per operation, measured phases (CPU: /proc/PID/stat; allocations: Go runtime counters):\n")
+		fmt.Fprintf(w, "    %-24s %10s %10s %12s %6s\n", "process", "CPU us", "allocs", "alloc bytes", "GCs")
+		for _, c := range append(append([]Cost(nil), r.RawCost...), r.SwapCost...) {
+			fmt.Fprintf(w, "    %-24s %10.1f %10.1f %12.0f %6.0f", c.Process, c.CPUPerOp, c.AllocsPerOp, c.BytesPerOp, c.GCs)
+			if c.Note != "" {
+				fmt.Fprintf(w, "   (%s)", c.Note)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	for _, group := range [][]Syscalls{r.RawSyscalls, r.SwapSyscalls} {
+		for _, s := range group {
+			fmt.Fprintf(w, "  system calls per operation under strace -c, %s: %.1f", s.Process, s.PerOp)
+			if s.Note != "" {
+				fmt.Fprintf(w, " (%s)", s.Note)
+			}
+			var parts []string
+			for _, c := range s.Calls {
+				if c.PerOp >= 0.05 {
+					parts = append(parts, fmt.Sprintf("%s %.2f", c.Name, c.PerOp))
+				}
+			}
+			fmt.Fprintf(w, "\n    %s\n", strings.Join(parts, ", "))
+		}
+	}
 }

@@ -27,8 +27,8 @@ import (
 // Connect, ended by Close or the context given to Connect) serves the
 // server's messages on the control connection: key rotation (KeyUpdate,
 // KeyActivate, KeyRetire, as momgate-mom does, without writing a
-// keyring file), deny lists (counted) and heartbeat replies (handed to
-// Heartbeat).
+// keyring file), deny lists (counted) and heartbeat replies (verified,
+// and answered with the next heartbeat of a batch, see Heartbeats).
 type Node struct {
 	Name string
 	Addr netip.Addr
@@ -45,8 +45,8 @@ type Node struct {
 	conn     net.Conn
 	buf      []byte
 
-	wmu     sync.Mutex    // serialises writes on conn: heartbeats and KeyAcks
-	replies chan []byte   // heartbeat replies from the reader
+	wmu     sync.Mutex // serialises writes on conn: heartbeats and KeyAcks
+	hb      heartbeatBatch
 	done    chan struct{} // closed when the reader ends
 	stop    func() bool   // unhooks the context's close of conn
 	readErr error         // why the reader ended; read after done
@@ -209,7 +209,7 @@ func (n *Node) Connect(ctx context.Context, server string, timeout time.Duration
 	if n.stats == nil {
 		n.stats = NewStats()
 	}
-	n.replies, n.done, n.readErr = make(chan []byte, 1), make(chan struct{}), nil
+	n.done, n.readErr = make(chan struct{}), nil
 	n.stop = context.AfterFunc(ctx, func() { c.Close() })
 	go n.read(c)
 	return nil
@@ -228,10 +228,7 @@ func (n *Node) read(c net.Conn) {
 		buf = frame
 		t := proto.Type(frame[3])
 		if t == proto.TypePingReply {
-			select {
-			case n.replies <- append([]byte(nil), frame...):
-			default: // nobody waits: a stale reply
-			}
+			n.heartbeatReply(c, frame)
 			continue
 		}
 		n.stats.frame(t, len(frame))
@@ -300,43 +297,113 @@ func (n *Node) handle(c net.Conn, frame []byte) error {
 
 func frameSize(m proto.Message) int { return len(proto.Marshal(m)) }
 
-// Heartbeat sends one heartbeat Ping on the control connection and waits
-// for its verified reply, which the node's reader hands over.
-func (n *Node) Heartbeat(timeout time.Duration) error {
+// heartbeatBatch is a node's heartbeats in flight: one Ping at a time,
+// the next sent by the reader as soon as the reply to the last is verified.
+type heartbeatBatch struct {
+	mu            sync.Mutex
+	left          int // heartbeats still to send after the one in flight; -1: no batch
+	rnd           [ping.RandomSize]byte
+	remote, local proto.Addr
+	err           error
+	done          chan struct{} // closed when the batch ends
+}
+
+// Heartbeat sends one heartbeat Ping and waits for its verified reply.
+func (n *Node) Heartbeat(timeout time.Duration) error { return n.Heartbeats(1, timeout) }
+
+// Heartbeats sends k heartbeat Pings on the control connection, one at a
+// time: the node's reader verifies each reply and sends the next Ping at
+// once, without a goroutine handoff per heartbeat, so that the simulator
+// spends as little as it can per heartbeat and the server's cost is what
+// is measured. The whole batch must end within k x timeout.
+func (n *Node) Heartbeats(k int, timeout time.Duration) error {
 	if n.conn == nil {
 		return fmt.Errorf("node %s: not connected", n.Name)
+	}
+	if k <= 0 {
+		return nil
 	}
 	remote, local, err := daemon.Endpoints(n.conn)
 	if err != nil {
 		return err
 	}
-	select {
-	case <-n.replies: // a stale reply to an earlier, timed-out heartbeat
-	default:
+	b := &n.hb
+	b.mu.Lock()
+	b.left, b.remote, b.local, b.err, b.done = k-1, remote, local, nil, make(chan struct{})
+	done := b.done
+	err = n.sendHeartbeatLocked(n.conn, timeout)
+	b.mu.Unlock()
+	if err != nil {
+		n.endBatch(err)
+		return err
 	}
-	frame, rnd, err := n.sealer.Ping(n.buf[:0], local, remote)
+	t := time.NewTimer(time.Duration(k) * timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.err
+	case <-n.done:
+		n.endBatch(nil)
+		return fmt.Errorf("node %s: control connection ended: %w", n.Name, n.readErr)
+	case <-t.C:
+		n.endBatch(nil)
+		return fmt.Errorf("node %s: heartbeats not answered within %s", n.Name, time.Duration(k)*timeout)
+	}
+}
+
+// sendHeartbeatLocked seals and sends the batch's next Ping; n.hb.mu is held.
+func (n *Node) sendHeartbeatLocked(c net.Conn, timeout time.Duration) error {
+	b := &n.hb
+	frame, rnd, err := n.sealer.Ping(n.buf[:0], b.local, b.remote)
 	if err != nil {
 		return err
 	}
-	n.buf = frame
+	n.buf, b.rnd = frame, rnd
 	n.wmu.Lock()
-	_ = n.conn.SetWriteDeadline(time.Now().Add(timeout))
-	_, err = n.conn.Write(frame)
+	_ = c.SetWriteDeadline(time.Now().Add(timeout))
+	_, err = c.Write(frame)
 	n.wmu.Unlock()
 	if err != nil {
 		return fmt.Errorf("node %s: send heartbeat: %w", n.Name, err)
 	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case in := <-n.replies:
-		var res ping.Result
-		return n.verifier.VerifyReply(in, remote, local, &rnd, &res)
-	case <-n.done:
-		return fmt.Errorf("node %s: control connection ended: %w", n.Name, n.readErr)
-	case <-t.C:
-		return fmt.Errorf("node %s: no heartbeat reply within %s", n.Name, timeout)
+	return nil
+}
+
+// heartbeatReply verifies a PingReply read by the reader against the Ping
+// in flight and sends the batch's next Ping, or ends the batch. A reply
+// with no batch in flight is stale and dropped.
+func (n *Node) heartbeatReply(c net.Conn, frame []byte) {
+	b := &n.hb
+	b.mu.Lock()
+	if b.done == nil || b.left < 0 {
+		b.mu.Unlock()
+		return
 	}
+	var res ping.Result
+	err := n.verifier.VerifyReply(frame, b.remote, b.local, &b.rnd, &res)
+	if err == nil && b.left > 0 {
+		b.left--
+		if err = n.sendHeartbeatLocked(c, 30*time.Second); err == nil {
+			b.mu.Unlock()
+			return
+		}
+	}
+	b.mu.Unlock()
+	n.endBatch(err)
+}
+
+// endBatch ends the batch in flight, if any, with err.
+func (n *Node) endBatch(err error) {
+	b := &n.hb
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done == nil || b.left < 0 {
+		return
+	}
+	b.left, b.err = -1, err
+	close(b.done)
 }
 
 // Up reports whether the control connection is open and served.

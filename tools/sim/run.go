@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,20 +34,35 @@ type Config struct {
 	Heartbeats int    // heartbeat PINGs per node
 	Churn      int    // nodes deleted then created and enrolled again
 	Timeout    time.Duration
-	TokenTTL   time.Duration // token_ttl for the run; 0 leaves the default
+	TokenTTL   time.Duration // token_ttl for the run; 0 leaves the default; negative: 1m or 10 ms per node, the longer
 	KeyGrace   time.Duration // key_grace for the run; 0 leaves the default (30s)
 	Progress   io.Writer     // progress lines; nil for none
+	// MaxConnected bounds the control connections open at once (0: every
+	// node), for a process whose descriptors cannot hold one per node:
+	// nodes enroll in waves of MaxConnected, each wave disconnecting
+	// before the next, and the last wave stays connected for the phases
+	// that need connected nodes (heartbeats, rotation, churn).
+	MaxConnected int
 }
 
 // Report is what a run measured.
 type Report struct {
 	Nodes             int
+	Connected         int           // nodes connected for the heartbeats, the rotation and the churn
 	Create            Phase         // create node through the admin socket, one request each
 	Enroll            Phase         // enrollment + key unwrap + PING swap, Workers at a time
 	Heartbeat         Phase         // heartbeat PINGs over the open control connections
+	HeartbeatCPU      time.Duration // server CPU time (user + system) during the heartbeat phase
+	HeartbeatSys      time.Duration // the system (kernel) part of HeartbeatCPU
+	HeartbeatPinned   bool          // the server ran on CPU 0 and the simulator on CPU 1 during it
+	EchoFloor         Phase         // the transport floor: request/response on kept connections to a trivial server
+	EchoCPU, EchoSys  time.Duration // that server's CPU time, and its system part
 	SisterSwap        Phase         // IM PING swaps with the real MOM daemon, new connection each
 	Rotation          Rotation      // rotate key with every node connected
-	Churn             Phase         // delete + create + enroll
+	Churn             Phase         // delete + create + enroll, all of them
+	ChurnDelete       Phase         // the deletes, one after the other
+	ChurnCreate       Phase         // the creates at the same addresses
+	ChurnEnroll       Phase         // the new nodes' enrollment
 	ChurnSettle       time.Duration // from the last churn step until no rotation runs and every up node is current
 	ChurnRotations    uint64        // rotations the churn caused (rotation numbers used)
 	ChurnTraffic      Traffic       // control traffic the nodes received during the churn and its settling
@@ -61,7 +77,9 @@ type Report struct {
 	PerNodeStateBytes float64 // server RSS per enrolled node, not connected
 	PerPeerMomBytes   float64
 	HeapIdle          admin.MemStats // server after a GC, no nodes
-	HeapUp            admin.MemStats // every node enrolled and connected
+	HeapUp            admin.MemStats // every node enrolled and connected, after the heartbeats
+	HeapDown          admin.MemStats // the same nodes enrolled, disconnected
+	Reconnect         Phase          // the connected nodes again: Hello by identity and PING swap
 	HeapRestart       admin.MemStats // after a restart, none connected
 }
 
@@ -72,18 +90,35 @@ func (r *Report) HeapPerNode() float64 {
 
 // HeapPerConn is the server's live heap and stack per connected node.
 func (r *Report) HeapPerConn() float64 {
-	up := int64(r.HeapUp.HeapAlloc + r.HeapUp.StackInuse)
-	down := int64(r.HeapRestart.HeapAlloc + r.HeapRestart.StackInuse)
-	return float64(up-down) / float64(r.Nodes)
+	return r.heapPerConn() + r.stackPerConn()
 }
 
+func (r *Report) heapPerConn() float64 {
+	return float64(int64(r.HeapUp.HeapAlloc)-int64(r.HeapDown.HeapAlloc)) / float64(max(r.Connected, 1))
+}
+
+func (r *Report) stackPerConn() float64 {
+	return float64(int64(r.HeapUp.StackInuse)-int64(r.HeapDown.StackInuse)) / float64(max(r.Connected, 1))
+}
+
+// memStats reads the server's memory after the garbage collections a
+// running server makes within minutes anyway: each mem_stats collects
+// once, and a goroutine's stack shrinks by at most half per collection, so
+// a stack grown during a handshake needs a few to come down to what the
+// goroutine uses while it waits.
 func (r *runner) memStats(ctx context.Context) admin.MemStats {
 	var ms admin.MemStats
-	if err := r.adm.Call(ctx, admin.OpMemStats, nil, &ms); err != nil {
-		r.progress("mem_stats: %v", err)
+	for range memStatsGCs {
+		if err := r.adm.Call(ctx, admin.OpMemStats, nil, &ms); err != nil {
+			r.progress("mem_stats: %v", err)
+			break
+		}
 	}
 	return ms
 }
+
+// memStatsGCs is the number of collections before a memory reading.
+const memStatsGCs = 4
 
 // Rotation is what a `rotate key` with every simulated node connected
 // took, as seen by the nodes.
@@ -116,9 +151,14 @@ func (p Phase) String() string {
 	return fmt.Sprintf("%d in %.2fs (%.0f/s, %d errors)", p.Count, p.Duration.Seconds(), p.Rate(), p.Errors)
 }
 
-// NodeAddr is the loopback address of simulated node i (0-based).
+// MaxNodes is the most simulated nodes of a run: their addresses
+// (NodeAddr) stay in 127.1.0.0-127.16.255.255.
+const MaxNodes = 16 * 256 * 250
+
+// NodeAddr is the loopback address of simulated node i (0-based):
+// 127.1.0.1 to 127.1.255.250 for the first 64,000, then 127.2.0.1 and up.
 func NodeAddr(i int) netip.Addr {
-	return netip.AddrFrom4([4]byte{127, 1, byte(i / 250), byte(i%250 + 1)})
+	return netip.AddrFrom4([4]byte{127, byte(1 + i/(256*250)), byte(i / 250 % 256), byte(i%250 + 1)})
 }
 
 type runner struct {
@@ -134,14 +174,18 @@ type runner struct {
 
 // Run performs a scale run and returns its report.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
-	if cfg.Nodes <= 0 || cfg.Nodes > 60000 {
-		return nil, fmt.Errorf("nodes %d: want 1..60000", cfg.Nodes)
+	if cfg.Nodes <= 0 || cfg.Nodes > MaxNodes {
+		return nil, fmt.Errorf("nodes %d: want 1..%d", cfg.Nodes, MaxNodes)
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 64
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.TokenTTL < 0 {
+		// Every node must enroll before its token expires.
+		cfg.TokenTTL = max(time.Minute, time.Duration(cfg.Nodes)*10*time.Millisecond)
 	}
 	r := &runner{cfg: cfg, srvDir: filepath.Join(cfg.Dir, "server"), stats: NewStats(), progress: func(string, ...any) {}}
 	if cfg.Progress != nil {
@@ -203,25 +247,30 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		r.nodes[i].SetStats(r.stats)
 	}
-	rep.Enroll = r.each(ctx, r.nodes, func(n *Node) error { return n.Connect(ctx, r.srvAddr, cfg.Timeout) })
-	r.progress("enroll: %s", rep.Enroll)
-	if rep.Enroll.Errors > 0 {
-		return rep, fmt.Errorf("%d enrollments failed", rep.Enroll.Errors)
+	// The transport floor first, while no control connection holds a
+	// descriptor.
+	if cfg.Heartbeats > 0 && runtime.NumCPU() >= 2 {
+		if rep.EchoFloor, rep.EchoCPU, rep.EchoSys, err = r.echoFloor(ctx, min(cfg.Nodes, r.maxConnected(), maxEchoConns), cfg.Heartbeats); err != nil {
+			return rep, fmt.Errorf("transport floor: %w", err)
+		}
+		r.progress("transport floor (echo server): %s; its CPU %.2fs (%.1f us per request)", rep.EchoFloor, rep.EchoCPU.Seconds(),
+			perOp(rep.EchoCPU, rep.EchoFloor))
+	}
+	if rep.Enroll, err = r.enroll(ctx); err != nil {
+		return rep, err
 	}
 	rep.ServerRSSUp = rss(r.srv.Process.Pid)
-	rep.HeapUp = r.memStats(ctx)
+	rep.Connected = len(r.connected())
 
-	t0 = time.Now()
-	hb := r.each(ctx, r.nodes, func(n *Node) error {
-		for range cfg.Heartbeats {
-			if err := n.Heartbeat(cfg.Timeout); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	rep.Heartbeat = Phase{Count: cfg.Nodes * cfg.Heartbeats, Errors: hb.Errors, Duration: time.Since(t0)}
-	r.progress("heartbeats: %s", rep.Heartbeat)
+	r.heartbeats(ctx, rep)
+	// Every session has served heartbeats: the steady state of a connected
+	// node. Then the same server with the same nodes disconnected, and
+	// the nodes back (Hello by identity): the difference is what a
+	// connection costs.
+	rep.HeapUp = r.memStats(ctx)
+	if err := r.reconnect(ctx, rep); err != nil {
+		return rep, err
+	}
 
 	if err := r.sisters(ctx, rep); err != nil {
 		return rep, err
@@ -262,10 +311,151 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	n := float64(cfg.Nodes)
-	rep.PerNodeUpBytes = float64(rep.ServerRSSUp-rep.ServerRSSIdle) / n
+	rep.PerNodeUpBytes = float64(rep.ServerRSSUp-rep.ServerRSSIdle) / float64(max(rep.Connected, 1))
 	rep.PerNodeStateBytes = float64(rep.ServerRSSRestart-rep.ServerRSSIdle) / n
 	rep.PerPeerMomBytes = float64(rep.MomRSSAfter-rep.MomRSSBefore) / n
 	return rep, nil
+}
+
+// reconnect disconnects the connected nodes, reads the server's memory
+// without them, and connects them again (Hello and PING swap, as a MOM
+// after a restart).
+func (r *runner) reconnect(ctx context.Context, rep *Report) error {
+	up := r.connected()
+	for _, n := range up {
+		n.Close()
+	}
+	deadline := time.Now().Add(r.cfg.Timeout)
+	for {
+		var ms admin.MemStats
+		if err := r.adm.Call(ctx, admin.OpMemStats, nil, &ms); err != nil {
+			return fmt.Errorf("mem_stats: %w", err)
+		}
+		if ms.Connections == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d control connections still open %s after the nodes closed them", ms.Connections, r.cfg.Timeout)
+		}
+		if err := pause(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	rep.HeapDown = r.memStats(ctx)
+	rep.Reconnect = r.each(ctx, up, func(n *Node) error { return n.Connect(ctx, r.srvAddr, r.cfg.Timeout) })
+	r.progress("reconnect (Hello + PING swap): %s", rep.Reconnect)
+	if rep.Reconnect.Errors > 0 {
+		return fmt.Errorf("%d nodes could not reconnect", rep.Reconnect.Errors)
+	}
+	return nil
+}
+
+// maxConnected is how many nodes may be connected at once.
+func (r *runner) maxConnected() int {
+	if r.cfg.MaxConnected <= 0 {
+		return r.cfg.Nodes
+	}
+	return r.cfg.MaxConnected
+}
+
+// connected returns the nodes whose control connection is up.
+func (r *runner) connected() []*Node {
+	var out []*Node
+	for _, n := range r.nodes {
+		if n.Up() {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// enroll enrolls every node, Workers at a time, in waves of at most
+// maxConnected connected nodes: a wave disconnects before the next
+// connects, and the last wave, the last maxConnected nodes, stays
+// connected.
+func (r *runner) enroll(ctx context.Context) (Phase, error) {
+	all := Phase{Count: len(r.nodes)}
+	wave := r.maxConnected()
+	last := max(0, len(r.nodes)-wave) // the connected set starts here
+	for start := 0; start < len(r.nodes); {
+		end := min(start+wave, last)
+		if start >= last {
+			end = len(r.nodes)
+		}
+		nodes := r.nodes[start:end]
+		ph := r.each(ctx, nodes, func(n *Node) error { return n.Connect(ctx, r.srvAddr, r.cfg.Timeout) })
+		all.Errors += ph.Errors
+		all.Duration += ph.Duration
+		if end <= last {
+			for _, n := range nodes {
+				n.Close()
+			}
+			r.progress("enroll: wave of %d: %s (then disconnected: at most %d connected at once)", len(nodes), ph, wave)
+		}
+		if ctx.Err() != nil {
+			return all, ctx.Err()
+		}
+		start = end
+	}
+	r.progress("enroll: %s", all)
+	if all.Errors > 0 {
+		return all, fmt.Errorf("%d enrollments failed", all.Errors)
+	}
+	return all, nil
+}
+
+// heartbeats has every node send Heartbeats heartbeat PINGs over its
+// control connection, Workers at a time, and measures the server's CPU
+// time over the phase: with 2 CPUs or more, the server is pinned to CPU 0
+// and the simulator to CPU 1 meanwhile, so that the server's time is its
+// own work and not a share of a CPU the simulator competes for.
+func (r *runner) heartbeats(ctx context.Context, rep *Report) {
+	var pins []*pinned
+	if runtime.NumCPU() >= 2 {
+		for cpu, pid := range []int{r.srv.Process.Pid, os.Getpid()} {
+			p, err := pin(pid, cpu)
+			if err != nil {
+				r.progress("heartbeats not pinned: %v", err)
+				break
+			}
+			pins = append(pins, p)
+		}
+	}
+	rep.HeartbeatPinned = len(pins) == 2
+	if rep.HeartbeatPinned {
+		// The Go runtime of both processes re-reads its CPU affinity
+		// about once a second and runs on one P from then on.
+		if err := pause(ctx, 3*time.Second); err != nil {
+			return
+		}
+	}
+	u0, s0 := cpuTimes(r.srv.Process.Pid)
+	t0 := time.Now()
+	up := r.connected()
+	hb := r.each(ctx, up, func(n *Node) error { return n.Heartbeats(r.cfg.Heartbeats, r.cfg.Timeout) })
+	rep.Heartbeat = Phase{Count: len(up) * r.cfg.Heartbeats, Errors: hb.Errors, Duration: time.Since(t0)}
+	u1, s1 := cpuTimes(r.srv.Process.Pid)
+	rep.HeartbeatCPU, rep.HeartbeatSys = u1+s1-u0-s0, s1-s0
+	for _, p := range pins {
+		p.restore()
+	}
+	r.progress("heartbeats: %s; server CPU %.2fs (%.1f us per heartbeat)", rep.Heartbeat, rep.HeartbeatCPU.Seconds(), rep.CPUPerHeartbeat())
+}
+
+// maxEchoConns bounds the kept connections of the transport floor.
+const maxEchoConns = 10000
+
+// CPUPerHeartbeat is the server's CPU time per heartbeat answered, in
+// microseconds.
+func (r *Report) CPUPerHeartbeat() float64 { return perOp(r.HeartbeatCPU, r.Heartbeat) }
+
+// perOp is CPU time d per successful operation of p, in microseconds.
+func perOp(d time.Duration, p Phase) float64 {
+	ok := p.Count - p.Errors
+	if ok <= 0 {
+		return 0
+	}
+	return float64(d) / float64(time.Microsecond) / float64(ok)
 }
 
 // each runs fn for every node, Workers at a time, and times it.
@@ -326,10 +516,20 @@ func (r *runner) sisters(ctx context.Context, rep *Report) error {
 	return nil
 }
 
-// churn deletes the first Churn nodes, then creates and enrolls them again
-// under new names.
+// churn deletes the first Churn nodes, one admin request each, then
+// creates them again under new names at the same addresses (each create
+// lifting the address's deny) and enrolls them, Workers at a time. The
+// deleted nodes stay connected until the server closes their connections.
 func (r *runner) churn(ctx context.Context, rep *Report) error {
-	k := min(r.cfg.Churn, len(r.nodes))
+	// The churned nodes are connected ones: with a bound on connected
+	// nodes, their replacements take the descriptors they leave.
+	var idx []int
+	for i, n := range r.nodes {
+		if n.Up() && len(idx) < r.cfg.Churn {
+			idx = append(idx, i)
+		}
+	}
+	k := len(idx)
 	var kl0 admin.KeyList
 	if err := r.adm.Call(ctx, admin.OpListKey, nil, &kl0); err != nil {
 		return fmt.Errorf("list key: %w", err)
@@ -337,14 +537,18 @@ func (r *runner) churn(ctx context.Context, rep *Report) error {
 	seq0 := kl0.Rotation.Seq
 	before := r.stats.Snapshot()
 	t0 := time.Now()
-	errs := 0
-	for i := range k {
-		r.nodes[i].Close()
+	for _, i := range idx {
 		if err := r.adm.Call(ctx, admin.OpDeleteNode, admin.NodeArgs{Name: r.nodes[i].Name}, nil); err != nil {
 			return fmt.Errorf("delete %s: %w", r.nodes[i].Name, err)
 		}
+	}
+	rep.ChurnDelete = Phase{Count: k, Duration: time.Since(t0)}
+	r.progress("churn: delete node: %s", rep.ChurnDelete)
+	t1 := time.Now()
+	created := make([]*Node, k)
+	for j, i := range idx {
 		var res admin.CreateNodeResult
-		name := fmt.Sprintf("churn%05d", i)
+		name := fmt.Sprintf("churn%05d", j)
 		if err := r.adm.Call(ctx, admin.OpCreateNode, admin.CreateNodeArgs{Name: name, Mom: NodeAddr(i).String()}, &res); err != nil {
 			return fmt.Errorf("create %s: %w", name, err)
 		}
@@ -353,24 +557,27 @@ func (r *runner) churn(ctx context.Context, rep *Report) error {
 			return err
 		}
 		n.SetStats(r.stats)
-		if err := n.Connect(ctx, r.srvAddr, r.cfg.Timeout); err != nil {
-			errs++
-			r.progress("churn: %v", err)
-		}
-		r.nodes[i] = n
+		created[j] = n
 	}
-	rep.Churn = Phase{Count: k, Errors: errs, Duration: time.Since(t0)}
-	r.progress("churn (delete + create + enroll): %s", rep.Churn)
-	t1 := time.Now()
+	rep.ChurnCreate = Phase{Count: k, Duration: time.Since(t1)}
+	r.progress("churn: create node at the same addresses: %s", rep.ChurnCreate)
+	for j, i := range idx {
+		r.nodes[i].Close() // closed by the server at its delete
+		r.nodes[i] = created[j]
+	}
+	rep.ChurnEnroll = r.each(ctx, created, func(n *Node) error { return n.Connect(ctx, r.srvAddr, r.cfg.Timeout) })
+	rep.Churn = Phase{Count: k, Errors: rep.ChurnEnroll.Errors, Duration: time.Since(t0)}
+	r.progress("churn: enroll the new nodes: %s; delete + create + enroll %s", rep.ChurnEnroll, rep.Churn)
+	t2 := time.Now()
 	kl, err := r.waitKeysSettled(ctx)
 	if err != nil {
 		return err
 	}
-	rep.ChurnSettle = time.Since(t1)
+	rep.ChurnSettle = time.Since(t2)
 	rep.ChurnRotations = kl.Rotation.Seq - seq0
 	rep.ChurnTraffic = r.stats.Snapshot().Sub(before)
-	r.progress("churn settled %.2fs after its last step: %d rotations, %d key messages received", rep.ChurnSettle.Seconds(),
-		rep.ChurnRotations, rep.ChurnTraffic.keyFrames())
+	r.progress("churn settled %.2fs after its last step: %d rotations, %d key messages, %d deny messages received", rep.ChurnSettle.Seconds(),
+		rep.ChurnRotations, rep.ChurnTraffic.keyFrames(), rep.ChurnTraffic.denyFrames())
 	return nil
 }
 
@@ -586,43 +793,68 @@ func rss(pid int) int64 {
 
 // cpuTime is the user+system CPU time of pid, from /proc (0 if unknown).
 func cpuTime(pid int) time.Duration {
+	u, s := cpuTimes(pid)
+	return u + s
+}
+
+// cpuTimes is the user and the system CPU time of pid, all its threads,
+// from /proc/PID/stat (0 if unknown).
+func cpuTimes(pid int) (user, sys time.Duration) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	// Fields after the command name, which is in parentheses.
 	i := strings.LastIndexByte(string(b), ')')
 	if i < 0 {
-		return 0
+		return 0, 0
 	}
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 13 {
-		return 0
+		return 0, 0
 	}
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
 	if errors.Join(err1, err2) != nil {
-		return 0
+		return 0, 0
 	}
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+	tick := time.Second / 100 // USER_HZ is 100 on Linux
+	return time.Duration(ut) * tick, time.Duration(st) * tick
 }
 
 // PrintReport writes rep as a Markdown table.
 func PrintReport(w io.Writer, rep *Report) {
 	mib := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 	fmt.Fprintf(w, "| measurement (N = %d) | value |\n| --- | --- |\n", rep.Nodes)
+	if rep.Connected != rep.Nodes {
+		fmt.Fprintf(w, "| nodes connected at once (descriptor limit of one process) | %d: heartbeats, rotation and churn ran with these; enrollment in waves |\n", rep.Connected)
+	}
 	row := func(k, v string) { fmt.Fprintf(w, "| %s | %s |\n", k, v) }
 	row("create node (admin socket, sequential)", rep.Create.String())
 	row("enrollment (token, key unwrap, PING swap)", rep.Enroll.String())
 	row("heartbeat PINGs at the server", rep.Heartbeat.String())
+	pinned := "server and simulator not pinned"
+	if rep.HeartbeatPinned {
+		pinned = "server on CPU 0, simulator on CPU 1"
+	}
+	row("server CPU per heartbeat answered", fmt.Sprintf("%.1f us, %.0f%% of it in the kernel (%.2fs of CPU over the phase, /proc resolution 10 ms; %s)",
+		rep.CPUPerHeartbeat(), 100*rep.HeartbeatSys.Seconds()/max(rep.HeartbeatCPU.Seconds(), 1e-9), rep.HeartbeatCPU.Seconds(), pinned))
+	if rep.EchoFloor.Count > 0 {
+		row("transport floor: a trivial echo server, kept connections, same concurrency and pinning", fmt.Sprintf("%.1f us per request, %.0f%% in the kernel (%d connections, %s)",
+			perOp(rep.EchoCPU, rep.EchoFloor), 100*rep.EchoSys.Seconds()/max(rep.EchoCPU.Seconds(), 1e-9), min(rep.Nodes, maxEchoConns), rep.EchoFloor))
+	}
+	row("reconnection of the connected nodes (Hello by identity + PING swap)", rep.Reconnect.String())
 	row("sister admissions at one MOM (new connection + swap)", rep.SisterSwap.String())
 	rt := rep.Rotation
 	row("rotate key, every node connected: request to all activated / all retired", fmt.Sprintf("%.2fs / %.2fs (%d nodes, key_grace %s; list key idle at %.2fs)",
 		rt.ToActivate.Seconds(), rt.ToRetire.Seconds(), rt.Nodes, rt.Grace, rt.Settled.Seconds()))
 	row("rotation traffic at the nodes (KeyUpdate+KeyActivate+KeyRetire in / KeyAck out)", fmt.Sprintf("%d frames, %d bytes / %d frames, %d bytes",
 		rt.Traffic.keyFrames(), rt.Traffic.keyBytes(), rt.Traffic.Acks, rt.Traffic.AckBytes))
-	row("churn (delete + create + enroll), rotations running", rep.Churn.String())
-	row("churn: settled after its last step / rotations / key frames / deny frames", fmt.Sprintf("%.2fs / %d / %d (%d bytes) / %d (%d bytes)",
+	row("churn: delete node, one after the other", rep.ChurnDelete.String())
+	row("churn: create node again at the same addresses", rep.ChurnCreate.String())
+	row("churn: enroll the new nodes", rep.ChurnEnroll.String())
+	row("churn: deletes, creates and enrollments in all", rep.Churn.String())
+	row("churn: settled after its last step / rotations / key frames / deny frames at the nodes", fmt.Sprintf("%.2fs / %d / %d (%d bytes) / %d (%d bytes)",
 		rep.ChurnSettle.Seconds(), rep.ChurnRotations, rep.ChurnTraffic.keyFrames(), rep.ChurnTraffic.keyBytes(),
 		rep.ChurnTraffic.denyFrames(), rep.ChurnTraffic.denyBytes()))
 	row("server CPU time, whole run", fmt.Sprintf("%.2fs", rep.ServerCPU.Seconds()))
@@ -631,7 +863,8 @@ func PrintReport(w io.Writer, rep *Report) {
 	row("server RSS per connected node", fmt.Sprintf("%.0f bytes", rep.PerNodeUpBytes))
 	row("server live heap per enrolled node (after GC)", fmt.Sprintf("%.0f bytes (heap %s idle, %s with N nodes)", rep.HeapPerNode(),
 		mib(int64(rep.HeapIdle.HeapAlloc)), mib(int64(rep.HeapRestart.HeapAlloc))))
-	row("server live heap + stacks per connection (after GC)", fmt.Sprintf("%.0f bytes", rep.HeapPerConn()))
+	row("server live heap + stacks per connection (after GC; connected minus the same nodes disconnected)", fmt.Sprintf("%.0f bytes: heap %.0f + stacks %.0f; %.2f goroutines per connection",
+		rep.HeapPerConn(), rep.heapPerConn(), rep.stackPerConn(), float64(rep.HeapUp.Goroutines-rep.HeapDown.Goroutines)/float64(max(rep.Connected, 1))))
 	row("server state on disk", fmt.Sprintf("%s (%.0f bytes per node)", mib(rep.ServerStateBytes), float64(rep.ServerStateBytes)/float64(rep.Nodes)))
 	row("MOM memory per admitted peer", fmt.Sprintf("%.0f bytes (RSS %s -> %s)", rep.PerPeerMomBytes, mib(rep.MomRSSBefore), mib(rep.MomRSSAfter)))
 }

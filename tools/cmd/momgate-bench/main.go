@@ -12,9 +12,11 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/momgate/momgate/internal/daemon"
+	"github.com/momgate/momgate/internal/metrics"
 	"github.com/momgate/momgate/tools/loopbench"
 )
 
@@ -45,6 +47,9 @@ func app() *cli.App {
 					&cli.StringFlag{Name: "munge-conn-note", Usage: "how the MUNGE connection rate was measured, or why it was skipped"},
 					&cli.Float64Flag{Name: "raw-c-rate", Usage: "reference: connections per second of the same C client and server without MUNGE (0: not measured)"},
 					&cli.StringFlag{Name: "raw-c-note", Usage: "how the C reference rate was measured, or why not"},
+					&cli.BoolFlag{Name: "cost", Usage: "also measure CPU time and allocations per operation of the servers and the client"},
+					&cli.BoolFlag{Name: "strace", Usage: "then count system calls per operation with strace -c (extra phases, rates meaningless under strace)"},
+					&cli.DurationFlag{Name: "strace-duration", Value: 3 * time.Second, Usage: "measured time of each strace phase"},
 					&cli.BoolFlag{Name: "json", Usage: "machine-readable JSON output"},
 				},
 				Action: func(c *cli.Context) error {
@@ -82,7 +87,8 @@ func app() *cli.App {
 						Duration: c.Duration("duration"), MungeRate: c.Float64("munge-rate"), MungeNote: c.String("munge-note"),
 						MungeConnRate: c.Float64("munge-conn-rate"), MungeConnNote: c.String("munge-conn-note"),
 						RawCRate: c.Float64("raw-c-rate"), RawCNote: c.String("raw-c-note"),
-						EchoCommand: []string{self, "echo", "--listen"},
+						EchoCommand: []string{self, "echo"}, Cost: c.Bool("cost"), Strace: c.Bool("strace"),
+						StraceDuration: c.Duration("strace-duration"),
 					})
 					if err != nil {
 						return err
@@ -100,7 +106,10 @@ func app() *cli.App {
 				Name:      "echo",
 				Usage:     "serve the raw exchange (read one frame, write one frame, wait for close) until SIGTERM",
 				ArgsUsage: " ",
-				Flags:     []cli.Flag{&cli.StringFlag{Name: "listen", Required: true, Usage: "IP:PORT"}},
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "listen", Required: true, Usage: "IP:PORT"},
+					&cli.StringFlag{Name: "metrics-listen", Usage: "serve the Go runtime's and the process's metrics at http://IP:PORT/metrics (loopback)"},
+				},
 				Action: func(c *cli.Context) error {
 					ln, err := net.Listen("tcp", c.String("listen"))
 					if err != nil {
@@ -108,6 +117,13 @@ func app() *cli.App {
 					}
 					ctx, stop := daemon.SignalContext()
 					defer stop()
+					if m := c.String("metrics-listen"); m != "" {
+						_, serve, err := metrics.Bind(m, false, logrus.StandardLogger(), func() error { return nil })
+						if err != nil {
+							return err
+						}
+						go func() { _ = serve(ctx) }()
+					}
 					return loopbench.Echo(ctx, ln)
 				},
 			},
