@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/session"
 )
 
 // Defaults of Config.
@@ -57,6 +60,11 @@ type Config struct {
 	// MaxSeen bounds the step 1 PINGs remembered for replay; 0:
 	// DefaultMaxSeen.
 	MaxSeen int
+	// ServiceUsers are the users a service connection may be vouched
+	// for, as PBS_AUTH_SERVICE_USERS; nil: root alone. PBS checks them
+	// too, except after a handshake that encrypts and authenticates at
+	// once (docs/OPENPBS.md section 6.5): this daemon checks every one.
+	ServiceUsers []string
 }
 
 // Caller is the local process that asked, as the kernel says
@@ -77,6 +85,9 @@ type Result struct {
 	KeyID    uint32       // the cluster key the other side sealed with
 	Kind     Kind         // the kind of connection
 	User     PeerUser     // Confirm: the initiator's user
+	// Keys are the connection's record keys, as the caller's side uses
+	// them (Continue, Confirm of an encrypted handshake; nil otherwise).
+	Keys *ConnKeys
 }
 
 // Engine runs both sides of the handshake of docs/OPENPBS.md section 2 for
@@ -99,6 +110,9 @@ type pending struct {
 	random    [ping.RandomSize]byte // what the other side must echo
 	node      proto.NodeID          // responder: the initiator's node
 	keyID     uint32
+	eph       *ephemeral  // initiator of an encrypted handshake: its key pair and share
+	sent      ping.Result // initiator of an encrypted handshake: its SessionPing
+	keys      *ConnKeys   // responder of an encrypted handshake: the keys, for Confirm
 }
 
 // NewEngine returns an Engine for cfg.
@@ -120,6 +134,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	if cfg.MaxSeen <= 0 {
 		cfg.MaxSeen = DefaultMaxSeen
+	}
+	if cfg.ServiceUsers == nil {
+		cfg.ServiceUsers = []string{"root"}
 	}
 	seenTTL := cfg.Freshness
 	if seenTTL <= 0 {
@@ -172,8 +189,10 @@ func (e *Engine) resume(c Caller, id HandshakeID, initiator bool) (pending, erro
 }
 
 // Initiate makes step 1 for a connection of kind to the host at dest, on
-// behalf of caller c.
-func (e *Engine) Initiate(c Caller, kind Kind, dest proto.Addr) (Result, error) {
+// behalf of caller c. With encrypt, step 1 offers the connection's
+// encryption (a SessionPing, docs/OPENPBS.md section 6), and Continue
+// returns its keys.
+func (e *Engine) Initiate(c Caller, kind Kind, dest proto.Addr, encrypt bool) (Result, error) {
 	res := Result{Peer: dest, Kind: kind}
 	if !kind.valid() {
 		return res, fmt.Errorf("%w: kind %d", ErrMalformed, kind)
@@ -182,11 +201,24 @@ func (e *Engine) Initiate(c Caller, kind Kind, dest proto.Addr) (Result, error) 
 	if err != nil {
 		return res, err
 	}
-	frame, rnd, err := self.Sealer.Ping(make([]byte, 0, ping.FrameSize), e.cfg.Addr, dest)
-	if err != nil {
+	p := pending{uid: c.UID, initiator: true, kind: kind, caller: c, peer: dest}
+	var frame []byte
+	if encrypt {
+		eph, err := newEphemeral(e.cfg.Rand)
+		if err != nil {
+			return res, err
+		}
+		ext := encodeOffer(&eph)
+		frame, err = self.Sealer.PingExt(make([]byte, 0, ping.ExtFrameSize), e.cfg.Addr, dest, &ext, &p.sent)
+		if err != nil {
+			eph.wipe()
+			return res, fmt.Errorf("%w: seal session ping: %v", ErrInternal, err)
+		}
+		p.eph, p.random = &eph, p.sent.Random
+	} else if frame, p.random, err = self.Sealer.Ping(make([]byte, 0, ping.FrameSize), e.cfg.Addr, dest); err != nil {
 		return res, fmt.Errorf("%w: seal ping: %v", ErrInternal, err)
 	}
-	res.ID, err = e.park(pending{uid: c.UID, initiator: true, kind: kind, caller: c, peer: dest, random: rnd})
+	res.ID, err = e.park(p)
 	res.Token = WrapFrame(StepPing, frame)
 	return res, err
 }
@@ -198,13 +230,20 @@ func (e *Engine) Continue(c Caller, id HandshakeID, token []byte) (Result, error
 	if err != nil {
 		return Result{}, err
 	}
+	if p.eph != nil {
+		defer p.eph.wipe()
+	}
 	res := Result{Peer: p.peer, Kind: p.kind}
-	frame, err := UnwrapFrame(StepReply, token)
+	frame, sealed, err := UnwrapFrame(StepReply, token)
 	if err != nil {
 		return res, err
 	}
+	if sealed != (p.eph != nil) {
+		return res, fmt.Errorf("%w: %s", ErrMalformed, formMismatch(p.eph != nil))
+	}
 	var pr ping.Result
-	if err := e.check(frame, true, []proto.Addr{p.peer}, &p.random, &pr); err != nil {
+	var ext session.Ext
+	if err := e.check(frame, true, sealed, []proto.Addr{p.peer}, &p.random, &pr, &ext); err != nil {
 		res.Node, res.KeyID = pr.Node, pr.KeyID
 		return res, err
 	}
@@ -215,6 +254,18 @@ func (e *Engine) Continue(c Caller, id HandshakeID, token []byte) (Result, error
 	self, err := e.self()
 	if err != nil {
 		return res, err
+	}
+	if sealed {
+		share, pub, err := decodeExt(&ext, true)
+		if err != nil {
+			return res, err
+		}
+		keys, err := deriveKeys(&sealedSide{initiator: true, t: transcriptOf(&p.sent, &pr, &p.eph.pub, &pub),
+			own: p.eph, peerShare: share, peerPub: pub})
+		if err != nil {
+			return res, err
+		}
+		res.Keys = &keys
 	}
 	v := Vouch{Echo: pr.Random, Node: self.Sealer.Node, Kind: p.kind, UID: p.caller.UID, GID: p.caller.GID,
 		User: p.caller.User, Group: p.caller.Group, NodeName: self.Name}
@@ -242,18 +293,25 @@ func (e *Engine) Accept(c Caller, kind Kind, sources []proto.Addr, token []byte)
 	if !kind.valid() {
 		return res, fmt.Errorf("%w: kind %d", ErrMalformed, kind)
 	}
-	frame, err := UnwrapFrame(StepPing, token)
+	frame, sealed, err := UnwrapFrame(StepPing, token)
 	if err != nil {
 		return res, err
 	}
 	var pr ping.Result
-	err = e.check(frame, false, sources, nil, &pr)
+	var ext session.Ext
+	err = e.check(frame, false, sealed, sources, nil, &pr, &ext)
 	res.Node, res.KeyID = pr.Node, pr.KeyID
 	if pr.Sender != (proto.Addr{}) && !errors.Is(err, ping.ErrAddrMismatch) {
 		res.Peer = pr.Sender
 	}
 	if err != nil {
 		return res, err
+	}
+	var peerShare, peerPub [32]byte
+	if sealed {
+		if peerShare, peerPub, err = decodeExt(&ext, false); err != nil {
+			return res, err
+		}
 	}
 	e.mu.Lock()
 	replayed := e.seen.add(e.cfg.Now(), pr.Random, struct{}{})
@@ -280,10 +338,36 @@ func (e *Engine) Accept(c Caller, kind Kind, sources []proto.Addr, token []byte)
 	if reply.Timestamp, err = self.Sealer.Stamper.Next(); err != nil {
 		return res, fmt.Errorf("%w: timestamp: %v", ErrInternal, err)
 	}
-	frame = ping.SealPayload(make([]byte, 0, ping.ReplyFrameSize), true, keyID, aead, &nonce, &reply)
-	res.ID, err = e.park(pending{uid: c.UID, kind: kind, peer: pr.Sender, random: reply.Random, node: pr.Node, keyID: pr.KeyID})
+	p := pending{uid: c.UID, kind: kind, peer: pr.Sender, random: reply.Random, node: pr.Node, keyID: pr.KeyID}
+	if sealed {
+		eph, err := newEphemeral(e.cfg.Rand)
+		if err != nil {
+			return res, err
+		}
+		ans := encodeAnswer(&eph)
+		frame = ping.SealPayloadExt(make([]byte, 0, ping.ExtReplyFrameSize), true, keyID, aead, &nonce, &reply, &ans)
+		sent := ping.Result{Payload: reply, KeyID: keyID, Reply: true}
+		keys, err := deriveKeys(&sealedSide{t: transcriptOf(&pr, &sent, &peerPub, &eph.pub), own: &eph,
+			peerShare: peerShare, peerPub: peerPub})
+		if err != nil {
+			return res, err
+		}
+		p.keys = &keys
+	} else {
+		frame = ping.SealPayload(make([]byte, 0, ping.ReplyFrameSize), true, keyID, aead, &nonce, &reply)
+	}
+	res.ID, err = e.park(p)
 	res.Token = WrapFrame(StepReply, frame)
 	return res, err
+}
+
+// formMismatch says what is wrong with a step 2 of the other form than the
+// step 1 it answers.
+func formMismatch(encrypted bool) string {
+	if encrypted {
+		return "a plain reply to a handshake that asked for encryption (is the peer's momgate daemon older?)"
+	}
+	return "an encrypted reply to a handshake that did not ask for encryption"
 }
 
 func (e *Engine) random(bufs ...[]byte) error {
@@ -301,6 +385,14 @@ func (e *Engine) Confirm(c Caller, id HandshakeID, token []byte) (Result, error)
 	if err != nil {
 		return Result{}, err
 	}
+	res, err := e.confirm(&p, token)
+	if err != nil && p.keys != nil {
+		p.keys.Wipe() // a refused connection gets no keys
+	}
+	return res, err
+}
+
+func (e *Engine) confirm(p *pending, token []byte) (Result, error) {
 	res := Result{Peer: p.peer, Node: p.node, Kind: p.kind}
 	v, keyID, err := OpenVouch(token, e.cfg.Keys)
 	res.KeyID = keyID
@@ -316,6 +408,10 @@ func (e *Engine) Confirm(c Caller, id HandshakeID, token []byte) (Result, error)
 	if v.Kind != p.kind {
 		return res, fmt.Errorf("%w: vouch for a %s connection, this is a %s connection", ErrKind, v.Kind, p.kind)
 	}
+	if v.Kind == KindService && !slices.Contains(e.cfg.ServiceUsers, v.User) {
+		return res, fmt.Errorf("%w: a service connection of %s (uid %d), who is not a service user (%s)", ErrKind,
+			v.User, v.UID, strings.Join(e.cfg.ServiceUsers, ","))
+	}
 	// Asked again: the node may have been deleted since step 1.
 	if res.NodeName, err = e.cfg.Directory.Admit(p.node, p.peer, keyID); err != nil {
 		return res, err
@@ -324,14 +420,23 @@ func (e *Engine) Confirm(c Caller, id HandshakeID, token []byte) (Result, error)
 		res.NodeName = v.NodeName
 	}
 	res.User = PeerUser{UID: v.UID, GID: v.GID, User: v.User, Group: v.Group, NodeName: res.NodeName}
+	res.Keys = p.keys
 	return res, nil
 }
 
 // check runs the checks of docs/OPENPBS.md section 2.1 on a step 1 (reply
-// false) or step 2 frame: docs/PROTOCOL.md 3.2 checks 1 to 7 and the
+// false) or step 2 frame, plain or (sealed) of the session form whose
+// extension goes to ext: docs/PROTOCOL.md 3.2 checks 1 to 7 and the
 // freshness window, without high-water marks.
-func (e *Engine) check(frame []byte, reply bool, sources []proto.Addr, echo *[ping.RandomSize]byte, res *ping.Result) error {
-	keyID, isReply, err := ping.Open(frame, e.cfg.Keys, &res.Payload)
+func (e *Engine) check(frame []byte, reply, sealed bool, sources []proto.Addr, echo *[ping.RandomSize]byte, res *ping.Result, ext *session.Ext) error {
+	var keyID uint32
+	var isReply bool
+	var err error
+	if sealed {
+		keyID, isReply, err = ping.OpenExt(frame, e.cfg.Keys, &res.Payload, ext)
+	} else {
+		keyID, isReply, err = ping.Open(frame, e.cfg.Keys, &res.Payload)
+	}
 	res.KeyID, res.Reply = keyID, isReply
 	if err != nil {
 		return err

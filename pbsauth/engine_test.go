@@ -2,6 +2,7 @@ package pbsauth
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,7 +36,7 @@ func TestServiceHandshake(t *testing.T) {
 
 func TestUserHandshakeNamesTheResponder(t *testing.T) {
 	w := newWorld(t)
-	r1, err := w.n2.engine.Initiate(jobUser, KindUser, w.server.addr)
+	r1, err := w.n2.engine.Initiate(jobUser, KindUser, w.server.addr, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,12 +84,12 @@ func TestRefusals(t *testing.T) {
 			return err
 		}, ping.ErrAddrMismatch},
 		{"for another host", func(w *world) error {
-			r1, _ := w.n1.engine.Initiate(root, KindService, w.n2.addr)
+			r1, _ := w.n1.engine.Initiate(root, KindService, w.n2.addr, false)
 			_, err := w.server.engine.Accept(root, KindService, []proto.Addr{w.n1.addr}, r1.Token)
 			return err
 		}, ping.ErrWrongDest},
 		{"stale", func(w *world) error {
-			r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr)
+			r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr, false)
 			w.clock.Add(6 * time.Minute)
 			_, err := w.server.engine.Accept(root, KindService, []proto.Addr{w.n1.addr}, r1.Token)
 			return err
@@ -99,7 +100,7 @@ func TestRefusals(t *testing.T) {
 			return err
 		}, ping.ErrRevoked},
 		{"deleted between steps", func(w *world) error {
-			r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr)
+			r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr, false)
 			r2, err := w.server.engine.Accept(root, KindService, []proto.Addr{w.n1.addr}, r1.Token)
 			if err != nil {
 				return err
@@ -124,7 +125,7 @@ func TestRefusals(t *testing.T) {
 			return err
 		}, ping.ErrAddrMismatch},
 		{"kind", func(w *world) error {
-			r1, _ := w.n1.engine.Initiate(jobUser, KindUser, w.server.addr)
+			r1, _ := w.n1.engine.Initiate(jobUser, KindUser, w.server.addr, false)
 			r2, err := w.server.engine.Accept(root, KindService, []proto.Addr{w.n1.addr}, r1.Token)
 			if err != nil {
 				return err
@@ -138,14 +139,14 @@ func TestRefusals(t *testing.T) {
 		}, ErrKind},
 		{"not enrolled", func(w *world) error {
 			w.n1.self = nil
-			_, err := w.n1.engine.Initiate(root, KindService, w.server.addr)
+			_, err := w.n1.engine.Initiate(root, KindService, w.server.addr, false)
 			return err
 		}, ErrNotEnrolled},
 		{"responder of another cluster", func(w *world) error {
-			r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr)
+			r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr, false)
 			// An impostor read the ping (say it has the random bytes) and
 			// answers under its own cluster's key.
-			frame, _ := UnwrapFrame(StepPing, r1.Token)
+			frame, _, _ := UnwrapFrame(StepPing, r1.Token)
 			var p ping.Payload
 			if _, _, err := ping.Open(frame, w.n1.keys, &p); err != nil {
 				return err
@@ -157,8 +158,8 @@ func TestRefusals(t *testing.T) {
 			return err
 		}, ping.ErrAuth},
 		{"reply to another ping", func(w *world) error {
-			a, _ := w.n1.engine.Initiate(root, KindService, w.server.addr)
-			b, _ := w.n1.engine.Initiate(root, KindService, w.server.addr)
+			a, _ := w.n1.engine.Initiate(root, KindService, w.server.addr, false)
+			b, _ := w.n1.engine.Initiate(root, KindService, w.server.addr, false)
 			ra, err := w.server.engine.Accept(root, KindService, []proto.Addr{w.n1.addr}, a.Token)
 			if err != nil {
 				return err
@@ -185,7 +186,7 @@ func TestReplayedHandshakeRefused(t *testing.T) {
 	wantErr(t, err, ErrReplay)
 	// A fresh step 1 (the attacker cannot make one; say it is pbsn1's own)
 	// and the recorded step 3: its echo is another handshake's.
-	r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr)
+	r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr, false)
 	r2, err := w.server.engine.Accept(root, KindService, []proto.Addr{w.n1.addr}, r1.Token)
 	if err != nil {
 		t.Fatal(err)
@@ -205,9 +206,31 @@ func TestReplayedHandshakeRefused(t *testing.T) {
 	wantErr(t, err, ErrReplay)
 }
 
+// Only a service user's daemon may join pbs_comm, also where PBS does not
+// check (an encryption handshake that authenticates too).
+func TestServiceUsers(t *testing.T) {
+	w := newWorld(t)
+	for _, enc := range []bool{false, true} {
+		_, _, _, err := handshakeEnc(w.n1, w.server, jobUser, KindService, w.n1.addr, enc)
+		wantErr(t, err, ErrKind)
+		if !strings.Contains(err.Error(), "pbsuser (uid 5001), who is not a service user (root)") {
+			t.Fatalf("message %q", err)
+		}
+	}
+	w.server.engine.cfg.ServiceUsers = []string{"root", "pbsuser"}
+	if _, _, _, err := handshakeEnc(w.n1, w.server, jobUser, KindService, w.n1.addr, true); err != nil {
+		t.Fatal(err)
+	}
+	// A user connection of anyone is the server's to judge.
+	w.server.engine.cfg.ServiceUsers = []string{"root"}
+	if _, _, err := handshake(w.n1, w.server, jobUser, KindUser, w.n1.addr); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestHandshakeIDs(t *testing.T) {
 	w := newWorld(t)
-	r1, _ := w.n1.engine.Initiate(jobUser, KindUser, w.server.addr)
+	r1, _ := w.n1.engine.Initiate(jobUser, KindUser, w.server.addr, false)
 	r2, err := w.server.engine.Accept(root, KindUser, []proto.Addr{w.n1.addr}, r1.Token)
 	if err != nil {
 		t.Fatal(err)
@@ -218,11 +241,11 @@ func TestHandshakeIDs(t *testing.T) {
 	_, err = w.n1.engine.Continue(jobUser, r1.ID, r2.Token)
 	wantErr(t, err, ErrNoHandshake)
 	// An initiator's id is not a responder's.
-	r1, _ = w.n1.engine.Initiate(root, KindService, w.server.addr)
+	r1, _ = w.n1.engine.Initiate(root, KindService, w.server.addr, false)
 	_, err = w.n1.engine.Confirm(root, r1.ID, nil)
 	wantErr(t, err, ErrNoHandshake)
 	// Expired.
-	r1, _ = w.n1.engine.Initiate(root, KindService, w.server.addr)
+	r1, _ = w.n1.engine.Initiate(root, KindService, w.server.addr, false)
 	r2, err = w.server.engine.Accept(root, KindService, []proto.Addr{w.n1.addr}, r1.Token)
 	if err != nil {
 		t.Fatal(err)
@@ -234,7 +257,7 @@ func TestHandshakeIDs(t *testing.T) {
 
 func TestTokensOutOfOrder(t *testing.T) {
 	w := newWorld(t)
-	r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr)
+	r1, _ := w.n1.engine.Initiate(root, KindService, w.server.addr, false)
 	r2, err := w.server.engine.Accept(root, KindService, []proto.Addr{w.n1.addr}, r1.Token)
 	if err != nil {
 		t.Fatal(err)
@@ -255,7 +278,7 @@ func TestPendingIsBounded(t *testing.T) {
 	w.n1.engine.pending = newExpiring[HandshakeID, pending](time.Minute, 4)
 	var first HandshakeID
 	for i := 0; i < 10; i++ {
-		r, err := w.n1.engine.Initiate(root, KindService, w.server.addr)
+		r, err := w.n1.engine.Initiate(root, KindService, w.server.addr, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,8 +6,8 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/momgate/momgate/tools/fuzzcorpus"
 	"github.com/momgate/momgate/ping"
+	"github.com/momgate/momgate/tools/fuzzcorpus"
 )
 
 // FuzzReadRequest: no input crashes the request decoder, and whatever it
@@ -76,8 +76,8 @@ func FuzzOpenVouch(f *testing.F) {
 			t.Fatalf("opened a token that is not the sealed seed: %x", tok)
 		}
 		_, _ = Step(tok)
-		_, _ = UnwrapFrame(StepPing, tok)
-		_, _ = UnwrapFrame(StepReply, tok)
+		_, _, _ = UnwrapFrame(StepPing, tok)
+		_, _, _ = UnwrapFrame(StepReply, tok)
 	})
 }
 
@@ -88,7 +88,11 @@ func requestSeeds(t testing.TB) []fuzzcorpus.Seed {
 		if err != nil {
 			t.Fatal(err)
 		}
-		seeds = append(seeds, fuzzcorpus.Bytes(q.Op.String(), b))
+		name := q.Op.String()
+		if q.Encrypt {
+			name += "_encrypt"
+		}
+		seeds = append(seeds, fuzzcorpus.Bytes(name, b))
 	}
 	return append(seeds, fuzzcorpus.Bytes("empty", []byte{}), fuzzcorpus.Bytes("header_only", []byte("ML\x01\x01\x00\x00\x00\x00")))
 }
@@ -98,6 +102,11 @@ func responseSeeds(t testing.TB) []fuzzcorpus.Seed {
 	for _, op := range []Op{OpInitiate, OpContinue, OpAccept, OpConfirm} {
 		s := sampleResponses()[op]
 		seeds = append(seeds, fuzzcorpus.Seed{Name: op.String(), Args: []any{uint16(op), AppendResponse(nil, op, &s)}})
+	}
+	for _, op := range []Op{OpContinue, OpConfirm} {
+		s := sampleResponses()[op]
+		s.Keys = sampleKeys()
+		seeds = append(seeds, fuzzcorpus.Seed{Name: op.String() + "_keys", Args: []any{uint16(op), AppendResponse(nil, op, &s)}})
 	}
 	refused := Response{Status: StatusRefused, Reason: "replay", Message: "vouch echoes another handshake"}
 	return append(seeds, fuzzcorpus.Seed{Name: "refused", Args: []any{uint16(OpConfirm), AppendResponse(nil, OpConfirm, &refused)}})

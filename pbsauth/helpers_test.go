@@ -170,24 +170,34 @@ type transcript struct {
 // resp seeing the connection come from source; it returns what the
 // responder learned and the first refusal.
 func handshake(ini, resp *host, c Caller, kind Kind, source proto.Addr) (Result, transcript, error) {
+	_, res, tr, err := handshakeEnc(ini, resp, c, kind, source, false)
+	return res, tr, err
+}
+
+// handshakeEnc is handshake, asking for encryption or not; it returns what
+// the initiator's Continue and the responder's Confirm returned.
+func handshakeEnc(ini, resp *host, c Caller, kind Kind, source proto.Addr, encrypt bool) (Result, Result, transcript, error) {
 	var tr transcript
-	r1, err := ini.engine.Initiate(c, kind, resp.addr)
+	var r3 Result
+	r1, err := ini.engine.Initiate(c, kind, resp.addr, encrypt)
 	if err != nil {
-		return r1, tr, err
+		return r3, r1, tr, err
 	}
 	tr.step1 = r1.Token
 	r2, err := resp.engine.Accept(root, kind, []proto.Addr{source}, tr.step1)
 	if err != nil {
-		return r2, tr, err
+		return r3, r2, tr, err
+	}
+	if r2.Keys != nil {
+		return r3, r2, tr, errors.New("accept returned keys before the vouch was checked")
 	}
 	tr.step2 = r2.Token
-	r3, err := ini.engine.Continue(c, r1.ID, tr.step2)
-	if err != nil {
-		return r3, tr, err
+	if r3, err = ini.engine.Continue(c, r1.ID, tr.step2); err != nil {
+		return r3, r3, tr, err
 	}
 	tr.step3 = r3.Token
 	r4, err := resp.engine.Confirm(root, r2.ID, tr.step3)
-	return r4, tr, err
+	return r3, r4, tr, err
 }
 
 func wantErr(t *testing.T, err, want error) {

@@ -64,7 +64,14 @@ type Request struct {
 	Host  string      // Initiate, Accept: the peer host as PBS passed it
 	ID    HandshakeID // Continue, Confirm
 	Token []byte      // Continue, Accept, Confirm
+	// Encrypt (Initiate): PBS will encrypt this connection with the
+	// plugin, so the handshake derives its keys (docs/OPENPBS.md 6).
+	Encrypt bool
 }
+
+// encryptFlag is the optional last byte of an Initiate that asks for
+// encryption (the value of session.Encrypt).
+const encryptFlag = 2
 
 // PeerUser is what a responder learns in Confirm: the initiator's user as
 // its daemon vouched, and its node's name.
@@ -82,6 +89,7 @@ type Response struct {
 	Token    []byte      // Initiate, Continue, Accept
 	PeerName string      // Continue: the responder's node name
 	Peer     PeerUser    // Confirm
+	Keys     *ConnKeys   // Continue, Confirm of an encrypted handshake
 	Reason   string      // refused: a Reason label
 	Message  string      // refused: what and why, for PBS's log
 }
@@ -147,6 +155,11 @@ func ParseRequest(op Op, body []byte) (Request, error) {
 		q.Host = r.str(MaxHostLen, "peer host")
 		if op == OpAccept {
 			q.Token = r.bytes16(MaxTokenSize, "token")
+		} else if r.err == nil && len(r.b) > 0 {
+			if f := r.u8("encryption"); r.err == nil && f != encryptFlag {
+				r.fail("encryption", "%d: want %d (encrypt) or nothing", f, encryptFlag)
+			}
+			q.Encrypt = true
 		}
 		if r.err == nil && !q.Kind.valid() {
 			r.fail("kind", "%d: want 0 (user) or 1 (service)", q.Kind)
@@ -178,6 +191,8 @@ func AppendRequest(b []byte, q *Request) ([]byte, error) {
 		body = appendStr(body, q.Host)
 		if q.Op == OpAccept {
 			body = appendBytes16(body, q.Token)
+		} else if q.Encrypt {
+			body = append(body, encryptFlag)
 		}
 	case OpContinue, OpConfirm:
 		body = append(body, q.ID[:]...)
@@ -214,6 +229,10 @@ func AppendResponse(b []byte, op Op, s *Response) []byte {
 		body = appendStr(body, cut(s.Peer.User, MaxUserLen))
 		body = appendStr(body, cut(s.Peer.Group, MaxGroupLen))
 		body = appendStr(body, cut(s.Peer.NodeName, MaxNodeNameLen))
+	}
+	if (op == OpContinue || op == OpConfirm) && s.Keys != nil {
+		body = append(body, s.Keys.Send[:]...)
+		body = append(body, s.Keys.Recv[:]...)
 	}
 	return append(appendLocalHeader(b, StatusOK, len(body)), body...)
 }
@@ -252,6 +271,12 @@ func ParseResponse(op Op, code uint8, body []byte) (Response, error) {
 		s.Peer.NodeName = r.str(MaxNodeNameLen, "node name")
 	default:
 		return s, fmt.Errorf("%w: unknown op %d", ErrMalformed, uint8(op))
+	}
+	if code == StatusOK && (op == OpContinue || op == OpConfirm) && r.err == nil && len(r.b) > 0 {
+		var k ConnKeys
+		r.fixed(k.Send[:], "send key")
+		r.fixed(k.Recv[:], "receive key")
+		s.Keys = &k
 	}
 	if err := r.end(); err != nil {
 		return s, fmt.Errorf("%s response: %w", op, err)

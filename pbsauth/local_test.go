@@ -12,6 +12,7 @@ func sampleRequests() []Request {
 	id := HandshakeID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
 	return []Request{
 		{Op: OpInitiate, Kind: KindService, Host: "pbssrv"},
+		{Op: OpInitiate, Kind: KindUser, Host: "10.201.0.1", Encrypt: true},
 		{Op: OpContinue, ID: id, Token: []byte("MP\x01\x02reply")},
 		{Op: OpAccept, Kind: KindUser, Host: "10.201.0.11", Token: []byte("MP\x01\x01ping")},
 		{Op: OpConfirm, ID: id, Token: []byte("MP\x01\x03vouch")},
@@ -25,6 +26,58 @@ func sampleResponses() map[Op]Response {
 		OpContinue: {Token: []byte("tok3"), PeerName: "pbssrv"},
 		OpAccept:   {ID: id, Token: []byte("tok2")},
 		OpConfirm:  {Peer: PeerUser{UID: 5001, GID: 5002, User: "pbsuser", Group: "users", NodeName: "pbsn1"}},
+	}
+}
+
+// sampleKeys are the keys of an encrypted Continue or Confirm answer.
+func sampleKeys() *ConnKeys {
+	var k ConnKeys
+	for i := range k.Send {
+		k.Send[i], k.Recv[i] = byte(i), byte(0x80+i)
+	}
+	return &k
+}
+
+// Keys end a Continue or Confirm answer only when the handshake was
+// encrypted: an answer without them is the layout of plugins that do not
+// encrypt.
+func TestResponseKeysRoundTrip(t *testing.T) {
+	for _, op := range []Op{OpContinue, OpConfirm} {
+		s := sampleResponses()[op]
+		plain := AppendResponse(nil, op, &s)
+		s.Keys = sampleKeys()
+		b := AppendResponse(nil, op, &s)
+		if len(b) != len(plain)+64 || !bytes.Equal(b[LocalHeaderSize:len(plain)], plain[LocalHeaderSize:]) {
+			t.Fatalf("%s: keys are not the last 64 bytes of the answer", op)
+		}
+		got, err := ReadResponse(bytes.NewReader(b), op)
+		if err != nil || !reflect.DeepEqual(got, s) {
+			t.Fatalf("%s: got %+v %v, want %+v", op, got, err, s)
+		}
+		cut := bytes.Clone(b[:len(b)-1])
+		cut[7]--
+		if _, err := ReadResponse(bytes.NewReader(cut), op); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("%s: keys cut short: %v", op, err)
+		}
+	}
+	// Initiate and Accept answers never carry keys.
+	s := sampleResponses()[OpAccept]
+	s.Keys = sampleKeys()
+	if got, err := ReadResponse(bytes.NewReader(AppendResponse(nil, OpAccept, &s)), OpAccept); err != nil || got.Keys != nil {
+		t.Fatalf("accept answer: %+v %v", got, err)
+	}
+}
+
+func TestInitiateEncryptFlag(t *testing.T) {
+	plain, _ := AppendRequest(nil, &Request{Op: OpInitiate, Kind: KindService, Host: "h"})
+	enc, _ := AppendRequest(nil, &Request{Op: OpInitiate, Kind: KindService, Host: "h", Encrypt: true})
+	if len(enc) != len(plain)+1 || enc[len(enc)-1] != 2 {
+		t.Fatalf("encrypt flag: plain %x, encrypted %x", plain, enc)
+	}
+	bad := bytes.Clone(enc)
+	bad[len(bad)-1] = 1
+	if _, err := ReadRequest(bytes.NewReader(bad)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("flag 1 (auth): %v", err)
 	}
 }
 

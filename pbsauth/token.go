@@ -113,23 +113,28 @@ func Step(token []byte) (byte, error) {
 }
 
 // UnwrapFrame returns a copy of the frame inside a step 1 or step 2 token
-// (ping.Open decrypts in place; the token stays intact).
-func UnwrapFrame(step byte, token []byte) ([]byte, error) {
+// (ping.Open decrypts in place; the token stays intact), and whether it is
+// the session form (SessionPing, SessionReply: an encrypted connection) or
+// the plain one (Ping, PingReply). The frame's type is checked when it is
+// opened; here only its length.
+func UnwrapFrame(step byte, token []byte) ([]byte, bool, error) {
 	got, err := Step(token)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if got != step {
-		return nil, fmt.Errorf("%w: step %d token where step %d was due", ErrMalformed, got, step)
+		return nil, false, fmt.Errorf("%w: step %d token where step %d was due", ErrMalformed, got, step)
 	}
-	want := ping.FrameSize
+	plain, sealed := ping.FrameSize, ping.ExtFrameSize
 	if step == StepReply {
-		want = ping.ReplyFrameSize
+		plain, sealed = ping.ReplyFrameSize, ping.ExtReplyFrameSize
 	}
-	if len(token)-tokenHeaderSize != want {
-		return nil, fmt.Errorf("%w: step %d token of %d bytes, want %d", ErrMalformed, step, len(token), tokenHeaderSize+want)
+	n := len(token) - tokenHeaderSize
+	if n != plain && n != sealed {
+		return nil, false, fmt.Errorf("%w: step %d token of %d bytes, want %d (plain) or %d (encrypted)", ErrMalformed, step,
+			len(token), tokenHeaderSize+plain, tokenHeaderSize+sealed)
 	}
-	return append([]byte(nil), token[tokenHeaderSize:]...), nil
+	return append([]byte(nil), token[tokenHeaderSize:]...), n == sealed, nil
 }
 
 func encodeVouch(b []byte, v *Vouch) []byte {

@@ -60,16 +60,22 @@ func TestSealVouchChecksFields(t *testing.T) {
 func TestUnwrapFrame(t *testing.T) {
 	frame := make([]byte, ping.FrameSize)
 	tok := WrapFrame(StepPing, frame)
-	got, err := UnwrapFrame(StepPing, tok)
-	if err != nil || !bytes.Equal(got, frame) {
+	got, sealed, err := UnwrapFrame(StepPing, tok)
+	if err != nil || sealed || !bytes.Equal(got, frame) {
 		t.Fatal(err)
+	}
+	if _, sealed, err := UnwrapFrame(StepPing, WrapFrame(StepPing, make([]byte, ping.ExtFrameSize))); err != nil || !sealed {
+		t.Fatalf("a SessionPing-sized step 1: sealed %v, %v", sealed, err)
+	}
+	if _, _, err := UnwrapFrame(StepReply, WrapFrame(StepReply, make([]byte, ping.ExtFrameSize))); err == nil {
+		t.Fatal("a step 2 of a SessionPing's size was unwrapped")
 	}
 	got[0] = 1
 	if tok[tokenHeaderSize] != 0 {
 		t.Fatal("UnwrapFrame returned the token's own bytes")
 	}
 	for _, bad := range [][]byte{tok[:3], tok[:len(tok)-1], WrapFrame(StepReply, frame), append([]byte("MP\x02\x01"), frame...)} {
-		if _, err := UnwrapFrame(StepPing, bad); err == nil {
+		if _, _, err := UnwrapFrame(StepPing, bad); err == nil {
 			t.Fatalf("unwrapped %x", bad[:4])
 		}
 	}

@@ -37,6 +37,7 @@ func (s *Server) servePBS(ctx context.Context) error {
 		Keys: s.ring, Self: func() *pbsauth.Self { return self }, Addr: addr,
 		Directory: registryDirectory{s: s, self: name, addr: addr},
 		Now:       s.cfg.Now, Rand: s.cfg.Rand, Freshness: time.Duration(freshness),
+		ServiceUsers: s.cfg.PBSServiceUsers,
 	})
 	if err != nil {
 		return err

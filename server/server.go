@@ -75,6 +75,9 @@ type Config struct {
 	// PBSSocket is the OpenPBS plugin's socket (pbsauth.go); "" disables.
 	// PBSHostName names this host to PBS ("" means the hostname).
 	PBSSocket, PBSHostName string
+	// PBSServiceUsers may join pbs_comm as PBS daemons (nil: root), as
+	// PBS_AUTH_SERVICE_USERS says.
+	PBSServiceUsers []string
 }
 
 // Server is a running momgate server.

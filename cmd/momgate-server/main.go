@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -60,6 +61,8 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "metrics-allow-remote", Usage: "allow a --metrics-listen address that is not loopback", EnvVars: env("metrics-allow-remote")},
 		&cli.StringFlag{Name: "pbs-socket", Usage: "answer the OpenPBS plugin libauth_momgate.so on this Unix `SOCKET` (its default: /run/momgate/pbs.sock; docs/OPENPBS.md); default off", EnvVars: env("pbs-socket"), TakesFile: true},
 		&cli.StringFlag{Name: "pbs-host-name", Usage: "this host's `NAME` as PBS knows it, for --pbs-socket (default: the hostname)", EnvVars: env("pbs-host-name")},
+		&cli.StringFlag{Name: "pbs-service-users", Value: "root", EnvVars: env("pbs-service-users"),
+			Usage: "the `USERS` (comma list) whose PBS daemons may join pbs_comm, as PBS_AUTH_SERVICE_USERS, for --pbs-socket"},
 		&cli.DurationFlag{Name: "key-timeout", Value: server.DefaultKeyTimeout, EnvVars: env("key-timeout"),
 			Usage: "how long a key rotation waits for connected MOMs to acknowledge the new key before activating it anyway (docs/KEYS.md)"},
 	}
@@ -201,7 +204,8 @@ func runAction(start func(context.Context, server.Config) error) cli.ActionFunc 
 				SourceLimits: d.Limits.Limits, HandshakeTimeout: d.Limits.Handshake, Now: d.Limits.Now,
 				KeyTimeout: c.Duration("key-timeout"), CrashAt: d.CrashAt, Resolve: d.Resolve,
 				PBSSocket: c.String("pbs-socket"), PBSHostName: c.String("pbs-host-name"),
-				SessionLimits: d.Limits.Sessions, WithoutSessions: d.Limits.WithoutSessions,
+				PBSServiceUsers: strings.FieldsFunc(c.String("pbs-service-users"), func(r rune) bool { return r == ',' || r == ' ' }),
+				SessionLimits:   d.Limits.Sessions, WithoutSessions: d.Limits.WithoutSessions,
 			})
 		})
 	}

@@ -178,22 +178,50 @@ func ask(t *testing.T, f *fixture, d *daemon, q pbsauth.Request) pbsauth.Respons
 // handshake runs the four requests, pbsn1 to the server host; source is
 // the peer host the server's plugin names.
 func handshake(t *testing.T, f *fixture, source string) (pbsauth.Response, string) {
-	r1 := ask(t, f, f.n1, pbsauth.Request{Op: pbsauth.OpInitiate, Kind: pbsauth.KindService, Host: "pbssrv"})
+	_, r, step := handshakeEnc(t, f, source, false)
+	return r, step
+}
+
+// handshakeEnc is handshake, asking for encryption or not; it also returns
+// the initiator's Continue answer.
+func handshakeEnc(t *testing.T, f *fixture, source string, encrypt bool) (pbsauth.Response, pbsauth.Response, string) {
+	var r3 pbsauth.Response
+	r1 := ask(t, f, f.n1, pbsauth.Request{Op: pbsauth.OpInitiate, Kind: pbsauth.KindService, Host: "pbssrv", Encrypt: encrypt})
 	if r1.Status != pbsauth.StatusOK {
-		return r1, "initiate"
+		return r3, r1, "initiate"
 	}
 	r2 := ask(t, f, f.server, pbsauth.Request{Op: pbsauth.OpAccept, Kind: pbsauth.KindService, Host: source, Token: r1.Token})
 	if r2.Status != pbsauth.StatusOK {
-		return r2, "accept"
+		return r3, r2, "accept"
 	}
-	r3 := ask(t, f, f.n1, pbsauth.Request{Op: pbsauth.OpContinue, ID: r1.ID, Token: r2.Token})
+	r3 = ask(t, f, f.n1, pbsauth.Request{Op: pbsauth.OpContinue, ID: r1.ID, Token: r2.Token})
 	if r3.Status != pbsauth.StatusOK {
-		return r3, "continue"
+		return r3, r3, "continue"
 	}
 	if r3.PeerName != "pbssrv" {
 		t.Fatalf("initiator learned responder %q", r3.PeerName)
 	}
-	return ask(t, f, f.server, pbsauth.Request{Op: pbsauth.OpConfirm, ID: r2.ID, Token: r3.Token}), "confirm"
+	return r3, ask(t, f, f.server, pbsauth.Request{Op: pbsauth.OpConfirm, ID: r2.ID, Token: r3.Token}), "confirm"
+}
+
+// The keys of an encrypted connection reach both plugins, mirrored; the
+// admission says it is encrypted.
+func TestEncryptedHandshakeOverSockets(t *testing.T) {
+	f := newFixture(t)
+	ini, resp, step := handshakeEnc(t, f, "127.0.0.11", true)
+	if resp.Status != pbsauth.StatusOK {
+		t.Fatalf("refused at %s: %s: %s", step, resp.Reason, resp.Message)
+	}
+	if ini.Keys == nil || resp.Keys == nil || ini.Keys.Send != resp.Keys.Recv || ini.Keys.Recv != resp.Keys.Send {
+		t.Fatalf("keys: initiator %v, responder %v", ini.Keys, resp.Keys)
+	}
+	f.server.audit.Flush()
+	if out := f.server.out.String(); !bytes.Contains([]byte(out), []byte("service connection of root (uid 0), encrypted")) {
+		t.Fatalf("audit log %q", out)
+	}
+	if _, plain, _ := handshakeEnc(t, f, "127.0.0.11", false); plain.Status != pbsauth.StatusOK || plain.Keys != nil {
+		t.Fatalf("plain handshake: %+v", plain)
+	}
 }
 
 func TestHandshakeOverSockets(t *testing.T) {

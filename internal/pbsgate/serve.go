@@ -145,8 +145,14 @@ func (g *gate) handle(ctx context.Context, c *net.UnixConn) {
 		return
 	}
 	resp := g.answer(ctx, p, &q)
-	if _, err := c.Write(pbsauth.AppendResponse(nil, q.Op, &resp)); err != nil {
+	out := pbsauth.AppendResponse(nil, q.Op, &resp)
+	if _, err := c.Write(out); err != nil {
 		g.cfg.Log.WithError(err).WithField("pid", p.pid).Debug("pbs socket: answer not delivered")
+	}
+	// The connection's keys are the plugin's now: this daemon keeps none.
+	if resp.Keys != nil {
+		resp.Keys.Wipe()
+		clear(out)
 	}
 }
 
@@ -162,7 +168,7 @@ func (g *gate) answer(ctx context.Context, p peer, q *pbsauth.Request) pbsauth.R
 			if caller.User, caller.Group, err = g.cfg.Names(p.uid, p.gid); err != nil {
 				err = fmt.Errorf("%w: uid %d: %v", pbsauth.ErrInternal, p.uid, err)
 			} else {
-				res, err = g.cfg.Engine.Initiate(caller, q.Kind, dest)
+				res, err = g.cfg.Engine.Initiate(caller, q.Kind, dest, q.Encrypt)
 			}
 		}
 	case pbsauth.OpContinue:
@@ -179,7 +185,7 @@ func (g *gate) answer(ctx context.Context, p peer, q *pbsauth.Request) pbsauth.R
 	if err != nil {
 		return pbsauth.Response{Status: pbsauth.StatusRefused, Reason: string(pbsauth.Reason(err)), Message: refusal(q, &res, err)}
 	}
-	return pbsauth.Response{ID: res.ID, Token: res.Token, PeerName: res.NodeName, Peer: res.User}
+	return pbsauth.Response{ID: res.ID, Token: res.Token, PeerName: res.NodeName, Peer: res.User, Keys: res.Keys}
 }
 
 // destination is the address an initiator's PING is for: the host itself
@@ -239,6 +245,9 @@ func (g *gate) record(q *pbsauth.Request, p peer, res *pbsauth.Result, err error
 		e.Outcome, e.Reason, e.Detail = audit.Rejected, pbsauth.Reason(err), fmt.Sprintf("%s connection, %s: %v", res.Kind, q.Op, err)
 	} else {
 		e.Detail = fmt.Sprintf("%s connection of %s (uid %d)", res.Kind, res.User.User, res.User.UID)
+		if res.Keys != nil {
+			e.Detail += ", encrypted"
+		}
 	}
 	g.cfg.Audit.Record(e)
 }

@@ -51,5 +51,7 @@ MG_EXPORT void pbs_auth_destroy_ctx(void *ctx);
 MG_EXPORT int pbs_auth_get_userinfo(void *ctx, char **user, char **host, char **realm);
 MG_EXPORT int pbs_auth_process_handshake_data(void *ctx, void *data_in, size_t len_in, void **data_out, size_t *len_out,
 					      int *is_handshake_done);
+MG_EXPORT int pbs_auth_encrypt_data(void *ctx, void *data_in, size_t len_in, void **data_out, size_t *len_out);
+MG_EXPORT int pbs_auth_decrypt_data(void *ctx, void *data_in, size_t len_in, void **data_out, size_t *len_out);
 
 #endif

@@ -4,11 +4,13 @@
  * Each handshake step is one request to this host's momgate daemon, which
  * holds the cluster key and checks the other side's steps; the plugin only
  * carries tokens between PBS and the daemon and keeps, per connection, the
- * handshake id and, at the end, the peer's user and node name.
+ * handshake id and, at the end, the peer's user and node name, and for an
+ * encrypted connection its two record keys (section 6).
  */
 #define _GNU_SOURCE
 #include "libauth_abi.h"
 #include "mg_local.h"
+#include "mg_record.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,12 +21,23 @@
  * be well defined. */
 static void (*logger)(int, int, int, const char *, const char *);
 
+/*
+ * Whether PBS will encrypt the connection whose context this thread makes
+ * next: PBS calls pbs_auth_set_config, then pbs_auth_create_ctx, in one
+ * thread, with the configuration of that connection (its
+ * PBS_ENCRYPT_METHOD). Per thread, so that two threads of pbs_comm setting
+ * up connections at once do not see each other's.
+ */
+static __thread int next_ctx_encrypts;
+
 /* One connection's handshake. */
 struct mg_ctx {
 	int responder; /* AUTH_SERVER or AUTH_INTERACTIVE: this side accepted */
 	int kind;      /* 0 user, 1 service */
 	int step;      /* calls made so far */
 	int done;
+	int encrypt; /* initiator: ask the daemon for this connection's keys */
+	struct mg_direction send, recv;
 	char host[MG_MAX_HOST + 1];
 	unsigned char id[MG_ID_SIZE];
 	char user[MG_MAX_USER + 1];
@@ -72,6 +85,7 @@ static int give(void **data_out, size_t *len_out, const unsigned char *b, size_t
 MG_EXPORT void pbs_auth_set_config(const mg_pbs_auth_config_t *config)
 {
 	__atomic_store_n(&logger, config != NULL ? config->logfunc : NULL, __ATOMIC_RELEASE);
+	next_ctx_encrypts = config != NULL && config->encrypt_method != NULL && strcmp(config->encrypt_method, "momgate") == 0;
 }
 
 MG_EXPORT int pbs_auth_create_ctx(void **ctx, int mode, int conn_type, const char *hostname)
@@ -89,6 +103,9 @@ MG_EXPORT int pbs_auth_create_ctx(void **ctx, int mode, int conn_type, const cha
 	}
 	c->responder = mode != MG_AUTH_CLIENT;
 	c->kind = conn_type == MG_AUTH_SERVICE_CONN ? 1 : 0;
+	c->encrypt = !c->responder && next_ctx_encrypts;
+	mg_direction_init(&c->send);
+	mg_direction_init(&c->recv);
 	if (hostname != NULL)
 		snprintf(c->host, sizeof(c->host), "%s", hostname);
 	*ctx = c;
@@ -97,7 +114,12 @@ MG_EXPORT int pbs_auth_create_ctx(void **ctx, int mode, int conn_type, const cha
 
 MG_EXPORT void pbs_auth_destroy_ctx(void *ctx)
 {
-	free(ctx);
+	struct mg_ctx *c = ctx;
+	if (c == NULL)
+		return;
+	mg_direction_wipe(&c->send);
+	mg_direction_wipe(&c->recv);
+	free(c);
 }
 
 MG_EXPORT int pbs_auth_get_userinfo(void *ctx, char **user, char **host, char **realm)
@@ -147,6 +169,7 @@ MG_EXPORT int pbs_auth_process_handshake_data(void *ctx, void *data_in, size_t l
 	q.id = c->id;
 	q.token = data_in;
 	q.token_len = len_in;
+	q.encrypt = c->encrypt;
 	if (!c->responder)
 		q.op = c->step == 0 ? MG_OP_INITIATE : MG_OP_CONTINUE;
 	else
@@ -168,6 +191,10 @@ MG_EXPORT int pbs_auth_process_handshake_data(void *ctx, void *data_in, size_t l
 		rc = give(data_out, len_out, r.token, r.token_len);
 		break;
 	case MG_OP_CONTINUE:
+		if (c->encrypt && !r.has_keys) {
+			mg_response_free(&r);
+			return fail(data_out, len_out, "the momgate daemon gave no keys for this encrypted connection (is it older than the plugin?)");
+		}
 		rc = give(data_out, len_out, r.token, r.token_len);
 		snprintf(c->node, sizeof(c->node), "%s", r.peer_name);
 		c->done = rc == 0;
@@ -180,7 +207,50 @@ MG_EXPORT int pbs_auth_process_handshake_data(void *ctx, void *data_in, size_t l
 		log_msg(MG_LOG_DEBUG, err);
 		break;
 	}
+	if (rc == 0 && r.has_keys) {
+		mg_direction_set(&c->send, r.send_key);
+		mg_direction_set(&c->recv, r.recv_key);
+	}
 	mg_response_free(&r);
 	*is_handshake_done = c->done;
 	return rc;
+}
+
+/*
+ * seal_or_open runs one record operation for PBS; a failure is logged
+ * (PBS then drops the connection) and leaves no output.
+ */
+static int seal_or_open(void *ctx, int seal, void *data_in, size_t len_in, void **data_out, size_t *len_out)
+{
+	struct mg_ctx *c = ctx;
+	char err[512], msg[MG_ERR_SIZE + 512];
+	int rc;
+
+	*data_out = NULL;
+	*len_out = 0;
+	if (c == NULL || !c->done) {
+		log_msg(MG_LOG_ERR, seal ? "encrypt: no authenticated momgate connection" : "decrypt: no authenticated momgate connection");
+		return 1;
+	}
+	if (seal)
+		rc = mg_seal(&c->send, data_in, len_in, data_out, len_out, err, sizeof(err));
+	else
+		rc = mg_open(&c->recv, data_in, len_in, data_out, len_out, err, sizeof(err));
+	if (rc != 0) {
+		snprintf(msg, sizeof(msg), "%s (connection with %s): %s", seal ? "encrypt" : "decrypt",
+			 c->node[0] != '\0' ? c->node : c->host, err);
+		log_msg(MG_LOG_ERR, msg);
+		return 1;
+	}
+	return 0;
+}
+
+MG_EXPORT int pbs_auth_encrypt_data(void *ctx, void *data_in, size_t len_in, void **data_out, size_t *len_out)
+{
+	return seal_or_open(ctx, 1, data_in, len_in, data_out, len_out);
+}
+
+MG_EXPORT int pbs_auth_decrypt_data(void *ctx, void *data_in, size_t len_in, void **data_out, size_t *len_out)
+{
+	return seal_or_open(ctx, 0, data_in, len_in, data_out, len_out);
 }

@@ -239,6 +239,8 @@ static long encode(const struct mg_request *q, unsigned char *b)
 		if (q->token_len > 0)
 			memcpy(b + n + 2, q->token, q->token_len);
 		n += 2 + q->token_len;
+	} else if (q->encrypt) {
+		b[n++] = 2; /* encrypt: derive this connection's keys */
 	}
 	b[0] = 'M';
 	b[1] = 'L';
@@ -342,6 +344,12 @@ static int decode(int op, int status, unsigned char *body, size_t n, struct mg_r
 		default:
 			return -1;
 		}
+		/* The keys of an encrypted handshake end its last answer. */
+		if ((op == MG_OP_CONTINUE || op == MG_OP_CONFIRM) && !c.bad && c.n == 2 * MG_KEY_SIZE) {
+			memcpy(r->send_key, take(&c, MG_KEY_SIZE), MG_KEY_SIZE);
+			memcpy(r->recv_key, take(&c, MG_KEY_SIZE), MG_KEY_SIZE);
+			r->has_keys = 1;
+		}
 	}
 	if (c.bad || c.n != 0)
 		return -1;
@@ -380,6 +388,7 @@ int mg_ask(const struct mg_request *q, struct mg_response *r, char *err, size_t 
 		return -1;
 	}
 	r->body = malloc(blen > 0 ? blen : 1);
+	r->body_len = blen;
 	if (r->body == NULL) {
 		snprintf(err, errsz, "out of memory");
 		close(fd);
@@ -403,6 +412,11 @@ int mg_ask(const struct mg_request *q, struct mg_response *r, char *err, size_t 
 
 void mg_response_free(struct mg_response *r)
 {
+	if (r->body != NULL)
+		explicit_bzero(r->body, r->body_len);
+	explicit_bzero(r->send_key, sizeof(r->send_key));
+	explicit_bzero(r->recv_key, sizeof(r->recv_key));
+	r->has_keys = 0;
 	free(r->body);
 	r->body = NULL;
 	r->token = NULL;

@@ -21,6 +21,7 @@ enum { MG_OP_INITIATE = 1, MG_OP_CONTINUE = 2, MG_OP_ACCEPT = 3, MG_OP_CONFIRM =
 #define MG_MAX_BODY 8192
 #define MG_MAX_TOKEN 2048
 #define MG_ERR_SIZE 1200
+#define MG_KEY_SIZE 32
 
 /* A request: which fields an op uses is in docs/OPENPBS.md. */
 struct mg_request {
@@ -30,6 +31,7 @@ struct mg_request {
 	const unsigned char *id; /* MG_ID_SIZE bytes */
 	const unsigned char *token;
 	size_t token_len;
+	int encrypt; /* Initiate: ask for the connection's keys */
 };
 
 /* An answer. token points into body (valid until mg_response_free). */
@@ -43,9 +45,13 @@ struct mg_response {
 	char user[MG_MAX_USER + 1];
 	char group[MG_MAX_USER + 1];
 	char node[MG_MAX_NODE + 1];
+	int has_keys; /* Continue, Confirm of an encrypted handshake */
+	unsigned char send_key[MG_KEY_SIZE];
+	unsigned char recv_key[MG_KEY_SIZE];
 	char reason[33];
 	char message[1025];
 	unsigned char *body;
+	size_t body_len;
 };
 
 /*
@@ -55,6 +61,7 @@ struct mg_response {
  */
 int mg_ask(const struct mg_request *q, struct mg_response *r, char *err, size_t errsz);
 
+/* mg_response_free releases r's body and wipes the keys it may hold. */
 void mg_response_free(struct mg_response *r);
 
 #endif

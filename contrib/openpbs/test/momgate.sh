@@ -55,8 +55,8 @@ momgate_host_setup() {
   token=$(onhost "$SERVER" "$T/bin/momgate-qmgr" --state-dir "$(mg_state "$SERVER")" --json -c "create node $h Mom=${ADDR[$h]},Port=$MG_IM_PORT" |
     sed -n 's/.*"token": *"\([^"]*\)".*/\1/p')
   [ -n "$token" ] || fail "momgate-qmgr create node $h printed no token"
-  onhost "$h" sh -c "exec '$T/bin/momgate-mom' run --state-dir '$(mg_state "$h")' --server '${ADDR[$SERVER]}:$MG_PORT' \
-    --listen '${ADDR[$h]}:$MG_IM_PORT' --enroll '$token' --pbs-socket /run/momgate/pbs.sock \
+  onhost "$h" sh -c "echo \$\$ >'$T/$h/momgate/pid'; exec '$T/bin/momgate-mom' run --state-dir '$(mg_state "$h")' \
+    --server '${ADDR[$SERVER]}:$MG_PORT' --listen '${ADDR[$h]}:$MG_IM_PORT' --enroll '$token' --pbs-socket /run/momgate/pbs.sock \
     --audit-log '$T/$h/momgate/audit.log' >'$T/$h/momgate/daemon.log' 2>&1" 2>/dev/null &
   disown $!
   wait_for "momgate-mom on $h enrolled and answering" 30 mg_enrolled "$h"
@@ -69,10 +69,12 @@ mg_enrolled() {
     onhost "$1" "$T/bin/momgate-mom" status --state-dir "$(mg_state "$1")" --json | grep -q '"connected": *true'
 }
 
-# mg_audit_has H DETAIL NODE: momgate-server's audit log has an accepted
-# pbs handshake with that detail from node NODE.
+# mg_audit_has DETAIL NODE: momgate-server's audit log has an accepted
+# pbs handshake with that detail from node NODE (", encrypted" after it
+# with --encrypt: every connection is).
 mg_audit_has() {
-  grep 'channel=pbs' "$T/$SERVER/momgate/audit.log" | grep 'outcome=accepted' | grep -F "detail=\"$1\"" | grep -q "node=$2 "
+  grep 'channel=pbs' "$T/$SERVER/momgate/audit.log" | grep 'outcome=accepted' |
+    grep -F "detail=\"$1${ENCRYPT:+, encrypted}\"" | grep -q "node=$2 "
 }
 
 # momgate_check_joined: every pbs_mom (and pbs_server) joined pbs_comm by

@@ -45,8 +45,9 @@ lan_up() {
 }
 
 # host_up NAME ADDR: a host with hostname NAME and address ADDR/24 on eth0,
-# its private /etc/hosts, /etc/passwd, /etc/group (from $T/etc) and a
-# private, empty /run. PBS_EXEC/etc is replaced by $T/NAME/etc, where the
+# its private /etc/hosts, /etc/passwd, /etc/group (from $T/etc), and a
+# private, empty /run and /var/tmp (pbs_mom makes each job's TMPDIR there,
+# /var/tmp/pbs.JOBID: hosts sharing it collide on a job's sister). PBS_EXEC/etc is replaced by $T/NAME/etc, where the
 # host's pbs.conf lives: PBS's compiled-in path then names the host's own
 # file (a job's pbsdsh reads it), and onhost sets PBS_CONF_FILE to it for
 # PBS's wrapper scripts, whose default is /etc/pbs.conf. PBS_EXEC/lib is
@@ -69,6 +70,7 @@ host_up() {
     mount --bind '$T/etc/passwd' /etc/passwd
     mount --bind '$T/etc/group' /etc/group
     mount -t tmpfs -o mode=0755 tmpfs /run
+    mount -t tmpfs -o mode=1777 tmpfs /var/tmp
     mkdir -p '$T/$name/etc'
     cp -a '$PBS_EXEC/etc/.' '$T/$name/etc/'
     mount --bind '$T/$name/etc' '$PBS_EXEC/etc'

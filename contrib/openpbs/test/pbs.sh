@@ -19,6 +19,7 @@ pbs_conf() {
     echo "PBS_START_MOM=$mom"
     echo "PBS_AUTH_METHOD=$AUTH"
     echo "PBS_SUPPORTED_AUTH_METHODS=$AUTH"
+    [ -z "$ENCRYPT" ] || echo "PBS_ENCRYPT_METHOD=$ENCRYPT"
     auth_conf_lines "$h" "$role"
   } >"$T/$h/etc/pbs.conf"
 }
@@ -31,8 +32,31 @@ server_install() {
   onhost "$SERVER" timeout 60 "$PBS_EXEC/libexec/pbs_postinstall" server "$PBS_VERSION" "$PBS_EXEC" "$home" postgres sameconf \
     >"$T/$SERVER/postinstall.log" 2>&1 || fail "pbs_postinstall server (see $T/$SERVER/postinstall.log)"
   step "pbs_habitat: datastore, queue workq"
-  onhost "$SERVER" timeout 180 "$PBS_EXEC/libexec/pbs_habitat" >"$T/$SERVER/habitat.log" 2>&1 ||
-    { cat "$T/$SERVER/habitat.log" >&2; fail "pbs_habitat"; }
+  # PBS's own datastore set-up races PostgreSQL's start on a loaded machine
+  # ("createdb: ... the database system is starting up"), and a second run
+  # would take the half-made datastore for an old one: on that failure, stop
+  # that PostgreSQL, remove the datastore and run it again (three tries).
+  local try
+  for try in 1 2 3; do
+    onhost "$SERVER" timeout 180 "$PBS_EXEC/libexec/pbs_habitat" >"$T/$SERVER/habitat.log" 2>&1 && return 0
+    grep -q "the database system is starting up" "$T/$SERVER/habitat.log" || break
+    echo "harness: pbs_habitat lost PBS's race with PostgreSQL's start (try $try); again" >&2
+    datastore_reset "$home"
+  done
+  cat "$T/$SERVER/habitat.log" >&2
+  fail "pbs_habitat"
+}
+
+# datastore_reset HOME: stops the PostgreSQL of HOME's datastore (by the pid
+# in its postmaster.pid) and removes the datastore.
+datastore_reset() {
+  local ds=$1/datastore pid
+  pid=$(head -n 1 "$ds/postmaster.pid" 2>/dev/null || true)
+  if [ -n "$pid" ]; then
+    onhost "$SERVER" kill -TERM "$pid" 2>/dev/null || true
+    wait_for "the datastore's PostgreSQL to stop" 30 pid_gone "$SERVER" "$pid"
+  fi
+  rm -rf "$ds"
 }
 
 server_start() {
@@ -55,7 +79,8 @@ mom_install() {
     >"$T/$h/postinstall.log" 2>&1 || fail "pbs_postinstall execution on $h (see $T/$h/postinstall.log)"
   {
     echo "\$clienthost $SERVER"
-    echo "\$logevent 0x1ff"
+    # 0x5ff: with DEBUG3, which logs each server request by number (addrs.sh).
+    echo "\$logevent 0x5ff"
     # Every host sees the harness's directory: output files are copied, not sent.
     echo "\$usecp *:$T/ $T/"
   } >"$home/mom_priv/config"
@@ -77,12 +102,16 @@ nodes_free() {
 # run_two_node_job: JOBUSER submits from the first execution host a job on
 # two execution hosts (one chunk each) that runs hostname on both through
 # pbsdsh (mother superior to sister over TPP), and waits for it to end.
+# The hosts' link is captured meanwhile: the job script carries a marker
+# that only its text holds, and link_check looks for it on the wire.
 run_two_node_job() {
   local home out
   home="$T/home/$JOBUSER"
   out="$home/job.out"
+  JOB_MARKER="momgate-marker-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
   cat >"$home/job.sh" <<EOF
 #!/bin/sh
+# $JOB_MARKER: a string that only this script's text holds
 #PBS -N mgjob
 #PBS -l select=2:ncpus=1
 #PBS -l place=scatter
@@ -92,17 +121,23 @@ echo "mother superior \$(hostname)"
 $PBS_EXEC/bin/pbsdsh -- /bin/sh -c 'echo "pbsdsh on \$(hostname)"'
 EOF
   chown 5001:5001 "$home/job.sh"
+  link_capture_start
   step "$JOBUSER submits a two-node job on ${EXEC_HOSTS[0]} (qsub -W block=true)"
   asuser "${EXEC_HOSTS[0]}" "$JOBUSER" timeout 120 qsub -W block=true job.sh >"$T/qsub.out" 2>&1 ||
     { cat "$T/qsub.out" >&2; fail "qsub -W block=true (job failed or did not end in 120 s)"; }
   # The MOM copies the output file after the job's end is reported.
   wait_for "job output $out" 30 test -s "$out"
+  link_capture_stop
   step "job $(head -n 1 "$T/qsub.out") ended; its output:"
   sed 's/^/  /' "$out"
-  local h
-  for h in "${EXEC_HOSTS[@]}"; do
-    grep -qx "pbsdsh on $h" "$out" || fail "job output has no line from pbsdsh on $h"
-  done
+  # Two hosts ran it (the two with --moms 2): the mother superior and a
+  # sister, each once.
+  local ms
+  ms=$(sed -n 's/^mother superior //p' "$out")
+  grep -qx "pbsdsh on $ms" "$out" || fail "job output has no line from pbsdsh on the mother superior $ms"
+  [ "$(grep -E '^pbsdsh on pbsn[0-9]+$' "$out" | sort -u | wc -l)" -eq 2 ] ||
+    fail "job output does not have pbsdsh lines from two hosts"
+  link_check
 }
 
 dump_logs() {
@@ -117,10 +152,7 @@ dump_logs() {
 # Authentication methods. auth_setup runs before PBS is installed;
 # auth_conf_lines adds a host's pbs.conf lines.
 auth_setup() {
-  case "$AUTH" in
-    resvport) ;;
-    momgate) momgate_setup ;;
-  esac
+  if [ "$AUTH" = momgate ] || [ -n "$MIGRATE" ]; then momgate_setup; fi
 }
 
 auth_conf_lines() {
@@ -131,7 +163,5 @@ auth_conf_lines() {
 
 # auth_host_setup H: an execution host's part, before its pbs_mom starts.
 auth_host_setup() {
-  case "$AUTH" in
-    momgate) momgate_host_setup "$@" ;;
-  esac
+  if [ "$AUTH" = momgate ] || [ -n "$MIGRATE" ]; then momgate_host_setup "$@"; fi
 }

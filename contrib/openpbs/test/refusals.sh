@@ -6,6 +6,11 @@
 # harness.sh after momgate.sh; run with --auth momgate only.
 
 INTRUDER=pbsx
+# An address on the link where nothing answers: a momgate-mom told to use it
+# as its server never hears from the server, so it is never told that its
+# node was deleted, and keeps serving the plugin with the keys it has, as a
+# thief's daemon that ignores the deletion would.
+NOWHERE=10.201.0.250
 
 # mark_logs: what refused_in_logs looks at starts after this point.
 mark_logs() {
@@ -57,26 +62,45 @@ other_cluster() {
   disown $!
 }
 
-# copy_of H NODE: NODE's momgate state, copied onto H and run there.
+# copy_of H NODE [SERVER]: NODE's momgate state, copied onto H (unless H is
+# NODE) and run there, with SERVER (default the real one) as its server.
 copy_of() {
-  local h=$1 from=$2
-  mkdir -p "$(mg_state "$h")"
-  cp -a "$(mg_state "$from")/." "$(mg_state "$h")/"
+  local h=$1 from=$2 srv=${3:-${ADDR[$SERVER]}}
+  if [ "$h" != "$from" ]; then
+    mkdir -p "$(mg_state "$h")"
+    cp -a "$(mg_state "$from")/." "$(mg_state "$h")/"
+  fi
   rm -f "$(mg_state "$h")/admin.sock"
-  onhost "$h" sh -c "exec '$T/bin/momgate-mom' run --state-dir '$(mg_state "$h")' --server '${ADDR[$SERVER]}:$MG_PORT' \
-    --listen '${ADDR[$h]}:$MG_IM_PORT' --pbs-socket /run/momgate/pbs.sock >'$T/$h/momgate/daemon.log' 2>&1" 2>/dev/null &
+  onhost "$h" sh -c "exec '$T/bin/momgate-mom' run --state-dir '$(mg_state "$h")' --server '$srv:$MG_PORT' \
+    --listen '${ADDR[$h]}:$MG_IM_PORT' --pbs-socket /run/momgate/pbs.sock >>'$T/$h/momgate/daemon.log' 2>&1" 2>/dev/null &
   disown $!
 }
 
-# restart_mom H: stops H's pbs_mom (by the pid in its lock file) and starts
-# it again, so it must join pbs_comm anew.
-restart_mom() {
-  local h=$1 pid
+# deaf_copy_of H NODE: NODE's state on H with a server that never answers.
+deaf_copy_of() { copy_of "$1" "$2" "$NOWHERE"; }
+
+# mom_log_since_has H LINES PATTERN: H's pbs_mom logged PATTERN (grep -E)
+# after its first LINES lines; prints the last such line.
+mom_log_since_has() {
+  cat "$(pbs_home "$1")"/mom_logs/* | tail -n +$(($2 + 1)) | grep -E "$3" | tail -n 1 | grep .
+}
+
+# stop_mom H [SIG]: stops H's pbs_mom (by the pid in its lock file) with
+# SIG, default TERM, on which pbs_mom kills its jobs; on INT it leaves them
+# running, for a pbs_mom -p to take them over.
+stop_mom() {
+  local h=$1 sig=${2:-TERM} pid
   pid=$(tr -dc '0-9\n' <"$(pbs_home "$h")/mom_priv/mom.lock" | head -n 1)
   [ -n "$pid" ] || fail "no pbs_mom pid in $h's mom.lock"
-  onhost "$h" kill "$pid"
+  onhost "$h" kill -"$sig" "$pid"
   wait_for "pbs_mom on $h to stop" 30 pid_gone "$h" "$pid"
-  mom_start "$h"
+}
+
+# restart_mom H: stops H's pbs_mom and starts it again, so it must join
+# pbs_comm anew.
+restart_mom() {
+  stop_mom "$1"
+  mom_start "$1"
 }
 
 # pid_gone H PID: no process PID on H.
@@ -98,21 +122,14 @@ capture_has() {
 # (the recorded vouch echoes another handshake's challenge).
 run_replay() {
   local h=${EXEC_HOSTS[0]} cap=$T/tpp.pcap tpid
-  if ! command -v tcpdump >/dev/null || ! command -v python3 >/dev/null; then
-    step "replay: skipped (needs tcpdump and python3: apt-get install tcpdump)"
-    return 0
-  fi
-  nsenter -t "${HOST_PID[$SERVER]}" -n -- tcpdump -i eth0 --immediate-mode -U -s 0 -w "$cap" \
-    "tcp and src host ${ADDR[$h]} and dst port 17001" 2>"$T/tcpdump.log" &
-  tpid=$!
-  wait_for "tcpdump listening on $SERVER's eth0" 10 grep -q "listening on" "$T/tcpdump.log"
+  capture_start "$cap" "${HOST_PID[$SERVER]}" eth0 "tcp and src host ${ADDR[$h]} and dst port 17001"
+  tpid=$CAPTURE_PID
   mark_logs
   restart_mom "$h"
   wait_for "$h's pbs_mom joining pbs_comm again" 30 joined_since "${ADDR[$h]}"
   # The leaf sent step 1, then step 3 and its join: three TPP packets.
   wait_for "tcpdump writing the handshake" 10 capture_has 3 "$cap" "${ADDR[$h]}"
-  kill -INT "$tpid"
-  wait "$tpid" 2>/dev/null || true
+  capture_stop "$tpid"
   step "captured $h's handshake with pbs_comm on the wire (tcpdump on $SERVER's eth0)"
   mark_logs
   onhost "$h" python3 "$here/tpp_replay.py" "$cap" "${ADDR[$h]}" "${ADDR[$SERVER]}" 17001 | sed 's/^/  /'
@@ -139,16 +156,28 @@ run_refusals() {
   local victim=${EXEC_HOSTS[1]}
   onhost "$SERVER" "$T/bin/momgate-qmgr" --state-dir "$(mg_state "$SERVER")" -c "delete node $victim" >/dev/null ||
     fail "momgate-qmgr delete node $victim"
-  step "momgate-qmgr delete node $victim; its pbs_mom restarts and must join pbs_comm again"
-  mark_logs
+  step "momgate-qmgr delete node $victim"
+  # Its momgate-mom is told and stops (exit 4): its pbs_mom, restarted,
+  # has no daemon to authenticate it.
+  wait_for "$victim's momgate-mom stopping when told its node was deleted" 30 \
+    pid_gone "$victim" "$(cat "$T/$victim/momgate/pid")"
+  local since line
+  since=$(cat "$(pbs_home "$victim")"/mom_logs/* | wc -l)
   restart_mom "$victim"
-  wait_for "pbs_comm refusing the deleted $victim" 30 refused_in_logs "${ADDR[$victim]}" "revoked|key_mismatch"
-  step "refused: the deleted node $victim"
+  wait_for "$victim's pbs_mom failing to authenticate" 30 mom_log_since_has "$victim" "$since" "momgate: cannot reach the momgate daemon"
+  line=$(mom_log_since_has "$victim" "$since" "momgate: cannot reach the momgate daemon")
+  step "refused: the deleted node $victim: its momgate-mom stopped when told (exit 4); its pbs_mom cannot authenticate"
+  echo "  pbs_mom: ${line#*;tpp_handle_auth_handshake;}"
+  # A daemon that ignores the deletion, with the node's keys: momgate-server refuses it.
+  mark_logs
+  deaf_copy_of "$victim" "$victim"
+  wait_for "pbs_comm refusing the deleted $victim" 60 refused_in_logs "${ADDR[$victim]}" "revoked|key_mismatch"
+  step "refused: the deleted node $victim, with a momgate-mom that ignores the deletion and keeps its keys"
   echo "  pbs_comm: $(refused_in_logs "${ADDR[$victim]}" "revoked|key_mismatch" | sed 's/.*;tpp_handle_auth_handshake;//')"
   wait_for "pbsnodes showing $victim down" 60 node_down "$victim"
   step "pbsnodes: $victim is down"
 
-  intruder_up copy_of "$victim"
+  intruder_up deaf_copy_of "$victim"
   expect_refused "a copy of the deleted $victim's momgate state on another host" "revoked|key_mismatch"
   REFUSALS_DONE=1
 }

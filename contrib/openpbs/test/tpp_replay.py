@@ -18,73 +18,19 @@ import socket
 import struct
 import sys
 
-
-def frames(path):
-    """Yields the link-layer frames of a classic libpcap file."""
-    with open(path, "rb") as f:
-        head = f.read(24)
-        if len(head) < 24:
-            raise ValueError("not a pcap file: short header")
-        magic = struct.unpack("<I", head[:4])[0]
-        if magic in (0xA1B2C3D4, 0xA1B23C4D):
-            endian = "<"
-        elif magic in (0xD4C3B2A1, 0x4D3CB2A1):
-            endian = ">"
-        else:
-            raise ValueError("not a pcap file: magic %#x" % magic)
-        if struct.unpack(endian + "I", head[20:24])[0] != 1:
-            raise ValueError("pcap link type is not Ethernet")
-        while True:
-            rec = f.read(16)
-            if len(rec) < 16:
-                return
-            incl = struct.unpack(endian + "IIII", rec)[2]
-            data = f.read(incl)
-            if len(data) < incl:
-                return
-            yield data
+import pcap
 
 
 def client_stream(path, src_ip, dport):
     """The payload bytes of the first connection from src_ip to dport."""
-    want = socket.inet_aton(src_ip)
-    sport = isn = None
-    segs = {}
-    for fr in frames(path):
-        off, etype = 14, struct.unpack("!H", fr[12:14])[0]
-        if etype == 0x8100:  # VLAN tag
-            off, etype = 18, struct.unpack("!H", fr[16:18])[0]
-        if etype != 0x0800 or len(fr) < off + 20:
-            continue
-        ip = fr[off:]
-        ihl = (ip[0] & 0x0F) * 4
-        if ip[9] != 6 or ip[12:16] != want:
-            continue
-        tlen = struct.unpack("!H", ip[2:4])[0]
-        tcp = ip[ihl:tlen]
-        if len(tcp) < 20:
-            continue
-        sp, dp, seq = struct.unpack("!HHI", tcp[:8])
-        flags = tcp[13]
-        if dp != dport:
-            continue
-        if flags & 0x02:  # SYN: a connection starts
-            if sport is None:
-                sport, isn = sp, seq
-            continue
-        if sp != sport:
-            continue
-        payload = tcp[(tcp[12] >> 4) * 4:]
-        if payload:
-            segs.setdefault((seq - isn - 1) & 0xFFFFFFFF, payload)
-    stream, pos = b"", 0
-    for at in sorted(segs):
-        seg = segs[at]
-        if at + len(seg) <= pos:
-            continue
-        stream += seg[pos - at:] if at < pos else seg
-        pos = len(stream)
-    return stream
+    first = None
+    for src, sp, dst, dp, seq, flags, payload in pcap.segments(path):
+        if src == src_ip and dp == dport and flags & 0x02:
+            first = (src, sp, dst, dp)
+            break
+    if first is None:
+        return b""
+    return pcap.streams(path).get(first, b"")
 
 
 def tpp_packets(stream):

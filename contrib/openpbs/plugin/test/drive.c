@@ -3,16 +3,25 @@
  * symbols) and runs handshakes between an initiator and a responder
  * context, carrying the tokens as PBS would. For plugin_test.go.
  *
- *   drive LIB once  INI_SOCK INI_HOST RESP_SOCK RESP_PEER KIND
- *   drive LIB fork  INI_SOCK INI_HOST RESP_SOCK RESP_PEER KIND
- *   drive LIB threads N M SOCK HOST PEER KIND
+ *   drive LIB once    INI_SOCK INI_HOST RESP_SOCK RESP_PEER KIND
+ *   drive LIB fork    INI_SOCK INI_HOST RESP_SOCK RESP_PEER KIND
+ *   drive LIB encrypt INI_SOCK INI_HOST RESP_SOCK RESP_PEER KIND
+ *   drive LIB threads|threads-encrypt N M SOCK HOST PEER KIND
+ *   drive LIB bench|bench-encrypt N SECONDS SOCK HOST PEER KIND
  *
  * once: one handshake; the initiator's calls go to INI_SOCK (naming the
  * responder INI_HOST), the responder's to RESP_SOCK (naming the initiator
- * RESP_PEER). fork: one handshake, then one in a forked child. threads: N
- * threads of M handshakes each, both sides on SOCK. KIND is user or
- * service. Prints "user=U host=H" per handshake (once, fork) or "ok N"
- * (threads); on failure the plugin's error text, and exits 1.
+ * RESP_PEER). fork: one handshake, then an encrypted one in a forked child. encrypt: one
+ * handshake with PBS_ENCRYPT_METHOD=momgate, then records both ways, and
+ * the records PBS must never accept (damaged, replayed, reordered, from a
+ * connection without keys). threads: N threads of M handshakes each, both
+ * sides on SOCK (threads-encrypt: every other thread's encrypted, so that
+ * each thread's configuration must reach its own connections alone). KIND
+ * is user or service. bench: N processes run handshakes for SECONDS, nothing
+ * else, and the rate is printed ("bench: H handshakes in S s, R/s"): any
+ * libauth plugin (libauth_munge.so too) against its daemons. Prints "user=U host=H" per
+ * handshake (once, fork, encrypt; then "records ok"), "ok N" (threads); on
+ * failure the plugin's error text, and exits 1.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -21,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../libauth_abi.h"
@@ -30,6 +40,24 @@ static void (*destroy_ctx)(void *);
 static int (*get_userinfo)(void *, char **, char **, char **);
 static int (*process)(void *, void *, size_t, void **, size_t *, int *);
 static void (*set_config)(const mg_pbs_auth_config_t *);
+static int (*encrypt_data)(void *, void *, size_t, void **, size_t *);
+static int (*decrypt_data)(void *, void *, size_t, void **, size_t *);
+
+/* bench: handshakes only, no checks of records or keys after them. */
+static int bench_mode;
+
+/* What the plugin logged last in this thread, as PBS's log would have it. */
+static __thread char last_log[1300];
+
+static void drive_log(int type, int objclass, int severity, const char *objname, const char *text)
+{
+	(void) type, (void) objclass, (void) severity;
+	snprintf(last_log, sizeof(last_log), "%s;%s", objname, text);
+}
+
+/* The configurations PBS gives: with PBS_ENCRYPT_METHOD=momgate, without. */
+static mg_pbs_auth_config_t cfg_plain = {.auth_method = "momgate", .encrypt_method = "", .logfunc = drive_log};
+static mg_pbs_auth_config_t cfg_encrypt = {.auth_method = "momgate", .encrypt_method = "momgate", .logfunc = drive_log};
 
 struct side {
 	const char *sock; /* NULL: leave MOMGATE_PBS_SOCKET alone */
@@ -49,9 +77,74 @@ static int step(struct side *s, void *in, size_t inlen, void **out, size_t *outl
 	return 0;
 }
 
-/* handshake runs one; the responder's user and host go to result. */
-static int handshake(const char *isock, const char *ihost, const char *rsock, const char *rpeer, int kind, char *result,
-		     size_t rsz)
+/*
+ * records checks an encrypted connection as PBS uses it: buffers both
+ * ways open to what was sealed, in order; a damaged record, a replayed
+ * one and a reordered one are refused, and nothing opens after a refusal.
+ */
+static int records(void *ini, void *resp, char *result, size_t rsz)
+{
+	static const char *msgs[] = {"#!/bin/sh\necho job script\n", "", "a longer buffer, as a TPP packet would be"};
+	void *rec[3] = {0}, *out = NULL, *bad = NULL;
+	size_t rlen[3] = {0}, olen = 0;
+	int i, rc = -1;
+
+	for (i = 0; i < 3; i++) {
+		void *from = i == 1 ? resp : ini, *to = i == 1 ? ini : resp;
+		size_t n = strlen(msgs[i]);
+		if (encrypt_data(from, (void *) msgs[i], n, &rec[i], &rlen[i]) != 0 || rlen[i] != n + 24) {
+			snprintf(result, rsz, "encrypt of buffer %d failed", i);
+			goto out;
+		}
+		if (n > 0 && memmem(rec[i], rlen[i], msgs[i], n) != NULL) {
+			snprintf(result, rsz, "record %d holds its buffer in the clear", i);
+			goto out;
+		}
+		if (decrypt_data(to, rec[i], rlen[i], &out, &olen) != 0 || olen != n || memcmp(out, msgs[i], n) != 0) {
+			snprintf(result, rsz, "record %d did not open to its buffer", i);
+			goto out;
+		}
+		free(out);
+		out = NULL;
+	}
+	/* Replayed: record 0 again. */
+	if (decrypt_data(resp, rec[0], rlen[0], &out, &olen) == 0) {
+		snprintf(result, rsz, "a replayed record opened");
+		goto out;
+	}
+	/* The refusal sticks: even the next genuine record does not open. */
+	if (encrypt_data(ini, (void *) msgs[0], strlen(msgs[0]), &bad, &olen) != 0 ||
+	    decrypt_data(resp, bad, olen, &out, &olen) == 0) {
+		snprintf(result, rsz, "a record opened after a refused one");
+		goto out;
+	}
+	free(bad);
+	bad = NULL;
+	/* Damaged, on the other direction (still good): one bit of the tag. */
+	if (encrypt_data(resp, (void *) msgs[2], strlen(msgs[2]), &bad, &olen) != 0) {
+		snprintf(result, rsz, "encrypt failed");
+		goto out;
+	}
+	((unsigned char *) bad)[olen - 1] ^= 1;
+	if (decrypt_data(ini, bad, olen, &out, &olen) == 0) {
+		snprintf(result, rsz, "a damaged record opened");
+		goto out;
+	}
+	snprintf(result, rsz, "records ok");
+	rc = 0;
+out:
+	for (i = 0; i < 3; i++)
+		free(rec[i]);
+	free(out);
+	free(bad);
+	return rc;
+}
+
+/* handshake runs one; the responder's user and host go to result. With
+ * encrypt, the initiator is configured as PBS_ENCRYPT_METHOD=momgate and
+ * records are checked after. */
+static int handshake(const char *isock, const char *ihost, const char *rsock, const char *rpeer, int kind, int encrypt,
+		     char *result, size_t rsz)
 {
 	struct side ini = {.sock = isock}, resp = {.sock = rsock};
 	void *tok = NULL, *next = NULL;
@@ -59,8 +152,15 @@ static int handshake(const char *isock, const char *ihost, const char *rsock, co
 	int idone = 0, rdone = 0, rc = -1, rounds;
 	char *user = NULL, *host = NULL, *realm = NULL;
 
-	if (create_ctx(&ini.ctx, MG_AUTH_CLIENT, kind, ihost) || create_ctx(&resp.ctx, MG_AUTH_SERVER, kind, rpeer)) {
+	set_config(encrypt ? &cfg_encrypt : &cfg_plain);
+	if (create_ctx(&ini.ctx, MG_AUTH_CLIENT, kind, ihost)) {
 		snprintf(result, rsz, "create_ctx failed");
+		return -1;
+	}
+	set_config(&cfg_plain);
+	if (create_ctx(&resp.ctx, MG_AUTH_SERVER, kind, rpeer)) {
+		snprintf(result, rsz, "create_ctx failed");
+		destroy_ctx(ini.ctx);
 		return -1;
 	}
 	if (step(&ini, NULL, 0, &tok, &len, &idone, result, rsz) != 0)
@@ -90,6 +190,23 @@ static int handshake(const char *isock, const char *ihost, const char *rsock, co
 	}
 	snprintf(result, rsz, "user=%s host=%s", user, host != NULL ? host : "(none)");
 	rc = 0;
+	if (bench_mode) {
+		/* nothing but the handshake */
+	} else if (encrypt) {
+		size_t n = strlen(result);
+		rc = records(ini.ctx, resp.ctx, result + n + 1, rsz - n - 1);
+		result[n] = rc == 0 ? '\n' : ':';
+	} else {
+		/* Without encryption the connection has no keys: PBS gets an error. */
+		void *out = NULL;
+		size_t olen = 0;
+		last_log[0] = '\0';
+		if (encrypt_data(ini.ctx, "x", 1, &out, &olen) == 0 || strstr(last_log, "no momgate keys") == NULL) {
+			snprintf(result, rsz, "a connection without encryption sealed a record (log: %s)", last_log);
+			rc = -1;
+		}
+		free(out);
+	}
 out:
 	free(tok);
 	free(user);
@@ -102,7 +219,7 @@ out:
 
 struct job {
 	const char *sock, *host, *peer;
-	int kind, count, failed;
+	int kind, count, failed, encrypt;
 	char err[1300];
 };
 
@@ -111,12 +228,86 @@ static void *worker(void *arg)
 	struct job *j = arg;
 	char res[1300];
 	for (int i = 0; i < j->count; i++) {
-		if (handshake(NULL, j->host, NULL, j->peer, j->kind, res, sizeof(res)) != 0) {
+		if (handshake(NULL, j->host, NULL, j->peer, j->kind, j->encrypt, res, sizeof(res)) != 0) {
 			j->failed++;
 			snprintf(j->err, sizeof(j->err), "%s", res);
 		}
 	}
 	return NULL;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double) ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * bench runs n processes (PBS's daemons and commands are processes, and
+ * some plugins, OpenPBS's munge one among them, are not thread-safe), each
+ * running handshakes one after another for secs seconds, both sides' calls
+ * going to sock (MOMGATE_PBS_SOCKET; other plugins ignore it). Each child
+ * reports its count and failures on a pipe.
+ */
+static int bench(int n, int secs, const char *sock, const char *host, const char *peer, int kind, int encrypt)
+{
+	long done = 0, failed = 0;
+	double start, took;
+	int fds[2], i;
+
+	if (n < 1 || n > 64 || secs < 1 || secs > 600) {
+		fprintf(stderr, "bench: 1..64 processes for 1..600 seconds\n");
+		return 2;
+	}
+	setenv("MOMGATE_PBS_SOCKET", sock, 1);
+	if (pipe(fds) != 0) {
+		perror("pipe");
+		return 2;
+	}
+	fflush(stdout);
+	start = now_s();
+	for (i = 0; i < n; i++) {
+		pid_t pid = fork();
+		if (pid < 0) {
+			perror("fork");
+			return 2;
+		}
+		if (pid == 0) {
+			long counts[2] = {0, 0};
+			char res[1300];
+			close(fds[0]);
+			while (now_s() < start + secs) {
+				if (handshake(NULL, host, NULL, peer, kind, encrypt, res, sizeof(res)) == 0) {
+					counts[0]++;
+				} else {
+					if (counts[1]++ == 0)
+						fprintf(stderr, "process %d: %s\n", i, res);
+					if (counts[1] > 10)
+						break;
+				}
+			}
+			if (write(fds[1], counts, sizeof(counts)) != (ssize_t) sizeof(counts))
+				_exit(1);
+			_exit(0);
+		}
+	}
+	close(fds[1]);
+	for (i = 0; i < n; i++) {
+		long counts[2];
+		if (read(fds[0], counts, sizeof(counts)) != (ssize_t) sizeof(counts)) {
+			fprintf(stderr, "bench: a process died before reporting\n");
+			failed++;
+			continue;
+		}
+		done += counts[0];
+		failed += counts[1];
+	}
+	took = now_s() - start;
+	while (wait(NULL) > 0)
+		;
+	printf("bench: %ld handshakes in %.2f s, %.0f/s, %d processes, %ld failed\n", done, took, done / took, n, failed);
+	return failed != 0;
 }
 
 static int kind_of(const char *s)
@@ -133,7 +324,7 @@ int main(int argc, char **argv)
 {
 	void *lib;
 	char res[1300];
-	mg_pbs_auth_config_t cfg = {0};
+	mg_pbs_auth_config_t cfg = {.logfunc = drive_log};
 
 	if (argc < 3) {
 		fprintf(stderr, "usage: drive LIB once|fork|threads ...\n");
@@ -149,20 +340,28 @@ int main(int argc, char **argv)
 	destroy_ctx = dlsym(lib, "pbs_auth_destroy_ctx");
 	get_userinfo = dlsym(lib, "pbs_auth_get_userinfo");
 	process = dlsym(lib, "pbs_auth_process_handshake_data");
+	encrypt_data = dlsym(lib, "pbs_auth_encrypt_data");
+	decrypt_data = dlsym(lib, "pbs_auth_decrypt_data");
 	if (!set_config || !create_ctx || !destroy_ctx || !get_userinfo || !process) {
 		fprintf(stderr, "a libauth symbol is missing\n");
 		return 2;
 	}
+	bench_mode = strncmp(argv[2], "bench", 5) == 0;
+	if (!bench_mode && (!encrypt_data || !decrypt_data)) {
+		fprintf(stderr, "pbs_auth_encrypt_data or pbs_auth_decrypt_data is missing\n");
+		return 2;
+	}
 	set_config(&cfg);
-	if ((strcmp(argv[2], "once") == 0 || strcmp(argv[2], "fork") == 0) && argc == 8) {
-		int rc = handshake(argv[3], argv[4], argv[5], argv[6], kind_of(argv[7]), res, sizeof(res));
+	if ((strcmp(argv[2], "once") == 0 || strcmp(argv[2], "fork") == 0 || strcmp(argv[2], "encrypt") == 0) && argc == 8) {
+		int enc = strcmp(argv[2], "encrypt") == 0;
+		int rc = handshake(argv[3], argv[4], argv[5], argv[6], kind_of(argv[7]), enc, res, sizeof(res));
 		printf("%s\n", res);
 		fflush(stdout);
-		if (rc != 0 || strcmp(argv[2], "once") == 0)
+		if (rc != 0 || strcmp(argv[2], "fork") != 0)
 			return rc != 0;
 		pid_t pid = fork();
 		if (pid == 0) {
-			rc = handshake(argv[3], argv[4], argv[5], argv[6], kind_of(argv[7]), res, sizeof(res));
+			rc = handshake(argv[3], argv[4], argv[5], argv[6], kind_of(argv[7]), 1, res, sizeof(res));
 			printf("child %s\n", res);
 			fflush(stdout);
 			_exit(rc != 0);
@@ -172,7 +371,7 @@ int main(int argc, char **argv)
 			return 1;
 		return 0;
 	}
-	if (strcmp(argv[2], "threads") == 0 && argc == 9) {
+	if ((strcmp(argv[2], "threads") == 0 || strcmp(argv[2], "threads-encrypt") == 0) && argc == 9) {
 		int n = atoi(argv[3]), m = atoi(argv[4]), failed = 0;
 		pthread_t th[64];
 		struct job jobs[64];
@@ -182,7 +381,8 @@ int main(int argc, char **argv)
 		}
 		setenv("MOMGATE_PBS_SOCKET", argv[5], 1);
 		for (int i = 0; i < n; i++) {
-			jobs[i] = (struct job){.sock = argv[5], .host = argv[6], .peer = argv[7], .kind = kind_of(argv[8]), .count = m};
+			jobs[i] = (struct job){.sock = argv[5], .host = argv[6], .peer = argv[7], .kind = kind_of(argv[8]), .count = m,
+					       .encrypt = strcmp(argv[2], "threads-encrypt") == 0 && i % 2 == 0};
 			pthread_create(&th[i], NULL, worker, &jobs[i]);
 		}
 		for (int i = 0; i < n; i++) {
@@ -198,6 +398,9 @@ int main(int argc, char **argv)
 		printf("ok %d\n", n * m);
 		return 0;
 	}
-	fprintf(stderr, "usage: drive LIB once|fork|threads ...\n");
+	if ((strcmp(argv[2], "bench") == 0 || strcmp(argv[2], "bench-encrypt") == 0) && argc == 9)
+		return bench(atoi(argv[3]), atoi(argv[4]), argv[5], argv[6], argv[7], kind_of(argv[8]),
+			     strcmp(argv[2], "bench-encrypt") == 0);
+	fprintf(stderr, "usage: drive LIB once|fork|encrypt|threads|threads-encrypt|bench|bench-encrypt ...\n");
 	return 2;
 }
