@@ -37,13 +37,16 @@ import (
 // Config configures a MOM. Zero values get defaults.
 type Config struct {
 	StateDir string
-	Server   string // server control address host:port
-	Listen   string // IM listen address ip:port; the ip is this node's address
-	Enroll   string // enrollment token, needed on first start only
-	Log      logrus.FieldLogger
-	Audit    *audit.Log
-	Now      func() time.Time
-	Rand     io.Reader
+	// Server is the server list: HOST[:PORT][,HOST[:PORT]...], the
+	// control addresses of the members of a server group, or of the one
+	// server (ParseServers; docs/HA.md section 7).
+	Server string
+	Listen string // IM listen address ip:port; the ip is this node's address
+	Enroll string // enrollment token, needed on first start only
+	Log    logrus.FieldLogger
+	Audit  *audit.Log
+	Now    func() time.Time
+	Rand   io.Reader
 	// Heartbeat is the interval of heartbeat PINGs to the server.
 	Heartbeat time.Duration
 	// Freshness is the first-contact window for sister PINGs (0 disables;
@@ -117,9 +120,10 @@ type Mom struct {
 	sstats  *daemon.SessionStats        // sealed frames and sessions, for the metrics
 	ctlLink atomic.Pointer[daemon.Link] // the control connection's link, nil when down
 
-	lg   momLegacy // legacy protocol and migration (legacy.go, protocol.go)
-	ctl  *link     // the control connection's writer and lookups (link.go)
-	jobs *jobTable // jobs this MOM is mother superior or sister of (jobs.go)
+	lg   momLegacy    // legacy protocol and migration (legacy.go, protocol.go)
+	ctl  *link        // the control connection's writer and lookups (link.go)
+	srv  *serverState // the server list and the one the control loop is on (serverstate.go)
+	jobs *jobTable    // jobs this MOM is mother superior or sister of (jobs.go)
 }
 
 // New loads (or, with a token, starts) the MOM's state. It does not
@@ -149,8 +153,9 @@ func New(cfg Config) (*Mom, error) {
 	if err := proto.CheckNodeAddr(listen.Addr()); err != nil {
 		return nil, fmt.Errorf("--listen %s: must be this node's own address (the Mom= of create node; PINGs name it): %w", cfg.Listen, err)
 	}
-	if _, _, err := net.SplitHostPort(cfg.Server); err != nil {
-		return nil, fmt.Errorf("--server %q: want HOST:PORT: %w", cfg.Server, err)
+	servers, err := ParseServers(cfg.Server)
+	if err != nil {
+		return nil, fmt.Errorf("--server %q: %w", cfg.Server, err)
 	}
 	if err := daemon.CheckMetricsListen(cfg.MetricsListen, cfg.MetricsAllowRemote); err != nil {
 		return nil, err
@@ -175,6 +180,7 @@ func New(cfg Config) (*Mom, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.srv = newServerState(servers)
 	return m, nil
 }
 
@@ -280,7 +286,7 @@ func (m *Mom) Run(ctx context.Context) error {
 	}
 	m.listener = ln
 	close(m.ready)
-	m.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "server": m.cfg.Server}).Info("MOM listening")
+	m.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "servers": m.cfg.Server}).Info("MOM listening")
 
 	g := daemon.NewGroup(ctx)
 	g.Go("admin socket", func(ctx context.Context) error {
