@@ -295,6 +295,9 @@ func runAction(start func(context.Context, mom.Config) error) cli.ActionFunc {
 			Schema:   func() (*config.Schema, error) { return schema(c.Bool("metrics-allow-remote")) },
 			Required: []cli.Flag{stateDirFlag(), listenFlag()},
 			Check: func(c *cli.Context) error {
+				if _, err := mom.ParseServers(c.String("server")); err != nil {
+					return fmt.Errorf("--server %q: %w", c.String("server"), err)
+				}
 				if err := os.MkdirAll(c.String("state-dir"), 0o700); err != nil {
 					return fmt.Errorf("create state dir: %w", err)
 				}
