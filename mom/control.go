@@ -38,7 +38,13 @@ var ErrDeleted = errors.New("node deleted from the cluster")
 // moving along the list when it fails (failover.go: bounded, jittered
 // backoff, NotLeader followed only within the list), until ctx ends.
 func (m *Mom) controlLoop(ctx context.Context) error {
-	f := newFailover(len(m.srv.list), m.cfg.BackoffMin, m.cfg.BackoffMax, rand.Int64N)
+	roundMax := m.cfg.BackoffMax
+	if len(m.srv.list) > 1 {
+		// A group: another member is likely up, so a round of the list
+		// waits at most groupRoundBackoff (docs/PROTOCOL.md 4.11).
+		roundMax = min(roundMax, groupRoundBackoff)
+	}
+	f := newFailover(len(m.srv.list), m.cfg.BackoffMin, roundMax, rand.Int64N)
 	for ctx.Err() == nil {
 		addr := m.srv.list[f.current()]
 		m.srv.dialling(addr)
@@ -123,6 +129,10 @@ func (m *Mom) redirectTarget(ctx context.Context, addr string, nl *notLeader) in
 	log.WithField("to", m.srv.list[i]).Info("the server is not the leader: following its redirect within the list")
 	return i
 }
+
+// groupRoundBackoff caps the wait between rounds of a list of more than
+// one server.
+const groupRoundBackoff = 2 * time.Second
 
 // resolveTimeout bounds the look-up of the list's host names when a
 // redirect is judged.

@@ -62,9 +62,16 @@ func readServerHello(r io.Reader) (*proto.ServerHello, error) {
 	return sh, nil
 }
 
-// redirectOf returns the redirect msg carries, if it is a NotLeader. The
-// one place that knows the frame: the proto type lands with the server
-// side of issue 14.
+// redirectOf returns the redirect msg carries, if it is a NotLeader: the
+// one place that knows the frame (proto.NotLeader, docs/PROTOCOL.md 4.11).
 func redirectOf(msg proto.Message) (*notLeader, bool) {
-	return nil, false
+	nl, ok := msg.(*proto.NotLeader)
+	if !ok {
+		return nil, false
+	}
+	r := &notLeader{Name: nl.Leader}
+	if nl.Known() {
+		r.Leader = netip.AddrPortFrom(nl.Addr.Netip(), nl.Port)
+	}
+	return r, true
 }
