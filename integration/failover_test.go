@@ -352,3 +352,30 @@ func TestMomFollowsNotLeaderOnlyWithinItsList(t *testing.T) {
 	}
 	c.mutuallyAdmitted(a, b)
 }
+
+// TestNoDowngradeOnAnotherServer: the no-downgrade rule belongs to the
+// pinned identity, not to one address. A MOM that had a sealed session
+// with server A fails over to server B through an attacker who cuts the
+// Welcome's session trailer: the MOM refuses the unsealed session
+// (session_downgrade, audited), walks its list on, and logs in to B
+// sealed once the attacker stops.
+func TestNoDowngradeOnAnotherServer(t *testing.T) {
+	p := newServerPair(t, map[string]string{"a": "127.0.0.17"})
+	px := newTamperProxy(t, "127.0.0.2", p.addrB) // on B's IP: the PINGs name it
+	a := p.moms["a"]
+	a.stop()
+	a = p.startMomVia("a", a.ip, "", p.addrA+","+px.addr())
+	p.waitOn("a", p.addrA)
+	p.waitSealedControl(a)
+
+	base, mark := p.momCounters(a), auditMark(t, a.auditPath())
+	fired := px.arm(fromTarget, proto.TypeWelcome, stripWelcomeTrailer)
+	p.server.kill()
+	waitFired(t, "strip the trailer of B's Welcome", fired)
+	waitRejected(t, "a", func() counters { return p.momCounters(a) }, base, "session_downgrade", 1)
+	waitAudit(t, a.auditPath(), mark, "session_downgrade", "127.0.0.2", "no session trailer")
+	p.waitOn("a", px.addr())
+	if st := p.waitSealedControl(a); st.Server != px.addr() {
+		t.Fatalf("sealed control session with %s, want B (%s)", st.Server, px.addr())
+	}
+}
