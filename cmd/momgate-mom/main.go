@@ -70,7 +70,7 @@ func runFlags() []cli.Flag {
 		cliutil.ConfigFlag(envPrefix),
 		stateDirFlag(),
 		&cli.StringFlag{Name: "server", Value: "127.0.0.1:15001", EnvVars: env("server", "MOMGATE_SERVER"),
-			Usage: "server control `ADDR`ESS HOST[:PORT] (the server's --listen; port 15001 if left out), or a comma-separated list of the members of a server group, tried in order: HOST[:PORT],HOST[:PORT],... (docs/HA.md)"},
+			Usage: "server control address `HOST[:PORT][,...]`: the server's --listen (port 15001 if left out), or a comma-separated list of every member of a server group, tried in order; a follower's redirect is followed only within the list (docs/HA.md)"},
 		&cli.StringFlag{Name: "listen", Usage: "IM listen `IP:PORT`; the IP is this node's own address, the Mom= of create node (required)", EnvVars: env("listen")},
 		&cli.StringFlag{Name: "enroll", Usage: "one-time enrollment `TOKEN` from create node (first start only; ignored once enrolled)", EnvVars: env("enroll", "MOMGATE_ENROLL_TOKEN")},
 		&cli.DurationFlag{Name: "heartbeat", Value: mom.DefaultHeartbeat, Usage: "interval of heartbeat PINGs to the server", EnvVars: env("heartbeat")},
@@ -178,7 +178,8 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 				Name:      "run",
 				Usage:     "run the MOM daemon until SIGINT or SIGTERM",
 				ArgsUsage: " ",
-				Description: "Listens for sister IM connections on --listen, keeps the control connection to --server and\n" +
+				Description: "Listens for sister IM connections on --listen, keeps the control connection to a server of\n" +
+					"--server (moving along the list when it fails) and\n" +
 					"serves the admin socket and, with --metrics-listen, Prometheus metrics and the health checks\n" +
 					"/healthz (alive) and /readyz (listening and holding a cluster key). The first start needs\n" +
 					"--enroll TOKEN; later starts use the enrollment stored in the state directory. It refuses a\n" +
