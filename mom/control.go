@@ -38,13 +38,14 @@ var ErrDeleted = errors.New("node deleted from the cluster")
 // moving along the list when it fails (failover.go: bounded, jittered
 // backoff, NotLeader followed only within the list), until ctx ends.
 func (m *Mom) controlLoop(ctx context.Context) error {
-	roundMax := m.cfg.BackoffMax
+	roundMax, spread := m.cfg.BackoffMax, time.Duration(0)
 	if len(m.srv.list) > 1 {
 		// A group: another member is likely up, so a round of the list
-		// waits at most groupRoundBackoff (docs/PROTOCOL.md 4.11).
-		roundMax = min(roundMax, groupRoundBackoff)
+		// waits at most groupRoundBackoff (docs/PROTOCOL.md 4.11), and the
+		// MOMs a failover moves spread over failoverSpread (docs/HA.md 7).
+		roundMax, spread = min(roundMax, groupRoundBackoff), failoverSpread
 	}
-	f := newFailover(len(m.srv.list), m.cfg.BackoffMin, roundMax, rand.Int64N)
+	f := newFailover(len(m.srv.list), m.cfg.BackoffMin, roundMax, spread, rand.Int64N)
 	for ctx.Err() == nil {
 		addr := m.srv.list[f.current()]
 		m.srv.dialling(addr)
@@ -131,8 +132,12 @@ func (m *Mom) redirectTarget(ctx context.Context, addr string, nl *notLeader) in
 }
 
 // groupRoundBackoff caps the wait between rounds of a list of more than
-// one server.
-const groupRoundBackoff = 2 * time.Second
+// one server; failoverSpread bounds the random delay before a MOM whose
+// session ended dials the next server of such a list.
+const (
+	groupRoundBackoff = 2 * time.Second
+	failoverSpread    = time.Second
+)
 
 // resolveTimeout bounds the look-up of the list's host names when a
 // redirect is judged.

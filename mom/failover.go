@@ -10,8 +10,11 @@ import "time"
 // The rules:
 //   - The MOM stays on the server it reached. When a session that was
 //     established ends, it moves to the next server in the list (the one it
-//     lost is the least likely to lead now) after a short jittered pause;
-//     with one server it retries that server, as before lists existed.
+//     lost is the least likely to lead now) after a random delay of up to
+//     the spread (a failover moves every MOM at once: the spread keeps them
+//     from reaching the new leader in the same instant); with one server it
+//     retries that server after a short jittered pause, as before lists
+//     existed.
 //   - An attempt that fails without a session (refused, closed, timed
 //     out, handshake refused) moves to the next server after a short
 //     jittered pause.
@@ -69,6 +72,7 @@ type choice struct {
 type failover struct {
 	n        int           // servers in the list, >= 1
 	min, max time.Duration // bounds of the backoff
+	spread   time.Duration // the delay after a lost session is uniform in [0, spread] (n > 1)
 	rand     func(n int64) int64
 	cur      int           // the server dialled last
 	tried    int           // attempts without a session in this round
@@ -77,11 +81,11 @@ type failover struct {
 
 // newFailover returns the machine for a list of n servers, starting on the
 // first. rnd(n) returns a number in [0, n).
-func newFailover(n int, minBackoff, maxBackoff time.Duration, rnd func(n int64) int64) *failover {
+func newFailover(n int, minBackoff, maxBackoff, spread time.Duration, rnd func(n int64) int64) *failover {
 	if n < 1 {
 		n = 1
 	}
-	return &failover{n: n, min: minBackoff, max: maxBackoff, rand: rnd, backoff: minBackoff}
+	return &failover{n: n, min: minBackoff, max: maxBackoff, spread: spread, rand: rnd, backoff: minBackoff}
 }
 
 // current is the index of the server dialled last (or first, at start).
@@ -94,7 +98,8 @@ func (f *failover) next(o outcome) choice {
 		f.tried, f.backoff = 0, f.min
 		return choice{Server: f.cur}
 	}
-	if o.Kind == attemptEnded || o.Elapsed > f.max {
+	lost := o.Kind == attemptEnded
+	if lost || o.Elapsed > f.max {
 		// The server was healthy: come back quickly (the jitter still
 		// spreads thousands of MOMs), so a MOM catches up with a key
 		// rotation soon after a failover or a restart.
@@ -116,6 +121,9 @@ func (f *failover) next(o outcome) choice {
 	}
 	if redirect {
 		return choice{Server: target, Redirected: true}
+	}
+	if lost && f.spread > 0 {
+		return choice{Server: target, Wait: time.Duration(f.rand(int64(f.spread) + 1))}
 	}
 	return choice{Server: target, Wait: f.jitter(f.min)}
 }

@@ -48,7 +48,7 @@ func runSteps(t *testing.T, f *failover, steps []step) {
 // maximum; back to the minimum after a session or a long attempt; at
 // once for a protocol change).
 func TestFailoverSingleServer(t *testing.T) {
-	f := newFailover(1, tMin, tMax, noJitter)
+	f := newFailover(1, tMin, tMax, 0, noJitter)
 	if f.current() != 0 {
 		t.Fatalf("starts on %d", f.current())
 	}
@@ -75,7 +75,7 @@ func TestFailoverSingleServer(t *testing.T) {
 // once (a short pause), walks the list, backs off after each round that
 // found nothing, and settles on the one that answers.
 func TestFailoverWalksTheList(t *testing.T) {
-	f := newFailover(3, tMin, tMax, noJitter)
+	f := newFailover(3, tMin, tMax, 0, noJitter)
 	runSteps(t, f, []step{
 		{o: ended(), server: 1, wait: tMin},      // s0 lost: s1 next
 		{o: failed(), server: 2, wait: tMin},     // s1 refused: s2
@@ -97,7 +97,7 @@ func TestFailoverWalksTheList(t *testing.T) {
 // refusals never exceed it, and never reach zero without a redirect.
 func TestFailoverBounded(t *testing.T) {
 	for _, jit := range []func(int64) int64{noJitter, lowJitter} {
-		f := newFailover(3, tMin, tMax, jit)
+		f := newFailover(3, tMin, tMax, 0, jit)
 		var total time.Duration
 		for i := 0; i < 300; i++ {
 			c := f.next(failed())
@@ -119,7 +119,7 @@ func TestFailoverBounded(t *testing.T) {
 // is a failed attempt; redirects that chase each other complete a round
 // and back off like refusals: no tight loop.
 func TestFailoverRedirects(t *testing.T) {
-	f := newFailover(3, tMin, tMax, noJitter)
+	f := newFailover(3, tMin, tMax, 0, noJitter)
 	runSteps(t, f, []step{
 		{o: redirectTo(2), server: 2, wait: 0, redir: true}, // s0 says s2 leads
 		{o: ended(), server: 0, wait: tMin},                 // s2 lost
@@ -139,7 +139,7 @@ func TestFailoverRedirects(t *testing.T) {
 // A redirect chase alone never runs more than a round without waiting.
 func TestFailoverRedirectChaseWaits(t *testing.T) {
 	for n := 1; n <= 5; n++ {
-		f := newFailover(n, tMin, tMax, lowJitter)
+		f := newFailover(n, tMin, tMax, 0, lowJitter)
 		free := 0
 		for i := 0; i < 100; i++ {
 			c := f.next(redirectTo((f.current() + 1) % n))
@@ -152,5 +152,27 @@ func TestFailoverRedirectChaseWaits(t *testing.T) {
 				free = 0
 			}
 		}
+	}
+}
+
+// With a spread, a lost session's next server is dialled after a random
+// delay within [0, spread] (the MOMs of one failover do not all reach the
+// new leader at once); everything else is unchanged, and one server keeps
+// its short pause whatever the spread.
+func TestFailoverSpread(t *testing.T) {
+	const spread = time.Second
+	f := newFailover(3, tMin, tMax, spread, noJitter)
+	runSteps(t, f, []step{
+		{o: ended(), server: 1, wait: spread},
+		{o: failed(), server: 2, wait: tMin},
+		{o: redirectTo(0), server: 0, wait: tMin, redir: true}, // the round ends: its backoff
+	})
+	f = newFailover(3, tMin, tMax, spread, lowJitter)
+	if c := f.next(ended()); c.Wait != 0 || c.Server != 1 {
+		t.Fatalf("lowest spread: %+v", c)
+	}
+	f = newFailover(1, tMin, tMax, spread, noJitter)
+	if c := f.next(ended()); c.Wait != tMin {
+		t.Fatalf("one server: wait %s, want %s", c.Wait, tMin)
 	}
 }
