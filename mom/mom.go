@@ -286,7 +286,7 @@ func (m *Mom) Run(ctx context.Context) error {
 	}
 	m.listener = ln
 	close(m.ready)
-	m.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "servers": m.cfg.Server}).Info("MOM listening")
+	m.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "server": m.cfg.Server}).Info("MOM listening")
 
 	g := daemon.NewGroup(ctx)
 	g.Go("admin socket", func(ctx context.Context) error {
