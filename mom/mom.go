@@ -37,16 +37,13 @@ import (
 // Config configures a MOM. Zero values get defaults.
 type Config struct {
 	StateDir string
-	// Server is the server list: HOST[:PORT][,HOST[:PORT]...], the
-	// control addresses of the members of a server group, or of the one
-	// server (ParseServers; docs/HA.md section 7).
-	Server string
-	Listen string // IM listen address ip:port; the ip is this node's address
-	Enroll string // enrollment token, needed on first start only
-	Log    logrus.FieldLogger
-	Audit  *audit.Log
-	Now    func() time.Time
-	Rand   io.Reader
+	Server   string // server list HOST[:PORT][,HOST[:PORT]...]: a group's members, or one server (ParseServers)
+	Listen   string // IM listen address ip:port; the ip is this node's address
+	Enroll   string // enrollment token, needed on first start only
+	Log      logrus.FieldLogger
+	Audit    *audit.Log
+	Now      func() time.Time
+	Rand     io.Reader
 	// Heartbeat is the interval of heartbeat PINGs to the server.
 	Heartbeat time.Duration
 	// Freshness is the first-contact window for sister PINGs (0 disables;
@@ -120,10 +117,11 @@ type Mom struct {
 	sstats  *daemon.SessionStats        // sealed frames and sessions, for the metrics
 	ctlLink atomic.Pointer[daemon.Link] // the control connection's link, nil when down
 
-	lg   momLegacy    // legacy protocol and migration (legacy.go, protocol.go)
-	ctl  *link        // the control connection's writer and lookups (link.go)
-	srv  *serverState // the server list and the one the control loop is on (serverstate.go)
-	jobs *jobTable    // jobs this MOM is mother superior or sister of (jobs.go)
+	lg   momLegacy // legacy protocol and migration (legacy.go, protocol.go)
+	ctl  *link     // the control connection's writer and lookups (link.go)
+	jobs *jobTable // jobs this MOM is mother superior or sister of (jobs.go)
+
+	srv *serverState // the server list and the one the control loop is on (serverstate.go)
 }
 
 // New loads (or, with a token, starts) the MOM's state. It does not
