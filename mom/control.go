@@ -395,9 +395,9 @@ func (m *Mom) heartbeat(ctx context.Context, c net.Conn, setup *controlSetup) er
 			return fmt.Errorf("seal heartbeat: %w", err)
 		}
 		pmu.Lock()
-		if len(pending) >= 3 {
-			pmu.Unlock()
-			return fmt.Errorf("server missed %d heartbeat replies", len(pending))
+		if n := len(pending); n >= 3 {
+			pmu.Unlock() // n read under the lock: the reader changes pending
+			return fmt.Errorf("server missed %d heartbeat replies", n)
 		}
 		pending = append(pending, rnd)
 		pmu.Unlock()
