@@ -49,26 +49,28 @@ type AdmittedPeer struct {
 
 // MomStatus is a MOM's status report.
 type MomStatus struct {
-	Node      string `json:"node"`
-	NodeID    string `json:"node_id"`
-	Listen    string `json:"listen"`
-	Server    string `json:"server"` // the server of the list it is on (or dials now)
-	Connected bool   `json:"connected"`
-	// Servers is the --server list in the order tried (docs/HA.md 7).
+	Node        string            `json:"node"`
+	NodeID      string            `json:"node_id"`
+	Listen      string            `json:"listen"`
+	Server      string            `json:"server"`
+	Connected   bool              `json:"connected"`
+	ServerError string            `json:"server_error,omitempty"`
+	Keys        []KeyInfo         `json:"keys"`
+	Peers       int               `json:"peers"`
+	Admitted    uint64            `json:"admitted"`     // inbound: sisters this MOM admitted (PING or list)
+	AdmittedOut uint64            `json:"admitted_out"` // outbound: PING swaps in which a sister admitted this MOM
+	Audit       audit.Snapshot    `json:"audit"`
+	Legacy      *MomLegacyStatus  `json:"legacy"`
+	Sessions    *MomSessionStatus `json:"sessions"`
+
+	// Server is, with a list of servers, the one the MOM is on (or dials
+	// now); Servers the --server list in the order tried (docs/HA.md 7).
 	Servers []string `json:"servers"`
 	// ServerSwitches counts control sessions established with another
 	// server than the session before; ServerRedirects the followers'
 	// NotLeader frames by outcome (followed, no_leader, outside_list).
 	ServerSwitches  uint64            `json:"server_switches"`
 	ServerRedirects map[string]uint64 `json:"server_redirects"`
-	ServerError     string            `json:"server_error,omitempty"`
-	Keys            []KeyInfo         `json:"keys"`
-	Peers           int               `json:"peers"`
-	Admitted        uint64            `json:"admitted"`     // inbound: sisters this MOM admitted (PING or list)
-	AdmittedOut     uint64            `json:"admitted_out"` // outbound: PING swaps in which a sister admitted this MOM
-	Audit           audit.Snapshot    `json:"audit"`
-	Legacy          *MomLegacyStatus  `json:"legacy"`
-	Sessions        *MomSessionStatus `json:"sessions"`
 }
 
 // MomSessionStatus is the sealed-session part of a MOM's status
