@@ -137,6 +137,9 @@ func (m *Mom) redirectTarget(ctx context.Context, addr string, nl *notLeader) in
 const (
 	groupRoundBackoff = 2 * time.Second
 	failoverSpread    = time.Second
+	// groupConnectTimeout bounds the TCP connect to a server of a list
+	// of more than one.
+	groupConnectTimeout = 3 * time.Second
 )
 
 // resolveTimeout bounds the look-up of the list's host names when a
@@ -176,7 +179,16 @@ func (m *Mom) setConnected(up bool, err error) {
 // controlSession runs one control connection: handshake, swap, then
 // heartbeats until the connection fails or ctx ends.
 func (m *Mom) controlSession(ctx context.Context, addr string) error {
-	c, err := m.dial(ctx, addr)
+	dctx := ctx
+	if len(m.srv.list) > 1 {
+		// Another member may answer: a host that vanished (SYNs
+		// unanswered) costs groupConnectTimeout, not the handshake
+		// timeout. The context bounds the connect only.
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithTimeout(ctx, min(groupConnectTimeout, m.cfg.HandshakeTimeout))
+		defer cancel()
+	}
+	c, err := m.dial(dctx, addr)
 	if err != nil {
 		return fmt.Errorf("connect to server %s: %w", addr, err)
 	}
