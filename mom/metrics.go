@@ -31,7 +31,7 @@ func (m *Mom) collectors() []prometheus.Collector {
 		defer m.mu.Unlock()
 		return m.connected
 	}
-	return append(append(append(m.base.Collectors(m.ring.Load), m.sstats.Collectors()...), m.srv.collectors()...),
+	return append(append(m.base.Collectors(m.ring.Load), m.sstats.Collectors()...),
 		metrics.NewGaugeFunc("rotation_phase", "Key rotation phase: 1 for the current phase, 0 for the others.", "phase",
 			func() map[string]float64 { return metrics.Enum(RotationIdle, []string{RotationIdle}) }),
 		metrics.NewGaugeFunc("enrolled", "1 once this MOM has enrolled with the server.", "",
