@@ -273,7 +273,7 @@ func (m *Mom) Addr() net.Addr {
 // Run serves until ctx is cancelled.
 func (m *Mom) Run(ctx context.Context) error {
 	defer m.base.Close()
-	ln, serveMetrics, err := m.base.Listen(m.addr.String(), m.cfg.MetricsListen, m.cfg.MetricsAllowRemote, m.readyErr, append(m.collectors(), m.srv.collectors()...)...)
+	ln, serveMetrics, err := m.base.Listen(m.addr.String(), m.cfg.MetricsListen, m.cfg.MetricsAllowRemote, m.readyErr, m.collectors()...)
 	if err != nil {
 		return err
 	}

@@ -101,9 +101,26 @@ func (s *serverState) view() serverView {
 	return serverView{Current: s.cur, On: s.on, Switches: s.switches, Sessions: s.sessions, Redirects: r}
 }
 
-// collectors are the server list's metrics.
-func (s *serverState) collectors() []prometheus.Collector {
-	return []prometheus.Collector{
+// collectorSet is several collectors registered as one.
+type collectorSet []prometheus.Collector
+
+// Describe describes every collector of the set.
+func (cs collectorSet) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range cs {
+		c.Describe(ch)
+	}
+}
+
+// Collect collects every collector of the set.
+func (cs collectorSet) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range cs {
+		c.Collect(ch)
+	}
+}
+
+// collector is the server list's metrics, as one collector.
+func (s *serverState) collector() prometheus.Collector {
+	return collectorSet{
 		metrics.NewGaugeFunc("control_server", "1 for the server of the list the control session is established with, 0 for the others.", "server",
 			func() map[string]float64 {
 				v := s.view()
