@@ -337,12 +337,12 @@ func TestMomFollowsNotLeaderOnlyWithinItsList(t *testing.T) {
 	c.waitOn("b", c.srvAddr)
 
 	sa, _ := c.fullStatus(a)
-	if sa.ServerRedirects["followed"] != 1 || skipped.conns.Load() != 0 {
-		t.Errorf("a: redirects %v, the server between got %d connections: want one followed and none", sa.ServerRedirects, skipped.conns.Load())
+	if sa.ServerRedirects["followed"] < 1 || skipped.conns.Load() != 0 {
+		t.Errorf("a: redirects %v, the server between got %d connections: want followed and none", sa.ServerRedirects, skipped.conns.Load())
 	}
 	sb, _ := c.fullStatus(b)
-	if sb.ServerRedirects["outside_list"] != 1 || sb.ServerRedirects["followed"] != 0 {
-		t.Errorf("b: redirects %v: want one outside_list", sb.ServerRedirects)
+	if sb.ServerRedirects["outside_list"] < 1 || sb.ServerRedirects["followed"] != 0 {
+		t.Errorf("b: redirects %v: want outside_list and none followed", sb.ServerRedirects)
 	}
 	if n := attacker.conns.Load(); n != 0 {
 		t.Errorf("the address outside the list got %d connections", n)
