@@ -225,6 +225,15 @@ func (g *Guard) firstContact(m *mark, seen bool, ts uint64, now func() time.Time
 	if att.OK && att.Floor > bound {
 		bound = att.Floor
 	}
+	if !att.OK && g.recovering && g.recFloor > 0 {
+		// Unattested, the receiver has only its own clock: anything it
+		// admitted before the loss was stamped at most the freshness
+		// window ahead of its clock then, so at most recFloor +
+		// freshness, whatever the sender's clock (docs/PROTOCOL.md 3.4).
+		if f := g.recFloor + g.freshness; f > bound {
+			bound = f
+		}
+	}
 	if ts <= bound {
 		return 0, ErrFloor
 	}

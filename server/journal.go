@@ -59,6 +59,17 @@ func openStateStore(dir string, js *store.JournalState) (persisted, *stateStore,
 		return p, nil, err
 	}
 	ss := &stateStore{dir: dir, journal: j}
+	if !p.Manifest {
+		// A registry of an older version (state.json and its journal
+		// without the mark): folded at once into a state.json that
+		// carries it, so that from now on a lost manifest is told from
+		// an old directory.
+		p.Manifest = true
+		if err := ss.compact(p); err != nil {
+			j.Close()
+			return p, nil, fmt.Errorf("upgrade %s: %w", filepath.Join(dir, stateFile), err)
+		}
+	}
 	if err := ss.remember(p); err != nil {
 		j.Close()
 		return p, nil, err
