@@ -281,6 +281,17 @@ func TestUpgradeStateDirInPlace(t *testing.T) {
 	if err := os.WriteFile(journal, data[store.JournalHeaderSize:], 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The previous version's state.json did not say that a version with a
+	// manifest wrote it.
+	snapPath := filepath.Join(c.srvDir, "state.json")
+	var snap map[string]json.RawMessage
+	if data, err := os.ReadFile(snapPath); err != nil || json.Unmarshal(data, &snap) != nil || snap["manifest"] == nil {
+		t.Fatalf("state.json %q (%v)", data, err)
+	}
+	delete(snap, "manifest")
+	if data, err := json.Marshal(snap); err != nil || os.WriteFile(snapPath, data, 0o600) != nil {
+		t.Fatal(err)
+	}
 	for _, p := range []struct{ bin, dir string }{{"momgate-server", c.srvDir}, {"momgate-mom", b.dir}} {
 		r := run(t, "", p.bin, "state", "check", "--state-dir", p.dir)
 		if r.code != 2 || !strings.Contains(r.stdout, "upgrade: ") || !strings.Contains(r.stdout, "recover: "+store.MarkLogName) {
