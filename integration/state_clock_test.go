@@ -310,7 +310,10 @@ func TestUpgradeStateDirInPlace(t *testing.T) {
 	c.requireNodes("a", "b", "d")
 	c.waitAdmin(b)
 	wantCaptureRefused(t, "the capture after the upgrade", thief.deliver("127.0.0.2", target, cp))
-	c.mutuallyAdmitted(a, b)
+	// A first contact after the recovery needs the server's attestation
+	// (two heartbeats of the sender's new control session) or a wait of
+	// one freshness window.
+	c.waitMutuallyAdmitted(a, b)
 	a.stop()
 	b.stop()
 	c.server.stop()

@@ -18,6 +18,21 @@ import (
 	"github.com/momgate/momgate/internal/store"
 )
 
+// waitMutuallyAdmitted waits until every MOM of moms admits every other.
+func (c *cluster) waitMutuallyAdmitted(moms ...*momProc) {
+	c.t.Helper()
+	for _, from := range moms {
+		for _, to := range moms {
+			if from != to {
+				waitFor(c.t, from.name+" -> "+to.name+" admitted", 30*time.Second, func() bool {
+					pr, _ := c.ping(from, to.imAddr(c.imPort))
+					return pr.Admitted
+				})
+			}
+		}
+	}
+}
+
 // wantRefusedAny fails unless err is a Reject (any code): a PING the
 // receiver did not admit.
 func wantRefusedAny(t *testing.T, what string, err error) {

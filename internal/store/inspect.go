@@ -65,11 +65,12 @@ func InspectDir(dir string, role statecheck.Role, boot [16]byte) (*Inspection, e
 		// expected together, and the upgrade is fail-closed
 		// (docs/SECURITY.md section 7.1): the marks of a directory
 		// without a manifest vouch for nothing, and a MOM holds its deny
-		// list and its upgraded set until the server sends them.
+		// list, its upgraded set and its sealed-session state until the
+		// server sends them.
 		in.Expected = enrolledFiles(dir, role)
 		used = len(in.Expected) > 0
 		if used && role == statecheck.RoleMom {
-			in.Expected = append(in.Expected, "deny.json", "legacy.json")
+			in.Expected = append(in.Expected, "deny.json", "legacy.json", "sessions.json")
 		}
 	}
 	if m != nil && m.Restored {

@@ -157,10 +157,10 @@ func TestInspectDirOldVersion(t *testing.T) {
 	// manifest was not deleted with the marks), so the recovery floor;
 	// the deny list and upgraded set are held until the server sends them.
 	if v.Action != statecheck.Recover || len(v.Upgraded) == 0 ||
-		!slices.Equal(v.Steps, []statecheck.Step{statecheck.StepMarksFloor, statecheck.StepDenyHold, statecheck.StepLegacyHold}) {
+		!slices.Equal(v.Steps, []statecheck.Step{statecheck.StepMarksFloor, statecheck.StepDenyHold, statecheck.StepLegacyHold, statecheck.StepSessionsHold}) {
 		t.Fatalf("verdict %+v", v)
 	}
-	if !slices.Equal(in.Expected, []string{"identity.json", "keyring.json", "mom.json", "deny.json", "legacy.json"}) {
+	if !slices.Equal(in.Expected, []string{"identity.json", "keyring.json", "mom.json", "deny.json", "legacy.json", "sessions.json"}) {
 		t.Fatalf("expected %v in an enrolled directory without a manifest", in.Expected)
 	}
 	// Its identity gone: the enrollment it belongs to says it existed.
@@ -207,7 +207,7 @@ func TestManifestRoundTripStrict(t *testing.T) {
 // start, the recovery floor.
 func TestInspectDirManifestDeletedWithMarks(t *testing.T) {
 	dir := t.TempDir()
-	for _, f := range []string{"identity.json", "keyring.json", "mom.json", "deny.json", "legacy.json", "jobs.json"} {
+	for _, f := range []string{"identity.json", "keyring.json", "mom.json", "deny.json", "legacy.json", "jobs.json", "sessions.json"} {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte("{}"), 0o600); err != nil {
 			t.Fatal(err)
 		}
