@@ -384,6 +384,13 @@ func line(e Entry) string {
 	return s
 }
 
+// BaseFiles returns the files of Files(role, enrolled) that every
+// manifest lists, since the first version that wrote manifests: a
+// manifest that lists fewer was edited, not written by a daemon.
+func BaseFiles(role Role, enrolled bool) []string {
+	return slices.DeleteFunc(Files(role, enrolled), func(f string) bool { return f == "sessions.json" })
+}
+
 // Files returns the files a state directory of role holds, beside the
 // manifest, once the daemon has started on it with this version: the
 // server's after init, a MOM's (enrolled: with its identity, keyring and

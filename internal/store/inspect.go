@@ -51,7 +51,20 @@ func InspectDir(dir string, role statecheck.Role, boot [16]byte) (*Inspection, e
 	used := false // a directory without a manifest that a daemon ran on
 	switch {
 	case m != nil:
-		in.Expected = m.Files
+		// A manifest written by a daemon's start (it lists the mark
+		// store) never vouches for fewer files than the first version
+		// with manifests wrote: only files added since may be absent
+		// from an older one (their first start creates them). One that
+		// lists fewer was edited; the files it dropped are expected all
+		// the same. (init's manifest lists only what init writes.)
+		in.Expected = slices.Clone(m.Files)
+		if m.Lists(MarkLogName) || m.Lists(MarkSnapName) {
+			for _, f := range statecheck.BaseFiles(role, exists(dir, "mom.json") || role == statecheck.RoleServer) {
+				if !slices.Contains(in.Expected, f) {
+					in.Expected = append(in.Expected, f)
+				}
+			}
+		}
 	case err != nil || currentFormats(dir) || role == statecheck.RoleServer && SnapshotMarked(filepath.Join(dir, "state.json")):
 		if err == nil {
 			in.find(ManifestName, statecheck.Missing, "files of this version are present (a mark store or journal of the current format, or a state.json this version wrote)")
