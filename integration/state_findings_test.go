@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/store"
+	"github.com/momgate/momgate/proto"
 )
 
 // waitMutuallyAdmitted waits until every MOM of moms admits every other.
@@ -183,5 +185,58 @@ func TestCreateNodeRefusesServerAddr(t *testing.T) {
 	ns := c.nodes()
 	if len(ns) != 1 || ns[0].Name != "a" || ns[0].Mom != "127.0.0.2" {
 		t.Fatalf("nodes after the refusals: %+v", ns)
+	}
+}
+
+// TestConcurrentSwapsAfterRestart (issue 16, "the sister restarts and the
+// jobs reconnect together"): b is killed or stopped and started again,
+// and each time four swaps of a reach it at once, the daemons' own and
+// captures of a's: all are admitted, and every replay of them is refused.
+func TestConcurrentSwapsAfterRestart(t *testing.T) {
+	c := newCluster(t, "127.0.0.2", "127.0.0.3")
+	a := c.addMom("a", "127.0.0.2")
+	b := c.addMom("b", "127.0.0.3")
+	target := b.imAddr(c.imPort)
+	thief := stealKeys(t, a)
+	const restarts, width = 4, 4
+	for i := 0; i < restarts; i++ {
+		if i%2 == 0 {
+			b.kill()
+		} else {
+			b.stop()
+		}
+		b = c.startMom("b", "127.0.0.3", "")
+		c.waitAdmin(b)
+		results := make([]string, width)
+		var wg sync.WaitGroup
+		for j := range results {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[j] = pingOnce(a.dir, target)
+			}()
+		}
+		caps := make([]capture, width)
+		for j := range caps {
+			caps[j] = thief.seal("127.0.0.2", "127.0.0.3")
+		}
+		errs := deliverAll(thief, target, caps)
+		wg.Wait()
+		for j, r := range results {
+			if r != "" {
+				t.Fatalf("restart %d: momgate-mom ping %d refused: %s", i, j, r)
+			}
+		}
+		for j, err := range errs {
+			if err != nil {
+				t.Fatalf("restart %d: concurrent PING %d refused: %v", i, j, err)
+			}
+		}
+		for j, err := range deliverAll(thief, target, caps) {
+			wantReject(t, fmt.Sprintf("restart %d: replay %d", i, j), err, proto.RejectReplay)
+		}
+		if strings.Contains(b.out.String(), "state loss") {
+			t.Fatalf("restart %d: b lost state:\n%s", i, b.out.String())
+		}
 	}
 }
