@@ -140,7 +140,7 @@ func initialize(dir string, rnd io.Reader, now time.Time) (string, error) {
 	if err := keystore.SaveKeyring(filepath.Join(dir, keyringFile), ring); err != nil {
 		return "", err
 	}
-	p := persisted{Format: 1, Manifest: true, ID: sid.String(), Attrs: DefaultAttrs(), Nodes: []nodeRecord{}, Tokens: []keys.TokenRecord{}}
+	p := persisted{Format: 1, ID: sid.String(), Attrs: DefaultAttrs(), Nodes: []nodeRecord{}, Tokens: []keys.TokenRecord{}}
 	if err := saveState(dir, p); err != nil {
 		return "", err
 	}

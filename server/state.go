@@ -60,10 +60,12 @@ type nodeRecord struct {
 // so a node, a token and the server's attributes change together or not at all.
 type persisted struct {
 	Format int `json:"format"`
-	// Manifest is always true in a state.json this version writes: a
-	// directory whose manifest is missing but whose state.json says so
-	// lost the manifest (store.SnapshotMarked, docs/SECURITY.md 7.1),
-	// and is not taken for one of an older version.
+	// Manifest is true in every state.json this version's server writes
+	// (init's is not: it has no journal yet; the first start folds it
+	// into one that is): a directory whose manifest is missing but whose
+	// state.json says so lost the manifest (store.SnapshotMarked,
+	// docs/SECURITY.md 7.1), and is not taken for one of an older
+	// version.
 	Manifest bool               `json:"manifest,omitempty"`
 	ID       string             `json:"id"`
 	Attrs    Attrs              `json:"attrs"`

@@ -230,7 +230,7 @@ func policies(role Role, dir string) map[string]policy {
 		"and start the MOM with the new token (MOMGATE_MOM_ENROLL)", dir, dir)
 	marks := policy{steps: []Step{StepMarksFloor},
 		lost: "replay high-water marks: a PING admitted before the loss could be admitted again",
-		does: "refuses every PING it cannot prove newer than the loss: above the recovery floor (the wall clock now) and, where the server attests the sender, above the attested floor; with freshness 0 only attested ones",
+		does: "refuses every PING it cannot prove newer than the loss: above the recovery floor (the wall clock now) and the server's attested floor, or, while the server cannot attest the sender, above the recovery floor plus the freshness window; with freshness 0 only attested ones",
 		doc:  docStateLoss}
 	ceiling := policy{steps: []Step{StepCeilingFromClock},
 		lost: "the timestamp ceiling: the highest timestamp this node may have issued",
