@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -239,4 +240,42 @@ func TestConcurrentSwapsAfterRestart(t *testing.T) {
 			t.Fatalf("restart %d: b lost state:\n%s", i, b.out.String())
 		}
 	}
+}
+
+// TestLockFileDeletedUnderLiveDaemon: an administrator removes the lock
+// file of a live server and a live MOM (taking it for a stale one), then
+// starts a second daemon on each directory: refused all the same, naming
+// the directory in use, and no byte of the directory changes (the live
+// daemons are frozen meanwhile); the lock file is not created again by
+// the refused one.
+func TestLockFileDeletedUnderLiveDaemon(t *testing.T) {
+	c := newCluster(t, "127.0.0.3")
+	b := c.addMom("b", "127.0.0.3")
+	second := map[string][]string{
+		"server": {"momgate-server", "run", "--state-dir", c.srvDir, "--listen", "127.0.0.1:0"},
+		"b":      {"momgate-mom", "run", "--state-dir", b.dir, "--server", c.srvAddr, "--listen", "127.0.0.3:0"},
+	}
+	live := map[string]*proc{"server": c.server, "b": b.proc}
+	dirs := map[string]string{"server": c.srvDir, "b": b.dir}
+	for _, name := range []string{"server", "b"} {
+		t.Run(name, func(t *testing.T) {
+			pid := live[name].cmd.Process.Pid
+			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, name+" stopped", 10*time.Second, func() bool { return procState(pid) == 'T' })
+			removeFile(t, filepath.Join(dirs[name], "lock"))
+			before := fileSums(t, dirs[name])
+			p := start(t, "second "+name, second[name]...)
+			code := p.waitExit(t, 30*time.Second)
+			requireSameFiles(t, "a refused second "+name, dirs[name], before)
+			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			if code != 1 || !strings.Contains(p.out.String(), "in use by another process") {
+				t.Fatalf("second %s with the lock file removed: exit %d:\n%s", name, code, p.out.String())
+			}
+		})
+	}
+	c.waitUp("b")
 }
