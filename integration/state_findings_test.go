@@ -279,3 +279,42 @@ func TestLockFileDeletedUnderLiveDaemon(t *testing.T) {
 	}
 	c.waitUp("b")
 }
+
+// TestDeleteCrashKeepsDeny: the server killed right after a delete node's
+// registry commit (hook delete-saved), its rotation held still by manual
+// distribution. After the restart the deleted node is refused by its
+// sisters as revoked, never admitted under the key it still holds: the
+// deny entry was on disk before the delete.
+func TestDeleteCrashKeepsDeny(t *testing.T) {
+	c := newCluster(t, "127.0.0.2", "127.0.0.4")
+	a := c.addMom("a", "127.0.0.2")
+	v := c.addMom("v", "127.0.0.4")
+	c.mustQmgr("set server key_distribution=manual")
+	thief := stealKeys(t, v)
+	v.stop()
+	asVictim := func() error {
+		return thief.deliver("127.0.0.4", a.imAddr(c.imPort), thief.seal("127.0.0.4", "127.0.0.2"))
+	}
+	if err := asVictim(); err != nil {
+		t.Fatalf("v before its delete: %v", err)
+	}
+	c.server.stop()
+	c.server = startEnv(t, "server", []string{"MOMGATE_TEST_CRASH_AT=delete-saved"},
+		"momgate-server", "run", "--state-dir", c.srvDir, "--listen", c.srvAddr, "--log-level", "debug")
+	waitFor(t, "server admin socket", 20*time.Second, func() bool {
+		return run(t, "", "momgate-qmgr", "--state-dir", c.srvDir, "-c", "list node").code == 0
+	})
+	c.waitUp("a")
+	_ = c.qmgr("delete node v") // the server dies answering it
+	if code := c.server.waitExit(t, 30*time.Second); code == 0 {
+		t.Fatalf("the server survived its crash point:\n%s", c.server.out.String())
+	}
+	c.startServer()
+	c.waitUp("a")
+	if _, ok := c.node("v"); ok {
+		t.Fatal("the delete did not commit before the crash point")
+	}
+	c.waitAdmin(a)
+	waitRejectedWith(t, "a to refuse the deleted v", asVictim, proto.RejectRevoked)
+	wantReject(t, "v once more", asVictim(), proto.RejectRevoked)
+}

@@ -117,6 +117,7 @@ func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
 			}
 			return nil, false, fmt.Errorf("persist: %w", err)
 		}
+		s.cfg.CrashAt("delete-saved") // test-only: the delete committed to the registry
 		info = n.info(s.activeKeyID())
 		s.membershipChangedLocked()
 		// Deny at once: the node is refused by the server and by every MOM.
