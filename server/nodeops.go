@@ -217,12 +217,22 @@ func (s *Server) setNode(ctx context.Context, a admin.SetArgs) (*admin.NodeInfo,
 		if unseal {
 			n.rec.Sealed = false
 		}
+		// The old address's deny is on disk before the registry moves
+		// the node, as for delete node: a crash between the two never
+		// leaves the old address without its deny.
+		preDenied := readdress && n.enrolled()
+		if preDenied {
+			s.denyAddrLocked(proto.AddrFrom(oldAddr))
+		}
 		if readdress || cleared || unsealed || rehosted {
 			if err := s.persistNodesLocked(n); err != nil { // only n's record changed
 				if readdress {
 					s.reg.moveAddr(n, oldAddr)
 				}
 				n.rec = old
+				if preDenied {
+					s.undenyLocked(proto.NodeID{}, proto.AddrFrom(oldAddr))
+				}
 				return false, fmt.Errorf("persist: %w", err)
 			}
 		}
