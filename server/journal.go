@@ -51,6 +51,7 @@ func openStateStore(dir string, js *store.JournalState) (persisted, *stateStore,
 	if err != nil {
 		return p, nil, err
 	}
+	marked := p.Manifest // the file's, whatever the journal's meta records say
 	if p, err = replayJournal(p, js.Records); err != nil {
 		return p, nil, fmt.Errorf("replay %s: %w", filepath.Join(dir, journalFile), err)
 	}
@@ -59,6 +60,17 @@ func openStateStore(dir string, js *store.JournalState) (persisted, *stateStore,
 		return p, nil, err
 	}
 	ss := &stateStore{dir: dir, journal: j}
+	if !marked || !p.Manifest {
+		// A registry of an older version (state.json and its journal
+		// without the mark): folded at once into a state.json that
+		// carries it, so that from now on a lost manifest is told from
+		// an old directory.
+		p.Manifest = true
+		if err := ss.compact(p); err != nil {
+			j.Close()
+			return p, nil, fmt.Errorf("upgrade %s: %w", filepath.Join(dir, stateFile), err)
+		}
+	}
 	if err := ss.remember(p); err != nil {
 		j.Close()
 		return p, nil, err
