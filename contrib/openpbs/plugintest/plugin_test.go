@@ -5,7 +5,9 @@
 package plugintest
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -152,7 +154,8 @@ func startCluster(t *testing.T) *cluster {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := m.Run(ctx); err != nil {
+		// A MOM told its node was deleted stops: the tests that delete n1.
+		if err := m.Run(ctx); err != nil && !errors.Is(err, mom.ErrDeleted) {
 			t.Errorf("mom: %v", err)
 		}
 	}()
@@ -302,5 +305,101 @@ func TestPluginRefusals(t *testing.T) {
 	}
 	if a := c.serverAudit.String(); !strings.Contains(a, "revoked") {
 		t.Fatalf("server audit log has no revoked line:\n%s", a)
+	}
+}
+
+// pbs_comm's periodic check (pbs_auth_check_ctx) of an open connection:
+// admitted while the node is, then, after delete node, revoked with
+// momgate's reason, which pbs_comm logs as it closes the connection.
+func TestPluginCheckRevokesDeletedNode(t *testing.T) {
+	c := startCluster(t)
+	cmd := exec.Command(c.drive, c.lib, "check", c.momSock, serverIP, c.serverSock, momIP, "service")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); _ = cmd.Wait() }()
+	lines := bufio.NewScanner(stdout)
+	next := func(what string) string {
+		t.Helper()
+		if !lines.Scan() {
+			t.Fatalf("%s: the driver stopped: %v", what, lines.Err())
+		}
+		return lines.Text()
+	}
+	check := func() string {
+		t.Helper()
+		if _, err := io.WriteString(stdin, "check\n"); err != nil {
+			t.Fatal(err)
+		}
+		return next("check")
+	}
+	if out := next("handshake"); out != "user="+me(t)+" host=n1" {
+		t.Fatalf("handshake: %s", out)
+	}
+	for i := 0; i < 3; i++ {
+		if out := check(); out != "check=0 " {
+			t.Fatalf("check %d of a live node: %q", i, out)
+		}
+	}
+	var info admin.NodeInfo
+	c.admin(t, admin.OpDeleteNode, admin.NodeArgs{Name: "n1"}, &info)
+	// The plugin may answer from the generation it saw for up to a
+	// second; a check after that asks.
+	var out string
+	waitFor(t, "the check to revoke the deleted node", func() bool {
+		out = check()
+		return out != "check=0 "
+	})
+	if !strings.HasPrefix(out, "check=1 momgate: revoked the open connection of "+momIP+" (node n1): unknown_node") {
+		t.Fatalf("after delete node: %q", out)
+	}
+	if a := c.serverAudit.String(); !strings.Contains(a, "open connection, check") {
+		t.Fatalf("server audit log has no line for the revoked connection:\n%s", a)
+	}
+}
+
+// A daemon that cannot be asked: the plugin says so (-1) and PBS keeps the
+// connection.
+func TestPluginCheckDaemonDown(t *testing.T) {
+	c := startCluster(t)
+	cmd := exec.Command(c.drive, c.lib, "check", c.momSock, serverIP, c.serverSock, momIP, "service")
+	cmd.Env = append(os.Environ(), "DRIVE_CHECK_SOCK="+filepath.Join(c.dir, "nowhere.sock"))
+	cmd.Stdin = strings.NewReader("check\n")
+	out, err := cmd.CombinedOutput()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if err != nil || len(lines) != 2 || !strings.HasPrefix(lines[1], "check=-1 momgate: cannot check the connection: cannot reach the momgate daemon") {
+		t.Fatalf("%v: %q", err, out)
+	}
+}
+
+// The plugin keeps its connection to the daemon between requests, but a
+// request made under another effective user goes on a new one: the daemon
+// vouches for the user of the moment, never for the one that connected.
+func TestPluginConnectionFollowsEffectiveUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to change the effective user")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	c := startCluster(t)
+	// nobody must reach the sockets below the test's directory.
+	if err := os.Chmod(c.dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.run(t, nil, "euid", c.momSock, momIP, momIP, nobody.Uid, nobody.Gid)
+	want := "user=root host=n1\nuser=nobody host=n1\nuser=root host=n1"
+	if err != nil || out != want {
+		t.Fatalf("%v: got\n%s\nwant\n%s", err, out, want)
 	}
 }
