@@ -105,7 +105,10 @@ func (d registryDirectory) Still(name string, addr proto.Addr) error {
 	}
 	s.mu.Unlock()
 	if n == nil {
-		return fmt.Errorf("%w: node %s is no longer in the registry (deleted)", pbsauth.ErrUnknownNode, name)
+		if s.deny.Revoked(proto.NodeID{}, addr) {
+			return fmt.Errorf("%w: node %s was deleted (it is no longer in the registry, and %s is denied)", ping.ErrRevoked, name, addr)
+		}
+		return fmt.Errorf("%w: node %s is no longer in the registry", pbsauth.ErrUnknownNode, name)
 	}
 	if proto.AddrFrom(at) != addr {
 		return fmt.Errorf("%w: node %s is at %s now, the connection is from %s", ping.ErrAddrMismatch, name, at, addr)

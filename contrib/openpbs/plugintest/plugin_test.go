@@ -359,7 +359,7 @@ func TestPluginCheckRevokesDeletedNode(t *testing.T) {
 		out = check()
 		return out != "check=0 "
 	})
-	if !strings.HasPrefix(out, "check=1 momgate: revoked the open connection of "+momIP+" (node n1): unknown_node") {
+	if !strings.HasPrefix(out, "check=1 momgate: revoked the open connection of "+momIP+" (node n1): revoked: ") {
 		t.Fatalf("after delete node: %q", out)
 	}
 	if a := c.serverAudit.String(); !strings.Contains(a, "open connection, check") {
