@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -169,4 +170,48 @@ func TestEngineCheck(t *testing.T) {
 func newTestEngine(t *testing.T, dir Directory) *Engine {
 	t.Helper()
 	return newHost(t, "pbssrv", "10.0.0.1", 1, newCluster(t, 1, 7), dir, &clock{}).engine
+}
+
+// The annotated dumps of docs/PROTOCOL.md section 7.3 are these vectors:
+// each line's leading hex groups, joined, block by block.
+func TestCheckVectorsInProtocolDoc(t *testing.T) {
+	doc, err := os.ReadFile("../docs/PROTOCOL.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(doc, []byte("### 7.3 Test vectors"))
+	if i < 0 {
+		t.Fatal("PROTOCOL.md has no section 7.3")
+	}
+	var blocks []string
+	var cur strings.Builder
+	in := false
+	for _, line := range strings.Split(string(doc[i:]), "\n") {
+		if strings.HasPrefix(line, "```") {
+			if in {
+				blocks = append(blocks, cur.String())
+				cur.Reset()
+			}
+			in = !in
+			continue
+		}
+		if !in {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if _, err := hex.DecodeString(f); err != nil {
+				break
+			}
+			cur.WriteString(f)
+		}
+	}
+	want := []string{checkRequestHex, checkUnchangedHex, checkRevokedHex}
+	if len(blocks) < len(want) {
+		t.Fatalf("section 7.3 has %d dumps, want %d", len(blocks), len(want))
+	}
+	for k, w := range want {
+		if blocks[k] != w {
+			t.Errorf("dump %d of section 7.3\n got %s\nwant %s", k+1, blocks[k], w)
+		}
+	}
 }
