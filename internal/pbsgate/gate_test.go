@@ -105,7 +105,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func ring(t *testing.T) *keys.Holder {
+func ring(t testing.TB) *keys.Holder {
 	k, err := keys.NewKey(bytes.NewReader(bytes.Repeat([]byte{7}, 64)), time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +119,7 @@ func ring(t *testing.T) *keys.Holder {
 }
 
 // startDaemon serves an engine for node id at ip on a socket in dir.
-func startDaemon(t *testing.T, ctx context.Context, wg *sync.WaitGroup, dir, name, ip string, id byte, kr *keys.Holder, m *members, tweaks ...func(*Config)) *daemon {
+func startDaemon(t testing.TB, ctx context.Context, wg *sync.WaitGroup, dir, name, ip string, id byte, kr *keys.Holder, m *members, tweaks ...func(*Config)) *daemon {
 	t.Helper()
 	d := &daemon{sock: filepath.Join(dir, name+".sock"), addr: proto.AddrFrom(netip.MustParseAddr(ip)), out: &syncBuffer{}}
 	d.audit = audit.New(audit.Config{Out: d.out})
@@ -159,7 +159,7 @@ func startDaemon(t *testing.T, ctx context.Context, wg *sync.WaitGroup, dir, nam
 	return d
 }
 
-func waitSocket(t *testing.T, path string) {
+func waitSocket(t testing.TB, path string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -182,7 +182,7 @@ type fixture struct {
 	stopAndWaitAll func()
 }
 
-func newFixture(t *testing.T, tweaks ...func(*Config)) *fixture {
+func newFixture(t testing.TB, tweaks ...func(*Config)) *fixture {
 	dir, err := os.MkdirTemp("", "pbsgate")
 	if err != nil {
 		t.Fatal(err)
@@ -457,5 +457,84 @@ func TestSeveralRequestsOneConnection(t *testing.T) {
 	_ = idle.c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if n, err := idle.c.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
 		t.Fatalf("idle connection: read %d, %v; want EOF", n, err)
+	}
+}
+
+// BenchmarkHandshake: one service handshake through both daemons' sockets,
+// the plugin's four requests, on connections kept between requests (as
+// the plugin keeps one per thread) or one connection per request.
+func BenchmarkHandshake(b *testing.B) {
+	for _, kept := range []bool{true, false} {
+		name := "kept"
+		if !kept {
+			name = "per_request"
+		}
+		b.Run(name, func(b *testing.B) {
+			f := newFixture(b, func(c *Config) { c.MaxRequests = 1 << 30 })
+			ctx := context.Background()
+			var ini, res *Conn
+			ask := func(c **Conn, sock string, q *pbsauth.Request) pbsauth.Response {
+				if *c == nil || !kept {
+					if *c != nil {
+						(*c).Close()
+					}
+					var err error
+					if *c, err = Dial(ctx, sock); err != nil {
+						b.Fatal(err)
+					}
+				}
+				r, err := (*c).Ask(ctx, q)
+				if err != nil || r.Status != pbsauth.StatusOK {
+					b.Fatalf("%+v %v", r, err)
+				}
+				return r
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				r1 := ask(&ini, f.n1.sock, &pbsauth.Request{Op: pbsauth.OpInitiate, Kind: pbsauth.KindService, Host: "127.0.0.1"})
+				r2 := ask(&res, f.server.sock, &pbsauth.Request{Op: pbsauth.OpAccept, Kind: pbsauth.KindService, Host: "127.0.0.11", Token: r1.Token})
+				r3 := ask(&ini, f.n1.sock, &pbsauth.Request{Op: pbsauth.OpContinue, ID: r1.ID, Token: r2.Token})
+				ask(&res, f.server.sock, &pbsauth.Request{Op: pbsauth.OpConfirm, ID: r2.ID, Token: r3.Token})
+			}
+			b.StopTimer()
+			for _, c := range []*Conn{ini, res} {
+				if c != nil {
+					c.Close()
+				}
+			}
+		})
+	}
+}
+
+// The caller's names are looked up once per connection, not per request.
+func TestNamesOncePerConnection(t *testing.T) {
+	var mu sync.Mutex
+	lookups := 0
+	f := newFixture(t, func(c *Config) {
+		c.Names = func(uint32, uint32) (string, string, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			lookups++
+			return "root", "root", nil
+		}
+	})
+	ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
+	defer cancel()
+	count := func() int { mu.Lock(); defer mu.Unlock(); return lookups }
+	for conn := 1; conn <= 2; conn++ {
+		c, err := Dial(ctx, f.n1.sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 3; i++ {
+			if r, err := c.Ask(ctx, &pbsauth.Request{Op: pbsauth.OpInitiate, Kind: pbsauth.KindService, Host: "pbssrv"}); err != nil || r.Status != pbsauth.StatusOK {
+				t.Fatalf("%+v %v", r, err)
+			}
+		}
+		c.Close()
+		if got := count(); got != conn {
+			t.Fatalf("after %d connections of 3 requests: %d lookups", conn, got)
+		}
 	}
 }

@@ -172,7 +172,7 @@ func (g *gate) handle(ctx context.Context, c *net.UnixConn) {
 		if _, err := r.Peek(1); err != nil {
 			return // closed, idle too long, or shutting down
 		}
-		if !g.one(ctx, c, r, p) {
+		if !g.one(ctx, c, r, &p) {
 			return
 		}
 	}
@@ -180,7 +180,7 @@ func (g *gate) handle(ctx context.Context, c *net.UnixConn) {
 
 // one answers one request whose first byte has arrived; false: the
 // connection is done.
-func (g *gate) one(ctx context.Context, c *net.UnixConn, r io.Reader, p peer) bool {
+func (g *gate) one(ctx context.Context, c *net.UnixConn, r io.Reader, p *peer) bool {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
@@ -209,9 +209,9 @@ func (g *gate) one(ctx context.Context, c *net.UnixConn, r io.Reader, p peer) bo
 }
 
 // answer runs the request's step and records it.
-func (g *gate) answer(ctx context.Context, p peer, q *pbsauth.Request) pbsauth.Response {
+func (g *gate) answer(ctx context.Context, p *peer, q *pbsauth.Request) pbsauth.Response {
 	if q.Op == pbsauth.OpCheck {
-		return g.check(p, q)
+		return g.check(*p, q)
 	}
 	caller := pbsauth.Caller{UID: p.uid, GID: p.gid}
 	var res pbsauth.Result
@@ -220,7 +220,7 @@ func (g *gate) answer(ctx context.Context, p peer, q *pbsauth.Request) pbsauth.R
 	case pbsauth.OpInitiate:
 		var dest proto.Addr
 		if dest, err = g.destination(ctx, q.Host); err == nil {
-			if caller.User, caller.Group, err = g.cfg.Names(p.uid, p.gid); err != nil {
+			if caller.User, caller.Group, err = g.names(p); err != nil {
 				err = fmt.Errorf("%w: uid %d: %v", pbsauth.ErrInternal, p.uid, err)
 			} else {
 				res, err = g.cfg.Engine.Initiate(caller, q.Kind, dest, q.Encrypt)
@@ -236,7 +236,7 @@ func (g *gate) answer(ctx context.Context, p peer, q *pbsauth.Request) pbsauth.R
 	case pbsauth.OpConfirm:
 		res, err = g.cfg.Engine.Confirm(caller, q.ID, q.Token)
 	}
-	g.record(q, p, &res, err)
+	g.record(q, *p, &res, err)
 	if err != nil {
 		return pbsauth.Response{Status: pbsauth.StatusRefused, Reason: string(pbsauth.Reason(err)), Message: refusal(q, &res, err)}
 	}
@@ -355,6 +355,25 @@ func refusal(q *pbsauth.Request, res *pbsauth.Result, err error) string {
 		}
 	}
 	return fmt.Sprintf("refused %s: %s: %v", who, pbsauth.Reason(err), err)
+}
+
+// namesTTL bounds how long a connection's caller's user and group names
+// are reused: a connection lasts as long as its caller keeps using it.
+const namesTTL = 30 * time.Second
+
+// names returns the user and group names of the connection's caller,
+// looked up at its first Initiate (the user database is read once per
+// connection, not per handshake) and again after namesTTL.
+func (g *gate) names(p *peer) (string, string, error) {
+	now := time.Now()
+	if p.named.IsZero() || now.Sub(p.named) > namesTTL {
+		u, grp, err := g.cfg.Names(p.uid, p.gid)
+		if err != nil {
+			return "", "", err
+		}
+		p.user, p.group, p.named = u, grp, now
+	}
+	return p.user, p.group, nil
 }
 
 // systemNames looks uid and gid up in the host's user database.
