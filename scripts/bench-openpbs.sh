@@ -118,7 +118,7 @@ measure() {
   rate=$(echo "$out" | sed -n 's/^bench: [0-9]* handshakes in [0-9.]* s, \([0-9]*\)\/s.*/\1/p')
   n=$(echo "$out" | sed -n 's/^bench: \([0-9]*\) handshakes.*/\1/p')
   printf '%-24s %6s handshakes/s  (%s; daemon %s us CPU per handshake; load average %s)\n' "$name:" "$rate" "${out#bench: }" \
-    "$(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$n" 'BEGIN { printf "%.1f", n > 0 ? t * 1e6 / hz / n : 0 }')" \
+    "$(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$n" 'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }')" \
     "$(cut -d' ' -f1-3 /proc/loadavg)"
 }
 measure "momgate" "$tmp/bin/libauth_momgate.so" bench "$mg_pid"
