@@ -181,9 +181,9 @@ func (g *gate) handle(ctx context.Context, c *net.UnixConn) {
 // one answers one request whose first byte has arrived; false: the
 // connection is done.
 func (g *gate) one(ctx context.Context, c *net.UnixConn, r io.Reader, p *peer) bool {
-	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
-	defer cancel()
-	deadline, _ := ctx.Deadline()
+	// The deadline bounds the request; a context with it is made only
+	// for a name to resolve (resolve), the one step that may block.
+	deadline := time.Now().Add(g.cfg.Timeout)
 	if err := c.SetDeadline(deadline); err != nil {
 		return false
 	}
@@ -194,7 +194,7 @@ func (g *gate) one(ctx context.Context, c *net.UnixConn, r io.Reader, p *peer) b
 		}
 		return false
 	}
-	resp := g.answer(ctx, p, &q)
+	resp := g.answer(ctx, deadline, p, &q)
 	out := pbsauth.AppendResponse(nil, q.Op, &resp)
 	_, err = c.Write(out)
 	if err != nil {
@@ -209,7 +209,7 @@ func (g *gate) one(ctx context.Context, c *net.UnixConn, r io.Reader, p *peer) b
 }
 
 // answer runs the request's step and records it.
-func (g *gate) answer(ctx context.Context, p *peer, q *pbsauth.Request) pbsauth.Response {
+func (g *gate) answer(ctx context.Context, deadline time.Time, p *peer, q *pbsauth.Request) pbsauth.Response {
 	if q.Op == pbsauth.OpCheck {
 		return g.check(*p, q)
 	}
@@ -219,7 +219,7 @@ func (g *gate) answer(ctx context.Context, p *peer, q *pbsauth.Request) pbsauth.
 	switch q.Op {
 	case pbsauth.OpInitiate:
 		var dest proto.Addr
-		if dest, err = g.destination(ctx, q.Host); err == nil {
+		if dest, err = g.destination(ctx, deadline, q.Host); err == nil {
 			if caller.User, caller.Group, err = g.names(p); err != nil {
 				err = fmt.Errorf("%w: uid %d: %v", pbsauth.ErrInternal, p.uid, err)
 			} else {
@@ -230,7 +230,7 @@ func (g *gate) answer(ctx context.Context, p *peer, q *pbsauth.Request) pbsauth.
 		res, err = g.cfg.Engine.Continue(caller, q.ID, q.Token)
 	case pbsauth.OpAccept:
 		var sources []proto.Addr
-		if sources, err = g.sources(ctx, q.Host); err == nil {
+		if sources, err = g.sources(ctx, deadline, q.Host); err == nil {
 			res, err = g.cfg.Engine.Accept(caller, q.Kind, sources, q.Token)
 		}
 	case pbsauth.OpConfirm:
@@ -275,11 +275,11 @@ func (g *gate) check(p peer, q *pbsauth.Request) pbsauth.Response {
 // if it is an address, else the first of its addresses that is IPv4 and
 // not loopback (TPP uses IPv4 and refuses loopback), else its first
 // address.
-func (g *gate) destination(ctx context.Context, host string) (proto.Addr, error) {
+func (g *gate) destination(ctx context.Context, deadline time.Time, host string) (proto.Addr, error) {
 	if a, err := netip.ParseAddr(host); err == nil {
 		return proto.AddrFrom(a.Unmap()), nil
 	}
-	as, err := g.cfg.Resolve(ctx, host)
+	as, err := g.resolve(ctx, deadline, host)
 	if err != nil || len(as) == 0 {
 		return proto.Addr{}, fmt.Errorf("%w: %s: %v", pbsauth.ErrResolve, host, err)
 	}
@@ -291,13 +291,20 @@ func (g *gate) destination(ctx context.Context, host string) (proto.Addr, error)
 	return proto.AddrFrom(as[0].Unmap()), nil
 }
 
+// resolve returns the addresses of host, within the request's deadline.
+func (g *gate) resolve(ctx context.Context, deadline time.Time, host string) ([]netip.Addr, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	return g.cfg.Resolve(ctx, host)
+}
+
 // sources are the addresses the peer of an accepted connection may have:
 // the one PBS passed, or every address of the name it passed.
-func (g *gate) sources(ctx context.Context, host string) ([]proto.Addr, error) {
+func (g *gate) sources(ctx context.Context, deadline time.Time, host string) ([]proto.Addr, error) {
 	if a, err := netip.ParseAddr(host); err == nil {
 		return []proto.Addr{proto.AddrFrom(a.Unmap())}, nil
 	}
-	as, err := g.cfg.Resolve(ctx, host)
+	as, err := g.resolve(ctx, deadline, host)
 	if err != nil || len(as) == 0 {
 		return nil, fmt.Errorf("%w: %s: %v", pbsauth.ErrResolve, host, err)
 	}

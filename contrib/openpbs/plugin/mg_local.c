@@ -175,31 +175,6 @@ static int send_all(int fd, const unsigned char *b, size_t n, long long deadline
 	return 0;
 }
 
-static int recv_all(int fd, unsigned char *b, size_t n, long long deadline)
-{
-	while (n > 0) {
-		ssize_t r = recv(fd, b, n, 0);
-		if (r > 0) {
-			b += r;
-			n -= (size_t) r;
-			continue;
-		}
-		if (r == 0) {
-			errno = ECONNRESET;
-			return -1;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			if (wait_fd(fd, POLLIN, deadline) != 0)
-				return -1;
-			continue;
-		}
-		return -1;
-	}
-	return 0;
-}
-
 static void put16(unsigned char *b, size_t v)
 {
 	b[0] = (unsigned char) (v >> 8);
@@ -490,34 +465,65 @@ static int reusable(struct mg_conn *c, const char *path)
 	return 0;
 }
 
-/* exchange sends the request out (n bytes) on fd and reads the answer's
- * header and body into hdr and r; 0, or -1 with errno set and *got_any
- * saying whether any byte of an answer came. */
+/*
+ * exchange sends the request out (n bytes) on fd and reads the answer's
+ * header into hdr and its body into r; 0, or -1 with errno set, *got_any
+ * saying whether any byte of an answer came and *bad_frame whether what
+ * came is not a local frame. The answer is read as it arrives (a wait,
+ * then as much as the socket holds), not field by field: two system
+ * calls for an answer, where a read per field took four or five.
+ */
 static int exchange(int fd, const unsigned char *out, size_t n, unsigned char *hdr, struct mg_response *r, long long deadline,
 		    int *got_any, int *bad_frame)
 {
-	size_t blen;
+	unsigned char in[8 + MG_MAX_BODY];
+	size_t have = 0, want = 8, blen = 0;
 	*got_any = 0;
 	*bad_frame = 0;
 	if (send_all(fd, out, n, deadline) != 0)
 		return -1;
-	if (recv_all(fd, hdr, 1, deadline) != 0)
-		return -1;
-	*got_any = 1;
-	if (recv_all(fd, hdr + 1, 7, deadline) != 0)
-		return -1;
-	blen = (size_t) hdr[4] << 24 | (size_t) hdr[5] << 16 | (size_t) hdr[6] << 8 | hdr[7];
-	if (hdr[0] != 'M' || hdr[1] != 'L' || hdr[2] != 1 || blen > MG_MAX_BODY) {
+	while (have < want) {
+		ssize_t got;
+		if (wait_fd(fd, POLLIN, deadline) != 0)
+			return -1;
+		got = recv(fd, in + have, sizeof(in) - have, 0);
+		if (got == 0) {
+			errno = ECONNRESET;
+			return -1;
+		}
+		if (got < 0) {
+			if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+				continue;
+			return -1;
+		}
+		*got_any = 1;
+		have += (size_t) got;
+		if (want == 8 && have >= 8) {
+			blen = (size_t) in[4] << 24 | (size_t) in[5] << 16 | (size_t) in[6] << 8 | in[7];
+			if (in[0] != 'M' || in[1] != 'L' || in[2] != 1 || blen > MG_MAX_BODY) {
+				*bad_frame = 1;
+				return -1;
+			}
+			want = 8 + blen;
+		}
+	}
+	/* The daemon answers one request with one frame, nothing more. */
+	if (have != want) {
 		*bad_frame = 1;
+		explicit_bzero(in, have);
 		return -1;
 	}
+	memcpy(hdr, in, 8);
 	r->body = malloc(blen > 0 ? blen : 1);
 	r->body_len = blen;
 	if (r->body == NULL) {
+		explicit_bzero(in, have);
 		errno = ENOMEM;
 		return -1;
 	}
-	return recv_all(fd, r->body, blen, deadline);
+	memcpy(r->body, in + 8, blen);
+	explicit_bzero(in, have); /* it may hold a connection's keys */
+	return 0;
 }
 
 int mg_ask(const struct mg_request *q, struct mg_response *r, char *err, size_t errsz)
