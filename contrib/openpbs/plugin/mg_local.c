@@ -443,22 +443,17 @@ static struct mg_conn *this_conn(void)
 
 /*
  * reusable says whether c may carry the next request of this caller to
- * path: opened by this process, for this effective user and group, to this
- * path, and not closed or written to by the daemon since (a readable
- * socket between requests is an end of file or a stray byte). Otherwise
- * it is closed (only this process's descriptor: a parent's connection
- * stays the parent's).
+ * path: opened by this process, for this effective user and group, to
+ * this path. Otherwise it is closed (only this process's descriptor: a
+ * parent's connection stays the parent's). A connection the daemon has
+ * closed since (idle, or at its limit) is found by the request itself,
+ * which then goes once more on a new one (mg_ask).
  */
 static int reusable(struct mg_conn *c, const char *path)
 {
-	struct pollfd p;
 	if (c->fd < 0)
 		return 0;
-	p.fd = c->fd;
-	p.events = POLLIN;
-	p.revents = 0;
-	if (c->pid == getpid() && c->euid == geteuid() && c->egid == getegid() && strcmp(c->path, path) == 0 &&
-	    poll(&p, 1, 0) == 0)
+	if (c->pid == getpid() && c->euid == geteuid() && c->egid == getegid() && strcmp(c->path, path) == 0)
 		return 1;
 	close(c->fd);
 	c->fd = -1;

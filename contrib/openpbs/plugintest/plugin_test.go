@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -401,5 +402,74 @@ func TestPluginConnectionFollowsEffectiveUser(t *testing.T) {
 	want := "user=root host=n1\nuser=nobody host=n1\nuser=root host=n1"
 	if err != nil || out != want {
 		t.Fatalf("%v: got\n%s\nwant\n%s", err, out, want)
+	}
+}
+
+// fakeCheckDaemon answers every Check on path as valid at generation 0 (so
+// that the plugin asks every time), closing each connection after one
+// answer if once; it counts the connections it accepted.
+func fakeCheckDaemon(t *testing.T, path string, once bool) *atomicCount {
+	t.Helper()
+	ln, err := pbsgate.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	n := &atomicCount{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n.add()
+			go func() {
+				defer c.Close()
+				for {
+					q, err := pbsauth.ReadRequest(c)
+					if err != nil || q.Op != pbsauth.OpCheck {
+						return
+					}
+					if _, err := c.Write(pbsauth.AppendResponse(nil, q.Op, &pbsauth.Response{Verdict: pbsauth.VerdictValid})); err != nil || once {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return n
+}
+
+type atomicCount struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (a *atomicCount) add() { a.mu.Lock(); a.n++; a.mu.Unlock() }
+
+func (a *atomicCount) get() int { a.mu.Lock(); defer a.mu.Unlock(); return a.n }
+
+// The plugin keeps one connection to its daemon for a thread's requests;
+// when the daemon has closed it (idle, or at its limit of requests) the
+// next request goes on a new one, and succeeds.
+func TestPluginKeepsAndReopensItsConnection(t *testing.T) {
+	c := startCluster(t)
+	for _, once := range []bool{false, true} {
+		sock := filepath.Join(c.dir, fmt.Sprintf("fake%v", once), "pbs.sock")
+		conns := fakeCheckDaemon(t, sock, once)
+		cmd := exec.Command(c.drive, c.lib, "check", c.momSock, serverIP, c.serverSock, momIP, "service")
+		cmd.Env = append(os.Environ(), "DRIVE_CHECK_SOCK="+sock)
+		cmd.Stdin = strings.NewReader("check\ncheck\ncheck\n")
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.Count(string(out), "check=0 \n") != 3 {
+			t.Fatalf("daemon closing after each answer %v: %v: %q", once, err, out)
+		}
+		want := 1
+		if once {
+			want = 3
+		}
+		if got := conns.get(); got != want {
+			t.Fatalf("daemon closing after each answer %v: %d connections for 3 checks, want %d", once, got, want)
+		}
 	}
 }
