@@ -313,6 +313,24 @@ func TestPluginRefusals(t *testing.T) {
 // admitted while the node is, then, after delete node, revoked with
 // momgate's reason, which pbs_comm logs as it closes the connection.
 func TestPluginCheckRevokesDeletedNode(t *testing.T) {
+	checkRevokes(t, func(c *cluster) {
+		var info admin.NodeInfo
+		c.admin(t, admin.OpDeleteNode, admin.NodeArgs{Name: "n1"}, &info)
+	}, "revoked: ")
+}
+
+// The same for a node given another address (set node Mom=): its open
+// connection, from the old address, is no longer admitted.
+func TestPluginCheckRevokesReaddressedNode(t *testing.T) {
+	checkRevokes(t, func(c *cluster) {
+		var info admin.NodeInfo
+		c.admin(t, admin.OpSetNode, admin.SetArgs{Name: "n1", Attrs: []admin.Attr{{Name: "Mom", Value: "127.0.0.214"}}}, &info)
+	}, "addr_mismatch: ")
+}
+
+// checkRevokes runs a handshake of n1, checks its connection three times
+// (admitted), runs change, and waits for a check to revoke it with reason.
+func checkRevokes(t *testing.T, change func(*cluster), reason string) {
 	c := startCluster(t)
 	cmd := exec.Command(c.drive, c.lib, "check", c.momSock, serverIP, c.serverSock, momIP, "service")
 	stdin, err := cmd.StdinPipe()
@@ -351,17 +369,16 @@ func TestPluginCheckRevokesDeletedNode(t *testing.T) {
 			t.Fatalf("check %d of a live node: %q", i, out)
 		}
 	}
-	var info admin.NodeInfo
-	c.admin(t, admin.OpDeleteNode, admin.NodeArgs{Name: "n1"}, &info)
+	change(c)
 	// The plugin may answer from the generation it saw for up to a
 	// second; a check after that asks.
 	var out string
-	waitFor(t, "the check to revoke the deleted node", func() bool {
+	waitFor(t, "the check to revoke the connection", func() bool {
 		out = check()
 		return out != "check=0 "
 	})
-	if !strings.HasPrefix(out, "check=1 momgate: revoked the open connection of "+momIP+" (node n1): revoked: ") {
-		t.Fatalf("after delete node: %q", out)
+	if !strings.HasPrefix(out, "check=1 momgate: revoked the open connection of "+momIP+" (node n1): "+reason) {
+		t.Fatalf("after the change: %q", out)
 	}
 	if a := c.serverAudit.String(); !strings.Contains(a, "open connection, check") {
 		t.Fatalf("server audit log has no line for the revoked connection:\n%s", a)
