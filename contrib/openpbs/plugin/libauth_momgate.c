@@ -59,6 +59,17 @@ static pthread_mutex_t gen_mu = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t gen_seen;
 static long long gen_seen_at; /* monotonic ms; 0: never */
 
+/*
+ * A check waits for the daemon at most MG_CHECK_TIMEOUT_MS, and after one
+ * that got no answer none asks for MG_CHECK_BACKOFF_MS: pbs_comm checks
+ * its connections in its IO threads, which a daemon that hangs must not
+ * hold for a timeout per connection.
+ */
+#define MG_CHECK_TIMEOUT_MS 1000
+#define MG_CHECK_BACKOFF_MS 10000
+static long long unreachable_until; /* monotonic ms; guarded by gen_mu */
+static char unreachable_why[MG_ERR_SIZE + 64];
+
 static void log_msg(int severity, const char *text)
 {
 	void (*f)(int, int, int, const char *, const char *) = __atomic_load_n(&logger, __ATOMIC_ACQUIRE);
@@ -265,7 +276,7 @@ MG_EXPORT int pbs_auth_check_ctx(void *ctx, char **reason)
 	struct mg_ctx *c = ctx;
 	struct mg_request q = {0};
 	struct mg_response r;
-	char err[MG_ERR_SIZE];
+	char err[MG_ERR_SIZE + 64];
 	long long now = mono_ms();
 	uint64_t g;
 	int fresh;
@@ -276,6 +287,12 @@ MG_EXPORT int pbs_auth_check_ctx(void *ctx, char **reason)
 	pthread_mutex_lock(&gen_mu);
 	g = gen_seen;
 	fresh = gen_seen_at != 0 && now - gen_seen_at < MG_CHECK_FRESH_MS;
+	if (now < unreachable_until) {
+		snprintf(err, sizeof(err), "%s", unreachable_why);
+		pthread_mutex_unlock(&gen_mu);
+		set_reason(reason, "cannot check the connection: ", err);
+		return -1;
+	}
 	pthread_mutex_unlock(&gen_mu);
 	if (fresh && c->checked_gen != 0 && c->checked_gen == g)
 		return 0;
@@ -283,7 +300,12 @@ MG_EXPORT int pbs_auth_check_ctx(void *ctx, char **reason)
 	q.gen = c->checked_gen;
 	q.node = c->node;
 	q.host = c->host;
+	q.timeout_ms = MG_CHECK_TIMEOUT_MS;
 	if (mg_ask(&q, &r, err, sizeof(err)) != 0) {
+		pthread_mutex_lock(&gen_mu);
+		unreachable_until = mono_ms() + MG_CHECK_BACKOFF_MS;
+		snprintf(unreachable_why, sizeof(unreachable_why), "%.*s (not asked again for %d s)", MG_ERR_SIZE - 1, err, MG_CHECK_BACKOFF_MS / 1000);
+		pthread_mutex_unlock(&gen_mu);
 		set_reason(reason, "cannot check the connection: ", err);
 		return -1;
 	}

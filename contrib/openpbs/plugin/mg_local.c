@@ -526,7 +526,8 @@ int mg_ask(const struct mg_request *q, struct mg_response *r, char *err, size_t 
 	unsigned char out[8 + MG_MAX_BODY];
 	unsigned char hdr[8];
 	const char *path = socket_path();
-	long long deadline = now_ms() + timeout_ms();
+	int limit = q->timeout_ms > 0 && q->timeout_ms < timeout_ms() ? q->timeout_ms : timeout_ms();
+	long long deadline = now_ms() + limit;
 	struct mg_conn *conn = this_conn();
 	struct mg_conn once = {.fd = -1};
 	long n;

@@ -38,6 +38,7 @@ struct mg_request {
 	int encrypt; /* Initiate: ask for the connection's keys */
 	uint64_t gen;	  /* Check: the generation of the last answer, 0 if none */
 	const char *node; /* Check: the connection's node name; host is its address */
+	int timeout_ms;	  /* at most this long, if > 0 and shorter than the plugin's timeout */
 };
 
 /* An answer. token points into body (valid until mg_response_free). */

@@ -385,17 +385,27 @@ func checkRevokes(t *testing.T, change func(*cluster), reason string) {
 	}
 }
 
-// A daemon that cannot be asked: the plugin says so (-1) and PBS keeps the
-// connection.
+// A daemon that cannot be asked, down or hung: the plugin says so (-1),
+// PBS keeps the connection, and the next checks do not wait for it again
+// for a while (pbs_comm checks in its IO threads).
 func TestPluginCheckDaemonDown(t *testing.T) {
 	c := startCluster(t)
-	cmd := exec.Command(c.drive, c.lib, "check", c.momSock, serverIP, c.serverSock, momIP, "service")
-	cmd.Env = append(os.Environ(), "DRIVE_CHECK_SOCK="+filepath.Join(c.dir, "nowhere.sock"))
-	cmd.Stdin = strings.NewReader("check\n")
-	out, err := cmd.CombinedOutput()
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if err != nil || len(lines) != 2 || !strings.HasPrefix(lines[1], "check=-1 momgate: cannot check the connection: cannot reach the momgate daemon") {
-		t.Fatalf("%v: %q", err, out)
+	hung := filepath.Join(c.dir, "hung", "pbs.sock")
+	ln, err := pbsgate.Listen(hung) // accepts, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for sock, why := range map[string]string{filepath.Join(c.dir, "nowhere.sock"): "cannot reach the momgate daemon", hung: "no answer in time"} {
+		cmd := exec.Command(c.drive, c.lib, "check", c.momSock, serverIP, c.serverSock, momIP, "service")
+		cmd.Env = append(os.Environ(), "DRIVE_CHECK_SOCK="+sock)
+		cmd.Stdin = strings.NewReader("check\ncheck\n")
+		out, err := cmd.CombinedOutput()
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if err != nil || len(lines) != 3 || !strings.HasPrefix(lines[1], "check=-1 momgate: cannot check the connection: ") ||
+			!strings.Contains(lines[1], why) || !strings.Contains(lines[2], why) || !strings.HasSuffix(lines[2], " (not asked again for 10 s)") {
+			t.Fatalf("%s: %v: %q", why, err, out)
+		}
 	}
 }
 
