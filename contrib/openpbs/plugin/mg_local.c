@@ -390,16 +390,48 @@ struct mg_conn {
 	uid_t euid;
 	gid_t egid;
 	char path[108];
+	struct mg_conn *prev, *next; /* every thread's record (all_conns) */
 };
 
 static pthread_key_t conn_key;
 static pthread_once_t conn_once = PTHREAD_ONCE_INIT;
 static int conn_key_ok;
 
+/*
+ * Every thread's record, so that a child of fork() closes them all at
+ * once: it inherits the descriptors of all its parent's threads, and none
+ * of them is its to use (the daemon vouched for the parent; the child may
+ * drop privileges next). The pid check of reusable() is the second line.
+ */
+static pthread_mutex_t conns_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct mg_conn *all_conns;
+
+static void conns_lock(void) { pthread_mutex_lock(&conns_mu); }
+static void conns_unlock(void) { pthread_mutex_unlock(&conns_mu); }
+
+static void conns_child(void)
+{
+	struct mg_conn *c;
+	for (c = all_conns; c != NULL; c = c->next) {
+		if (c->fd >= 0)
+			close(c->fd);
+		c->fd = -1;
+	}
+	pthread_mutex_unlock(&conns_mu);
+}
+
 /* conn_free closes a thread's connection when the thread ends. */
 static void conn_free(void *p)
 {
 	struct mg_conn *c = p;
+	conns_lock();
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		all_conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	conns_unlock();
 	if (c->fd >= 0 && c->pid == getpid())
 		close(c->fd);
 	free(c);
@@ -407,7 +439,8 @@ static void conn_free(void *p)
 
 static void conn_key_init(void)
 {
-	conn_key_ok = pthread_key_create(&conn_key, conn_free) == 0;
+	conn_key_ok = pthread_key_create(&conn_key, conn_free) == 0 &&
+		      pthread_atfork(conns_lock, conns_unlock, conns_child) == 0;
 }
 
 /* Unloaded (PBS's unload_auths at exit): no thread may run conn_free,
@@ -429,7 +462,7 @@ static struct mg_conn *this_conn(void)
 		return NULL;
 	c = pthread_getspecific(conn_key);
 	if (c == NULL) {
-		c = malloc(sizeof(*c));
+		c = calloc(1, sizeof(*c));
 		if (c == NULL)
 			return NULL;
 		c->fd = -1;
@@ -437,6 +470,12 @@ static struct mg_conn *this_conn(void)
 			free(c);
 			return NULL;
 		}
+		conns_lock();
+		c->next = all_conns;
+		if (all_conns != NULL)
+			all_conns->prev = c;
+		all_conns = c;
+		conns_unlock();
 	}
 	return c;
 }

@@ -272,6 +272,11 @@ func TestPluginThreadsAndFork(t *testing.T) {
 	if err != nil || !strings.Contains(out, "child user=") || !strings.HasSuffix(out, "records ok") {
 		t.Fatalf("%v: %s", err, out)
 	}
+	// The parent kept its connection to the daemon; the child of fork
+	// starts without it (the plugin closes every inherited one).
+	if !strings.Contains(out, "sockets: parent 1, child 0\n") {
+		t.Fatalf("the child inherited the parent's connection to the daemon: %s", out)
+	}
 }
 
 func TestPluginRefusals(t *testing.T) {

@@ -385,6 +385,21 @@ static int bench(int n, int secs, const char *sock, const char *host, const char
 	return failed != 0;
 }
 
+/* sockets counts this process's open socket descriptors. */
+static int sockets(void)
+{
+	char path[64], target[64];
+	int fd, n = 0;
+	for (fd = 0; fd < 1024; fd++) {
+		ssize_t len;
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		len = readlink(path, target, sizeof(target) - 1);
+		if (len > 0 && strncmp(target, "socket:", 7) == 0 && (target[len] = '\0', 1))
+			n++;
+	}
+	return n;
+}
+
 static int kind_of(const char *s)
 {
 	if (strcmp(s, "service") == 0)
@@ -439,8 +454,11 @@ int main(int argc, char **argv)
 		fflush(stdout);
 		if (rc != 0 || strcmp(argv[2], "fork") != 0)
 			return rc != 0;
+		int before = sockets();
 		pid_t pid = fork();
 		if (pid == 0) {
+			/* The parent's connection to its daemon is not the child's. */
+			printf("sockets: parent %d, child %d\n", before, sockets());
 			rc = handshake(argv[3], argv[4], argv[5], argv[6], kind_of(argv[7]), 1, res, sizeof(res));
 			printf("child %s\n", res);
 			fflush(stdout);
