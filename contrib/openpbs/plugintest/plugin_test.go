@@ -505,3 +505,15 @@ func TestPluginKeepsAndReopensItsConnection(t *testing.T) {
 		}
 	}
 }
+
+// pbs_server's own connection to pbs_comm, on the server host: admitted
+// by name and address as the server host, check after check.
+func TestPluginCheckServerHostItself(t *testing.T) {
+	c := startCluster(t)
+	cmd := exec.Command(c.drive, c.lib, "check", c.serverSock, serverIP, c.serverSock, serverIP, "service")
+	cmd.Stdin = strings.NewReader("check\ncheck\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil || string(out) != "user="+me(t)+" host=pbssrv\ncheck=0 \ncheck=0 \n" {
+		t.Fatalf("%v: %q", err, out)
+	}
+}
