@@ -445,17 +445,17 @@ func TestPluginConnectionFollowsEffectiveUser(t *testing.T) {
 	}
 }
 
-// fakeCheckDaemon answers every Check on path as valid at generation 0 (so
-// that the plugin asks every time), closing each connection after one
-// answer if once; it counts the connections it accepted.
-func fakeCheckDaemon(t *testing.T, path string, once bool) *atomicCount {
+// fakeCheckDaemon answers every Check on path as valid at generation gen
+// (0: the plugin asks every time), closing each connection after one
+// answer if once; it counts the connections it accepted and the requests.
+func fakeCheckDaemon(t *testing.T, path string, once bool, gen uint64) (conns, requests *atomicCount) {
 	t.Helper()
 	ln, err := pbsgate.Listen(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	n := &atomicCount{}
+	n, reqs := &atomicCount{}, &atomicCount{}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -470,14 +470,15 @@ func fakeCheckDaemon(t *testing.T, path string, once bool) *atomicCount {
 					if err != nil || q.Op != pbsauth.OpCheck {
 						return
 					}
-					if _, err := c.Write(pbsauth.AppendResponse(nil, q.Op, &pbsauth.Response{Verdict: pbsauth.VerdictValid})); err != nil || once {
+					reqs.add()
+					if _, err := c.Write(pbsauth.AppendResponse(nil, q.Op, &pbsauth.Response{Gen: gen, Verdict: pbsauth.VerdictValid})); err != nil || once {
 						return
 					}
 				}
 			}()
 		}
 	}()
-	return n
+	return n, reqs
 }
 
 type atomicCount struct {
@@ -496,7 +497,7 @@ func TestPluginKeepsAndReopensItsConnection(t *testing.T) {
 	c := startCluster(t)
 	for _, once := range []bool{false, true} {
 		sock := filepath.Join(c.dir, fmt.Sprintf("fake%v", once), "pbs.sock")
-		conns := fakeCheckDaemon(t, sock, once)
+		conns, _ := fakeCheckDaemon(t, sock, once, 0)
 		cmd := exec.Command(c.drive, c.lib, "check", c.momSock, serverIP, c.serverSock, momIP, "service")
 		cmd.Env = append(os.Environ(), "DRIVE_CHECK_SOCK="+sock)
 		cmd.Stdin = strings.NewReader("check\ncheck\ncheck\n")
@@ -523,5 +524,26 @@ func TestPluginCheckServerHostItself(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || string(out) != "user="+me(t)+" host=pbssrv\ncheck=0 \ncheck=0 \n" {
 		t.Fatalf("%v: %q", err, out)
+	}
+}
+
+// A quiet cluster: checks of a connection found valid at the daemon's
+// generation ask nothing while that answer is fresh (1 s): pbs_comm's
+// checks of all its connections cost about one request per second.
+func TestPluginCheckQuietCostsOneRequest(t *testing.T) {
+	c := startCluster(t)
+	sock := filepath.Join(c.dir, "quiet", "pbs.sock")
+	_, requests := fakeCheckDaemon(t, sock, false, 42)
+	cmd := exec.Command(c.drive, c.lib, "check", c.momSock, serverIP, c.serverSock, momIP, "service")
+	cmd.Env = append(os.Environ(), "DRIVE_CHECK_SOCK="+sock)
+	cmd.Stdin = strings.NewReader(strings.Repeat("check\n", 20))
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.Count(string(out), "check=0 \n") != 20 {
+		t.Fatalf("%v: %q", err, out)
+	}
+	// The 20 checks may straddle the end of a fresh answer: then two.
+	if got := requests.get(); got < 1 || got > 1+int(time.Since(start)/time.Second) {
+		t.Fatalf("%d requests for 20 checks in %s", got, time.Since(start))
 	}
 }
