@@ -72,8 +72,9 @@ $(BIN)/libauth_momgate.so: $(PLUGIN_SRC) $(wildcard contrib/openpbs/plugin/*.h)
 # Never part of `make test`.
 # Stock OpenPBS: resvport first (the harness itself), then momgate, then
 # momgate with PBS_ENCRYPT_METHOD=momgate. Then OpenPBS with the patches of
-# contrib/openpbs/patches (built once per series): momgate with encryption,
-# and resvport, which they must not change. Last, the move from resvport to
+# contrib/openpbs/patches (built once per series): momgate with encryption
+# (and delete node closing the node's open connection at pbs_comm), and
+# resvport, which they must not change. Last, the move from resvport to
 # momgate with a job running (docs/OPENPBS.md 8.2).
 test-openpbs:
 	@for args in "--auth resvport" "--auth momgate" "--auth momgate --encrypt" \

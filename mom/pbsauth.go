@@ -45,3 +45,16 @@ func (d denyDirectory) Admit(id proto.NodeID, addr proto.Addr, keyID uint32) (st
 	}
 	return "", nil
 }
+
+// Generation is the deny list's.
+func (d denyDirectory) Generation() uint64 { return d.deny.Generation() }
+
+// Still admits an open connection unless its address is denied: a MOM
+// does not know the nodes by name (momgate-server, beside pbs_comm, is the
+// daemon that answers pbs_comm's checks).
+func (d denyDirectory) Still(name string, addr proto.Addr) error {
+	if d.deny.Revoked(proto.NodeID{}, addr) {
+		return fmt.Errorf("%w: the address %s of node %s was denied", ping.ErrRevoked, addr, name)
+	}
+	return nil
+}

@@ -48,6 +48,13 @@ func (r *reader) u32(field string) uint32 {
 	return 0
 }
 
+func (r *reader) u64(field string) uint64 {
+	if b := r.take(8, field); b != nil {
+		return binary.BigEndian.Uint64(b)
+	}
+	return 0
+}
+
 // bytes16 reads a uint16 length and that many bytes, at most max.
 func (r *reader) bytes16(max int, field string) []byte {
 	b := r.take(2, field)

@@ -3,6 +3,7 @@ package pbsauth
 import (
 	"bytes"
 	"crypto/subtle"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -98,6 +99,10 @@ type Engine struct {
 	mu      sync.Mutex
 	pending *expiring[HandshakeID, pending]
 	seen    *expiring[[ping.RandomSize]byte, struct{}]
+
+	epochOnce sync.Once // Check's generations (checkEpoch)
+	epoch     uint64
+	epochErr  error
 }
 
 // pending is a handshake between its steps.
@@ -482,4 +487,69 @@ func addrList(as []proto.Addr) string {
 		return "an unknown address"
 	}
 	return b.String()
+}
+
+// Checker is a Directory that can also say whether a connection it
+// admitted earlier is admitted still (the Check op, docs/PROTOCOL.md
+// section 7). Implementations must be safe for concurrent use.
+type Checker interface {
+	// Generation changes whenever an answer of Still may have changed
+	// (a node deleted, denied or readdressed). It is read before Still.
+	Generation() uint64
+	// Still returns nil if the node named name is admitted at addr now,
+	// or an error wrapping ErrUnknownNode, ping.ErrAddrMismatch or
+	// ping.ErrRevoked.
+	Still(name string, addr proto.Addr) error
+}
+
+// CheckResult is what a Check found.
+type CheckResult struct {
+	Gen     uint64
+	Verdict Verdict
+	// Err is why a revoked connection is revoked (nil otherwise).
+	Err error
+}
+
+// Check says whether the open connection of node name from addr, last
+// found admitted at generation gen (0: never), is admitted still. When
+// gen is the current generation nothing is looked up (VerdictUnchanged).
+// The error is for a daemon that cannot check at all (its directory is not
+// a Checker); a revoked connection is a verdict, not an error.
+func (e *Engine) Check(gen uint64, name string, addr proto.Addr) (CheckResult, error) {
+	ck, ok := e.cfg.Directory.(Checker)
+	if !ok {
+		return CheckResult{}, fmt.Errorf("%w: this daemon cannot check open connections", ErrInternal)
+	}
+	epoch, err := e.checkEpoch()
+	if err != nil {
+		return CheckResult{}, err
+	}
+	// Read before Still: a change while Still runs makes the next Check
+	// look again.
+	now := epoch + ck.Generation()
+	if now == 0 {
+		now = 1 // 0 means "no answer yet"
+	}
+	if gen != 0 && gen == now {
+		return CheckResult{Gen: now, Verdict: VerdictUnchanged}, nil
+	}
+	if err := ck.Still(name, addr); err != nil {
+		return CheckResult{Gen: now, Verdict: VerdictRevoked, Err: err}, nil
+	}
+	return CheckResult{Gen: now, Verdict: VerdictValid}, nil
+}
+
+// checkEpoch is a random offset of this engine's generations, drawn at the
+// first Check: a daemon that restarted (its count from 0 again) never
+// answers a generation of its previous run as unchanged.
+func (e *Engine) checkEpoch() (uint64, error) {
+	e.epochOnce.Do(func() {
+		var b [8]byte
+		if _, err := io.ReadFull(e.cfg.Rand, b[:]); err != nil {
+			e.epochErr = fmt.Errorf("%w: check epoch: %v", ErrInternal, err)
+			return
+		}
+		e.epoch = binary.BigEndian.Uint64(b[:])
+	})
+	return e.epoch, e.epochErr
 }

@@ -108,6 +108,10 @@ func responseSeeds(t testing.TB) []fuzzcorpus.Seed {
 		s.Keys = sampleKeys()
 		seeds = append(seeds, fuzzcorpus.Seed{Name: op.String() + "_keys", Args: []any{uint16(op), AppendResponse(nil, op, &s)}})
 	}
+	for _, v := range []Response{{Gen: 7, Verdict: VerdictValid}, {Gen: 7, Verdict: VerdictUnchanged},
+		{Gen: 8, Verdict: VerdictRevoked, Reason: "revoked", Message: "node pbsn1 was denied"}} {
+		seeds = append(seeds, fuzzcorpus.Seed{Name: "check_" + v.Verdict.String(), Args: []any{uint16(OpCheck), AppendResponse(nil, OpCheck, &v)}})
+	}
 	refused := Response{Status: StatusRefused, Reason: "replay", Message: "vouch echoes another handshake"}
 	return append(seeds, fuzzcorpus.Seed{Name: "refused", Args: []any{uint16(OpConfirm), AppendResponse(nil, OpConfirm, &refused)}})
 }

@@ -2,9 +2,12 @@ package pbsauth
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/momgate/momgate/reasons"
 )
 
 // Op is a request of the local protocol (docs/OPENPBS.md section 4).
@@ -16,6 +19,9 @@ const (
 	OpContinue Op = 2 // initiator, second call: check step 2, make step 3
 	OpAccept   Op = 3 // responder, first call: check step 1, make step 2
 	OpConfirm  Op = 4 // responder, second call: check step 3, say who the peer is
+	// OpCheck asks whether an open connection's peer is still admitted
+	// (docs/PROTOCOL.md section 7): pbs_comm's periodic check.
+	OpCheck Op = 5
 )
 
 func (o Op) String() string {
@@ -28,6 +34,8 @@ func (o Op) String() string {
 		return "accept"
 	case OpConfirm:
 		return "confirm"
+	case OpCheck:
+		return "check"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -54,6 +62,33 @@ const (
 	MaxMessageLen = 1024
 )
 
+// Verdict is the answer to a Check (docs/PROTOCOL.md section 7).
+type Verdict uint8
+
+// Verdicts.
+const (
+	// VerdictValid: the node is admitted at that address now.
+	VerdictValid Verdict = 0
+	// VerdictRevoked: it is not; Reason and Message say why.
+	VerdictRevoked Verdict = 1
+	// VerdictUnchanged: nothing the answer depends on changed since the
+	// generation the caller gave, so nothing was looked up: the caller's
+	// earlier answers for that generation stand.
+	VerdictUnchanged Verdict = 2
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case VerdictValid:
+		return "valid"
+	case VerdictRevoked:
+		return "revoked"
+	case VerdictUnchanged:
+		return "unchanged"
+	}
+	return fmt.Sprintf("verdict(%d)", uint8(v))
+}
+
 // HandshakeID names one handshake in progress at a daemon.
 type HandshakeID [16]byte
 
@@ -64,6 +99,11 @@ type Request struct {
 	Host  string      // Initiate, Accept: the peer host as PBS passed it
 	ID    HandshakeID // Continue, Confirm
 	Token []byte      // Continue, Accept, Confirm
+	// Gen (Check): the generation of the caller's last answer, 0 if none.
+	Gen uint64
+	// Node (Check): the connection's node name, as Confirm named it; Host
+	// is then the connection's peer address, as text.
+	Node string
 	// Encrypt (Initiate): PBS will encrypt this connection with the
 	// plugin, so the handshake derives its keys (docs/OPENPBS.md 6).
 	Encrypt bool
@@ -90,8 +130,10 @@ type Response struct {
 	PeerName string      // Continue: the responder's node name
 	Peer     PeerUser    // Confirm
 	Keys     *ConnKeys   // Continue, Confirm of an encrypted handshake
-	Reason   string      // refused: a Reason label
-	Message  string      // refused: what and why, for PBS's log
+	Gen      uint64      // Check: the daemon's generation now
+	Verdict  Verdict     // Check
+	Reason   string      // refused, or a Check's revoked verdict: a Reason label
+	Message  string      // refused, or revoked: what and why, for PBS's log
 }
 
 func appendLocalHeader(b []byte, code uint8, n int) []byte {
@@ -170,6 +212,13 @@ func ParseRequest(op Op, body []byte) (Request, error) {
 	case OpContinue, OpConfirm:
 		r.fixed(q.ID[:], "handshake id")
 		q.Token = r.bytes16(MaxTokenSize, "token")
+	case OpCheck:
+		q.Gen = r.u64("generation")
+		q.Node = r.str(MaxNodeNameLen, "node")
+		q.Host = r.str(MaxHostLen, "peer address")
+		if r.err == nil && (q.Node == "" || q.Host == "") {
+			r.fail("check", "empty node or peer address")
+		}
 	default:
 		return q, fmt.Errorf("%w: unknown op %d", ErrMalformed, uint8(op))
 	}
@@ -197,6 +246,19 @@ func AppendRequest(b []byte, q *Request) ([]byte, error) {
 	case OpContinue, OpConfirm:
 		body = append(body, q.ID[:]...)
 		body = appendBytes16(body, q.Token)
+	case OpCheck:
+		if err := checkStr("node", q.Node, MaxNodeNameLen); err != nil {
+			return b, err
+		}
+		if err := checkStr("peer address", q.Host, MaxHostLen); err != nil {
+			return b, err
+		}
+		if q.Node == "" || q.Host == "" {
+			return b, errors.New("check: empty node or peer address")
+		}
+		body = binary.BigEndian.AppendUint64(body, q.Gen)
+		body = appendStr(body, q.Node)
+		body = appendStr(body, q.Host)
 	default:
 		return b, fmt.Errorf("unknown op %d", uint8(q.Op))
 	}
@@ -229,6 +291,20 @@ func AppendResponse(b []byte, op Op, s *Response) []byte {
 		body = appendStr(body, cut(s.Peer.User, MaxUserLen))
 		body = appendStr(body, cut(s.Peer.Group, MaxGroupLen))
 		body = appendStr(body, cut(s.Peer.NodeName, MaxNodeNameLen))
+	case OpCheck:
+		body = binary.BigEndian.AppendUint64(body, s.Gen)
+		body = append(body, byte(s.Verdict))
+		if s.Verdict == VerdictRevoked {
+			reason := cut(s.Reason, MaxReasonLen)
+			if reason == "" {
+				reason = string(reasons.Revoked)
+			}
+			body = appendStr(body, reason)
+			body = appendStr(body, cut(s.Message, MaxMessageLen))
+		} else {
+			body = appendStr(body, "")
+			body = appendStr(body, "")
+		}
 	}
 	if (op == OpContinue || op == OpConfirm) && s.Keys != nil {
 		body = append(body, s.Keys.Send[:]...)
@@ -269,6 +345,20 @@ func ParseResponse(op Op, code uint8, body []byte) (Response, error) {
 		s.Peer.User = r.str(MaxUserLen, "user")
 		s.Peer.Group = r.str(MaxGroupLen, "group")
 		s.Peer.NodeName = r.str(MaxNodeNameLen, "node name")
+	case op == OpCheck:
+		s.Gen = r.u64("generation")
+		s.Verdict = Verdict(r.u8("verdict"))
+		s.Reason = r.str(MaxReasonLen, "reason")
+		s.Message = r.str(MaxMessageLen, "message")
+		switch {
+		case r.err != nil:
+		case s.Verdict > VerdictUnchanged:
+			r.fail("verdict", "%d: want 0, 1 or 2", s.Verdict)
+		case (s.Verdict == VerdictRevoked) != (s.Reason != ""):
+			r.fail("reason", "a revoked verdict and only it has a reason")
+		case s.Verdict != VerdictRevoked && s.Message != "":
+			r.fail("message", "only a revoked verdict has a message")
+		}
 	default:
 		return s, fmt.Errorf("%w: unknown op %d", ErrMalformed, uint8(op))
 	}

@@ -16,6 +16,7 @@ func sampleRequests() []Request {
 		{Op: OpContinue, ID: id, Token: []byte("MP\x01\x02reply")},
 		{Op: OpAccept, Kind: KindUser, Host: "10.201.0.11", Token: []byte("MP\x01\x01ping")},
 		{Op: OpConfirm, ID: id, Token: []byte("MP\x01\x03vouch")},
+		{Op: OpCheck, Gen: 0x0102030405060708, Node: "pbsn1", Host: "10.201.0.11"},
 	}
 }
 

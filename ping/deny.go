@@ -27,7 +27,15 @@ type DenyList struct {
 	mu   sync.Mutex // serialises writers
 	set  atomic.Pointer[denySet]
 	held atomic.Bool
+	gen  atomic.Uint64 // changes, counted (Generation)
 }
+
+// Generation counts the changes made to the list (every Deny, DenyUnder
+// and Allow, whether or not it changed what is listed); it starts at 0.
+// A reader that saw generation g and sees g again knows nothing was
+// denied or lifted in between (the OpenPBS plugin's connection check,
+// docs/PROTOCOL.md section 7). The hold is not counted.
+func (d *DenyList) Generation() uint64 { return d.gen.Load() }
 
 // Hold makes RevokedUnder refuse everyone until Release.
 func (d *DenyList) Hold() { d.held.Store(true) }
@@ -182,4 +190,5 @@ func (d *DenyList) update(f func(*denySet)) {
 	}
 	f(next)
 	d.set.Store(next)
+	d.gen.Add(1)
 }

@@ -67,3 +67,21 @@ func TestDenyListHold(t *testing.T) {
 		t.Fatal("Release did not restore the list's verdicts")
 	}
 }
+
+// Every change counts in the generation; reads and the hold do not.
+func TestDenyGeneration(t *testing.T) {
+	var d DenyList
+	if d.Generation() != 0 {
+		t.Fatalf("new list at generation %d", d.Generation())
+	}
+	a := addr("10.0.0.1")
+	d.Deny(proto.NodeID{1}, a)
+	d.DenyUnder(proto.NodeID{}, a, []uint32{7})
+	_ = d.Revoked(proto.NodeID{1}, a)
+	d.Hold()
+	d.Release()
+	d.Allow(proto.NodeID{1}, a)
+	if g := d.Generation(); g != 3 {
+		t.Fatalf("generation %d after three changes", g)
+	}
+}

@@ -14,7 +14,7 @@
 #
 # Usage: sudo scripts/bench-openpbs.sh     (make bench-openpbs)
 # Environment: BENCH_PROCS (default 4 processes running handshakes), BENCH_SECONDS (default 5 per
-# measurement), BENCH_MOMS (default 10), OPENPBS_BUILD or PBS_EXEC as for
+# measurement), BENCH_MOMS (default 10; 0: no join figures), OPENPBS_BUILD or PBS_EXEC as for
 # the harness. Needs root: munged's socket is its compiled-in path
 # (/run/munge), mounted privately in a mount namespace of this script's own,
 # and the harness makes network namespaces. Everything it starts is
@@ -44,6 +44,8 @@ if [ -z "${BENCH_OPENPBS_INNER:-}" ]; then
   [ -f "$PBS_EXEC/lib/libauth_munge.so" ] || die "no $PBS_EXEC/lib/libauth_munge.so (OpenPBS builds it with libmunge-dev)"
   echo "bench-openpbs: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
   BENCH_OPENPBS_INNER=1 unshare --mount --propagation private -- "$0"
+  # BENCH_MOMS=0: the handshake figures alone.
+  [ "$moms" -gt 0 ] || { echo "bench-openpbs: load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"; exit 0; }
   for auth in momgate resvport; do
     out=$(contrib/openpbs/test/harness.sh --auth "$auth" --moms "$moms" 2>&1) || { echo "$out" | tail -n 20 >&2; die "harness --moms $moms --auth $auth failed"; }
     echo "$out" | grep '^JOIN:' | sed "s/^JOIN: /join ($auth):      /"
@@ -85,6 +87,7 @@ ip=127.0.91.1
 "$tmp/bin/momgate-server" init --state-dir "$tmp/server" >/dev/null
 "$tmp/bin/momgate-server" run --state-dir "$tmp/server" --listen "$ip:15101" --pbs-socket "$tmp/run/pbs.sock" \
   --pbs-host-name pbssrv --audit-log "$tmp/audit.log" >"$tmp/server.log" 2>&1 &
+mg_pid=$!
 pids+=($!)
 wait_until "momgate-server's plugin socket" test -S "$tmp/run/pbs.sock"
 
@@ -96,22 +99,32 @@ head -c 1024 /dev/urandom >"$tmp/munge.key"
 chmod 600 "$tmp/munge.key"
 "$munged_bin" --foreground --force --socket=/run/munge/munge.socket.2 --key-file="$tmp/munge.key" \
   --pid-file="$tmp/munged.pid" --log-file="$tmp/munged.log" --seed-file="$tmp/munged.seed" >"$tmp/munged.out" 2>&1 &
+munged_pid=$!
 pids+=($!)
 wait_until "munged's socket" test -S /run/munge/munge.socket.2
 
-# measure NAME LIB MODE [PRELOAD]: one bench run; prints its line. OpenPBS's
-# plugins call into libpbs, which a PBS process has loaded: PRELOAD it.
+# cpu_ticks PID: the user and system CPU time PID has used, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# measure NAME LIB MODE DAEMON_PID [PRELOAD]: one bench run; prints its
+# line, with the daemon's CPU time per handshake. OpenPBS's plugins call
+# into libpbs, which a PBS process has loaded: PRELOAD it.
 measure() {
-  local name=$1 lib=$2 mode=$3 preload=${4:-} out
+  local name=$1 lib=$2 mode=$3 dpid=$4 preload=${5:-} out t0 t1 n
+  t0=$(cpu_ticks "$dpid")
   out=$(LD_PRELOAD=$preload "$tmp/bin/drive" "$lib" "$mode" "$procs" "$secs" "$tmp/run/pbs.sock" "$ip" "$ip" service 2>&1) ||
     { echo "$out" >&2; die "$name: the handshakes failed"; }
+  t1=$(cpu_ticks "$dpid")
   rate=$(echo "$out" | sed -n 's/^bench: [0-9]* handshakes in [0-9.]* s, \([0-9]*\)\/s.*/\1/p')
-  printf '%-24s %6s handshakes/s  (%s; load average %s)\n' "$name:" "$rate" "${out#bench: }" "$(cut -d' ' -f1-3 /proc/loadavg)"
+  n=$(echo "$out" | sed -n 's/^bench: \([0-9]*\) handshakes.*/\1/p')
+  printf '%-24s %6s handshakes/s  (%s; daemon %s us CPU per handshake; load average %s)\n' "$name:" "$rate" "${out#bench: }" \
+    "$(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$n" 'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }')" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)"
 }
-measure "momgate" "$tmp/bin/libauth_momgate.so" bench
+measure "momgate" "$tmp/bin/libauth_momgate.so" bench "$mg_pid"
 momgate_rate=$rate
-measure "momgate, with keys" "$tmp/bin/libauth_momgate.so" bench-encrypt
-measure "munge (OpenPBS plugin)" "$PBS_EXEC/lib/libauth_munge.so" bench "$PBS_EXEC/lib/libpbs.so"
+measure "momgate, with keys" "$tmp/bin/libauth_momgate.so" bench-encrypt "$mg_pid"
+measure "munge (OpenPBS plugin)" "$PBS_EXEC/lib/libauth_munge.so" bench "$munged_pid" "$PBS_EXEC/lib/libpbs.so"
 munge_rate=$rate
 if [ "$munge_rate" -gt 0 ]; then
   echo "ratio momgate / munge:    $(awk -v a="$momgate_rate" -v b="$munge_rate" 'BEGIN { printf "%.2f", a / b }')"

@@ -80,3 +80,41 @@ func (d registryDirectory) Admit(id proto.NodeID, addr proto.Addr, keyID uint32)
 	}
 	return name, nil
 }
+
+// Generation is the deny list's: every deletion, readdress and lift of a
+// deny changes it, and those are the changes that end an admission.
+func (d registryDirectory) Generation() uint64 { return d.s.deny.Generation() }
+
+// Still admits an open connection of node name from addr if the registry
+// has that node at that address now and neither is denied (the Check op:
+// pbs_comm closes a connection this refuses).
+func (d registryDirectory) Still(name string, addr proto.Addr) error {
+	s := d.s
+	if name == d.self {
+		if addr != d.addr {
+			return fmt.Errorf("%w: the server host %s is at %s, the connection is from %s", ping.ErrAddrMismatch, name, d.addr, addr)
+		}
+		return nil
+	}
+	s.mu.Lock()
+	n := s.reg.byName[name]
+	var id proto.NodeID
+	var at netip.Addr
+	if n != nil {
+		id, at = n.id, n.addr
+	}
+	s.mu.Unlock()
+	if n == nil {
+		if s.deny.Revoked(proto.NodeID{}, addr) {
+			return fmt.Errorf("%w: node %s was deleted (it is no longer in the registry, and %s is denied)", ping.ErrRevoked, name, addr)
+		}
+		return fmt.Errorf("%w: node %s is no longer in the registry", pbsauth.ErrUnknownNode, name)
+	}
+	if proto.AddrFrom(at) != addr {
+		return fmt.Errorf("%w: node %s is at %s now, the connection is from %s", ping.ErrAddrMismatch, name, at, addr)
+	}
+	if s.deny.Revoked(id, addr) {
+		return fmt.Errorf("%w: node %s or its address %s was denied", ping.ErrRevoked, name, addr)
+	}
+	return nil
+}

@@ -5,14 +5,18 @@ package pbsgate
 import (
 	"fmt"
 	"net"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// peer is the process at the other end of a Unix connection.
+// peer is the process at the other end of a Unix connection, and the
+// names of its user and group once looked up (gate.names).
 type peer struct {
-	uid, gid uint32
-	pid      int32
+	uid, gid    uint32
+	pid         int32
+	user, group string
+	named       time.Time
 }
 
 func peerOf(c *net.UnixConn) (peer, error) {

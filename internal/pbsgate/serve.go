@@ -1,6 +1,7 @@
 package pbsgate
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -24,8 +25,14 @@ const ChannelPBS = "pbs"
 
 // Defaults of Config.
 const (
-	DefaultTimeout  = 5 * time.Second
-	DefaultMaxConns = 256
+	DefaultTimeout     = 5 * time.Second
+	DefaultMaxConns    = 256
+	DefaultIdleTimeout = 10 * time.Second
+	DefaultMaxRequests = 4096
+	// busyIdle is how long a connection may wait for its next request
+	// while more than half of MaxConns are in use: idle connections make
+	// room for new callers quickly.
+	busyIdle = 200 * time.Millisecond
 )
 
 // Config configures Serve.
@@ -36,8 +43,15 @@ type Config struct {
 	Log    logrus.FieldLogger
 	// Timeout bounds one request: read, resolve, answer. 0: DefaultTimeout.
 	Timeout time.Duration
-	// MaxConns bounds requests served at once; past it the socket's
-	// backlog waits. 0: DefaultMaxConns.
+	// IdleTimeout bounds the wait for a connection's next request (the
+	// plugin keeps one connection per thread, docs/OPENPBS.md section 4);
+	// 0: DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// MaxRequests bounds the requests served on one connection; the
+	// plugin connects anew after it. 0: DefaultMaxRequests.
+	MaxRequests int
+	// MaxConns bounds the connections served at once; past it the
+	// socket's backlog waits. 0: DefaultMaxConns.
 	MaxConns int
 	// Resolve returns the addresses of a host name; nil: the system's
 	// resolver.
@@ -59,6 +73,12 @@ func Serve(ctx context.Context, cfg Config) error {
 	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.MaxRequests <= 0 {
+		cfg.MaxRequests = DefaultMaxRequests
 	}
 	if cfg.Resolve == nil {
 		cfg.Resolve = func(ctx context.Context, host string) ([]netip.Addr, error) {
@@ -124,29 +144,60 @@ func (g *gate) serve(ctx context.Context, ln *net.UnixListener) error {
 	}
 }
 
-// handle answers one request on c.
+// handle answers the requests on c, one at a time, until the caller
+// closes it, stays idle past IdleTimeout, has sent MaxRequests, sends a
+// bad request, or ctx ends. The caller is who the kernel said connected
+// (SO_PEERCRED, read once): the plugin connects anew whenever its process
+// or its effective user or group is no longer the one that connected.
 func (g *gate) handle(ctx context.Context, c *net.UnixConn) {
-	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
-	defer cancel()
-	deadline, _ := ctx.Deadline()
-	if err := c.SetDeadline(deadline); err != nil {
-		return
-	}
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
+	defer stop()
 	p, err := peerOf(c)
 	if err != nil {
 		g.cfg.Log.WithError(err).Warn("pbs socket: cannot verify the caller; closed")
 		return
 	}
-	q, err := pbsauth.ReadRequest(c)
+	r := bufio.NewReaderSize(c, pbsauth.LocalHeaderSize+pbsauth.MaxLocalBody)
+	for n := 0; n < g.cfg.MaxRequests; n++ {
+		idle := g.cfg.Timeout
+		if n > 0 {
+			idle = g.cfg.IdleTimeout
+			if 2*len(g.slots) > cap(g.slots) {
+				idle = min(idle, busyIdle)
+			}
+		}
+		if err := c.SetReadDeadline(time.Now().Add(idle)); err != nil || ctx.Err() != nil {
+			return
+		}
+		if _, err := r.Peek(1); err != nil {
+			return // closed, idle too long, or shutting down
+		}
+		if !g.one(ctx, c, r, &p) {
+			return
+		}
+	}
+}
+
+// one answers one request whose first byte has arrived; false: the
+// connection is done.
+func (g *gate) one(ctx context.Context, c *net.UnixConn, r io.Reader, p *peer) bool {
+	// The deadline bounds the request; a context with it is made only
+	// for a name to resolve (resolve), the one step that may block.
+	deadline := time.Now().Add(g.cfg.Timeout)
+	if err := c.SetDeadline(deadline); err != nil {
+		return false
+	}
+	q, err := pbsauth.ReadRequest(r)
 	if err != nil {
 		if !errors.Is(err, io.EOF) {
 			g.cfg.Log.WithError(err).WithField("pid", p.pid).Warn("pbs socket: bad request")
 		}
-		return
+		return false
 	}
-	resp := g.answer(ctx, p, &q)
+	resp := g.answer(ctx, deadline, p, &q)
 	out := pbsauth.AppendResponse(nil, q.Op, &resp)
-	if _, err := c.Write(out); err != nil {
+	_, err = c.Write(out)
+	if err != nil {
 		g.cfg.Log.WithError(err).WithField("pid", p.pid).Debug("pbs socket: answer not delivered")
 	}
 	// The connection's keys are the plugin's now: this daemon keeps none.
@@ -154,18 +205,22 @@ func (g *gate) handle(ctx context.Context, c *net.UnixConn) {
 		resp.Keys.Wipe()
 		clear(out)
 	}
+	return err == nil
 }
 
 // answer runs the request's step and records it.
-func (g *gate) answer(ctx context.Context, p peer, q *pbsauth.Request) pbsauth.Response {
+func (g *gate) answer(ctx context.Context, deadline time.Time, p *peer, q *pbsauth.Request) pbsauth.Response {
+	if q.Op == pbsauth.OpCheck {
+		return g.check(*p, q)
+	}
 	caller := pbsauth.Caller{UID: p.uid, GID: p.gid}
 	var res pbsauth.Result
 	var err error
 	switch q.Op {
 	case pbsauth.OpInitiate:
 		var dest proto.Addr
-		if dest, err = g.destination(ctx, q.Host); err == nil {
-			if caller.User, caller.Group, err = g.cfg.Names(p.uid, p.gid); err != nil {
+		if dest, err = g.destination(ctx, deadline, q.Host); err == nil {
+			if caller.User, caller.Group, err = g.names(p); err != nil {
 				err = fmt.Errorf("%w: uid %d: %v", pbsauth.ErrInternal, p.uid, err)
 			} else {
 				res, err = g.cfg.Engine.Initiate(caller, q.Kind, dest, q.Encrypt)
@@ -175,28 +230,56 @@ func (g *gate) answer(ctx context.Context, p peer, q *pbsauth.Request) pbsauth.R
 		res, err = g.cfg.Engine.Continue(caller, q.ID, q.Token)
 	case pbsauth.OpAccept:
 		var sources []proto.Addr
-		if sources, err = g.sources(ctx, q.Host); err == nil {
+		if sources, err = g.sources(ctx, deadline, q.Host); err == nil {
 			res, err = g.cfg.Engine.Accept(caller, q.Kind, sources, q.Token)
 		}
 	case pbsauth.OpConfirm:
 		res, err = g.cfg.Engine.Confirm(caller, q.ID, q.Token)
 	}
-	g.record(q, p, &res, err)
+	g.record(q, *p, &res, err)
 	if err != nil {
 		return pbsauth.Response{Status: pbsauth.StatusRefused, Reason: string(pbsauth.Reason(err)), Message: refusal(q, &res, err)}
 	}
 	return pbsauth.Response{ID: res.ID, Token: res.Token, PeerName: res.NodeName, Peer: res.User, Keys: res.Keys}
 }
 
+// check answers a Check: pbs_comm asking whether an open connection's
+// node is still admitted. A revoked one is audited (pbs_comm closes it); a
+// daemon that cannot check refuses the request, and pbs_comm keeps the
+// connection.
+func (g *gate) check(p peer, q *pbsauth.Request) pbsauth.Response {
+	a, err := netip.ParseAddr(q.Host)
+	var cr pbsauth.CheckResult
+	if err != nil {
+		err = fmt.Errorf("%w: peer address %q: %v", pbsauth.ErrMalformed, q.Host, err)
+	} else {
+		cr, err = g.cfg.Engine.Check(q.Gen, q.Node, proto.AddrFrom(a.Unmap()))
+	}
+	if err != nil {
+		g.cfg.Log.WithError(err).WithField("pid", p.pid).Warn("pbs socket: check not answered")
+		return pbsauth.Response{Status: pbsauth.StatusRefused, Reason: string(pbsauth.Reason(err)),
+			Message: fmt.Sprintf("cannot check the connection of %s from %s: %v", q.Node, q.Host, err)}
+	}
+	resp := pbsauth.Response{Gen: cr.Gen, Verdict: cr.Verdict}
+	if cr.Verdict == pbsauth.VerdictRevoked {
+		reason := pbsauth.Reason(cr.Err)
+		resp.Reason = string(reason)
+		resp.Message = fmt.Sprintf("revoked the open connection of %s (node %s): %s: %v", q.Host, q.Node, reason, cr.Err)
+		g.cfg.Audit.Record(audit.Entry{Channel: ChannelPBS, Outcome: audit.Rejected, Reason: reason, Node: q.Node,
+			Peer: netip.AddrPortFrom(a.Unmap(), 0), Detail: fmt.Sprintf("open connection, check: %v", cr.Err)})
+	}
+	return resp
+}
+
 // destination is the address an initiator's PING is for: the host itself
 // if it is an address, else the first of its addresses that is IPv4 and
 // not loopback (TPP uses IPv4 and refuses loopback), else its first
 // address.
-func (g *gate) destination(ctx context.Context, host string) (proto.Addr, error) {
+func (g *gate) destination(ctx context.Context, deadline time.Time, host string) (proto.Addr, error) {
 	if a, err := netip.ParseAddr(host); err == nil {
 		return proto.AddrFrom(a.Unmap()), nil
 	}
-	as, err := g.cfg.Resolve(ctx, host)
+	as, err := g.resolve(ctx, deadline, host)
 	if err != nil || len(as) == 0 {
 		return proto.Addr{}, fmt.Errorf("%w: %s: %v", pbsauth.ErrResolve, host, err)
 	}
@@ -208,13 +291,20 @@ func (g *gate) destination(ctx context.Context, host string) (proto.Addr, error)
 	return proto.AddrFrom(as[0].Unmap()), nil
 }
 
+// resolve returns the addresses of host, within the request's deadline.
+func (g *gate) resolve(ctx context.Context, deadline time.Time, host string) ([]netip.Addr, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	return g.cfg.Resolve(ctx, host)
+}
+
 // sources are the addresses the peer of an accepted connection may have:
 // the one PBS passed, or every address of the name it passed.
-func (g *gate) sources(ctx context.Context, host string) ([]proto.Addr, error) {
+func (g *gate) sources(ctx context.Context, deadline time.Time, host string) ([]proto.Addr, error) {
 	if a, err := netip.ParseAddr(host); err == nil {
 		return []proto.Addr{proto.AddrFrom(a.Unmap())}, nil
 	}
-	as, err := g.cfg.Resolve(ctx, host)
+	as, err := g.resolve(ctx, deadline, host)
 	if err != nil || len(as) == 0 {
 		return nil, fmt.Errorf("%w: %s: %v", pbsauth.ErrResolve, host, err)
 	}
@@ -272,6 +362,25 @@ func refusal(q *pbsauth.Request, res *pbsauth.Result, err error) string {
 		}
 	}
 	return fmt.Sprintf("refused %s: %s: %v", who, pbsauth.Reason(err), err)
+}
+
+// namesTTL bounds how long a connection's caller's user and group names
+// are reused: a connection lasts as long as its caller keeps using it.
+const namesTTL = 30 * time.Second
+
+// names returns the user and group names of the connection's caller,
+// looked up at its first Initiate (the user database is read once per
+// connection, not per handshake) and again after namesTTL.
+func (g *gate) names(p *peer) (string, string, error) {
+	now := time.Now()
+	if p.named.IsZero() || now.Sub(p.named) > namesTTL {
+		u, grp, err := g.cfg.Names(p.uid, p.gid)
+		if err != nil {
+			return "", "", err
+		}
+		p.user, p.group, p.named = u, grp, now
+	}
+	return p.user, p.group, nil
 }
 
 // systemNames looks uid and gid up in the host's user database.

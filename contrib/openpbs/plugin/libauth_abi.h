@@ -51,6 +51,10 @@ MG_EXPORT void pbs_auth_destroy_ctx(void *ctx);
 MG_EXPORT int pbs_auth_get_userinfo(void *ctx, char **user, char **host, char **realm);
 MG_EXPORT int pbs_auth_process_handshake_data(void *ctx, void *data_in, size_t len_in, void **data_out, size_t *len_out,
 					      int *is_handshake_done);
+/* momgate's own, optional: patched pbs_comm's periodic check of an open
+ * connection (docs/PROTOCOL.md section 7); 0 admitted, 1 revoked, -1
+ * could not check; *reason is malloc'd. */
+MG_EXPORT int pbs_auth_check_ctx(void *ctx, char **reason);
 MG_EXPORT int pbs_auth_encrypt_data(void *ctx, void *data_in, size_t len_in, void **data_out, size_t *len_out);
 MG_EXPORT int pbs_auth_decrypt_data(void *ctx, void *data_in, size_t len_in, void **data_out, size_t *len_out);
 

@@ -12,9 +12,11 @@
 #include "mg_local.h"
 #include "mg_record.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* The logger pbs_auth_set_config gives; PBS calls set_config from any
  * thread, always with the same function, so the store is atomic only to
@@ -42,7 +44,31 @@ struct mg_ctx {
 	unsigned char id[MG_ID_SIZE];
 	char user[MG_MAX_USER + 1];
 	char node[MG_MAX_NODE + 1];
+	uint64_t checked_gen; /* responder: the generation its last check found it valid at */
 };
+
+/*
+ * pbs_auth_check_ctx's view of the daemon: the generation it answered
+ * last, and when. While that answer is younger than MG_CHECK_FRESH_MS, a
+ * connection found valid at that generation is valid without asking, so a
+ * quiet cluster costs pbs_comm about one request per period, whatever the
+ * number of its connections and threads.
+ */
+#define MG_CHECK_FRESH_MS 1000
+static pthread_mutex_t gen_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t gen_seen;
+static long long gen_seen_at; /* monotonic ms; 0: never */
+
+/*
+ * A check waits for the daemon at most MG_CHECK_TIMEOUT_MS, and after one
+ * that got no answer none asks for MG_CHECK_BACKOFF_MS: pbs_comm checks
+ * its connections in its IO threads, which a daemon that hangs must not
+ * hold for a timeout per connection.
+ */
+#define MG_CHECK_TIMEOUT_MS 1000
+#define MG_CHECK_BACKOFF_MS 10000
+static long long unreachable_until; /* monotonic ms; guarded by gen_mu */
+static char unreachable_why[MG_ERR_SIZE + 64];
 
 static void log_msg(int severity, const char *text)
 {
@@ -214,6 +240,92 @@ MG_EXPORT int pbs_auth_process_handshake_data(void *ctx, void *data_in, size_t l
 	mg_response_free(&r);
 	*is_handshake_done = c->done;
 	return rc;
+}
+
+static long long mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* set_reason hands PBS a text it frees; a '%' becomes ' ' (PBS may log it
+ * as a format string). */
+static void set_reason(char **reason, const char *prefix, const char *text)
+{
+	char buf[MG_ERR_SIZE + 64], *p;
+	snprintf(buf, sizeof(buf), "momgate: %s%s", prefix, text);
+	for (p = buf; *p != '\0'; p++)
+		if (*p == '%')
+			*p = ' ';
+	*reason = strdup(buf);
+}
+
+/*
+ * pbs_auth_check_ctx: is the peer of this accepted, authenticated
+ * connection still admitted (docs/PROTOCOL.md section 7)? An optional
+ * symbol: a PBS that does not know it never calls it; patched pbs_comm
+ * calls it periodically for each connection and closes those it revokes.
+ * Returns 0 (still admitted, or nothing to check: an initiator's or an
+ * unfinished context), 1 (revoked: *reason says why) or -1 (the daemon
+ * could not be asked: *reason says why; PBS keeps the connection).
+ * *reason is PBS's to free.
+ */
+MG_EXPORT int pbs_auth_check_ctx(void *ctx, char **reason)
+{
+	struct mg_ctx *c = ctx;
+	struct mg_request q = {0};
+	struct mg_response r;
+	char err[MG_ERR_SIZE + 64];
+	long long now = mono_ms();
+	uint64_t g;
+	int fresh;
+
+	*reason = NULL;
+	if (c == NULL || !c->done || !c->responder || c->node[0] == '\0' || c->host[0] == '\0')
+		return 0;
+	pthread_mutex_lock(&gen_mu);
+	g = gen_seen;
+	fresh = gen_seen_at != 0 && now - gen_seen_at < MG_CHECK_FRESH_MS;
+	if (now < unreachable_until) {
+		snprintf(err, sizeof(err), "%s", unreachable_why);
+		pthread_mutex_unlock(&gen_mu);
+		set_reason(reason, "cannot check the connection: ", err);
+		return -1;
+	}
+	pthread_mutex_unlock(&gen_mu);
+	if (fresh && c->checked_gen != 0 && c->checked_gen == g)
+		return 0;
+	q.op = MG_OP_CHECK;
+	q.gen = c->checked_gen;
+	q.node = c->node;
+	q.host = c->host;
+	q.timeout_ms = MG_CHECK_TIMEOUT_MS;
+	if (mg_ask(&q, &r, err, sizeof(err)) != 0) {
+		pthread_mutex_lock(&gen_mu);
+		unreachable_until = mono_ms() + MG_CHECK_BACKOFF_MS;
+		snprintf(unreachable_why, sizeof(unreachable_why), "%.*s (not asked again for %d s)", MG_ERR_SIZE - 1, err, MG_CHECK_BACKOFF_MS / 1000);
+		pthread_mutex_unlock(&gen_mu);
+		set_reason(reason, "cannot check the connection: ", err);
+		return -1;
+	}
+	if (r.refused) {
+		set_reason(reason, "cannot check the connection: ", r.message[0] != '\0' ? r.message : r.reason);
+		mg_response_free(&r);
+		return -1;
+	}
+	pthread_mutex_lock(&gen_mu);
+	gen_seen = r.gen;
+	gen_seen_at = now;
+	pthread_mutex_unlock(&gen_mu);
+	if (r.verdict == MG_VERDICT_REVOKED) {
+		set_reason(reason, "", r.message[0] != '\0' ? r.message : r.reason);
+		mg_response_free(&r);
+		return 1;
+	}
+	c->checked_gen = r.gen;
+	mg_response_free(&r);
+	return 0;
 }
 
 /*

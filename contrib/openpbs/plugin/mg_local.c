@@ -1,12 +1,16 @@
 /*
- * The plugin's side of momgate's local protocol. No state survives a call:
- * each request opens its own connection, so the plugin is indifferent to
- * the threads of pbs_comm and the forks of pbs_mom.
+ * The plugin's side of momgate's local protocol. The only state that
+ * survives a call is each thread's connection to the daemon, which is
+ * opened anew after a fork, a change of effective user or group, or a
+ * change of socket path, so that the daemon's SO_PEERCRED of it is always
+ * the caller's: the threads of pbs_comm each have their own, and a forked
+ * pbs_mom child never uses its parent's.
  */
 #define _GNU_SOURCE
 #include "mg_local.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,31 +175,6 @@ static int send_all(int fd, const unsigned char *b, size_t n, long long deadline
 	return 0;
 }
 
-static int recv_all(int fd, unsigned char *b, size_t n, long long deadline)
-{
-	while (n > 0) {
-		ssize_t r = recv(fd, b, n, 0);
-		if (r > 0) {
-			b += r;
-			n -= (size_t) r;
-			continue;
-		}
-		if (r == 0) {
-			errno = ECONNRESET;
-			return -1;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			if (wait_fd(fd, POLLIN, deadline) != 0)
-				return -1;
-			continue;
-		}
-		return -1;
-	}
-	return 0;
-}
-
 static void put16(unsigned char *b, size_t v)
 {
 	b[0] = (unsigned char) (v >> 8);
@@ -210,6 +189,34 @@ static void put32(unsigned char *b, size_t v)
 	b[3] = (unsigned char) v;
 }
 
+static void put64(unsigned char *b, uint64_t v)
+{
+	put32(b, (size_t) (v >> 32));
+	put32(b + 4, (size_t) (v & 0xffffffffu));
+}
+
+/* encode_check writes a Check's frame into b; -1 if it does not fit. */
+static long encode_check(const struct mg_request *q, unsigned char *b)
+{
+	size_t n = 8, nl = q->node != NULL ? strlen(q->node) : 0, hl = q->host != NULL ? strlen(q->host) : 0;
+	if (nl == 0 || nl > MG_MAX_NODE || hl == 0 || hl > MG_MAX_HOST)
+		return -1;
+	put64(b + n, q->gen);
+	n += 8;
+	put16(b + n, nl);
+	memcpy(b + n + 2, q->node, nl);
+	n += 2 + nl;
+	put16(b + n, hl);
+	memcpy(b + n + 2, q->host, hl);
+	n += 2 + hl;
+	b[0] = 'M';
+	b[1] = 'L';
+	b[2] = 1;
+	b[3] = MG_OP_CHECK;
+	put32(b + 4, n - 8);
+	return (long) n;
+}
+
 /* encode writes q's frame into b (8 + MG_MAX_BODY bytes); -1 if q does
  * not fit. */
 static long encode(const struct mg_request *q, unsigned char *b)
@@ -218,6 +225,8 @@ static long encode(const struct mg_request *q, unsigned char *b)
 	int has_host = q->op == MG_OP_INITIATE || q->op == MG_OP_ACCEPT;
 	int has_id = q->op == MG_OP_CONTINUE || q->op == MG_OP_CONFIRM;
 
+	if (q->op == MG_OP_CHECK)
+		return encode_check(q, b);
 	if (!has_host && !has_id)
 		return -1;
 	if (has_host) {
@@ -341,6 +350,21 @@ static int decode(int op, int status, unsigned char *body, size_t n, struct mg_r
 			str(&c, MG_MAX_USER, r->group);
 			str(&c, MG_MAX_NODE, r->node);
 			break;
+		case MG_OP_CHECK: {
+			const unsigned char *v;
+			r->gen = (uint64_t) get32(&c) << 32;
+			r->gen |= get32(&c);
+			v = take(&c, 1);
+			r->verdict = v != NULL ? v[0] : -1;
+			str(&c, 32, r->reason);
+			str(&c, 1024, r->message);
+			/* a revoked verdict, and only it, has a reason */
+			if (r->verdict < MG_VERDICT_VALID || r->verdict > MG_VERDICT_UNCHANGED ||
+			    (r->verdict == MG_VERDICT_REVOKED) != (r->reason[0] != '\0') ||
+			    (r->verdict != MG_VERDICT_REVOKED && r->message[0] != '\0'))
+				c.bad = 1;
+			break;
+		}
 		default:
 			return -1;
 		}
@@ -356,15 +380,197 @@ static int decode(int op, int status, unsigned char *body, size_t n, struct mg_r
 	return 0;
 }
 
+/*
+ * This thread's connection to the daemon and whom it was opened for. A
+ * child of fork() inherits its parent's thread's copy: the pid tells.
+ */
+struct mg_conn {
+	int fd;
+	pid_t pid;
+	uid_t euid;
+	gid_t egid;
+	char path[108];
+	struct mg_conn *prev, *next; /* every thread's record (all_conns) */
+};
+
+static pthread_key_t conn_key;
+static pthread_once_t conn_once = PTHREAD_ONCE_INIT;
+static int conn_key_ok;
+
+/*
+ * Every thread's record, so that a child of fork() closes them all at
+ * once: it inherits the descriptors of all its parent's threads, and none
+ * of them is its to use (the daemon vouched for the parent; the child may
+ * drop privileges next). The pid check of reusable() is the second line.
+ */
+static pthread_mutex_t conns_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct mg_conn *all_conns;
+
+static void conns_lock(void) { pthread_mutex_lock(&conns_mu); }
+static void conns_unlock(void) { pthread_mutex_unlock(&conns_mu); }
+
+static void conns_child(void)
+{
+	struct mg_conn *c;
+	for (c = all_conns; c != NULL; c = c->next) {
+		if (c->fd >= 0)
+			close(c->fd);
+		c->fd = -1;
+	}
+	pthread_mutex_unlock(&conns_mu);
+}
+
+/* conn_free closes a thread's connection when the thread ends. */
+static void conn_free(void *p)
+{
+	struct mg_conn *c = p;
+	conns_lock();
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		all_conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	conns_unlock();
+	if (c->fd >= 0 && c->pid == getpid())
+		close(c->fd);
+	free(c);
+}
+
+static void conn_key_init(void)
+{
+	conn_key_ok = pthread_key_create(&conn_key, conn_free) == 0 &&
+		      pthread_atfork(conns_lock, conns_unlock, conns_child) == 0;
+}
+
+/* Unloaded (PBS's unload_auths at exit): no thread may run conn_free,
+ * which goes away with the library, after this. */
+__attribute__((destructor)) static void conn_key_fini(void)
+{
+	if (conn_key_ok)
+		pthread_key_delete(conn_key);
+	conn_key_ok = 0;
+}
+
+/* this_conn is the calling thread's connection record (fd -1: none), or
+ * NULL if the thread cannot have one; then every request has its own. */
+static struct mg_conn *this_conn(void)
+{
+	struct mg_conn *c;
+	pthread_once(&conn_once, conn_key_init);
+	if (!conn_key_ok)
+		return NULL;
+	c = pthread_getspecific(conn_key);
+	if (c == NULL) {
+		c = calloc(1, sizeof(*c));
+		if (c == NULL)
+			return NULL;
+		c->fd = -1;
+		if (pthread_setspecific(conn_key, c) != 0) {
+			free(c);
+			return NULL;
+		}
+		conns_lock();
+		c->next = all_conns;
+		if (all_conns != NULL)
+			all_conns->prev = c;
+		all_conns = c;
+		conns_unlock();
+	}
+	return c;
+}
+
+/*
+ * reusable says whether c may carry the next request of this caller to
+ * path: opened by this process, for this effective user and group, to
+ * this path. Otherwise it is closed (only this process's descriptor: a
+ * parent's connection stays the parent's). A connection the daemon has
+ * closed since (idle, or at its limit) is found by the request itself,
+ * which then goes once more on a new one (mg_ask).
+ */
+static int reusable(struct mg_conn *c, const char *path)
+{
+	if (c->fd < 0)
+		return 0;
+	if (c->pid == getpid() && c->euid == geteuid() && c->egid == getegid() && strcmp(c->path, path) == 0)
+		return 1;
+	close(c->fd);
+	c->fd = -1;
+	return 0;
+}
+
+/*
+ * exchange sends the request out (n bytes) on fd and reads the answer's
+ * header into hdr and its body into r; 0, or -1 with errno set, *got_any
+ * saying whether any byte of an answer came and *bad_frame whether what
+ * came is not a local frame. The answer is read as it arrives (a wait,
+ * then as much as the socket holds), not field by field: two system
+ * calls for an answer, where a read per field took four or five.
+ */
+static int exchange(int fd, const unsigned char *out, size_t n, unsigned char *hdr, struct mg_response *r, long long deadline,
+		    int *got_any, int *bad_frame)
+{
+	unsigned char in[8 + MG_MAX_BODY];
+	size_t have = 0, want = 8, blen = 0;
+	*got_any = 0;
+	*bad_frame = 0;
+	if (send_all(fd, out, n, deadline) != 0)
+		return -1;
+	while (have < want) {
+		ssize_t got;
+		if (wait_fd(fd, POLLIN, deadline) != 0)
+			return -1;
+		got = recv(fd, in + have, sizeof(in) - have, 0);
+		if (got == 0) {
+			errno = ECONNRESET;
+			return -1;
+		}
+		if (got < 0) {
+			if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+				continue;
+			return -1;
+		}
+		*got_any = 1;
+		have += (size_t) got;
+		if (want == 8 && have >= 8) {
+			blen = (size_t) in[4] << 24 | (size_t) in[5] << 16 | (size_t) in[6] << 8 | in[7];
+			if (in[0] != 'M' || in[1] != 'L' || in[2] != 1 || blen > MG_MAX_BODY) {
+				*bad_frame = 1;
+				return -1;
+			}
+			want = 8 + blen;
+		}
+	}
+	/* The daemon answers one request with one frame, nothing more. */
+	if (have != want) {
+		*bad_frame = 1;
+		explicit_bzero(in, have);
+		return -1;
+	}
+	memcpy(hdr, in, 8);
+	r->body = malloc(blen > 0 ? blen : 1);
+	r->body_len = blen;
+	if (r->body == NULL) {
+		explicit_bzero(in, have);
+		errno = ENOMEM;
+		return -1;
+	}
+	memcpy(r->body, in + 8, blen);
+	explicit_bzero(in, have); /* it may hold a connection's keys */
+	return 0;
+}
+
 int mg_ask(const struct mg_request *q, struct mg_response *r, char *err, size_t errsz)
 {
 	unsigned char out[8 + MG_MAX_BODY];
 	unsigned char hdr[8];
 	const char *path = socket_path();
-	long long deadline = now_ms() + timeout_ms();
+	int limit = q->timeout_ms > 0 && q->timeout_ms < timeout_ms() ? q->timeout_ms : timeout_ms();
+	long long deadline = now_ms() + limit;
+	struct mg_conn *conn = this_conn();
+	struct mg_conn once = {.fd = -1};
 	long n;
-	size_t blen;
-	int fd;
+	int fd, reused, got_any, bad_frame, attempt;
 
 	memset(r, 0, sizeof(*r));
 	n = encode(q, out);
@@ -372,38 +578,53 @@ int mg_ask(const struct mg_request *q, struct mg_response *r, char *err, size_t 
 		snprintf(err, errsz, "request %d does not fit the local protocol (host or token too long)", q->op);
 		return -1;
 	}
-	fd = dial(path, deadline, err, errsz);
-	if (fd < 0)
-		return -1;
-	if (send_all(fd, out, (size_t) n, deadline) != 0 || recv_all(fd, hdr, sizeof(hdr), deadline) != 0) {
-		snprintf(err, errsz, "momgate daemon at %s: %s", path,
-			 errno == ETIMEDOUT ? "no answer in time" : strerror(errno));
-		close(fd);
+	if (conn == NULL)
+		conn = &once;
+	/*
+	 * A kept connection the daemon closed just now (idle, or at its
+	 * limit of requests) fails before any answer arrives: then, once,
+	 * on a new connection. The daemon did not read that request, or it
+	 * answers a retried step as a replay: a refusal, never an admission.
+	 */
+	for (attempt = 0;; attempt++) {
+		reused = reusable(conn, path);
+		if (!reused) {
+			fd = dial(path, deadline, err, errsz);
+			if (fd < 0)
+				return -1;
+			conn->fd = fd;
+			conn->pid = getpid();
+			conn->euid = geteuid();
+			conn->egid = getegid();
+			snprintf(conn->path, sizeof(conn->path), "%s", path);
+		}
+		if (exchange(conn->fd, out, (size_t) n, hdr, r, deadline, &got_any, &bad_frame) == 0)
+			break;
+		close(conn->fd);
+		conn->fd = -1;
+		if (r->body != NULL)
+			explicit_bzero(r->body, r->body_len);
+		free(r->body);
+		r->body = NULL;
+		if (bad_frame) {
+			snprintf(err, errsz, "momgate daemon at %s: answer is not a momgate local frame", path);
+			return -1;
+		}
+		if (reused && !got_any && attempt == 0 && errno != ETIMEDOUT)
+			continue;
+		snprintf(err, errsz, "momgate daemon at %s: %s", path, errno == ETIMEDOUT ? "no answer in time" : strerror(errno));
 		return -1;
 	}
-	blen = (size_t) hdr[4] << 24 | (size_t) hdr[5] << 16 | (size_t) hdr[6] << 8 | hdr[7];
-	if (hdr[0] != 'M' || hdr[1] != 'L' || hdr[2] != 1 || blen > MG_MAX_BODY) {
-		snprintf(err, errsz, "momgate daemon at %s: answer is not a momgate local frame", path);
-		close(fd);
-		return -1;
+	if (conn == &once) {
+		close(once.fd);
 	}
-	r->body = malloc(blen > 0 ? blen : 1);
-	r->body_len = blen;
-	if (r->body == NULL) {
-		snprintf(err, errsz, "out of memory");
-		close(fd);
-		return -1;
-	}
-	if (recv_all(fd, r->body, blen, deadline) != 0) {
-		snprintf(err, errsz, "momgate daemon at %s: %s", path,
-			 errno == ETIMEDOUT ? "no answer in time" : strerror(errno));
-		close(fd);
-		mg_response_free(r);
-		return -1;
-	}
-	close(fd);
-	if (decode(q->op, hdr[3], r->body, blen, r) != 0) {
+	if (decode(q->op, hdr[3], r->body, r->body_len, r) != 0) {
 		snprintf(err, errsz, "momgate daemon at %s: malformed answer", path);
+		/* whatever follows on this connection is not to be trusted */
+		if (conn->fd >= 0 && conn != &once) {
+			close(conn->fd);
+			conn->fd = -1;
+		}
 		mg_response_free(r);
 		return -1;
 	}

@@ -5,7 +5,10 @@
 package plugintest
 
 import (
+	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -152,7 +155,8 @@ func startCluster(t *testing.T) *cluster {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := m.Run(ctx); err != nil {
+		// A MOM told its node was deleted stops: the tests that delete n1.
+		if err := m.Run(ctx); err != nil && !errors.Is(err, mom.ErrDeleted) {
 			t.Errorf("mom: %v", err)
 		}
 	}()
@@ -268,6 +272,11 @@ func TestPluginThreadsAndFork(t *testing.T) {
 	if err != nil || !strings.Contains(out, "child user=") || !strings.HasSuffix(out, "records ok") {
 		t.Fatalf("%v: %s", err, out)
 	}
+	// The parent kept its connection to the daemon; the child of fork
+	// starts without it (the plugin closes every inherited one).
+	if !strings.Contains(out, "sockets: parent 1, child 0\n") {
+		t.Fatalf("the child inherited the parent's connection to the daemon: %s", out)
+	}
 }
 
 func TestPluginRefusals(t *testing.T) {
@@ -293,14 +302,248 @@ func TestPluginRefusals(t *testing.T) {
 	if err == nil || !strings.Contains(out, "no answer in time") {
 		t.Fatalf("hung daemon: %v: %s", err, out)
 	}
-	// delete node: refused at once, with the reason.
+	// delete node: refused at once, with the reason. Step 1 is made
+	// before the delete: the node's MOM stops when it is told, and may be
+	// gone before a handshake could start after it.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r1, err := pbsgate.Ask(ctx, c.momSock, &pbsauth.Request{Op: pbsauth.OpInitiate, Kind: pbsauth.KindService, Host: serverIP})
+	if err != nil || r1.Status != pbsauth.StatusOK {
+		t.Fatalf("step 1: %+v %v", r1, err)
+	}
 	var info admin.NodeInfo
 	c.admin(t, admin.OpDeleteNode, admin.NodeArgs{Name: "n1"}, &info)
-	out, err = c.run(t, nil, "once", c.momSock, serverIP, c.serverSock, momIP, "service")
-	if err == nil || !strings.Contains(out, "revoked") {
-		t.Fatalf("deleted node: %v: %s", err, out)
+	r2, err := pbsgate.Ask(ctx, c.serverSock, &pbsauth.Request{Op: pbsauth.OpAccept, Kind: pbsauth.KindService, Host: momIP, Token: r1.Token})
+	if err != nil || r2.Status != pbsauth.StatusRefused || r2.Reason != "revoked" {
+		t.Fatalf("deleted node: %+v %v", r2, err)
 	}
 	if a := c.serverAudit.String(); !strings.Contains(a, "revoked") {
 		t.Fatalf("server audit log has no revoked line:\n%s", a)
+	}
+}
+
+// pbs_comm's periodic check (pbs_auth_check_ctx) of an open connection:
+// admitted while the node is, then, after delete node, revoked with
+// momgate's reason, which pbs_comm logs as it closes the connection.
+func TestPluginCheckRevokesDeletedNode(t *testing.T) {
+	checkRevokes(t, func(c *cluster) {
+		var info admin.NodeInfo
+		c.admin(t, admin.OpDeleteNode, admin.NodeArgs{Name: "n1"}, &info)
+	}, "revoked: ")
+}
+
+// The same for a node given another address (set node Mom=): its open
+// connection, from the old address, is no longer admitted.
+func TestPluginCheckRevokesReaddressedNode(t *testing.T) {
+	checkRevokes(t, func(c *cluster) {
+		var info admin.NodeInfo
+		c.admin(t, admin.OpSetNode, admin.SetArgs{Name: "n1", Attrs: []admin.Attr{{Name: "Mom", Value: "127.0.0.214"}}}, &info)
+	}, "addr_mismatch: ")
+}
+
+// checkRevokes runs a handshake of n1, checks its connection three times
+// (admitted), runs change, and waits for a check to revoke it with reason.
+func checkRevokes(t *testing.T, change func(*cluster), reason string) {
+	c := startCluster(t)
+	cmd := exec.Command(c.drive, c.lib, "check", c.momSock, serverIP, c.serverSock, momIP, "service")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); _ = cmd.Wait() }()
+	lines := bufio.NewScanner(stdout)
+	next := func(what string) string {
+		t.Helper()
+		if !lines.Scan() {
+			t.Fatalf("%s: the driver stopped: %v", what, lines.Err())
+		}
+		return lines.Text()
+	}
+	check := func() string {
+		t.Helper()
+		if _, err := io.WriteString(stdin, "check\n"); err != nil {
+			t.Fatal(err)
+		}
+		return next("check")
+	}
+	if out := next("handshake"); out != "user="+me(t)+" host=n1" {
+		t.Fatalf("handshake: %s", out)
+	}
+	for i := 0; i < 3; i++ {
+		if out := check(); out != "check=0 " {
+			t.Fatalf("check %d of a live node: %q", i, out)
+		}
+	}
+	change(c)
+	// The plugin may answer from the generation it saw for up to a
+	// second; a check after that asks.
+	var out string
+	waitFor(t, "the check to revoke the connection", func() bool {
+		out = check()
+		return out != "check=0 "
+	})
+	if !strings.HasPrefix(out, "check=1 momgate: revoked the open connection of "+momIP+" (node n1): "+reason) {
+		t.Fatalf("after the change: %q", out)
+	}
+	if a := c.serverAudit.String(); !strings.Contains(a, "open connection, check") {
+		t.Fatalf("server audit log has no line for the revoked connection:\n%s", a)
+	}
+}
+
+// A daemon that cannot be asked, down or hung: the plugin says so (-1),
+// PBS keeps the connection, and the next checks do not wait for it again
+// for a while (pbs_comm checks in its IO threads).
+func TestPluginCheckDaemonDown(t *testing.T) {
+	c := startCluster(t)
+	hung := filepath.Join(c.dir, "hung", "pbs.sock")
+	ln, err := pbsgate.Listen(hung) // accepts, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for sock, why := range map[string]string{filepath.Join(c.dir, "nowhere.sock"): "cannot reach the momgate daemon", hung: "no answer in time"} {
+		cmd := exec.Command(c.drive, c.lib, "check", c.momSock, serverIP, c.serverSock, momIP, "service")
+		cmd.Env = append(os.Environ(), "DRIVE_CHECK_SOCK="+sock)
+		cmd.Stdin = strings.NewReader("check\ncheck\n")
+		out, err := cmd.CombinedOutput()
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if err != nil || len(lines) != 3 || !strings.HasPrefix(lines[1], "check=-1 momgate: cannot check the connection: ") ||
+			!strings.Contains(lines[1], why) || !strings.Contains(lines[2], why) || !strings.HasSuffix(lines[2], " (not asked again for 10 s)") {
+			t.Fatalf("%s: %v: %q", why, err, out)
+		}
+	}
+}
+
+// The plugin keeps its connection to the daemon between requests, but a
+// request made under another effective user goes on a new one: the daemon
+// vouches for the user of the moment, never for the one that connected.
+func TestPluginConnectionFollowsEffectiveUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to change the effective user")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	c := startCluster(t)
+	// nobody must reach the sockets below the test's directory.
+	if err := os.Chmod(c.dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.run(t, nil, "euid", c.momSock, momIP, momIP, nobody.Uid, nobody.Gid)
+	want := "user=root host=n1\nuser=nobody host=n1\nuser=root host=n1"
+	if err != nil || out != want {
+		t.Fatalf("%v: got\n%s\nwant\n%s", err, out, want)
+	}
+}
+
+// fakeCheckDaemon answers every Check on path as valid at generation gen
+// (0: the plugin asks every time), closing each connection after one
+// answer if once; it counts the connections it accepted and the requests.
+func fakeCheckDaemon(t *testing.T, path string, once bool, gen uint64) (conns, requests *atomicCount) {
+	t.Helper()
+	ln, err := pbsgate.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	n, reqs := &atomicCount{}, &atomicCount{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n.add()
+			go func() {
+				defer c.Close()
+				for {
+					q, err := pbsauth.ReadRequest(c)
+					if err != nil || q.Op != pbsauth.OpCheck {
+						return
+					}
+					reqs.add()
+					if _, err := c.Write(pbsauth.AppendResponse(nil, q.Op, &pbsauth.Response{Gen: gen, Verdict: pbsauth.VerdictValid})); err != nil || once {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return n, reqs
+}
+
+type atomicCount struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (a *atomicCount) add() { a.mu.Lock(); a.n++; a.mu.Unlock() }
+
+func (a *atomicCount) get() int { a.mu.Lock(); defer a.mu.Unlock(); return a.n }
+
+// The plugin keeps one connection to its daemon for a thread's requests;
+// when the daemon has closed it (idle, or at its limit of requests) the
+// next request goes on a new one, and succeeds.
+func TestPluginKeepsAndReopensItsConnection(t *testing.T) {
+	c := startCluster(t)
+	for _, once := range []bool{false, true} {
+		sock := filepath.Join(c.dir, fmt.Sprintf("fake%v", once), "pbs.sock")
+		conns, _ := fakeCheckDaemon(t, sock, once, 0)
+		cmd := exec.Command(c.drive, c.lib, "check", c.momSock, serverIP, c.serverSock, momIP, "service")
+		cmd.Env = append(os.Environ(), "DRIVE_CHECK_SOCK="+sock)
+		cmd.Stdin = strings.NewReader("check\ncheck\ncheck\n")
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.Count(string(out), "check=0 \n") != 3 {
+			t.Fatalf("daemon closing after each answer %v: %v: %q", once, err, out)
+		}
+		want := 1
+		if once {
+			want = 3
+		}
+		if got := conns.get(); got != want {
+			t.Fatalf("daemon closing after each answer %v: %d connections for 3 checks, want %d", once, got, want)
+		}
+	}
+}
+
+// pbs_server's own connection to pbs_comm, on the server host: admitted
+// by name and address as the server host, check after check.
+func TestPluginCheckServerHostItself(t *testing.T) {
+	c := startCluster(t)
+	cmd := exec.Command(c.drive, c.lib, "check", c.serverSock, serverIP, c.serverSock, serverIP, "service")
+	cmd.Stdin = strings.NewReader("check\ncheck\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil || string(out) != "user="+me(t)+" host=pbssrv\ncheck=0 \ncheck=0 \n" {
+		t.Fatalf("%v: %q", err, out)
+	}
+}
+
+// A quiet cluster: checks of a connection found valid at the daemon's
+// generation ask nothing while that answer is fresh (1 s): pbs_comm's
+// checks of all its connections cost about one request per second.
+func TestPluginCheckQuietCostsOneRequest(t *testing.T) {
+	c := startCluster(t)
+	sock := filepath.Join(c.dir, "quiet", "pbs.sock")
+	_, requests := fakeCheckDaemon(t, sock, false, 42)
+	cmd := exec.Command(c.drive, c.lib, "check", c.momSock, serverIP, c.serverSock, momIP, "service")
+	cmd.Env = append(os.Environ(), "DRIVE_CHECK_SOCK="+sock)
+	cmd.Stdin = strings.NewReader(strings.Repeat("check\n", 20))
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.Count(string(out), "check=0 \n") != 20 {
+		t.Fatalf("%v: %q", err, out)
+	}
+	// The 20 checks may straddle the end of a fresh answer: then two.
+	if got := requests.get(); got < 1 || got > 1+int(time.Since(start)/time.Second) {
+		t.Fatalf("%d requests for 20 checks in %s", got, time.Since(start))
 	}
 }

@@ -29,6 +29,16 @@ refused_in_logs() {
     grep "peer=\"$addr:" | grep -qE "reason=\"?($reasons)"
 }
 
+# closed_in_logs ADDR: since mark_logs, pbs_comm closed the open connection
+# of the leaf at ADDR because momgate revoked it, and momgate-server
+# audited the revocation. Prints the comm log line.
+closed_in_logs() {
+  cat "$(pbs_home "$SERVER")"/comm_logs/* | tail -n +$((COMM_SINCE + 1)) |
+    grep -E "connection from $1 no longer admitted, closing it: momgate: revoked the open connection of $1 .*: revoked:" | tail -n 1 | grep . &&
+    tail -n +$((AUDIT_SINCE + 1)) "$T/$SERVER/momgate/audit.log" | grep 'channel=pbs' | grep 'outcome=rejected' |
+    grep "peer=\"$1:" | grep -q 'open connection, check'
+}
+
 # intruder_up HOW [ARG]: a fresh intruder host whose momgate daemon is
 # started by the function HOW (given the host and ARG), then its pbs_mom.
 intruder_up() {
@@ -153,10 +163,22 @@ run_refusals() {
   intruder_up copy_of "${EXEC_HOSTS[0]}"
   expect_refused "a copy of ${EXEC_HOSTS[0]}'s momgate state on another host (its PINGs name that host's address)" "addr_mismatch"
 
-  local victim=${EXEC_HOSTS[1]}
+  local victim=${EXEC_HOSTS[1]} deleted_at
+  mark_logs
+  deleted_at=$SECONDS
   onhost "$SERVER" "$T/bin/momgate-qmgr" --state-dir "$(mg_state "$SERVER")" -c "delete node $victim" >/dev/null ||
     fail "momgate-qmgr delete node $victim"
   step "momgate-qmgr delete node $victim"
+  # Patched (patch 6), pbs_comm's periodic check closes the connection the
+  # node's pbs_mom made before the deletion; unpatched, it stays open until
+  # it breaks (the restart below).
+  if [ -n "$PATCHED" ]; then
+    wait_for "pbs_comm closing the deleted $victim's open connection" 30 closed_in_logs "${ADDR[$victim]}"
+    step "closed: pbs_comm closed the open connection of the deleted $victim, $((SECONDS - deleted_at)) s after delete node (patch 6)"
+    echo "  pbs_comm: $(closed_in_logs "${ADDR[$victim]}" | sed 's/.*;tfd=/tfd=/')"
+    wait_for "pbsnodes showing $victim down" 60 node_down "$victim"
+    step "pbsnodes: $victim is down, with its pbs_mom still running"
+  fi
   # Its momgate-mom is told and stops (exit 4): its pbs_mom, restarted,
   # has no daemon to authenticate it.
   wait_for "$victim's momgate-mom stopping when told its node was deleted" 30 \

@@ -8,6 +8,8 @@
  *   drive LIB encrypt INI_SOCK INI_HOST RESP_SOCK RESP_PEER KIND
  *   drive LIB threads|threads-encrypt N M SOCK HOST PEER KIND
  *   drive LIB bench|bench-encrypt N SECONDS SOCK HOST PEER KIND
+ *   drive LIB check   INI_SOCK INI_HOST RESP_SOCK RESP_PEER KIND
+ *   drive LIB euid    SOCK HOST PEER UID GID
  *
  * once: one handshake; the initiator's calls go to INI_SOCK (naming the
  * responder INI_HOST), the responder's to RESP_SOCK (naming the initiator
@@ -19,9 +21,17 @@
  * each thread's configuration must reach its own connections alone). KIND
  * is user or service. bench: N processes run handshakes for SECONDS, nothing
  * else, and the rate is printed ("bench: H handshakes in S s, R/s"): any
- * libauth plugin (libauth_munge.so too) against its daemons. Prints "user=U host=H" per
+ * libauth plugin (libauth_munge.so too) against its daemons, with the CPU
+ * time the processes spent per handshake. Prints "user=U host=H" per
  * handshake (once, fork, encrypt; then "records ok"), "ok N" (threads); on
  * failure the plugin's error text, and exits 1.
+ *
+ * check: one handshake, then, for each line read on stdin, one call of
+ * pbs_auth_check_ctx on the responder's context, as patched pbs_comm
+ * makes them: prints "check=RC REASON" (0 admitted, 1 revoked, -1 could
+ * not check). euid: three user handshakes in one thread, as root, with
+ * effective UID and GID, as root again (the plugin keeps its connection to
+ * the daemon between them): prints the user each was vouched for.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -29,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,6 +53,10 @@ static int (*process)(void *, void *, size_t, void **, size_t *, int *);
 static void (*set_config)(const mg_pbs_auth_config_t *);
 static int (*encrypt_data)(void *, void *, size_t, void **, size_t *);
 static int (*decrypt_data)(void *, void *, size_t, void **, size_t *);
+static int (*check_ctx)(void *, char **);
+
+/* check mode: the responder's context outlives its handshake. */
+static void *kept_resp;
 
 /* bench: handshakes only, no checks of records or keys after them. */
 static int bench_mode;
@@ -213,8 +228,64 @@ out:
 	free(host);
 	free(realm);
 	destroy_ctx(ini.ctx);
-	destroy_ctx(resp.ctx);
+	if (rc == 0 && kept_resp == (void *) &kept_resp)
+		kept_resp = resp.ctx;
+	else
+		destroy_ctx(resp.ctx);
 	return rc;
+}
+
+/* check_loop: a handshake, then one check per line of stdin. */
+static int check_loop(const char *isock, const char *ihost, const char *rsock, const char *rpeer, int kind)
+{
+	char res[1300], line[64];
+	if (check_ctx == NULL) {
+		fprintf(stderr, "the plugin has no pbs_auth_check_ctx\n");
+		return 2;
+	}
+	kept_resp = &kept_resp;
+	if (handshake(isock, ihost, rsock, rpeer, kind, 0, res, sizeof(res)) != 0) {
+		printf("%s\n", res);
+		return 1;
+	}
+	printf("%s\n", res);
+	fflush(stdout);
+	/* DRIVE_CHECK_SOCK: ask another socket (a daemon that is down). */
+	setenv("MOMGATE_PBS_SOCKET", getenv("DRIVE_CHECK_SOCK") != NULL ? getenv("DRIVE_CHECK_SOCK") : rsock, 1);
+	while (fgets(line, sizeof(line), stdin) != NULL) {
+		char *reason = NULL;
+		int rc = check_ctx(kept_resp, &reason);
+		printf("check=%d %s\n", rc, reason != NULL ? reason : "");
+		fflush(stdout);
+		free(reason);
+	}
+	destroy_ctx(kept_resp);
+	return 0;
+}
+
+/* euid_loop: user handshakes as root, as uid/gid, as root again, in one
+ * thread: each vouched for the effective user of its moment. */
+static int euid_loop(const char *sock, const char *host, const char *peer, uid_t uid, gid_t gid)
+{
+	char res[1300];
+	int i;
+	setenv("MOMGATE_PBS_SOCKET", sock, 1);
+	for (i = 0; i < 3; i++) {
+		if (i == 1 && (setegid(gid) != 0 || seteuid(uid) != 0)) {
+			perror("seteuid");
+			return 2;
+		}
+		if (i == 2 && (seteuid(0) != 0 || setegid(0) != 0)) {
+			perror("seteuid back");
+			return 2;
+		}
+		if (handshake(NULL, host, NULL, peer, MG_AUTH_USER_CONN, 0, res, sizeof(res)) != 0) {
+			printf("%s\n", res);
+			return 1;
+		}
+		printf("%s\n", res);
+	}
+	return 0;
 }
 
 struct job {
@@ -253,7 +324,8 @@ static double now_s(void)
 static int bench(int n, int secs, const char *sock, const char *host, const char *peer, int kind, int encrypt)
 {
 	long done = 0, failed = 0;
-	double start, took;
+	double start, took, cpu;
+	struct rusage ru;
 	int fds[2], i;
 
 	if (n < 1 || n > 64 || secs < 1 || secs > 600) {
@@ -306,8 +378,26 @@ static int bench(int n, int secs, const char *sock, const char *host, const char
 	took = now_s() - start;
 	while (wait(NULL) > 0)
 		;
-	printf("bench: %ld handshakes in %.2f s, %.0f/s, %d processes, %ld failed\n", done, took, done / took, n, failed);
+	getrusage(RUSAGE_CHILDREN, &ru);
+	cpu = ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+	printf("bench: %ld handshakes in %.2f s, %.0f/s, %d processes, %ld failed, %.1f us CPU per handshake in them\n", done, took,
+	       done / took, n, failed, done > 0 ? cpu * 1e6 / done : 0.0);
 	return failed != 0;
+}
+
+/* sockets counts this process's open socket descriptors. */
+static int sockets(void)
+{
+	char path[64], target[64];
+	int fd, n = 0;
+	for (fd = 0; fd < 1024; fd++) {
+		ssize_t len;
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		len = readlink(path, target, sizeof(target) - 1);
+		if (len > 0 && strncmp(target, "socket:", 7) == 0 && (target[len] = '\0', 1))
+			n++;
+	}
+	return n;
 }
 
 static int kind_of(const char *s)
@@ -342,6 +432,7 @@ int main(int argc, char **argv)
 	process = dlsym(lib, "pbs_auth_process_handshake_data");
 	encrypt_data = dlsym(lib, "pbs_auth_encrypt_data");
 	decrypt_data = dlsym(lib, "pbs_auth_decrypt_data");
+	check_ctx = dlsym(lib, "pbs_auth_check_ctx");
 	if (!set_config || !create_ctx || !destroy_ctx || !get_userinfo || !process) {
 		fprintf(stderr, "a libauth symbol is missing\n");
 		return 2;
@@ -352,6 +443,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	set_config(&cfg);
+	if (strcmp(argv[2], "check") == 0 && argc == 8)
+		return check_loop(argv[3], argv[4], argv[5], argv[6], kind_of(argv[7]));
+	if (strcmp(argv[2], "euid") == 0 && argc == 8)
+		return euid_loop(argv[3], argv[4], argv[5], (uid_t) atoi(argv[6]), (gid_t) atoi(argv[7]));
 	if ((strcmp(argv[2], "once") == 0 || strcmp(argv[2], "fork") == 0 || strcmp(argv[2], "encrypt") == 0) && argc == 8) {
 		int enc = strcmp(argv[2], "encrypt") == 0;
 		int rc = handshake(argv[3], argv[4], argv[5], argv[6], kind_of(argv[7]), enc, res, sizeof(res));
@@ -359,8 +454,11 @@ int main(int argc, char **argv)
 		fflush(stdout);
 		if (rc != 0 || strcmp(argv[2], "fork") != 0)
 			return rc != 0;
+		int before = sockets();
 		pid_t pid = fork();
 		if (pid == 0) {
+			/* The parent's connection to its daemon is not the child's. */
+			printf("sockets: parent %d, child %d\n", before, sockets());
 			rc = handshake(argv[3], argv[4], argv[5], argv[6], kind_of(argv[7]), 1, res, sizeof(res));
 			printf("child %s\n", res);
 			fflush(stdout);
@@ -401,6 +499,6 @@ int main(int argc, char **argv)
 	if ((strcmp(argv[2], "bench") == 0 || strcmp(argv[2], "bench-encrypt") == 0) && argc == 9)
 		return bench(atoi(argv[3]), atoi(argv[4]), argv[5], argv[6], argv[7], kind_of(argv[8]),
 			     strcmp(argv[2], "bench-encrypt") == 0);
-	fprintf(stderr, "usage: drive LIB once|fork|encrypt|threads|threads-encrypt|bench|bench-encrypt ...\n");
+	fprintf(stderr, "usage: drive LIB once|fork|encrypt|threads|threads-encrypt|bench|bench-encrypt|check|euid ...\n");
 	return 2;
 }
