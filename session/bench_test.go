@@ -163,7 +163,7 @@ func BenchmarkX25519(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := shared(&e.priv, &peer.pub); err != nil {
+		if _, err := e.shared(&peer.pub); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -196,7 +196,7 @@ func (in *Initiator) Finish(reply []byte, v *ping.Verifier, source, local proto.
 	}
 	var ee *[KeySize]byte
 	if a.Chosen == Encrypt {
-		s, err := shared(&in.eph.priv, &a.Ephemeral)
+		s, err := in.eph.shared(&a.Ephemeral)
 		if err != nil {
 			return nil, fmt.Errorf("answer: %v: %w", err, ErrOffer)
 		}
@@ -272,7 +272,7 @@ func Respond(dst, frame []byte, s *ping.Sealer, v *ping.Verifier, source, local 
 			return dst, nil, err
 		}
 		defer eph.zero()
-		s, err := shared(&eph.priv, &o.Ephemeral)
+		s, err := eph.shared(&o.Ephemeral)
 		if err != nil {
 			return dst, nil, fmt.Errorf("offer: %v: %w", err, ErrOffer)
 		}

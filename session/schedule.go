@@ -1,12 +1,15 @@
 package session
 
 import (
+	"crypto/ecdh"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"unsafe"
 
-	"golang.org/x/crypto/curve25519"
 	"golang.org/x/crypto/hkdf"
 )
 
@@ -74,29 +77,53 @@ func expand(prk, info []byte) [KeySize]byte {
 	return out
 }
 
-// ephemeral is an X25519 key pair used for one exchange.
+// ephemeral is an X25519 key pair: its private half lives only inside
+// key (crypto/ecdh), which computes the public half once when made, so an
+// exchange with it costs one scalar multiplication (curve25519.X25519 on
+// raw bytes makes an ecdh key, and with it the public half, every call:
+// two multiplications per exchange, four per key pair and exchange).
 type ephemeral struct {
-	priv, pub [32]byte
+	key *ecdh.PrivateKey
+	pub [32]byte
 }
 
-// newEphemeral draws a private key from rnd.
+// newEphemeral draws a private key from rnd (32 bytes, as RFC 7748 takes
+// them) and computes its public key.
 func newEphemeral(rnd io.Reader) (ephemeral, error) {
 	var e ephemeral
-	if _, err := io.ReadFull(rnd, e.priv[:]); err != nil {
+	var b [32]byte
+	defer clear(b[:])
+	if _, err := io.ReadFull(rnd, b[:]); err != nil {
 		return e, fmt.Errorf("ephemeral key: %w", err)
 	}
-	pub, err := curve25519.X25519(e.priv[:], curve25519.Basepoint)
+	k, err := ecdh.X25519().NewPrivateKey(b[:])
 	if err != nil {
 		return e, fmt.Errorf("ephemeral key: %w", err)
 	}
-	copy(e.pub[:], pub)
+	e.key = k
+	copy(e.pub[:], k.PublicKey().Bytes())
 	return e, nil
 }
 
-// shared is X25519(priv, peer); a low-order peer key is an error.
-func shared(priv, peer *[32]byte) ([KeySize]byte, error) {
+// shared is X25519(e, peer): one scalar multiplication. A low-order peer
+// key (an all-zero output) is an error; so is an erased key.
+func (e *ephemeral) shared(peer *[32]byte) ([KeySize]byte, error) {
 	var out [KeySize]byte
-	s, err := curve25519.X25519(priv[:], peer[:])
+	if e.key == nil {
+		return out, errors.New("x25519: the ephemeral key was erased")
+	}
+	return ecdhShared(e.key, peer)
+}
+
+// ecdhShared is X25519(k, peer), the output copied out and erased where
+// crypto/ecdh put it.
+func ecdhShared(k *ecdh.PrivateKey, peer *[32]byte) ([KeySize]byte, error) {
+	var out [KeySize]byte
+	pub, err := ecdh.X25519().NewPublicKey(peer[:])
+	if err != nil {
+		return out, fmt.Errorf("x25519 with the peer's key: %v", err)
+	}
+	s, err := k.ECDH(pub)
 	if err != nil {
 		return out, fmt.Errorf("x25519 with the peer's key: %v", err)
 	}
@@ -105,4 +132,36 @@ func shared(priv, peer *[32]byte) ([KeySize]byte, error) {
 	return out, nil
 }
 
-func (e *ephemeral) zero() { clear(e.priv[:]) }
+// shared is X25519(priv, peer) for a private key held as bytes (the
+// identity keys of the control binding); a low-order peer key is an error.
+// It costs two scalar multiplications (crypto/ecdh computes the public half
+// of a key it is given), once per control connection.
+func shared(priv, peer *[32]byte) ([KeySize]byte, error) {
+	var out [KeySize]byte
+	k, err := ecdh.X25519().NewPrivateKey(priv[:])
+	if err != nil {
+		return out, fmt.Errorf("x25519: %v", err)
+	}
+	defer wipeECDHKey(k)
+	return ecdhShared(k, peer)
+}
+
+// zero erases the private key (nil-safe, idempotent).
+func (e *ephemeral) zero() {
+	if e.key != nil {
+		wipeECDHKey(e.key)
+		e.key = nil
+	}
+}
+
+// wipeECDHKey overwrites the private scalar inside a crypto/ecdh key, which
+// has no method for it: the key is unusable afterwards. It finds the field
+// by name, so that a change of crypto/ecdh's layout makes it erase nothing
+// rather than something else; TestWipeECDHKey fails then.
+func wipeECDHKey(k *ecdh.PrivateKey) {
+	f := reflect.ValueOf(k).Elem().FieldByName("privateKey")
+	if !f.IsValid() || f.Kind() != reflect.Slice || f.Type().Elem().Kind() != reflect.Uint8 {
+		return
+	}
+	clear(unsafe.Slice((*byte)(f.UnsafePointer()), f.Len()))
+}
