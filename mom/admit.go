@@ -44,7 +44,7 @@ func (m *Mom) admit(x *imConn) (handshake.IMAdmission, bool) {
 		r := handshake.IMResponder{Sealer: m.currentSealer(), Verifier: m.base.Verifier}
 		if m.speaksSessions() {
 			r.Sessions = &handshake.IMSessions{SessionParams: handshake.SessionParams{Now: time.Now, Limits: m.cfg.SessionLimits},
-				Min: m.imMin(), Marks: m.sess.marks}
+				Min: m.imMin(), Marks: m.sess.marks, Ephemerals: m.sess.eph}
 		}
 		adm, err = handshake.AdmitIM(x, frame, remote, local, m.inbound(remote), r)
 	}

@@ -282,7 +282,16 @@ func (m *Mom) Run(ctx context.Context) error {
 	close(m.ready)
 	m.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "server": m.cfg.Server}).Info("MOM listening")
 
+	if m.sess.eph, err = session.NewEphemerals(session.EphemeralConfig{Rand: m.cfg.Rand, Now: time.Now}); err != nil {
+		ln.Close()
+		adminLn.Close()
+		return err
+	}
 	g := daemon.NewGroup(ctx)
+	g.Go("ephemeral keys", func(ctx context.Context) error {
+		daemon.MaintainEphemerals(ctx, m.sess.eph, m.log)
+		return nil
+	})
 	g.Go("admin socket", func(ctx context.Context) error {
 		return admin.ServeListener(ctx, adminLn, m.handleAdmin, m.log)
 	})

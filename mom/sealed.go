@@ -55,6 +55,9 @@ type momSessions struct {
 	imSecurity   session.Protection
 	heard        bool
 	marks        *session.Marks
+	// eph is the IM swaps' reused ephemeral key (docs/PROTOCOL.md 6.3),
+	// set by Run before any IM connection, maintained by its goroutine.
+	eph *session.Ephemerals
 }
 
 // loadSessions reads sessions.json; a missing file is a MOM that never
