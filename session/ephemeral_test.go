@@ -1,10 +1,15 @@
 package session
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"errors"
+	"io"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/hkdf"
 
 	"github.com/momgate/momgate/ping"
 )
@@ -303,5 +308,40 @@ func TestEphemeralsConcurrent(t *testing.T) {
 	p.Close()
 	if st := p.Stats(); st.Uses != 200 || st.Erased != st.Made {
 		t.Fatalf("stats %+v: want 200 uses and every key made erased", st)
+	}
+}
+
+// TestScheduleMatchesHKDF: the schedule's HMAC steps are HKDF-SHA256 of
+// golang.org/x/crypto/hkdf, for the lengths the schedule uses.
+func TestScheduleMatchesHKDF(t *testing.T) {
+	rnd := &countingRand{n: 3}
+	for range 50 {
+		var salt, ikm, info [96]byte
+		_, _ = rnd.Read(salt[:])
+		_, _ = rnd.Read(ikm[:])
+		_, _ = rnd.Read(info[:])
+		for _, n := range []int{0, 32, 64, 96} {
+			want := hkdf.Extract(sha256.New, ikm[:n], salt[:32])
+			got := extract(salt[:32], ikm[:n])
+			if !bytes.Equal(got[:], want) {
+				t.Fatalf("extract over %d bytes: %x, hkdf %x", n, got, want)
+			}
+			var w [KeySize]byte
+			if _, err := io.ReadFull(hkdf.Expand(sha256.New, want, info[:n]), w[:]); err != nil {
+				t.Fatal(err)
+			}
+			if e := expand(want, info[:n]); e != w {
+				t.Fatalf("expand with %d bytes of info: %x, hkdf %x", n, e, w)
+			}
+		}
+		var s [KeySize]byte
+		copy(s[:], salt[:])
+		a, b := DirectionKeys(&s)
+		var wa, wb [KeySize]byte
+		_, _ = io.ReadFull(hkdf.Expand(sha256.New, s[:], []byte(labelI2R)), wa[:])
+		_, _ = io.ReadFull(hkdf.Expand(sha256.New, s[:], []byte(labelR2I)), wb[:])
+		if a != wa || b != wb {
+			t.Fatal("direction keys differ from hkdf's")
+		}
 	}
 }

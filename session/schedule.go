@@ -2,15 +2,15 @@ package session
 
 import (
 	"crypto/ecdh"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"reflect"
 	"unsafe"
-
-	"golang.org/x/crypto/hkdf"
 )
 
 // HKDF labels of the key schedule (section 6.3).
@@ -37,10 +37,10 @@ func InitialSecret(th *[32]byte, initShare, respShare *[32]byte, ee, ss *[KeySiz
 	if ss != nil {
 		ikm = append(ikm, ss[:]...)
 	}
-	prk := hkdf.Extract(sha256.New, ikm, th[:])
-	out := expand(prk, []byte(labelSecret))
+	prk := extract(th[:], ikm)
 	clear(ikm)
-	clear(prk)
+	out := expand(prk[:], []byte(labelSecret))
+	clear(prk[:])
 	return out
 }
 
@@ -57,24 +57,60 @@ func NextSecret(prev *[KeySize]byte, gen uint64, initEph, respEph *[32]byte, dh 
 	info = binary.BigEndian.AppendUint64(info, gen)
 	info = append(info, initEph[:]...)
 	info = append(info, respEph[:]...)
-	prk := hkdf.Extract(sha256.New, ikm, prev[:])
-	out := expand(prk, info)
-	clear(prk)
+	prk := extract(prev[:], ikm)
+	out := expand(prk[:], info)
+	clear(prk[:])
 	return out
 }
 
 // DirectionKeys derives the record keys of one generation from its secret:
 // initiator to responder, and responder to initiator.
 func DirectionKeys(s *[KeySize]byte) (i2r, r2i [KeySize]byte) {
-	return expand(s[:], []byte(labelI2R)), expand(s[:], []byte(labelR2I))
+	h := hmac.New(sha256.New, s[:])
+	expandWith(h, []byte(labelI2R), &i2r)
+	expandWith(h, []byte(labelR2I), &r2i)
+	return i2r, r2i
 }
 
+// The HKDF-SHA256 steps (RFC 5869) of the schedule, with crypto/hmac:
+// every output is one hash long, so HKDF-Expand(PRK, info, 32) is its first
+// block, T(1) = HMAC(PRK, info | 0x01), and the two Expands of a generation
+// share one HMAC keyed with its secret (a key setup costs two SHA-256
+// blocks; hkdf.Expand makes one per call). TestScheduleMatchesHKDF checks
+// them against golang.org/x/crypto/hkdf.
+
+// extract is HKDF-Extract(salt, ikm) = HMAC(salt, ikm).
+func extract(salt, ikm []byte) [KeySize]byte {
+	h := hmac.New(sha256.New, salt)
+	h.Write(ikm)
+	var out [KeySize]byte
+	sumInto(h, &out)
+	return out
+}
+
+// expand is HKDF-Expand(prk, info, 32).
 func expand(prk, info []byte) [KeySize]byte {
 	var out [KeySize]byte
-	if _, err := io.ReadFull(hkdf.Expand(sha256.New, prk, info), out[:]); err != nil {
-		panic("hkdf expand of 32 bytes failed: " + err.Error()) // cannot happen: 32 <= 255*32
-	}
+	expandWith(hmac.New(sha256.New, prk), info, &out)
 	return out
+}
+
+// hkdfFirstBlock is the counter byte of T(1).
+var hkdfFirstBlock = []byte{1}
+
+// expandWith is HKDF-Expand(prk, info, 32) with h an HMAC keyed by prk.
+func expandWith(h hash.Hash, info []byte, out *[KeySize]byte) {
+	h.Reset()
+	h.Write(info)
+	h.Write(hkdfFirstBlock)
+	sumInto(h, out)
+}
+
+// sumInto writes h's sum to out and erases the copy Sum made.
+func sumInto(h hash.Hash, out *[KeySize]byte) {
+	s := h.Sum(nil)
+	copy(out[:], s)
+	clear(s)
 }
 
 // ephemeral is an X25519 key pair: its private half lives only inside
