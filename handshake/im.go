@@ -112,11 +112,11 @@ func AdmitIM(rw io.ReadWriter, frame []byte, remote, local proto.Addr, in migrat
 		adm.Sender, adm.KeyID, adm.Timestamp = res.Sender, res.KeyID, res.Timestamp
 		return adm, nil
 	}
-	var check func(*ping.Result) error
-	if r.Sessions != nil && r.Sessions.Marks != nil {
-		check = func(res *ping.Result) error { return r.Sessions.Marks.CheckPlain(res.Node, res.Sender) }
+	var marks *session.Marks
+	if r.Sessions != nil {
+		marks = r.Sessions.Marks
 	}
-	if err := RespondPlain(rw, frame, remote, local, r.Sealer, r.Verifier, &res, check); err != nil {
+	if err := RespondPlain(rw, frame, remote, local, r.Sealer, r.Verifier, &res, marks); err != nil {
 		adm.Node = res.Node
 		return adm, SessionRejection(err)
 	}

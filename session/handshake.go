@@ -195,7 +195,7 @@ func (in *Initiator) Finish(reply []byte, v *ping.Verifier, source, local proto.
 		return nil, err
 	}
 	if in.cfg.ExpectNode != (proto.NodeID{}) && res.Node != in.cfg.ExpectNode {
-		return nil, fmt.Errorf("session reply from node %x, expected %x: %w", res.Node[:4], in.cfg.ExpectNode[:4], ErrNode)
+		return nil, nodeMismatch("reply", res.Node, in.cfg.ExpectNode)
 	}
 	a, err := DecodeAnswer(&ext)
 	if err != nil {
@@ -222,6 +222,13 @@ func (in *Initiator) Finish(reply []byte, v *ping.Verifier, source, local proto.
 	th := t.Hash()
 	s0 := InitialSecret(&th, &in.offer.Share, &a.Share, ee, in.cfg.Binding.secrets())
 	return NewSession(RoleInitiator, a.Chosen, &s0, now, in.cfg.Limits, in.cfg.Rand)
+}
+
+// nodeMismatch is ErrNode for a swap frame from got where want was due.
+// The ids are copied in: formatting them moves only these copies to the
+// heap, not the caller's result and config on every swap.
+func nodeMismatch(frame string, got, want proto.NodeID) error {
+	return fmt.Errorf("session %s from node %x, expected %x: %w", frame, got[:4], want[:4], ErrNode)
 }
 
 // ephExchange is the swap's ee: with the Ephemerals' key k (cached per peer
@@ -276,7 +283,7 @@ func Respond(dst, frame []byte, s *ping.Sealer, v *ping.Verifier, source, local 
 		return dst, nil, err
 	}
 	if cfg.ExpectNode != (proto.NodeID{}) && res.Node != cfg.ExpectNode {
-		return dst, nil, fmt.Errorf("session ping from node %x, expected %x: %w", res.Node[:4], cfg.ExpectNode[:4], ErrNode)
+		return dst, nil, nodeMismatch("ping", res.Node, cfg.ExpectNode)
 	}
 	o, err := DecodeOffer(&ext)
 	if err != nil {
