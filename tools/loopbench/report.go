@@ -78,9 +78,12 @@ type Report struct {
 	// SessionCost and SessionFreshCost are the MOM's and the client's
 	// cost per session swap (Config.Cost); SessionSyscalls the system
 	// calls per session swap (Config.Strace).
-	SessionCost      []Cost            `json:"session_cost,omitempty"`
-	SessionFreshCost []Cost            `json:"session_fresh_cost,omitempty"`
-	SessionSyscalls  []Syscalls        `json:"session_syscalls,omitempty"`
+	SessionCost      []Cost     `json:"session_cost,omitempty"`
+	SessionFreshCost []Cost     `json:"session_fresh_cost,omitempty"`
+	SessionSyscalls  []Syscalls `json:"session_syscalls,omitempty"`
+	// Micro is the per-core figures (record open against the bare AEAD,
+	// the X25519 floor), measured first, before the daemons start.
+	Micro            *Micro            `json:"micro,omitempty"`
 	IM               map[string]Result `json:"im"`
 	IMAuthPerNone    float64           `json:"im_auth_per_none"`
 	IMEncryptPerNone float64           `json:"im_encrypt_per_none"`
@@ -134,6 +137,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Workers < 1 {
 		return nil, fmt.Errorf("workers %d: want >= 1", cfg.Workers)
 	}
+	micro, err := RunMicro()
+	if err != nil {
+		return nil, err
+	}
 	momMetrics, err := freeAddr(momIP)
 	if err != nil {
 		return nil, err
@@ -176,7 +183,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep := &Report{Workers: cfg.Workers, CPUs: runtime.NumCPU(), MungeRate: cfg.MungeRate, MungeNote: cfg.MungeNote,
 		MungeConnRate: cfg.MungeConnRate, MungeConnNote: cfg.MungeConnNote, RawCRate: cfg.RawCRate, RawCNote: cfg.RawCNote,
-		Warmup: cfg.Warmup, Duration: cfg.Duration}
+		Warmup: cfg.Warmup, Duration: cfg.Duration, Micro: micro}
 	rawOp := RawOp(echoAddr, Sources(rawBase, cfg.Workers, sourcesPerWorker))
 	const rawName = "raw loopback: connect + 124 B frame + 140 B frame + close"
 	w, done := window("raw")
@@ -352,6 +359,7 @@ const (
 	goalSwapPerRaw        = 0.95
 	goalSessionSwapPerRaw = 0.8
 	goalIMSealedPerNone   = 0.85
+	goalOpenPerBare       = 0.9
 	imProtectionsMeasured = "none, auth, encrypt"
 	imFramesOfTheIMPhase  = "IMPoll 79 B / IMReply 80 B (a 61-byte job name)"
 	sessionSwapOfThePhase = "connect + SessionPing (encrypt only: ephemeral X25519) + SessionReply verified + keys derived + close"
@@ -443,6 +451,18 @@ func (r *Report) writeSealed(w io.Writer, verdict func(bool) string) {
 			fmt.Fprintf(w, " (first: %s)", x.FirstError)
 		}
 		fmt.Fprintln(w)
+	}
+	if mi := r.Micro; mi != nil {
+		fmt.Fprintf(w, "  sealed frame open+verify per core (one goroutine) against the bare ChaCha20-Poly1305 open of the same size:\n")
+		for _, p := range []string{"encrypt", "auth"} {
+			for _, sz := range microSizes {
+				k := p + "/" + sz.name
+				fmt.Fprintf(w, "    %-14s open %12.0f /s   bare %12.0f /s   = %.2fx   (goal >= %gx: %s)\n", k,
+					mi.Open[k].PerSecond, mi.BareOpen[k].PerSecond, mi.OpenPerBare[k], goalOpenPerBare, verdict(mi.OpenPerBare[k] >= goalOpenPerBare))
+			}
+		}
+		fmt.Fprintf(w, "  X25519 floor: one scalar multiplication %.1f us per core (a swap with a peer never met: 1 at the MOM, 2 at the client; with keys reused: none)\n",
+			mi.X25519.NsPerOp/1e3)
 	}
 	fmt.Fprintf(w, "  sealed sessions: session swap = %s\n", sessionSwapOfThePhase)
 	line("session swaps, FS, keys reused (real MOM)", r.SessionSwap)
