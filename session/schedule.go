@@ -68,6 +68,7 @@ func NextSecret(prev *[KeySize]byte, gen uint64, initEph, respEph *[32]byte, dh 
 func DirectionKeys(s *[KeySize]byte) (i2r, r2i [KeySize]byte) {
 	h := hmac.New(sha256.New, s[:])
 	expandWith(h, []byte(labelI2R), &i2r)
+	h.Reset()
 	expandWith(h, []byte(labelR2I), &r2i)
 	return i2r, r2i
 }
@@ -98,9 +99,9 @@ func expand(prk, info []byte) [KeySize]byte {
 // hkdfFirstBlock is the counter byte of T(1).
 var hkdfFirstBlock = []byte{1}
 
-// expandWith is HKDF-Expand(prk, info, 32) with h an HMAC keyed by prk.
+// expandWith is HKDF-Expand(prk, info, 32) with h an HMAC keyed by prk,
+// new or Reset (a Reset of a new HMAC would only cost allocations).
 func expandWith(h hash.Hash, info []byte, out *[KeySize]byte) {
-	h.Reset()
 	h.Write(info)
 	h.Write(hkdfFirstBlock)
 	sumInto(h, out)
