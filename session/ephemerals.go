@@ -182,8 +182,11 @@ func (p *Ephemerals) Close() {
 	p.cur, p.next, p.old = nil, nil, nil
 }
 
-// Stats returns the counters.
+// Stats returns the counters (zero for a nil Ephemerals).
 func (p *Ephemerals) Stats() EphemeralStats {
+	if p == nil {
+		return EphemeralStats{}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.st
