@@ -240,13 +240,20 @@ func (w *deadlineWriter) Write(p []byte) (int, error) {
 // other refusal, in the audit counters.
 type SessionStats struct {
 	mu    sync.Mutex
-	opens map[string]*atomic.Int64 // "channel_protection"
+	opens map[openKey]*atomic.Int64
 	frm   map[string]*atomic.Uint64
+}
+
+// openKey names a gauge of open sessions ("channel_protection" once
+// shown): a struct, so that counting allocates no string.
+type openKey struct {
+	channel string
+	prot    session.Protection
 }
 
 // NewSessionStats returns zeroed counters.
 func NewSessionStats() *SessionStats {
-	return &SessionStats{opens: map[string]*atomic.Int64{}, frm: map[string]*atomic.Uint64{}}
+	return &SessionStats{opens: map[openKey]*atomic.Int64{}, frm: map[string]*atomic.Uint64{}}
 }
 
 func (s *SessionStats) count(channel string, sealed bool) {
@@ -265,7 +272,7 @@ func (s *SessionStats) count(channel string, sealed bool) {
 }
 
 func (s *SessionStats) open(channel string, p session.Protection, d int64) {
-	key := channel + "_" + p.String()
+	key := openKey{channel, p}
 	s.mu.Lock()
 	c := s.opens[key]
 	if c == nil {
@@ -294,7 +301,7 @@ func (s *SessionStats) Open() map[string]float64 {
 	defer s.mu.Unlock()
 	out := map[string]float64{}
 	for k, c := range s.opens {
-		out[k] = float64(c.Load())
+		out[k.channel+"_"+k.prot.String()] = float64(c.Load())
 	}
 	return out
 }
