@@ -119,8 +119,8 @@ func NewEphemerals(cfg EphemeralConfig) (*Ephemerals, error) {
 	switch {
 	case cfg.Hold < 0 || cfg.Lifetime <= cfg.Hold:
 		return nil, fmt.Errorf("ephemerals: lifetime %s must exceed hold %s (> 0)", cfg.Lifetime, cfg.Hold)
-	case cfg.Lifetime > RejectAfterTimeMax:
-		return nil, fmt.Errorf("ephemerals: lifetime %s over %s", cfg.Lifetime, RejectAfterTimeMax)
+	case cfg.Lifetime > MaxEphemeralLifetime:
+		return nil, fmt.Errorf("ephemerals: lifetime %s over %s", cfg.Lifetime, MaxEphemeralLifetime)
 	case cfg.MaxUses < 1:
 		return nil, fmt.Errorf("ephemerals: max uses %d, want >= 1", cfg.MaxUses)
 	case cfg.CacheSize < -1:
@@ -129,9 +129,9 @@ func NewEphemerals(cfg EphemeralConfig) (*Ephemerals, error) {
 	return &Ephemerals{cfg: cfg, want: make(chan struct{}, 1)}, nil
 }
 
-// RejectAfterTimeMax caps an ephemeral key's lifetime: no longer than the
+// MaxEphemeralLifetime caps an ephemeral key's lifetime: no longer than the
 // longest a session key may be used (docs/PROTOCOL.md 6.6).
-const RejectAfterTimeMax = 180 * time.Second
+const MaxEphemeralLifetime = DefaultRejectAfterTime
 
 // Wanted fires when the owner should call Maintain: a key was taken into
 // service, so the next one should be made.
