@@ -53,7 +53,8 @@ type EphemeralConfig struct {
 	// erased by then (default 120 s, WireGuard's rekey time).
 	Lifetime time.Duration
 	// Hold is how long a retired key stays for the swaps that took it to
-	// finish (default 10 s, twice the daemons' handshake deadline).
+	// finish (default 10 s, the daemons' handshake deadline: a swap that
+	// takes longer has failed anyway).
 	Hold time.Duration
 	// MaxUses is how many swaps one key serves (default 16,384).
 	MaxUses int
