@@ -94,7 +94,7 @@ BENCH_WARMUP   ?= 1s
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 	$(GO) build -trimpath -o $(BIN)/momgate-bench ./tools/cmd/momgate-bench
-	./$(BIN)/momgate-bench run --bin $(BIN) --duration $(BENCH_DURATION) --warmup $(BENCH_WARMUP)
+	./$(BIN)/momgate-bench run --bin $(BIN) --duration $(BENCH_DURATION) --warmup $(BENCH_WARMUP) --cost
 
 # Inside OpenPBS (docs/PERFORMANCE.md): handshakes per second through
 # libauth_momgate.so and OpenPBS's libauth_munge.so, and the time for ten

@@ -30,6 +30,9 @@ type IMSessions struct {
 	// Marks are the peers known to speak sealed sessions: a plain Ping
 	// from one is refused (session_downgrade).
 	Marks *session.Marks
+	// Ephemerals is the responder's reused ephemeral key (nil: a fresh
+	// key per swap).
+	Ephemerals *session.Ephemerals
 }
 
 // IMAdmission is the outcome of an IM connection's admission: what the
@@ -98,7 +101,8 @@ func AdmitIM(rw io.ReadWriter, frame []byte, remote, local proto.Addr, in migrat
 	}
 	var res ping.Result
 	if r.Sessions != nil && proto.Type(frame[3]) == proto.TypeSessionPing {
-		cfg := session.Config{Channel: session.ChannelIM, Min: r.Sessions.Min, Rand: r.Sealer.Rand, Limits: r.Sessions.Limits}
+		cfg := session.Config{Channel: session.ChannelIM, Min: r.Sessions.Min, Rand: r.Sealer.Rand, Limits: r.Sessions.Limits,
+			Ephemerals: r.Sessions.Ephemerals}
 		s, err := RespondSession(rw, frame, remote, local, r.Sealer, r.Verifier, cfg, r.Sessions.Now, &res)
 		adm.Node = res.Node
 		if err != nil {
@@ -108,11 +112,11 @@ func AdmitIM(rw io.ReadWriter, frame []byte, remote, local proto.Addr, in migrat
 		adm.Sender, adm.KeyID, adm.Timestamp = res.Sender, res.KeyID, res.Timestamp
 		return adm, nil
 	}
-	var check func(*ping.Result) error
-	if r.Sessions != nil && r.Sessions.Marks != nil {
-		check = func(res *ping.Result) error { return r.Sessions.Marks.CheckPlain(res.Node, res.Sender) }
+	var marks *session.Marks
+	if r.Sessions != nil {
+		marks = r.Sessions.Marks
 	}
-	if err := RespondPlain(rw, frame, remote, local, r.Sealer, r.Verifier, &res, check); err != nil {
+	if err := RespondPlain(rw, frame, remote, local, r.Sealer, r.Verifier, &res, marks); err != nil {
 		adm.Node = res.Node
 		return adm, SessionRejection(err)
 	}

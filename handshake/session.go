@@ -114,10 +114,11 @@ func RespondSession(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s 
 }
 
 // RespondPlain is Respond with one more check between the PING checks and
-// the answer: check (the no-downgrade ratchet of section 6.7) may refuse
-// the verified Ping, answered with its reason's Reject code.
-func RespondPlain(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.Sealer, v *ping.Verifier, res *ping.Result, check func(*ping.Result) error) error {
-	return respond(rw, frame, remote, local, s, res, func() error { return v.VerifyPing(frame, remote, local, res) }, check)
+// the answer: marks (the no-downgrade ratchet of section 6.7; nil for
+// none) may refuse the verified Ping, answered with its reason's Reject
+// code.
+func RespondPlain(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.Sealer, v *ping.Verifier, res *ping.Result, marks *session.Marks) error {
+	return respond(rw, frame, remote, local, s, res, func() error { return v.VerifyPing(frame, remote, local, res) }, marks)
 }
 
 // SessionRejection is the refusal of a swap RespondSession or RespondPlain

@@ -71,10 +71,12 @@ func RespondAttested(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s
 	return respond(rw, frame, remote, local, s, res, func() error { return v.VerifyPingAttested(frame, remote, local, node, att, res) }, nil)
 }
 
-// respond runs verify on frame, then check (when set: the no-downgrade
-// ratchet of docs/PROTOCOL.md 6.7) on what it verified, and answers with a
-// PingReply, or a Reject with the reason of the first that refused.
-func respond(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.Sealer, res *ping.Result, verify func() error, check func(*ping.Result) error) error {
+// respond runs verify on frame, then marks' check (when set: the
+// no-downgrade ratchet of docs/PROTOCOL.md 6.7) on what it verified, and
+// answers with a PingReply, or a Reject with the reason of the first that
+// refused. (A concrete check, not a func value: res stays on the caller's
+// stack.)
+func respond(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.Sealer, res *ping.Result, verify func() error, marks *session.Marks) error {
 	if isReject(frame) {
 		return rejectOf(frame)
 	}
@@ -86,8 +88,8 @@ func respond(rw io.ReadWriter, frame []byte, remote, local proto.Addr, s *ping.S
 		_ = proto.WriteFrame(rw, &proto.Reject{Code: RejectCode(err), Reason: err.Error()})
 		return err
 	}
-	if check != nil {
-		if err := check(res); err != nil {
+	if marks != nil {
+		if err := marks.CheckPlain(res.Node, res.Sender); err != nil {
 			_ = proto.WriteFrame(rw, &proto.Reject{Code: session.Reason(err).Code(), Reason: err.Error()})
 			return err
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/migration"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/session"
 )
 
 // admit is the one place an inbound IM connection is admitted or refused.
@@ -44,7 +45,7 @@ func (m *Mom) admit(x *imConn) (handshake.IMAdmission, bool) {
 		r := handshake.IMResponder{Sealer: m.currentSealer(), Verifier: m.base.Verifier}
 		if m.speaksSessions() {
 			r.Sessions = &handshake.IMSessions{SessionParams: handshake.SessionParams{Now: time.Now, Limits: m.cfg.SessionLimits},
-				Min: m.imMin(), Marks: m.sess.marks}
+				Min: m.imMin(), Marks: m.sess.marks, Ephemerals: m.sess.eph}
 		}
 		adm, err = handshake.AdmitIM(x, frame, remote, local, m.inbound(remote), r)
 	}
@@ -102,6 +103,10 @@ func (m *Mom) inbound(remote proto.Addr) migration.Inbound {
 // admission.
 func sessionDetail(adm handshake.IMAdmission) string {
 	switch {
+	case adm.Session != nil && adm.Session.Protection() == session.Encrypt:
+		return "session encrypt"
+	case adm.Session != nil && adm.Session.Protection() == session.Auth:
+		return "session auth"
 	case adm.Session != nil:
 		return "session " + adm.Session.Protection().String()
 	case adm.SessionSwap:

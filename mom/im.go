@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/audit"
 	"github.com/momgate/momgate/internal/connlimit"
 	"github.com/momgate/momgate/internal/daemon"
@@ -36,6 +37,7 @@ type imConn struct {
 	rd    *bufio.Reader
 	frame []byte
 	slot  connlimit.Slot
+	wait  imLink // the table entry of a plain connection waiting for its first request
 }
 
 func (x *imConn) Read(p []byte) (int, error)  { return x.rd.Read(p) }
@@ -67,7 +69,7 @@ func (m *Mom) serveIMConn(c net.Conn) {
 	x.rd.Reset(c)
 	defer func() {
 		x.slot.Release()
-		x.c = nil
+		x.c, x.wait = nil, imLink{}
 		x.rd.Reset(nil)
 		imConns.Put(x)
 	}()
@@ -75,15 +77,47 @@ func (m *Mom) serveIMConn(c net.Conn) {
 	if !ok {
 		return
 	}
+	if adm.SessionSwap && adm.Session == nil {
+		m.markPeer(adm.Node, adm.Sender) // none by authenticated agreement: it speaks sessions
+	}
+	waited := adm.Session == nil && adm.First == nil
+	// Unsealed, and no request yet: most such connections only swapped,
+	// and close now. The link is made once a request comes.
+	if waited && !m.waitFirstRequest(x, &adm) {
+		return
+	}
 	l := m.newIMLink(&imLink{link: daemon.NewLink(c, adm.Session, daemon.LinkConfig{Channel: audit.ChannelIM, Limit: maxIMFrame,
 		WriteTimeout: imWriteTimeout, Stats: m.sstats, Reader: x}),
 		ver: adm.Version, node: adm.Node, addr: adm.Sender, keyID: adm.KeyID, dir: "in", session: adm.SessionSwap})
 	defer m.dropIMLink(l)
-	if adm.SessionSwap && adm.Session == nil {
-		m.markPeer(adm.Node, adm.Sender) // none by authenticated agreement: it speaks sessions
+	if waited {
+		m.ims.remove(&x.wait) // the link is in the table now
 	}
 	m.serveAdmitted(l, adm.First)
 }
+
+// waitFirstRequest waits, registered in the IM table so that revocation
+// closes it, until the first byte of an admitted unsealed connection's
+// next frame has come, and reports whether one did (not: the peer closed,
+// or the idle deadline passed). Nothing is allocated for a connection
+// that only swapped. The caller removes x.wait from the table once its
+// link is in it.
+func (m *Mom) waitFirstRequest(x *imConn, adm *handshake.IMAdmission) bool {
+	x.wait = imLink{nc: x.c, ver: adm.Version, node: adm.Node, addr: adm.Sender, keyID: adm.KeyID, dir: "in", session: adm.SessionSwap}
+	m.ims.add(&x.wait)
+	ok := x.c.SetReadDeadline(time.Now().Add(imIdle)) == nil
+	if ok {
+		_, err := x.rd.Peek(1)
+		ok = err == nil
+	}
+	if !ok {
+		m.ims.remove(&x.wait)
+	}
+	return ok
+}
+
+// imIdle is how long an admitted IM connection may wait for its next request.
+const imIdle = 5 * time.Minute
 
 // imWriteTimeout bounds every write on an IM connection.
 const imWriteTimeout = 10 * time.Second
@@ -98,7 +132,7 @@ func (m *Mom) serveAdmitted(l *imLink, first proto.Message) {
 	keepAlive := false
 	for {
 		if msg == nil {
-			if err := c.SetReadDeadline(time.Now().Add(5 * time.Minute)); err != nil {
+			if err := c.SetReadDeadline(time.Now().Add(imIdle)); err != nil {
 				return
 			}
 			frame, err := l.link.ReadFrame()

@@ -3,6 +3,7 @@ package mom
 import (
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -23,9 +24,12 @@ import (
 // the node at once; a retired cluster key closes the connections admitted
 // under it) and what `peers` shows of each session.
 
-// imLink is one admitted IM connection.
+// imLink is one admitted IM connection. Its link is nil while a plain
+// connection waits for its first request (waitFirstRequest): it is in the
+// table then so that revocation closes it, by nc.
 type imLink struct {
 	link    *daemon.Link
+	nc      net.Conn // set when link is nil
 	ver     proto.Version
 	node    proto.NodeID // v2: the sister's node id
 	addr    proto.Addr   // the sister's address
@@ -56,28 +60,40 @@ func (t *imLinks) remove(l *imLink) {
 }
 
 // closeWhere closes every connection that matches and returns how many.
+// What it closes is read under the table's lock: a waiting connection's
+// entry is its server's to reuse once removed, its net.Conn is not.
 func (t *imLinks) closeWhere(match func(*imLink) bool) int {
 	t.mu.Lock()
-	var victims []*imLink
+	var victims []*daemon.Link
+	var waiting []net.Conn
 	for l := range t.links {
-		if match(l) {
-			victims = append(victims, l)
+		if !match(l) {
+			continue
+		}
+		if l.link != nil {
+			victims = append(victims, l.link)
+		} else {
+			waiting = append(waiting, l.nc)
 		}
 	}
 	t.mu.Unlock()
 	for _, l := range victims {
-		l.link.Close()
+		l.Close()
 	}
-	return len(victims)
+	for _, c := range waiting {
+		c.Close()
+	}
+	return len(victims) + len(waiting)
 }
 
-// byAddr returns the connections with the sister at addr.
+// byAddr returns the connections with the sister at addr that have a link
+// (a plain one waiting for its first request has none yet).
 func (t *imLinks) byAddr(addr proto.Addr) []*imLink {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []*imLink
 	for l := range t.links {
-		if l.addr == addr {
+		if l.addr == addr && l.link != nil {
 			out = append(out, l)
 		}
 	}
@@ -118,7 +134,9 @@ func (m *Mom) closeUnderKey(id uint32) {
 // starts its rekey ticker; the caller closes it with dropIMLink.
 func (m *Mom) newIMLink(l *imLink) *imLink {
 	m.ims.add(l)
-	l.link.Start(func(err error) { m.recordSessionFailure(audit.ChannelIM, l.link, l.node, err) })
+	if l.link.Sealed() { // an unsealed link has no ticker (nor its closure)
+		l.link.Start(func(err error) { m.recordSessionFailure(audit.ChannelIM, l.link, l.node, err) })
+	}
 	return l
 }
 

@@ -32,6 +32,12 @@ func (m *Mom) collectors() []prometheus.Collector {
 		return m.connected
 	}
 	return append(append(m.base.Collectors(m.ring.Load), m.sstats.Collectors()...),
+		metrics.NewCounterFunc("session_ephemeral_total", "The IM swaps' reused ephemeral X25519 key (docs/PROTOCOL.md 6.3): keys made (made_inline: by a swap that found none ready), erased, swaps that took one (uses), X25519 exchanges computed and answered from the cache.", "event",
+			func() map[string]float64 {
+				st := m.sess.eph.Stats()
+				return map[string]float64{"made": float64(st.Made), "made_inline": float64(st.MadeInline), "erased": float64(st.Erased),
+					"uses": float64(st.Uses), "exchanges": float64(st.Exchanges), "cache_hits": float64(st.CacheHits)}
+			}),
 		metrics.NewGaugeFunc("rotation_phase", "Key rotation phase: 1 for the current phase, 0 for the others.", "phase",
 			func() map[string]float64 { return metrics.Enum(RotationIdle, []string{RotationIdle}) }),
 		metrics.NewGaugeFunc("enrolled", "1 once this MOM has enrolled with the server.", "",

@@ -273,6 +273,11 @@ func (m *Mom) Addr() net.Addr {
 // Run serves until ctx is cancelled.
 func (m *Mom) Run(ctx context.Context) error {
 	defer m.base.Close()
+	eph, err := session.NewEphemerals(session.EphemeralConfig{Rand: m.cfg.Rand, Now: time.Now})
+	if err != nil {
+		return err
+	}
+	m.sess.eph = eph // before the metrics and the IM listener read it
 	ln, serveMetrics, err := m.base.Listen(m.addr.String(), m.cfg.MetricsListen, m.cfg.MetricsAllowRemote, m.readyErr, m.collectors()...)
 	if err != nil {
 		return err
@@ -287,6 +292,10 @@ func (m *Mom) Run(ctx context.Context) error {
 	m.log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "server": m.cfg.Server}).Info("MOM listening")
 
 	g := daemon.NewGroup(ctx)
+	g.Go("ephemeral keys", func(ctx context.Context) error {
+		daemon.MaintainEphemerals(ctx, m.sess.eph, m.log)
+		return nil
+	})
 	g.Go("admin socket", func(ctx context.Context) error {
 		return admin.ServeListener(ctx, adminLn, m.handleAdmin, m.log)
 	})

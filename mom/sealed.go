@@ -64,6 +64,9 @@ type momSessions struct {
 	// has arrived. Nothing is saved meanwhile, so that a restart holds
 	// again.
 	held atomic.Bool
+	// eph is the IM swaps' reused ephemeral key (docs/PROTOCOL.md 6.3),
+	// set by Run before any IM connection, maintained by its goroutine.
+	eph *session.Ephemerals
 }
 
 // loadSessions reads sessions.json; a missing file is a MOM that never

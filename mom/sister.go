@@ -112,7 +112,8 @@ func (m *Mom) sessionSwap(c net.Conn, sealer *ping.Sealer, res *ping.Result) (*s
 		return nil, err
 	}
 	defer c.SetDeadline(time.Time{})
-	cfg := session.Config{Channel: session.ChannelIM, Min: m.imMin(), Rand: m.cfg.Rand, Limits: m.cfg.SessionLimits}
+	cfg := session.Config{Channel: session.ChannelIM, Min: m.imMin(), Rand: m.cfg.Rand, Limits: m.cfg.SessionLimits,
+		Ephemerals: m.sess.eph}
 	return handshake.InitiateSession(c, remote, local, sealer, m.base.Verifier, cfg, time.Now, res)
 }
 

@@ -145,6 +145,23 @@ func BenchmarkSwap(b *testing.B) {
 			}
 		})
 	}
+	// Both sides reuse their ephemeral keys, as MOMs do (Ephemerals):
+	// after the first swap no X25519 at all.
+	b.Run("encrypt-reused", func(b *testing.B) {
+		pa, pb := newPair(b)
+		ca, cb := imConfig(Encrypt, 1), imConfig(Encrypt, 2<<40)
+		for _, c := range []*Config{&ca, &cb} {
+			e, err := NewEphemerals(EphemeralConfig{Rand: &countingRand{n: 5}, Now: pa.clock.Now})
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.Ephemerals = e
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			swap(b, pa, pb, ca, cb)
+		}
+	})
 }
 
 // BenchmarkX25519 is one ephemeral key pair and one exchange, half of what
@@ -163,7 +180,7 @@ func BenchmarkX25519(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := shared(&e.priv, &peer.pub); err != nil {
+		if _, err := e.shared(&peer.pub); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -2,6 +2,7 @@ package session
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -35,6 +36,11 @@ type Config struct {
 	Attest *ping.Attestation
 	// Limits bound the session's keys; zero fields mean the defaults.
 	Limits Limits
+	// Ephemerals, when set, is this side's reused ephemeral key and its
+	// cache of exchanges (docs/PROTOCOL.md 6.3): a swap costs at most one
+	// X25519 and none with a peer key met before. Nil makes a fresh key
+	// for the swap (a key pair and an exchange).
+	Ephemerals *Ephemerals
 }
 
 // min returns the minimum protection this side requires.
@@ -108,12 +114,13 @@ func (b *Binding) secrets() *[KeySize]byte {
 
 // Initiator is the side that sends the SessionPing: make one per swap.
 type Initiator struct {
-	cfg   Config
-	offer Offer
-	eph   ephemeral
-	sent  ping.Result // the SessionPing as sealed
-	ready bool
-	done  bool // Finish ran: the initiator is spent
+	cfg    Config
+	offer  Offer
+	eph    ephemeral   // a fresh key (no Ephemerals), erased by Finish
+	pooled *ephKey     // or the Ephemerals' key
+	sent   ping.Result // the SessionPing as sealed
+	ready  bool
+	done   bool // Finish ran: the initiator is spent
 }
 
 // NewInitiator draws the share and, when Encrypt is offered, the ephemeral
@@ -127,6 +134,14 @@ func NewInitiator(cfg Config) (*Initiator, error) {
 		return nil, fmt.Errorf("session share: %w", err)
 	}
 	if in.offer.Offered.Has(Encrypt) {
+		if cfg.Ephemerals != nil {
+			k, err := cfg.Ephemerals.acquire()
+			if err != nil {
+				return nil, err
+			}
+			in.pooled, in.offer.Ephemeral = k, k.e.pub
+			return in, nil
+		}
 		e, err := newEphemeral(cfg.Rand)
 		if err != nil {
 			return nil, err
@@ -180,7 +195,7 @@ func (in *Initiator) Finish(reply []byte, v *ping.Verifier, source, local proto.
 		return nil, err
 	}
 	if in.cfg.ExpectNode != (proto.NodeID{}) && res.Node != in.cfg.ExpectNode {
-		return nil, fmt.Errorf("session reply from node %x, expected %x: %w", res.Node[:4], in.cfg.ExpectNode[:4], ErrNode)
+		return nil, nodeMismatch("reply", res.Node, in.cfg.ExpectNode)
 	}
 	a, err := DecodeAnswer(&ext)
 	if err != nil {
@@ -196,9 +211,9 @@ func (in *Initiator) Finish(reply []byte, v *ping.Verifier, source, local proto.
 	}
 	var ee *[KeySize]byte
 	if a.Chosen == Encrypt {
-		s, err := shared(&in.eph.priv, &a.Ephemeral)
+		s, err := ephExchange(in.cfg.Ephemerals, in.pooled, &in.eph, &a.Ephemeral)
 		if err != nil {
-			return nil, fmt.Errorf("answer: %v: %w", err, ErrOffer)
+			return nil, fmt.Errorf("answer: %w", err)
 		}
 		defer clear(s[:])
 		ee = &s
@@ -207,6 +222,30 @@ func (in *Initiator) Finish(reply []byte, v *ping.Verifier, source, local proto.
 	th := t.Hash()
 	s0 := InitialSecret(&th, &in.offer.Share, &a.Share, ee, in.cfg.Binding.secrets())
 	return NewSession(RoleInitiator, a.Chosen, &s0, now, in.cfg.Limits, in.cfg.Rand)
+}
+
+// nodeMismatch is ErrNode for a swap frame from got where want was due.
+// The ids are copied in: formatting them moves only these copies to the
+// heap, not the caller's result and config on every swap.
+func nodeMismatch(frame string, got, want proto.NodeID) error {
+	return fmt.Errorf("session %s from node %x, expected %x: %w", frame, got[:4], want[:4], ErrNode)
+}
+
+// ephExchange is the swap's ee: with the Ephemerals' key k (cached per peer
+// key) or with the fresh key e. A low-order peer key wraps ErrOffer; a
+// pooled key erased before the swap ended, ErrExpired.
+func ephExchange(p *Ephemerals, k *ephKey, e *ephemeral, peer *[32]byte) ([KeySize]byte, error) {
+	var s [KeySize]byte
+	var err error
+	if k != nil {
+		s, err = p.shared(k, peer)
+	} else {
+		s, err = e.shared(peer)
+	}
+	if err != nil && !errors.Is(err, ErrExpired) {
+		err = fmt.Errorf("%v: %w", err, ErrOffer)
+	}
+	return s, err
 }
 
 // wipePlaintext zeroes the plaintext of a session PING frame that was
@@ -244,7 +283,7 @@ func Respond(dst, frame []byte, s *ping.Sealer, v *ping.Verifier, source, local 
 		return dst, nil, err
 	}
 	if cfg.ExpectNode != (proto.NodeID{}) && res.Node != cfg.ExpectNode {
-		return dst, nil, fmt.Errorf("session ping from node %x, expected %x: %w", res.Node[:4], cfg.ExpectNode[:4], ErrNode)
+		return dst, nil, nodeMismatch("ping", res.Node, cfg.ExpectNode)
 	}
 	o, err := DecodeOffer(&ext)
 	if err != nil {
@@ -265,19 +304,28 @@ func Respond(dst, frame []byte, s *ping.Sealer, v *ping.Verifier, source, local 
 			return dst, nil, fmt.Errorf("session share: %w", err)
 		}
 	}
-	var eph ephemeral
 	var ee *[KeySize]byte
 	if chosen == Encrypt {
-		if eph, err = newEphemeral(cfg.Rand); err != nil {
-			return dst, nil, err
+		var eph ephemeral
+		var pooled *ephKey
+		if cfg.Ephemerals != nil {
+			if pooled, err = cfg.Ephemerals.acquire(); err != nil {
+				return dst, nil, err
+			}
+			a.Ephemeral = pooled.e.pub
+		} else {
+			if eph, err = newEphemeral(cfg.Rand); err != nil {
+				return dst, nil, err
+			}
+			defer eph.zero()
+			a.Ephemeral = eph.pub
 		}
-		defer eph.zero()
-		s, err := shared(&eph.priv, &o.Ephemeral)
+		s, err := ephExchange(cfg.Ephemerals, pooled, &eph, &o.Ephemeral)
 		if err != nil {
-			return dst, nil, fmt.Errorf("offer: %v: %w", err, ErrOffer)
+			return dst, nil, fmt.Errorf("offer: %w", err)
 		}
 		defer clear(s[:])
-		ee, a.Ephemeral = &s, eph.pub
+		ee = &s
 	}
 	a.Encode(&ext)
 	var sent ping.Result

@@ -209,10 +209,10 @@ func controlBindings(t *testing.T, momHandshake, srvHandshake [][]byte) (mom, sr
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mom, err = NewBinding(&mk.priv, &sk.pub, momHandshake...); err != nil {
+	if mom, err = NewBinding(privOf(t, &mk), &sk.pub, momHandshake...); err != nil {
 		t.Fatal(err)
 	}
-	if srv, err = NewBinding(&sk.priv, &mk.pub, srvHandshake...); err != nil {
+	if srv, err = NewBinding(privOf(t, &sk), &mk.pub, srvHandshake...); err != nil {
 		t.Fatal(err)
 	}
 	return mom, srv

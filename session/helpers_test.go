@@ -197,3 +197,13 @@ func imFrame(n int, fill byte) []byte {
 	}
 	return frameOf(proto.TypeIMPoll, body)
 }
+
+// privOf returns a copy of an ephemeral's private key bytes.
+func privOf(t testing.TB, e *ephemeral) *[32]byte {
+	t.Helper()
+	var p [32]byte
+	if copy(p[:], e.key.Bytes()) != 32 {
+		t.Fatal("ephemeral private key is not 32 bytes")
+	}
+	return &p
+}

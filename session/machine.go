@@ -232,7 +232,7 @@ func (m *Machine) derive(now time.Time, acts *Actions) {
 	}
 	var dh *[KeySize]byte
 	if m.prot == Encrypt {
-		s, err := shared(&m.rk.own.priv, &m.rk.peer)
+		s, err := m.rk.own.shared(&m.rk.peer)
 		m.rk.own.zero()
 		if err != nil {
 			m.fail(fmt.Errorf("rekey: %v: %w", err, ErrProtocol))

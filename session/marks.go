@@ -64,7 +64,8 @@ func (m *Marks) CheckPlain(node proto.NodeID, addr proto.Addr) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.nodes[node]; ok {
-		return fmt.Errorf("node %x sent a plain Ping: %w", node[:4], ErrDowngrade)
+		n := node // escapes only here: the check allocates nothing
+		return fmt.Errorf("node %x sent a plain Ping: %w", n[:4], ErrDowngrade)
 	}
 	if _, ok := m.addrs[addr]; ok {
 		return fmt.Errorf("plain Ping from %s: %w", addr, ErrDowngrade)

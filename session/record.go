@@ -46,6 +46,19 @@ const (
 // type is ErrAuth (it is authenticated data: a damaged one cannot open); a
 // length over the cap is ErrSize, one too short for a frame is ErrAuth.
 func ParseRecordHeader(b []byte, limit int) (int, error) {
+	// The common case, small enough to inline: a good header.
+	if len(b) >= proto.HeaderSize && binary.BigEndian.Uint16(b) == proto.Magic &&
+		proto.Version(b[2]) == proto.V2 && proto.Type(b[3]) == RecordType {
+		n := uint64(binary.BigEndian.Uint32(b[4:8])) + proto.HeaderSize
+		if n >= MinRecordSize && n <= MaxRecordSize && (limit <= 0 || n <= uint64(limit)) {
+			return int(n), nil
+		}
+	}
+	return parseRecordHeaderSlow(b, limit)
+}
+
+// parseRecordHeaderSlow is ParseRecordHeader's full check, with the error.
+func parseRecordHeaderSlow(b []byte, limit int) (int, error) {
 	if limit <= 0 || limit > MaxRecordSize {
 		limit = MaxRecordSize
 	}
@@ -103,6 +116,15 @@ func ReadRecord(r io.Reader, buf []byte, limit int) ([]byte, error) {
 // checkInner checks that b is exactly one frame: a header with the magic
 // and a body length that matches.
 func checkInner(b []byte) error {
+	if len(b) >= proto.HeaderSize && binary.BigEndian.Uint16(b) == proto.Magic &&
+		uint64(binary.BigEndian.Uint32(b[4:8]))+proto.HeaderSize == uint64(len(b)) {
+		return nil // inlined: the common case
+	}
+	return checkInnerSlow(b)
+}
+
+// checkInnerSlow is checkInner's full check, with the error.
+func checkInnerSlow(b []byte) error {
 	if len(b) < proto.HeaderSize || binary.BigEndian.Uint16(b) != proto.Magic {
 		return fmt.Errorf("inner frame of %d bytes has no frame header", len(b))
 	}

@@ -32,9 +32,14 @@ type Link struct {
 	channel string
 	started time.Time
 
-	stop     chan struct{}
+	// The rekey ticker: a timer whose function runs at the session's
+	// next deadline (no goroutine in between), under tmu.
+	tmu      sync.Mutex
+	timer    *time.Timer
+	stopped  bool // Close ran, or the ticker failed
+	onFail   func(error)
+	failing  sync.WaitGroup // a failed tick's onFail, which Close waits for
 	once     sync.Once
-	wg       sync.WaitGroup
 	reported atomic.Bool // the session's failure was audited (Report)
 }
 
@@ -63,7 +68,7 @@ func NewLink(c net.Conn, s *session.Session, cfg LinkConfig) *Link {
 		r = cfg.Reader
 	}
 	l := &Link{nc: c, conn: session.NewConn(r, w, s, time.Now), sealed: s != nil, limit: cfg.Limit,
-		stats: cfg.Stats, channel: cfg.Channel, started: time.Now(), stop: make(chan struct{})}
+		stats: cfg.Stats, channel: cfg.Channel, started: time.Now()}
 	l.conn.LimitPlain(cfg.Limit)
 	if l.sealed && l.stats != nil {
 		l.stats.open(cfg.Channel, s.Protection(), 1)
@@ -75,30 +80,42 @@ func NewLink(c net.Conn, s *session.Session, cfg LinkConfig) *Link {
 // one): at each NextDeadline it calls Tick, and on a failure (the keys
 // expired before a rekey completed: the peer stopped answering) it closes
 // the connection and calls onFail with the error, once. Close stops it.
+// The ticker is a timer, not a goroutine: a connection that closes before
+// its first deadline (two minutes) never runs it.
 func (l *Link) Start(onFail func(error)) {
 	if !l.sealed {
 		return
 	}
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		for {
-			t := time.NewTimer(time.Until(l.conn.NextDeadline()))
-			select {
-			case <-l.stop:
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			if err := l.conn.Tick(); err != nil {
-				l.nc.Close()
-				if onFail != nil {
-					onFail(err)
-				}
-				return
-			}
-		}
-	}()
+	l.tmu.Lock()
+	defer l.tmu.Unlock()
+	if l.stopped || l.timer != nil {
+		return
+	}
+	l.onFail = onFail
+	l.timer = time.AfterFunc(time.Until(l.conn.NextDeadline()), l.tick)
+}
+
+// tick is the ticker's timer function.
+func (l *Link) tick() {
+	l.tmu.Lock()
+	if l.stopped {
+		l.tmu.Unlock()
+		return
+	}
+	err := l.conn.Tick()
+	if err == nil {
+		l.timer.Reset(time.Until(l.conn.NextDeadline()))
+		l.tmu.Unlock()
+		return
+	}
+	l.stopped = true
+	l.failing.Add(1)
+	l.tmu.Unlock()
+	defer l.failing.Done()
+	l.nc.Close()
+	if l.onFail != nil {
+		l.onFail(err)
+	}
 }
 
 // ReadFrame returns the next frame of the peer (sealed: opened and
@@ -186,13 +203,18 @@ func (l *Link) NetConn() net.Conn { return l.nc }
 // than once, from any goroutine.
 func (l *Link) Close() {
 	l.once.Do(func() {
-		close(l.stop)
+		l.tmu.Lock() // waits for a tick in progress
+		l.stopped = true
+		if l.timer != nil {
+			l.timer.Stop()
+		}
+		l.tmu.Unlock()
 		l.nc.Close()
 		if l.sealed && l.stats != nil {
 			l.stats.open(l.channel, l.conn.Protection(), -1)
 		}
 	})
-	l.wg.Wait()
+	l.failing.Wait()
 }
 
 // deadlineWriter sets a write deadline before every write, so that no
@@ -218,13 +240,20 @@ func (w *deadlineWriter) Write(p []byte) (int, error) {
 // other refusal, in the audit counters.
 type SessionStats struct {
 	mu    sync.Mutex
-	opens map[string]*atomic.Int64 // "channel_protection"
+	opens map[openKey]*atomic.Int64
 	frm   map[string]*atomic.Uint64
+}
+
+// openKey names a gauge of open sessions ("channel_protection" once
+// shown): a struct, so that counting allocates no string.
+type openKey struct {
+	channel string
+	prot    session.Protection
 }
 
 // NewSessionStats returns zeroed counters.
 func NewSessionStats() *SessionStats {
-	return &SessionStats{opens: map[string]*atomic.Int64{}, frm: map[string]*atomic.Uint64{}}
+	return &SessionStats{opens: map[openKey]*atomic.Int64{}, frm: map[string]*atomic.Uint64{}}
 }
 
 func (s *SessionStats) count(channel string, sealed bool) {
@@ -243,7 +272,7 @@ func (s *SessionStats) count(channel string, sealed bool) {
 }
 
 func (s *SessionStats) open(channel string, p session.Protection, d int64) {
-	key := channel + "_" + p.String()
+	key := openKey{channel, p}
 	s.mu.Lock()
 	c := s.opens[key]
 	if c == nil {
@@ -272,7 +301,7 @@ func (s *SessionStats) Open() map[string]float64 {
 	defer s.mu.Unlock()
 	out := map[string]float64{}
 	for k, c := range s.opens {
-		out[k] = float64(c.Load())
+		out[k.channel+"_"+k.prot.String()] = float64(c.Load())
 	}
 	return out
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/server"
+	"github.com/momgate/momgate/session"
 )
 
 // Addresses of the in-process benchmark: the server, the MOM, the echo
@@ -181,6 +182,38 @@ func (c *rawClient) swap(s *ping.Sealer, v *ping.Verifier, out []byte) error {
 	return v.VerifyReply(in, c.dstAddr, local, &rnd, &res)
 }
 
+// sessionSwap is a session swap with forward secrecy (encrypt only): connect,
+// SessionPing, SessionReply verified, keys derived, close. With eph set the
+// client reuses its ephemeral key, as a MOM does.
+func (c *rawClient) sessionSwap(s *ping.Sealer, v *ping.Verifier, eph *session.Ephemerals, out []byte) error {
+	fd, local, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	in, err := session.NewInitiator(session.Config{Channel: session.ChannelIM, Min: session.Encrypt, Rand: rand.Reader, Ephemerals: eph})
+	if err != nil {
+		return err
+	}
+	frame, err := in.AppendPing(out[:0], s, local, c.dstAddr)
+	if err != nil {
+		return err
+	}
+	if err := write(fd, frame); err != nil {
+		return err
+	}
+	reply, err := c.readFrame(fd)
+	if err != nil {
+		return err
+	}
+	var res ping.Result
+	sess, err := in.Finish(reply, v, c.dstAddr, local, time.Now(), &res)
+	if err == nil && sess == nil {
+		err = fmt.Errorf("the MOM chose none")
+	}
+	return err
+}
+
 // inprocCluster is a server and one enrolled MOM running in this process.
 type inprocCluster struct {
 	momIM netip.AddrPort
@@ -276,6 +309,29 @@ func BenchmarkConnection(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if err := c.raw(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("session", func(b *testing.B) {
+		c := newRawClient(b, cl.momIM)
+		st, err := ping.NewStamper(time.Now, &ping.MemCeiling{}, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var node proto.NodeID
+		_, _ = rand.Read(node[:])
+		s := &ping.Sealer{Keys: cl.ring, Stamper: st, Rand: rand.Reader, Node: node}
+		v := &ping.Verifier{Keys: cl.ring, Now: time.Now, Guard: ping.NewGuard(ping.GuardConfig{Freshness: ping.DefaultFreshness}, nil)}
+		eph, err := session.NewEphemerals(session.EphemeralConfig{Rand: rand.Reader, Now: time.Now})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer eph.Close()
+		out := make([]byte, 0, ping.ExtFrameSize)
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := c.sessionSwap(s, v, eph, out); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -128,7 +128,7 @@ func TestSealedOps(t *testing.T) {
 		}
 	}()
 	srcs := Sources(78, 2, 2)
-	op, err := SessionSwapOp(mom.Addr().String(), srcs, holder)
+	op, err := SessionSwapOp(ctx, mom.Addr().String(), srcs, holder, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/audit"
 	"github.com/momgate/momgate/internal/daemon"
@@ -29,6 +31,9 @@ type benchWorker struct {
 	sealer   *ping.Sealer
 	verifier *ping.Verifier
 	next     atomic.Uint64
+	// eph is the worker's reused ephemeral key, as a MOM's IM swaps use
+	// one (nil: a fresh key per swap).
+	eph *session.Ephemerals
 }
 
 func newBenchWorkers(n int, keys ping.KeySource) ([]*benchWorker, error) {
@@ -63,7 +68,7 @@ func (wk *benchWorker) sessionSwap(c net.Conn, min session.Protection) (*session
 	}
 	defer c.SetDeadline(time.Time{})
 	var res ping.Result
-	cfg := session.Config{Channel: session.ChannelIM, Min: min, Rand: rand.Reader}
+	cfg := session.Config{Channel: session.ChannelIM, Min: min, Rand: rand.Reader, Ephemerals: wk.eph}
 	s, err := handshake.InitiateSession(c, remote, local, wk.sealer, wk.verifier, cfg, time.Now, &res)
 	if err != nil {
 		return nil, fmt.Errorf("session swap: %w", err)
@@ -85,12 +90,25 @@ func protectionOf(s *session.Session) session.Protection {
 // MOM's IM listener at target: connect from one of worker w's sources,
 // SessionPing offering encrypt only (an ephemeral X25519 key), the
 // SessionReply verified, both session keys derived, close. keys must hold
-// the cluster's active key.
-func SessionSwapOp(target string, sources [][]netip.Addr, keys ping.KeySource) (Op, error) {
+// the cluster's active key. With reuse, each worker is a MOM as the
+// daemon is: a reused ephemeral key of its own (session.Ephemerals,
+// maintained until ctx ends), so that after the first swap neither side
+// computes an exchange again within the key's lifetime; without, a fresh
+// key per swap, a peer the MOM has never met (one exchange at the MOM, a
+// key pair and an exchange at the client).
+func SessionSwapOp(ctx context.Context, target string, sources [][]netip.Addr, keys ping.KeySource, reuse bool) (Op, error) {
 	dialers := dialersFor(sources)
 	ws, err := newBenchWorkers(len(sources), keys)
 	if err != nil {
 		return nil, err
+	}
+	if reuse {
+		for _, wk := range ws {
+			if wk.eph, err = session.NewEphemerals(session.EphemeralConfig{Rand: rand.Reader, Now: time.Now}); err != nil {
+				return nil, err
+			}
+			go daemon.MaintainEphemerals(ctx, wk.eph, logrus.StandardLogger())
+		}
 	}
 	return func(ctx context.Context, w int) error {
 		wk, ds := ws[w], dialers[w]
