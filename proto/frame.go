@@ -17,6 +17,8 @@ func newMessage(t Type) Message {
 		return &Welcome{}
 	case TypeReject:
 		return &Reject{}
+	case TypeNotLeader:
+		return &NotLeader{}
 	case TypePing:
 		return &Ping{}
 	case TypePingReply:

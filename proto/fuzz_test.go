@@ -93,6 +93,10 @@ func unmarshalSeeds() []fuzzcorpus.Seed {
 		fuzzcorpus.Bytes("node_name_unknown_with_name", nodeNameBody(NameUnknown, "cn01")),
 		fuzzcorpus.Bytes("node_name_found_without_name", nodeNameBody(NameFound, "")),
 		fuzzcorpus.Bytes("name_lookup_v1", frameOf(V1, TypeNameLookup, make([]byte, 20))),
+		fuzzcorpus.Bytes("not_leader_port_without_addr", frameOf(V2, TypeNotLeader, append(make([]byte, 16), 0x3a, 0x99, 0, 0))),
+		fuzzcorpus.Bytes("not_leader_addr_without_port", frameOf(V2, TypeNotLeader, append(append(make([]byte, 10), 0xff, 0xff, 127, 0, 0, 2), 0, 0, 0, 0))),
+		fuzzcorpus.Bytes("not_leader_v1", frameOf(V1, TypeNotLeader, make([]byte, 20))),
+		fuzzcorpus.Bytes("not_leader_cut", frameOf(V2, TypeNotLeader, make([]byte, 19))),
 	)
 }
 

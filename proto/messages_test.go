@@ -99,6 +99,8 @@ func sampleMessages() []namedMessage {
 		{"sealed_nodes_remove", &SealedNodes{Op: UpgradedRemove, Entries: entries[1:]}, 1 + 2 + 32},
 		{"reject_v2", &Reject{Code: 7, Reason: "replay"}, 2 + 2 + 6},
 		{"reject_v1", &Reject{Ver: V1, Code: 17, Reason: "legacy refused"}, 2 + 2 + 14},
+		{"not_leader", &NotLeader{Addr: mustAddr("127.0.0.2"), Port: 15001, Leader: "s2"}, 16 + 2 + 2 + 2},
+		{"not_leader_unknown", &NotLeader{}, 16 + 2 + 2},
 		{"ping", &ping, 4 + 24 + PingSealedLen},
 		{"ping_reply", &reply, 4 + 24 + ReplySealedLen},
 		{"session_ping", &sping, 4 + 24 + SessionPingSealedLen},

@@ -16,6 +16,7 @@ const (
 	TypeHello        Type = 0x03
 	TypeWelcome      Type = 0x04
 	TypeReject       Type = 0x05
+	TypeNotLeader    Type = 0x06 // a follower of a server group redirects a MOM (section 4.11)
 	TypePing         Type = 0x10
 	TypePingReply    Type = 0x11
 	TypeSessionPing  Type = 0x12 // Ping with the session extension (section 6)
@@ -55,6 +56,7 @@ var typeTable = [256]typeInfo{
 	TypeHello:        {"Hello", VersionBitV2},
 	TypeWelcome:      {"Welcome", VersionBitV2},
 	TypeReject:       {"Reject", VersionBitV1 | VersionBitV2},
+	TypeNotLeader:    {"NotLeader", VersionBitV2},
 	TypePing:         {"Ping", VersionBitV2},
 	TypePingReply:    {"PingReply", VersionBitV2},
 	TypeSessionPing:  {"SessionPing", VersionBitV2},
