@@ -30,6 +30,7 @@ import (
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/replica"
 	sess "github.com/momgate/momgate/session"
 	"github.com/momgate/momgate/statecheck"
 )
@@ -78,6 +79,12 @@ type Config struct {
 	// PBSServiceUsers may join pbs_comm as PBS daemons (nil: root), as
 	// PBS_AUTH_SERVICE_USERS says.
 	PBSServiceUsers []string
+	// Replicate, set when the server leads a group (group.go), commits the
+	// records of a write through the group before it is acknowledged, in
+	// place of the state journal and the state files; nil for a single
+	// server. It fails when the group could not commit (no quorum, no
+	// longer the leader): the write is undone as a failed fsync is.
+	Replicate func(why string, recs []replica.StateRecord) error
 }
 
 // Server is a running momgate server.
@@ -163,7 +170,7 @@ func open(cfg Config, st *daemon.State) (s *Server, err error) {
 			st.Close()
 		}
 	}()
-	p, states, err := openStateStore(dir, st.In.Journal)
+	p, states, err := openStateStore(dir, st.In.Journal, cfg.Replicate)
 	if err != nil {
 		return nil, err
 	}
