@@ -461,26 +461,40 @@ func (g *groupState) materialize(dir string, log logrus.FieldLogger) error {
 // adoptSnapshot is the snapshot of a single server's state directory,
 // read with the server's own loader (every file checked as at a start):
 // what member.Adopt stores as the group's first state.
-func adoptSnapshot(cfg Config) ([]byte, error) {
+func adoptSnapshot(cfg Config, extra ...replica.StateRecord) ([]byte, string, error) {
 	s, err := New(cfg)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer s.closeUnstarted()
 	g := newGroupState()
 	s.mu.Lock()
 	recs, err := s.allRecordsLocked()
+	id := s.reg.idStr
 	s.mu.Unlock()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	g.Apply(1, replica.Entry{Cmd: &replica.StateRecords{Why: "upgrade in place", Records: recs}})
+	if res := g.Apply(1, replica.Entry{Cmd: &replica.StateRecords{Why: "upgrade in place", Records: append(recs, extra...)}}); res.Err != nil {
+		return nil, "", res.Err
+	}
 	snap, _ := g.Snapshot()
 	var buf bytes.Buffer
 	if _, err := snap.WriteTo(&buf); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return buf.Bytes(), nil
+	return buf.Bytes(), id, nil
+}
+
+// serverID is the server id of the replica ("" before its first record).
+func (g *groupState) serverID() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var p persisted
+	if g.meta == nil || strictjson.Decode(g.meta, &p) != nil {
+		return ""
+	}
+	return p.ID
 }
 
 // allRecordsLocked is the whole state of s as records. The caller holds

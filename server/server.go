@@ -85,6 +85,9 @@ type Config struct {
 	// server. It fails when the group could not commit (no quorum, no
 	// longer the leader): the write is undone as a failed fsync is.
 	Replicate func(why string, recs []replica.StateRecord) error
+	// NoAdminSocket: the caller serves the admin socket (a group member,
+	// whose socket outlives the server it runs while it leads).
+	NoAdminSocket bool
 }
 
 // Server is a running momgate server.
@@ -245,10 +248,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	adminLn, err := admin.Listen(admin.SocketPath(s.cfg.StateDir))
-	if err != nil {
-		ln.Close()
-		return err
+	var adminLn *net.UnixListener
+	if !s.cfg.NoAdminSocket {
+		if adminLn, err = admin.Listen(admin.SocketPath(s.cfg.StateDir)); err != nil {
+			ln.Close()
+			return err
+		}
 	}
 	s.listener = ln
 	close(s.ready)
@@ -258,9 +263,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if serveMetrics != nil {
 		g.Go("", serveMetrics)
 	}
-	g.Go("admin socket", func(ctx context.Context) error {
-		return admin.ServeListener(ctx, adminLn, s.handleAdmin, s.log)
-	})
+	if adminLn != nil {
+		g.Go("admin socket", func(ctx context.Context) error {
+			return admin.ServeListener(ctx, adminLn, s.handleAdmin, s.log)
+		})
+	}
 	if s.cfg.PBSSocket != "" {
 		g.Go("pbs socket", s.servePBS)
 	}

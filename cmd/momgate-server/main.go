@@ -12,6 +12,7 @@ import (
 
 	"github.com/momgate/momgate/internal/cliutil"
 	"github.com/momgate/momgate/internal/config"
+	"github.com/momgate/momgate/internal/member"
 	"github.com/momgate/momgate/internal/metrics"
 	"github.com/momgate/momgate/server"
 	"github.com/momgate/momgate/statecheck"
@@ -63,6 +64,12 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "pbs-host-name", Usage: "this host's `NAME` as PBS knows it, for --pbs-socket (default: the hostname)", EnvVars: env("pbs-host-name")},
 		&cli.StringFlag{Name: "pbs-service-users", Value: "root", EnvVars: env("pbs-service-users"),
 			Usage: "the `USERS` (comma list) whose PBS daemons may join pbs_comm, as PBS_AUTH_SERVICE_USERS, for --pbs-socket"},
+		&cli.StringFlag{Name: "replication-listen", EnvVars: env("replication-listen"),
+			Usage: "run as a member of a replicated server group, replicating on `IP:PORT` (docs/HA.md); a state directory of a single server is upgraded in place into a group of one member"},
+		&cli.StringFlag{Name: "member-name", Value: "s1", EnvVars: env("member-name"),
+			Usage: "this member's `NAME` in its server group (with --replication-listen)"},
+		&cli.DurationFlag{Name: "raft-heartbeat", Value: time.Second, EnvVars: env("raft-heartbeat"),
+			Usage: "the group's heartbeat and election `TIMEOUT`: a failed leader is replaced after about twice it (with --replication-listen)"},
 		&cli.DurationFlag{Name: "key-timeout", Value: server.DefaultKeyTimeout, EnvVars: env("key-timeout"),
 			Usage: "how long a key rotation waits for connected MOMs to acknowledge the new key before activating it anyway (docs/KEYS.md)"},
 	}
@@ -198,7 +205,7 @@ func runAction(start func(context.Context, server.Config) error) cli.ActionFunc 
 			},
 		}
 		return cliutil.RunDaemon(c, spec, func(ctx context.Context, d cliutil.Daemon) error {
-			return start(ctx, server.Config{
+			cfg := server.Config{
 				StateDir: c.String("state-dir"), Listen: c.String("listen"), Log: d.Log, Audit: d.Audit,
 				MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
 				SourceLimits: d.Limits.Limits, HandshakeTimeout: d.Limits.Handshake, Now: d.Limits.Now,
@@ -206,7 +213,13 @@ func runAction(start func(context.Context, server.Config) error) cli.ActionFunc 
 				PBSSocket: c.String("pbs-socket"), PBSHostName: c.String("pbs-host-name"),
 				PBSServiceUsers: strings.FieldsFunc(c.String("pbs-service-users"), func(r rune) bool { return r == ',' || r == ' ' }),
 				SessionLimits:   d.Limits.Sessions, WithoutSessions: d.Limits.WithoutSessions,
-			})
+			}
+			if repl := c.String("replication-listen"); repl != "" {
+				hb := c.Duration("raft-heartbeat")
+				return server.RunGroup(ctx, server.GroupConfig{Server: cfg, Member: c.String("member-name"), ReplicationListen: repl,
+					Timing: member.Timing{HeartbeatTimeout: hb, ElectionTimeout: hb, LeaderLeaseTimeout: hb / 2, CommitTimeout: 5 * time.Millisecond}})
+			}
+			return start(ctx, cfg)
 		})
 	}
 }
