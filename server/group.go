@@ -55,6 +55,9 @@ type GroupConfig struct {
 	Timing member.Timing
 	// CommitTimeout bounds one write's commit (default 10 s).
 	CommitTimeout time.Duration
+	// afterOpen, set by Join, runs once the member is open: the joiner
+	// asks the leader to add it.
+	afterOpen func() error
 }
 
 // RunGroup runs the server as a member of a group until ctx ends. A state
@@ -100,7 +103,7 @@ func RunGroup(ctx context.Context, gc GroupConfig) error {
 	if err != nil {
 		return err
 	}
-	layer, err := raftnet.Listen(raftnet.Config{Listen: gc.ReplicationListen, Credentials: creds, Log: log})
+	layer, err := raftnet.Listen(raftnet.Config{Listen: gc.ReplicationListen, Credentials: creds, Log: log, OnJoin: g.serveJoin})
 	if err != nil {
 		return err
 	}
@@ -113,6 +116,11 @@ func RunGroup(ctx context.Context, gc GroupConfig) error {
 	}
 	g.m = m
 	defer m.Close()
+	if gc.afterOpen != nil {
+		if err := gc.afterOpen(); err != nil {
+			return err
+		}
+	}
 	adminLn, err := admin.Listen(admin.SocketPath(dir))
 	if err != nil {
 		return err
@@ -139,6 +147,9 @@ type groupRunner struct {
 	lead  chan bool
 
 	srv atomic.Pointer[Server] // the running server, while leading
+	// joinMu serializes create server, delete server and join
+	// redemptions: each decides on the committed member list.
+	joinMu sync.Mutex
 }
 
 // loop follows leadership until ctx ends.
@@ -238,7 +249,7 @@ func (g *groupRunner) becomeLeader(ctx context.Context) (*Server, error) {
 		return nil, fmt.Errorf("barrier: %w", err)
 	}
 	self := g.selfRecord()
-	if cur, ok := g.state.member(g.gc.Member); !ok || cur != self {
+	if cur, ok := g.state.member(g.gc.Member); !ok || !cur.same(self) {
 		raw, _ := json.Marshal(self)
 		if err := g.commit("member "+self.Name, []replica.StateRecord{{Kind: replica.RecordMember, Key: self.Name, Value: raw}}); err != nil {
 			return nil, err
@@ -262,7 +273,7 @@ func (g *groupRunner) becomeLeader(ctx context.Context) (*Server, error) {
 func (g *groupRunner) selfRecord() memberRecord {
 	rec := memberRecord{Name: g.gc.Member, Raft: g.gc.ReplicationListen, Control: g.gc.Server.Listen}
 	if cur, ok := g.state.member(g.gc.Member); ok {
-		rec.Standby = cur.Standby
+		rec.Standby, rec.Join = cur.Standby, cur.Join
 	}
 	return rec
 }
@@ -344,6 +355,20 @@ func (g *groupRunner) redirect(ctx context.Context) {
 // the others by the running server on the leader; a follower names the
 // leader.
 func (g *groupRunner) handleAdmin(ctx context.Context, op string, raw json.RawMessage) (any, error) {
+	switch op {
+	case admin.OpCreateServer:
+		var a admin.CreateServerArgs
+		if err := decodeArgs(raw, &a); err != nil {
+			return nil, err
+		}
+		return g.createServer(a)
+	case admin.OpDeleteServer:
+		var a admin.ServerArgs
+		if err := decodeArgs(raw, &a); err != nil {
+			return nil, err
+		}
+		return g.deleteServer(a)
+	}
 	if s := g.srv.Load(); s != nil {
 		out, err := s.handleAdmin(ctx, op, raw)
 		if op == admin.OpPrintServer && err == nil {
@@ -356,11 +381,7 @@ func (g *groupRunner) handleAdmin(ctx context.Context, op string, raw json.RawMe
 	if op == admin.OpPrintServer {
 		return g.followerReport(), nil
 	}
-	name, ap, ok := g.leaderControl()
-	if !ok && name == "" {
-		return nil, admin.Errorf(admin.CodeNotLeader, "%v: this member (%s) does not lead the group and no leader is known (an election, or no quorum)", ErrNotLeader, g.gc.Member)
-	}
-	return nil, admin.Errorf(admin.CodeNotLeader, "%v: this member (%s) does not lead the group; %s leads (control address %s): run momgate-qmgr on that host", ErrNotLeader, g.gc.Member, name, ap)
+	return nil, g.notLeaderErr()
 }
 
 // groupInfo is the group as this member sees it: every member with its

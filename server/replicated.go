@@ -56,6 +56,16 @@ type memberRecord struct {
 	Control string `json:"control"` // control address for MOMs HOST:PORT
 	Admin   string `json:"admin,omitempty"`
 	Standby bool   `json:"standby,omitempty"`
+	// Join is the member's join token record (hash only) from create
+	// server; Used once it joined. nil for the first member.
+	Join *group.JoinRecord `json:"join,omitempty"`
+}
+
+// same reports whether a and b are the same record.
+func (a memberRecord) same(b memberRecord) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return bytes.Equal(ja, jb)
 }
 
 // groupState is the replicated state (replica.StateMachine): the server's

@@ -184,11 +184,67 @@ func app(start func(context.Context, server.Config) error) *cli.App {
 				Flags:  append(runFlags(), cliutil.TestFlags()...),
 				Action: runAction(start),
 			},
+			{
+				Name:      "join",
+				Usage:     "join a server group with a join token, receive its identity and state, and run as a member",
+				ArgsUsage: " ",
+				Description: "Redeems the one-time token that momgate-qmgr -c \"create server NAME Address=HOST:PORT\" printed on\n" +
+					"the group's leader, receives the group's identity, CA and state over TLS pinned by the token, writes\n" +
+					"them into --state-dir and runs as the member NAME (replicating on HOST:PORT, serving MOMs on --listen\n" +
+					"when it leads). It refuses a directory that holds server state unless --force, which first moves\n" +
+					"that state into DIR/backup-UTCSTAMP/. Later starts are plain runs with --replication-listen.\n\n" +
+					"Example:\n\n    momgate-server join --token mgj1_... --state-dir /var/lib/momgate/server --listen 10.0.0.2:15001",
+				Flags: append(append(runFlags(), cliutil.TestFlags()...),
+					&cli.StringFlag{Name: "token", Usage: "the join `TOKEN` (mgj1_...)", EnvVars: []string{envPrefix + "JOIN_TOKEN"}},
+					&cli.BoolFlag{Name: "force", Usage: "join on a directory that holds server state: back it up into DIR/backup-UTCSTAMP/ first"}),
+				Action: joinAction(),
+			},
 			cliutil.StateCommand(binary, statecheck.RoleServer, func() cli.Flag { return stateDirFlag() }),
 			cliutil.ConfigCommand(binary, func() (*config.Schema, error) { return schema(false) }),
 			cliutil.CompletionCommand(),
 		},
 	}, manPage)
+}
+
+// joinAction is momgate-server join.
+func joinAction() cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if c.String("token") == "" {
+			return fmt.Errorf("join needs --token TOKEN (from create server on the group's leader)")
+		}
+		spec := cliutil.RunSpec{
+			Name:     "server",
+			Schema:   func() (*config.Schema, error) { return schema(c.Bool("metrics-allow-remote")) },
+			Required: []cli.Flag{stateDirFlag()},
+		}
+		return cliutil.RunDaemon(c, spec, func(ctx context.Context, d cliutil.Daemon) error {
+			gc := groupConfig(c, serverConfig(c, d))
+			gc.Member = ""
+			return server.Join(ctx, server.JoinConfig{Group: gc, Token: c.String("token"), Force: c.Bool("force")}, func(b string) {
+				fmt.Fprintf(c.App.Writer, "backed up the previous state of %s in %s\n", c.String("state-dir"), b)
+			})
+		})
+	}
+}
+
+// serverConfig is the server's configuration from the run flags.
+func serverConfig(c *cli.Context, d cliutil.Daemon) server.Config {
+	return server.Config{
+		StateDir: c.String("state-dir"), Listen: c.String("listen"), Log: d.Log, Audit: d.Audit,
+		MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
+		SourceLimits: d.Limits.Limits, HandshakeTimeout: d.Limits.Handshake, Now: d.Limits.Now,
+		KeyTimeout: c.Duration("key-timeout"), CrashAt: d.CrashAt, Resolve: d.Resolve,
+		PBSSocket: c.String("pbs-socket"), PBSHostName: c.String("pbs-host-name"),
+		PBSServiceUsers: strings.FieldsFunc(c.String("pbs-service-users"), func(r rune) bool { return r == ',' || r == ' ' }),
+		SessionLimits:   d.Limits.Sessions, WithoutSessions: d.Limits.WithoutSessions,
+	}
+}
+
+// groupConfig is the group member's configuration from the run flags.
+func groupConfig(c *cli.Context, cfg server.Config) server.GroupConfig {
+	hb := c.Duration("raft-heartbeat")
+	return server.GroupConfig{Server: cfg, Member: c.String("member-name"), ReplicationListen: c.String("replication-listen"),
+		Timing: member.Timing{HeartbeatTimeout: hb, ElectionTimeout: hb, LeaderLeaseTimeout: hb / 2, CommitTimeout: 5 * time.Millisecond}}
 }
 
 func runAction(start func(context.Context, server.Config) error) cli.ActionFunc {
@@ -205,19 +261,9 @@ func runAction(start func(context.Context, server.Config) error) cli.ActionFunc 
 			},
 		}
 		return cliutil.RunDaemon(c, spec, func(ctx context.Context, d cliutil.Daemon) error {
-			cfg := server.Config{
-				StateDir: c.String("state-dir"), Listen: c.String("listen"), Log: d.Log, Audit: d.Audit,
-				MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
-				SourceLimits: d.Limits.Limits, HandshakeTimeout: d.Limits.Handshake, Now: d.Limits.Now,
-				KeyTimeout: c.Duration("key-timeout"), CrashAt: d.CrashAt, Resolve: d.Resolve,
-				PBSSocket: c.String("pbs-socket"), PBSHostName: c.String("pbs-host-name"),
-				PBSServiceUsers: strings.FieldsFunc(c.String("pbs-service-users"), func(r rune) bool { return r == ',' || r == ' ' }),
-				SessionLimits:   d.Limits.Sessions, WithoutSessions: d.Limits.WithoutSessions,
-			}
-			if repl := c.String("replication-listen"); repl != "" {
-				hb := c.Duration("raft-heartbeat")
-				return server.RunGroup(ctx, server.GroupConfig{Server: cfg, Member: c.String("member-name"), ReplicationListen: repl,
-					Timing: member.Timing{HeartbeatTimeout: hb, ElectionTimeout: hb, LeaderLeaseTimeout: hb / 2, CommitTimeout: 5 * time.Millisecond}})
+			cfg := serverConfig(c, d)
+			if c.String("replication-listen") != "" {
+				return server.RunGroup(ctx, groupConfig(c, cfg))
 			}
 			return start(ctx, cfg)
 		})
