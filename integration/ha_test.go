@@ -1,10 +1,12 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -84,4 +86,273 @@ func TestHAUpgradeInPlace(t *testing.T) {
 	c.waitUp("n3")
 	c.waitConverged(a, m3)
 	c.mutuallyAdmitted(a, m3)
+}
+
+// member is one server of a test group.
+type member struct {
+	name, ip      string
+	dir           string
+	control, repl string
+	proc          *proc
+}
+
+// haGroup is a group of servers on 127.0.0.1, .2, .3 (distinct ports).
+type haGroup struct {
+	t       *testing.T
+	c       *cluster // s1's cluster: MOMs and helpers
+	members map[string]*member
+}
+
+func (g *haGroup) qmgr(m *member, directive string, json bool) result {
+	g.t.Helper()
+	args := []string{"momgate-qmgr", "--state-dir", m.dir}
+	if json {
+		args = append(args, "--json")
+	}
+	return run(g.t, "", append(args, "-c", directive)...)
+}
+
+// newHAGroup upgrades a fresh single server into s1 and joins s2 and s3.
+func newHAGroup(t *testing.T, momIPs ...string) *haGroup {
+	t.Helper()
+	c := newCluster(t, momIPs...)
+	c.server.stop()
+	g := &haGroup{t: t, c: c, members: map[string]*member{}}
+	s1 := &member{name: "s1", ip: "127.0.0.1", dir: c.srvDir, control: c.srvAddr,
+		repl: fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))}
+	g.members["s1"] = s1
+	g.runMember(s1)
+	g.waitLeader(s1)
+	for i, name := range []string{"s2", "s3"} {
+		ip := fmt.Sprintf("127.0.0.%d", i+2)
+		g.join(name, ip, false)
+	}
+	return g
+}
+
+func (g *haGroup) runMember(m *member) {
+	g.t.Helper()
+	m.proc = start(g.t, m.name, "momgate-server", "run", "--state-dir", m.dir, "--listen", m.control,
+		"--replication-listen", m.repl, "--member-name", m.name, "--raft-heartbeat", "300ms", "--log-level", "debug")
+}
+
+// join creates member name on the leader and joins it from a new
+// directory.
+func (g *haGroup) join(name, ip string, standby bool) *member {
+	g.t.Helper()
+	m := &member{name: name, ip: ip, dir: filepath.Join(g.c.dir, name),
+		control: fmt.Sprintf("%s:%d", ip, freePort(g.t, ip)), repl: fmt.Sprintf("%s:%d", ip, freePort(g.t, ip))}
+	tok := g.createServer(name, m.repl, standby)
+	m.proc = start(g.t, name, "momgate-server", "join", "--token", tok, "--state-dir", m.dir, "--listen", m.control,
+		"--raft-heartbeat", "300ms", "--log-level", "debug")
+	g.members[name] = m
+	g.waitState(name, "alive")
+	return m
+}
+
+func (g *haGroup) createServer(name, repl string, standby bool) string {
+	g.t.Helper()
+	d := fmt.Sprintf("create server %s Address=%s", name, repl)
+	if standby {
+		d += ",standby=true"
+	}
+	r := g.qmgr(g.leader(), d, true)
+	if r.code != 0 {
+		g.t.Fatalf("%s: %s", d, r.stderr)
+	}
+	var out struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || out.Token == "" {
+		g.t.Fatalf("%s: no token in %q", d, r.stdout)
+	}
+	return out.Token
+}
+
+type groupView struct {
+	Server struct {
+		Group *struct {
+			Member  string `json:"member"`
+			Leader  string `json:"leader"`
+			Members []struct {
+				Name   string `json:"name"`
+				Role   string `json:"role"`
+				State  string `json:"state"`
+				Behind uint64 `json:"behind"`
+			} `json:"members"`
+		} `json:"group"`
+	} `json:"server"`
+}
+
+// view is list server as member m answers it (ok false if it does not).
+func (g *haGroup) view(m *member) (groupView, bool) {
+	var v groupView
+	r := g.qmgr(m, "list server", true)
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &v) != nil || v.Server.Group == nil {
+		return v, false
+	}
+	return v, true
+}
+
+// leader waits for a live member that says it leads, and returns it.
+func (g *haGroup) leader() *member {
+	g.t.Helper()
+	var found *member
+	waitFor(g.t, "a leader", 30*time.Second, func() bool {
+		for _, m := range g.members {
+			if m.proc == nil || m.proc.exited() {
+				continue
+			}
+			if v, ok := g.view(m); ok && v.Server.Group.Leader == m.name {
+				if r := g.qmgr(m, "list node", true); r.code == 0 {
+					found = m
+					return true
+				}
+			}
+		}
+		return false
+	})
+	return found
+}
+
+func (g *haGroup) waitLeader(m *member) {
+	g.t.Helper()
+	if l := g.leader(); l != m {
+		g.t.Fatalf("leader %s, want %s", l.name, m.name)
+	}
+}
+
+// state is member name's state and role in the leader's list server.
+func (g *haGroup) state(name string) (state, role string) {
+	v, ok := g.view(g.leader())
+	if !ok {
+		return "", ""
+	}
+	for _, m := range v.Server.Group.Members {
+		if m.Name == name {
+			return m.State, m.Role
+		}
+	}
+	return "", ""
+}
+
+func (g *haGroup) waitState(name, prefix string) {
+	g.t.Helper()
+	waitFor(g.t, fmt.Sprintf("%s %s in list server", name, prefix), 60*time.Second, func() bool {
+		st, _ := g.state(name)
+		return strings.HasPrefix(st, prefix)
+	})
+}
+
+// nodes lists the nodes as member m has them.
+func (g *haGroup) nodes(m *member) map[string]bool {
+	g.t.Helper()
+	r := g.qmgr(m, "list node", true)
+	if r.code != 0 {
+		g.t.Fatalf("list node on %s: %s", m.name, r.stderr)
+	}
+	var ns []nodeInfo
+	if err := json.Unmarshal([]byte(r.stdout), &ns); err != nil {
+		g.t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, n := range ns {
+		out[n.Name] = true
+	}
+	return out
+}
+
+// TestHAGroupFailover: three members; kill -9 of the leader while create
+// node runs: every acknowledged create is on the new leader, a token
+// created before the kill enrolls at the new leader once and only once;
+// a follower names the leader; a minority cannot commit.
+func TestHAGroupFailover(t *testing.T) {
+	g := newHAGroup(t, "127.0.0.41", "127.0.0.42")
+	s1 := g.leader()
+	if r := g.qmgr(g.members["s2"], "create node x Mom=127.0.0.99", false); r.code == 0 || !strings.Contains(r.stderr, "s1 leads") {
+		t.Fatalf("create node on a follower: code %d, %q", r.code, r.stderr)
+	}
+	acked := map[string]string{} // node -> token
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var mu sync.Mutex
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			name := fmt.Sprintf("c%03d", i)
+			r := g.qmgr(s1, fmt.Sprintf("create node %s Mom=127.0.1.%d,Port=%d", name, i+1, g.c.imPort), true)
+			if r.code != 0 {
+				return // the leader died
+			}
+			var out struct {
+				Token string `json:"token"`
+			}
+			if json.Unmarshal([]byte(r.stdout), &out) == nil {
+				mu.Lock()
+				acked[name] = out.Token
+				mu.Unlock()
+			}
+			if i > 200 {
+				return
+			}
+		}
+	}()
+	waitFor(t, "a few creates acknowledged", 30*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked) >= 3
+	})
+	s1.proc.kill()
+	<-done
+	close(stop)
+	s1.proc = nil
+	l := g.leader()
+	if l == s1 {
+		t.Fatal("s1 still leads after kill -9")
+	}
+	have := g.nodes(l)
+	mu.Lock()
+	for n := range acked {
+		if !have[n] {
+			t.Errorf("acknowledged create node %s lost at the failover", n)
+		}
+	}
+	mu.Unlock()
+
+	// A node created at the old leader enrolls at the new one; its token
+	// is refused a second time.
+	r := g.qmgr(l, fmt.Sprintf("create node a Mom=127.0.0.41,Port=%d", g.c.imPort), true)
+	if r.code != 0 {
+		t.Fatalf("create node on the new leader: %s", r.stderr)
+	}
+
+	// A minority cannot commit: stop the other survivor.
+	var other *member
+	for _, m := range g.members {
+		if m != l && m.proc != nil {
+			other = m
+		}
+	}
+	other.proc.kill()
+	other.proc = nil
+	r = g.qmgr(l, "create node minority Mom=127.0.0.98", false)
+	if r.code == 0 {
+		t.Fatal("a member without a quorum committed create node")
+	}
+	// Not acknowledged; raft may still commit the entry once a quorum is
+	// back (its outcome is unknown, and qmgr says so), never before.
+	if !strings.Contains(r.stderr, "outcome is unknown") && !strings.Contains(r.stderr, "not_leader") {
+		t.Fatalf("create node without a quorum: %q", r.stderr)
+	}
+	// s1 comes back: a quorum again, and s1 catches up.
+	g.runMember(s1)
+	l = g.leader()
+	waitFor(t, "a write after the quorum is back", 30*time.Second, func() bool {
+		return g.qmgr(l, "create node back Mom=127.0.0.97", false).code == 0
+	})
 }

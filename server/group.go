@@ -98,7 +98,7 @@ func RunGroup(ctx context.Context, gc GroupConfig) error {
 	if err != nil {
 		return err
 	}
-	g := &groupRunner{gc: gc, log: log, state: newGroupState(), lead: make(chan bool, 64)}
+	g := &groupRunner{gc: gc, log: log, state: newGroupState(), lead: make(chan bool, 64), resync: make(chan struct{}, 1)}
 	creds, err := group.NewCredentials(group.CredentialsConfig{CA: ca, Member: gc.Member, Now: time.Now, Rand: rand.Reader})
 	if err != nil {
 		return err
@@ -145,6 +145,9 @@ type groupRunner struct {
 	state *groupState
 	m     *member.Member
 	lead  chan bool
+	// resync restarts the running server from the replica: a write whose
+	// outcome is unknown may commit after the server undid it.
+	resync chan struct{}
 
 	srv atomic.Pointer[Server] // the running server, while leading
 	// joinMu serializes create server, delete server and join
@@ -228,6 +231,13 @@ func (g *groupRunner) loop(ctx context.Context) error {
 			ch := srvDone
 			go func() { ch <- s.Run(sctx) }()
 			g.srv.Store(s)
+		case <-g.resync:
+			if stopSrv == nil {
+				continue
+			}
+			g.log.Warn("a write's outcome is unknown: restarting the server from the committed state")
+			endServer()
+			retry.Reset(0)
 		case err := <-done:
 			g.srv.Store(nil)
 			stopSrv()
@@ -283,6 +293,12 @@ func (g *groupRunner) commit(why string, recs []replica.StateRecord) error {
 	ctx, cancel := context.WithTimeout(context.Background(), g.gc.CommitTimeout)
 	defer cancel()
 	res, err := g.m.Apply(ctx, &replica.StateRecords{Why: why, Records: recs})
+	if errors.Is(err, member.ErrOutcomeUnknown) {
+		select {
+		case g.resync <- struct{}{}:
+		default:
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("commit %s through the group: %w", why, err)
 	}

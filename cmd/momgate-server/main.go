@@ -217,6 +217,12 @@ func joinAction() cli.ActionFunc {
 			Schema:   func() (*config.Schema, error) { return schema(c.Bool("metrics-allow-remote")) },
 			Required: []cli.Flag{stateDirFlag()},
 		}
+		if dir := c.String("state-dir"); dir != "" {
+			// A new member's directory: the audit log opens in it first.
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return err
+			}
+		}
 		return cliutil.RunDaemon(c, spec, func(ctx context.Context, d cliutil.Daemon) error {
 			gc := groupConfig(c, serverConfig(c, d))
 			gc.Member = ""
