@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -355,4 +356,78 @@ func TestHAGroupFailover(t *testing.T) {
 	waitFor(t, "a write after the quorum is back", 30*time.Second, func() bool {
 		return g.qmgr(l, "create node back Mom=127.0.0.97", false).code == 0
 	})
+}
+
+// TestHAGroupMembers: a member stopped (SIGSTOP) shows "needs sync" while
+// the group writes on, and catches up once resumed; a standby replicates
+// but never leads, even when the leader dies; join refuses a directory
+// with state unless --force, which backs it up first.
+func TestHAGroupMembers(t *testing.T) {
+	g := newHAGroup(t)
+	l := g.leader()
+	var f *member
+	for _, m := range g.members {
+		if m != l {
+			f = m
+			break
+		}
+	}
+	if err := f.proc.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		if r := g.qmgr(l, fmt.Sprintf("create node w%d Mom=127.0.2.%d", i, i+1), false); r.code != 0 {
+			t.Fatalf("create node with one follower stopped: %s", r.stderr)
+		}
+	}
+	g.waitState(f.name, "needs sync")
+	if r := g.qmgr(l, "list server", false); !strings.Contains(r.stdout, "needs sync") {
+		t.Fatalf("list server with %s stopped:\n%s", f.name, r.stdout)
+	}
+	if err := f.proc.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	g.waitState(f.name, "alive")
+
+	// A standby: it replicates, and never leads.
+	sb := g.join("s4", "127.0.0.4", true)
+	if st, role := g.state("s4"); role != "standby" || st != "alive" {
+		t.Fatalf("s4: role %q state %q", role, st)
+	}
+	l.proc.kill()
+	l.proc = nil
+	nl := g.leader()
+	if nl == sb {
+		t.Fatal("the standby leads")
+	}
+	if v, ok := g.view(sb); ok && v.Server.Group.Leader == "s4" {
+		t.Fatal("the standby says it leads")
+	}
+	have := g.nodes(nl)
+	for i := 0; i < 5; i++ {
+		if !have[fmt.Sprintf("w%d", i)] {
+			t.Fatalf("w%d lost", i)
+		}
+	}
+
+	// join on a directory with state: refused, then forced with a backup.
+	dir := filepath.Join(g.c.dir, "s5")
+	if r := run(t, "", "momgate-server", "init", "--state-dir", dir); r.code != 0 {
+		t.Fatalf("init: %s", r.stderr)
+	}
+	repl := fmt.Sprintf("127.0.0.5:%d", freePort(t, "127.0.0.5"))
+	tok := g.createServer("s5", repl, true)
+	ctl := fmt.Sprintf("127.0.0.5:%d", freePort(t, "127.0.0.5"))
+	r := run(t, "", "momgate-server", "join", "--token", tok, "--state-dir", dir, "--listen", ctl)
+	if r.code == 0 || !strings.Contains(r.stderr, "holds") || !strings.Contains(r.stderr, "--force") {
+		t.Fatalf("join on a directory with state: code %d, %q", r.code, r.stderr)
+	}
+	p := start(t, "s5", "momgate-server", "join", "--force", "--token", tok, "--state-dir", dir, "--listen", ctl,
+		"--raft-heartbeat", "300ms")
+	g.members["s5"] = &member{name: "s5", ip: "127.0.0.5", dir: dir, control: ctl, repl: repl, proc: p}
+	g.waitState("s5", "alive")
+	backups, _ := filepath.Glob(filepath.Join(dir, "backup-*", "identity.json"))
+	if len(backups) != 1 {
+		t.Fatalf("join --force made no backup of the old identity (%v)", backups)
+	}
 }

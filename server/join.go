@@ -326,37 +326,12 @@ func Join(ctx context.Context, jc JoinConfig, backup func(string)) error {
 		}
 		backup(b)
 	}
-	var conn *tls.Conn
-	var lastErr error
-	for _, a := range tok.Addrs {
-		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		c, caPub, err := raftnet.DialJoin(dctx, a, tok.GroupFP, time.Now)
-		cancel()
-		if err == nil {
-			if err = tok.CheckGroup(caPub); err == nil {
-				conn = c
-				break
-			}
-			c.Close()
-		}
-		lastErr = err
-	}
-	if conn == nil {
-		return fmt.Errorf("join: no member of the token answered: %w", lastErr)
+	req := joinRequest{TokenID: hex.EncodeToString(tok.ID[:]), Secret: hex.EncodeToString(tok.Secret[:]), Control: gc.Server.Listen}
+	conn, r, grant, err := redeemJoin(ctx, tok, req)
+	if err != nil {
+		return err
 	}
 	defer conn.Close()
-	r := bufio.NewReaderSize(conn, maxJoinMessage)
-	req := joinRequest{TokenID: hex.EncodeToString(tok.ID[:]), Secret: hex.EncodeToString(tok.Secret[:]), Control: gc.Server.Listen}
-	if err := writeJoin(conn, req); err != nil {
-		return err
-	}
-	var grant joinGrant
-	if err := readJoin(r, &grant); err != nil {
-		return err
-	}
-	if grant.Error != "" {
-		return fmt.Errorf("join refused by the group: %s", grant.Error)
-	}
 	if err := writeJoinedState(dir, grant); err != nil {
 		return err
 	}
@@ -379,6 +354,51 @@ func Join(ctx context.Context, jc JoinConfig, backup func(string)) error {
 		return nil
 	}
 	return RunGroup(ctx, gc)
+}
+
+// redeemJoin tries the members of the token in order until the leader
+// answers (a follower refuses with not_leader; the leader may have moved
+// since the token was issued), in at most three rounds.
+func redeemJoin(ctx context.Context, tok group.JoinToken, req joinRequest) (*tls.Conn, *bufio.Reader, joinGrant, error) {
+	var lastErr error
+	for round := 0; round < 3; round++ {
+		for _, a := range tok.Addrs {
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			c, caPub, err := raftnet.DialJoin(dctx, a, tok.GroupFP, time.Now)
+			cancel()
+			if err != nil {
+				lastErr = err
+				continue
+			}
+			if err := tok.CheckGroup(caPub); err != nil {
+				c.Close()
+				return nil, nil, joinGrant{}, err
+			}
+			r := bufio.NewReaderSize(c, maxJoinMessage)
+			var grant joinGrant
+			if err := writeJoin(c, req); err == nil {
+				err = readJoin(r, &grant)
+			}
+			switch {
+			case err != nil:
+				lastErr = err
+			case grant.Error == "":
+				return c, r, grant, nil
+			case strings.Contains(grant.Error, ErrNotLeader.Error()):
+				lastErr = fmt.Errorf("%s: %s", a, grant.Error)
+			default:
+				c.Close()
+				return nil, nil, joinGrant{}, fmt.Errorf("join refused by the group: %s", grant.Error)
+			}
+			c.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, joinGrant{}, ctx.Err()
+		case <-time.After(time.Second): // an election may be under way
+		}
+	}
+	return nil, nil, joinGrant{}, fmt.Errorf("join: no member of the token led the group: %w", lastErr)
 }
 
 // writeJoinedState writes what a joiner received as a server state
