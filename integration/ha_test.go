@@ -3,6 +3,9 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/momgate/momgate/proto"
 )
 
 // Tests of a replicated server group (docs/HA.md) with the real binaries.
@@ -263,6 +268,30 @@ func (g *haGroup) nodes(m *member) map[string]bool {
 	return out
 }
 
+// notLeader dials m's control address and reads the one frame it sends.
+func (g *haGroup) notLeader(m *member) *proto.NotLeader {
+	g.t.Helper()
+	c, err := net.DialTimeout("tcp", m.control, 5*time.Second)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil {
+		g.t.Fatalf("read from %s: %v", m.name, err)
+	}
+	msg, err := proto.Unmarshal(b)
+	if err != nil {
+		g.t.Fatalf("frame from %s: %v (%x)", m.name, err, b)
+	}
+	nl, ok := msg.(*proto.NotLeader)
+	if !ok {
+		g.t.Fatalf("%s sent %T, want NotLeader", m.name, msg)
+	}
+	return nl
+}
+
 // TestHAGroupFailover: three members; kill -9 of the leader while create
 // node runs: every acknowledged create is on the new leader, a token
 // created before the kill enrolls at the new leader once and only once;
@@ -272,6 +301,12 @@ func TestHAGroupFailover(t *testing.T) {
 	s1 := g.leader()
 	if r := g.qmgr(g.members["s2"], "create node x Mom=127.0.0.99", false); r.code == 0 || !strings.Contains(r.stderr, "s1 leads") {
 		t.Fatalf("create node on a follower: code %d, %q", r.code, r.stderr)
+	}
+	// A follower answers a MOM's control connection with NotLeader, naming
+	// s1 and its control address (docs/PROTOCOL.md 4.11).
+	nl := g.notLeader(g.members["s2"])
+	if !nl.Known() || nl.Leader != "s1" || netip.AddrPortFrom(nl.Addr.Netip(), nl.Port).String() != s1.control {
+		t.Fatalf("NotLeader from s2: %+v, want s1 at %s", nl, s1.control)
 	}
 	acked := map[string]string{} // node -> token
 	stop := make(chan struct{})

@@ -16,11 +16,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/momgate/momgate/group"
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/member"
+	"github.com/momgate/momgate/internal/metrics"
 	"github.com/momgate/momgate/internal/raftnet"
 	"github.com/momgate/momgate/internal/statefile"
 	"github.com/momgate/momgate/proto"
@@ -271,6 +273,7 @@ func (g *groupRunner) becomeLeader(ctx context.Context) (*Server, error) {
 	cfg := g.gc.Server
 	cfg.Replicate = g.commit
 	cfg.NoAdminSocket = true
+	cfg.Collectors = append(cfg.Collectors, g.collectors()...)
 	s, err := New(cfg)
 	if err != nil {
 		return nil, err
@@ -483,4 +486,39 @@ func loadGroupCA(dir string) (*group.CA, error) {
 		return nil, fmt.Errorf("group CA: %w", err)
 	}
 	return group.DecodeCA(data)
+}
+
+// collectors are the group's metrics, served by the leader's endpoint:
+// leadership changes and elections this member saw, and each member's lag
+// behind the leader.
+func (g *groupRunner) collectors() []prometheus.Collector {
+	status := func() member.Status {
+		st, _ := g.m.Status()
+		return st
+	}
+	return []prometheus.Collector{
+		metrics.NewCounterFunc("group_leader_changes_total", "Leaders this member has seen take over the server group.", "",
+			func() map[string]float64 { return map[string]float64{"": float64(status().LeaderChanges)} }),
+		metrics.NewCounterFunc("group_elections_total", "Elections this member started.", "",
+			func() map[string]float64 { return map[string]float64{"": float64(status().Campaigns)} }),
+		metrics.NewGaugeFunc("group_member_behind", "Log entries each member is behind the leader (as the leader sees it).", "member",
+			func() map[string]float64 {
+				out := map[string]float64{}
+				for _, ms := range status().Members {
+					out[ms.Name] = float64(ms.Behind)
+				}
+				return out
+			}),
+		metrics.NewGaugeFunc("group_member_up", "1 for each member the leader heard from recently, 0 for those it did not.", "member",
+			func() map[string]float64 {
+				out := map[string]float64{}
+				for _, ms := range status().Members {
+					out[ms.Name] = 0
+					if ms.Health == member.HealthAlive {
+						out[ms.Name] = 1
+					}
+				}
+				return out
+			}),
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/momgate/momgate/handshake"
@@ -88,6 +89,9 @@ type Config struct {
 	// NoAdminSocket: the caller serves the admin socket (a group member,
 	// whose socket outlives the server it runs while it leads).
 	NoAdminSocket bool
+	// Collectors are more metrics for the server's endpoint (a group
+	// member's leadership and lag).
+	Collectors []prometheus.Collector
 }
 
 // Server is a running momgate server.
