@@ -466,3 +466,62 @@ func TestHAGroupMembers(t *testing.T) {
 		t.Fatalf("join --force made no backup of the old identity (%v)", backups)
 	}
 }
+
+// follow points the cluster helpers (qmgr, MOMs started from now on) at
+// member m.
+func (g *haGroup) follow(m *member) {
+	g.c.srvDir, g.c.srvAddr = m.dir, m.control
+}
+
+// TestHAGroupFailoverMoms: kill -9 of the leader right after delete node
+// was acknowledged, with the rotation it started under way: on the new
+// leader the node stays deleted (its MOM is refused and stops), the
+// rotation completes, the surviving MOM catches up by its identity; a
+// token issued by the old leader enrolls at the new one once, and its
+// second use is refused.
+func TestHAGroupFailoverMoms(t *testing.T) {
+	g := newHAGroup(t, "127.0.0.51", "127.0.0.52", "127.0.0.53")
+	s1 := g.leader()
+	g.c.mustQmgr("set server key_grace=1s")
+	a := g.c.addMom("a", "127.0.0.51")
+	b := g.c.addMom("b", "127.0.0.52")
+	tokC := g.c.createNode("c", "127.0.0.53")
+	g.c.mutuallyAdmitted(a, b)
+	g.c.mustQmgr("delete node b")
+	s1.proc.kill()
+	s1.proc = nil
+	l := g.leader()
+	g.follow(l)
+	if _, ok := g.c.node("b"); ok {
+		t.Fatal("deleted node b is back at the new leader")
+	}
+	if _, ok := g.c.node("c"); !ok {
+		t.Fatal("node c, created at the old leader, missing at the new one")
+	}
+	a.stop()
+	b.stop()
+	a = g.c.startMom("a", "127.0.0.51", "")
+	b = g.c.startMom("b", "127.0.0.52", "")
+	if code := b.waitExit(t, 30*time.Second); code != 4 {
+		t.Fatalf("deleted b's MOM at the new leader: exit %d, want 4 (deleted)", code)
+	}
+	c := g.c.startMom("c", "127.0.0.53", tokC)
+	g.c.waitUp("a")
+	g.c.waitUp("c")
+	g.c.waitRotated(1)
+	g.c.waitConverged(a, c)
+	g.c.mutuallyAdmitted(a, c)
+
+	// The same token again, from c's address: refused as used.
+	dir := filepath.Join(g.c.dir, "c-again")
+	again := start(t, "c-again", "momgate-mom", "run", "--state-dir", dir, "--server", g.c.srvAddr,
+		"--listen", fmt.Sprintf("127.0.0.53:%d", freePort(t, "127.0.0.53")), "--enroll", tokC, "--log-level", "debug")
+	waitFor(t, "the second use of c's token refused", 30*time.Second, func() bool {
+		r := g.c.qmgr("--json", "-c", "list server")
+		return strings.Contains(r.stdout, `"token_used"`)
+	})
+	again.stop()
+	if n, _ := g.c.node("c"); n.State != "up" {
+		t.Fatalf("c after its token was used again: %+v", n)
+	}
+}
