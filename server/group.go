@@ -471,11 +471,41 @@ func UpgradeInPlace(gc GroupConfig) error {
 			return err
 		}
 	}
-	if err := member.Adopt(filepath.Join(dir, raftDirName), gc.Member, gc.ReplicationListen, bytes.NewReader(snap)); err != nil {
+	// Adopt beside, then rename: raft/ exists only once it holds the
+	// whole first snapshot, so an upgrade cut short is simply redone.
+	tmp := filepath.Join(dir, raftDirName+".adopting")
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	if err := member.Adopt(tmp, gc.Member, gc.ReplicationListen, bytes.NewReader(snap)); err != nil {
 		return fmt.Errorf("upgrade %s in place: %w", dir, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, raftDirName)); err != nil {
+		return fmt.Errorf("upgrade %s in place: %w", dir, err)
+	}
+	if err := statefile.SyncDir(dir); err != nil {
+		return err
 	}
 	gc.Server.Log.WithFields(logrus.Fields{"state_dir": dir, "member": gc.Member, "replication": gc.ReplicationListen}).
 		Info("state directory upgraded in place: a group of one member, this server; no MOM enrolls again")
+	return nil
+}
+
+// ErrGroupMember: a single server was started on the directory of a group
+// member, whose state files are only as of its last leadership.
+var ErrGroupMember = errors.New("state directory belongs to a member of a server group")
+
+// checkNotMember refuses to run a single server on a member's directory:
+// its files lag the group's log, and a second key authority would fork
+// the cluster.
+func checkNotMember(cfg Config) error {
+	if cfg.Replicate != nil {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(cfg.StateDir, raftDirName)); err == nil {
+		return fmt.Errorf("%s: %w: run it with --replication-listen and its --member-name; to leave the group for good, "+
+			"stop every member and remove raft/ and group-ca.json here (docs/DEPLOYMENT.md section 14.6)", cfg.StateDir, ErrGroupMember)
+	}
 	return nil
 }
 

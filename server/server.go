@@ -148,6 +148,9 @@ func New(cfg Config) (*Server, error) {
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: %w", dir, ErrNotInitialized)
 	}
+	if err := checkNotMember(cfg); err != nil {
+		return nil, err
+	}
 	st, err := daemon.OpenState(dir, statecheck.RoleServer, cfg.Log)
 	if err != nil {
 		return nil, err
