@@ -525,3 +525,41 @@ func TestHAGroupFailoverMoms(t *testing.T) {
 		t.Fatalf("c after its token was used again: %+v", n)
 	}
 }
+
+// TestHAGroupRotationFailover: kill -9 of the leader in the middle of a
+// rotate key (the new key active, the old one in its grace): the new
+// leader resumes the rotation where the old one stopped and completes it;
+// the MOMs, reconnected to it, converge on the new key and admit each
+// other; the key the old leader activated is the key the new one keeps.
+func TestHAGroupRotationFailover(t *testing.T) {
+	g := newHAGroup(t, "127.0.0.61", "127.0.0.62")
+	s1 := g.leader()
+	g.c.mustQmgr("set server key_grace=3s")
+	a := g.c.addMom("a", "127.0.0.61")
+	b := g.c.addMom("b", "127.0.0.62")
+	g.c.mustQmgr("rotate key")
+	var activated string
+	waitFor(t, "the rotation in its grace period", 30*time.Second, func() bool {
+		kl, ok := g.c.keyList()
+		if ok && kl.Rotation.Phase == "grace" {
+			activated = kl.Rotation.NewKey
+			return true
+		}
+		return false
+	})
+	s1.proc.kill()
+	s1.proc = nil
+	g.follow(g.leader())
+	a.stop()
+	b.stop()
+	a = g.c.startMom("a", "127.0.0.61", "")
+	b = g.c.startMom("b", "127.0.0.62", "")
+	kl := g.c.waitRotated(1)
+	if kl.active() != activated {
+		t.Fatalf("active key %s after the failover, the old leader activated %s", kl.active(), activated)
+	}
+	g.c.waitUp("a")
+	g.c.waitUp("b")
+	g.c.waitConverged(a, b)
+	g.c.mutuallyAdmitted(a, b)
+}
