@@ -244,9 +244,22 @@ func (g *haGroup) state(name string) (state, role string) {
 
 func (g *haGroup) waitState(name, prefix string) {
 	g.t.Helper()
+	if prefix == "alive" {
+		g.waitAlive(name)
+		return
+	}
 	waitFor(g.t, fmt.Sprintf("%s %s in list server", name, prefix), 60*time.Second, func() bool {
 		st, _ := g.state(name)
-		return strings.HasPrefix(st, prefix)
+		return strings.Contains(st, prefix)
+	})
+}
+
+// waitAlive waits until member name is alive and in sync.
+func (g *haGroup) waitAlive(name string) {
+	g.t.Helper()
+	waitFor(g.t, name+" alive in list server", 60*time.Second, func() bool {
+		st, _ := g.state(name)
+		return st == "alive"
 	})
 }
 
