@@ -145,9 +145,9 @@ func TestStateLossMomDeny(t *testing.T) {
 
 // TestStateLossOtherFiles: the verdict of docs/SECURITY.md section 7.2 for
 // the other files. A MOM's identity.json or mom.json lost: it refuses,
-// changing nothing. Its keyring.json, ceiling, legacy.json, jobs.json or
-// manifest.json lost: it recovers, loudly, and a PING it admitted before
-// is still a replay. The server's rotation.json lost: a rotation starts;
+// changing nothing. Its keyring.json, ceiling, legacy.json, jobs.json,
+// manifest.json or sessions.json lost: it recovers, loudly, and a PING it
+// admitted before is still a replay. The server's rotation.json lost: a rotation starts;
 // its ceiling damaged: it restarts from the clock.
 func TestStateLossOtherFiles(t *testing.T) {
 	c := newCluster(t, "127.0.0.2", "127.0.0.3")
@@ -179,6 +179,7 @@ func TestStateLossOtherFiles(t *testing.T) {
 		{"mom_legacy_deleted", "legacy.json", func() { removeFile(t, filepath.Join(a.dir, "legacy.json")) }, false},
 		{"mom_jobs_zeroed", "jobs.json", zero(filepath.Join(a.dir, "jobs.json")), false},
 		{"mom_manifest_deleted", "manifest.json", func() { removeFile(t, filepath.Join(a.dir, "manifest.json")) }, false},
+		{"mom_sessions_deleted", "sessions.json", func() { removeFile(t, filepath.Join(a.dir, "sessions.json")) }, false},
 	}
 	for _, tc := range momCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -208,6 +209,12 @@ func TestStateLossOtherFiles(t *testing.T) {
 				pb, _ := c.ping(b, target)
 				return pa.Admitted && pb.Admitted
 			})
+			if tc.file == "sessions.json" {
+				waitLogged(t, a.proc, "sealed-session state recovered")
+				if fileSize(t, filepath.Join(a.dir, "sessions.json")) == 0 {
+					t.Fatal("a did not save its sealed-session state once released")
+				}
+			}
 			if tc.file == "jobs.json" {
 				if r := run(t, "", "momgate-mom", "job", "list", "--json", "--state-dir", a.dir); r.code != 0 || strings.Contains(r.stdout, "j1") {
 					t.Fatalf("job list after jobs.json was lost: exit %d %q", r.code, r.stdout)

@@ -70,8 +70,10 @@ func unmarshalArgs(raw json.RawMessage, v any) error {
 
 // Status reports the MOM's identity, connection, keys and counters.
 func (m *Mom) Status() *admin.MomStatus {
+	sv := m.srv.view()
 	m.mu.Lock()
-	st := &admin.MomStatus{Listen: m.addr.String(), Server: m.cfg.Server, Connected: m.connected, ServerError: m.serverErr}
+	st := &admin.MomStatus{Listen: m.addr.String(), Server: sv.Current, Connected: m.connected, ServerError: m.serverErr,
+		Servers: append([]string(nil), m.srv.list...), ServerSwitches: sv.Switches, ServerRedirects: sv.Redirects}
 	if m.enrolled != nil {
 		st.Node, st.NodeID = m.enrolled.Name, m.enrolled.NodeID
 	}

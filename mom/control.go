@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,17 +34,28 @@ var ErrEnrollRefused = errors.New("enrollment refused")
 // restart).
 var ErrDeleted = errors.New("node deleted from the cluster")
 
-// controlLoop keeps a control connection to the server up, reconnecting
-// with exponential backoff and jitter, until ctx ends.
+// controlLoop keeps a control connection to one server of the list up,
+// moving along the list when it fails (failover.go: bounded, jittered
+// backoff, NotLeader followed only within the list), until ctx ends.
 func (m *Mom) controlLoop(ctx context.Context) error {
-	backoff := m.cfg.BackoffMin
+	roundMax, spread := m.cfg.BackoffMax, time.Duration(0)
+	if len(m.srv.list) > 1 {
+		// A group: another member is likely up, so a round of the list
+		// waits at most groupRoundBackoff (docs/PROTOCOL.md 4.11), and the
+		// MOMs a failover moves spread over failoverSpread (docs/HA.md 7).
+		roundMax, spread = min(roundMax, groupRoundBackoff), failoverSpread
+	}
+	f := newFailover(len(m.srv.list), m.cfg.BackoffMin, roundMax, spread, rand.Int64N)
 	for ctx.Err() == nil {
+		addr := m.srv.list[f.current()]
+		m.srv.dialling(addr)
 		start := time.Now()
-		err := m.controlSession(ctx)
+		err := m.controlSession(ctx, addr)
 		m.mu.Lock()
 		established := m.connected
 		m.mu.Unlock()
 		m.setConnected(false, err)
+		m.srv.ended()
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -52,29 +65,86 @@ func (m *Mom) controlLoop(ctx context.Context) error {
 		if errors.Is(err, handshake.ErrRevoked) {
 			return m.deleted(err)
 		}
-		if errors.Is(err, errProtocolChanged) {
+		o := outcome{Kind: attemptFailed, Elapsed: time.Since(start), Leader: -1}
+		var nl *notLeader
+		switch {
+		case errors.Is(err, errProtocolChanged):
 			m.log.WithField("protocol", m.Protocol().String()).Info("reconnecting to the server for the new protocol mode")
-			backoff = m.cfg.BackoffMin
+			o.Kind = attemptReconnect
+		case errors.As(err, &nl):
+			o.Kind, o.Leader = attemptRedirect, m.redirectTarget(ctx, addr, nl)
+		case established:
+			o.Kind = attemptEnded
+			m.log.WithError(err).WithField("server", addr).Warn("control connection to server lost")
+		default:
+			m.log.WithError(err).WithField("server", addr).Warn("control connection to server failed")
+		}
+		c := f.next(o)
+		if len(m.srv.list) > 1 && m.srv.list[c.Server] != addr {
+			m.log.WithFields(logrus.Fields{"from": addr, "to": m.srv.list[c.Server], "redirected": c.Redirected,
+				"wait": c.Wait.String()}).Info("trying the next server of the list")
+		}
+		if c.Wait == 0 {
 			continue
 		}
-		m.log.WithError(err).Warn("control connection to server lost")
-		if established || time.Since(start) > m.cfg.BackoffMax {
-			// The server was healthy: come back quickly (the jitter still
-			// spreads the reconnects), so a MOM catches up with a key
-			// rotation soon after a server restart.
-			backoff = m.cfg.BackoffMin
-		}
-		// Full jitter: spread reconnects of thousands of MOMs after a server restart.
-		wait := backoff/2 + rand.N(backoff/2+1)
+		t := time.NewTimer(c.Wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
-		case <-time.After(wait):
+		case <-t.C:
 		}
-		backoff = min(2*backoff, m.cfg.BackoffMax)
 	}
 	return nil
 }
+
+// redirectTarget judges a NotLeader that server addr sent: the index of
+// the leader it names in the MOM's list, or -1 (no leader known, the
+// sender itself, or an address outside the list: never dialled, logged
+// and counted).
+func (m *Mom) redirectTarget(ctx context.Context, addr string, nl *notLeader) int {
+	log := m.log.WithFields(logrus.Fields{"server": addr, "leader": nl.Leader.String(), "leader_name": nl.Name})
+	if !nl.Leader.IsValid() {
+		m.srv.redirect(redirectNoLeader)
+		log.Info("the server is not the leader and knows none (an election, or no quorum): trying the next server")
+		return -1
+	}
+	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	i := matchServer(m.srv.list, nl.Leader, func(host string) []netip.Addr {
+		as, _ := net.DefaultResolver.LookupNetIP(rctx, "ip", host)
+		return as
+	})
+	switch {
+	case i < 0:
+		m.srv.redirect(redirectOutside)
+		log.WithField("servers", strings.Join(m.srv.list, ",")).Warn(
+			"NotLeader names a leader that is not in this MOM's --server list: not followed (add the member to --server if it is one)")
+		return -1
+	case m.srv.list[i] == addr:
+		m.srv.redirect(redirectNoLeader)
+		log.Warn("NotLeader names the server that sent it: trying the next server")
+		return -1
+	}
+	m.srv.redirect(redirectFollowed)
+	log.WithField("to", m.srv.list[i]).Info("the server is not the leader: following its redirect within the list")
+	return i
+}
+
+// groupRoundBackoff caps the wait between rounds of a list of more than
+// one server; failoverSpread bounds the random delay before a MOM whose
+// session ended dials the next server of such a list.
+const (
+	groupRoundBackoff = 2 * time.Second
+	failoverSpread    = time.Second
+	// groupConnectTimeout bounds the TCP connect to a server of a list
+	// of more than one.
+	groupConnectTimeout = 3 * time.Second
+)
+
+// resolveTimeout bounds the look-up of the list's host names when a
+// redirect is judged.
+const resolveTimeout = 2 * time.Second
 
 // deleted is the MOM's end when the server says its node was deleted:
 // one line saying so and how to bring the node back, then ErrDeleted.
@@ -85,7 +155,7 @@ func (m *Mom) deleted(err error) error {
 		name, id = m.enrolled.Name, m.enrolled.NodeID
 	}
 	m.mu.Unlock()
-	m.log.WithError(err).WithFields(logrus.Fields{"node": name, "node_id": id, "server": m.cfg.Server}).Error(
+	m.log.WithError(err).WithFields(logrus.Fields{"node": name, "node_id": id, "server": m.srv.current()}).Error(
 		"this node was deleted from the cluster: the MOM stops and will not retry; to bring it back, run " +
 			"`momgate-qmgr -c \"create node " + name + " Mom=HOST\"` on the server, move " + m.cfg.StateDir +
 			" aside, and start the MOM with --enroll and the new token")
@@ -96,6 +166,9 @@ func (m *Mom) setConnected(up bool, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.connected = up
+	if up {
+		m.srv.established()
+	}
 	if err != nil {
 		m.serverErr = err.Error()
 	} else if up {
@@ -105,15 +178,24 @@ func (m *Mom) setConnected(up bool, err error) {
 
 // controlSession runs one control connection: handshake, swap, then
 // heartbeats until the connection fails or ctx ends.
-func (m *Mom) controlSession(ctx context.Context) error {
-	c, err := m.dial(ctx, m.cfg.Server)
+func (m *Mom) controlSession(ctx context.Context, addr string) error {
+	dctx := ctx
+	if len(m.srv.list) > 1 {
+		// Another member may answer: a host that vanished (SYNs
+		// unanswered) costs groupConnectTimeout, not the handshake
+		// timeout. The context bounds the connect only.
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithTimeout(ctx, min(groupConnectTimeout, m.cfg.HandshakeTimeout))
+		defer cancel()
+	}
+	c, err := m.dial(dctx, addr)
 	if err != nil {
-		return fmt.Errorf("connect to server %s: %w", m.cfg.Server, err)
+		return fmt.Errorf("connect to server %s: %w", addr, err)
 	}
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	setup, err := m.handshake(c)
+	setup, err := m.handshake(c, addr)
 	if errors.Is(err, errUseLegacy) {
 		return m.legacySession(ctx, c)
 	}
@@ -121,7 +203,7 @@ func (m *Mom) controlSession(ctx context.Context) error {
 		return err
 	}
 	m.setConnected(true, nil)
-	m.log.WithFields(logrus.Fields{"server": m.cfg.Server, "sealed": setup.sess != nil}).Info("connected to server")
+	m.log.WithFields(logrus.Fields{"server": addr, "sealed": setup.sess != nil}).Info("connected to server")
 	return m.heartbeat(ctx, c, setup)
 }
 
@@ -141,13 +223,13 @@ type controlSetup struct {
 // both identities and to the handshake, when the Welcome proves the server
 // speaks sealed sessions; a plain PING swap with a server of before them,
 // unless this MOM knows the server speaks them (a downgrade, refused).
-func (m *Mom) handshake(c net.Conn) (*controlSetup, error) {
+func (m *Mom) handshake(c net.Conn, addr string) (*controlSetup, error) {
 	deadline := time.Now().Add(m.cfg.HandshakeTimeout)
 	if err := c.SetDeadline(deadline); err != nil {
 		return nil, err
 	}
 	rec := handshake.NewRecorder(c) // the binding hash (docs/PROTOCOL.md 6.4)
-	sh, err := handshake.ReadServerHello(rec)
+	sh, err := readServerHello(rec)
 	if err != nil {
 		return nil, err
 	}
@@ -178,11 +260,11 @@ func (m *Mom) handshake(c net.Conn) (*controlSetup, error) {
 	w, err := handshake.Prove(rec, sh, p)
 	switch {
 	case errors.Is(err, handshake.ErrServerKey) && enr == nil:
-		return nil, fmt.Errorf("%w: server at %s: %w", ErrEnrollRefused, m.cfg.Server, err)
+		return nil, fmt.Errorf("%w: server at %s: %w", ErrEnrollRefused, addr, err)
 	case errors.Is(err, handshake.ErrFinal):
 		return nil, fmt.Errorf("%w: %w", ErrEnrollRefused, err)
 	case err != nil:
-		return nil, fmt.Errorf("server at %s: %w", m.cfg.Server, err)
+		return nil, fmt.Errorf("server at %s: %w", addr, err)
 	}
 	transcript := rec.Stop()
 	m.cfg.CrashAt("mom-welcome-received") // test-only: nothing of the Welcome saved yet
@@ -191,7 +273,7 @@ func (m *Mom) handshake(c net.Conn) (*controlSetup, error) {
 	trailer, err := handshake.OpenWelcomeSession(w, &sh.ServerKey, m.ident, &sh.Challenge)
 	if err != nil {
 		m.recordControlRefusal(c, err)
-		return nil, fmt.Errorf("server at %s: %w", m.cfg.Server, err)
+		return nil, fmt.Errorf("server at %s: %w", addr, err)
 	}
 	if err := m.install(w, sh, enr); err != nil {
 		return nil, err
@@ -325,9 +407,9 @@ func (m *Mom) heartbeat(ctx context.Context, c net.Conn, setup *controlSetup) er
 			return fmt.Errorf("seal heartbeat: %w", err)
 		}
 		pmu.Lock()
-		if len(pending) >= 3 {
-			pmu.Unlock()
-			return fmt.Errorf("server missed %d heartbeat replies", len(pending))
+		if n := len(pending); n >= 3 {
+			pmu.Unlock() // n read under the lock: the reader changes pending
+			return fmt.Errorf("server missed %d heartbeat replies", n)
 		}
 		pending = append(pending, rnd)
 		pmu.Unlock()

@@ -129,7 +129,7 @@ func (m *Mom) legacySession(ctx context.Context, c net.Conn) error {
 	}, proto.V1)
 	defer m.setControlWriter(nil, 0)
 	m.setConnected(true, nil)
-	m.log.WithField("server", m.cfg.Server).Info("connected to server (legacy protocol v1)")
+	m.log.WithField("server", m.srv.current()).Info("connected to server (legacy protocol v1)")
 	buf := make([]byte, 0, 4096)
 	for ctx.Err() == nil {
 		frame, err := proto.ReadFrameLimit(c, buf[:cap(buf)], proto.MaxFrameSize)
@@ -146,7 +146,7 @@ func (m *Mom) legacySession(ctx context.Context, c net.Conn) error {
 		if (securityFrame(msg) && m.bothCouldSeal()) || sealedOnly(msg) {
 			// A v1 session is never sealed (chooseControl refuses one with
 			// a server known to seal, unless this MOM speaks legacy only).
-			return m.refuseUnsealed(msg, m.cfg.Server)
+			return m.refuseUnsealed(msg, m.srv.current())
 		}
 		if err := m.handleServerMessage(msg); err != nil {
 			return err

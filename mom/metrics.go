@@ -60,6 +60,7 @@ func (m *Mom) collectors() []prometheus.Collector {
 			func() map[string]float64 { return metrics.One(float64(m.lg.lists.Load())) }),
 		metrics.NewCounterFunc("legacy_push_bytes_received_total", "Bytes of legacy CLUSTERADDR address-list pushes received from the server.", "",
 			func() map[string]float64 { return metrics.One(float64(m.lg.listBytes.Load())) }),
+		m.srv.collector(), // control_server, server_switches_total, server_redirects_total (serverstate.go)
 	)
 }
 

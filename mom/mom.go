@@ -37,7 +37,7 @@ import (
 // Config configures a MOM. Zero values get defaults.
 type Config struct {
 	StateDir string
-	Server   string // server control address host:port
+	Server   string // server list HOST[:PORT][,HOST[:PORT]...]: a group's members, or one server (ParseServers)
 	Listen   string // IM listen address ip:port; the ip is this node's address
 	Enroll   string // enrollment token, needed on first start only
 	Log      logrus.FieldLogger
@@ -120,6 +120,8 @@ type Mom struct {
 	lg   momLegacy // legacy protocol and migration (legacy.go, protocol.go)
 	ctl  *link     // the control connection's writer and lookups (link.go)
 	jobs *jobTable // jobs this MOM is mother superior or sister of (jobs.go)
+
+	srv *serverState // the server list and the one the control loop is on (serverstate.go)
 }
 
 // New loads (or, with a token, starts) the MOM's state. It does not
@@ -149,8 +151,9 @@ func New(cfg Config) (*Mom, error) {
 	if err := proto.CheckNodeAddr(listen.Addr()); err != nil {
 		return nil, fmt.Errorf("--listen %s: must be this node's own address (the Mom= of create node; PINGs name it): %w", cfg.Listen, err)
 	}
-	if _, _, err := net.SplitHostPort(cfg.Server); err != nil {
-		return nil, fmt.Errorf("--server %q: want HOST:PORT: %w", cfg.Server, err)
+	servers, err := ParseServers(cfg.Server)
+	if err != nil {
+		return nil, fmt.Errorf("--server %q: %w", cfg.Server, err)
 	}
 	if err := daemon.CheckMetricsListen(cfg.MetricsListen, cfg.MetricsAllowRemote); err != nil {
 		return nil, err
@@ -175,6 +178,7 @@ func New(cfg Config) (*Mom, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.srv = newServerState(servers)
 	return m, nil
 }
 

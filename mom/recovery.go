@@ -4,7 +4,8 @@ package mom
 // (docs/SECURITY.md section 7.2; the verdict is statecheck.Judge's): a
 // lost deny list is held (deny.go), a lost upgraded set is held
 // (legacy.go), a lost keyring is fetched again from the Welcome (mom.go),
-// lost jobs are dropped (jobfile.go), lost marks and ceiling are
+// lost jobs are dropped (jobfile.go), a lost sealed-session state is held
+// (sealed.go), lost marks and ceiling are
 // recovered by internal/daemon.
 
 // recoverState creates the files of a first start (a fresh directory, or
@@ -24,6 +25,14 @@ func (m *Mom) recoverState() error {
 		return err
 	}
 	if err := st.CreateDefault(jobsFile, m.saveJobs); err != nil {
+		return err
+	}
+	err = st.CreateDefault(sessionsFile, func() error {
+		m.sess.mu.Lock()
+		defer m.sess.mu.Unlock()
+		return m.saveSessionsLocked()
+	})
+	if err != nil {
 		return err
 	}
 	return st.SyncManifest(m.enrolled != nil)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -18,6 +19,7 @@ import (
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/reasons"
 	"github.com/momgate/momgate/session"
+	"github.com/momgate/momgate/statecheck"
 )
 
 // Sealed sessions at the MOM (docs/PROTOCOL.md 6.4 and 6.7): what it
@@ -55,12 +57,24 @@ type momSessions struct {
 	imSecurity   session.Protection
 	heard        bool
 	marks        *session.Marks
+	// held: sessions.json was lost at start (statecheck.StepSessionsHold):
+	// no fallback to an unsealed swap (any sister may speak sealed
+	// sessions), and until im_security is heard the strongest IM
+	// protection, until the server's set of sealed nodes (its replace)
+	// has arrived. Nothing is saved meanwhile, so that a restart holds
+	// again.
+	held atomic.Bool
 }
 
 // loadSessions reads sessions.json; a missing file is a MOM that never
-// had a sealed session.
+// had a sealed session, unless it was lost (then the state is held).
 func (m *Mom) loadSessions() error {
 	m.sess.marks = session.NewMarks(nil)
+	if m.base != nil && m.base.State.Has(statecheck.StepSessionsHold) {
+		m.sess.held.Store(true)
+		m.log.Error("state loss: sealed-session state lost; no fallback to an unsealed swap and the strongest IM protection until the server's Welcome and set of sealed nodes have arrived")
+		return nil
+	}
 	path := filepath.Join(m.cfg.StateDir, sessionsFile)
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -125,6 +139,9 @@ func decodeSessions(st sessionsState) (sessionsDecoded, error) {
 
 // saveSessionsLocked persists the state; the caller holds m.sess.mu.
 func (m *Mom) saveSessionsLocked() error {
+	if m.sess.held.Load() {
+		return nil // held after a loss: see momSessions.held
+	}
 	st := sessionsState{Format: 1, ServerSealed: m.sess.serverSealed, Marks: []markEntry{}}
 	if m.sess.heard {
 		st.IMSecurity = m.sess.imSecurity.String()
@@ -155,6 +172,9 @@ func (m *Mom) speaksSessions() bool { return !m.cfg.WithoutSessions }
 func (m *Mom) imMin() session.Protection {
 	m.sess.mu.Lock()
 	defer m.sess.mu.Unlock()
+	if m.sess.held.Load() && !m.sess.heard {
+		return session.Encrypt
+	}
 	return m.sess.imSecurity
 }
 
@@ -237,6 +257,9 @@ func (m *Mom) applySealedNodes(v *proto.SealedNodes) error {
 	}
 	m.sess.mu.Lock()
 	defer m.sess.mu.Unlock()
+	if v.Op == proto.UpgradedReplace && m.sess.held.Swap(false) {
+		m.log.Warn("sealed-session state recovered: the server's set of sealed nodes has arrived")
+	}
 	return m.saveSessionsLocked()
 }
 

@@ -2,15 +2,20 @@ package mom
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/momgate/momgate/handshake"
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/session"
+	"github.com/momgate/momgate/statecheck"
 	"github.com/momgate/momgate/strictjson"
 	"github.com/momgate/momgate/tools/fuzzcorpus"
 )
@@ -160,3 +165,53 @@ func FuzzDecodeSessions(f *testing.F) {
 }
 
 func TestSessionsSeedCorpus(t *testing.T) { fuzzcorpus.Check(t, "FuzzDecodeSessions", sessionsSeeds()) }
+
+// fakeConn is a net.Conn with only its addresses, for mayFallback.
+type fakeConn struct {
+	net.Conn
+	remote, local net.Addr
+}
+
+func (c fakeConn) RemoteAddr() net.Addr { return c.remote }
+func (c fakeConn) LocalAddr() net.Addr  { return c.local }
+
+// TestSessionsStateHeldAfterLoss: a MOM whose sessions.json was lost
+// (statecheck.StepSessionsHold) refuses every fallback to an unsealed
+// swap and asks the strongest IM protection until it hears im_security,
+// saves nothing meanwhile, and is released by the server's replace of
+// the set of sealed nodes, which it then saves.
+func TestSessionsStateHeldAfterLoss(t *testing.T) {
+	dir := t.TempDir()
+	st := &daemon.State{Verdict: statecheck.Verdict{Action: statecheck.Recover, Steps: []statecheck.Step{statecheck.StepSessionsHold}}}
+	m := &Mom{cfg: Config{StateDir: dir}, log: testLogger(), base: &daemon.Base{State: st}}
+	if err := m.loadSessions(); err != nil {
+		t.Fatal(err)
+	}
+	if m.imMin() != session.Encrypt {
+		t.Fatalf("imMin while held and not heard: %v", m.imMin())
+	}
+	c := fakeConn{remote: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 1}, local: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 2}}
+	refusal := &handshake.RejectError{Code: proto.RejectMalformed}
+	if ok, why := m.mayFallback(c, refusal); ok || !errors.Is(why, session.ErrDowngrade) {
+		t.Fatalf("fallback while held: %v %v", ok, why)
+	}
+	if err := m.setIMSecurity(uint8(session.None)); err != nil {
+		t.Fatal(err)
+	}
+	if m.imMin() != session.None {
+		t.Fatalf("imMin once heard: %v", m.imMin())
+	}
+	m.markServerSealed()
+	if _, err := os.Stat(filepath.Join(dir, sessionsFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("sessions.json written while held: %v", err)
+	}
+	if err := m.applySealedNodes(&proto.SealedNodes{Op: proto.UpgradedReplace}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, why := m.mayFallback(c, refusal); !ok || why != nil {
+		t.Fatalf("fallback to a sister not in the server's set, released: %v %v", ok, why)
+	}
+	if _, err := os.Stat(filepath.Join(dir, sessionsFile)); err != nil {
+		t.Fatalf("sessions.json not saved once released: %v", err)
+	}
+}

@@ -128,6 +128,10 @@ func (m *Mom) mayFallback(c net.Conn, err error) (fallback bool, why error) {
 		return false, nil
 	}
 	remote, _, _ := daemon.Endpoints(c)
+	if m.sess.held.Load() {
+		return false, fmt.Errorf("%s refused the session swap (%v), and the sealed-session state is held after its loss: no fallback to an unsealed swap until the server's set of sealed nodes has arrived: %w",
+			remote, err, session.ErrDowngrade)
+	}
 	if !m.sess.marks.MayFallback(remote) {
 		return false, fmt.Errorf("%s refused the session swap (%v), but it speaks sealed sessions: no fallback to an unsealed swap: %w",
 			remote, err, session.ErrDowngrade)

@@ -53,8 +53,9 @@ func (NopMarks) Put(proto.NodeID, uint64) error { return nil }
 // only by a PING that passes the first-contact rule.
 type Recovery struct {
 	// Active means marks were lost: a sender without a mark, or with an
-	// unvouched one, is admitted only above Floor, and with a freshness
-	// window of 0 only with the server's attestation.
+	// unvouched one, is admitted only above Floor, and above Floor plus
+	// the freshness window while the server does not attest it; with a
+	// freshness window of 0 only with the server's attestation.
 	Active bool
 	// Floor is the receiver's wall clock at the recovery, in ns; 0 when
 	// clocks are not trusted (freshness 0).
@@ -224,6 +225,15 @@ func (g *Guard) firstContact(m *mark, seen bool, ts uint64, now func() time.Time
 	}
 	if att.OK && att.Floor > bound {
 		bound = att.Floor
+	}
+	if !att.OK && g.recovering && g.recFloor > 0 {
+		// Unattested, the receiver has only its own clock: anything it
+		// admitted before the loss was stamped at most the freshness
+		// window ahead of its clock then, so at most recFloor +
+		// freshness, whatever the sender's clock (docs/PROTOCOL.md 3.4).
+		if f := g.recFloor + g.freshness; f > bound {
+			bound = f
+		}
 	}
 	if ts <= bound {
 		return 0, ErrFloor

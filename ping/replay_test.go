@@ -402,29 +402,40 @@ func TestFirstContactFloorCoversWindow(t *testing.T) {
 // mark alone.
 func TestRecoveryFloor(t *testing.T) {
 	r := t0 + uint64(time.Minute) // the receiver's clock at the recovery
-	restored := map[proto.NodeID]uint64{nodeID(2): t0, nodeID(3): r + 50}
+	f := uint64(DefaultFreshness)
+	restored := map[proto.NodeID]uint64{nodeID(2): t0, nodeID(3): r + 50, nodeID(6): t0}
 	now := clockAt(r + 10)
 	g := NewGuard(GuardConfig{Freshness: DefaultFreshness, Recovery: Recovery{Active: true, Floor: r}}, restored)
+	att := Attestation{Floor: 1, OK: true}
+	none := Attestation{}
 	cases := []struct {
 		name string
 		node proto.NodeID
 		ts   uint64
+		att  Attestation
 		want error
 	}{
-		{"restored sender at its mark", nodeID(2), t0, ErrReplay},
-		{"restored sender between mark and floor", nodeID(2), r - 1, ErrFloor},
-		{"restored sender at the floor", nodeID(2), r, ErrFloor},
-		{"restored sender above the floor", nodeID(2), r + 1, nil},
-		{"restored sender, again", nodeID(2), r + 1, ErrReplay},
-		{"vouched sender, window", nodeID(2), r, ErrReplay},
-		{"restored mark above the floor", nodeID(3), r + 20, ErrReplay},
-		{"restored mark above the floor, above it", nodeID(3), r + 51, nil},
-		{"new sender below the floor", nodeID(4), r - 1, ErrFloor},
-		{"new sender above the floor", nodeID(4), r + 5, nil},
-		{"new sender above the floor, stale", nodeID(5), r + uint64(time.Hour), ErrStale},
+		{"restored sender at its mark", nodeID(2), t0, att, ErrReplay},
+		{"restored sender between mark and floor", nodeID(2), r - 1, att, ErrFloor},
+		{"restored sender at the floor", nodeID(2), r, att, ErrFloor},
+		{"restored sender above the floor", nodeID(2), r + 1, att, nil},
+		{"restored sender, again", nodeID(2), r + 1, att, ErrReplay},
+		{"vouched sender, window", nodeID(2), r, none, ErrReplay},
+		{"restored mark above the floor", nodeID(3), r + 20, att, ErrReplay},
+		{"restored mark above the floor, above it", nodeID(3), r + 51, att, nil},
+		{"new sender below the floor", nodeID(4), r - 1, att, ErrFloor},
+		{"new sender above the floor", nodeID(4), r + 5, att, nil},
+		{"new sender above the floor, stale", nodeID(5), r + uint64(time.Hour), none, ErrStale},
+		// Unattested, a sender whose clock runs ahead could have had a
+		// PING stamped up to the freshness window above the receiver's
+		// clock admitted before the loss: the floor is r + freshness.
+		{"unattested, above the floor, ahead", nodeID(6), r + f/2, none, ErrFloor},
+		{"unattested, at the floor plus freshness", nodeID(6), r + f, none, ErrFloor},
+		{"unattested, above the floor plus freshness", nodeID(6), r + f + 1, none, nil},
+		{"unattested new sender, ahead", nodeID(7), r + f - 1, none, ErrFloor},
 	}
 	for _, tc := range cases {
-		err := g.Advance(tc.node, tc.ts, now, false)
+		err := g.AdvanceAttested(tc.node, tc.ts, now, false, tc.att)
 		if !errors.Is(err, tc.want) && !(err == nil && tc.want == nil) {
 			t.Fatalf("%s: got %v, want %v", tc.name, err, tc.want)
 		}

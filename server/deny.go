@@ -234,6 +234,16 @@ func (s *Server) denyLocked(node proto.NodeID, addr proto.Addr) {
 	s.saveDenyList()
 }
 
+// undenyLocked takes back a denyLocked whose change failed to persist
+// (nothing was pushed yet) and persists the list again. The caller holds
+// s.mu.
+func (s *Server) undenyLocked(node proto.NodeID, addr proto.Addr) {
+	s.deny.Allow(node, addr)
+	delete(s.denyKeys, proto.NodeAddr{Node: node})
+	delete(s.denyKeys, proto.NodeAddr{Addr: addr})
+	s.saveDenyList()
+}
+
 // denyAddrLocked denies the old address of a readdressed node under every
 // key and for good: the node is still a member and holds every new key,
 // so no rotation makes its PINGs from the old address fail by key. Only

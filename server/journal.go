@@ -55,6 +55,7 @@ func openStateStore(dir string, js *store.JournalState, replicate func(string, [
 	if err != nil {
 		return p, nil, err
 	}
+	marked := p.Manifest // the file's, whatever the journal's meta records say
 	if p, err = replayJournal(p, js.Records); err != nil {
 		return p, nil, fmt.Errorf("replay %s: %w", filepath.Join(dir, journalFile), err)
 	}
@@ -63,9 +64,24 @@ func openStateStore(dir string, js *store.JournalState, replicate func(string, [
 		return p, nil, err
 	}
 	ss := &stateStore{dir: dir, journal: j, replicate: replicate}
+	upgraded := !marked || !p.Manifest
+	if upgraded {
+		// A registry of an older version (state.json and its journal
+		// without the mark): folded at once into a state.json that
+		// carries it, so that from now on a lost manifest is told from
+		// an old directory.
+		p.Manifest = true
+		if err := ss.compact(p); err != nil {
+			j.Close()
+			return p, nil, fmt.Errorf("upgrade %s: %w", filepath.Join(dir, stateFile), err)
+		}
+	}
 	if err := ss.remember(p); err != nil {
 		j.Close()
 		return p, nil, err
+	}
+	if upgraded && replicate != nil {
+		ss.meta = nil // the group's copy lacks the mark: the next save commits it
 	}
 	return p, ss, nil
 }

@@ -19,7 +19,7 @@ import (
 )
 
 func testPersisted(n int) persisted {
-	p := persisted{Format: 1, ID: "6ba7b810-9dad-11d1-80b4-00c04fd430c8", Attrs: DefaultAttrs(), Nodes: []nodeRecord{}, Tokens: []keys.TokenRecord{}}
+	p := persisted{Format: 1, Manifest: true, ID: "6ba7b810-9dad-11d1-80b4-00c04fd430c8", Attrs: DefaultAttrs(), Nodes: []nodeRecord{}, Tokens: []keys.TokenRecord{}}
 	base := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)
 	for i := range n {
 		p.Nodes = append(p.Nodes, nodeRecord{Name: "n" + string(rune('a'+i)), ID: string(rune('a'+i)) + "-id", Mom: "127.0.0.2", Port: 15003, Created: base})
@@ -264,5 +264,30 @@ func TestRegistryAddressIndex(t *testing.T) {
 	r.remove(n)
 	if r.byAddr(a2) != nil {
 		t.Fatal("byAddr after remove")
+	}
+}
+
+// A state.json of an older version (no "manifest" member) is folded at
+// open into one that carries it, nothing else changed: from then on a
+// directory that lost its manifest is not taken for an older version's
+// (store.SnapshotMarked).
+func TestStateStoreMarksOldSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	old := testPersisted(2)
+	old.Manifest = false
+	if err := saveState(dir, old); err != nil {
+		t.Fatal(err)
+	}
+	if store.SnapshotMarked(filepath.Join(dir, stateFile)) {
+		t.Fatal("an old state.json counts as marked")
+	}
+	got, _ := openTestStore(t, dir)
+	if !store.SnapshotMarked(filepath.Join(dir, stateFile)) {
+		t.Fatal("state.json not marked after the open")
+	}
+	want := old
+	want.Manifest = true
+	if !reflect.DeepEqual(sorted(got), sorted(want)) {
+		t.Fatalf("state after the upgrade:\n got  %+v\n want %+v", got, want)
 	}
 }

@@ -110,18 +110,25 @@ func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
 		}
 		s.reg.remove(n)
 		removedTokens := s.reg.tokens.Revoke(name)
+		// The deny is on disk before the registry forgets the node: a
+		// crash between the two leaves the node registered and denied
+		// (fail closed: delete it again), never deleted without its deny
+		// entry, which a restart could not tell was lost
+		// (docs/SECURITY.md section 7).
+		s.deleted.add(n.id, name, s.cfg.Now()) // saved with the deny list
+		s.denyLocked(n.id, proto.AddrFrom(n.addr))
 		if err := s.persistRemovedLocked(n, removedTokens); err != nil {
 			s.reg.add(n)
 			for _, t := range removedTokens {
 				_ = s.reg.tokens.Add(t)
 			}
+			s.undenyLocked(n.id, proto.AddrFrom(n.addr))
 			return nil, false, fmt.Errorf("persist: %w", err)
 		}
+		s.cfg.CrashAt("delete-saved") // test-only: the delete committed to the registry
 		info = n.info(s.activeKeyID())
 		s.membershipChangedLocked()
 		// Deny at once: the node is refused by the server and by every MOM.
-		s.deleted.add(n.id, name, s.cfg.Now()) // saved with the deny list
-		s.denyLocked(n.id, proto.AddrFrom(n.addr))
 		s.pushDenyLocked([]proto.NodeAddr{{Node: n.id, Addr: proto.AddrFrom(n.addr)}}, n.id)
 		if n.rec.Sealed {
 			s.forgetSealedLocked(n, proto.AddrFrom(n.addr)) // its address may go to a node that does not speak them
@@ -210,12 +217,22 @@ func (s *Server) setNode(ctx context.Context, a admin.SetArgs) (*admin.NodeInfo,
 		if unseal {
 			n.rec.Sealed = false
 		}
+		// The old address's deny is on disk before the registry moves
+		// the node, as for delete node: a crash between the two never
+		// leaves the old address without its deny.
+		preDenied := readdress && n.enrolled()
+		if preDenied {
+			s.denyAddrLocked(proto.AddrFrom(oldAddr))
+		}
 		if readdress || cleared || unsealed || rehosted {
 			if err := s.persistNodesLocked(n); err != nil { // only n's record changed
 				if readdress {
 					s.reg.moveAddr(n, oldAddr)
 				}
 				n.rec = old
+				if preDenied {
+					s.undenyLocked(proto.NodeID{}, proto.AddrFrom(oldAddr))
+				}
 				return false, fmt.Errorf("persist: %w", err)
 			}
 		}

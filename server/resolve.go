@@ -40,6 +40,9 @@ func (s *Server) momAddr(ctx context.Context, value string) (netip.Addr, string,
 		return netip.Addr{}, "", admin.Errorf(admin.CodeBadValue, "Mom=%q: %v", value, err)
 	}
 	if host == "" {
+		if err := s.checkNotServer(addr, value); err != nil {
+			return netip.Addr{}, "", err
+		}
 		return addr, "", nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, ResolveTimeout)
@@ -78,5 +81,23 @@ func (s *Server) momAddr(ctx context.Context, value string) (netip.Addr, string,
 	if err := proto.CheckNodeAddr(uniq[0]); err != nil {
 		return netip.Addr{}, "", admin.Errorf(admin.CodeBadValue, "Mom=%s resolves to %v", host, err)
 	}
+	if err := s.checkNotServer(uniq[0], host+" (resolved to "+uniq[0].String()+")"); err != nil {
+		return netip.Addr{}, "", err
+	}
 	return uniq[0], host, nil
+}
+
+// checkNotServer refuses a node address that is the one the server's
+// control listener is bound to: PINGs name their sender and destination
+// by address, and the server's name its own, so a node there could not
+// be told from the server (and a deny of it would name the server). A
+// listener bound to every address (0.0.0.0, ::) names none: nothing is
+// refused then (docs/DEPLOYMENT.md: bind the server to its address).
+func (s *Server) checkNotServer(a netip.Addr, value string) error {
+	ap, err := netip.ParseAddrPort(s.cfg.Listen)
+	if err != nil || ap.Addr().IsUnspecified() || ap.Addr().Unmap() != a.Unmap() {
+		return nil
+	}
+	return admin.Errorf(admin.CodeBadValue, "Mom=%s: %s is the server's own address (--listen %s): %v: a node cannot hold it",
+		value, a, s.cfg.Listen, proto.ErrNotNodeAddr)
 }

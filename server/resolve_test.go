@@ -145,3 +145,24 @@ func TestMomHostName(t *testing.T) {
 		t.Fatalf("a restart resolved %d names", hosts.lookups-before)
 	}
 }
+
+// Mom= naming the address the server's control listener is bound to, as
+// an address or a name resolving to it, is refused; a wildcard listener
+// names no address, so nothing is refused then.
+func TestMomAddrNotServer(t *testing.T) {
+	hosts := &fakeHosts{table: map[string][]string{"srv": {"127.0.0.1"}, "n1": {"127.0.0.2"}}}
+	s := hostsServer(t, hosts)
+	s.cfg.Listen = "127.0.0.1:15001"
+	for _, v := range []string{"127.0.0.1", "srv", "::ffff:127.0.0.1"} {
+		if _, _, err := s.momAddr(context.Background(), v); err == nil || !strings.Contains(err.Error(), "the server's own address") {
+			t.Errorf("Mom=%s: %v", v, err)
+		}
+	}
+	if a, _, err := s.momAddr(context.Background(), "n1"); err != nil || a != netip.MustParseAddr("127.0.0.2") {
+		t.Fatalf("Mom=n1: %v %v", a, err)
+	}
+	s.cfg.Listen = "0.0.0.0:15001"
+	if _, _, err := s.momAddr(context.Background(), "127.0.0.1"); err != nil {
+		t.Fatalf("wildcard listener: %v", err)
+	}
+}

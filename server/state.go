@@ -59,11 +59,18 @@ type nodeRecord struct {
 // persisted is the whole of state.json: written atomically on every change,
 // so a node, a token and the server's attributes change together or not at all.
 type persisted struct {
-	Format int                `json:"format"`
-	ID     string             `json:"id"`
-	Attrs  Attrs              `json:"attrs"`
-	Nodes  []nodeRecord       `json:"nodes"`
-	Tokens []keys.TokenRecord `json:"tokens"`
+	Format int `json:"format"`
+	// Manifest is true in every state.json this version's server writes
+	// (init's is not: it has no journal yet; the first start folds it
+	// into one that is): a directory whose manifest is missing but whose
+	// state.json says so lost the manifest (store.SnapshotMarked,
+	// docs/SECURITY.md 7.1), and is not taken for one of an older
+	// version.
+	Manifest bool               `json:"manifest,omitempty"`
+	ID       string             `json:"id"`
+	Attrs    Attrs              `json:"attrs"`
+	Nodes    []nodeRecord       `json:"nodes"`
+	Tokens   []keys.TokenRecord `json:"tokens"`
 }
 
 // node is a node in memory. rec is its persisted record without the
@@ -231,7 +238,7 @@ func (r *registry) snapshot() persisted {
 
 // meta is the persisted state without its nodes and tokens.
 func (r *registry) meta() persisted {
-	return persisted{Format: 1, ID: r.idStr, Attrs: r.attrs}
+	return persisted{Format: 1, Manifest: true, ID: r.idStr, Attrs: r.attrs}
 }
 
 func (r *registry) tokenBook() *keys.TokenBook { return r.tokens }

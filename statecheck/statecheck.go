@@ -117,6 +117,11 @@ const (
 	// StepRewriteManifest: the manifest is written again, listing the
 	// files present once the recovery has recreated the others.
 	StepRewriteManifest
+	// StepSessionsHold: the MOM's sealed-session state is held at its
+	// strictest (no fallback to an unsealed swap, the strongest IM
+	// protection) until the server's Welcome and set of sealed nodes
+	// bring it again.
+	StepSessionsHold
 )
 
 var stepNames = map[Step]string{
@@ -129,13 +134,14 @@ var stepNames = map[Step]string{
 	StepRotateWithholdDeny: "rotate_withhold_deny",
 	StepRotateNow:          "rotate_now",
 	StepRewriteManifest:    "rewrite_manifest",
+	StepSessionsHold:       "sessions_hold",
 }
 
 // AllSteps returns every recovery step, in order, so that the counter
 // exports each (0 until taken).
 func AllSteps() []Step {
 	out := make([]Step, 0, len(stepNames))
-	for s := StepMarksFloor; s <= StepRewriteManifest; s++ {
+	for s := StepMarksFloor; s <= StepSessionsHold; s++ {
 		out = append(out, s)
 	}
 	return out
@@ -224,7 +230,7 @@ func policies(role Role, dir string) map[string]policy {
 		"and start the MOM with the new token (MOMGATE_MOM_ENROLL)", dir, dir)
 	marks := policy{steps: []Step{StepMarksFloor},
 		lost: "replay high-water marks: a PING admitted before the loss could be admitted again",
-		does: "refuses every PING it cannot prove newer than the loss: above the recovery floor (the wall clock now) and, where the server attests the sender, above the attested floor; with freshness 0 only attested ones",
+		does: "refuses every PING it cannot prove newer than the loss: above the recovery floor (the wall clock now) and the server's attested floor, or, while the server cannot attest the sender, above the recovery floor plus the freshness window; with freshness 0 only attested ones",
 		doc:  docStateLoss}
 	ceiling := policy{steps: []Step{StepCeilingFromClock},
 		lost: "the timestamp ceiling: the highest timestamp this node may have issued",
@@ -270,6 +276,10 @@ func policies(role Role, dir string) map[string]policy {
 			"legacy.json": {steps: []Step{StepLegacyHold},
 				lost: "the server's mode as last heard and the set of upgraded nodes: a legacy (v1) admission of an upgraded node (a downgrade)",
 				does: "refuses every legacy admission until the server's upgraded set has arrived (or the server is heard in ping mode, which admits no legacy connection), and follows ping mode until the server's mode is heard",
+				doc:  docStateLoss},
+			"sessions.json": {steps: []Step{StepSessionsHold},
+				lost: "the sealed-session state (whether the server speaks sealed sessions, im_security as last heard, the sisters that speak them): an unsealed swap could be forced on a sister that speaks them",
+				does: "refuses every fallback to an unsealed swap and asks the strongest IM protection until the server's Welcome and its set of sealed nodes have arrived",
 				doc:  docStateLoss},
 			"jobs.json": {steps: []Step{StepJobsDropped},
 				lost: "the jobs this MOM was mother superior or sister of",
@@ -374,6 +384,13 @@ func line(e Entry) string {
 	return s
 }
 
+// BaseFiles returns the files of Files(role, enrolled) that every
+// manifest lists, since the first version that wrote manifests: a
+// manifest that lists fewer was edited, not written by a daemon.
+func BaseFiles(role Role, enrolled bool) []string {
+	return slices.DeleteFunc(Files(role, enrolled), func(f string) bool { return f == "sessions.json" })
+}
+
 // Files returns the files a state directory of role holds, beside the
 // manifest, once the daemon has started on it with this version: the
 // server's after init, a MOM's (enrolled: with its identity, keyring and
@@ -383,7 +400,7 @@ func Files(role Role, enrolled bool) []string {
 	case RoleServer:
 		return []string{"identity.json", "keyring.json", "state.json", "state.journal", "deny.json", "rotation.json", "marks.snap", "marks.log", "ceiling"}
 	case RoleMom:
-		f := []string{"deny.json", "legacy.json", "jobs.json", "marks.snap", "marks.log", "ceiling"}
+		f := []string{"deny.json", "legacy.json", "jobs.json", "sessions.json", "marks.snap", "marks.log", "ceiling"}
 		if enrolled {
 			f = append([]string{"identity.json", "keyring.json", "mom.json"}, f...)
 		}

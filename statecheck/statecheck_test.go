@@ -107,7 +107,7 @@ func TestEveryRecoveryIsDocumented(t *testing.T) {
 			}
 		}
 	}
-	for s := StepMarksFloor; s <= StepRewriteManifest; s++ {
+	for s := StepMarksFloor; s <= StepSessionsHold; s++ {
 		if strings.HasPrefix(s.String(), "Step(") {
 			t.Errorf("step %d has no label", s)
 		}

@@ -69,7 +69,8 @@ func runFlags() []cli.Flag {
 	flags := []cli.Flag{
 		cliutil.ConfigFlag(envPrefix),
 		stateDirFlag(),
-		&cli.StringFlag{Name: "server", Value: "127.0.0.1:15001", Usage: "server control `ADDR`ESS HOST:PORT (the server's --listen)", EnvVars: env("server", "MOMGATE_SERVER")},
+		&cli.StringFlag{Name: "server", Value: "127.0.0.1:15001", EnvVars: env("server", "MOMGATE_SERVER"),
+			Usage: "server control address `HOST[:PORT][,...]`: the server's --listen (port 15001 if left out), or a comma-separated list of every member of a server group, tried in order; a follower's redirect is followed only within the list (docs/HA.md)"},
 		&cli.StringFlag{Name: "listen", Usage: "IM listen `IP:PORT`; the IP is this node's own address, the Mom= of create node (required)", EnvVars: env("listen")},
 		&cli.StringFlag{Name: "enroll", Usage: "one-time enrollment `TOKEN` from create node (first start only; ignored once enrolled)", EnvVars: env("enroll", "MOMGATE_ENROLL_TOKEN")},
 		&cli.DurationFlag{Name: "heartbeat", Value: mom.DefaultHeartbeat, Usage: "interval of heartbeat PINGs to the server", EnvVars: env("heartbeat")},
@@ -94,8 +95,11 @@ func listenFlag() cli.Flag { return runFlags()[3] }
 func schema(allowRemote bool) (*config.Schema, error) {
 	checks := map[string]config.Check{
 		"state-dir": config.AbsPath,
-		"server":    config.DialAddr,
-		"listen":    config.NodeAddr,
+		"server": func(v string, _ config.Values) error {
+			_, err := mom.ParseServers(v)
+			return err
+		},
+		"listen": config.NodeAddr,
 		"enroll": func(v string, _ config.Values) error {
 			if _, err := keys.ParseToken(v); err != nil {
 				return fmt.Errorf("bad enrollment token: %w", err)
@@ -118,7 +122,11 @@ func schema(allowRemote bool) (*config.Schema, error) {
 	for k, v := range cliutil.LimitChecks() {
 		checks[k] = v
 	}
-	return config.FromFlags(runFlags(), []string{"config"}, checks)
+	s, err := config.FromFlags(runFlags(), []string{"config"}, checks)
+	if err != nil {
+		return nil, err
+	}
+	return s.WithLists("server") // server = ["s1:15001", "s2:15001"], or one string
 }
 
 const description = `A MOM runs on every compute node. It enrolls once with a one-time token from
@@ -133,10 +141,18 @@ Settings of run come from, first found wins: the command-line flag, its environm
 (MOMGATE_MOM_<FLAG>, e.g. MOMGATE_MOM_LISTEN), the --config file, the default. The file is TOML with one
 key per run flag, named as the long flag; check one with "momgate-mom config check FILE".
 
+Server groups: --server takes the control addresses of every member, comma-separated (in the file,
+server = ["10.0.0.1:15001", "10.0.0.2:15001"]; in the environment, MOMGATE_MOM_SERVER with commas). The MOM
+stays on the server it reached; when that connection fails it moves to the next member within seconds
+(jittered backoff, doubling per round of the list, capped), and follows a follower's NotLeader redirect only
+to a member of its own list. Every member must prove the group identity the enrollment pinned. Sisters keep
+admitting each other by PING whether or not any server is up.
+
 Examples:
 
     momgate-mom run --config /etc/momgate/mom.toml --enroll "$TOKEN"    # first start
     momgate-mom run --state-dir /var/lib/momgate/mom --server 10.0.0.1:15001 --listen 10.0.1.7:15003
+    momgate-mom run --state-dir /var/lib/momgate/mom --server 10.0.0.1,10.0.0.2,10.0.0.3 --listen 10.0.1.7:15003
     momgate-mom status --state-dir /var/lib/momgate/mom
     momgate-mom ping --state-dir /var/lib/momgate/mom 10.0.1.8:15003
     momgate-mom config check /etc/momgate/mom.toml
@@ -148,7 +164,7 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 	return cliutil.WithManPage(&cli.App{
 		Name:  binary,
 		Usage: "momgate MOM: admits sister MOMs by PING",
-		UsageText: "momgate-mom run [--config FILE] [--state-dir DIR] [--server HOST:PORT] [--listen IP:PORT] [--enroll TOKEN] [options]\n" +
+		UsageText: "momgate-mom run [--config FILE] [--state-dir DIR] [--server HOST[:PORT][,HOST[:PORT]...]] [--listen IP:PORT] [--enroll TOKEN] [options]\n" +
 			"momgate-mom peers|status [--json] --state-dir DIR\n" +
 			"momgate-mom ping [--json] --state-dir DIR IP:PORT\n" +
 			"momgate-mom job start|list|stop --state-dir DIR ...\n" +
@@ -162,7 +178,8 @@ func app(start func(context.Context, mom.Config) error) *cli.App {
 				Name:      "run",
 				Usage:     "run the MOM daemon until SIGINT or SIGTERM",
 				ArgsUsage: " ",
-				Description: "Listens for sister IM connections on --listen, keeps the control connection to --server and\n" +
+				Description: "Listens for sister IM connections on --listen, keeps the control connection to a server of\n" +
+					"--server (moving along the list when it fails) and\n" +
 					"serves the admin socket and, with --metrics-listen, Prometheus metrics and the health checks\n" +
 					"/healthz (alive) and /readyz (listening and holding a cluster key). The first start needs\n" +
 					"--enroll TOKEN; later starts use the enrollment stored in the state directory. It refuses a\n" +
@@ -279,6 +296,9 @@ func runAction(start func(context.Context, mom.Config) error) cli.ActionFunc {
 			Schema:   func() (*config.Schema, error) { return schema(c.Bool("metrics-allow-remote")) },
 			Required: []cli.Flag{stateDirFlag(), listenFlag()},
 			Check: func(c *cli.Context) error {
+				if _, err := mom.ParseServers(c.String("server")); err != nil {
+					return fmt.Errorf("--server %q: %w", c.String("server"), err)
+				}
 				if err := os.MkdirAll(c.String("state-dir"), 0o700); err != nil {
 					return fmt.Errorf("create state dir: %w", err)
 				}

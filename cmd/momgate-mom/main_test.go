@@ -105,6 +105,82 @@ audit-log = "`+filepath.Join(dir, "a.log")+`"
 	}
 }
 
+// TestServerList: --server takes a list from the flag, the environment
+// (commas) and the file (an array, or one string with commas), with the
+// precedence of every other key; a bad list is refused wherever it came
+// from, naming what is wrong.
+func TestServerList(t *testing.T) {
+	dir := t.TempDir()
+	base := "state-dir = \"" + dir + "\"\nlisten = \"127.0.0.5:15003\"\naudit-log = \"-\"\n"
+	array := writeFile(t, "array.toml", base+`server = ["127.0.0.1:2000", "127.0.0.2", "s3.example:2000"]`+"\n")
+	joined := writeFile(t, "joined.toml", base+`server = "127.0.0.1:2000,127.0.0.2:2000"`+"\n")
+	good := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{name: "file array", args: []string{"--config", array}, want: "127.0.0.1:2000,127.0.0.2,s3.example:2000"},
+		{name: "file string", args: []string{"--config", joined}, want: "127.0.0.1:2000,127.0.0.2:2000"},
+		{name: "env over file", env: map[string]string{"MOMGATE_MOM_SERVER": "127.0.0.7:1,127.0.0.8:1"},
+			args: []string{"--config", array}, want: "127.0.0.7:1,127.0.0.8:1"},
+		{name: "flag over env", env: map[string]string{"MOMGATE_MOM_SERVER": "127.0.0.7:1,127.0.0.8:1"},
+			args: []string{"--config", array, "--server", "127.0.0.9:1, 127.0.0.10:1"}, want: "127.0.0.9:1, 127.0.0.10:1"},
+	}
+	for _, tt := range good {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			got, _, _, err := runApp(t, append([]string{"run"}, tt.args...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Server != tt.want {
+				t.Errorf("server %q, want %q", got.Server, tt.want)
+			}
+			if _, err := mom.ParseServers(got.Server); err != nil {
+				t.Errorf("the daemon would refuse %q: %v", got.Server, err)
+			}
+		})
+	}
+	bad := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{name: "flag empty element", args: []string{"--state-dir", dir, "--listen", "127.0.0.5:1", "--server", "a:1,,b:1"},
+			want: "element 2 of \"a:1,,b:1\" is empty"},
+		{name: "flag duplicate", args: []string{"--state-dir", dir, "--listen", "127.0.0.5:1", "--server", "a:15001,a"},
+			want: "element 2 (a:15001) repeats element 1"},
+		{name: "env bad port", env: map[string]string{"MOMGATE_MOM_SERVER": "a:1,b:99999"},
+			args: []string{"--state-dir", dir, "--listen", "127.0.0.5:1"}, want: "port \"99999\" is not a number from 1 to 65535"},
+		{name: "file array duplicate", args: []string{"--config", writeFile(t, "dup.toml", base+`server = ["a:1", "a:1"]`+"\n")},
+			want: "server: bad server list: element 2 (a:1) repeats element 1"},
+		{name: "file array not strings", args: []string{"--config", writeFile(t, "int.toml", base+`server = ["a:1", 2]`+"\n")},
+			want: "element 2 is the integer 2"},
+		{name: "file array element with a comma", args: []string{"--config", writeFile(t, "comma.toml", base+`server = ["a:1,b:1"]`+"\n")},
+			want: "holds a comma"},
+		{name: "file empty array", args: []string{"--config", writeFile(t, "empty.toml", base+`server = []`+"\n")},
+			want: "server: bad server list: empty"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			_, _, errOut, err := runApp(t, append([]string{"run"}, tt.args...)...)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if msg := err.Error() + errOut; !strings.Contains(msg, tt.want) {
+				t.Errorf("error %q lacks %q", msg, tt.want)
+			}
+		})
+	}
+}
+
 func TestRunNeedsListen(t *testing.T) {
 	_, _, _, err := runApp(t, "run", "--state-dir", t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), "missing listen") || !strings.Contains(err.Error(), "MOMGATE_MOM_LISTEN") {

@@ -62,6 +62,15 @@ type MomStatus struct {
 	Audit       audit.Snapshot    `json:"audit"`
 	Legacy      *MomLegacyStatus  `json:"legacy"`
 	Sessions    *MomSessionStatus `json:"sessions"`
+
+	// Server is, with a list of servers, the one the MOM is on (or dials
+	// now); Servers the --server list in the order tried (docs/HA.md 7).
+	Servers []string `json:"servers"`
+	// ServerSwitches counts control sessions established with another
+	// server than the session before; ServerRedirects the followers'
+	// NotLeader frames by outcome (followed, no_leader, outside_list).
+	ServerSwitches  uint64            `json:"server_switches"`
+	ServerRedirects map[string]uint64 `json:"server_redirects"`
 }
 
 // MomSessionStatus is the sealed-session part of a MOM's status

@@ -33,6 +33,10 @@ const (
 	KindDuration
 	KindInt
 	KindFloat
+	// KindList is a list of strings: a TOML array of strings, or one
+	// string of comma-separated elements; its flag syntax is the elements
+	// joined with commas (a flag such as momgate-mom's --server).
+	KindList
 )
 
 func (k Kind) String() string {
@@ -47,6 +51,8 @@ func (k Kind) String() string {
 		return "an integer"
 	case KindFloat:
 		return "a number"
+	case KindList:
+		return `an array of strings such as ["a", "b"] (or one string "a,b")`
 	}
 	return "kind " + strconv.Itoa(int(k))
 }
@@ -130,6 +136,20 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// WithLists returns a copy of s in which the named string keys are lists
+// (KindList). It fails on a name that is not a string key of s.
+func (s *Schema) WithLists(names ...string) (*Schema, error) {
+	keys := s.Keys()
+	for _, n := range names {
+		i, ok := s.index[n]
+		if !ok || keys[i].Kind != KindString {
+			return nil, fmt.Errorf("config: %q is not a string key", n)
+		}
+		keys[i].Kind = KindList
+	}
+	return NewSchema(keys...), nil
 }
 
 // Keys returns the schema's keys in order.
@@ -350,6 +370,25 @@ func flagText(kind Kind, v any) (string, error) {
 			return strconv.FormatFloat(n, 'g', -1, 64), nil
 		case int64:
 			return strconv.FormatInt(n, 10), nil
+		}
+		return bad()
+	case KindList:
+		switch x := v.(type) {
+		case string:
+			return x, nil
+		case []any:
+			elems := make([]string, len(x))
+			for i, e := range x {
+				s, ok := e.(string)
+				if !ok {
+					return "", fmt.Errorf("want %s, got an array whose element %d is %s", kind, i+1, tomlType(e))
+				}
+				if strings.Contains(s, ",") {
+					return "", fmt.Errorf("array element %d %q holds a comma: give each element on its own", i+1, s)
+				}
+				elems[i] = s
+			}
+			return strings.Join(elems, ","), nil
 		}
 		return bad()
 	case KindDuration:

@@ -311,6 +311,45 @@ func TestCrossKeyCheck(t *testing.T) {
 	}
 }
 
+// TestListKey: a list key takes an array of strings or one string, as the
+// comma-joined flag text, and refuses other arrays and elements that hold
+// a comma; WithLists refuses a key that is not a string.
+func TestListKey(t *testing.T) {
+	s, err := NewSchema(Key{Name: "server", Kind: KindString}, Key{Name: "b", Kind: KindBool}).WithLists("server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for in, want := range map[string]string{
+		`server = ["a:1", "b:2"]`: "a:1,b:2",
+		`server = "a:1,b:2"`:      "a:1,b:2",
+		`server = []`:             "",
+		`server = ["a"]`:          "a",
+	} {
+		vals, err := Parse("f", []byte(in+"\n"), s)
+		if err != nil || vals.String("server") != want {
+			t.Errorf("%s: got %q, %v; want %q", in, vals.String("server"), err, want)
+		}
+	}
+	for in, want := range map[string]string{
+		`server = ["a", 1]`: "element 2 is the integer 1",
+		`server = ["a,b"]`:  "holds a comma",
+		`server = 5`:        "want an array of strings",
+		`server = [["a"]]`:  "element 1 is an array",
+		`b = ["true"]`:      "want a boolean",
+	} {
+		_, err := Parse("f", []byte(in+"\n"), s)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", in, err, want)
+		}
+	}
+	if _, err := s.WithLists("b"); err == nil {
+		t.Error("WithLists of a bool key: want an error")
+	}
+	if _, err := s.WithLists("nope"); err == nil {
+		t.Error("WithLists of an unknown key: want an error")
+	}
+}
+
 func TestFromFlagsRejects(t *testing.T) {
 	if _, err := FromFlags([]cli.Flag{&cli.StringSliceFlag{Name: "c"}}, nil, nil); err == nil {
 		t.Error("a slice flag has no key kind; want an error")

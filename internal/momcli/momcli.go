@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -67,6 +68,11 @@ func PrintStatus(ctx context.Context, dir string, w io.Writer, asJSON bool) erro
 		}
 	}
 	fmt.Fprintf(w, "Mom %s\n    node_id = %s\n    listen = %s\n    server = %s: %s\n", st.Node, st.NodeID, st.Listen, st.Server, conn)
+	if len(st.Servers) > 1 {
+		r := st.ServerRedirects
+		fmt.Fprintf(w, "    servers = %s (%d switches; redirects: %d followed, %d without a leader, %d outside the list)\n",
+			strings.Join(st.Servers, ","), st.ServerSwitches, r["followed"], r["no_leader"], r["outside_list"])
+	}
 	for _, k := range st.Keys {
 		fmt.Fprintf(w, "    key %s = %s\n", k.ID, k.State)
 	}

@@ -2,11 +2,16 @@
 // daemon started on the same directory is refused before it opens any
 // state file for writing or compaction, and touches nothing.
 //
-// The lock is flock(2) on the file "lock" in the directory: the kernel
-// drops it when its holder exits, however it exits (kill -9 included), so
-// a crash never leaves a stale lock behind. The holder writes its process
-// id into the file for the refusal message of the next one; a refused
-// locker writes nothing.
+// The lock is flock(2) on the directory itself and on the file "lock" in
+// it: the kernel drops both when their holder exits, however it exits
+// (kill -9 included), so a crash never leaves a stale lock behind. The
+// directory's lock is the one that counts: a lock file deleted or
+// replaced under a running daemon (an administrator removing a "stale"
+// lock, a restore that brings its own) would let a second daemon lock the
+// new file, but not the directory. The file's lock keeps a daemon of an
+// older version, which locks only the file, out. The holder writes its
+// process id into the file for the refusal message of the next one; a
+// refused locker writes nothing, nor creates the file.
 package statelock
 
 import (
@@ -27,7 +32,8 @@ var ErrLocked = errors.New("state directory is in use by another process")
 
 // Lock is a held state directory lock.
 type Lock struct {
-	f    *os.File
+	d    *os.File // the directory, flocked
+	f    *os.File // the lock file, flocked
 	path string
 }
 
@@ -44,31 +50,52 @@ func Acquire(dir string) (*Lock, error) {
 		return nil, fmt.Errorf("lock state directory %s: not a directory", dir)
 	}
 	path := filepath.Join(dir, FileName)
+	d, err := os.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("lock state directory: open %s: %w", dir, err)
+	}
+	if err := flock(d, dir, path); err != nil {
+		d.Close()
+		return nil, err
+	}
 	// O_CREATE only makes a missing lock file; an existing one is opened
 	// as it is. O_NOFOLLOW: a symlink planted at path is refused.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
+		d.Close()
 		return nil, fmt.Errorf("lock state directory: open %s: %w", path, err)
 	}
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
 		f.Close()
+		d.Close()
 		return nil, fmt.Errorf("lock state directory: %s is not a regular file", path)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		holder := holderOf(f)
+	if err := flock(f, dir, path); err != nil {
 		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s is locked (%s) by %s: stop that daemon first, or give this one another --state-dir",
-				ErrLocked, dir, path, holder)
-		}
-		return nil, fmt.Errorf("lock state directory %s: flock %s: %w", dir, path, err)
+		d.Close()
+		return nil, err
 	}
-	l := &Lock{f: f, path: path}
+	l := &Lock{d: d, f: f, path: path}
 	if err := l.record(); err != nil {
 		l.Release()
 		return nil, err
 	}
 	return l, nil
+}
+
+// flock takes the exclusive lock of f (the directory dir or its lock file
+// at path) without waiting; ErrLocked, naming the holder, if another
+// process has it.
+func flock(f *os.File, dir, path string) error {
+	err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, syscall.EWOULDBLOCK):
+		return fmt.Errorf("%w: %s is locked (%s) by %s: stop that daemon first, or give this one another --state-dir",
+			ErrLocked, dir, path, holderOf(path))
+	}
+	return fmt.Errorf("lock state directory %s: flock %s: %w", dir, f.Name(), err)
 }
 
 // record writes the holder's process id into the lock file.
@@ -83,8 +110,14 @@ func (l *Lock) record() error {
 	return nil
 }
 
-// holderOf describes the process recorded in a lock file.
-func holderOf(f *os.File) string {
+// holderOf describes the process recorded in the lock file at path,
+// which it opens read-only (never creating it).
+func holderOf(path string) string {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return "another process"
+	}
+	defer f.Close()
 	var buf [32]byte
 	n, _ := f.ReadAt(buf[:], 0)
 	if pid, err := strconv.Atoi(string(bytes.TrimSpace(buf[:n]))); err == nil && pid > 0 {
@@ -102,8 +135,9 @@ func (l *Lock) Release() error {
 	if l == nil || l.f == nil {
 		return nil
 	}
-	err := l.f.Close() // closing the only descriptor drops the flock
-	l.f = nil
+	// Closing the only descriptors drops the flocks.
+	err := errors.Join(l.f.Close(), l.d.Close())
+	l.f, l.d = nil, nil
 	if err != nil {
 		return fmt.Errorf("release state directory lock %s: %w", l.path, err)
 	}

@@ -154,3 +154,39 @@ func TestAcquireRefusesBadPaths(t *testing.T) {
 		t.Fatal("created the symlink's target")
 	}
 }
+
+// A lock file deleted, or replaced by another file, under its holder does
+// not let a second locker in: the directory itself is locked. The refused
+// locker does not create the deleted file again.
+func TestLockFileDeletedOrReplacedUnderHolder(t *testing.T) {
+	for _, replace := range []bool{false, true} {
+		dir := t.TempDir()
+		held, err := Acquire(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, FileName)
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		if replace {
+			if err := os.WriteFile(path, []byte("restored\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := dirState(t, dir)
+		if l, err := Acquire(dir); !errors.Is(err, ErrLocked) {
+			l.Release()
+			t.Fatalf("replace=%v: second locker: %v, want ErrLocked", replace, err)
+		}
+		sameState(t, before, dirState(t, dir))
+		if err := held.Release(); err != nil {
+			t.Fatal(err)
+		}
+		l, err := Acquire(dir)
+		if err != nil {
+			t.Fatalf("replace=%v: after the holder released: %v", replace, err)
+		}
+		l.Release()
+	}
+}

@@ -2,8 +2,11 @@ package store
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"maps"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/momgate/momgate/proto"
@@ -120,6 +123,27 @@ func FuzzLoadCeiling(f *testing.F) {
 		}
 		if !bytes.Equal(EncodeCeiling(v), data) {
 			t.Fatalf("accepted a non-canonical ceiling %x", data)
+		}
+	})
+}
+
+// FuzzSnapshotMarked: any bytes as state.json; only a JSON object whose
+// "manifest" member is true counts, and nothing panics.
+func FuzzSnapshotMarked(f *testing.F) {
+	for _, s := range []string{`{"format":1,"manifest":true,"id":"x"}`, `{"format":1,"id":"x"}`, `{"manifest":false}`,
+		`{"manifest":"true"}`, `[true]`, `{"manifest":true`, ``, "\x00\x00"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "state.json")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got := SnapshotMarked(path)
+		var top map[string]any
+		want := json.Unmarshal(data, &top) == nil && top["manifest"] == true
+		if got != want {
+			t.Fatalf("SnapshotMarked(%q) = %v, want %v", data, got, want)
 		}
 	})
 }

@@ -48,19 +48,43 @@ func InspectDir(dir string, role statecheck.Role, boot [16]byte) (*Inspection, e
 		return nil, fmt.Errorf("%s: %w: its manifest says %s, this is the %s", dir, ErrWrongRole, m.Role, role)
 	}
 	in.Manifest = m
+	used := false // a directory without a manifest that a daemon ran on
 	switch {
 	case m != nil:
-		in.Expected = m.Files
-	case err != nil || currentFormats(dir):
+		// A manifest written by a daemon's start (it lists the mark
+		// store) never vouches for fewer files than the first version
+		// with manifests wrote: only files added since may be absent
+		// from an older one (their first start creates them). One that
+		// lists fewer was edited; the files it dropped are expected all
+		// the same. (init's manifest lists only what init writes.)
+		in.Expected = slices.Clone(m.Files)
+		if m.Lists(MarkLogName) || m.Lists(MarkSnapName) {
+			for _, f := range statecheck.BaseFiles(role, exists(dir, "mom.json") || role == statecheck.RoleServer) {
+				if !slices.Contains(in.Expected, f) {
+					in.Expected = append(in.Expected, f)
+				}
+			}
+		}
+	case err != nil || currentFormats(dir) || role == statecheck.RoleServer && SnapshotMarked(filepath.Join(dir, "state.json")):
 		if err == nil {
-			in.find(ManifestName, statecheck.Missing, "files of the current formats are present")
+			in.find(ManifestName, statecheck.Missing, "files of this version are present (a mark store or journal of the current format, or a state.json this version wrote)")
 		}
 		in.Expected = statecheck.Files(role, exists(dir, "mom.json") || exists(dir, "identity.json"))
 	default:
-		// A directory of an older version, without a manifest: the files
-		// an enrollment (MOM) or init (server) wrote together are still
-		// expected together.
+		// No manifest and nothing that proves this version ran here: a
+		// directory of an older version, or one whose manifest was
+		// deleted together with every file that would say so. The
+		// files an enrollment (MOM) or init (server) wrote together are
+		// expected together, and the upgrade is fail-closed
+		// (docs/SECURITY.md section 7.1): the marks of a directory
+		// without a manifest vouch for nothing, and a MOM holds its deny
+		// list, its upgraded set and its sealed-session state until the
+		// server sends them.
 		in.Expected = enrolledFiles(dir, role)
+		used = len(in.Expected) > 0
+		if used && role == statecheck.RoleMom {
+			in.Expected = append(in.Expected, "deny.json", "legacy.json", "sessions.json")
+		}
 	}
 	if m != nil && m.Restored {
 		in.find(MarkLogName, statecheck.Unproven, "the directory was restored from a backup (state restored): its marks are older than those it replaces")
@@ -78,6 +102,10 @@ func InspectDir(dir string, role statecheck.Role, boot [16]byte) (*Inspection, e
 		return nil, err
 	}
 	in.add(in.Marks.Findings)
+	if used {
+		in.find(MarkLogName, statecheck.Unproven, "no manifest vouches for the mark store (a directory of an older version, or its manifest deleted with its marks): "+
+			"a PING admitted before could be admitted again")
+	}
 	if role == statecheck.RoleServer {
 		in.Journal, err = ReadStateJournal(filepath.Join(dir, "state.journal"),
 			JournalOptions{Snapshot: filepath.Join(dir, "state.json"), Expect: slices.Contains(in.Expected, "state.journal")})
@@ -140,6 +168,22 @@ func inspectFile(dir, name string, must bool) *statecheck.Finding {
 		return &statecheck.Finding{File: name, Problem: statecheck.Damaged, Detail: detail}
 	}
 	return nil
+}
+
+// SnapshotMarked reports whether the server's state.json at path says
+// that a version with a manifest wrote it (its "manifest" member): then
+// the directory had a manifest, and a missing one was deleted. Only a
+// file that decodes as a JSON object counts.
+func SnapshotMarked(path string) bool {
+	data, err := readCapped(path, MaxJSONSize)
+	if err != nil {
+		return false
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(data, &top) != nil {
+		return false
+	}
+	return string(top["manifest"]) == "true"
 }
 
 // currentFormats reports whether dir holds a mark log or a journal of

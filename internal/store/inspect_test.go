@@ -153,10 +153,14 @@ func TestInspectDirOldVersion(t *testing.T) {
 	}
 	in := inspect(t, dir, statecheck.RoleMom)
 	v := in.Judge(dir)
-	if v.Action != statecheck.Start || len(v.Upgraded) == 0 {
+	// Fail-closed: nothing proves the old marks whole (nor that a
+	// manifest was not deleted with the marks), so the recovery floor;
+	// the deny list and upgraded set are held until the server sends them.
+	if v.Action != statecheck.Recover || len(v.Upgraded) == 0 ||
+		!slices.Equal(v.Steps, []statecheck.Step{statecheck.StepMarksFloor, statecheck.StepDenyHold, statecheck.StepLegacyHold, statecheck.StepSessionsHold}) {
 		t.Fatalf("verdict %+v", v)
 	}
-	if !slices.Equal(in.Expected, []string{"identity.json", "keyring.json", "mom.json"}) {
+	if !slices.Equal(in.Expected, []string{"identity.json", "keyring.json", "mom.json", "deny.json", "legacy.json", "sessions.json"}) {
 		t.Fatalf("expected %v in an enrolled directory without a manifest", in.Expected)
 	}
 	// Its identity gone: the enrollment it belongs to says it existed.
@@ -196,5 +200,76 @@ func TestManifestRoundTripStrict(t *testing.T) {
 	}
 	if err := SaveManifest(dir, "mom", []string{"../x"}); err == nil {
 		t.Fatal("saved a manifest naming a path")
+	}
+}
+
+// The manifest and marks of an enrolled MOM deleted together: not a first
+// start, the recovery floor.
+func TestInspectDirManifestDeletedWithMarks(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"identity.json", "keyring.json", "mom.json", "deny.json", "legacy.json", "jobs.json", "sessions.json"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v := inspect(t, dir, statecheck.RoleMom).Judge(dir)
+	if v.Action != statecheck.Recover || !v.Has(statecheck.StepMarksFloor) {
+		t.Fatalf("verdict %+v", v)
+	}
+	// A fresh directory (never enrolled) has nothing to lose.
+	if v := inspect(t, t.TempDir(), statecheck.RoleMom).Judge(dir); v.Action != statecheck.Start {
+		t.Fatalf("fresh directory: %+v", v)
+	}
+}
+
+// A server directory whose manifest, marks and journal are gone, beside a
+// state.json this version wrote ("manifest": true): every file is
+// expected, so the lost journal refuses the start. Without the mark (an
+// older version's directory) the journal is not expected, and the marks
+// are recovered with a floor.
+func TestInspectDirServerSnapshotMarked(t *testing.T) {
+	for _, marked := range []bool{true, false} {
+		dir := t.TempDir()
+		snap := `{"format":1,"id":"x","nodes":[]}`
+		if marked {
+			snap = `{"format":1,"manifest":true,"id":"x","nodes":[]}`
+		}
+		for f, data := range map[string]string{"identity.json": "{}", "keyring.json": "{}", "state.json": snap} {
+			if err := os.WriteFile(filepath.Join(dir, f), []byte(data), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		v := inspect(t, dir, statecheck.RoleServer).Judge(dir)
+		switch {
+		case marked && (v.Action != statecheck.Refuse || !slices.ContainsFunc(v.Refused, func(e statecheck.Entry) bool { return e.File == "state.journal" })):
+			t.Fatalf("marked: %+v", v)
+		case !marked && (v.Action != statecheck.Recover || !v.Has(statecheck.StepMarksFloor)):
+			t.Fatalf("not marked: %+v", v)
+		}
+	}
+}
+
+// A manifest edited to list fewer files than a daemon's start writes
+// does not make their deletion silent: the base set is expected anyway.
+// A file added since (sessions.json) may be absent from an older one.
+func TestInspectDirManifestEdited(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"identity.json", "keyring.json", "mom.json", "deny.json", "legacy.json", "jobs.json"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := SaveManifest(dir, "mom", []string{"identity.json", "keyring.json", "mom.json", "marks.log", "jobs.json"}); err != nil {
+		t.Fatal(err)
+	}
+	v := inspect(t, dir, statecheck.RoleMom).Judge(dir)
+	missing := map[string]bool{}
+	for _, e := range v.Recovered {
+		if e.Problem == statecheck.Missing {
+			missing[e.File] = true
+		}
+	}
+	if !missing["marks.snap"] || !missing["ceiling"] || missing["sessions.json"] || !v.Has(statecheck.StepMarksFloor) {
+		t.Fatalf("edited manifest: %+v", v)
 	}
 }
