@@ -24,7 +24,7 @@ import (
 func (c *cluster) startGroupServer(name, repl string) {
 	c.t.Helper()
 	c.server = start(c.t, "server-"+name, "momgate-server", "run", "--state-dir", c.srvDir, "--listen", c.srvAddr,
-		"--replication-listen", repl, "--member-name", name, "--raft-heartbeat", "300ms", "--log-level", "debug")
+		"--replication-listen", repl, "--member-name", name, "--raft-heartbeat", "1s", "--log-level", "debug")
 	waitFor(c.t, "group server admin socket", 30*time.Second, func() bool {
 		return run(c.t, "", "momgate-qmgr", "--state-dir", c.srvDir, "-c", "list node").code == 0
 	})
@@ -139,7 +139,7 @@ func newHAGroup(t *testing.T, momIPs ...string) *haGroup {
 func (g *haGroup) runMember(m *member) {
 	g.t.Helper()
 	m.proc = start(g.t, m.name, "momgate-server", "run", "--state-dir", m.dir, "--listen", m.control,
-		"--replication-listen", m.repl, "--member-name", m.name, "--raft-heartbeat", "300ms", "--log-level", "debug")
+		"--replication-listen", m.repl, "--member-name", m.name, "--raft-heartbeat", "1s", "--log-level", "debug")
 }
 
 // join creates member name on the leader and joins it from a new
@@ -150,7 +150,7 @@ func (g *haGroup) join(name, ip string, standby bool) *member {
 		control: fmt.Sprintf("%s:%d", ip, freePort(g.t, ip)), repl: fmt.Sprintf("%s:%d", ip, freePort(g.t, ip))}
 	tok := g.createServer(name, m.repl, standby)
 	m.proc = start(g.t, name, "momgate-server", "join", "--token", tok, "--state-dir", m.dir, "--listen", m.control,
-		"--raft-heartbeat", "300ms", "--log-level", "debug")
+		"--raft-heartbeat", "1s", "--log-level", "debug")
 	g.members[name] = m
 	g.waitState(name, "alive")
 	return m
@@ -204,7 +204,7 @@ func (g *haGroup) view(m *member) (groupView, bool) {
 func (g *haGroup) leader() *member {
 	g.t.Helper()
 	var found *member
-	waitFor(g.t, "a leader", 30*time.Second, func() bool {
+	waitFor(g.t, "a leader", 60*time.Second, func() bool {
 		for _, m := range g.members {
 			if m.proc == nil || m.proc.exited() {
 				continue
@@ -269,7 +269,7 @@ func (g *haGroup) waitAlive(name string) {
 func (g *haGroup) write(directive string) {
 	g.t.Helper()
 	var last result
-	waitFor(g.t, directive+" committed", 30*time.Second, func() bool {
+	waitFor(g.t, directive+" committed", 60*time.Second, func() bool {
 		last = g.qmgr(g.leader(), directive, false)
 		return last.code == 0 || strings.Contains(last.stderr, "already exists")
 	})
@@ -480,7 +480,7 @@ func TestHAGroupMembers(t *testing.T) {
 		t.Fatalf("join on a directory with state: code %d, %q", r.code, r.stderr)
 	}
 	p := start(t, "s5", "momgate-server", "join", "--force", "--token", tok, "--state-dir", dir, "--listen", ctl,
-		"--raft-heartbeat", "300ms")
+		"--raft-heartbeat", "1s")
 	g.members["s5"] = &member{name: "s5", ip: "127.0.0.5", dir: dir, control: ctl, repl: repl, proc: p}
 	g.waitState("s5", "alive")
 	backups, _ := filepath.Glob(filepath.Join(dir, "backup-*", "identity.json"))
