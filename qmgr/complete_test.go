@@ -28,7 +28,7 @@ func TestComplete(t *testing.T) {
 		{"unset server ", "freshness |heartbeat |im_security |key_distribution |key_grace |mode |token_ttl "},
 		{"unset server mode,t", "token_ttl "},
 		{"list ", "key |node |server "},
-		{"create ", "node "},
+		{"create ", "node |server "},
 		{"c n", "node "},
 		{"list node ", "@default |n1 |n2 "},
 		{"list node n", "n1 |n2 "},

@@ -473,6 +473,9 @@ func runListServer(ctx context.Context, s *Session, _ Directive, out *bytes.Buff
 		attr("upgraded_nodes", strconv.Itoa(lg.Upgraded))
 		attr("legacy_refused", fmt.Sprintf("v1 %d, v2 %d, downgrade %d", lg.V1Refused, lg.V2Refused, lg.Downgrades))
 	}
+	if si.Group != nil {
+		writeGroup(out, si.Group)
+	}
 	return nil
 }
 

@@ -37,6 +37,7 @@ var opNames = map[Op]string{
 	OpSetNodeAddr: "set_node_addr", OpSetUpgraded: "set_upgraded", OpSetServer: "set_server",
 	OpPruneTokens: "prune_tokens", OpRotationStep: "rotation_step", OpLiftDeny: "lift_deny",
 	OpCreateMember: "create_member", OpJoinMember: "join_member", OpDeleteMember: "delete_member",
+	OpStateRecords: "state_records",
 }
 
 // newCommand returns an empty command of op, or nil for an unknown op.
@@ -66,6 +67,8 @@ func newCommand(op Op) Command {
 		return &JoinMember{}
 	case OpDeleteMember:
 		return &DeleteMember{}
+	case OpStateRecords:
+		return &StateRecords{}
 	}
 	return nil
 }

@@ -52,6 +52,9 @@ func samples(t testing.TB) []Entry {
 		&CreateMember{Name: "s2", Addr: "127.0.0.2:15005", Token: join},
 		&JoinMember{Name: "s2", TokenID: ID16(join.ID), SecretHash: Hash32(join.Hash)},
 		&DeleteMember{Name: "s2"},
+		&StateRecords{Why: "create node n1", Records: []StateRecord{
+			{Kind: RecordNode, Key: "6ba7b810-9dad-11d1-80b4-00c04fd430c8", Value: []byte(`{"name":"n1"}`)},
+			{Kind: RecordToken, Key: "01020300000000000000000000000000", Deleted: true}}},
 	}
 	out := make([]Entry, len(cmds))
 	for i, c := range cmds {

@@ -176,6 +176,13 @@ func (s *Server) writeDenyList() error {
 		}
 		d.Entries = append(d.Entries, j)
 	}
+	if s.cfg.Replicate != nil {
+		data, err := store.EncodeJSON(d)
+		if err != nil {
+			return err
+		}
+		return s.writeStateFile(denyFile, data)
+	}
 	return store.SaveJSON(filepath.Join(s.cfg.StateDir, denyFile), d, 0o600)
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/replica"
 	"github.com/momgate/momgate/strictjson"
 )
 
@@ -41,12 +42,15 @@ type stateStore struct {
 	nodes  map[string]uint64
 	tokens map[[16]byte]uint64
 	seed   maphash.Seed
+	// replicate, in a group, commits the records in place of the journal
+	// (replicated.go).
+	replicate func(string, []replica.StateRecord) error
 }
 
 // openStateStore loads state.json, replays the journal js (as inspected at
 // start) over it and returns the resulting state and the store, whose
 // journal is in the current format from then on.
-func openStateStore(dir string, js *store.JournalState) (persisted, *stateStore, error) {
+func openStateStore(dir string, js *store.JournalState, replicate func(string, []replica.StateRecord) error) (persisted, *stateStore, error) {
 	p, err := loadState(dir)
 	if err != nil {
 		return p, nil, err
@@ -59,8 +63,9 @@ func openStateStore(dir string, js *store.JournalState) (persisted, *stateStore,
 	if err != nil {
 		return p, nil, err
 	}
-	ss := &stateStore{dir: dir, journal: j}
-	if !marked || !p.Manifest {
+	ss := &stateStore{dir: dir, journal: j, replicate: replicate}
+	upgraded := !marked || !p.Manifest
+	if upgraded {
 		// A registry of an older version (state.json and its journal
 		// without the mark): folded at once into a state.json that
 		// carries it, so that from now on a lost manifest is told from
@@ -74,6 +79,9 @@ func openStateStore(dir string, js *store.JournalState) (persisted, *stateStore,
 	if err := ss.remember(p); err != nil {
 		j.Close()
 		return p, nil, err
+	}
+	if upgraded && replicate != nil {
+		ss.meta = nil // the group's copy lacks the mark: the next save commits it
 	}
 	return p, ss, nil
 }
@@ -336,7 +344,11 @@ func (b *saveBatch) commit(v stateView) error {
 	if len(b.recs) == 0 {
 		return nil
 	}
-	if err := ss.journal.Append(b.recs); err != nil {
+	if ss.replicate != nil {
+		if err := ss.replicate("state", journalRecords(b.recs)); err != nil {
+			return err
+		}
+	} else if err := ss.journal.Append(b.recs); err != nil {
 		return err
 	}
 	ss.meta = b.meta
@@ -359,6 +371,9 @@ func (b *saveBatch) commit(v stateView) error {
 	}
 	if len(b.goneNodes) > len(ss.nodes) {
 		ss.nodes = shrunk(ss.nodes)
+	}
+	if ss.replicate != nil {
+		return nil // the group's snapshots compact its log
 	}
 	if size := ss.journal.Size(); size > compactMinBytes && size > int64(len(ss.nodes))*1024 {
 		return ss.compact(v.snapshot())

@@ -77,7 +77,7 @@ func openStateDir(dir string) (persisted, *stateStore, error) {
 			return persisted{}, nil, fmt.Errorf("%s: %s (%s)", f.File, f.Problem, f.Detail)
 		}
 	}
-	return openStateStore(dir, js)
+	return openStateStore(dir, js, nil)
 }
 
 // readStateDir reads the registry of dir without writing anything (a

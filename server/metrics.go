@@ -37,7 +37,7 @@ type connGauge struct{ control atomic.Int64 }
 
 // collectors returns the server's metric collectors.
 func (s *Server) collectors() []prometheus.Collector {
-	return append(append(s.base.Collectors(s.ring.Load), s.sessions.Collectors()...),
+	return append(append(append(s.base.Collectors(s.ring.Load), s.sessions.Collectors()...), s.cfg.Collectors...),
 		metrics.NewGaugeFunc("rotation_phase", "Key rotation phase: 1 for the current phase, 0 for the others.", "phase",
 			func() map[string]float64 {
 				phase, all := RotationIdle, s.hooks.rotationPhases

@@ -3,7 +3,6 @@ package server
 import (
 	"fmt"
 
-	"github.com/momgate/momgate/internal/statefile"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/rotation"
 	"github.com/momgate/momgate/statecheck"
@@ -55,7 +54,7 @@ func (s *Server) recoverState() error {
 		if err != nil {
 			return err
 		}
-		return statefile.WriteAtomic(s.rotationPath(), data, 0o600)
+		return s.writeStateFile(rotationFile, data)
 	})
 	if err != nil {
 		return err

@@ -15,7 +15,6 @@ import (
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/keystore"
-	"github.com/momgate/momgate/internal/statefile"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/rotation"
@@ -178,7 +177,7 @@ func (r *rotor) exec(acts []rotation.Action) error {
 		case rotation.SaveRecord:
 			var data []byte
 			if data, err = rotation.EncodeRecord(a.Record); err == nil {
-				err = statefile.WriteAtomic(r.s.rotationPath(), data, 0o600)
+				err = r.s.writeStateFile(rotationFile, data)
 			}
 			if err == nil && a.Step() != rotation.StepBehind && a.Step() != rotation.StepQueued {
 				r.logRecord(a)
@@ -187,7 +186,7 @@ func (r *rotor) exec(acts []rotation.Action) error {
 				r.s.rotationIdle() // rotation complete, none queued
 			}
 		case rotation.SaveRing:
-			if err = keystore.SaveKeyring(filepath.Join(r.s.cfg.StateDir, keyringFile), a.Ring); err == nil {
+			if err = r.s.saveKeyring(a.Ring); err == nil {
 				r.s.ring.Store(a.Ring)
 			}
 		case rotation.SendUpdate:

@@ -107,7 +107,8 @@ func newBenchEnv(tb testing.TB, n int) *benchEnv {
 	}
 	log := logrus.New()
 	log.SetLevel(logrus.ErrorLevel)
-	srv, err := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: log, KeyTimeout: time.Minute, HandshakeTimeout: time.Minute})
+	srv, err := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: log, KeyTimeout: time.Minute, HandshakeTimeout: time.Minute,
+		Replicate: benchReplicate(tb)})
 	if err != nil {
 		tb.Fatal(err)
 	}

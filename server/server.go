@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/momgate/momgate/handshake"
@@ -30,6 +31,7 @@ import (
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/replica"
 	sess "github.com/momgate/momgate/session"
 	"github.com/momgate/momgate/statecheck"
 )
@@ -78,6 +80,18 @@ type Config struct {
 	// PBSServiceUsers may join pbs_comm as PBS daemons (nil: root), as
 	// PBS_AUTH_SERVICE_USERS says.
 	PBSServiceUsers []string
+	// Replicate, set when the server leads a group (group.go), commits the
+	// records of a write through the group before it is acknowledged, in
+	// place of the state journal and the state files; nil for a single
+	// server. It fails when the group could not commit (no quorum, no
+	// longer the leader): the write is undone as a failed fsync is.
+	Replicate func(why string, recs []replica.StateRecord) error
+	// NoAdminSocket: the caller serves the admin socket (a group member,
+	// whose socket outlives the server it runs while it leads).
+	NoAdminSocket bool
+	// Collectors are more metrics for the server's endpoint (a group
+	// member's leadership and lag).
+	Collectors []prometheus.Collector
 }
 
 // Server is a running momgate server.
@@ -134,6 +148,9 @@ func New(cfg Config) (*Server, error) {
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: %w", dir, ErrNotInitialized)
 	}
+	if err := checkNotMember(cfg); err != nil {
+		return nil, err
+	}
 	st, err := daemon.OpenState(dir, statecheck.RoleServer, cfg.Log)
 	if err != nil {
 		return nil, err
@@ -163,7 +180,7 @@ func open(cfg Config, st *daemon.State) (s *Server, err error) {
 			st.Close()
 		}
 	}()
-	p, states, err := openStateStore(dir, st.In.Journal)
+	p, states, err := openStateStore(dir, st.In.Journal, cfg.Replicate)
 	if err != nil {
 		return nil, err
 	}
@@ -238,10 +255,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	adminLn, err := admin.Listen(admin.SocketPath(s.cfg.StateDir))
-	if err != nil {
-		ln.Close()
-		return err
+	var adminLn *net.UnixListener
+	if !s.cfg.NoAdminSocket {
+		if adminLn, err = admin.Listen(admin.SocketPath(s.cfg.StateDir)); err != nil {
+			ln.Close()
+			return err
+		}
 	}
 	s.listener = ln
 	close(s.ready)
@@ -251,9 +270,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if serveMetrics != nil {
 		g.Go("", serveMetrics)
 	}
-	g.Go("admin socket", func(ctx context.Context) error {
-		return admin.ServeListener(ctx, adminLn, s.handleAdmin, s.log)
-	})
+	if adminLn != nil {
+		g.Go("admin socket", func(ctx context.Context) error {
+			return admin.ServeListener(ctx, adminLn, s.handleAdmin, s.log)
+		})
+	}
 	if s.cfg.PBSSocket != "" {
 		g.Go("pbs socket", s.servePBS)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/momgate/momgate/internal/cliutil"
 	"github.com/momgate/momgate/internal/config"
+	"github.com/momgate/momgate/internal/member"
 	"github.com/momgate/momgate/internal/metrics"
 	"github.com/momgate/momgate/server"
 	"github.com/momgate/momgate/statecheck"
@@ -63,6 +64,12 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "pbs-host-name", Usage: "this host's `NAME` as PBS knows it, for --pbs-socket (default: the hostname)", EnvVars: env("pbs-host-name")},
 		&cli.StringFlag{Name: "pbs-service-users", Value: "root", EnvVars: env("pbs-service-users"),
 			Usage: "the `USERS` (comma list) whose PBS daemons may join pbs_comm, as PBS_AUTH_SERVICE_USERS, for --pbs-socket"},
+		&cli.StringFlag{Name: "replication-listen", EnvVars: env("replication-listen"),
+			Usage: "run as a member of a replicated server group, replicating on `IP:PORT` (docs/HA.md); a state directory of a single server is upgraded in place into a group of one member"},
+		&cli.StringFlag{Name: "member-name", Value: "s1", EnvVars: env("member-name"),
+			Usage: "this member's `NAME` in its server group (with --replication-listen)"},
+		&cli.DurationFlag{Name: "raft-heartbeat", Value: time.Second, EnvVars: env("raft-heartbeat"),
+			Usage: "the group's heartbeat and election `TIMEOUT`: a failed leader is replaced after about twice it (with --replication-listen)"},
 		&cli.DurationFlag{Name: "key-timeout", Value: server.DefaultKeyTimeout, EnvVars: env("key-timeout"),
 			Usage: "how long a key rotation waits for connected MOMs to acknowledge the new key before activating it anyway (docs/KEYS.md)"},
 	}
@@ -177,11 +184,73 @@ func app(start func(context.Context, server.Config) error) *cli.App {
 				Flags:  append(runFlags(), cliutil.TestFlags()...),
 				Action: runAction(start),
 			},
+			{
+				Name:      "join",
+				Usage:     "join a server group with a join token, receive its identity and state, and run as a member",
+				ArgsUsage: " ",
+				Description: "Redeems the one-time token that momgate-qmgr -c \"create server NAME Address=HOST:PORT\" printed on\n" +
+					"the group's leader, receives the group's identity, CA and state over TLS pinned by the token, writes\n" +
+					"them into --state-dir and runs as the member NAME (replicating on HOST:PORT, serving MOMs on --listen\n" +
+					"when it leads). It refuses a directory that holds server state unless --force, which first moves\n" +
+					"that state into DIR/backup-UTCSTAMP/. Later starts are plain runs with --replication-listen.\n\n" +
+					"Example:\n\n    momgate-server join --token mgj1_... --state-dir /var/lib/momgate/server --listen 10.0.0.2:15001",
+				Flags: append(append(runFlags(), cliutil.TestFlags()...),
+					&cli.StringFlag{Name: "token", Usage: "the join `TOKEN` (mgj1_...)", EnvVars: []string{envPrefix + "JOIN_TOKEN"}},
+					&cli.BoolFlag{Name: "force", Usage: "join on a directory that holds server state: back it up into DIR/backup-UTCSTAMP/ first"}),
+				Action: joinAction(),
+			},
 			cliutil.StateCommand(binary, statecheck.RoleServer, func() cli.Flag { return stateDirFlag() }),
 			cliutil.ConfigCommand(binary, func() (*config.Schema, error) { return schema(false) }),
 			cliutil.CompletionCommand(),
 		},
 	}, manPage)
+}
+
+// joinAction is momgate-server join.
+func joinAction() cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if c.String("token") == "" {
+			return fmt.Errorf("join needs --token TOKEN (from create server on the group's leader)")
+		}
+		spec := cliutil.RunSpec{
+			Name:     "server",
+			Schema:   func() (*config.Schema, error) { return schema(c.Bool("metrics-allow-remote")) },
+			Required: []cli.Flag{stateDirFlag()},
+		}
+		if dir := c.String("state-dir"); dir != "" {
+			// A new member's directory: the audit log opens in it first.
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return err
+			}
+		}
+		return cliutil.RunDaemon(c, spec, func(ctx context.Context, d cliutil.Daemon) error {
+			gc := groupConfig(c, serverConfig(c, d))
+			gc.Member = ""
+			return server.Join(ctx, server.JoinConfig{Group: gc, Token: c.String("token"), Force: c.Bool("force")}, func(b string) {
+				fmt.Fprintf(c.App.Writer, "backed up the previous state of %s in %s\n", c.String("state-dir"), b)
+			})
+		})
+	}
+}
+
+// serverConfig is the server's configuration from the run flags.
+func serverConfig(c *cli.Context, d cliutil.Daemon) server.Config {
+	return server.Config{
+		StateDir: c.String("state-dir"), Listen: c.String("listen"), Log: d.Log, Audit: d.Audit,
+		MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
+		SourceLimits: d.Limits.Limits, HandshakeTimeout: d.Limits.Handshake, Now: d.Limits.Now,
+		KeyTimeout: c.Duration("key-timeout"), CrashAt: d.CrashAt, Resolve: d.Resolve,
+		PBSSocket: c.String("pbs-socket"), PBSHostName: c.String("pbs-host-name"),
+		PBSServiceUsers: strings.FieldsFunc(c.String("pbs-service-users"), func(r rune) bool { return r == ',' || r == ' ' }),
+		SessionLimits:   d.Limits.Sessions, WithoutSessions: d.Limits.WithoutSessions,
+	}
+}
+
+// groupConfig is the group member's configuration from the run flags.
+func groupConfig(c *cli.Context, cfg server.Config) server.GroupConfig {
+	hb := c.Duration("raft-heartbeat")
+	return server.GroupConfig{Server: cfg, Member: c.String("member-name"), ReplicationListen: c.String("replication-listen"),
+		Timing: member.Timing{HeartbeatTimeout: hb, ElectionTimeout: hb, LeaderLeaseTimeout: hb / 2, CommitTimeout: 5 * time.Millisecond}}
 }
 
 func runAction(start func(context.Context, server.Config) error) cli.ActionFunc {
@@ -198,15 +267,11 @@ func runAction(start func(context.Context, server.Config) error) cli.ActionFunc 
 			},
 		}
 		return cliutil.RunDaemon(c, spec, func(ctx context.Context, d cliutil.Daemon) error {
-			return start(ctx, server.Config{
-				StateDir: c.String("state-dir"), Listen: c.String("listen"), Log: d.Log, Audit: d.Audit,
-				MetricsListen: c.String("metrics-listen"), MetricsAllowRemote: c.Bool("metrics-allow-remote"),
-				SourceLimits: d.Limits.Limits, HandshakeTimeout: d.Limits.Handshake, Now: d.Limits.Now,
-				KeyTimeout: c.Duration("key-timeout"), CrashAt: d.CrashAt, Resolve: d.Resolve,
-				PBSSocket: c.String("pbs-socket"), PBSHostName: c.String("pbs-host-name"),
-				PBSServiceUsers: strings.FieldsFunc(c.String("pbs-service-users"), func(r rune) bool { return r == ',' || r == ' ' }),
-				SessionLimits:   d.Limits.Sessions, WithoutSessions: d.Limits.WithoutSessions,
-			})
+			cfg := serverConfig(c, d)
+			if c.String("replication-listen") != "" {
+				return server.RunGroup(ctx, groupConfig(c, cfg))
+			}
+			return start(ctx, cfg)
 		})
 	}
 }

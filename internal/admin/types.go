@@ -76,6 +76,7 @@ type ServerInfo struct {
 	Attrs           map[string]string `json:"attrs"`            // every settable attribute and its current value
 	Audit           *audit.Snapshot   `json:"audit,omitempty"`  // admission counters: accepted, rejected by reason
 	Legacy          *LegacyStats      `json:"legacy,omitempty"` // legacy protocol pushes and refusals
+	Group           *GroupInfo        `json:"group,omitempty"`  // the server group, when the server is a member of one
 }
 
 // LegacyStats counts what the server pushed for the legacy protocol (v1)

@@ -47,13 +47,13 @@ type MemberStatus struct {
 }
 
 // State is the column text: "alive", "needs sync (N behind)", "down",
-// "down (N behind)", "unknown".
+// "down, needs sync (N behind)", "unknown".
 func (s MemberStatus) State() string {
 	switch {
 	case s.Health == HealthAlive && s.NeedsSync:
 		return fmt.Sprintf("needs sync (%d behind)", s.Behind)
 	case s.Health == HealthDown && s.Behind > 0:
-		return fmt.Sprintf("down (%d behind)", s.Behind)
+		return fmt.Sprintf("down, needs sync (%d behind)", s.Behind)
 	}
 	return string(s.Health)
 }

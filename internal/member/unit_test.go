@@ -55,12 +55,12 @@ func TestPeerStatus(t *testing.T) {
 		behind uint64
 		state  string
 	}{
-		{"never heard", raftnet.PeerContact{}, false, HealthDown, true, 100, "down (100 behind)"},
+		{"never heard", raftnet.PeerContact{}, false, HealthDown, true, 100, "down, needs sync (100 behind)"},
 		{"in sync", raftnet.PeerContact{LastContact: now.Add(-time.Second), LastLog: 100}, true, HealthAlive, false, 0, "alive"},
 		{"behind", raftnet.PeerContact{LastContact: now, LastLog: 58}, true, HealthAlive, true, 42, "needs sync (42 behind)"},
 		{"snapshot", raftnet.PeerContact{LastContact: now, LastLog: 100, Snapshot: true}, true, HealthAlive, true, 0, "needs sync (0 behind)"},
 		{"silent", raftnet.PeerContact{LastContact: now.Add(-3 * time.Second), LastLog: 100}, true, HealthDown, false, 0, "down"},
-		{"silent and behind", raftnet.PeerContact{LastContact: now.Add(-3 * time.Second), LastLog: 90}, true, HealthDown, true, 10, "down (10 behind)"},
+		{"silent and behind", raftnet.PeerContact{LastContact: now.Add(-3 * time.Second), LastLog: 90}, true, HealthDown, true, 10, "down, needs sync (10 behind)"},
 	} {
 		h, sync, behind, _ := peerStatus(tc.p, tc.known, 100, now, down)
 		ms := MemberStatus{Health: h, NeedsSync: sync, Behind: behind}

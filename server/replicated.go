@@ -1,0 +1,585 @@
+package server
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/momgate/momgate/group"
+	"github.com/momgate/momgate/internal/daemon"
+	"github.com/momgate/momgate/internal/keystore"
+	"github.com/momgate/momgate/internal/statefile"
+	"github.com/momgate/momgate/internal/store"
+	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/replica"
+	"github.com/momgate/momgate/rotation"
+	"github.com/momgate/momgate/statecheck"
+	"github.com/momgate/momgate/strictjson"
+)
+
+// The server's state in a group (docs/HA.md section 12, as built).
+//
+// The leader runs the server as a single server runs it: it decides every
+// write under s.mu and changes its own state. Where a single server then
+// appends to state.journal or rewrites keyring.json, rotation.json or
+// deny.json, the leader instead commits the same records through the group
+// (Config.Replicate): a write is acknowledged, to qmgr or a MOM, only once
+// a quorum holds it, and a failed commit is undone exactly as a failed
+// fsync is. groupState is the replicated copy of those records on every
+// member: raft applies each committed entry to it, snapshots it and sends
+// it to a member that is behind or new. It never touches a running
+// server. A member that becomes leader writes the copy out as its state
+// files (materialize) and starts the server on them, so a new leader acts
+// on the whole committed state: a token redeemed under the old leader is
+// used, a deleted node stays deleted, a rotation resumes at its last
+// committed step.
+
+// Files replicated whole, as RecordFile records.
+var replicatedFiles = []string{keyringFile, rotationFile, denyFile}
+
+// membersSection is the snapshot section of the member list.
+const membersSection = "members.json"
+
+// memberRecord is one member of the group as replicated.
+type memberRecord struct {
+	Name    string `json:"name"`
+	Raft    string `json:"raft"`    // replication address HOST:PORT
+	Control string `json:"control"` // control address for MOMs HOST:PORT
+	Admin   string `json:"admin,omitempty"`
+	Standby bool   `json:"standby,omitempty"`
+	// Join is the member's join token record (hash only) from create
+	// server; Used once it joined. nil for the first member.
+	Join *group.JoinRecord `json:"join,omitempty"`
+}
+
+// same reports whether a and b are the same record.
+func (a memberRecord) same(b memberRecord) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return bytes.Equal(ja, jb)
+}
+
+// groupState is the replicated state (replica.StateMachine): the server's
+// state records, as the journal and the state files hold them, plus the
+// member list. Safe for concurrent use; Apply is called in log order.
+type groupState struct {
+	mu      sync.Mutex
+	meta    json.RawMessage            // the meta record; nil until the first
+	nodes   map[string]json.RawMessage // by node id
+	tokens  map[string]json.RawMessage // by token id, hex
+	files   map[string][]byte          // keyring.json, rotation.json, deny.json
+	members map[string]memberRecord
+	applied uint64
+}
+
+func newGroupState() *groupState {
+	return &groupState{nodes: map[string]json.RawMessage{}, tokens: map[string]json.RawMessage{},
+		files: map[string][]byte{}, members: map[string]memberRecord{}}
+}
+
+// errBadRecord is a state record that does not decode: the command is
+// refused whole, alike on every member.
+var errBadRecord = errors.New("invalid state record")
+
+// checkRecord decodes r with the decoder of its kind.
+func checkRecord(r replica.StateRecord) error {
+	if r.Deleted {
+		switch r.Kind {
+		case replica.RecordNode, replica.RecordToken, replica.RecordMember:
+			return nil
+		}
+		return fmt.Errorf("%w: %s %s cannot be deleted", errBadRecord, r.Kind, r.Key)
+	}
+	var err error
+	switch r.Kind {
+	case replica.RecordMeta:
+		var p persisted
+		if err = strictjson.Decode(r.Value, &p); err == nil && (r.Key != "server" || p.Format != 1) {
+			err = fmt.Errorf("key %q, format %d", r.Key, p.Format)
+		}
+		if err == nil {
+			err = p.Attrs.validate()
+		}
+	case replica.RecordNode:
+		var n nodeRecord
+		if err = strictjson.Decode(r.Value, &n); err == nil {
+			if n.ID != r.Key {
+				err = fmt.Errorf("node %s under key %s", n.ID, r.Key)
+			} else {
+				_, err = nodeFromRecord(n)
+			}
+		}
+	case replica.RecordToken:
+		var t keys.TokenRecord
+		if err = strictjson.Decode(r.Value, &t); err == nil && hex.EncodeToString(t.ID[:]) != r.Key {
+			err = fmt.Errorf("token %x under key %s", t.ID, r.Key)
+		}
+	case replica.RecordFile:
+		err = checkFile(r.Key, r.Value)
+	case replica.RecordMember:
+		var m memberRecord
+		if err = strictjson.Decode(r.Value, &m); err == nil && m.Name != r.Key {
+			err = fmt.Errorf("member %s under key %s", m.Name, r.Key)
+		}
+	default:
+		err = errors.New("unknown kind")
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %s %s: %v", errBadRecord, r.Kind, r.Key, err)
+	}
+	return nil
+}
+
+// checkFile decodes a replicated state file with its own strict decoder.
+func checkFile(name string, data []byte) error {
+	var err error
+	switch name {
+	case keyringFile:
+		_, err = keys.DecodeKeyring(data)
+	case rotationFile:
+		_, err = rotation.DecodeRecord(data)
+	case denyFile:
+		_, _, err = decodeDenyFile(data)
+	default:
+		err = fmt.Errorf("file %q is not replicated", name)
+	}
+	return err
+}
+
+// Apply puts the records of one committed write into the replica. A
+// command whose records do not all decode changes nothing.
+func (g *groupState) Apply(index uint64, e replica.Entry) replica.Result {
+	c, ok := e.Cmd.(*replica.StateRecords)
+	if !ok {
+		return replica.Result{Err: fmt.Errorf("%s: not an operation of this server", e.Cmd.Op())}
+	}
+	for _, r := range c.Records {
+		if err := checkRecord(r); err != nil {
+			return replica.Result{Err: err}
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, r := range c.Records {
+		g.putLocked(r)
+	}
+	g.applied = index
+	return replica.Result{}
+}
+
+func (g *groupState) putLocked(r replica.StateRecord) {
+	switch r.Kind {
+	case replica.RecordMeta:
+		g.meta = bytes.Clone(r.Value)
+	case replica.RecordNode:
+		if r.Deleted {
+			delete(g.nodes, r.Key)
+		} else {
+			g.nodes[r.Key] = bytes.Clone(r.Value)
+		}
+	case replica.RecordToken:
+		if r.Deleted {
+			delete(g.tokens, r.Key)
+		} else {
+			g.tokens[r.Key] = bytes.Clone(r.Value)
+		}
+	case replica.RecordFile:
+		g.files[r.Key] = bytes.Clone(r.Value)
+	case replica.RecordMember:
+		if r.Deleted {
+			delete(g.members, r.Key)
+			return
+		}
+		var m memberRecord
+		_ = strictjson.Decode(r.Value, &m) // checked by checkRecord
+		g.members[r.Key] = m
+	}
+}
+
+// Members returns the member list, sorted by name.
+func (g *groupState) Members() []memberRecord {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]memberRecord, 0, len(g.members))
+	for _, m := range g.members {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// member returns one member's record.
+func (g *groupState) member(name string) (memberRecord, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	m, ok := g.members[name]
+	return m, ok
+}
+
+// Nodes is the number of nodes in the replica.
+func (g *groupState) Nodes() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.nodes)
+}
+
+// groupSnapshot is a frozen copy of the replica's maps (their values are
+// never changed in place, only replaced).
+type groupSnapshot struct {
+	meta    json.RawMessage
+	nodes   map[string]json.RawMessage
+	tokens  map[string]json.RawMessage
+	files   map[string][]byte
+	members []memberRecord
+}
+
+// Snapshot freezes the replica: a copy of the maps, O(nodes) pointers.
+func (g *groupState) Snapshot() (replica.Snapshot, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := &groupSnapshot{meta: g.meta, nodes: make(map[string]json.RawMessage, len(g.nodes)),
+		tokens: make(map[string]json.RawMessage, len(g.tokens)), files: map[string][]byte{}}
+	for k, v := range g.nodes {
+		s.nodes[k] = v
+	}
+	for k, v := range g.tokens {
+		s.tokens[k] = v
+	}
+	for k, v := range g.files {
+		s.files[k] = v
+	}
+	for _, m := range g.members {
+		s.members = append(s.members, m)
+	}
+	sort.Slice(s.members, func(i, j int) bool { return s.members[i].Name < s.members[j].Name })
+	return s, nil
+}
+
+// stateJSON is state.json of the snapshot, in the encoding a single
+// server writes: nodes sorted by name, tokens by id.
+func (s *groupSnapshot) stateJSON() ([]byte, error) {
+	if s.meta == nil {
+		return nil, errors.New("replicated state has no server record")
+	}
+	var p persisted
+	if err := strictjson.Decode(s.meta, &p); err != nil {
+		return nil, fmt.Errorf("server record: %w", err)
+	}
+	p.Nodes, p.Tokens = make([]nodeRecord, 0, len(s.nodes)), make([]keys.TokenRecord, 0, len(s.tokens))
+	for _, raw := range s.nodes {
+		var n nodeRecord
+		if err := strictjson.Decode(raw, &n); err != nil {
+			return nil, fmt.Errorf("node record: %w", err)
+		}
+		p.Nodes = append(p.Nodes, n)
+	}
+	sort.Slice(p.Nodes, func(i, j int) bool { return p.Nodes[i].Name < p.Nodes[j].Name })
+	for _, raw := range s.tokens {
+		var t keys.TokenRecord
+		if err := strictjson.Decode(raw, &t); err != nil {
+			return nil, fmt.Errorf("token record: %w", err)
+		}
+		p.Tokens = append(p.Tokens, t)
+	}
+	sort.Slice(p.Tokens, func(i, j int) bool { return bytes.Compare(p.Tokens[i].ID[:], p.Tokens[j].ID[:]) < 0 })
+	return store.EncodeJSON(p)
+}
+
+// sections are the snapshot's sections: state.json, the replicated files
+// present, members.json.
+func (s *groupSnapshot) sections() ([]replica.Section, error) {
+	st, err := s.stateJSON()
+	if err != nil {
+		return nil, err
+	}
+	secs := []replica.Section{{Name: stateFile, Data: st}}
+	for _, f := range replicatedFiles {
+		if d, ok := s.files[f]; ok {
+			secs = append(secs, replica.Section{Name: f, Data: d})
+		}
+	}
+	ms, err := json.Marshal(membersJSON{Format: 1, Members: append([]memberRecord{}, s.members...)})
+	if err != nil {
+		return nil, err
+	}
+	return append(secs, replica.Section{Name: membersSection, Data: ms}), nil
+}
+
+// membersJSON is the members.json section.
+type membersJSON struct {
+	Format  int            `json:"format"`
+	Members []memberRecord `json:"members"`
+}
+
+// WriteTo writes the sections.
+func (s *groupSnapshot) WriteTo(w io.Writer) (int64, error) {
+	secs, err := s.sections()
+	if err != nil {
+		return 0, fmt.Errorf("snapshot of the server state: %w", err)
+	}
+	return replica.WriteSections(w, secs)
+}
+
+// Release does nothing: the copy is garbage once unreferenced.
+func (s *groupSnapshot) Release() {}
+
+// Restore replaces the replica with a snapshot, each section checked by
+// the decoder of its file; a snapshot that does not decode whole changes
+// nothing.
+func (g *groupState) Restore(r io.Reader) error {
+	secs, err := replica.ReadSections(r)
+	if err != nil {
+		return err
+	}
+	next := newGroupState()
+	seen := map[string]bool{}
+	for _, sec := range secs {
+		if seen[sec.Name] {
+			return fmt.Errorf("%w: section %s twice", replica.ErrBadSnapshot, sec.Name)
+		}
+		seen[sec.Name] = true
+		if err := next.restoreSection(sec); err != nil {
+			return fmt.Errorf("%w: %s: %v", replica.ErrBadSnapshot, sec.Name, err)
+		}
+	}
+	if next.meta == nil {
+		return fmt.Errorf("%w: no %s", replica.ErrBadSnapshot, stateFile)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.meta, g.nodes, g.tokens, g.files, g.members = next.meta, next.nodes, next.tokens, next.files, next.members
+	return nil
+}
+
+func (g *groupState) restoreSection(sec replica.Section) error {
+	switch sec.Name {
+	case stateFile:
+		var p persisted
+		if err := strictjson.Decode(sec.Data, &p); err != nil {
+			return err
+		}
+		if _, err := newRegistry(p); err != nil {
+			return err
+		}
+		meta, err := metaOf(p)
+		if err != nil {
+			return err
+		}
+		g.meta = meta
+		for _, n := range p.Nodes {
+			raw, err := json.Marshal(n)
+			if err != nil {
+				return err
+			}
+			g.nodes[n.ID] = raw
+		}
+		for _, t := range p.Tokens {
+			raw, err := json.Marshal(t)
+			if err != nil {
+				return err
+			}
+			g.tokens[hex.EncodeToString(t.ID[:])] = raw
+		}
+	case keyringFile, rotationFile, denyFile:
+		if err := checkFile(sec.Name, sec.Data); err != nil {
+			return err
+		}
+		g.files[sec.Name] = bytes.Clone(sec.Data)
+	case membersSection:
+		var m membersJSON
+		if err := strictjson.Decode(sec.Data, &m); err != nil {
+			return err
+		}
+		if m.Format != 1 {
+			return fmt.Errorf("format %d, want 1", m.Format)
+		}
+		for _, r := range m.Members {
+			if err := group.CheckMemberName(r.Name); err != nil {
+				return err
+			}
+			g.members[r.Name] = r
+		}
+	default:
+		return errors.New("unknown section")
+	}
+	return nil
+}
+
+// materialize writes the replica out as the state files of dir, as a
+// single server would have left them: state.json (the journal folded into
+// it, so no record of before is replayed over it), keyring.json,
+// rotation.json and deny.json. The identity, the marks and the manifest
+// are the member's own and stay. The caller holds no lock on dir.
+func (g *groupState) materialize(dir string, log logrus.FieldLogger) error {
+	snap, err := g.Snapshot()
+	if err != nil {
+		return err
+	}
+	s := snap.(*groupSnapshot)
+	st, err := s.stateJSON()
+	if err != nil {
+		return err
+	}
+	ds, err := daemon.OpenState(dir, statecheck.RoleServer, log)
+	if err != nil {
+		return err
+	}
+	defer ds.Close()
+	j, err := ds.In.Journal.Open()
+	if err != nil {
+		return err
+	}
+	err = j.Fold(filepath.Join(dir, stateFile), st, 0o600)
+	if cerr := j.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write the replicated state to %s: %w", dir, err)
+	}
+	for _, f := range replicatedFiles {
+		data, ok := s.files[f]
+		if !ok {
+			continue
+		}
+		if f == keyringFile {
+			ring, err := keys.DecodeKeyring(data)
+			if err != nil {
+				return err
+			}
+			err = keystore.SaveKeyring(filepath.Join(dir, f), ring)
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if err := statefile.WriteAtomic(filepath.Join(dir, f), data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// adoptSnapshot is the snapshot of a single server's state directory,
+// read with the server's own loader (every file checked as at a start):
+// what member.Adopt stores as the group's first state.
+func adoptSnapshot(cfg Config, extra ...replica.StateRecord) ([]byte, string, error) {
+	s, err := New(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	defer s.closeUnstarted()
+	g := newGroupState()
+	s.mu.Lock()
+	recs, err := s.allRecordsLocked()
+	id := s.reg.idStr
+	s.mu.Unlock()
+	if err != nil {
+		return nil, "", err
+	}
+	if res := g.Apply(1, replica.Entry{Cmd: &replica.StateRecords{Why: "upgrade in place", Records: append(recs, extra...)}}); res.Err != nil {
+		return nil, "", res.Err
+	}
+	snap, _ := g.Snapshot()
+	var buf bytes.Buffer
+	if _, err := snap.WriteTo(&buf); err != nil {
+		return nil, "", err
+	}
+	return buf.Bytes(), id, nil
+}
+
+// serverID is the server id of the replica ("" before its first record).
+func (g *groupState) serverID() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var p persisted
+	if g.meta == nil || strictjson.Decode(g.meta, &p) != nil {
+		return ""
+	}
+	return p.ID
+}
+
+// allRecordsLocked is the whole state of s as records. The caller holds
+// s.mu.
+func (s *Server) allRecordsLocked() ([]replica.StateRecord, error) {
+	meta, err := metaOf(s.reg.meta())
+	if err != nil {
+		return nil, err
+	}
+	recs := []replica.StateRecord{{Kind: replica.RecordMeta, Key: "server", Value: meta}}
+	var encErr error
+	s.reg.eachNode(func(n nodeRecord) {
+		raw, err := json.Marshal(n)
+		if err != nil {
+			encErr = err
+		}
+		recs = append(recs, replica.StateRecord{Kind: replica.RecordNode, Key: n.ID, Value: raw})
+	})
+	s.reg.tokens.Range(func(t keys.TokenRecord) bool {
+		raw, err := json.Marshal(t)
+		if err != nil {
+			encErr = err
+		}
+		recs = append(recs, replica.StateRecord{Kind: replica.RecordToken, Key: hex.EncodeToString(t.ID[:]), Value: raw})
+		return true
+	})
+	if encErr != nil {
+		return nil, encErr
+	}
+	for _, f := range replicatedFiles {
+		data, err := os.ReadFile(filepath.Join(s.cfg.StateDir, f))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, replica.StateRecord{Kind: replica.RecordFile, Key: f, Value: data})
+	}
+	return recs, nil
+}
+
+// closeUnstarted releases a Server that New opened and Run never ran.
+func (s *Server) closeUnstarted() {
+	s.states.close()
+	s.base.Close()
+}
+
+// writeStateFile writes one of the replicated state files: in a group it
+// is committed (and the file is written when a member next leads), alone
+// it is written atomically.
+func (s *Server) writeStateFile(name string, data []byte) error {
+	if s.cfg.Replicate != nil {
+		return s.cfg.Replicate("write "+name, []replica.StateRecord{{Kind: replica.RecordFile, Key: name, Value: data}})
+	}
+	return statefile.WriteAtomic(filepath.Join(s.cfg.StateDir, name), data, 0o600)
+}
+
+// saveKeyring persists the keyring: committed in a group, written alone.
+func (s *Server) saveKeyring(ring *keys.Keyring) error {
+	if s.cfg.Replicate != nil {
+		data, err := keys.EncodeKeyring(ring)
+		if err != nil {
+			return err
+		}
+		return s.writeStateFile(keyringFile, data)
+	}
+	return keystore.SaveKeyring(filepath.Join(s.cfg.StateDir, keyringFile), ring)
+}
+
+// journalRecords converts journal records into state records.
+func journalRecords(recs []store.JournalRecord) []replica.StateRecord {
+	out := make([]replica.StateRecord, len(recs))
+	for i, r := range recs {
+		out[i] = replica.StateRecord{Kind: r.Kind, Key: r.Key, Value: r.Value, Deleted: r.Deleted}
+	}
+	return out
+}
