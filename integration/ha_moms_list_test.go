@@ -1,10 +1,3 @@
-//go:build hagroup
-
-// This test needs the server group helpers of branch ha2
-// (integration/ha_test.go: newHAGroup, member, follow). It passed on the
-// merge of ha2 (d803084) and hamom; remove the build constraint above once
-// both are merged.
-
 package integration
 
 import (
