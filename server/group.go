@@ -101,8 +101,7 @@ func RunGroup(ctx context.Context, gc GroupConfig) error {
 		return err
 	}
 	g := &groupRunner{gc: gc, log: log, state: newGroupState(), lead: make(chan bool, 64), resync: make(chan struct{}, 1)}
-	creds, err := group.NewCredentials(group.CredentialsConfig{CA: ca, Member: gc.Member, Now: time.Now, Rand: rand.Reader,
-		Allow: g.state.allowPeer})
+	creds, err := group.NewCredentials(group.CredentialsConfig{CA: ca, Member: gc.Member, Now: time.Now, Rand: rand.Reader})
 	if err != nil {
 		return err
 	}

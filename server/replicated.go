@@ -217,28 +217,6 @@ func (g *groupState) Members() []memberRecord {
 	return out
 }
 
-// errRemovedMember refuses a replication peer whose certificate names no
-// current member (a member deleted with `delete server`).
-var errRemovedMember = errors.New("not in the member list (deleted?)")
-
-// allowPeer is the replication listener's check after a peer's member
-// certificate verified: its name must be in the committed member list.
-// Before the list is known (a member restoring its snapshot at start) any
-// certified member is let through; raft's own configuration then decides.
-// A deleted member still holds the group CA key, so this stops a removed
-// member that restarts by mistake, not a compromised one (docs/HA.md 5).
-func (g *groupState) allowPeer(name string) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if len(g.members) == 0 {
-		return nil
-	}
-	if _, ok := g.members[name]; !ok {
-		return errRemovedMember
-	}
-	return nil
-}
-
 // member returns one member's record.
 func (g *groupState) member(name string) (memberRecord, bool) {
 	g.mu.Lock()
