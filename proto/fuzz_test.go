@@ -320,7 +320,7 @@ func FuzzWelcomeSessionProof(f *testing.F) {
 			exactlyOneSentinel(t, err)
 			return
 		}
-		if p.IMSecurity > MaxProtection || p.Flags&^WelcomeSealed != 0 || !bytes.Equal(p.Marshal(), b) {
+		if p.IMSecurity > MaxProtection || p.Flags&^(WelcomeSealed|WelcomeFloorProbe) != 0 || !bytes.Equal(p.Marshal(), b) {
 			t.Fatalf("proof %+v does not re-encode to %x", p, b)
 		}
 	})
