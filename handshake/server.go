@@ -195,12 +195,12 @@ func serve(conn io.ReadWriter, remote, local proto.Addr, p *ServerParams, reg Re
 			return nil, Refuse(reasons.Auth, "node %s: %w", welcome.Name, err)
 		}
 		cfg := session.Config{Channel: session.ChannelControl, Min: session.Encrypt, Rand: p.Rand, Binding: binding,
-			ExpectNode: welcome.NodeID, Attest: &ping.Attestation{OK: true}, Limits: p.Sessions.Limits}
+			ExpectNode: welcome.NodeID, Attest: &ping.Attestation{OK: true, Fresh: true}, Limits: p.Sessions.Limits}
 		if adm.Session, err = RespondSession(rw, frame, remote, local, p.Sealer, p.Verifier, cfg, p.Sessions.Now, &res); err != nil {
 			return nil, SessionRejection(err)
 		}
 	} else {
-		if err := RespondAttested(rw, frame, remote, local, p.Sealer, p.Verifier, welcome.NodeID, ping.Attestation{OK: true}, &res); err != nil {
+		if err := RespondAttested(rw, frame, remote, local, p.Sealer, p.Verifier, welcome.NodeID, ping.Attestation{OK: true, Fresh: true}, &res); err != nil {
 			return nil, answered(err)
 		}
 		if res.Node != welcome.NodeID {

@@ -501,7 +501,7 @@ func sealedOnly(msg proto.Message) bool {
 func (m *Mom) serverVerifier(server proto.NodeID) *ping.Verifier {
 	v := *m.base.Verifier
 	v.Attest = func(n proto.NodeID) ping.Attestation {
-		return ping.Attestation{OK: n == server}
+		return ping.Attestation{OK: n == server, Fresh: true}
 	}
 	v.Revoker = listedOnly{m.deny}
 	return &v
