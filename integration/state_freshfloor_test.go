@@ -29,12 +29,18 @@ func TestRecoveryFreshFloor(t *testing.T) {
 		offset       time.Duration // a's clock offset
 		aArgs, bArgs []string
 	}{
-		{"freshness=0", 0, nil, []string{"--freshness", "0"}},
-		{"sender ahead", 30 * time.Second, []string{"--test-clock-offset", "30s"}, nil},
+		{"freshness=0", 0, []string{"--heartbeat", "10s"}, []string{"--freshness", "0"}},
+		{"sender ahead", 30 * time.Second, []string{"--heartbeat", "10s", "--test-clock-offset", "30s"}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCluster(t, "127.0.0.2", "127.0.0.3")
+			// a heartbeats every 10 s: the server's last two stamps of a
+			// are seconds older than what a sealed just before the loss,
+			// as they are in a real cluster.
+			if r := c.qmgr("set server heartbeat=10s"); r.code != 0 {
+				t.Fatalf("set heartbeat: %s", r.stderr)
+			}
 			b := c.addMomWith("b", "127.0.0.3", tc.bArgs...)
 			a := c.addMomWith("a", "127.0.0.2", tc.aArgs...)
 			target := b.imAddr(c.imPort)
@@ -43,8 +49,8 @@ func TestRecoveryFreshFloor(t *testing.T) {
 				return pr.Admitted
 			})
 			// Two PINGs of a, stamped on a's clock in the last second
-			// before the loss: above any heartbeat stamp the server can
-			// have attested a by at b's next lookup.
+			// before the loss: above the older of a's last two heartbeat
+			// stamps, which the heartbeat attestation gives.
 			thief := stealKeys(t, a)
 			delivered := thief.sealAged("127.0.0.2", "127.0.0.3", -tc.offset)
 			if err := thief.deliver("127.0.0.2", target, delivered); err != nil {
