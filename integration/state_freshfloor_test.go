@@ -9,6 +9,7 @@ package integration
 // sender whose clock runs ahead.
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"testing"
 	"time"
@@ -48,6 +49,12 @@ func TestRecoveryFreshFloor(t *testing.T) {
 				pr, _ := c.ping(a, target)
 				return pr.Admitted
 			})
+			// The server holds two stamps of a (the swap's and a
+			// heartbeat's): what the heartbeat attestation needs.
+			seen := lastSeen(t, c, "a")
+			waitFor(t, "a heartbeat of a after its swap", 30*time.Second, func() bool {
+				return lastSeen(t, c, "a").After(seen)
+			})
 			// Two PINGs of a, stamped on a's clock in the last second
 			// before the loss: above the older of a's last two heartbeat
 			// stamps, which the heartbeat attestation gives.
@@ -77,4 +84,23 @@ func TestRecoveryFreshFloor(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lastSeen is the server's last contact with node name (a heartbeat).
+func lastSeen(t *testing.T, c *cluster, name string) time.Time {
+	t.Helper()
+	r := c.qmgr("--json", "-c", "list node")
+	var ns []struct {
+		Name     string     `json:"name"`
+		LastSeen *time.Time `json:"last_seen"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &ns); err != nil {
+		t.Fatalf("list node --json: %v in %q", err, r.stdout)
+	}
+	for _, n := range ns {
+		if n.Name == name && n.LastSeen != nil {
+			return *n.LastSeen
+		}
+	}
+	return time.Time{}
 }
