@@ -106,3 +106,31 @@ func TestAttestRecoveryConnectionEnds(t *testing.T) {
 		t.Fatalf("%d lookups left pending", n)
 	}
 }
+
+// TestAnswerProbe: a FloorProbe is answered with its id and the next stamp
+// of the MOM's stamper: above every stamp it gave before (its PINGs').
+func TestAnswerProbe(t *testing.T) {
+	st, err := ping.NewStamper(func() time.Time { return time.Unix(1764000000, 0) }, &ping.MemCeiling{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Mom{ctl: newLink(), base: &daemon.Base{Stamper: st}}
+	var sent []proto.Message
+	m.setControlWriter(func(msg proto.Message) error { sent = append(sent, msg); return nil }, proto.V2)
+	before, err := st.Next() // a PING's stamp
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.answerProbe(&proto.FloorProbe{ID: 77})
+	if len(sent) != 1 {
+		t.Fatalf("sent %v", sent)
+	}
+	fs, ok := sent[0].(*proto.FloorStamp)
+	if !ok || fs.ID != 77 || fs.Stamp <= before {
+		t.Fatalf("answer %+v, want id 77 and a stamp above %d", sent[0], before)
+	}
+	after, err := st.Next()
+	if err != nil || after <= fs.Stamp {
+		t.Fatalf("the next PING's stamp %d is not above the probe's %d (%v)", after, fs.Stamp, err)
+	}
+}
