@@ -20,15 +20,20 @@ import (
 // FloorStamp before the server answers unknown.
 const recoveryWait = 2 * time.Second
 
-// maxProbes bounds the probes pending at once; past it a lookup is
-// answered unknown at once (fail closed).
-const maxProbes = 1024
+// maxProbes bounds the probes pending at once, and maxProbesPerAsker
+// those of one asking session (so that one MOM cannot take every slot);
+// past either a lookup is answered unknown at once (fail closed).
+const (
+	maxProbes         = 1024
+	maxProbesPerAsker = 64
+)
 
 // probeTable holds the pending probes, by probe id.
 type probeTable struct {
 	mu      sync.Mutex
 	next    uint32
 	pending map[uint32]*probe
+	asking  map[*session]int // pending probes per asking session
 }
 
 // probe is one recovery lookup waiting for its sender.
@@ -57,9 +62,9 @@ func (t *probeTable) open(p *probe, expire func(id uint32)) (uint32, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.pending == nil {
-		t.pending = map[uint32]*probe{}
+		t.pending, t.asking = map[uint32]*probe{}, map[*session]int{}
 	}
-	if len(t.pending) >= maxProbes {
+	if len(t.pending) >= maxProbes || t.asking[p.asker] >= maxProbesPerAsker {
 		return 0, false
 	}
 	for {
@@ -71,6 +76,7 @@ func (t *probeTable) open(p *probe, expire func(id uint32)) (uint32, bool) {
 	id := t.next
 	p.timer = time.AfterFunc(recoveryWait, func() { expire(id) })
 	t.pending[id] = p
+	t.asking[p.asker]++
 	return id, true
 }
 
@@ -85,6 +91,9 @@ func (t *probeTable) take(id uint32, from *session) *probe {
 		return nil
 	}
 	delete(t.pending, id)
+	if t.asking[p.asker]--; t.asking[p.asker] <= 0 {
+		delete(t.asking, p.asker)
+	}
 	return p
 }
 

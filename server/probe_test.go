@@ -66,16 +66,27 @@ func TestProbeTable(t *testing.T) {
 	if a := p.answer(0); a.Status != proto.FloorUnknown || a.Floor != 0 {
 		t.Fatalf("answer without a stamp: %+v", a)
 	}
-	for i := 0; i < maxProbes; i++ {
-		if _, ok := tb.open(&probe{target: target}, never); !ok {
+	for i := 0; i < maxProbesPerAsker; i++ {
+		if _, ok := tb.open(&probe{target: target, asker: asker}, never); !ok {
+			t.Fatalf("probe %d of one asker refused below its bound", i)
+		}
+	}
+	if _, ok := tb.open(&probe{target: target, asker: asker}, never); ok {
+		t.Fatal("a probe past one asker's bound was opened")
+	}
+	for i := maxProbesPerAsker; i < maxProbes; i++ {
+		if _, ok := tb.open(&probe{target: target, asker: &session{}}, never); !ok {
 			t.Fatalf("probe %d refused below the bound", i)
 		}
 	}
-	if _, ok := tb.open(&probe{target: target}, never); ok {
+	if _, ok := tb.open(&probe{target: target, asker: &session{}}, never); ok {
 		t.Fatal("a probe past the bound was opened")
 	}
 	for id, p := range tb.pending {
 		p.timer.Stop()
 		tb.take(id, nil)
+	}
+	if len(tb.asking) != 0 {
+		t.Fatalf("per-asker counts left: %d", len(tb.asking))
 	}
 }
