@@ -44,14 +44,16 @@ type MomParams struct {
 	KeyIDs    []uint32 // cluster keys held, reported in Hello
 
 	// Sessions sets the capability bit of the proof: this MOM speaks
-	// sealed sessions (docs/PROTOCOL.md 6.4).
+	// sealed sessions (docs/PROTOCOL.md 6.4). With it, the proof also
+	// sets VersionBitFloorProbe: the MOM answers FloorProbe and may send
+	// RecoveryLookup on its sealed session (section 4.9).
 	Sessions bool
 }
 
 // versions is the versions byte of the proof.
 func (p *MomParams) versions() uint8 {
 	if p.Sessions {
-		return p.Versions | proto.VersionBitSessions
+		return p.Versions | proto.VersionBitSessions | proto.VersionBitFloorProbe
 	}
 	return p.Versions
 }

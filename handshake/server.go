@@ -76,6 +76,10 @@ type Admitted struct {
 	// Timestamp is the stamp of the swap's Ping (V2), the first the
 	// server can attest the node by (docs/PROTOCOL.md section 4.9).
 	Timestamp uint64
+	// FloorProbe: the MOM proved (VersionBitFloorProbe) and the Welcome
+	// confirmed (WelcomeFloorProbe) the recovery attestation of section
+	// 4.9 on this sealed session; never without Session.
+	FloorProbe bool
 }
 
 // Serve runs the server half on rw, whose peer is remote and whose own
@@ -164,8 +168,12 @@ func serve(conn io.ReadWriter, remote, local proto.Addr, p *ServerParams, reg Re
 	if err != nil {
 		return nil, err
 	}
+	probe := speaks && versions&proto.VersionBitFloorProbe != 0
 	if speaks {
 		trailer := &proto.WelcomeSessionProof{Challenge: challenge, Flags: proto.WelcomeSealed, IMSecurity: imSecurity}
+		if probe {
+			trailer.Flags |= proto.WelcomeFloorProbe
+		}
 		if welcome.Session, err = SealWelcomeSession(p.Rand, &p.Ident.Private, &nodePub, trailer); err != nil {
 			return nil, Refuse(reasons.Internal, "%w", err)
 		}
@@ -184,7 +192,7 @@ func serve(conn io.ReadWriter, remote, local proto.Addr, p *ServerParams, reg Re
 	// whose clock runs ahead is admitted by a server holding no mark for
 	// it (docs/PROTOCOL.md section 4.9).
 	var res ping.Result
-	adm := &Admitted{Version: proto.V2, Enrolled: enrolling}
+	adm := &Admitted{Version: proto.V2, Enrolled: enrolling, FloorProbe: probe}
 	if speaks {
 		if proto.Type(frame[3]) != proto.TypeSessionPing {
 			return nil, Refuse(reasons.SessionDowngrade,
@@ -195,12 +203,12 @@ func serve(conn io.ReadWriter, remote, local proto.Addr, p *ServerParams, reg Re
 			return nil, Refuse(reasons.Auth, "node %s: %w", welcome.Name, err)
 		}
 		cfg := session.Config{Channel: session.ChannelControl, Min: session.Encrypt, Rand: p.Rand, Binding: binding,
-			ExpectNode: welcome.NodeID, Attest: &ping.Attestation{OK: true}, Limits: p.Sessions.Limits}
+			ExpectNode: welcome.NodeID, Attest: &ping.Attestation{OK: true, Fresh: true}, Limits: p.Sessions.Limits}
 		if adm.Session, err = RespondSession(rw, frame, remote, local, p.Sealer, p.Verifier, cfg, p.Sessions.Now, &res); err != nil {
 			return nil, SessionRejection(err)
 		}
 	} else {
-		if err := RespondAttested(rw, frame, remote, local, p.Sealer, p.Verifier, welcome.NodeID, ping.Attestation{OK: true}, &res); err != nil {
+		if err := RespondAttested(rw, frame, remote, local, p.Sealer, p.Verifier, welcome.NodeID, ping.Attestation{OK: true, Fresh: true}, &res); err != nil {
 			return nil, answered(err)
 		}
 		if res.Node != welcome.NodeID {

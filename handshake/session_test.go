@@ -61,11 +61,11 @@ func TestServeSealedSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ws == nil || ws.Flags != proto.WelcomeSealed || ws.IMSecurity != 2 || ms == nil || ms.Protection() != session.Encrypt {
+	if ws == nil || ws.Flags != proto.WelcomeSealed|proto.WelcomeFloorProbe || ws.IMSecurity != 2 || ms == nil || ms.Protection() != session.Encrypt {
 		t.Fatalf("trailer %+v, session %v", ws, ms)
 	}
 	r := <-done
-	if r.err != nil || r.a.Session == nil || !c.reg.speaks {
+	if r.err != nil || r.a.Session == nil || !c.reg.speaks || !r.a.FloorProbe {
 		t.Fatalf("server: %+v %v", r.a, r.err)
 	}
 	frame := proto.Marshal(&proto.DenySet{})

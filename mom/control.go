@@ -216,6 +216,9 @@ type controlSetup struct {
 	// helloMode is the ServerHello's mode, adopted once the sealed
 	// session has authenticated it (chooseControl).
 	helloMode proto.Mode
+	// floorProbe: the sealed Welcome confirmed the recovery attestation
+	// (WelcomeFloorProbe, docs/PROTOCOL.md section 4.9).
+	floorProbe bool
 }
 
 // handshake authenticates to the server (enrolling on first start),
@@ -286,6 +289,7 @@ func (m *Mom) handshake(c net.Conn, addr string) (*controlSetup, error) {
 	var res ping.Result
 	switch {
 	case trailer != nil && trailer.Flags&proto.WelcomeSealed != 0 && m.speaksSessions():
+		setup.floorProbe = trailer.Flags&proto.WelcomeFloorProbe != 0
 		if err := m.setIMSecurity(trailer.IMSecurity); err != nil {
 			m.log.WithError(err).Warn("im_security from the Welcome")
 		}
@@ -381,6 +385,7 @@ func (m *Mom) heartbeat(ctx context.Context, c net.Conn, setup *controlSetup) er
 		pending [][ping.RandomSize]byte // echoes of heartbeats not yet answered
 	)
 	m.setControlWriter(link.Send, proto.V2)
+	m.ctl.setFloorProbe(setup.floorProbe && setup.sess != nil)
 	defer m.setControlWriter(nil, 0)
 	errc := make(chan error, 1)
 	var wg sync.WaitGroup
@@ -483,7 +488,7 @@ func (m *Mom) readControl(link *daemon.Link, remote, local proto.Addr, setup *co
 // sealedOnly reports whether msg may travel on sealed sessions only.
 func sealedOnly(msg proto.Message) bool {
 	switch msg.(type) {
-	case *proto.IMSecurity, *proto.SealedNodes:
+	case *proto.IMSecurity, *proto.SealedNodes, *proto.FloorProbe:
 		return true
 	}
 	return false
@@ -501,7 +506,7 @@ func sealedOnly(msg proto.Message) bool {
 func (m *Mom) serverVerifier(server proto.NodeID) *ping.Verifier {
 	v := *m.base.Verifier
 	v.Attest = func(n proto.NodeID) ping.Attestation {
-		return ping.Attestation{OK: n == server}
+		return ping.Attestation{OK: n == server, Fresh: true}
 	}
 	v.Revoker = listedOnly{m.deny}
 	return &v
@@ -551,6 +556,9 @@ func (m *Mom) handleServerMessage(msg proto.Message) error {
 		return nil
 	case *proto.FloorAnswer:
 		m.ctl.answerFloor(v)
+		return nil
+	case *proto.FloorProbe:
+		m.answerProbe(v)
 		return nil
 	}
 	return m.handleLegacyMessage(msg)

@@ -29,6 +29,17 @@ type link struct {
 	floors   map[uint32]chan *proto.FloorAnswer
 	lookupID uint32
 	names    map[string]netip.AddrPort // sister IM addresses last looked up
+	// probe: the current control session is sealed and its Welcome
+	// confirmed the recovery attestation (docs/PROTOCOL.md 4.9).
+	probe bool
+}
+
+// setFloorProbe records whether the current control session carries
+// recovery lookups.
+func (l *link) setFloorProbe(on bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.probe = on && l.send != nil
 }
 
 func newLink() *link {
@@ -60,6 +71,7 @@ func (m *Mom) setControlWriter(w func(proto.Message) error, ver proto.Version) {
 	defer l.mu.Unlock()
 	l.send, l.ver = w, ver
 	if w == nil {
+		l.probe = false
 		for id, ch := range l.lookups {
 			close(ch)
 			delete(l.lookups, id)
@@ -109,15 +121,26 @@ func (l *link) answerFloor(a *proto.FloorAnswer) {
 // attestation (docs/PROTOCOL.md section 4.9).
 const floorWait = 2 * time.Second
 
+// recoveryWait bounds how long an admission waits for a recovery
+// attestation: the server waits floorWait for the sender's FloorStamp and
+// then answers unknown, so a little longer.
+const recoveryWait = floorWait + time.Second
+
 // attest is the verifier's Attest (ping.Verifier): the server's
 // attestation of a sister this MOM holds no vouched mark for, asked on the
-// current PING control connection (FloorLookup), once per PING, within
-// floorWait; none (Attestation{}) without a connection or an answer.
+// current PING control connection, once per PING, within floorWait; none
+// (Attestation{}) without a connection or an answer. A MOM that lost its
+// marks asks for the recovery attestation (RecoveryLookup: a stamp the
+// sister made after the lookup reached the server), the only one its
+// guard counts, and only on a sealed session whose Welcome confirmed it;
+// without one it gets none, and keeps refusing that sister as without a
+// server (docs/PROTOCOL.md sections 3.4 and 4.9).
 func (m *Mom) attest(node proto.NodeID) ping.Attestation {
+	recovering := m.base.Verifier.Guard.Recovering()
 	l := m.ctl
 	l.mu.Lock()
-	send, ver := l.send, l.ver
-	if send == nil || ver != proto.V2 {
+	send, ver, probe := l.send, l.ver, l.probe
+	if send == nil || ver != proto.V2 || (recovering && !probe) {
 		l.mu.Unlock()
 		return ping.Attestation{}
 	}
@@ -131,19 +154,40 @@ func (m *Mom) attest(node proto.NodeID) ping.Attestation {
 		delete(l.floors, id)
 		l.mu.Unlock()
 	}()
-	if err := send(&proto.FloorLookup{ID: id, Node: node}); err != nil {
+	var q proto.Message = &proto.FloorLookup{ID: id, Node: node}
+	want, wait := proto.FloorAttested, floorWait
+	if recovering {
+		q, want, wait = &proto.RecoveryLookup{ID: id, Node: node}, proto.FloorFresh, recoveryWait
+	}
+	if err := send(q); err != nil {
 		return ping.Attestation{}
 	}
-	t := time.NewTimer(floorWait)
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case a := <-ch:
-		if a == nil || a.Status != proto.FloorAttested || a.Node != node {
+		if a == nil || a.Status != want || a.Node != node {
 			return ping.Attestation{}
 		}
-		return ping.Attestation{Floor: a.Floor, OK: true}
+		return ping.Attestation{Floor: a.Floor, OK: true, Fresh: want == proto.FloorFresh}
 	case <-t.C:
 		return ping.Attestation{}
+	}
+}
+
+// answerProbe answers the server's FloorProbe (sealed sessions only) with
+// the next stamp of this MOM's stamper: above every PING it sealed before,
+// which is what the server attests to a sister that lost its marks. A
+// stamper that fails (its ceiling cannot be saved) answers nothing, and
+// the server answers unknown.
+func (m *Mom) answerProbe(p *proto.FloorProbe) {
+	ts, err := m.base.Stamper.Next()
+	if err != nil {
+		m.log.WithError(err).Error("floor probe: no stamp to answer with")
+		return
+	}
+	if err := m.sendControl(&proto.FloorStamp{ID: p.ID, Stamp: ts}); err != nil {
+		m.log.WithError(err).Warn("floor probe: answer not sent")
 	}
 }
 

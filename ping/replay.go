@@ -83,9 +83,16 @@ type GuardConfig struct {
 // everything the sender sealed before is at or below Floor
 // (docs/PROTOCOL.md section 3.4). OK false means the server could not
 // attest (unknown sender, no control connection, no answer in time).
+//
+// Fresh marks a recovery attestation (a FloorAnswer of status fresh, or the
+// receiver's own word on a peer that has just answered its fresh
+// challenge): Floor is a stamp the sender made after the receiver asked,
+// so above every stamp it sealed before the receiver's loss, whatever the
+// clocks. A recovering guard counts only fresh attestations.
 type Attestation struct {
 	Floor uint64
 	OK    bool
+	Fresh bool
 }
 
 // Guard is the replay guard of docs/PROTOCOL.md section 3.4: per sender
@@ -176,6 +183,15 @@ func (g *Guard) AdvanceAttested(node proto.NodeID, ts uint64, now func() time.Ti
 	defer s.mu.Unlock()
 	m, seen := s.marks[node]
 	first := !seen || m.unvouched
+	if first && g.recovering && att.OK && !att.Fresh {
+		// Attested by the server's heartbeat stamps only: a PING sealed in
+		// the last heartbeat intervals before the loss can lie above
+		// them (docs/PROTOCOL.md 3.4), so a recovering guard ignores it.
+		att = Attestation{}
+	}
+	if first && att.OK && att.Fresh && att.Floor > 0 {
+		return g.vouchFresh(s, node, m, seen, ts, att.Floor, revoked)
+	}
 	var floor uint64
 	if first {
 		var err error
@@ -207,6 +223,39 @@ func (g *Guard) AdvanceAttested(node proto.NodeID, ts uint64, now func() time.Ti
 	}
 	m.used = s.tick
 	s.marks[node] = m
+	return nil
+}
+
+// vouchFresh applies a fresh attestation f (the sender stamped f after
+// the receiver asked, so everything it sealed before is below f): the
+// sender is vouched for again with a mark at f, persisted, whether or not
+// its PING stamped ts (sealed before f, as a rule: it is what the receiver
+// asked about) passes. Only a ts above f is admitted; the sender's next
+// PING is then judged by its mark alone, with no more lookups. s is
+// locked.
+func (g *Guard) vouchFresh(s *guardShard, node proto.NodeID, m mark, seen bool, ts, f uint64, revoked bool) error {
+	if seen && m.top > f {
+		f = m.top // cannot happen with a monotonic stamper; fail closed
+	}
+	if err := g.store.Put(node, f); err != nil {
+		return fmt.Errorf("%w: %v", ErrPersist, err)
+	}
+	s.tick++
+	if !seen {
+		s.evictIfFull(g.perShard)
+	}
+	m = mark{top: f, floor: f, used: s.tick}
+	defer func() { s.marks[node] = m }()
+	switch {
+	case ts <= f:
+		return ErrFloor
+	case revoked:
+		return ErrRevoked
+	}
+	if err := g.store.Put(node, ts); err != nil {
+		return fmt.Errorf("%w: %v", ErrPersist, err)
+	}
+	m.accept(ts)
 	return nil
 }
 

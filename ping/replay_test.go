@@ -406,8 +406,9 @@ func TestRecoveryFloor(t *testing.T) {
 	restored := map[proto.NodeID]uint64{nodeID(2): t0, nodeID(3): r + 50, nodeID(6): t0}
 	now := clockAt(r + 10)
 	g := NewGuard(GuardConfig{Freshness: DefaultFreshness, Recovery: Recovery{Active: true, Floor: r}}, restored)
-	att := Attestation{Floor: 1, OK: true}
+	att := Attestation{OK: true, Fresh: true} // the receiver's own word (floor 0)
 	none := Attestation{}
+	heartbeats := Attestation{Floor: 1, OK: true} // not fresh: ignored while recovering
 	cases := []struct {
 		name string
 		node proto.NodeID
@@ -433,6 +434,8 @@ func TestRecoveryFloor(t *testing.T) {
 		{"unattested, at the floor plus freshness", nodeID(6), r + f, none, ErrFloor},
 		{"unattested, above the floor plus freshness", nodeID(6), r + f + 1, none, nil},
 		{"unattested new sender, ahead", nodeID(7), r + f - 1, none, ErrFloor},
+		{"heartbeat attestation, ahead", nodeID(8), r + f - 1, heartbeats, ErrFloor},
+		{"heartbeat attestation, above the floor plus freshness", nodeID(8), r + f + 1, heartbeats, nil},
 	}
 	for _, tc := range cases {
 		err := g.AdvanceAttested(tc.node, tc.ts, now, false, tc.att)
@@ -446,8 +449,9 @@ func TestRecoveryFloor(t *testing.T) {
 }
 
 // TestRecoveryWithoutClocks: with freshness 0 (clocks not trusted) a
-// recovering guard admits a sender it has not vouched for only with the
-// server's attestation, above the restored mark and the attested floor.
+// recovering guard admits a sender it has not vouched for only with a
+// fresh attestation: the server's heartbeat attestation is not enough,
+// since a PING sealed in the heartbeats before the loss can lie above it.
 func TestRecoveryWithoutClocks(t *testing.T) {
 	restored := map[proto.NodeID]uint64{nodeID(2): t0 + 100}
 	g := NewGuard(GuardConfig{Freshness: 0, Recovery: Recovery{Active: true}}, restored)
@@ -458,18 +462,62 @@ func TestRecoveryWithoutClocks(t *testing.T) {
 	if err := g.Advance(nodeID(9), t0+200, now, false); !errors.Is(err, ErrUnattested) {
 		t.Fatalf("unattested new sender: %v", err)
 	}
-	if err := g.AdvanceAttested(nodeID(2), t0+100, now, false, Attestation{Floor: 1, OK: true}); !errors.Is(err, ErrReplay) {
-		t.Fatalf("attested, at the restored mark: %v", err)
+	// The capture sealed just before the loss, above the heartbeat floor.
+	if err := g.AdvanceAttested(nodeID(2), t0+151, now, false, Attestation{Floor: t0 + 150, OK: true}); !errors.Is(err, ErrUnattested) {
+		t.Fatalf("heartbeat attestation while recovering: %v", err)
 	}
-	if err := g.AdvanceAttested(nodeID(2), t0+150, now, false, Attestation{Floor: t0 + 150, OK: true}); !errors.Is(err, ErrFloor) {
-		t.Fatalf("attested, at the attested floor: %v", err)
+	// The fresh stamp (made after the lookup) vouches for the sender at
+	// once: the PING asked about, sealed before it, is refused ...
+	if err := g.AdvanceAttested(nodeID(2), t0+151, now, false, Attestation{Floor: t0 + 300, OK: true, Fresh: true}); !errors.Is(err, ErrFloor) {
+		t.Fatalf("below the fresh floor: %v", err)
 	}
-	if err := g.AdvanceAttested(nodeID(2), t0+151, now, false, Attestation{Floor: t0 + 150, OK: true}); err != nil {
-		t.Fatalf("attested, above both: %v", err)
+	if g.NeedsAttestation(nodeID(2)) {
+		t.Fatal("a fresh attestation did not vouch for the sender")
 	}
-	if err := g.Advance(nodeID(2), t0+152, now, false); err != nil {
-		t.Fatalf("vouched since: %v", err)
+	// ... and so is everything else at or below it, with no lookup.
+	for _, ts := range []uint64{t0 + 101, t0 + 299, t0 + 300} {
+		if err := g.Advance(nodeID(2), ts, now, false); !errors.Is(err, ErrReplay) {
+			t.Fatalf("%d at or below the fresh floor: %v", ts, err)
+		}
 	}
+	if err := g.Advance(nodeID(2), t0+301, now, false); err != nil {
+		t.Fatalf("the sender's next PING: %v", err)
+	}
+	// A fresh stamp below a PING sealed after it (a concurrent one)
+	// admits that PING at once.
+	if err := g.AdvanceAttested(nodeID(9), t0+500, now, false, Attestation{Floor: t0 + 400, OK: true, Fresh: true}); err != nil {
+		t.Fatalf("above the fresh floor: %v", err)
+	}
+	if err := g.AdvanceAttested(nodeID(9), t0+500, now, false, Attestation{Floor: t0 + 400, OK: true, Fresh: true}); !errors.Is(err, ErrReplay) {
+		t.Fatalf("again: %v", err)
+	}
+}
+
+// TestFreshAttestationPersists: the fresh floor is persisted as the
+// sender's mark (so a restart keeps it vouched, with the floor), and a
+// revoked sender is refused as revoked above it.
+func TestFreshAttestationPersists(t *testing.T) {
+	st := &recordingMarks{}
+	g := NewGuard(GuardConfig{Freshness: 0, Store: st, Recovery: Recovery{Active: true}}, nil)
+	now := clockAt(t0)
+	if err := g.AdvanceAttested(nodeID(3), t0+10, now, false, Attestation{Floor: t0 + 20, OK: true, Fresh: true}); !errors.Is(err, ErrFloor) {
+		t.Fatalf("below: %v", err)
+	}
+	if err := g.AdvanceAttested(nodeID(4), t0+30, now, true, Attestation{Floor: t0 + 20, OK: true, Fresh: true}); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("revoked: %v", err)
+	}
+	want := []uint64{t0 + 20, t0 + 20}
+	if len(st.ts) != len(want) || st.ts[0] != want[0] || st.ts[1] != want[1] {
+		t.Fatalf("persisted %v, want %v", st.ts, want)
+	}
+}
+
+// recordingMarks records every Put.
+type recordingMarks struct{ ts []uint64 }
+
+func (r *recordingMarks) Put(_ proto.NodeID, ts uint64) error {
+	r.ts = append(r.ts, ts)
+	return nil
 }
 
 // TestRecoveryUnvouchedSubset: only the listed senders are unvouched (a

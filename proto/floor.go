@@ -36,7 +36,7 @@ type FloorAnswer struct {
 	v2
 	ID     uint32 // the FloorLookup's id
 	Node   NodeID
-	Status uint8  // FloorAttested or FloorUnknown
+	Status uint8  // FloorAttested, FloorUnknown or FloorFresh
 	Floor  uint64 // ns; 0 when unknown
 }
 
@@ -55,7 +55,8 @@ func (m *FloorAnswer) decode(r *reader) {
 	m.ID = r.u32("lookup id")
 	r.fixed(m.Node[:], "node id")
 	m.Status = r.u8("status")
-	r.check("status", r.err != nil || m.Status <= FloorUnknown, "status %d", m.Status)
+	r.check("status", r.err != nil || m.Status <= FloorFresh, "status %d", m.Status)
 	m.Floor = r.u64("floor")
-	r.check("floor", r.err != nil || m.Status == FloorAttested || m.Floor == 0, "floor %d with status unknown", m.Floor)
+	r.check("floor", r.err != nil || m.Status != FloorUnknown || m.Floor == 0, "floor %d with status unknown", m.Floor)
+	r.check("floor", r.err != nil || m.Status != FloorFresh || m.Floor != 0, "floor 0 with status fresh")
 }

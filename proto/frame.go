@@ -71,6 +71,12 @@ func newMessage(t Type) Message {
 		return &NameLookup{}
 	case TypeNodeName:
 		return &NodeName{}
+	case TypeFloorProbe:
+		return &FloorProbe{}
+	case TypeRecoveryLookup:
+		return &RecoveryLookup{}
+	case TypeFloorStamp:
+		return &FloorStamp{}
 	}
 	return nil
 }

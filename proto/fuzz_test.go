@@ -80,7 +80,12 @@ func unmarshalSeeds() []fuzzcorpus.Seed {
 		fuzzcorpus.Bytes("reject_reason_too_long", frameOf(V2, TypeReject, []byte{0, 1, 0x04, 0x01})),
 		fuzzcorpus.Bytes("mode_0", frameOf(V2, TypeMode, []byte{0})),
 		fuzzcorpus.Bytes("cluster_addrs_count_over_limit", frameOf(V1, TypeClusterAddrs, binary.BigEndian.AppendUint32(nil, MaxClusterRuns+1))),
-		fuzzcorpus.Bytes("floor_answer_status_2", floorAnswerBody(2, 0)),
+		fuzzcorpus.Bytes("floor_answer_status_3", floorAnswerBody(3, 0)),
+		fuzzcorpus.Bytes("floor_answer_fresh_zero", floorAnswerBody(FloorFresh, 0)),
+		fuzzcorpus.Bytes("recovery_lookup_v1", frameOf(V1, TypeRecoveryLookup, make([]byte, 20))),
+		fuzzcorpus.Bytes("recovery_lookup_cut", frameOf(V2, TypeRecoveryLookup, make([]byte, 19))),
+		fuzzcorpus.Bytes("floor_probe_trailing", frameOf(V2, TypeFloorProbe, make([]byte, 5))),
+		fuzzcorpus.Bytes("floor_stamp_zero", frameOf(V2, TypeFloorStamp, []byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0})),
 		fuzzcorpus.Bytes("floor_answer_unknown_with_floor", floorAnswerBody(FloorUnknown, 5)),
 		fuzzcorpus.Bytes("floor_lookup_v1", frameOf(V1, TypeFloorLookup, make([]byte, 20))),
 		fuzzcorpus.Bytes("floor_lookup_cut", frameOf(V2, TypeFloorLookup, make([]byte, 19))),
@@ -300,7 +305,8 @@ func welcomeSessionProofSeeds() []fuzzcorpus.Seed {
 		fuzzcorpus.Bytes("zero", make([]byte, WelcomeSessionProofSize)),
 		fuzzcorpus.Bytes("short", b[:len(b)-1]),
 		fuzzcorpus.Bytes("long", append(bytes.Clone(b), 0)),
-		fuzzcorpus.Bytes("unknown_flag", append(bytes.Clone(b[:32]), 0x02, 1)),
+		fuzzcorpus.Bytes("floor_probe_flag", append(bytes.Clone(b[:32]), 0x03, 1)),
+		fuzzcorpus.Bytes("unknown_flag", append(bytes.Clone(b[:32]), 0x04, 1)),
 		fuzzcorpus.Bytes("im_security_3", append(bytes.Clone(b[:32]), 0x01, 3)),
 	}
 }
@@ -314,7 +320,7 @@ func FuzzWelcomeSessionProof(f *testing.F) {
 			exactlyOneSentinel(t, err)
 			return
 		}
-		if p.IMSecurity > MaxProtection || p.Flags&^WelcomeSealed != 0 || !bytes.Equal(p.Marshal(), b) {
+		if p.IMSecurity > MaxProtection || p.Flags&^(WelcomeSealed|WelcomeFloorProbe) != 0 || !bytes.Equal(p.Marshal(), b) {
 			t.Fatalf("proof %+v does not re-encode to %x", p, b)
 		}
 	})

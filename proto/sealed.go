@@ -71,7 +71,7 @@ func DecodeWelcomeSessionProof(b []byte) (*WelcomeSessionProof, error) {
 	p := &WelcomeSessionProof{}
 	r.fixed(p.Challenge[:], "session challenge")
 	p.Flags = r.u8("session flags")
-	r.check("session flags", r.err != nil || p.Flags&^WelcomeSealed == 0, "flags %#02x", p.Flags)
+	r.check("session flags", r.err != nil || p.Flags&^(WelcomeSealed|WelcomeFloorProbe) == 0, "flags %#02x", p.Flags)
 	p.IMSecurity = r.u8("im_security")
 	r.check("im_security", r.err != nil || p.IMSecurity <= MaxProtection, "im_security %d", p.IMSecurity)
 	return p, r.end()

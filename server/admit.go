@@ -132,6 +132,7 @@ func (s *Server) admitControl(c net.Conn, remote, local proto.Addr) (*session, n
 	adm.mc.rd = bufio.NewReaderSize(c, controlReadBuffer)
 	adm.mc.link = daemon.NewLink(c, a.Session, daemon.LinkConfig{Channel: audit.ChannelControl,
 		Limit: maxControlFrame, WriteTimeout: controlWriteTimeout, Stats: s.sessions, Reader: adm.mc.rd})
+	adm.mc.floorProbe = a.FloorProbe && a.Session != nil
 	if a.Version == proto.V2 {
 		s.mu.Lock()
 		adm.mc.node.keyID = keys.KeyID(a.KeyID)

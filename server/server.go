@@ -115,7 +115,10 @@ type Server struct {
 	mu    sync.Mutex // guards reg and conns
 	reg   *registry
 	conns map[proto.NodeID]*session
-	lg    legacyServer // legacy protocol and migration (legacy.go, migration.go)
+	// probes are the recovery lookups waiting for their sender's
+	// FloorStamp (probe.go); they have their own lock.
+	probes probeTable
+	lg     legacyServer // legacy protocol and migration (legacy.go, migration.go)
 
 	listener  net.Listener
 	ready     chan struct{}

@@ -57,6 +57,10 @@ type session struct {
 	stamps   [2]uint64
 	stamped  int
 	lastPing time.Time
+
+	// floorProbe: the session is sealed and both ends proved the
+	// recovery attestation (probe.go); set before the session starts.
+	floorProbe bool
 }
 
 // recordStamp records an admitted PING of the session's node. The caller
@@ -390,6 +394,18 @@ func (s *Server) handleMomMessage(mc *session, msg proto.Message) bool {
 		if err := mc.send(s.floorAnswer(m)); err != nil {
 			mc.conn.Close()
 		}
+		return true
+	case *proto.RecoveryLookup:
+		if !keyed(mc) {
+			return false
+		}
+		s.recoveryLookup(mc, m) // probe.go
+		return true
+	case *proto.FloorStamp:
+		if !keyed(mc) {
+			return false
+		}
+		s.floorStamp(mc, m)
 		return true
 	}
 	return false
