@@ -167,10 +167,7 @@ func TestCreateNodeRefusesNonNodeAddrs(t *testing.T) {
 			t.Errorf("momgate-mom run --listen %s: exit %d %q", addr, r.code, r.stderr)
 		}
 	}
-	ns := c.nodes()
-	if len(ns) != 1 || ns[0].Name != "a" || ns[0].Mom != "127.0.0.2" {
-		t.Fatalf("nodes after the refusals: %+v", ns)
-	}
+	c.requireOnlyNode(t, "a", "127.0.0.2")
 }
 
 // TestActivateKeyRefusesPending (issue 16, item 6): in manual distribution

@@ -123,12 +123,7 @@ func TestStateLossServerManifestWithJournal(t *testing.T) {
 			requireSameFiles(t, "a refused start", c.srvDir, before, "lock")
 		})
 	}
-	restoreFiles(t, c.srvDir, whole)
-	c.startServer()
-	c.waitUp("a")
-	if _, ok := c.node("d"); ok {
-		t.Fatal("the deleted node d is back")
-	}
+	c.restoreAndRequireDeleted(t, whole, "d")
 }
 
 // TestRecoveryFloorSenderAhead (F3): a's clock runs 30 s ahead of b's. b
@@ -183,10 +178,7 @@ func TestCreateNodeRefusesServerAddr(t *testing.T) {
 			t.Errorf("%s: exit %d %q", d, r.code, r.stderr)
 		}
 	}
-	ns := c.nodes()
-	if len(ns) != 1 || ns[0].Name != "a" || ns[0].Mom != "127.0.0.2" {
-		t.Fatalf("nodes after the refusals: %+v", ns)
-	}
+	c.requireOnlyNode(t, "a", "127.0.0.2")
 }
 
 // TestConcurrentSwapsAfterRestart (issue 16, "the sister restarts and the

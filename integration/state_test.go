@@ -262,6 +262,28 @@ func serverFiles(t *testing.T, dir string) map[string][]byte {
 }
 
 // restoreFiles writes files back into dir, each as it was.
+// restoreAndRequireDeleted puts the server's files back as they were,
+// starts it, and requires that the node name, deleted before, is still gone.
+func (c *cluster) restoreAndRequireDeleted(t *testing.T, whole map[string][]byte, name string) {
+	t.Helper()
+	restoreFiles(t, c.srvDir, whole)
+	c.startServer()
+	c.waitUp("a")
+	if _, ok := c.node(name); ok {
+		t.Fatalf("the deleted node %s is back", name)
+	}
+}
+
+// requireOnlyNode requires that the registry holds exactly the node name at
+// address mom (after refused directives changed nothing).
+func (c *cluster) requireOnlyNode(t *testing.T, name, mom string) {
+	t.Helper()
+	ns := c.nodes()
+	if len(ns) != 1 || ns[0].Name != name || ns[0].Mom != mom {
+		t.Fatalf("nodes after the refusals: %+v", ns)
+	}
+}
+
 func restoreFiles(t *testing.T, dir string, files map[string][]byte) {
 	t.Helper()
 	for n, data := range files {
@@ -326,12 +348,7 @@ func TestStateLossServerRegistry(t *testing.T) {
 			requireSameFiles(t, "a refused start", c.srvDir, before, "lock")
 		})
 	}
-	restoreFiles(t, c.srvDir, whole)
-	c.startServer()
-	c.waitUp("a")
-	if _, ok := c.node("d"); ok {
-		t.Fatal("the deleted node d is back")
-	}
+	c.restoreAndRequireDeleted(t, whole, "d")
 }
 
 // TestInitRefusesExistingIdentity: with state.json gone (the server then
