@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/momgate/momgate/group"
 	"github.com/momgate/momgate/internal/cliutil"
 	"github.com/momgate/momgate/internal/config"
 	"github.com/momgate/momgate/internal/member"
@@ -211,6 +212,11 @@ func joinAction() cli.ActionFunc {
 	return func(c *cli.Context) error {
 		if c.String("token") == "" {
 			return fmt.Errorf("join needs --token TOKEN (from create server on the group's leader)")
+		}
+		// A malformed token is refused before the directory or its audit
+		// log is made: a refused join leaves nothing behind.
+		if _, err := group.ParseJoinToken(c.String("token")); err != nil {
+			return fmt.Errorf("--token: %w", err)
 		}
 		spec := cliutil.RunSpec{
 			Name:     "server",

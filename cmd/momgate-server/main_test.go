@@ -204,3 +204,19 @@ func TestCompletionAndMan(t *testing.T) {
 		t.Fatalf("man page: %v\n%.300s", err, out)
 	}
 }
+
+// TestJoinRefusesMalformedTokenFirst: a join whose token cannot be parsed
+// is refused with the token's error and leaves no state directory behind.
+func TestJoinRefusesMalformedTokenFirst(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "s")
+	for _, tok := range []string{"garbage", "mgj1_AAAA"} {
+		_, _, _, err := runApp(t, "join", "--token", tok, "--state-dir", dir, "--listen", "127.0.0.41:15001",
+			"--replication-listen", "127.0.0.41:15005")
+		if err == nil || !strings.Contains(err.Error(), "--token: malformed join token") {
+			t.Fatalf("token %q: got %v, want a malformed-token error", tok, err)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Fatalf("token %q: the refused join left %s behind (%v)", tok, dir, err)
+		}
+	}
+}
