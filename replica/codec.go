@@ -14,7 +14,8 @@ import (
 // Errors of Decode and Encode.
 var (
 	// ErrBadCommand means the bytes are not a valid command of a known
-	// version: a bug or damage, never something to skip.
+	// version (a retired operation code included): a bug or damage, never
+	// something to skip.
 	ErrBadCommand = errors.New("malformed replicated command")
 	// ErrUnsupported means a version or an operation this build does not
 	// know: a newer member wrote it. A member must stop applying rather
@@ -28,13 +29,14 @@ const Version = 1
 // HeaderSize is the fixed part of an encoded command.
 const HeaderSize = 14
 
-// MaxCommandSize bounds an encoded command (a keyring or a deny list is the
-// largest body).
+// MaxCommandSize bounds an encoded command (a write that changes many
+// records, or a whole keyring or deny list file, is the largest body).
 const MaxCommandSize = 4 << 20
 
 // Entry is one replicated command with the leader's time when it was
-// proposed. Applying an entry takes time from At, never from a clock, so
-// that an expiry is judged alike on every member.
+// proposed. A state machine that needs a time takes it from At, never from
+// a clock, so that every member judges alike; the server's state needs
+// none, since its leader decides every expiry before it proposes.
 type Entry struct {
 	At  time.Time
 	Cmd Command
@@ -73,9 +75,10 @@ func Encode(e Entry) ([]byte, error) {
 	return out, nil
 }
 
-// Decode strictly reads an encoded command: known version and op, a
-// positive time, a matching checksum, a body that is exactly one JSON object with no unknown
-// field, and fields that check.
+// Decode strictly reads an encoded command: known version and op (a
+// retired op is ErrBadCommand, an op or version it does not know
+// ErrUnsupported), a positive time, a matching checksum, a body that is
+// exactly one JSON object with no unknown field, and fields that check.
 func Decode(b []byte) (Entry, error) {
 	if len(b) < HeaderSize {
 		return Entry{}, fmt.Errorf("%w: %d bytes, header is %d", ErrBadCommand, len(b), HeaderSize)
@@ -87,6 +90,9 @@ func Decode(b []byte) (Entry, error) {
 		return Entry{}, fmt.Errorf("%w: format version %d, this build reads %d", ErrUnsupported, b[0], Version)
 	}
 	op := Op(b[1])
+	if op.retired() {
+		return Entry{}, fmt.Errorf("%w: operation %d is retired (a per-operation command no server proposed)", ErrBadCommand, b[1])
+	}
 	cmd := newCommand(op)
 	if cmd == nil {
 		return Entry{}, fmt.Errorf("%w: unknown operation %d", ErrUnsupported, b[1])

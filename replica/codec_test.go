@@ -5,47 +5,52 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/momgate/momgate/keys"
 )
 
-func TestEveryOpRoundTrips(t *testing.T) {
-	seen := map[Op]bool{}
-	for _, e := range samples(t) {
-		b := mustEncode(t, e)
+func TestEverySampleRoundTrips(t *testing.T) {
+	for _, s := range samples(t) {
+		b := mustEncode(t, s.e)
 		got, err := Decode(b)
 		if err != nil {
-			t.Fatalf("decode %s: %v", e.Cmd.Op(), err)
+			t.Fatalf("decode %s: %v", s.name, err)
 		}
-		if !got.At.Equal(e.At) || got.Cmd.Op() != e.Cmd.Op() {
-			t.Fatalf("%s: decoded %s at %s", e.Cmd.Op(), got.Cmd.Op(), got.At)
+		if !got.At.Equal(s.e.At) || got.Cmd.Op() != OpStateRecords {
+			t.Fatalf("%s: decoded %s at %s", s.name, got.Cmd.Op(), got.At)
 		}
 		if again := mustEncode(t, got); !bytes.Equal(again, b) {
-			t.Fatalf("%s: re-encoding differs:\n%s\n%s", e.Cmd.Op(), b[HeaderSize:], again[HeaderSize:])
-		}
-		seen[e.Cmd.Op()] = true
-	}
-	for op := range opNames {
-		if !seen[op] {
-			t.Errorf("no sample of %s", op)
+			t.Fatalf("%s: re-encoding differs:\n%s\n%s", s.name, b[HeaderSize:], again[HeaderSize:])
 		}
 	}
 }
 
-func TestRotationStepCarriesRecordAndRing(t *testing.T) {
+// A whole keyring file travels as a record value and decodes as the same
+// keyring, secrets included.
+func TestFileRecordCarriesTheKeyring(t *testing.T) {
 	ring := testRing(t)
-	got, err := Decode(mustEncode(t, Entry{At: t0, Cmd: &RotationStep{Step: "next-saved", Ring: ring}}))
+	file, err := keys.EncodeKeyring(ring)
 	if err != nil {
 		t.Fatal(err)
 	}
-	step := got.Cmd.(*RotationStep)
-	if step.Record != nil || step.Ring == nil || step.Ring.Len() != 2 {
-		t.Fatalf("decoded step %+v", step)
+	got, err := Decode(mustEncode(t, Entry{At: t0, Cmd: &StateRecords{Why: "rotation next-saved",
+		Records: []StateRecord{{Kind: RecordFile, Key: "keyring.json", Value: file}}}}))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if step.Ring.Next().Secret != ring.Next().Secret {
-		t.Fatal("keyring secret changed in the round trip")
+	recs := got.Cmd.(*StateRecords).Records
+	if len(recs) != 1 || recs[0].Kind != RecordFile || recs[0].Key != "keyring.json" {
+		t.Fatalf("decoded records %+v", recs)
+	}
+	back, err := keys.DecodeKeyring(recs[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Len() != 2 || back.Next().Secret != ring.Next().Secret {
+		t.Fatal("keyring changed in the round trip")
 	}
 }
 
@@ -58,10 +63,42 @@ func command(version, op byte, at int64, body string) []byte {
 	return append(b, body...)
 }
 
-func TestDecodeRefuses(t *testing.T) {
-	good := mustEncode(t, samples(t)[0])
-	body := string(good[HeaderSize:])
+// retiredCreateNode is the body of a create_node command (op 1) as the
+// first design encoded it.
+const retiredCreateNode = `{"name":"n1","id":"6ba7b810-9dad-11d1-80b4-00c04fd430c8","mom":"10.0.0.11","port":15003,` +
+	`"token":{"id":"01020300000000000000000000000000","hash":"0900000000000000000000000000000000000000000000000000000000000000","node":"n1","expires":"2026-03-01T13:00:00Z","used":false}}`
+
+// Operation codes 1 to 12 are retired: refused as malformed, whatever the
+// body (their own or a valid state_records body), never as a command of a
+// newer version, and never read as another operation.
+func TestDecodeRefusesRetiredOps(t *testing.T) {
+	good := mustEncode(t, samples(t)[0].e)
 	at := t0.UnixNano()
+	for op := 1; op <= 12; op++ {
+		for _, body := range []string{string(good[HeaderSize:]), retiredCreateNode, `{}`} {
+			_, err := Decode(command(Version, byte(op), at, body))
+			if !errors.Is(err, ErrBadCommand) || errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "retired") {
+				t.Errorf("op %d, body %.20s: %v, want ErrBadCommand naming the op retired", op, body, err)
+			}
+		}
+		if s := Op(op).String(); !strings.Contains(s, "retired") {
+			t.Errorf("op %d is named %q", op, s)
+		}
+	}
+	if _, err := Decode(command(Version, byte(OpStateRecords), at, string(good[HeaderSize:]))); err != nil {
+		t.Fatalf("state_records: %v", err)
+	}
+}
+
+func TestDecodeRefuses(t *testing.T) {
+	good := mustEncode(t, samples(t)[0].e)
+	body := string(good[HeaderSize:])
+	op := byte(OpStateRecords)
+	at := t0.UnixNano()
+	recs := func(r string) string { return `{"why":"w","records":[` + r + `]}` }
+	// A valid body under the checksum of another: n1 becomes n2.
+	damaged := bytes.Clone(good)
+	damaged[HeaderSize+bytes.Index(good[HeaderSize:], []byte(`"n1"`))+2] = '2'
 	for _, tc := range []struct {
 		name string
 		b    []byte
@@ -69,28 +106,32 @@ func TestDecodeRefuses(t *testing.T) {
 	}{
 		{"empty", nil, ErrBadCommand},
 		{"header only", good[:HeaderSize], ErrBadCommand},
-		{"version 2", command(2, 1, at, body), ErrUnsupported},
-		{"version 0", command(0, 1, at, body), ErrUnsupported},
+		{"version 2", command(2, op, at, body), ErrUnsupported},
+		{"version 0", command(0, op, at, body), ErrUnsupported},
 		{"unknown op", command(1, 200, at, body), ErrUnsupported},
+		{"op 14", command(1, 14, at, body), ErrUnsupported},
 		{"op 0", command(1, 0, at, body), ErrUnsupported},
-		{"zero time", command(1, 1, 0, body), ErrBadCommand},
-		{"negative time", command(1, 1, -5, body), ErrBadCommand},
-		{"unknown field", command(1, 1, at, strings.Replace(body, `{"name"`, `{"x":1,"name"`, 1)), ErrBadCommand},
-		{"trailing data", command(1, 1, at, body+"}"), ErrBadCommand},
-		{"second object", command(1, 1, at, body+"{}"), ErrBadCommand},
-		{"checksum mismatch", append(bytes.Clone(good[:len(good)-2]), '1', '}'), ErrBadCommand},
+		{"zero time", command(1, op, 0, body), ErrBadCommand},
+		{"negative time", command(1, op, -5, body), ErrBadCommand},
+		{"unknown field", command(1, op, at, strings.Replace(body, `{"why"`, `{"x":1,"why"`, 1)), ErrBadCommand},
+		{"unknown record field", command(1, op, at, strings.Replace(body, `{"kind"`, `{"x":1,"kind"`, 1)), ErrBadCommand},
+		{"trailing data", command(1, op, at, body+"}"), ErrBadCommand},
+		{"second object", command(1, op, at, body+"{}"), ErrBadCommand},
+		{"checksum mismatch", damaged, ErrBadCommand},
 		{"appended byte", append(bytes.Clone(good), ' '), ErrBadCommand},
-		{"body of another op", command(1, byte(OpEnrollNode), at, body), ErrBadCommand},
-		{"null body", command(1, 1, at, "null"), ErrBadCommand},
-		{"uppercase uuid", command(1, 1, at, strings.Replace(body, "6ba7b810", "6BA7B810", 1)), ErrBadCommand},
-		{"braced uuid", command(1, 1, at, strings.Replace(body, `"6ba7b810-9dad-11d1-80b4-00c04fd430c8"`, `"{6ba7b810-9dad-11d1-80b4-00c04fd430c8}"`, 1)), ErrBadCommand},
-		{"mapped address", command(1, 1, at, strings.Replace(body, `"10.0.0.11"`, `"::ffff:10.0.0.11"`, 1)), ErrBadCommand},
-		{"zoned address", command(1, 1, at, strings.Replace(body, `"10.0.0.11"`, `"fe80::1%eth0"`, 1)), ErrBadCommand},
-		{"port 0", command(1, 1, at, strings.Replace(body, `"port":15003`, `"port":0`, 1)), ErrBadCommand},
-		{"port too big", command(1, 1, at, strings.Replace(body, `"port":15003`, `"port":65536`, 1)), ErrBadCommand},
-		{"bad name", command(1, 1, at, strings.Replace(body, `"name":"n1"`, `"name":"-n1"`, 1)), ErrBadCommand},
-		{"token for another node", command(1, 1, at, strings.Replace(body, `"node":"n1"`, `"node":"n9"`, 1)), ErrBadCommand},
-		{"too large", command(1, 1, at, string(make([]byte, MaxCommandSize))), ErrBadCommand},
+		{"null body", command(1, op, at, "null"), ErrBadCommand},
+		{"no records", command(1, op, at, `{"why":"w","records":[]}`), ErrBadCommand},
+		{"null records", command(1, op, at, `{"why":"w","records":null}`), ErrBadCommand},
+		{"unknown kind", command(1, op, at, recs(`{"kind":"journal","key":"k","value":{}}`)), ErrBadCommand},
+		{"no key", command(1, op, at, recs(`{"kind":"node","key":"","value":{}}`)), ErrBadCommand},
+		{"long key", command(1, op, at, recs(`{"kind":"node","key":"`+strings.Repeat("k", MaxRecordKey+1)+`","value":{}}`)), ErrBadCommand},
+		{"neither value nor deleted", command(1, op, at, recs(`{"kind":"node","key":"k"}`)), ErrBadCommand},
+		{"value and deleted", command(1, op, at, recs(`{"kind":"node","key":"k","value":{},"deleted":true}`)), ErrBadCommand},
+		{"value an array", command(1, op, at, recs(`{"kind":"node","key":"k","value":[1]}`)), ErrBadCommand},
+		{"value a string", command(1, op, at, recs(`{"kind":"node","key":"k","value":"v"}`)), ErrBadCommand},
+		{"value null", command(1, op, at, recs(`{"kind":"node","key":"k","value":null}`)), ErrBadCommand},
+		{"long reason", command(1, op, at, `{"why":"`+strings.Repeat("w", MaxWhyLen+1)+`","records":[{"kind":"node","key":"k","deleted":true}]}`), ErrBadCommand},
+		{"too large", command(1, op, at, string(make([]byte, MaxCommandSize))), ErrBadCommand},
 	} {
 		if _, err := Decode(tc.b); !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
@@ -99,21 +140,21 @@ func TestDecodeRefuses(t *testing.T) {
 }
 
 func TestEncodeRefusesInvalid(t *testing.T) {
+	del := []StateRecord{{Kind: RecordNode, Key: "k", Deleted: true}}
 	for _, tc := range []struct {
 		name string
 		e    Entry
 	}{
 		{"no command", Entry{At: t0}},
-		{"no time", Entry{Cmd: &DeleteMember{Name: "s2"}}},
-		{"bad name", Entry{At: t0, Cmd: &DeleteMember{Name: ""}}},
-		{"empty deny entry", Entry{At: t0, Cmd: &DeleteNode{Name: "n1", Deny: []DenyEntry{{}}}}},
-		{"no attributes", Entry{At: t0, Cmd: &SetServer{}}},
-		{"empty rotation step", Entry{At: t0, Cmd: &RotationStep{Step: "idle"}}},
-		{"lift nothing", Entry{At: t0, Cmd: &LiftDeny{}}},
-		{"no prune time", Entry{At: t0, Cmd: &PruneTokens{}}},
-		{"zero node id", Entry{At: t0, Cmd: &CreateNode{Name: "n1", Mom: netip.MustParseAddr("10.0.0.1"), Port: 1}}},
-		{"member token mismatch", Entry{At: t0, Cmd: &CreateMember{Name: "s2", Addr: "h:1"}}},
-		{"too many keys", Entry{At: t0, Cmd: &LiftDeny{Entries: []DenyEntry{{Addr: netip.MustParseAddr("10.0.0.1"), Keys: make([]uint32, MaxKeysPerDeny+1)}}}}},
+		{"no time", Entry{Cmd: &StateRecords{Records: del}}},
+		{"time before 1970", Entry{At: time.Unix(-1, 0), Cmd: &StateRecords{Records: del}}},
+		{"no records", Entry{At: t0, Cmd: &StateRecords{Why: "nothing"}}},
+		{"unknown kind", Entry{At: t0, Cmd: &StateRecords{Records: []StateRecord{{Kind: "journal", Key: "k", Deleted: true}}}}},
+		{"no key", Entry{At: t0, Cmd: &StateRecords{Records: []StateRecord{{Kind: RecordNode, Deleted: true}}}}},
+		{"deleted with a value", Entry{At: t0, Cmd: &StateRecords{Records: []StateRecord{{Kind: RecordNode, Key: "k", Value: []byte(`{}`), Deleted: true}}}}},
+		{"value not an object", Entry{At: t0, Cmd: &StateRecords{Records: []StateRecord{{Kind: RecordNode, Key: "k", Value: []byte(`[]`)}}}}},
+		{"value not JSON", Entry{At: t0, Cmd: &StateRecords{Records: []StateRecord{{Kind: RecordNode, Key: "k", Value: []byte(`{`)}}}}},
+		{"long reason", Entry{At: t0, Cmd: &StateRecords{Why: strings.Repeat("w", MaxWhyLen+1), Records: del}}},
 	} {
 		if _, err := Encode(tc.e); !errors.Is(err, ErrBadCommand) {
 			t.Errorf("%s: %v, want ErrBadCommand", tc.name, err)
@@ -123,7 +164,7 @@ func TestEncodeRefusesInvalid(t *testing.T) {
 
 func TestDecodedTimeIsUTC(t *testing.T) {
 	local := time.Date(2026, 3, 1, 13, 0, 0, 5, time.FixedZone("CET", 3600))
-	got, err := Decode(mustEncode(t, Entry{At: local, Cmd: &DeleteMember{Name: "s2"}}))
+	got, err := Decode(mustEncode(t, Entry{At: local, Cmd: &StateRecords{Records: []StateRecord{{Kind: RecordMember, Key: "s2", Deleted: true}}}}))
 	if err != nil {
 		t.Fatal(err)
 	}

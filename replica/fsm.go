@@ -4,17 +4,18 @@ import "io"
 
 // Result is what applying one entry produced, handed back to the member
 // that proposed it (the others discard it). Err is a refusal decided by
-// the state itself, deterministic on every member: a token already used,
-// a node that exists. It is not a failure of the member.
+// the state itself, deterministic on every member (for the server's state:
+// a record that does not decode, refused whole). It is not a failure of
+// the member.
 type Result struct {
 	Value any
 	Err   error
 }
 
-// StateMachine is the replicated state: what the server's registry, token
-// book, keyring, rotation record, deny list and member list implement
-// together (docs/HA.md, "Integration"). The consensus layer calls Apply for
-// each committed entry in log order on every member, one call at a time.
+// StateMachine is the replicated state: the server's records, state files
+// and member list, as server/replicated.go keeps them (docs/HA.md section
+// 12.1). The consensus layer calls Apply for each committed entry in log
+// order on every member, one call at a time.
 type StateMachine interface {
 	// Apply applies one committed entry at log position index. It must be
 	// deterministic: the same entries in the same order leave every member

@@ -14,19 +14,17 @@ import (
 
 func decodeSeeds(t testing.TB) []fuzzcorpus.Seed {
 	var out []fuzzcorpus.Seed
-	for i, e := range samples(t) {
-		name := e.Cmd.Op().String()
-		if i > 0 && samples(t)[i-1].Cmd.Op() == e.Cmd.Op() {
-			name += "_2"
-		}
-		out = append(out, fuzzcorpus.Bytes(name, mustEncode(t, e)))
+	for _, s := range samples(t) {
+		out = append(out, fuzzcorpus.Bytes(s.name, mustEncode(t, s.e)))
 	}
-	good := mustEncode(t, samples(t)[0])
+	good := mustEncode(t, samples(t)[0].e)
 	return append(out,
 		fuzzcorpus.Bytes("version_2", append([]byte{2}, good[1:]...)),
 		fuzzcorpus.Bytes("unknown_op", append([]byte{1, 99}, good[2:]...)),
+		fuzzcorpus.Bytes("retired_op_1", append([]byte{1, 1}, good[2:]...)),
+		fuzzcorpus.Bytes("retired_create_node", command(1, 1, t0.UnixNano(), retiredCreateNode)),
 		fuzzcorpus.Bytes("trailing_brace", append(bytes.Clone(good), '}')),
-		fuzzcorpus.Bytes("unknown_field", []byte(strings.Replace(string(good), `{"name"`, `{"x":0,"name"`, 1))),
+		fuzzcorpus.Bytes("unknown_field", []byte(strings.Replace(string(good), `{"why"`, `{"x":0,"why"`, 1))),
 		fuzzcorpus.Bytes("bad_checksum", append(bytes.Clone(good[:len(good)-1]), ' ')),
 		fuzzcorpus.Bytes("header_only", good[:HeaderSize]),
 	)

@@ -1,13 +1,10 @@
 package replica
 
 import (
-	"net/netip"
 	"testing"
 	"time"
 
-	"github.com/momgate/momgate/group"
 	"github.com/momgate/momgate/keys"
-	"github.com/momgate/momgate/rotation"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -28,37 +25,47 @@ func testRing(t testing.TB) *keys.Keyring {
 	return r
 }
 
-// samples is one valid entry of every op.
-func samples(t testing.TB) []Entry {
+// sample is one valid entry and the name of its seed.
+type sample struct {
+	name string
+	e    Entry
+}
+
+// samples are valid entries of the kinds of write a server makes: records
+// put and deleted, of every kind, and whole files. The values are shaped
+// like the server's records; the codec checks only that each is a JSON
+// object (the server's state decodes each with its own decoder).
+func samples(t testing.TB) []sample {
 	t.Helper()
-	tok := keys.TokenRecord{ID: [16]byte{1, 2, 3}, Hash: [32]byte{9}, Node: "n1", Expires: t0.Add(time.Hour)}
-	join := group.JoinRecord{ID: [16]byte{4}, Hash: [32]byte{5}, Member: "s2", Addr: "127.0.0.2:15005", Expires: t0.Add(time.Hour)}
-	node := UUID{0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8}
-	addr := netip.MustParseAddr("10.0.0.11")
-	deny := []DenyEntry{{Node: node, Addr: addr, Keys: []uint32{0x0a1b2c3d}}, {Addr: netip.MustParseAddr("fd00::5")}}
-	rec := rotation.Record{Phase: rotation.Distributing, Seq: 4, Reason: "delete node n1", Old: 0x0a1b2c3d, New: 0x0a1b2c3e,
-		Started: t0, Behind: nil}
-	cmds := []Command{
-		&CreateNode{Name: "n1", ID: node, Mom: addr, Port: 15003, Token: tok},
-		&EnrollNode{Name: "n1", TokenID: ID16(tok.ID), SecretHash: Hash32(tok.Hash), Pub: Key32{7, 7, 7}},
-		&DeleteNode{Name: "n1", Deny: deny},
-		&SetNodeAddr{Name: "n2", Mom: netip.MustParseAddr("10.0.0.21"), Deny: deny[1:]},
-		&SetUpgraded{Name: "n2", Upgraded: true},
-		&SetServer{Attrs: map[string]string{"mode": "ping", "key_grace": "30s"}},
-		&PruneTokens{Before: t0.Add(-time.Hour)},
-		&RotationStep{Step: rotation.StepDistributing, Record: &rec},
-		&RotationStep{Step: rotation.StepNextSaved, Ring: testRing(t)},
-		&LiftDeny{Entries: deny[1:]},
-		&CreateMember{Name: "s2", Addr: "127.0.0.2:15005", Token: join},
-		&JoinMember{Name: "s2", TokenID: ID16(join.ID), SecretHash: Hash32(join.Hash)},
-		&DeleteMember{Name: "s2"},
-		&StateRecords{Why: "create node n1", Records: []StateRecord{
-			{Kind: RecordNode, Key: "6ba7b810-9dad-11d1-80b4-00c04fd430c8", Value: []byte(`{"name":"n1"}`)},
-			{Kind: RecordToken, Key: "01020300000000000000000000000000", Deleted: true}}},
+	ring, err := keys.EncodeKeyring(testRing(t))
+	if err != nil {
+		t.Fatal(err)
 	}
-	out := make([]Entry, len(cmds))
+	const node = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+	const token = "01020300000000000000000000000000"
+	cmds := []struct {
+		name string
+		c    *StateRecords
+	}{
+		{"create_node", &StateRecords{Why: "create node n1", Records: []StateRecord{
+			{Kind: RecordNode, Key: node, Value: []byte(`{"id":"` + node + `","name":"n1","mom":"10.0.0.11","port":15003}`)},
+			{Kind: RecordToken, Key: token, Value: []byte(`{"id":"` + token + `","node":"n1","used":false}`)}}}},
+		{"delete_node", &StateRecords{Why: "delete node n1", Records: []StateRecord{
+			{Kind: RecordNode, Key: node, Deleted: true},
+			{Kind: RecordToken, Key: token, Deleted: true},
+			{Kind: RecordFile, Key: "deny.json", Value: []byte(`{"format":1,"entries":[{"addr":"10.0.0.11"}]}`)}}}},
+		{"set_server", &StateRecords{Why: "set server", Records: []StateRecord{
+			{Kind: RecordMeta, Key: "server", Value: []byte(`{"format":1,"attrs":{"mode":"ping"}}`)}}}},
+		{"rotation_step", &StateRecords{Why: "rotation next-saved", Records: []StateRecord{
+			{Kind: RecordFile, Key: "keyring.json", Value: ring},
+			{Kind: RecordFile, Key: "rotation.json", Value: []byte(`{"phase":"distributing","seq":4}`)}}}},
+		{"create_member", &StateRecords{Why: "create server s2", Records: []StateRecord{
+			{Kind: RecordMember, Key: "s2", Value: []byte(`{"name":"s2","raft":"127.0.0.2:15005","control":"127.0.0.2:15004"}`)}}}},
+		{"delete_member", &StateRecords{Records: []StateRecord{{Kind: RecordMember, Key: "s2", Deleted: true}}}},
+	}
+	out := make([]sample, len(cmds))
 	for i, c := range cmds {
-		out[i] = Entry{At: t0.Add(time.Duration(i) * time.Second), Cmd: c}
+		out[i] = sample{name: "state_records_" + c.name, e: Entry{At: t0.Add(time.Duration(i) * time.Second), Cmd: c.c}}
 	}
 	return out
 }

@@ -11,9 +11,9 @@ import (
 // its state files (docs/HA.md section 12.1, as built). The leader decides
 // and changes its own state as a single server does; the command carries
 // the records that changed, and applying it puts them into each member's
-// replica of the state. Every write path of the server goes through it,
-// including those the operation commands above do not describe (sealed
-// marks, host names, deleted-node records).
+// replica of the state. Every write path of the server goes through it
+// (sealed marks, host names and deleted-node records included); it is the
+// one operation of this version.
 const OpStateRecords Op = 13
 
 // Record kinds of StateRecords.
@@ -29,6 +29,7 @@ const (
 const (
 	MaxRecords   = 1 << 16
 	MaxRecordKey = 128
+	MaxWhyLen    = 256
 )
 
 // StateRecord is one record put (Value) or deleted.
@@ -52,8 +53,8 @@ func (c *StateRecords) check() error {
 	if len(c.Records) == 0 || len(c.Records) > MaxRecords {
 		return fmt.Errorf("state records: %d records, want 1 to %d", len(c.Records), MaxRecords)
 	}
-	if len(c.Why) > MaxAttrLen {
-		return fmt.Errorf("state records: reason over %d bytes", MaxAttrLen)
+	if len(c.Why) > MaxWhyLen {
+		return fmt.Errorf("state records: reason over %d bytes", MaxWhyLen)
 	}
 	for i, r := range c.Records {
 		switch r.Kind {

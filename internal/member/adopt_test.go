@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"testing"
-
-	"github.com/momgate/momgate/replica/replicatest"
 )
 
 // An existing server's state adopted as a group: the state is there at
 // once, writes commit on top of it, and a member added later gets both.
 func TestAdoptExistingState(t *testing.T) {
-	old := replicatest.New()
+	old := newTestState()
 	c, _ := createNode("before-ha")
 	apply(t, old, c)
 	snap, err := old.Snapshot()

@@ -44,8 +44,9 @@ func (m *Member) notLeader() error {
 // Apply proposes cmd, stamped with this member's clock, and returns its
 // result once a quorum has committed it and this member has applied it.
 // Only the leader proposes; a follower answers a *NotLeaderError naming
-// the leader. result.Err is the state's own refusal (a token already used):
-// the command was committed and refused alike on every member.
+// the leader. result.Err is the state's own refusal (for the server's
+// state, a record that does not decode): the command was committed and
+// refused alike on every member.
 func (m *Member) Apply(ctx context.Context, cmd replica.Command) (replica.Result, error) {
 	if err := m.fsm.haltErr(); err != nil {
 		return replica.Result{}, err

@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,9 +12,7 @@ import (
 
 	"github.com/momgate/momgate/group"
 	"github.com/momgate/momgate/internal/raftnet"
-	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/replica"
-	"github.com/momgate/momgate/replica/replicatest"
 )
 
 // testTiming is fast enough for tests and slow enough for a loaded
@@ -52,7 +48,7 @@ type testNode struct {
 	addr     string // replication address, kept across restarts
 	dir      string
 	m        *Member
-	reg      *replicatest.Registry
+	reg      *testState
 	everLed  atomic.Bool
 	leading  atomic.Bool
 }
@@ -94,7 +90,7 @@ func (g *testGroup) start(name, ip string) *testNode {
 		return err == nil
 	})
 	n.addr = layer.Addr().String()
-	n.reg = replicatest.New()
+	n.reg = newTestState()
 	cfg := Config{Name: name, Dir: n.dir, Transport: raftnet.NewTransport(layer, raftnet.TransportConfig{Timeout: 5 * time.Second}),
 		State: n.reg, Timing: testTiming,
 		OnLeadership: func(leading bool) {
@@ -161,33 +157,6 @@ func (g *testGroup) apply(cmd replica.Command) replica.Result {
 	}
 }
 
-var nodeSeq atomic.Uint32
-
-// createNode is a create node command with a token whose secret is known.
-func createNode(name string) (*replica.CreateNode, *replica.EnrollNode) {
-	i := nodeSeq.Add(1)
-	var secret [32]byte
-	copy(secret[:], fmt.Sprintf("secret-%d", i))
-	tok := keys.TokenRecord{ID: [16]byte{byte(i >> 8), byte(i)}, Hash: group.HashSecret(secret), Node: name,
-		Expires: time.Now().Add(time.Hour).UTC().Truncate(time.Second)}
-	c := &replica.CreateNode{Name: name, ID: replica.UUID{1, byte(i >> 8), byte(i)},
-		Mom: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), Port: 15003, Token: tok}
-	e := &replica.EnrollNode{Name: name, TokenID: replica.ID16(tok.ID), SecretHash: replica.Hash32(tok.Hash), Pub: replica.Key32{byte(i)}}
-	return c, e
-}
-
-// apply applies cmd to a bare state through the codec, as index 1.
-func apply(t *testing.T, sm *replicatest.Registry, cmd replica.Command) {
-	t.Helper()
-	res, err := replicatest.ApplyEncoded(sm, 1, time.Now(), cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Err != nil {
-		t.Fatal(res.Err)
-	}
-}
-
 // freePort finds a port free on ip now.
 func freePort(t *testing.T, ip string) string {
 	t.Helper()
@@ -203,7 +172,7 @@ func freePort(t *testing.T, ip string) string {
 // hasNodes reports whether the member's state holds every name.
 func hasNodes(n *testNode, names ...string) bool {
 	for _, name := range names {
-		if _, ok := n.reg.Node(name); !ok {
+		if !n.reg.Node(name) {
 			return false
 		}
 	}

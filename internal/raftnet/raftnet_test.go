@@ -20,8 +20,9 @@ import (
 	"github.com/momgate/momgate/replica"
 )
 
-// secretCommand is a rotation step carrying a cluster key whose secret is
-// a known pattern, encoded as the group replicates it.
+// secretCommand is the write of a rotation step that saves the keyring: a
+// state_records command carrying keyring.json whole, with a cluster key
+// whose secret is a known pattern, encoded as the group replicates it.
 func secretCommand(t *testing.T) ([]byte, [32]byte) {
 	t.Helper()
 	k := &keys.Key{ID: 0x5ec7e700, State: keys.StateNext, Created: t0}
@@ -30,7 +31,12 @@ func secretCommand(t *testing.T) ([]byte, [32]byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := replica.Encode(replica.Entry{At: t0, Cmd: &replica.RotationStep{Step: "next-saved", Ring: ring}})
+	file, err := keys.EncodeKeyring(ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := replica.Encode(replica.Entry{At: t0, Cmd: &replica.StateRecords{Why: "rotation next-saved",
+		Records: []replica.StateRecord{{Kind: replica.RecordFile, Key: "keyring.json", Value: file}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +98,7 @@ func TestNoPlaintextOnTheWire(t *testing.T) {
 	if found := leaks(wire, secret); len(found) > 0 {
 		t.Errorf("the key secret is on the wire (%v) in %d captured bytes", found, len(wire))
 	}
-	if bytes.Contains(wire, []byte("rotation_step")) || bytes.Contains(wire, []byte("next-saved")) {
+	if bytes.Contains(wire, []byte("keyring.json")) || bytes.Contains(wire, []byte("next-saved")) {
 		t.Error("command text on the wire")
 	}
 }
