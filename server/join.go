@@ -155,7 +155,9 @@ func (g *groupRunner) deleteServer(a admin.ServerArgs) (*admin.MemberInfo, error
 	if err := g.m.Remove(ctx, a.Name); err != nil && !strings.Contains(err.Error(), "unknown") {
 		return nil, err
 	}
-	if err := g.commit("delete server "+a.Name, []replica.StateRecord{{Kind: replica.RecordMember, Key: a.Name, Deleted: true}}); err != nil {
+	gone := rec
+	gone.Removed, gone.Join = true, nil
+	if err := g.commitMember(gone); err != nil {
 		return nil, err
 	}
 	g.log.WithField("removed_member", a.Name).Info("member removed from the group")

@@ -63,3 +63,14 @@ func find(c raft.Configuration, name string) (raft.Server, bool) {
 	}
 	return raft.Server{}, false
 }
+
+// InConfiguration reports whether name is a server (voter or standby) of
+// this member's latest raft configuration, committed or not.
+func (m *Member) InConfiguration(name string) bool {
+	f := m.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	_, in := find(f.Configuration(), name)
+	return in
+}
