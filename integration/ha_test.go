@@ -56,6 +56,9 @@ func TestHAUpgradeInPlace(t *testing.T) {
 	}
 	c.waitUp("a")
 	c.waitUp("b")
+	if r := run(t, "", "momgate-qmgr", "--state-dir", c.srvDir, "-c", "delete server s1"); r.code == 0 || !strings.Contains(r.stderr, "only voter") {
+		t.Fatalf("delete server of a group's only member: code %d, %q", r.code, r.stderr)
+	}
 	for _, n := range c.nodes() {
 		if before[n.Name] != n.ID {
 			t.Fatalf("node %s: id %s after the upgrade, %s before (enrolled again?)", n.Name, n.ID, before[n.Name])
@@ -523,6 +526,32 @@ func TestHAGroupMembers(t *testing.T) {
 	}
 	if err := dialReplication(t, nl, current.name); err != nil {
 		t.Fatalf("a certificate of current member %s refused: %v", current.name, err)
+	}
+
+	// delete server of the leader itself (replacing the leader's host):
+	// with the old leader back there are voters enough; the leader leaves,
+	// steps down, and the others elect one of themselves.
+	g.runMember(l)
+	g.waitAlive(l.name)
+	if r := g.qmgr(nl, "delete server "+nl.name, false); r.code != 0 {
+		t.Fatalf("delete server %s on itself: %s", nl.name, r.stderr)
+	}
+	waitLogged(t, nl.proc, "this member deleted itself from the group")
+	nl.proc.stop()
+	nl.proc = nil
+	next := g.leader()
+	if next == nl || next == sb {
+		t.Fatalf("after deleting the leader %s, %s leads", nl.name, next.name)
+	}
+	g.write("create node after-leader-deleted Mom=127.0.2.99")
+	if v, ok := g.view(next); !ok || len(v.Server.Group.Members) == 0 {
+		t.Fatalf("list server on %s: %+v", next.name, v)
+	} else {
+		for _, m := range v.Server.Group.Members {
+			if m.Name == nl.name {
+				t.Fatalf("the deleted leader %s is still listed: %+v", nl.name, v.Server.Group.Members)
+			}
+		}
 	}
 }
 

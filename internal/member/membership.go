@@ -74,3 +74,19 @@ func (m *Member) InConfiguration(name string) bool {
 	_, in := find(f.Configuration(), name)
 	return in
 }
+
+// OtherVoters counts the voters of the latest configuration other than
+// this member.
+func (m *Member) OtherVoters() int {
+	f := m.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	n := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter && s.ID != raft.ServerID(m.cfg.Name) {
+			n++
+		}
+	}
+	return n
+}
