@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/momgate/momgate/group"
 	"github.com/momgate/momgate/proto"
 )
 
@@ -53,6 +56,9 @@ func TestHAUpgradeInPlace(t *testing.T) {
 	}
 	c.waitUp("a")
 	c.waitUp("b")
+	if r := run(t, "", "momgate-qmgr", "--state-dir", c.srvDir, "-c", "delete server s1"); r.code == 0 || !strings.Contains(r.stderr, "only voter") {
+		t.Fatalf("delete server of a group's only member: code %d, %q", r.code, r.stderr)
+	}
 	for _, n := range c.nodes() {
 		if before[n.Name] != n.ID {
 			t.Fatalf("node %s: id %s after the upgrade, %s before (enrolled again?)", n.Name, n.ID, before[n.Name])
@@ -487,6 +493,101 @@ func TestHAGroupMembers(t *testing.T) {
 	if len(backups) != 1 {
 		t.Fatalf("join --force made no backup of the old identity (%v)", backups)
 	}
+
+	// delete server: the member leaves list server, and a certificate of
+	// the group in its name no longer opens the replication port; one in
+	// a current member's name still does (the control).
+	if r := g.qmgr(nl, "delete server s5", false); r.code != 0 {
+		t.Fatalf("delete server s5: %s", r.stderr)
+	}
+	waitFor(t, "s5 gone from list server", 60*time.Second, func() bool {
+		v, ok := g.view(g.leader())
+		if !ok {
+			return false
+		}
+		for _, m := range v.Server.Group.Members {
+			if m.Name == "s5" {
+				return false
+			}
+		}
+		return true
+	})
+	g.members["s5"].proc.stop()
+	g.members["s5"].proc = nil
+	if err := dialReplication(t, nl, "s5"); err == nil {
+		t.Fatal("the replication port took a certificate of the deleted member s5")
+	}
+	waitLogged(t, nl.proc, "s5 was removed with delete server")
+	var current *member
+	for _, m := range g.members {
+		if m != nl && m.proc != nil && m.name != "s5" {
+			current = m
+		}
+	}
+	if err := dialReplication(t, nl, current.name); err != nil {
+		t.Fatalf("a certificate of current member %s refused: %v", current.name, err)
+	}
+
+	// delete server of the leader itself (replacing the leader's host):
+	// with the old leader back there are voters enough; the leader leaves,
+	// steps down, and the others elect one of themselves.
+	g.runMember(l)
+	g.waitAlive(l.name)
+	if r := g.qmgr(nl, "delete server "+nl.name, false); r.code != 0 {
+		t.Fatalf("delete server %s on itself: %s", nl.name, r.stderr)
+	}
+	waitLogged(t, nl.proc, "this member deleted itself from the group")
+	nl.proc.stop()
+	nl.proc = nil
+	next := g.leader()
+	if next == nl || next == sb {
+		t.Fatalf("after deleting the leader %s, %s leads", nl.name, next.name)
+	}
+	g.write("create node after-leader-deleted Mom=127.0.2.99")
+	if v, ok := g.view(next); !ok || len(v.Server.Group.Members) == 0 {
+		t.Fatalf("list server on %s: %+v", next.name, v)
+	} else {
+		for _, m := range v.Server.Group.Members {
+			if m.Name == nl.name {
+				t.Fatalf("the deleted leader %s is still listed: %+v", nl.name, v.Server.Group.Members)
+			}
+		}
+	}
+}
+
+// dialReplication opens a raft connection to m's replication port with a
+// member certificate for name, minted from the group CA in m's state
+// directory (what a member, or a host that kept a member's files, holds),
+// and returns the handshake's error.
+func dialReplication(t *testing.T, m *member, name string) error {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(m.dir, "group-ca.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := group.DecodeCA(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := group.NewCredentials(group.CredentialsConfig{CA: ca, Member: name, Now: time.Now, Rand: rand.Reader})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	c, err := tls.DialWithDialer(d, "tcp", m.repl, creds.ClientConfig())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	// TLS 1.3: the server checks the client's certificate after the
+	// client's handshake ends; its refusal arrives as an alert on the
+	// first read.
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = c.Read(make([]byte, 1))
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return nil // accepted: raft waits for an RPC
+	}
+	return err
 }
 
 // follow points the cluster helpers (qmgr, MOMs started from now on) at

@@ -101,7 +101,8 @@ func RunGroup(ctx context.Context, gc GroupConfig) error {
 		return err
 	}
 	g := &groupRunner{gc: gc, log: log, state: newGroupState(), lead: make(chan bool, 64), resync: make(chan struct{}, 1)}
-	creds, err := group.NewCredentials(group.CredentialsConfig{CA: ca, Member: gc.Member, Now: time.Now, Rand: rand.Reader})
+	creds, err := group.NewCredentials(group.CredentialsConfig{CA: ca, Member: gc.Member, Now: time.Now, Rand: rand.Reader,
+		Allow: g.allowPeer})
 	if err != nil {
 		return err
 	}
@@ -117,6 +118,7 @@ func RunGroup(ctx context.Context, gc GroupConfig) error {
 		return err
 	}
 	g.m = m
+	g.open.Store(m)
 	defer m.Close()
 	if gc.afterOpen != nil {
 		if err := gc.afterOpen(); err != nil {
@@ -152,9 +154,36 @@ type groupRunner struct {
 	resync chan struct{}
 
 	srv atomic.Pointer[Server] // the running server, while leading
+	// open is m once it is open: the replication port's allowPeer asks it
+	// from the layer's handshake goroutines.
+	open atomic.Pointer[member.Member]
 	// joinMu serializes create server, delete server and join
 	// redemptions: each decides on the committed member list.
 	joinMu sync.Mutex
+}
+
+// ErrNotAMember: a peer shows a valid member certificate of the group for
+// a member that delete server removed.
+var ErrNotAMember = errors.New("removed from the group")
+
+// allowPeer is the replication port's check once a peer's certificate
+// chain verifies (group.CredentialsConfig.Allow): a certificate in the
+// name of a member that delete server removed is refused, unless the
+// member is back in this member's raft configuration. Names are checked
+// against removals rather than against the current list because a member
+// that lags (a joiner holding only the first snapshot, a member that was
+// down while others joined) does not know the newer members yet and must
+// still take the leader's messages.
+func (g *groupRunner) allowPeer(name string) error {
+	if !g.state.removedMember(name) {
+		return nil
+	}
+	if m := g.open.Load(); m != nil {
+		if m.InConfiguration(name) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s was removed with delete server (create server %s makes a new member of that name)", ErrNotAMember, name, name)
 }
 
 // loop follows leadership until ctx ends.

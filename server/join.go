@@ -136,7 +136,9 @@ func (g *groupRunner) createServer(a admin.CreateServerArgs) (*admin.CreateServe
 	return &admin.CreateServerResult{Name: a.Name, Token: tok, TokenExpires: rec.Expires}, nil
 }
 
-// deleteServer is delete server on the leader.
+// deleteServer is delete server on the leader. A member that was removed
+// on record but is still in the raft configuration (a removal cut short)
+// is removed again.
 func (g *groupRunner) deleteServer(a admin.ServerArgs) (*admin.MemberInfo, error) {
 	if g.srv.Load() == nil {
 		return nil, g.notLeaderErr()
@@ -144,22 +146,58 @@ func (g *groupRunner) deleteServer(a admin.ServerArgs) (*admin.MemberInfo, error
 	g.joinMu.Lock()
 	defer g.joinMu.Unlock()
 	rec, ok := g.state.member(a.Name)
-	if !ok {
+	if !ok && !(g.state.removedMember(a.Name) && g.m.InConfiguration(a.Name)) {
 		return nil, admin.Errorf(admin.CodeBadValue, "unknown member %s", a.Name)
 	}
+	if !ok {
+		rec = memberRecord{Name: a.Name}
+	}
 	if a.Name == g.gc.Member {
-		return nil, admin.Errorf(admin.CodeConflict, "%s leads the group: delete it from another member once it no longer leads (stop it, or delete the others first)", a.Name)
+		return g.deleteSelf(rec)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), g.gc.CommitTimeout)
 	defer cancel()
 	if err := g.m.Remove(ctx, a.Name); err != nil && !strings.Contains(err.Error(), "unknown") {
 		return nil, err
 	}
-	if err := g.commit("delete server "+a.Name, []replica.StateRecord{{Kind: replica.RecordMember, Key: a.Name, Deleted: true}}); err != nil {
+	if err := g.commitRemoved(rec); err != nil {
 		return nil, err
 	}
 	g.log.WithField("removed_member", a.Name).Info("member removed from the group")
 	return &admin.MemberInfo{Name: rec.Name, Address: rec.Control, Replication: rec.Raft}, nil
+}
+
+// deleteSelf is delete server of the leader itself: the removal is put on
+// record while this member can still commit, then the member leaves the
+// raft configuration and steps down once that has committed; the other
+// voters elect a leader among themselves. The last voter is not deleted:
+// a group needs one.
+func (g *groupRunner) deleteSelf(rec memberRecord) (*admin.MemberInfo, error) {
+	if g.m.OtherVoters() == 0 {
+		return nil, admin.Errorf(admin.CodeConflict, "%s is the group's only voter: a group cannot delete its last voter "+
+			"(create another member first, or stop this server for good)", rec.Name)
+	}
+	if err := g.commitRemoved(rec); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.gc.CommitTimeout)
+	defer cancel()
+	if err := g.m.Remove(ctx, rec.Name); err != nil {
+		return nil, fmt.Errorf("removal of %s from the raft configuration not confirmed (%w): run delete server %s again on the leader", rec.Name, err, rec.Name)
+	}
+	g.log.WithField("removed_member", rec.Name).Warn("this member deleted itself from the group and no longer leads: stop it; " +
+		"the other members elect a leader")
+	return &admin.MemberInfo{Name: rec.Name, Address: rec.Control, Replication: rec.Raft}, nil
+}
+
+// commitRemoved puts a member's removal on record (memberRecord.Removed).
+func (g *groupRunner) commitRemoved(rec memberRecord) error {
+	rec.Removed, rec.Join = true, nil
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return g.commit("delete server "+rec.Name, []replica.StateRecord{{Kind: replica.RecordMember, Key: rec.Name, Value: raw}})
 }
 
 func (g *groupRunner) commitMember(mr memberRecord) error {

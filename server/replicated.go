@@ -59,6 +59,11 @@ type memberRecord struct {
 	// Join is the member's join token record (hash only) from create
 	// server; Used once it joined. nil for the first member.
 	Join *group.JoinRecord `json:"join,omitempty"`
+	// Removed: delete server took the member out. The record stays, so
+	// that every member goes on refusing the replication port to a
+	// certificate in its name (groupRunner.allowPeer); create server with
+	// the name makes a new member.
+	Removed bool `json:"removed,omitempty"`
 }
 
 // same reports whether a and b are the same record.
@@ -205,24 +210,38 @@ func (g *groupState) putLocked(r replica.StateRecord) {
 	}
 }
 
-// Members returns the member list, sorted by name.
+// Members returns the member list, sorted by name; removed members are
+// not in it.
 func (g *groupState) Members() []memberRecord {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	out := make([]memberRecord, 0, len(g.members))
 	for _, m := range g.members {
-		out = append(out, m)
+		if !m.Removed {
+			out = append(out, m)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
-// member returns one member's record.
+// member returns one member's record; a removed member has none.
 func (g *groupState) member(name string) (memberRecord, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	m, ok := g.members[name]
+	if m.Removed {
+		return memberRecord{}, false
+	}
 	return m, ok
+}
+
+// removedMember reports whether delete server removed member name (and
+// no create server made a new member of that name since).
+func (g *groupState) removedMember(name string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.members[name].Removed
 }
 
 // Nodes is the number of nodes in the replica.

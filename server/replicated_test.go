@@ -94,6 +94,49 @@ func TestGroupStateSnapshotRoundTrip(t *testing.T) {
 	}
 }
 
+// A member removed with delete server leaves the member list but stays on
+// record, through a snapshot too, so that its certificate is refused at the
+// replication port; create server with its name makes a new member whose
+// certificate is taken again.
+func TestRemovedMemberRefusedAtReplication(t *testing.T) {
+	g := newGroupState()
+	if res := applyRecords(t, g, 1, groupRecords(t, 1)...); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	s2, _ := json.Marshal(memberRecord{Name: "s2", Raft: "127.0.0.2:15005", Removed: true})
+	if res := applyRecords(t, g, 2, replica.StateRecord{Kind: replica.RecordMember, Key: "s2", Value: s2}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	h := newGroupState()
+	if err := h.Restore(bytes.NewReader(snapshotBytes(t, g))); err != nil {
+		t.Fatal(err)
+	}
+	r := &groupRunner{state: h} // not open: no raft configuration to ask
+	if ms := h.Members(); len(ms) != 1 || ms[0].Name != "s1" {
+		t.Fatalf("members: %+v, want s1 only", ms)
+	}
+	if _, ok := h.member("s2"); ok {
+		t.Fatal("a removed member still has a record")
+	}
+	if err := r.allowPeer("s2"); !errors.Is(err, ErrNotAMember) {
+		t.Fatalf("allowPeer(removed s2) = %v, want ErrNotAMember", err)
+	}
+	// Current members, and names this member has not heard of yet (the
+	// members that joined while it lagged), are the CA's to decide.
+	for _, name := range []string{"s1", "s3"} {
+		if err := r.allowPeer(name); err != nil {
+			t.Fatalf("allowPeer(%s) = %v", name, err)
+		}
+	}
+	again, _ := json.Marshal(memberRecord{Name: "s2", Raft: "127.0.0.7:15005"})
+	if res := applyRecords(t, h, 3, replica.StateRecord{Kind: replica.RecordMember, Key: "s2", Value: again}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if err := r.allowPeer("s2"); err != nil {
+		t.Fatalf("allowPeer(s2 created again) = %v", err)
+	}
+}
+
 // A command with one record that does not decode changes nothing, alike
 // on every member; a damaged snapshot changes nothing.
 func TestGroupStateRefusesBadInput(t *testing.T) {

@@ -63,3 +63,30 @@ func find(c raft.Configuration, name string) (raft.Server, bool) {
 	}
 	return raft.Server{}, false
 }
+
+// InConfiguration reports whether name is a server (voter or standby) of
+// this member's latest raft configuration, committed or not.
+func (m *Member) InConfiguration(name string) bool {
+	f := m.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	_, in := find(f.Configuration(), name)
+	return in
+}
+
+// OtherVoters counts the voters of the latest configuration other than
+// this member.
+func (m *Member) OtherVoters() int {
+	f := m.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	n := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter && s.ID != raft.ServerID(m.cfg.Name) {
+			n++
+		}
+	}
+	return n
+}
