@@ -18,8 +18,10 @@ import (
 // testTiming is fast enough for tests and slow enough for a loaded
 // 2-core machine under the race detector: no test depends on it beyond
 // "eventually".
-var testTiming = Timing{HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
-	LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond}
+// (300 ms with a 150 ms lease lost leadership mid-change under a load of
+// 14.)
+var testTiming = Timing{HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
+	LeaderLeaseTimeout: 400 * time.Millisecond, CommitTimeout: 5 * time.Millisecond}
 
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
@@ -179,17 +181,32 @@ func hasNodes(n *testNode, names ...string) bool {
 	return true
 }
 
+// mustAdd adds n to the group through leader, or through whoever leads
+// once leader lost its leadership on the way (a load spike): adding a
+// member that is already there changes nothing, so a change whose outcome
+// is unknown is simply made again, at most five times.
 func (g *testGroup) mustAdd(leader *testNode, n *testNode, standby bool) {
 	g.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	add := leader.m.AddVoter
-	if standby {
-		add = leader.m.AddStandby
+	var err error
+	for try := 0; try < 5; try++ {
+		if try > 0 {
+			leader = g.leader()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		add := leader.m.AddVoter
+		if standby {
+			add = leader.m.AddStandby
+		}
+		err = add(ctx, n.name, n.addr)
+		cancel()
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrOutcomeUnknown) {
+			break
+		}
 	}
-	if err := add(ctx, n.name, n.addr); err != nil {
-		g.t.Fatalf("add %s: %v", n.name, err)
-	}
+	g.t.Fatalf("add %s: %v", n.name, err)
 }
 
 // three starts s1 (bootstrapped) and adds s2 and s3 as voters.
