@@ -1,0 +1,313 @@
+package integration
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/momgate/momgate/handshake"
+	"github.com/momgate/momgate/proto"
+)
+
+// kill -9 of a group's leader during enrollment and during delete node
+// (issue 14, docs/HA.md): three real members on 127.0.0.1, .2, .3 and
+// MOMs on further loopback addresses that know every member. The crash
+// points are the single server's (internal/daemon/crash.go): the leader
+// runs the server's own enrollment and delete paths, with the group's
+// commit where a single server writes its journal.
+
+// controls is every member's control address, s1 first: the --server
+// list of the group's MOMs.
+func (g *haGroup) controls() string {
+	var list []string
+	for _, n := range []string{"s1", "s2", "s3"} {
+		list = append(list, g.members[n].control)
+	}
+	return strings.Join(list, ",")
+}
+
+// momsOnGroup restarts the named MOMs, enrolled at the single server
+// before the upgrade, with the group's list, and returns them.
+func (g *haGroup) momsOnGroup(names ...string) []*momProc {
+	g.t.Helper()
+	var out []*momProc
+	for _, n := range names {
+		m := g.c.moms[n]
+		m.stop()
+		out = append(out, g.c.startMomVia(n, m.ip, "", g.controls()))
+	}
+	return out
+}
+
+// waitMomsOn waits until every MOM in moms has a control session with
+// member l; at every poll the sisters admit each other.
+func (g *haGroup) waitMomsOn(l *member, sisters []*momProc, moms ...*momProc) {
+	g.t.Helper()
+	waitFor(g.t, "every MOM on the leader "+l.name, 90*time.Second, func() bool {
+		g.c.mutuallyAdmitted(sisters...)
+		for _, m := range moms {
+			st, ok := g.c.fullStatus(m)
+			if !ok || !st.Connected || st.Server != l.control {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// requireTokensUsed runs, for each node, a second MOM with an identity of
+// its own at the node's address, redeeming the node's token through the
+// group (all at once): each must be refused as used and stop.
+func (g *haGroup) requireTokensUsed(names, ips, toks []string) {
+	g.t.Helper()
+	var ps []*proc
+	for i, n := range names {
+		dir := filepath.Join(g.c.dir, n+"-again")
+		ps = append(ps, start(g.t, n+"-again", "momgate-mom", "run", "--state-dir", dir, "--server", g.controls(),
+			"--listen", fmt.Sprintf("%s:%d", ips[i], freePort(g.t, ips[i])), "--enroll", toks[i], "--log-level", "debug"))
+	}
+	for i, p := range ps {
+		if code := p.waitExit(g.t, 90*time.Second); code == 0 || !strings.Contains(p.out.String(), "token already used") {
+			g.t.Fatalf("a second identity with %s's token: exit %d, want refused as used:\n%s", names[i], code, p.out.String())
+		}
+	}
+}
+
+// refusedWith fails unless err is a Reject with one of codes.
+func refusedWith(t *testing.T, what string, err error, codes ...proto.RejectCode) {
+	t.Helper()
+	var rj *handshake.RejectError
+	if !errors.As(err, &rj) || !slices.Contains(codes, rj.Code) {
+		t.Fatalf("%s: got %v, want a Reject with one of codes %v", what, err, codes)
+	}
+}
+
+// TestHAGroupKilledAfterEnrollmentSaved: every member armed with the
+// crash hook enroll-saved; the leader dies right after the enrollment of
+// c is committed through the group, before the Welcome reaches c's MOM.
+// The MOM's retry with the same token and identity is, at the new leader,
+// the enrollment the old one committed (no second "node enrolled"); c is
+// enrolled with its MOM's own identity; the token is refused to another
+// identity; every MOM ends on the new leader, and the sisters admit each
+// other at every step of the failover.
+func TestHAGroupKilledAfterEnrollmentSaved(t *testing.T) {
+	const ipA, ipB, ipC = "127.0.0.71", "127.0.0.72", "127.0.0.73"
+	g := newHAGroupEnv(t, crashEnv("enroll-saved"), func(c *cluster) {
+		c.addMom("a", ipA)
+		c.addMom("b", ipB)
+	}, ipA, ipB, ipC)
+	ms := g.momsOnGroup("a", "b")
+	a, b := ms[0], ms[1]
+	l := g.leader()
+	g.waitMomsOn(l, nil, a, b)
+	g.c.mutuallyAdmitted(a, b)
+	g.follow(l)
+
+	tok := g.c.createNode("c", ipC)
+	c := g.c.startMomVia("c", ipC, tok, g.controls())
+	crashedAt(t, l.proc, "enroll-saved")
+	if n := enrolledLines(l.proc, "c"); n != 1 {
+		t.Fatalf("the killed leader logged %d enrollments of c, want 1", n)
+	}
+	killed := l
+	killed.proc = nil
+	g.c.mutuallyAdmitted(a, b) // their server just died
+
+	nl := g.leader()
+	g.follow(nl)
+	g.waitMomsOn(nl, []*momProc{a, b}, a, b, c)
+	g.c.waitUp("c")
+	if n := enrolledLines(nl.proc, "c"); n != 0 {
+		t.Fatalf("the new leader %s enrolled c anew (%d): the enrollment committed before the kill was lost", nl.name, n)
+	}
+	g.c.requireEnrolledAs("c", c)
+	g.requireTokensUsed([]string{"c"}, []string{ipC}, []string{tok})
+	g.c.requireEnrolledAs("c", c)
+	g.c.requireNodes("a", "b", "c")
+	g.c.mutuallyAdmitted(a, b, c)
+
+	// The killed member comes back and catches up, c still enrolled once.
+	g.runMember(killed)
+	g.waitAlive(killed.name)
+	g.c.requireEnrolledAs("c", c)
+	g.c.mutuallyAdmitted(a, c)
+}
+
+// TestHAGroupKilledDuringEnrollments: four MOMs enroll at once; the
+// leader is killed (-9) as soon as it has logged the first enrollment,
+// the others under way, committed but not answered, or not yet begun.
+// At the new leader every node is enrolled once (at most one "node
+// enrolled" over both leaders' logs: a second would be its token redeemed
+// twice), with its MOM's own identity, up; every token is refused to a
+// second identity; every MOM ends on the new leader; the sisters admit
+// each other throughout and admit the new nodes.
+func TestHAGroupKilledDuringEnrollments(t *testing.T) {
+	const ipA, ipB = "127.0.0.74", "127.0.0.75"
+	names := []string{"n1", "n2", "n3", "n4"}
+	ips := []string{"127.0.0.76", "127.0.0.77", "127.0.0.78", "127.0.0.79"}
+	g := newHAGroupEnv(t, nil, func(c *cluster) {
+		c.addMom("a", ipA)
+		c.addMom("b", ipB)
+	}, append([]string{ipA, ipB}, ips...)...)
+	ms := g.momsOnGroup("a", "b")
+	a, b := ms[0], ms[1]
+	l := g.leader()
+	g.waitMomsOn(l, nil, a, b)
+	g.follow(l)
+
+	var toks []string
+	for i, n := range names {
+		toks = append(toks, g.c.createNode(n, ips[i]))
+	}
+	var moms []*momProc
+	for i, n := range names {
+		moms = append(moms, g.c.startMomVia(n, ips[i], toks[i], g.controls()))
+	}
+	waitFor(t, "the leader to log the first enrollment", 60*time.Second, func() bool {
+		for _, n := range names {
+			if enrolledLines(l.proc, n) > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	l.proc.kill()
+	old := l.proc
+	l.proc = nil
+	logged := 0
+	for _, n := range names {
+		logged += enrolledLines(old, n)
+	}
+	t.Logf("leader %s killed with %d of %d enrollments logged", l.name, logged, len(names))
+	g.c.mutuallyAdmitted(a, b)
+
+	nl := g.leader()
+	g.follow(nl)
+	g.waitMomsOn(nl, []*momProc{a, b}, append([]*momProc{a, b}, moms...)...)
+	for i, n := range names {
+		g.c.waitUp(n)
+		before, after := enrolledLines(old, n), enrolledLines(nl.proc, n)
+		if before+after > 1 {
+			t.Errorf("node %s enrolled %d times at the old leader and %d at the new one: its token redeemed twice", n, before, after)
+		}
+		g.c.requireEnrolledAs(n, moms[i])
+	}
+	g.requireTokensUsed(names, ips, toks)
+	g.c.requireNodes(append([]string{"a", "b"}, names...)...)
+	for i, m := range moms {
+		g.c.requireEnrolledAs(names[i], m)
+		g.c.mutuallyAdmitted(a, m)
+	}
+	g.c.mutuallyAdmitted(b, moms[0])
+}
+
+// TestHAGroupKilledDuringDeleteNode: every member armed with a crash
+// hook, the leader dies answering delete node v, so the delete is never
+// acknowledged. Manual key distribution holds the delete's rotation still
+// for as long as the test looks.
+//
+// committed (hook delete-saved: the delete committed through the group,
+// nothing pushed to the MOMs yet): the delete is whole at the new leader:
+// v is gone, refused as revoked by its sisters (the deny the old leader
+// never pushed comes from the new one) and by the new leader (its MOM
+// stops, exit 4); the rotation the delete requested completes there, and
+// v stays refused after it.
+//
+// not_committed (hook queued: the delete's rotation request committed,
+// the delete not yet): nothing of the delete is applied: v is listed,
+// enrolled as before, its MOM up on the new leader and admitted by its
+// sisters; the rotation the request asked for completes with v in it.
+func TestHAGroupKilledDuringDeleteNode(t *testing.T) {
+	for _, tc := range []struct {
+		name, step string
+		ips        [3]string // a, b, v
+	}{
+		{"committed", "delete-saved", [3]string{"127.0.0.81", "127.0.0.82", "127.0.0.83"}},
+		{"not_committed", "queued", [3]string{"127.0.0.84", "127.0.0.85", "127.0.0.86"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ipA, ipB, ipV := tc.ips[0], tc.ips[1], tc.ips[2]
+			g := newHAGroupEnv(t, crashEnv(tc.step), func(c *cluster) {
+				c.mustQmgr("set server key_grace=1s")
+				c.addMom("a", ipA)
+				c.addMom("b", ipB)
+				c.addMom("v", ipV)
+				c.mustQmgr("set server key_distribution=manual")
+			}, ipA, ipB, ipV)
+			ms := g.momsOnGroup("a", "b", "v")
+			a, b, v := ms[0], ms[1], ms[2]
+			l := g.leader()
+			g.waitMomsOn(l, nil, a, b, v)
+			g.follow(l)
+			g.c.mutuallyAdmitted(a, b)
+			// v's keys, stolen, seal its PINGs from its address; its MOM
+			// stopped, so no genuine PING of v moves a mark past them.
+			thief := stealKeys(t, v)
+			v.stop()
+			asV := func(to *momProc) error {
+				return thief.deliver(ipV, to.imAddr(g.c.imPort), thief.seal(ipV, to.ip))
+			}
+			for _, m := range []*momProc{a, b} {
+				if err := asV(m); err != nil {
+					t.Fatalf("v refused by %s before its delete: %v", m.name, err)
+				}
+			}
+
+			if r := g.c.qmgr("delete node v"); r.code == 0 {
+				t.Fatalf("delete node v acknowledged by a leader that died answering it:\n%s", r.stdout)
+			}
+			crashedAt(t, l.proc, tc.step)
+			killed := l
+			killed.proc = nil
+			g.c.mutuallyAdmitted(a, b)
+			nl := g.leader()
+			g.follow(nl)
+			g.waitMomsOn(nl, []*momProc{a, b}, a, b)
+
+			if tc.step == "delete-saved" {
+				if _, ok := g.c.node("v"); ok {
+					t.Fatal("the delete committed before the kill is lost at the new leader")
+				}
+				for _, m := range []*momProc{a, b} {
+					waitRejectedWith(t, m.name+" to refuse the deleted v", func() error { return asV(m) }, proto.RejectRevoked)
+				}
+				v = g.c.startMomVia("v", ipV, "", g.controls())
+				if code := v.waitExit(t, 90*time.Second); code != 4 {
+					t.Fatalf("deleted v's MOM against the new leader: exit %d, want 4 (deleted)", code)
+				}
+				g.c.distributeByHand(a, b)
+				for _, m := range []*momProc{a, b} {
+					refusedWith(t, m.name+" refusing v after the rotation", asV(m), proto.RejectRevoked, proto.RejectUnknownKey)
+				}
+				g.c.requireNodes("a", "b")
+				g.c.waitConverged(a, b)
+				g.c.mutuallyAdmitted(a, b)
+			} else {
+				if _, ok := g.c.node("v"); !ok {
+					t.Fatal("v deleted at the new leader, although the delete never committed")
+				}
+				v = g.c.startMomVia("v", ipV, "", g.controls())
+				g.waitMomsOn(nl, []*momProc{a, b}, a, b, v)
+				g.c.waitUp("v")
+				g.c.requireEnrolledAs("v", v)
+				g.c.distributeByHand(a, b, v)
+				g.c.requireNodes("a", "b", "v")
+				g.c.waitConverged(a, b, v)
+				g.c.mutuallyAdmitted(a, b, v)
+			}
+
+			// The killed member comes back and catches up; the outcome holds.
+			g.runMember(killed)
+			g.waitAlive(killed.name)
+			if tc.step == "delete-saved" {
+				g.c.requireNodes("a", "b")
+			} else {
+				g.c.requireNodes("a", "b", "v")
+			}
+		})
+	}
+}
