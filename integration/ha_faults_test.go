@@ -167,14 +167,15 @@ func TestHAGroupKilledDuringEnrollments(t *testing.T) {
 	for i, n := range names {
 		moms = append(moms, g.c.startMomVia(n, ips[i], toks[i], g.controls()))
 	}
-	waitFor(t, "the leader to log the first enrollment", 60*time.Second, func() bool {
-		for _, n := range names {
-			if enrolledLines(l.proc, n) > 0 {
-				return true
-			}
+	// Polled every 2 ms, not waitFor's 20: the kill should find the
+	// other enrollments under way.
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(l.proc.out.String(), `msg="node enrolled"`) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out after 60s waiting for the leader to log the first enrollment")
 		}
-		return false
-	})
+		time.Sleep(2 * time.Millisecond) // poll interval, not synchronisation
+	}
 	l.proc.kill()
 	old := l.proc
 	l.proc = nil
