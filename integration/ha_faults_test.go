@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -77,6 +78,51 @@ func (g *haGroup) requireTokensUsed(names, ips, toks []string) {
 	}
 }
 
+// createNode creates node name on the leader, again on the new leader
+// if a follower refused it (an election under load may move the
+// leadership between two calls), and returns its token; the cluster
+// helpers follow the leader that created it.
+func (g *haGroup) createNode(name, ip string) string {
+	g.t.Helper()
+	var r result
+	waitFor(g.t, "create node "+name+" on the leader", 60*time.Second, func() bool {
+		l := g.leader()
+		g.follow(l)
+		r = g.qmgr(l, fmt.Sprintf("create node %s Mom=%s,Port=%d", name, ip, g.c.imPort), true)
+		return r.code == 0 || !strings.Contains(r.stderr, "not_leader")
+	})
+	if r.code != 0 {
+		g.t.Fatalf("create node %s: %s", name, r.stderr)
+	}
+	var out struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || out.Token == "" {
+		g.t.Fatalf("create node %s: no token in %q (%v)", name, r.stdout, err)
+	}
+	return out.Token
+}
+
+// crashed waits for the member that the crash hook at step killed (the
+// leader, whichever it is by then) and returns it, its proc kept in
+// killed for its log.
+func (g *haGroup) crashed(step string) (m *member, killed *proc) {
+	g.t.Helper()
+	waitFor(g.t, "a member to crash at "+step, 90*time.Second, func() bool {
+		for _, c := range g.members {
+			if c.proc != nil && c.proc.exited() {
+				m = c
+				return true
+			}
+		}
+		return false
+	})
+	killed = m.proc
+	crashedAt(g.t, killed, step)
+	m.proc = nil
+	return m, killed
+}
+
 // refusedWith fails unless err is a Reject with one of codes.
 func refusedWith(t *testing.T, what string, err error, codes ...proto.RejectCode) {
 	t.Helper()
@@ -102,19 +148,15 @@ func TestHAGroupKilledAfterEnrollmentSaved(t *testing.T) {
 	}, ipA, ipB, ipC)
 	ms := g.momsOnGroup("a", "b")
 	a, b := ms[0], ms[1]
-	l := g.leader()
-	g.waitMomsOn(l, nil, a, b)
+	g.waitMomsOn(g.leader(), nil, a, b)
 	g.c.mutuallyAdmitted(a, b)
-	g.follow(l)
 
-	tok := g.c.createNode("c", ipC)
+	tok := g.createNode("c", ipC)
 	c := g.c.startMomVia("c", ipC, tok, g.controls())
-	crashedAt(t, l.proc, "enroll-saved")
-	if n := enrolledLines(l.proc, "c"); n != 1 {
-		t.Fatalf("the killed leader logged %d enrollments of c, want 1", n)
+	killed, out := g.crashed("enroll-saved")
+	if n := enrolledLines(out, "c"); n != 1 {
+		t.Fatalf("the killed leader %s logged %d enrollments of c, want 1", killed.name, n)
 	}
-	killed := l
-	killed.proc = nil
 	g.c.mutuallyAdmitted(a, b) // their server just died
 
 	nl := g.leader()
@@ -155,22 +197,30 @@ func TestHAGroupKilledDuringEnrollments(t *testing.T) {
 	}, append([]string{ipA, ipB}, ips...)...)
 	ms := g.momsOnGroup("a", "b")
 	a, b := ms[0], ms[1]
-	l := g.leader()
-	g.waitMomsOn(l, nil, a, b)
-	g.follow(l)
+	g.waitMomsOn(g.leader(), nil, a, b)
 
 	var toks []string
 	for i, n := range names {
-		toks = append(toks, g.c.createNode(n, ips[i]))
+		toks = append(toks, g.createNode(n, ips[i]))
 	}
 	var moms []*momProc
 	for i, n := range names {
 		moms = append(moms, g.c.startMomVia(n, ips[i], toks[i], g.controls()))
 	}
+	// The member that logs the first enrollment leads: it is killed.
 	// Polled every 2 ms, not waitFor's 20: the kill should find the
 	// other enrollments under way.
+	var l *member
 	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(l.proc.out.String(), `msg="node enrolled"`) {
+	for l == nil {
+		for _, m := range g.members {
+			if m.proc != nil && strings.Contains(m.proc.out.String(), `msg="node enrolled"`) {
+				l = m
+			}
+		}
+		if l != nil {
+			break
+		}
 		if time.Now().After(deadline) {
 			t.Fatal("timed out after 60s waiting for the leader to log the first enrollment")
 		}
@@ -243,7 +293,6 @@ func TestHAGroupKilledDuringDeleteNode(t *testing.T) {
 			a, b, v := ms[0], ms[1], ms[2]
 			l := g.leader()
 			g.waitMomsOn(l, nil, a, b, v)
-			g.follow(l)
 			g.c.mutuallyAdmitted(a, b)
 			// v's keys, stolen, seal its PINGs from its address; its MOM
 			// stopped, so no genuine PING of v moves a mark past them.
@@ -258,12 +307,15 @@ func TestHAGroupKilledDuringDeleteNode(t *testing.T) {
 				}
 			}
 
-			if r := g.c.qmgr("delete node v"); r.code == 0 {
+			var r result
+			waitFor(t, "delete node v to reach the leader", 60*time.Second, func() bool {
+				r = g.qmgr(g.leader(), "delete node v", false)
+				return r.code == 0 || !strings.Contains(r.stderr, "not_leader")
+			})
+			if r.code == 0 {
 				t.Fatalf("delete node v acknowledged by a leader that died answering it:\n%s", r.stdout)
 			}
-			crashedAt(t, l.proc, tc.step)
-			killed := l
-			killed.proc = nil
+			killed, _ := g.crashed(tc.step)
 			g.c.mutuallyAdmitted(a, b)
 			nl := g.leader()
 			g.follow(nl)
