@@ -242,6 +242,7 @@ func TestHAGroupKilledDuringEnrollments(t *testing.T) {
 	for i, n := range names {
 		g.c.waitUp(n)
 		before, after := enrolledLines(old, n), enrolledLines(nl.proc, n)
+		t.Logf("%s: %d enrollment(s) logged by the killed leader, %d by the new one %s", n, before, after, nl.name)
 		if before+after > 1 {
 			t.Errorf("node %s enrolled %d times at the old leader and %d at the new one: its token redeemed twice", n, before, after)
 		}
