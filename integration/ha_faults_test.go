@@ -257,48 +257,57 @@ func TestHAGroupKilledDuringEnrollments(t *testing.T) {
 	g.c.mutuallyAdmitted(b, moms[0])
 }
 
-// TestHAGroupKilledDuringDeleteNode: every member armed with a crash
-// hook, the leader dies answering delete node v, so the delete is never
-// acknowledged. Manual key distribution holds the delete's rotation still
-// for as long as the test looks.
+// TestHAGroupKilledDuringDeleteNode: kill -9 of the leader answering
+// delete node v. Sister d is stopped through the delete and the failover:
+// it can learn of the delete only from the new leader; a and b run and
+// admit each other throughout. Manual key distribution holds the delete's
+// rotation still for as long as the test looks.
 //
-// committed (hook delete-saved: the delete committed through the group,
-// nothing pushed to the MOMs yet): the delete is whole at the new leader:
-// v is gone, refused as revoked by its sisters (the deny the old leader
-// never pushed comes from the new one) and by the new leader (its MOM
-// stops, exit 4); the rotation the delete requested completes there, and
-// v stays refused after it.
+// acknowledged (no hook; the leader killed once qmgr has its answer) and
+// committed (every member armed with the hook delete-saved: the delete
+// committed through the group, not acknowledged, nothing pushed to the
+// MOMs yet): the delete is whole at the new leader: v is gone, refused as
+// revoked by every sister, d too, and by the new leader (its MOM stops,
+// exit 4); the rotation the delete requested completes there, and v stays
+// refused after it.
 //
-// not_committed (hook queued: the delete's rotation request committed,
-// the delete not yet): nothing of the delete is applied: v is listed,
-// enrolled as before, its MOM up on the new leader and admitted by its
-// sisters; the rotation the request asked for completes with v in it.
+// not_committed (every member armed with the hook queued: the delete's
+// rotation request committed, the delete not; not acknowledged): nothing
+// of the delete is applied: v is listed, enrolled as before, its MOM up
+// on the new leader and admitted by its sisters; the rotation the request
+// asked for completes with v in it.
 func TestHAGroupKilledDuringDeleteNode(t *testing.T) {
 	for _, tc := range []struct {
 		name, step string
-		ips        [3]string // a, b, v
+		ips        [4]string // a, b, d, v
 	}{
-		{"committed", "delete-saved", [3]string{"127.0.0.81", "127.0.0.82", "127.0.0.83"}},
-		{"not_committed", "queued", [3]string{"127.0.0.84", "127.0.0.85", "127.0.0.86"}},
+		{"acknowledged", "", [4]string{"127.0.0.81", "127.0.0.82", "127.0.0.83", "127.0.0.84"}},
+		{"committed", "delete-saved", [4]string{"127.0.0.85", "127.0.0.86", "127.0.0.87", "127.0.0.88"}},
+		{"not_committed", "queued", [4]string{"127.0.0.89", "127.0.0.90", "127.0.0.91", "127.0.0.92"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ipA, ipB, ipV := tc.ips[0], tc.ips[1], tc.ips[2]
-			g := newHAGroupEnv(t, crashEnv(tc.step), func(c *cluster) {
+			ipA, ipB, ipD, ipV := tc.ips[0], tc.ips[1], tc.ips[2], tc.ips[3]
+			var env []string
+			if tc.step != "" {
+				env = crashEnv(tc.step)
+			}
+			g := newHAGroupEnv(t, env, func(c *cluster) {
 				c.mustQmgr("set server key_grace=1s")
 				c.addMom("a", ipA)
 				c.addMom("b", ipB)
+				c.addMom("d", ipD)
 				c.addMom("v", ipV)
 				c.mustQmgr("set server key_distribution=manual")
-			}, ipA, ipB, ipV)
-			ms := g.momsOnGroup("a", "b", "v")
-			a, b, v := ms[0], ms[1], ms[2]
-			l := g.leader()
-			g.waitMomsOn(l, nil, a, b, v)
-			g.c.mutuallyAdmitted(a, b)
+			}, ipA, ipB, ipD, ipV)
+			ms := g.momsOnGroup("a", "b", "d", "v")
+			a, b, d, v := ms[0], ms[1], ms[2], ms[3]
+			g.waitMomsOn(g.leader(), nil, a, b, d, v)
+			g.c.mutuallyAdmitted(a, b, d)
 			// v's keys, stolen, seal its PINGs from its address; its MOM
 			// stopped, so no genuine PING of v moves a mark past them.
 			thief := stealKeys(t, v)
 			v.stop()
+			d.stop()
 			asV := func(to *momProc) error {
 				return thief.deliver(ipV, to.imAddr(g.c.imPort), thief.seal(ipV, to.ip))
 			}
@@ -309,58 +318,71 @@ func TestHAGroupKilledDuringDeleteNode(t *testing.T) {
 			}
 
 			var r result
+			var answering *member
 			waitFor(t, "delete node v to reach the leader", 60*time.Second, func() bool {
-				r = g.qmgr(g.leader(), "delete node v", false)
+				answering = g.leader()
+				r = g.qmgr(answering, "delete node v", false)
 				return r.code == 0 || !strings.Contains(r.stderr, "not_leader")
 			})
-			if r.code == 0 {
-				t.Fatalf("delete node v acknowledged by a leader that died answering it:\n%s", r.stdout)
+			killed := answering
+			if tc.step == "" {
+				if r.code != 0 {
+					t.Fatalf("delete node v: exit %d: %s", r.code, r.stderr)
+				}
+				killed.proc.kill()
+				killed.proc = nil
+			} else {
+				if r.code == 0 {
+					t.Fatalf("delete node v acknowledged by a leader that died answering it:\n%s", r.stdout)
+				}
+				killed, _ = g.crashed(tc.step)
 			}
-			killed, _ := g.crashed(tc.step)
 			g.c.mutuallyAdmitted(a, b)
 			nl := g.leader()
 			g.follow(nl)
 			g.waitMomsOn(nl, []*momProc{a, b}, a, b)
+			d = g.c.startMomVia("d", ipD, "", g.controls())
+			g.waitMomsOn(nl, []*momProc{a, b}, a, b, d)
 
-			if tc.step == "delete-saved" {
+			if tc.step != "queued" {
 				if _, ok := g.c.node("v"); ok {
-					t.Fatal("the delete committed before the kill is lost at the new leader")
+					t.Fatal("the delete, committed before the kill, is lost at the new leader")
 				}
-				for _, m := range []*momProc{a, b} {
+				for _, m := range []*momProc{a, b, d} {
 					waitRejectedWith(t, m.name+" to refuse the deleted v", func() error { return asV(m) }, proto.RejectRevoked)
 				}
 				v = g.c.startMomVia("v", ipV, "", g.controls())
 				if code := v.waitExit(t, 90*time.Second); code != 4 {
 					t.Fatalf("deleted v's MOM against the new leader: exit %d, want 4 (deleted)", code)
 				}
-				g.c.distributeByHand(a, b)
-				for _, m := range []*momProc{a, b} {
+				g.c.distributeByHand(a, b, d)
+				for _, m := range []*momProc{a, b, d} {
 					refusedWith(t, m.name+" refusing v after the rotation", asV(m), proto.RejectRevoked, proto.RejectUnknownKey)
 				}
-				g.c.requireNodes("a", "b")
-				g.c.waitConverged(a, b)
-				g.c.mutuallyAdmitted(a, b)
+				g.c.requireNodes("a", "b", "d")
+				g.c.waitConverged(a, b, d)
+				g.c.mutuallyAdmitted(a, b, d)
 			} else {
 				if _, ok := g.c.node("v"); !ok {
 					t.Fatal("v deleted at the new leader, although the delete never committed")
 				}
 				v = g.c.startMomVia("v", ipV, "", g.controls())
-				g.waitMomsOn(nl, []*momProc{a, b}, a, b, v)
+				g.waitMomsOn(nl, []*momProc{a, b}, a, b, d, v)
 				g.c.waitUp("v")
 				g.c.requireEnrolledAs("v", v)
-				g.c.distributeByHand(a, b, v)
-				g.c.requireNodes("a", "b", "v")
-				g.c.waitConverged(a, b, v)
-				g.c.mutuallyAdmitted(a, b, v)
+				g.c.distributeByHand(a, b, d, v)
+				g.c.requireNodes("a", "b", "d", "v")
+				g.c.waitConverged(a, b, d, v)
+				g.c.mutuallyAdmitted(a, b, d, v)
 			}
 
 			// The killed member comes back and catches up; the outcome holds.
 			g.runMember(killed)
 			g.waitAlive(killed.name)
-			if tc.step == "delete-saved" {
-				g.c.requireNodes("a", "b")
+			if tc.step != "queued" {
+				g.c.requireNodes("a", "b", "d")
 			} else {
-				g.c.requireNodes("a", "b", "v")
+				g.c.requireNodes("a", "b", "d", "v")
 			}
 		})
 	}
