@@ -113,6 +113,7 @@ type haGroup struct {
 	t       *testing.T
 	c       *cluster // s1's cluster: MOMs and helpers
 	members map[string]*member
+	env     []string // every member's extra environment (a crash hook)
 }
 
 func (g *haGroup) qmgr(m *member, directive string, json bool) result {
@@ -127,9 +128,21 @@ func (g *haGroup) qmgr(m *member, directive string, json bool) result {
 // newHAGroup upgrades a fresh single server into s1 and joins s2 and s3.
 func newHAGroup(t *testing.T, momIPs ...string) *haGroup {
 	t.Helper()
+	return newHAGroupEnv(t, nil, nil, momIPs...)
+}
+
+// newHAGroupEnv is newHAGroup whose members run with env, every one
+// (started, joined or restarted); before, if not nil, runs on the single
+// server first, so that what it does (MOMs it enrolls) is done before
+// env arms a crash hook.
+func newHAGroupEnv(t *testing.T, env []string, before func(*cluster), momIPs ...string) *haGroup {
+	t.Helper()
 	c := newCluster(t, momIPs...)
+	if before != nil {
+		before(c)
+	}
 	c.server.stop()
-	g := &haGroup{t: t, c: c, members: map[string]*member{}}
+	g := &haGroup{t: t, c: c, members: map[string]*member{}, env: env}
 	s1 := &member{name: "s1", ip: "127.0.0.1", dir: c.srvDir, control: c.srvAddr,
 		repl: fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))}
 	g.members["s1"] = s1
@@ -144,7 +157,7 @@ func newHAGroup(t *testing.T, momIPs ...string) *haGroup {
 
 func (g *haGroup) runMember(m *member) {
 	g.t.Helper()
-	m.proc = start(g.t, m.name, "momgate-server", "run", "--state-dir", m.dir, "--listen", m.control,
+	m.proc = startEnv(g.t, m.name, g.env, "momgate-server", "run", "--state-dir", m.dir, "--listen", m.control,
 		"--replication-listen", m.repl, "--member-name", m.name, "--raft-heartbeat", "1s", "--log-level", "debug")
 }
 
@@ -155,7 +168,7 @@ func (g *haGroup) join(name, ip string, standby bool) *member {
 	m := &member{name: name, ip: ip, dir: filepath.Join(g.c.dir, name),
 		control: fmt.Sprintf("%s:%d", ip, freePort(g.t, ip)), repl: fmt.Sprintf("%s:%d", ip, freePort(g.t, ip))}
 	tok := g.createServer(name, m.repl, standby)
-	m.proc = start(g.t, name, "momgate-server", "join", "--token", tok, "--state-dir", m.dir, "--listen", m.control,
+	m.proc = startEnv(g.t, name, g.env, "momgate-server", "join", "--token", tok, "--state-dir", m.dir, "--listen", m.control,
 		"--raft-heartbeat", "1s", "--log-level", "debug")
 	g.members[name] = m
 	g.waitState(name, "alive")
