@@ -262,9 +262,9 @@ func TestDistributionWaitsForConnectedNodes(t *testing.T) {
 	if len(up.To) != 2 || up.Key.ID != m.Info().New || up.Key.State != keys.StateNext {
 		t.Fatalf("update %+v", up)
 	}
-	rec := acts[0].(SaveRecord).Record
-	if len(rec.Behind) != 1 || rec.Behind[0] != nid(3) {
-		t.Fatalf("persisted behind %v", rec.Behind)
+	save := acts[0].(SaveRecord)
+	if rec := save.Apply(Record{}); len(rec.Behind) != 1 || rec.Behind[0] != nid(3) || save.Record.Behind != nil || save.Behind != 1 {
+		t.Fatalf("persisted behind %v (changes %v, count %d)", rec.Behind, save.Changes, save.Behind)
 	}
 	newKey := m.Info().New
 	// Wrong key, wrong rotation, unknown node: ignored.
