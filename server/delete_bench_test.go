@@ -74,6 +74,15 @@ type recordBytes struct {
 // one behind after a completed rotation. replicate, if set, commits the
 // writes (a group leader).
 func newOfflineServer(tb testing.TB, n int, replicate func(string, []replica.StateRecord) error) *Server {
+	srv := openServer(tb, offlineDir(tb, n), replicate)
+	tb.Cleanup(srv.closeUnstarted)
+	primeBehind(tb, srv, n)
+	return srv
+}
+
+// offlineDir is an initialised state directory of n enrolled nodes,
+// named off000000 on.
+func offlineDir(tb testing.TB, n int) string {
 	dir := tb.TempDir()
 	if _, err := Init(dir, rand.Reader, time.Now()); err != nil {
 		tb.Fatal(err)
@@ -94,12 +103,22 @@ func newOfflineServer(tb testing.TB, n int, replicate func(string, []replica.Sta
 	if err := saveState(dir, p); err != nil {
 		tb.Fatal(err)
 	}
+	return dir
+}
+
+// openServer opens dir without listening; the caller closes it
+// (closeUnstarted).
+func openServer(tb testing.TB, dir string, replicate func(string, []replica.StateRecord) error) *Server {
 	srv, err := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: quietLog(), Replicate: replicate})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(srv.closeUnstarted)
-	// One rotation with nobody connected: every node is behind.
+	return srv
+}
+
+// primeBehind runs one rotation with nobody connected: every one of the n
+// nodes is behind after it.
+func primeBehind(tb testing.TB, srv *Server, n int) {
 	if _, err := srv.rot.rotate("prime"); err != nil {
 		tb.Fatal(err)
 	}
@@ -107,18 +126,22 @@ func newOfflineServer(tb testing.TB, n int, replicate func(string, []replica.Sta
 	if in := srv.rot.info(); in.Phase != string(rotation.Idle) || in.Behind != n {
 		tb.Fatalf("after the first rotation: phase %s, %d of %d nodes behind", in.Phase, in.Behind, n)
 	}
-	return srv
 }
 
 // endGrace runs the rotor's clock past the grace period (and any queued
 // rotation's), until the machine is idle.
 func endGrace(tb testing.TB, srv *Server) {
 	for range 100 {
-		if srv.rot.info().Phase == string(rotation.Idle) {
+		in := srv.rot.info()
+		if in.Phase == string(rotation.Idle) {
 			return
 		}
 		if err := srv.rot.event(func(m *rotation.Machine, now time.Time) ([]rotation.Action, error) {
-			return m.Tick(now.Add(24 * time.Hour))
+			at := now.Add(24 * time.Hour)
+			if in.GraceUntil != nil && !at.After(*in.GraceUntil) {
+				at = in.GraceUntil.Add(time.Second) // a grace period that began at a tick like this one
+			}
+			return m.Tick(at)
 		}); err != nil {
 			tb.Fatal(err)
 		}
