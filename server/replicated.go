@@ -73,11 +73,11 @@ func (a memberRecord) same(b memberRecord) bool {
 // state records, as the journal and the state files hold them, plus the
 // member list. Safe for concurrent use; Apply is called in log order.
 type groupState struct {
-	mu      sync.Mutex
-	meta    json.RawMessage            // the meta record; nil until the first
-	nodes   map[string]json.RawMessage // by node id
-	tokens  map[string]json.RawMessage // by token id, hex
-	files   map[string][]byte          // keyring.json, deny.json
+	mu     sync.Mutex
+	meta   json.RawMessage            // the meta record; nil until the first
+	nodes  map[string]json.RawMessage // by node id
+	tokens map[string]json.RawMessage // by token id, hex
+	files  map[string][]byte          // keyring.json, deny.json
 	// The rotation record: without its behind list (nil until the
 	// first), and the list as a set. A rotation step commits the record
 	// and the nodes that entered or left the list (rotstore.go).

@@ -113,7 +113,6 @@ func openRotStore(dir string, js *store.JournalState, lost bool, replicate func(
 	return rs, rec, nil
 }
 
-
 // replayRotation applies journal records over the snapshot rec.
 func replayRotation(rec rotation.Record, recs []store.JournalRecord) (rotation.Record, error) {
 	if len(recs) == 0 {

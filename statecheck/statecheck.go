@@ -213,10 +213,10 @@ type policy struct {
 	// problems: a journal line that fails its checksum before the end is
 	// not dropped with the lines after it.
 	refuseDamaged bool
-	steps  []Step
-	lost   string
-	does   string
-	doc    string
+	steps         []Step
+	lost          string
+	does          string
+	doc           string
 }
 
 const (
