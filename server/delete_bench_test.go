@@ -67,7 +67,7 @@ func wchar(tb testing.TB) int64 {
 
 // recordBytes counts the bytes of committed records by file.
 type recordBytes struct {
-	rotation, other int64
+	rotation, other, deny int64 // deny: deny.json, part of other
 }
 
 // newOfflineServer is a server of n enrolled nodes, none connected, every
@@ -164,10 +164,13 @@ func benchDeletes(b *testing.B, members int) {
 				replicate = func(why string, recs []replica.StateRecord) error {
 					for _, r := range recs {
 						size := int64(len(r.Kind) + len(r.Key) + len(r.Value))
-						if r.Kind == replica.RecordFile && r.Key == rotationFile {
+						if r.Kind == replica.RecordFile && r.Key == rotationFile || r.Kind == replica.RecordRotation || r.Kind == replica.RecordBehind {
 							counted.rotation += size
 						} else {
 							counted.other += size
+							if r.Kind == replica.RecordFile && r.Key == denyFile {
+								counted.deny += size
+							}
 						}
 					}
 					return commit(why, recs)
@@ -189,6 +192,7 @@ func benchDeletes(b *testing.B, members int) {
 			if members > 0 {
 				b.ReportMetric(float64(counted.rotation)/float64(b.N), "rotation-rec-B/delete")
 				b.ReportMetric(float64(counted.other)/float64(b.N), "other-rec-B/delete")
+				b.ReportMetric(float64(counted.deny)/float64(b.N), "deny-rec-B/delete")
 			}
 		})
 	}
