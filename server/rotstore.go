@@ -225,7 +225,9 @@ func (rs *rotStore) record() rotation.Record {
 // appended to the journal or committed; the whole record instead when
 // most of the list changed (a first rotation of many offline nodes).
 func (rs *rotStore) save(a rotation.SaveRecord) error {
-	if len(a.Changes) > 256 && len(a.Changes) > len(rs.behind)/2 {
+	if len(a.Changes) > 256 && (len(a.Changes) > len(rs.behind)/2 || len(a.Changes) >= replica.MaxRecords/2) {
+		// Most of the list changed (or more than one command may carry):
+		// the whole record is no larger than the changes.
 		return rs.saveWhole(a)
 	}
 	head, err := rotation.EncodeRecord(a.Record)
