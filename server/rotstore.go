@@ -126,6 +126,9 @@ func replayRotation(rec rotation.Record, recs []store.JournalRecord) (rotation.R
 		if err := applyRotationRecord(&rec, set, r.Kind, r.Key, r.Value, r.Deleted); err != nil {
 			return rec, fmt.Errorf("record %d: %w", i, err)
 		}
+		if len(set) > rotation.MaxNodes {
+			return rec, fmt.Errorf("record %d: %w: more than %d nodes behind", i, rotation.ErrInvalidRecord, rotation.MaxNodes)
+		}
 	}
 	rec.Behind = sortedNodeSet(set)
 	return rec, nil
