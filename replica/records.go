@@ -23,6 +23,12 @@ const (
 	RecordToken  = "token"  // one enrollment token; key: token id, hex
 	RecordFile   = "file"   // a whole state file; key: its name (keyring.json, rotation.json, deny.json)
 	RecordMember = "member" // one member of the group; key: member name
+	// RecordRotation is the rotation record without its behind list (the
+	// encoding of rotation.json, format 1); key "record".
+	RecordRotation = "rotation"
+	// RecordBehind is one node of the rotation record's behind list; key:
+	// node id; value {}; deleted when the node left the list.
+	RecordBehind = "behind"
 )
 
 // Limits of StateRecords.
@@ -58,7 +64,7 @@ func (c *StateRecords) check() error {
 	}
 	for i, r := range c.Records {
 		switch r.Kind {
-		case RecordMeta, RecordNode, RecordToken, RecordFile, RecordMember:
+		case RecordMeta, RecordNode, RecordToken, RecordFile, RecordMember, RecordRotation, RecordBehind:
 		default:
 			return fmt.Errorf("record %d: unknown kind %.32q", i, r.Kind)
 		}

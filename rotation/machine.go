@@ -75,10 +75,48 @@ type Action interface {
 	Step() string
 }
 
-// SaveRecord asks the shell to persist the record atomically.
+// SaveRecord asks the shell to persist the record atomically. Record is
+// the record without its Behind list, which can name most of the nodes:
+// Changes are the nodes whose membership of it changed since the previous
+// SaveRecord (or since Restore), so that a shell can persist a step in
+// bytes proportional to what changed (the server's rotation.journal,
+// docs/KEYS.md). Apply rebuilds the whole record.
 type SaveRecord struct {
-	Record Record
-	step   string
+	Record  Record // Behind is nil
+	Changes []BehindChange
+	Behind  int // how many nodes are behind after the step (for logs)
+	step    string
+}
+
+// BehindChange is one node entering (Behind) or leaving the record's
+// Behind list.
+type BehindChange struct {
+	Node   proto.NodeID
+	Behind bool
+}
+
+// Apply returns prev, the whole record as persisted before a, with a
+// applied: a's record with prev's Behind list changed by a.Changes. It
+// costs O(len(prev.Behind)); a shell that keeps the list as a set applies
+// Changes itself.
+func (a SaveRecord) Apply(prev Record) Record {
+	set := make(map[proto.NodeID]struct{}, len(prev.Behind)+len(a.Changes))
+	for _, n := range prev.Behind {
+		set[n] = struct{}{}
+	}
+	for _, c := range a.Changes {
+		if c.Behind {
+			set[c.Node] = struct{}{}
+		} else {
+			delete(set, c.Node)
+		}
+	}
+	r := a.Record
+	r.Queued = append([]string(nil), a.Record.Queued...)
+	if len(set) > 0 {
+		r.Behind = sortedIDs(set)
+	}
+	return r
 }
 
 // Step names the action.
@@ -159,6 +197,9 @@ type Machine struct {
 	wait      map[proto.NodeID]waitState
 	pending   int
 	behind    map[proto.NodeID]struct{}
+	// changed holds the nodes whose membership of behind may have
+	// changed since the last SaveRecord.
+	changed map[proto.NodeID]struct{}
 }
 
 // Restore rebuilds the machine from what the server persisted: the record,
@@ -178,7 +219,7 @@ func Restore(rnd io.Reader, params Params, rec Record, ring *keys.Keyring, nodes
 	m := &Machine{
 		rnd: rnd, params: params.withDefaults(), rec: rec, ring: ring,
 		nodes: map[proto.NodeID]struct{}{}, connected: map[proto.NodeID]struct{}{},
-		wait: map[proto.NodeID]waitState{}, behind: map[proto.NodeID]struct{}{},
+		wait: map[proto.NodeID]waitState{}, behind: map[proto.NodeID]struct{}{}, changed: map[proto.NodeID]struct{}{},
 	}
 	for _, n := range nodes {
 		m.nodes[n] = struct{}{}
@@ -186,6 +227,8 @@ func Restore(rnd io.Reader, params Params, rec Record, ring *keys.Keyring, nodes
 	for _, n := range rec.Behind {
 		if _, ok := m.nodes[n]; ok {
 			m.behind[n] = struct{}{}
+		} else {
+			m.changed[n] = struct{}{} // deleted meanwhile: dropped at the next save
 		}
 	}
 	m.rec.Behind = nil
@@ -297,7 +340,42 @@ func (m *Machine) Record() Record {
 	return r
 }
 
-func (m *Machine) save(step string) Action { return SaveRecord{Record: m.Record(), step: step} }
+// save is the SaveRecord of the current record: the record without its
+// Behind list, and the changes to the list since the last save.
+func (m *Machine) save(step string) Action {
+	r := m.rec
+	r.Queued = append([]string(nil), m.rec.Queued...)
+	r.Behind = nil
+	var ch []BehindChange
+	if len(m.changed) > 0 {
+		ch = make([]BehindChange, 0, len(m.changed))
+		for _, n := range sortedIDs(m.changed) {
+			_, behind := m.behind[n]
+			ch = append(ch, BehindChange{Node: n, Behind: behind})
+		}
+		if len(ch) > 1024 {
+			m.changed = map[proto.NodeID]struct{}{} // a cleared map keeps its size
+		} else {
+			clear(m.changed)
+		}
+	}
+	return SaveRecord{Record: r, Changes: ch, Behind: len(m.behind), step: step}
+}
+
+// setBehind puts a node into the behind set or takes it out, noting the
+// change for the next save.
+func (m *Machine) setBehind(n proto.NodeID, behind bool) {
+	_, was := m.behind[n]
+	if was == behind {
+		return
+	}
+	if behind {
+		m.behind[n] = struct{}{}
+	} else {
+		delete(m.behind, n)
+	}
+	m.changed[n] = struct{}{}
+}
 
 func (m *Machine) connectedIDs() []proto.NodeID { return sortedIDs(m.connected) }
 
@@ -434,7 +512,7 @@ func (m *Machine) distribute(reason string, manual bool, now time.Time, newSeq b
 			m.wait[n] = wPending
 			m.pending++
 		} else {
-			m.behind[n] = struct{}{}
+			m.setBehind(n, true)
 		}
 	}
 	acts := []Action{m.save(StepDistributing)}
@@ -466,11 +544,7 @@ func (m *Machine) maybeActivate(now time.Time) ([]Action, error) {
 func (m *Machine) activate(now time.Time) ([]Action, error) {
 	m.rec.Phase = Activating
 	for n, st := range m.wait {
-		if st == wAcked {
-			delete(m.behind, n)
-		} else {
-			m.behind[n] = struct{}{}
-		}
+		m.setBehind(n, st != wAcked)
 	}
 	m.wait = map[proto.NodeID]waitState{}
 	m.pending = 0
@@ -642,7 +716,7 @@ func (m *Machine) Connected(node proto.NodeID, held []keys.KeyID, active keys.Ke
 	}
 	if _, behind := m.behind[node]; synced && behind {
 		// It caught up: record that (rare: only nodes that missed a step).
-		delete(m.behind, node)
+		m.setBehind(node, false)
 		if m.rec.Phase != Distributing {
 			acts = append(acts, m.save(StepBehind))
 		}
@@ -675,7 +749,7 @@ func (m *Machine) NodeRemoved(node proto.NodeID, now time.Time) ([]Action, error
 	delete(m.wait, node)
 	delete(m.nodes, node)
 	delete(m.connected, node)
-	delete(m.behind, node)
+	m.setBehind(node, false)
 	return m.maybeActivate(now)
 }
 

@@ -262,9 +262,9 @@ func TestDistributionWaitsForConnectedNodes(t *testing.T) {
 	if len(up.To) != 2 || up.Key.ID != m.Info().New || up.Key.State != keys.StateNext {
 		t.Fatalf("update %+v", up)
 	}
-	rec := acts[0].(SaveRecord).Record
-	if len(rec.Behind) != 1 || rec.Behind[0] != nid(3) {
-		t.Fatalf("persisted behind %v", rec.Behind)
+	save := acts[0].(SaveRecord)
+	if rec := save.Apply(Record{}); len(rec.Behind) != 1 || rec.Behind[0] != nid(3) || save.Record.Behind != nil || save.Behind != 1 {
+		t.Fatalf("persisted behind %v (changes %v, count %d)", rec.Behind, save.Changes, save.Behind)
 	}
 	newKey := m.Info().New
 	// Wrong key, wrong rotation, unknown node: ignored.
@@ -603,5 +603,66 @@ func TestCancelWithdrawsARequest(t *testing.T) {
 	}
 	if acts := must(m.Start("", epoch)); len(acts) != 0 {
 		t.Fatalf("start with nothing queued acted: %s", steps(acts))
+	}
+}
+
+// TestSaveRecordChanges: each SaveRecord carries the record without its
+// behind list and the nodes that entered or left the list since the
+// previous one, so that a shell applying them in order holds the list the
+// machine holds, without one save carrying the whole list.
+func TestSaveRecordChanges(t *testing.T) {
+	s := newSim(t, 0, 2)
+	ring := activeRing(t)
+	// Node 9 is behind in the record but no longer enrolled: dropped at
+	// the next save.
+	disk := Record{Behind: []proto.NodeID{nid(9)}}
+	m, _, err := Restore(s.rnd, Params{Grace: 5 * time.Second, Timeout: 10 * time.Second}, disk, ring, []proto.NodeID{nid(1), nid(2), nid(3)}, epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply := func(acts []Action, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range acts {
+			if a, ok := a.(SaveRecord); ok {
+				if a.Record.Behind != nil {
+					t.Fatalf("step %s: a SaveRecord carries the whole list %v", a.Step(), a.Record.Behind)
+				}
+				disk = a.Apply(disk)
+				if a.Behind != len(disk.Behind) {
+					t.Fatalf("step %s: count %d, list %v", a.Step(), a.Behind, disk.Behind)
+				}
+			}
+		}
+	}
+	same := func(what string) {
+		t.Helper()
+		if got, want := fmt.Sprint(disk.Behind), fmt.Sprint(m.Record().Behind); got != want {
+			t.Fatalf("%s: persisted behind %s, machine %s", what, got, want)
+		}
+	}
+	active := m.Ring().Active().ID
+	apply(m.Connected(nid(1), []keys.KeyID{active}, active, epoch))
+	apply(m.Start("rotate key", epoch))
+	same("distributing") // 2 and 3 behind, 9 dropped
+	if len(disk.Behind) != 2 {
+		t.Fatalf("behind %v, want nodes 2 and 3", disk.Behind)
+	}
+	apply(m.Ack(nid(1), m.Info().Seq, m.Info().New, true, epoch))
+	same("grace")
+	apply(m.NodeRemoved(nid(2), epoch))
+	apply(m.Start("delete node 2", epoch))
+	same("queued after a delete")
+	cur := m.Ring().Active().ID
+	var held []keys.KeyID
+	for _, k := range m.Ring().Keys() {
+		held = append(held, k.ID)
+	}
+	apply(m.Connected(nid(3), held, cur, epoch))
+	same("caught up")
+	if len(disk.Behind) != 0 {
+		t.Fatalf("behind %v after every node caught up or left", disk.Behind)
 	}
 }

@@ -270,7 +270,14 @@ func (s *sim) disconnectNoExec(mm *simMom) {
 func (s *sim) apply(a Action) {
 	switch a := a.(type) {
 	case SaveRecord:
-		data, err := EncodeRecord(a.Record)
+		var prev Record
+		if s.disk.rec != nil {
+			var err error
+			if prev, err = DecodeRecord(s.disk.rec); err != nil {
+				s.fatalf("decode record: %v", err)
+			}
+		}
+		data, err := EncodeRecord(a.Apply(prev))
 		if err != nil {
 			s.fatalf("encode record: %v", err)
 		}

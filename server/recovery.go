@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/momgate/momgate/proto"
-	"github.com/momgate/momgate/rotation"
 	"github.com/momgate/momgate/statecheck"
 )
 
@@ -49,18 +48,14 @@ func (s *Server) recoverState() error {
 	if err != nil {
 		return err
 	}
-	err = st.CreateDefault(rotationFile, func() error {
-		data, err := rotation.EncodeRecord(s.rot.record())
-		if err != nil {
-			return err
-		}
-		return s.writeStateFile(rotationFile, data)
-	})
+	err = st.CreateDefault(rotationFile, func() error { return s.rot.persistWhole("write " + rotationFile) })
 	if err != nil {
 		return err
 	}
-	if st.Absent(journalFile) {
-		return fmt.Errorf("state journal %s missing after open", journalFile)
+	for _, f := range []string{journalFile, rotationJournalFile} {
+		if st.Absent(f) {
+			return fmt.Errorf("state journal %s missing after open", f)
+		}
 	}
 	return st.SyncManifest(true)
 }

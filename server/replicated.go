@@ -20,6 +20,7 @@ import (
 	"github.com/momgate/momgate/internal/statefile"
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/replica"
 	"github.com/momgate/momgate/rotation"
 	"github.com/momgate/momgate/statecheck"
@@ -77,18 +78,46 @@ func (a memberRecord) same(b memberRecord) bool {
 // state records, as the journal and the state files hold them, plus the
 // member list. Safe for concurrent use; Apply is called in log order.
 type groupState struct {
-	mu      sync.Mutex
-	meta    json.RawMessage            // the meta record; nil until the first
-	nodes   map[string]json.RawMessage // by node id
-	tokens  map[string]json.RawMessage // by token id, hex
-	files   map[string][]byte          // keyring.json, rotation.json, deny.json
+	mu     sync.Mutex
+	meta   json.RawMessage            // the meta record; nil until the first
+	nodes  map[string]json.RawMessage // by node id
+	tokens map[string]json.RawMessage // by token id, hex
+	files  map[string][]byte          // keyring.json, deny.json
+	// The rotation record: without its behind list (nil until the
+	// first), and the list as a set. A rotation step commits the record
+	// and the nodes that entered or left the list (rotstore.go).
+	rotHead *rotation.Record
+	behind  map[proto.NodeID]struct{}
 	members map[string]memberRecord
 	applied uint64
 }
 
 func newGroupState() *groupState {
 	return &groupState{nodes: map[string]json.RawMessage{}, tokens: map[string]json.RawMessage{},
-		files: map[string][]byte{}, members: map[string]memberRecord{}}
+		files: map[string][]byte{}, behind: map[proto.NodeID]struct{}{}, members: map[string]memberRecord{}}
+}
+
+// putRotationFile replaces the rotation record with a whole rotation.json
+// (checked by checkFile).
+func (g *groupState) putRotationFile(data []byte) {
+	rec, _ := rotation.DecodeRecord(data)
+	g.behind = make(map[proto.NodeID]struct{}, len(rec.Behind))
+	for _, n := range rec.Behind {
+		g.behind[n] = struct{}{}
+	}
+	rec.Behind = nil
+	g.rotHead = &rec
+}
+
+// rotationFileOf is the whole rotation.json of head and behind, nil if
+// there is no record.
+func rotationFileOf(head *rotation.Record, behind map[proto.NodeID]struct{}) ([]byte, error) {
+	if head == nil {
+		return nil, nil
+	}
+	r := *head
+	r.Behind = sortedNodeSet(behind)
+	return rotation.EncodeRecord(r)
 }
 
 // errBadRecord is a state record that does not decode: the command is
@@ -100,6 +129,11 @@ func checkRecord(r replica.StateRecord) error {
 	if r.Deleted {
 		switch r.Kind {
 		case replica.RecordNode, replica.RecordToken, replica.RecordMember:
+			return nil
+		case replica.RecordBehind:
+			if _, err := decodeBehind(r.Key, nil, true); err != nil {
+				return fmt.Errorf("%w: %v", errBadRecord, err)
+			}
 			return nil
 		}
 		return fmt.Errorf("%w: %s %s cannot be deleted", errBadRecord, r.Kind, r.Key)
@@ -130,6 +164,10 @@ func checkRecord(r replica.StateRecord) error {
 		}
 	case replica.RecordFile:
 		err = checkFile(r.Key, r.Value)
+	case replica.RecordRotation:
+		_, err = decodeRotationHead(r.Key, r.Value, false)
+	case replica.RecordBehind:
+		_, err = decodeBehind(r.Key, r.Value, false)
 	case replica.RecordMember:
 		var m memberRecord
 		if err = strictjson.Decode(r.Value, &m); err == nil && m.Name != r.Key {
@@ -198,7 +236,21 @@ func (g *groupState) putLocked(r replica.StateRecord) {
 			g.tokens[r.Key] = bytes.Clone(r.Value)
 		}
 	case replica.RecordFile:
+		if r.Key == rotationFile {
+			g.putRotationFile(r.Value)
+			return
+		}
 		g.files[r.Key] = bytes.Clone(r.Value)
+	case replica.RecordRotation:
+		rec, _ := decodeRotationHead(r.Key, r.Value, false) // checked by checkRecord
+		g.rotHead = &rec
+	case replica.RecordBehind:
+		id, _ := decodeBehind(r.Key, r.Value, r.Deleted)
+		if r.Deleted {
+			delete(g.behind, id)
+		} else {
+			g.behind[id] = struct{}{}
+		}
 	case replica.RecordMember:
 		if r.Deleted {
 			delete(g.members, r.Key)
@@ -258,6 +310,8 @@ type groupSnapshot struct {
 	nodes   map[string]json.RawMessage
 	tokens  map[string]json.RawMessage
 	files   map[string][]byte
+	rotHead *rotation.Record
+	behind  map[proto.NodeID]struct{}
 	members []memberRecord
 }
 
@@ -275,6 +329,14 @@ func (g *groupState) Snapshot() (replica.Snapshot, error) {
 	}
 	for k, v := range g.files {
 		s.files[k] = v
+	}
+	if g.rotHead != nil {
+		h := *g.rotHead
+		s.rotHead = &h
+		s.behind = make(map[proto.NodeID]struct{}, len(g.behind))
+		for n := range g.behind {
+			s.behind[n] = struct{}{}
+		}
 	}
 	for _, m := range g.members {
 		s.members = append(s.members, m)
@@ -322,7 +384,14 @@ func (s *groupSnapshot) sections() ([]replica.Section, error) {
 	}
 	secs := []replica.Section{{Name: stateFile, Data: st}}
 	for _, f := range replicatedFiles {
-		if d, ok := s.files[f]; ok {
+		d, ok := s.files[f]
+		if f == rotationFile {
+			if d, err = rotationFileOf(s.rotHead, s.behind); err != nil {
+				return nil, err
+			}
+			ok = d != nil
+		}
+		if ok {
 			secs = append(secs, replica.Section{Name: f, Data: d})
 		}
 	}
@@ -376,6 +445,7 @@ func (g *groupState) Restore(r io.Reader) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.meta, g.nodes, g.tokens, g.files, g.members = next.meta, next.nodes, next.tokens, next.files, next.members
+	g.rotHead, g.behind = next.rotHead, next.behind
 	return nil
 }
 
@@ -411,6 +481,10 @@ func (g *groupState) restoreSection(sec replica.Section) error {
 	case keyringFile, rotationFile, denyFile:
 		if err := checkFile(sec.Name, sec.Data); err != nil {
 			return err
+		}
+		if sec.Name == rotationFile {
+			g.putRotationFile(sec.Data)
+			return nil
 		}
 		g.files[sec.Name] = bytes.Clone(sec.Data)
 	case membersSection:
@@ -464,9 +538,28 @@ func (g *groupState) materialize(dir string, log logrus.FieldLogger) error {
 	if err != nil {
 		return fmt.Errorf("write the replicated state to %s: %w", dir, err)
 	}
+	rot, err := rotationFileOf(s.rotHead, s.behind)
+	if err != nil {
+		return err
+	}
+	if rot != nil {
+		// rotation.json with its journal emptied: no step of a former
+		// leadership of this member is replayed over it.
+		rj, err := ds.In.RotationJournal.Open()
+		if err != nil {
+			return err
+		}
+		err = rj.Fold(filepath.Join(dir, rotationFile), rot, 0o600)
+		if cerr := rj.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("write the replicated rotation record to %s: %w", dir, err)
+		}
+	}
 	for _, f := range replicatedFiles {
 		data, ok := s.files[f]
-		if !ok {
+		if !ok || f == rotationFile {
 			continue
 		}
 		if f == keyringFile {
@@ -497,8 +590,12 @@ func adoptSnapshot(cfg Config, extra ...replica.StateRecord) ([]byte, string, er
 	}
 	defer s.closeUnstarted()
 	g := newGroupState()
+	rot, err := rotation.EncodeRecord(s.rot.persisted())
+	if err != nil {
+		return nil, "", err
+	}
 	s.mu.Lock()
-	recs, err := s.allRecordsLocked()
+	recs, err := s.allRecordsLocked(rot)
 	id := s.reg.idStr
 	s.mu.Unlock()
 	if err != nil {
@@ -526,9 +623,9 @@ func (g *groupState) serverID() string {
 	return p.ID
 }
 
-// allRecordsLocked is the whole state of s as records. The caller holds
-// s.mu.
-func (s *Server) allRecordsLocked() ([]replica.StateRecord, error) {
+// allRecordsLocked is the whole state of s as records, rot the whole
+// rotation record as persisted. The caller holds s.mu.
+func (s *Server) allRecordsLocked(rot []byte) ([]replica.StateRecord, error) {
 	meta, err := metaOf(s.reg.meta())
 	if err != nil {
 		return nil, err
@@ -554,6 +651,10 @@ func (s *Server) allRecordsLocked() ([]replica.StateRecord, error) {
 		return nil, encErr
 	}
 	for _, f := range replicatedFiles {
+		if f == rotationFile {
+			recs = append(recs, replica.StateRecord{Kind: replica.RecordFile, Key: f, Value: rot})
+			continue
+		}
 		data, err := os.ReadFile(filepath.Join(s.cfg.StateDir, f))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -569,6 +670,7 @@ func (s *Server) allRecordsLocked() ([]replica.StateRecord, error) {
 // closeUnstarted releases a Server that New opened and Run never ran.
 func (s *Server) closeUnstarted() {
 	s.states.close()
+	s.rot.close()
 	s.base.Close()
 }
 

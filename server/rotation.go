@@ -15,9 +15,11 @@ import (
 	"github.com/momgate/momgate/handshake"
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/keystore"
+	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/rotation"
+	"github.com/momgate/momgate/statecheck"
 )
 
 // rotationFile holds the rotation record (rotation.Record) in the server's
@@ -43,8 +45,9 @@ type rotor struct {
 	s   *Server
 	log logrus.FieldLogger
 
-	mu sync.Mutex // serialises events and guards m, broken and lastTry
-	m  *rotation.Machine
+	mu    sync.Mutex // serialises events and guards m, store, broken and lastTry
+	m     *rotation.Machine
+	store *rotStore // rotation.json and rotation.journal, or the group's records
 	// broken is set when a save failed: the machine may be ahead of the
 	// disk, so it is not used again until resync has rebuilt it from disk.
 	broken  error
@@ -77,8 +80,6 @@ type sendJob struct {
 	to  []proto.NodeID
 }
 
-func (s *Server) rotationPath() string { return filepath.Join(s.cfg.StateDir, rotationFile) }
-
 // loadRotation reads rotation.json; a missing file is an idle machine that
 // never rotated.
 func loadRotation(path string) (rotation.Record, error) {
@@ -102,13 +103,58 @@ func newRotor(s *Server) (*rotor, error) {
 	r := &rotor{s: s, log: s.log.WithField("component", "rotation"), wrappers: map[proto.NodeID]*keys.Wrapper{},
 		wake: make(chan struct{}, 1)}
 	if err := r.restore(); err != nil {
+		r.store.close()
 		return nil, err
 	}
 	return r, nil
 }
 
+// loadStore opens the rotation's files: at the first restore as the
+// start inspected them (their loss recovered, their damage refused), after
+// a failed save as read again now (any finding refused).
+func (r *rotor) loadStore() (rotation.Record, error) {
+	dir := r.s.cfg.StateDir
+	var js *store.JournalState
+	lost := false
+	if r.store == nil {
+		st := r.s.base.State
+		js = st.In.RotationJournal
+		lostSnap := false
+		for _, e := range st.Verdict.Recovered {
+			if e.File == rotationFile && (e.Problem == statecheck.Missing || e.Problem == statecheck.Inconsistent) {
+				lostSnap = true
+			}
+		}
+		var err error
+		if lost, err = rotationLost(js, lostSnap); err != nil {
+			return rotation.Record{}, err
+		}
+	} else {
+		if err := r.store.close(); err != nil {
+			r.log.WithError(err).Warn("close rotation journal")
+		}
+		r.store = nil
+		var err error
+		js, err = store.ReadStateJournal(filepath.Join(dir, rotationJournalFile),
+			store.JournalOptions{Snapshot: filepath.Join(dir, rotationFile), Expect: true})
+		if err != nil {
+			return rotation.Record{}, err
+		}
+		if len(js.Findings) > 0 {
+			f := js.Findings[0]
+			return rotation.Record{}, fmt.Errorf("reload key rotation: %s: %s (%s)", f.File, f.Problem, f.Detail)
+		}
+	}
+	rs, rec, err := openRotStore(dir, js, lost, r.s.cfg.Replicate)
+	if err != nil {
+		return rec, err
+	}
+	r.store = rs
+	return rec, nil
+}
+
 func (r *rotor) restore() error {
-	rec, err := loadRotation(r.s.rotationPath())
+	rec, err := r.loadStore()
 	if err != nil {
 		return err
 	}
@@ -127,7 +173,7 @@ func (r *rotor) restore() error {
 	r.s.mu.Unlock()
 	m, acts, err := rotation.Restore(r.s.cfg.Rand, r.params(), rec, ring, nodes, r.s.cfg.Now())
 	if err != nil {
-		return fmt.Errorf("%s: %w", r.s.rotationPath(), err)
+		return fmt.Errorf("%s: %w", filepath.Join(r.s.cfg.StateDir, rotationFile), err)
 	}
 	r.m = m
 	if (rec.Phase != rotation.Idle && rec.Phase != "") || len(acts) > 0 {
@@ -175,10 +221,7 @@ func (r *rotor) exec(acts []rotation.Action) error {
 		var err error
 		switch a := a.(type) {
 		case rotation.SaveRecord:
-			var data []byte
-			if data, err = rotation.EncodeRecord(a.Record); err == nil {
-				err = r.s.writeStateFile(rotationFile, data)
-			}
+			err = r.store.save(a)
 			if err == nil && a.Step() != rotation.StepBehind && a.Step() != rotation.StepQueued {
 				r.logRecord(a)
 			}
@@ -215,7 +258,7 @@ func (r *rotor) logRecord(a rotation.SaveRecord) {
 	switch a.Step() {
 	case rotation.StepDistributing:
 		f["reason"] = rec.Reason
-		f["needs_sync"] = len(rec.Behind)
+		f["needs_sync"] = a.Behind
 		if rec.Manual {
 			r.log.WithFields(f).Warn("key rotation: new key generated; manual distribution: export it, import it on every node, then activate it")
 			return
@@ -223,7 +266,7 @@ func (r *rotor) logRecord(a rotation.SaveRecord) {
 		r.log.WithFields(f).Info("key rotation: distributing new key")
 	case rotation.StepGrace:
 		f["grace_until"] = rec.GraceUntil
-		f["behind"] = len(rec.Behind)
+		f["behind"] = a.Behind
 		r.log.WithFields(f).Info("key rotation: new key active, old key accepted until the grace period ends")
 	case rotation.StepIdle:
 		r.log.WithFields(f).Info("key rotation: old key retired and zeroed; rotation complete")
@@ -617,6 +660,27 @@ func (r *rotor) record() rotation.Record {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.m.Record()
+}
+
+// persistWhole writes the whole record as persisted (a first start's
+// rotation.json; in a group, the record committed whole).
+func (r *rotor) persistWhole(why string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.store.commitWhole(why)
+}
+
+// persisted is the whole record as persisted.
+func (r *rotor) persisted() rotation.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.store.record()
+}
+
+func (r *rotor) close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.store.close()
 }
 
 // distributing returns the key being distributed, if a rotation is in

@@ -99,16 +99,20 @@ func TestRotationSaveFailure(t *testing.T) {
 	}
 	s := newTestServer(t, dir, clock)
 	before := s.ring.Load().Active().ID
-	// A directory where rotation.json goes: the atomic rename fails.
-	blocker := filepath.Join(dir, rotationFile)
-	if err := os.Remove(blocker); err != nil {
+	// The journal's descriptor closed: the append fails. And a directory
+	// where rotation.journal is: reading it again from disk fails too.
+	journal := filepath.Join(dir, rotationJournalFile)
+	if err := s.rot.store.journal.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Mkdir(blocker, 0o700); err != nil {
+	if err := os.Rename(journal, journal+".aside"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(journal, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	_, err := s.rotateKey()
-	if err == nil || !strings.Contains(err.Error(), rotationFile) {
+	if err == nil || !strings.Contains(err.Error(), rotationJournalFile) {
 		t.Fatalf("rotate with an unwritable record: %v", err)
 	}
 	if ring := s.ring.Load(); ring.Len() != 1 || ring.Active().ID != before {
@@ -120,7 +124,10 @@ func TestRotationSaveFailure(t *testing.T) {
 	if _, err := s.rotateKey(); err == nil || !strings.Contains(err.Error(), "halted") {
 		t.Fatalf("rotate while the state cannot be read: %v", err)
 	}
-	if err := os.Remove(blocker); err != nil {
+	if err := os.Remove(journal); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(journal+".aside", journal); err != nil {
 		t.Fatal(err)
 	}
 	info, err := s.rotateKey()

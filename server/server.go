@@ -177,6 +177,9 @@ func open(cfg Config, st *daemon.State) (s *Server, err error) {
 		if states != nil {
 			states.close()
 		}
+		if s != nil && s.rot != nil {
+			s.rot.close()
+		}
 		if s != nil && s.base != nil {
 			s.base.Close()
 		} else {
@@ -254,6 +257,7 @@ func (s *Server) Addr() net.Addr {
 func (s *Server) Run(ctx context.Context) error {
 	defer s.base.Close()
 	defer s.states.close()
+	defer s.rot.close()
 	ln, serveMetrics, err := s.base.Listen(s.cfg.Listen, s.cfg.MetricsListen, s.cfg.MetricsAllowRemote, s.readiness.Err, s.collectors()...)
 	if err != nil {
 		return err

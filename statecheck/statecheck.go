@@ -209,10 +209,14 @@ type Input struct {
 // policy is how one file of one role is judged.
 type policy struct {
 	refuse bool
-	steps  []Step
-	lost   string
-	does   string
-	doc    string
+	// refuseDamaged refuses a damaged file and recovers the other
+	// problems: a journal line that fails its checksum before the end is
+	// not dropped with the lines after it.
+	refuseDamaged bool
+	steps         []Step
+	lost          string
+	does          string
+	doc           string
 }
 
 const (
@@ -257,6 +261,10 @@ func policies(role Role, dir string) map[string]policy {
 			"rotation.json": {steps: []Step{StepRotateNow},
 				lost: "the record of the key rotation in progress (a delete node's rotation may still have been queued)",
 				does: "starts a new key rotation at once", doc: docKeys},
+			"rotation.journal": {steps: []Step{StepRotateNow}, refuseDamaged: true,
+				lost: "the steps of the key rotation since rotation.json was last written (a delete node's rotation may still have been queued)",
+				does: "missing, cut or not following rotation.json: starts a new key rotation at once; damaged (a line that fails its checksum): refuses the start; " +
+					restoreServer + ", or move rotation.json and rotation.journal aside to start a new key rotation at once", doc: docKeys},
 			"marks.snap":    marks,
 			"marks.log":     marks,
 			"ceiling":       ceiling,
@@ -312,7 +320,7 @@ func Judge(in Input) Verdict {
 			e.Does = fmt.Sprintf("restore %s from a backup made by this version", in.Dir)
 			e.Doc = docBackups
 			v.Refused = append(v.Refused, e)
-		case p.refuse:
+		case p.refuse || p.refuseDamaged && f.Problem == Damaged:
 			v.Refused = append(v.Refused, e)
 		default:
 			v.Recovered = append(v.Recovered, e)
@@ -388,7 +396,7 @@ func line(e Entry) string {
 // manifest lists, since the first version that wrote manifests: a
 // manifest that lists fewer was edited, not written by a daemon.
 func BaseFiles(role Role, enrolled bool) []string {
-	return slices.DeleteFunc(Files(role, enrolled), func(f string) bool { return f == "sessions.json" })
+	return slices.DeleteFunc(Files(role, enrolled), func(f string) bool { return f == "sessions.json" || f == "rotation.journal" })
 }
 
 // Files returns the files a state directory of role holds, beside the
@@ -398,7 +406,7 @@ func BaseFiles(role Role, enrolled bool) []string {
 func Files(role Role, enrolled bool) []string {
 	switch role {
 	case RoleServer:
-		return []string{"identity.json", "keyring.json", "state.json", "state.journal", "deny.json", "rotation.json", "marks.snap", "marks.log", "ceiling"}
+		return []string{"identity.json", "keyring.json", "state.json", "state.journal", "deny.json", "rotation.json", "rotation.journal", "marks.snap", "marks.log", "ceiling"}
 	case RoleMom:
 		f := []string{"deny.json", "legacy.json", "jobs.json", "sessions.json", "marks.snap", "marks.log", "ceiling"}
 		if enrolled {

@@ -27,6 +27,9 @@ type Inspection struct {
 	Expected []string      // the files whose absence is a loss
 	Marks    *MarkState    // the mark store as read
 	Journal  *JournalState // the server's registry journal; nil at a MOM
+	// RotationJournal is the server's rotation journal (rotation.journal
+	// beside rotation.json); nil at a MOM.
+	RotationJournal *JournalState
 }
 
 // InspectDir reads every state file of a directory of role without
@@ -91,7 +94,7 @@ func InspectDir(dir string, role statecheck.Role, boot [16]byte) (*Inspection, e
 	}
 	for _, name := range statecheck.Files(role, true) {
 		switch name {
-		case MarkSnapName, MarkLogName, "state.journal":
+		case MarkSnapName, MarkLogName, "state.journal", "rotation.journal":
 			continue // read by their stores below
 		}
 		if f := inspectFile(dir, name, slices.Contains(in.Expected, name)); f != nil {
@@ -113,6 +116,12 @@ func InspectDir(dir string, role statecheck.Role, boot [16]byte) (*Inspection, e
 			return nil, err
 		}
 		in.add(in.Journal.Findings)
+		in.RotationJournal, err = ReadStateJournal(filepath.Join(dir, "rotation.journal"),
+			JournalOptions{Snapshot: filepath.Join(dir, "rotation.json"), Expect: slices.Contains(in.Expected, "rotation.journal")})
+		if err != nil {
+			return nil, err
+		}
+		in.add(in.RotationJournal.Findings)
 	}
 	return in, nil
 }

@@ -1,10 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/momgate/momgate/statecheck"
@@ -20,7 +22,7 @@ func stateDir(t *testing.T, role statecheck.Role) string {
 	files := statecheck.Files(role, true)
 	for _, f := range files {
 		switch f {
-		case MarkSnapName, MarkLogName, "state.journal":
+		case MarkSnapName, MarkLogName, "state.journal", "rotation.journal":
 		case "ceiling":
 			if err := os.WriteFile(filepath.Join(dir, f), EncodeCeiling(12345), 0o600); err != nil {
 				t.Fatal(err)
@@ -34,18 +36,20 @@ func stateDir(t *testing.T, role statecheck.Role) string {
 	m, _ := newStore(t, dir, 3)
 	mustClose(t, m)
 	if role == statecheck.RoleServer {
-		js, err := ReadStateJournal(filepath.Join(dir, "state.journal"), JournalOptions{Snapshot: filepath.Join(dir, "state.json")})
-		if err != nil {
-			t.Fatal(err)
+		for _, jf := range [][3]string{{"state.journal", "state.json", "node"}, {"rotation.journal", "rotation.json", "behind"}} {
+			js, err := ReadStateJournal(filepath.Join(dir, jf[0]), JournalOptions{Snapshot: filepath.Join(dir, jf[1])})
+			if err != nil {
+				t.Fatal(err)
+			}
+			j, err := js.Open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := j.Append([]JournalRecord{jrec(jf[2], "a", `{"n":1}`), jrec(jf[2], "b", `{"n":2}`)}); err != nil {
+				t.Fatal(err)
+			}
+			j.Close()
 		}
-		j, err := js.Open()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := j.Append([]JournalRecord{jrec("node", "a", `{"n":1}`)}); err != nil {
-			t.Fatal(err)
-		}
-		j.Close()
 	}
 	if err := SaveManifest(dir, role.String(), files); err != nil {
 		t.Fatal(err)
@@ -123,6 +127,71 @@ func TestInspectDirVerdicts(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestInspectDirRotationJournal: rotation.journal lost (deleted, emptied,
+// cut, or rotation.json replaced under it) recovers by a rotation at once,
+// as rotation.json lost does; a line damaged before the end refuses the
+// start rather than being dropped with the lines after it.
+func TestInspectDirRotationJournal(t *testing.T) {
+	const name = "rotation.journal"
+	cases := []struct {
+		name string
+		do   func(t *testing.T, dir string)
+		want statecheck.Action
+	}{
+		{"deleted", func(t *testing.T, dir string) { remove(t, filepath.Join(dir, name)) }, statecheck.Recover},
+		{"emptied", func(t *testing.T, dir string) { truncate(t, filepath.Join(dir, name), 0) }, statecheck.Recover},
+		{"torn in its last line", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, name)
+			truncate(t, p, fileSize(t, p)-3)
+		}, statecheck.Recover},
+		{"cut at a line boundary", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, name)
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			truncate(t, p, int64(bytes.LastIndexByte(data[:len(data)-1], '\n')+1))
+		}, statecheck.Recover},
+		{"snapshot replaced", func(t *testing.T, dir string) {
+			if err := os.WriteFile(filepath.Join(dir, "rotation.json"), []byte("{\"format\": 1, \"phase\": \"idle\"}\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, statecheck.Recover},
+		{"first line damaged", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, name)
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := JournalHeaderSize + 20 // inside the first of the two lines
+			data[i] ^= 0x01
+			if err := os.WriteFile(p, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, statecheck.Refuse},
+		{"tail zeroed", func(t *testing.T, dir string) { zeroTail(t, filepath.Join(dir, name), 3) }, statecheck.Refuse},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := stateDir(t, statecheck.RoleServer)
+			if v := inspect(t, dir, statecheck.RoleServer).Judge(dir); v.Action != statecheck.Start {
+				t.Fatalf("undamaged directory: %+v", v)
+			}
+			tc.do(t, dir)
+			v := inspect(t, dir, statecheck.RoleServer).Judge(dir)
+			if v.Action != tc.want {
+				t.Fatalf("verdict %v, want %v: %+v", v.Action, tc.want, v)
+			}
+			if tc.want == statecheck.Recover && !v.Has(statecheck.StepRotateNow) {
+				t.Fatalf("steps %v lack %v", v.Steps, statecheck.StepRotateNow)
+			}
+			if tc.want == statecheck.Refuse && (!errors.Is(v.Err(dir), statecheck.ErrStateLost) || !strings.Contains(v.Err(dir).Error(), name)) {
+				t.Fatalf("refusal error: %v", v.Err(dir))
+			}
+		})
 	}
 }
 
