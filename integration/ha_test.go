@@ -460,9 +460,9 @@ func TestHAGroupMembers(t *testing.T) {
 	// Asked of whoever leads now: under load the leadership may have moved
 	// to the other voter while the writes went on, and only the leader
 	// knows the followers' lag.
-	if r := g.qmgr(g.leader(), "list server", false); !strings.Contains(r.stdout, "needs sync") {
-		t.Fatalf("list server with %s stopped:\n%s", f.name, r.stdout)
-	}
+	waitFor(t, "list server text with "+f.name+" stopped to say needs sync", 60*time.Second, func() bool {
+		return strings.Contains(g.qmgr(g.leader(), "list server", false).stdout, "needs sync")
+	})
 	if err := f.proc.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
