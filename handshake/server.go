@@ -35,6 +35,16 @@ type ServerParams struct {
 	Sessions *SessionParams
 }
 
+// HelloGate is an optional interface of a Registry: AfterHello is called
+// once the client's first frame has been read, before any public-key work
+// and before the frame is decoded. It may wait for a slot (bounding how
+// many handshakes do that work at once, so that a storm of reconnecting
+// MOMs cannot starve the rest of the server) and returns the slot's
+// release, called when the handshake ends; its error refuses the client.
+type HelloGate interface {
+	AfterHello() (release func(), err *Rejection)
+}
+
 // Registry is the server's node registry as one handshake sees it; the
 // server half calls it in protocol order, on one connection. Its refusals
 // are *Rejection errors (Refuse).
@@ -107,6 +117,13 @@ func serve(conn io.ReadWriter, remote, local proto.Addr, p *ServerParams, reg Re
 	frame, err := proto.ReadFrameLimit(rw, nil, PreAuthMaxFrame)
 	if err != nil {
 		return nil, ReadRejection("read hello", err)
+	}
+	if g, ok := reg.(HelloGate); ok {
+		release, rej := g.AfterHello()
+		if rej != nil {
+			return nil, rej
+		}
+		defer release()
 	}
 	msg, err := proto.Unmarshal(frame)
 	if err != nil {

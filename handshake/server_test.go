@@ -322,3 +322,69 @@ func TestSwapRefusalIsAnsweredOnce(t *testing.T) {
 		t.Fatalf("after the Reject: %v, want the end of the connection", err)
 	}
 }
+
+// gatedRegistry is fakeRegistry with a HelloGate that counts its calls
+// and releases, or refuses.
+type gatedRegistry struct {
+	*fakeRegistry
+	taken, released int
+	refuse          *Rejection
+}
+
+func (g *gatedRegistry) AfterHello() (func(), *Rejection) {
+	if g.refuse != nil {
+		return nil, g.refuse
+	}
+	g.taken++
+	return func() { g.released++ }, nil
+}
+
+// A registry's HelloGate is asked once per handshake, after the first
+// frame and before the work, and its slot is released when the handshake
+// ends; its refusal reaches the MOM as the Reject of its reason.
+func TestServeHelloGate(t *testing.T) {
+	c := newCluster(t)
+	p := params(t, c.srv.ident.Public)
+	run := func(reg *gatedRegistry) (net.Conn, chan result) {
+		momEnd, srvEnd := net.Pipe()
+		t.Cleanup(func() { momEnd.Close(); srvEnd.Close() })
+		_ = momEnd.SetDeadline(time.Now().Add(10 * time.Second))
+		_ = srvEnd.SetDeadline(time.Now().Add(10 * time.Second))
+		done := make(chan result, 1)
+		go func() {
+			a, err := Serve(srvEnd, momAddr, serverAddr, c.params(), reg)
+			if rj, ok := err.(*Rejection); ok && rj.Answer != nil {
+				_ = proto.WriteFrame(srvEnd, rj.Answer)
+			}
+			srvEnd.Close()
+			done <- result{a, err}
+		}()
+		return momEnd, done
+	}
+	reg := &gatedRegistry{fakeRegistry: c.reg}
+	conn, done := run(reg)
+	sh, w, err := Authenticate(conn, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Keyring(w, &sh.ServerKey, p.Ident, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var res ping.Result
+	if err := Initiate(conn, serverAddr, momAddr, c.mom.sealer, c.mom.verifier, &res); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.err != nil || reg.taken != 1 || reg.released != 1 {
+		t.Fatalf("gated enrollment: %v, slot taken %d released %d, want 1 and 1", r.err, reg.taken, reg.released)
+	}
+	busy := &gatedRegistry{fakeRegistry: c.reg, refuse: Refuse(reasons.HandshakeTimeout, "server busy")}
+	conn, done = run(busy)
+	p.Token, p.NodeID, p.ServerKey = nil, c.reg.node, c.srv.ident.Public
+	_, _, err = Authenticate(conn, p)
+	if r := <-done; RejectionOf(r.err).Reason != reasons.HandshakeTimeout {
+		t.Fatalf("gate refusal on the server: %v", r.err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "server busy") {
+		t.Fatalf("gate refusal at the MOM: %v, want the Reject naming it", err)
+	}
+}

@@ -169,6 +169,40 @@ type admission struct {
 	mc    *session   // the session, once it exists
 }
 
+// maxHandshakesPastHello bounds the control handshakes doing their
+// public-key work at once (handshake.HelloGate). A failover or a restart
+// brings every MOM back within seconds: unbounded, 10,000 handshakes share
+// the CPU at once, each finishes late, and a group leader starved of CPU
+// misses its raft lease, steps down and closes every session, so the storm
+// starts again at the next leader (measured: 7 elections, 77 s to bring
+// 10,000 MOMs back). A connection waits for its slot before the work, not
+// while holding one; the handshake's own deadline starts once it has it.
+const maxHandshakesPastHello = 64
+
+// AfterHello takes a handshake slot (handshake.HelloGate), waiting at
+// most the handshake timeout, and gives the handshake its whole timeout
+// from then on.
+func (a *admission) AfterHello() (func(), *handshake.Rejection) {
+	slots := a.s.hsSlots
+	select {
+	case slots <- struct{}{}:
+	default:
+		t := time.NewTimer(a.s.cfg.HandshakeTimeout)
+		defer t.Stop()
+		select {
+		case slots <- struct{}{}:
+		case <-t.C:
+			return nil, handshake.Refuse(reasons.HandshakeTimeout, "server busy: no handshake slot within %s (%d handshakes under way)",
+				a.s.cfg.HandshakeTimeout, cap(slots))
+		}
+		if err := a.conn.SetDeadline(time.Now().Add(a.s.cfg.HandshakeTimeout)); err != nil {
+			<-slots
+			return nil, handshake.Refuse(reasons.Closed, "set handshake deadline: %v", err)
+		}
+	}
+	return func() { <-slots }, nil
+}
+
 // Mode is the server's mode now.
 func (a *admission) Mode() proto.Mode {
 	a.s.mu.Lock()

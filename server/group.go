@@ -40,6 +40,10 @@ var (
 	// ErrNotLeader: this member does not lead the group; the error names
 	// the leader when one is known.
 	ErrNotLeader = errors.New("not_leader")
+	// ErrWritesFenced: an earlier write's outcome is unknown (no quorum
+	// answered in time); writes are refused until the server restarts on
+	// the committed state, which it does at once. Try again.
+	ErrWritesFenced = errors.New("an earlier write's outcome is unknown: writes wait for the restart on the committed state")
 )
 
 // GroupConfig configures RunGroup: a server run as a member of a
@@ -152,6 +156,14 @@ type groupRunner struct {
 	// resync restarts the running server from the replica: a write whose
 	// outcome is unknown may commit after the server undid it.
 	resync chan struct{}
+	// fenced is set by a write whose outcome is unknown and cleared once
+	// the server restarts on the committed state: until then no write is
+	// proposed, since the server's memory may disagree with what the group
+	// will commit (an enrollment undone here while its entry commits would
+	// let a second redemption of the same token be proposed).
+	fenced atomic.Bool
+	// apply proposes one command (m.Apply; a test replaces it).
+	apply func(context.Context, replica.Command) (replica.Result, error)
 
 	srv atomic.Pointer[Server] // the running server, while leading
 	// open is m once it is open: the replication port's allowPeer asks it
@@ -289,6 +301,9 @@ func (g *groupRunner) becomeLeader(ctx context.Context) (*Server, error) {
 	if err := g.m.Barrier(bctx); err != nil {
 		return nil, fmt.Errorf("barrier: %w", err)
 	}
+	// Every entry proposed before, the one of unknown outcome included,
+	// is now applied or gone: the state below is what the group holds.
+	g.fenced.Store(false)
 	self := g.selfRecord()
 	if cur, ok := g.state.member(g.gc.Member); !ok || !cur.same(self) {
 		raw, _ := json.Marshal(self)
@@ -324,8 +339,16 @@ func (g *groupRunner) selfRecord() memberRecord {
 func (g *groupRunner) commit(why string, recs []replica.StateRecord) error {
 	ctx, cancel := context.WithTimeout(context.Background(), g.gc.CommitTimeout)
 	defer cancel()
-	res, err := g.m.Apply(ctx, &replica.StateRecords{Why: why, Records: recs})
+	if g.fenced.Load() {
+		return fmt.Errorf("commit %s through the group: %w", why, ErrWritesFenced)
+	}
+	apply := g.apply
+	if apply == nil {
+		apply = g.m.Apply
+	}
+	res, err := apply(ctx, &replica.StateRecords{Why: why, Records: recs})
 	if errors.Is(err, member.ErrOutcomeUnknown) {
+		g.fenced.Store(true)
 		select {
 		case g.resync <- struct{}{}:
 		default:

@@ -106,6 +106,7 @@ type Server struct {
 	states   *stateStore
 	sealer   *ping.Sealer
 	hs       *handshake.ServerParams // what the server half of the handshake needs
+	hsSlots  chan struct{}           // handshakes past their hello (admission.AfterHello)
 	deny     *ping.DenyList
 	denyKeys map[proto.NodeAddr][]keys.KeyID // keys held when each deny entry was made (deny.go); guarded by mu
 	dp       denyPush                        // deny traffic waiting to be pushed (denypush.go); guarded by mu
@@ -218,6 +219,7 @@ func open(cfg Config, st *daemon.State) (s *Server, err error) {
 	}
 	s.sealer = &ping.Sealer{Keys: s.ring, Stamper: s.base.Stamper, Rand: cfg.Rand, Node: reg.id}
 	s.hs = &handshake.ServerParams{ID: reg.id, Ident: ident, Rand: cfg.Rand, Sealer: s.sealer, Verifier: s.base.Verifier}
+	s.hsSlots = make(chan struct{}, maxHandshakesPastHello)
 	if !cfg.WithoutSessions {
 		s.hs.Sessions = &handshake.SessionParams{Now: time.Now, Limits: cfg.SessionLimits}
 	}
