@@ -70,6 +70,12 @@ type board struct {
 	on     []atomic.Int32 // 1 + index in list of the member the node has a session with; 0: none
 	since  []atomic.Int64 // when that session was established, Unix nanoseconds
 	counts [numKinds]atomic.Int64
+	// killed is 1 + the index of a member known to be dead (0: none):
+	// the other failures of attempts at it are counted in atKilled, not
+	// in counts (a kill -9 resets the connections its kernel had accepted
+	// for it, or that reached its port while it died).
+	killed   atomic.Int32
+	atKilled atomic.Int64
 
 	mu     sync.Mutex
 	errors []string // the first few other failures
@@ -97,7 +103,12 @@ func (b *board) down(node int) {
 	b.counts[kindLost].Add(1)
 }
 
-func (b *board) count(k attemptKind, err error) {
+// count counts an attempt at server that ended as k with err.
+func (b *board) count(k attemptKind, err error, server string) {
+	if k == kindFailed && b.killed.Load() == b.index[server]+1 {
+		b.atKilled.Add(1)
+		return
+	}
 	b.counts[k].Add(1)
 	if k == kindFailed && err != nil {
 		b.mu.Lock()
@@ -118,19 +129,23 @@ func (b *board) snapshot() (on []int32, since []int64) {
 }
 
 // Counts are the attempt outcomes of the following nodes, by kind.
+// FailedAtKilled are the other failures of attempts at the killed member,
+// not in Failed.
 type Counts struct {
-	Sessions, Lost, Redirects, NoLeader, Refused, Failed int64
+	Sessions, Lost, Redirects, NoLeader, Refused, Failed, FailedAtKilled int64
 }
 
 func (b *board) counted() Counts {
 	return Counts{Sessions: b.counts[kindSession].Load(), Lost: b.counts[kindLost].Load(), Redirects: b.counts[kindRedirect].Load(),
-		NoLeader: b.counts[kindNoLeader].Load(), Refused: b.counts[kindRefused].Load(), Failed: b.counts[kindFailed].Load()}
+		NoLeader: b.counts[kindNoLeader].Load(), Refused: b.counts[kindRefused].Load(), Failed: b.counts[kindFailed].Load(),
+		FailedAtKilled: b.atKilled.Load()}
 }
 
 // Sub is c minus an earlier d.
 func (c Counts) Sub(d Counts) Counts {
 	return Counts{Sessions: c.Sessions - d.Sessions, Lost: c.Lost - d.Lost, Redirects: c.Redirects - d.Redirects,
-		NoLeader: c.NoLeader - d.NoLeader, Refused: c.Refused - d.Refused, Failed: c.Failed - d.Failed}
+		NoLeader: c.NoLeader - d.NoLeader, Refused: c.Refused - d.Refused, Failed: c.Failed - d.Failed,
+		FailedAtKilled: c.FailedAtKilled - d.FailedAtKilled}
 }
 
 // Reconnection is how the nodes came back to one member after a moment:
@@ -243,7 +258,7 @@ func follow(ctx context.Context, n *Node, i int, choice *mom.ServerChoice, b *bo
 			} else {
 				next, wait = choice.Failed(elapsed)
 			}
-			b.count(kind, err)
+			b.count(kind, err, addr)
 		}
 		_ = next // choice.Current() is next from here on
 		if wait > 0 && pause(ctx, wait) != nil {

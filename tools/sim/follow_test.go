@@ -117,16 +117,18 @@ func TestBoard(t *testing.T) {
 	b.up(0, list[2], now)
 	b.up(1, list[0], now)
 	b.down(1)
-	b.count(kindRefused, errors.New("refused"))
+	b.count(kindRefused, errors.New("refused"), list[0])
 	for i := range maxBoardErrors + 2 {
-		b.count(kindFailed, fmt.Errorf("failure %d", i))
+		b.count(kindFailed, fmt.Errorf("failure %d", i), list[1])
 	}
+	b.killed.Store(1) // list[0]
+	b.count(kindFailed, errors.New("reset by the killed member"), list[0])
 	on, since := b.snapshot()
 	if on[0] != 3 || on[1] != 0 || since[0] != now.UnixNano() {
 		t.Fatalf("slots %v %v", on, since)
 	}
 	c := b.counted()
-	if c != (Counts{Sessions: 2, Lost: 1, Refused: 1, Failed: maxBoardErrors + 2}) {
+	if c != (Counts{Sessions: 2, Lost: 1, Refused: 1, Failed: maxBoardErrors + 2, FailedAtKilled: 1}) {
 		t.Fatalf("counts %+v", c)
 	}
 	if d := c.Sub(Counts{Sessions: 1}); d.Sessions != 1 || d.Failed != c.Failed {

@@ -8,6 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,6 +50,10 @@ type GroupReport struct {
 	// Killed and NewLeader are the member killed and the one the MOMs
 	// reconnected to (it answered print server as the leader).
 	Killed, NewLeader string
+	// ToElected is from the SIGKILL to the first answer of a survivor
+	// naming a survivor as the leader (the election); the new leader then
+	// writes its state files and starts its server.
+	ToElected time.Duration
 	// ToWrite is from the SIGKILL to the first create node a survivor
 	// committed and answered; WritePolls the create node requests sent
 	// until then (WriteNotLeader of them refused as not_leader, the
@@ -63,6 +70,13 @@ type GroupReport struct {
 	LoadBefore, LoadAfter      string       // /proc/loadavg before the kill, after the reconnection
 	NotReconnectedWithin       time.Duration
 	ReconnectErrors            int // nodes not back on the new leader within NotReconnectedWithin
+	// CPU time (user + system) from the kill until every node was back:
+	// of each survivor (by member name) and of this process (the
+	// simulated MOMs); CPUWall is that span.
+	CPU       map[string]time.Duration
+	CPUSim    time.Duration
+	CPUWall   time.Duration
+	TCPListen ListenCounters // the machine's listen queue overflows and drops over that span (every process's)
 }
 
 // Errors is the count of everything that went wrong in the measured
@@ -118,7 +132,10 @@ func RunGroup(ctx context.Context, cfg Config, members int) (*GroupReport, error
 		cfg.Timeout = 30 * time.Second
 	}
 	if cfg.TokenTTL < 0 {
-		cfg.TokenTTL = max(time.Minute, time.Duration(cfg.Nodes)*10*time.Millisecond)
+		// Every create and enrollment is a commit through the group:
+		// slower than with one server (7 ms each on a loaded 2-core
+		// machine), so the tokens last longer.
+		cfg.TokenTTL = max(5*time.Minute, time.Duration(cfg.Nodes)*30*time.Millisecond)
 	}
 	g := &groupRunner{cfg: cfg, progress: func(string, ...any) {}}
 	if cfg.Progress != nil {
@@ -192,7 +209,7 @@ func (g *groupRunner) start(ctx context.Context, members int) error {
 	if err := g.run(ctx, s1, "run", "--replication-listen", s1.repl, "--member-name", s1.name); err != nil {
 		return err
 	}
-	if err := g.waitGroup(ctx, s1, func(gi *admin.GroupInfo) bool { return gi.Leader == s1.name }); err != nil {
+	if err := g.waitLeading(ctx, s1); err != nil {
 		return err
 	}
 	for _, m := range g.members[1:] {
@@ -216,7 +233,7 @@ func (g *groupRunner) start(ctx context.Context, members int) error {
 		}
 		g.progress("member %s joined (control %s, replication %s)", m.name, m.control, m.repl)
 	}
-	return g.waitGroup(ctx, s1, func(gi *admin.GroupInfo) bool { return gi.Leader == s1.name })
+	return g.waitLeading(ctx, s1)
 }
 
 // run starts member m (momgate-server ARGS --state-dir --listen ...) and
@@ -271,6 +288,27 @@ func (g *groupRunner) groupInfo(ctx context.Context, m *groupMember) (*admin.Gro
 		return nil, fmt.Errorf("print server on %s: not a member of a group", m.name)
 	}
 	return rep.Server.Group, nil
+}
+
+// waitLeading polls m until it leads and its server runs (answers list
+// key, which a follower refuses as not_leader).
+func (g *groupRunner) waitLeading(ctx context.Context, m *groupMember) error {
+	if err := g.waitGroup(ctx, m, func(gi *admin.GroupInfo) bool { return gi.Leader == m.name }); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(2 * g.cfg.Timeout)
+	for {
+		err := m.adm.Call(ctx, admin.OpListKey, nil, nil)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s leads but does not serve within %s: %w", m.name, 2*g.cfg.Timeout, err)
+		}
+		if err := pause(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
 
 // waitGroup polls print server on m until ok accepts the group it shows.
@@ -396,6 +434,14 @@ func (g *groupRunner) killLeader(ctx context.Context, rep *GroupReport, b *board
 	}
 	rep.Killed = lead.name
 	rep.LoadBefore = loadavg()
+	survivors := g.members[1:]
+	cpu0 := map[string]time.Duration{}
+	for _, m := range survivors {
+		cpu0[m.name] = cpuTime(m.cmd.Process.Pid)
+	}
+	sim0 := cpuTime(os.Getpid())
+	tcp0, _ := readListenCounters()
+	b.killed.Store(1) // the first member of the list
 	before := b.counted()
 	t0 := time.Now()
 	if err := lead.cmd.Process.Kill(); err != nil {
@@ -404,7 +450,6 @@ func (g *groupRunner) killLeader(ctx context.Context, rep *GroupReport, b *board
 	lead.adm.Close()
 	lead.adm = nil
 	g.progress("kill -9 of the leader %s (pid %d)", lead.name, lead.cmd.Process.Pid)
-	survivors := g.members[1:]
 	writeDone := make(chan struct{})
 	go func() {
 		defer close(writeDone)
@@ -437,6 +482,15 @@ func (g *groupRunner) killLeader(ctx context.Context, rep *GroupReport, b *board
 	}
 	rep.Reconnect = rc
 	rep.Attempts = b.counted().Sub(before)
+	rep.CPUWall = time.Since(t0)
+	rep.CPUSim = cpuTime(os.Getpid()) - sim0
+	rep.CPU = map[string]time.Duration{}
+	for _, m := range survivors {
+		rep.CPU[m.name] = cpuTime(m.cmd.Process.Pid) - cpu0[m.name]
+	}
+	if tcp1, err := readListenCounters(); err == nil {
+		rep.TCPListen = tcp1.Sub(tcp0)
+	}
 	b.mu.Lock()
 	rep.FirstFailures = append([]string(nil), b.errors...)
 	b.mu.Unlock()
@@ -475,11 +529,18 @@ func (g *groupRunner) probeWrite(ctx context.Context, rep *GroupReport, survivor
 			// A create whose answer was lost may have committed: the
 			// next one finds it.
 			rep.ToWrite = time.Since(t0)
+			if rep.ToElected == 0 {
+				rep.ToElected = rep.ToWrite
+			}
 			g.progress("create node committed by %s %.2fs after the kill (%d requests, %d not_leader)", m.name,
 				rep.ToWrite.Seconds(), rep.WritePolls, rep.WriteNotLeader)
 			return
 		case code == admin.CodeNotLeader:
 			rep.WriteNotLeader++
+			if l := namedLeader(err.Error()); rep.ToElected == 0 && l != "" && l != rep.Killed {
+				rep.ToElected = time.Since(t0)
+				g.progress("%s names %s as the leader %.2fs after the kill", m.name, l, rep.ToElected.Seconds())
+			}
 		default:
 			rep.WriteErrors++
 			if rep.WriteFirstError == "" {
@@ -521,6 +582,83 @@ func (g *groupRunner) stop() {
 	}
 }
 
+// namedLeader is the leader a not_leader refusal names (server/join.go:
+// "...; s2 leads (control address ...)"), or "".
+func namedLeader(msg string) string {
+	_, after, ok := strings.Cut(msg, "; ")
+	if !ok {
+		return ""
+	}
+	name, rest, ok := strings.Cut(after, " ")
+	if !ok || !strings.HasPrefix(rest, "leads") {
+		return ""
+	}
+	return name
+}
+
+// ListenCounters are the kernel's counts of connections a full listen
+// queue turned away (TcpExt ListenOverflows and ListenDrops in
+// /proc/net/netstat), for the whole machine.
+type ListenCounters struct {
+	Overflows, Drops int64
+}
+
+// Sub is c minus an earlier d.
+func (c ListenCounters) Sub(d ListenCounters) ListenCounters {
+	return ListenCounters{Overflows: c.Overflows - d.Overflows, Drops: c.Drops - d.Drops}
+}
+
+func readListenCounters() (ListenCounters, error) {
+	b, err := os.ReadFile("/proc/net/netstat")
+	if err != nil {
+		return ListenCounters{}, err
+	}
+	return parseListenCounters(string(b))
+}
+
+// parseListenCounters reads the TcpExt lines of /proc/net/netstat: a line
+// of names, then a line of values.
+func parseListenCounters(netstat string) (ListenCounters, error) {
+	var names []string
+	for _, line := range strings.Split(netstat, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "TcpExt:" {
+			continue
+		}
+		if names == nil {
+			names = f[1:]
+			continue
+		}
+		if len(f)-1 != len(names) {
+			return ListenCounters{}, fmt.Errorf("/proc/net/netstat: %d TcpExt names, %d values", len(names), len(f)-1)
+		}
+		var c ListenCounters
+		found := 0
+		for i, name := range names {
+			var dst *int64
+			switch name {
+			case "ListenOverflows":
+				dst = &c.Overflows
+			case "ListenDrops":
+				dst = &c.Drops
+			default:
+				continue
+			}
+			v, err := strconv.ParseInt(f[i+1], 10, 64)
+			if err != nil {
+				return ListenCounters{}, fmt.Errorf("/proc/net/netstat: TcpExt %s: %w", name, err)
+			}
+			*dst = v
+			found++
+		}
+		if found != 2 {
+			return ListenCounters{}, fmt.Errorf("/proc/net/netstat: no ListenOverflows and ListenDrops")
+		}
+		return c, nil
+	}
+	return ListenCounters{}, fmt.Errorf("/proc/net/netstat: no TcpExt values")
+}
+
 // loadavg is /proc/loadavg's first three fields ("" if unknown).
 func loadavg() string {
 	b, err := os.ReadFile("/proc/loadavg")
@@ -540,6 +678,7 @@ func PrintGroupReport(w io.Writer, rep *GroupReport) {
 	row := func(k, v string) { fmt.Fprintf(w, "| %s | %s |\n", k, v) }
 	row("create node on the leader (admin socket, committed through the group)", rep.Create.String())
 	row("enrollment at the leader (token, key unwrap, PING swap)", rep.Enroll.String())
+	row("kill -9 of the leader to a survivor naming a new leader (election)", fmt.Sprintf("%.2fs", rep.ToElected.Seconds()))
 	row("kill -9 of the leader to a create node committed by a survivor", fmt.Sprintf("**%.2fs** (%d requests, %d refused as not_leader, %d errors)",
 		rep.ToWrite.Seconds(), rep.WritePolls, rep.WriteNotLeader, rep.WriteErrors))
 	rc := rep.Reconnect
@@ -548,8 +687,11 @@ func PrintGroupReport(w io.Writer, rep *GroupReport) {
 	row("sessions with the new leader after the kill: first / median / p99 / last", fmt.Sprintf("%.2fs / %.2fs / %.2fs / %.2fs",
 		rc.First.Seconds(), rc.P50.Seconds(), rc.P99.Seconds(), rc.Last.Seconds()))
 	a := rep.Attempts
-	row("MOM control attempts until every MOM was back", fmt.Sprintf("%d sessions, %d lost, %d redirects followed, %d NotLeader naming no member, %d connects refused or timed out, %d other failures",
-		a.Sessions, a.Lost, a.Redirects, a.NoLeader, a.Refused, a.Failed))
+	if rc.Last > rc.First {
+		row("sessions with the new leader: rate from its first to its last", fmt.Sprintf("%.0f/s", float64(max(rc.On-1, 0))/(rc.Last-rc.First).Seconds()))
+	}
+	row("MOM control attempts until every MOM was back", fmt.Sprintf("%d sessions, %d lost, %d redirects followed, %d NotLeader naming no member, %d connects refused or timed out, %d failures at the killed member (reset), %d other failures",
+		a.Sessions, a.Lost, a.Redirects, a.NoLeader, a.Refused, a.FailedAtKilled, a.Failed))
 	if len(rep.FirstFailures) > 0 {
 		row("first other failures", strings.ReplaceAll(strings.Join(rep.FirstFailures, "; "), "|", "/"))
 	}
@@ -557,5 +699,17 @@ func PrintGroupReport(w io.Writer, rep *GroupReport) {
 		row("first write error", strings.ReplaceAll(rep.WriteFirstError, "|", "/"))
 	}
 	row("new leader RSS, every MOM connected", fmt.Sprintf("%.1f MiB", float64(rep.LeaderRSS)/(1<<20)))
+	names := make([]string, 0, len(rep.CPU))
+	for name := range rep.CPU {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	var cpu []string
+	for _, name := range names {
+		cpu = append(cpu, fmt.Sprintf("%s %.2fs", name, rep.CPU[name].Seconds()))
+	}
+	cpu = append(cpu, fmt.Sprintf("simulated MOMs %.2fs", rep.CPUSim.Seconds()))
+	row("CPU time from the kill until every MOM was back", fmt.Sprintf("%s, over %.2fs (%d CPUs)", strings.Join(cpu, ", "), rep.CPUWall.Seconds(), runtime.NumCPU()))
+	row("listen queue overflows / drops over that span (whole machine)", fmt.Sprintf("%d / %d", rep.TCPListen.Overflows, rep.TCPListen.Drops))
 	row("load average (1, 5, 15 min) before the kill / after the reconnection", rep.LoadBefore+" / "+rep.LoadAfter)
 }
