@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,6 +61,7 @@ type GroupReport struct {
 	// expected refusal during the election), WriteErrors those that failed
 	// otherwise.
 	ToWrite                    time.Duration
+	WriteLatency               time.Duration // of the create node that committed, from its request to its answer
 	WritePolls, WriteNotLeader int
 	WriteErrors                int
 	WriteFirstError            string
@@ -442,6 +444,8 @@ func (g *groupRunner) killLeader(ctx context.Context, rep *GroupReport, b *board
 	sim0 := cpuTime(os.Getpid())
 	tcp0, _ := readListenCounters()
 	b.killed.Store(1) // the first member of the list
+	stopProfiles := g.startProfiles(survivors)
+	defer stopProfiles()
 	before := b.counted()
 	t0 := time.Now()
 	if err := lead.cmd.Process.Kill(); err != nil {
@@ -480,6 +484,7 @@ func (g *groupRunner) killLeader(ctx context.Context, rep *GroupReport, b *board
 			return err
 		}
 	}
+	stopProfiles()
 	rep.Reconnect = rc
 	rep.Attempts = b.counted().Sub(before)
 	rep.CPUWall = time.Since(t0)
@@ -520,6 +525,7 @@ func (g *groupRunner) probeWrite(ctx context.Context, rep *GroupReport, survivor
 	for i := 0; ctx.Err() == nil; i++ {
 		m := survivors[i%len(survivors)]
 		cctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
+		sent := time.Now()
 		err := m.adm.Call(cctx, admin.OpCreateNode, args, nil)
 		cancel()
 		rep.WritePolls++
@@ -528,7 +534,7 @@ func (g *groupRunner) probeWrite(ctx context.Context, rep *GroupReport, survivor
 		case err == nil, code == admin.CodeDuplicateNode:
 			// A create whose answer was lost may have committed: the
 			// next one finds it.
-			rep.ToWrite = time.Since(t0)
+			rep.ToWrite, rep.WriteLatency = time.Since(t0), time.Since(sent)
 			if rep.ToElected == 0 {
 				rep.ToElected = rep.ToWrite
 			}
@@ -579,6 +585,49 @@ func (g *groupRunner) stop() {
 			_ = m.cmd.Process.Kill()
 			<-m.exited
 		}
+	}
+}
+
+// startProfiles starts the profiles of the failover that the environment
+// asks for: MOMGATE_SCALE_CPUPROFILE=FILE, this process's Go CPU profile
+// (the simulated MOMs); MOMGATE_SCALE_PERF=DIR, `perf record -g` of each
+// survivor into DIR/perf-NAME.data. The returned function stops them (once).
+func (g *groupRunner) startProfiles(survivors []*groupMember) func() {
+	var stops []func()
+	if path := os.Getenv("MOMGATE_SCALE_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			g.progress("cpu profile: %v", err)
+		} else {
+			stops = append(stops, func() { pprof.StopCPUProfile(); f.Close(); g.progress("cpu profile of the simulated MOMs: %s", path) })
+		}
+	}
+	if dir := os.Getenv("MOMGATE_SCALE_PERF"); dir != "" {
+		for _, m := range survivors {
+			out := filepath.Join(dir, "perf-"+m.name+".data")
+			cmd := exec.Command("perf", "record", "-F", "499", "-g", "-o", out, "-p", strconv.Itoa(m.cmd.Process.Pid))
+			cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+			if err := cmd.Start(); err != nil {
+				g.progress("perf record %s: %v", m.name, err)
+				continue
+			}
+			stops = append(stops, func() {
+				_ = cmd.Process.Signal(os.Interrupt)
+				_ = cmd.Wait()
+				g.progress("perf profile of %s: %s", m.name, out)
+			})
+		}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			for _, stop := range stops {
+				stop()
+			}
+		})
 	}
 }
 
@@ -679,8 +728,8 @@ func PrintGroupReport(w io.Writer, rep *GroupReport) {
 	row("create node on the leader (admin socket, committed through the group)", rep.Create.String())
 	row("enrollment at the leader (token, key unwrap, PING swap)", rep.Enroll.String())
 	row("kill -9 of the leader to a survivor naming a new leader (election)", fmt.Sprintf("%.2fs", rep.ToElected.Seconds()))
-	row("kill -9 of the leader to a create node committed by a survivor", fmt.Sprintf("**%.2fs** (%d requests, %d refused as not_leader, %d errors)",
-		rep.ToWrite.Seconds(), rep.WritePolls, rep.WriteNotLeader, rep.WriteErrors))
+	row("kill -9 of the leader to a create node committed by a survivor", fmt.Sprintf("**%.2fs** (%d requests, %d refused as not_leader, %d errors; the one committed took %.2fs)",
+		rep.ToWrite.Seconds(), rep.WritePolls, rep.WriteNotLeader, rep.WriteErrors, rep.WriteLatency.Seconds()))
 	rc := rep.Reconnect
 	row("kill -9 of the leader to every MOM in session with the new leader", fmt.Sprintf("**%.2fs** (%d of %d on %s; %d errors)",
 		rc.Last.Seconds(), rc.On, rc.Nodes, rep.NewLeader, rep.ReconnectErrors+int(rep.Attempts.Failed)))

@@ -216,8 +216,13 @@ func (n *Node) connect(ctx context.Context, server string, timeout, connectTimeo
 		n.sealer = &ping.Sealer{Keys: n.ring, Stamper: st, Rand: rand.Reader, Node: w.NodeID}
 		n.verifier = &ping.Verifier{Keys: n.ring, Guard: ping.NewGuard(ping.GuardConfig{Capacity: 4}, nil), Now: time.Now}
 	}
+	if n.wrapper == nil || n.server != sh.ServerKey {
+		// Once per server identity (as momgate-mom keeps it): a box
+		// precomputation is a scalar multiplication, a quarter of the
+		// simulator's CPU in a reconnection storm when made per session.
+		n.wrapper = keys.NewWrapper(&sh.ServerKey, &n.ident.Private)
+	}
 	n.token, n.id, n.server = nil, w.NodeID, sh.ServerKey
-	n.wrapper = keys.NewWrapper(&n.server, &n.ident.Private)
 	var res ping.Result
 	if err := daemon.InitiateSwap(c, n.sealer, n.verifier, deadline, &res); err != nil {
 		c.Close()
