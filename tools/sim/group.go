@@ -70,6 +70,13 @@ type GroupReport struct {
 	FirstFailures              []string     // the first few "other failures"
 	LeaderRSS                  int64        // the new leader's RSS with every node connected
 	LoadBefore, LoadAfter      string       // /proc/loadavg before the kill, after the reconnection
+	// TermBefore is the raft term before the kill, TermAfter the new
+	// leader's when every node was back, LeaderChanges the leaders it saw
+	// take over meanwhile: more than one election means the leadership
+	// moved again during the reconnection (a leader that loses it closes
+	// every MOM session).
+	TermBefore, TermAfter uint64
+	LeaderChanges         uint64
 	NotReconnectedWithin       time.Duration
 	ReconnectErrors            int // nodes not back on the new leader within NotReconnectedWithin
 	// CPU time (user + system) from the kill until every node was back:
@@ -435,7 +442,14 @@ func (g *groupRunner) killLeader(ctx context.Context, rep *GroupReport, b *board
 		return fmt.Errorf("before the kill: %s leads, not %s (where every node enrolled)", gi.Leader, lead.name)
 	}
 	rep.Killed = lead.name
+	rep.TermBefore = gi.Term
 	rep.LoadBefore = loadavg()
+	changes0 := map[string]uint64{}
+	for _, m := range g.members[1:] {
+		if gi, err := g.groupInfo(ctx, m); err == nil {
+			changes0[m.name] = gi.LeaderChanges
+		}
+	}
 	survivors := g.members[1:]
 	cpu0 := map[string]time.Duration{}
 	for _, m := range survivors {
@@ -504,8 +518,11 @@ func (g *groupRunner) killLeader(ctx context.Context, rep *GroupReport, b *board
 	if rc.Server >= 0 {
 		m := g.members[rc.Server]
 		rep.NewLeader = m.name
-		if gi, err := g.groupInfo(ctx, m); err == nil && gi.Leader != m.name {
-			rep.NewLeader += fmt.Sprintf(" (which says %q leads now)", gi.Leader)
+		if gi, err := g.groupInfo(ctx, m); err == nil {
+			if gi.Leader != m.name {
+				rep.NewLeader += fmt.Sprintf(" (which says %q leads now)", gi.Leader)
+			}
+			rep.TermAfter, rep.LeaderChanges = gi.Term, gi.LeaderChanges-changes0[m.name]
 		}
 		rep.LeaderRSS = rss(m.cmd.Process.Pid)
 	}
@@ -728,6 +745,7 @@ func PrintGroupReport(w io.Writer, rep *GroupReport) {
 	row("create node on the leader (admin socket, committed through the group)", rep.Create.String())
 	row("enrollment at the leader (token, key unwrap, PING swap)", rep.Enroll.String())
 	row("kill -9 of the leader to a survivor naming a new leader (election)", fmt.Sprintf("%.2fs", rep.ToElected.Seconds()))
+	row("raft term before the kill / after the reconnection; leaders the new leader saw take over meanwhile", fmt.Sprintf("%d / %d; %d", rep.TermBefore, rep.TermAfter, rep.LeaderChanges))
 	row("kill -9 of the leader to a create node committed by a survivor", fmt.Sprintf("**%.2fs** (%d requests, %d refused as not_leader, %d errors; the one committed took %.2fs)",
 		rep.ToWrite.Seconds(), rep.WritePolls, rep.WriteNotLeader, rep.WriteErrors, rep.WriteLatency.Seconds()))
 	rc := rep.Reconnect
