@@ -77,8 +77,8 @@ type GroupReport struct {
 	// every MOM session).
 	TermBefore, TermAfter uint64
 	LeaderChanges         uint64
-	NotReconnectedWithin       time.Duration
-	ReconnectErrors            int // nodes not back on the new leader within NotReconnectedWithin
+	NotReconnectedWithin  time.Duration
+	ReconnectErrors       int // nodes not back on the new leader within NotReconnectedWithin
 	// CPU time (user + system) from the kill until every node was back:
 	// of each survivor (by member name) and of this process (the
 	// simulated MOMs); CPUWall is that span.
