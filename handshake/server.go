@@ -33,9 +33,6 @@ type ServerParams struct {
 	// trailer and must make its swap a session swap. Nil: the server of
 	// before sealed sessions (tests of a mixed cluster).
 	Sessions *SessionParams
-	// Gate, when set, bounds the handshakes past their hello at once
-	// (a slot is held from the hello read to the end of the handshake).
-	Gate chan struct{}
 }
 
 // Registry is the server's node registry as one handshake sees it; the
@@ -110,10 +107,6 @@ func serve(conn io.ReadWriter, remote, local proto.Addr, p *ServerParams, reg Re
 	frame, err := proto.ReadFrameLimit(rw, nil, PreAuthMaxFrame)
 	if err != nil {
 		return nil, ReadRejection("read hello", err)
-	}
-	if p.Gate != nil {
-		p.Gate <- struct{}{}
-		defer func() { <-p.Gate }()
 	}
 	msg, err := proto.Unmarshal(frame)
 	if err != nil {
