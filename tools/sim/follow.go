@@ -225,7 +225,7 @@ func mostOn(on []int32, members int) (int, int) {
 func follow(ctx context.Context, n *Node, i int, choice *mom.ServerChoice, b *board, since time.Time) {
 	defer n.Close()
 	for ctx.Err() == nil {
-		var next string
+		// Each choice moves choice.Current() to the member to dial next.
 		var wait time.Duration
 		if n.Up() {
 			select {
@@ -235,7 +235,7 @@ func follow(ctx context.Context, n *Node, i int, choice *mom.ServerChoice, b *bo
 			}
 			b.down(i)
 			n.Close()
-			next, wait = choice.Lost(time.Since(since))
+			_, wait = choice.Lost(time.Since(since))
 		} else {
 			start := time.Now()
 			addr := choice.Current()
@@ -252,15 +252,14 @@ func follow(ctx context.Context, n *Node, i int, choice *mom.ServerChoice, b *bo
 			kind, nl := classify(err)
 			if kind == kindRedirect {
 				var followed bool
-				if next, wait, followed = choice.NotLeader(nl.Leader, elapsed); !followed {
+				if _, wait, followed = choice.NotLeader(nl.Leader, elapsed); !followed {
 					kind = kindNoLeader
 				}
 			} else {
-				next, wait = choice.Failed(elapsed)
+				_, wait = choice.Failed(elapsed)
 			}
 			b.count(kind, err, addr)
 		}
-		_ = next // choice.Current() is next from here on
 		if wait > 0 && pause(ctx, wait) != nil {
 			return
 		}

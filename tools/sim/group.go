@@ -755,7 +755,7 @@ func PrintGroupReport(w io.Writer, rep *GroupReport) {
 		rc.First.Seconds(), rc.P50.Seconds(), rc.P99.Seconds(), rc.Last.Seconds()))
 	a := rep.Attempts
 	if rc.Last > rc.First {
-		row("sessions with the new leader: rate from its first to its last", fmt.Sprintf("%.0f/s", float64(max(rc.On-1, 0))/(rc.Last-rc.First).Seconds()))
+		row("sessions with the new leader: rate from its first to its last (the MOMs' backoff bounds it at small N)", fmt.Sprintf("%.0f/s", float64(max(rc.On-1, 0))/(rc.Last-rc.First).Seconds()))
 	}
 	row("MOM control attempts until every MOM was back", fmt.Sprintf("%d sessions, %d lost, %d redirects followed, %d NotLeader naming no member, %d connects refused or timed out, %d failures at the killed member (reset), %d other failures",
 		a.Sessions, a.Lost, a.Redirects, a.NoLeader, a.Refused, a.FailedAtKilled, a.Failed))
