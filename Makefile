@@ -7,7 +7,7 @@ BINARIES  := momgate-server momgate-mom momgate-qmgr momgate-migrate
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build run test vet race bench bench-conn bench-openpbs bench-munge scale scale-growth munge-deps munge-tools munge-check fuzz lint clean man install  uninstall test-openpbs plugin
+.PHONY: all build run test vet race bench bench-conn bench-openpbs bench-munge scale scale-growth scale-ha munge-deps munge-tools munge-check fuzz lint clean man install  uninstall test-openpbs plugin
 
 # Install layout; `make install PREFIX=/usr DESTDIR=/tmp/pkg` for packaging.
 # Units and configs name BINDIR and SYSCONFDIR; DESTDIR only stages files.
@@ -134,6 +134,15 @@ scale: build
 scale-growth: build
 	$(GO) build -trimpath -o $(BIN)/momgate-scale ./tools/cmd/momgate-scale
 	$(BIN)/momgate-scale --bin $(BIN) --growth 1000,10000,100000 --churn $(SCALE_CHURN) --heartbeats $(SCALE_HEARTBEATS) $(SCALE_FLAGS)
+
+# A replicated group of three servers on 127.0.5.1-.3 (issue 14, docs/HA.md)
+# with the daemon's default raft timing, and SCALE_NODES simulated MOMs
+# listing all three and moving between them by the MOM's own failover
+# rules: kill -9 of the leader, then the time to a write on a survivor and
+# until every MOM is in session with the new leader.
+scale-ha: build
+	$(GO) build -trimpath -o $(BIN)/momgate-scale ./tools/cmd/momgate-scale
+	$(BIN)/momgate-scale --bin $(BIN) --group 3 --nodes $(SCALE_NODES) $(SCALE_FLAGS)
 
 # The MUNGE-authenticated connection client and server (tools/munge), built
 # with Debian's gcc against libmunge (Debian package libmunge-dev).

@@ -38,14 +38,7 @@ var ErrDeleted = errors.New("node deleted from the cluster")
 // moving along the list when it fails (failover.go: bounded, jittered
 // backoff, NotLeader followed only within the list), until ctx ends.
 func (m *Mom) controlLoop(ctx context.Context) error {
-	roundMax, spread := m.cfg.BackoffMax, time.Duration(0)
-	if len(m.srv.list) > 1 {
-		// A group: another member is likely up, so a round of the list
-		// waits at most groupRoundBackoff (docs/PROTOCOL.md 4.11), and the
-		// MOMs a failover moves spread over failoverSpread (docs/HA.md 7).
-		roundMax, spread = min(roundMax, groupRoundBackoff), failoverSpread
-	}
-	f := newFailover(len(m.srv.list), m.cfg.BackoffMin, roundMax, spread, rand.Int64N)
+	f := listFailover(len(m.srv.list), m.cfg.BackoffMin, m.cfg.BackoffMax, rand.Int64N)
 	for ctx.Err() == nil {
 		addr := m.srv.list[f.current()]
 		m.srv.dialling(addr)
@@ -96,6 +89,19 @@ func (m *Mom) controlLoop(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// listFailover is the failover machine of a list of n servers with the
+// backoff bounds of the MOM's configuration.
+func listFailover(n int, backoffMin, backoffMax time.Duration, rnd func(n int64) int64) *failover {
+	roundMax, spread := backoffMax, time.Duration(0)
+	if n > 1 {
+		// A group: another member is likely up, so a round of the list
+		// waits at most groupRoundBackoff (docs/PROTOCOL.md 4.11), and the
+		// MOMs a failover moves spread over failoverSpread (docs/HA.md 7).
+		roundMax, spread = min(roundMax, groupRoundBackoff), failoverSpread
+	}
+	return newFailover(n, backoffMin, roundMax, spread, rnd)
 }
 
 // redirectTarget judges a NotLeader that server addr sent: the index of

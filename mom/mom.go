@@ -51,7 +51,8 @@ type Config struct {
 	Freshness time.Duration
 	// HandshakeTimeout bounds the PING swap on a new connection.
 	HandshakeTimeout time.Duration
-	// BackoffMin and BackoffMax bound reconnect delays to the server.
+	// BackoffMin and BackoffMax bound reconnect delays to the server
+	// (0: DefaultBackoffMin, DefaultBackoffMax).
 	BackoffMin, BackoffMax time.Duration
 	// Protocol is what the MOM speaks: legacy, compat, ping, or follow
 	// (or "": the server's mode).
@@ -136,10 +137,10 @@ func New(cfg Config) (*Mom, error) {
 		cfg.CrashAt = func(string) {}
 	}
 	if cfg.BackoffMin <= 0 {
-		cfg.BackoffMin = 100 * time.Millisecond
+		cfg.BackoffMin = DefaultBackoffMin
 	}
 	if cfg.BackoffMax <= 0 {
-		cfg.BackoffMax = 10 * time.Second
+		cfg.BackoffMax = DefaultBackoffMax
 	}
 	if cfg.Freshness < 0 {
 		cfg.Freshness = ping.DefaultFreshness

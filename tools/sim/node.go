@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -164,7 +165,19 @@ func (n *Node) dial(ctx context.Context, addr string) (net.Conn, error) {
 // identity afterwards, then the PING swap with the server; then it starts
 // the node's reader, which runs until Close or until ctx ends.
 func (n *Node) Connect(ctx context.Context, server string, timeout time.Duration) error {
-	c, err := n.dial(ctx, server)
+	return n.connect(ctx, server, timeout, 0)
+}
+
+// connect is Connect with the TCP connect bounded by connectTimeout (0:
+// by timeout and ctx only).
+func (n *Node) connect(ctx context.Context, server string, timeout, connectTimeout time.Duration) error {
+	dctx := ctx
+	if connectTimeout > 0 {
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithTimeout(ctx, connectTimeout)
+		defer cancel()
+	}
+	c, err := n.dial(dctx, server)
 	if err != nil {
 		return fmt.Errorf("node %s: dial %s: %w", n.Name, server, err)
 	}
@@ -177,10 +190,16 @@ func (n *Node) Connect(ctx context.Context, server string, timeout time.Duration
 			p.KeyIDs = append(p.KeyIDs, uint32(k.ID))
 		}
 	}
-	sh, w, err := handshake.Authenticate(c, p)
+	// A follower of a group answers NotLeader (*NotLeaderError); every
+	// member proves the identity the enrollment pinned (Prove).
+	sh, err := readServerHello(c)
+	var w *proto.Welcome
+	if err == nil {
+		w, err = handshake.Prove(c, sh, p)
+	}
 	if err != nil {
 		c.Close()
-		return fmt.Errorf("node %s: %w", n.Name, err)
+		return fmt.Errorf("node %s: %s: %w", n.Name, server, err)
 	}
 	ring, err := handshake.Keyring(w, &sh.ServerKey, n.ident, time.Now())
 	if err != nil {
@@ -197,8 +216,13 @@ func (n *Node) Connect(ctx context.Context, server string, timeout time.Duration
 		n.sealer = &ping.Sealer{Keys: n.ring, Stamper: st, Rand: rand.Reader, Node: w.NodeID}
 		n.verifier = &ping.Verifier{Keys: n.ring, Guard: ping.NewGuard(ping.GuardConfig{Capacity: 4}, nil), Now: time.Now}
 	}
+	if n.wrapper == nil || n.server != sh.ServerKey {
+		// Once per server identity (as momgate-mom keeps it): a box
+		// precomputation is a scalar multiplication, a quarter of the
+		// simulator's CPU in a reconnection storm when made per session.
+		n.wrapper = keys.NewWrapper(&sh.ServerKey, &n.ident.Private)
+	}
 	n.token, n.id, n.server = nil, w.NodeID, sh.ServerKey
-	n.wrapper = keys.NewWrapper(&n.server, &n.ident.Private)
 	var res ping.Result
 	if err := daemon.InitiateSwap(c, n.sealer, n.verifier, deadline, &res); err != nil {
 		c.Close()
@@ -213,6 +237,46 @@ func (n *Node) Connect(ctx context.Context, server string, timeout time.Duration
 	n.stop = context.AfterFunc(ctx, func() { c.Close() })
 	go n.read(c)
 	return nil
+}
+
+// NotLeaderError is a control attempt answered by a follower of a server
+// group (proto.NotLeader, docs/PROTOCOL.md 4.11): Leader is the leader's
+// control address it named, invalid when it knows none.
+type NotLeaderError struct {
+	Leader netip.AddrPort
+	Name   string
+}
+
+func (e *NotLeaderError) Error() string {
+	if !e.Leader.IsValid() {
+		return "not the group's leader, and knows no leader"
+	}
+	return fmt.Sprintf("not the group's leader: %s (%s) leads", e.Name, e.Leader)
+}
+
+// readServerHello reads the first frame of a control connection: the
+// ServerHello, or a follower's NotLeader (a *NotLeaderError), as
+// momgate-mom does (mom/redirect.go).
+func readServerHello(r io.Reader) (*proto.ServerHello, error) {
+	frame, err := proto.ReadFrameLimit(r, nil, handshake.PreAuthMaxFrame)
+	if err != nil {
+		return nil, fmt.Errorf("read server hello: %w", err)
+	}
+	msg, err := proto.Unmarshal(frame)
+	if err != nil {
+		return nil, fmt.Errorf("decode server hello: %w", err)
+	}
+	switch m := msg.(type) {
+	case *proto.ServerHello:
+		return m, nil
+	case *proto.NotLeader:
+		e := &NotLeaderError{Name: m.Leader}
+		if m.Known() {
+			e.Leader = netip.AddrPortFrom(m.Addr.Netip(), m.Port)
+		}
+		return nil, e
+	}
+	return nil, fmt.Errorf("expected ServerHello, got %s", msg.Type())
 }
 
 // read serves the server's messages on c until it fails or is closed.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,6 +32,42 @@ func parseSizes(s string) ([]int, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+// runGroups makes a group run for each size and prints the reports.
+func runGroups(ctx context.Context, cfg sim.Config, members int, sizes []int, asJSON bool) error {
+	var reps []*sim.GroupReport
+	var err error
+	for _, n := range sizes {
+		c := cfg
+		c.Nodes = n
+		c.Dir = filepath.Join(cfg.Dir, fmt.Sprintf("group-%d", n))
+		if err = os.MkdirAll(c.Dir, 0o700); err != nil {
+			break
+		}
+		var rep *sim.GroupReport
+		rep, err = sim.RunGroup(ctx, c, members)
+		if rep != nil {
+			reps = append(reps, rep)
+		}
+		if err != nil {
+			err = fmt.Errorf("group run, %d nodes: %w", n, err)
+			break
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if jerr := enc.Encode(reps); jerr != nil {
+			return jerr
+		}
+		return err
+	}
+	for _, rep := range reps {
+		sim.PrintGroupReport(os.Stdout, rep)
+		fmt.Println()
+	}
+	return err
 }
 
 func main() {
@@ -65,6 +102,7 @@ func main() {
 			&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "per-operation timeout"},
 			&cli.IntFlag{Name: "max-connected", Value: sim.MaxNodes, Usage: "nodes connected at once at most (also bounded by the descriptor limit); enrollment goes in waves"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report(s) as JSON instead of tables"},
+			&cli.IntFlag{Name: "group", Usage: fmt.Sprintf("`MEMBERS` (%d..%d): instead, run a replicated server group on 127.0.5.x, kill -9 its leader and measure the time to a write and to every simulated MOM back on the new leader (with --growth: a run per size)", sim.MinGroup, sim.MaxGroup)},
 		},
 		Action: func(c *cli.Context) error {
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
@@ -98,6 +136,9 @@ func main() {
 				Nodes: sizes[0], Workers: c.Int("workers"), Heartbeats: c.Int("heartbeats"), Churn: c.Int("churn"),
 				Timeout: c.Duration("timeout"), TokenTTL: c.Duration("token-ttl"), KeyGrace: c.Duration("key-grace"), Progress: os.Stderr,
 				MaxConnected: min(c.Int("max-connected"), sim.ConnectedWithin(limit)),
+			}
+			if members := c.Int("group"); members != 0 {
+				return runGroups(ctx, cfg, members, sizes, c.Bool("json"))
 			}
 			var reps []*sim.Report
 			if c.String("growth") == "" {
