@@ -26,7 +26,7 @@ var testTiming = Timing{HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeou
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second) // an election under the race detector and a full make test took over 30 s once
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
