@@ -45,6 +45,15 @@ type HelloGate interface {
 	AfterHello() (release func(), err *Rejection)
 }
 
+// HelloOpener is an optional interface of a Registry: OpenHello opens the
+// sealed proof of a Hello from the node NodeKey just named, as box.Open
+// with that node's identity key and the server's would, but with the box
+// shared key it may have kept from an earlier connection of the node: one
+// X25519 fewer on every reconnection.
+type HelloOpener interface {
+	OpenHello(sealed []byte, nonce *[24]byte) ([]byte, bool)
+}
+
 // Registry is the server's node registry as one handshake sees it; the
 // server half calls it in protocol order, on one connection. Its refusals
 // are *Rejection errors (Refuse).
@@ -164,7 +173,11 @@ func serve(conn io.ReadWriter, remote, local proto.Addr, p *ServerParams, reg Re
 		if err != nil {
 			return nil, err
 		}
-		proof, err := openHello(m, name, &pub, &p.Ident.Private, &challenge)
+		open := func() ([]byte, bool) { return box.Open(nil, m.Sealed, &m.Nonce, &pub, &p.Ident.Private) }
+		if o, ok := reg.(HelloOpener); ok {
+			open = func() ([]byte, bool) { return o.OpenHello(m.Sealed, &m.Nonce) }
+		}
+		proof, err := openHello(name, open, &challenge)
 		if err != nil {
 			return nil, err
 		}
@@ -253,10 +266,11 @@ func openEnroll(m *proto.Enroll, serverPriv, challenge *[32]byte) (*proto.Enroll
 	return proof, nil
 }
 
-// openHello opens a Hello's proof with node name's identity key and checks
-// it answers this connection's challenge.
-func openHello(m *proto.Hello, name string, nodePub, serverPriv, challenge *[32]byte) (*proto.HelloProof, error) {
-	plain, ok := box.Open(nil, m.Sealed, &m.Nonce, nodePub, serverPriv)
+// openHello opens a Hello's proof from node name with open (the box of
+// the node's identity key and the server's) and checks it answers this
+// connection's challenge.
+func openHello(name string, open func() ([]byte, bool), challenge *[32]byte) (*proto.HelloProof, error) {
+	plain, ok := open()
 	if !ok {
 		return nil, Refuse(reasons.Auth, "hello proof of node %s does not open with its identity key", name)
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/nacl/box"
+
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/migration"
 	"github.com/momgate/momgate/ping"
@@ -329,6 +331,13 @@ type gatedRegistry struct {
 	*fakeRegistry
 	taken, released int
 	refuse          *Rejection
+	opened          int // OpenHello calls
+}
+
+// OpenHello is a HelloOpener with the precomputed key of the fake node.
+func (g *gatedRegistry) OpenHello(sealed []byte, nonce *[24]byte) ([]byte, bool) {
+	g.opened++
+	return box.Open(nil, sealed, nonce, &g.nodePub, &g.srv.ident.Private)
 }
 
 func (g *gatedRegistry) AfterHello() (func(), *Rejection) {
@@ -386,5 +395,18 @@ func TestServeHelloGate(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "server busy") {
 		t.Fatalf("gate refusal at the MOM: %v, want the Reject naming it", err)
+	}
+	// A Hello through a registry that opens it (HelloOpener) is opened by
+	// the registry, once.
+	opener := &gatedRegistry{fakeRegistry: c.reg}
+	conn, done = run(opener)
+	if _, _, err := Authenticate(conn, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := Initiate(conn, serverAddr, momAddr, c.mom.sealer, c.mom.verifier, &res); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.err != nil || opener.opened != 1 || opener.taken != 1 || opener.released != 1 {
+		t.Fatalf("hello through the opener: %v, opened %d, slot %d/%d", r.err, opener.opened, opener.taken, opener.released)
 	}
 }

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -36,17 +37,30 @@ func wrapPlain(k *Key, state State) [wrapPlainSize]byte {
 }
 
 // Wrapper wraps keys for one node with a precomputed shared key, so a
-// rotation costs one X25519 per node.
+// rotation costs one X25519 per node; the same key opens what the node
+// seals for the server (its Hello proof).
 type Wrapper struct {
-	shared [32]byte
+	shared  [32]byte
+	nodePub [32]byte
 }
 
 // NewWrapper precomputes the box shared key of (nodePub, serverPriv); the
 // node unwraps with (serverPub, nodePriv).
 func NewWrapper(nodePub, serverPriv *[32]byte) *Wrapper {
-	w := &Wrapper{}
+	w := &Wrapper{nodePub: *nodePub}
 	box.Precompute(&w.shared, nodePub, serverPriv)
 	return w
+}
+
+// For reports whether w was made for the node identity key nodePub.
+func (w *Wrapper) For(nodePub *[32]byte) bool {
+	return subtle.ConstantTimeCompare(w.nodePub[:], nodePub[:]) == 1
+}
+
+// OpenFromNode opens a box the node sealed for the server (box.Seal with
+// the server's public key and the node's private key), as box.Open would.
+func (w *Wrapper) OpenFromNode(sealed []byte, nonce *[24]byte) ([]byte, bool) {
+	return box.OpenAfterPrecomputation(nil, sealed, nonce, &w.shared)
 }
 
 // Wrap seals k in the given state with a random nonce.

@@ -1,9 +1,12 @@
 package keys
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/nacl/box"
 )
 
 func TestWrapUnwrap(t *testing.T) {
@@ -90,5 +93,31 @@ func TestUnwrapRefuses(t *testing.T) {
 				t.Fatalf("got %v, %v; want %v", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// A node's Wrapper opens what the node seals for the server, as box.Open
+// does, and nothing sealed by another node; it says which identity key it
+// was made for.
+func TestWrapperOpensFromNode(t *testing.T) {
+	server, node, other := testIdentity(t, 1), testIdentity(t, 2), testIdentity(t, 3)
+	w := NewWrapper(&node.Public, &server.Private)
+	if !w.For(&node.Public) || w.For(&other.Public) {
+		t.Fatal("Wrapper.For does not tell the node's key from another")
+	}
+	var nonce [24]byte
+	nonce[0] = 5
+	msg := []byte("hello proof")
+	sealed := box.Seal(nil, msg, &nonce, &server.Public, &node.Private)
+	if got, ok := w.OpenFromNode(sealed, &nonce); !ok || !bytes.Equal(got, msg) {
+		t.Fatalf("OpenFromNode = %q, %v", got, ok)
+	}
+	forged := box.Seal(nil, msg, &nonce, &server.Public, &other.Private)
+	if _, ok := w.OpenFromNode(forged, &nonce); ok {
+		t.Fatal("a box sealed by another node opened")
+	}
+	sealed[len(sealed)-1] ^= 1
+	if _, ok := w.OpenFromNode(sealed, &nonce); ok {
+		t.Fatal("a damaged box opened")
 	}
 }

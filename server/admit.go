@@ -167,6 +167,8 @@ type admission struct {
 	node  *node      // the node the hello named
 	named namedNode  // the node the hello or token named, deleted ones too
 	mc    *session   // the session, once it exists
+	// helloPub is the identity key NodeKey gave for the node a Hello names.
+	helloPub [32]byte
 }
 
 // maxHandshakesPastHello bounds the control handshakes doing their
@@ -232,8 +234,15 @@ func (a *admission) NodeKey(id proto.NodeID, src netip.Addr) ([32]byte, string, 
 	if err != nil {
 		return pub, "", err
 	}
-	a.node = n
+	a.node, a.helloPub = n, pub
 	return pub, n.rec.Name, nil
+}
+
+// OpenHello opens the Hello proof of the node NodeKey named with the
+// node's cached shared key (handshake.HelloOpener), which the Welcome's
+// key wrapping uses next.
+func (a *admission) OpenHello(sealed []byte, nonce *[24]byte) ([]byte, bool) {
+	return a.s.rot.wrapper(a.node.id, &a.helloPub).OpenFromNode(sealed, nonce)
 }
 
 // Hello records the versions a returning MOM advertised.

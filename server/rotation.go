@@ -364,12 +364,13 @@ func (r *rotor) run(ctx context.Context) {
 }
 
 // wrapper returns the cached box precomputation for a node: wrapping a
-// key for it then costs no X25519 operation.
+// key for it, or opening its Hello, then costs no X25519 operation. One
+// made for another identity key of the node is made again.
 func (r *rotor) wrapper(id proto.NodeID, pub *[32]byte) *keys.Wrapper {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	w := r.wrappers[id]
-	if w == nil {
+	if w == nil || !w.For(pub) {
 		w = keys.NewWrapper(pub, &r.s.ident.Private)
 		r.wrappers[id] = w
 	}
