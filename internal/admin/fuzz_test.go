@@ -62,3 +62,43 @@ func jsonEqual(a, b []byte) bool {
 	}
 	return bytes.Equal(x.Bytes(), y.Bytes())
 }
+
+// FuzzDecodeSetMemberArgs checks that set_member's decoder never panics,
+// that what it accepts names a member and says standby, and that
+// re-encoding an accepted value decodes to the same value.
+func FuzzDecodeSetMemberArgs(f *testing.F) {
+	for _, s := range []string{
+		`{"name":"s2","standby":true}`,
+		`{"name":"s2","standby":false}`,
+		`{"name":"s2"}`,
+		`{"standby":true}`,
+		`{"name":"","standby":true}`,
+		`{"name":"s2","standby":"true"}`,
+		`{"name":"s2","standby":true,"extra":1}`,
+		`{"name":"s2","standby":true} {}`,
+		`{"name":"s2","standby":null}`,
+		`[]`, `null`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		a, err := DecodeSetMemberArgs(raw)
+		if err != nil {
+			if a.Name != "" || a.Standby != nil {
+				t.Fatalf("error %v with non-zero args %+v", err, a)
+			}
+			return
+		}
+		if a.Name == "" || a.Standby == nil {
+			t.Fatalf("accepted %q as %+v", raw, a)
+		}
+		enc, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := DecodeSetMemberArgs(enc)
+		if err != nil || again.Name != a.Name || *again.Standby != *a.Standby {
+			t.Fatalf("round trip of %s: %+v, %v", enc, again, err)
+		}
+	})
+}
