@@ -307,7 +307,7 @@ var entries = []entry{
 	},
 	{
 		command: "set", object: "server", attrs: serverAttrs, needAttrs: true,
-		usage: "set server ATTR=VALUE[,...]", doc: "set server attributes (all or nothing); set server NAME standby=... is a group member's",
+		usage: "set server ATTR=VALUE[,...]", doc: "set server attributes (all or nothing)",
 		example: "set server mode=compat,token_ttl=2h",
 	},
 	{
