@@ -23,6 +23,8 @@ func decodeArgs(raw json.RawMessage, v any) error {
 // handleAdmin dispatches one admin request.
 func (s *Server) handleAdmin(ctx context.Context, op string, raw json.RawMessage) (any, error) {
 	switch op {
+	case admin.OpBackup:
+		return s.backup(raw)
 	case admin.OpCreateNode:
 		var a admin.CreateNodeArgs
 		if err := decodeArgs(raw, &a); err != nil {

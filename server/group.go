@@ -416,6 +416,8 @@ func (g *groupRunner) handleAdmin(ctx context.Context, op string, raw json.RawMe
 			return nil, err
 		}
 		return g.deleteServer(a)
+	case admin.OpBackup:
+		return g.backup(raw)
 	case admin.OpSetMember:
 		a, err := admin.DecodeSetMemberArgs(raw)
 		if err != nil {

@@ -259,6 +259,7 @@ type groupSnapshot struct {
 	tokens  map[string]json.RawMessage
 	files   map[string][]byte
 	members []memberRecord
+	applied uint64 // the last entry applied in the copy
 }
 
 // Snapshot freezes the replica: a copy of the maps, O(nodes) pointers.
@@ -266,7 +267,7 @@ func (g *groupState) Snapshot() (replica.Snapshot, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	s := &groupSnapshot{meta: g.meta, nodes: make(map[string]json.RawMessage, len(g.nodes)),
-		tokens: make(map[string]json.RawMessage, len(g.tokens)), files: map[string][]byte{}}
+		tokens: make(map[string]json.RawMessage, len(g.tokens)), files: map[string][]byte{}, applied: g.applied}
 	for k, v := range g.nodes {
 		s.nodes[k] = v
 	}

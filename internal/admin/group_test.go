@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"testing"
 )
@@ -18,6 +20,30 @@ func TestDecodeSetMemberArgs(t *testing.T) {
 		`{"name":"s2","standby":true,"force":true}`, `{"name":"s2","standby":true}x`, `{"name":"s2","standby":null}`, ``, `null`} {
 		if _, err := DecodeSetMemberArgs([]byte(in)); !errors.Is(err, ErrSetMemberArgs) {
 			t.Errorf("%q: %v, want ErrSetMemberArgs", in, err)
+		}
+	}
+}
+
+// TestDecodeBackup: a sealed backup decodes; a damaged one, another
+// format, an unknown field and trailing data are refused with
+// ErrBadBackup.
+func TestDecodeBackup(t *testing.T) {
+	b := Backup{Format: BackupFormat, Identity: []byte("id"), Snapshot: []byte("snap")}
+	b.Seal()
+	enc, _ := json.Marshal(b)
+	if got, err := DecodeBackup(enc); err != nil || string(got.Snapshot) != "snap" {
+		t.Fatalf("%v %+v", err, got)
+	}
+	bad := map[string][]byte{
+		"damaged":  bytes.Replace(enc, []byte(`"c25hcA=="`), []byte(`"c25icA=="`), 1),
+		"format":   bytes.Replace(enc, []byte(BackupFormat), []byte("momgate-backup/9"), 1),
+		"field":    bytes.Replace(enc, []byte(`{`), []byte(`{"x":1,`), 1),
+		"trailing": append(append([]byte{}, enc...), []byte(" {}")...),
+		"empty":    []byte(`{"format":"momgate-backup/1"}`),
+	}
+	for what, data := range bad {
+		if _, err := DecodeBackup(data); !errors.Is(err, ErrBadBackup) {
+			t.Errorf("%s: %v, want ErrBadBackup", what, err)
 		}
 	}
 }
