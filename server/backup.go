@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -233,7 +234,7 @@ type RestoreConfig struct {
 	// Force restores into a directory that holds server state: it is
 	// first moved into STATE_DIR/backup-UTCSTAMP/.
 	Force bool
-	Log   logrus.FieldLogger
+	Log   logrus.FieldLogger // nil: discarded
 	Now   func() time.Time
 }
 
@@ -248,8 +249,10 @@ type RestoreConfig struct {
 // new CA). A directory holding server state is refused unless Force,
 // which moves that state aside first (backup reports where).
 func Restore(rc RestoreConfig, backup func(string)) (*admin.Backup, error) {
-	if rc.Log == nil {
-		rc.Log = logrus.New()
+	if rc.Log == nil { // what a start of the restored directory will log, it logs then
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		rc.Log = l
 	}
 	if rc.Now == nil {
 		rc.Now = time.Now
