@@ -158,6 +158,9 @@ func (c *Completer) afterObject(ctx context.Context, e *entry, rest []token, add
 		return
 	}
 	g := groupIndex(rest)
+	if g < 0 { // `set server ,`: a comma where no word was
+		return
+	}
 	if g < len(e.operands) {
 		od := e.operands[g]
 		c.operandCandidates(ctx, od, last.kind != tComma, add)
