@@ -72,8 +72,10 @@ func TestHAGroupStandbyRole(t *testing.T) {
 		t.Fatalf("the demoted %s led at some point:\n%s", f.name, f.proc.out.String())
 	}
 
-	// Promote f: a follower again. Demote the third member and delete the
-	// leader: f is the only voter left, and leads.
+	// Promote f (once the new leader hears it): a follower again. Demote
+	// the third member and delete the leader: f is the only voter left,
+	// and leads.
+	g.waitAlive(f.name)
 	if r := g.qmgr(nl, promote, false); r.code != 0 || !strings.Contains(r.stdout, "is a voter") {
 		t.Fatalf("%s: code %d, %q %q", promote, r.code, r.stdout, r.stderr)
 	}
@@ -88,7 +90,6 @@ func TestHAGroupStandbyRole(t *testing.T) {
 	if r := g.qmgr(nl, "set server "+third.name+" standby=true", false); r.code != 0 {
 		t.Fatalf("demote %s: %s", third.name, r.stderr)
 	}
-	g.waitAlive(f.name)
 	if r := g.qmgr(nl, "delete server "+nl.name, false); r.code != 0 {
 		t.Fatalf("delete server %s: %s", nl.name, r.stderr)
 	}

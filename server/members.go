@@ -15,7 +15,20 @@ var (
 	ErrDemoteLeader = errors.New("the leader does not demote itself")
 	// ErrLastVoter: the member is the group's only voter.
 	ErrLastVoter = errors.New("the group's only voter")
+	// ErrNotInSync: a standby to promote is down or behind the leader.
+	ErrNotInSync = errors.New("not alive and in sync")
 )
+
+// memberState is member name's state as the leader sees it ("unknown"
+// if it is not listed).
+func (g *groupRunner) memberState(name string) string {
+	for _, mi := range g.groupInfo().Members {
+		if mi.Name == name {
+			return mi.State
+		}
+	}
+	return "unknown"
+}
 
 // setMember is set server NAME standby=true|false on the leader: the
 // member's record (Standby) is committed through the group first, while
@@ -24,7 +37,8 @@ var (
 // when already done, so running it again finishes a change cut short. A
 // member created but not joined yet has only its record changed: join
 // adds it as the record then says. The leader does not demote itself,
-// and the only voter is never demoted.
+// the only voter is never demoted, and a standby is promoted only while
+// it is alive and in sync.
 func (g *groupRunner) setMember(a admin.SetMemberArgs) (*admin.MemberInfo, error) {
 	if g.srv.Load() == nil {
 		return nil, g.notLeaderErr()
@@ -45,6 +59,14 @@ func (g *groupRunner) setMember(a admin.SetMemberArgs) (*admin.MemberInfo, error
 		return nil, admin.Errorf(admin.CodeConflict, "%s leads the group and %v: make another voter lead first "+
 			"(stop this daemon and the other voters elect one; start it again), then run set server %s standby=true on the new leader; "+
 			"or delete server %s here to take it out of the group", a.Name, ErrDemoteLeader, a.Name, a.Name)
+	}
+	if !standby && inConf && !voter {
+		// raft counts a voter in the quorum as soon as the change commits:
+		// a voter that cannot answer yet would stall every write.
+		if st := g.memberState(a.Name); st != "alive" {
+			return nil, admin.Errorf(admin.CodeConflict, "%s is %s: %v; promote it once list server shows it alive "+
+				"(a voter that cannot answer counts in the quorum at once)", a.Name, st, ErrNotInSync)
+		}
 	}
 	if rec.Standby != standby {
 		rec.Standby = standby

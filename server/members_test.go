@@ -99,6 +99,29 @@ func TestSetMemberStandby(t *testing.T) {
 	go func() { done <- Join(ctx, JoinConfig{Group: gc, Token: res.Token}, func(string) {}) }()
 	g.dirs, g.cancels, g.done = append(g.dirs, dir), append(g.cancels, cancel), append(g.done, done)
 	g.waitRole(l, "s4", "standby")
+
+	// A standby that is down is not promoted: as a voter it would count
+	// in the quorum at once.
+	g.cancels[3]()
+	<-g.done[3]
+	g.cancels[3] = nil
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := call(t, l, admin.OpSetMember, admin.SetMemberArgs{Name: "s4", Standby: boolp(false)}, nil)
+		if err != nil {
+			wantCode(t, err, admin.CodeConflict, "promote it once list server shows it alive")
+			break
+		}
+		// Promoted before the leader saw it down: demote it again and wait.
+		if err := call(t, l, admin.OpSetMember, admin.SetMemberArgs{Name: "s4", Standby: boolp(true)}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the leader never saw s4 down")
+		}
+		time.Sleep(100 * time.Millisecond) // polling interval
+	}
+	g.waitRole(l, "s4", "standby")
 }
 
 // TestSetMemberLastVoter: the only voter of a group is not demoted.
@@ -111,4 +134,12 @@ func TestSetMemberLastVoter(t *testing.T) {
 	if err := call(t, g.dirs[0], admin.OpSetMember, admin.SetMemberArgs{Name: "s1", Standby: boolp(false)}, &mi); err != nil || mi.Role != "leader" {
 		t.Fatalf("promote the leader: %+v, %v", mi, err)
 	}
+}
+
+// TestSetMemberOnASingleServer: a single server says the group ops need a
+// group.
+func TestSetMemberOnASingleServer(t *testing.T) {
+	s := startServer(t)
+	_, err := adminCall(t, s, admin.OpSetMember, admin.SetMemberArgs{Name: "s2", Standby: boolp(true)})
+	wantCode(t, err, admin.CodeUnknownOp, "not a member of one")
 }
