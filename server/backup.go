@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/statefile"
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
@@ -280,11 +281,11 @@ func Restore(rc RestoreConfig, backup func(string)) (*admin.Backup, error) {
 	if err := store.MarkRestored(dir); err != nil {
 		return nil, err
 	}
-	s, err := New(Config{StateDir: dir, Log: rc.Log, Now: rc.Now})
-	if err != nil {
-		return nil, fmt.Errorf("the restored %s does not load: %w", dir, err)
+	// What a start will decide, without starting: a start would consume
+	// the restored mark (it recovers the replay marks then).
+	if _, err := daemon.CheckState(dir, statecheck.RoleServer); err != nil {
+		return nil, fmt.Errorf("the restored %s does not check: %w", dir, err)
 	}
-	s.closeUnstarted()
 	return b, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/internal/store"
 )
 
 // restoredNodes restores file into a new directory, opens it as a single
@@ -21,6 +22,9 @@ func restoredNodes(t *testing.T, file string) (string, map[string]bool) {
 	dir := filepath.Join(t.TempDir(), "restored")
 	if _, err := Restore(RestoreConfig{From: file, StateDir: dir, Log: quietLog()}, func(string) { t.Fatal("backed up an empty directory") }); err != nil {
 		t.Fatal(err)
+	}
+	if m, err := store.LoadManifest(dir); err != nil || m == nil || !m.Restored {
+		t.Fatalf("the restored directory is not marked restored: %+v %v", m, err)
 	}
 	s, err := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: quietLog()})
 	if err != nil {
