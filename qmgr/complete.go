@@ -19,19 +19,22 @@ type Candidate struct {
 }
 
 // Completer completes directives: commands, objects, node names, key
-// ids, attribute names and enumerated values. Node names and key ids come
-// from the live server through Exec, fetched once and kept until Forget.
+// ids, member names, attribute names and enumerated values. Node names,
+// key ids and the group's member names come from the live server through
+// Exec, fetched once and kept until Forget.
 type Completer struct {
 	Exec Executor // nil: no node names or key ids
 
-	nodes, keys []string
-	nodeSet     map[string]bool
-	fetched     map[string]bool
+	nodes, keys, members []string
+	nodeSet              map[string]bool
+	fetched              map[string]bool
 }
 
-// Forget drops the node names and key ids fetched so far (a directive may
-// have changed them).
-func (c *Completer) Forget() { c.nodes, c.keys, c.nodeSet, c.fetched = nil, nil, nil, nil }
+// Forget drops the node names, key ids and member names fetched so far
+// (a directive may have changed them).
+func (c *Completer) Forget() {
+	c.nodes, c.keys, c.members, c.nodeSet, c.fetched = nil, nil, nil, nil, nil
+}
 
 // Complete returns the word being typed at the end of prefix (the line
 // up to the cursor) and its candidates, sorted. A prefix that does not
@@ -112,7 +115,17 @@ func (c *Completer) candidates(ctx context.Context, toks []token, add func(strin
 	if e == nil {
 		return
 	}
-	c.afterObject(ctx, e, toks[2:], add)
+	rest := toks[2:]
+	if named := lookupNamed(cmd, obj); named != nil {
+		switch {
+		case len(rest) == 0: // set server <Tab>: an attribute, or a member
+			c.operandCandidates(ctx, named.operands[0], true, add)
+		case (rest[0].kind == tWord || rest[0].kind == tString) && !isDefaultServer(rest[0].text) &&
+			(len(rest) == 1 || rest[1].kind != tOp):
+			e = named // the parser's rule: a first word without '=' is a name
+		}
+	}
+	c.afterObject(ctx, e, rest, add)
 }
 
 // afterObject offers operands, attributes or values after `cmd obj`.
@@ -145,6 +158,9 @@ func (c *Completer) afterObject(ctx context.Context, e *entry, rest []token, add
 		return
 	}
 	g := groupIndex(rest)
+	if g < 0 { // `set server ,`: a comma where no word was
+		return
+	}
 	if g < len(e.operands) {
 		od := e.operands[g]
 		c.operandCandidates(ctx, od, last.kind != tComma, add)
@@ -175,9 +191,13 @@ func groupIndex(rest []token) int {
 	return groups
 }
 
-// operandCandidates offers node names or key ids; @default too for
-// the first word of an optional list of node names.
+// operandCandidates offers node names, key ids or member names (none
+// for a name to be created); @default too for the first word of an
+// optional list of node names.
 func (c *Completer) operandCandidates(ctx context.Context, od operand, first bool, add func(string, ...string)) {
+	if od.fresh {
+		return
+	}
 	switch od.label {
 	case "node name":
 		add(" ", c.fetch(ctx, "nodes")...)
@@ -186,6 +206,8 @@ func (c *Completer) operandCandidates(ctx context.Context, od operand, first boo
 		}
 	case "key id":
 		add(" ", c.fetch(ctx, "keys")...)
+	case "member name":
+		add(" ", c.fetch(ctx, "members")...)
 	}
 }
 
@@ -211,6 +233,13 @@ func (c *Completer) fetch(ctx context.Context, what string) []string {
 					c.nodeSet[n.Name] = true
 				}
 			}
+		case "members":
+			var rep admin.ServerReport
+			if c.Exec.Call(ctx, admin.OpPrintServer, nil, &rep) == nil && rep.Server.Group != nil {
+				for _, m := range rep.Server.Group.Members {
+					c.members = append(c.members, m.Name)
+				}
+			}
 		case "keys":
 			var kl admin.KeyList
 			if c.Exec.Call(ctx, admin.OpListKey, nil, &kl) == nil {
@@ -220,8 +249,11 @@ func (c *Completer) fetch(ctx context.Context, what string) []string {
 			}
 		}
 	}
-	if what == "nodes" {
+	switch what {
+	case "nodes":
 		return c.nodes
+	case "members":
+		return c.members
 	}
 	return c.keys
 }

@@ -22,6 +22,11 @@ func FuzzParse(f *testing.F) {
 		"list node @default Mom,state",
 		"list node n1@default last_seen",
 		"help set server",
+		"set server s2 standby=true",
+		"s s s3 STANDBY = False",
+		"set server mode standby=true",
+		"set server @default key_grace=1s",
+		"set server s2",
 		"",
 	} {
 		f.Add(s)
@@ -52,7 +57,7 @@ func FuzzParse(f *testing.F) {
 // FuzzComplete checks that completion never panics and that every
 // candidate completes the word typed: prefix with its last word replaced.
 func FuzzComplete(f *testing.F) {
-	for _, s := range []string{"", "l", "list node n", "set server mode=c", "list node n1 Mom,", "help s", `c n "x`, "# x", "set node n1 Mom=1.2.3.4,"} {
+	for _, s := range []string{"", "l", "list node n", "set server mode=c", "list node n1 Mom,", "help s", `c n "x`, "# x", "set node n1 Mom=1.2.3.4,", "set server s", "set server s2 ", "set server s2 standby="} {
 		f.Add(s)
 	}
 	c := &Completer{Exec: &fakeExec{srv: newFakeServer()}}

@@ -291,6 +291,13 @@ func (p *parser) parse() (Directive, error) {
 	}
 	d.Object = obj
 
+	// set server NAME standby=true|false: a first word that no operator
+	// follows, other than @default, is a member name (an attribute always
+	// has its '='). The rule is the words' alone: qmgr need not know the
+	// group's members to parse a line.
+	if named := lookupNamed(cmd, obj); named != nil && p.atOperand() && !isDefaultServer(p.peek(0).text) {
+		e = named
+	}
 	if len(e.operands) == 0 && p.atOperand() && isDefaultServer(p.peek(0).text) {
 		p.next() // `print server @default`: the only server there is
 	}
@@ -355,6 +362,10 @@ func (p *parser) parse() (Directive, error) {
 			p.next()
 			t = p.peek(0)
 		} else if p.atOperand() && !(t.kind == tWord && e.attr(t.text) != nil) {
+			if first := lookup(cmd, obj); first != e && len(d.Names) == 1 && first.attr(d.Names[0]) != nil {
+				// `set server mode compat`: an attribute without its '='.
+				return Directive{}, syntaxErr(t.col, "expected '=' after %s, found %s", first.attr(d.Names[0]).name, t.describe())
+			}
 			return Directive{}, syntaxErr(t.col, "unexpected %s (usage: %s)", t.describe(), e.usage)
 		} else if len(e.attrs) == 0 && len(e.show) > 0 {
 			return Directive{}, syntaxErr(t.col, "%s %s takes attribute names, not ATTR=VALUE (usage: %s)", cmd, obj, e.usage)
@@ -367,7 +378,11 @@ func (p *parser) parse() (Directive, error) {
 		p.next()
 		spec := e.attr(t.text)
 		if spec == nil {
-			return Directive{}, syntaxErr(t.col, "unknown attribute %q for %s %s (allowed: %s)", t.text, cmd, obj, e.attrList())
+			hint := ""
+			if first := lookup(cmd, obj); first != e && first.attr(t.text) != nil {
+				hint = fmt.Sprintf("; %s is an attribute of %s %s without a name (usage: %s)", first.attr(t.text).name, cmd, obj, first.usage)
+			}
+			return Directive{}, syntaxErr(t.col, "unknown attribute %q for %s %s (allowed: %s)%s", t.text, cmd, obj, e.attrList(), hint)
 		}
 		if seen[spec.name] {
 			return Directive{}, syntaxErr(t.col, "attribute %s given twice", spec.name)
@@ -431,7 +446,7 @@ func (d Directive) String() string {
 		b.WriteString(" " + d.namesString())
 	}
 	if len(d.Show) > 0 {
-		if e := lookup(d.Command, d.Object); len(d.Names) == 0 && e != nil && len(e.operands) > 0 {
+		if e := entryOf(d); len(d.Names) == 0 && e != nil && len(e.operands) > 0 {
 			b.WriteString(" " + DefaultServer) // every node, then the attributes
 		}
 		b.WriteString(" " + strings.Join(d.Show, ","))
@@ -457,7 +472,7 @@ func (d Directive) namesString() string {
 	if d.Command == "help" {
 		return strings.Join(d.Names, " ")
 	}
-	e := lookup(d.Command, d.Object)
+	e := entryOf(d)
 	parts := make([]string, 0, len(d.Names))
 	rest := d.Names
 	if e != nil {

@@ -41,6 +41,7 @@ type Executor interface {
 //	delete node, set node  []admin.NodeInfo, one per name, after the change
 //	list/print server      admin.ServerReport
 //	set server             admin.ServerInfo after the change
+//	set server NAME        admin.MemberInfo after the change (standby=)
 //	unset server           admin.ServerInfo after the change
 //	list key               admin.KeyList
 //	rotate key             admin.RotationInfo
@@ -510,6 +511,9 @@ func runPrintServer(ctx context.Context, s *Session, _ Directive, out *bytes.Buf
 }
 
 func runSetServer(ctx context.Context, s *Session, d Directive, out *bytes.Buffer) error {
+	if len(d.Names) > 0 {
+		return runSetMember(ctx, s, d, out)
+	}
 	raw, err := s.call(ctx, admin.OpSetServer, admin.SetArgs{Attrs: adminAttrs(d.Attrs)})
 	if err != nil {
 		return err

@@ -29,6 +29,9 @@ type fakeServer struct {
 	attrs  map[string]string
 	keys   []admin.KeyInfo
 	failOp map[string]error // forced failures by op
+	// members, when set, make the server a group's leader s1: print
+	// server shows them and set_member changes their roles.
+	members map[string]admin.MemberInfo
 }
 
 func newFakeServer() *fakeServer {
@@ -138,7 +141,34 @@ func (f *fakeServer) handle(_ context.Context, op string, raw json.RawMessage) (
 		f.nodes[a.Name] = n
 		return n, nil
 	case admin.OpPrintServer:
-		return admin.ServerReport{Server: f.serverInfo(), Nodes: f.sorted()}, nil
+		rep := admin.ServerReport{Server: f.serverInfo(), Nodes: f.sorted()}
+		if f.members != nil {
+			rep.Server.Group = &admin.GroupInfo{Member: "s1", Leader: "s1"}
+			for _, n := range []string{"s1", "s2", "s3"} {
+				if m, ok := f.members[n]; ok {
+					rep.Server.Group.Members = append(rep.Server.Group.Members, m)
+				}
+			}
+		}
+		return rep, nil
+	case admin.OpSetMember:
+		a, err := admin.DecodeSetMemberArgs(raw)
+		if err != nil {
+			return nil, admin.Errorf(admin.CodeBadRequest, "%v", err)
+		}
+		m, ok := f.members[a.Name]
+		switch {
+		case !ok:
+			return nil, admin.Errorf(admin.CodeBadValue, "unknown member %s", a.Name)
+		case m.Role == "leader" && *a.Standby:
+			return nil, admin.Errorf(admin.CodeConflict, "%s leads the group and the leader does not demote itself", a.Name)
+		case *a.Standby:
+			m.Role = "standby"
+		case m.Role == "standby":
+			m.Role = "follower"
+		}
+		f.members[a.Name] = m
+		return m, nil
 	case admin.OpSetServer:
 		var a admin.SetArgs
 		if err := dec(&a); err != nil {

@@ -89,6 +89,7 @@ type operand struct {
 	label    string // for messages: "node name", "key id", "file"
 	list     bool   // NAME[,NAME...]; only as the last operand
 	optional bool   // only as the last operand
+	fresh    bool   // names something new (create server NAME): completion offers no names
 	check    func(string) (string, error)
 }
 
@@ -361,6 +362,32 @@ func lookup(cmd, obj string) *entry {
 		}
 	}
 	return nil
+}
+
+// lookupNamed is the form of cmd obj that starts with an operand, for a
+// directive whose first form takes none: `set server NAME standby=...`
+// beside `set server ATTR=VALUE`. nil if there is no such form.
+func lookupNamed(cmd, obj string) *entry {
+	if e := lookup(cmd, obj); e == nil || len(e.operands) > 0 {
+		return nil
+	}
+	for i := range entries {
+		if entries[i].command == cmd && entries[i].object == obj && len(entries[i].operands) > 0 {
+			return &entries[i]
+		}
+	}
+	return nil
+}
+
+// entryOf is the entry d was parsed with: the named form when d has
+// operands and its directive has one.
+func entryOf(d Directive) *entry {
+	if len(d.Names) > 0 {
+		if e := lookupNamed(d.Command, d.Object); e != nil {
+			return e
+		}
+	}
+	return lookup(d.Command, d.Object)
 }
 
 // objectsOf lists the objects cmd works on.

@@ -23,6 +23,12 @@ func decodeArgs(raw json.RawMessage, v any) error {
 // handleAdmin dispatches one admin request.
 func (s *Server) handleAdmin(ctx context.Context, op string, raw json.RawMessage) (any, error) {
 	switch op {
+	case admin.OpBackup:
+		return s.backup(raw)
+	case admin.OpCreateServer, admin.OpDeleteServer, admin.OpSetMember:
+		// A group member answers these before its server does.
+		return nil, admin.Errorf(admin.CodeUnknownOp, "%s works in a server group, and this server is not a member of one: "+
+			"run it with --replication-listen to make it a group's first member (docs/HA.md)", op)
 	case admin.OpCreateNode:
 		var a admin.CreateNodeArgs
 		if err := decodeArgs(raw, &a); err != nil {

@@ -439,6 +439,14 @@ func (g *groupRunner) handleAdmin(ctx context.Context, op string, raw json.RawMe
 			return nil, err
 		}
 		return g.deleteServer(a)
+	case admin.OpBackup:
+		return g.backup(raw)
+	case admin.OpSetMember:
+		a, err := admin.DecodeSetMemberArgs(raw)
+		if err != nil {
+			return nil, admin.Errorf(admin.CodeBadRequest, "%v", err)
+		}
+		return g.setMember(a)
 	}
 	if s := g.srv.Load(); s != nil {
 		out, err := s.handleAdmin(ctx, op, raw)

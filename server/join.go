@@ -241,6 +241,9 @@ func (g *groupRunner) serveJoin(ctx context.Context, c *tls.Conn) {
 	}
 	actx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	if cur, ok := g.state.member(rec.Name); ok {
+		rec.Standby = cur.Standby // set server NAME standby= may have run since the grant
+	}
 	if rec.Standby {
 		err = g.m.AddStandby(actx, rec.Name, rec.Raft)
 	} else {

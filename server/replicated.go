@@ -313,6 +313,7 @@ type groupSnapshot struct {
 	rotHead *rotation.Record
 	behind  map[proto.NodeID]struct{}
 	members []memberRecord
+	applied uint64 // the last entry applied in the copy
 }
 
 // Snapshot freezes the replica: a copy of the maps, O(nodes) pointers.
@@ -320,7 +321,7 @@ func (g *groupState) Snapshot() (replica.Snapshot, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	s := &groupSnapshot{meta: g.meta, nodes: make(map[string]json.RawMessage, len(g.nodes)),
-		tokens: make(map[string]json.RawMessage, len(g.tokens)), files: map[string][]byte{}}
+		tokens: make(map[string]json.RawMessage, len(g.tokens)), files: map[string][]byte{}, applied: g.applied}
 	for k, v := range g.nodes {
 		s.nodes[k] = v
 	}

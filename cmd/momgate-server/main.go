@@ -127,6 +127,8 @@ func app(start func(context.Context, server.Config) error) *cli.App {
 			"momgate-server init --reinitialize --state-dir DIR\n" +
 			"momgate-server state check|restored --state-dir DIR\n" +
 			"momgate-server run [--config FILE] [--state-dir DIR] [--listen HOST:PORT] [options]\n" +
+			"momgate-server backup --state-dir DIR --out FILE [--force]\n" +
+			"momgate-server restore --from FILE --state-dir DIR [--force]\n" +
 			"momgate-server config check FILE\n" +
 			"momgate-server completion bash|zsh|fish\n" +
 			"momgate-server man",
@@ -199,6 +201,80 @@ func app(start func(context.Context, server.Config) error) *cli.App {
 					&cli.StringFlag{Name: "token", Usage: "the join `TOKEN` (mgj1_...)", EnvVars: []string{envPrefix + "JOIN_TOKEN"}},
 					&cli.BoolFlag{Name: "force", Usage: "join on a directory that holds server state: back it up into DIR/backup-UTCSTAMP/ first"}),
 				Action: joinAction(),
+			},
+			{
+				Name:      "backup",
+				Usage:     "take an online backup of the running server or group member on --state-dir into a file",
+				ArgsUsage: " ",
+				Description: "Asks the daemon running on DIR (its admin socket) for a consistent copy of its state at one\n" +
+					"applied index: the server identity and a snapshot of the nodes, tokens, cluster keys, rotation,\n" +
+					"deny list and group members, each with its SHA-256. Any member of a group answers, leader or\n" +
+					"follower. The copy is checked as restore checks it, then written to FILE with mode 0600 and\n" +
+					"atomically (a temporary file beside it, then linked); an existing FILE is never replaced without\n" +
+					"--force. The file holds secrets (the identity and the cluster keys): keep it encrypted.\n\n" +
+					"Example:\n\n    momgate-server backup --state-dir /var/lib/momgate/server --out /root/momgate-$(date +%F).backup",
+				Flags: []cli.Flag{stateDirFlag(),
+					&cli.StringFlag{Name: "out", Usage: "the backup `FILE` to write (mode 0600)", TakesFile: true},
+					&cli.BoolFlag{Name: "force", Usage: "replace FILE if it exists"}},
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 0 {
+						return fmt.Errorf("backup takes no arguments, got %q", c.Args().Slice())
+					}
+					if err := config.Require(c, stateDirFlag()); err != nil {
+						return err
+					}
+					if c.String("out") == "" {
+						return fmt.Errorf("backup needs --out FILE")
+					}
+					ctx, cancel := context.WithTimeout(c.Context, 5*time.Minute)
+					defer cancel()
+					b, err := server.Backup(ctx, server.BackupConfig{StateDir: c.String("state-dir"), Out: c.String("out"), Force: c.Bool("force")})
+					if err != nil {
+						return err
+					}
+					from := "the server"
+					if b.Member != "" {
+						from = fmt.Sprintf("member %s at log index %d (members %s)", b.Member, b.Index, strings.Join(b.Members, ", "))
+					}
+					fmt.Fprintf(c.App.Writer, "backed up %s: %d nodes, server id %s, into %s\nsnapshot sha256 %s\n",
+						from, b.Nodes, b.ServerID, c.String("out"), b.SnapshotSHA256)
+					return nil
+				},
+			},
+			{
+				Name:      "restore",
+				Usage:     "make a state directory of a single server from a backup file",
+				ArgsUsage: " ",
+				Description: "Checks the backup whole (format, checksums, every file decoded) and writes it into DIR as a\n" +
+					"single server's state directory, marked restored: the same identity, so MOMs reconnect without\n" +
+					"enrolling again. Start it as a single server, or with --replication-listen as the first member of\n" +
+					"a new group (a new group CA), then join the others with new tokens. Writes after the backup are\n" +
+					"lost. It refuses a directory that holds server state unless --force, which first moves that state\n" +
+					"into DIR/backup-UTCSTAMP/. Run it with the server stopped (a running one holds the directory's lock).\n\n" +
+					"Example:\n\n    momgate-server restore --from /root/momgate.backup --state-dir /var/lib/momgate/server",
+				Flags: []cli.Flag{stateDirFlag(),
+					&cli.StringFlag{Name: "from", Usage: "the backup `FILE` (from momgate-server backup)", TakesFile: true},
+					&cli.BoolFlag{Name: "force", Usage: "restore into a directory that holds server state: back it up into DIR/backup-UTCSTAMP/ first"}},
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 0 {
+						return fmt.Errorf("restore takes no arguments, got %q", c.Args().Slice())
+					}
+					if err := config.Require(c, stateDirFlag()); err != nil {
+						return err
+					}
+					if c.String("from") == "" {
+						return fmt.Errorf("restore needs --from FILE")
+					}
+					dir := c.String("state-dir")
+					b, err := server.Restore(server.RestoreConfig{From: c.String("from"), StateDir: dir, Force: c.Bool("force")},
+						func(bd string) { fmt.Fprintf(c.App.Writer, "backed up the previous state of %s in %s\n", dir, bd) })
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "restored %s from %s: %d nodes, server id %s, taken %s\n",
+						dir, c.String("from"), b.Nodes, b.ServerID, b.Created.Format(time.RFC3339))
+					return nil
+				},
 			},
 			cliutil.StateCommand(binary, statecheck.RoleServer, func() cli.Flag { return stateDirFlag() }),
 			cliutil.ConfigCommand(binary, func() (*config.Schema, error) { return schema(false) }),

@@ -220,3 +220,27 @@ func TestJoinRefusesMalformedTokenFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestBackupRestoreFlags: backup and restore need their files; a backup
+// that is not one is refused naming the file, and leaves no directory.
+func TestBackupRestoreFlags(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "s")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"backup", "--state-dir", dir}, "backup needs --out FILE"},
+		{[]string{"backup", "--out", "/x"}, "state-dir"},
+		{[]string{"backup", "--state-dir", dir, "--out", filepath.Join(t.TempDir(), "b"), "extra"}, "backup takes no arguments"},
+		{[]string{"restore", "--state-dir", dir}, "restore needs --from FILE"},
+		{[]string{"restore", "--state-dir", dir, "--from", writeFile(t, "junk", "{}")}, "not a valid momgate backup"},
+	} {
+		_, _, _, err := runApp(t, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("a refused restore left %s (%v)", dir, err)
+	}
+}

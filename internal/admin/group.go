@@ -1,11 +1,18 @@
 package admin
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/momgate/momgate/strictjson"
+)
 
 // Operations and codes of a server group (docs/HA.md).
 const (
 	OpCreateServer = "create_server" // CreateServerArgs -> CreateServerResult
 	OpDeleteServer = "delete_server" // ServerArgs -> MemberInfo (the removed member)
+	OpSetMember    = "set_member"    // SetMemberArgs -> MemberInfo (the member after the change)
 
 	// CodeNotLeader: this member does not lead its group; the message names
 	// the leader when one is known.
@@ -52,4 +59,33 @@ type CreateServerResult struct {
 // ServerArgs name one member.
 type ServerArgs struct {
 	Name string `json:"name"`
+}
+
+// SetMemberArgs are the arguments of set server NAME standby=true|false:
+// demote voter Name to standby, or promote standby Name to voter. Standby
+// is a pointer so that a request without it is refused rather than read
+// as a promotion.
+type SetMemberArgs struct {
+	Name    string `json:"name"`
+	Standby *bool  `json:"standby"`
+}
+
+// ErrSetMemberArgs: a set_member request's arguments are malformed.
+var ErrSetMemberArgs = errors.New("bad set_member arguments")
+
+// DecodeSetMemberArgs decodes set_member's arguments strictly: one JSON
+// object with exactly the fields of SetMemberArgs, a non-empty name and
+// standby given.
+func DecodeSetMemberArgs(raw []byte) (SetMemberArgs, error) {
+	var a SetMemberArgs
+	if err := strictjson.Decode(raw, &a); err != nil {
+		return SetMemberArgs{}, fmt.Errorf("%w: %v", ErrSetMemberArgs, err)
+	}
+	switch {
+	case a.Name == "":
+		return SetMemberArgs{}, fmt.Errorf("%w: no member name", ErrSetMemberArgs)
+	case a.Standby == nil:
+		return SetMemberArgs{}, fmt.Errorf("%w: standby (true or false) is required", ErrSetMemberArgs)
+	}
+	return a, nil
 }

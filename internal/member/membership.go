@@ -90,3 +90,15 @@ func (m *Member) OtherVoters() int {
 	}
 	return n
 }
+
+// Server reports member name's place in this member's latest raft
+// configuration, committed or not: its address, whether it votes, and
+// whether it is there at all.
+func (m *Member) Server(name string) (addr string, voter, ok bool) {
+	f := m.raft.GetConfiguration()
+	if f.Error() != nil {
+		return "", false, false
+	}
+	s, ok := find(f.Configuration(), name)
+	return string(s.Address), ok && s.Suffrage == raft.Voter, ok
+}

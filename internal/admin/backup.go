@@ -1,0 +1,78 @@
+package admin
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/momgate/momgate/strictjson"
+)
+
+// OpBackup is the online backup of a running server or group member: no
+// arguments -> Backup, a consistent copy of the state at one applied index
+// (momgate-server backup writes it to a file; momgate-server restore reads
+// it back).
+const OpBackup = "backup"
+
+// BackupFormat is the format of a Backup; a newer one is refused.
+const BackupFormat = "momgate-backup/1"
+
+// Backup is an online backup: the server's identity and a snapshot of its
+// state in the sections a group's raft snapshot carries (state.json,
+// keyring.json, rotation.json, deny.json, members.json), each with its
+// SHA-256. It is both the answer of OpBackup and the backup file.
+type Backup struct {
+	Format   string    `json:"format"`
+	Created  time.Time `json:"created"`
+	ServerID string    `json:"server_id"`
+	// Member is the group member that took the copy ("" for a single
+	// server), Index the last log entry applied in it (0 for a single
+	// server), Members the group's members then.
+	Member  string   `json:"member"`
+	Index   uint64   `json:"index"`
+	Members []string `json:"members"`
+	// Nodes is the number of nodes in the copy.
+	Nodes          int    `json:"nodes"`
+	Identity       []byte `json:"identity"` // identity.json, verbatim
+	IdentitySHA256 string `json:"identity_sha256"`
+	Snapshot       []byte `json:"snapshot"` // the state's sections (replica.WriteSections)
+	SnapshotSHA256 string `json:"snapshot_sha256"`
+}
+
+// ErrBadBackup: a backup does not decode, is of another format, or its
+// contents do not match their checksums.
+var ErrBadBackup = errors.New("not a valid momgate backup")
+
+// SHA256Hex is the checksum a Backup records for data.
+func SHA256Hex(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// Seal sets the checksums of b's contents.
+func (b *Backup) Seal() {
+	b.IdentitySHA256, b.SnapshotSHA256 = SHA256Hex(b.Identity), SHA256Hex(b.Snapshot)
+}
+
+// DecodeBackup decodes a backup strictly (one JSON object, only Backup's
+// fields), checks its format and that identity and snapshot match their
+// checksums. What the contents mean is checked by restore.
+func DecodeBackup(data []byte) (*Backup, error) {
+	var b Backup
+	if err := strictjson.Decode(data, &b); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadBackup, err)
+	}
+	switch {
+	case b.Format != BackupFormat:
+		return nil, fmt.Errorf("%w: format %q, this version reads %q", ErrBadBackup, b.Format, BackupFormat)
+	case len(b.Identity) == 0 || len(b.Snapshot) == 0:
+		return nil, fmt.Errorf("%w: no identity or no snapshot", ErrBadBackup)
+	case SHA256Hex(b.Identity) != b.IdentitySHA256:
+		return nil, fmt.Errorf("%w: the identity does not match its SHA-256 (damaged)", ErrBadBackup)
+	case SHA256Hex(b.Snapshot) != b.SnapshotSHA256:
+		return nil, fmt.Errorf("%w: the snapshot does not match its SHA-256 (damaged)", ErrBadBackup)
+	}
+	return &b, nil
+}

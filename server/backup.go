@@ -1,0 +1,341 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/internal/daemon"
+	"github.com/momgate/momgate/internal/statefile"
+	"github.com/momgate/momgate/internal/store"
+	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/replica"
+	"github.com/momgate/momgate/statecheck"
+	"github.com/momgate/momgate/strictjson"
+)
+
+// Online backup and restore (docs/DEPLOYMENT.md 14.4). A running member
+// (leader or follower: every member holds the whole replica) or a single
+// server answers the admin op backup with a copy of its state at one
+// applied index: its identity and a snapshot of the replica in the
+// sections raft sends a new member, each with its SHA-256. momgate-server
+// backup writes the answer to a file; momgate-server restore makes a
+// state directory of a single server of it, which run as a single server
+// or upgrades in place into a new group's first member.
+
+// ErrBackupExists: the backup file is there already and --force was not
+// given.
+var ErrBackupExists = errors.New("backup file exists")
+
+// maxBackup bounds a backup so that its answer fits an admin response
+// (base64 grows it by a third).
+const maxBackup = admin.MaxResponse/4*3 - 1<<20
+
+// backupOf is the backup of snap, a copy of the replica; identity.json is
+// read from dir (it never changes while the daemon runs).
+func backupOf(dir string, snap *groupSnapshot, member string, now time.Time) (*admin.Backup, error) {
+	ident, err := os.ReadFile(filepath.Join(dir, identityFile))
+	if err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	var p persisted
+	if err := strictjson.Decode(snap.meta, &p); err != nil {
+		return nil, fmt.Errorf("backup: server record: %w", err)
+	}
+	var buf bytes.Buffer
+	if _, err := snap.WriteTo(&buf); err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	if buf.Len()+len(ident) > maxBackup {
+		return nil, admin.Errorf(admin.CodeConflict, "the state is %d bytes, over the %d an online backup carries: "+
+			"back up offline (stop a follower and copy its directory, docs/DEPLOYMENT.md 14.4)", buf.Len(), maxBackup)
+	}
+	b := &admin.Backup{Format: admin.BackupFormat, Created: now.UTC(), ServerID: p.ID, Member: member, Index: snap.applied,
+		Members: []string{}, Nodes: len(snap.nodes), Identity: ident, Snapshot: buf.Bytes()}
+	for _, m := range snap.members {
+		if !m.Removed {
+			b.Members = append(b.Members, m.Name)
+		}
+	}
+	b.Seal()
+	return b, nil
+}
+
+// decodeNoArgs refuses arguments to an op that takes none (anything but
+// nothing, null or {}).
+func decodeNoArgs(op string, raw []byte) error {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil
+	}
+	var none struct{}
+	if err := strictjson.Decode(raw, &none); err != nil {
+		return admin.Errorf(admin.CodeBadRequest, "%s takes no arguments: %v", op, err)
+	}
+	return nil
+}
+
+// backup is the admin op backup on a group member, leader or follower: a
+// copy of the replica as applied here.
+func (g *groupRunner) backup(raw []byte) (*admin.Backup, error) {
+	if err := decodeNoArgs(admin.OpBackup, raw); err != nil {
+		return nil, err
+	}
+	snap, _ := g.state.Snapshot()
+	b, err := backupOf(g.gc.Server.StateDir, snap.(*groupSnapshot), g.gc.Member, g.gc.Server.Now())
+	if err == nil {
+		g.log.WithField("index", b.Index).WithField("nodes", b.Nodes).Info("online backup taken")
+	}
+	return b, err
+}
+
+// backup is the admin op backup on a single server: its records, taken
+// under s.mu as one write would see them.
+func (s *Server) backup(raw []byte) (*admin.Backup, error) {
+	if err := decodeNoArgs(admin.OpBackup, raw); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	recs, err := s.allRecordsLocked()
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	g := newGroupState()
+	if res := g.Apply(0, replica.Entry{Cmd: &replica.StateRecords{Why: "backup", Records: recs}}); res.Err != nil {
+		return nil, res.Err
+	}
+	snap, _ := g.Snapshot()
+	b, err := backupOf(s.cfg.StateDir, snap.(*groupSnapshot), "", s.cfg.Now())
+	if err == nil {
+		s.log.WithField("nodes", b.Nodes).Info("online backup taken")
+	}
+	return b, err
+}
+
+// BackupConfig configures Backup.
+type BackupConfig struct {
+	StateDir string // the running daemon's state directory (its admin socket)
+	Out      string // the backup file
+	Force    bool   // replace Out if it exists
+}
+
+// Backup is momgate-server backup: it asks the daemon running on
+// StateDir for a backup, checks it as restore will (format, checksums,
+// every section decoded), and writes it to Out owner-only (0600) and
+// atomically: a temporary file beside Out, synced, then linked to Out
+// (renamed over it with Force), so Out is never a partial backup and an
+// existing Out is never replaced without Force.
+func Backup(ctx context.Context, bc BackupConfig) (*admin.Backup, error) {
+	if !bc.Force {
+		if _, err := os.Lstat(bc.Out); err == nil {
+			return nil, fmt.Errorf("%s: %w: give another file, or --force to replace it", bc.Out, ErrBackupExists)
+		}
+	}
+	c, err := admin.Dial(ctx, admin.SocketPath(bc.StateDir))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var raw rawJSON
+	if err := c.Call(ctx, admin.OpBackup, nil, &raw); err != nil {
+		return nil, fmt.Errorf("backup of %s: %w", bc.StateDir, err)
+	}
+	b, err := checkBackup(raw)
+	if err != nil {
+		return nil, fmt.Errorf("the daemon's backup does not check: %w", err)
+	}
+	if err := writeNoClobber(bc.Out, raw, bc.Force); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// rawJSON keeps an admin answer's bytes as they came.
+type rawJSON []byte
+
+// UnmarshalJSON copies data.
+func (r *rawJSON) UnmarshalJSON(data []byte) error {
+	*r = append((*r)[:0], data...)
+	return nil
+}
+
+// checkBackup decodes a backup and checks its contents: the identity
+// decodes, and the snapshot restores into a replica (every section
+// checked by its file's decoder).
+func checkBackup(data []byte) (*admin.Backup, error) {
+	b, err := admin.DecodeBackup(data)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := keys.DecodeIdentity(b.Identity); err != nil {
+		return nil, fmt.Errorf("%w: identity: %v", admin.ErrBadBackup, err)
+	}
+	g := newGroupState()
+	if err := g.Restore(bytes.NewReader(b.Snapshot)); err != nil {
+		return nil, fmt.Errorf("%w: snapshot: %v", admin.ErrBadBackup, err)
+	}
+	if id := g.serverID(); id != b.ServerID {
+		return nil, fmt.Errorf("%w: server id %q in the snapshot, %q in the manifest", admin.ErrBadBackup, id, b.ServerID)
+	}
+	return b, nil
+}
+
+// writeNoClobber writes data to path, mode 0600, atomically: a temporary
+// file beside it, synced, then linked to path (which fails if path
+// exists) or, with force, renamed over it; the directory is synced.
+func writeNoClobber(path string, data []byte, force bool) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if force {
+		err = os.Rename(tmp, path)
+	} else if err = os.Link(tmp, path); errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s: %w: give another file, or --force to replace it", path, ErrBackupExists)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return statefile.SyncDir(dir)
+}
+
+// RestoreConfig configures Restore.
+type RestoreConfig struct {
+	From     string // the backup file
+	StateDir string // the directory to make
+	// Force restores into a directory that holds server state: it is
+	// first moved into STATE_DIR/backup-UTCSTAMP/.
+	Force bool
+	Log   logrus.FieldLogger // nil: discarded
+	Now   func() time.Time
+}
+
+// Restore is momgate-server restore: it checks the backup whole, then
+// writes it into StateDir as the state directory of a single server:
+// identity.json, state.json with an empty journal, keyring.json,
+// rotation.json and deny.json as they were at the backup's index, and a
+// manifest marked restored (replay marks are then treated as lost and
+// recovered with a floor, as after any restore: docs/DEPLOYMENT.md 7).
+// No raft/ and no group CA: run it as a single server, or with
+// --replication-listen to upgrade it in place into a new group (its own
+// new CA). A directory holding server state is refused unless Force,
+// which moves that state aside first (backup reports where).
+func Restore(rc RestoreConfig, backup func(string)) (*admin.Backup, error) {
+	if rc.Log == nil { // what a start of the restored directory will log, it logs then
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		rc.Log = l
+	}
+	if rc.Now == nil {
+		rc.Now = time.Now
+	}
+	data, err := os.ReadFile(rc.From)
+	if err != nil {
+		return nil, err
+	}
+	b, err := checkBackup(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", rc.From, err)
+	}
+	g := newGroupState()
+	if err := g.Restore(bytes.NewReader(b.Snapshot)); err != nil {
+		return nil, err
+	}
+	dir := rc.StateDir
+	if err := restoreFiles(dir, b, g, rc, backup); err != nil {
+		return nil, err
+	}
+	// The state file with its journal, as a leader writes it out.
+	if err := g.materialize(dir, rc.Log); err != nil {
+		return nil, err
+	}
+	if err := store.MarkRestored(dir); err != nil {
+		return nil, err
+	}
+	// What a start will decide, without starting: a start would consume
+	// the restored mark (it recovers the replay marks then).
+	if _, err := daemon.CheckState(dir, statecheck.RoleServer); err != nil {
+		return nil, fmt.Errorf("the restored %s does not check: %w", dir, err)
+	}
+	return b, nil
+}
+
+// restoreFiles writes identity.json, the state files and the manifest
+// into dir, which it locks and refuses (or, with Force, backs up) if it
+// holds server state.
+func restoreFiles(dir string, b *admin.Backup, g *groupState, rc RestoreConfig, backup func(string)) error {
+	lock, err := lockForInit(dir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	found := stateFilesIn(dir)
+	for _, f := range []string{raftDirName, groupCAFile} {
+		if _, err := os.Lstat(filepath.Join(dir, f)); !errors.Is(err, fs.ErrNotExist) {
+			found = append(found, f)
+		}
+	}
+	if len(found) > 0 {
+		if !rc.Force {
+			return fmt.Errorf("%s holds %s: %w: restore replaces it. Use --force to restore anyway "+
+				"(the files are first moved into a backup directory beside them)", dir, strings.Join(found, ", "), ErrHasState)
+		}
+		bd, err := backUp(dir, found, rc.Now())
+		if err != nil {
+			return err
+		}
+		backup(bd)
+	}
+	write := func(name string, data []byte) error {
+		return statefile.WriteAtomic(filepath.Join(dir, name), data, 0o600)
+	}
+	if err := write(identityFile, b.Identity); err != nil {
+		return err
+	}
+	snap, _ := g.Snapshot()
+	secs, err := snap.(*groupSnapshot).sections()
+	if err != nil {
+		return err
+	}
+	names := []string{identityFile}
+	for _, s := range secs {
+		if s.Name == membersSection {
+			continue
+		}
+		if err := write(s.Name, s.Data); err != nil {
+			return err
+		}
+		names = append(names, s.Name)
+	}
+	sort.Strings(names)
+	return store.SaveManifest(dir, statecheck.RoleServer.String(), names)
+}

@@ -1,0 +1,167 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/internal/store"
+)
+
+// restoredNodes restores file into a new directory, opens it as a single
+// server and returns its node names.
+func restoredNodes(t *testing.T, file string) (string, map[string]bool) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "restored")
+	if _, err := Restore(RestoreConfig{From: file, StateDir: dir, Log: quietLog()}, func(string) { t.Fatal("backed up an empty directory") }); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := store.LoadManifest(dir); err != nil || m == nil || !m.Restored {
+		t.Fatalf("the restored directory is not marked restored: %+v %v", m, err)
+	}
+	s, err := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.closeUnstarted()
+	res, err := s.handleAdmin(context.Background(), admin.OpListNode, []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, n := range res.([]admin.NodeInfo) {
+		out[n.Name] = true
+	}
+	return dir, out
+}
+
+// TestBackupOfAGroupMember: a follower's backup, taken while the leader
+// writes, restores into a single server holding every node created before
+// it; the file is 0600, never replaced without force; restore refuses a
+// directory with state unless forced, and then backs it up first.
+func TestBackupOfAGroupMember(t *testing.T) {
+	g := startInProcGroup(t, 3)
+	for i := 0; i < 5; i++ {
+		waitCall(t, g.dirs[0], admin.OpCreateNode, admin.CreateNodeArgs{Name: fmt.Sprintf("before%d", i), Mom: fmt.Sprintf("10.1.0.%d", i+1)}, nil)
+	}
+	// The follower has applied them once it reports them.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var rep admin.ServerReport
+		if call(t, g.dirs[1], admin.OpPrintServer, nil, &rep) == nil && rep.Server.Nodes == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("s2 did not apply the creates")
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // writes go on during the backup
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = call(t, g.dirs[0], admin.OpCreateNode, admin.CreateNodeArgs{Name: fmt.Sprintf("during%d", i), Mom: fmt.Sprintf("10.2.%d.%d", i/250, i%250+1)}, nil)
+		}
+	}()
+	out := filepath.Join(t.TempDir(), "group.backup")
+	b, err := Backup(context.Background(), BackupConfig{StateDir: g.dirs[1], Out: out})
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Member != "s2" || b.Index == 0 || b.Nodes < 5 || strings.Join(b.Members, ",") != "s1,s2,s3" {
+		t.Fatalf("backup: member %q index %d nodes %d members %v", b.Member, b.Index, b.Nodes, b.Members)
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("backup file: %v %v", fi.Mode(), err)
+	}
+	if _, err := Backup(context.Background(), BackupConfig{StateDir: g.dirs[1], Out: out}); !errors.Is(err, ErrBackupExists) {
+		t.Fatalf("second backup to the same file: %v", err)
+	}
+	if _, err := Backup(context.Background(), BackupConfig{StateDir: g.dirs[0], Out: out, Force: true}); err != nil {
+		t.Fatalf("--force: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(out), ".*tmp*")); len(left) != 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
+	dir, nodes := restoredNodes(t, out)
+	for i := 0; i < 5; i++ {
+		if !nodes[fmt.Sprintf("before%d", i)] {
+			t.Fatalf("before%d missing from the restored server: %v", i, nodes)
+		}
+	}
+	if len(nodes) < b.Nodes {
+		t.Fatalf("restored %d nodes, the first backup held %d", len(nodes), b.Nodes)
+	}
+	for _, f := range []string{raftDirName, groupCAFile} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			t.Fatalf("the restored directory holds %s", f)
+		}
+	}
+
+	// restore into a directory with state: refused, then forced.
+	if _, err := Restore(RestoreConfig{From: out, StateDir: dir, Log: quietLog()}, func(string) {}); !errors.Is(err, ErrHasState) {
+		t.Fatalf("restore over state: %v", err)
+	}
+	var moved string
+	if _, err := Restore(RestoreConfig{From: out, StateDir: dir, Force: true, Log: quietLog()}, func(b string) { moved = b }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(moved, identityFile)); err != nil {
+		t.Fatalf("--force did not back up the identity: %v", err)
+	}
+
+	// A damaged backup is refused before anything is written.
+	data, _ := os.ReadFile(out)
+	bad := filepath.Join(t.TempDir(), "bad")
+	if err := os.WriteFile(bad, []byte(strings.Replace(string(data), `"server_id":"`, `"server_id":"x`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(t.TempDir(), "empty")
+	if _, err := Restore(RestoreConfig{From: bad, StateDir: empty, Log: quietLog()}, func(string) {}); !errors.Is(err, admin.ErrBadBackup) {
+		t.Fatalf("damaged backup: %v", err)
+	}
+	if _, err := os.Stat(empty); err == nil {
+		t.Fatal("a refused restore made the directory")
+	}
+	wantCode(t, call(t, g.dirs[1], admin.OpBackup, map[string]any{"x": 1}, nil), admin.CodeBadRequest, "takes no arguments")
+}
+
+// TestBackupOfASingleServer: a single server answers backup too; its
+// restore holds its nodes and identity.
+func TestBackupOfASingleServer(t *testing.T) {
+	s := startServer(t)
+	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: "10.3.0.1"})
+	res := mustAdmin(t, s, admin.OpBackup, nil).(*admin.Backup)
+	if res.Member != "" || res.Index != 0 || res.Nodes != 1 {
+		t.Fatalf("backup: %+v", res)
+	}
+	out := filepath.Join(t.TempDir(), "single.backup")
+	if _, err := Backup(context.Background(), BackupConfig{StateDir: s.cfg.StateDir, Out: out}); err != nil {
+		t.Fatal(err)
+	}
+	dir, nodes := restoredNodes(t, out)
+	if !nodes["n1"] || len(nodes) != 1 {
+		t.Fatalf("restored nodes %v", nodes)
+	}
+	a, _ := os.ReadFile(filepath.Join(s.cfg.StateDir, identityFile))
+	b, _ := os.ReadFile(filepath.Join(dir, identityFile))
+	if string(a) != string(b) {
+		t.Fatal("the restored identity differs")
+	}
+}
