@@ -21,6 +21,7 @@ import (
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/replica"
+	"github.com/momgate/momgate/rotation"
 	"github.com/momgate/momgate/statecheck"
 	"github.com/momgate/momgate/strictjson"
 )
@@ -105,9 +106,17 @@ func (s *Server) backup(raw []byte) (*admin.Backup, error) {
 	if err := decodeNoArgs(admin.OpBackup, raw); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	recs, err := s.allRecordsLocked()
-	s.mu.Unlock()
+	// The rotation record and the registry at one instant: rotor.mu is
+	// taken before s.mu (the lock order of rotation.go).
+	s.rot.mu.Lock()
+	rot, err := rotation.EncodeRecord(s.rot.store.record())
+	var recs []replica.StateRecord
+	if err == nil {
+		s.mu.Lock()
+		recs, err = s.allRecordsLocked(rot)
+		s.mu.Unlock()
+	}
+	s.rot.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
