@@ -48,7 +48,9 @@ func TestBashCompletion(t *testing.T) {
 		words []string
 		want  []string
 	}{
-		{[]string{"momgate-server", "r"}, []string{"run"}},
+		{[]string{"momgate-server", "r"}, []string{"restore", "run"}},
+		{[]string{"momgate-server", "ru"}, []string{"run"}},
+		{[]string{"momgate-server", "b"}, []string{"backup"}},
 		{[]string{"momgate-server", "c"}, []string{"completion", "config"}},
 		{[]string{"momgate-server", "config", ""}, []string{"check"}},
 		{[]string{"momgate-server", "run", "--metrics-"}, []string{"--metrics-allow-remote", "--metrics-listen"}},
