@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -307,22 +306,8 @@ func restoreFiles(dir string, b *admin.Backup, g *groupState, rc RestoreConfig, 
 		return err
 	}
 	defer lock.Release()
-	found := stateFilesIn(dir)
-	for _, f := range []string{raftDirName, groupCAFile} {
-		if _, err := os.Lstat(filepath.Join(dir, f)); !errors.Is(err, fs.ErrNotExist) {
-			found = append(found, f)
-		}
-	}
-	if len(found) > 0 {
-		if !rc.Force {
-			return fmt.Errorf("%s holds %s: %w: restore replaces it. Use --force to restore anyway "+
-				"(the files are first moved into a backup directory beside them)", dir, strings.Join(found, ", "), ErrHasState)
-		}
-		bd, err := backUp(dir, found, rc.Now())
-		if err != nil {
-			return err
-		}
-		backup(bd)
+	if err := moveStateAside(dir, "restore", "restore replaces it", rc.Force, rc.Now(), backup); err != nil {
+		return err
 	}
 	write := func(name string, data []byte) error {
 		return statefile.WriteAtomic(filepath.Join(dir, name), data, 0o600)

@@ -327,6 +327,32 @@ func (g *groupRunner) grantJoin(req joinRequest) (joinGrant, memberRecord, error
 	return joinGrant{Identity: ident, CA: caData, Files: files, Standby: rec.Standby, Member: rec.Name, Raft: rec.Raft}, rec, nil
 }
 
+// moveStateAside refuses a directory that holds server state or a group
+// member's files (ErrHasState, naming --force), or with force moves them
+// into a backup directory beside them first, telling backup its path. cmd
+// and replaces say what is about to happen, for the refusal.
+func moveStateAside(dir, cmd, replaces string, force bool, now time.Time, backup func(string)) error {
+	found := stateFilesIn(dir)
+	for _, f := range []string{raftDirName, groupCAFile} {
+		if _, err := os.Lstat(filepath.Join(dir, f)); !errors.Is(err, fs.ErrNotExist) {
+			found = append(found, f)
+		}
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	if !force {
+		return fmt.Errorf("%s holds %s: %w: %s. Use --force to %s anyway "+
+			"(the files are first moved into a backup directory beside them)", dir, strings.Join(found, ", "), ErrHasState, replaces, cmd)
+	}
+	b, err := backUp(dir, found, now)
+	if err != nil {
+		return err
+	}
+	backup(b)
+	return nil
+}
+
 // JoinConfig configures Join.
 type JoinConfig struct {
 	Group GroupConfig
@@ -350,22 +376,8 @@ func Join(ctx context.Context, jc JoinConfig, backup func(string)) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	found := stateFilesIn(dir)
-	for _, f := range []string{raftDirName, groupCAFile} {
-		if _, err := os.Lstat(filepath.Join(dir, f)); !errors.Is(err, fs.ErrNotExist) {
-			found = append(found, f)
-		}
-	}
-	if len(found) > 0 {
-		if !jc.Force {
-			return fmt.Errorf("%s holds %s: %w: join replaces it with the group's state. Use --force to join anyway "+
-				"(the files are first moved into a backup directory beside them)", dir, strings.Join(found, ", "), ErrHasState)
-		}
-		b, err := backUp(dir, found, time.Now())
-		if err != nil {
-			return err
-		}
-		backup(b)
+	if err := moveStateAside(dir, "join", "join replaces it with the group's state", jc.Force, time.Now(), backup); err != nil {
+		return err
 	}
 	req := joinRequest{TokenID: hex.EncodeToString(tok.ID[:]), Secret: hex.EncodeToString(tok.Secret[:]), Control: gc.Server.Listen}
 	conn, r, grant, err := redeemJoin(ctx, tok, req)
