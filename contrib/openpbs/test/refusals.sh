@@ -78,7 +78,16 @@ copy_of() {
   local h=$1 from=$2 srv=${3:-${ADDR[$SERVER]}}
   if [ "$h" != "$from" ]; then
     mkdir -p "$(mg_state "$h")"
-    cp -a "$(mg_state "$from")/." "$(mg_state "$h")/"
+    # NODE's daemons may be running: a file written atomically (a
+    # .NAME.tmp-* renamed over NAME) can vanish under cp, so a copy that
+    # met one is made again, at most five times.
+    local try
+    for try in 1 2 3 4 5; do
+      cp -a "$(mg_state "$from")/." "$(mg_state "$h")/" 2>/dev/null && break
+      [ "$try" -lt 5 ] || fail "copy $from's momgate state onto $h"
+      find "$(mg_state "$h")" -name '.*.tmp-*' -delete
+    done
+    find "$(mg_state "$h")" -name '.*.tmp-*' -delete # a write caught half way, not state
   fi
   rm -f "$(mg_state "$h")/admin.sock"
   onhost "$h" sh -c "exec '$T/bin/momgate-mom' run --state-dir '$(mg_state "$h")' --server '$srv:$MG_PORT' \
