@@ -131,13 +131,19 @@ func (c *cluster) serve(t *testing.T) (net.Conn, chan result) {
 // serveWith is serve with the server's parameters p.
 func (c *cluster) serveWith(t *testing.T, p *ServerParams) (net.Conn, chan result) {
 	t.Helper()
+	return c.serveReg(t, p, c.reg)
+}
+
+// serveReg is serveWith against the registry reg.
+func (c *cluster) serveReg(t *testing.T, p *ServerParams, reg Registry) (net.Conn, chan result) {
+	t.Helper()
 	momEnd, srvEnd := net.Pipe()
 	t.Cleanup(func() { momEnd.Close(); srvEnd.Close() })
 	_ = momEnd.SetDeadline(time.Now().Add(10 * time.Second))
 	_ = srvEnd.SetDeadline(time.Now().Add(10 * time.Second))
 	done := make(chan result, 1)
 	go func() {
-		a, err := Serve(srvEnd, momAddr, serverAddr, p, c.reg)
+		a, err := Serve(srvEnd, momAddr, serverAddr, p, reg)
 		if rj, ok := err.(*Rejection); ok && rj.Answer != nil {
 			_ = proto.WriteFrame(srvEnd, rj.Answer)
 		}
@@ -354,22 +360,7 @@ func (g *gatedRegistry) AfterHello() (func(), *Rejection) {
 func TestServeHelloGate(t *testing.T) {
 	c := newCluster(t)
 	p := params(t, c.srv.ident.Public)
-	run := func(reg *gatedRegistry) (net.Conn, chan result) {
-		momEnd, srvEnd := net.Pipe()
-		t.Cleanup(func() { momEnd.Close(); srvEnd.Close() })
-		_ = momEnd.SetDeadline(time.Now().Add(10 * time.Second))
-		_ = srvEnd.SetDeadline(time.Now().Add(10 * time.Second))
-		done := make(chan result, 1)
-		go func() {
-			a, err := Serve(srvEnd, momAddr, serverAddr, c.params(), reg)
-			if rj, ok := err.(*Rejection); ok && rj.Answer != nil {
-				_ = proto.WriteFrame(srvEnd, rj.Answer)
-			}
-			srvEnd.Close()
-			done <- result{a, err}
-		}()
-		return momEnd, done
-	}
+	run := func(reg *gatedRegistry) (net.Conn, chan result) { return c.serveReg(t, c.params(), reg) }
 	reg := &gatedRegistry{fakeRegistry: c.reg}
 	conn, done := run(reg)
 	sh, w, err := Authenticate(conn, p)
