@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -262,27 +263,15 @@ func (g *groupRunner) run(ctx context.Context, m *groupMember, args ...string) e
 	}
 	m.exited = make(chan struct{})
 	go func() { _ = m.cmd.Wait(); close(m.exited) }()
-	sock := admin.SocketPath(m.dir)
-	deadline := time.Now().Add(g.cfg.Timeout)
-	for {
-		c, err := admin.Dial(ctx, sock)
-		if err == nil {
-			if err = c.Call(ctx, admin.OpPrintServer, nil, nil); err == nil {
-				m.adm = c
-				return nil
-			}
-			c.Close()
-		}
-		if !m.alive() {
-			return fmt.Errorf("member %s exited (see %s)", m.name, filepath.Join(g.cfg.Dir, m.name+".log"))
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("member %s admin socket %s not ready: %w", m.name, sock, err)
-		}
-		if err := pause(ctx, 50*time.Millisecond); err != nil {
-			return err
-		}
+	c, err := waitAdmin(ctx, admin.SocketPath(m.dir), g.cfg.Timeout, m.alive)
+	if errors.Is(err, errExited) {
+		return fmt.Errorf("member %s exited (see %s)", m.name, filepath.Join(g.cfg.Dir, m.name+".log"))
 	}
+	if err != nil {
+		return fmt.Errorf("member %s: %w", m.name, err)
+	}
+	m.adm = c
+	return nil
 }
 
 // groupInfo is the group as member m sees it.

@@ -729,27 +729,41 @@ func (r *runner) startServer(ctx context.Context) error {
 	if err := r.srv.Start(); err != nil {
 		return fmt.Errorf("start server: %w", err)
 	}
-	sock := filepath.Join(r.srvDir, "admin.sock")
-	deadline := time.Now().Add(r.cfg.Timeout)
+	c, err := waitAdmin(ctx, filepath.Join(r.srvDir, "admin.sock"), r.cfg.Timeout, nil)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	r.adm = c
+	return nil
+}
+
+// waitAdmin dials a daemon's admin socket until it answers print server,
+// for at most timeout, and returns the connection; alive, if set, says
+// whether the daemon still runs (a daemon that exited fails at once).
+func waitAdmin(ctx context.Context, sock string, timeout time.Duration, alive func() bool) (*admin.Client, error) {
+	deadline := time.Now().Add(timeout)
 	for {
 		c, err := admin.Dial(ctx, sock)
 		if err == nil {
 			if err = c.Call(ctx, admin.OpPrintServer, nil, nil); err == nil {
-				r.adm = c
-				return nil
+				return c, nil
 			}
 			c.Close()
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("server admin socket %s not ready: %w", sock, err)
+		if alive != nil && !alive() {
+			return nil, errExited
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond): // polling interval, not synchronisation
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("admin socket %s not ready: %w", sock, err)
+		}
+		if err := pause(ctx, 50*time.Millisecond); err != nil { // polling interval, not synchronisation
+			return nil, err
 		}
 	}
 }
+
+// errExited: the daemon waitAdmin waited for exited.
+var errExited = errors.New("exited")
 
 func (r *runner) stopServer() {
 	if r.adm != nil {
