@@ -127,6 +127,7 @@ func app(start func(context.Context, server.Config) error) *cli.App {
 			"momgate-server init --reinitialize --state-dir DIR\n" +
 			"momgate-server state check|restored --state-dir DIR\n" +
 			"momgate-server run [--config FILE] [--state-dir DIR] [--listen HOST:PORT] [options]\n" +
+			"momgate-server join --token TOKEN --state-dir DIR --listen HOST:PORT [--force]\n" +
 			"momgate-server backup --state-dir DIR --out FILE [--force]\n" +
 			"momgate-server restore --from FILE --state-dir DIR [--force]\n" +
 			"momgate-server config check FILE\n" +
