@@ -99,8 +99,8 @@ func (s *Server) printServer() *admin.ServerReport {
 		KeyDistribution: s.reg.attrs.KeyDistribution, Nodes: len(s.reg.byName), Attrs: s.reg.attrs.Map(),
 		Legacy: s.legacyStatsLocked(),
 	}
-	if s.listener != nil {
-		info.Listen = s.listener.Addr().String()
+	if ln := s.listenerIfReady(); ln != nil {
+		info.Listen = ln.Addr().String()
 	}
 	if k := s.ring.Load().Active(); k != nil {
 		info.ActiveKey = k.ID.String()

@@ -248,6 +248,18 @@ func open(cfg Config, st *daemon.State) (s *Server, err error) {
 // Fingerprint is the fingerprint of the server's identity key (SHA256:BASE64).
 func (s *Server) Fingerprint() string { return keys.FingerprintText(s.ident.Public) }
 
+// listenerIfReady returns the control listener, or nil while Run has not
+// yet set it. Run sets s.listener before closing s.ready, so reading it
+// only after ready is closed orders the read after the write.
+func (s *Server) listenerIfReady() net.Listener {
+	select {
+	case <-s.ready:
+		return s.listener
+	default:
+		return nil
+	}
+}
+
 // Addr returns the control listener's address once Run is listening.
 func (s *Server) Addr() net.Addr {
 	<-s.ready
