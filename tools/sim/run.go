@@ -28,6 +28,7 @@ import (
 type Config struct {
 	ServerBin  string // momgate-server binary
 	MomBin     string // momgate-mom binary
+	QmgrBin    string // momgate-qmgr binary (the group run's failover write); "" is momgate-qmgr beside ServerBin
 	Dir        string // scratch directory (state dirs, logs)
 	Nodes      int    // simulated MOMs
 	Workers    int    // concurrent connections while enrolling and swapping

@@ -132,7 +132,8 @@ func main() {
 				fmt.Fprintln(os.Stderr, "keeping", dir)
 			}
 			cfg := sim.Config{
-				ServerBin: c.String("bin") + "/momgate-server", MomBin: c.String("bin") + "/momgate-mom", Dir: dir,
+				ServerBin: c.String("bin") + "/momgate-server", MomBin: c.String("bin") + "/momgate-mom",
+				QmgrBin: c.String("bin") + "/momgate-qmgr", Dir: dir,
 				Nodes: sizes[0], Workers: c.Int("workers"), Heartbeats: c.Int("heartbeats"), Churn: c.Int("churn"),
 				Timeout: c.Duration("timeout"), TokenTTL: c.Duration("token-ttl"), KeyGrace: c.Duration("key-grace"), Progress: os.Stderr,
 				MaxConnected: min(c.Int("max-connected"), sim.ConnectedWithin(limit)),
