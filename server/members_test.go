@@ -14,28 +14,43 @@ import (
 func boolp(b bool) *bool { return &b }
 
 // role is member name's role in the group as dir's member reports it.
-func (g *inProcGroup) role(dir, name string) string {
+// member is member name as the member at dir lists it (zero if it does
+// not, or does not answer).
+func (g *inProcGroup) member(dir, name string) admin.MemberInfo {
 	var rep admin.ServerReport
 	if call(g.tb, dir, admin.OpPrintServer, nil, &rep) != nil || rep.Server.Group == nil {
-		return ""
+		return admin.MemberInfo{}
 	}
 	for _, m := range rep.Server.Group.Members {
 		if m.Name == name {
-			return m.Role
+			return m
 		}
 	}
-	return ""
+	return admin.MemberInfo{}
+}
+
+func (g *inProcGroup) role(dir, name string) string { return g.member(dir, name).Role }
+
+// waitMember waits until the member at dir lists member name with role
+// and, unless state is "", state.
+func (g *inProcGroup) waitMember(dir, name, role, state string) {
+	g.tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		m := g.member(dir, name)
+		if m.Role == role && (state == "" || m.State == state) {
+			return
+		}
+		if time.Now().After(deadline) {
+			g.tb.Fatalf("%s: %+v, want role %q state %q", name, m, role, state)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
 }
 
 func (g *inProcGroup) waitRole(dir, name, role string) {
 	g.tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for g.role(dir, name) != role {
-		if time.Now().After(deadline) {
-			g.tb.Fatalf("%s: role %q, want %q", name, g.role(dir, name), role)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval
-	}
+	g.waitMember(dir, name, role, "")
 }
 
 func wantCode(t *testing.T, err error, code, text string) {
@@ -67,6 +82,11 @@ func TestSetMemberStandby(t *testing.T) {
 	if err := call(t, l, admin.OpSetMember, admin.SetMemberArgs{Name: "s2", Standby: boolp(true)}, &mi); err != nil || mi.Role != "standby" {
 		t.Fatalf("demote twice: %+v, %v", mi, err)
 	}
+	// A standby is promoted only once it is alive and in sync: the
+	// refusal otherwise is the product's (a voter that cannot answer
+	// counts in the quorum at once), so wait for it as an administrator
+	// would, on list server.
+	g.waitMember(l, "s2", "standby", "alive")
 
 	err := call(t, l, admin.OpSetMember, admin.SetMemberArgs{Name: "s1", Standby: boolp(true)}, nil)
 	wantCode(t, err, admin.CodeConflict, "does not demote itself")
