@@ -11,6 +11,7 @@ import (
 
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/statecheck"
 )
@@ -42,16 +43,19 @@ func (m *Mom) applyDenySet(entries []proto.NodeAddr) error {
 	// A held list (lost at start) takes the server's whole and is saved,
 	// changed or not: only then does the MOM admit peers again.
 	changed := len(added) > 0 || m.deny.Held()
+	// One Apply for the whole set: the list is copied once, not once per
+	// entry (a MOM back after a burst of deletes).
+	var changes []ping.DenyChange
 	for _, n := range m.deny.Nodes() {
 		if !wantNode[n] {
-			m.deny.Allow(n, proto.Addr{})
+			changes = append(changes, ping.DenyChange{Node: n, Lift: true})
 			changed = true
 			m.log.WithField("node_id", uuid.UUID(n).String()).Info("deny lifted by server")
 		}
 	}
 	for _, a := range m.deny.Addrs() {
 		if !wantAddr[a] {
-			m.deny.Allow(proto.NodeID{}, a)
+			changes = append(changes, ping.DenyChange{Addr: a, Lift: true})
 			changed = true
 			m.log.WithField("addr", a.String()).Info("deny lifted by server (address given to a node again)")
 		}
@@ -60,7 +64,10 @@ func (m *Mom) applyDenySet(entries []proto.NodeAddr) error {
 		return nil
 	}
 	for _, e := range added {
-		m.deny.Deny(e.Node, e.Addr)
+		changes = append(changes, ping.DenyChange{Node: e.Node, Addr: e.Addr})
+	}
+	m.deny.Apply(changes)
+	for _, e := range added {
 		if e.Node != (proto.NodeID{}) {
 			m.base.Verifier.Guard.Forget(e.Node)
 		}
@@ -127,13 +134,15 @@ func (m *Mom) loadDeny() error {
 	if err := store.LoadJSON(path, &d); err != nil {
 		return err
 	}
+	changes := make([]ping.DenyChange, 0, len(d.Entries))
 	for _, e := range d.Entries {
 		n, a, ids, err := parseDenyEntry(e)
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
-		m.deny.DenyUnder(n, a, ids)
+		changes = append(changes, ping.DenyChange{Node: n, Addr: a, KeyIDs: ids})
 	}
+	m.deny.Apply(changes)
 	return nil
 }
 

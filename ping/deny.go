@@ -31,7 +31,8 @@ type DenyList struct {
 }
 
 // Generation counts the changes made to the list (every Deny, DenyUnder
-// and Allow, whether or not it changed what is listed); it starts at 0.
+// and Allow, and each change of an Apply, whether or not it changed what
+// is listed); it starts at 0.
 // A reader that saw generation g and sees g again knows nothing was
 // denied or lifted in between (the OpenPBS plugin's connection check,
 // docs/PROTOCOL.md section 7). The hold is not counted.
@@ -107,27 +108,58 @@ func (d *DenyList) Deny(node proto.NodeID, addr proto.Addr) {
 // only (nil: every key). A zero node id or Addr is skipped. Denying an
 // address again adds to its keys.
 func (d *DenyList) DenyUnder(node proto.NodeID, addr proto.Addr, keyIDs []uint32) {
-	d.update(func(s *denySet) {
-		if node != (proto.NodeID{}) {
-			s.nodes[node] = struct{}{}
-		}
-		if addr == (proto.Addr{}) {
-			return
-		}
-		old, had := s.addrs[addr]
-		switch {
-		case keyIDs == nil || (had && old == nil):
-			s.addrs[addr] = nil
-		default:
-			merged := append([]uint32{}, old...)
-			for _, id := range keyIDs {
-				if !slices.Contains(merged, id) {
-					merged = append(merged, id)
-				}
+	d.Apply([]DenyChange{{Node: node, Addr: addr, KeyIDs: keyIDs}})
+}
+
+// DenyChange is one change of Apply: a DenyUnder of Node, Addr and
+// KeyIDs, or with Lift an Allow of Node and Addr.
+type DenyChange struct {
+	Node   proto.NodeID
+	Addr   proto.Addr
+	KeyIDs []uint32 // nil: the address under every key
+	Lift   bool
+}
+
+// Apply makes the changes in order as one write: the list is copied once,
+// however many there are (a list loaded at start, a DenySet), where one
+// DenyUnder or Allow per entry would copy it once per entry. Each change
+// counts in Generation.
+func (d *DenyList) Apply(changes []DenyChange) {
+	if len(changes) == 0 {
+		return
+	}
+	d.update(uint64(len(changes)), func(s *denySet) {
+		for _, c := range changes {
+			if c.Lift {
+				delete(s.nodes, c.Node)
+				delete(s.addrs, c.Addr)
+				continue
 			}
-			s.addrs[addr] = merged
+			s.deny(c.Node, c.Addr, c.KeyIDs)
 		}
 	})
+}
+
+func (s *denySet) deny(node proto.NodeID, addr proto.Addr, keyIDs []uint32) {
+	if node != (proto.NodeID{}) {
+		s.nodes[node] = struct{}{}
+	}
+	if addr == (proto.Addr{}) {
+		return
+	}
+	old, had := s.addrs[addr]
+	switch {
+	case keyIDs == nil || (had && old == nil):
+		s.addrs[addr] = nil
+	default:
+		merged := append([]uint32{}, old...)
+		for _, id := range keyIDs {
+			if !slices.Contains(merged, id) {
+				merged = append(merged, id)
+			}
+		}
+		s.addrs[addr] = merged
+	}
 }
 
 // AddrKeys returns the key ids an address is denied under: nil and true
@@ -144,10 +176,7 @@ func (d *DenyList) AddrKeys(addr proto.Addr) ([]uint32, bool) {
 // Allow removes a node and an address from the list (a node re-created on
 // a denied address).
 func (d *DenyList) Allow(node proto.NodeID, addr proto.Addr) {
-	d.update(func(s *denySet) {
-		delete(s.nodes, node)
-		delete(s.addrs, addr)
-	})
+	d.Apply([]DenyChange{{Node: node, Addr: addr, Lift: true}})
 }
 
 // Nodes returns the denied node ids.
@@ -176,7 +205,8 @@ func (d *DenyList) Addrs() []proto.Addr {
 	return out
 }
 
-func (d *DenyList) update(f func(*denySet)) {
+// update replaces the set with a copy changed by f, counting changes.
+func (d *DenyList) update(changes uint64, f func(*denySet)) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	next := &denySet{nodes: map[proto.NodeID]struct{}{}, addrs: map[proto.Addr][]uint32{}}
@@ -190,5 +220,5 @@ func (d *DenyList) update(f func(*denySet)) {
 	}
 	f(next)
 	d.set.Store(next)
-	d.gen.Add(1)
+	d.gen.Add(changes)
 }
