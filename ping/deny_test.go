@@ -1,6 +1,7 @@
 package ping
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/momgate/momgate/proto"
@@ -83,5 +84,40 @@ func TestDenyGeneration(t *testing.T) {
 	d.Allow(proto.NodeID{1}, a)
 	if g := d.Generation(); g != 3 {
 		t.Fatalf("generation %d after three changes", g)
+	}
+}
+
+// Apply is the changes made one by one, in order, counted one each in
+// Generation.
+func TestDenyApplyAsOneByOne(t *testing.T) {
+	n1, n2 := proto.NodeID{1}, proto.NodeID{2}
+	a1, a2 := proto.AddrFrom(netip.MustParseAddr("127.0.0.1")), proto.AddrFrom(netip.MustParseAddr("127.0.0.2"))
+	changes := []DenyChange{
+		{Node: n1, Addr: a1, KeyIDs: []uint32{7}},
+		{Addr: a1, KeyIDs: []uint32{8}},
+		{Node: n2, Addr: a2},
+		{Node: n2, Lift: true},
+	}
+	var one, batch DenyList
+	for _, c := range changes {
+		if c.Lift {
+			one.Allow(c.Node, c.Addr)
+		} else {
+			one.DenyUnder(c.Node, c.Addr, c.KeyIDs)
+		}
+	}
+	batch.Apply(changes)
+	batch.Apply(nil)
+	if batch.Generation() != uint64(len(changes)) || one.Generation() != batch.Generation() {
+		t.Fatalf("generations %d and %d, want %d", one.Generation(), batch.Generation(), len(changes))
+	}
+	for _, l := range []*DenyList{&one, &batch} {
+		ids, ok := l.AddrKeys(a1)
+		if !ok || len(ids) != 2 || !l.Revoked(n1, proto.Addr{}) || l.Revoked(n2, proto.Addr{}) {
+			t.Fatalf("after the changes: %v %v, n1 %v, n2 %v", ids, ok, l.Revoked(n1, proto.Addr{}), l.Revoked(n2, proto.Addr{}))
+		}
+		if ids, ok := l.AddrKeys(a2); !ok || ids != nil {
+			t.Fatalf("a2 denied under %v (%v), want every key", ids, ok)
+		}
 	}
 }
