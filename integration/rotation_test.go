@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/internal/keystore"
+	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
@@ -337,7 +338,10 @@ func TestDeleteNodeAutomaticRotation(t *testing.T) {
 
 	// Once the old key is retired the deny entries guard against nothing
 	// and are dropped, at the server and at the MOMs: the key refuses x.
-	for _, f := range []string{filepath.Join(c.srvDir, "deny.json"), filepath.Join(a.dir, "deny.json"), filepath.Join(b.dir, "deny.json")} {
+	waitFor(t, "deny entries of x dropped from the server's deny.json and deny.journal", 30*time.Second, func() bool {
+		return !serverDeniesAddr(t, c.srvDir, "127.0.0.4")
+	})
+	for _, f := range []string{filepath.Join(a.dir, "deny.json"), filepath.Join(b.dir, "deny.json")} {
 		waitFor(t, "deny entries of x dropped from "+f, 30*time.Second, func() bool {
 			data, err := os.ReadFile(f)
 			return err == nil && !strings.Contains(string(data), "127.0.0.4")
@@ -728,4 +732,36 @@ func TestDenyReachesOfflineMomAndAddressReuse(t *testing.T) {
 	b = c.startMom("b", "127.0.0.3", "")
 	c.waitUp("b")
 	c.mutuallyAdmitted(a, b, y)
+}
+
+// serverDeniesAddr reports whether the server's persisted deny list
+// (deny.json, then the records of deny.journal over it) denies ip.
+func serverDeniesAddr(t *testing.T, dir, ip string) bool {
+	t.Helper()
+	js, err := store.ReadStateJournal(filepath.Join(dir, "deny.journal"), store.JournalOptions{Snapshot: filepath.Join(dir, "deny.json"), Expect: true})
+	if err != nil || len(js.Findings) > 0 {
+		t.Fatalf("server deny journal: %v %+v", err, js)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "deny.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snap struct {
+		Entries []struct {
+			Addr string `json:"addr"`
+		} `json:"entries"`
+	}
+	if err := json.Unmarshal(data, &snap); err != nil {
+		t.Fatal(err)
+	}
+	denied := false
+	for _, e := range snap.Entries {
+		denied = denied || e.Addr == ip
+	}
+	for _, r := range js.Records {
+		if r.Kind == "deny" && r.Key == "addr:"+ip {
+			denied = !r.Deleted
+		}
+	}
+	return denied
 }

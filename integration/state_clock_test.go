@@ -266,7 +266,7 @@ func TestUpgradeStateDirInPlace(t *testing.T) {
 	c.server.stop()
 	for _, dir := range []string{c.srvDir, a.dir, b.dir} {
 		downgradeMarks(t, dir)
-		for _, f := range []string{store.ManifestName, "rotation.json", "deny.json", "legacy.json", "jobs.json"} {
+		for _, f := range []string{store.ManifestName, "rotation.json", "deny.json", "deny.journal", "legacy.json", "jobs.json"} {
 			_ = os.Remove(filepath.Join(dir, f))
 		}
 	}

@@ -29,6 +29,15 @@ const (
 	// RecordBehind is one node of the rotation record's behind list; key:
 	// node id; value {}; deleted when the node left the list.
 	RecordBehind = "behind"
+	// RecordDeny is one entry of the deny list; key "node:" and a node id
+	// or "addr:" and an IP address; value {"keys": [...]} (the key ids the
+	// server held when the entry was made, absent: kept for good);
+	// deleted when the entry is lifted or pruned.
+	RecordDeny = "deny"
+	// RecordDeleted is one deleted node remembered; key: node id; value
+	// {"name", "at"}; deleted when it is forgotten (the oldest past the
+	// bound).
+	RecordDeleted = "deleted"
 )
 
 // Limits of StateRecords.
@@ -64,7 +73,7 @@ func (c *StateRecords) check() error {
 	}
 	for i, r := range c.Records {
 		switch r.Kind {
-		case RecordMeta, RecordNode, RecordToken, RecordFile, RecordMember, RecordRotation, RecordBehind:
+		case RecordMeta, RecordNode, RecordToken, RecordFile, RecordMember, RecordRotation, RecordBehind, RecordDeny, RecordDeleted:
 		default:
 			return fmt.Errorf("record %d: unknown kind %.32q", i, r.Kind)
 		}

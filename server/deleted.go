@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -67,6 +68,24 @@ func (d *deletedNodes) add(id proto.NodeID, name string, at time.Time) {
 		delete(d.byID, d.order[0])
 		d.order = d.order[1:]
 	}
+}
+
+// remove forgets a deleted node.
+func (d *deletedNodes) remove(id proto.NodeID) {
+	if _, ok := d.byID[id]; !ok {
+		return
+	}
+	delete(d.byID, id)
+	d.order = slices.DeleteFunc(d.order, func(o proto.NodeID) bool { return o == id })
+}
+
+// clone is a copy that shares nothing with d.
+func (d *deletedNodes) clone() *deletedNodes {
+	c := &deletedNodes{byID: make(map[proto.NodeID]deletedNode, len(d.byID)), order: slices.Clone(d.order)}
+	for id, n := range d.byID {
+		c.byID[id] = n
+	}
+	return c
 }
 
 // lookup finds a deleted node by id.

@@ -4,15 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/google/uuid"
 
-	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/statecheck"
 	"github.com/momgate/momgate/strictjson"
 )
 
@@ -53,27 +52,26 @@ type denyRecord struct {
 	Keys []keys.KeyID
 }
 
-// loadDenyList restores the deny list; a missing file is an empty list.
+// loadDenyList restores the deny list from deny.json and deny.journal
+// (denystore.go); a first start has an empty list. While the list is
+// withheld after its loss (recovery.go) only deny.json is read, if it is
+// there.
 func (s *Server) loadDenyList() error {
-	path := filepath.Join(s.cfg.StateDir, denyFile)
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
+	st := s.base.State
+	ds, err := openDenyStore(s.cfg.StateDir, st.In.DenyJournal, st.Has(statecheck.StepRotateWithholdDeny), s.cfg.Replicate)
 	if err != nil {
-		return fmt.Errorf("load deny list: %w", err)
+		return err
 	}
-	entries, deleted, err := decodeDenyFile(data)
-	if err != nil {
-		return fmt.Errorf("load %s: %w", path, err)
-	}
-	s.deleted.load(deleted)
-	for _, e := range entries {
-		s.deny.Deny(e.Node, e.Addr)
-		if e.Keys != nil {
-			s.denyKeys[e.NodeAddr] = e.Keys
+	s.denies = ds
+	s.deleted = ds.book.deleted.clone()
+	changes := make([]ping.DenyChange, 0, len(ds.book.entries))
+	for e, ids := range ds.book.entries {
+		changes = append(changes, ping.DenyChange{Node: e.Node, Addr: e.Addr})
+		if ids != nil {
+			s.denyKeys[e] = ids
 		}
 	}
+	s.deny.Apply(changes) // one copy of the list, not one per entry
 	return nil
 }
 
@@ -159,31 +157,22 @@ func (s *Server) saveDenyList() {
 	}
 }
 
-// writeDenyList writes deny.json: the deny list and the deleted nodes.
-// The caller holds s.mu.
+// writeDenyList persists the deny list and the deleted nodes: the
+// records that changed, to deny.journal or committed through the group
+// (denystore.go). The caller holds s.mu.
 func (s *Server) writeDenyList() error {
-	d := denyJSON{Format: 1, Entries: []denyEntryJSON{}, Deleted: s.deleted.records()}
+	return s.denies.save(s.denyBookLocked())
+}
+
+// denyBookLocked is the deny list and the deleted nodes as a denyBook,
+// sharing s.deleted: read it before s.mu is released. The caller holds
+// s.mu.
+func (s *Server) denyBookLocked() *denyBook {
+	b := &denyBook{entries: make(map[proto.NodeAddr][]keys.KeyID, len(s.denyKeys)), deleted: s.deleted}
 	for _, e := range s.denyEntries() {
-		var j denyEntryJSON
-		if e.Node != (proto.NodeID{}) {
-			j.Node = uuid.UUID(e.Node).String()
-		}
-		if e.Addr != (proto.Addr{}) {
-			j.Addr = e.Addr.String()
-		}
-		for _, id := range s.denyKeys[e] {
-			j.Keys = append(j.Keys, id.String())
-		}
-		d.Entries = append(d.Entries, j)
+		b.entries[e] = s.denyKeys[e]
 	}
-	if s.cfg.Replicate != nil {
-		data, err := store.EncodeJSON(d)
-		if err != nil {
-			return err
-		}
-		return s.writeStateFile(denyFile, data)
-	}
-	return store.SaveJSON(filepath.Join(s.cfg.StateDir, denyFile), d, 0o600)
+	return b
 }
 
 // denySet is the DenySet message of the current list, or nil while the

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
 )
@@ -114,14 +115,7 @@ func TestReusedAddressSendsDenyLift(t *testing.T) {
 
 	// Persisted: deny.json no longer has the lifted addresses, still has
 	// the other one.
-	data, err := os.ReadFile(filepath.Join(s.cfg.StateDir, denyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	es, err := decodeDenyList(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	es := persistedDeny(t, s.cfg.StateDir)
 	got := map[proto.Addr]bool{}
 	for _, e := range es {
 		got[e.Addr] = true
@@ -170,13 +164,9 @@ func TestDenyPrunedAfterItsKeysRetire(t *testing.T) {
 	s.mu.Unlock()
 
 	// The keys reload with the list.
-	data, err := os.ReadFile(filepath.Join(dir, denyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	es, err := decodeDenyList(data)
-	if err != nil || len(es) != 3 {
-		t.Fatalf("deny.json: %+v %v", es, err)
+	es := persistedDeny(t, dir)
+	if len(es) != 3 {
+		t.Fatalf("deny.json and deny.journal: %+v", es)
 	}
 	active := s.ring.Load().Active().ID
 	for _, e := range es {
@@ -208,9 +198,8 @@ func TestDenyPrunedAfterItsKeysRetire(t *testing.T) {
 	if !s.deny.Revoked(proto.NodeID{}, legacy) {
 		t.Fatal("an entry without keys was pruned")
 	}
-	data, _ = os.ReadFile(filepath.Join(dir, denyFile))
-	if es, err = decodeDenyList(data); err != nil || len(es) != 1 || es[0].Addr != legacy {
-		t.Fatalf("deny.json after pruning: %+v %v", es, err)
+	if es = persistedDeny(t, dir); len(es) != 1 || es[0].Addr != legacy {
+		t.Fatalf("deny list after pruning: %+v", es)
 	}
 }
 
@@ -302,4 +291,44 @@ func TestDenyIntervalGrowsInABurst(t *testing.T) {
 	if s.dp.interval != 10*time.Hour {
 		t.Fatalf("interval grew to %s, want at most 10h", s.dp.interval)
 	}
+}
+
+// persistedDeny is the deny list as deny.json and deny.journal hold it,
+// read without opening the journal (the server may be running).
+func persistedDeny(t *testing.T, dir string) []denyRecord {
+	t.Helper()
+	b := persistedDenyBook(t, dir)
+	var out []denyRecord
+	for _, e := range b.sortedEntries() {
+		out = append(out, denyRecord{NodeAddr: e, Keys: b.entries[e]})
+	}
+	return out
+}
+
+// persistedDenyBook is the deny book as deny.json and deny.journal hold
+// it; any finding of the journal's inspection fails the test.
+func persistedDenyBook(t *testing.T, dir string) *denyBook {
+	t.Helper()
+	js, err := store.ReadStateJournal(filepath.Join(dir, denyJournalFile),
+		store.JournalOptions{Snapshot: filepath.Join(dir, denyFile), Expect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(js.Findings) > 0 {
+		t.Fatalf("deny journal: %+v", js.Findings)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, denyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := denyBookOf(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range js.Records {
+		if err := b.applyRecord(r.Kind, r.Key, r.Value, r.Deleted); err != nil {
+			t.Fatalf("deny journal record %d: %v", i, err)
+		}
+	}
+	return b
 }

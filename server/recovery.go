@@ -40,19 +40,17 @@ func (s *Server) recoverState() error {
 		}
 		s.log.WithField("rotation", info.Seq).Error("state loss: key rotation started; " + s.withheldNote())
 	}
-	err := st.CreateDefault(denyFile, func() error {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.writeDenyList()
-	})
+	// deny.json and deny.journal of a first start are written by
+	// loadDenyList's store; a lost list is not written until its
+	// recovery completes.
+	err := st.CreateDefault(rotationFile, func() error { return s.rot.persistWhole("write " + rotationFile) })
 	if err != nil {
 		return err
 	}
-	err = st.CreateDefault(rotationFile, func() error { return s.rot.persistWhole("write " + rotationFile) })
-	if err != nil {
-		return err
-	}
-	for _, f := range []string{journalFile, rotationJournalFile} {
+	for _, f := range []string{journalFile, rotationJournalFile, denyJournalFile} {
+		if f == denyJournalFile && s.denyWithheld.Load() {
+			continue
+		}
 		if st.Absent(f) {
 			return fmt.Errorf("state journal %s missing after open", f)
 		}

@@ -44,7 +44,10 @@ import (
 // used, a deleted node stays deleted, a rotation resumes at its last
 // committed step.
 
-// Files replicated whole, as RecordFile records.
+// Files replicated whole, as RecordFile records: keyring.json; rotation.json
+// and deny.json also as records of their changes (RecordRotation and
+// RecordBehind, RecordDeny and RecordDeleted), and whole where most of them
+// changed.
 var replicatedFiles = []string{keyringFile, rotationFile, denyFile}
 
 // membersSection is the snapshot section of the member list.
@@ -82,7 +85,11 @@ type groupState struct {
 	meta   json.RawMessage            // the meta record; nil until the first
 	nodes  map[string]json.RawMessage // by node id
 	tokens map[string]json.RawMessage // by token id, hex
-	files  map[string][]byte          // keyring.json, deny.json
+	files  map[string][]byte          // keyring.json
+	// The deny list and the deleted nodes (nil until the first): a
+	// change commits the entries and deleted nodes it changed
+	// (denystore.go), an older leader deny.json whole.
+	deny *denyBook
 	// The rotation record: without its behind list (nil until the
 	// first), and the list as a set. A rotation step commits the record
 	// and the nodes that entered or left the list (rotstore.go).
@@ -135,6 +142,11 @@ func checkRecord(r replica.StateRecord) error {
 				return fmt.Errorf("%w: %v", errBadRecord, err)
 			}
 			return nil
+		case replica.RecordDeny, replica.RecordDeleted:
+			if _, err := decodeDenyRecord(r.Kind, r.Key, nil, true); err != nil {
+				return fmt.Errorf("%w: %v", errBadRecord, err)
+			}
+			return nil
 		}
 		return fmt.Errorf("%w: %s %s cannot be deleted", errBadRecord, r.Kind, r.Key)
 	}
@@ -168,6 +180,8 @@ func checkRecord(r replica.StateRecord) error {
 		_, err = decodeRotationHead(r.Key, r.Value, false)
 	case replica.RecordBehind:
 		_, err = decodeBehind(r.Key, r.Value, false)
+	case replica.RecordDeny, replica.RecordDeleted:
+		_, err = decodeDenyRecord(r.Kind, r.Key, r.Value, false)
 	case replica.RecordMember:
 		var m memberRecord
 		if err = strictjson.Decode(r.Value, &m); err == nil && m.Name != r.Key {
@@ -236,11 +250,19 @@ func (g *groupState) putLocked(r replica.StateRecord) {
 			g.tokens[r.Key] = bytes.Clone(r.Value)
 		}
 	case replica.RecordFile:
-		if r.Key == rotationFile {
+		switch r.Key {
+		case rotationFile:
 			g.putRotationFile(r.Value)
-			return
+		case denyFile:
+			g.deny, _ = denyBookOf(r.Value) // checked by checkRecord
+		default:
+			g.files[r.Key] = bytes.Clone(r.Value)
 		}
-		g.files[r.Key] = bytes.Clone(r.Value)
+	case replica.RecordDeny, replica.RecordDeleted:
+		if g.deny == nil {
+			g.deny = newDenyBook()
+		}
+		_ = g.deny.applyRecord(r.Kind, r.Key, r.Value, r.Deleted) // checked by checkRecord
 	case replica.RecordRotation:
 		rec, _ := decodeRotationHead(r.Key, r.Value, false) // checked by checkRecord
 		g.rotHead = &rec
@@ -310,6 +332,7 @@ type groupSnapshot struct {
 	nodes   map[string]json.RawMessage
 	tokens  map[string]json.RawMessage
 	files   map[string][]byte
+	deny    *denyBook
 	rotHead *rotation.Record
 	behind  map[proto.NodeID]struct{}
 	members []memberRecord
@@ -330,6 +353,9 @@ func (g *groupState) Snapshot() (replica.Snapshot, error) {
 	}
 	for k, v := range g.files {
 		s.files[k] = v
+	}
+	if g.deny != nil {
+		s.deny = g.deny.clone()
 	}
 	if g.rotHead != nil {
 		h := *g.rotHead
@@ -386,11 +412,18 @@ func (s *groupSnapshot) sections() ([]replica.Section, error) {
 	secs := []replica.Section{{Name: stateFile, Data: st}}
 	for _, f := range replicatedFiles {
 		d, ok := s.files[f]
-		if f == rotationFile {
+		switch f {
+		case rotationFile:
 			if d, err = rotationFileOf(s.rotHead, s.behind); err != nil {
 				return nil, err
 			}
 			ok = d != nil
+		case denyFile:
+			if ok = s.deny != nil; ok {
+				if d, err = s.deny.encode(); err != nil {
+					return nil, err
+				}
+			}
 		}
 		if ok {
 			secs = append(secs, replica.Section{Name: f, Data: d})
@@ -445,7 +478,7 @@ func (g *groupState) Restore(r io.Reader) error {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.meta, g.nodes, g.tokens, g.files, g.members = next.meta, next.nodes, next.tokens, next.files, next.members
+	g.meta, g.nodes, g.tokens, g.files, g.members, g.deny = next.meta, next.nodes, next.tokens, next.files, next.members, next.deny
 	g.rotHead, g.behind = next.rotHead, next.behind
 	return nil
 }
@@ -483,11 +516,14 @@ func (g *groupState) restoreSection(sec replica.Section) error {
 		if err := checkFile(sec.Name, sec.Data); err != nil {
 			return err
 		}
-		if sec.Name == rotationFile {
+		switch sec.Name {
+		case rotationFile:
 			g.putRotationFile(sec.Data)
-			return nil
+		case denyFile:
+			g.deny, _ = denyBookOf(sec.Data) // checked above
+		default:
+			g.files[sec.Name] = bytes.Clone(sec.Data)
 		}
-		g.files[sec.Name] = bytes.Clone(sec.Data)
 	case membersSection:
 		var m membersJSON
 		if err := strictjson.Decode(sec.Data, &m); err != nil {
@@ -558,9 +594,27 @@ func (g *groupState) materialize(dir string, log logrus.FieldLogger) error {
 			return fmt.Errorf("write the replicated rotation record to %s: %w", dir, err)
 		}
 	}
+	if s.deny != nil {
+		// deny.json with its journal emptied, as rotation.json above.
+		data, err := s.deny.encode()
+		if err != nil {
+			return err
+		}
+		dj, err := ds.In.DenyJournal.Open()
+		if err != nil {
+			return err
+		}
+		err = dj.Fold(filepath.Join(dir, denyFile), data, 0o600)
+		if cerr := dj.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("write the replicated deny list to %s: %w", dir, err)
+		}
+	}
 	for _, f := range replicatedFiles {
 		data, ok := s.files[f]
-		if !ok || f == rotationFile {
+		if !ok || f == rotationFile || f == denyFile {
 			continue
 		}
 		if f == keyringFile {
@@ -652,8 +706,19 @@ func (s *Server) allRecordsLocked(rot []byte) ([]replica.StateRecord, error) {
 		return nil, encErr
 	}
 	for _, f := range replicatedFiles {
-		if f == rotationFile {
+		switch f {
+		case rotationFile:
 			recs = append(recs, replica.StateRecord{Kind: replica.RecordFile, Key: f, Value: rot})
+			continue
+		case denyFile:
+			if s.denyWithheld.Load() {
+				continue // lost: no list to copy until its recovery completes
+			}
+			data, err := s.denyBookLocked().encode()
+			if err != nil {
+				return nil, err
+			}
+			recs = append(recs, replica.StateRecord{Kind: replica.RecordFile, Key: f, Value: data})
 			continue
 		}
 		data, err := os.ReadFile(filepath.Join(s.cfg.StateDir, f))
@@ -672,6 +737,7 @@ func (s *Server) allRecordsLocked(rot []byte) ([]replica.StateRecord, error) {
 func (s *Server) closeUnstarted() {
 	s.states.close()
 	s.rot.close()
+	s.denies.close()
 	s.base.Close()
 }
 

@@ -109,6 +109,7 @@ type Server struct {
 	hsSlots  chan struct{}           // handshakes past their hello (admission.AfterHello)
 	deny     *ping.DenyList
 	denyKeys map[proto.NodeAddr][]keys.KeyID // keys held when each deny entry was made (deny.go); guarded by mu
+	denies   *denyStore                      // deny.json and deny.journal (denystore.go); guarded by mu
 	dp       denyPush                        // deny traffic waiting to be pushed (denypush.go); guarded by mu
 	deleted  *deletedNodes                   // the nodes deleted, by id (deleted.go); guarded by mu
 	rot      *rotor
@@ -180,6 +181,9 @@ func open(cfg Config, st *daemon.State) (s *Server, err error) {
 		}
 		if s != nil && s.rot != nil {
 			s.rot.close()
+		}
+		if s != nil {
+			s.denies.close()
 		}
 		if s != nil && s.base != nil {
 			s.base.Close()
@@ -272,6 +276,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer s.base.Close()
 	defer s.states.close()
 	defer s.rot.close()
+	defer s.denies.close()
 	ln, serveMetrics, err := s.base.Listen(s.cfg.Listen, s.cfg.MetricsListen, s.cfg.MetricsAllowRemote, s.readiness.Err, s.collectors()...)
 	if err != nil {
 		return err

@@ -258,6 +258,10 @@ func policies(role Role, dir string) map[string]policy {
 				lost: "deny entries of deleted and readdressed nodes: an empty DenySet would make every MOM lift them",
 				does: "starts a key rotation at once and sends no DenySet until it has completed (MOMs keep their lists; one that lost its own waits): then no key a deleted node could hold is left",
 				doc:  docStateLoss},
+			"deny.journal": {steps: []Step{StepRotateWithholdDeny}, refuseDamaged: true,
+				lost: "the changes to the deny list since deny.json was last written (deny entries of deleted and readdressed nodes)",
+				does: "missing, cut or not following deny.json: starts a key rotation at once and sends no DenySet until it has completed, as for a lost deny.json; damaged (a line that fails its checksum): refuses the start; " +
+					restoreServer + ", or move deny.json and deny.journal aside to recover as from a lost deny list", doc: docStateLoss},
 			"rotation.json": {steps: []Step{StepRotateNow},
 				lost: "the record of the key rotation in progress (a delete node's rotation may still have been queued)",
 				does: "starts a new key rotation at once", doc: docKeys},
@@ -396,7 +400,7 @@ func line(e Entry) string {
 // manifest lists, since the first version that wrote manifests: a
 // manifest that lists fewer was edited, not written by a daemon.
 func BaseFiles(role Role, enrolled bool) []string {
-	return slices.DeleteFunc(Files(role, enrolled), func(f string) bool { return f == "sessions.json" || f == "rotation.journal" })
+	return slices.DeleteFunc(Files(role, enrolled), func(f string) bool { return f == "sessions.json" || f == "rotation.journal" || f == "deny.journal" })
 }
 
 // Files returns the files a state directory of role holds, beside the
@@ -406,7 +410,7 @@ func BaseFiles(role Role, enrolled bool) []string {
 func Files(role Role, enrolled bool) []string {
 	switch role {
 	case RoleServer:
-		return []string{"identity.json", "keyring.json", "state.json", "state.journal", "deny.json", "rotation.json", "rotation.journal", "marks.snap", "marks.log", "ceiling"}
+		return []string{"identity.json", "keyring.json", "state.json", "state.journal", "deny.json", "deny.journal", "rotation.json", "rotation.journal", "marks.snap", "marks.log", "ceiling"}
 	case RoleMom:
 		f := []string{"deny.json", "legacy.json", "jobs.json", "sessions.json", "marks.snap", "marks.log", "ceiling"}
 		if enrolled {

@@ -11,7 +11,7 @@ var manPage = cliutil.ManPage{
 		{Term: "STATE_DIR/keyring.json", Text: "the cluster keys (secret, mode 0600)"},
 		{Term: "STATE_DIR/state.json", Text: "nodes, attributes and enrollment tokens, with its journal"},
 		{Term: "STATE_DIR/rotation.json", Text: "the key rotation in progress, with its journal rotation.journal (docs/KEYS.md)"},
-		{Term: "STATE_DIR/deny.json", Text: "denied nodes and addresses"},
+		{Term: "STATE_DIR/deny.json", Text: "denied nodes and addresses, and the deleted nodes remembered, with its journal deny.journal (docs/KEYS.md)"},
 		{Term: "STATE_DIR/marks.*, STATE_DIR/ceiling", Text: "replay guard state: per-sender high-water marks"},
 		{Term: "STATE_DIR/audit.log", Text: "one line per admission attempt (--audit-log moves it)"},
 		{Term: "STATE_DIR/admin.sock", Text: "the admin socket momgate-qmgr talks to (mode 0600, caller's uid checked)"},

@@ -30,6 +30,9 @@ type Inspection struct {
 	// RotationJournal is the server's rotation journal (rotation.journal
 	// beside rotation.json); nil at a MOM.
 	RotationJournal *JournalState
+	// DenyJournal is the server's deny list journal (deny.journal beside
+	// deny.json); nil at a MOM.
+	DenyJournal *JournalState
 }
 
 // InspectDir reads every state file of a directory of role without
@@ -94,7 +97,7 @@ func InspectDir(dir string, role statecheck.Role, boot [16]byte) (*Inspection, e
 	}
 	for _, name := range statecheck.Files(role, true) {
 		switch name {
-		case MarkSnapName, MarkLogName, "state.journal", "rotation.journal":
+		case MarkSnapName, MarkLogName, "state.journal", "rotation.journal", "deny.journal":
 			continue // read by their stores below
 		}
 		if f := inspectFile(dir, name, slices.Contains(in.Expected, name)); f != nil {
@@ -122,6 +125,12 @@ func InspectDir(dir string, role statecheck.Role, boot [16]byte) (*Inspection, e
 			return nil, err
 		}
 		in.add(in.RotationJournal.Findings)
+		in.DenyJournal, err = ReadStateJournal(filepath.Join(dir, "deny.journal"),
+			JournalOptions{Snapshot: filepath.Join(dir, "deny.json"), Expect: slices.Contains(in.Expected, "deny.journal")})
+		if err != nil {
+			return nil, err
+		}
+		in.add(in.DenyJournal.Findings)
 	}
 	return in, nil
 }

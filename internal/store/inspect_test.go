@@ -22,7 +22,7 @@ func stateDir(t *testing.T, role statecheck.Role) string {
 	files := statecheck.Files(role, true)
 	for _, f := range files {
 		switch f {
-		case MarkSnapName, MarkLogName, "state.journal", "rotation.journal":
+		case MarkSnapName, MarkLogName, "state.journal", "rotation.journal", "deny.journal":
 		case "ceiling":
 			if err := os.WriteFile(filepath.Join(dir, f), EncodeCeiling(12345), 0o600); err != nil {
 				t.Fatal(err)
@@ -36,7 +36,7 @@ func stateDir(t *testing.T, role statecheck.Role) string {
 	m, _ := newStore(t, dir, 3)
 	mustClose(t, m)
 	if role == statecheck.RoleServer {
-		for _, jf := range [][3]string{{"state.journal", "state.json", "node"}, {"rotation.journal", "rotation.json", "behind"}} {
+		for _, jf := range [][3]string{{"state.journal", "state.json", "node"}, {"rotation.journal", "rotation.json", "behind"}, {"deny.journal", "deny.json", "deny"}} {
 			js, err := ReadStateJournal(filepath.Join(dir, jf[0]), JournalOptions{Snapshot: filepath.Join(dir, jf[1])})
 			if err != nil {
 				t.Fatal(err)
