@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/replica"
 	"github.com/momgate/momgate/rotation"
 )
@@ -28,7 +29,9 @@ import (
 //
 //	go test -run '^$' -bench DeleteNodeOffline -benchtime 200x ./server
 //
-// MOMGATE_BENCH_DELETE_N (comma-separated) overrides the sizes.
+// MOMGATE_BENCH_DELETE_N (comma-separated) overrides the sizes;
+// MOMGATE_BENCH_DELETED=D starts with D deleted nodes already remembered
+// (a site that has deleted that many; at most maxDeleted are kept).
 
 func deleteBenchSizes() []int {
 	sizes := []int{1000, 10000}
@@ -168,7 +171,7 @@ func benchDeletes(b *testing.B, members int) {
 							counted.rotation += size
 						} else {
 							counted.other += size
-							if r.Kind == replica.RecordFile && r.Key == denyFile {
+							if r.Kind == replica.RecordFile && r.Key == denyFile || r.Kind == replica.RecordDeny || r.Kind == replica.RecordDeleted {
 								counted.deny += size
 							}
 						}
@@ -177,6 +180,14 @@ func benchDeletes(b *testing.B, members int) {
 				}
 			}
 			srv := newOfflineServer(b, n, replicate)
+			if d, _ := strconv.Atoi(os.Getenv("MOMGATE_BENCH_DELETED")); d > 0 {
+				srv.mu.Lock()
+				for i := range d {
+					srv.deleted.add(proto.NodeID(uuid.New()), fmt.Sprintf("old%06d", i), time.Now())
+				}
+				srv.saveDenyList()
+				srv.mu.Unlock()
+			}
 			counted = recordBytes{}
 			w0 := wchar(b)
 			b.ResetTimer()
