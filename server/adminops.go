@@ -25,6 +25,8 @@ func (s *Server) handleAdmin(ctx context.Context, op string, raw json.RawMessage
 	switch op {
 	case admin.OpBackup:
 		return s.backup(raw)
+	case admin.OpBackupChunk:
+		return s.backups.read(raw)
 	case admin.OpCreateServer, admin.OpDeleteServer, admin.OpSetMember:
 		// A group member answers these before its server does.
 		return nil, admin.Errorf(admin.CodeUnknownOp, "%s works in a server group, and this server is not a member of one: "+

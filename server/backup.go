@@ -43,8 +43,9 @@ var ErrBackupExists = errors.New("backup file exists")
 const maxBackup = admin.MaxResponse/4*3 - 1<<20
 
 // backupOf is the backup of snap, a copy of the replica; identity.json is
-// read from dir (it never changes while the daemon runs).
-func backupOf(dir string, snap *groupSnapshot, member string, now time.Time) (*admin.Backup, error) {
+// read from dir (it never changes while the daemon runs). whole: the
+// backup is answered in one response, whose size bounds it.
+func backupOf(dir string, snap *groupSnapshot, member string, now time.Time, whole bool) (*admin.Backup, error) {
 	ident, err := os.ReadFile(filepath.Join(dir, identityFile))
 	if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
@@ -57,9 +58,9 @@ func backupOf(dir string, snap *groupSnapshot, member string, now time.Time) (*a
 	if _, err := snap.WriteTo(&buf); err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
-	if buf.Len()+len(ident) > maxBackup {
+	if whole && buf.Len()+len(ident) > maxBackup {
 		return nil, admin.Errorf(admin.CodeConflict, "the state is %d bytes, over the %d an online backup carries: "+
-			"back up offline (stop a follower and copy its directory, docs/DEPLOYMENT.md 14.4)", buf.Len(), maxBackup)
+			"update momgate-server, whose backup reads it in chunks, or back up offline (stop a follower and copy its directory, docs/DEPLOYMENT.md 14.4)", buf.Len(), maxBackup)
 	}
 	b := &admin.Backup{Format: admin.BackupFormat, Created: now.UTC(), ServerID: p.ID, Member: member, Index: snap.applied,
 		Members: []string{}, Nodes: len(snap.nodes), Identity: ident, Snapshot: buf.Bytes()}
@@ -70,6 +71,28 @@ func backupOf(dir string, snap *groupSnapshot, member string, now time.Time) (*a
 	}
 	b.Seal()
 	return b, nil
+}
+
+// decodeBackupArgs decodes OpBackup's arguments (none: the whole backup
+// in one answer).
+func decodeBackupArgs(raw []byte) (admin.BackupArgs, error) {
+	var a admin.BackupArgs
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return a, nil
+	}
+	if err := strictjson.Decode(raw, &a); err != nil {
+		return a, admin.Errorf(admin.CodeBadRequest, "bad arguments: %v", err)
+	}
+	return a, nil
+}
+
+// answerBackup is OpBackup's answer: b itself, or with args.Chunked the
+// start of its chunked reading from stash.
+func answerBackup(stash *backupStash, args admin.BackupArgs, b *admin.Backup) (any, error) {
+	if !args.Chunked {
+		return b, nil
+	}
+	return stash.start(b)
 }
 
 // decodeNoArgs refuses arguments to an op that takes none (anything but
@@ -87,22 +110,25 @@ func decodeNoArgs(op string, raw []byte) error {
 
 // backup is the admin op backup on a group member, leader or follower: a
 // copy of the replica as applied here.
-func (g *groupRunner) backup(raw []byte) (*admin.Backup, error) {
-	if err := decodeNoArgs(admin.OpBackup, raw); err != nil {
+func (g *groupRunner) backup(raw []byte) (any, error) {
+	args, err := decodeBackupArgs(raw)
+	if err != nil {
 		return nil, err
 	}
 	snap, _ := g.state.Snapshot()
-	b, err := backupOf(g.gc.Server.StateDir, snap.(*groupSnapshot), g.gc.Member, g.gc.Server.Now())
-	if err == nil {
-		g.log.WithField("index", b.Index).WithField("nodes", b.Nodes).Info("online backup taken")
+	b, err := backupOf(g.gc.Server.StateDir, snap.(*groupSnapshot), g.gc.Member, g.gc.Server.Now(), !args.Chunked)
+	if err != nil {
+		return nil, err
 	}
-	return b, err
+	g.log.WithField("index", b.Index).WithField("nodes", b.Nodes).Info("online backup taken")
+	return answerBackup(&g.backups, args, b)
 }
 
 // backup is the admin op backup on a single server: its records, taken
 // under s.mu as one write would see them.
-func (s *Server) backup(raw []byte) (*admin.Backup, error) {
-	if err := decodeNoArgs(admin.OpBackup, raw); err != nil {
+func (s *Server) backup(raw []byte) (any, error) {
+	args, err := decodeBackupArgs(raw)
+	if err != nil {
 		return nil, err
 	}
 	// The rotation record and the registry at one instant: rotor.mu is
@@ -124,11 +150,12 @@ func (s *Server) backup(raw []byte) (*admin.Backup, error) {
 		return nil, res.Err
 	}
 	snap, _ := g.Snapshot()
-	b, err := backupOf(s.cfg.StateDir, snap.(*groupSnapshot), "", s.cfg.Now())
-	if err == nil {
-		s.log.WithField("nodes", b.Nodes).Info("online backup taken")
+	b, err := backupOf(s.cfg.StateDir, snap.(*groupSnapshot), "", s.cfg.Now(), !args.Chunked)
+	if err != nil {
+		return nil, err
 	}
-	return b, err
+	s.log.WithField("nodes", b.Nodes).Info("online backup taken")
+	return answerBackup(&s.backups, args, b)
 }
 
 // BackupConfig configures Backup.
@@ -155,8 +182,8 @@ func Backup(ctx context.Context, bc BackupConfig) (*admin.Backup, error) {
 		return nil, err
 	}
 	defer c.Close()
-	var raw rawJSON
-	if err := c.Call(ctx, admin.OpBackup, nil, &raw); err != nil {
+	raw, err := readChunkedBackup(ctx, c)
+	if err != nil {
 		return nil, fmt.Errorf("backup of %s: %w", bc.StateDir, err)
 	}
 	b, err := checkBackup(raw)
@@ -169,13 +196,31 @@ func Backup(ctx context.Context, bc BackupConfig) (*admin.Backup, error) {
 	return b, nil
 }
 
-// rawJSON keeps an admin answer's bytes as they came.
-type rawJSON []byte
-
-// UnmarshalJSON copies data.
-func (r *rawJSON) UnmarshalJSON(data []byte) error {
-	*r = append((*r)[:0], data...)
-	return nil
+// readChunkedBackup starts a chunked backup on the daemon and reads it
+// whole: its bytes must come to the size and SHA-256 the start announced.
+func readChunkedBackup(ctx context.Context, c *admin.Client) ([]byte, error) {
+	var st admin.BackupStarted
+	if err := c.Call(ctx, admin.OpBackup, admin.BackupArgs{Chunked: true}, &st); err != nil {
+		return nil, err
+	}
+	if st.Size <= 0 || st.Size > maxChunkedBackup {
+		return nil, fmt.Errorf("the daemon announced a backup of %d bytes", st.Size)
+	}
+	data := make([]byte, 0, st.Size)
+	for int64(len(data)) < st.Size {
+		var ch admin.BackupChunk
+		if err := c.Call(ctx, admin.OpBackupChunk, admin.BackupChunkArgs{ID: st.ID, Offset: int64(len(data))}, &ch); err != nil {
+			return nil, fmt.Errorf("read the backup at byte %d of %d: %w", len(data), st.Size, err)
+		}
+		if len(ch.Data) == 0 || int64(len(data)+len(ch.Data)) > st.Size {
+			return nil, fmt.Errorf("read the backup at byte %d of %d: a chunk of %d bytes", len(data), st.Size, len(ch.Data))
+		}
+		data = append(data, ch.Data...)
+	}
+	if admin.SHA256Hex(data) != st.SHA256 {
+		return nil, fmt.Errorf("%w: the backup read does not match the SHA-256 the daemon announced", admin.ErrBadBackup)
+	}
+	return data, nil
 }
 
 // checkBackup decodes a backup and checks its contents: the identity

@@ -139,7 +139,7 @@ func TestBackupOfAGroupMember(t *testing.T) {
 	if _, err := os.Stat(empty); err == nil {
 		t.Fatal("a refused restore made the directory")
 	}
-	wantCode(t, call(t, g.dirs[1], admin.OpBackup, map[string]any{"x": 1}, nil), admin.CodeBadRequest, "takes no arguments")
+	wantCode(t, call(t, g.dirs[1], admin.OpBackup, map[string]any{"x": 1}, nil), admin.CodeBadRequest, "unknown field")
 }
 
 // TestBackupOfASingleServer: a single server answers backup too; its
@@ -151,9 +151,17 @@ func TestBackupOfASingleServer(t *testing.T) {
 	if res.Member != "" || res.Index != 0 || res.Nodes != 1 {
 		t.Fatalf("backup: %+v", res)
 	}
+	// Read in chunks of 500 bytes: many calls, one file, the same
+	// backup as the one answer.
+	s.backups.mu.Lock()
+	s.backups.chunk = 500
+	s.backups.mu.Unlock()
 	out := filepath.Join(t.TempDir(), "single.backup")
 	if _, err := Backup(context.Background(), BackupConfig{StateDir: s.cfg.StateDir, Out: out}); err != nil {
 		t.Fatal(err)
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Size() < 1500 {
+		t.Fatalf("backup file: %v %v: not several chunks", fi, err)
 	}
 	dir, nodes := restoredNodes(t, out)
 	if !nodes["n1"] || len(nodes) != 1 {

@@ -104,7 +104,7 @@ func RunGroup(ctx context.Context, gc GroupConfig) error {
 	if err != nil {
 		return err
 	}
-	g := &groupRunner{gc: gc, log: log, state: newGroupState(), lead: make(chan bool, 64), resync: make(chan struct{}, 1)}
+	g := &groupRunner{gc: gc, log: log, state: newGroupState(), lead: make(chan bool, 64), resync: make(chan struct{}, 1), backups: backupStash{now: gc.Server.Now}}
 	creds, err := group.NewCredentials(group.CredentialsConfig{CA: ca, Member: gc.Member, Now: time.Now, Rand: rand.Reader,
 		Allow: g.allowPeer})
 	if err != nil {
@@ -148,11 +148,12 @@ func RunGroup(ctx context.Context, gc GroupConfig) error {
 // groupRunner is one member's supervisor: it runs the server while the
 // member leads, the redirect while it follows.
 type groupRunner struct {
-	gc    GroupConfig
-	log   logrus.FieldLogger
-	state *groupState
-	m     *member.Member
-	lead  chan bool
+	backups backupStash // the chunked online backup started here (backupstash.go)
+	gc      GroupConfig
+	log     logrus.FieldLogger
+	state   *groupState
+	m       *member.Member
+	lead    chan bool
 	// resync restarts the running server from the replica: a write whose
 	// outcome is unknown may commit after the server undid it.
 	resync chan struct{}
@@ -441,6 +442,8 @@ func (g *groupRunner) handleAdmin(ctx context.Context, op string, raw json.RawMe
 		return g.deleteServer(a)
 	case admin.OpBackup:
 		return g.backup(raw)
+	case admin.OpBackupChunk:
+		return g.backups.read(raw)
 	case admin.OpSetMember:
 		a, err := admin.DecodeSetMemberArgs(raw)
 		if err != nil {

@@ -110,6 +110,7 @@ type Server struct {
 	deny     *ping.DenyList
 	denyKeys map[proto.NodeAddr][]keys.KeyID // keys held when each deny entry was made (deny.go); guarded by mu
 	denies   *denyStore                      // deny.json and deny.journal (denystore.go); guarded by mu
+	backups  backupStash                     // the chunked online backup started here (backupstash.go)
 	dp       denyPush                        // deny traffic waiting to be pushed (denypush.go); guarded by mu
 	deleted  *deletedNodes                   // the nodes deleted, by id (deleted.go); guarded by mu
 	rot      *rotor
@@ -214,7 +215,7 @@ func open(cfg Config, st *daemon.State) (s *Server, err error) {
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring),
 		states: states, deny: &ping.DenyList{}, denyKeys: map[proto.NodeAddr][]keys.KeyID{}, dp: denyPush{wake: make(chan struct{}, 1)},
 		deleted: newDeletedNodes(), reg: reg, conns: map[proto.NodeID]*session{}, lg: legacyServer{listConns: map[proto.NodeID]*session{}},
-		ready: make(chan struct{}),
+		ready: make(chan struct{}), backups: backupStash{now: cfg.Now},
 	}
 	s.base, err = daemon.OpenBase(daemon.BaseConfig{State: st, Log: cfg.Log, Audit: cfg.Audit, Now: cfg.Now,
 		Freshness: time.Duration(reg.attrs.Freshness), Keys: s.ring, Revoker: s.deny, SourceLimits: cfg.SourceLimits})

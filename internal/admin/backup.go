@@ -13,8 +13,49 @@ import (
 // OpBackup is the online backup of a running server or group member: no
 // arguments -> Backup, a consistent copy of the state at one applied index
 // (momgate-server backup writes it to a file; momgate-server restore reads
-// it back).
+// it back), as long as it fits one response. BackupArgs{Chunked: true} ->
+// BackupStarted: the daemon keeps the backup file's bytes and hands them
+// out with OpBackupChunk, for a state of any size.
 const OpBackup = "backup"
+
+// OpBackupChunk reads the backup an OpBackup with Chunked started:
+// BackupChunkArgs -> BackupChunk.
+const OpBackupChunk = "backup_chunk"
+
+// BackupChunkSize is the most bytes one BackupChunk carries (a third more
+// once base64-encoded, well within MaxResponse).
+const BackupChunkSize = 16 << 20
+
+// BackupArgs are OpBackup's arguments (none: the whole backup in the
+// answer).
+type BackupArgs struct {
+	Chunked bool `json:"chunked,omitempty"`
+}
+
+// BackupStarted answers a chunked OpBackup: the backup file is Size bytes
+// with SHA-256 SHA256, to be read with OpBackupChunk under ID before it
+// expires (a newer backup started on the daemon replaces it).
+type BackupStarted struct {
+	ID     string    `json:"id"`
+	Size   int64     `json:"size"`
+	SHA256 string    `json:"sha256"`
+	Expiry time.Time `json:"expiry"`
+	Member string    `json:"member"`
+	Index  uint64    `json:"index"`
+	Nodes  int       `json:"nodes"`
+}
+
+// BackupChunkArgs are OpBackupChunk's arguments: the bytes from Offset.
+type BackupChunkArgs struct {
+	ID     string `json:"id"`
+	Offset int64  `json:"offset"`
+}
+
+// BackupChunk is up to BackupChunkSize bytes of a started backup; Data is
+// empty only at its end.
+type BackupChunk struct {
+	Data []byte `json:"data"`
+}
 
 // BackupFormat is the format of a Backup; a newer one is refused.
 const BackupFormat = "momgate-backup/1"
