@@ -385,7 +385,21 @@ func TestGroupStateDenyRecords(t *testing.T) {
 		t.Fatal("a command with a bad deny record applied")
 	}
 	want, _ := next.encode()
-	snap, _ := g.Snapshot()
+	for _, gs := range []*groupState{g, snapshotRoundTrip(t, g)} {
+		got, _ := gs.deny.encode()
+		if !bytes.Equal(got, want) {
+			t.Fatalf("replica's deny.json\n%s\nwant\n%s", got, want)
+		}
+	}
+}
+
+// snapshotRoundTrip is a replica restored from g's snapshot.
+func snapshotRoundTrip(t *testing.T, g *groupState) *groupState {
+	t.Helper()
+	snap, err := g.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var buf bytes.Buffer
 	if _, err := snap.WriteTo(&buf); err != nil {
 		t.Fatal(err)
@@ -394,10 +408,5 @@ func TestGroupStateDenyRecords(t *testing.T) {
 	if err := g2.Restore(&buf); err != nil {
 		t.Fatal(err)
 	}
-	for _, gs := range []*groupState{g, g2} {
-		got, _ := gs.deny.encode()
-		if !bytes.Equal(got, want) {
-			t.Fatalf("replica's deny.json\n%s\nwant\n%s", got, want)
-		}
-	}
+	return g2
 }

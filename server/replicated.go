@@ -564,15 +564,7 @@ func (g *groupState) materialize(dir string, log logrus.FieldLogger) error {
 		return err
 	}
 	defer ds.Close()
-	j, err := ds.In.Journal.Open()
-	if err != nil {
-		return err
-	}
-	err = j.Fold(filepath.Join(dir, stateFile), st, 0o600)
-	if cerr := j.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := foldJournal(ds.In.Journal, filepath.Join(dir, stateFile), st); err != nil {
 		return fmt.Errorf("write the replicated state to %s: %w", dir, err)
 	}
 	rot, err := rotationFileOf(s.rotHead, s.behind)
@@ -582,15 +574,7 @@ func (g *groupState) materialize(dir string, log logrus.FieldLogger) error {
 	if rot != nil {
 		// rotation.json with its journal emptied: no step of a former
 		// leadership of this member is replayed over it.
-		rj, err := ds.In.RotationJournal.Open()
-		if err != nil {
-			return err
-		}
-		err = rj.Fold(filepath.Join(dir, rotationFile), rot, 0o600)
-		if cerr := rj.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err := foldJournal(ds.In.RotationJournal, filepath.Join(dir, rotationFile), rot); err != nil {
 			return fmt.Errorf("write the replicated rotation record to %s: %w", dir, err)
 		}
 	}
@@ -600,15 +584,7 @@ func (g *groupState) materialize(dir string, log logrus.FieldLogger) error {
 		if err != nil {
 			return err
 		}
-		dj, err := ds.In.DenyJournal.Open()
-		if err != nil {
-			return err
-		}
-		err = dj.Fold(filepath.Join(dir, denyFile), data, 0o600)
-		if cerr := dj.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err := foldJournal(ds.In.DenyJournal, filepath.Join(dir, denyFile), data); err != nil {
 			return fmt.Errorf("write the replicated deny list to %s: %w", dir, err)
 		}
 	}
@@ -633,6 +609,21 @@ func (g *groupState) materialize(dir string, log logrus.FieldLogger) error {
 		}
 	}
 	return nil
+}
+
+// foldJournal writes data as the snapshot at path of the journal js (as
+// inspected), emptying the journal: no record of a former life of the
+// directory is replayed over it.
+func foldJournal(js *store.JournalState, path string, data []byte) error {
+	j, err := js.Open()
+	if err != nil {
+		return err
+	}
+	err = j.Fold(path, data, 0o600)
+	if cerr := j.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // adoptSnapshot is the snapshot of a single server's state directory,

@@ -412,14 +412,7 @@ func TestRotationRecordsGroup(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("replica's rotation.json\n%s\nwant\n%s", got, want)
 	}
-	var buf bytes.Buffer
-	if _, err := snap.WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	g2 := newGroupState()
-	if err := g2.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	g2 := snapshotRoundTrip(t, g)
 	if again, _ := rotationFileOf(g2.rotHead, g2.behind); !bytes.Equal(again, want) {
 		t.Fatalf("restored replica's rotation.json\n%s\nwant\n%s", again, want)
 	}
