@@ -55,8 +55,9 @@ func (c *cluster) distributeByHand(moms ...*momProc) string {
 	return key
 }
 
-// TestStateLossServerDeny: the server's deny.json is lost (kill -9, then
-// deleted) while the key rotation of a delete node is still in progress.
+// TestStateLossServerDeny: the server's deny list is lost (kill -9, then
+// deny.json or deny.journal, which holds the delete's entries, deleted)
+// while the key rotation of a delete node is still in progress.
 // The restarted server starts a rotation at once and sends no DenySet,
 // which would make every MOM lift the lost entry and admit the deleted
 // node under the key it still holds: the MOMs keep their lists and refuse
@@ -64,6 +65,12 @@ func (c *cluster) distributeByHand(moms ...*momProc) string {
 // out, and the node is refused by key everywhere. Manual distribution
 // holds the rotation still for as long as the test looks.
 func TestStateLossServerDeny(t *testing.T) {
+	for _, lost := range []string{"deny.json", "deny.journal"} {
+		t.Run(lost, func(t *testing.T) { testStateLossServerDeny(t, lost) })
+	}
+}
+
+func testStateLossServerDeny(t *testing.T, lost string) {
 	c := newCluster(t, "127.0.0.2", "127.0.0.3", "127.0.0.4")
 	c.mustQmgr("set server key_grace=1s")
 	a := c.addMom("a", "127.0.0.2")
@@ -80,9 +87,9 @@ func TestStateLossServerDeny(t *testing.T) {
 		waitRejectedWith(t, m.name+" to deny v", func() error { return asVictim(m) }, proto.RejectRevoked)
 	}
 	c.server.kill()
-	removeFile(t, filepath.Join(c.srvDir, "deny.json"))
+	removeFile(t, filepath.Join(c.srvDir, lost))
 	c.startServer()
-	waitLogged(t, c.server, "level=error msg=\"state loss: deny.json")
+	waitLogged(t, c.server, "level=error msg=\"state loss: "+lost)
 	c.waitUp("a")
 	c.waitUp("b")
 	c.mutuallyAdmitted(a, b) // both sessions are up: a DenySet would have come first
