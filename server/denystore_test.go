@@ -396,16 +396,8 @@ func TestGroupStateDenyRecords(t *testing.T) {
 // snapshotRoundTrip is a replica restored from g's snapshot.
 func snapshotRoundTrip(t *testing.T, g *groupState) *groupState {
 	t.Helper()
-	snap, err := g.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if _, err := snap.WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
 	g2 := newGroupState()
-	if err := g2.Restore(&buf); err != nil {
+	if err := g2.Restore(bytes.NewReader(snapshotBytes(t, g))); err != nil {
 		t.Fatal(err)
 	}
 	return g2
