@@ -80,10 +80,16 @@ func decodeBackupArgs(raw []byte) (admin.BackupArgs, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return a, nil
 	}
-	if err := strictjson.Decode(raw, &a); err != nil {
-		return a, admin.Errorf(admin.CodeBadRequest, "bad arguments: %v", err)
+	return a, decodeStrictArgs(raw, &a)
+}
+
+// decodeStrictArgs decodes an admin op's arguments strictly (unknown
+// fields and trailing data are errors) into v.
+func decodeStrictArgs(raw []byte, v any) error {
+	if err := strictjson.Decode(raw, v); err != nil {
+		return admin.Errorf(admin.CodeBadRequest, "bad arguments: %v", err)
 	}
-	return a, nil
+	return nil
 }
 
 // answerBackup is OpBackup's answer: b itself, or with args.Chunked the
@@ -93,19 +99,6 @@ func answerBackup(stash *backupStash, args admin.BackupArgs, b *admin.Backup) (a
 		return b, nil
 	}
 	return stash.start(b)
-}
-
-// decodeNoArgs refuses arguments to an op that takes none (anything but
-// nothing, null or {}).
-func decodeNoArgs(op string, raw []byte) error {
-	if len(bytes.TrimSpace(raw)) == 0 {
-		return nil
-	}
-	var none struct{}
-	if err := strictjson.Decode(raw, &none); err != nil {
-		return admin.Errorf(admin.CodeBadRequest, "%s takes no arguments: %v", op, err)
-	}
-	return nil
 }
 
 // backup is the admin op backup on a group member, leader or follower: a

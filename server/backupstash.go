@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/internal/admin"
-	"github.com/momgate/momgate/strictjson"
 )
 
 // A chunked online backup (admin.BackupArgs.Chunked): the daemon encodes
@@ -69,8 +68,8 @@ func (st *backupStash) start(b *admin.Backup) (*admin.BackupStarted, error) {
 // read answers admin.OpBackupChunk.
 func (st *backupStash) read(raw json.RawMessage) (*admin.BackupChunk, error) {
 	var a admin.BackupChunkArgs
-	if err := strictjson.Decode(raw, &a); err != nil {
-		return nil, admin.Errorf(admin.CodeBadRequest, "bad arguments: %v", err)
+	if err := decodeStrictArgs(raw, &a); err != nil {
+		return nil, err
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
