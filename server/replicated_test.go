@@ -6,12 +6,15 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/replica"
 	"github.com/momgate/momgate/tools/fuzzcorpus"
@@ -231,4 +234,83 @@ func FuzzJoinGrant(f *testing.F) {
 func TestGroupSeedCorpus(t *testing.T) {
 	fuzzcorpus.Check(t, "FuzzGroupRestore", groupRestoreSeeds(t))
 	fuzzcorpus.Check(t, "FuzzJoinGrant", joinSeeds())
+}
+
+// The replica's state.json is the bytes a single server writes for the
+// same state (store.EncodeJSON of persisted, nodes by name; tokens by
+// id), although its records go in undecoded: every field of a node and a
+// token, records applied in an order that is neither.
+func TestStateJSONAsSingleServerWrites(t *testing.T) {
+	base := time.Date(2026, 12, 3, 1, 2, 3, 456, time.UTC)
+	enrolled := base.Add(time.Minute)
+	p := persisted{Format: 1, Manifest: true, ID: "6ba7b810-9dad-11d1-80b4-00c04fd430c8", Attrs: DefaultAttrs()}
+	p.Attrs.KeyGrace = Duration(90 * time.Second)
+	for i, name := range []string{"zeta", "alpha", "mu", "beta10", "beta2"} {
+		n := nodeRecord{Name: name, ID: uuid.NewSHA1(uuid.NameSpaceDNS, []byte(name)).String(),
+			Mom: "127.0.3." + string(rune('1'+i)), Port: DefaultMomPort + i, Created: base}
+		switch i {
+		case 1:
+			n.Host, n.Pub, n.Enrolled, n.Upgraded, n.Sealed = "alpha.example", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", &enrolled, true, true
+		case 3:
+			n.Upgraded = true
+		}
+		p.Nodes = append(p.Nodes, n)
+		tr := keys.TokenRecord{Node: name, Expires: base.Add(time.Hour)}
+		tr.ID[0], tr.ID[15] = byte(0xf0-i*0x30), byte(i)
+		p.Tokens = append(p.Tokens, tr)
+	}
+	meta, err := metaOf(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := []replica.StateRecord{{Kind: replica.RecordMeta, Key: "server", Value: meta}}
+	for _, n := range p.Nodes {
+		raw, _ := json.Marshal(n)
+		recs = append(recs, replica.StateRecord{Kind: replica.RecordNode, Key: n.ID, Value: raw})
+	}
+	for _, tr := range p.Tokens {
+		raw, _ := json.Marshal(tr)
+		recs = append(recs, replica.StateRecord{Kind: replica.RecordToken, Key: hex.EncodeToString(tr.ID[:]), Value: raw})
+	}
+	g := newGroupState()
+	if res := applyRecords(t, g, 1, recs...); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	snap, _ := g.Snapshot()
+	got, err := snap.(*groupSnapshot).stateJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := newRegistry(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	single := reg.snapshot() // its tokens as the book holds them; a replica's by id
+	sort.Slice(single.Tokens, func(i, j int) bool { return bytes.Compare(single.Tokens[i].ID[:], single.Tokens[j].ID[:]) < 0 })
+	want, err := store.EncodeJSON(single)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("replica's state.json:\n%s\nsingle server's:\n%s", got, want)
+	}
+}
+
+// stateDoc has persisted's members, in its order, with the same JSON
+// names; only the nodes and tokens are records as committed.
+func TestStateDocMirrorsPersisted(t *testing.T) {
+	pt, dt := reflect.TypeOf(persisted{}), reflect.TypeOf(stateDoc{})
+	if pt.NumField() != dt.NumField() {
+		t.Fatalf("persisted has %d fields, stateDoc %d", pt.NumField(), dt.NumField())
+	}
+	raw := reflect.TypeOf([]json.RawMessage{})
+	for i := range pt.NumField() {
+		pf, df := pt.Field(i), dt.Field(i)
+		if pf.Name != df.Name || pf.Tag != df.Tag {
+			t.Errorf("field %d: persisted %s %q, stateDoc %s %q", i, pf.Name, pf.Tag, df.Name, df.Tag)
+		}
+		if df.Type != pf.Type && !(df.Type == raw && (pf.Name == "Nodes" || pf.Name == "Tokens")) {
+			t.Errorf("field %s: persisted %s, stateDoc %s", pf.Name, pf.Type, df.Type)
+		}
+	}
 }
