@@ -14,8 +14,12 @@ import (
 // the backup file once and hands its bytes out in chunks of at most
 // admin.BackupChunkSize, so that a state too large for one admin response
 // (a Fugaku-sized registry) is backed up online too. One backup is kept
-// at a time, for backupStashTTL: a newer one replaces it, and it is
-// dropped once its last chunk has been read.
+// at a time, for backupStashTTL: a newer one replaces it, it is dropped
+// once every chunk has been read in order from the first, and a timer
+// drops it at its expiry even if nobody reads it again (up to
+// maxChunkedBackup of memory). A chunk read again, or out of order, does
+// not end the backup: a client retrying a chunk, or a stray read of the
+// last one, leaves it for its reader or its expiry.
 
 // backupStashTTL is how long a started backup can be read.
 const backupStashTTL = 5 * time.Minute
@@ -31,9 +35,13 @@ type backupStash struct {
 	mu     sync.Mutex
 	id     string
 	data   []byte
+	next   int64 // the end of the chunks read in order from offset 0
 	expiry time.Time
+	timer  *time.Timer // drops the backup at its expiry
+	closed bool
 	now    func() time.Time
-	chunk  int // bytes per chunk; 0: admin.BackupChunkSize
+	chunk  int           // bytes per chunk; 0: admin.BackupChunkSize
+	ttl    time.Duration // the timer's delay; 0: backupStashTTL
 }
 
 func (st *backupStash) clock() time.Time {
@@ -60,7 +68,17 @@ func (st *backupStash) start(b *admin.Backup) (*admin.BackupStarted, error) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.id, st.data, st.expiry = hex.EncodeToString(raw[:]), data, st.clock().Add(backupStashTTL)
+	if st.closed {
+		return nil, admin.Errorf(admin.CodeConflict, "the daemon is shutting down: start the backup again once it runs")
+	}
+	st.dropLocked()
+	ttl := st.ttl
+	if ttl <= 0 {
+		ttl = backupStashTTL
+	}
+	id := hex.EncodeToString(raw[:])
+	st.id, st.data, st.expiry = id, data, st.clock().Add(backupStashTTL)
+	st.timer = time.AfterFunc(ttl, func() { st.expire(id) })
 	return &admin.BackupStarted{ID: st.id, Size: int64(len(data)), SHA256: admin.SHA256Hex(data), Expiry: st.expiry.UTC(),
 		Member: b.Member, Index: b.Index, Nodes: b.Nodes}, nil
 }
@@ -74,7 +92,7 @@ func (st *backupStash) read(raw json.RawMessage) (*admin.BackupChunk, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.data != nil && st.clock().After(st.expiry) {
-		st.id, st.data = "", nil
+		st.dropLocked()
 	}
 	if st.data == nil || a.ID != st.id {
 		return nil, admin.Errorf(admin.CodeBadValue, "no backup %q in progress here (expired after %s, replaced by a newer one, or read to its end): start it again", a.ID, backupStashTTL)
@@ -88,8 +106,44 @@ func (st *backupStash) read(raw json.RawMessage) (*admin.BackupChunk, error) {
 	}
 	end := min(a.Offset+int64(n), int64(len(st.data)))
 	out := &admin.BackupChunk{Data: st.data[a.Offset:end]} // never changed: a new backup replaces the slice
-	if end == int64(len(st.data)) {
-		st.id, st.data = "", nil
+	if a.Offset == st.next {
+		st.next = end
+		if end == int64(len(st.data)) {
+			st.dropLocked()
+		}
 	}
 	return out, nil
+}
+
+// expire drops backup id if it is still the one kept (the timer's end).
+func (st *backupStash) expire(id string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.id == id {
+		st.dropLocked()
+	}
+}
+
+// close drops the kept backup and stops its timer; a backup started after
+// it is refused. The daemon calls it as it stops.
+func (st *backupStash) close() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.dropLocked()
+	st.closed = true
+}
+
+// kept reports whether a backup is kept (tests).
+func (st *backupStash) kept() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.data != nil
+}
+
+func (st *backupStash) dropLocked() {
+	if st.timer != nil {
+		st.timer.Stop()
+		st.timer = nil
+	}
+	st.id, st.data, st.next = "", nil, 0
 }

@@ -96,3 +96,70 @@ func FuzzBackupChunkArgs(f *testing.F) {
 		}
 	})
 }
+
+// Only an unbroken run of reads from the first chunk ends a backup: a
+// stray read of the last chunk, or a chunk read again, leaves it for its
+// reader.
+func TestBackupStashEndsOnlyWhenReadInOrder(t *testing.T) {
+	st := &backupStash{chunk: 4}
+	defer st.close()
+	b := &admin.Backup{Format: admin.BackupFormat, ServerID: "x", Identity: []byte("identity"), Snapshot: []byte("snapshot")}
+	b.Seal()
+	want, _ := json.Marshal(b)
+	started, err := st.start(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(off int64) []byte {
+		t.Helper()
+		raw, _ := json.Marshal(admin.BackupChunkArgs{ID: started.ID, Offset: off})
+		ch, err := st.read(raw)
+		if err != nil {
+			t.Fatalf("chunk at %d: %v", off, err)
+		}
+		return ch.Data
+	}
+	last := int64(len(want)-1) / 4 * 4
+	read(last) // out of order: the end, first
+	if !st.kept() {
+		t.Fatal("a stray read of the last chunk ended the backup")
+	}
+	var got []byte
+	for calls := 0; int64(len(got)) < started.Size; calls++ {
+		if calls > len(want) {
+			t.Fatal("no end")
+		}
+		if len(got) == 8 {
+			read(4) // a retried chunk
+		}
+		got = append(got, read(int64(len(got)))...)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("the chunks are not the backup")
+	}
+	if st.kept() {
+		t.Fatal("read in order to its end, the backup is still kept")
+	}
+}
+
+// A backup nobody reads is dropped by its timer, not kept until the next
+// read; once the stash is closed a backup is refused.
+func TestBackupStashTimerDropsUnreadBackup(t *testing.T) {
+	st := &backupStash{ttl: time.Millisecond}
+	b := &admin.Backup{Format: admin.BackupFormat, Identity: []byte("identity"), Snapshot: []byte("snapshot")}
+	b.Seal()
+	if _, err := st.start(b); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for st.kept() {
+		if time.Now().After(deadline) {
+			t.Fatal("the unread backup is still kept past its timer")
+		}
+		time.Sleep(time.Millisecond) // polling a condition with a deadline
+	}
+	st.close()
+	if _, err := st.start(b); admin.CodeOf(err) != admin.CodeConflict {
+		t.Fatalf("start after close: %v", err)
+	}
+}

@@ -142,6 +142,7 @@ func RunGroup(ctx context.Context, gc GroupConfig) error {
 		}
 	}()
 	defer wg.Wait()
+	defer g.backups.close()
 	return g.loop(ctx)
 }
 

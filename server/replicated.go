@@ -757,6 +757,7 @@ func (s *Server) allRecordsLocked(rot []byte) ([]replica.StateRecord, error) {
 
 // closeUnstarted releases a Server that New opened and Run never ran.
 func (s *Server) closeUnstarted() {
+	s.backups.close()
 	s.states.close()
 	s.rot.close()
 	s.denies.close()

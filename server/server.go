@@ -275,6 +275,7 @@ func (s *Server) Addr() net.Addr {
 // connection and returns.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.base.Close()
+	defer s.backups.close()
 	defer s.states.close()
 	defer s.rot.close()
 	defer s.denies.close()
