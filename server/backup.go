@@ -324,9 +324,7 @@ func Restore(rc RestoreConfig, backup func(string)) (*admin.Backup, error) {
 	if err := g.materialize(dir, rc.Log); err != nil {
 		return nil, err
 	}
-	if err := store.MarkRestored(dir); err != nil {
-		return nil, err
-	}
+	// The manifest restoreFiles wrote is marked restored already.
 	// What a start will decide, without starting: a start would consume
 	// the restored mark (it recovers the replay marks then).
 	if _, err := daemon.CheckState(dir, statecheck.RoleServer); err != nil {
@@ -369,5 +367,8 @@ func restoreFiles(dir string, b *admin.Backup, g *groupState, rc RestoreConfig, 
 		names = append(names, s.Name)
 	}
 	sort.Strings(names)
-	return store.SaveManifest(dir, statecheck.RoleServer.String(), names)
+	// Marked restored from the start, not once the journals are written:
+	// a restore killed in between would leave a whole directory whose
+	// start takes the backup's replay marks as current.
+	return store.SaveRestoredManifest(dir, statecheck.RoleServer.String(), names)
 }

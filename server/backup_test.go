@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +13,9 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/store"
+	"github.com/momgate/momgate/statecheck"
 )
 
 // restoredNodes restores file into a new directory, opens it as a single
@@ -171,5 +174,55 @@ func TestBackupOfASingleServer(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(dir, identityFile))
 	if string(a) != string(b) {
 		t.Fatal("the restored identity differs")
+	}
+}
+
+// TestRestoreKilledBeforeTheEnd: a restore killed after it wrote the
+// state files but before it finished (kill -9 between its steps) must
+// never leave a directory that a start takes as whole and current: from
+// the first manifest on, the directory is marked restored, so a start on
+// it recovers the replay marks with a floor instead of admitting PINGs
+// captured since the backup. Found with strace injecting SIGKILL at the
+// rename of each file of momgate-server restore: killed after the state
+// journal was written, the directory checked "start: nothing lost".
+func TestRestoreKilledBeforeTheEnd(t *testing.T) {
+	s := startServer(t)
+	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: "10.3.0.1"})
+	out := filepath.Join(t.TempDir(), "single.backup")
+	if _, err := Backup(context.Background(), BackupConfig{StateDir: s.cfg.StateDir, Out: out}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := checkBackup(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newGroupState()
+	if err := g.Restore(bytes.NewReader(b.Snapshot)); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "restored")
+	rc := RestoreConfig{From: out, StateDir: dir, Log: quietLog(), Now: time.Now}
+	// Killed after the files and the manifest, before the journals.
+	if err := restoreFiles(dir, b, g, rc, func(string) { t.Fatal("backed up an empty directory") }); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := store.LoadManifest(dir); err != nil || m == nil || !m.Restored {
+		t.Fatalf("the first manifest of a restore is not marked restored: %+v %v", m, err)
+	}
+	// Killed after the journals: the directory is whole, and a start
+	// must recover its replay marks.
+	if err := g.materialize(dir, rc.Log); err != nil {
+		t.Fatal(err)
+	}
+	st, err := daemon.CheckState(dir, statecheck.RoleServer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if recovered, _ := st.Verdict.Lines(); len(recovered) == 0 || !strings.Contains(strings.Join(recovered, "\n"), "restored") {
+		t.Fatalf("a restore killed before its end checks as %v: a start would take its replay marks as current", recovered)
 	}
 }

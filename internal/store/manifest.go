@@ -67,6 +67,14 @@ func SaveManifest(dir, role string, files []string) error {
 	return saveManifest(dir, Manifest{Format: ManifestFormat, Role: role, Files: files})
 }
 
+// SaveRestoredManifest is SaveManifest with the Restored flag set: the
+// first manifest of a directory made from a backup (momgate-server
+// restore), so that a restore killed before its end never leaves a
+// directory whose replay marks a start takes as current.
+func SaveRestoredManifest(dir, role string, files []string) error {
+	return saveManifest(dir, Manifest{Format: ManifestFormat, Role: role, Files: files, Restored: true})
+}
+
 // MarkRestored sets the manifest's Restored flag (`state restored`); it
 // fails if dir has no manifest that decodes.
 func MarkRestored(dir string) error {
