@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -233,6 +234,25 @@ func checkBackup(data []byte) (*admin.Backup, error) {
 	}
 	if id := g.serverID(); id != b.ServerID {
 		return nil, fmt.Errorf("%w: server id %q in the snapshot, %q in the manifest", admin.ErrBadBackup, id, b.ServerID)
+	}
+	// The counts and names beside the snapshot are outside its SHA-256:
+	// they must be the snapshot's, or restore reports what it did not
+	// restore.
+	snap, _ := g.Snapshot()
+	gs := snap.(*groupSnapshot)
+	if len(gs.nodes) != b.Nodes {
+		return nil, fmt.Errorf("%w: %d nodes in the snapshot, %d in the manifest", admin.ErrBadBackup, len(gs.nodes), b.Nodes)
+	}
+	var members []string
+	for _, m := range gs.members {
+		if !m.Removed {
+			members = append(members, m.Name)
+		}
+	}
+	sort.Strings(members)
+	listed := slices.Sorted(slices.Values(b.Members))
+	if !slices.Equal(members, listed) {
+		return nil, fmt.Errorf("%w: members %q in the snapshot, %q in the manifest", admin.ErrBadBackup, members, listed)
 	}
 	return b, nil
 }

@@ -226,3 +226,40 @@ func TestRestoreKilledBeforeTheEnd(t *testing.T) {
 		t.Fatalf("a restore killed before its end checks as %v: a start would take its replay marks as current", recovered)
 	}
 }
+
+// TestRestoreRefusesAManifestNotOfItsSnapshot: the node count and the
+// members beside the snapshot are outside its SHA-256; a backup whose
+// count or members are not its snapshot's is refused, instead of restore
+// reporting "999999 nodes" for a snapshot of one.
+func TestRestoreRefusesAManifestNotOfItsSnapshot(t *testing.T) {
+	s := startServer(t)
+	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: "10.3.0.1"})
+	out := filepath.Join(t.TempDir(), "single.backup")
+	if _, err := Backup(context.Background(), BackupConfig{StateDir: s.cfg.StateDir, Out: out}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ from, to string }{
+		{`"nodes":1,`, `"nodes":999999,`},
+		{`"nodes":1,`, `"nodes":-1,`},
+		{`"members":[]`, `"members":["s1"]`},
+	} {
+		if !strings.Contains(string(data), c.from) {
+			t.Fatalf("the backup does not hold %s", c.from)
+		}
+		bad := filepath.Join(t.TempDir(), "bad")
+		if err := os.WriteFile(bad, []byte(strings.Replace(string(data), c.from, c.to, 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(t.TempDir(), "restored")
+		if _, err := Restore(RestoreConfig{From: bad, StateDir: dir, Log: quietLog()}, func(string) {}); !errors.Is(err, admin.ErrBadBackup) {
+			t.Fatalf("%s: restore: %v", c.to, err)
+		}
+		if _, err := os.Stat(dir); err == nil {
+			t.Fatalf("%s: a refused restore made the directory", c.to)
+		}
+	}
+}
