@@ -324,7 +324,7 @@ func Restore(rc RestoreConfig, backup func(string)) (*admin.Backup, error) {
 	if rc.Now == nil {
 		rc.Now = time.Now
 	}
-	data, err := os.ReadFile(rc.From)
+	data, err := readBackupFile(rc.From, maxChunkedBackup)
 	if err != nil {
 		return nil, err
 	}
@@ -351,6 +351,36 @@ func Restore(rc RestoreConfig, backup func(string)) (*admin.Backup, error) {
 		return nil, fmt.Errorf("the restored %s does not check: %w", dir, err)
 	}
 	return b, nil
+}
+
+// readBackupFile reads the backup file at path, which holds at most limit
+// bytes (no backup the daemon hands out is larger): a larger file, or a
+// stream such as /dev/zero, is refused instead of read into memory until
+// the process dies. A pipe is read (restore --from <(gpg -d ...)).
+func readBackupFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.IsDir() {
+		return nil, fmt.Errorf("%s: %w: a directory", path, admin.ErrBadBackup)
+	}
+	if fi.Mode().IsRegular() && fi.Size() > limit {
+		return nil, fmt.Errorf("%s: %w: %d bytes, over the %d of any backup", path, admin.ErrBadBackup, fi.Size(), limit)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s: %w: over the %d bytes of any backup", path, admin.ErrBadBackup, limit)
+	}
+	return data, nil
 }
 
 // restoreFiles writes identity.json, the state files and the manifest

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -261,5 +262,47 @@ func TestRestoreRefusesAManifestNotOfItsSnapshot(t *testing.T) {
 		if _, err := os.Stat(dir); err == nil {
 			t.Fatalf("%s: a refused restore made the directory", c.to)
 		}
+	}
+}
+
+// TestRestoreRefusesAnOversizedFile: restore reads at most the size of
+// any backup: a larger file is refused from its size, a stream (a pipe,
+// /dev/zero) once it passes the bound, instead of being read into
+// memory until the process dies (restore --from /dev/zero did).
+func TestRestoreRefusesAnOversizedFile(t *testing.T) {
+	big := filepath.Join(t.TempDir(), "big.backup")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(maxChunkedBackup + 1); err != nil { // sparse
+		t.Fatal(err)
+	}
+	f.Close()
+	dir := filepath.Join(t.TempDir(), "restored")
+	if _, err := Restore(RestoreConfig{From: big, StateDir: dir, Log: quietLog()}, func(string) {}); !errors.Is(err, admin.ErrBadBackup) || !strings.Contains(err.Error(), "over the") {
+		t.Fatalf("restore of a file over the bound: %v", err)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Fatal("a refused restore made the directory")
+	}
+	// A stream has no size: the bound stops the read.
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skip("no fifo:", err)
+	}
+	go func() {
+		w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			return
+		}
+		defer w.Close()
+		w.Write(make([]byte, 4096)) // fails once the reader is gone
+	}()
+	if _, err := readBackupFile(fifo, 100); !errors.Is(err, admin.ErrBadBackup) {
+		t.Fatalf("a stream over the bound: %v", err)
+	}
+	if _, err := readBackupFile(t.TempDir(), 100); !errors.Is(err, admin.ErrBadBackup) {
+		t.Fatalf("a directory: %v", err)
 	}
 }
