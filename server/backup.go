@@ -392,6 +392,12 @@ func restoreFiles(dir string, b *admin.Backup, g *groupState, rc RestoreConfig, 
 		return err
 	}
 	defer lock.Release()
+	// Refused by a start (a file others can reach, another owner), so
+	// refused before a byte is written: not after writing the identity
+	// and the keys into it.
+	if err := statefile.CheckStateDir(dir); err != nil {
+		return err
+	}
 	if err := moveStateAside(dir, "restore", "restore replaces it", rc.Force, rc.Now(), backup); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/daemon"
+	"github.com/momgate/momgate/internal/statefile"
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/statecheck"
 )
@@ -304,5 +305,37 @@ func TestRestoreRefusesAnOversizedFile(t *testing.T) {
 	}
 	if _, err := readBackupFile(t.TempDir(), 100); !errors.Is(err, admin.ErrBadBackup) {
 		t.Fatalf("a directory: %v", err)
+	}
+}
+
+// TestRestoreRefusesADirectoryAStartRefuses: a directory a start would
+// refuse (here a file others can read) is refused before restore writes
+// anything into it; it used to write the identity, the keys and the
+// registry first and fail after, leaving them behind.
+func TestRestoreRefusesADirectoryAStartRefuses(t *testing.T) {
+	s := startServer(t)
+	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: "10.3.0.1"})
+	out := filepath.Join(t.TempDir(), "single.backup")
+	if _, err := Backup(context.Background(), BackupConfig{StateDir: s.cfg.StateDir, Out: out}); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "restored")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "notes.txt"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, force := range []bool{false, true} {
+		_, err := Restore(RestoreConfig{From: out, StateDir: dir, Force: force, Log: quietLog()}, func(string) {})
+		if !errors.Is(err, statefile.ErrInsecurePerm) {
+			t.Fatalf("force=%v: restore into a directory with a file others can read: %v", force, err)
+		}
+		if found := stateFilesIn(dir); len(found) != 0 {
+			t.Fatalf("force=%v: a refused restore wrote %v", force, found)
+		}
 	}
 }
