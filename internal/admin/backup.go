@@ -1,10 +1,14 @@
 package admin
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/momgate/momgate/strictjson"
@@ -105,6 +109,9 @@ func DecodeBackup(data []byte) (*Backup, error) {
 	if err := strictjson.Decode(data, &b); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadBackup, err)
 	}
+	if err := exactFields(data); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadBackup, err)
+	}
 	switch {
 	case b.Format != BackupFormat:
 		return nil, fmt.Errorf("%w: format %q, this version reads %q", ErrBadBackup, b.Format, BackupFormat)
@@ -116,4 +123,51 @@ func DecodeBackup(data []byte) (*Backup, error) {
 		return nil, fmt.Errorf("%w: the snapshot does not match its SHA-256 (damaged)", ErrBadBackup)
 	}
 	return &b, nil
+}
+
+// backupFields are the JSON names of Backup's fields.
+var backupFields = func() map[string]bool {
+	names := map[string]bool{}
+	t := reflect.TypeOf(Backup{})
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		names[name] = true
+	}
+	return names
+}()
+
+// exactFields checks the fields of the backup object data (which
+// strictjson decoded) as encoding/json does not: each at most once, and
+// named exactly. encoding/json takes the last of two "identity" fields
+// and matches "IDENTITY" too, so a backup could carry a second identity
+// or snapshot beside the one a reader of the file sees first.
+func exactFields(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil // null: no fields
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name, _ := tok.(string)
+		switch {
+		case seen[name]:
+			return fmt.Errorf("field %q twice", name)
+		case !backupFields[name]:
+			return fmt.Errorf("field %q is not one of a backup (names are exact)", name)
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -115,7 +115,8 @@ func FuzzDecodeBackup(f *testing.F) {
 	damaged.Snapshot = []byte("sectionz")
 	encDamaged, _ := json.Marshal(damaged)
 	for _, s := range [][]byte{enc, encDamaged, []byte(`{"format":"momgate-backup/2"}`), []byte(`{}`), []byte(`null`), []byte(``),
-		append(append([]byte{}, enc...), '{', '}'), bytes.Replace(enc, []byte(`"nodes"`), []byte(`"extra":1,"nodes"`), 1)} {
+		append(append([]byte{}, enc...), '{', '}'), bytes.Replace(enc, []byte(`"nodes"`), []byte(`"extra":1,"nodes"`), 1),
+		bytes.Replace(enc, []byte(`"nodes"`), []byte(`"nodes":2,"nodes"`), 1), bytes.Replace(enc, []byte(`"nodes"`), []byte(`"NODES"`), 1)} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -25,8 +25,8 @@ func TestDecodeSetMemberArgs(t *testing.T) {
 }
 
 // TestDecodeBackup: a sealed backup decodes; a damaged one, another
-// format, an unknown field and trailing data are refused with
-// ErrBadBackup.
+// format, an unknown field, a field twice or named in another case and
+// trailing data are refused with ErrBadBackup.
 func TestDecodeBackup(t *testing.T) {
 	b := Backup{Format: BackupFormat, Identity: []byte("id"), Snapshot: []byte("snap")}
 	b.Seal()
@@ -40,6 +40,10 @@ func TestDecodeBackup(t *testing.T) {
 		"field":    bytes.Replace(enc, []byte(`{`), []byte(`{"x":1,`), 1),
 		"trailing": append(append([]byte{}, enc...), []byte(" {}")...),
 		"empty":    []byte(`{"format":"momgate-backup/1"}`),
+		// A second identity after the first, with its own checksum:
+		// encoding/json would take it, a reader of the file the first.
+		"twice": append(append([]byte{}, enc[:len(enc)-1]...), []byte(`,"identity":"b3RoZXI=","identity_sha256":"`+SHA256Hex([]byte("other"))+`"}`)...),
+		"case":  bytes.Replace(enc, []byte(`"snapshot"`), []byte(`"SNAPSHOT"`), 1),
 	}
 	for what, data := range bad {
 		if _, err := DecodeBackup(data); !errors.Is(err, ErrBadBackup) {
