@@ -235,6 +235,12 @@ func checkBackup(data []byte) (*admin.Backup, error) {
 	if id := g.serverID(); id != b.ServerID {
 		return nil, fmt.Errorf("%w: server id %q in the snapshot, %q in the manifest", admin.ErrBadBackup, id, b.ServerID)
 	}
+	// What a start needs that a snapshot may lack: the keyring, with an
+	// active key (restore would write a directory the server refuses).
+	ring, err := keys.DecodeKeyring(g.files[keyringFile])
+	if _, ok := g.files[keyringFile]; !ok || err != nil || ring.Active() == nil {
+		return nil, fmt.Errorf("%w: snapshot: no %s with an active key", admin.ErrBadBackup, keyringFile)
+	}
 	// The counts and names beside the snapshot are outside its SHA-256:
 	// they must be the snapshot's, or restore reports what it did not
 	// restore.

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/statefile"
 	"github.com/momgate/momgate/internal/store"
+	"github.com/momgate/momgate/replica"
 	"github.com/momgate/momgate/statecheck"
 )
 
@@ -336,6 +338,74 @@ func TestRestoreRefusesADirectoryAStartRefuses(t *testing.T) {
 		}
 		if found := stateFilesIn(dir); len(found) != 0 {
 			t.Fatalf("force=%v: a refused restore wrote %v", force, found)
+		}
+	}
+}
+
+// TestRestoreRefusesASnapshotAStartRefuses: a backup whose snapshot
+// decodes but that a start refuses (state.json of another format, no
+// keyring, a keyring without an active key) is refused by restore, which
+// wrote such a directory and said "restored" before; the server then
+// refused to start on it.
+func TestRestoreRefusesASnapshotAStartRefuses(t *testing.T) {
+	s := startServer(t)
+	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: "10.3.0.1"})
+	out := filepath.Join(t.TempDir(), "single.backup")
+	if _, err := Backup(context.Background(), BackupConfig{StateDir: s.cfg.StateDir, Out: out}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := admin.DecodeBackup(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secs, err := replica.ReadSections(bytes.NewReader(good.Snapshot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit := func(name string, f func([]byte) []byte) []replica.Section {
+		var out []replica.Section
+		for _, s := range secs {
+			if s.Name == name {
+				if s.Data = f(s.Data); s.Data == nil {
+					continue
+				}
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	for what, edited := range map[string][]replica.Section{
+		"format 2": edit(stateFile, func(d []byte) []byte {
+			return bytes.Replace(d, []byte(`"format": 1`), []byte(`"format": 2`), 1)
+		}),
+		"no keyring":    edit(keyringFile, func([]byte) []byte { return nil }),
+		"no active key": edit(keyringFile, func([]byte) []byte { return []byte(`{"format": 1, "keys": []}`) }),
+	} {
+		var buf bytes.Buffer
+		if _, err := replica.WriteSections(&buf, edited); err != nil {
+			t.Fatal(err)
+		}
+		b := *good
+		b.Snapshot = buf.Bytes()
+		b.Seal()
+		enc, err := json.Marshal(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := filepath.Join(t.TempDir(), "bad")
+		if err := os.WriteFile(bad, enc, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(t.TempDir(), "restored")
+		if _, err := Restore(RestoreConfig{From: bad, StateDir: dir, Log: quietLog()}, func(string) {}); !errors.Is(err, admin.ErrBadBackup) {
+			t.Errorf("%s: restore: %v", what, err)
+		}
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("%s: a refused restore made the directory", what)
 		}
 	}
 }

@@ -521,6 +521,9 @@ func (g *groupState) restoreSection(sec replica.Section) error {
 		if err := strictjson.Decode(sec.Data, &p); err != nil {
 			return err
 		}
+		if p.Format != 1 { // as loadState: a start refuses any other
+			return fmt.Errorf("unsupported format %d", p.Format)
+		}
 		if _, err := newRegistry(p); err != nil {
 			return err
 		}
