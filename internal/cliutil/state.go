@@ -1,13 +1,16 @@
 package cliutil
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/momgate/momgate/internal/config"
 	"github.com/momgate/momgate/internal/daemon"
+	"github.com/momgate/momgate/internal/statefile"
 	"github.com/momgate/momgate/internal/statelock"
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/statecheck"
@@ -86,6 +89,22 @@ func CheckState(w io.Writer, dir string, role statecheck.Role) int {
 		return StateRefuse
 	}
 	recovered, upgraded := st.Verdict.Lines()
+	// What a start refuses before it reads a state file: a directory
+	// others can reach (whichever user runs it), and a server directory
+	// with no state at all. The owner is only noted: root checks the
+	// directory of a daemon that runs as its own user.
+	if err := statefile.CheckStateDirModes(dir); err != nil {
+		fmt.Fprintf(w, "refuse: %v\n", err)
+		return StateRefuse
+	}
+	if role == statecheck.RoleServer && len(recovered) == 0 && st.Absent("state.json") && st.Absent("raft") {
+		fmt.Fprintf(w, "refuse: %s: not initialized: it holds no server state (momgate-server init, join or restore)\n", dir)
+		return StateRefuse
+	}
+	if err := statefile.CheckStateDir(dir); errors.Is(err, statefile.ErrWrongOwner) {
+		what, _, _ := strings.Cut(err.Error(), "; fix:")
+		fmt.Fprintf(w, "note: %s: only a daemon running as its owner starts on it\n", what)
+	}
 	for _, l := range upgraded {
 		fmt.Fprintf(w, "upgrade: %s\n", l)
 	}

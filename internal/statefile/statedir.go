@@ -17,7 +17,14 @@ import (
 // caller; key files refuse symlinks themselves). It reads the directory
 // once, without following anything inside it, and changes nothing: a
 // daemon calls it at start, before it loads any state.
-func CheckStateDir(dir string) error {
+func CheckStateDir(dir string) error { return checkStateDir(dir, true) }
+
+// CheckStateDirModes is CheckStateDir without the owner checks: what a
+// start refuses whichever user runs it (`state check` run by root on the
+// directory of a daemon that runs as its own user).
+func CheckStateDirModes(dir string) error { return checkStateDir(dir, false) }
+
+func checkStateDir(dir string, checkOwner bool) error {
 	fi, err := os.Stat(dir)
 	if err != nil {
 		return fmt.Errorf("state directory: %w", err)
@@ -25,7 +32,7 @@ func CheckStateDir(dir string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("state directory %s is not a directory (mode %s)", dir, fi.Mode())
 	}
-	if uid, ok := owner(fi); ok && uid != os.Geteuid() {
+	if uid, ok := owner(fi); checkOwner && ok && uid != os.Geteuid() {
 		return fmt.Errorf("state directory %s is owned by uid %d, not %d: %w; fix: chown -R %d %s",
 			dir, uid, os.Geteuid(), ErrWrongOwner, os.Geteuid(), dir)
 	}
@@ -48,7 +55,7 @@ func CheckStateDir(dir string) error {
 			continue // removed meanwhile
 		}
 		path := filepath.Join(dir, e.Name())
-		if uid, ok := owner(info); ok && uid != os.Geteuid() {
+		if uid, ok := owner(info); checkOwner && ok && uid != os.Geteuid() {
 			return fmt.Errorf("state directory %s: %s is owned by uid %d, not %d: %w; fix: chown -R %d %s",
 				dir, path, uid, os.Geteuid(), ErrWrongOwner, os.Geteuid(), dir)
 		}

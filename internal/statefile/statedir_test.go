@@ -127,5 +127,15 @@ func TestCheckStateDirWrongOwner(t *testing.T) {
 		if want := "fix: chown -R 0 " + dir; !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
+		// The modes alone are fine; with one open to others they are not.
+		if err := CheckStateDirModes(dir); err != nil {
+			t.Fatalf("modes of %q owned by uid 65534: %v", which, err)
+		}
+		if err := os.Chmod(filepath.Join(dir, "state.json"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckStateDirModes(dir); !errors.Is(err, ErrInsecurePerm) {
+			t.Fatalf("modes with state.json 0644, %q owned by uid 65534: %v, want ErrInsecurePerm", which, err)
+		}
 	}
 }
