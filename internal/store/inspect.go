@@ -213,7 +213,7 @@ func currentFormats(dir string) bool {
 }
 
 func hasPrefix(path, magic string) bool {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return false
 	}

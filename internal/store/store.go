@@ -11,6 +11,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"syscall"
 
 	"github.com/momgate/momgate/internal/statefile"
 	"github.com/momgate/momgate/strictjson"
@@ -79,9 +80,38 @@ func SaveJSON(path string, v any, perm os.FileMode) error {
 	return nil
 }
 
-// readCapped reads the file at path, refusing files larger than max.
+// openRegular opens the state file at path for reading: a regular file
+// only. It does not follow a symlink at path (the writers open with
+// O_NOFOLLOW, so a reader that followed one would judge a file the
+// daemon then refuses, and a dangling one would read as missing), and it
+// opens without blocking, so a FIFO is refused rather than waited on
+// forever (O_NONBLOCK does not change reads of a regular file). Errors
+// other than a missing file wrap statefile.ErrNotRegular when the path
+// is not a regular file.
+func openRegular(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, fmt.Errorf("%s is a symlink: %w; remove it and restore the file (docs/DEPLOYMENT.md section 7)", path, statefile.ErrNotRegular)
+		}
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w (mode %s); remove it and restore the file (docs/DEPLOYMENT.md section 7)", path, statefile.ErrNotRegular, fi.Mode())
+	}
+	return f, nil
+}
+
+// readCapped reads the regular file at path (openRegular), refusing files
+// larger than max.
 func readCapped(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}
