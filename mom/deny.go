@@ -14,6 +14,7 @@ import (
 	"github.com/momgate/momgate/ping"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/statecheck"
+	"github.com/momgate/momgate/strictjson"
 )
 
 // The deny list the server pushes (Deny, DenySet after every Welcome,
@@ -134,17 +135,42 @@ func (m *Mom) loadDeny() error {
 	if err := store.LoadJSON(path, &d); err != nil {
 		return err
 	}
-	changes := make([]ping.DenyChange, 0, len(d.Entries))
-	for _, e := range d.Entries {
-		n, a, ids, err := parseDenyEntry(e)
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		changes = append(changes, ping.DenyChange{Node: n, Addr: a, KeyIDs: ids})
+	changes, err := denyChangesOf(d)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	m.deny.Apply(changes)
 	return nil
 }
+
+// denyChangesOf parses every entry of a decoded deny.json.
+func denyChangesOf(d denied) ([]ping.DenyChange, error) {
+	changes := make([]ping.DenyChange, 0, len(d.Entries))
+	for _, e := range d.Entries {
+		n, a, ids, err := parseDenyEntry(e)
+		if err != nil {
+			return nil, err
+		}
+		changes = append(changes, ping.DenyChange{Node: n, Addr: a, KeyIDs: ids})
+	}
+	return changes, nil
+}
+
+// checkDenyFile is loadDeny's decoding of deny.json, for the inspection
+// (store.RegisterSchema): a list that is JSON but not a deny list is
+// damaged, so it is held until the server's DenySet comes, as the
+// verdict says, instead of passing `state check` and then refusing the
+// start.
+func checkDenyFile(data []byte) error {
+	var d denied
+	if err := strictjson.Decode(data, &d); err != nil {
+		return err
+	}
+	_, err := denyChangesOf(d)
+	return err
+}
+
+func init() { store.RegisterSchema(statecheck.RoleMom, denyFile, checkDenyFile) }
 
 // applyDeny revokes nodes at once and persists the list.
 func (m *Mom) applyDeny(entries []proto.NodeAddr) error {

@@ -19,6 +19,7 @@ import (
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/replica"
+	"github.com/momgate/momgate/statecheck"
 	"github.com/momgate/momgate/strictjson"
 )
 
@@ -64,6 +65,17 @@ type denyBook struct {
 	entries map[proto.NodeAddr][]keys.KeyID // nil keys: kept for good
 	deleted *deletedNodes
 }
+
+// checkDenyFile is openDenyStore's decoding of deny.json, for the
+// inspection (store.RegisterSchema): a deny.json that is JSON but not a
+// deny list is damaged, so the start recovers as from a lost list, as
+// the verdict says, instead of passing `state check` and then refusing.
+func checkDenyFile(data []byte) error {
+	_, err := denyBookOf(data)
+	return err
+}
+
+func init() { store.RegisterSchema(statecheck.RoleServer, denyFile, checkDenyFile) }
 
 func newDenyBook() *denyBook {
 	return &denyBook{entries: map[proto.NodeAddr][]keys.KeyID{}, deleted: newDeletedNodes()}
@@ -364,6 +376,14 @@ func openDenyStore(dir string, js *store.JournalState, withheld bool, replicate 
 	snapshot := filepath.Join(dir, denyFile)
 	data, err := os.ReadFile(snapshot)
 	switch {
+	case err == nil && withheld:
+		// Lost (the inspection found it damaged, cut, or not the
+		// snapshot its journal follows): what still decodes is denied
+		// meanwhile; one that does not is lost whole, which is what the
+		// withheld recovery is for.
+		if b, err := denyBookOf(data); err == nil {
+			ds.book, ds.snapSize = b, int64(len(data))
+		}
 	case err == nil:
 		if ds.book, err = denyBookOf(data); err != nil {
 			return nil, fmt.Errorf("load %s: %w", snapshot, err)

@@ -402,3 +402,47 @@ func snapshotRoundTrip(t *testing.T, g *groupState) *groupState {
 	}
 	return g2
 }
+
+// A deny.json that is JSON but not a deny list (a bit flipped in a field
+// name) is lost as a damaged one is: `state check` says recover and the
+// start recovers (withheld until the rotation completes), instead of the
+// check saying recover and the start then refusing on the decode.
+func TestDenyFileNotADenyList(t *testing.T) {
+	dir := initDir(t)
+	clock := &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	s := newTestServer(t, dir, clock)
+	mustAdmin(t, s, admin.OpSetServer, admin.SetArgs{Attrs: []admin.Attr{{Name: "key_grace", Value: "1s"}}})
+	denyFixture(s, 0, 5, clock.Now())
+	s.closeUnstarted()
+	p := filepath.Join(dir, denyFile)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Replace(data, []byte(`"format"`), []byte(`"foroat"`), 1)
+	if bytes.Equal(bad, data) {
+		t.Fatalf("no format field in %s", data)
+	}
+	if err := os.WriteFile(p, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in, err := store.InspectDir(dir, statecheck.RoleServer, [16]byte{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(in.Findings, func(f statecheck.Finding) bool { return f.File == denyFile && f.Problem == statecheck.Damaged }) {
+		t.Fatalf("findings %+v: want deny.json damaged", in.Findings)
+	}
+	s = newTestServer(t, dir, clock)
+	if !s.base.State.Has(statecheck.StepRotateWithholdDeny) || !s.denyWithheld.Load() || s.denySet() != nil {
+		t.Fatal("a deny.json that is not a deny list does not withhold the deny list")
+	}
+	for i := 0; i < 10 && s.denyWithheld.Load(); i++ {
+		clock.add(time.Minute)
+		tick(t, s)
+	}
+	if s.denyWithheld.Load() {
+		t.Fatalf("still withheld after the rotation: %+v", s.rot.info())
+	}
+	persistedDenyBook(t, dir) // whole again
+}

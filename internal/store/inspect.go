@@ -100,7 +100,7 @@ func InspectDir(dir string, role statecheck.Role, boot [16]byte) (*Inspection, e
 		case MarkSnapName, MarkLogName, "state.journal", "rotation.journal", "deny.journal":
 			continue // read by their stores below
 		}
-		if f := inspectFile(dir, name, slices.Contains(in.Expected, name)); f != nil {
+		if f := inspectFile(dir, role, name, slices.Contains(in.Expected, name)); f != nil {
 			in.Findings = append(in.Findings, *f)
 		}
 	}
@@ -157,7 +157,7 @@ func (in *Inspection) Judge(dir string) statecheck.Verdict {
 // or present and not decodable: JSON that is not one strict JSON value,
 // or a ceiling that fails its checksum. What the daemon's own loader
 // refuses beyond that it reports as Damaged too.
-func inspectFile(dir, name string, must bool) *statecheck.Finding {
+func inspectFile(dir string, role statecheck.Role, name string, must bool) *statecheck.Finding {
 	path := filepath.Join(dir, name)
 	data, err := readCapped(path, MaxJSONSize)
 	switch {
@@ -184,6 +184,9 @@ func inspectFile(dir, name string, must bool) *statecheck.Finding {
 			detail = fmt.Sprintf("zeroed from byte %d: %v", i, err)
 		}
 		return &statecheck.Finding{File: name, Problem: statecheck.Damaged, Detail: detail}
+	}
+	if err := checkSchema(role, name, data); err != nil {
+		return &statecheck.Finding{File: name, Problem: statecheck.Damaged, Detail: err.Error()}
 	}
 	return nil
 }
