@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/momgate/momgate/internal/statefile"
 	"github.com/momgate/momgate/statecheck"
 	"github.com/momgate/momgate/strictjson"
 )
@@ -100,7 +101,11 @@ func InspectDir(dir string, role statecheck.Role, boot [16]byte) (*Inspection, e
 		case MarkSnapName, MarkLogName, "state.journal", "rotation.journal", "deny.journal":
 			continue // read by their stores below
 		}
-		if f := inspectFile(dir, role, name, slices.Contains(in.Expected, name)); f != nil {
+		f, err := inspectFile(dir, role, name, slices.Contains(in.Expected, name))
+		if err != nil {
+			return nil, err
+		}
+		if f != nil {
 			in.Findings = append(in.Findings, *f)
 		}
 	}
@@ -157,23 +162,28 @@ func (in *Inspection) Judge(dir string) statecheck.Verdict {
 // or present and not decodable: JSON that is not one strict JSON value,
 // or a ceiling that fails its checksum. What the daemon's own loader
 // refuses beyond that it reports as Damaged too.
-func inspectFile(dir string, role statecheck.Role, name string, must bool) *statecheck.Finding {
+func inspectFile(dir string, role statecheck.Role, name string, must bool) (*statecheck.Finding, error) {
 	path := filepath.Join(dir, name)
 	data, err := readCapped(path, MaxJSONSize)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if must {
-			return &statecheck.Finding{File: name, Problem: statecheck.Missing, Detail: "the directory must hold it (its manifest, or the files written with it, say so)"}
+			return &statecheck.Finding{File: name, Problem: statecheck.Missing, Detail: "the directory must hold it (its manifest, or the files written with it, say so)"}, nil
 		}
-		return nil
+		return nil, nil
+	case errors.Is(err, statefile.ErrNotRegular):
+		// Planted, not damaged: a recovery would write the file by a
+		// rename that a directory there refuses for ever, so the
+		// administrator removes it first.
+		return nil, err
 	case err != nil:
-		return &statecheck.Finding{File: name, Problem: statecheck.Damaged, Detail: err.Error()}
+		return &statecheck.Finding{File: name, Problem: statecheck.Damaged, Detail: err.Error()}, nil
 	}
 	if name == "ceiling" {
 		if _, err := DecodeCeiling(data); err != nil {
-			return &statecheck.Finding{File: name, Problem: statecheck.Damaged, Detail: err.Error()}
+			return &statecheck.Finding{File: name, Problem: statecheck.Damaged, Detail: err.Error()}, nil
 		}
-		return nil
+		return nil, nil
 	}
 	var v json.RawMessage
 	if err := strictjson.Decode(data, &v); err != nil {
@@ -183,12 +193,12 @@ func inspectFile(dir string, role statecheck.Role, name string, must bool) *stat
 		} else if i := bytes.IndexByte(data, 0); i >= 0 {
 			detail = fmt.Sprintf("zeroed from byte %d: %v", i, err)
 		}
-		return &statecheck.Finding{File: name, Problem: statecheck.Damaged, Detail: detail}
+		return &statecheck.Finding{File: name, Problem: statecheck.Damaged, Detail: detail}, nil
 	}
 	if err := checkSchema(role, name, data); err != nil {
-		return &statecheck.Finding{File: name, Problem: statecheck.Damaged, Detail: err.Error()}
+		return &statecheck.Finding{File: name, Problem: statecheck.Damaged, Detail: err.Error()}, nil
 	}
-	return nil
+	return nil, nil
 }
 
 // SnapshotMarked reports whether the server's state.json at path says

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -37,7 +38,8 @@ func inspectWithin(t *testing.T, dir string, role statecheck.Role) (*Inspection,
 
 // TestStateFileSpecialRefused: a FIFO, a symlink (dangling or not) or a
 // directory where a state file belongs is refused, never waited on or
-// followed. The journal writer opens with O_NOFOLLOW, so a reader that
+// followed, nor taken for damage that a recovery would rewrite (a rename
+// onto a directory fails for ever). The journal writer opens with O_NOFOLLOW, so a reader that
 // followed a symlink said "start" to a directory the daemon then refused;
 // a dangling one read as "missing" (a recovery) instead of as planted.
 func TestStateFileSpecialRefused(t *testing.T) {
@@ -73,19 +75,26 @@ func TestStateFileSpecialRefused(t *testing.T) {
 				dir := t.TempDir()
 				do(t, filepath.Join(dir, file))
 				in, err := inspectWithin(t, dir, statecheck.RoleServer)
-				if err != nil {
-					if !errors.Is(err, statefile.ErrNotRegular) {
-						t.Fatalf("error %v, want one wrapping ErrNotRegular", err)
-					}
-					return
+				if err == nil {
+					t.Fatalf("%s as a %s: findings %+v, want it refused", file, kind, in.Findings)
 				}
-				for _, f := range in.Findings {
-					if f.File == file && f.Problem == statecheck.Damaged {
-						return
-					}
+				if !errors.Is(err, statefile.ErrNotRegular) || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "remove it") {
+					t.Fatalf("error %v, want one wrapping ErrNotRegular that names %s and the fix", err, file)
 				}
-				t.Fatalf("%s as a %s: findings %+v, want it refused or found damaged", file, kind, in.Findings)
 			})
 		}
+	}
+}
+
+// A directory where a MOM's deny.json belongs is refused: held as damaged,
+// the MOM would wait for the server's DenySet and then fail to save it for
+// ever, reconnecting in a loop.
+func TestMomDenyFileDirectoryRefused(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "deny.json"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inspectWithin(t, dir, statecheck.RoleMom); !errors.Is(err, statefile.ErrNotRegular) {
+		t.Fatalf("deny.json a directory in a MOM's state: %v, want ErrNotRegular", err)
 	}
 }
