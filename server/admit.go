@@ -354,6 +354,12 @@ func (s *Server) helloNode(id proto.NodeID, src netip.Addr) (n *node, pub [32]by
 	if n == nil && s.deny.Revoked(id, proto.Addr{}) {
 		return nil, pub, "", handshake.Refuse(reasons.Revoked, "node %s was deleted and is revoked", uuid.UUID(id))
 	}
+	if n != nil && wasDeleted {
+		// An incomplete delete node: refused as revoked whether or not its
+		// deny entry is still there.
+		return nil, pub, name, handshake.Refuse(reasons.Revoked, "node %s is revoked: its delete node at %s did not complete (run delete node %s again)",
+			name, gone.At.Format(time.RFC3339), name)
+	}
 	if n == nil || !enrolled {
 		return nil, pub, name, handshake.Refuse(reasons.UnknownNode, "no enrolled node with id %s", uuid.UUID(id))
 	}

@@ -218,7 +218,13 @@ func (s *Server) denyLocked(node proto.NodeID, addr proto.Addr) {
 		if e == (proto.NodeAddr{}) {
 			continue
 		}
-		s.denyKeys[e] = append(slices.Clone(s.denyKeys[e]), held...)
+		ids := slices.Clone(s.denyKeys[e])
+		for _, id := range held {
+			if !slices.Contains(ids, id) { // a delete node run again after an incomplete one
+				ids = append(ids, id)
+			}
+		}
+		s.denyKeys[e] = ids
 	}
 	s.saveDenyList()
 }
@@ -248,13 +254,21 @@ func (s *Server) denyAddrLocked(addr proto.Addr) {
 // none of the keys held when they were made is still in the keyring, so
 // the denied node holds only retired keys and its PINGs fail on their key
 // id. Without this the list, and the DenySet every MOM gets after its
-// Welcome, would grow with every node ever deleted. Connected MOMs get a
+// Welcome, would grow with every node ever deleted. The entry of a node
+// still registered (an incomplete delete) is kept. Connected MOMs get a
 // DenyLift of what was dropped. The caller holds s.mu.
 func (s *Server) pruneDenyLocked() int {
 	ring := s.ring.Load()
 	var lifted []proto.NodeAddr
 	for e, ids := range s.denyKeys {
 		if slices.ContainsFunc(ids, func(id keys.KeyID) bool { return ring.Lookup(id) != nil }) {
+			continue
+		}
+		if e.Node != (proto.NodeID{}) && s.reg.byID[e.Node] != nil {
+			// A node an incomplete delete node left registered: it is
+			// still a member, so a rotation would give it the new key;
+			// only its deny entry refuses it until delete node is run
+			// again (halfDeletedLocked).
 			continue
 		}
 		s.deny.Allow(e.Node, e.Addr)

@@ -63,23 +63,8 @@ func (s *Server) collectors() []prometheus.Collector {
 				}
 				return out
 			}),
-		metrics.NewGaugeFunc("nodes", "Registered nodes by state: enrolling (token issued), down, up (control connection authenticated).", "state",
-			func() map[string]float64 {
-				out := map[string]float64{"enrolling": 0, "down": 0, "up": 0}
-				s.mu.Lock()
-				defer s.mu.Unlock()
-				for _, n := range s.reg.byName {
-					switch {
-					case !n.enrolled():
-						out["enrolling"]++
-					case n.up:
-						out["up"]++
-					default:
-						out["down"]++
-					}
-				}
-				return out
-			}),
+		metrics.NewGaugeFunc("nodes", "Registered nodes by state: enrolling (token issued), down, up (control connection authenticated), deleting (denied by a delete node that did not complete: run it again).", "state",
+			s.nodeStateCounts),
 		metrics.NewGaugeFunc("enrolled_nodes", "Nodes that have enrolled (hold an identity key).", "",
 			func() map[string]float64 {
 				s.mu.Lock()
@@ -112,6 +97,27 @@ func (s *Server) collectors() []prometheus.Collector {
 				return metrics.Enum(mode, []string{"legacy", "compat", "ping"})
 			}),
 	)
+}
+
+// nodeStateCounts is the nodes gauge: the registered nodes by state, as
+// list node shows them.
+func (s *Server) nodeStateCounts() map[string]float64 {
+	out := map[string]float64{"enrolling": 0, "down": 0, "up": 0, "deleting": 0}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range s.reg.byName {
+		switch {
+		case s.halfDeletedLocked(n):
+			out["deleting"]++
+		case !n.enrolled():
+			out["enrolling"]++
+		case n.up:
+			out["up"]++
+		default:
+			out["down"]++
+		}
+	}
+	return out
 }
 
 func (s *Server) protocolCounts() map[string]int {

@@ -81,13 +81,62 @@ func (s *Server) listNodes(name string) ([]admin.NodeInfo, error) {
 		if n == nil {
 			return nil, admin.Errorf(admin.CodeUnknownNode, "unknown node %s", name)
 		}
-		return []admin.NodeInfo{s.withSessionLocked(n.info(s.activeKeyID()), n)}, nil
+		return []admin.NodeInfo{s.nodeInfoLocked(n)}, nil
 	}
 	out := []admin.NodeInfo{}
 	for _, n := range s.reg.sortedNodes() {
-		out = append(out, s.withSessionLocked(n.info(s.activeKeyID()), n))
+		out = append(out, s.nodeInfoLocked(n))
 	}
 	return out, nil
+}
+
+// nodeInfoLocked is n as list node shows it: with its control session and,
+// for a node an incomplete delete left denied (halfDeletedLocked), state
+// deleting and a comment naming the command that finishes the delete. The
+// caller holds s.mu.
+func (s *Server) nodeInfoLocked(n *node) admin.NodeInfo {
+	ni := s.withSessionLocked(n.info(s.activeKeyID()), n)
+	if s.halfDeletedLocked(n) {
+		ni.State, ni.Denied, ni.Comment = admin.NodeDeleting, true, s.halfDeletedComment(n)
+	}
+	return ni
+}
+
+// halfDeletedLocked reports whether n is registered and yet denied by its
+// id or recorded as deleted: what a delete node leaves when the server
+// dies between the deny commit and the registry commit (deleteNode). The
+// node is refused by the server and every MOM; delete node again
+// completes it. The caller holds s.mu.
+func (s *Server) halfDeletedLocked(n *node) bool {
+	if _, ok := s.deleted.lookup(n.id); ok {
+		return true
+	}
+	return s.deny.Revoked(n.id, proto.Addr{})
+}
+
+// halfDeletedComment is the comment of a half-deleted node n. The caller
+// holds s.mu.
+func (s *Server) halfDeletedComment(n *node) string {
+	at := ""
+	if d, ok := s.deleted.lookup(n.id); ok {
+		at = " (delete node at " + d.At.Format(time.RFC3339) + ")"
+	}
+	return fmt.Sprintf("denied, delete incomplete%s: run \"delete node %s\" again", at, n.rec.Name)
+}
+
+// warnHalfDeleted logs a warning for each node an incomplete delete node
+// left registered and denied, with the command that finishes it: nothing
+// else tells the administrator but the failed exit of the delete that
+// was cut short.
+func (s *Server) warnHalfDeleted() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range s.reg.sortedNodes() {
+		if s.halfDeletedLocked(n) {
+			s.log.WithFields(logrus.Fields{"node": n.rec.Name, "id": uuid.UUID(n.id).String()}).Warn(
+				"node denied but still registered: a delete node did not complete; run momgate-qmgr -c \"delete node " + n.rec.Name + "\" to finish it")
+		}
+	}
 }
 
 // deleteNode removes a node: it is denied at once by the server and every
@@ -117,6 +166,7 @@ func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
 		// (docs/SECURITY.md section 7).
 		s.deleted.add(n.id, name, s.cfg.Now()) // saved with the deny list
 		s.denyLocked(n.id, proto.AddrFrom(n.addr))
+		s.cfg.CrashAt("delete-denied") // test-only: the deny on disk, the registry not yet changed
 		if err := s.persistRemovedLocked(n, removedTokens); err != nil {
 			s.reg.add(n)
 			for _, t := range removedTokens {
@@ -270,7 +320,7 @@ func (s *Server) setNode(ctx context.Context, a admin.SetArgs) (*admin.NodeInfo,
 				s.liftDenyLocked(n.addr)
 			}
 		}
-		info = s.withSessionLocked(n.info(s.activeKeyID()), n)
+		info = s.nodeInfoLocked(n)
 		return readdress && n.enrolled(), nil
 	}
 	if !newAddr.IsValid() {

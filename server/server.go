@@ -247,6 +247,7 @@ func open(cfg Config, st *daemon.State) (s *Server, err error) {
 		return nil, err
 	}
 	s.hooks.rotationPhase, s.hooks.rotationPhases = s.rot.phase, rotationPhases
+	s.warnHalfDeleted()
 	return s, nil
 }
 

@@ -28,6 +28,11 @@ const (
 	NodeEnrolling = "enrolling" // created, token not yet used
 	NodeUp        = "up"        // enrolled and connected
 	NodeDown      = "down"      // enrolled, not connected
+	// NodeDeleting: a delete node that did not complete (the server died
+	// between the deny commit and the registry commit): the node is
+	// denied, so refused by the server and every MOM, but still
+	// registered. Running delete node NAME again completes it.
+	NodeDeleting = "deleting"
 )
 
 // NodeInfo describes one node.
@@ -37,7 +42,7 @@ type NodeInfo struct {
 	Mom         string     `json:"mom"`         // MOM IP address
 	Host        string     `json:"host"`        // the host name Mom= gave, resolved to Mom when the directive ran; "" if an address
 	Port        int        `json:"port"`        // MOM IM port
-	State       string     `json:"state"`       // NodeEnrolling, NodeUp or NodeDown
+	State       string     `json:"state"`       // NodeEnrolling, NodeUp, NodeDown or NodeDeleting
 	Protocol    string     `json:"protocol"`    // "v1", "v2" or "" (never seen)
 	Versions    string     `json:"versions"`    // versions the MOM advertised: "v1", "v2", "v1,v2" or ""
 	Upgraded    bool       `json:"upgraded"`    // no-downgrade mark: legacy admission refused
@@ -54,6 +59,12 @@ type NodeInfo struct {
 	Sealed        bool   `json:"sealed"`
 	Session       string `json:"session"`
 	SessionKeyAge string `json:"session_key_age"`
+	// Denied: the node's id is on the deny list while it is still
+	// registered, which only an incomplete delete node leaves (State
+	// NodeDeleting). Comment says what happened and the command that
+	// finishes it; "" for a node without a problem.
+	Denied  bool   `json:"denied"`
+	Comment string `json:"comment"`
 }
 
 // CreateNodeResult is the result of OpCreateNode: the new node and its

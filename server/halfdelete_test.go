@@ -1,0 +1,206 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/sirupsen/logrus"
+
+	"github.com/momgate/momgate/handshake"
+	"github.com/momgate/momgate/internal/admin"
+	"github.com/momgate/momgate/keys"
+	"github.com/momgate/momgate/proto"
+	"github.com/momgate/momgate/reasons"
+)
+
+// logCatcher keeps the messages of the warnings logged through it.
+type logCatcher struct {
+	mu    sync.Mutex
+	warns []string
+}
+
+func (c *logCatcher) Levels() []logrus.Level { return []logrus.Level{logrus.WarnLevel} }
+
+func (c *logCatcher) Fire(e *logrus.Entry) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.warns = append(c.warns, e.Message+" node="+e.Data["node"].(string))
+	return nil
+}
+
+func (c *logCatcher) warnings() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.warns...)
+}
+
+// errCrash is the panic of the crash hook of these tests: the server
+// "dies" at the step, its files as the step left them.
+var errCrash = errors.New("crash point")
+
+// closeServer releases what a server that died holds, so that the next
+// one opens the same state directory, as after a kill -9.
+func closeServer(s *Server) {
+	s.rot.close()
+	s.denies.close()
+	s.states.close()
+	s.base.Close()
+}
+
+// TestHalfDeletedNodeShown: a server dying at delete-denied (the deny
+// entry committed, the registry's removal not) leaves the node registered
+// and denied. After the restart list node shows it as deleting, with a
+// comment naming the command that finishes the delete, the start logs a
+// warning naming it, the nodes gauge counts it, its Hello is refused as
+// revoked, and the prune keeps its deny entry; delete node again
+// completes it.
+func TestHalfDeletedNodeShown(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Init(dir, nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	clock := &fakeClock{t: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)}
+	s, err := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: quietLog(), Now: clock.Now,
+		CrashAt: func(step string) {
+			if step == "delete-denied" {
+				panic(errCrash)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.base.Close() })
+	ctx := context.Background()
+	res, err := s.createNode(ctx, admin.CreateNodeArgs{Name: "cn03", Mom: "127.0.0.53"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.createNode(ctx, admin.CreateNodeArgs{Name: "cn01", Mom: "127.0.0.51"}); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := uuid.Parse(res.Node.ID)
+	func() {
+		defer func() {
+			if r := recover(); r != errCrash {
+				t.Fatalf("delete node did not reach delete-denied: %v", r)
+			}
+		}()
+		_, _ = s.deleteNode("cn03")
+	}()
+	closeServer(s)
+
+	// The restart.
+	catch := &logCatcher{}
+	log := quietLog()
+	log.AddHook(catch)
+	clock.t = clock.t.Add(time.Minute)
+	s2, err := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: log, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s2.base.Close() })
+	wantWarn := `node denied but still registered: a delete node did not complete; run momgate-qmgr -c "delete node cn03" to finish it node=cn03`
+	if w := catch.warnings(); !containsString(w, wantWarn) || len(w) != 1 {
+		t.Fatalf("start warnings %q, want only %q", w, wantWarn)
+	}
+	raw, err := adminCall(t, s2, admin.OpListNode, admin.ListNodeArgs{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nodes []admin.NodeInfo
+	if err := json.Unmarshal(b, &nodes); err != nil {
+		t.Fatal(err)
+	}
+	wantComment := `denied, delete incomplete (delete node at 2026-12-01T10:00:00Z): run "delete node cn03" again`
+	if len(nodes) != 2 || nodes[0].Name != "cn01" || nodes[1].Name != "cn03" {
+		t.Fatalf("list node: %+v", nodes)
+	}
+	if n := nodes[0]; n.State != admin.NodeEnrolling || n.Denied || n.Comment != "" {
+		t.Fatalf("cn01, not deleted: %+v", n)
+	}
+	if n := nodes[1]; n.State != admin.NodeDeleting || !n.Denied || n.Comment != wantComment {
+		t.Fatalf("cn03, half deleted: state %q denied %v comment %q", n.State, n.Denied, n.Comment)
+	}
+	if !strings.Contains(string(b), `"state":"deleting"`) || !strings.Contains(string(b), `"denied":true`) {
+		t.Fatalf("list node JSON: %s", b)
+	}
+	if one, err := s2.listNodes("cn03"); err != nil || len(one) != 1 || one[0].State != admin.NodeDeleting || one[0].Comment != wantComment {
+		t.Fatalf("list node cn03: %+v, %v", one, err)
+	}
+	if got := s2.nodeStateCounts(); got["deleting"] != 1 || got["enrolling"] != 1 || got["down"] != 0 || got["up"] != 0 {
+		t.Fatalf("nodes gauge: %v", got)
+	}
+
+	// Refused as revoked, with or without its deny entry; the prune keeps
+	// the entry of a node still registered, whatever its keys.
+	hello := func(s *Server) error {
+		_, _, _, err := s.helloNode(proto.NodeID(id), netip.MustParseAddr("127.0.0.53"))
+		return err
+	}
+	revoked := func(what string, err error, msg string) {
+		t.Helper()
+		var rj *handshake.Rejection
+		if !errors.As(err, &rj) || rj.Reason != reasons.Revoked || !strings.Contains(err.Error(), msg) {
+			t.Fatalf("%s: hello of cn03: %v", what, err)
+		}
+	}
+	revoked("half deleted", hello(s2), "node cn03 is revoked: its delete node at 2026-12-01T10:00:00Z did not complete (run delete node cn03 again)")
+	s2.mu.Lock()
+	e := proto.NodeAddr{Node: proto.NodeID(id)}
+	s2.denyKeys[e] = []keys.KeyID{0xdeadbeef} // a key no longer held
+	s2.pruneDenyLocked()
+	kept := s2.deny.Revoked(proto.NodeID(id), proto.Addr{})
+	s2.mu.Unlock()
+	if !kept {
+		t.Fatal("the prune dropped the deny entry of a node still registered")
+	}
+
+	// delete node again completes it.
+	if _, err := s2.deleteNode("cn03"); err != nil {
+		t.Fatalf("second delete node: %v", err)
+	}
+	if _, err := s2.listNodes("cn03"); err == nil || !strings.Contains(err.Error(), "unknown node cn03") {
+		t.Fatalf("list node cn03 after the second delete: %v", err)
+	}
+	revoked("deleted", hello(s2), "node cn03 (id "+res.Node.ID+") was deleted and is revoked")
+	if got := s2.nodeStateCounts(); got["deleting"] != 0 || got["enrolling"] != 1 {
+		t.Fatalf("nodes gauge after the second delete: %v", got)
+	}
+	closeServer(s2)
+
+	catch3 := &logCatcher{}
+	log3 := quietLog()
+	log3.AddHook(catch3)
+	s3, err := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: log3, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeServer(s3)
+	if w := catch3.warnings(); len(w) != 0 {
+		t.Fatalf("start after the completed delete warns: %q", w)
+	}
+	if all, _ := s3.listNodes(""); len(all) != 1 || all[0].Name != "cn01" {
+		t.Fatalf("nodes after the restart: %+v", all)
+	}
+	revoked("deleted, restarted", hello(s3), "was deleted and is revoked")
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
