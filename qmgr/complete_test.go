@@ -34,7 +34,7 @@ func TestComplete(t *testing.T) {
 		{"list node n", "n1 |n2 "},
 		{"list node n1,", "n1 |n2 "},
 		{"list node n1, n", "n1 |n2 "},
-		{"list node n1 ", "Mom |Port |created |enrolled |fingerprint |id |key_id |key_state |last_seen |protocol |sealed |session |session_key_age |state |upgraded |versions "},
+		{"list node n1 ", "Mom |Port |comment |created |denied |enrolled |fingerprint |id |key_id |key_state |last_seen |protocol |sealed |session |session_key_age |state |upgraded |versions "},
 		{"list node @default la", "last_seen "},
 		{"list node n1 Mom,k", "key_id |key_state "},
 		{"list node n1 Mom ", ""},

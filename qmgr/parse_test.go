@@ -154,7 +154,7 @@ func TestParseErrors(t *testing.T) {
 		{"delete node n1,", `qmgr: syntax error at column 16: expected node name after ',', found end of line`},
 		{"delete node n1,n1", `qmgr: bad value at column 16: node name n1 given twice`},
 		{"delete node n1 Mom=1.2.3.4", `qmgr: syntax error at column 16: delete node takes no attributes (usage: delete node NAME[,NAME...])`},
-		{"list node n1 n2", `qmgr: syntax error at column 14: unknown attribute "n2" for list node (attributes: Mom, Port, state, protocol, versions, upgraded, key_id, key_state, fingerprint, id, created, enrolled, last_seen, sealed, session, session_key_age; names are joined with ',')`},
+		{"list node n1 n2", `qmgr: syntax error at column 14: unknown attribute "n2" for list node (attributes: Mom, Port, state, denied, comment, protocol, versions, upgraded, key_id, key_state, fingerprint, id, created, enrolled, last_seen, sealed, session, session_key_age; names are joined with ',')`},
 		{"set server", `qmgr: syntax error at column 11: set server needs ATTR=VALUE (allowed: mode, key_distribution, token_ttl, freshness, heartbeat, key_grace, im_security)`},
 		{"set server mode=fast", `qmgr: bad value at column 17: mode "fast": want one of legacy, compat, ping`},
 		{"set server token_ttl=soon", `qmgr: bad value at column 22: token_ttl "soon": want a duration such as 90s, 15m or 1h`},
@@ -199,7 +199,7 @@ func TestParseErrors(t *testing.T) {
 		{"set server mode=\"a\x1bb\"", `qmgr: syntax error at column 19: control character U+001B in quoted string`},
 		{"list node n\xff", `qmgr: syntax error at column 12: invalid UTF-8`},
 		{"list node ñ1", `qmgr: bad value at column 11: node name "ñ1": want a letter or digit, then letters, digits, '.', '_' or '-', at most 64 in all`},
-		{"list node n1 \"n2\"x", `qmgr: syntax error at column 14: unknown attribute "n2" for list node (attributes: Mom, Port, state, protocol, versions, upgraded, key_id, key_state, fingerprint, id, created, enrolled, last_seen, sealed, session, session_key_age; names are joined with ',')`},
+		{"list node n1 \"n2\"x", `qmgr: syntax error at column 14: unknown attribute "n2" for list node (attributes: Mom, Port, state, denied, comment, protocol, versions, upgraded, key_id, key_state, fingerprint, id, created, enrolled, last_seen, sealed, session, session_key_age; names are joined with ',')`},
 	} {
 		_, err := Parse(tc.in)
 		if err == nil {

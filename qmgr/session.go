@@ -311,6 +311,11 @@ func runPrintNode(ctx context.Context, s *Session, d Directive, out *bytes.Buffe
 		return writeJSON(out, raw)
 	}
 	for _, n := range nodes {
+		if n.Comment != "" {
+			// A qmgr comment, so the output stays a script: replaying it
+			// creates the node the delete was meant to remove.
+			out.WriteString("# " + n.Name + ": " + n.Comment + "\n")
+		}
 		out.WriteString(createNodeLine(n) + "\n")
 	}
 	return nil
@@ -373,12 +378,21 @@ func nodeAttrs(n admin.NodeInfo) []nodeAttr {
 		mom += " (" + n.Host + ")" // the address the name resolved to, and the name
 	}
 	return []nodeAttr{
-		{"Mom", mom}, {"Port", port}, {"state", n.State}, {"protocol", n.Protocol},
+		{"Mom", mom}, {"Port", port}, {"state", n.State}, {"denied", deniedText(n.Denied)}, {"comment", n.Comment}, {"protocol", n.Protocol},
 		{"versions", n.Versions}, {"upgraded", boolText(n.Upgraded)}, {"key_id", n.KeyID},
 		{"key_state", n.KeyState}, {"fingerprint", n.Fingerprint}, {"id", n.ID},
 		{"created", created}, {"enrolled", enrolled}, {"last_seen", seen},
 		{"sealed", sealedText(n.Sealed)}, {"session", n.Session}, {"session_key_age", n.SessionKeyAge},
 	}
+}
+
+// deniedText shows the denied mark only when it is set: only a node an
+// incomplete delete node left registered has it.
+func deniedText(denied bool) string {
+	if denied {
+		return boolText(true)
+	}
+	return ""
 }
 
 // sealedText shows the sealed-sessions mark only when it is set (a node

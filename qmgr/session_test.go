@@ -644,3 +644,55 @@ func TestMomHostShown(t *testing.T) {
 		t.Fatalf("list node n9 Mom --json: %v %s", err, out)
 	}
 }
+
+// TestHalfDeletedNodeShown: a node an incomplete delete node left
+// registered (state deleting) shows the denied mark and the comment that
+// names the command finishing it; print node stays a script, the comment
+// a qmgr comment above its create directive; the nodes view keeps one
+// word per column.
+func TestHalfDeletedNodeShown(t *testing.T) {
+	comment := `denied, delete incomplete (delete node at 2026-12-01T10:00:00Z): run "delete node cn03" again`
+	node := admin.NodeInfo{Name: "cn03", ID: "4ecd0f61-0000-4000-8000-000000000003", Mom: "127.0.0.53", Port: 15003,
+		State: admin.NodeDeleting, Denied: true, Comment: comment}
+	s, _, out := newSession(false)
+	s.Exec = execFunc(func(ctx context.Context, op string, args, res any) error {
+		b, _ := json.Marshal([]admin.NodeInfo{node})
+		*(res.(*json.RawMessage)) = b
+		return nil
+	})
+	if err := run(t, s, "list node cn03 state,denied,comment"); err != nil {
+		t.Fatal(err)
+	}
+	want := "Node cn03\n    state = deleting\n    denied = True\n    comment = " + comment + "\n\n"
+	if out.String() != want {
+		t.Fatalf("list node cn03:\n%s\nwant:\n%s", out, want)
+	}
+	out.Reset()
+	if err := run(t, s, "print node cn03"); err != nil {
+		t.Fatal(err)
+	}
+	want = "# cn03: " + comment + "\ncreate node cn03 Mom=127.0.0.53,Port=15003\n"
+	if out.String() != want {
+		t.Fatalf("print node cn03: %q, want %q", out, want)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if _, err := Parse(line); err != nil {
+			t.Fatalf("print node output does not parse: %q: %v", line, err)
+		}
+	}
+	var b strings.Builder
+	WriteNodeLines(&b, []admin.NodeInfo{node}, false)
+	if f := strings.Fields(b.String()); len(f) != 10 || f[3] != admin.NodeDeleting {
+		t.Fatalf("nodes line %q", b.String())
+	}
+	s.JSON = true
+	out.Reset()
+	if err := run(t, s, "list node cn03 state,denied,comment"); err != nil {
+		t.Fatal(err)
+	}
+	var sel []map[string]any
+	if err := json.Unmarshal(out.Bytes(), &sel); err != nil || len(sel) != 1 || sel[0]["state"] != "deleting" ||
+		sel[0]["denied"] != true || sel[0]["comment"] != comment {
+		t.Fatalf("list node --json: %v %s", err, out)
+	}
+}

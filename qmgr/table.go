@@ -255,7 +255,7 @@ func serverAttrNames() []string {
 
 // nodeShowAttrs are the attributes list node prints, in its order; a
 // list node directive can name some of them.
-var nodeShowAttrs = []string{"Mom", "Port", "state", "protocol", "versions", "upgraded",
+var nodeShowAttrs = []string{"Mom", "Port", "state", "denied", "comment", "protocol", "versions", "upgraded",
 	"key_id", "key_state", "fingerprint", "id", "created", "enrolled", "last_seen", "sealed", "session", "session_key_age"}
 
 var entries = []entry{
