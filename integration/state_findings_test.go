@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -308,5 +309,74 @@ func TestDeleteCrashKeepsDeny(t *testing.T) {
 	}
 	c.waitAdmin(a)
 	waitRejectedWith(t, "a to refuse the deleted v", asVictim, proto.RejectRevoked)
+	wantReject(t, "v once more", asVictim(), proto.RejectRevoked)
+}
+
+// TestDeleteCrashBeforeRegistryShown: the server killed between a delete
+// node's deny commit and its registry commit (hook delete-denied). After
+// the restart the node is still registered but denied: the start warns
+// naming it, list node shows it as deleting with the command that
+// finishes the delete, its sisters refuse it as revoked; running delete
+// node again completes it.
+func TestDeleteCrashBeforeRegistryShown(t *testing.T) {
+	c := newCluster(t, "127.0.0.2", "127.0.0.4")
+	a := c.addMom("a", "127.0.0.2")
+	v := c.addMom("v", "127.0.0.4")
+	c.mustQmgr("set server key_distribution=manual")
+	thief := stealKeys(t, v)
+	v.stop()
+	asVictim := func() error {
+		return thief.deliver("127.0.0.4", a.imAddr(c.imPort), thief.seal("127.0.0.4", "127.0.0.2"))
+	}
+	c.server.stop()
+	c.server = startEnv(t, "server", []string{"MOMGATE_TEST_CRASH_AT=delete-denied"},
+		"momgate-server", "run", "--state-dir", c.srvDir, "--listen", c.srvAddr, "--log-level", "debug")
+	waitFor(t, "server admin socket", 20*time.Second, func() bool {
+		return run(t, "", "momgate-qmgr", "--state-dir", c.srvDir, "-c", "list node").code == 0
+	})
+	c.waitUp("a")
+	if r := c.qmgr("delete node v"); r.code == 0 {
+		t.Fatalf("delete node v succeeded through its crash point: %s", r.stdout)
+	}
+	if code := c.server.waitExit(t, 30*time.Second); code == 0 {
+		t.Fatalf("the server survived its crash point:\n%s", c.server.out.String())
+	}
+	c.startServer()
+	c.waitUp("a")
+	warn := `node denied but still registered: a delete node did not complete; run momgate-qmgr -c \"delete node v\" to finish it`
+	waitFor(t, "the start warning", 20*time.Second, func() bool { return strings.Contains(c.server.out.String(), warn) })
+	n, ok := c.node("v")
+	if !ok || n.State != "deleting" {
+		t.Fatalf("v after the crash: %+v (registered %v), want state deleting", n, ok)
+	}
+	r := c.qmgr("list node v state,denied,comment")
+	if r.code != 0 || !strings.Contains(r.stdout, "    state = deleting\n    denied = True\n    comment = denied, delete incomplete (delete node at ") ||
+		!strings.Contains(r.stdout, `): run "delete node v" again`) {
+		t.Fatalf("list node v: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("list node v:\n%s", r.stdout)
+	r = run(t, "", "momgate-qmgr", "nodes", "--state-dir", c.srvDir)
+	if r.code != 0 || !regexp.MustCompile(`(?m)^v +127\.0\.0\.4:\d+ +- +deleting `).MatchString(r.stdout) {
+		t.Fatalf("momgate-qmgr nodes: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("nodes:\n%s", r.stdout)
+	r = c.qmgr("--json", "-c", "list node v")
+	if r.code != 0 || !strings.Contains(r.stdout, `"state": "deleting"`) || !strings.Contains(r.stdout, `"denied": true`) {
+		t.Fatalf("list node v --json: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("list node v --json:\n%s", r.stdout)
+	t.Logf("print node v:\n%s", c.qmgr("print node v").stdout)
+	c.waitAdmin(a)
+	waitRejectedWith(t, "a to refuse the half-deleted v", asVictim, proto.RejectRevoked)
+
+	if r := c.qmgr("delete node v"); r.code != 0 {
+		t.Fatalf("delete node v again: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if _, ok := c.node("v"); ok {
+		t.Fatal("v still registered after the second delete")
+	}
+	if r := c.qmgr("list node v"); r.code == 0 || !strings.Contains(r.stdout+r.stderr, "unknown node v") {
+		t.Fatalf("list node v after the second delete: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	wantReject(t, "v once more", asVictim(), proto.RejectRevoked)
 }
