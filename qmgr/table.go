@@ -270,7 +270,7 @@ var entries = []entry{
 	},
 	{
 		command: "delete", object: "node", operands: []operand{nodeNames},
-		usage: "delete node NAME[,NAME...]", doc: "delete nodes: denied at once everywhere, then the cluster key is rotated",
+		usage: "delete node NAME[,NAME...]", doc: "delete nodes: denied at once everywhere, then the cluster key is rotated; run it again for a node in state deleting (a delete cut short)",
 		example: "delete node n1,n2",
 	},
 	{
