@@ -19,7 +19,6 @@ import (
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/rotation"
-	"github.com/momgate/momgate/statecheck"
 )
 
 // rotationFile holds the rotation record (rotation.Record) in the server's
@@ -119,14 +118,11 @@ func (r *rotor) loadStore() (rotation.Record, error) {
 	if r.store == nil {
 		st := r.s.base.State
 		js = st.In.RotationJournal
-		lostSnap := false
-		for _, e := range st.Verdict.Recovered {
-			if e.File == rotationFile && (e.Problem == statecheck.Missing || e.Problem == statecheck.Inconsistent) {
-				lostSnap = true
-			}
-		}
+		// Missing, inconsistent with its journal, or damaged (not a
+		// rotation record, checkRotationFile): the verdict recovers
+		// with a new rotation, so the record is not read.
 		var err error
-		if lost, err = rotationLost(js, lostSnap); err != nil {
+		if lost, err = rotationLost(js, st.Lost(rotationFile)); err != nil {
 			return rotation.Record{}, err
 		}
 	} else {

@@ -208,8 +208,8 @@ func open(cfg Config, st *daemon.State) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if ring.Active() == nil {
-		return nil, fmt.Errorf("keyring %s: %w", filepath.Join(dir, keyringFile), keys.ErrNoActive)
+	if err := requireActive(ring); err != nil {
+		return nil, fmt.Errorf("keyring %s: %w", filepath.Join(dir, keyringFile), err)
 	}
 	s = &Server{
 		cfg: cfg, log: cfg.Log, audit: cfg.Audit, ident: ident, ring: keys.NewHolder(ring),

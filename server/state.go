@@ -282,8 +282,8 @@ func loadState(dir string) (persisted, error) {
 	if err := store.LoadJSON(path, &p); err != nil {
 		return p, err
 	}
-	if p.Format != 1 {
-		return p, fmt.Errorf("%s: unsupported format %d", path, p.Format)
+	if err := checkStateFormat(p); err != nil {
+		return p, fmt.Errorf("%s: %w", path, err)
 	}
 	return p, nil
 }

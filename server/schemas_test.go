@@ -1,0 +1,159 @@
+package server
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/momgate/momgate/internal/daemon"
+	"github.com/momgate/momgate/internal/store"
+	"github.com/momgate/momgate/statecheck"
+)
+
+// stateFileVariants are the variants of a JSON state file that are JSON
+// but not what its loader decodes: an unknown field, a field of the wrong
+// type, a format number this version does not read. Every state file of
+// both roles is an object with a "format" member.
+func stateFileVariants(t *testing.T, data []byte) map[string][]byte {
+	t.Helper()
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		t.Fatalf("not a JSON object: %v: %s", err, data)
+	}
+	if _, ok := top["format"]; !ok {
+		t.Fatalf("no format member: %s", data)
+	}
+	enc := func(change func(map[string]json.RawMessage)) []byte {
+		m := make(map[string]json.RawMessage, len(top)+1)
+		for k, v := range top {
+			m[k] = v
+		}
+		change(m)
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	return map[string][]byte{
+		"unknown_field": enc(func(m map[string]json.RawMessage) { m["foroat"] = json.RawMessage(`1`) }),
+		"wrong_type":    enc(func(m map[string]json.RawMessage) { m["format"] = json.RawMessage(`"1"`) }),
+		"format_2":      enc(func(m map[string]json.RawMessage) { m["format"] = json.RawMessage(`2`) }),
+	}
+}
+
+// startedServerDir is a server state directory a start has completed on
+// (manifest, journals, every file of statecheck.Files).
+func startedServerDir(t *testing.T) string {
+	t.Helper()
+	dir := initDir(t)
+	clock := &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	s := newTestServer(t, dir, clock)
+	denyFixture(s, 0, 2, clock.Now())
+	s.closeUnstarted()
+	return dir
+}
+
+// TestStateCheckAgreesWithStart: for every JSON state file of the server,
+// a variant that is JSON but not what the loader decodes is judged by
+// `state check` as the start then acts: the start refuses exactly when
+// the check does, and a check that recovers is a start that succeeds.
+func TestStateCheckAgreesWithStart(t *testing.T) {
+	base := startedServerDir(t)
+	for _, name := range statecheck.Files(statecheck.RoleServer, true) {
+		if filepath.Ext(name) != ".json" {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(base, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		journal := map[string]string{stateFile: journalFile, rotationFile: rotationJournalFile, denyFile: denyJournalFile}[name]
+		variants := stateFileVariants(t, data)
+		if name == keyringFile {
+			variants["no_active_key"] = []byte(`{"format":1,"keys":[]}`)
+		}
+		for variant, body := range variants {
+			for _, folded := range []bool{false, true} {
+				if folded && journal == "" {
+					continue
+				}
+				sub := name + "/" + variant
+				if folded {
+					sub += "/folded"
+				}
+				t.Run(sub, func(t *testing.T) {
+					dir := filepath.Join(t.TempDir(), "s")
+					copyDir(t, base, dir)
+					if folded {
+						// Written by a fold: the journal follows it, so
+						// only its decoding can tell it is not the file.
+						foldInto(t, filepath.Join(dir, journal), filepath.Join(dir, name), body)
+					} else if err := os.WriteFile(filepath.Join(dir, name), body, 0o600); err != nil {
+						t.Fatal(err)
+					}
+					st, checkErr := daemon.CheckState(dir, statecheck.RoleServer)
+					check := statecheck.Refuse
+					if checkErr == nil {
+						check = st.Verdict.Action
+					}
+					s, startErr := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: quietLog()})
+					if startErr == nil {
+						s.closeUnstarted()
+					}
+					t.Logf("check: %v (%v); start: %v", check, checkErr, startErr)
+					switch {
+					case check == statecheck.Start:
+						t.Errorf("the check finds nothing wrong with a %s that its loader does not decode (start: %v)", name, startErr)
+					case (check == statecheck.Refuse) != (startErr != nil):
+						t.Errorf("the check says %v (%v), the start says %v", check, checkErr, startErr)
+					}
+				})
+			}
+		}
+	}
+}
+
+// foldInto writes body as the snapshot of the journal at jpath, with the
+// journal's header following it.
+func foldInto(t *testing.T, jpath, snap string, body []byte) {
+	t.Helper()
+	js, err := store.ReadStateJournal(jpath, store.JournalOptions{Snapshot: snap, Expect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := js.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if err := j.Fold(snap, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// copyDir copies the regular files of src into a new directory dst.
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	es, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
