@@ -145,6 +145,11 @@ func (m *Mom) loadDeny() error {
 
 // denyChangesOf parses every entry of a decoded deny.json.
 func denyChangesOf(d denied) ([]ping.DenyChange, error) {
+	if d.Format != 1 {
+		// Every version wrote format 1 (saveDeny); another is not
+		// read as if it were.
+		return nil, fmt.Errorf("unsupported format %d", d.Format)
+	}
 	changes := make([]ping.DenyChange, 0, len(d.Entries))
 	for _, e := range d.Entries {
 		n, a, ids, err := parseDenyEntry(e)

@@ -41,8 +41,19 @@ type jobsJSON struct {
 	Jobs   []jobRecord `json:"jobs"`
 }
 
+// jobsFileSize refuses a jobs.json larger than maxJobsFile.
+func jobsFileSize(n int64) error {
+	if n > maxJobsFile {
+		return fmt.Errorf("%d bytes, limit %d", n, maxJobsFile)
+	}
+	return nil
+}
+
 // decodeJobs strictly decodes and validates jobs.json.
 func decodeJobs(b []byte) ([]jobRecord, error) {
+	if err := jobsFileSize(int64(len(b))); err != nil {
+		return nil, fmt.Errorf("decode jobs: %w", err)
+	}
 	var j jobsJSON
 	if err := strictjson.Decode(b, &j); err != nil {
 		return nil, fmt.Errorf("decode jobs: %w", err)
@@ -90,8 +101,8 @@ func (m *Mom) loadJobs() error {
 	if err != nil {
 		return fmt.Errorf("stat %s: %w", path, err)
 	}
-	if fi.Size() > maxJobsFile {
-		return fmt.Errorf("load %s: %d bytes, limit %d", path, fi.Size(), maxJobsFile)
+	if err := jobsFileSize(fi.Size()); err != nil {
+		return fmt.Errorf("load %s: %w", path, err)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

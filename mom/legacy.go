@@ -69,19 +69,35 @@ func (m *Mom) initLegacy() error {
 	if err != nil {
 		return fmt.Errorf("stat %s: %w", path, err)
 	}
-	if fi.Size() > maxLegacyFile {
-		return fmt.Errorf("load %s: %d bytes, limit %d", path, fi.Size(), maxLegacyFile)
+	if err := legacyFileSize(fi.Size()); err != nil {
+		return fmt.Errorf("load %s: %w", path, err)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("load %s: %w", path, err)
 	}
-	st, err := migration.DecodeMomState(b)
+	st, err := decodeLegacyFile(b)
 	if err != nil {
 		return fmt.Errorf("load %s: %w", path, err)
 	}
 	lg.serverMode, lg.upgraded = st.ServerMode, st.Upgraded
 	return nil
+}
+
+// legacyFileSize refuses a legacy.json larger than maxLegacyFile.
+func legacyFileSize(n int64) error {
+	if n > maxLegacyFile {
+		return fmt.Errorf("%d bytes, limit %d", n, maxLegacyFile)
+	}
+	return nil
+}
+
+// decodeLegacyFile is initLegacy's decoding of legacy.json.
+func decodeLegacyFile(b []byte) (migration.MomState, error) {
+	if err := legacyFileSize(int64(len(b))); err != nil {
+		return migration.MomState{}, err
+	}
+	return migration.DecodeMomState(b)
 }
 
 // saveLegacyLocked persists the server mode and the upgraded set, unless

@@ -57,16 +57,25 @@ func loadEnrollment(dir string) (*enrollment, error) {
 	if err := store.LoadJSON(path, &e); err != nil {
 		return nil, err
 	}
-	if e.Format != 1 {
-		return nil, fmt.Errorf("%s: unsupported format %d", path, e.Format)
-	}
-	if _, err := e.nodeID(); err != nil {
-		return nil, fmt.Errorf("%s: node_id: %w", path, err)
-	}
-	if _, err := e.serverKey(); err != nil {
+	if err := e.check(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &e, nil
+}
+
+// check refuses a decoded mom.json of another format, or whose node id or
+// pinned server key does not parse.
+func (e *enrollment) check() error {
+	if e.Format != 1 {
+		return fmt.Errorf("unsupported format %d", e.Format)
+	}
+	if _, err := e.nodeID(); err != nil {
+		return fmt.Errorf("node_id: %w", err)
+	}
+	if _, err := e.serverKey(); err != nil {
+		return err
+	}
+	return nil
 }
 
 func saveEnrollment(dir string, e *enrollment) error {
