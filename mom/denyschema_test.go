@@ -65,6 +65,7 @@ func FuzzCheckDenyFile(f *testing.F) {
 	f.Add([]byte(`{"format":1,"entries":[]}`))
 	f.Add([]byte(`{"format":1,"entries":[{"node":"0d1c2a33-ee0a-48c6-98c3-70953e505bed","addr":""},{"node":"","addr":"127.0.0.5","keys":["55bfb2c4"]}]}`))
 	f.Add([]byte(`{"foroat":1,"entries":[]}`))
+	f.Add([]byte(`{"format":2,"entries":[]}`))
 	f.Add([]byte(`{"format":1,"entries":[{"node":"","addr":"::1"}]}`))
 	f.Add([]byte(`{"format":1,"entries":[{"node":"x","addr":""}]}`))
 	f.Add([]byte(``))

@@ -22,7 +22,7 @@ import (
 // but not what its loader decodes: an unknown field, a field of the wrong
 // type, a format number this version does not read. Every state file of
 // both roles is an object with a "format" member.
-func stateFileVariants(t *testing.T, data []byte) map[string][]byte {
+func stateFileVariants(t testing.TB, data []byte) map[string][]byte {
 	t.Helper()
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil {
@@ -58,7 +58,7 @@ func testMomConfig(dir string) Config {
 // enrolledMomDir is the state directory of an enrolled MOM a start has
 // completed on: identity, keyring and enrollment as an enrollment writes
 // them, the files of a first start and the manifest.
-func enrolledMomDir(t *testing.T) string {
+func enrolledMomDir(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "m")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -156,7 +156,7 @@ func TestStateCheckAgreesWithStart(t *testing.T) {
 }
 
 // copyDir copies the regular files of src into a new directory dst.
-func copyDir(t *testing.T, src, dst string) {
+func copyDir(t testing.TB, src, dst string) {
 	t.Helper()
 	if err := os.MkdirAll(dst, 0o700); err != nil {
 		t.Fatal(err)

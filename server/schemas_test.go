@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -109,6 +110,10 @@ func TestStateCheckAgreesWithStart(t *testing.T) {
 						t.Errorf("the check finds nothing wrong with a %s that its loader does not decode (start: %v)", name, startErr)
 					case (check == statecheck.Refuse) != (startErr != nil):
 						t.Errorf("the check says %v (%v), the start says %v", check, checkErr, startErr)
+					case check == statecheck.Recover && !slices.ContainsFunc(st.Verdict.Recovered, func(e statecheck.Entry) bool {
+						return e.File == name && e.Problem == statecheck.Damaged
+					}):
+						t.Errorf("recovered, but not from a damaged %s: %+v", name, st.Verdict.Recovered)
 					}
 				})
 			}

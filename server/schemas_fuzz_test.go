@@ -1,0 +1,119 @@
+package server
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/momgate/momgate/internal/keystore"
+)
+
+// addInitSeeds seeds f with the files Init writes, and variants that are JSON
+// but not what the loaders decode.
+func addInitSeeds(f *testing.F, name string, extra ...string) {
+	dir := filepath.Join(f.TempDir(), "s")
+	if _, err := Init(dir, nil, time.Now()); err != nil {
+		f.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add(bytes.Replace(b, []byte(`"format"`), []byte(`"foroat"`), 1))
+	f.Add(bytes.Replace(b, []byte(`"format": 1`), []byte(`"format": "1"`), 1))
+	f.Add(bytes.Replace(b, []byte(`"format": 1`), []byte(`"format": 2`), 1))
+	f.Add([]byte(``))
+	f.Add([]byte(`[]`))
+	for _, e := range extra {
+		f.Add([]byte(e))
+	}
+}
+
+// writeFuzzFile writes b as name in a new private directory.
+func writeFuzzFile(t *testing.T, name string, b []byte) string {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// FuzzCheckStateFile: the inspection's decoding of state.json never
+// panics, and what it accepts, loadState loads and newRegistry builds.
+func FuzzCheckStateFile(f *testing.F) {
+	addInitSeeds(f, stateFile,
+		`{"format":1,"manifest":true,"id":"af224507-f018-444c-b5c1-19e3b8581ca6","attrs":{"mode":"ping","key_distribution":"auto","token_ttl":"1h0m0s","freshness":"5m0s","heartbeat":"10s","key_grace":"30s","im_security":"encrypt"},"nodes":[{"name":"n1","id":"0d1c2a33-ee0a-48c6-98c3-70953e505bed","mom":"127.0.0.5","port":15002,"created":"2026-01-02T03:04:05Z"}],"tokens":[]}`,
+		`{"format":1,"manifest":true,"id":"af224507-f018-444c-b5c1-19e3b8581ca6","attrs":{"mode":"ping","key_distribution":"auto","token_ttl":"1h0m0s","freshness":"5m0s","heartbeat":"10s","key_grace":"30s","im_security":"encrypt"},"nodes":[{"name":"n1","id":"0d1c2a33-ee0a-48c6-98c3-70953e505bed","mom":"127.0.0.256","port":15002,"created":"2026-01-02T03:04:05Z"}],"tokens":[]}`,
+		`{"format":1,"id":"not-a-uuid","attrs":{},"nodes":[],"tokens":[]}`)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if checkStateFile(b) != nil {
+			return
+		}
+		p, err := loadState(writeFuzzFile(t, stateFile, b))
+		if err != nil {
+			t.Fatalf("checkStateFile accepts what loadState refuses: %v", err)
+		}
+		if _, err := newRegistry(p); err != nil {
+			t.Fatalf("checkStateFile accepts a registry newRegistry refuses: %v", err)
+		}
+	})
+}
+
+// FuzzCheckKeyringFile: the inspection's decoding of keyring.json never
+// panics, and what it accepts the start loads with an active key.
+func FuzzCheckKeyringFile(f *testing.F) {
+	addInitSeeds(f, keyringFile, `{"format":1,"keys":[]}`)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if checkKeyringFile(b) != nil {
+			return
+		}
+		ring, err := keystore.LoadKeyring(filepath.Join(writeFuzzFile(t, keyringFile, b), keyringFile))
+		if err != nil {
+			t.Fatalf("checkKeyringFile accepts what LoadKeyring refuses: %v", err)
+		}
+		if err := requireActive(ring); err != nil {
+			t.Fatalf("checkKeyringFile accepts a keyring the start refuses: %v", err)
+		}
+	})
+}
+
+// FuzzCheckIdentityFile: the inspection's decoding of identity.json never
+// panics, and what it accepts the start loads.
+func FuzzCheckIdentityFile(f *testing.F) {
+	addInitSeeds(f, identityFile)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if checkIdentityFile(b) != nil {
+			return
+		}
+		if _, err := keystore.LoadIdentity(filepath.Join(writeFuzzFile(t, identityFile, b), identityFile)); err != nil {
+			t.Fatalf("checkIdentityFile accepts what LoadIdentity refuses: %v", err)
+		}
+	})
+}
+
+// FuzzCheckRotationFile: the inspection's decoding of rotation.json never
+// panics, and what it accepts loadRotation loads.
+func FuzzCheckRotationFile(f *testing.F) {
+	for _, s := range []string{
+		`{"format":1,"phase":"idle","seq":0}`,
+		`{"foroat":1,"phase":"idle","seq":0}`,
+		`{"format":"1","phase":"idle","seq":0}`,
+		`{"format":2,"phase":"idle","seq":0}`,
+		`{"format":1,"phase":"resting","seq":0}`,
+		`{"format":1,"phase":"grace","seq":3,"old_key":"d101651a","new_key":"zz"}`,
+		``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if checkRotationFile(b) != nil {
+			return
+		}
+		if _, err := loadRotation(filepath.Join(writeFuzzFile(t, rotationFile, b), rotationFile)); err != nil {
+			t.Fatalf("checkRotationFile accepts what loadRotation refuses: %v", err)
+		}
+	})
+}
