@@ -396,10 +396,8 @@ func openDenyStore(dir string, js *store.JournalState, withheld bool, replicate 
 	if withheld {
 		return ds, nil
 	}
-	for i, r := range js.Records {
-		if err := ds.book.applyRecord(r.Kind, r.Key, r.Value, r.Deleted); err != nil {
-			return nil, fmt.Errorf("replay %s: record %d: %w", filepath.Join(dir, denyJournalFile), i, err)
-		}
+	if err := replayDeny(ds.book, js.Records); err != nil {
+		return nil, fmt.Errorf("replay %s: %w", filepath.Join(dir, denyJournalFile), err)
 	}
 	if ds.journal, err = js.Open(); err != nil {
 		return nil, err
@@ -412,6 +410,16 @@ func openDenyStore(dir string, js *store.JournalState, withheld bool, replicate 
 		}
 	}
 	return ds, nil
+}
+
+// replayDeny applies the journal's records over b, the snapshot's book.
+func replayDeny(b *denyBook, recs []store.JournalRecord) error {
+	for i, r := range recs {
+		if err := b.applyRecord(r.Kind, r.Key, r.Value, r.Deleted); err != nil {
+			return fmt.Errorf("record %d: %w", i, err)
+		}
+	}
+	return nil
 }
 
 // save persists next, the deny list and the deleted nodes as they are

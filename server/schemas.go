@@ -24,6 +24,60 @@ func init() {
 	store.RegisterSchema(statecheck.RoleServer, keyringFile, checkKeyringFile)
 	store.RegisterSchema(statecheck.RoleServer, stateFile, checkStateFile)
 	store.RegisterSchema(statecheck.RoleServer, rotationFile, checkRotationFile)
+	store.RegisterJournalSchema(statecheck.RoleServer, journalFile, checkStateJournal)
+	store.RegisterJournalSchema(statecheck.RoleServer, rotationJournalFile, checkRotationJournal)
+	store.RegisterJournalSchema(statecheck.RoleServer, denyJournalFile, checkDenyJournal)
+}
+
+// The journals' lines are checked as the start replays them
+// (store.RegisterJournalSchema): a line whose checksum holds but whose
+// record does not decode (it was written so, or made to match) or does
+// not replay into a state the start accepts makes the journal Damaged,
+// which refuses the start naming it, as its replay would.
+
+// checkStateJournal is openStateStore's replay of state.journal over
+// state.json and open's building of the registry from the result.
+func checkStateJournal(snapshot []byte, recs []store.JournalRecord) error {
+	var p persisted
+	if snapshot == nil {
+		return nil // state.json missing: a finding of its own
+	}
+	if err := strictjson.Decode(snapshot, &p); err != nil {
+		return err
+	}
+	p, err := replayJournal(p, recs)
+	if err != nil {
+		return err
+	}
+	_, err = newRegistry(p)
+	return err
+}
+
+// checkRotationJournal is openRotStore's replay of rotation.journal over
+// rotation.json.
+func checkRotationJournal(snapshot []byte, recs []store.JournalRecord) error {
+	var rec rotation.Record
+	if snapshot != nil {
+		var err error
+		if rec, err = rotation.DecodeRecord(snapshot); err != nil {
+			return err
+		}
+	}
+	_, err := replayRotation(rec, recs)
+	return err
+}
+
+// checkDenyJournal is openDenyStore's replay of deny.journal over
+// deny.json.
+func checkDenyJournal(snapshot []byte, recs []store.JournalRecord) error {
+	b := newDenyBook()
+	if snapshot != nil {
+		var err error
+		if b, err = denyBookOf(snapshot); err != nil {
+			return err
+		}
+	}
+	return replayDeny(b, recs)
 }
 
 // checkIdentityFile is open's decoding of identity.json

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,6 +55,9 @@ func startedServerDir(t *testing.T) string {
 	s := newTestServer(t, dir, clock)
 	denyFixture(s, 0, 2, clock.Now())
 	s.closeUnstarted()
+	if st, err := daemon.CheckState(dir, statecheck.RoleServer); err != nil || st.Verdict.Action != statecheck.Start {
+		t.Fatalf("the started directory checks %+v, %v", st, err)
+	}
 	return dir
 }
 
@@ -159,6 +163,56 @@ func copyDir(t *testing.T, src, dst string) {
 		}
 		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o600); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestJournalCheckAgreesWithStart: a journal line whose checksum holds
+// but whose record is not what the replay decodes (an unknown field, a
+// wrong type) makes the journal damaged, so `state check` refuses as the
+// start does, naming the journal. Before, the check said "start" and the
+// start then refused on the replay.
+func TestJournalCheckAgreesWithStart(t *testing.T) {
+	base := startedServerDir(t)
+	for _, c := range []struct {
+		journal, snapshot string
+		kind, key         string
+	}{
+		{journalFile, stateFile, kindNode, "0d1c2a33-ee0a-48c6-98c3-70953e505bed"},
+		{journalFile, stateFile, kindMeta, ""},
+		{rotationJournalFile, rotationFile, kindRotation, rotationRecordKey},
+		{denyJournalFile, denyFile, kindDeny, "addr:127.0.0.9"},
+	} {
+		for variant, value := range map[string]string{
+			"unknown_field": `{"foroat":1}`,
+			"wrong_type":    `{"format":"1"}`,
+		} {
+			t.Run(c.journal+"/"+c.kind+"/"+variant, func(t *testing.T) {
+				dir := filepath.Join(t.TempDir(), "s")
+				copyDir(t, base, dir)
+				js, err := store.ReadStateJournal(filepath.Join(dir, c.journal), store.JournalOptions{Snapshot: filepath.Join(dir, c.snapshot), Expect: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				j, err := js.Open()
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = j.Append([]store.JournalRecord{{Kind: c.kind, Key: c.key, Value: json.RawMessage(value)}})
+				j.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, checkErr := daemon.CheckState(dir, statecheck.RoleServer)
+				s, startErr := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: quietLog()})
+				if startErr == nil {
+					s.closeUnstarted()
+				}
+				t.Logf("check: %v; start: %v", checkErr, startErr)
+				if checkErr == nil || startErr == nil || !strings.Contains(checkErr.Error(), c.journal+": damaged") {
+					t.Fatalf("want both to refuse, naming %s damaged: check %v, start %v", c.journal, checkErr, startErr)
+				}
+			})
 		}
 	}
 }

@@ -124,18 +124,27 @@ func InspectDir(dir string, role statecheck.Role, boot [16]byte) (*Inspection, e
 			return nil, err
 		}
 		in.add(in.Journal.Findings)
+		if err := in.checkJournal(in.Journal); err != nil {
+			return nil, err
+		}
 		in.RotationJournal, err = ReadStateJournal(filepath.Join(dir, "rotation.journal"),
 			JournalOptions{Snapshot: filepath.Join(dir, "rotation.json"), Expect: slices.Contains(in.Expected, "rotation.journal")})
 		if err != nil {
 			return nil, err
 		}
 		in.add(in.RotationJournal.Findings)
+		if err := in.checkJournal(in.RotationJournal); err != nil {
+			return nil, err
+		}
 		in.DenyJournal, err = ReadStateJournal(filepath.Join(dir, "deny.journal"),
 			JournalOptions{Snapshot: filepath.Join(dir, "deny.json"), Expect: slices.Contains(in.Expected, "deny.journal")})
 		if err != nil {
 			return nil, err
 		}
 		in.add(in.DenyJournal.Findings)
+		if err := in.checkJournal(in.DenyJournal); err != nil {
+			return nil, err
+		}
 	}
 	return in, nil
 }
