@@ -61,11 +61,16 @@ type rotStore struct {
 }
 
 // rotationLost reports whether the inspection found the rotation's files
-// lost (a finding other than damage, which refuses): then the record
-// starts over (a zero record), as when rotation.json is deleted.
+// lost (a finding other than damage, which refuses, and an old format,
+// which loses nothing: its records are replayed and the journal
+// rewritten): then the record starts over (a zero record), as when
+// rotation.json is deleted.
 func rotationLost(js *store.JournalState, lostSnapshot bool) (bool, error) {
 	lost := lostSnapshot
 	for _, f := range js.Findings {
+		if f.Problem == statecheck.Upgraded {
+			continue
+		}
 		if f.File == rotationJournalFile && f.Problem == statecheck.Damaged {
 			return false, fmt.Errorf("%w: %s: %s; restore the state directory whole from its last backup, "+
 				"or move %s and %s aside to start a new key rotation at once", errRotationJournalDamaged, f.File, f.Detail, rotationFile, rotationJournalFile)

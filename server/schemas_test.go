@@ -216,3 +216,56 @@ func TestJournalCheckAgreesWithStart(t *testing.T) {
 		}
 	}
 }
+
+// TestRotationJournalOldFormat: a rotation.journal of format 1 (no
+// header) is judged upgraded, nothing lost, so the start replays it
+// (before, it dropped the record silently: neither the record nor a new
+// rotation), and one whose record does not decode is damaged: both the
+// check and the start refuse.
+func TestRotationJournalOldFormat(t *testing.T) {
+	for name, c := range map[string]struct {
+		value  string
+		refuse bool
+	}{
+		"whole":         {`{"format":1,"phase":"idle","seq":7}`, false},
+		"unknown_field": {`{"foroat":1}`, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := startedServerDir(t)
+			// A manifest of before rotation.journal, which does not
+			// list it.
+			files := slices.DeleteFunc(statecheck.Files(statecheck.RoleServer, true), func(f string) bool { return f == rotationJournalFile })
+			if err := store.SaveManifest(dir, statecheck.RoleServer.String(), files); err != nil {
+				t.Fatal(err)
+			}
+			line, err := store.AppendJournalLine(nil, store.JournalRecord{Kind: kindRotation, Key: rotationRecordKey, Value: json.RawMessage(c.value)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, rotationJournalFile), line, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			st, checkErr := daemon.CheckState(dir, statecheck.RoleServer)
+			s, startErr := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: quietLog()})
+			if c.refuse {
+				if startErr == nil {
+					s.closeUnstarted()
+				}
+				if checkErr == nil || startErr == nil || !strings.Contains(checkErr.Error(), rotationJournalFile+": damaged") {
+					t.Fatalf("want both to refuse, naming %s damaged: check %v, start %v", rotationJournalFile, checkErr, startErr)
+				}
+				return
+			}
+			if checkErr != nil || st.Verdict.Action != statecheck.Start || len(st.Verdict.Upgraded) != 1 {
+				t.Fatalf("check %+v, %v: want start, rotation.journal upgraded", st.Verdict, checkErr)
+			}
+			if startErr != nil {
+				t.Fatal(startErr)
+			}
+			defer s.closeUnstarted()
+			if seq := s.rot.store.record().Seq; seq != 7 {
+				t.Fatalf("record seq %d after the upgrade, want 7 (the journal's)", seq)
+			}
+		})
+	}
+}
