@@ -260,14 +260,14 @@ func policies(role Role, dir string) map[string]policy {
 				doc:  docStateLoss},
 			"deny.journal": {steps: []Step{StepRotateWithholdDeny}, refuseDamaged: true,
 				lost: "the changes to the deny list since deny.json was last written (deny entries of deleted and readdressed nodes)",
-				does: "missing, cut or not following deny.json: starts a key rotation at once and sends no DenySet until it has completed, as for a lost deny.json; damaged (a line that fails its checksum): refuses the start; " +
+				does: "missing, cut or not following deny.json: starts a key rotation at once and sends no DenySet until it has completed, as for a lost deny.json; damaged (a line that fails its checksum, or whose record does not replay): refuses the start; " +
 					restoreServer + ", or move deny.json and deny.journal aside to recover as from a lost deny list", doc: docStateLoss},
 			"rotation.json": {steps: []Step{StepRotateNow},
 				lost: "the record of the key rotation in progress (a delete node's rotation may still have been queued)",
 				does: "starts a new key rotation at once", doc: docKeys},
 			"rotation.journal": {steps: []Step{StepRotateNow}, refuseDamaged: true,
 				lost: "the steps of the key rotation since rotation.json was last written (a delete node's rotation may still have been queued)",
-				does: "missing, cut or not following rotation.json: starts a new key rotation at once; damaged (a line that fails its checksum): refuses the start; " +
+				does: "missing, cut or not following rotation.json: starts a new key rotation at once; damaged (a line that fails its checksum, or whose record does not replay): refuses the start; " +
 					restoreServer + ", or move rotation.json and rotation.journal aside to start a new key rotation at once", doc: docKeys},
 			"marks.snap":    marks,
 			"marks.log":     marks,
