@@ -269,3 +269,34 @@ func TestRotationJournalOldFormat(t *testing.T) {
 		})
 	}
 }
+
+// TestStateRecordNotParsing: a state.json whose node record does not
+// parse (an address that is not one), written by a fold so that its
+// journal follows it, is refused by the check as by the start, naming
+// state.json damaged; before, the check said "start".
+func TestStateRecordNotParsing(t *testing.T) {
+	dir := startedServerDir(t)
+	data, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		t.Fatal(err)
+	}
+	top["nodes"] = json.RawMessage(`[{"name":"n1","id":"0d1c2a33-ee0a-48c6-98c3-70953e505bed","mom":"127.0.0.256","port":15002,"created":"2026-01-02T03:04:05Z"}]`)
+	body, err := json.Marshal(top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foldInto(t, filepath.Join(dir, journalFile), filepath.Join(dir, stateFile), body)
+	_, checkErr := daemon.CheckState(dir, statecheck.RoleServer)
+	s, startErr := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: quietLog()})
+	if startErr == nil {
+		s.closeUnstarted()
+	}
+	t.Logf("check: %v; start: %v", checkErr, startErr)
+	if checkErr == nil || startErr == nil || !strings.Contains(checkErr.Error(), stateFile+": damaged") {
+		t.Fatalf("want both to refuse: check %v, start %v", checkErr, startErr)
+	}
+}

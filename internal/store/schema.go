@@ -70,8 +70,13 @@ func (in *Inspection) checkJournal(js *JournalState) error {
 			return fmt.Errorf("read journal snapshot %s: %w", js.snapshot, err)
 		}
 	}
-	if err := check(snap, js.Records); err != nil {
+	switch err := check(snap, js.Records); {
+	case err == nil:
+	case len(js.Records) > 0 && check(snap, nil) == nil:
 		in.find(jname, statecheck.Damaged, "its lines match their checksum but do not replay over %s: %v", sname, err)
+	default:
+		// The snapshot alone does not load: it is the damaged one.
+		in.find(sname, statecheck.Damaged, "does not load: %v", err)
 	}
 	return nil
 }
