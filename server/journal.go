@@ -51,13 +51,21 @@ type stateStore struct {
 // start) over it and returns the resulting state and the store, whose
 // journal is in the current format from then on.
 func openStateStore(dir string, js *store.JournalState, replicate func(string, []replica.StateRecord) error) (persisted, *stateStore, error) {
-	p, err := loadState(dir)
-	if err != nil {
-		return p, nil, err
-	}
-	marked := p.Manifest // the file's, whatever the journal's meta records say
-	if p, err = replayJournal(p, js.Records); err != nil {
-		return p, nil, fmt.Errorf("replay %s: %w", filepath.Join(dir, journalFile), err)
+	var (
+		p      persisted
+		marked bool // the file's, whatever the journal's meta records say
+		err    error
+	)
+	if c, ok := js.Checked.(*checkedState); ok {
+		p, marked = c.p, c.marked // the inspection loaded them (checkStateJournal)
+	} else {
+		if p, err = loadState(dir); err != nil {
+			return p, nil, err
+		}
+		marked = p.Manifest
+		if p, err = replayJournal(p, js.Records); err != nil {
+			return p, nil, fmt.Errorf("replay %s: %w", filepath.Join(dir, journalFile), err)
+		}
 	}
 	j, err := js.Open()
 	if err != nil {

@@ -593,7 +593,7 @@ func (g *groupState) materialize(dir string, log logrus.FieldLogger) error {
 	if err != nil {
 		return err
 	}
-	ds, err := daemon.OpenState(dir, statecheck.RoleServer, log)
+	ds, err := daemon.OpenStateToReplace(dir, statecheck.RoleServer, log)
 	if err != nil {
 		return err
 	}

@@ -24,9 +24,19 @@ func init() {
 	store.RegisterSchema(statecheck.RoleServer, keyringFile, checkKeyringFile)
 	store.RegisterSchema(statecheck.RoleServer, stateFile, checkStateFile)
 	store.RegisterSchema(statecheck.RoleServer, rotationFile, checkRotationFile)
-	store.RegisterJournalSchema(statecheck.RoleServer, journalFile, checkStateJournal)
-	store.RegisterJournalSchema(statecheck.RoleServer, rotationJournalFile, checkRotationJournal)
-	store.RegisterJournalSchema(statecheck.RoleServer, denyJournalFile, checkDenyJournal)
+	store.RegisterJournalSchema(statecheck.RoleServer, journalFile, stateFile, func(snap []byte, recs []store.JournalRecord) (any, error) {
+		c, err := checkStateJournal(snap, recs)
+		if c == nil {
+			return nil, err // a nil *checkedState is not a nil any
+		}
+		return c, err
+	})
+	store.RegisterJournalSchema(statecheck.RoleServer, rotationJournalFile, rotationFile, func(snap []byte, recs []store.JournalRecord) (any, error) {
+		return nil, checkRotationJournal(snap, recs)
+	})
+	store.RegisterJournalSchema(statecheck.RoleServer, denyJournalFile, denyFile, func(snap []byte, recs []store.JournalRecord) (any, error) {
+		return nil, checkDenyJournal(snap, recs)
+	})
 }
 
 // The journals' lines are checked as the start replays them
@@ -35,22 +45,40 @@ func init() {
 // not replay into a state the start accepts makes the journal Damaged,
 // which refuses the start naming it, as its replay would.
 
-// checkStateJournal is openStateStore's replay of state.journal over
-// state.json and open's building of the registry from the result.
-func checkStateJournal(snapshot []byte, recs []store.JournalRecord) error {
-	var p persisted
+// checkedState is what checkStateJournal built: the start's registry,
+// taken by openStateStore and open instead of loading state.json and
+// replaying the journal again (at 100,000 nodes that was most of a
+// start).
+type checkedState struct {
+	p      persisted // state.json with the journal replayed over it
+	marked bool      // state.json's own manifest mark
+	reg    *registry
+}
+
+// checkStateJournal is openStateStore's replay of state.json and
+// state.journal (loadState's decoding included) and open's building of
+// the registry from the result.
+func checkStateJournal(snapshot []byte, recs []store.JournalRecord) (*checkedState, error) {
 	if snapshot == nil {
-		return nil // state.json missing: a finding of its own
+		return nil, nil // state.json missing: a finding of its own
 	}
+	var p persisted
 	if err := strictjson.Decode(snapshot, &p); err != nil {
-		return err
+		return nil, err
 	}
+	if err := checkStateFormat(p); err != nil {
+		return nil, err
+	}
+	marked := p.Manifest
 	p, err := replayJournal(p, recs)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = newRegistry(p)
-	return err
+	reg, err := newRegistry(p)
+	if err != nil {
+		return nil, err
+	}
+	return &checkedState{p: p, marked: marked, reg: reg}, nil
 }
 
 // checkRotationJournal is openRotStore's replay of rotation.journal over
@@ -107,9 +135,9 @@ func requireActive(ring *keys.Keyring) error {
 }
 
 // checkStateFile is loadState's decoding of state.json (store.LoadJSON
-// decodes with strictjson.Decode). A record that does not parse is found
-// by checkStateJournal, which builds the registry from the snapshot and
-// the journal's records as open does.
+// decodes with strictjson.Decode), for a state.json whose journal has a
+// finding; otherwise checkStateJournal decodes it, and builds the
+// registry from it and the journal's records as open does.
 func checkStateFile(data []byte) error {
 	var p persisted
 	if err := strictjson.Decode(data, &p); err != nil {

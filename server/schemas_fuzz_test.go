@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -144,19 +145,27 @@ func FuzzCheckJournals(f *testing.F) {
 		}
 		switch which % 3 {
 		case 0:
-			if checkStateJournal(snap, recs) != nil || snap == nil {
+			c, err := checkStateJournal(snap, recs)
+			if err != nil || snap == nil {
 				return
 			}
 			var p persisted
 			if err := strictjson.Decode(snap, &p); err != nil {
 				t.Fatalf("checkStateJournal accepts a snapshot that does not decode: %v", err)
 			}
-			p, err := replayJournal(p, recs)
+			if err := checkStateFormat(p); err != nil {
+				t.Fatalf("checkStateJournal accepts a snapshot loadState refuses: %v", err)
+			}
+			p, err = replayJournal(p, recs)
 			if err != nil {
 				t.Fatalf("checkStateJournal accepts what replayJournal refuses: %v", err)
 			}
-			if _, err := newRegistry(p); err != nil {
+			reg, err := newRegistry(p)
+			if err != nil {
 				t.Fatalf("checkStateJournal accepts a registry newRegistry refuses: %v", err)
+			}
+			if len(c.reg.byName) != len(reg.byName) || !reflect.DeepEqual(c.p, p) {
+				t.Fatalf("checkStateJournal built another state than the start's own load: %d nodes, want %d", len(c.reg.byName), len(reg.byName))
 			}
 		case 1:
 			_ = checkRotationJournal(snap, recs)

@@ -300,3 +300,26 @@ func TestStateRecordNotParsing(t *testing.T) {
 		t.Fatalf("want both to refuse: check %v, start %v", checkErr, startErr)
 	}
 }
+
+// The inspection's replay of state.json and its journal is the start's:
+// a start takes the registry it built (instead of decoding and replaying
+// again) and the State no longer holds it once the server runs.
+func TestStartTakesTheInspectedRegistry(t *testing.T) {
+	dir := offlineDir(t, 50)
+	st, err := daemon.CheckState(dir, statecheck.RoleServer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := st.In.Journal.Checked.(*checkedState)
+	if !ok || len(c.reg.byName) != 50 {
+		t.Fatalf("inspection built %#v, want the registry of 50 nodes", st.In.Journal.Checked)
+	}
+	s := openServer(t, dir, nil)
+	defer s.closeUnstarted()
+	if got := len(s.reg.byName); got != 50 {
+		t.Fatalf("server opened with %d nodes, want 50", got)
+	}
+	if s.base.State.In.Journal.Checked != nil {
+		t.Fatal("the State still holds the inspected registry after the start took it")
+	}
+}

@@ -192,12 +192,16 @@ func open(cfg Config, st *daemon.State) (s *Server, err error) {
 			st.Close()
 		}
 	}()
+	checked, _ := st.In.Journal.Checked.(*checkedState)
 	p, states, err := openStateStore(dir, st.In.Journal, cfg.Replicate)
+	st.In.Journal.Checked = nil // held by the server from here on, not by its State
 	if err != nil {
 		return nil, err
 	}
-	reg, err := newRegistry(p)
-	if err != nil {
+	var reg *registry
+	if checked != nil {
+		reg = checked.reg
+	} else if reg, err = newRegistry(p); err != nil {
 		return nil, fmt.Errorf("load %s: %w", filepath.Join(dir, stateFile), err)
 	}
 	ident, err := keystore.LoadIdentity(filepath.Join(dir, identityFile))

@@ -47,6 +47,18 @@ type State struct {
 // released and nothing in dir changed. Otherwise each recovered file is
 // logged at error level and each upgraded one at info level.
 func OpenState(dir string, role statecheck.Role, log logrus.FieldLogger) (*State, error) {
+	return openState(dir, role, log, store.InspectOptions{})
+}
+
+// OpenStateToReplace is OpenState for a caller that replaces the JSON
+// state files whole and needs only the journals' states (a group member
+// writing its replica out): the loaders' decoders of the files it is
+// about to overwrite are not run.
+func OpenStateToReplace(dir string, role statecheck.Role, log logrus.FieldLogger) (*State, error) {
+	return openState(dir, role, log, store.InspectOptions{NoDecoders: true})
+}
+
+func openState(dir string, role statecheck.Role, log logrus.FieldLogger, opts store.InspectOptions) (*State, error) {
 	if err := statefile.CheckStateDir(dir); err != nil {
 		return nil, err
 	}
@@ -54,7 +66,7 @@ func OpenState(dir string, role statecheck.Role, log logrus.FieldLogger) (*State
 	if err != nil {
 		return nil, err
 	}
-	st, err := judgeDir(dir, role, log)
+	st, err := judgeDir(dir, role, log, opts)
 	if err != nil {
 		lock.Release()
 		return nil, err
@@ -79,15 +91,15 @@ func CheckState(dir string, role statecheck.Role) (*State, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	return judgeDir(dir, role, nil)
+	return judgeDir(dir, role, nil, store.InspectOptions{})
 }
 
-func judgeDir(dir string, role statecheck.Role, log logrus.FieldLogger) (*State, error) {
+func judgeDir(dir string, role statecheck.Role, log logrus.FieldLogger, opts store.InspectOptions) (*State, error) {
 	boot, err := store.BootID()
 	if err != nil && log != nil {
 		log.WithError(err).Warn("no boot id: a mark log left open is then not provably whole")
 	}
-	in, err := store.InspectDir(dir, role, boot)
+	in, err := store.InspectDirWith(dir, role, boot, opts)
 	if err != nil {
 		return nil, err
 	}

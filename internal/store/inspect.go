@@ -34,6 +34,8 @@ type Inspection struct {
 	// DenyJournal is the server's deny list journal (deny.journal beside
 	// deny.json); nil at a MOM.
 	DenyJournal *JournalState
+
+	noDecoders bool // InspectOptions.NoDecoders
 }
 
 // InspectDir reads every state file of a directory of role without
@@ -44,7 +46,21 @@ type Inspection struct {
 // the role is. boot is BootID(). Only I/O errors and a directory of the
 // other role are errors.
 func InspectDir(dir string, role statecheck.Role, boot [16]byte) (*Inspection, error) {
-	in := &Inspection{Role: role}
+	return InspectDirWith(dir, role, boot, InspectOptions{})
+}
+
+// InspectOptions change what InspectDir does.
+type InspectOptions struct {
+	// NoDecoders skips the loaders' decoders (RegisterSchema,
+	// RegisterJournalSchema): for a caller about to replace the JSON
+	// state files whole (a group member writing the replica out), which
+	// only needs the journals' states to fold them.
+	NoDecoders bool
+}
+
+// InspectDirWith is InspectDir with options.
+func InspectDirWith(dir string, role statecheck.Role, boot [16]byte, opts InspectOptions) (*Inspection, error) {
+	in := &Inspection{Role: role, noDecoders: opts.NoDecoders}
 	m, err := LoadManifest(dir)
 	switch {
 	case errors.Is(err, ErrCorrupt):
@@ -101,7 +117,7 @@ func InspectDir(dir string, role statecheck.Role, boot [16]byte) (*Inspection, e
 		case MarkSnapName, MarkLogName, "state.journal", "rotation.journal", "deny.journal":
 			continue // read by their stores below
 		}
-		f, err := inspectFile(dir, role, name, slices.Contains(in.Expected, name))
+		f, err := in.inspectFile(dir, name, slices.Contains(in.Expected, name))
 		if err != nil {
 			return nil, err
 		}
@@ -171,7 +187,8 @@ func (in *Inspection) Judge(dir string) statecheck.Verdict {
 // or present and not decodable: JSON that is not one strict JSON value,
 // or a ceiling that fails its checksum. What the daemon's own loader
 // refuses beyond that it reports as Damaged too.
-func inspectFile(dir string, role statecheck.Role, name string, must bool) (*statecheck.Finding, error) {
+func (in *Inspection) inspectFile(dir, name string, must bool) (*statecheck.Finding, error) {
+	role := in.Role
 	path := filepath.Join(dir, name)
 	data, err := readCapped(path, MaxJSONSize)
 	switch {
@@ -203,6 +220,9 @@ func inspectFile(dir string, role statecheck.Role, name string, must bool) (*sta
 			detail = fmt.Sprintf("zeroed from byte %d: %v", i, err)
 		}
 		return &statecheck.Finding{File: name, Problem: statecheck.Damaged, Detail: detail}, nil
+	}
+	if in.noDecoders || isJournalSnapshot(role, name) {
+		return nil, nil // not asked for, or checked with its journal (checkJournal)
 	}
 	if err := checkSchema(role, name, data); err != nil {
 		return &statecheck.Finding{File: name, Problem: statecheck.Damaged, Detail: err.Error()}, nil

@@ -113,6 +113,10 @@ type JournalOptions struct {
 type JournalState struct {
 	Records  []JournalRecord
 	Findings []statecheck.Finding
+	// Checked is what the journal's schema built from the snapshot and
+	// the records (RegisterJournalSchema), nil if it did not run: the
+	// start takes it, and clears it, instead of loading them again.
+	Checked any
 
 	path     string
 	snapshot string

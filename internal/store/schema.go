@@ -41,27 +41,55 @@ func checkSchema(role statecheck.Role, name string, data []byte) error {
 // journal whose checksums hold: a record that does not decode, or a
 // snapshot and records that do not make a state the daemon accepts.
 // Without it the inspection would find such a journal whole and the start
-// would then refuse on its replay; with it the journal is Damaged.
-var journalSchemas = map[schemaKey]func(snapshot []byte, recs []JournalRecord) error{}
+// would then refuse on its replay; with it the journal is Damaged. What
+// it builds (the replayed state) is kept in JournalState.Checked for the
+// start, which then neither decodes nor replays the files again.
+type journalSchema struct {
+	snapshot string // the snapshot's file name
+	check    func(snapshot []byte, recs []JournalRecord) (any, error)
+}
+
+var journalSchemas = map[schemaKey]journalSchema{}
 
 // RegisterJournalSchema makes check, the replay a daemon of role applies
-// the journal name's records over its snapshot with (nil: no snapshot),
-// part of its inspection. It runs only on a journal the start replays:
-// one with no finding on it or its snapshot but an old format. Call it
-// from an init function only.
-func RegisterJournalSchema(role statecheck.Role, name string, check func(snapshot []byte, recs []JournalRecord) error) {
-	journalSchemas[schemaKey{role, name}] = check
+// the journal name's records over its snapshot file with (nil: no
+// snapshot), part of its inspection; it returns what it built. It
+// replaces the file schema of the snapshot, which its decoding must
+// include. It runs on a journal the start replays: one with no finding
+// on it or its snapshot but an old format; on a journal with a finding of
+// its own the snapshot's file schema runs alone. Call it from an init
+// function only.
+func RegisterJournalSchema(role statecheck.Role, name, snapshot string, check func(snapshot []byte, recs []JournalRecord) (any, error)) {
+	journalSchemas[schemaKey{role, name}] = journalSchema{snapshot: snapshot, check: check}
+}
+
+// isJournalSnapshot reports whether name is the snapshot of a journal
+// with a schema: its own schema then runs in checkJournal.
+func isJournalSnapshot(role statecheck.Role, name string) bool {
+	for k, js := range journalSchemas {
+		if k.role == role && js.snapshot == name {
+			return true
+		}
+	}
+	return false
 }
 
 // checkJournal runs the journal schema registered for js, if any, and
-// reports a journal whose records do not replay as Damaged.
+// reports a journal whose records do not replay as Damaged (or its
+// snapshot, if that alone does not load).
 func (in *Inspection) checkJournal(js *JournalState) error {
 	jname, sname := filepath.Base(js.path), filepath.Base(js.snapshot)
-	check := journalSchemas[schemaKey{in.Role, jname}]
-	if check == nil || slices.ContainsFunc(in.Findings, func(f statecheck.Finding) bool {
-		return (f.File == jname || f.File == sname) && f.Problem != statecheck.Upgraded
-	}) {
-		return nil // lost or refused already: the start does not replay it
+	schema, ok := journalSchemas[schemaKey{in.Role, jname}]
+	if !ok || in.noDecoders {
+		return nil
+	}
+	found := func(file string, p statecheck.Problem) bool {
+		return slices.ContainsFunc(in.Findings, func(f statecheck.Finding) bool {
+			return f.File == file && f.Problem != statecheck.Upgraded && (p == 0 || f.Problem == p)
+		})
+	}
+	if found(sname, statecheck.Damaged) {
+		return nil // damaged already
 	}
 	var snap []byte
 	if js.haveSnap {
@@ -70,13 +98,29 @@ func (in *Inspection) checkJournal(js *JournalState) error {
 			return fmt.Errorf("read journal snapshot %s: %w", js.snapshot, err)
 		}
 	}
-	switch err := check(snap, js.Records); {
+	if found(sname, 0) || found(jname, 0) {
+		// The start does not replay the journal (it is lost or refused
+		// already); the snapshot is still checked as its loader decodes
+		// it, so that the findings say what is wrong with it.
+		if err := checkSchema(in.Role, sname, snap); snap != nil && err != nil {
+			in.find(sname, statecheck.Damaged, "%v", err)
+		}
+		return nil
+	}
+	built, err := schema.check(snap, js.Records)
+	switch {
 	case err == nil:
-	case len(js.Records) > 0 && check(snap, nil) == nil:
+		js.Checked = built
+	case len(js.Records) > 0 && snapLoads(schema, snap):
 		in.find(jname, statecheck.Damaged, "its lines match their checksum but do not replay over %s: %v", sname, err)
 	default:
 		// The snapshot alone does not load: it is the damaged one.
 		in.find(sname, statecheck.Damaged, "does not load: %v", err)
 	}
 	return nil
+}
+
+func snapLoads(schema journalSchema, snap []byte) bool {
+	_, err := schema.check(snap, nil)
+	return err == nil
 }
