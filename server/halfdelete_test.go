@@ -18,6 +18,7 @@ import (
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/proto"
 	"github.com/momgate/momgate/reasons"
+	"github.com/momgate/momgate/replica"
 )
 
 // logCatcher keeps the messages of the warnings logged through it.
@@ -203,4 +204,52 @@ func containsString(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// A delete node whose registry commit fails fails closed, the first time
+// and when run again on a half-deleted node: the node stays denied (in
+// memory, in the DenySet, on disk) and shown as deleting, never lifted.
+func TestDeleteNodePersistFailureKeepsDeny(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Init(dir, nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.createNode(context.Background(), admin.CreateNodeArgs{Name: "cn07", Mom: "127.0.0.57"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := uuid.Parse(res.Node.ID)
+	denied := func(s *Server) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.deny.Revoked(proto.NodeID(id), proto.Addr{})
+	}
+	s.states.replicate = func(string, []replica.StateRecord) error { return errors.New("disk full") }
+	for try := 1; try <= 2; try++ {
+		if _, err := s.deleteNode("cn07"); err == nil || !strings.Contains(err.Error(), "stays denied") {
+			t.Fatalf("delete %d with the registry commit failing: %v", try, err)
+		}
+		if one, err := s.listNodes("cn07"); err != nil || one[0].State != admin.NodeDeleting || !denied(s) {
+			t.Fatalf("after failed delete %d: %+v, %v, denied %v", try, one, err, denied(s))
+		}
+	}
+	closeServer(s)
+	s2, err := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeServer(s2)
+	if one, err := s2.listNodes("cn07"); err != nil || one[0].State != admin.NodeDeleting || !denied(s2) {
+		t.Fatalf("restarted: %+v, %v, denied %v", one, err, denied(s2))
+	}
+	if _, err := s2.deleteNode("cn07"); err != nil {
+		t.Fatalf("delete node with the commit working: %v", err)
+	}
+	if !denied(s2) {
+		t.Fatal("deleted, and not denied")
+	}
 }

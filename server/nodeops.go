@@ -172,8 +172,13 @@ func (s *Server) deleteNode(name string) (*admin.NodeInfo, error) {
 			for _, t := range removedTokens {
 				_ = s.reg.tokens.Add(t)
 			}
-			s.undenyLocked(n.id, proto.AddrFrom(n.addr))
-			return nil, false, fmt.Errorf("persist: %w", err)
+			// Fail closed: the deny and the deleted record stay, as a
+			// crash here leaves them (state deleting). Taking the deny
+			// back would also take back the one an earlier delete cut
+			// short left, and the next DenySet would let every MOM admit
+			// the node again under the key it still holds.
+			s.pushDenyLocked([]proto.NodeAddr{{Node: n.id, Addr: proto.AddrFrom(n.addr)}}, n.id)
+			return nil, false, fmt.Errorf("persist: %w (node %s stays denied, shown as deleting: run delete node %s again)", err, name, name)
 		}
 		s.cfg.CrashAt("delete-saved") // test-only: the delete committed to the registry
 		info = n.info(s.activeKeyID())
