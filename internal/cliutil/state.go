@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -83,21 +84,23 @@ func StateCommand(binary string, role statecheck.Role, stateDir func() cli.Flag)
 // CheckState prints what a start of the daemon of role would do with dir
 // and returns the exit status (StateStart, StateRecover, StateRefuse).
 func CheckState(w io.Writer, dir string, role statecheck.Role) int {
+	// What a start refuses before it reads a state file, first as the
+	// start does: a directory others can reach (whichever user runs it).
+	// The owner is only noted below: root checks the directory of a
+	// daemon that runs as its own user.
+	if err := statefile.CheckStateDirModes(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(w, "refuse: %v\n", err)
+		return StateRefuse
+	}
 	st, err := daemon.CheckState(dir, role)
 	if err != nil { // statecheck.ErrStateLost names each file; or unreadable, or another role's
 		fmt.Fprintf(w, "refuse: %v\n", err)
 		return StateRefuse
 	}
 	recovered, upgraded := st.Verdict.Lines()
-	// What a start refuses before it reads a state file: a directory
-	// others can reach (whichever user runs it), and a server directory
-	// with no state at all. The owner is only noted: root checks the
-	// directory of a daemon that runs as its own user.
-	if err := statefile.CheckStateDirModes(dir); err != nil {
-		fmt.Fprintf(w, "refuse: %v\n", err)
-		return StateRefuse
-	}
-	if role == statecheck.RoleServer && len(recovered) == 0 && st.Absent("state.json") && st.Absent("raft") {
+	// A server directory with no state at all.
+	if role == statecheck.RoleServer && st.Absent("state.json") && st.Absent("raft") {
+		// Whatever else would be recovered: the start stops here.
 		fmt.Fprintf(w, "refuse: %s: not initialized: it holds no server state (momgate-server init, join or restore)\n", dir)
 		return StateRefuse
 	}

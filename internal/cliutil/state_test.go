@@ -29,6 +29,16 @@ func TestCheckStateRefusesWhatAStartRefusesFirst(t *testing.T) {
 	if code, out := check(empty, statecheck.RoleServer); code != StateRefuse || !strings.Contains(out, "not initialized") {
 		t.Fatalf("server directory with only its lock: %d %q", code, out)
 	}
+	// Files a start would recover do not make it start on no state.
+	if err := os.WriteFile(filepath.Join(empty, "ceiling"), []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := check(empty, statecheck.RoleServer); code != StateRefuse || !strings.Contains(out, "not initialized") {
+		t.Fatalf("server directory with only a damaged ceiling: %d %q", code, out)
+	}
+	if err := os.Remove(filepath.Join(empty, "ceiling")); err != nil {
+		t.Fatal(err)
+	}
 	if code, out := check(empty, statecheck.RoleMom); code != StateStart {
 		t.Fatalf("MOM directory with only its lock (a legacy-only MOM starts on it): %d %q", code, out)
 	}
