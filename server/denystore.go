@@ -394,6 +394,14 @@ func openDenyStore(dir string, js *store.JournalState, withheld bool, replicate 
 		return nil, fmt.Errorf("load deny list: %w", err)
 	}
 	if withheld {
+		// The journal's records that still apply are applied too, one by
+		// one: a deny (or a deleted node's record) only the journal holds,
+		// such as that of a delete node cut short, is kept; without it the
+		// node, still registered, would pass its Hello and get the
+		// recovery's new key.
+		for _, r := range js.Records {
+			_ = ds.book.applyRecord(r.Kind, r.Key, r.Value, r.Deleted)
+		}
 		return ds, nil
 	}
 	if err := replayDeny(ds.book, js.Records); err != nil {

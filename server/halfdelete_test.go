@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -251,5 +253,57 @@ func TestDeleteNodePersistFailureKeepsDeny(t *testing.T) {
 	}
 	if !denied(s2) {
 		t.Fatal("deleted, and not denied")
+	}
+}
+
+// A half-deleted node whose deny only deny.journal holds stays refused
+// when deny.json is lost too: the withheld recovery applies the journal's
+// records, so the node neither passes its Hello nor gets the recovery's
+// new key.
+func TestHalfDeletedNodeKeptWhenDenyFileLost(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Init(dir, nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: quietLog(),
+		CrashAt: func(step string) {
+			if step == "delete-denied" {
+				panic(errCrash)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.createNode(context.Background(), admin.CreateNodeArgs{Name: "cn09", Mom: "127.0.0.59"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := uuid.Parse(res.Node.ID)
+	func() {
+		defer func() {
+			if r := recover(); r != errCrash {
+				t.Fatalf("delete node did not reach delete-denied: %v", r)
+			}
+		}()
+		_, _ = s.deleteNode("cn09")
+	}()
+	closeServer(s)
+	if err := os.Remove(filepath.Join(dir, denyFile)); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeServer(s2)
+	if !s2.base.State.Lost(denyFile) {
+		t.Fatal("deny.json removed, and not recovered as lost")
+	}
+	var rj *handshake.Rejection
+	if _, _, _, err := s2.helloNode(proto.NodeID(id), netip.MustParseAddr("127.0.0.59")); !errors.As(err, &rj) || rj.Reason != reasons.Revoked {
+		t.Fatalf("hello of the half-deleted node after deny.json was lost: %v, want refused as revoked", err)
+	}
+	if one, err := s2.listNodes("cn09"); err != nil || one[0].State != admin.NodeDeleting {
+		t.Fatalf("after the recovery: %+v, %v", one, err)
 	}
 }
