@@ -312,9 +312,14 @@ func runPrintNode(ctx context.Context, s *Session, d Directive, out *bytes.Buffe
 	}
 	for _, n := range nodes {
 		if n.Comment != "" {
-			// A qmgr comment, so the output stays a script: replaying it
-			// creates the node the delete was meant to remove.
+			// A qmgr comment, so the output stays a script.
 			out.WriteString("# " + n.Name + ": " + n.Comment + "\n")
+		}
+		if n.State == admin.NodeDeleting {
+			// Commented out too: replaying the script would create again
+			// the node a delete node was removing.
+			out.WriteString("# " + createNodeLine(n) + "\n")
+			continue
 		}
 		out.WriteString(createNodeLine(n) + "\n")
 	}

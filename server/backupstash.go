@@ -77,7 +77,7 @@ func (st *backupStash) start(b *admin.Backup) (*admin.BackupStarted, error) {
 		ttl = backupStashTTL
 	}
 	id := hex.EncodeToString(raw[:])
-	st.id, st.data, st.expiry = id, data, st.clock().Add(backupStashTTL)
+	st.id, st.data, st.expiry = id, data, st.clock().Add(ttl)
 	st.timer = time.AfterFunc(ttl, func() { st.expire(id) })
 	return &admin.BackupStarted{ID: st.id, Size: int64(len(data)), SHA256: admin.SHA256Hex(data), Expiry: st.expiry.UTC(),
 		Member: b.Member, Index: b.Index, Nodes: b.Nodes}, nil
