@@ -221,33 +221,46 @@ func readChunkedBackup(ctx context.Context, c *admin.Client) ([]byte, error) {
 // decodes, and the snapshot restores into a replica (every section
 // checked by its file's decoder).
 func checkBackup(data []byte) (*admin.Backup, error) {
+	b, _, err := checkBackupReplica(data)
+	return b, err
+}
+
+// checkBackupReplica is checkBackup that also returns the replica the
+// snapshot restored into, for restore to write out: a backup of up to
+// 1 GiB is decoded once, not twice.
+func checkBackupReplica(data []byte) (*admin.Backup, *groupState, error) {
 	b, err := admin.DecodeBackup(data)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, err := keys.DecodeIdentity(b.Identity); err != nil {
-		return nil, fmt.Errorf("%w: identity: %v", admin.ErrBadBackup, err)
+		return nil, nil, fmt.Errorf("%w: identity: %v", admin.ErrBadBackup, err)
 	}
 	g := newGroupState()
 	if err := g.Restore(bytes.NewReader(b.Snapshot)); err != nil {
-		return nil, fmt.Errorf("%w: snapshot: %v", admin.ErrBadBackup, err)
+		return nil, nil, fmt.Errorf("%w: snapshot: %v", admin.ErrBadBackup, err)
 	}
 	if id := g.serverID(); id != b.ServerID {
-		return nil, fmt.Errorf("%w: server id %q in the snapshot, %q in the manifest", admin.ErrBadBackup, id, b.ServerID)
+		return nil, nil, fmt.Errorf("%w: server id %q in the snapshot, %q in the manifest", admin.ErrBadBackup, id, b.ServerID)
 	}
 	// What a start needs that a snapshot may lack: the keyring, with an
 	// active key (restore would write a directory the server refuses).
-	ring, err := keys.DecodeKeyring(g.files[keyringFile])
-	if _, ok := g.files[keyringFile]; !ok || err != nil || ring.Active() == nil {
-		return nil, fmt.Errorf("%w: snapshot: no %s with an active key", admin.ErrBadBackup, keyringFile)
+	if _, ok := g.files[keyringFile]; !ok {
+		return nil, nil, fmt.Errorf("%w: snapshot: no %s", admin.ErrBadBackup, keyringFile)
+	}
+	if err := checkKeyringFile(g.files[keyringFile]); err != nil {
+		return nil, nil, fmt.Errorf("%w: snapshot: %s: %v", admin.ErrBadBackup, keyringFile, err)
 	}
 	// The counts and names beside the snapshot are outside its SHA-256:
 	// they must be the snapshot's, or restore reports what it did not
 	// restore.
-	snap, _ := g.Snapshot()
+	snap, err := g.Snapshot()
+	if err != nil {
+		return nil, nil, err
+	}
 	gs := snap.(*groupSnapshot)
 	if len(gs.nodes) != b.Nodes {
-		return nil, fmt.Errorf("%w: %d nodes in the snapshot, %d in the manifest", admin.ErrBadBackup, len(gs.nodes), b.Nodes)
+		return nil, nil, fmt.Errorf("%w: %d nodes in the snapshot, %d in the manifest", admin.ErrBadBackup, len(gs.nodes), b.Nodes)
 	}
 	var members []string
 	for _, m := range gs.members {
@@ -258,9 +271,9 @@ func checkBackup(data []byte) (*admin.Backup, error) {
 	sort.Strings(members)
 	listed := slices.Sorted(slices.Values(b.Members))
 	if !slices.Equal(members, listed) {
-		return nil, fmt.Errorf("%w: members %q in the snapshot, %q in the manifest", admin.ErrBadBackup, members, listed)
+		return nil, nil, fmt.Errorf("%w: members %q in the snapshot, %q in the manifest", admin.ErrBadBackup, members, listed)
 	}
-	return b, nil
+	return b, g, nil
 }
 
 // writeNoClobber writes data to path, mode 0600, atomically: a temporary
@@ -334,13 +347,9 @@ func Restore(rc RestoreConfig, backup func(string)) (*admin.Backup, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := checkBackup(data)
+	b, g, err := checkBackupReplica(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", rc.From, err)
-	}
-	g := newGroupState()
-	if err := g.Restore(bytes.NewReader(b.Snapshot)); err != nil {
-		return nil, err
 	}
 	dir := rc.StateDir
 	if err := restoreFiles(dir, b, g, rc, backup); err != nil {

@@ -251,6 +251,7 @@ func open(cfg Config, st *daemon.State) (s *Server, err error) {
 		return nil, err
 	}
 	s.hooks.rotationPhase, s.hooks.rotationPhases = s.rot.phase, rotationPhases
+	st.In.DropRecords() // every store has opened on them
 	s.warnHalfDeleted()
 	return s, nil
 }

@@ -53,8 +53,10 @@ func InspectDir(dir string, role statecheck.Role, boot [16]byte) (*Inspection, e
 type InspectOptions struct {
 	// NoDecoders skips the loaders' decoders (RegisterSchema,
 	// RegisterJournalSchema): for a caller about to replace the JSON
-	// state files whole (a group member writing the replica out), which
-	// only needs the journals' states to fold them.
+	// state files (a group member writing the replica out), which only
+	// needs the journals' states to fold them. What it does not rewrite
+	// (identity.json, and rotation.json or deny.json when the replica has
+	// none) is checked by the start that follows, with the decoders.
 	NoDecoders bool
 }
 
@@ -163,6 +165,17 @@ func InspectDirWith(dir string, role statecheck.Role, boot [16]byte, opts Inspec
 		}
 	}
 	return in, nil
+}
+
+// DropRecords lets go of the journals' records and what their schemas
+// built, once the daemon's stores have opened on them: at 100,000 nodes
+// they would otherwise stay in memory for the daemon's life.
+func (in *Inspection) DropRecords() {
+	for _, js := range []*JournalState{in.Journal, in.RotationJournal, in.DenyJournal} {
+		if js != nil {
+			js.Records, js.Checked = nil, nil
+		}
+	}
 }
 
 func (in *Inspection) find(file string, p statecheck.Problem, format string, args ...any) {
