@@ -307,3 +307,65 @@ func TestHalfDeletedNodeKeptWhenDenyFileLost(t *testing.T) {
 		t.Fatalf("after the recovery: %+v, %v", one, err)
 	}
 }
+
+// A set node Mom= cut short between the old address's deny and the
+// registry's move leaves the node at its old address, denied: it is
+// shown denied with a comment, warned at start, and set node Mom= to its
+// own address lifts the deny (or to the new one completes the move).
+func TestReaddressCutShortShown(t *testing.T) {
+	dir := offlineDir(t, 2)
+	s, err := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: quietLog(),
+		CrashAt: func(step string) {
+			if step == "readdress-denied" {
+				panic(errCrash)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.listNodes("")
+	if err != nil || len(all) != 2 {
+		t.Fatalf("nodes: %+v, %v", all, err)
+	}
+	name, old := all[0].Name, all[0].Mom
+	func() {
+		defer func() {
+			if r := recover(); r != errCrash {
+				t.Fatalf("set node did not reach readdress-denied: %v", r)
+			}
+		}()
+		_, _ = s.setNode(context.Background(), admin.SetArgs{Name: name, Attrs: []admin.Attr{{Name: "Mom", Value: "127.0.0.99"}}})
+	}()
+	closeServer(s)
+
+	catch := &logCatcher{}
+	log := quietLog()
+	log.AddHook(catch)
+	s2, err := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeServer(s2)
+	one, err := s2.listNodes(name)
+	if err != nil || one[0].Mom != old || !one[0].Denied || !strings.Contains(one[0].Comment, "set node "+name+" Mom="+old) {
+		t.Fatalf("after the cut-short set node: %+v, %v", one, err)
+	}
+	if w := catch.warnings(); len(w) != 1 || !strings.Contains(w[0], "node locked out") {
+		t.Fatalf("start warnings %q", w)
+	}
+	if other, _ := s2.listNodes(all[1].Name); other[0].Denied || other[0].Comment != "" {
+		t.Fatalf("the other node: %+v", other[0])
+	}
+	if _, err := s2.setNode(context.Background(), admin.SetArgs{Name: name, Attrs: []admin.Attr{{Name: "Mom", Value: old}}}); err != nil {
+		t.Fatal(err)
+	}
+	if one, _ := s2.listNodes(name); one[0].Denied || one[0].Comment != "" || one[0].Mom != old {
+		t.Fatalf("after set node Mom= its own address: %+v", one[0])
+	}
+	s2.mu.Lock()
+	denied := s2.deny.Revoked(proto.NodeID{}, proto.AddrFrom(netip.MustParseAddr(old)))
+	s2.mu.Unlock()
+	if denied {
+		t.Fatal("its own address is still denied")
+	}
+}

@@ -96,10 +96,28 @@ func (s *Server) listNodes(name string) ([]admin.NodeInfo, error) {
 // caller holds s.mu.
 func (s *Server) nodeInfoLocked(n *node) admin.NodeInfo {
 	ni := s.withSessionLocked(n.info(s.activeKeyID()), n)
-	if s.halfDeletedLocked(n) {
+	switch {
+	case s.halfDeletedLocked(n):
 		ni.State, ni.Denied, ni.Comment = admin.NodeDeleting, true, s.halfDeletedComment(n)
+	case s.addrDeniedLocked(n):
+		ni.Denied, ni.Comment = true, addrDeniedComment(n)
 	}
 	return ni
+}
+
+// addrDeniedLocked reports whether n's own address is denied: what a set
+// node Mom= leaves when the server dies between the old address's deny
+// and the registry's move. The node is locked out (every MOM refuses
+// PINGs from the address) until set node is run again: to the new
+// address, or to this one, which lifts the deny. The caller holds s.mu.
+func (s *Server) addrDeniedLocked(n *node) bool {
+	return s.deny.Revoked(proto.NodeID{}, proto.AddrFrom(n.addr))
+}
+
+// addrDeniedComment is the comment of a node whose own address is denied.
+func addrDeniedComment(n *node) string {
+	return fmt.Sprintf("its address %s is denied, a set node Mom= did not complete: run \"set node %s Mom=NEWADDR\" again, "+
+		"or \"set node %s Mom=%s\" to keep this address", n.addr, n.rec.Name, n.rec.Name, n.addr)
 }
 
 // halfDeletedLocked reports whether n is registered and yet denied by its
@@ -132,9 +150,12 @@ func (s *Server) warnHalfDeleted() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, n := range s.reg.sortedNodes() {
-		if s.halfDeletedLocked(n) {
+		switch {
+		case s.halfDeletedLocked(n):
 			s.log.WithFields(logrus.Fields{"node": n.rec.Name, "id": uuid.UUID(n.id).String()}).Warn(
 				"node denied but still registered: a delete node did not complete; run momgate-qmgr -c \"delete node " + n.rec.Name + "\" to finish it")
+		case s.addrDeniedLocked(n):
+			s.log.WithFields(logrus.Fields{"node": n.rec.Name, "addr": n.addr.String()}).Warn("node locked out: " + addrDeniedComment(n))
 		}
 	}
 }
@@ -278,6 +299,12 @@ func (s *Server) setNode(ctx context.Context, a admin.SetArgs) (*admin.NodeInfo,
 		preDenied := readdress && n.enrolled()
 		if preDenied {
 			s.denyAddrLocked(proto.AddrFrom(oldAddr))
+			s.cfg.CrashAt("readdress-denied") // test-only: the old address denied, the registry not yet moved
+		}
+		if newAddr.IsValid() && !readdress && s.addrDeniedLocked(n) {
+			// Mom= names the node's own address, which a set node cut
+			// short left denied: the administrator keeps it there.
+			s.liftDenyLocked(n.addr)
 		}
 		if readdress || cleared || unsealed || rehosted {
 			if err := s.persistNodesLocked(n); err != nil { // only n's record changed
