@@ -2,6 +2,7 @@ package mom
 
 import (
 	"bytes"
+	"github.com/momgate/momgate/internal/statetest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -19,18 +20,8 @@ func addMomSeeds(f *testing.F, name string, extra ...string) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(b)
-	f.Add(bytes.Replace(b, []byte(`"format"`), []byte(`"foroat"`), 1))
-	for _, old := range [][]byte{[]byte(`"format": 1`), []byte(`"format":1`)} {
-		if bytes.Contains(b, old) {
-			f.Add(bytes.Replace(b, old, []byte(`"format": "1"`), 1))
-			f.Add(bytes.Replace(b, old, []byte(`"format": 2`), 1))
-		}
-	}
-	f.Add([]byte(``))
-	f.Add([]byte(`[]`))
-	for _, e := range extra {
-		f.Add([]byte(e))
+	for _, seed := range statetest.Seeds(b, extra...) {
+		f.Add(seed)
 	}
 }
 

@@ -2,7 +2,6 @@ package mom
 
 import (
 	"crypto/rand"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,42 +12,11 @@ import (
 
 	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/keystore"
+	"github.com/momgate/momgate/internal/statetest"
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
 	"github.com/momgate/momgate/statecheck"
 )
-
-// stateFileVariants are the variants of a JSON state file that are JSON
-// but not what its loader decodes: an unknown field, a field of the wrong
-// type, a format number this version does not read. Every state file of
-// both roles is an object with a "format" member.
-func stateFileVariants(t testing.TB, data []byte) map[string][]byte {
-	t.Helper()
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(data, &top); err != nil {
-		t.Fatalf("not a JSON object: %v: %s", err, data)
-	}
-	if _, ok := top["format"]; !ok {
-		t.Fatalf("no format member: %s", data)
-	}
-	enc := func(change func(map[string]json.RawMessage)) []byte {
-		m := make(map[string]json.RawMessage, len(top)+1)
-		for k, v := range top {
-			m[k] = v
-		}
-		change(m)
-		b, err := json.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	return map[string][]byte{
-		"unknown_field": enc(func(m map[string]json.RawMessage) { m["foroat"] = json.RawMessage(`1`) }),
-		"wrong_type":    enc(func(m map[string]json.RawMessage) { m["format"] = json.RawMessage(`"1"`) }),
-		"format_2":      enc(func(m map[string]json.RawMessage) { m["format"] = json.RawMessage(`2`) }),
-	}
-}
 
 // testMomConfig is a MOM on loopback that New does not connect.
 func testMomConfig(dir string) Config {
@@ -123,7 +91,11 @@ func TestStateCheckAgreesWithStart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for variant, body := range stateFileVariants(t, data) {
+		variants, err := statetest.Variants(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for variant, body := range variants {
 			t.Run(name+"/"+variant, func(t *testing.T) {
 				dir := filepath.Join(t.TempDir(), "m")
 				copyDir(t, base, dir)

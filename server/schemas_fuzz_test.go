@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/internal/keystore"
+	"github.com/momgate/momgate/internal/statetest"
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/strictjson"
 )
@@ -25,14 +25,8 @@ func addInitSeeds(f *testing.F, name string, extra ...string) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(b)
-	f.Add(bytes.Replace(b, []byte(`"format"`), []byte(`"foroat"`), 1))
-	f.Add(bytes.Replace(b, []byte(`"format": 1`), []byte(`"format": "1"`), 1))
-	f.Add(bytes.Replace(b, []byte(`"format": 1`), []byte(`"format": 2`), 1))
-	f.Add([]byte(``))
-	f.Add([]byte(`[]`))
-	for _, e := range extra {
-		f.Add([]byte(e))
+	for _, seed := range statetest.Seeds(b, extra...) {
+		f.Add(seed)
 	}
 }
 

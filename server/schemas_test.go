@@ -10,41 +10,10 @@ import (
 	"time"
 
 	"github.com/momgate/momgate/internal/daemon"
+	"github.com/momgate/momgate/internal/statetest"
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/statecheck"
 )
-
-// stateFileVariants are the variants of a JSON state file that are JSON
-// but not what its loader decodes: an unknown field, a field of the wrong
-// type, a format number this version does not read. Every state file of
-// both roles is an object with a "format" member.
-func stateFileVariants(t *testing.T, data []byte) map[string][]byte {
-	t.Helper()
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(data, &top); err != nil {
-		t.Fatalf("not a JSON object: %v: %s", err, data)
-	}
-	if _, ok := top["format"]; !ok {
-		t.Fatalf("no format member: %s", data)
-	}
-	enc := func(change func(map[string]json.RawMessage)) []byte {
-		m := make(map[string]json.RawMessage, len(top)+1)
-		for k, v := range top {
-			m[k] = v
-		}
-		change(m)
-		b, err := json.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	return map[string][]byte{
-		"unknown_field": enc(func(m map[string]json.RawMessage) { m["foroat"] = json.RawMessage(`1`) }),
-		"wrong_type":    enc(func(m map[string]json.RawMessage) { m["format"] = json.RawMessage(`"1"`) }),
-		"format_2":      enc(func(m map[string]json.RawMessage) { m["format"] = json.RawMessage(`2`) }),
-	}
-}
 
 // startedServerDir is a server state directory a start has completed on
 // (manifest, journals, every file of statecheck.Files).
@@ -76,7 +45,10 @@ func TestStateCheckAgreesWithStart(t *testing.T) {
 			t.Fatal(err)
 		}
 		journal := map[string]string{stateFile: journalFile, rotationFile: rotationJournalFile, denyFile: denyJournalFile}[name]
-		variants := stateFileVariants(t, data)
+		variants, err := statetest.Variants(data)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if name == keyringFile {
 			variants["no_active_key"] = []byte(`{"format":1,"keys":[]}`)
 		}
