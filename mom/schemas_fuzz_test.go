@@ -2,13 +2,13 @@ package mom
 
 import (
 	"bytes"
-	"github.com/momgate/momgate/internal/statetest"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/keystore"
+	"github.com/momgate/momgate/internal/statetest"
 )
 
 // addMomSeeds seeds f with name as a started enrolled MOM holds it (from
