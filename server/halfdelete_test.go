@@ -57,6 +57,26 @@ func closeServer(s *Server) {
 	s.base.Close()
 }
 
+// crashAt is a CrashAt hook that panics with errCrash at step.
+func crashAt(step string) func(string) {
+	return func(s string) {
+		if s == step {
+			panic(errCrash)
+		}
+	}
+}
+
+// untilCrash runs op, which must die at its crash point (errCrash).
+func untilCrash(t *testing.T, what string, op func()) {
+	t.Helper()
+	defer func() {
+		if r := recover(); r != errCrash {
+			t.Fatalf("%s did not reach its crash point: %v", what, r)
+		}
+	}()
+	op()
+}
+
 // TestHalfDeletedNodeShown: a server dying at delete-denied (the deny
 // entry committed, the registry's removal not) leaves the node registered
 // and denied. After the restart list node shows it as deleting, with a
@@ -71,11 +91,7 @@ func TestHalfDeletedNodeShown(t *testing.T) {
 	}
 	clock := &fakeClock{t: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)}
 	s, err := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: quietLog(), Now: clock.Now,
-		CrashAt: func(step string) {
-			if step == "delete-denied" {
-				panic(errCrash)
-			}
-		}})
+		CrashAt: crashAt("delete-denied")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,14 +105,7 @@ func TestHalfDeletedNodeShown(t *testing.T) {
 		t.Fatal(err)
 	}
 	id, _ := uuid.Parse(res.Node.ID)
-	func() {
-		defer func() {
-			if r := recover(); r != errCrash {
-				t.Fatalf("delete node did not reach delete-denied: %v", r)
-			}
-		}()
-		_, _ = s.deleteNode("cn03")
-	}()
+	untilCrash(t, "delete node", func() { _, _ = s.deleteNode("cn03") })
 	closeServer(s)
 
 	// The restart.
@@ -266,11 +275,7 @@ func TestHalfDeletedNodeKeptWhenDenyFileLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, err := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: quietLog(),
-		CrashAt: func(step string) {
-			if step == "delete-denied" {
-				panic(errCrash)
-			}
-		}})
+		CrashAt: crashAt("delete-denied")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,14 +284,7 @@ func TestHalfDeletedNodeKeptWhenDenyFileLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	id, _ := uuid.Parse(res.Node.ID)
-	func() {
-		defer func() {
-			if r := recover(); r != errCrash {
-				t.Fatalf("delete node did not reach delete-denied: %v", r)
-			}
-		}()
-		_, _ = s.deleteNode("cn09")
-	}()
+	untilCrash(t, "delete node", func() { _, _ = s.deleteNode("cn09") })
 	closeServer(s)
 	if err := os.Remove(filepath.Join(dir, denyFile)); err != nil {
 		t.Fatal(err)
@@ -315,11 +313,7 @@ func TestHalfDeletedNodeKeptWhenDenyFileLost(t *testing.T) {
 func TestReaddressCutShortShown(t *testing.T) {
 	dir := offlineDir(t, 2)
 	s, err := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: quietLog(),
-		CrashAt: func(step string) {
-			if step == "readdress-denied" {
-				panic(errCrash)
-			}
-		}})
+		CrashAt: crashAt("readdress-denied")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,14 +322,9 @@ func TestReaddressCutShortShown(t *testing.T) {
 		t.Fatalf("nodes: %+v, %v", all, err)
 	}
 	name, old := all[0].Name, all[0].Mom
-	func() {
-		defer func() {
-			if r := recover(); r != errCrash {
-				t.Fatalf("set node did not reach readdress-denied: %v", r)
-			}
-		}()
+	untilCrash(t, "set node", func() {
 		_, _ = s.setNode(context.Background(), admin.SetArgs{Name: name, Attrs: []admin.Attr{{Name: "Mom", Value: "127.0.0.99"}}})
-	}()
+	})
 	closeServer(s)
 
 	catch := &logCatcher{}
