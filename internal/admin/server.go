@@ -63,24 +63,42 @@ func Listen(path string) (*net.UnixListener, error) {
 }
 
 // removeStale removes the socket file at path if no process accepts on it.
-func removeStale(path string) error {
+// CheckSocketPath reports what a daemon's start refuses at its admin
+// socket path, changing nothing (`state check`): something there that is
+// not a socket, or a socket a running process answers on.
+func CheckSocketPath(path string) error {
+	_, err := checkSocketPath(path)
+	return err
+}
+
+// checkSocketPath is CheckSocketPath; stale reports a socket nobody
+// answers on, which a start removes.
+func checkSocketPath(path string) (stale bool, err error) {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("admin socket %s: %w", path, err)
+		return false, fmt.Errorf("admin socket %s: %w", path, err)
 	}
 	if fi.Mode().Type() != fs.ModeSocket {
-		return fmt.Errorf("admin socket %s: exists and is not a socket (%s); refusing to remove it", path, fi.Mode().Type())
+		return false, fmt.Errorf("admin socket %s: exists and is not a socket (%s); refusing to remove it", path, fi.Mode().Type())
 	}
 	c, err := net.DialTimeout("unix", path, time.Second)
 	if err == nil {
 		c.Close()
-		return fmt.Errorf("admin socket %s: in use by a running process: is another daemon using this state directory?", path)
+		return false, fmt.Errorf("admin socket %s: in use by a running process: is another daemon using this state directory?", path)
 	}
 	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("admin socket %s: probe existing socket: %w", path, err)
+		return false, fmt.Errorf("admin socket %s: probe existing socket: %w", path, err)
+	}
+	return true, nil
+}
+
+func removeStale(path string) error {
+	stale, err := checkSocketPath(path)
+	if err != nil || !stale {
+		return err
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("admin socket %s: remove stale socket: %w", path, err)

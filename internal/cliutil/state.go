@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/momgate/momgate/internal/admin"
 	"github.com/momgate/momgate/internal/config"
 	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/statefile"
@@ -92,6 +95,18 @@ func CheckState(w io.Writer, dir string, role statecheck.Role) int {
 		fmt.Fprintf(w, "refuse: %v\n", err)
 		return StateRefuse
 	}
+	// Then the lock file and the admin socket, which the start opens
+	// before the state: something planted there, or a daemon running on
+	// the directory, refuses it.
+	for _, check := range []func() error{
+		func() error { return statelock.Check(dir) },
+		func() error { return admin.CheckSocketPath(admin.SocketPath(dir)) },
+	} {
+		if err := check(); err != nil {
+			fmt.Fprintf(w, "refuse: %v\n", err)
+			return StateRefuse
+		}
+	}
 	st, err := daemon.CheckState(dir, role)
 	if err != nil { // statecheck.ErrStateLost names each file; or unreadable, or another role's
 		fmt.Fprintf(w, "refuse: %v\n", err)
@@ -99,6 +114,14 @@ func CheckState(w io.Writer, dir string, role statecheck.Role) int {
 	}
 	recovered, upgraded := st.Verdict.Lines()
 	// A server directory with no state at all.
+	if fi, err := os.Lstat(filepath.Join(dir, "raft")); role == statecheck.RoleServer && err == nil && !fi.IsDir() {
+		fmt.Fprintf(w, "refuse: %s: raft is not a directory (%s): a single server refuses a directory with a raft entry, "+
+			"and a group member's raft/ is a directory; remove it\n", dir, fi.Mode().Type())
+		return StateRefuse
+	}
+	if fi, err := os.Lstat(filepath.Join(dir, "raft")); role == statecheck.RoleServer && err == nil && fi.IsDir() {
+		fmt.Fprintf(w, "note: %s holds raft/: a group member's directory, which starts only with --replication-listen and its --member-name\n", dir)
+	}
 	if role == statecheck.RoleServer && st.Absent("state.json") && st.Absent("raft") {
 		// Whatever else would be recovered: the start stops here.
 		fmt.Fprintf(w, "refuse: %s: not initialized: it holds no server state (momgate-server init, join or restore)\n", dir)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/momgate/momgate/statecheck"
@@ -50,5 +51,48 @@ func TestCheckStateRefusesWhatAStartRefusesFirst(t *testing.T) {
 		if code, out := check(open, role); code != StateRefuse || !strings.Contains(out, "must be owner-only") || !strings.Contains(out, "chmod 700") {
 			t.Fatalf("%s directory of mode 0755: %d %q", role, code, out)
 		}
+	}
+}
+
+// What a start opens before the state refuses it in state check too: a
+// lock file or admin socket that is not one, a raft entry that is not a
+// directory, files owned by another user than their directory.
+func TestCheckStateRefusesPlantedEntries(t *testing.T) {
+	plant := map[string]func(t *testing.T, dir string){
+		"lock a directory":       func(t *testing.T, dir string) { mustDo(t, os.Mkdir(filepath.Join(dir, "lock"), 0o700)) },
+		"lock a fifo":            func(t *testing.T, dir string) { mustDo(t, syscall.Mkfifo(filepath.Join(dir, "lock"), 0o600)) },
+		"lock a symlink":         func(t *testing.T, dir string) { mustDo(t, os.Symlink("/dev/null", filepath.Join(dir, "lock"))) },
+		"admin socket a file":    func(t *testing.T, dir string) { mustDo(t, os.WriteFile(filepath.Join(dir, "admin.sock"), nil, 0o600)) },
+		"admin socket a symlink": func(t *testing.T, dir string) { mustDo(t, os.Symlink("/dev/null", filepath.Join(dir, "admin.sock"))) },
+		"raft a file":            func(t *testing.T, dir string) { mustDo(t, os.WriteFile(filepath.Join(dir, "raft"), nil, 0o600)) },
+	}
+	for what, do := range plant {
+		t.Run(what, func(t *testing.T) {
+			dir := t.TempDir()
+			mustDo(t, os.Chmod(dir, 0o700))
+			do(t, dir)
+			var out bytes.Buffer
+			if code := CheckState(&out, dir, statecheck.RoleServer); code != StateRefuse {
+				t.Fatalf("%s: exit %d, %q; want refuse", what, code, out.String())
+			}
+		})
+	}
+	if os.Geteuid() != 0 {
+		return
+	}
+	dir := t.TempDir()
+	mustDo(t, os.Chmod(dir, 0o700))
+	mustDo(t, os.WriteFile(filepath.Join(dir, "state.json"), []byte(`{}`), 0o600))
+	mustDo(t, os.Chown(filepath.Join(dir, "state.json"), 65534, 65534))
+	var out bytes.Buffer
+	if code := CheckState(&out, dir, statecheck.RoleServer); code != StateRefuse || !strings.Contains(out.String(), "owned by uid 65534") {
+		t.Fatalf("state.json owned by another user than its directory: %d %q", code, out.String())
+	}
+}
+
+func mustDo(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -19,9 +19,11 @@ import (
 // daemon calls it at start, before it loads any state.
 func CheckStateDir(dir string) error { return checkStateDir(dir, true) }
 
-// CheckStateDirModes is CheckStateDir without the owner checks: what a
-// start refuses whichever user runs it (`state check` run by root on the
-// directory of a daemon that runs as its own user).
+// CheckStateDirModes is CheckStateDir for the directory's own owner
+// instead of the caller: what a start refuses whichever user runs it
+// (`state check` run by root on the directory of a daemon that runs as
+// its own user): modes, and files owned by another user than the
+// directory (no user's start accepts those).
 func CheckStateDirModes(dir string) error { return checkStateDir(dir, false) }
 
 func checkStateDir(dir string, checkOwner bool) error {
@@ -32,9 +34,12 @@ func checkStateDir(dir string, checkOwner bool) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("state directory %s is not a directory (mode %s)", dir, fi.Mode())
 	}
-	if uid, ok := owner(fi); checkOwner && ok && uid != os.Geteuid() {
+	want, known := os.Geteuid(), true // the owner every entry must have
+	if uid, ok := owner(fi); checkOwner && ok && uid != want {
 		return fmt.Errorf("state directory %s is owned by uid %d, not %d: %w; fix: chown -R %d %s",
-			dir, uid, os.Geteuid(), ErrWrongOwner, os.Geteuid(), dir)
+			dir, uid, want, ErrWrongOwner, want, dir)
+	} else if !checkOwner {
+		want, known = uid, ok
 	}
 	var bad []string             // "PATH has mode 0NNN"
 	var dirFix, fileFix []string // chmod 700 / chmod 600 operands
@@ -55,9 +60,9 @@ func checkStateDir(dir string, checkOwner bool) error {
 			continue // removed meanwhile
 		}
 		path := filepath.Join(dir, e.Name())
-		if uid, ok := owner(info); checkOwner && ok && uid != os.Geteuid() {
+		if uid, ok := owner(info); known && ok && uid != want {
 			return fmt.Errorf("state directory %s: %s is owned by uid %d, not %d: %w; fix: chown -R %d %s",
-				dir, path, uid, os.Geteuid(), ErrWrongOwner, os.Geteuid(), dir)
+				dir, path, uid, want, ErrWrongOwner, want, dir)
 		}
 		if perm := info.Mode().Perm(); perm&0o077 != 0 {
 			bad = append(bad, fmt.Sprintf("%s has mode %04o", path, perm))

@@ -127,15 +127,26 @@ func TestCheckStateDirWrongOwner(t *testing.T) {
 		if want := "fix: chown -R 0 " + dir; !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
-		// The modes alone are fine; with one open to others they are not.
-		if err := CheckStateDirModes(dir); err != nil {
-			t.Fatalf("modes of %q owned by uid 65534: %v", which, err)
+		// Owners mixed: no user's start accepts it.
+		if err := CheckStateDirModes(dir); !errors.Is(err, ErrWrongOwner) {
+			t.Fatalf("only %q owned by uid 65534, for the directory's owner: %v, want ErrWrongOwner", which, err)
 		}
-		if err := os.Chmod(filepath.Join(dir, "state.json"), 0o644); err != nil {
-			t.Fatal(err)
+	}
+	// One owner, not the caller: fine for that owner, until a file is
+	// open to others.
+	dir := stateDir(t, map[string]os.FileMode{"state.json": 0o600})
+	for _, p := range []string{dir, filepath.Join(dir, "state.json")} {
+		if err := os.Chown(p, 65534, 65534); err != nil {
+			t.Skipf("chown: %v", err)
 		}
-		if err := CheckStateDirModes(dir); !errors.Is(err, ErrInsecurePerm) {
-			t.Fatalf("modes with state.json 0644, %q owned by uid 65534: %v, want ErrInsecurePerm", which, err)
-		}
+	}
+	if err := CheckStateDirModes(dir); err != nil {
+		t.Fatalf("all owned by uid 65534, for that owner: %v", err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "state.json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckStateDirModes(dir); !errors.Is(err, ErrInsecurePerm) {
+		t.Fatalf("state.json 0644: %v, want ErrInsecurePerm", err)
 	}
 }

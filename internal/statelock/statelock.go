@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -35,6 +36,24 @@ type Lock struct {
 	d    *os.File // the directory, flocked
 	f    *os.File // the lock file, flocked
 	path string
+}
+
+// Check reports what Acquire would refuse in dir's lock file without
+// taking the lock (`state check`): a lock path that is not a regular file
+// (a directory, FIFO, socket or symlink planted there). A missing one is
+// fine: Acquire creates it.
+func Check(dir string) error {
+	path := filepath.Join(dir, FileName)
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("lock state directory: %w", err)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("lock state directory: %s is not a regular file (%s)", path, fi.Mode().Type())
+	}
+	return nil
 }
 
 // Acquire takes the lock of the existing directory dir without waiting.
