@@ -1,7 +1,12 @@
 package server
 
 import (
+	"crypto/rand"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/momgate/momgate/internal/store"
 	"github.com/momgate/momgate/keys"
@@ -32,8 +37,13 @@ func init() {
 		return c, err
 	})
 	store.RegisterJournalSchema(statecheck.RoleServer, rotationJournalFile, rotationFile, func(snap []byte, recs []store.JournalRecord) (any, error) {
-		return nil, checkRotationJournal(snap, recs)
+		rec, err := checkRotationJournal(snap, recs)
+		if err != nil {
+			return nil, err
+		}
+		return rec, nil
 	})
+	store.RegisterCrossCheck(statecheck.RoleServer, checkRingAgainstRotation)
 	store.RegisterJournalSchema(statecheck.RoleServer, denyJournalFile, denyFile, func(snap []byte, recs []store.JournalRecord) (any, error) {
 		return nil, checkDenyJournal(snap, recs)
 	})
@@ -83,16 +93,40 @@ func checkStateJournal(snapshot []byte, recs []store.JournalRecord) (*checkedSta
 
 // checkRotationJournal is openRotStore's replay of rotation.journal over
 // rotation.json.
-func checkRotationJournal(snapshot []byte, recs []store.JournalRecord) error {
+func checkRotationJournal(snapshot []byte, recs []store.JournalRecord) (rotation.Record, error) {
 	var rec rotation.Record
 	if snapshot != nil {
 		var err error
 		if rec, err = rotation.DecodeRecord(snapshot); err != nil {
-			return err
+			return rec, err
 		}
 	}
-	_, err := replayRotation(rec, recs)
-	return err
+	return replayRotation(rec, recs)
+}
+
+// checkRingAgainstRotation is the start's restore of the rotation record
+// over the keyring (rotor.restore, rotation.Restore): a record in grace
+// or retiring for a key the keyring does not hold active refuses the
+// start, so keyring.json is inconsistent (one of the two was restored or
+// replaced alone, as the rotation's own files never disagree).
+func checkRingAgainstRotation(dir string, in *store.Inspection) []statecheck.Finding {
+	rec, ok := in.RotationJournal.Checked.(rotation.Record)
+	if !ok || in.Found(keyringFile) {
+		return nil // lost, refused, or not replayed: a finding of its own
+	}
+	data, err := os.ReadFile(filepath.Join(dir, keyringFile))
+	if err != nil {
+		return nil // inspected already: missing or unreadable is its finding
+	}
+	ring, err := keys.DecodeKeyring(data)
+	if err != nil {
+		return nil
+	}
+	if _, _, err := rotation.Restore(rand.Reader, rotation.Params{}, rec, ring, nil, time.Now()); errors.Is(err, rotation.ErrInconsistent) {
+		return []statecheck.Finding{{File: keyringFile, Problem: statecheck.Inconsistent,
+			Detail: fmt.Sprintf("it and %s disagree (one of them was restored or replaced alone): %v", rotationFile, err)}}
+	}
+	return nil
 }
 
 // checkDenyJournal is openDenyStore's replay of deny.journal over

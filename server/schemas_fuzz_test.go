@@ -162,7 +162,7 @@ func FuzzCheckJournals(f *testing.F) {
 				t.Fatalf("checkStateJournal built another state than the start's own load: %d nodes, want %d", len(c.reg.byName), len(reg.byName))
 			}
 		case 1:
-			_ = checkRotationJournal(snap, recs)
+			_, _ = checkRotationJournal(snap, recs)
 		case 2:
 			_ = checkDenyJournal(snap, recs)
 		}

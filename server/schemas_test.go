@@ -12,6 +12,7 @@ import (
 	"github.com/momgate/momgate/internal/daemon"
 	"github.com/momgate/momgate/internal/statetest"
 	"github.com/momgate/momgate/internal/store"
+	"github.com/momgate/momgate/rotation"
 	"github.com/momgate/momgate/statecheck"
 )
 
@@ -293,5 +294,39 @@ func TestStartTakesTheInspectedRegistry(t *testing.T) {
 	}
 	if s.base.State.In.Journal.Checked != nil || s.base.State.In.Journal.Records != nil {
 		t.Fatal("the State still holds the inspected registry or the journal's records after the start took them")
+	}
+}
+
+// A keyring restored alone beside a rotation record in grace for a newer
+// key: the start refuses (the record and the keyring disagree), and so
+// does state check, naming keyring.json, instead of saying start.
+func TestStateCheckRingAgainstRotation(t *testing.T) {
+	dir := offlineDir(t, 2)
+	old, err := os.ReadFile(filepath.Join(dir, keyringFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := openServer(t, dir, nil)
+	if _, err := srv.rot.rotate("test"); err != nil {
+		t.Fatal(err)
+	}
+	if in := srv.rot.info(); in.Phase != string(rotation.Grace) {
+		srv.closeUnstarted()
+		t.Fatalf("after rotate: phase %s, want grace", in.Phase)
+	}
+	srv.closeUnstarted()
+	if st, err := daemon.CheckState(dir, statecheck.RoleServer); err != nil || st.Verdict.Action != statecheck.Start {
+		t.Fatalf("before the keyring is replaced: %+v, %v", st, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, keyringFile), old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, checkErr := daemon.CheckState(dir, statecheck.RoleServer)
+	if checkErr == nil || !strings.Contains(checkErr.Error(), keyringFile) {
+		t.Fatalf("state check with the keyring of before the rotation: %v, want refused naming %s", checkErr, keyringFile)
+	}
+	if s, err := New(Config{StateDir: dir, Listen: "127.0.0.1:0", Log: quietLog()}); err == nil {
+		s.closeUnstarted()
+		t.Fatal("the start accepted the keyring of before the rotation")
 	}
 }

@@ -164,6 +164,7 @@ func InspectDirWith(dir string, role statecheck.Role, boot [16]byte, opts Inspec
 			return nil, err
 		}
 	}
+	in.crossCheck(dir)
 	return in, nil
 }
 

@@ -124,3 +124,31 @@ func snapLoads(schema journalSchema, snap []byte) bool {
 	_, err := schema.check(snap, nil)
 	return err == nil
 }
+
+// A cross check is what a daemon's start refuses in two state files that
+// each decode but do not agree (a keyring and the rotation record, one of
+// them restored or replaced alone). It runs after every file and journal
+// has been inspected, unless InspectOptions.NoDecoders, and returns the
+// findings to add.
+var crossChecks = map[statecheck.Role][]func(dir string, in *Inspection) []statecheck.Finding{}
+
+// RegisterCrossCheck adds check to the inspection of a directory of role.
+// Call it from an init function only.
+func RegisterCrossCheck(role statecheck.Role, check func(dir string, in *Inspection) []statecheck.Finding) {
+	crossChecks[role] = append(crossChecks[role], check)
+}
+
+// Found reports whether the inspection has a finding on file, other than
+// an upgrade.
+func (in *Inspection) Found(file string) bool {
+	return slices.ContainsFunc(in.Findings, func(f statecheck.Finding) bool { return f.File == file && f.Problem != statecheck.Upgraded })
+}
+
+func (in *Inspection) crossCheck(dir string) {
+	if in.noDecoders {
+		return
+	}
+	for _, check := range crossChecks[in.Role] {
+		in.add(check(dir, in))
+	}
+}
