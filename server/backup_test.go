@@ -153,7 +153,7 @@ func TestBackupOfAGroupMember(t *testing.T) {
 // restore holds its nodes and identity.
 func TestBackupOfASingleServer(t *testing.T) {
 	s := startServer(t)
-	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: "10.3.0.1"})
+	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: "127.3.0.1"})
 	res := mustAdmin(t, s, admin.OpBackup, nil).(*admin.Backup)
 	if res.Member != "" || res.Index != 0 || res.Nodes != 1 {
 		t.Fatalf("backup: %+v", res)
@@ -191,7 +191,7 @@ func TestBackupOfASingleServer(t *testing.T) {
 // journal was written, the directory checked "start: nothing lost".
 func TestRestoreKilledBeforeTheEnd(t *testing.T) {
 	s := startServer(t)
-	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: "10.3.0.1"})
+	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: "127.3.0.1"})
 	out := filepath.Join(t.TempDir(), "single.backup")
 	if _, err := Backup(context.Background(), BackupConfig{StateDir: s.cfg.StateDir, Out: out}); err != nil {
 		t.Fatal(err)
@@ -237,7 +237,7 @@ func TestRestoreKilledBeforeTheEnd(t *testing.T) {
 // reporting "999999 nodes" for a snapshot of one.
 func TestRestoreRefusesAManifestNotOfItsSnapshot(t *testing.T) {
 	s := startServer(t)
-	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: "10.3.0.1"})
+	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: "127.3.0.1"})
 	out := filepath.Join(t.TempDir(), "single.backup")
 	if _, err := Backup(context.Background(), BackupConfig{StateDir: s.cfg.StateDir, Out: out}); err != nil {
 		t.Fatal(err)
@@ -316,7 +316,7 @@ func TestRestoreRefusesAnOversizedFile(t *testing.T) {
 // registry first and fail after, leaving them behind.
 func TestRestoreRefusesADirectoryAStartRefuses(t *testing.T) {
 	s := startServer(t)
-	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: "10.3.0.1"})
+	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: "127.3.0.1"})
 	out := filepath.Join(t.TempDir(), "single.backup")
 	if _, err := Backup(context.Background(), BackupConfig{StateDir: s.cfg.StateDir, Out: out}); err != nil {
 		t.Fatal(err)
@@ -349,7 +349,7 @@ func TestRestoreRefusesADirectoryAStartRefuses(t *testing.T) {
 // refused to start on it.
 func TestRestoreRefusesASnapshotAStartRefuses(t *testing.T) {
 	s := startServer(t)
-	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: "10.3.0.1"})
+	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: "127.3.0.1"})
 	out := filepath.Join(t.TempDir(), "single.backup")
 	if _, err := Backup(context.Background(), BackupConfig{StateDir: s.cfg.StateDir, Out: out}); err != nil {
 		t.Fatal(err)
