@@ -190,12 +190,7 @@ func TestBackupOfASingleServer(t *testing.T) {
 // rename of each file of momgate-server restore: killed after the state
 // journal was written, the directory checked "start: nothing lost".
 func TestRestoreKilledBeforeTheEnd(t *testing.T) {
-	s := startServer(t)
-	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: "127.3.0.1"})
-	out := filepath.Join(t.TempDir(), "single.backup")
-	if _, err := Backup(context.Background(), BackupConfig{StateDir: s.cfg.StateDir, Out: out}); err != nil {
-		t.Fatal(err)
-	}
+	out := oneNodeBackup(t)
 	data, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
@@ -236,12 +231,7 @@ func TestRestoreKilledBeforeTheEnd(t *testing.T) {
 // count or members are not its snapshot's is refused, instead of restore
 // reporting "999999 nodes" for a snapshot of one.
 func TestRestoreRefusesAManifestNotOfItsSnapshot(t *testing.T) {
-	s := startServer(t)
-	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: "127.3.0.1"})
-	out := filepath.Join(t.TempDir(), "single.backup")
-	if _, err := Backup(context.Background(), BackupConfig{StateDir: s.cfg.StateDir, Out: out}); err != nil {
-		t.Fatal(err)
-	}
+	out := oneNodeBackup(t)
 	data, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
@@ -315,12 +305,7 @@ func TestRestoreRefusesAnOversizedFile(t *testing.T) {
 // anything into it; it used to write the identity, the keys and the
 // registry first and fail after, leaving them behind.
 func TestRestoreRefusesADirectoryAStartRefuses(t *testing.T) {
-	s := startServer(t)
-	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: "127.3.0.1"})
-	out := filepath.Join(t.TempDir(), "single.backup")
-	if _, err := Backup(context.Background(), BackupConfig{StateDir: s.cfg.StateDir, Out: out}); err != nil {
-		t.Fatal(err)
-	}
+	out := oneNodeBackup(t)
 	dir := filepath.Join(t.TempDir(), "restored")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -348,12 +333,7 @@ func TestRestoreRefusesADirectoryAStartRefuses(t *testing.T) {
 // wrote such a directory and said "restored" before; the server then
 // refused to start on it.
 func TestRestoreRefusesASnapshotAStartRefuses(t *testing.T) {
-	s := startServer(t)
-	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: "127.3.0.1"})
-	out := filepath.Join(t.TempDir(), "single.backup")
-	if _, err := Backup(context.Background(), BackupConfig{StateDir: s.cfg.StateDir, Out: out}); err != nil {
-		t.Fatal(err)
-	}
+	out := oneNodeBackup(t)
 	data, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
@@ -408,4 +388,17 @@ func TestRestoreRefusesASnapshotAStartRefuses(t *testing.T) {
 			t.Errorf("%s: a refused restore made the directory", what)
 		}
 	}
+}
+
+// oneNodeBackup is the backup file of a running single server with one
+// node, n1.
+func oneNodeBackup(t *testing.T) string {
+	t.Helper()
+	s := startServer(t)
+	mustAdmin(t, s, admin.OpCreateNode, admin.CreateNodeArgs{Name: "n1", Mom: "127.3.0.1"})
+	out := filepath.Join(t.TempDir(), "single.backup")
+	if _, err := Backup(context.Background(), BackupConfig{StateDir: s.cfg.StateDir, Out: out}); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -194,7 +194,6 @@ func open(cfg Config, st *daemon.State) (s *Server, err error) {
 	}()
 	checked, _ := st.In.Journal.Checked.(*checkedState)
 	p, states, err := openStateStore(dir, st.In.Journal, cfg.Replicate)
-	st.In.Journal.Checked = nil // held by the server from here on, not by its State
 	if err != nil {
 		return nil, err
 	}

@@ -83,12 +83,7 @@ func (in *Inspection) checkJournal(js *JournalState) error {
 	if !ok || in.noDecoders {
 		return nil
 	}
-	found := func(file string, p statecheck.Problem) bool {
-		return slices.ContainsFunc(in.Findings, func(f statecheck.Finding) bool {
-			return f.File == file && f.Problem != statecheck.Upgraded && (p == 0 || f.Problem == p)
-		})
-	}
-	if found(sname, statecheck.Damaged) {
+	if in.foundProblem(sname, statecheck.Damaged) {
 		return nil // damaged already
 	}
 	var snap []byte
@@ -98,7 +93,7 @@ func (in *Inspection) checkJournal(js *JournalState) error {
 			return fmt.Errorf("read journal snapshot %s: %w", js.snapshot, err)
 		}
 	}
-	if found(sname, 0) || found(jname, 0) {
+	if in.Found(sname) || in.Found(jname) {
 		// The start does not replay the journal (it is lost or refused
 		// already); the snapshot is still checked as its loader decodes
 		// it, so that the findings say what is wrong with it.
@@ -140,8 +135,14 @@ func RegisterCrossCheck(role statecheck.Role, check func(dir string, in *Inspect
 
 // Found reports whether the inspection has a finding on file, other than
 // an upgrade.
-func (in *Inspection) Found(file string) bool {
-	return slices.ContainsFunc(in.Findings, func(f statecheck.Finding) bool { return f.File == file && f.Problem != statecheck.Upgraded })
+func (in *Inspection) Found(file string) bool { return in.foundProblem(file, 0) }
+
+// foundProblem reports whether the inspection has a finding p (0: any
+// but an upgrade) on file.
+func (in *Inspection) foundProblem(file string, p statecheck.Problem) bool {
+	return slices.ContainsFunc(in.Findings, func(f statecheck.Finding) bool {
+		return f.File == file && f.Problem != statecheck.Upgraded && (p == 0 || f.Problem == p)
+	})
 }
 
 func (in *Inspection) crossCheck(dir string) {
